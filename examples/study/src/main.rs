@@ -1,0 +1,2 @@
+//! Study front end (filled in next).
+fn main() {}

@@ -1,0 +1,32 @@
+//! Pure QoS logic for qos-elastic: no I/O, no clock, no threads — `now` is always a parameter
+//! (seconds since the Unix epoch, or any fixed origin in the simulator).
+//!
+//! # Layout
+//! - [`spec`]: the `qos` block (`duration`, `deadline`, `desv_deadline`) — parsing, validation.
+//! - [`cpu`]: allocations in exact millicores (no float drift when stepping).
+//! - [`job`]: job models (iterative/Chronos, continuous/Marathon), observations, idempotency.
+//! - [`decision`]: decisions as values — class, action, reason, figures.
+//! - [`thesis`]: the 2017 thesis controller, exact, as the baseline (Eq. 1–3, bands, ±0.4 steps).
+//! - [`predictive`]: the default controller — needed CPU from measured progress and a learned
+//!   speed-up model ([`speedup`]), margin, hysteresis, cooldown, restart cost, `AT_RISK`.
+//! - [`policy`]: one enum over both policies and the arbitration of a node's CPUs.
+//! - [`sim`]: a deterministic discrete-event cluster simulator and the thesis scenarios.
+//!
+//! The supervisor, the simulator and the study all drive jobs through the same
+//! [`job::Job::observe`] → [`policy::Policy::decide`] loop, so what the simulator shows is what
+//! the service does.
+
+pub mod cpu;
+pub mod decision;
+pub mod job;
+pub mod policy;
+pub mod predictive;
+pub mod spec;
+pub mod speedup;
+pub mod thesis;
+
+pub use cpu::Cpus;
+pub use decision::{Action, Class, Decision, Figures};
+pub use job::{Framework, IterationReport, Job, Observation, Phase, Work};
+pub use policy::Policy;
+pub use spec::{Deadline, QosSpec, ResolvedQos, SpecError};

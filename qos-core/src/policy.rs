@@ -1,0 +1,193 @@
+//! The policy front: one enum over the thesis and predictive policies, and the arbitration of a
+//! node's CPUs between jobs that want more than it has.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::Cpus;
+use crate::decision::Decision;
+use crate::job::{Job, Work};
+use crate::predictive::{self, PredictiveConfig};
+use crate::thesis::{self, ThesisConfig};
+
+/// A control policy with its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum Policy {
+    /// The thesis controller, exactly (the baseline).
+    Thesis(ThesisConfig),
+    /// The predictive controller (the default).
+    Predictive(PredictiveConfig),
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::Predictive(PredictiveConfig::default())
+    }
+}
+
+impl Policy {
+    /// The policy's name (`thesis`, `predictive`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Thesis(_) => "thesis",
+            Self::Predictive(_) => "predictive",
+        }
+    }
+
+    /// The default configuration of the policy called `name`.
+    pub fn by_name(name: &str) -> Result<Self, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "thesis" => Ok(Self::Thesis(ThesisConfig::default())),
+            "predictive" => Ok(Self::Predictive(PredictiveConfig::default())),
+            other => Err(format!(
+                "unknown policy {other:?} (expected thesis or predictive)"
+            )),
+        }
+    }
+
+    /// The allocation bounds `[cpu_min, cpu_max]`.
+    pub fn bounds(&self) -> (Cpus, Cpus) {
+        match self {
+            Self::Thesis(c) => (c.cpu_min, c.cpu_max),
+            Self::Predictive(c) => (c.cpu_min, c.cpu_max),
+        }
+    }
+
+    /// Decides what to do with `job` at `now`. `cap` is the most the job may have on its node
+    /// (its allocation plus the node's free CPU); the thesis policy ignores it, as the original
+    /// did.
+    pub fn decide(&self, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
+        match self {
+            Self::Thesis(c) => thesis::decide(c, job, now),
+            Self::Predictive(c) => predictive::decide(c, job, now, cap),
+        }
+    }
+
+    /// How often a continuous job should be evaluated, seconds (iterative jobs are evaluated on
+    /// each report and at registration).
+    pub fn period(&self, job: &Job) -> Option<f64> {
+        match (&job.work, self) {
+            (Work::Iterative(_), _) => None,
+            (Work::Continuous(_), Self::Thesis(c)) => Some(c.monitoring_period),
+            (Work::Continuous(_), Self::Predictive(_)) => Some(DEFAULT_PREDICTIVE_PERIOD),
+        }
+    }
+
+    /// Slack, in seconds, the job would have at the largest allocation (least laxity is
+    /// served first when a node is short of CPU).
+    pub fn laxity(&self, job: &Job, now: f64) -> f64 {
+        match self {
+            Self::Predictive(c) => predictive::laxity(c, job, now),
+            Self::Thesis(c) => {
+                let p = PredictiveConfig {
+                    cpu_max: c.cpu_max,
+                    ..PredictiveConfig::default()
+                };
+                predictive::laxity(&p, job, now)
+            }
+        }
+    }
+}
+
+/// Evaluation period of continuous jobs under the predictive policy, seconds.
+///
+/// The thesis used 120 s for a 480 s deadline — a quarter of the job's life between looks.
+/// Cumulative CPU samples arrive every second and a decision costs microseconds, so the limit is
+/// not cost but noise and restarts; cooldown and hysteresis handle those, so 10 s lets a job be
+/// corrected within 2 % of a typical window.
+pub const DEFAULT_PREDICTIVE_PERIOD: f64 = 10.0;
+
+/// One job's claim on its node's CPUs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Claim {
+    /// What the job's policy wants it to have.
+    pub wanted: Cpus,
+    /// The least it may have (`cpu_min`).
+    pub floor: Cpus,
+    /// Slack at the largest allocation, seconds (negative: cannot make it anyway).
+    pub laxity: f64,
+}
+
+/// Shares `capacity` among `claims` so that the most deadlines are met: every job first gets its
+/// floor, then jobs that can still make it are served least laxity first, and jobs that cannot
+/// make it at all get only what is left (they must not sink the others). Returns the grant of
+/// each claim, in order; the grants never exceed `capacity` in total unless the floors alone do.
+pub fn arbitrate(capacity: Cpus, claims: &[Claim]) -> Vec<Cpus> {
+    let mut grants: Vec<Cpus> = claims.iter().map(|c| c.floor.min(c.wanted)).collect();
+    let mut left = capacity.saturating_sub(grants.iter().fold(Cpus::ZERO, |a, &g| a + g));
+    let mut order: Vec<usize> = (0..claims.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (la, lb) = (claims[a].laxity, claims[b].laxity);
+        // Feasible jobs (laxity ≥ 0) first, least laxity first; then infeasible ones.
+        (la < 0.0)
+            .cmp(&(lb < 0.0))
+            .then(la.total_cmp(&lb))
+            .then(a.cmp(&b))
+    });
+    for i in order {
+        let extra = claims[i].wanted.saturating_sub(grants[i]).min(left);
+        grants[i] = grants[i] + extra;
+        left = left.saturating_sub(extra);
+    }
+    grants
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(x: f64) -> Cpus {
+        Cpus::from_f64(x)
+    }
+
+    #[test]
+    fn least_laxity_first_and_infeasible_last() {
+        let claims = [
+            Claim {
+                wanted: c(1.5),
+                floor: c(0.1),
+                laxity: 300.0,
+            },
+            Claim {
+                wanted: c(1.5),
+                floor: c(0.1),
+                laxity: 20.0,
+            },
+            Claim {
+                wanted: c(2.0),
+                floor: c(0.1),
+                laxity: -50.0,
+            },
+        ];
+        let g = arbitrate(c(2.0), &claims);
+        assert_eq!(g, [c(0.4), c(1.5), c(0.1)]);
+    }
+
+    #[test]
+    fn everyone_fits() {
+        let claims = [
+            Claim {
+                wanted: c(0.5),
+                floor: c(0.1),
+                laxity: 1.0,
+            },
+            Claim {
+                wanted: c(0.7),
+                floor: c(0.1),
+                laxity: 2.0,
+            },
+        ];
+        assert_eq!(arbitrate(c(2.0), &claims), [c(0.5), c(0.7)]);
+    }
+
+    #[test]
+    fn policy_names() {
+        assert_eq!(Policy::by_name("Thesis").unwrap().name(), "thesis");
+        assert_eq!(Policy::default().name(), "predictive");
+        assert!(
+            Policy::by_name("vpa")
+                .unwrap_err()
+                .contains("unknown policy")
+        );
+    }
+}

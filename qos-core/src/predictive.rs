@@ -1,0 +1,596 @@
+//! The predictive policy (the default): compute the CPU a job *needs* instead of stepping blindly.
+//!
+//! - Progress from the best signal available (iterations reported, application progress, or CPU
+//!   time as a proxy); measured iteration durations and deployment gaps instead of the static
+//!   QoS `duration`; an online speed-up model ([`SpeedModel`]) seeded from `duration`.
+//! - `needed` = the smallest allocation on the granularity grid whose predicted finish is at or
+//!   before `deadline − safety margin`, clamped to `[cpu_min, min(cpu_max, cap)]` where `cap` is
+//!   what the job's node can give it.
+//! - Hysteresis (shrinks must be worth at least `hysteresis` CPUs and, in restart mode, save more
+//!   CPU-seconds than the restart wastes) and a cooldown so it does not flap; in restart mode the
+//!   measured restart cost is part of every prediction that changes the size.
+//! - `AT_RISK` at once when even the largest allowed allocation cannot make it; the job then gets
+//!   that largest allocation, which minimises its lateness.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::Cpus;
+use crate::decision::{Action, Class, Decision, Figures};
+use crate::job::{ContinuousWork, IterativeWork, Job, Phase, Work};
+use crate::speedup::{Sample, SpeedModel};
+
+/// How a new allocation takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMode {
+    /// Through the framework: the task restarts (checkpoint/restore) — the thesis' way.
+    #[default]
+    Restart,
+    /// The node agent changes the container's CPU quota live; no restart.
+    InPlace,
+}
+
+/// Tunables of the predictive policy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictiveConfig {
+    /// Lower CPU bound.
+    pub cpu_min: Cpus,
+    /// Upper CPU bound.
+    pub cpu_max: Cpus,
+    /// Allocations are multiples of this.
+    pub granularity: Cpus,
+    /// Safety margin before the deadline, as a fraction of the job's window.
+    pub safety_fraction: f64,
+    /// Minimum safety margin, seconds.
+    pub safety_secs: f64,
+    /// A shrink must free at least this much.
+    pub hysteresis: Cpus,
+    /// Minimum seconds between two resizes of a job (grows that the deadline needs are exempt
+    /// once the previous resize has taken effect).
+    pub cooldown: f64,
+    /// Prior per-iteration deployment overhead, seconds (measured gaps replace it).
+    pub deployment_time: f64,
+    /// Prior restart cost of a resize in restart mode, seconds (measured costs replace it).
+    pub restart_cost: f64,
+    /// Prior parallel fraction of the speed-up model.
+    pub parallel_fraction: f64,
+    /// Weight of the prior against measurements, in samples.
+    pub prior_weight: f64,
+    /// CPU or progress data older than this is stale: `NO_DATA`, no resize.
+    pub stale_after: f64,
+    /// How resizes take effect.
+    pub resize_mode: ResizeMode,
+}
+
+impl Default for PredictiveConfig {
+    fn default() -> Self {
+        Self {
+            cpu_min: Cpus::from_milli(100),
+            cpu_max: Cpus::from_milli(2000),
+            granularity: Cpus::from_milli(100),
+            safety_fraction: 0.03,
+            safety_secs: 10.0,
+            hysteresis: Cpus::from_milli(200),
+            cooldown: 60.0,
+            deployment_time: 45.0,
+            restart_cost: 20.0,
+            parallel_fraction: 0.5,
+            prior_weight: 0.25,
+            stale_after: 30.0,
+            resize_mode: ResizeMode::Restart,
+        }
+    }
+}
+
+/// What the predictive policy sees of a job's future: finish time at any allocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    /// Reference time the remaining work starts from.
+    pub from: f64,
+    /// Remaining units of work (iterations, or fraction of the whole job).
+    pub units: f64,
+    /// Fixed overhead per unit (deployment time per iteration; 0 for continuous jobs).
+    pub overhead_per_unit: f64,
+    /// Extra one-off cost when the allocation changes (restart cost; 0 for iterative jobs).
+    pub change_cost: f64,
+    /// Seconds per unit at each allocation.
+    pub model: SpeedModel,
+    /// The allocation in force.
+    pub current: Cpus,
+}
+
+impl Forecast {
+    /// Predicted finish at allocation `cpus`.
+    pub fn finish(&self, cpus: Cpus) -> f64 {
+        let change = if cpus == self.current {
+            0.0
+        } else {
+            self.change_cost
+        };
+        self.from + change + self.units * (self.overhead_per_unit + self.model.time(cpus))
+    }
+
+    /// Smallest allocation in `[lo, hi]` on the `granularity` grid finishing by `target`, or
+    /// `None` if even `hi` is too slow. The current allocation is considered too, so a job
+    /// that fits where it is never pays a change cost to a neighbour on the grid.
+    pub fn needed(&self, target: f64, lo: Cpus, hi: Cpus, granularity: Cpus) -> Option<Cpus> {
+        let step = granularity.milli().max(1);
+        let mut c = lo.round_up_to(granularity).min(hi);
+        loop {
+            if self.current >= lo && self.current <= c && self.finish(self.current) <= target {
+                return Some(self.current);
+            }
+            if self.finish(c) <= target {
+                return Some(c);
+            }
+            if c >= hi {
+                return None;
+            }
+            c = Cpus::from_milli(c.milli() + step).min(hi);
+        }
+    }
+}
+
+/// The forecast for `job` at `now` under `cfg`, or why there is none (`NO_DATA`).
+pub fn forecast(cfg: &PredictiveConfig, job: &Job, now: f64) -> Result<Forecast, String> {
+    match &job.work {
+        Work::Iterative(w) => Ok(iterative_forecast(cfg, job, w, now)),
+        Work::Continuous(w) => continuous_forecast(cfg, job, w, now),
+    }
+}
+
+fn prior(cfg: &PredictiveConfig, t1: f64) -> SpeedModel {
+    SpeedModel::new(t1, cfg.parallel_fraction)
+}
+
+fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now: f64) -> Forecast {
+    let samples: Vec<Sample> = w
+        .reports
+        .iter()
+        .map(|r| Sample {
+            cpus: r.cpus,
+            secs: r.duration(),
+            weight: 1.0,
+        })
+        .collect();
+    let model = SpeedModel::fit(prior(cfg, job.qos.duration), cfg.prior_weight, &samples);
+    // Deployment gaps: submission → first start, each report → next start.
+    let mut gaps = Vec::with_capacity(w.reports.len());
+    let mut prev_end = job.qos.submitted_at;
+    for r in &w.reports {
+        gaps.push((r.started_at - prev_end).max(0.0));
+        prev_end = r.finished_at;
+    }
+    let overhead = (cfg.deployment_time * cfg.prior_weight + gaps.iter().sum::<f64>())
+        / (cfg.prior_weight + gaps.len() as f64);
+    let from = w.reports.last().map_or(now, |r| r.finished_at);
+    Forecast {
+        from,
+        units: f64::from(job.remaining_iterations()),
+        overhead_per_unit: overhead,
+        change_cost: 0.0,
+        model,
+        current: job.cpus,
+    }
+}
+
+fn continuous_forecast(
+    cfg: &PredictiveConfig,
+    job: &Job,
+    w: &ContinuousWork,
+    now: f64,
+) -> Result<Forecast, String> {
+    let model_prior = prior(cfg, job.qos.duration);
+    let samples: Vec<Sample> = w
+        .segments
+        .iter()
+        .filter_map(|s| {
+            s.secs_per_job().map(|secs| Sample {
+                cpus: s.cpus,
+                secs,
+                weight: (s.to_progress - s.from_progress) * 20.0,
+            })
+        })
+        .collect();
+    let model = SpeedModel::fit(model_prior, cfg.prior_weight, &samples);
+    let change_cost = match cfg.resize_mode {
+        ResizeMode::InPlace => 0.0,
+        ResizeMode::Restart => {
+            let n = w.restart_costs.len() as f64;
+            (cfg.restart_cost * cfg.prior_weight + w.restart_costs.iter().sum::<f64>())
+                / (cfg.prior_weight + n)
+        }
+    };
+    let base = Forecast {
+        from: now,
+        units: 1.0,
+        overhead_per_unit: 0.0,
+        change_cost,
+        model,
+        current: job.cpus,
+    };
+    if w.started_at.is_none() {
+        return Ok(base);
+    }
+    if let Phase::Restarting { since } = job.phase {
+        return Err(format!("a restart is under way since {since:.0}"));
+    }
+    let (signal_at, progress, source) = match w.app_progress {
+        Some((at, f)) => (at, f, "application progress"),
+        None => match w.cpu.last_sample_at() {
+            Some(at) => (at, job.progress(), "CPU time"),
+            None => return Err("no CPU sample or progress report yet".into()),
+        },
+    };
+    if w.incarnation_started_at.is_some_and(|inc| signal_at < inc) {
+        return Err(format!("no {source} since the task restarted"));
+    }
+    if now - signal_at > cfg.stale_after {
+        return Err(format!("{source} is stale ({:.0} s old)", now - signal_at));
+    }
+    Ok(Forecast {
+        units: (1.0 - progress).max(0.0),
+        ..base
+    })
+}
+
+/// Seconds of slack a job has at `now` if it ran at `cpu_max` from here: negative means it cannot
+/// meet its deadline. Used to arbitrate a node's CPUs (least laxity first).
+pub fn laxity(cfg: &PredictiveConfig, job: &Job, now: f64) -> f64 {
+    match forecast(cfg, job, now) {
+        Ok(f) => job.qos.deadline_at - f.finish(cfg.cpu_max),
+        Err(_) => job.qos.deadline_at - now,
+    }
+}
+
+/// The safety margin before the deadline for `job`.
+pub fn margin(cfg: &PredictiveConfig, job: &Job) -> f64 {
+    (cfg.safety_fraction * job.qos.window()).max(cfg.safety_secs)
+}
+
+/// The predictive decision for `job` at `now`; `cap` is the most the job may get on its node
+/// (its current allocation plus the node's free CPU), `None` for no node limit.
+pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
+    if let Phase::Completed { met, at } = job.phase {
+        return Decision {
+            class: Class::OnPlan,
+            action: Action::Complete { met },
+            reason: format!(
+                "all work finished at {at:.0}, {:.0} s {} the deadline",
+                (at - job.qos.deadline_at).abs(),
+                if met { "before" } else { "after" }
+            ),
+            figures: Figures {
+                progress: Some(1.0),
+                ..Figures::default()
+            },
+        };
+    }
+    let mut figures = Figures {
+        progress: Some(job.progress()),
+        ..Figures::default()
+    };
+    let f = match forecast(cfg, job, now) {
+        Ok(f) => f,
+        Err(why) => return Decision::hold(Class::NoData, format!("{why}; not resizing"), figures),
+    };
+    if job.framework_is_iterative() && already_acted(job) {
+        let pred = f.finish(job.cpus);
+        figures.prediction = Some(pred);
+        return Decision::hold(
+            classify(job, pred, margin(cfg, job)),
+            "already resized for the latest iteration",
+            figures,
+        );
+    }
+    let q = &job.qos;
+    let margin = margin(cfg, job);
+    let target = q.deadline_at - margin;
+    let hi = cap
+        .map_or(cfg.cpu_max, |c| c.min(cfg.cpu_max))
+        .max(cfg.cpu_min);
+    let lo = cfg.cpu_min;
+    let current = job.cpus;
+    let pred_now = f.finish(current);
+    figures.prediction = Some(pred_now);
+    figures.band_sup = Some(target);
+    figures.band_inf = Some(q.deadline_at - q.desv * q.window());
+    if let Work::Continuous(w) = &job.work {
+        figures.cpu_consumed = Some(w.cpu.total());
+    }
+    let basis = format!(
+        "{:.2} units left at {:.0} s/unit on 1 CPU (+{:.0} s overhead), finish at {current} CPU ≈ {pred_now:.0} vs deadline {:.0} − margin {margin:.0}",
+        f.units,
+        f.model.t1(),
+        f.overhead_per_unit,
+        q.deadline_at
+    );
+    let Some(needed) = f.needed(target, lo, hi, cfg.granularity) else {
+        figures.needed = None;
+        let best = f.finish(hi);
+        let why = format!(
+            "{basis}; even {hi} CPU finishes at {best:.0}, {:.0} s late",
+            best - q.deadline_at
+        );
+        // Within the deadline but inside the margin: not at risk, just take the most we may.
+        let class = if best > q.deadline_at {
+            Class::AtRisk
+        } else {
+            Class::Under
+        };
+        return if hi != current && pred_now > best {
+            Decision {
+                class,
+                action: Action::Resize { cpus: hi },
+                reason: format!("{why}; giving it {hi} CPU"),
+                figures,
+            }
+        } else {
+            Decision::hold(class, why, figures)
+        };
+    };
+    figures.needed = Some(needed);
+    let class = classify(job, pred_now, margin);
+    let since_resize = job.last_resize_at().map_or(f64::INFINITY, |t| now - t);
+    if needed > current {
+        return Decision {
+            class,
+            action: Action::Resize { cpus: needed },
+            reason: format!(
+                "{basis}; needs {needed} CPU to finish by {target:.0}: grow {current} → {needed}"
+            ),
+            figures,
+        };
+    }
+    if needed < current {
+        let saving = current - needed;
+        if saving < cfg.hysteresis {
+            return Decision::hold(
+                class,
+                format!(
+                    "{basis}; {needed} CPU would do, but freeing {saving} is below the hysteresis of {}",
+                    cfg.hysteresis
+                ),
+                figures,
+            );
+        }
+        if since_resize < cfg.cooldown {
+            return Decision::hold(
+                class,
+                format!(
+                    "{basis}; could shrink to {needed}, cooling down ({since_resize:.0} s since the last resize, {} s needed)",
+                    cfg.cooldown
+                ),
+                figures,
+            );
+        }
+        if f.change_cost > 0.0 {
+            // Compare CPU-seconds allocated from now to the finish. A restart holds the current
+            // allocation while it checkpoints and restores, then the job runs at `needed`.
+            let stay = current.as_f64() * (pred_now - now).max(0.0);
+            let run_after = (f.finish(needed) - now - f.change_cost).max(0.0);
+            let shrink = current.as_f64() * f.change_cost + needed.as_f64() * run_after;
+            if shrink >= stay {
+                return Decision::hold(
+                    class,
+                    format!(
+                        "{basis}; shrinking to {needed} would allocate {shrink:.0} CPU-s to finish against {stay:.0} staying, because of the {:.0} s restart",
+                        f.change_cost
+                    ),
+                    figures,
+                );
+            }
+        }
+        return Decision {
+            class,
+            action: Action::Resize { cpus: needed },
+            reason: format!("{basis}; {needed} CPU suffice: shrink {current} → {needed}"),
+            figures,
+        };
+    }
+    Decision::hold(
+        class,
+        format!("{basis}; {current} CPU is what it needs"),
+        figures,
+    )
+}
+
+fn classify(job: &Job, prediction: f64, margin: f64) -> Class {
+    let q = &job.qos;
+    if prediction > q.deadline_at - margin {
+        Class::Under
+    } else if prediction < q.deadline_at - q.desv * q.window() {
+        Class::Over
+    } else {
+        Class::OnPlan
+    }
+}
+
+/// Iterative jobs are resized once per report: a resize after the last report (or, before any,
+/// after registration) has already acted on it.
+fn already_acted(job: &Job) -> bool {
+    let since = job
+        .last_report()
+        .map_or(job.qos.submitted_at, |r| r.finished_at);
+    job.last_resize_at().is_some_and(|t| t >= since)
+}
+
+impl Job {
+    fn framework_is_iterative(&self) -> bool {
+        matches!(self.work, Work::Iterative(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{IterationReport, Observation};
+    use crate::spec::{Deadline, QosSpec};
+
+    fn chronos(iterations: u32, duration: f64, deadline: f64) -> Job {
+        let qos = QosSpec {
+            duration,
+            deadline: Deadline::Relative(deadline),
+            desv_deadline: 0.2,
+        }
+        .resolve(0.0);
+        Job::iterative("j", qos, iterations, Cpus::ONE)
+    }
+
+    fn report(job: &mut Job, s: f64, f: f64) {
+        job.observe(Observation::Iteration(IterationReport {
+            started_at: s,
+            finished_at: f,
+            hostname: "a".into(),
+            cpus: Cpus::ZERO,
+        }))
+        .unwrap();
+    }
+
+    #[test]
+    fn initial_sizing_grows_a_job_that_cannot_make_it_at_one_cpu() {
+        // openmpLinpack1: 4 × (400 + 45) = 1780 at 1 CPU vs 1800 − 54 margin → needs more.
+        let cfg = PredictiveConfig::default();
+        let job = chronos(4, 400.0, 1800.0);
+        let d = decide(&cfg, &job, 0.0, None);
+        let cpus = d.resize_to().expect("grows");
+        assert!(cpus > Cpus::ONE && cpus <= Cpus::from_milli(1200), "{d:?}");
+        assert_eq!(d.class, Class::Under);
+    }
+
+    #[test]
+    fn shrinks_a_job_with_plenty_of_time() {
+        let cfg = PredictiveConfig::default();
+        let job = chronos(2, 100.0, 3600.0);
+        let d = decide(&cfg, &job, 0.0, None);
+        assert_eq!(d.class, Class::Over);
+        let cpus = d.resize_to().expect("shrinks");
+        assert!(cpus < Cpus::from_milli(300), "{d:?}");
+    }
+
+    #[test]
+    fn at_risk_gets_the_most_it_may() {
+        let cfg = PredictiveConfig::default();
+        let job = chronos(10, 400.0, 1800.0);
+        let d = decide(&cfg, &job, 0.0, Some(Cpus::from_milli(1500)));
+        assert_eq!(d.class, Class::AtRisk);
+        assert_eq!(d.resize_to(), Some(Cpus::from_milli(1500)));
+        assert!(d.reason.contains("late"), "{}", d.reason);
+    }
+
+    #[test]
+    fn learns_measured_iterations() {
+        let cfg = PredictiveConfig::default();
+        // QoS says 80 s per iteration (6 × 125 s fits easily in 1200 s) but iterations take
+        // 160 s at 1 CPU: 200 + 5 × (160 + 41) = 1205 > 1200 − 36.
+        let mut job = chronos(6, 80.0, 1200.0);
+        report(&mut job, 40.0, 200.0);
+        let f = forecast(&cfg, &job, 200.0).unwrap();
+        assert!(
+            (f.model.time(Cpus::ONE) - 160.0).abs() < 1e-9,
+            "{:?}",
+            f.model
+        );
+        // Prior 45 s (weight 0.25) and one measured gap of 40 s.
+        assert!((f.overhead_per_unit - 41.0).abs() < 1e-9);
+        let d = decide(&cfg, &job, 200.0, None);
+        assert!(d.resize_to().is_some_and(|c| c > Cpus::ONE), "{d:?}");
+    }
+
+    #[test]
+    fn one_decision_per_report() {
+        let cfg = PredictiveConfig::default();
+        let mut job = chronos(4, 400.0, 1800.0);
+        let d = decide(&cfg, &job, 0.0, None);
+        let cpus = d.resize_to().unwrap();
+        job.observe(Observation::Resized {
+            at: 0.0,
+            cpus,
+            restart: false,
+        })
+        .unwrap();
+        assert_eq!(decide(&cfg, &job, 1.0, None).action, Action::Hold);
+    }
+
+    fn marathon(duration: f64, deadline: f64) -> Job {
+        let qos = QosSpec {
+            duration,
+            deadline: Deadline::Relative(deadline),
+            desv_deadline: 0.1,
+        }
+        .resolve(0.0);
+        let mut job = Job::continuous("m", qos, Cpus::ONE);
+        job.observe(Observation::Started { at: 0.0 }).unwrap();
+        job
+    }
+
+    #[test]
+    fn continuous_no_data_never_resizes() {
+        let cfg = PredictiveConfig::default();
+        let job = marathon(400.0, 480.0);
+        let d = decide(&cfg, &job, 60.0, None);
+        assert_eq!((d.class, d.action), (Class::NoData, Action::Hold));
+        let mut job = marathon(400.0, 480.0);
+        job.observe(Observation::CpuSample {
+            at: 10.0,
+            source: "c".into(),
+            cumulative_secs: 10.0,
+        })
+        .unwrap();
+        let d = decide(&cfg, &job, 100.0, None);
+        assert_eq!(d.class, Class::NoData);
+        assert!(d.reason.contains("stale"), "{}", d.reason);
+    }
+
+    #[test]
+    fn continuous_uses_application_progress() {
+        let cfg = PredictiveConfig::default();
+        let mut job = marathon(400.0, 480.0);
+        // Progressing at 1/500 per second at 1 CPU: would take 500 s, deadline 480.
+        for t in [30.0, 60.0, 90.0, 120.0] {
+            job.observe(Observation::Progress {
+                at: t,
+                fraction: t / 500.0,
+            })
+            .unwrap();
+        }
+        let d = decide(&cfg, &job, 120.0, None);
+        let cpus = d.resize_to().expect("grows");
+        assert!(cpus > Cpus::ONE, "{d:?}");
+        assert_eq!(d.class, Class::Under);
+    }
+
+    #[test]
+    fn restart_cost_blocks_pointless_shrinks() {
+        let cfg = PredictiveConfig {
+            hysteresis: Cpus::from_milli(100),
+            ..Default::default()
+        };
+        let mut job = marathon(100.0, 480.0);
+        // Nearly done, well ahead: a restart would cost more than shrinking saves.
+        job.observe(Observation::Progress {
+            at: 380.0,
+            fraction: 0.98,
+        })
+        .unwrap();
+        job.observe(Observation::Progress {
+            at: 390.0,
+            fraction: 0.99,
+        })
+        .unwrap();
+        let d = decide(&cfg, &job, 390.0, None);
+        assert_eq!(d.action, Action::Hold, "{d:?}");
+        assert!(d.reason.contains("restart"), "{}", d.reason);
+        // The same job in in-place mode (no restart cost) is shrunk.
+        let inplace = PredictiveConfig {
+            resize_mode: ResizeMode::InPlace,
+            ..cfg
+        };
+        assert!(
+            decide(&inplace, &job, 390.0, None)
+                .resize_to()
+                .is_some_and(|c| c < Cpus::ONE)
+        );
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`predictive`]: the default controller — needed CPU from measured progress and a learned
 //!   speed-up model ([`speedup`]), margin, hysteresis, cooldown, restart cost, `AT_RISK`.
 //! - [`policy`]: one enum over both policies and the arbitration of a node's CPUs.
+//! - [`wire`]: the supervisor API's wire types, shared by every component that talks to it.
 //! - [`sim`]: a deterministic discrete-event cluster simulator and the thesis scenarios.
 //!
 //! The supervisor, the simulator and the study all drive jobs through the same
@@ -24,6 +25,7 @@ pub mod predictive;
 pub mod spec;
 pub mod speedup;
 pub mod thesis;
+pub mod wire;
 
 pub use cpu::Cpus;
 pub use decision::{Action, Class, Decision, Figures};

@@ -22,6 +22,7 @@ pub mod decision;
 pub mod job;
 pub mod policy;
 pub mod predictive;
+pub mod sim;
 pub mod spec;
 pub mod speedup;
 pub mod thesis;

@@ -59,6 +59,9 @@ pub struct PredictiveConfig {
     pub prior_weight: f64,
     /// CPU or progress data older than this is stale: `NO_DATA`, no resize.
     pub stale_after: f64,
+    /// A shrink must still finish this fraction of the remaining time before `deadline − margin`:
+    /// predictions are least certain early, and a wrong shrink costs more than a late one.
+    pub shrink_headroom: f64,
     /// How resizes take effect.
     pub resize_mode: ResizeMode,
 }
@@ -78,6 +81,7 @@ impl Default for PredictiveConfig {
             parallel_fraction: 0.5,
             prior_weight: 0.25,
             stale_after: 30.0,
+            shrink_headroom: 0.1,
             resize_mode: ResizeMode::Restart,
         }
     }
@@ -155,15 +159,26 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
         })
         .collect();
     let model = SpeedModel::fit(prior(cfg, job.qos.duration), cfg.prior_weight, &samples);
-    // Deployment gaps: submission → first start, each report → next start.
-    let mut gaps = Vec::with_capacity(w.reports.len());
-    let mut prev_end = job.qos.submitted_at;
-    for r in &w.reports {
-        gaps.push((r.started_at - prev_end).max(0.0));
-        prev_end = r.finished_at;
+    // Deployment gaps: each report → next start (submission → first start only while there is
+    // nothing else: it also holds the initial queueing and image pull). The median resists a
+    // one-off wait for capacity.
+    let mut gaps: Vec<f64> = w
+        .reports
+        .windows(2)
+        .map(|p| (p[1].started_at - p[0].finished_at).max(0.0))
+        .collect();
+    if gaps.is_empty() {
+        if let Some(first) = w.reports.first() {
+            gaps.push((first.started_at - job.qos.submitted_at).max(0.0));
+        }
     }
-    let overhead = (cfg.deployment_time * cfg.prior_weight + gaps.iter().sum::<f64>())
-        / (cfg.prior_weight + gaps.len() as f64);
+    let overhead = match median(&mut gaps) {
+        Some(m) => {
+            let n = gaps.len() as f64;
+            (cfg.deployment_time * cfg.prior_weight + m * n) / (cfg.prior_weight + n)
+        }
+        None => cfg.deployment_time,
+    };
     let from = w.reports.last().map_or(now, |r| r.finished_at);
     Forecast {
         from,
@@ -173,6 +188,19 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
         model,
         current: job.cpus,
     }
+}
+
+fn median(xs: &mut [f64]) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    Some(if xs.len() % 2 == 0 {
+        (xs[mid - 1] + xs[mid]) / 2.0
+    } else {
+        xs[mid]
+    })
 }
 
 fn continuous_forecast(
@@ -343,6 +371,12 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
             figures,
         };
     }
+    // Shrinks aim for an earlier target, so noise early in a job does not shrink it too far.
+    let shrink_target = target - cfg.shrink_headroom * (target - now).max(0.0);
+    let needed = f
+        .needed(shrink_target, lo, hi, cfg.granularity)
+        .unwrap_or(current)
+        .max(needed);
     if needed < current {
         let saving = current - needed;
         if saving < cfg.hysteresis {

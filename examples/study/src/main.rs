@@ -1,2 +1,192 @@
-//! Study front end (filled in next).
-fn main() {}
+//! `study`: reproduces the thesis' case studies in the simulator and compares policies.
+//!
+//! ```text
+//! study simulate --scenario case1 --policy thesis
+//! study simulate --scenario random:42 --policy predictive --json
+//! study sweep --seeds 200 --policy predictive --baseline thesis
+//! ```
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use qos_core::Policy;
+use qos_core::sim::{Sharing, SimConfig, SimResult, scenario, simulate};
+use study::{SweepRow, sweep_row};
+
+/// Reproduce the thesis case studies and compare control policies.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  study simulate --scenario case1 --policy thesis        # the thesis' Case I under its own policy
+  study simulate --scenario case3 --policy predictive --json
+  study sweep --seeds 200 --policy predictive --baseline thesis";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SharingArg {
+    /// Hard CFS quota = allocation (qos-elastic's containers).
+    Quota,
+    /// Proportional CPU shares, idle CPU usable (the thesis' Docker-on-Mesos containers).
+    Shares,
+}
+
+impl From<SharingArg> for Sharing {
+    fn from(s: SharingArg) -> Self {
+        match s {
+            SharingArg::Quota => Sharing::Quota,
+            SharingArg::Shares => Sharing::Shares,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario under one policy and print per-job results and totals.
+    Simulate {
+        /// case1 | case2 | case3 | random:SEED
+        #[arg(long, default_value = "case1")]
+        scenario: String,
+        /// thesis | predictive
+        #[arg(long, default_value = "predictive")]
+        policy: String,
+        /// Seed of the scenario's random draws (overheads, noise, case 2's matrix sizes).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How a node's CPU is shared between tasks.
+        #[arg(long, value_enum, default_value = "quota")]
+        sharing: SharingArg,
+        /// Print the full result as one JSON document (see docs/results.md for its shape).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run many random scenarios and print the aggregate (and, with --baseline, a per-seed
+    /// comparison).
+    Sweep {
+        /// Policy to evaluate.
+        #[arg(long, default_value = "predictive")]
+        policy: String,
+        /// Policy to compare against on the same scenarios.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Number of random scenarios (seeds 1..=N).
+        #[arg(long, default_value_t = 200)]
+        seeds: u64,
+        /// How a node's CPU is shared between tasks.
+        #[arg(long, value_enum, default_value = "quota")]
+        sharing: SharingArg,
+        /// Print the aggregate as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("study: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn policy(name: &str) -> Result<Policy> {
+    Policy::by_name(name)
+        .map_err(anyhow::Error::msg)
+        .context("--policy")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Simulate {
+            scenario: name,
+            policy: p,
+            seed,
+            sharing,
+            json,
+        } => {
+            let s = scenario(&name, seed, sharing.into()).context("--scenario")?;
+            let r = simulate(&s, &policy(&p)?, SimConfig::default());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_result(&r);
+            }
+        }
+        Command::Sweep {
+            policy: p,
+            baseline,
+            seeds,
+            sharing,
+            json,
+        } => {
+            if seeds == 0 {
+                bail!("--seeds must be at least 1");
+            }
+            let pol = policy(&p)?;
+            let base = baseline.as_deref().map(policy).transpose()?;
+            let rows: Vec<SweepRow> = (1..=seeds)
+                .map(|seed| sweep_row(seed, sharing.into(), &pol, base.as_ref()))
+                .collect();
+            let agg = study::aggregate(&rows);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&agg)?);
+            } else {
+                print!("{}", study::render_aggregate(&agg, &p, baseline.as_deref()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_result(r: &SimResult) {
+    println!(
+        "scenario {} · policy {} · seed {}",
+        r.scenario, r.policy, r.seed
+    );
+    println!(
+        "{:<16} {:<9} {:>8} {:>9} {:>4} {:>8} {:>10} {:>9} {:>7} {:>8}",
+        "job",
+        "framework",
+        "deadline",
+        "finished",
+        "met",
+        "feasible",
+        "cpu-s alloc",
+        "cpu-s used",
+        "resizes",
+        "restarts"
+    );
+    for j in &r.jobs {
+        println!(
+            "{:<16} {:<9} {:>8.0} {:>9} {:>4} {:>8} {:>10.0} {:>9.0} {:>7} {:>8}",
+            j.name,
+            j.framework.as_str(),
+            j.deadline,
+            j.finished_at.map_or("-".into(), |f| format!("{f:.0}")),
+            if j.met { "yes" } else { "NO" },
+            if j.feasible { "yes" } else { "no" },
+            j.cpu_seconds_allocated,
+            j.cpu_seconds_used,
+            j.resizes,
+            j.restarts
+        );
+    }
+    let t = &r.totals;
+    println!(
+        "total: met {}/{} (feasible met {}/{}), cpu-s allocated {:.0}, used {:.0}, resizes {}, restarts {}",
+        t.met,
+        t.jobs,
+        t.feasible_met,
+        t.feasible,
+        t.cpu_seconds_allocated,
+        t.cpu_seconds_used,
+        t.resizes,
+        t.restarts
+    );
+}

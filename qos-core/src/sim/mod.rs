@@ -1,0 +1,936 @@
+//! A deterministic, seeded, discrete-event simulator of a Mesos cluster running QoS jobs under a
+//! policy — the same [`Job`] model and [`Policy::decide`] the supervisor uses.
+//!
+//! # Model
+//! - **Nodes** have a CPU capacity. Tasks are placed, as Mesos offers would, on a node whose
+//!   unreserved CPUs fit the task's allocation (least loaded first); otherwise they wait.
+//! - **Sharing**: [`Sharing::Quota`] enforces each task's allocation as a hard CFS quota (what
+//!   qos-elastic's shell-trap and testbed do); [`Sharing::Shares`] gives each task CPU shares
+//!   proportional to its allocation with idle CPU redistributed (how Docker on Mesos ran the
+//!   thesis' containers: `--cpu-shares`, no quota). A task never uses more CPUs than its
+//!   threads (LINPACK/OpenMP starts one per core of its node).
+//! - **Speed**: a unit of work (one Chronos iteration, or a whole Marathon job) takes
+//!   `t(e) = α/min(e,1) + β/e` seconds at `e` effective CPUs ([`SpeedModel`]); CPU time consumed is
+//!   the work done times `t(1)`.
+//! - **Chronos** jobs: each iteration is deployed (seeded overhead, 30–45 s in the thesis), runs,
+//!   and reports; the policy decides on the report, then the next iteration is launched with the
+//!   job's allocation (as the thesis' forced runs did).
+//! - **Marathon** jobs: deployed once, sampled every `sample_period`, evaluated every policy
+//!   period; a resize restarts the task (paused for a seeded restart cost, checkpointed work is
+//!   kept) and may move it to another node.
+//!
+//! Between events every task progresses at a constant rate, so the next completion is computed
+//! exactly; 30 simulated minutes of the thesis' case study take well under a millisecond per job.
+
+mod scenario;
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use serde::{Deserialize, Serialize};
+
+pub use scenario::{Scenario, ScenarioError, scenario};
+
+use crate::cpu::Cpus;
+use crate::decision::Action;
+use crate::job::{Framework, IterationReport, Job, Observation, Phase};
+use crate::policy::{Claim, Policy, arbitrate};
+use crate::spec::QosSpec;
+use crate::speedup::SpeedModel;
+
+/// How a node's CPU is divided between its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sharing {
+    /// Each task gets exactly its allocation (hard quota).
+    Quota,
+    /// Proportional shares; idle CPU is used by whoever can.
+    Shares,
+}
+
+/// The simulated cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// CPU capacity of each node.
+    pub nodes: Vec<Cpus>,
+    /// How CPU is divided on a node.
+    pub sharing: Sharing,
+}
+
+/// What a simulated job does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkSpec {
+    /// A Chronos job: one speed model per iteration (they may differ, e.g. case 2's random N)
+    /// and one deployment overhead per iteration, all drawn up front from the seed.
+    Iterative {
+        /// True speed of each iteration.
+        iterations: Vec<SpeedModel>,
+        /// Deployment overhead before each iteration, seconds.
+        overheads: Vec<f64>,
+    },
+    /// A Marathon job.
+    Continuous {
+        /// True speed of the whole job.
+        speed: SpeedModel,
+        /// Deployment overhead of the first start, seconds.
+        deploy: f64,
+        /// Cost of each restart, seconds (cycled if more restarts happen).
+        restart_costs: Vec<f64>,
+        /// Whether the application reports its progress fraction (LINPACK does).
+        reports_progress: bool,
+    },
+}
+
+/// One simulated job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Name.
+    pub name: String,
+    /// When it is submitted, seconds from the start of the run.
+    pub submit_at: f64,
+    /// The QoS target from its job file.
+    pub qos: QosSpec,
+    /// The `cpus` of its job file.
+    pub cpus: Cpus,
+    /// Threads it runs (the most CPUs it can use at once).
+    pub threads: Cpus,
+    /// What it does.
+    pub work: WorkSpec,
+}
+
+impl JobSpec {
+    /// The framework the job runs on.
+    pub fn framework(&self) -> Framework {
+        match self.work {
+            WorkSpec::Iterative { .. } => Framework::Chronos,
+            WorkSpec::Continuous { .. } => Framework::Marathon,
+        }
+    }
+
+    /// The finish time the job would reach alone on an idle node at `cpus` (no resizes), i.e.
+    /// whether its deadline was achievable at all.
+    pub fn finish_alone(&self, cpus: Cpus) -> f64 {
+        let e = cpus.min(self.threads);
+        match &self.work {
+            WorkSpec::Iterative {
+                iterations,
+                overheads,
+            } => {
+                self.submit_at
+                    + iterations
+                        .iter()
+                        .zip(overheads)
+                        .map(|(m, o)| o + m.time(e))
+                        .sum::<f64>()
+            }
+            WorkSpec::Continuous { speed, deploy, .. } => self.submit_at + deploy + speed.time(e),
+        }
+    }
+}
+
+/// Simulation knobs that are not the scenario's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// How often node collectors sample Marathon containers, seconds.
+    pub sample_period: f64,
+    /// Give up after this many simulated seconds past the last deadline.
+    pub horizon_after_deadline: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            sample_period: 1.0,
+            horizon_after_deadline: 3600.0,
+        }
+    }
+}
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Name.
+    pub name: String,
+    /// `chronos` or `marathon`.
+    pub framework: Framework,
+    /// Submission time, seconds from the start of the run.
+    pub submitted_at: f64,
+    /// Absolute deadline, seconds from the start of the run.
+    pub deadline: f64,
+    /// When the last work finished (`None`: still running at the horizon).
+    pub finished_at: Option<f64>,
+    /// Finished by the deadline.
+    pub met: bool,
+    /// Could it have been met at all (alone, at `cpu_max`, no resizes)?
+    pub feasible: bool,
+    /// CPU-seconds reserved for it: ∫ allocation dt over its tasks' lives.
+    pub cpu_seconds_allocated: f64,
+    /// CPU-seconds it actually consumed.
+    pub cpu_seconds_used: f64,
+    /// Resizes applied.
+    pub resizes: u32,
+    /// Task restarts caused by resizes.
+    pub restarts: u32,
+    /// Allocation at the end.
+    pub final_cpus: Cpus,
+}
+
+/// Totals over a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Totals {
+    /// Jobs.
+    pub jobs: usize,
+    /// Deadlines met.
+    pub met: usize,
+    /// Deadlines that were feasible.
+    pub feasible: usize,
+    /// Feasible deadlines met.
+    pub feasible_met: usize,
+    /// Σ CPU-seconds allocated.
+    pub cpu_seconds_allocated: f64,
+    /// Σ CPU-seconds used.
+    pub cpu_seconds_used: f64,
+    /// Σ resizes.
+    pub resizes: u32,
+    /// Σ restarts.
+    pub restarts: u32,
+}
+
+/// A sampled point of a job's trajectory (for plots).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TracePoint {
+    /// Time, seconds from the start of the run.
+    pub t: f64,
+    /// Job index in the scenario.
+    pub job: usize,
+    /// Allocation.
+    pub cpus: Cpus,
+    /// Predicted finish minus deadline, seconds (positive: late), when the policy predicted.
+    pub prediction_vs_deadline: Option<f64>,
+    /// Fraction done.
+    pub progress: f64,
+    /// Consumed/desired CPU-time ratio (thesis Eq. 3), continuous jobs.
+    pub ratio: Option<f64>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Policy name.
+    pub policy: String,
+    /// Seed.
+    pub seed: u64,
+    /// Per job, in scenario order.
+    pub jobs: Vec<JobResult>,
+    /// Totals.
+    pub totals: Totals,
+    /// Trajectory samples taken at every decision.
+    pub trace: Vec<TracePoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EventKind {
+    Submit(usize),
+    Launch(usize),
+    DeployDone(usize),
+    RestartDone(usize),
+    Sample,
+    Monitor(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Event {
+    at: f64,
+    seq: u64,
+    kind: EventKind,
+}
+
+impl Eq for Event {}
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Min-heap on (at, seq).
+        other.at.total_cmp(&self.at).then(other.seq.cmp(&self.seq))
+    }
+}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TaskState {
+    /// Not placed: waiting for an offer that fits.
+    Waiting,
+    /// Placed, container starting.
+    Deploying,
+    /// Computing.
+    Running,
+    /// Checkpointed, restarting to a new size.
+    Restarting,
+}
+
+#[derive(Debug, Clone)]
+struct SimJob {
+    spec: JobSpec,
+    job: Job,
+    state: Option<TaskState>,
+    node: Option<usize>,
+    /// Allocation held on the node by the current task.
+    held: Cpus,
+    /// Progress through the current unit (iteration, or the whole job).
+    unit_progress: f64,
+    /// Index of the current iteration.
+    iteration: usize,
+    iteration_started_at: f64,
+    effective: Cpus,
+    cpu_used: f64,
+    allocated: f64,
+    restarts: u32,
+    finished_at: Option<f64>,
+    incarnation: u32,
+    /// CPU-seconds used before the current incarnation (its counter starts at zero).
+    cpu_base: f64,
+    waiting_since: f64,
+}
+
+struct Sim<'a> {
+    now: f64,
+    seq: u64,
+    events: BinaryHeap<Event>,
+    nodes: Vec<Cpus>,
+    sharing: Sharing,
+    jobs: Vec<SimJob>,
+    policy: &'a Policy,
+    cfg: SimConfig,
+    trace: Vec<TracePoint>,
+}
+
+/// Runs `scenario` under `policy`.
+pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResult {
+    let mut sim = Sim {
+        now: 0.0,
+        seq: 0,
+        events: BinaryHeap::new(),
+        nodes: scenario.cluster.nodes.clone(),
+        sharing: scenario.cluster.sharing,
+        jobs: scenario
+            .jobs
+            .iter()
+            .map(|spec| {
+                let qos = spec.qos.resolve(spec.submit_at);
+                let job = match &spec.work {
+                    WorkSpec::Iterative { iterations, .. } => {
+                        Job::iterative(&spec.name, qos, iterations.len() as u32, spec.cpus)
+                    }
+                    WorkSpec::Continuous { .. } => Job::continuous(&spec.name, qos, spec.cpus),
+                };
+                SimJob {
+                    spec: spec.clone(),
+                    job,
+                    state: None,
+                    node: None,
+                    held: Cpus::ZERO,
+                    unit_progress: 0.0,
+                    iteration: 0,
+                    iteration_started_at: 0.0,
+                    effective: Cpus::ZERO,
+                    cpu_used: 0.0,
+                    allocated: 0.0,
+                    restarts: 0,
+                    finished_at: None,
+                    incarnation: 0,
+                    cpu_base: 0.0,
+                    waiting_since: 0.0,
+                }
+            })
+            .collect(),
+        policy,
+        cfg,
+        trace: Vec::new(),
+    };
+    for (i, j) in scenario.jobs.iter().enumerate() {
+        sim.push(j.submit_at, EventKind::Submit(i));
+    }
+    if scenario
+        .jobs
+        .iter()
+        .any(|j| j.framework() == Framework::Marathon)
+    {
+        sim.push(cfg.sample_period, EventKind::Sample);
+    }
+    let horizon = sim
+        .jobs
+        .iter()
+        .map(|j| j.job.qos.deadline_at)
+        .fold(0.0, f64::max)
+        + cfg.horizon_after_deadline;
+    sim.run(horizon);
+    sim.result(scenario)
+}
+
+impl Sim<'_> {
+    fn push(&mut self, at: f64, kind: EventKind) {
+        self.seq += 1;
+        self.events.push(Event {
+            at,
+            seq: self.seq,
+            kind,
+        });
+    }
+
+    fn active(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| j.finished_at.is_none() && !j.job.phase.is_terminal())
+    }
+
+    fn run(&mut self, horizon: f64) {
+        while self.active() {
+            self.rebalance();
+            let next_event = self.events.peek().map_or(f64::INFINITY, |e| e.at);
+            let (next_done, who) = self.next_completion();
+            let t = next_event.min(next_done);
+            if !t.is_finite() || t > horizon {
+                self.advance(horizon.max(self.now));
+                break;
+            }
+            self.advance(t);
+            if next_done <= next_event {
+                if let Some(i) = who {
+                    self.complete_unit(i);
+                }
+            } else if let Some(ev) = self.events.pop() {
+                self.handle(ev.kind);
+            }
+        }
+    }
+
+    fn unit_model(&self, i: usize) -> SpeedModel {
+        let j = &self.jobs[i];
+        match &j.spec.work {
+            WorkSpec::Iterative { iterations, .. } => {
+                iterations[j.iteration.min(iterations.len() - 1)]
+            }
+            WorkSpec::Continuous { speed, .. } => *speed,
+        }
+    }
+
+    /// Recomputes every running task's effective CPUs.
+    fn rebalance(&mut self) {
+        for n in 0..self.nodes.len() {
+            let running: Vec<usize> = (0..self.jobs.len())
+                .filter(|&i| {
+                    self.jobs[i].node == Some(n) && self.jobs[i].state == Some(TaskState::Running)
+                })
+                .collect();
+            match self.sharing {
+                Sharing::Quota => {
+                    for &i in &running {
+                        self.jobs[i].effective = self.jobs[i].held.min(self.jobs[i].spec.threads);
+                    }
+                }
+                Sharing::Shares => {
+                    // Water-filling: shares ∝ allocation, capped by threads; leftovers go round.
+                    let mut left = self.nodes[n].as_f64();
+                    let mut open: Vec<usize> = running.clone();
+                    let mut grant = vec![0.0_f64; self.jobs.len()];
+                    while !open.is_empty() && left > 1e-9 {
+                        let weight: f64 = open
+                            .iter()
+                            .map(|&i| self.jobs[i].held.as_f64().max(0.001))
+                            .sum();
+                        let mut next = Vec::new();
+                        let mut used = 0.0;
+                        for &i in &open {
+                            let share = left * self.jobs[i].held.as_f64().max(0.001) / weight;
+                            let cap = self.jobs[i].spec.threads.as_f64() - grant[i];
+                            let g = share.min(cap);
+                            grant[i] += g;
+                            used += g;
+                            if cap - g > 1e-9 {
+                                next.push(i);
+                            }
+                        }
+                        left -= used;
+                        if next.len() == open.len() {
+                            break;
+                        }
+                        open = next;
+                    }
+                    for &i in &running {
+                        self.jobs[i].effective = Cpus::from_f64(grant[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rate(&self, i: usize) -> f64 {
+        let t = self.unit_model(i).time(self.jobs[i].effective);
+        if t.is_finite() && t > 0.0 {
+            1.0 / t
+        } else {
+            0.0
+        }
+    }
+
+    fn next_completion(&self) -> (f64, Option<usize>) {
+        let mut best = (f64::INFINITY, None);
+        for (i, j) in self.jobs.iter().enumerate() {
+            if j.state == Some(TaskState::Running) {
+                let r = self.rate(i);
+                if r > 0.0 {
+                    let t = self.now + (1.0 - j.unit_progress).max(0.0) / r;
+                    if t < best.0 {
+                        best = (t, Some(i));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn advance(&mut self, t: f64) {
+        let dt = t - self.now;
+        if dt > 0.0 {
+            for i in 0..self.jobs.len() {
+                let rate = self.rate(i);
+                let t1 = self.unit_model(i).t1();
+                let j = &mut self.jobs[i];
+                if matches!(
+                    j.state,
+                    Some(TaskState::Deploying | TaskState::Running | TaskState::Restarting)
+                ) {
+                    j.allocated += j.held.as_f64() * dt;
+                }
+                if j.state == Some(TaskState::Running) {
+                    j.unit_progress = (j.unit_progress + rate * dt).min(1.0);
+                    j.cpu_used += rate * dt * t1;
+                }
+            }
+        }
+        self.now = t;
+    }
+
+    fn handle(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Submit(i) => self.on_submit(i),
+            EventKind::Launch(i) => self.try_launch(i),
+            EventKind::DeployDone(i) => self.on_deployed(i),
+            EventKind::RestartDone(i) => self.on_restored(i),
+            EventKind::Sample => self.on_sample(),
+            EventKind::Monitor(i) => self.on_monitor(i),
+        }
+    }
+
+    fn on_submit(&mut self, i: usize) {
+        // The predictive policy sizes a job before its first run; the thesis starts it as filed.
+        if matches!(self.policy, Policy::Predictive(_)) {
+            self.decide_and_apply(i, false);
+        }
+        self.try_launch(i);
+        if let Some(period) = self.policy.period(&self.jobs[i].job) {
+            self.push(self.now + period, EventKind::Monitor(i));
+        }
+    }
+
+    fn free(&self, n: usize) -> Cpus {
+        let used = self
+            .jobs
+            .iter()
+            .filter(|j| j.node == Some(n))
+            .fold(Cpus::ZERO, |a, j| a + j.held);
+        self.nodes[n].saturating_sub(used)
+    }
+
+    /// Where a task of size `want` goes. Under hard quotas, best fit (the node whose free CPU
+    /// fits most tightly, keeping large holes for large tasks); under shares, the least loaded
+    /// node (spreading lets each task use more idle CPU). Lowest index on ties.
+    fn best_fit(&self, want: Cpus) -> Option<usize> {
+        let fits = (0..self.nodes.len()).filter(|&n| self.free(n) >= want);
+        match self.sharing {
+            Sharing::Quota => fits.min_by(|&a, &b| self.free(a).cmp(&self.free(b)).then(a.cmp(&b))),
+            Sharing::Shares => {
+                fits.max_by(|&a, &b| self.free(a).cmp(&self.free(b)).then(b.cmp(&a)))
+            }
+        }
+    }
+
+    /// The node with the most free CPU, lowest index on ties.
+    fn roomiest(&self) -> usize {
+        (0..self.nodes.len())
+            .max_by(|&a, &b| self.free(a).cmp(&self.free(b)).then(b.cmp(&a)))
+            .unwrap_or(0)
+    }
+
+    /// Places job `i`'s next task, or leaves it waiting for CPU to free up.
+    fn try_launch(&mut self, i: usize) {
+        let want = self.jobs[i].job.cpus;
+        let (n, grant) = match self.best_fit(want) {
+            Some(n) => (n, Some(want)),
+            None => {
+                let n = self.roomiest();
+                (n, self.smaller_launch(i, self.free(n)))
+            }
+        };
+        let j = &mut self.jobs[i];
+        let Some(grant) = grant else {
+            if j.state != Some(TaskState::Waiting) {
+                j.waiting_since = self.now;
+            }
+            j.state = Some(TaskState::Waiting);
+            return;
+        };
+        if grant != j.job.cpus {
+            let _ = j.job.observe(Observation::Resized {
+                at: self.now,
+                cpus: grant,
+                restart: false,
+            });
+        }
+        j.node = Some(n);
+        j.held = grant;
+        j.state = Some(TaskState::Deploying);
+        let deploy = match &j.spec.work {
+            WorkSpec::Iterative { overheads, .. } => {
+                overheads[j.iteration.min(overheads.len() - 1)]
+            }
+            WorkSpec::Continuous { deploy, .. } => *deploy,
+        };
+        self.push(self.now + deploy, EventKind::DeployDone(i));
+    }
+
+    /// Capacity-aware launch (predictive only): when the requested size does not fit anywhere,
+    /// start now with the smallest size that still meets the deadline within what the best node
+    /// has free; a job that cannot make it anyway takes what is free only if no job that can is
+    /// waiting. The thesis waits for an offer that fits, as Mesos frameworks do.
+    fn smaller_launch(&self, i: usize, free: Cpus) -> Option<Cpus> {
+        let Policy::Predictive(cfg) = self.policy else {
+            return None;
+        };
+        if free < cfg.cpu_min {
+            return None;
+        }
+        let job = &self.jobs[i].job;
+        let f = crate::predictive::forecast(cfg, job, self.now).ok()?;
+        let target = job.qos.deadline_at - crate::predictive::margin(cfg, job);
+        if let Some(c) = f.needed(target, cfg.cpu_min, free, cfg.granularity) {
+            return Some(c);
+        }
+        if f.needed(target, cfg.cpu_min, cfg.cpu_max, cfg.granularity)
+            .is_some()
+        {
+            // Feasible with more than is free now: wait for it.
+            return None;
+        }
+        let feasible_waiting = self.jobs.iter().enumerate().any(|(k, other)| {
+            k != i
+                && other.state == Some(TaskState::Waiting)
+                && self.policy.laxity(&other.job, self.now) >= 0.0
+        });
+        (!feasible_waiting).then_some(free)
+    }
+
+    /// Launches waiting tasks when CPU frees, least laxity first (predictive) or in arrival
+    /// order (thesis: whichever framework gets the offer first).
+    fn launch_waiting(&mut self) {
+        let mut waiting: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].state == Some(TaskState::Waiting))
+            .collect();
+        if matches!(self.policy, Policy::Predictive(_)) {
+            let now = self.now;
+            waiting.sort_by(|&a, &b| {
+                let la = self.policy.laxity(&self.jobs[a].job, now);
+                let lb = self.policy.laxity(&self.jobs[b].job, now);
+                (la < 0.0).cmp(&(lb < 0.0)).then(la.total_cmp(&lb))
+            });
+        } else {
+            waiting.sort_by(|&a, &b| {
+                self.jobs[a]
+                    .waiting_since
+                    .total_cmp(&self.jobs[b].waiting_since)
+            });
+        }
+        for i in waiting {
+            self.try_launch(i);
+        }
+    }
+
+    fn on_deployed(&mut self, i: usize) {
+        let now = self.now;
+        let j = &mut self.jobs[i];
+        j.state = Some(TaskState::Running);
+        j.iteration_started_at = now;
+        match j.spec.work {
+            WorkSpec::Iterative { .. } => {
+                let _ = j.job.observe(Observation::Started { at: now });
+            }
+            WorkSpec::Continuous { .. } => {
+                j.incarnation += 1;
+                j.cpu_base = j.cpu_used;
+                let _ = j.job.observe(Observation::Started { at: now });
+            }
+        }
+    }
+
+    fn on_restored(&mut self, i: usize) {
+        let now = self.now;
+        let j = &mut self.jobs[i];
+        // The restarted task needs room for its new size; it may land on another node.
+        let want = j.job.cpus;
+        j.node = None;
+        j.held = Cpus::ZERO;
+        let fit = self.best_fit(want);
+        let j = &mut self.jobs[i];
+        match fit {
+            Some(n) => {
+                j.node = Some(n);
+                j.held = want;
+                j.state = Some(TaskState::Running);
+                j.incarnation += 1;
+                j.cpu_base = j.cpu_used;
+                j.restarts += 1;
+                let _ = j.job.observe(Observation::Restored { at: now });
+            }
+            None => {
+                // No room anywhere yet: stay checkpointed and try again shortly.
+                j.state = Some(TaskState::Restarting);
+                self.push(now + 5.0, EventKind::RestartDone(i));
+            }
+        }
+    }
+
+    fn on_sample(&mut self) {
+        let now = self.now;
+        for j in &mut self.jobs {
+            if let (
+                Some(TaskState::Running),
+                WorkSpec::Continuous {
+                    reports_progress, ..
+                },
+            ) = (j.state, &j.spec.work)
+            {
+                let _ = j.job.observe(Observation::CpuSample {
+                    at: now,
+                    source: format!("incarnation-{}", j.incarnation),
+                    cumulative_secs: j.cpu_used - j.cpu_base,
+                });
+                if *reports_progress {
+                    let _ = j.job.observe(Observation::Progress {
+                        at: now,
+                        fraction: j.unit_progress,
+                    });
+                }
+            }
+        }
+        if self.active() {
+            self.push(now + self.cfg.sample_period, EventKind::Sample);
+        }
+    }
+
+    fn on_monitor(&mut self, i: usize) {
+        if self.jobs[i].finished_at.is_some() || self.jobs[i].job.phase.is_terminal() {
+            return;
+        }
+        if self.jobs[i].state == Some(TaskState::Running) {
+            self.decide_and_apply(i, true);
+        }
+        if let Some(period) = self.policy.period(&self.jobs[i].job) {
+            self.push(self.now + period, EventKind::Monitor(i));
+        }
+    }
+
+    fn complete_unit(&mut self, i: usize) {
+        let now = self.now;
+        let n_iter;
+        {
+            let j = &mut self.jobs[i];
+            j.unit_progress = 1.0;
+            n_iter = j.iteration;
+        }
+        match self.jobs[i].spec.work {
+            WorkSpec::Iterative { .. } => {
+                let j = &mut self.jobs[i];
+                let report = IterationReport {
+                    started_at: j.iteration_started_at,
+                    finished_at: now,
+                    hostname: format!("node{}", j.node.unwrap_or(0)),
+                    cpus: Cpus::ZERO,
+                };
+                let _ = j.job.observe(Observation::Iteration(report));
+                j.state = None;
+                j.node = None;
+                j.held = Cpus::ZERO;
+                j.iteration = n_iter + 1;
+                j.unit_progress = 0.0;
+                self.decide_and_apply(i, true);
+                let j = &mut self.jobs[i];
+                if j.job.remaining_iterations() == 0 {
+                    j.finished_at = Some(now);
+                } else {
+                    let sleep = match self.policy {
+                        Policy::Thesis(c) => c.sleeping_time,
+                        Policy::Predictive(_) => 0.0,
+                    };
+                    self.push(now + sleep, EventKind::Launch(i));
+                }
+            }
+            WorkSpec::Continuous { .. } => {
+                let j = &mut self.jobs[i];
+                let _ = j.job.observe(Observation::CpuSample {
+                    at: now,
+                    source: format!("incarnation-{}", j.incarnation),
+                    cumulative_secs: j.cpu_used - j.cpu_base,
+                });
+                let _ = j.job.observe(Observation::Ended {
+                    at: now,
+                    success: true,
+                });
+                j.finished_at = Some(now);
+                j.state = None;
+                j.node = None;
+                j.held = Cpus::ZERO;
+            }
+        }
+        self.launch_waiting();
+    }
+
+    fn decide_and_apply(&mut self, i: usize, record: bool) {
+        let now = self.now;
+        let node_cap = self.jobs[i].node.map(|n| self.jobs[i].held + self.free(n));
+        let cap = match (self.cluster_grant(i), node_cap) {
+            (Some(g), Some(n)) => Some(g.min(n)),
+            (g, n) => g.or(n),
+        };
+        let decision = self.policy.decide(&self.jobs[i].job, now, cap);
+        if record {
+            let j = &self.jobs[i];
+            self.trace.push(TracePoint {
+                t: now,
+                job: i,
+                cpus: j.job.cpus,
+                prediction_vs_deadline: decision
+                    .figures
+                    .prediction
+                    .map(|p| p - j.job.qos.deadline_at),
+                progress: j.job.progress(),
+                ratio: decision.figures.ratio,
+            });
+        }
+        let Action::Resize { cpus } = decision.action else {
+            return;
+        };
+        let j = &mut self.jobs[i];
+        match j.spec.work {
+            WorkSpec::Iterative { .. } => {
+                // Applies to the next iteration (the job is re-posted with the new cpus).
+                let _ = j.job.observe(Observation::Resized {
+                    at: now,
+                    cpus,
+                    restart: false,
+                });
+            }
+            WorkSpec::Continuous {
+                ref restart_costs, ..
+            } => {
+                if j.state != Some(TaskState::Running) {
+                    return;
+                }
+                let cost = restart_costs[(j.restarts as usize) % restart_costs.len().max(1)];
+                let _ = j.job.observe(Observation::Resized {
+                    at: now,
+                    cpus,
+                    restart: true,
+                });
+                j.state = Some(TaskState::Restarting);
+                // The checkpointing task keeps its old reservation until it is gone.
+                self.push(now + cost, EventKind::RestartDone(i));
+            }
+        }
+    }
+
+    /// What job `i` may claim of the cluster when every active job's current allocation is a
+    /// claim and CPUs are shared least laxity first ([`crate::policy::arbitrate`]). The thesis
+    /// policy has no such notion (`None`).
+    fn cluster_grant(&self, i: usize) -> Option<Cpus> {
+        let Policy::Predictive(cfg) = self.policy else {
+            return None;
+        };
+        let capacity = self.nodes.iter().fold(Cpus::ZERO, |a, &c| a + c);
+        let active: Vec<usize> = (0..self.jobs.len())
+            .filter(|&k| {
+                self.jobs[k].finished_at.is_none() && !self.jobs[k].job.phase.is_terminal()
+            })
+            .filter(|&k| self.jobs[k].spec.submit_at <= self.now)
+            .collect();
+        let claims: Vec<Claim> = active
+            .iter()
+            .map(|&k| Claim {
+                wanted: if k == i {
+                    cfg.cpu_max
+                } else {
+                    self.jobs[k].job.cpus
+                },
+                floor: cfg.cpu_min,
+                laxity: self.policy.laxity(&self.jobs[k].job, self.now),
+            })
+            .collect();
+        let grants = arbitrate(capacity, &claims);
+        active.iter().position(|&k| k == i).map(|p| grants[p])
+    }
+
+    fn result(&self, scenario: &Scenario) -> SimResult {
+        let (_, cpu_max) = self.policy.bounds();
+        let jobs: Vec<JobResult> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                let deadline = j.job.qos.deadline_at;
+                let finished_at = j.finished_at;
+                JobResult {
+                    name: j.spec.name.clone(),
+                    framework: j.spec.framework(),
+                    submitted_at: j.spec.submit_at,
+                    deadline,
+                    finished_at,
+                    met: finished_at.is_some_and(|f| f <= deadline)
+                        && !matches!(j.job.phase, Phase::Failed { .. }),
+                    feasible: j.spec.finish_alone(cpu_max) <= deadline,
+                    cpu_seconds_allocated: j.allocated,
+                    cpu_seconds_used: j.cpu_used,
+                    resizes: j.job.resizes.len() as u32,
+                    restarts: j.restarts,
+                    final_cpus: j.job.cpus,
+                }
+            })
+            .collect();
+        let mut totals = Totals {
+            jobs: jobs.len(),
+            ..Totals::default()
+        };
+        for r in &jobs {
+            totals.met += usize::from(r.met);
+            totals.feasible += usize::from(r.feasible);
+            totals.feasible_met += usize::from(r.feasible && r.met);
+            totals.cpu_seconds_allocated += r.cpu_seconds_allocated;
+            totals.cpu_seconds_used += r.cpu_seconds_used;
+            totals.resizes += r.resizes;
+            totals.restarts += r.restarts;
+        }
+        SimResult {
+            scenario: scenario.name.clone(),
+            policy: self.policy.name().into(),
+            seed: scenario.seed,
+            jobs,
+            totals,
+            trace: self.trace.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! The thesis case studies and random mixes, built deterministically from a seed.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterSpec, JobSpec, Sharing, WorkSpec};
+use crate::cpu::Cpus;
+use crate::spec::{Deadline, QosSpec};
+use crate::speedup::SpeedModel;
+
+/// A complete simulated experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Name (`case1`, `random:7`, …).
+    pub name: String,
+    /// Seed every random draw came from.
+    pub seed: u64,
+    /// The cluster.
+    pub cluster: ClusterSpec,
+    /// The jobs, in submission order.
+    pub jobs: Vec<JobSpec>,
+}
+
+/// An unknown scenario name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scenario {0:?} (expected case1, case2, case3 or random:SEED)")]
+pub struct ScenarioError(pub String);
+
+/// LINPACK seconds at 1 and 2 CPUs measured in the thesis (Table 1), by matrix order.
+const LINPACK: [(f64, f64, f64); 3] = [
+    (3500.0, 92.36, 66.32),
+    (4000.0, 162.75, 113.2),
+    (6000.0, 480.4, 362.2),
+];
+
+/// True speed of LINPACK at matrix order `n`: log-log interpolation between the thesis'
+/// measurements (extrapolated with the nearest segment's slope).
+pub(crate) fn linpack(n: f64) -> SpeedModel {
+    let seg = if n <= LINPACK[1].0 {
+        (LINPACK[0], LINPACK[1])
+    } else {
+        (LINPACK[1], LINPACK[2])
+    };
+    let (a, b) = seg;
+    let interp = |ya: f64, yb: f64| {
+        let k = (yb.ln() - ya.ln()) / (b.0.ln() - a.0.ln());
+        (ya.ln() + k * (n.ln() - a.0.ln())).exp()
+    };
+    SpeedModel::from_two_points(interp(a.1, b.1), interp(a.2, b.2))
+}
+
+fn thesis_cluster(sharing: Sharing) -> ClusterSpec {
+    ClusterSpec {
+        nodes: vec![Cpus::from_milli(2000); 5],
+        sharing,
+    }
+}
+
+fn noisy(rng: &mut ChaCha8Rng, m: SpeedModel, noise: f64) -> SpeedModel {
+    let f = 1.0 + rng.random_range(-noise..=noise);
+    SpeedModel {
+        alpha: m.alpha * f,
+        beta: m.beta * f,
+    }
+}
+
+/// Table 1 of the thesis: (name, iterations, QoS duration, matrix order).
+const CASE1: [(&str, usize, f64, f64); 6] = [
+    ("openmpLinpack1", 4, 400.0, 6000.0),
+    ("openmpLinpack2", 4, 400.0, 6000.0),
+    ("openmpLinpack3", 13, 130.0, 4000.0),
+    ("openmpLinpack4", 11, 130.0, 4000.0),
+    ("openmpLinpack5", 12, 130.0, 4000.0),
+    ("openmpLinpack6", 14, 80.0, 3500.0),
+];
+
+fn chronos_case(name: &str, seed: u64, n_jitter: f64, sharing: Sharing) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let jobs = CASE1
+        .iter()
+        .enumerate()
+        .map(|(k, &(job, iterations, duration, n))| {
+            let models = (0..iterations)
+                .map(|_| {
+                    let jitter = if n_jitter > 0.0 {
+                        rng.random_range(-n_jitter..=n_jitter)
+                    } else {
+                        0.0
+                    };
+                    noisy(&mut rng, linpack(n + jitter), 0.03)
+                })
+                .collect();
+            let overheads = (0..iterations)
+                .map(|_| rng.random_range(30.0..=45.0))
+                .collect();
+            JobSpec {
+                name: job.into(),
+                submit_at: 2.0 * k as f64,
+                qos: QosSpec {
+                    duration,
+                    deadline: Deadline::Relative(1800.0),
+                    desv_deadline: 0.2,
+                },
+                cpus: Cpus::ONE,
+                threads: Cpus::from_milli(2000),
+                work: WorkSpec::Iterative {
+                    iterations: models,
+                    overheads,
+                },
+            }
+        })
+        .collect();
+    Scenario {
+        name: name.into(),
+        seed,
+        cluster: thesis_cluster(sharing),
+        jobs,
+    }
+}
+
+fn case3(seed: u64, sharing: Sharing) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let restart_costs = (0..16).map(|_| rng.random_range(15.0..=25.0)).collect();
+    let job = JobSpec {
+        name: "openmplinpack1".into(),
+        submit_at: 0.0,
+        qos: QosSpec {
+            duration: 400.0,
+            deadline: Deadline::Relative(480.0),
+            desv_deadline: 0.1,
+        },
+        cpus: Cpus::ONE,
+        threads: Cpus::from_milli(2000),
+        work: WorkSpec::Continuous {
+            speed: noisy(&mut rng, linpack(6000.0), 0.02),
+            deploy: rng.random_range(5.0..=10.0),
+            restart_costs,
+            reports_progress: true,
+        },
+    };
+    Scenario {
+        name: "case3".into(),
+        seed,
+        cluster: thesis_cluster(sharing),
+        jobs: vec![job],
+    }
+}
+
+/// A random mix of Chronos and Marathon LINPACK jobs on the thesis' cluster, with deadlines
+/// drawn around what each job needs at 1 CPU — some loose, some tight, some infeasible.
+fn random(seed: u64, sharing: Sharing) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count = rng.random_range(4..=9);
+    let mut jobs = Vec::with_capacity(count);
+    for k in 0..count {
+        let n = rng.random_range(3000.0..=6500.0_f64).round();
+        let truth = linpack(n);
+        // The user's estimate of the 1-CPU duration is off by up to ±30 %.
+        let estimate = (truth.t1() * rng.random_range(0.7..=1.3)).round().max(1.0);
+        // Deadline factor against the 1-CPU need: < 0.75 is usually infeasible even at 2 CPUs.
+        let factor = rng.random_range(0.65..=1.8);
+        let submit_at = rng.random_range(0.0..=600.0_f64).round();
+        let cpus = Cpus::from_milli(rng.random_range(5..=15) * 100);
+        let job = if rng.random_bool(0.6) {
+            let iterations = rng.random_range(2..=12);
+            let overheads: Vec<f64> = (0..iterations)
+                .map(|_| rng.random_range(30.0..=45.0))
+                .collect();
+            let models = (0..iterations)
+                .map(|_| noisy(&mut rng, truth, 0.05))
+                .collect();
+            let need = iterations as f64 * (truth.t1() + 37.5);
+            JobSpec {
+                name: format!("chronos-{k}"),
+                submit_at,
+                qos: QosSpec {
+                    duration: estimate,
+                    deadline: Deadline::Relative((need * factor).round()),
+                    desv_deadline: rng.random_range(0.05..=0.3),
+                },
+                cpus,
+                threads: Cpus::from_milli(2000),
+                work: WorkSpec::Iterative {
+                    iterations: models,
+                    overheads,
+                },
+            }
+        } else {
+            let scale = rng.random_range(1.0..=4.0_f64).round();
+            let speed = SpeedModel {
+                alpha: truth.alpha * scale,
+                beta: truth.beta * scale,
+            };
+            let need = speed.t1();
+            JobSpec {
+                name: format!("marathon-{k}"),
+                submit_at,
+                qos: QosSpec {
+                    duration: (estimate * scale).round(),
+                    deadline: Deadline::Relative((need * factor).round()),
+                    desv_deadline: rng.random_range(0.05..=0.3),
+                },
+                cpus,
+                threads: Cpus::from_milli(2000),
+                work: WorkSpec::Continuous {
+                    speed: noisy(&mut rng, speed, 0.03),
+                    deploy: rng.random_range(5.0..=15.0),
+                    restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
+                    reports_progress: rng.random_bool(0.5),
+                },
+            }
+        };
+        jobs.push(job);
+    }
+    jobs.sort_by(|a, b| a.submit_at.total_cmp(&b.submit_at));
+    Scenario {
+        name: format!("random:{seed}"),
+        seed,
+        cluster: thesis_cluster(sharing),
+        jobs,
+    }
+}
+
+/// Builds scenario `name` (`case1`, `case2`, `case3`, `random:SEED`) with `seed` for its random
+/// draws (`random:SEED` uses its own seed) and the given sharing mode.
+pub fn scenario(name: &str, seed: u64, sharing: Sharing) -> Result<Scenario, ScenarioError> {
+    match name {
+        "case1" => Ok(chronos_case("case1", seed, 0.0, sharing)),
+        "case2" => Ok(chronos_case("case2", seed, 250.0, sharing)),
+        "case3" => Ok(case3(seed, sharing)),
+        other => match other.strip_prefix("random:").map(str::parse::<u64>) {
+            Some(Ok(s)) => Ok(random(s, sharing)),
+            _ => Err(ScenarioError(other.into())),
+        },
+    }
+}

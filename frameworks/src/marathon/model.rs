@@ -1,0 +1,650 @@
+//! Marathon's JSON, read tolerantly.
+//!
+//! An app is kept as the whole JSON object ([`MarathonApp`]) so that GET → change `cpus` → PUT
+//! sends back every field, including ones this crate has never heard of. Smaller read-only shapes
+//! (tasks, deployments) are typed structs that keep unknown keys in `extra`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::FrameworkError;
+use crate::lenient;
+
+/// Keys Marathon adds to an app in `GET /v2/apps/{id}` (AppInfo embeds and server bookkeeping)
+/// that are not part of an app definition. [`MarathonApp::update_body`] removes them before a PUT.
+///
+/// Why these and no others: the 1.4 thesis code also stripped `labels`, `user`, `secrets`,
+/// `killSelection`, `unreachableStrategy`, `readinessChecks`, `gpus`, `residency`, `storeUrls`,
+/// `ports` and `uris`. The first six are real, writable app fields (Marathon's RAML `App` type and
+/// the 1.4 `AppUpdate` reader both accept them); dropping them from a full
+/// (`partialUpdate=false`) update would silently reset them, so they are kept. `gpus`,
+/// `residency` and `storeUrls` are accepted as sent. `version` must go: in an update body it means
+/// "roll back to that version". `ports`/`uris` are handled by [`MarathonApp::update_body`] only when
+/// they duplicate `portDefinitions`/`fetch` (1.4 returns both forms, and sending both non-empty is
+/// rejected).
+pub const READ_ONLY_APP_KEYS: &[&str] = &[
+    "tasks",
+    "tasksStaged",
+    "tasksRunning",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "deployments",
+    "version",
+    "versionInfo",
+    "lastTaskFailure",
+    "taskStats",
+    "tasksStats",
+    "readinessCheckResults",
+    "counts",
+];
+
+/// A validated, canonical Marathon app id: absolute, `/`-separated, each segment made of
+/// lowercase letters, digits, `-` and `.` as Marathon's `PathId` rule demands
+/// (`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`).
+///
+/// Parsing adds a missing leading `/` (Marathon makes relative ids absolute against `/`) and drops
+/// a trailing `/`. The relative segments `.` and `..` are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId(String);
+
+impl AppId {
+    /// Validates and normalises an app id.
+    ///
+    /// # Errors
+    /// [`FrameworkError::InvalidInput`] naming the id and the offending segment.
+    pub fn parse(id: &str) -> Result<Self, FrameworkError> {
+        let bad = |reason: String| {
+            FrameworkError::invalid_input(format!("Marathon app id {id:?}"), reason)
+        };
+        let trimmed = id.trim().trim_start_matches('/').trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Err(bad("is empty".to_owned()));
+        }
+        for segment in trimmed.split('/') {
+            if segment.is_empty() {
+                return Err(bad("has an empty segment (\"//\")".to_owned()));
+            }
+            if segment == "." || segment == ".." {
+                return Err(bad(format!(
+                    "uses the relative segment {segment:?}; give the full id"
+                )));
+            }
+            if !valid_segment(segment) {
+                return Err(bad(format!(
+                    "segment {segment:?} may only contain lowercase letters, digits, '-' and '.', \
+                     and its dot-separated parts may not begin or end with '-'"
+                )));
+            }
+        }
+        Ok(Self(format!("/{trimmed}")))
+    }
+
+    /// The canonical id, starting with `/`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segments (`/grp/sub/app` → `["grp", "sub", "app"]`).
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0[1..].split('/')
+    }
+
+    /// The prefix of this app's Mesos task ids: the path without the leading `/` and with `/`
+    /// replaced by `_` (`/qos/job-a` → `qos_job-a`). Task ids look like
+    /// `qos_job-a.<uuid>` (≤ 1.4) or `qos_job-a.instance-<uuid>._app.1` (1.5+), and Mesos uses the
+    /// task id as the executor id of command tasks, so this joins agent statistics to apps.
+    #[must_use]
+    pub fn task_id_prefix(&self) -> String {
+        self.0[1..].replace('/', "_")
+    }
+
+    /// True if `task_id` belongs to this app (`<prefix>.` followed by anything).
+    #[must_use]
+    pub fn owns_task(&self, task_id: &str) -> bool {
+        let prefix = self.task_id_prefix();
+        task_id
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|rest| rest.starts_with('.'))
+    }
+}
+
+fn valid_segment(segment: &str) -> bool {
+    segment.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    })
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for AppId {
+    type Err = FrameworkError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// A Marathon app definition (or the AppInfo returned by GET), kept as the full JSON object.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MarathonApp(Map<String, Value>);
+
+impl From<Map<String, Value>> for MarathonApp {
+    fn from(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+}
+
+impl TryFrom<Value> for MarathonApp {
+    type Error = FrameworkError;
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        match value {
+            Value::Object(map) => Ok(Self(map)),
+            other => Err(FrameworkError::invalid_input(
+                "Marathon app",
+                format!("must be a JSON object, found {}", short(&other)),
+            )),
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    crate::error::truncate(&v.to_string(), 80)
+}
+
+impl MarathonApp {
+    /// An app with only an `id`.
+    #[must_use]
+    pub fn new(id: &AppId) -> Self {
+        let mut map = Map::new();
+        map.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
+        Self(map)
+    }
+
+    /// The whole object.
+    #[must_use]
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The whole object, mutable.
+    pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.0
+    }
+
+    /// Unwraps the object.
+    #[must_use]
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+
+    /// A field.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// Sets a field, returning the old value.
+    pub fn insert(&mut self, key: impl Into<String>, value: Value) -> Option<Value> {
+        self.0.insert(key.into(), value)
+    }
+
+    /// Removes a field, returning it.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.0.shift_remove(key)
+    }
+
+    /// `id` as written (may lack the leading `/` in a user's file).
+    #[must_use]
+    pub fn id(&self) -> Option<&str> {
+        self.0.get("id").and_then(Value::as_str)
+    }
+
+    /// `id`, validated and normalised.
+    ///
+    /// # Errors
+    /// [`FrameworkError::InvalidInput`] when `id` is missing, not a string or not a valid id.
+    pub fn app_id(&self) -> Result<AppId, FrameworkError> {
+        let id = self.id().ok_or_else(|| {
+            FrameworkError::invalid_input("Marathon app", "has no string \"id\" field")
+        })?;
+        AppId::parse(id)
+    }
+
+    /// `cpus`, as a number or numeric string.
+    #[must_use]
+    pub fn cpus(&self) -> Option<f64> {
+        self.0.get("cpus").and_then(lenient::as_f64)
+    }
+
+    /// Sets `cpus` (as a JSON number).
+    ///
+    /// # Errors
+    /// [`FrameworkError::InvalidInput`] unless `cpus` is finite and at least Marathon's minimum 0.001.
+    pub fn set_cpus(&mut self, cpus: f64) -> Result<(), FrameworkError> {
+        self.0.insert("cpus".to_owned(), cpus_value(cpus)?);
+        Ok(())
+    }
+
+    /// `mem` in MiB.
+    #[must_use]
+    pub fn mem(&self) -> Option<f64> {
+        self.0.get("mem").and_then(lenient::as_f64)
+    }
+
+    /// `disk` in MiB.
+    #[must_use]
+    pub fn disk(&self) -> Option<f64> {
+        self.0.get("disk").and_then(lenient::as_f64)
+    }
+
+    /// `instances`.
+    #[must_use]
+    pub fn instances(&self) -> Option<u64> {
+        self.0.get("instances").and_then(lenient::as_u64)
+    }
+
+    /// `cmd`.
+    #[must_use]
+    pub fn cmd(&self) -> Option<&str> {
+        self.0.get("cmd").and_then(Value::as_str)
+    }
+
+    /// `container.docker.image`.
+    #[must_use]
+    pub fn docker_image(&self) -> Option<&str> {
+        self.0
+            .get("container")?
+            .get("docker")?
+            .get("image")?
+            .as_str()
+    }
+
+    /// `taskKillGracePeriodSeconds`.
+    #[must_use]
+    pub fn task_kill_grace_period_secs(&self) -> Option<f64> {
+        self.0
+            .get("taskKillGracePeriodSeconds")
+            .and_then(lenient::as_f64)
+    }
+
+    /// One `env` entry, when it is a plain string (not a `{"secret": …}` reference).
+    #[must_use]
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.0.get("env")?.get(name)?.as_str()
+    }
+
+    /// Sets one `env` entry, creating `env` if needed.
+    pub fn set_env_var(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        object_entry(&mut self.0, "env").insert(name.into(), Value::String(value.into()));
+    }
+
+    /// One label.
+    #[must_use]
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.0.get("labels")?.get(name)?.as_str()
+    }
+
+    /// Sets one label, creating `labels` if needed.
+    pub fn set_label(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        object_entry(&mut self.0, "labels").insert(name.into(), Value::String(value.into()));
+    }
+
+    /// `version` (GET only).
+    #[must_use]
+    pub fn version(&self) -> Option<&str> {
+        self.0.get("version").and_then(Value::as_str)
+    }
+
+    /// Ids of the deployments currently affecting the app (`deployments: [{"id"}]`, GET only).
+    #[must_use]
+    pub fn deployment_ids(&self) -> Vec<String> {
+        self.0
+            .get("deployments")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `tasksRunning` (GET only).
+    #[must_use]
+    pub fn tasks_running(&self) -> Option<u64> {
+        self.0.get("tasksRunning").and_then(lenient::as_u64)
+    }
+
+    /// `tasksStaged` (GET only).
+    #[must_use]
+    pub fn tasks_staged(&self) -> Option<u64> {
+        self.0.get("tasksStaged").and_then(lenient::as_u64)
+    }
+
+    /// The embedded `tasks` (GET always embeds them). Entries that do not read as a task are
+    /// skipped.
+    #[must_use]
+    pub fn tasks(&self) -> Vec<MarathonTask> {
+        self.0
+            .get("tasks")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|t| serde_json::from_value(t.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The body for `PUT /v2/apps/{id}`: this app without [`READ_ONLY_APP_KEYS`], without `uris`
+    /// when `fetch` is also present, and without `ports` when `portDefinitions` is also present
+    /// (Marathon 1.4 returns both forms of each; the deprecated one is dropped so the pair cannot be
+    /// rejected as "cannot specify both"). Every other field, known or not, is kept unchanged and in
+    /// order.
+    #[must_use]
+    pub fn update_body(&self) -> Map<String, Value> {
+        let mut body = self.0.clone();
+        for key in READ_ONLY_APP_KEYS {
+            body.shift_remove(*key);
+        }
+        if body.get("fetch").is_some_and(|v| !v.is_null()) {
+            body.shift_remove("uris");
+        }
+        if body.get("portDefinitions").is_some_and(|v| !v.is_null()) {
+            body.shift_remove("ports");
+        }
+        body
+    }
+}
+
+/// `cpus` as a JSON number, refusing what Marathon would reject.
+pub(crate) fn cpus_value(cpus: f64) -> Result<Value, FrameworkError> {
+    if !cpus.is_finite() || cpus < 0.001 {
+        return Err(FrameworkError::invalid_input(
+            "cpus",
+            format!("{cpus} is not a finite number of at least 0.001 (Marathon's minimum)"),
+        ));
+    }
+    serde_json::Number::from_f64(cpus)
+        .map(Value::Number)
+        .ok_or_else(|| {
+            FrameworkError::invalid_input("cpus", format!("{cpus} is not representable"))
+        })
+}
+
+/// `map[key]` as an object, replacing a missing or non-object value with `{}`.
+pub(crate) fn object_entry<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> &'a mut Map<String, Value> {
+    let slot = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(m) => m,
+        _ => unreachable!("just made an object"),
+    }
+}
+
+/// One task (`GET /v2/apps/{id}/tasks`, RAML `Task`). Unknown keys land in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarathonTask {
+    /// Mesos task id; equal to the executor id on the agent for command tasks.
+    pub id: String,
+    /// The app it belongs to.
+    #[serde(default)]
+    pub app_id: String,
+    /// Agent host name.
+    #[serde(default)]
+    pub host: String,
+    /// `TASK_RUNNING`, `TASK_STAGING`, … (absent on some 1.4 answers).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Agent id.
+    #[serde(default)]
+    pub slave_id: Option<String>,
+    /// When the task was staged (ISO 8601).
+    #[serde(default)]
+    pub staged_at: Option<String>,
+    /// When it started running; `null` until then.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// App version the task runs.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Host ports.
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub ports: Vec<u64>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl MarathonTask {
+    /// True when Marathon reports the task as `TASK_RUNNING`.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.state.as_deref() == Some("TASK_RUNNING")
+    }
+}
+
+/// One deployment in `GET /v2/deployments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// Deployment id (the `Marathon-Deployment-Id` of the call that started it).
+    pub id: String,
+    /// Target version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Apps it changes.
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub affected_apps: Vec<String>,
+    /// Actions running now.
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub current_actions: Vec<DeploymentAction>,
+    /// 1-based current step.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub current_step: Option<u64>,
+    /// Number of steps.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub total_steps: Option<u64>,
+    /// Everything else (`steps`, `affectedPods`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Deployment {
+    /// True if the deployment changes `app`.
+    #[must_use]
+    pub fn affects(&self, app: &AppId) -> bool {
+        self.affected_apps.iter().any(|a| a == app.as_str())
+    }
+}
+
+/// One action of a deployment step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentAction {
+    /// `RestartApplication`, `ScaleApplication`, `StartApplication`, …
+    pub action: String,
+    /// The app acted on.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Everything else (`readinessCheckResults`, `pod`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The answer to a state-changing call (`{"deploymentId", "version"}` plus the
+/// `Marathon-Deployment-Id` header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentResult {
+    /// The deployment started by the call.
+    pub deployment_id: String,
+    /// The new app version, when the body carried one.
+    pub version: Option<String>,
+}
+
+/// The answer to `POST /v2/apps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedApp {
+    /// The app as Marathon stored it (unknown keys such as `qos` are gone).
+    pub app: MarathonApp,
+    /// The deployment that starts it, from the `Marathon-Deployment-Id` header or the body's
+    /// `deployments`.
+    pub deployment_id: Option<String>,
+}
+
+/// `GET /v2/info`, kept whole.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MarathonInfo(pub Map<String, Value>);
+
+impl MarathonInfo {
+    /// Marathon's version (`"1.4.13"`).
+    #[must_use]
+    pub fn version(&self) -> Option<&str> {
+        self.0.get("version").and_then(Value::as_str)
+    }
+
+    /// The framework name (`"marathon"`).
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        self.0.get("name").and_then(Value::as_str)
+    }
+
+    /// The Mesos framework id.
+    #[must_use]
+    pub fn framework_id(&self) -> Option<&str> {
+        self.0.get("frameworkId").and_then(Value::as_str)
+    }
+
+    /// The current leader (`host:port`).
+    #[must_use]
+    pub fn leader(&self) -> Option<&str> {
+        self.0.get("leader").and_then(Value::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn app_ids() {
+        assert_eq!(
+            AppId::parse("openmplinpack1").unwrap().as_str(),
+            "/openmplinpack1"
+        );
+        assert_eq!(
+            AppId::parse("/grp/sub/app/").unwrap().as_str(),
+            "/grp/sub/app"
+        );
+        assert_eq!(
+            AppId::parse("/a.b-c/x1")
+                .unwrap()
+                .segments()
+                .collect::<Vec<_>>(),
+            ["a.b-c", "x1"]
+        );
+        for bad in [
+            "", "/", "/A", "/a//b", "/-a", "/a-", "/a/../b", "/a b", "/a_b", "/a.-b",
+        ] {
+            assert!(AppId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let e = AppId::parse("/Grp/app").unwrap_err().to_string();
+        assert!(e.contains("\"Grp\""), "{e}");
+    }
+
+    #[test]
+    fn task_prefix() {
+        let id = AppId::parse("/qos/job-a").unwrap();
+        assert_eq!(id.task_id_prefix(), "qos_job-a");
+        assert!(id.owns_task("qos_job-a.instance-564bd685-aaaa._app.1"));
+        assert!(id.owns_task("qos_job-a.564bd685"));
+        assert!(!id.owns_task("qos_job-ab.564bd685"));
+    }
+
+    #[test]
+    fn accessors_accept_strings() {
+        let app =
+            MarathonApp::try_from(json!({"id": "x", "cpus": "0.5", "mem": 512, "instances": "1"}))
+                .unwrap();
+        assert_eq!(app.cpus(), Some(0.5));
+        assert_eq!(app.mem(), Some(512.0));
+        assert_eq!(app.instances(), Some(1));
+        assert!(MarathonApp::try_from(json!([1])).is_err());
+    }
+
+    #[test]
+    fn set_cpus_validates() {
+        let mut app = MarathonApp::new(&AppId::parse("/a").unwrap());
+        app.set_cpus(1.4).unwrap();
+        assert_eq!(app.get("cpus"), Some(&json!(1.4)));
+        assert!(app.set_cpus(f64::NAN).is_err());
+        assert!(app.set_cpus(0.0).is_err());
+    }
+
+    #[test]
+    fn update_body_strips_only_server_fields() {
+        let app = MarathonApp::try_from(json!({
+            "id": "/a", "cpus": 1, "labels": {"k": "v"}, "user": "root", "secrets": {},
+            "killSelection": "YOUNGEST_FIRST", "unreachableStrategy": {"inactiveAfterSeconds": 0},
+            "readinessChecks": [], "gpus": 0, "futureField": {"x": 1},
+            "uris": ["http://a/b.tgz"], "fetch": [{"uri": "http://a/b.tgz"}],
+            "ports": [10000], "portDefinitions": [{"port": 10000}],
+            "version": "2017-01-01T00:00:00.000Z", "versionInfo": {}, "tasks": [], "tasksRunning": 1,
+            "tasksStaged": 0, "tasksHealthy": 0, "tasksUnhealthy": 0, "deployments": [],
+            "lastTaskFailure": {}, "tasksStats": {}, "readinessCheckResults": []
+        }))
+        .unwrap();
+        let body = app.update_body();
+        let keys: Vec<&str> = body.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "cpus",
+                "labels",
+                "user",
+                "secrets",
+                "killSelection",
+                "unreachableStrategy",
+                "readinessChecks",
+                "gpus",
+                "futureField",
+                "fetch",
+                "portDefinitions"
+            ]
+        );
+        // uris without fetch stays.
+        let app = MarathonApp::try_from(json!({"id": "/a", "uris": ["u"]})).unwrap();
+        assert!(app.update_body().contains_key("uris"));
+    }
+
+    #[test]
+    fn env_and_labels() {
+        let mut app = MarathonApp::try_from(json!({"id": "/a", "env": "oops"})).unwrap();
+        app.set_env_var("MY_UUID", "abc");
+        app.set_label("qos.uuid", "abc");
+        assert_eq!(app.env_var("MY_UUID"), Some("abc"));
+        assert_eq!(app.label("qos.uuid"), Some("abc"));
+    }
+}

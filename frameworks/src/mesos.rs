@@ -1,0 +1,339 @@
+//! Mesos agent monitoring: `GET /monitor/statistics` (port 5051).
+//!
+//! The answer is a JSON array with one entry per executor. For command tasks (how Marathon and
+//! Chronos launch) `executor_id == source == task id`, which joins these numbers to a framework's
+//! tasks. `/monitor/statistics.json` is the pre-0.25 name, removed in Mesos 1.8; the client tries
+//! the current path first and falls back to the old one on 404, remembering which one worked.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::credentials::Credentials;
+use crate::error::FrameworkError;
+use crate::http::{ClientConfig, Flavor, HttpCore, Request};
+use crate::lenient;
+
+/// One executor's entry in `/monitor/statistics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorStatistics {
+    /// Executor id; the task id for command tasks.
+    pub executor_id: String,
+    /// `Command Executor (Task: …) (Command: …)` for command tasks.
+    #[serde(default)]
+    pub executor_name: String,
+    /// Framework id.
+    #[serde(default)]
+    pub framework_id: String,
+    /// Executor source; the task id for command tasks.
+    #[serde(default)]
+    pub source: String,
+    /// The measurements.
+    pub statistics: ResourceStatistics,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Mesos `ResourceStatistics`. Only `timestamp` is always present; the Docker containerizer fills
+/// just CPU times, RSS, limits and (with CFS) throttling. Numbers given as strings are accepted.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ResourceStatistics {
+    /// Seconds since the epoch when the sample was taken.
+    pub timestamp: f64,
+    /// Cumulative user CPU time, seconds.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_user_time_secs: Option<f64>,
+    /// Cumulative system CPU time, seconds.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_system_time_secs: Option<f64>,
+    /// CPU limit (includes the 0.1 executor overhead on Mesos ≤ 1.9 for command tasks).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_limit: Option<f64>,
+    /// CPU soft limit (1.10+).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_soft_limit: Option<f64>,
+    /// CFS periods elapsed.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_nr_periods: Option<u64>,
+    /// CFS periods in which the container was throttled.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_nr_throttled: Option<u64>,
+    /// Total time throttled, seconds.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus_throttled_time_secs: Option<f64>,
+    /// Resident memory, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_rss_bytes: Option<u64>,
+    /// Memory limit, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_limit_bytes: Option<u64>,
+    /// Memory soft limit, bytes (1.10+).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_soft_limit_bytes: Option<u64>,
+    /// Total memory usage, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_total_bytes: Option<u64>,
+    /// Page cache, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_cache_bytes: Option<u64>,
+    /// Swap, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_swap_bytes: Option<u64>,
+    /// Processes in the container.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub processes: Option<u64>,
+    /// Threads in the container.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub threads: Option<u64>,
+    /// Disk limit, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub disk_limit_bytes: Option<u64>,
+    /// Disk used, bytes.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub disk_used_bytes: Option<u64>,
+    /// Everything else (`mem_file_bytes`, `net_*`, `perf`, `blkio_statistics`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ResourceStatistics {
+    /// User + system CPU time in seconds; `None` when neither is reported.
+    #[must_use]
+    pub fn cpu_time_secs(&self) -> Option<f64> {
+        match (self.cpus_user_time_secs, self.cpus_system_time_secs) {
+            (None, None) => None,
+            (u, s) => Some(u.unwrap_or(0.0) + s.unwrap_or(0.0)),
+        }
+    }
+
+    /// Average CPUs used between an earlier sample and this one:
+    /// Δ(user + system) / Δtimestamp. `None` without CPU times, when time did not advance, or
+    /// when the counters went backwards (the container was replaced).
+    #[must_use]
+    pub fn cpu_usage_since(&self, earlier: &Self) -> Option<f64> {
+        let dt = self.timestamp - earlier.timestamp;
+        let dcpu = self.cpu_time_secs()? - earlier.cpu_time_secs()?;
+        (dt > 0.0 && dcpu >= 0.0).then(|| dcpu / dt)
+    }
+
+    /// Fraction of CFS periods that were throttled, when reported.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn throttled_fraction(&self) -> Option<f64> {
+        let periods = self.cpus_nr_periods?;
+        let throttled = self.cpus_nr_throttled?;
+        (periods > 0).then(|| throttled as f64 / periods as f64)
+    }
+}
+
+/// Client for one Mesos agent's monitoring endpoint.
+#[derive(Debug)]
+pub struct MesosAgentClient {
+    http: HttpCore,
+    legacy_path: AtomicBool,
+}
+
+impl MesosAgentClient {
+    /// A client with the default [`ClientConfig`]. Credentials matter only with
+    /// `--authenticate_http_readonly`.
+    ///
+    /// # Errors
+    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
+    pub fn new(credentials: &Credentials) -> Result<Self, FrameworkError> {
+        Self::with_config(credentials, ClientConfig::default())
+    }
+
+    /// A client with explicit settings.
+    ///
+    /// # Errors
+    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
+    pub fn with_config(
+        credentials: &Credentials,
+        config: ClientConfig,
+    ) -> Result<Self, FrameworkError> {
+        Ok(Self {
+            http: HttpCore::new(credentials, config, Flavor::MesosAgent)?,
+            legacy_path: AtomicBool::new(false),
+        })
+    }
+
+    /// The agent's base URL.
+    #[must_use]
+    pub fn base_url(&self) -> &Url {
+        self.http.base()
+    }
+
+    /// `GET /monitor/statistics` (or `/monitor/statistics.json` on agents older than 0.25 that
+    /// answer 404 to the first).
+    ///
+    /// # Errors
+    /// [`FrameworkError::NotFound`] when neither path exists, or any other [`FrameworkError`].
+    pub async fn statistics(&self) -> Result<Vec<ExecutorStatistics>, FrameworkError> {
+        if self.legacy_path.load(Ordering::Relaxed) {
+            return self.fetch("statistics.json").await;
+        }
+        match self.fetch("statistics").await {
+            Err(FrameworkError::NotFound { .. }) => {
+                let stats = self.fetch("statistics.json").await?;
+                self.legacy_path.store(true, Ordering::Relaxed);
+                Ok(stats)
+            }
+            other => other,
+        }
+    }
+
+    /// The entry whose executor id (= task id for command tasks) is `task_id`.
+    ///
+    /// # Errors
+    /// As [`MesosAgentClient::statistics`].
+    pub async fn statistics_for(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<ExecutorStatistics>, FrameworkError> {
+        Ok(self
+            .statistics()
+            .await?
+            .into_iter()
+            .find(|e| e.executor_id == task_id || e.source == task_id))
+    }
+
+    async fn fetch(&self, leaf: &str) -> Result<Vec<ExecutorStatistics>, FrameworkError> {
+        let resp = self
+            .http
+            .execute(Request::get(self.http.endpoint(["monitor", leaf])))
+            .await?;
+        resp.json("a JSON array of executor statistics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_reference_sample_and_keeps_unknown_fields() {
+        let v = json!([{
+            "executor_id": "qos_job-a.instance-1._app.1",
+            "executor_name": "Command Executor (Task: qos_job-a.instance-1._app.1) (Command: sh -c 'sleep 3600')",
+            "framework_id": "f-0001", "source": "qos_job-a.instance-1._app.1",
+            "statistics": {"timestamp": 1388534400.0, "cpus_user_time_secs": 96348.84,
+                "cpus_system_time_secs": 34501.45, "cpus_limit": 0.6, "cpus_nr_periods": 769021,
+                "cpus_nr_throttled": 1046, "cpus_throttled_time_secs": 352.59,
+                "mem_rss_bytes": 5105614848u64, "mem_limit_bytes": 301989888,
+                "mem_file_bytes": 7, "perf": {"timestamp": 1.0}},
+            "container_id": "abc"
+        }]);
+        let stats: Vec<ExecutorStatistics> = serde_json::from_value(v.clone()).unwrap();
+        let s = &stats[0].statistics;
+        assert_eq!(s.cpus_limit, Some(0.6));
+        assert_eq!(s.mem_rss_bytes, Some(5_105_614_848));
+        assert_eq!(s.extra.get("mem_file_bytes"), Some(&json!(7)));
+        assert_eq!(stats[0].extra.get("container_id"), Some(&json!("abc")));
+        assert!((s.cpu_time_secs().unwrap() - 130_850.29).abs() < 1e-6);
+        assert!((s.throttled_fraction().unwrap() - 1046.0 / 769_021.0).abs() < 1e-12);
+        // Round trip keeps every field.
+        assert_eq!(serde_json::to_value(&stats).unwrap(), v);
+    }
+
+    #[test]
+    fn usage_between_samples() {
+        let a = ResourceStatistics {
+            timestamp: 100.0,
+            cpus_user_time_secs: Some(10.0),
+            cpus_system_time_secs: Some(2.0),
+            ..ResourceStatistics::default()
+        };
+        let b = ResourceStatistics {
+            timestamp: 110.0,
+            cpus_user_time_secs: Some(16.0),
+            cpus_system_time_secs: Some(3.0),
+            ..ResourceStatistics::default()
+        };
+        assert_eq!(b.cpu_usage_since(&a), Some(0.7));
+        assert_eq!(a.cpu_usage_since(&b), None);
+        assert_eq!(ResourceStatistics::default().cpu_time_secs(), None);
+    }
+
+    #[test]
+    fn strings_and_missing_fields() {
+        let s: ResourceStatistics = serde_json::from_value(
+            json!({"timestamp": 5, "cpus_limit": "1.1", "mem_rss_bytes": null}),
+        )
+        .unwrap();
+        assert_eq!(s.cpus_limit, Some(1.1));
+        assert_eq!(s.mem_rss_bytes, None);
+        assert!(serde_json::from_value::<ResourceStatistics>(json!({"cpus_limit": 1})).is_err());
+    }
+}

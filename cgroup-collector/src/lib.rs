@@ -1,6 +1,277 @@
 //! cgroup-collector: the node agent. Discovers containers (Docker, Mesos, testbed cgroups), reads
 //! their cumulative CPU time (cgroup v1 `cpuacct`, v2 `cpu.stat`), maps them to job UUIDs, pushes
 //! samples to the supervisor, serves node and container metrics with cAdvisor-compatible names,
-//! heartbeats, and applies in-place CPU limits when asked.
+//! registers and heartbeats, and applies in-place CPU limits when asked.
 //!
-//! This crate is filled in by the collector work.
+//! # Layout
+//! - [`cgroup`]: v1/v2 file readers and writers (pure parsers + path readers).
+//! - [`discovery`]: the known cgroup layouts under configurable roots.
+//! - [`mapping`]: container → job UUID from testbed metadata and process environments;
+//!   [`runtime`]: the Docker Engine API (names, labels, `docker update`).
+//! - [`counters`]: counter-reset handling (figures never decrease).
+//! - [`node`]: node metrics from `/proc`.
+//! - [`collector`]: one pass = scan → map → read → [`collector::Snapshot`].
+//! - [`metrics`]: `/metrics` encoding; [`server`]: the HTTP routes including `POST /resize`.
+//! - [`push`]: batched delivery with backoff and a bounded buffer, registration, heartbeats.
+//! - [`config`]: validated settings; [`run`] wires it all together.
+
+pub mod cgroup;
+pub mod collector;
+pub mod config;
+pub mod counters;
+pub mod discovery;
+pub mod mapping;
+pub mod metrics;
+pub mod node;
+pub mod push;
+pub mod runtime;
+pub mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use qos_core::wire::NodeRegistration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::collector::{Collector, Snapshot, epoch_now};
+use crate::config::Config;
+use crate::metrics::{AgentStats, SharedSnapshot};
+use crate::push::{HeartbeatConfig, HttpSupervisor, PushConfig, Pusher, SupervisorApi};
+use crate::runtime::{ContainerRuntime, DockerRuntime};
+
+/// How long shutdown waits for the tasks to finish (last push included).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The agent could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Settings are unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The Docker client could not be built.
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    /// The supervisor client could not be built.
+    #[error(transparent)]
+    Supervisor(#[from] push::PushError),
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+    /// Cgroups named with `--cgroup` do not exist.
+    #[error("no such cgroup: {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoSuchCgroup(Vec<std::path::PathBuf>),
+}
+
+/// Where the running agent can be reached, handed out once it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// `http://…/metrics`.
+    pub metrics_url: String,
+    /// `http://…` (base of `/resize`, `/snapshot`).
+    pub base_url: String,
+}
+
+fn docker(config: &Config) -> Result<Option<Arc<dyn ContainerRuntime>>, RunError> {
+    Ok(match &config.docker_host {
+        Some(h) => Some(Arc::new(DockerRuntime::new(h)?) as Arc<dyn ContainerRuntime>),
+        None => None,
+    })
+}
+
+/// One snapshot (the `--once` mode): a pass, a short pause so CPU percentages cover an
+/// interval, and a second pass.
+pub async fn once(config: &Config) -> Result<Snapshot, RunError> {
+    config.validate()?;
+    let mut c = Collector::new(config.collector.clone(), docker(config)?);
+    let missing = c.unresolved_named();
+    if !missing.is_empty() {
+        return Err(RunError::NoSuchCgroup(missing));
+    }
+    c.collect(epoch_now()).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    Ok(c.collect(epoch_now()).await)
+}
+
+/// Run the agent until `shutdown` resolves; see [`run_with`].
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    run_with(config, listener, shutdown, |_| {}).await
+}
+
+/// Run the agent: a first pass, then `/metrics` etc. on `listener` (`ready` is called once it
+/// serves), a pass every period, pushes and heartbeats when a supervisor is configured. On
+/// `shutdown` everything stops within [`SHUTDOWN_GRACE`], after a last push attempt.
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(Ready) + Send,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let runtime = docker(&config)?;
+    let stats = Arc::new(AgentStats::default());
+    let mut collector = Collector::new(config.collector.clone(), runtime.clone());
+    let node_cpus = collector.cpu_count();
+    let first = collector.collect(epoch_now()).await;
+    let hostname = first.node.hostname.clone();
+    let memory_bytes = first.node.memory.total;
+    let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(first)));
+    let registry = Arc::new(metrics::registry(Arc::clone(&snapshot), Arc::clone(&stats)));
+
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let base_url = format!("http://{host}:{}", addr.port());
+
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let pusher = match &config.supervisor {
+        Some(s) => {
+            let api: Arc<dyn SupervisorApi> = Arc::new(HttpSupervisor::new(
+                &s.url,
+                s.token.clone(),
+                s.request_timeout,
+            )?);
+            let pusher = Arc::new(Pusher::new(
+                PushConfig {
+                    node: config.node_id.clone(),
+                    capacity: s.buffer_samples,
+                    max_batch: s.max_batch,
+                    backoff_base: s.backoff_base,
+                    backoff_max: s.backoff_max,
+                },
+                Arc::clone(&stats),
+            ));
+            tracker.spawn(Arc::clone(&pusher).run(Arc::clone(&api), token.clone()));
+            let advertise = s.advertise_url.clone().unwrap_or_else(|| {
+                if addr.ip().is_unspecified() {
+                    format!("http://{hostname}:{}", addr.port())
+                } else {
+                    base_url.clone()
+                }
+            });
+            let hb = HeartbeatConfig {
+                registration: NodeRegistration {
+                    id: config.node_id.clone(),
+                    hostname: hostname.clone(),
+                    cpus: f64::from(node_cpus),
+                    memory_bytes,
+                    labels: s.labels.clone(),
+                    agent_url: config.resize_token.is_some().then_some(advertise),
+                },
+                every: s.heartbeat_every,
+                backoff_base: s.backoff_base,
+                backoff_max: s.backoff_max,
+            };
+            tracker.spawn(push::heartbeat_loop(
+                api,
+                hb,
+                Arc::clone(&snapshot),
+                Arc::clone(&stats),
+                token.clone(),
+            ));
+            Some((pusher, s.push_all))
+        }
+        None => None,
+    };
+
+    // The pass loop.
+    {
+        let snapshot = Arc::clone(&snapshot);
+        let stats = Arc::clone(&stats);
+        let token = token.clone();
+        let period = config.period;
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tick.tick().await; // the first pass already ran
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let started = tokio::time::Instant::now();
+                let snap = collector.collect(epoch_now()).await;
+                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats
+                    .last_pass_ns
+                    .store(ns, std::sync::atomic::Ordering::Relaxed);
+                AgentStats::add(&stats.passes, 1);
+                stats.counter_resets.store(
+                    collector.resets_total(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                if let Some((pusher, push_all)) = &pusher {
+                    let samples = snap
+                        .containers
+                        .iter()
+                        .filter(|c| *push_all || c.uuid.is_some())
+                        .map(|c| c.to_wire(snap.at))
+                        .collect::<Vec<_>>();
+                    if !samples.is_empty() {
+                        pusher.enqueue(samples);
+                    }
+                }
+                if let Ok(mut g) = snapshot.write() {
+                    *g = Arc::new(snap);
+                }
+            }
+        });
+    }
+
+    let app = server::router(server::AppState {
+        snapshot,
+        registry,
+        stats,
+        resize_token: config.resize_token.clone(),
+        node_cpus,
+        runtime,
+        clk_tck: config.collector.clk_tck,
+    });
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, node = %config.node_id, cpus = node_cpus, "cgroup-collector serving");
+    ready(Ready {
+        addr,
+        metrics_url: format!("{base_url}/metrics"),
+        base_url,
+    });
+    let serve_token = token.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { serve_token.cancelled().await })
+            .await
+    });
+    shutdown.await;
+    tracing::info!("shutting down");
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks did not stop within the grace period");
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(r)) => r?,
+        Ok(Err(e)) => tracing::error!(cause = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
+    }
+    Ok(())
+}

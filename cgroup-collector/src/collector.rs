@@ -1,0 +1,383 @@
+//! One collection pass: discover → map → read → [`Snapshot`].
+//!
+//! The [`Collector`] owns the per-container state that must survive between passes: the job
+//! mapping (looked up once per container, retried every [`MAP_RETRY_PASSES`] passes while
+//! unknown) and the counter-reset tracker. Containers that vanish are remembered for
+//! [`FORGET_AFTER_PASSES`] passes so one restarted under the same id keeps monotonic figures.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use qos_core::wire::CpuSample;
+use serde::Serialize;
+
+use crate::cgroup::CgroupDirs;
+use crate::counters::{Counters, Monotonic};
+use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, discover};
+use crate::mapping::{map_cgroup, meta_path};
+use crate::node::{NodeMetrics, NodeSampler};
+use crate::runtime::{ContainerRuntime, RuntimeError};
+
+/// Passes between two mapping attempts for a container whose job is not known yet.
+pub const MAP_RETRY_PASSES: u64 = 10;
+
+/// Passes a vanished container's counters are remembered.
+pub const FORGET_AFTER_PASSES: u64 = 3_600;
+
+/// What a [`Collector`] looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorConfig {
+    /// Controller hierarchies.
+    pub roots: Roots,
+    /// Testbed directory under each root (`qos-testbed`).
+    pub testbed_prefix: String,
+    /// Where the testbed writes `<agent>/<task>/qos.json`.
+    pub testbed_meta_dir: PathBuf,
+    /// `/proc` (or a fixture).
+    pub proc_root: PathBuf,
+    /// Cgroups named by the user, read in addition to (or, without discovery, instead of) the
+    /// discovered ones.
+    pub named: Vec<PathBuf>,
+    /// Whether to scan the known layouts.
+    pub discover: bool,
+    /// USER_HZ.
+    pub clk_tck: u64,
+}
+
+/// One container's reading, as printed by `--once` and served at `/snapshot`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSample {
+    /// Container id.
+    pub id: String,
+    /// Display name (Docker name, Mesos task id, testbed task name), if known.
+    pub name: Option<String>,
+    /// Runtime.
+    pub runtime: Runtime,
+    /// Cgroup path relative to the hierarchy root.
+    pub cgroup: String,
+    /// Testbed agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Where the files are (and the cgroup version).
+    pub dirs: CgroupDirs,
+    /// Job UUID, if mapped.
+    pub uuid: Option<String>,
+    /// Docker image, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Cumulative user CPU seconds (monotonic across resets).
+    pub user_secs: f64,
+    /// Cumulative system CPU seconds.
+    pub system_secs: f64,
+    /// Cumulative total CPU seconds.
+    pub total_secs: f64,
+    /// Quota, CPUs (`None` = unlimited or no cpu controller).
+    pub quota_cpus: Option<f64>,
+    /// Raw quota, µs.
+    pub quota_us: Option<u64>,
+    /// CFS period, µs.
+    pub period_us: Option<u64>,
+    /// CFS periods (cumulative).
+    pub nr_periods: Option<u64>,
+    /// Throttled periods (cumulative).
+    pub nr_throttled: Option<u64>,
+    /// Throttled seconds (cumulative).
+    pub throttled_secs: Option<f64>,
+    /// Counter resets seen (container restarts under the same id).
+    pub resets: u32,
+}
+
+impl ContainerSample {
+    /// The wire form pushed to the supervisor.
+    #[must_use]
+    pub fn to_wire(&self, at: f64) -> CpuSample {
+        CpuSample {
+            uuid: self.uuid.clone(),
+            container_id: self.id.clone(),
+            name: self.name.clone(),
+            at,
+            user_secs: self.user_secs,
+            system_secs: self.system_secs,
+            total_secs: self.total_secs,
+            quota_cpus: self.quota_cpus,
+            throttled_secs: self.throttled_secs,
+        }
+    }
+}
+
+/// A cgroup that could not be read in this pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadFailure {
+    /// Cgroup path.
+    pub cgroup: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Everything one pass saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Snapshot {
+    /// When, epoch seconds.
+    pub at: f64,
+    /// The node.
+    pub node: NodeMetrics,
+    /// Every container read.
+    pub containers: Vec<ContainerSample>,
+    /// Cgroups that failed.
+    pub errors: Vec<ReadFailure>,
+}
+
+impl Snapshot {
+    /// Containers mapped to `uuid`.
+    pub fn by_uuid<'a>(&'a self, uuid: &'a str) -> impl Iterator<Item = &'a ContainerSample> + 'a {
+        self.containers
+            .iter()
+            .filter(move |c| c.uuid.as_deref() == Some(uuid))
+    }
+
+    /// CPUs allocated to job containers (sum of their quotas).
+    #[must_use]
+    pub fn allocated_cpus(&self) -> f64 {
+        self.containers
+            .iter()
+            .filter(|c| c.uuid.is_some())
+            .filter_map(|c| c.quota_cpus)
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct Tracked {
+    found: Discovered,
+    uuid: Option<String>,
+    name: Option<String>,
+    image: Option<String>,
+    mapped: bool,
+    next_map_try: u64,
+    counters: Monotonic,
+    last_seen: u64,
+}
+
+/// The collection state; see the module docs.
+#[derive(Debug)]
+pub struct Collector {
+    cfg: CollectorConfig,
+    discovery: DiscoveryConfig,
+    runtime: Option<Arc<dyn ContainerRuntime>>,
+    node: NodeSampler,
+    tracked: HashMap<String, Tracked>,
+    pass: u64,
+    resets_total: u64,
+}
+
+impl Collector {
+    /// A collector; `runtime` is the Docker API used to map Docker containers (none: Docker
+    /// containers are measured but not mapped).
+    #[must_use]
+    pub fn new(cfg: CollectorConfig, runtime: Option<Arc<dyn ContainerRuntime>>) -> Self {
+        let discovery = DiscoveryConfig {
+            roots: cfg.roots.clone(),
+            testbed_prefix: cfg.testbed_prefix.clone(),
+        };
+        let node = NodeSampler::new(cfg.proc_root.clone(), cfg.clk_tck);
+        Self {
+            cfg,
+            discovery,
+            runtime,
+            node,
+            tracked: HashMap::new(),
+            pass: 0,
+            resets_total: 0,
+        }
+    }
+
+    /// The node's online CPUs.
+    #[must_use]
+    pub fn cpu_count(&self) -> u32 {
+        self.node.cpu_count()
+    }
+
+    /// Counter resets seen since start.
+    #[must_use]
+    pub fn resets_total(&self) -> u64 {
+        self.resets_total
+    }
+
+    /// Named cgroups that do not resolve to a cgroup directory.
+    #[must_use]
+    pub fn unresolved_named(&self) -> Vec<PathBuf> {
+        self.cfg
+            .named
+            .iter()
+            .filter(|p| self.cfg.roots.resolve_named(p).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Step 1: find containers (sync, a few `readdir`s).
+    pub fn scan(&mut self) {
+        self.pass += 1;
+        let mut found = if self.cfg.discover {
+            discover(&self.discovery)
+        } else {
+            Vec::new()
+        };
+        for p in &self.cfg.named {
+            if let Some((cgroup, dirs)) = self.cfg.roots.resolve_named(p) {
+                found.push(Discovered {
+                    id: cgroup.clone(),
+                    runtime: Runtime::Named,
+                    cgroup,
+                    agent: None,
+                    dirs,
+                });
+            }
+        }
+        for d in found {
+            let pass = self.pass;
+            let t = self
+                .tracked
+                .entry(d.cgroup.clone())
+                .or_insert_with(|| Tracked {
+                    found: d.clone(),
+                    uuid: None,
+                    name: None,
+                    image: None,
+                    mapped: false,
+                    next_map_try: 0,
+                    counters: Monotonic::default(),
+                    last_seen: pass,
+                });
+            t.found = d;
+            t.last_seen = pass;
+        }
+        let pass = self.pass;
+        self.tracked
+            .retain(|_, t| pass - t.last_seen <= FORGET_AFTER_PASSES);
+    }
+
+    /// Step 2: map new containers to jobs (Docker through its API, others from files).
+    pub async fn resolve(&mut self) {
+        let pass = self.pass;
+        let mut docker_down: Option<RuntimeError> = None;
+        for t in self.tracked.values_mut() {
+            if t.mapped || t.last_seen != pass || t.next_map_try > pass {
+                continue;
+            }
+            t.next_map_try = pass + MAP_RETRY_PASSES;
+            match t.found.runtime {
+                Runtime::Docker => {
+                    let Some(rt) = &self.runtime else { continue };
+                    if docker_down.is_some() {
+                        continue;
+                    }
+                    match rt.inspect(&t.found.id).await {
+                        Ok(Some(info)) => {
+                            t.uuid = info.job_uuid();
+                            t.name = Some(info.name);
+                            t.image = info.image;
+                            t.mapped = true;
+                        }
+                        Ok(None) => {}
+                        Err(e) => docker_down = Some(e),
+                    }
+                }
+                Runtime::Mesos | Runtime::Testbed | Runtime::Named => {
+                    let meta = t
+                        .found
+                        .agent
+                        .as_ref()
+                        .map(|agent| meta_path(&self.cfg.testbed_meta_dir, agent, &t.found.id));
+                    let m = map_cgroup(&t.found.dirs, meta.as_deref(), &self.cfg.proc_root);
+                    if m.name.is_some() {
+                        t.name = m.name;
+                    }
+                    if m.uuid.is_some() {
+                        t.uuid = m.uuid;
+                        t.mapped = true;
+                    }
+                }
+            }
+        }
+        if let Some(e) = docker_down {
+            tracing::warn!(cause = %e, "docker API unavailable; docker containers stay unmapped for now");
+        }
+    }
+
+    /// Step 3: read every container seen in this pass, and the node.
+    pub fn read(&mut self, now: f64) -> Snapshot {
+        let pass = self.pass;
+        let mut containers = Vec::new();
+        let mut errors = Vec::new();
+        for t in self.tracked.values_mut().filter(|t| t.last_seen == pass) {
+            let stats = match t.found.dirs.read(self.cfg.clk_tck) {
+                Ok(s) => s,
+                Err(e) if e.is_not_found() => continue, // exited since the scan
+                Err(e) => {
+                    errors.push(ReadFailure {
+                        cgroup: t.found.cgroup.clone(),
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let th = stats.throttling;
+            let (c, reset) = t.counters.observe(Counters {
+                total_ns: stats.usage.total_ns,
+                user_ns: stats.usage.user_ns,
+                system_ns: stats.usage.system_ns,
+                throttled_ns: th.map_or(0, |t| t.throttled_ns),
+                nr_periods: th.map_or(0, |t| t.nr_periods),
+                nr_throttled: th.map_or(0, |t| t.nr_throttled),
+            });
+            if reset {
+                self.resets_total += 1;
+                tracing::info!(container = %t.found.id, "counter reset (container restarted); figures continue from the previous total");
+            }
+            let secs = |ns: u64| ns as f64 / 1e9;
+            containers.push(ContainerSample {
+                id: t.found.id.clone(),
+                name: t.name.clone(),
+                runtime: t.found.runtime,
+                cgroup: t.found.cgroup.clone(),
+                agent: t.found.agent.clone(),
+                dirs: t.found.dirs.clone(),
+                uuid: t.uuid.clone(),
+                image: t.image.clone(),
+                user_secs: secs(c.user_ns),
+                system_secs: secs(c.system_ns),
+                total_secs: secs(c.total_ns),
+                quota_cpus: stats.limit.and_then(|l| l.cpus()),
+                quota_us: stats.limit.and_then(|l| l.quota_us),
+                period_us: stats.limit.map(|l| l.period_us),
+                nr_periods: th.map(|_| c.nr_periods),
+                nr_throttled: th.map(|_| c.nr_throttled),
+                throttled_secs: th.map(|_| secs(c.throttled_ns)),
+                resets: t.counters.resets(),
+            });
+        }
+        containers.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
+        Snapshot {
+            at: now,
+            node: self.node.sample(),
+            containers,
+            errors,
+        }
+    }
+
+    /// A whole pass.
+    pub async fn collect(&mut self, now: f64) -> Snapshot {
+        self.scan();
+        self.resolve().await;
+        self.read(now)
+    }
+}
+
+/// Epoch seconds now.
+#[must_use]
+pub fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

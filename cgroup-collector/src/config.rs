@@ -1,0 +1,126 @@
+//! Resolved, validated settings (the binary's clap flags map onto these).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::collector::CollectorConfig;
+
+/// Where and how to talk to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// Base URL, e.g. `http://10.0.0.1:30000`.
+    pub url: String,
+    /// Bearer token for the supervisor API.
+    pub token: Option<String>,
+    /// Heartbeat period.
+    pub heartbeat_every: Duration,
+    /// Push buffer bound, samples.
+    pub buffer_samples: usize,
+    /// Largest batch, samples.
+    pub max_batch: usize,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Largest retry delay.
+    pub backoff_max: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Node labels sent at registration.
+    pub labels: BTreeMap<String, String>,
+    /// URL the supervisor should use to reach this agent (default: derived from the listener).
+    pub advertise_url: Option<String>,
+    /// Push every container, not only those mapped to a job.
+    pub push_all: bool,
+}
+
+/// Everything [`crate::run`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Node id (default: host name).
+    pub node_id: String,
+    /// What to read.
+    pub collector: CollectorConfig,
+    /// Collection (and push) period.
+    pub period: Duration,
+    /// Docker daemon address (`unix:///…` or `tcp://…`); `None` disables Docker mapping/resize.
+    pub docker_host: Option<String>,
+    /// Supervisor; `None` runs standalone (metrics and resize only).
+    pub supervisor: Option<SupervisorConfig>,
+    /// Bearer token required by `POST /resize`; `None` disables resizing.
+    pub resize_token: Option<String>,
+}
+
+/// A setting is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting `{field}`: {message}")]
+pub struct ConfigError {
+    /// The flag.
+    pub field: &'static str,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Check everything before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.trim().is_empty() || self.node_id.contains('/') {
+            return Err(err("node-id", "must be non-empty and contain no `/`"));
+        }
+        if self.period < Duration::from_millis(10) || self.period > Duration::from_secs(3600) {
+            return Err(err(
+                "period",
+                format!("must be between 10 ms and 1 h, got {:?}", self.period),
+            ));
+        }
+        let c = &self.collector;
+        if c.roots.v1_cpuacct.is_none() && c.roots.v2.is_none() && c.named.is_empty() {
+            return Err(err(
+                "cgroup-root",
+                "no cgroup hierarchy found (looked for cpuacct, cpu,cpuacct, unified, or a pure v2 mount)",
+            ));
+        }
+        if c.testbed_prefix.is_empty() || c.testbed_prefix.contains('/') {
+            return Err(err(
+                "testbed-prefix",
+                "must be one non-empty directory name",
+            ));
+        }
+        if c.clk_tck == 0 {
+            return Err(err("clk-tck", "must be > 0"));
+        }
+        if self
+            .resize_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(err("resize-token", "must not be empty"));
+        }
+        if let Some(s) = &self.supervisor {
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                return Err(err(
+                    "supervisor",
+                    format!("must be an http(s) URL, got {:?}", s.url),
+                ));
+            }
+            if s.buffer_samples == 0 || s.max_batch == 0 {
+                return Err(err("buffer-samples", "buffer and batch sizes must be ≥ 1"));
+            }
+            if s.heartbeat_every.is_zero() {
+                return Err(err("heartbeat", "must be > 0"));
+            }
+            if s.backoff_base.is_zero() || s.backoff_max < s.backoff_base {
+                return Err(err("backoff-max", "need 0 < backoff base ≤ backoff max"));
+            }
+            if s.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                return Err(err("token", "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}

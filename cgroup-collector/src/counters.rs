@@ -1,0 +1,125 @@
+//! Counter-reset handling: cumulative figures that never go backwards.
+//!
+//! A container restarted under the same id (`docker restart`, a testbed task re-run in the same
+//! cgroup) starts its kernel counters again from zero. A consumer computing `now − before` would
+//! then see negative CPU use. [`Monotonic`] keeps, per container, an offset equal to everything
+//! accounted before each reset, so the figures it hands out only grow:
+//!
+//! - a **reset** is a drop of the total CPU counter: the previous raw values are added to the
+//!   offsets of every field, and the reset is counted;
+//! - any other field that drops on its own (never seen from the kernel, but cheap to guard) is
+//!   held at its previous reported value until it catches up.
+
+use serde::Serialize;
+
+/// Raw cumulative counters of one cgroup (ns and counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Counters {
+    /// Total CPU, ns.
+    pub total_ns: u64,
+    /// User CPU, ns.
+    pub user_ns: u64,
+    /// System CPU, ns.
+    pub system_ns: u64,
+    /// Throttled time, ns.
+    pub throttled_ns: u64,
+    /// CFS periods.
+    pub nr_periods: u64,
+    /// Throttled periods.
+    pub nr_throttled: u64,
+}
+
+impl Counters {
+    fn zip(self, o: Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        Self {
+            total_ns: f(self.total_ns, o.total_ns),
+            user_ns: f(self.user_ns, o.user_ns),
+            system_ns: f(self.system_ns, o.system_ns),
+            throttled_ns: f(self.throttled_ns, o.throttled_ns),
+            nr_periods: f(self.nr_periods, o.nr_periods),
+            nr_throttled: f(self.nr_throttled, o.nr_throttled),
+        }
+    }
+}
+
+/// Per-container reset tracker.
+#[derive(Debug, Clone, Default)]
+pub struct Monotonic {
+    last_raw: Option<Counters>,
+    offset: Counters,
+    last_out: Counters,
+    resets: u32,
+}
+
+impl Monotonic {
+    /// Feed a raw reading; returns the monotonic figures and whether a reset was detected.
+    pub fn observe(&mut self, raw: Counters) -> (Counters, bool) {
+        let mut reset = false;
+        if let Some(prev) = self.last_raw {
+            if raw.total_ns < prev.total_ns {
+                self.offset = self.offset.zip(prev, u64::saturating_add);
+                self.resets += 1;
+                reset = true;
+            }
+        }
+        self.last_raw = Some(raw);
+        let out = raw
+            .zip(self.offset, u64::saturating_add)
+            .zip(self.last_out, u64::max);
+        self.last_out = out;
+        (out, reset)
+    }
+
+    /// Resets seen so far.
+    #[must_use]
+    pub fn resets(&self) -> u32 {
+        self.resets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn c(total: u64, user: u64) -> Counters {
+        Counters {
+            total_ns: total,
+            user_ns: user,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn restart_continues_from_previous_total() {
+        let mut m = Monotonic::default();
+        assert_eq!(m.observe(c(100, 60)).0, c(100, 60));
+        assert_eq!(m.observe(c(150, 90)), (c(150, 90), false));
+        // Container restarted: kernel counters back near zero.
+        assert_eq!(m.observe(c(10, 5)), (c(160, 95), true));
+        assert_eq!(m.observe(c(40, 20)).0, c(190, 110));
+        assert_eq!(m.resets(), 1);
+        // A lone field dropping (total still rising) is held, not a reset.
+        assert_eq!(m.observe(c(50, 10)).0, c(200, 110));
+    }
+
+    proptest! {
+        #[test]
+        fn outputs_never_decrease(readings in proptest::collection::vec((0u64..1_000_000, 0u64..1_000_000, 0u64..1000), 1..60)) {
+            let mut m = Monotonic::default();
+            let mut prev = Counters::default();
+            let mut raw_growth = 0u64;
+            let mut last_total = None;
+            for (t, u, n) in readings {
+                let raw = Counters { total_ns: t, user_ns: u, nr_throttled: n, ..Counters::default() };
+                let (out, _) = m.observe(raw);
+                prop_assert!(out.total_ns >= prev.total_ns && out.user_ns >= prev.user_ns && out.nr_throttled >= prev.nr_throttled);
+                // The reported total grows exactly by the CPU the kernel accounted.
+                raw_growth += match last_total { Some(l) if t >= l => t - l, Some(_) => t, None => t };
+                last_total = Some(t);
+                prop_assert_eq!(out.total_ns, raw_growth);
+                prev = out;
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! `cgroup-collector`: parse flags → validated [`Config`] → `--once` snapshot or
+//! [`cgroup_collector::run_with`] until SIGINT/SIGTERM.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid flags or settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cgroup_collector::collector::CollectorConfig;
+use cgroup_collector::config::{Config, SupervisorConfig};
+use cgroup_collector::discovery::{DEFAULT_TESTBED_PREFIX, Roots};
+use cgroup_collector::mapping::DEFAULT_TESTBED_META_DIR;
+use cgroup_collector::{RunError, cgroup};
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    /// One JSON object on one line.
+    Json,
+    /// Indented JSON.
+    JsonPretty,
+}
+
+/// Node agent: container CPU accounting from cgroups, node metrics, pushes to the supervisor,
+/// in-place resize.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Print one snapshot (node + every discovered or named cgroup) and exit.
+    #[arg(long, env = "QOS_ONCE")]
+    once: bool,
+    /// Format of the `--once` snapshot.
+    #[arg(long, value_enum, default_value = "json", env = "QOS_OUTPUT")]
+    output: Output,
+    /// A cgroup to read besides the discovered ones: absolute directory or path relative to the
+    /// controller roots (repeatable; comma-separated in the env variable).
+    #[arg(
+        long = "cgroup",
+        value_name = "PATH",
+        env = "QOS_CGROUPS",
+        value_delimiter = ','
+    )]
+    cgroups: Vec<PathBuf>,
+    /// Do not scan for containers; read only the `--cgroup` ones.
+    #[arg(long, env = "QOS_NO_DISCOVERY")]
+    no_discovery: bool,
+    /// Where the cgroup hierarchies are mounted.
+    #[arg(long, default_value = "/sys/fs/cgroup", env = "QOS_CGROUP_ROOT")]
+    cgroup_root: PathBuf,
+    /// The proc filesystem.
+    #[arg(long, default_value = "/proc", env = "QOS_PROC_ROOT")]
+    proc_root: PathBuf,
+    /// Directory under each controller root holding the testbed's `<agent>/<task-id>` cgroups.
+    #[arg(long, default_value = DEFAULT_TESTBED_PREFIX, env = "QOS_TESTBED_PREFIX")]
+    testbed_prefix: String,
+    /// Directory holding the testbed's `<agent>/<task-id>/qos.json` metadata.
+    #[arg(long, default_value = DEFAULT_TESTBED_META_DIR, env = "QOS_TESTBED_META_DIR")]
+    testbed_meta_dir: PathBuf,
+    /// USER_HZ for `cpuacct.stat` (default: sysconf(_SC_CLK_TCK), else 100).
+    #[arg(long, env = "QOS_CLK_TCK")]
+    clk_tck: Option<u64>,
+    /// Docker daemon (`unix:///path` or `tcp://host:port`).
+    #[arg(
+        long,
+        default_value = "unix:///var/run/docker.sock",
+        env = "DOCKER_HOST"
+    )]
+    docker_host: String,
+    /// Do not use the Docker API (Docker containers are still measured, not mapped).
+    #[arg(long, env = "QOS_NO_DOCKER")]
+    no_docker: bool,
+    /// Address for /metrics, /snapshot, /healthz and /resize (`127.0.0.1:0` picks a port).
+    #[arg(long, default_value = "0.0.0.0:9105", env = "QOS_COLLECTOR_LISTEN")]
+    listen: String,
+    /// Node id (default: host name).
+    #[arg(long, env = "QOS_NODE_ID")]
+    node_id: Option<String>,
+    /// Collection and push period, seconds.
+    #[arg(long, default_value_t = 1.0, env = "QOS_PERIOD")]
+    period: f64,
+    /// Supervisor base URL; without it the agent runs standalone.
+    #[arg(long, env = "QOS_SUPERVISOR_URL")]
+    supervisor: Option<String>,
+    /// Bearer token for the supervisor API.
+    #[arg(long, env = "QOS_SUPERVISOR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Bearer token required by POST /resize (without it resizing is disabled).
+    #[arg(long, env = "QOS_RESIZE_TOKEN", hide_env_values = true)]
+    resize_token: Option<String>,
+    /// Heartbeat period, seconds.
+    #[arg(long, default_value_t = 5.0, env = "QOS_HEARTBEAT")]
+    heartbeat: f64,
+    /// Samples kept while the supervisor is unreachable (oldest dropped past this).
+    #[arg(long, default_value_t = 100_000, env = "QOS_BUFFER_SAMPLES")]
+    buffer_samples: usize,
+    /// Largest sample batch per request.
+    #[arg(long, default_value_t = 2_000, env = "QOS_MAX_BATCH")]
+    max_batch: usize,
+    /// First retry delay after a failed push, milliseconds (doubles up to --backoff-max-ms).
+    #[arg(long, default_value_t = 500, env = "QOS_BACKOFF_BASE_MS")]
+    backoff_base_ms: u64,
+    /// Largest retry delay, milliseconds.
+    #[arg(long, default_value_t = 30_000, env = "QOS_BACKOFF_MAX_MS")]
+    backoff_max_ms: u64,
+    /// Per-request timeout towards the supervisor, seconds.
+    #[arg(long, default_value_t = 5.0, env = "QOS_REQUEST_TIMEOUT")]
+    request_timeout: f64,
+    /// Node label `key=value` sent at registration (repeatable).
+    #[arg(
+        long = "label",
+        value_name = "KEY=VALUE",
+        env = "QOS_NODE_LABELS",
+        value_delimiter = ','
+    )]
+    labels: Vec<String>,
+    /// URL the supervisor uses to reach this agent's /resize (default: from --listen).
+    #[arg(long, env = "QOS_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// Push samples of every container, not only those mapped to a job.
+    #[arg(long, env = "QOS_PUSH_ALL")]
+    push_all: bool,
+}
+
+fn secs(field: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("--{field} must be a number of seconds ≥ 0, got {v}"))
+}
+
+fn config(a: &Args) -> Result<Config, String> {
+    let collector = CollectorConfig {
+        roots: Roots::detect(&a.cgroup_root),
+        testbed_prefix: a.testbed_prefix.clone(),
+        testbed_meta_dir: a.testbed_meta_dir.clone(),
+        proc_root: a.proc_root.clone(),
+        named: a.cgroups.clone(),
+        discover: !a.no_discovery,
+        clk_tck: a.clk_tck.unwrap_or_else(cgroup::clk_tck),
+    };
+    let node_id = match &a.node_id {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+    };
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| format!("--label must be KEY=VALUE, got {l:?}"))?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let supervisor = match &a.supervisor {
+        Some(url) => Some(SupervisorConfig {
+            url: url.clone(),
+            token: a.token.clone(),
+            heartbeat_every: secs("heartbeat", a.heartbeat)?,
+            buffer_samples: a.buffer_samples,
+            max_batch: a.max_batch,
+            backoff_base: Duration::from_millis(a.backoff_base_ms),
+            backoff_max: Duration::from_millis(a.backoff_max_ms),
+            request_timeout: secs("request-timeout", a.request_timeout)?,
+            labels,
+            advertise_url: a.advertise_url.clone(),
+            push_all: a.push_all,
+        }),
+        None => None,
+    };
+    let c = Config {
+        node_id,
+        collector,
+        period: secs("period", a.period)?,
+        docker_host: (!a.no_docker).then(|| a.docker_host.clone()),
+        supervisor,
+        resize_token: a.resize_token.clone(),
+    };
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cgroup_collector=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn exit_for(e: &RunError) -> ExitCode {
+    match e {
+        RunError::Config(_) | RunError::NoSuchCgroup(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cgroup-collector: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.once {
+        return match cgroup_collector::once(&config).await {
+            Ok(snap) => {
+                let text = match args.output {
+                    Output::Json => serde_json::to_string(&snap),
+                    Output::JsonPretty => serde_json::to_string_pretty(&snap),
+                };
+                match text {
+                    Ok(t) => {
+                        println!("{t}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("cgroup-collector: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("cgroup-collector: {e}");
+                exit_for(&e)
+            }
+        };
+    }
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cgroup-collector: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let result = cgroup_collector::run_with(config, listener, shutdown_signal(), |ready| {
+        println!("{}", serde_json::json!({"metrics": ready.metrics_url, "resize": format!("{}/resize", ready.base_url), "snapshot": format!("{}/snapshot", ready.base_url)}));
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cgroup-collector: {e}");
+            exit_for(&e)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Mapping a container to the job UUID it runs, without the Docker API (see [`crate::runtime`]
+//! for Docker names and labels).
+//!
+//! Sources, first match wins:
+//! 1. **Testbed metadata file** `qos.json` — `{"uuid": "<job uuid>", "task_id": "<task id>"}`
+//!    (other keys ignored). The testbed writes it at
+//!    `<meta dir>/<agent>/<task-id>/qos.json` (meta dir default `/run/qos-testbed`, flag
+//!    `--testbed-meta-dir`), because cgroupfs does not accept regular files. A `qos.json` inside
+//!    the cgroup directory itself is also read (fixture trees, bind-mounted layouts).
+//! 2. **Process environment**: `QOS_UUID=<job uuid>` in `/proc/<pid>/environ` of the first process
+//!    of the cgroup (Mesos tasks and testbed tasks launched by our launcher carry it);
+//!    `MESOS_TASK_ID` / `MARATHON_APP_ID` become the container's display name.
+//!
+//! Only well-formed UUIDs (32 hex digits, or the dashed 8-4-4-4-12 form) are accepted as job
+//! UUIDs; Mesos container ids are themselves UUIDs and are never taken as job UUIDs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cgroup::CgroupDirs;
+
+/// Default directory of testbed metadata files.
+pub const DEFAULT_TESTBED_META_DIR: &str = "/run/qos-testbed";
+
+/// Name of the testbed metadata file.
+pub const META_FILE: &str = "qos.json";
+
+/// Whether `s` is a job UUID: 32 hex digits, or 8-4-4-4-12 hex groups separated by dashes.
+#[must_use]
+pub fn is_job_uuid(s: &str) -> bool {
+    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+    if s.len() == 32 {
+        return hex(s, 32);
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5 && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| hex(p, *n))
+}
+
+/// The testbed's metadata file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TestbedMeta {
+    /// The job UUID.
+    pub uuid: String,
+    /// The framework task id.
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// A display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// What a non-Docker mapping found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mapped {
+    /// Job UUID.
+    pub uuid: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// Read a metadata file; `None` if absent, malformed or without a valid UUID.
+#[must_use]
+pub fn read_meta(path: &Path) -> Option<TestbedMeta> {
+    let text = fs::read_to_string(path).ok()?;
+    let meta: TestbedMeta = serde_json::from_str(&text).ok()?;
+    is_job_uuid(&meta.uuid).then_some(meta)
+}
+
+/// Where the testbed metadata of `agent`/`task` lives.
+#[must_use]
+pub fn meta_path(meta_dir: &Path, agent: &str, task: &str) -> PathBuf {
+    meta_dir.join(agent).join(task).join(META_FILE)
+}
+
+/// Pick `QOS_UUID`, `MESOS_TASK_ID`, `MARATHON_APP_ID` out of an `environ` blob (NUL-separated).
+#[must_use]
+pub fn parse_environ(blob: &[u8]) -> Mapped {
+    let mut m = Mapped::default();
+    for var in blob.split(|b| *b == 0) {
+        let Ok(var) = std::str::from_utf8(var) else {
+            continue;
+        };
+        if let Some(v) = var.strip_prefix("QOS_UUID=") {
+            if is_job_uuid(v) {
+                m.uuid = Some(v.to_string());
+            }
+        } else if let Some(v) = var.strip_prefix("MESOS_TASK_ID=") {
+            m.name = Some(v.to_string());
+        } else if let Some(v) = var.strip_prefix("MARATHON_APP_ID=") {
+            m.name
+                .get_or_insert_with(|| v.trim_start_matches('/').to_string());
+        }
+    }
+    m
+}
+
+/// Map a non-Docker cgroup: metadata file(s) first, then the first process's environment.
+#[must_use]
+pub fn map_cgroup(dirs: &CgroupDirs, meta: Option<&Path>, proc_root: &Path) -> Mapped {
+    let in_dir = dirs.procs_dir().join(META_FILE);
+    for p in meta.into_iter().chain(std::iter::once(in_dir.as_path())) {
+        if let Some(m) = read_meta(p) {
+            return Mapped {
+                uuid: Some(m.uuid),
+                name: m.name.or(m.task_id),
+            };
+        }
+    }
+    let Ok(pids) = dirs.pids() else {
+        return Mapped::default();
+    };
+    for pid in pids.into_iter().take(4) {
+        if let Ok(blob) = fs::read(proc_root.join(pid.to_string()).join("environ")) {
+            let m = parse_environ(&blob);
+            if m.uuid.is_some() || m.name.is_some() {
+                return m;
+            }
+        }
+    }
+    Mapped::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms() {
+        assert!(is_job_uuid("0123456789abcdef0123456789ABCDEF"));
+        assert!(is_job_uuid("0b1e2f3a-1111-2222-3333-444455556666"));
+        assert!(!is_job_uuid("0b1e2f3a-1111-2222-3333-44445555666"));
+        assert!(!is_job_uuid("g123456789abcdef0123456789abcdef"));
+        assert!(!is_job_uuid("my-container"));
+        assert!(!is_job_uuid(""));
+    }
+
+    #[test]
+    fn environ() {
+        let m = parse_environ(
+            b"PATH=/bin\0QOS_UUID=0123456789abcdef0123456789abcdef\0MARATHON_APP_ID=/linpack\0",
+        );
+        assert_eq!(m.uuid.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert_eq!(m.name.as_deref(), Some("linpack"));
+        let m = parse_environ(b"QOS_UUID=nope\0MESOS_TASK_ID=app.1234\0");
+        assert_eq!((m.uuid, m.name.as_deref()), (None, Some("app.1234")));
+    }
+
+    #[test]
+    fn meta_file_then_environ() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = tmp.path().join("cg");
+        fs::create_dir_all(&cg).unwrap();
+        fs::write(cg.join("cgroup.procs"), "4242\n").unwrap();
+        let proc_root = tmp.path().join("proc");
+        fs::create_dir_all(proc_root.join("4242")).unwrap();
+        fs::write(
+            proc_root.join("4242/environ"),
+            b"QOS_UUID=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\0",
+        )
+        .unwrap();
+        let dirs = CgroupDirs::V2 { dir: cg.clone() };
+        assert_eq!(
+            map_cgroup(&dirs, None, &proc_root).uuid.as_deref(),
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        );
+        let meta = meta_path(&tmp.path().join("meta"), "agent1", "t1");
+        fs::create_dir_all(meta.parent().unwrap()).unwrap();
+        fs::write(
+            &meta,
+            r#"{"uuid": "bbbbbbbb-1111-2222-3333-444455556666", "task_id": "t1", "extra": 1}"#,
+        )
+        .unwrap();
+        let m = map_cgroup(&dirs, Some(&meta), &proc_root);
+        assert_eq!(
+            m.uuid.as_deref(),
+            Some("bbbbbbbb-1111-2222-3333-444455556666")
+        );
+        assert_eq!(m.name.as_deref(), Some("t1"));
+        fs::write(&meta, r#"{"uuid": "not-a-uuid"}"#).unwrap();
+        assert_eq!(
+            map_cgroup(&dirs, Some(&meta), &proc_root).uuid.as_deref(),
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The agent's HTTP surface (axum): `GET /metrics`, `GET /healthz`, `GET /snapshot` (the latest
+//! pass as JSON) and `POST /resize`.
+//!
+//! # `POST /resize`
+//! Body [`ResizeRequest`] `{"uuid": "...", "cpus": 1.5}`, header `Authorization: Bearer <token>`.
+//! Answers [`ResizeResult`] with the limit read back from the cgroup after the change, or an
+//! [`ErrorBody`]:
+//!
+//! | status | code | when |
+//! |---|---|---|
+//! | 401 | `unauthorized` | token missing or wrong |
+//! | 403 | `resize_disabled` | the agent has no resize token configured |
+//! | 400 | `invalid_body` | not a `ResizeRequest` |
+//! | 422 | `invalid_field` (`cpus`) | not finite, ≤ 0, above the node's CPUs, or below the kernel's minimum quota |
+//! | 404 | `not_found` | no container seen by the agent is mapped to that job UUID |
+//! | 409 | `no_cpu_controller` | the cgroup has no CPU limit file (v2 without the cpu controller) |
+//! | 502 | `runtime_error` | the Docker daemon refused or is unreachable |
+//! | 500 | `internal` | the cgroup write failed |
+//!
+//! Docker containers are resized through the Engine API (`docker update`), so Docker's own
+//! record stays right; other cgroups get `cpu.cfs_quota_us` (v1) or `cpu.max` (v2) written at
+//! their current period.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use qos_core::wire::{ErrorBody, ErrorDetail, ResizeRequest, ResizeResult};
+
+use crate::cgroup::{CgroupError, CpuLimit};
+use crate::discovery::Runtime;
+use crate::metrics::{AgentStats, SharedSnapshot};
+use crate::runtime::ContainerRuntime;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Latest pass.
+    pub snapshot: SharedSnapshot,
+    /// Metrics registry.
+    pub registry: Arc<Registry>,
+    /// Agent counters.
+    pub stats: Arc<AgentStats>,
+    /// Bearer token for `/resize` (`None`: resizing disabled).
+    pub resize_token: Option<String>,
+    /// Node CPUs (resize upper bound).
+    pub node_cpus: u32,
+    /// Docker API, for Docker containers.
+    pub runtime: Option<Arc<dyn ContainerRuntime>>,
+    /// USER_HZ.
+    pub clk_tck: u64,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        field: Option<&str>,
+    ) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: ErrorDetail {
+                    code: code.into(),
+                    message: message.into(),
+                    field: field.map(Into::into),
+                },
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/snapshot", get(snapshot))
+        .route("/resize", post(resize))
+        .with_state(state)
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    match crate::metrics::encode(&st.registry) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn snapshot(State(st): State<AppState>) -> Response {
+    let snap = st
+        .snapshot
+        .read()
+        .map(|g| Arc::clone(&g))
+        .unwrap_or_default();
+    Json(snap.as_ref().clone()).into_response()
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn token_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &st.resize_token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "resize_disabled",
+            "in-place resize is disabled on this agent: start it with --resize-token (or QOS_RESIZE_TOKEN)",
+            None,
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if token_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong bearer token",
+            None,
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing `Authorization: Bearer <token>` header",
+            None,
+        )),
+    }
+}
+
+async fn resize(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ResizeRequest>, JsonRejection>,
+) -> Result<Json<ResizeResult>, ApiError> {
+    let out = do_resize(&st, &headers, body).await;
+    let counter = if out.is_ok() {
+        &st.stats.resizes_ok
+    } else {
+        &st.stats.resizes_failed
+    };
+    AgentStats::add(counter, 1);
+    match &out {
+        Ok(r) => {
+            tracing::info!(job.uuid = %r.uuid, container = %r.container_id, cpus = r.cpus, "resized in place")
+        }
+        Err(e) => {
+            tracing::warn!(status = e.status.as_u16(), code = %e.body.error.code, message = %e.body.error.message, "resize refused")
+        }
+    }
+    out.map(Json)
+}
+
+async fn do_resize(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Result<Json<ResizeRequest>, JsonRejection>,
+) -> Result<ResizeResult, ApiError> {
+    authorize(st, headers)?;
+    let Json(req) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("expected {{\"uuid\", \"cpus\"}}: {e}"),
+            None,
+        )
+    })?;
+    let invalid = |m: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            m,
+            Some("cpus"),
+        )
+    };
+    if !req.cpus.is_finite() || req.cpus <= 0.0 {
+        return Err(invalid(format!(
+            "cpus must be a number > 0, got {}",
+            req.cpus
+        )));
+    }
+    if req.cpus > f64::from(st.node_cpus) {
+        return Err(invalid(format!(
+            "cpus {} exceeds this node's {} CPUs",
+            req.cpus, st.node_cpus
+        )));
+    }
+    let snap = st
+        .snapshot
+        .read()
+        .map(|g| Arc::clone(&g))
+        .unwrap_or_default();
+    let Some(c) = snap.by_uuid(&req.uuid).next() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no container on this node is mapped to job {}", req.uuid),
+            Some("uuid"),
+        ));
+    };
+    let cg_err = |e: CgroupError| match e {
+        CgroupError::NoCpuController { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "no_cpu_controller",
+            e.to_string(),
+            None,
+        ),
+        CgroupError::InvalidLimit(_) => invalid(e.to_string()),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            other.to_string(),
+            None,
+        ),
+    };
+    let limit = match (c.runtime, &st.runtime) {
+        (Runtime::Docker, Some(rt)) => {
+            // Check the kernel's bounds before asking the daemon, for a clear error.
+            CpuLimit::quota_for(c.period_us.unwrap_or(100_000), req.cpus).map_err(cg_err)?;
+            rt.set_cpus(&c.id, req.cpus).await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "runtime_error",
+                    e.to_string(),
+                    None,
+                )
+            })?;
+            c.dirs.read(st.clk_tck).map_err(cg_err)?.limit
+        }
+        _ => Some(c.dirs.write_cpus(req.cpus).map_err(cg_err)?),
+    };
+    let cpus = limit
+        .and_then(|l| l.cpus())
+        .unwrap_or(f64::from(st.node_cpus));
+    Ok(ResizeResult {
+        uuid: req.uuid.clone(),
+        container_id: c.id.clone(),
+        cpus,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(token_eq(b"abc", b"abc"));
+        assert!(!token_eq(b"abc", b"abd"));
+        assert!(!token_eq(b"abc", b"ab"));
+    }
+}

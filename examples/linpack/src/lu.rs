@@ -1,0 +1,721 @@
+//! Blocked, right-looking LU factorisation with partial pivoting (`PA = LU`), multithreaded and
+//! resumable at column boundaries.
+//!
+//! # Algorithm
+//! For each panel of `nb` columns starting at column `k`:
+//! 1. **Panel** (one thread): unblocked LU of the `(n-k) × nb` panel with partial pivoting; the
+//!    row interchanges are then applied to the columns left of the panel, and the `L` part below
+//!    the panel is packed into `MR`-row slivers for the update kernel.
+//! 2. **Trailing update** (all threads): the columns right of the panel are cut into chunks of
+//!    [`CHUNK_COLS`] columns handed out in ascending order. For each column the thread applies the
+//!    panel's row interchanges, the unit-lower triangular solve with `L11` and the update
+//!    `A22 -= L21 · U12` with a register-blocked kernel.
+//!
+//! # Determinism
+//! Every element is updated by exactly one thread, always as `a -= l * u` for `p` ascending
+//! (Rust never contracts this into a fused multiply-add). The arithmetic sequence of each element
+//! is therefore independent of the thread count, of which thread took which chunk, of the chunk
+//! boundaries, of the register blocking and even of the block size `nb`: the factors are
+//! bit-identical for any of them. This is what lets a checkpointed run resume with a different
+//! thread count and still produce the same bits.
+//!
+//! # Resumable state
+//! The state between steps is `(k, stage)` plus the matrix and pivots: [`Stage::Panel`] (the panel
+//! at `k` is next) or [`Stage::Update`] (panel factored, trailing columns `k+nb .. upto` already
+//! updated). A stop request is honoured between chunks, so the factorisation stops within one
+//! chunk's work (milliseconds) and [`Lu::factor`] can later continue from exactly that state.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+
+use crate::matrix::Matrix;
+
+/// Default panel width `nb`.
+pub const DEFAULT_BLOCK: usize = 64;
+/// Largest accepted panel width.
+pub const MAX_BLOCK: usize = 512;
+/// Trailing columns per work item of the parallel update (the stop granularity).
+pub const CHUNK_COLS: usize = 32;
+
+/// Rows per register tile of the update kernel.
+const MR: usize = 4;
+/// Columns per register tile of the update kernel.
+const NR: usize = 4;
+/// Slivers per cache block of packed `L` (`MC_SLIVERS * MR` rows, kept in L2).
+const MC_SLIVERS: usize = 64;
+
+/// Where the factorisation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The panel starting at the current column is the next step.
+    Panel,
+    /// The panel at the current column is factored (its pivots are final and applied to the
+    /// columns on its left); the trailing columns from the end of the panel up to `upto`
+    /// (exclusive) are updated.
+    Update {
+        /// First trailing column not yet updated.
+        upto: usize,
+    },
+}
+
+/// Why [`Lu::factor`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The factorisation is complete.
+    Finished,
+    /// A stop was requested; the state is consistent and can be saved and resumed.
+    Stopped,
+}
+
+/// Factorisation failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LuError {
+    /// No non-zero pivot exists in a column: the matrix is singular (to working precision).
+    #[error(
+        "the matrix is singular: column {column} has no non-zero pivot (exact zero after \
+         elimination), so Ax = b has no unique solution"
+    )]
+    Singular {
+        /// The zero-based column whose pivot is zero.
+        column: usize,
+    },
+    /// Parts given to [`Lu::from_parts`] are inconsistent.
+    #[error("inconsistent factorisation state: {0}")]
+    Inconsistent(String),
+}
+
+/// An LU factorisation in progress (or finished), in place over the matrix.
+#[derive(Debug, Clone)]
+pub struct Lu {
+    n: usize,
+    nb: usize,
+    a: Vec<f64>,
+    ipiv: Vec<usize>,
+    k: usize,
+    stage: Stage,
+    /// Packed `L21` of the current panel (valid in [`Stage::Update`]); derived, never saved.
+    packed: Vec<f64>,
+}
+
+impl Lu {
+    /// Starts factoring `matrix` with panel width `nb` (clamped to `1..=MAX_BLOCK`).
+    #[must_use]
+    pub fn new(matrix: Matrix, nb: usize) -> Self {
+        let n = matrix.n();
+        Self {
+            n,
+            nb: nb.clamp(1, MAX_BLOCK),
+            a: matrix.into_vec(),
+            ipiv: (0..n).collect(),
+            k: 0,
+            stage: Stage::Panel,
+            packed: Vec::new(),
+        }
+    }
+
+    /// Rebuilds a factorisation state saved from [`Lu::matrix`], [`Lu::pivots`],
+    /// [`Lu::column`] and [`Lu::stage`], checking that the parts are consistent.
+    ///
+    /// # Errors
+    /// [`LuError::Inconsistent`] when sizes, indices or the stage do not fit together.
+    pub fn from_parts(
+        n: usize,
+        nb: usize,
+        a: Vec<f64>,
+        ipiv: Vec<usize>,
+        k: usize,
+        stage: Stage,
+    ) -> Result<Self, LuError> {
+        let bad = |m: String| Err(LuError::Inconsistent(m));
+        if !(1..=MAX_BLOCK).contains(&nb) {
+            return bad(format!("block size {nb} outside 1..={MAX_BLOCK}"));
+        }
+        if a.len() != n * n {
+            return bad(format!(
+                "matrix has {} entries, expected {}",
+                a.len(),
+                n * n
+            ));
+        }
+        if ipiv.len() != n {
+            return bad(format!("{} pivots, expected {n}", ipiv.len()));
+        }
+        if let Some((p, &q)) = ipiv.iter().enumerate().find(|&(p, &q)| q < p || q >= n) {
+            return bad(format!("pivot of row {p} is {q}, outside {p}..{n}"));
+        }
+        if k > n || (k < n && k % nb != 0) {
+            return bad(format!(
+                "column {k} is not a panel boundary for n={n}, nb={nb}"
+            ));
+        }
+        if let Stage::Update { upto } = stage {
+            let end = k + nb.min(n.saturating_sub(k));
+            if k >= n || upto < end || upto > n {
+                return bad(format!(
+                    "update progress {upto} outside {end}..={n} at column {k}"
+                ));
+            }
+        }
+        let mut lu = Self {
+            n,
+            nb,
+            a,
+            ipiv,
+            k,
+            stage,
+            packed: Vec::new(),
+        };
+        if matches!(stage, Stage::Update { .. }) {
+            lu.pack();
+        }
+        Ok(lu)
+    }
+
+    /// Order of the matrix.
+    #[must_use]
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Panel width.
+    #[must_use]
+    pub fn block(&self) -> usize {
+        self.nb
+    }
+
+    /// The matrix storage (column-major): `L` (unit diagonal implied) below, `U` on and above the
+    /// diagonal for the factored part, the partially updated matrix elsewhere.
+    #[must_use]
+    pub fn matrix(&self) -> &[f64] {
+        &self.a
+    }
+
+    /// Pivot rows, LAPACK style (zero-based): row `p` was interchanged with row `pivots()[p]`.
+    /// Entries of columns not yet factored are `p` itself.
+    #[must_use]
+    pub fn pivots(&self) -> &[usize] {
+        &self.ipiv
+    }
+
+    /// First column of the current panel (`n` once finished).
+    #[must_use]
+    pub fn column(&self) -> usize {
+        self.k
+    }
+
+    /// The step the factorisation is at.
+    #[must_use]
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Whether the factorisation is complete.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.k >= self.n
+    }
+
+    /// Number of columns whose elimination is complete (a monotone measure for messages).
+    #[must_use]
+    pub fn columns_done(&self) -> usize {
+        self.k.min(self.n)
+    }
+
+    /// Total work of the factorisation, in floating-point operations of this algorithm.
+    #[must_use]
+    pub fn work_total(&self) -> f64 {
+        work_before(self.n, self.nb, self.n)
+    }
+
+    /// Work done so far, in the unit of [`Lu::work_total`].
+    #[must_use]
+    pub fn work_done(&self) -> f64 {
+        let base = work_before(self.n, self.nb, self.k);
+        match self.stage {
+            Stage::Panel => base,
+            Stage::Update { upto } => {
+                let m = self.n - self.k;
+                let b = self.nb.min(m);
+                base + panel_work(m, b) + count(upto - self.k - b) * column_work(m, b)
+            }
+        }
+    }
+
+    /// Runs the factorisation with `threads` threads until it is finished or `stop` is set.
+    ///
+    /// `stop` is checked between panels and between chunks of the trailing update. `progress`
+    /// is called (from any of the threads) with the work done so far, in the unit of
+    /// [`Lu::work_total`].
+    ///
+    /// # Errors
+    /// [`LuError::Singular`] when a column has no non-zero pivot; the state is then unusable.
+    pub fn factor(
+        &mut self,
+        threads: usize,
+        stop: &AtomicBool,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Outcome, LuError> {
+        let threads = threads.max(1);
+        loop {
+            if self.k >= self.n {
+                return Ok(Outcome::Finished);
+            }
+            match self.stage {
+                Stage::Panel => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(Outcome::Stopped);
+                    }
+                    self.factor_panel()?;
+                    progress(self.work_done());
+                }
+                Stage::Update { upto } => {
+                    if upto >= self.n {
+                        self.k += self.nb.min(self.n - self.k);
+                        self.stage = Stage::Panel;
+                        continue;
+                    }
+                    let upto = self.update_trailing(threads, stop, progress);
+                    self.stage = Stage::Update { upto };
+                    if upto < self.n {
+                        return Ok(Outcome::Stopped);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unblocked LU of the current panel, then interchanges on the left columns and packing.
+    fn factor_panel(&mut self) -> Result<(), LuError> {
+        let (n, k) = (self.n, self.k);
+        let b = self.nb.min(n - k);
+        for p in k..k + b {
+            let col = &self.a[p * n..(p + 1) * n];
+            let mut piv = p;
+            let mut best = col[p].abs();
+            for (i, v) in col.iter().enumerate().skip(p + 1) {
+                if v.abs() > best {
+                    best = v.abs();
+                    piv = i;
+                }
+            }
+            if best == 0.0 || best.is_nan() {
+                return Err(LuError::Singular { column: p });
+            }
+            self.ipiv[p] = piv;
+            if piv != p {
+                for j in k..k + b {
+                    self.a.swap(p + j * n, piv + j * n);
+                }
+            }
+            let pivot = self.a[p + p * n];
+            for v in &mut self.a[p * n + p + 1..(p + 1) * n] {
+                *v /= pivot;
+            }
+            let (left, right) = self.a.split_at_mut((p + 1) * n);
+            let l = &left[p * n + p + 1..];
+            for cj in right.chunks_exact_mut(n).take(k + b - p - 1) {
+                let u = cj[p];
+                for (c, &li) in cj[p + 1..].iter_mut().zip(l) {
+                    *c -= li * u;
+                }
+            }
+        }
+        for p in k..k + b {
+            let q = self.ipiv[p];
+            if q != p {
+                for j in 0..k {
+                    self.a.swap(p + j * n, q + j * n);
+                }
+            }
+        }
+        self.stage = Stage::Update { upto: k + b };
+        self.pack();
+        Ok(())
+    }
+
+    /// Packs `L21` of the current panel into zero-padded `MR`-row slivers:
+    /// `packed[s * MR * b + p * MR + r] = L[k + b + s * MR + r, k + p]`.
+    fn pack(&mut self) {
+        let (n, k) = (self.n, self.k);
+        let b = self.nb.min(n - k);
+        let r0 = k + b;
+        let slivers = (n - r0).div_ceil(MR);
+        self.packed.clear();
+        self.packed.resize(slivers * MR * b, 0.0);
+        for p in 0..b {
+            let col = &self.a[(k + p) * n + r0..(k + p + 1) * n];
+            for (s, rows) in col.chunks(MR).enumerate() {
+                let at = s * MR * b + p * MR;
+                self.packed[at..at + rows.len()].copy_from_slice(rows);
+            }
+        }
+    }
+
+    /// Parallel trailing update from the current `upto`; returns the new `upto`.
+    fn update_trailing(
+        &mut self,
+        threads: usize,
+        stop: &AtomicBool,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> usize {
+        let (n, k) = (self.n, self.k);
+        let Stage::Update { upto } = self.stage else {
+            return k;
+        };
+        let b = self.nb.min(n - k);
+        let m = n - k;
+        let base = work_before(n, self.nb, k) + panel_work(m, b);
+        let per_column = column_work(m, b);
+        let (head, tail) = self.a.split_at_mut(upto * n);
+        let panel = Panel {
+            n,
+            k,
+            b,
+            l: &head[k * n..(k + b) * n],
+            ipiv: &self.ipiv[k..k + b],
+            packed: &self.packed,
+        };
+        let total_chunks = (n - upto).div_ceil(CHUNK_COLS);
+        let queue = Mutex::new(tail.chunks_mut(CHUNK_COLS * n));
+        let done = AtomicUsize::new(upto - k - b);
+        let worker = || {
+            let mut ubuf = vec![0.0; NR * b];
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some(chunk) = next else { break };
+                panel.update_columns(chunk, &mut ubuf);
+                let cols = chunk.len() / n;
+                let d = done.fetch_add(cols, Ordering::Relaxed) + cols;
+                progress(base + count(d) * per_column);
+            }
+        };
+        let helpers = threads.min(total_chunks).saturating_sub(1);
+        thread::scope(|s| {
+            for _ in 0..helpers {
+                s.spawn(worker);
+            }
+            worker();
+        });
+        let remaining = queue
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        (upto + (total_chunks - remaining) * CHUNK_COLS).min(n)
+    }
+
+    /// Solves `A x = b` with the finished factorisation (forward and back substitution).
+    ///
+    /// # Panics
+    /// If the factorisation is not finished or `b` has the wrong length.
+    #[must_use]
+    pub fn solve(&self, b: &[f64]) -> Vec<f64> {
+        assert!(self.is_finished(), "solve needs a finished factorisation");
+        assert_eq!(b.len(), self.n, "right-hand side has the wrong length");
+        let n = self.n;
+        let mut x = b.to_vec();
+        for (p, &q) in self.ipiv.iter().enumerate() {
+            x.swap(p, q);
+        }
+        for (j, col) in self.a.chunks_exact(n.max(1)).enumerate() {
+            let xj = x[j];
+            for (xi, &l) in x[j + 1..].iter_mut().zip(&col[j + 1..]) {
+                *xi -= l * xj;
+            }
+        }
+        for (j, col) in self.a.chunks_exact(n.max(1)).enumerate().rev() {
+            x[j] /= col[j];
+            let xj = x[j];
+            for (xi, &u) in x[..j].iter_mut().zip(&col[..j]) {
+                *xi -= u * xj;
+            }
+        }
+        x
+    }
+}
+
+/// Read-only view of a factored panel, shared by the update threads.
+struct Panel<'a> {
+    n: usize,
+    k: usize,
+    b: usize,
+    /// Columns `k .. k+b` of the matrix.
+    l: &'a [f64],
+    /// Pivots of the panel's columns (absolute row indices).
+    ipiv: &'a [usize],
+    packed: &'a [f64],
+}
+
+impl Panel<'_> {
+    /// Applies the panel to a chunk of whole trailing columns.
+    fn update_columns(&self, chunk: &mut [f64], ubuf: &mut [f64]) {
+        let (n, k, b) = (self.n, self.k, self.b);
+        for col in chunk.chunks_exact_mut(n) {
+            for (p, &q) in (k..).zip(self.ipiv) {
+                col.swap(p, q);
+            }
+            // U12 = L11^-1 A12, column by column, p ascending.
+            for p in 0..b {
+                let u = col[k + p];
+                let l = &self.l[p * n + k + p + 1..p * n + k + b];
+                for (c, &li) in col[k + p + 1..k + b].iter_mut().zip(l) {
+                    *c -= li * u;
+                }
+            }
+        }
+        let r0 = k + b;
+        if r0 >= n {
+            return;
+        }
+        let ncols = chunk.len() / n;
+        let slivers = (n - r0).div_ceil(MR);
+        let sliver_len = MR * b;
+        for s0 in (0..slivers).step_by(MC_SLIVERS) {
+            let s1 = (s0 + MC_SLIVERS).min(slivers);
+            for g in (0..ncols).step_by(NR) {
+                let nc = NR.min(ncols - g);
+                for (p, u) in ubuf.chunks_exact_mut(NR).enumerate() {
+                    for (c, v) in u.iter_mut().enumerate() {
+                        *v = if c < nc {
+                            chunk[(g + c) * n + k + p]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+                for s in s0..s1 {
+                    let row = r0 + s * MR;
+                    let rows = MR.min(n - row);
+                    let lp = &self.packed[s * sliver_len..(s + 1) * sliver_len];
+                    tile(lp, ubuf, chunk, n, g * n + row, nc, rows);
+                }
+            }
+        }
+    }
+}
+
+/// `C[rows × nc] -= Lp · Up` for one register tile. `C` starts at `chunk[at]` with column
+/// stride `n`; `lp` holds `b` groups of `MR` values, `up` holds `b` groups of `NR` values.
+#[inline]
+fn tile(lp: &[f64], up: &[f64], chunk: &mut [f64], n: usize, at: usize, nc: usize, rows: usize) {
+    let mut acc = [[0.0f64; MR]; NR];
+    for (c, accc) in acc.iter_mut().enumerate().take(nc) {
+        let start = at + c * n;
+        accc[..rows].copy_from_slice(&chunk[start..start + rows]);
+    }
+    for (l, u) in lp.chunks_exact(MR).zip(up.chunks_exact(NR)) {
+        let l: &[f64; MR] = l.try_into().expect("chunks_exact yields MR values");
+        let u: &[f64; NR] = u.try_into().expect("chunks_exact yields NR values");
+        for (accc, &uc) in acc.iter_mut().zip(u) {
+            for (a, &lr) in accc.iter_mut().zip(l) {
+                *a -= lr * uc;
+            }
+        }
+    }
+    for (c, accc) in acc.iter().enumerate().take(nc) {
+        let start = at + c * n;
+        chunk[start..start + rows].copy_from_slice(&accc[..rows]);
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts of matrix elements are far below 2^53.
+fn count(x: usize) -> f64 {
+    x as f64
+}
+
+/// Work of the unblocked factorisation of an `m × b` panel (divisions and multiply-adds).
+fn panel_work(m: usize, b: usize) -> f64 {
+    (0..b)
+        .map(|p| {
+            let below = count(m - p - 1);
+            below + 2.0 * below * count(b - p - 1)
+        })
+        .sum()
+}
+
+/// Work of updating one trailing column with a panel of width `b` over `m` rows.
+fn column_work(m: usize, b: usize) -> f64 {
+    count(b * (b - 1)) + 2.0 * count(m - b) * count(b)
+}
+
+/// Work of all panels (with their trailing updates) that start before column `k`.
+fn work_before(n: usize, nb: usize, k: usize) -> f64 {
+    (0..k.min(n))
+        .step_by(nb.max(1))
+        .map(|c| {
+            let m = n - c;
+            let b = nb.min(m);
+            panel_work(m, b) + count(m - b) * column_work(m, b)
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{self, Matrix};
+
+    fn no_progress(_: f64) {}
+
+    fn factor(m: &Matrix, nb: usize, threads: usize) -> Lu {
+        let mut lu = Lu::new(m.clone(), nb);
+        let out = lu
+            .factor(threads, &AtomicBool::new(false), &no_progress)
+            .unwrap();
+        assert_eq!(out, Outcome::Finished);
+        lu
+    }
+
+    /// Reference: textbook unblocked right-looking LU with partial pivoting.
+    fn reference(m: &Matrix) -> (Vec<f64>, Vec<usize>) {
+        let n = m.n();
+        let mut a = m.as_slice().to_vec();
+        let mut ipiv = vec![0; n];
+        for p in 0..n {
+            let mut piv = p;
+            for i in p + 1..n {
+                if a[i + p * n].abs() > a[piv + p * n].abs() {
+                    piv = i;
+                }
+            }
+            ipiv[p] = piv;
+            for j in 0..n {
+                a.swap(p + j * n, piv + j * n);
+            }
+            let pivot = a[p + p * n];
+            for i in p + 1..n {
+                a[i + p * n] /= pivot;
+            }
+            for j in p + 1..n {
+                let u = a[p + j * n];
+                for i in p + 1..n {
+                    a[i + j * n] -= a[i + p * n] * u;
+                }
+            }
+        }
+        (a, ipiv)
+    }
+
+    fn bits(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn blocked_parallel_lu_is_bit_identical_to_the_textbook_algorithm() {
+        for &n in &[1, 2, 5, 37, 70, 131] {
+            let m = Matrix::random(n, 11);
+            let (ra, rp) = reference(&m);
+            for &(nb, threads) in &[(1, 1), (3, 2), (8, 3), (64, 1), (64, 2), (16, 5)] {
+                let lu = factor(&m, nb, threads);
+                assert_eq!(lu.pivots(), &rp[..], "n={n} nb={nb} t={threads}");
+                assert_eq!(bits(lu.matrix()), bits(&ra), "n={n} nb={nb} t={threads}");
+            }
+        }
+    }
+
+    #[test]
+    fn solves_a_known_system() {
+        // 2x + y + z = 5, 4x - 6y = -2, -2x + 7y + 2z = 9  =>  x = 1, y = 1, z = 2.
+        let m = Matrix::from_rows(&[&[2.0, 1.0, 1.0], &[4.0, -6.0, 0.0], &[-2.0, 7.0, 2.0]]);
+        let lu = factor(&m, 2, 2);
+        let x = lu.solve(&[5.0, -2.0, 9.0]);
+        for (got, want) in x.iter().zip([1.0, 1.0, 2.0]) {
+            assert!((got - want).abs() < 1e-14, "{x:?}");
+        }
+        // A permutation matrix needs pivoting on every column.
+        let p = Matrix::from_rows(&[&[0.0, 0.0, 1.0], &[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
+        let x = factor(&p, 1, 1).solve(&[3.0, 1.0, 2.0]);
+        assert_eq!(x, vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn singular_matrix_is_a_clear_error() {
+        // Second row = 2 × first row (elimination is exact in binary floating point).
+        let m = Matrix::from_rows(&[&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0], &[0.0, 1.0, 1.0]]);
+        let mut lu = Lu::new(m, 64);
+        let err = lu
+            .factor(2, &AtomicBool::new(false), &no_progress)
+            .unwrap_err();
+        assert_eq!(err, LuError::Singular { column: 2 });
+        assert!(err.to_string().contains("singular"));
+        let mut zero_col = Lu::new(Matrix::from_rows(&[&[1.0, 0.0], &[2.0, 0.0]]), 1);
+        let err = zero_col
+            .factor(1, &AtomicBool::new(false), &no_progress)
+            .unwrap_err();
+        assert_eq!(err, LuError::Singular { column: 1 });
+    }
+
+    #[test]
+    fn stop_and_continue_gives_the_same_bits_with_other_thread_counts() {
+        let n = 150;
+        let m = Matrix::random(n, 3);
+        let want = factor(&m, 16, 1);
+        let mut lu = Lu::new(m, 16);
+        let stop = AtomicBool::new(false);
+        let mut stops = 0;
+        // Stop after every few progress reports, then continue with a different thread count.
+        for round in 0.. {
+            let calls = AtomicUsize::new(0);
+            let stop_soon = |_: f64| {
+                if calls.fetch_add(1, Ordering::Relaxed) >= 2 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            };
+            stop.store(false, Ordering::Relaxed);
+            match lu.factor(1 + round % 3, &stop, &stop_soon).unwrap() {
+                Outcome::Finished => break,
+                Outcome::Stopped => stops += 1,
+            }
+            // Round-trip through the saved parts, as a checkpoint does.
+            lu = Lu::from_parts(
+                lu.n(),
+                lu.block(),
+                lu.matrix().to_vec(),
+                lu.pivots().to_vec(),
+                lu.column(),
+                lu.stage(),
+            )
+            .unwrap();
+        }
+        assert!(stops > 5, "only {stops} stops");
+        assert_eq!(bits(lu.matrix()), bits(want.matrix()));
+        assert_eq!(lu.pivots(), want.pivots());
+        let b = matrix::rhs(n, 3);
+        assert_eq!(bits(&lu.solve(&b)), bits(&want.solve(&b)));
+    }
+
+    #[test]
+    fn work_accounting_is_monotone_and_complete() {
+        let n = 100;
+        let mut lu = Lu::new(Matrix::random(n, 1), 16);
+        let total = lu.work_total();
+        // Close to the classical 2/3 n^3 operation count.
+        let classical = 2.0 / 3.0 * count(n * n * n);
+        assert!(
+            (total / classical - 1.0).abs() < 0.05,
+            "{total} vs {classical}"
+        );
+        let seen = Mutex::new(Vec::new());
+        let record = |w: f64| seen.lock().unwrap().push(w);
+        lu.factor(1, &AtomicBool::new(false), &record).unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+        assert!((seen.last().copied().unwrap() - total).abs() < 1e-6 * total);
+        assert!((lu.work_done() - total).abs() < 1e-6 * total);
+    }
+
+    #[test]
+    fn from_parts_rejects_inconsistent_state() {
+        let ok = |k, stage| Lu::from_parts(4, 2, vec![0.0; 16], vec![0, 1, 2, 3], k, stage);
+        assert!(ok(2, Stage::Panel).is_ok());
+        assert!(ok(2, Stage::Update { upto: 4 }).is_ok());
+        assert!(ok(1, Stage::Panel).is_err());
+        assert!(ok(2, Stage::Update { upto: 3 }).is_err());
+        assert!(Lu::from_parts(4, 2, vec![0.0; 15], vec![0, 1, 2, 3], 0, Stage::Panel).is_err());
+        assert!(Lu::from_parts(4, 2, vec![0.0; 16], vec![1, 0, 2, 3], 0, Stage::Panel).is_err());
+        assert!(Lu::from_parts(4, 0, vec![0.0; 16], vec![0, 1, 2, 3], 0, Stage::Panel).is_err());
+    }
+}

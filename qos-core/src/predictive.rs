@@ -628,3 +628,110 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::job::{IterationReport, Observation};
+    use crate::spec::{Deadline, QosSpec};
+
+    fn chronos_job(iterations: u32, duration: f64, deadline: f64, cpus: Cpus) -> Job {
+        let qos = QosSpec {
+            duration,
+            deadline: Deadline::Relative(deadline),
+            desv_deadline: 0.2,
+        }
+        .resolve(0.0);
+        Job::iterative("p", qos, iterations, cpus)
+    }
+
+    proptest! {
+        /// Every resize stays within [cpu_min, cpu_max] and within the node's cap.
+        #[test]
+        fn allocation_within_bounds_and_capacity(
+            iterations in 1u32..30,
+            duration in 5.0f64..600.0,
+            deadline in 60.0f64..7200.0,
+            start_milli in 100u32..=2000,
+            cap_milli in 100u32..=4000,
+            done in 0u32..30,
+            it_secs in 1.0f64..900.0,
+        ) {
+            let cfg = PredictiveConfig::default();
+            let mut job = chronos_job(iterations, duration, deadline, Cpus::from_milli(start_milli));
+            let mut t = 0.0;
+            for _ in 0..done.min(iterations.saturating_sub(1)) {
+                job.observe(Observation::Iteration(IterationReport {
+                    started_at: t + 30.0, finished_at: t + 30.0 + it_secs, hostname: "n".into(), cpus: Cpus::ZERO,
+                })).unwrap();
+                t += 30.0 + it_secs;
+            }
+            let cap = Cpus::from_milli(cap_milli);
+            let d = decide(&cfg, &job, t, Some(cap));
+            if let Some(c) = d.resize_to() {
+                prop_assert!(c >= cfg.cpu_min && c <= cfg.cpu_max, "{c} out of bounds");
+                prop_assert!(c <= cap.max(cfg.cpu_min), "{c} above cap {cap}");
+            }
+        }
+
+        /// More remaining work never needs fewer CPUs.
+        #[test]
+        fn more_work_never_fewer_cpus(
+            duration in 5.0f64..600.0,
+            deadline in 100.0f64..7200.0,
+            fewer in 1u32..20,
+            extra in 0u32..20,
+        ) {
+            let cfg = PredictiveConfig::default();
+            let small = chronos_job(fewer, duration, deadline, Cpus::ONE);
+            let large = chronos_job(fewer + extra, duration, deadline, Cpus::ONE);
+            let (fs, fl) = (forecast(&cfg, &small, 0.0).unwrap(), forecast(&cfg, &large, 0.0).unwrap());
+            let target = deadline - margin(&cfg, &small);
+            let ns = fs.needed(target, cfg.cpu_min, cfg.cpu_max, cfg.granularity);
+            let nl = fl.needed(target, cfg.cpu_min, cfg.cpu_max, cfg.granularity);
+            match (ns, nl) {
+                (Some(a), Some(b)) => prop_assert!(b >= a, "{b} < {a}"),
+                (None, Some(_)) => prop_assert!(false, "less work infeasible but more work feasible"),
+                _ => {}
+            }
+        }
+
+        /// A job whose iterations take exactly what the model predicts is never flapped: its
+        /// resizes all go the same way (shrinks step down as the shrink headroom narrows), there
+        /// are few of them, and it meets its deadline.
+        #[test]
+        fn no_flapping_on_a_steady_job(
+            iterations in 4u32..20,
+            t1 in 20.0f64..300.0,
+            slack in 1.05f64..2.5,
+        ) {
+            let cfg = PredictiveConfig::default();
+            let truth = SpeedModel::new(t1, cfg.parallel_fraction);
+            let deadline = (f64::from(iterations) * (cfg.deployment_time + t1) * slack).round();
+            let mut job = chronos_job(iterations, t1, deadline, Cpus::ONE);
+            let mut t = 0.0;
+            let mut resizes = 0;
+            let mut direction: Option<bool> = None;
+            for _ in 0..iterations {
+                let d = decide(&cfg, &job, t, None);
+                if let Some(c) = d.resize_to() {
+                    let grow = c > job.cpus;
+                    prop_assert!(direction.is_none_or(|d| d == grow), "direction flipped");
+                    direction = Some(grow);
+                    resizes += 1;
+                    job.observe(Observation::Resized { at: t, cpus: c, restart: false }).unwrap();
+                }
+                let secs = truth.time(job.cpus);
+                job.observe(Observation::Iteration(IterationReport {
+                    started_at: t + cfg.deployment_time, finished_at: t + cfg.deployment_time + secs,
+                    hostname: "n".into(), cpus: Cpus::ZERO,
+                })).unwrap();
+                t += cfg.deployment_time + secs;
+            }
+            prop_assert!(resizes <= 4, "{resizes} resizes");
+            prop_assert!(t <= deadline, "finished {t} after {deadline}");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prints the case-study table of docs/results.md: each case × policy × sharing over seeds 1..N.
+#   bash scripts/case-table.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-20}
+cargo build --release -q -p study
+bin=target/release/study
+echo "| case | sharing | policy | deadlines met | feasible met | CPU-s allocated (mean) | CPU-s used (mean) | resizes (mean) | restarts (mean) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for c in case1 case2 case3; do
+  for s in shares quota; do
+    for p in thesis predictive; do
+      for seed in $(seq 1 "$n"); do
+        "$bin" simulate --scenario "$c" --seed "$seed" --policy "$p" --sharing "$s" --json
+      done | python3 -c "
+import json, sys
+dec = json.JSONDecoder(); text = sys.stdin.read(); i = 0; runs = []
+while i < len(text):
+    while i < len(text) and text[i].isspace(): i += 1
+    if i >= len(text): break
+    obj, i = dec.raw_decode(text, i); runs.append(obj['totals'])
+k = len(runs); s = lambda f: sum(r[f] for r in runs)
+print(f\"| $c | $s | $p | {s('met')}/{s('jobs')} | {s('feasible_met')}/{s('feasible')} | {s('cpu_seconds_allocated')/k:.0f} | {s('cpu_seconds_used')/k:.0f} | {s('resizes')/k:.1f} | {s('restarts')/k:.1f} |\")
+"
+    done
+  done
+done

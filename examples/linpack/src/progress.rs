@@ -2,8 +2,7 @@
 //! `{"fraction": f, "at": <epoch seconds>}` (the supervisor's `ProgressReport` wire type).
 //!
 //! The computation only stores the latest fraction in an atomic ([`Reporter::set`]); a background
-//! thread sends it at most every `interval` (when it changed), plus once at the start and once at
-//! the end. A slow or dead supervisor therefore never slows the computation: requests time out
+//! thread sends it at most every `interval` (when it changed) and once more at the end. A slow or dead supervisor therefore never slows the computation: requests time out
 //! and later values simply replace the ones that could not be sent. The first failure is logged
 //! to stderr; later ones are not.
 
@@ -129,7 +128,7 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Starts the reporting thread; it sends the current fraction (0) at once.
+    /// Starts the reporting thread; its first report goes out after one interval.
     #[must_use]
     pub fn start(config: ProgressConfig) -> Self {
         let shared = Arc::new(Shared {
@@ -238,8 +237,8 @@ fn report_loop(config: &ProgressConfig, shared: &Shared) {
             );
         }
     };
-    let mut last = shared.bits.load(Ordering::Relaxed);
-    send(last);
+    // Nothing is sent before the first interval: a resumed run has set its fraction by then.
+    let mut last = None;
     loop {
         let finishing = {
             let guard = shared
@@ -257,9 +256,9 @@ fn report_loop(config: &ProgressConfig, shared: &Shared) {
             send(bits);
             return;
         }
-        if bits != last {
+        if last != Some(bits) {
             send(bits);
-            last = bits;
+            last = Some(bits);
         }
     }
 }

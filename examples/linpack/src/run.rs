@@ -261,6 +261,7 @@ pub fn run(
         });
         let total = cur.lu.work_total();
         let report = |w: f64| progress(fraction(repeat, if total > 0.0 { w / total } else { 1.0 }));
+        report(cur.lu.work_done());
         let started = Instant::now();
         let outcome = cur.lu.factor(settings.threads, stop, &report)?;
         if outcome == Outcome::Stopped {

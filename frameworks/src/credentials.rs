@@ -33,6 +33,8 @@ pub enum Auth {
     },
     /// DC/OS: `Authorization: token=<token>`.
     Token(String),
+    /// `Authorization: Bearer <token>` (the supervisor's own API).
+    Bearer(String),
 }
 
 impl fmt::Debug for Auth {
@@ -45,6 +47,7 @@ impl fmt::Debug for Auth {
                 .field("password", &"<redacted>")
                 .finish(),
             Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
         }
     }
 }
@@ -131,6 +134,14 @@ impl Credentials {
     #[must_use]
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.auth = Auth::Token(token.into());
+        self
+    }
+
+    /// Replaces the authentication with a bearer token (`Authorization: Bearer <token>`), as the
+    /// supervisor's API expects.
+    #[must_use]
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Auth::Bearer(token.into());
         self
     }
 
@@ -362,6 +373,15 @@ mod tests {
         assert_eq!(c.auth(), &Auth::Token("abc".into()));
         assert_eq!(c.url().path(), "/service/marathon");
         assert!(!format!("{c:?}").contains("abc"));
+    }
+
+    #[test]
+    fn bearer_token_is_redacted() {
+        let c = Credentials::new("http://sup:30000")
+            .unwrap()
+            .with_bearer_token("t0ps3cret");
+        assert_eq!(c.auth(), &Auth::Bearer("t0ps3cret".into()));
+        assert!(!format!("{c:?}").contains("t0ps3cret"));
     }
 
     #[test]

@@ -254,10 +254,11 @@ fn first_line(s: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Reads an error body of any of the shapes the three systems send:
+/// Reads an error body of any of the shapes the servers send:
 /// Marathon `{"message", "details"?, "deployments"?}` (details as `[{path, errors}]`, as a string
 /// for malformed JSON, or the pre-1.0 `errors: [{attribute, error}]`), Chronos
-/// `{"status", "message"}` (message possibly a stack trace), or plain text / HTML / nothing.
+/// `{"status", "message"}` (message possibly a stack trace), the supervisor's
+/// `{"error": {"code", "message", "field"?}}`, or plain text / HTML / nothing.
 pub(crate) fn parse_error_body(body: &[u8]) -> ServerMessage {
     let text = String::from_utf8_lossy(body);
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
@@ -267,6 +268,35 @@ pub(crate) fn parse_error_body(body: &[u8]) -> ServerMessage {
         };
     };
     let mut out = ServerMessage::default();
+    // The supervisor's own API: {"error": {"code", "message", "field"?}}.
+    match obj.get("error") {
+        Some(Value::Object(inner)) => {
+            let text = |k: &str| {
+                inner
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let (code, message, field) = (text("code"), text("message"), text("field"));
+            out.message = truncate(
+                if message.is_empty() { &code } else { &message },
+                MAX_MESSAGE_CHARS,
+            );
+            if !field.is_empty() {
+                out.details.push(ErrorDetail {
+                    path: field,
+                    errors: vec![message],
+                });
+            }
+            return out;
+        }
+        Some(Value::String(s)) if obj.get("message").is_none() => {
+            out.message = truncate(first_line(s), MAX_MESSAGE_CHARS);
+            return out;
+        }
+        _ => {}
+    }
     let message = obj
         .get("message")
         .and_then(Value::as_str)
@@ -423,6 +453,24 @@ mod tests {
         let m =
             parse_error_body(b"<html><head><title>Error 401 Unauthorized</title></head></html>");
         assert_eq!(m.message, "Error 401 Unauthorized");
+    }
+
+    #[test]
+    fn supervisor_error_body() {
+        let m = parse_error_body(
+            br#"{"error":{"code":"invalid_field","message":"must be positive","field":"qos.duration"}}"#,
+        );
+        assert_eq!(m.message, "must be positive");
+        assert_eq!(
+            m.details,
+            vec![ErrorDetail {
+                path: "qos.duration".into(),
+                errors: vec!["must be positive".into()]
+            }]
+        );
+        let m = parse_error_body(br#"{"error":{"code":"not_found","message":""}}"#);
+        assert_eq!(m.message, "not_found");
+        assert_eq!(parse_error_body(br#"{"error":"boom"}"#).message, "boom");
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub(crate) enum Flavor {
     Marathon,
     Chronos,
     MesosAgent,
+    Supervisor,
 }
 
 /// One request to make.
@@ -110,6 +111,8 @@ pub(crate) struct Request {
     pub(crate) url: Url,
     pub(crate) body: Option<Vec<u8>>,
     pub(crate) idempotent: bool,
+    /// Replaces the client's own `Authorization` for this request only.
+    pub(crate) authorization: Option<HeaderValue>,
 }
 
 impl Request {
@@ -119,6 +122,7 @@ impl Request {
             url,
             body: None,
             idempotent: true,
+            authorization: None,
         }
     }
 
@@ -137,6 +141,7 @@ impl Request {
             url,
             body: Some(body),
             idempotent,
+            authorization: None,
         })
     }
 
@@ -146,6 +151,7 @@ impl Request {
             url,
             body: None,
             idempotent,
+            authorization: None,
         }
     }
 }
@@ -213,17 +219,9 @@ impl HttpCore {
         flavor: Flavor,
     ) -> Result<Self, FrameworkError> {
         let token_header = match credentials.auth() {
-            Auth::Token(t) => {
-                let mut v = HeaderValue::from_str(&format!("token={t}")).map_err(|_| {
-                    FrameworkError::invalid_input(
-                        "DC/OS token",
-                        "contains characters that cannot go in an HTTP header",
-                    )
-                })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            _ => None,
+            Auth::Token(t) => Some(sensitive_header(&format!("token={t}"), "DC/OS token")?),
+            Auth::Bearer(t) => Some(sensitive_header(&format!("Bearer {t}"), "bearer token")?),
+            Auth::None | Auth::Basic { .. } => None,
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
@@ -300,10 +298,13 @@ impl HttpCore {
 
     async fn send_once(&self, req: &Request) -> Result<Response, Failure> {
         let mut builder = self.client.request(req.method.clone(), req.url.clone());
-        match &self.auth {
-            Auth::None => {}
-            Auth::Basic { user, password } => builder = builder.basic_auth(user, Some(password)),
-            Auth::Token(_) => {
+        match (&req.authorization, &self.auth) {
+            (Some(v), _) => builder = builder.header(header::AUTHORIZATION, v.clone()),
+            (None, Auth::None) => {}
+            (None, Auth::Basic { user, password }) => {
+                builder = builder.basic_auth(user, Some(password));
+            }
+            (None, Auth::Token(_) | Auth::Bearer(_)) => {
                 if let Some(v) = &self.token_header {
                     builder = builder.header(header::AUTHORIZATION, v.clone());
                 }
@@ -368,6 +369,15 @@ impl HttpCore {
             transient: true,
         }
     }
+}
+
+/// A header value marked sensitive (kept out of debug output), or an error naming `what`.
+pub(crate) fn sensitive_header(value: &str, what: &str) -> Result<HeaderValue, FrameworkError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        FrameworkError::invalid_input(what, "contains characters that cannot go in an HTTP header")
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 fn jitter() -> f64 {

@@ -1,5 +1,7 @@
 //! Clients for the systems the supervisor talks to: Marathon (`/v2/apps`, deployments), Chronos
-//! (2.x `/scheduler/*` and 3.x `/v1/scheduler/*`) and the Mesos agent (`/monitor/statistics`).
+//! (2.x `/scheduler/*` and 3.x `/v1/scheduler/*`) and the Mesos agent (`/monitor/statistics`) —
+//! plus the one typed client for the supervisor's own API, shared by the launcher, shell-trap and
+//! the node collector.
 //!
 //! Readers are tolerant: unknown fields are kept, not rejected, so a GET → modify `cpus` → PUT
 //! round trip loses nothing, and numbers that arrive as strings (`"cpus": "1"` in the thesis Chronos
@@ -39,6 +41,8 @@
 //! - [`chronos`]: [`ChronosClient`] (both API generations), [`ChronosJob`] (whole-object model) and
 //!   [`Schedule`], the pure ISO 8601 `R[n]/[start]/period` type.
 //! - [`mesos`]: [`MesosAgentClient`] and the `/monitor/statistics` model.
+//! - [`supervisor`]: [`SupervisorClient`] for the supervisor's thesis routes and `/api/v1`, over
+//!   the wire types of `qos_core::wire`.
 //! - [`api`]: the object-safe traits [`MarathonApi`], [`ChronosApi`], [`MesosAgentApi`] at the
 //!   boundary with the supervisor and launcher.
 
@@ -50,6 +54,7 @@ pub mod http;
 pub mod lenient;
 pub mod marathon;
 pub mod mesos;
+pub mod supervisor;
 
 pub use api::{ChronosApi, MarathonApi, MesosAgentApi};
 pub use chronos::{ChronosApiVersion, ChronosClient, ChronosJob, Schedule, ScheduleError};
@@ -63,3 +68,4 @@ pub use marathon::{
 pub use mesos::{ExecutorStatistics, MesosAgentClient, ResourceStatistics};
 /// The URL type used throughout (re-exported from `reqwest`).
 pub use reqwest::Url;
+pub use supervisor::SupervisorClient;

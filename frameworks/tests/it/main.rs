@@ -7,4 +7,5 @@ mod http;
 mod marathon;
 mod mesos;
 mod payloads;
+mod supervisor;
 mod support;

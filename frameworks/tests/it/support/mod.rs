@@ -7,6 +7,7 @@
 pub(crate) mod chronos;
 pub(crate) mod marathon;
 pub(crate) mod misc;
+pub(crate) mod supervisor;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! tasks. `/monitor/statistics.json` is the pre-0.25 name, removed in Mesos 1.8; the client tries
 //! the current path first and falls back to the old one on 404, remembering which one worked.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::Url;
@@ -197,11 +198,11 @@ impl ResourceStatistics {
     }
 }
 
-/// Client for one Mesos agent's monitoring endpoint.
-#[derive(Debug)]
+/// Client for one Mesos agent's monitoring endpoint. Clones share the remembered endpoint.
+#[derive(Debug, Clone)]
 pub struct MesosAgentClient {
     http: HttpCore,
-    legacy_path: AtomicBool,
+    legacy_path: Arc<AtomicBool>,
 }
 
 impl MesosAgentClient {
@@ -224,7 +225,7 @@ impl MesosAgentClient {
     ) -> Result<Self, FrameworkError> {
         Ok(Self {
             http: HttpCore::new(credentials, config, Flavor::MesosAgent)?,
-            legacy_path: AtomicBool::new(false),
+            legacy_path: Arc::new(AtomicBool::new(false)),
         })
     }
 

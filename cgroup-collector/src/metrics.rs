@@ -97,6 +97,11 @@ fn counter(
         return Ok(());
     }
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    if let [(labels, v)] = rows {
+        if labels.is_empty() {
+            return ConstCounter::new(*v).encode(m);
+        }
+    }
     for (labels, v) in rows {
         let l: &Labels<'_> = labels;
         ConstCounter::new(*v).encode(m.encode_family(&l)?)?;
@@ -114,6 +119,11 @@ fn gauge(
         return Ok(());
     }
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    if let [(labels, v)] = rows {
+        if labels.is_empty() {
+            return ConstGauge::new(*v).encode(m);
+        }
+    }
     for (labels, v) in rows {
         let l: &Labels<'_> = labels;
         ConstGauge::new(*v).encode(m.encode_family(&l)?)?;

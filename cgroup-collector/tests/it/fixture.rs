@@ -1,0 +1,315 @@
+//! The command-line contract and the resize endpoint on fixture cgroup trees (no root needed).
+
+use std::fs;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::util;
+
+#[test]
+fn once_prints_node_and_every_discovered_or_named_cgroup() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    let docker_id = "d".repeat(64);
+    util::fixture_v1(
+        root,
+        &format!("docker/{docker_id}"),
+        3_000_000_000,
+        250,
+        50,
+        150_000,
+    );
+    util::fixture_v1(
+        root,
+        "qos-testbed/agent1/task-1",
+        1_500_000_000,
+        100,
+        40,
+        50_000,
+    );
+    util::fixture_v1(root, "custom/thing", 42, 0, 0, -1);
+    let meta = root.join("meta");
+    let uuid = util::job_uuid();
+    util::fixture_meta(&meta, "agent1", "task-1", &uuid);
+
+    let snap = util::once(&[
+        "--cgroup-root",
+        root.to_str().unwrap(),
+        "--testbed-meta-dir",
+        meta.to_str().unwrap(),
+        "--cgroup",
+        "custom/thing",
+    ]);
+    assert!(snap["node"]["cpus"].as_u64().unwrap() >= 1, "{snap}");
+    assert!(snap["node"]["memory"]["total"].as_u64().unwrap() > 0);
+    assert!(snap["at"].as_f64().unwrap() > 1.6e9);
+    let d = util::container(&snap, &format!("/docker/{docker_id}"));
+    assert_eq!(
+        (d["runtime"].as_str(), d["id"].as_str()),
+        (Some("docker"), Some(docker_id.as_str()))
+    );
+    assert_eq!(
+        (
+            d["total_secs"].as_f64(),
+            d["user_secs"].as_f64(),
+            d["system_secs"].as_f64()
+        ),
+        (Some(3.0), Some(2.5), Some(0.5))
+    );
+    assert_eq!(
+        (
+            d["quota_cpus"].as_f64(),
+            d["throttled_secs"].as_f64(),
+            d["nr_throttled"].as_u64()
+        ),
+        (Some(1.5), Some(0.25), Some(4))
+    );
+    assert!(d["uuid"].is_null());
+    let t = util::container(&snap, "/qos-testbed/agent1/task-1");
+    assert_eq!(
+        (
+            t["runtime"].as_str(),
+            t["uuid"].as_str(),
+            t["quota_cpus"].as_f64()
+        ),
+        (Some("testbed"), Some(uuid.as_str()), Some(0.5))
+    );
+    let n = util::container(&snap, "/custom/thing");
+    assert_eq!(
+        (n["runtime"].as_str(), n["quota_cpus"].as_f64()),
+        (Some("named"), None)
+    );
+    assert_eq!(snap["containers"].as_array().unwrap().len(), 3);
+
+    // Only the named one.
+    let snap = util::once(&[
+        "--cgroup-root",
+        root.to_str().unwrap(),
+        "--no-discovery",
+        "--cgroup",
+        "custom/thing",
+    ]);
+    assert_eq!(snap["containers"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_clear_message() {
+    let tree = tempfile::tempdir().unwrap();
+    util::fixture_v1(tree.path(), "x", 1, 0, 0, -1);
+    let run = |args: &[&str]| {
+        let o = Command::new(util::bin()).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let root = tree.path().to_str().unwrap();
+    let (code, err) = run(&[
+        "--once",
+        "--no-docker",
+        "--cgroup-root",
+        root,
+        "--cgroup",
+        "/no/such/cgroup",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no such cgroup: /no/such/cgroup"), "{err}");
+    let (code, err) = run(&["--once", "--cgroup-root", root, "--period", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("period"), "{err}");
+    let (code, err) = run(&["--once", "--cgroup-root", root, "--supervisor", "ftp://x"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("supervisor"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, err) = run(&["--once", "--cgroup-root", empty.path().to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no cgroup hierarchy"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resize_is_authenticated_bounded_and_only_for_mapped_containers() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    let meta = root.join("meta");
+    let (job, job_v2) = (util::job_uuid(), util::job_uuid());
+    util::fixture_v1(root, "qos-testbed/a1/job", 1, 0, 0, 50_000);
+    util::fixture_meta(&meta, "a1", "job", &job);
+    util::fixture_v1(root, "qos-testbed/a1/unmapped", 1, 0, 0, 50_000);
+    // A v2 task without the cpu controller (like the hybrid `unified` tree).
+    let v2 = root.join("unified/qos-testbed/a1/v2job");
+    fs::create_dir_all(&v2).unwrap();
+    fs::write(v2.join("cgroup.controllers"), "").unwrap();
+    fs::write(
+        v2.join("cpu.stat"),
+        "usage_usec 10\nuser_usec 5\nsystem_usec 5\n",
+    )
+    .unwrap();
+    util::fixture_meta(&meta, "a1", "v2job", &job_v2);
+
+    let args = [
+        "--no-docker",
+        "--cgroup-root",
+        root.to_str().unwrap(),
+        "--testbed-meta-dir",
+        meta.to_str().unwrap(),
+        "--period",
+        "0.1",
+    ];
+    let agent = util::Agent::start(&[&args[..], &["--resize-token", "t0k"]].concat());
+    let snap = agent
+        .wait_for("both jobs mapped", std::time::Duration::from_secs(5), |s| {
+            let cs = s["containers"].as_array().unwrap();
+            cs.iter().any(|c| c["uuid"] == job.as_str())
+                && cs.iter().any(|c| c["uuid"] == job_v2.as_str())
+        })
+        .await;
+    let cpus = snap["node"]["cpus"].as_f64().unwrap();
+    let quota = root.join("cpu/qos-testbed/a1/job/cpu.cfs_quota_us");
+
+    let cases = [
+        (None, json!({"uuid": job, "cpus": 1.0}), 401, "unauthorized"),
+        (
+            Some("nope"),
+            json!({"uuid": job, "cpus": 1.0}),
+            401,
+            "unauthorized",
+        ),
+        (Some("t0k"), json!({"uuid": job}), 400, "invalid_body"),
+        (
+            Some("t0k"),
+            json!({"uuid": job, "cpus": cpus + 1.0}),
+            422,
+            "invalid_field",
+        ),
+        (
+            Some("t0k"),
+            json!({"uuid": job, "cpus": 0.0}),
+            422,
+            "invalid_field",
+        ),
+        (
+            Some("t0k"),
+            json!({"uuid": job, "cpus": 0.001}),
+            422,
+            "invalid_field",
+        ),
+        (
+            Some("t0k"),
+            json!({"uuid": util::job_uuid(), "cpus": 1.0}),
+            404,
+            "not_found",
+        ),
+        (
+            Some("t0k"),
+            json!({"uuid": "unmapped", "cpus": 1.0}),
+            404,
+            "not_found",
+        ),
+        (
+            Some("t0k"),
+            json!({"uuid": job_v2, "cpus": 1.0}),
+            409,
+            "no_cpu_controller",
+        ),
+    ];
+    for (token, body, status, code) in cases {
+        let (st, b) = agent.resize(token, body.clone()).await;
+        assert_eq!(
+            (st, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body} → {b}"
+        );
+        assert_eq!(
+            fs::read_to_string(&quota).unwrap().trim(),
+            "50000",
+            "refused request changed nothing"
+        );
+    }
+    let (st, b) = agent
+        .resize(Some("t0k"), json!({"uuid": job, "cpus": cpus}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        (b["cpus"].as_f64(), b["container_id"].as_str()),
+        (Some(cpus), Some("job"))
+    );
+    assert_eq!(
+        fs::read_to_string(&quota).unwrap().trim(),
+        format!("{}", (cpus * 100_000.0) as u64)
+    );
+    let text = agent.metrics_text().await;
+    assert!(
+        text.contains("qos_collector_resizes_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+
+    // Without a resize token the endpoint is off.
+    drop(agent);
+    let agent = util::Agent::start(&args);
+    let (st, b) = agent
+        .resize(Some("t0k"), json!({"uuid": job, "cpus": 1.0}))
+        .await;
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (403, Some("resize_disabled")),
+        "{b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_cadvisor_and_node_exporter_names() {
+    let tree = tempfile::tempdir().unwrap();
+    let id = "e".repeat(64);
+    util::fixture_v1(
+        tree.path(),
+        &format!("docker/{id}"),
+        2_000_000_000,
+        150,
+        50,
+        50_000,
+    );
+    let agent = util::Agent::start(&[
+        "--no-docker",
+        "--cgroup-root",
+        tree.path().to_str().unwrap(),
+    ]);
+    let text = agent.metrics_text().await;
+    let labels = format!("{{id=\"/docker/{id}\",name=\"{id}\",qos_uuid=\"\"}}");
+    for (metric, value) in [
+        ("container_cpu_usage_seconds_total", "2.0"),
+        ("container_cpu_user_seconds_total", "1.5"),
+        ("container_cpu_system_seconds_total", "0.5"),
+        ("container_spec_cpu_quota", "50000.0"),
+        ("container_spec_cpu_period", "100000.0"),
+        ("container_cpu_cfs_periods_total", "10.0"),
+        ("container_cpu_cfs_throttled_periods_total", "4.0"),
+        ("container_cpu_cfs_throttled_seconds_total", "0.25"),
+    ] {
+        let line = format!("{metric}{labels} {value}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    for name in [
+        "node_cpu_seconds_total{cpu=\"0\",mode=\"user\"}",
+        "node_load1 ",
+        "node_memory_MemTotal_bytes ",
+        "node_memory_MemAvailable_bytes ",
+        "node_memory_SwapTotal_bytes ",
+        "node_filesystem_size_bytes{device=",
+        "node_network_receive_bytes_total{device=\"lo\"}",
+        "node_network_transmit_packets_total{device=\"lo\"}",
+        "node_processes_pids ",
+        "node_processes_threads ",
+        "node_boot_time_seconds ",
+        "qos_node_uptime_seconds ",
+        "qos_node_free_cpus ",
+        "qos_node_cpu_usage_ratio{cpu=\"total\"}",
+        "qos_collector_samples_dropped_total ",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+}

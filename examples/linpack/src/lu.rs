@@ -504,7 +504,12 @@ fn tile(lp: &[f64], up: &[f64], chunk: &mut [f64], n: usize, at: usize, nc: usiz
     let mut acc = [[0.0f64; MR]; NR];
     for (c, accc) in acc.iter_mut().enumerate().take(nc) {
         let start = at + c * n;
-        accc[..rows].copy_from_slice(&chunk[start..start + rows]);
+        if rows == MR {
+            // Fixed length: a register load, not a `memcpy` call.
+            *accc = chunk[start..start + MR].try_into().expect("MR values");
+        } else {
+            accc[..rows].copy_from_slice(&chunk[start..start + rows]);
+        }
     }
     for (l, u) in lp.chunks_exact(MR).zip(up.chunks_exact(NR)) {
         let l: &[f64; MR] = l.try_into().expect("chunks_exact yields MR values");
@@ -517,7 +522,14 @@ fn tile(lp: &[f64], up: &[f64], chunk: &mut [f64], n: usize, at: usize, nc: usiz
     }
     for (c, accc) in acc.iter().enumerate().take(nc) {
         let start = at + c * n;
-        chunk[start..start + rows].copy_from_slice(&accc[..rows]);
+        if rows == MR {
+            let dst: &mut [f64; MR] = (&mut chunk[start..start + MR])
+                .try_into()
+                .expect("MR values");
+            *dst = *accc;
+        } else {
+            chunk[start..start + rows].copy_from_slice(&accc[..rows]);
+        }
     }
 }
 

@@ -76,11 +76,13 @@ fn reports_reach_the_supervisor_with_token_and_increasing_fractions() {
         fractions.iter().any(|f| *f > 0.0 && *f < 1.0),
         "{fractions:?}"
     );
-    // Periodic reports are at least one interval apart (the final one may come sooner).
-    for w in reqs[..reqs.len() - 1].windows(2) {
-        let gap = w[1].at - w[0].at;
-        assert!(gap >= Duration::from_millis(35), "gap {gap:?}");
-    }
+    // At most one report per interval, plus the final one.
+    let bound = ran.wall.as_secs_f64() / 0.05 + 2.0;
+    assert!(
+        f64::from(u32::try_from(reqs.len()).unwrap()) <= bound,
+        "{} > {bound}",
+        reqs.len()
+    );
 }
 
 #[test]

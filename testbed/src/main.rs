@@ -1,0 +1,3 @@
+//! `testbed serve`: see the library docs.
+
+fn main() {}

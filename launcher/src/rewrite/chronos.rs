@@ -1,0 +1,377 @@
+//! Chronos rewrite: every iteration runs the user's command, then reports to the supervisor.
+//!
+//! # The rewritten `command`
+//! ```text
+//! qos_s=$(date +%s); sh -c '<user command>'; qos_rc=$?; qos_f=$(date +%s); … report …; exit "$qos_rc"
+//! ```
+//! - The user's command is **one single-quoted word** given to `sh -c` (each `'` written `'\''`):
+//!   it runs exactly as Chronos would have run it (`/bin/sh -c command`), and nothing in it — quotes,
+//!   `$()`, backticks, `;`, newlines — can reach the outer command. A `"shell": false` job's
+//!   `command` and `arguments` become single-quoted words run directly (no shell), and the job is
+//!   switched to `"shell": true`.
+//! - The report is `POST <supervisor>/updateTask` with
+//!   `{"name", "uuid", "started_at", "finished_at", "hostname", "exit_code"}` (epoch seconds from the
+//!   container's `date +%s`; `hostname` from `hostname`, else `$HOST`, reduced to `unknown` if it
+//!   holds anything but `[A-Za-z0-9._-]`), `Content-Type: application/json` and, when the supervisor
+//!   issued one, `Authorization: Bearer <report token>`. It uses `curl` if the image has it, else
+//!   `wget` (BusyBox or GNU; bounded by `timeout` when the image has it, because BusyBox 1.35's
+//!   `wget -T` crashes), and retries with exponential backoff ([`super::ReportPolicy`]).
+//!   The name and UUID are checked against strict character sets, so the JSON needs no escaping.
+//! - The task then exits with the **user command's exit code**, so Chronos records failures.
+//! - The image needs `sh`, `date`, `sleep` and `curl` or `wget` (the thesis needed
+//!   `/usr/bin/curl` exactly).
+//!
+//! # The schedule: exactly the requested iterations
+//! The thesis rewrote `R4//PT5M` to the infinite `R//PT5M` and had its supervisor force a run
+//! after every report, so scheduled and forced runs overlapped and were double-counted
+//! (thesis-code.md §3.5, §8 item 6). Here the user's schedule is kept as written — `R<n>`, start
+//! and period — so Chronos itself runs the job exactly `n` times, and:
+//! - `retries` is set to 0: a failed run is one iteration (reported with its exit code), not a
+//!   retried one that would report twice;
+//! - `epsilon` (Chronos 2.x: how late a run may start before it is skipped) is set, when the job
+//!   does not set it, to the whole deadline window, so a late run is not silently skipped;
+//! - infinite schedules (`R/…`) are refused: QoS needs a finite count to plan for.
+//!
+//! **Contract with the supervisor:** it must never force extra runs (`PUT /scheduler/job/<name>`);
+//! to resize it re-posts the job **as Chronos currently stores it** (whose schedule Chronos has
+//! advanced after each run) with only `cpus` changed, so the remaining count is unchanged; it
+//! counts one iteration per report (idempotently: a retried report carries the same body), and
+//! deletes the job after the last one.
+
+use frameworks::chronos::{Schedule, validate_job_name};
+use qos_core::QosSpec;
+use serde_json::{Map, Value};
+
+use super::{JobUuid, ReportPolicy, Settings, fmt_num, kind_of, read_cpus, spec_error};
+use crate::error::LauncherError;
+use crate::shell::{quote, quote_always};
+
+/// Chronos' default `cpus` (`--mesos_task_cpu`) when a job does not set it.
+pub const CHRONOS_DEFAULT_CPUS: f64 = 0.1;
+
+/// A validated Chronos job, waiting for its report token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The job's name.
+    pub name: String,
+    /// Runs requested (`R<n>`).
+    pub iterations: u32,
+    /// Initial CPUs.
+    pub cpus: f64,
+    /// The job without `qos`, with the launcher's fields set, `command` still to be written.
+    body: Map<String, Value>,
+    /// How the user's command is run inside the rewritten command.
+    invocation: String,
+}
+
+pub(super) fn prepare(
+    mut body: Map<String, Value>,
+    origin: &str,
+    qos: &QosSpec,
+    submitted_at: f64,
+    warnings: &mut Vec<String>,
+) -> Result<Plan, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
+
+    // name
+    let name = match body.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        None => {
+            return Err(field(
+                "name",
+                "is missing; a Chronos job needs a name".into(),
+            ));
+        }
+        Some(other) => {
+            return Err(field(
+                "name",
+                format!("must be a string, got {}", kind_of(other)),
+            ));
+        }
+    };
+    if let Err(e) = validate_job_name(&name) {
+        let why = match &e {
+            frameworks::FrameworkError::InvalidInput { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        return Err(field(
+            "name",
+            format!(
+                "{name:?} {why} (Chronos' rule [\\w.-]+; it is also written into the job's report)"
+            ),
+        ));
+    }
+
+    // schedule
+    if body.contains_key("parents") {
+        return Err(field(
+            "parents",
+            "dependent jobs are not supported for QoS: give the job its own finite \
+             \"schedule\" (e.g. \"R4//PT5M\") instead of \"parents\""
+                .into(),
+        ));
+    }
+    let schedule_text = match body.get("schedule") {
+        Some(Value::String(s)) => s.clone(),
+        None => {
+            return Err(field(
+                "schedule",
+                "is missing; a QoS Chronos job needs a finite repeating schedule such as \
+                 \"R4//PT5M\" (4 iterations, 5 minutes apart, starting now)"
+                    .into(),
+            ));
+        }
+        Some(other) => {
+            return Err(field(
+                "schedule",
+                format!("must be a string, got {}", kind_of(other)),
+            ));
+        }
+    };
+    let schedule = Schedule::parse(&schedule_text).map_err(|e| field("schedule", e.to_string()))?;
+    let Some(reps) = schedule.repetitions() else {
+        return Err(field(
+            "schedule",
+            format!(
+                "{schedule_text:?} repeats forever (R/…); QoS needs a finite number of iterations \
+                 to plan for: write the count after the R, e.g. \"R4/{}\"",
+                schedule_text
+                    .split_once('/')
+                    .map_or("/PT5M", |(_, rest)| rest)
+            ),
+        ));
+    };
+    let iterations = u32::try_from(reps).map_err(|_| {
+        field(
+            "schedule",
+            format!("{reps} iterations is too many (at most {})", u32::MAX),
+        )
+    })?;
+    qos.validate_for(Some(iterations), submitted_at)
+        .map_err(|e| spec_error(origin, &e))?;
+    let deadline_at = qos.deadline.at(submitted_at);
+    if let Some(start) = schedule.start() {
+        let start_s = start.timestamp() as f64;
+        if start_s >= deadline_at {
+            return Err(field(
+                "schedule",
+                format!(
+                    "starts at {start}, which is not before the deadline; move the start \
+                     earlier or the deadline later"
+                ),
+            ));
+        }
+        let last = start_s + schedule.period_secs() * f64::from(iterations.saturating_sub(1));
+        if last > deadline_at {
+            warnings.push(format!(
+                "the schedule's last run is due {} s after the deadline; the job cannot meet it \
+                 unless the supervisor has no say in when runs start",
+                fmt_num((last - deadline_at).round())
+            ));
+        }
+    } else {
+        let last = schedule.period_secs() * f64::from(iterations.saturating_sub(1));
+        if submitted_at + last > deadline_at {
+            warnings.push(format!(
+                "{iterations} runs every {} s cannot all start before the deadline ({} s away)",
+                fmt_num(schedule.period_secs()),
+                fmt_num(deadline_at - submitted_at)
+            ));
+        }
+    }
+
+    // cpus
+    let cpus = match read_cpus(&body, origin)? {
+        Some(c) => c,
+        None => {
+            warnings.push(format!(
+                "cpus is not set; Chronos' default {CHRONOS_DEFAULT_CPUS} is assumed and written \
+                 into the job"
+            ));
+            body.insert("cpus".into(), Value::from(CHRONOS_DEFAULT_CPUS));
+            CHRONOS_DEFAULT_CPUS
+        }
+    };
+
+    if body
+        .get("disabled")
+        .and_then(frameworks::lenient::as_bool)
+        .unwrap_or(false)
+    {
+        return Err(field(
+            "disabled",
+            "is true, so the job would never run; remove it".into(),
+        ));
+    }
+    if let Some(c) = body.get("container") {
+        if !c.is_object() {
+            return Err(field(
+                "container",
+                format!("must be an object, got {}", kind_of(c)),
+            ));
+        }
+    }
+
+    // command
+    let shell = match body.get("shell") {
+        None => true,
+        Some(v) => frameworks::lenient::as_bool(v)
+            .ok_or_else(|| field("shell", format!("must be true or false, got {v}")))?,
+    };
+    let command = match body.get("command") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) | None => {
+            return Err(field(
+                "command",
+                "is missing or empty; a QoS Chronos job needs the command each iteration runs"
+                    .into(),
+            ));
+        }
+        Some(other) => {
+            return Err(field(
+                "command",
+                format!("must be a string, got {}", kind_of(other)),
+            ));
+        }
+    };
+    let invocation = if shell {
+        format!("sh -c {}", quote_always(&command))
+    } else {
+        let mut words = vec![quote_always(&command)];
+        match body.get("arguments") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(args)) => {
+                for (i, a) in args.iter().enumerate() {
+                    let Some(s) = a.as_str() else {
+                        return Err(field(
+                            &format!("arguments[{i}]"),
+                            format!("must be a string, got {}", kind_of(a)),
+                        ));
+                    };
+                    words.push(quote_always(s));
+                }
+            }
+            Some(other) => {
+                return Err(field(
+                    "arguments",
+                    format!("must be an array, got {}", kind_of(other)),
+                ));
+            }
+        }
+        body.shift_remove("arguments");
+        body.insert("shell".into(), Value::Bool(true));
+        warnings.push(
+            "shell is false: the command and its arguments now run as quoted words inside the \
+             report wrapper, which needs a shell (the job is switched to shell: true)"
+                .to_owned(),
+        );
+        words.join(" ")
+    };
+
+    // Exactly the requested runs: no retries, no skipped late runs.
+    match body.get("retries").and_then(frameworks::lenient::as_u64) {
+        None | Some(0) => {}
+        Some(n) => warnings.push(format!(
+            "retries {n} is replaced by 0: each scheduled run is one QoS iteration, and a failed \
+             run is reported with its exit code instead of being run again"
+        )),
+    }
+    body.insert("retries".into(), Value::from(0));
+    if !body.contains_key("epsilon") {
+        let window = (deadline_at - submitted_at).ceil().max(1.0);
+        body.insert(
+            "epsilon".into(),
+            Value::String(format!("PT{}S", fmt_num(window))),
+        );
+    }
+
+    Ok(Plan {
+        name,
+        iterations,
+        cpus,
+        body,
+        invocation,
+    })
+}
+
+impl Plan {
+    pub(super) fn render(&self, uuid: &JobUuid, settings: &Settings, token: Option<&str>) -> Value {
+        let mut body = self.body.clone();
+        let command = report_command(
+            &self.invocation,
+            &self.name,
+            uuid.as_str(),
+            &settings.supervisor.endpoint("updateTask"),
+            token,
+            settings.report,
+        );
+        body.insert("command".into(), Value::String(command));
+        Value::Object(body)
+    }
+}
+
+/// The whole rewritten command: run `invocation` (already quoted), then report. `name`, `uuid`,
+/// `url` and `token` must have passed their character-set checks.
+#[must_use]
+pub fn report_command(
+    invocation: &str,
+    name: &str,
+    uuid: &str,
+    url: &str,
+    token: Option<&str>,
+    policy: ReportPolicy,
+) -> String {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let curl_auth = auth
+        .as_deref()
+        .map(|a| format!(" -H {}", quote_always(&format!("Authorization: {a}"))))
+        .unwrap_or_default();
+    let wget_auth = auth
+        .as_deref()
+        .map(|a| format!(" --header {}", quote_always(&format!("Authorization: {a}"))))
+        .unwrap_or_default();
+    let url_q = quote(url);
+    let ReportPolicy {
+        attempts,
+        first_delay_secs,
+        max_delay_secs,
+        timeout_secs,
+    } = policy;
+    let attempts = attempts.max(1);
+    let first = first_delay_secs.max(1);
+    let max = max_delay_secs.max(first);
+    let timeout = timeout_secs.max(1);
+    let parts = [
+        "qos_s=$(date +%s)".to_owned(),
+        invocation.to_owned(),
+        "qos_rc=$?".to_owned(),
+        "qos_f=$(date +%s)".to_owned(),
+        r#"qos_h=$(hostname 2>/dev/null || printf '%s' "${HOST:-}")"#.to_owned(),
+        r#"case "$qos_h" in ''|*[!A-Za-z0-9._-]*) qos_h=unknown;; esac"#.to_owned(),
+        r#"case "$qos_s" in ''|*[!0-9]*) qos_s=0;; esac"#.to_owned(),
+        r#"case "$qos_f" in ''|*[!0-9]*) qos_f=0;; esac"#.to_owned(),
+        format!(
+            r#"qos_b=$(printf '{{"name":"%s","uuid":"%s","started_at":%s,"finished_at":%s,"hostname":"%s","exit_code":%s}}' {} {} "$qos_s" "$qos_f" "$qos_h" "$qos_rc")"#,
+            quote(name),
+            quote(uuid)
+        ),
+        format!("qos_n=1; qos_d={first}; qos_t="),
+        // BusyBox 1.35's `wget -T` crashes; bound wget with `timeout` when the image has it.
+        format!("if command -v timeout >/dev/null 2>&1; then qos_t='timeout {timeout}'; fi"),
+        format!(
+            "while :; do \
+             if command -v curl >/dev/null 2>&1; then \
+             curl -fsS -m {timeout} -o /dev/null -X POST -H 'Content-Type: application/json'{curl_auth} --data-binary \"$qos_b\" {url_q} && break; \
+             elif command -v wget >/dev/null 2>&1; then \
+             $qos_t wget -q -O /dev/null --header 'Content-Type: application/json'{wget_auth} --post-data \"$qos_b\" {url_q} && break; \
+             else echo 'qos-elastic: neither curl nor wget in this image: iteration not reported' >&2; break; fi; \
+             if [ \"$qos_n\" -ge {attempts} ]; then echo \"qos-elastic: iteration report failed $qos_n times; giving up\" >&2; break; fi; \
+             echo \"qos-elastic: iteration report failed (try $qos_n), retrying in ${{qos_d}}s\" >&2; \
+             sleep \"$qos_d\"; qos_n=$((qos_n + 1)); qos_d=$((qos_d * 2)); \
+             if [ \"$qos_d\" -gt {max} ]; then qos_d={max}; fi; \
+             done"
+        ),
+        r#"exit "$qos_rc""#.to_owned(),
+    ];
+    parts.join("; ")
+}

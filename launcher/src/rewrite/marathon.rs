@@ -1,0 +1,411 @@
+//! Marathon rewrite: the app runs through `shell-trap`, which starts (or restores) the real
+//! container and checkpoints it when Marathon restarts the task with a new size.
+//!
+//! # The rewritten app
+//! - `cmd` becomes (every word quoted for the `/bin/sh -c` Marathon wraps `cmd` in; the user's
+//!   command is one single-quoted word):
+//!   ```text
+//!   shell-trap --uuid U --supervisor URL --checkpoint-dir D [--strategy S] [--report-token T] \
+//!              --runtime docker -- IMAGE sh -c '<cmd>'        # Docker app with cmd
+//!              --runtime docker -- IMAGE '<arg0>' '<arg1>'…   # Docker app with args
+//!              --runtime docker -- IMAGE                      # Docker app, image's own command
+//!              --runtime process -- sh -c '<cmd>'             # command app (no image)
+//!              --runtime process -- '<arg0>' '<arg1>'…        # args app (no image)
+//!   ```
+//!   and `args` is removed (Marathon refuses both).
+//! - `container` is **removed** from the app, as the thesis did: Mesos must run shell-trap on the
+//!   agent, not inside the user's image. The original object is handed to shell-trap, verbatim,
+//!   as JSON in the environment variable `QOS_CONTAINER` (volumes, network, port mappings,
+//!   `docker.parameters`, `privileged`, `forcePullImage` — the thesis silently dropped all but the
+//!   volumes). The names of the app's own `env` entries go in `QOS_FORWARD_ENV` (space-separated)
+//!   so shell-trap can pass exactly those into the container.
+//! - `taskKillGracePeriodSeconds`: the `--grace-period` flag if given, else the app's own value,
+//!   else 30 s — shell-trap's time to checkpoint after SIGTERM.
+//! - `instances`: 1 (a warning if the file said otherwise).
+//! - `upgradeStrategy`: `{"minimumHealthCapacity": 0, "maximumOverCapacity": 0}` — kill first, so
+//!   the old and the new task never run at once (the thesis' default strategy let the new task's
+//!   restore kill the old, un-checkpointed container: thesis-code.md §3.7, §8 item 22).
+//! - labels `qos.uuid`, `qos.duration`, `qos.deadline`, `qos.desv_deadline` (the `qos` values as
+//!   written; an absolute deadline in RFC 3339).
+//! - `qos` is removed; every other field passes through untouched.
+//!
+//! **Contract with shell-trap:** the command line above (fixed by DESIGN.md); `QOS_CONTAINER` holds
+//! the Marathon `container` object to apply to the container it starts; `QOS_FORWARD_ENV` lists
+//! the app environment variables to pass in; the words after the image are the container's
+//! command (`docker run IMAGE word…`); it bounds the container by `MARATHON_APP_RESOURCE_CPUS` and
+//! finishes its checkpoint within `taskKillGracePeriodSeconds`.
+
+use frameworks::AppId;
+use qos_core::{Deadline, QosSpec};
+use serde_json::{Map, Value, json};
+
+use super::{JobUuid, Settings, fmt_num, kind_of, read_cpus, spec_error};
+use crate::error::LauncherError;
+use crate::shell::{quote, quote_always};
+
+/// Marathon's default `cpus` when an app does not set it.
+pub const MARATHON_DEFAULT_CPUS: f64 = 1.0;
+
+/// What the task runs after shell-trap's `--`.
+#[derive(Debug, Clone, PartialEq)]
+enum Payload {
+    /// `cmd`: a shell string.
+    Shell(String),
+    /// `args`: an argument vector.
+    Args(Vec<String>),
+    /// Neither: the image's own command.
+    ImageDefault,
+}
+
+/// A validated Marathon app, waiting for its report token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Canonical app id (`/a/b`).
+    pub id: String,
+    /// Initial CPUs.
+    pub cpus: f64,
+    /// The app without `qos`, `container`, `cmd`, `args`, with the launcher's fields set.
+    body: Map<String, Value>,
+    image: Option<String>,
+    payload: Payload,
+}
+
+pub(super) fn prepare(
+    mut body: Map<String, Value>,
+    origin: &str,
+    qos: &QosSpec,
+    uuid: &JobUuid,
+    submitted_at: f64,
+    warnings: &mut Vec<String>,
+) -> Result<Plan, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
+
+    let raw_id = match body.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        None => {
+            return Err(field(
+                "id",
+                "is missing; a Marathon app needs an id such as \"/openmplinpack1\"".into(),
+            ));
+        }
+        Some(other) => {
+            return Err(field(
+                "id",
+                format!("must be a string, got {}", kind_of(other)),
+            ));
+        }
+    };
+    let id = AppId::parse(&raw_id).map_err(|e| {
+        let why = match &e {
+            frameworks::FrameworkError::InvalidInput { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        field("id", format!("{raw_id:?} {why}"))
+    })?;
+    body.insert("id".into(), Value::String(id.as_str().to_owned()));
+
+    qos.validate_for(None, submitted_at)
+        .map_err(|e| spec_error(origin, &e))?;
+
+    // cpus: Marathon wants a number; accept a numeric string and write it as a number.
+    let cpus = match read_cpus(&body, origin)? {
+        Some(c) => {
+            if body.get("cpus").is_some_and(Value::is_string) {
+                body.insert("cpus".into(), Value::from(c));
+            }
+            c
+        }
+        None => MARATHON_DEFAULT_CPUS,
+    };
+
+    match body.get("instances").and_then(frameworks::lenient::as_u64) {
+        Some(1) => {}
+        None if !body.contains_key("instances") => {}
+        _ => warnings.push(format!(
+            "instances {} is replaced by 1: a QoS job is one task (its CPU is what changes)",
+            body.get("instances")
+                .map_or_else(String::new, Value::to_string)
+        )),
+    }
+    body.insert("instances".into(), Value::from(1));
+
+    // What runs.
+    let cmd = body.shift_remove("cmd");
+    let args = body.shift_remove("args");
+    let payload = match (cmd, args) {
+        (Some(Value::String(_)), Some(a)) if !a.is_null() => {
+            return Err(field(
+                "cmd",
+                "and args are both set; Marathon accepts only one of them".into(),
+            ));
+        }
+        (Some(Value::String(c)), _) if !c.trim().is_empty() => Payload::Shell(c),
+        (Some(Value::String(_)), _) => {
+            return Err(field(
+                "cmd",
+                "is empty; remove it or give the command to run".into(),
+            ));
+        }
+        (Some(Value::Null) | None, Some(Value::Array(a))) => {
+            let mut words = Vec::with_capacity(a.len());
+            for (i, w) in a.iter().enumerate() {
+                let Some(s) = w.as_str() else {
+                    return Err(field(
+                        &format!("args[{i}]"),
+                        format!("must be a string, got {}", kind_of(w)),
+                    ));
+                };
+                words.push(s.to_owned());
+            }
+            if words.is_empty() {
+                Payload::ImageDefault
+            } else {
+                Payload::Args(words)
+            }
+        }
+        (Some(Value::Null) | None, None | Some(Value::Null)) => Payload::ImageDefault,
+        (Some(other), _) => {
+            return Err(field(
+                "cmd",
+                format!("must be a string, got {}", kind_of(&other)),
+            ));
+        }
+        (_, Some(other)) => {
+            return Err(field(
+                "args",
+                format!("must be an array of strings, got {}", kind_of(&other)),
+            ));
+        }
+    };
+
+    // The container goes to shell-trap.
+    let container = body.shift_remove("container");
+    let image = match &container {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) => match c.get("docker").and_then(|d| d.get("image")) {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(other) => {
+                return Err(field(
+                    "container.docker.image",
+                    format!("must be a non-empty string, got {other}"),
+                ));
+            }
+        },
+        Some(other) => {
+            return Err(field(
+                "container",
+                format!("must be an object, got {}", kind_of(other)),
+            ));
+        }
+    };
+    if image.is_none() && payload == Payload::ImageDefault {
+        return Err(field(
+            "cmd",
+            "is missing: an app without a container image needs \"cmd\" or \"args\"".into(),
+        ));
+    }
+    if let Some(Value::Object(c)) = &container {
+        let mappings = c
+            .get("portMappings")
+            .or_else(|| c.get("docker").and_then(|d| d.get("portMappings")));
+        if mappings
+            .and_then(Value::as_array)
+            .is_some_and(|m| !m.is_empty())
+        {
+            warnings.push(
+                "container.portMappings: the app now runs as a shell-trap command task, so Marathon \
+                 no longer allocates those host ports; shell-trap receives them in QOS_CONTAINER — \
+                 use portDefinitions if Marathon must allocate ports"
+                    .to_owned(),
+            );
+        }
+    }
+
+    if let Some(Value::Array(nets)) = body.get("networks") {
+        if nets.iter().any(|n| {
+            n.get("mode")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.starts_with("container"))
+        }) {
+            warnings.push(
+                "networks: container networking needs a container, and the app now runs as a                  shell-trap command task; shell-trap applies the container's own network settings                  from QOS_CONTAINER — use {\"mode\": \"host\"} here"
+                    .to_owned(),
+            );
+        }
+    }
+
+    // Environment for shell-trap.
+    let forward: Vec<String> = match body.get("env") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(env)) => env.keys().cloned().collect(),
+        Some(other) => {
+            return Err(field(
+                "env",
+                format!("must be an object, got {}", kind_of(other)),
+            ));
+        }
+    };
+    for reserved in ["QOS_CONTAINER", "QOS_FORWARD_ENV"] {
+        if forward.iter().any(|k| k == reserved) {
+            return Err(field(
+                &format!("env.{reserved}"),
+                "is reserved for the launcher's hand-over to shell-trap; rename it".into(),
+            ));
+        }
+    }
+    let forward: Vec<String> = forward
+        .into_iter()
+        .filter(|k| {
+            let ok = !k.is_empty()
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !k.as_bytes()[0].is_ascii_digit();
+            if !ok {
+                warnings.push(format!(
+                    "env {k:?} is not a valid variable name and is not forwarded into the container"
+                ));
+            }
+            ok
+        })
+        .collect();
+    if let Some(c) = container.as_ref().filter(|c| !c.is_null()) {
+        let env = object_entry(&mut body, "env", origin)?;
+        env.insert("QOS_CONTAINER".into(), Value::String(c.to_string()));
+    }
+    if !forward.is_empty() {
+        let env = object_entry(&mut body, "env", origin)?;
+        env.insert("QOS_FORWARD_ENV".into(), Value::String(forward.join(" ")));
+    }
+
+    // Restarts: kill first, with time to checkpoint.
+    match body.get("taskKillGracePeriodSeconds") {
+        None | Some(Value::Null) => {}
+        Some(v) if frameworks::lenient::as_u64(v).is_some() => {
+            body.insert(
+                "taskKillGracePeriodSeconds".into(),
+                Value::from(frameworks::lenient::as_u64(v).unwrap_or_default()),
+            );
+        }
+        Some(v) => {
+            return Err(field(
+                "taskKillGracePeriodSeconds",
+                format!("must be a whole number of seconds, got {v}"),
+            ));
+        }
+    }
+    let wanted = json!({"minimumHealthCapacity": 0, "maximumOverCapacity": 0});
+    if let Some(old) = body.get("upgradeStrategy") {
+        let same = old
+            .get("minimumHealthCapacity")
+            .and_then(frameworks::lenient::as_f64)
+            == Some(0.0)
+            && old
+                .get("maximumOverCapacity")
+                .and_then(frameworks::lenient::as_f64)
+                == Some(0.0);
+        if !same {
+            warnings.push(format!(
+                "upgradeStrategy {old} is replaced by {wanted}: on a resize the old task must be \
+                 checkpointed and gone before the new one restores it"
+            ));
+        }
+    }
+    body.insert("upgradeStrategy".into(), wanted);
+
+    // Labels.
+    let deadline = match qos.deadline {
+        Deadline::Relative(s) => fmt_num(s),
+        Deadline::Absolute(_) => qos.deadline.to_string(),
+    };
+    let labels = object_entry(&mut body, "labels", origin)?;
+    labels.insert("qos.uuid".into(), Value::String(uuid.as_str().to_owned()));
+    labels.insert("qos.duration".into(), Value::String(fmt_num(qos.duration)));
+    labels.insert("qos.deadline".into(), Value::String(deadline));
+    labels.insert(
+        "qos.desv_deadline".into(),
+        Value::String(fmt_num(qos.desv_deadline)),
+    );
+
+    Ok(Plan {
+        id: id.as_str().to_owned(),
+        cpus,
+        body,
+        image,
+        payload,
+    })
+}
+
+/// `body[key]` as an object (created when absent); an error when it is something else.
+fn object_entry<'a>(
+    body: &'a mut Map<String, Value>,
+    key: &str,
+    origin: &str,
+) -> Result<&'a mut Map<String, Value>, LauncherError> {
+    let slot = body
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(m) => Ok(m),
+        other => Err(LauncherError::field(
+            origin,
+            key,
+            format!("must be an object, got {}", kind_of(other)),
+        )),
+    }
+}
+
+impl Plan {
+    pub(super) fn render(&self, uuid: &JobUuid, settings: &Settings, token: Option<&str>) -> Value {
+        let mut body = self.body.clone();
+        let mut words: Vec<String> = vec![
+            quote(&settings.shell_trap),
+            "--uuid".into(),
+            quote(uuid.as_str()),
+            "--supervisor".into(),
+            quote(settings.supervisor.as_str()),
+            "--checkpoint-dir".into(),
+            quote(&settings.checkpoint_dir),
+        ];
+        if let Some(s) = settings.strategy {
+            words.extend(["--strategy".into(), s.as_str().into()]);
+        }
+        if let Some(t) = token {
+            words.extend(["--report-token".into(), quote(t)]);
+        }
+        words.push("--runtime".into());
+        words.push(
+            if self.image.is_some() {
+                "docker"
+            } else {
+                "process"
+            }
+            .into(),
+        );
+        words.push("--".into());
+        if let Some(image) = &self.image {
+            words.push(quote_always(image));
+        }
+        match &self.payload {
+            Payload::Shell(cmd) => {
+                words.extend(["sh".into(), "-c".into(), quote_always(cmd)]);
+            }
+            Payload::Args(args) => words.extend(args.iter().map(|a| quote_always(a))),
+            Payload::ImageDefault => {}
+        }
+        body.insert("cmd".into(), Value::String(words.join(" ")));
+        let grace = settings
+            .grace_period
+            .map(Value::from)
+            .or_else(|| {
+                body.get("taskKillGracePeriodSeconds")
+                    .cloned()
+                    .filter(|v| !v.is_null())
+            })
+            .unwrap_or_else(|| Value::from(super::DEFAULT_GRACE_PERIOD_SECS));
+        body.insert("taskKillGracePeriodSeconds".into(), grace);
+        Value::Object(body)
+    }
+}

@@ -1,0 +1,219 @@
+//! Golden tests: each rewrite compared byte for byte with a reviewed file in `tests/golden/`.
+//! Run with `LAUNCHER_BLESS=1` to (re)write the files after an intended change, then review the
+//! diff.
+
+use std::path::{Path, PathBuf};
+
+use launcher::rewrite::{self, JobUuid, Settings, Strategy, SupervisorUrl};
+use qos_core::Framework;
+use serde_json::{Value, json};
+
+use crate::support::{data, example, read_json};
+
+const UUID: &str = "0123456789ab4def8123456789abcdef";
+/// 2023-11-14T22:13:20Z.
+const SUBMITTED_AT: f64 = 1_700_000_000.0;
+const TOKEN: &str = "rt-0123456789abcdef";
+
+fn settings() -> Settings {
+    Settings::new(SupervisorUrl::parse("http://10.0.0.2:30000").unwrap())
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"))
+}
+
+/// Rewrites `input` and compares the result with `tests/golden/<name>.json`.
+fn check(name: &str, framework: Framework, input: &Path, settings: &Settings, at: f64) -> Value {
+    let job = read_json(input);
+    let prepared = rewrite::prepare(
+        framework,
+        &job,
+        &input.display().to_string(),
+        settings,
+        JobUuid::parse(UUID).unwrap(),
+        at,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let actual = json!({
+        "framework": framework,
+        "request": prepared.request(Some(TOKEN)).unwrap(),
+        "registration": prepared.registration,
+        "warnings": prepared.warnings,
+    });
+    let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
+    let path = golden_path(name);
+    if std::env::var_os("LAUNCHER_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with LAUNCHER_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(text, expected, "golden file {} differs", path.display());
+    actual
+}
+
+/// Every field of the input other than those the launcher owns must be in the output, unchanged.
+fn assert_passthrough(input: &Value, output: &Value, owned: &[&str]) {
+    let (input, output) = (input.as_object().unwrap(), output.as_object().unwrap());
+    for (k, v) in input {
+        if owned.contains(&k.as_str()) {
+            continue;
+        }
+        assert_eq!(
+            output.get(k),
+            Some(v),
+            "field {k} was not passed through untouched"
+        );
+    }
+}
+
+#[test]
+fn chronos_thesis_openmp_linpack1() {
+    let input = example("thesis/openmpLinpack1.json");
+    let out = check(
+        "chronos_openmpLinpack1",
+        Framework::Chronos,
+        &input,
+        &settings(),
+        SUBMITTED_AT,
+    );
+    let req = &out["request"];
+    assert_eq!(
+        req["schedule"], "R4//PT5M",
+        "the schedule is kept, not made infinite"
+    );
+    assert!(req.get("qos").is_none());
+    assert_eq!(out["registration"]["iterations"], 4);
+    assert_passthrough(&read_json(&input), req, &["command", "qos", "retries"]);
+}
+
+#[test]
+fn chronos_thesis_jobs_all_rewrite() {
+    for i in 1..=6 {
+        let input = example(&format!("thesis/openmpLinpack{i}.json"));
+        let job = read_json(&input);
+        let p = rewrite::prepare(
+            Framework::Chronos,
+            &job,
+            "x",
+            &settings(),
+            JobUuid::parse(UUID).unwrap(),
+            SUBMITTED_AT,
+        )
+        .unwrap();
+        assert_eq!(p.registration.name, format!("openmpLinpack{i}"));
+        assert_eq!(p.registration.cpus, 1.0);
+    }
+}
+
+#[test]
+fn chronos_shell_false_with_absolute_times() {
+    // 2029-12-31T23:50:00Z: ten minutes before the schedule's start.
+    let out = check(
+        "chronos_shell_false",
+        Framework::Chronos,
+        &data("chronos_shell_false.json"),
+        &settings(),
+        1_893_455_400.0,
+    );
+    assert_eq!(out["request"]["shell"], true);
+    assert!(out["request"].get("arguments").is_none());
+    assert_eq!(
+        out["request"]["epsilon"], "PT30S",
+        "the user's epsilon is kept"
+    );
+}
+
+#[test]
+fn marathon_thesis_openmp_linpack1() {
+    let input = example("thesis/marathon_openmpLinpack1.json");
+    let out = check(
+        "marathon_openmpLinpack1",
+        Framework::Marathon,
+        &input,
+        &settings(),
+        SUBMITTED_AT,
+    );
+    let req = &out["request"];
+    assert!(req.get("container").is_none());
+    assert_eq!(req["taskKillGracePeriodSeconds"], 30);
+    assert_eq!(req["labels"]["qos.uuid"], UUID);
+    assert_passthrough(&read_json(&input), req, &["cmd", "qos", "container"]);
+}
+
+#[test]
+fn marathon_big_app_passes_everything_through() {
+    let mut s = settings();
+    s.strategy = Some(Strategy::App);
+    s.checkpoint_dir = "/shared/checkpoints".into();
+    let input = data("marathon_big.json");
+    let out = check(
+        "marathon_big",
+        Framework::Marathon,
+        &input,
+        &s,
+        SUBMITTED_AT,
+    );
+    let req = &out["request"];
+    assert_passthrough(
+        &read_json(&input),
+        req,
+        &[
+            "id",
+            "cmd",
+            "cpus",
+            "instances",
+            "env",
+            "labels",
+            "container",
+            "upgradeStrategy",
+            "qos",
+        ],
+    );
+    assert_eq!(
+        req["taskKillGracePeriodSeconds"], 45,
+        "the app's own grace period is kept"
+    );
+    assert_eq!(req["labels"]["team"], "analytics");
+    assert_eq!(req["env"]["DB_PASSWORD"], json!({"secret": "db-pass"}));
+    let container: Value =
+        serde_json::from_str(req["env"]["QOS_CONTAINER"].as_str().unwrap()).unwrap();
+    assert_eq!(container, read_json(&input)["container"]);
+}
+
+#[test]
+fn marathon_command_app_runs_as_process() {
+    let mut s = settings();
+    s.grace_period = Some(12);
+    let out = check(
+        "marathon_command_app",
+        Framework::Marathon,
+        &data("marathon_command_app.json"),
+        &s,
+        SUBMITTED_AT,
+    );
+    assert!(
+        out["request"]["cmd"]
+            .as_str()
+            .unwrap()
+            .contains("--runtime process -- sh -c ")
+    );
+}
+
+#[test]
+fn marathon_args_app_with_image() {
+    let out = check(
+        "marathon_args_app",
+        Framework::Marathon,
+        &data("marathon_args_app.json"),
+        &settings(),
+        SUBMITTED_AT,
+    );
+    assert!(out["request"].get("args").is_none());
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the launcher: golden rewrites, the injection test (the rewritten Chronos
+//! command really executed), orchestration against fake servers, and the CLI.
+
+mod golden;
+mod injection;
+mod support;

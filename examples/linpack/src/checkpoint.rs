@@ -156,6 +156,7 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let name = file_name(&ckpt.problem);
     let path = dir.join(&name);
+    remove_stale_temporaries(dir, &name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = write_file(&tmp, ckpt).and_then(|()| {
         fs::rename(&tmp, &path)?;
@@ -166,6 +167,18 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> io::Result<PathBuf> {
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
+        }
+    }
+}
+
+/// Removes temporary files of `name` left by a process killed while saving.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(e.path());
+            }
         }
     }
 }
@@ -496,8 +509,11 @@ mod tests {
     fn round_trip_is_exact_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let ck = sample();
+        let stale = dir.path().join(".linpack-n40-seed9-repeat3.ckpt.tmp-99999");
+        fs::write(&stale, "left by a killed save").unwrap();
         let path = save(dir.path(), &ck).unwrap();
         assert_eq!(path.file_name().unwrap(), "linpack-n40-seed9-repeat3.ckpt");
+        assert!(!stale.exists());
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -51,7 +51,8 @@ Environment:
   QOS_CHECKPOINT_DIR     enables application-assisted checkpoints: on SIGTERM or SIGINT the run
                          stops at the next column boundary, saves its state there and exits 0; a
                          run of the same N, --seed and --repeat resumes from it (bit-identical
-                         result, any thread count) and deletes it when done
+                         result, any thread count) and deletes it when done. A second SIGINT
+                         exits at once
   QOS_SUPERVISOR_URL     supervisor base URL (http://host:port); with QOS_UUID, the fraction done
   QOS_UUID               is POSTed to <url>/api/v1/jobs/<uuid>/progress
   QOS_REPORT_TOKEN       sent as 'Authorization: Bearer <token>' with progress reports
@@ -108,8 +109,9 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers: SIGTERM and SIGINT set `stop` (SIGINT also `interrupt`); a second
-    /// signal while stopping terminates at once.
+    /// Installs the handlers: SIGTERM and SIGINT set `stop` (SIGINT also `interrupt`). A second
+    /// SIGINT (an impatient Ctrl-C) terminates at once; repeated SIGTERMs (an orchestrator and a
+    /// wrapper may both send one) are absorbed so that they cannot cut a checkpoint short.
     ///
     /// # Errors
     /// If a handler cannot be registered.
@@ -117,12 +119,11 @@ impl Signals {
         use signal_hook::consts::{SIGINT, SIGTERM};
         use signal_hook::flag;
         let s = Self::default();
-        for (sig, status) in [(SIGTERM, exit::SIGTERM), (SIGINT, exit::SIGINT)] {
-            // Registered first so that it only sees the flag set by an earlier signal.
-            flag::register_conditional_shutdown(sig, i32::from(status), Arc::clone(&s.stop))?;
-            flag::register(sig, Arc::clone(&s.stop))?;
-        }
+        // Registered before the flag, so that it only sees the flag set by an earlier signal.
+        flag::register_conditional_shutdown(SIGINT, i32::from(exit::SIGINT), Arc::clone(&s.stop))?;
+        flag::register(SIGINT, Arc::clone(&s.stop))?;
         flag::register(SIGINT, Arc::clone(&s.interrupt))?;
+        flag::register(SIGTERM, Arc::clone(&s.stop))?;
         Ok(s)
     }
 }

@@ -232,6 +232,12 @@ pub fn run(
     let mut current = None;
     let mut resumed = false;
     if let Some(dir) = &settings.checkpoint_dir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            events(Event::Warning(format!(
+                "checkpoint directory {} is not usable ({e}): a stop request will fail to save",
+                dir.display()
+            )));
+        }
         let path = dir.join(checkpoint::file_name(&pb));
         if path.exists() {
             match checkpoint::load(&path, &pb) {

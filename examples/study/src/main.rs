@@ -57,9 +57,10 @@ enum Command {
         /// Seed of the scenario's random draws (overheads, noise, case 2's matrix sizes).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// How a node's CPU is shared between tasks.
-        #[arg(long, value_enum, default_value = "quota")]
-        sharing: SharingArg,
+        /// How a node's CPU is shared between tasks [default: shares for case1-3, the thesis'
+        /// infrastructure; quota for random mixes, qos-elastic's own]
+        #[arg(long, value_enum)]
+        sharing: Option<SharingArg>,
         /// Print the full result as one JSON document (see docs/results.md for its shape).
         #[arg(long)]
         json: bool,
@@ -95,6 +96,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The case studies ran on the thesis' Docker-on-Mesos cluster (CPU shares); random mixes run
+/// the way qos-elastic runs containers (hard quotas).
+fn default_sharing(scenario: &str) -> Sharing {
+    if scenario.starts_with("case") {
+        Sharing::Shares
+    } else {
+        Sharing::Quota
+    }
+}
+
 fn policy(name: &str) -> Result<Policy> {
     Policy::by_name(name)
         .map_err(anyhow::Error::msg)
@@ -110,7 +121,8 @@ fn run(cli: Cli) -> Result<()> {
             sharing,
             json,
         } => {
-            let s = scenario(&name, seed, sharing.into()).context("--scenario")?;
+            let sharing = sharing.map_or_else(|| default_sharing(&name), Sharing::from);
+            let s = scenario(&name, seed, sharing).context("--scenario")?;
             let r = simulate(&s, &policy(&p)?, SimConfig::default());
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

@@ -223,6 +223,8 @@ pub struct SimResult {
     pub policy: String,
     /// Seed.
     pub seed: u64,
+    /// How node CPU was shared.
+    pub sharing: Sharing,
     /// Per job, in scenario order.
     pub jobs: Vec<JobResult>,
     /// Totals.
@@ -925,6 +927,7 @@ impl Sim<'_> {
             scenario: scenario.name.clone(),
             policy: self.policy.name().into(),
             seed: scenario.seed,
+            sharing: self.sharing,
             jobs,
             totals,
             trace: self.trace.clone(),

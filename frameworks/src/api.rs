@@ -39,6 +39,22 @@ pub trait MarathonApi: Send + Sync {
 
     /// Running deployments.
     async fn deployments(&self) -> Result<Vec<Deployment>, FrameworkError>;
+
+    /// Sets the app's instance count (`PUT {"instances": n}`), e.g. 0 to stop it but keep its
+    /// definition. The default answers [`FrameworkError::InvalidInput`] (not supported), so
+    /// implementations that predate it keep compiling.
+    async fn scale_app(
+        &self,
+        id: &str,
+        instances: u32,
+        force: bool,
+    ) -> Result<DeploymentResult, FrameworkError> {
+        let _ = (instances, force);
+        Err(FrameworkError::invalid_input(
+            format!("Marathon app id {id:?}"),
+            "scaling is not supported by this client",
+        ))
+    }
 }
 
 /// What the supervisor and launcher do with Chronos.
@@ -107,6 +123,17 @@ impl MarathonApi for MarathonClient {
 
     async fn deployments(&self) -> Result<Vec<Deployment>, FrameworkError> {
         Self::deployments(self).await
+    }
+
+    async fn scale_app(
+        &self,
+        id: &str,
+        instances: u32,
+        force: bool,
+    ) -> Result<DeploymentResult, FrameworkError> {
+        let mut patch = serde_json::Map::new();
+        patch.insert("instances".to_owned(), serde_json::Value::from(instances));
+        Self::patch_app(self, id, &patch, force).await
     }
 }
 

@@ -1,6 +1,320 @@
 //! The supervisor: a REST service (thesis routes plus `/api/v1`) and a reconcile loop around
-//! `qos-core` that classifies each job UNDER / ON_PLAN / OVER_PERFORMANT and resizes it through
-//! its framework or in place. State in SQLite, Prometheus `/metrics`, a built-in dashboard.
+//! `qos-core` that classifies each job UNDER / ON_PLAN / OVER_PERFORMANT (or AT_RISK, NO_DATA)
+//! and resizes it through its framework or in place. State in SQLite, Prometheus `/metrics`.
 //!
-//! This crate is filled in by the supervisor work; the decisions it applies are computed by
-//! `qos_core::policy` already.
+//! Start with [`run`] (what the binary does) or, to embed or test, [`Supervisor::start`] with
+//! explicit [`Deps`] (fake frameworks, a fixed [`Clock`]).
+//!
+//! # Layout
+//! - [`config`]: command line, TOML file, validation ([`Config`]).
+//! - `service`: the operations (registration, reports, samples, nodes), HTTP-free.
+//! - `api`: the axum router: parsing, authorisation, status codes.
+//! - `control`: the reconcile loop (queue, runner, reconcile, error policy, cleanup).
+//! - `store`: SQLite on a dedicated thread with group commit; `state`: the in-memory model.
+//! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`.
+//! - [`clock`]: epoch seconds on tokio's clock (pausable in tests).
+//!
+//! # Guarantees
+//! - No lock is held across an `.await` or any I/O; every framework call has a timeout;
+//!   failures back off per job; a failed resize is never recorded as applied.
+//! - Reports are idempotent and durable before they are acknowledged; reports for a job not
+//!   yet registered are held and applied at its registration.
+//! - Killed at any moment, the supervisor resumes every job from the database on restart.
+
+pub mod agent;
+mod api;
+pub mod clock;
+pub mod config;
+mod control;
+mod error;
+mod metrics;
+mod service;
+mod state;
+mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use frameworks::{ChronosApi, ChronosClient, MarathonApi, MarathonClient};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use agent::{HttpNodeAgent, NodeAgent};
+pub use clock::Clock;
+pub use config::{Args, Config, ConfigError};
+pub use error::ApiError;
+pub use service::ReportOutcome;
+pub use store::HistoryRow;
+
+use crate::config::ControlConfig;
+use crate::service::Shared;
+use crate::store::Store;
+
+/// Why the supervisor could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or loaded.
+    #[error("database {path}: {message}")]
+    Database {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A framework client could not be built.
+    #[error("{0}")]
+    Client(String),
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// How the database is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreMode {
+    /// A dedicated thread with group commit (production).
+    #[default]
+    Thread,
+    /// On the calling thread (tests with paused time).
+    Inline,
+}
+
+/// The external systems and the clock, injectable for tests.
+#[derive(Clone)]
+pub struct Deps {
+    /// Marathon, if configured.
+    pub marathon: Option<Arc<dyn MarathonApi>>,
+    /// Chronos, if configured.
+    pub chronos: Option<Arc<dyn ChronosApi>>,
+    /// Node agents (in-place resizes).
+    pub agent: Arc<dyn NodeAgent>,
+    /// The clock.
+    pub clock: Clock,
+    /// How the database is driven.
+    pub store: StoreMode,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("marathon", &self.marathon.is_some())
+            .field("chronos", &self.chronos.is_some())
+            .field("clock", &self.clock)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    /// The real clients for the credentials in `config`, the system clock.
+    ///
+    /// # Errors
+    /// [`StartError::Client`] when a client cannot be built.
+    pub fn from_config(config: &Config) -> Result<Self, StartError> {
+        let timeout = ControlConfig::dur(config.control.framework_timeout);
+        let client_config = frameworks::ClientConfig {
+            timeout,
+            ..frameworks::ClientConfig::default()
+        };
+        let marathon = match &config.marathon {
+            Some(c) => Some(Arc::new(
+                MarathonClient::with_config(c, client_config.clone())
+                    .map_err(|e| StartError::Client(e.to_string()))?,
+            ) as Arc<dyn MarathonApi>),
+            None => None,
+        };
+        let chronos = match &config.chronos {
+            Some(c) => Some(Arc::new(
+                ChronosClient::with_config(c, config.chronos_api, client_config)
+                    .map_err(|e| StartError::Client(e.to_string()))?,
+            ) as Arc<dyn ChronosApi>),
+            None => None,
+        };
+        Ok(Self {
+            marathon,
+            chronos,
+            agent: Arc::new(HttpNodeAgent::new(timeout).map_err(StartError::Client)?),
+            clock: Clock::system(),
+            store: StoreMode::Thread,
+        })
+    }
+}
+
+/// A running supervisor (control loop and housekeeping started; serve it with
+/// [`Supervisor::serve`] or use [`Supervisor::router`]).
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    control: JoinHandle<()>,
+    housekeeping: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// Validates `config`, opens and loads the database, and starts the control loop (every
+    /// unfinished job is reconciled at once).
+    ///
+    /// # Errors
+    /// An invalid configuration or an unusable database.
+    pub async fn start(config: Config, deps: Deps) -> Result<Self, StartError> {
+        config.validate()?;
+        let db_path = config.db.display().to_string();
+        let db_err = |e: &dyn std::fmt::Display| StartError::Database {
+            path: db_path.clone(),
+            message: e.to_string(),
+        };
+        let store = match deps.store {
+            StoreMode::Thread => Store::open(&config.db, false),
+            StoreMode::Inline => Store::open_inline(&config.db),
+        }
+        .map_err(|e| db_err(&e))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            clock: deps.clock,
+            state: Default::default(),
+            store,
+            metrics: metrics::Metrics::new(),
+            triggers: tx,
+            marathon: deps.marathon,
+            chronos: deps.chronos,
+            agent: deps.agent,
+            ready: AtomicBool::new(false),
+            config,
+        });
+        let initial = service::load(&shared).await.map_err(|e| db_err(&e))?;
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            policy = shared.config.policy.name(),
+            resumed = initial.len(),
+            "supervisor started"
+        );
+        let cancel = CancellationToken::new();
+        let control = tokio::spawn(control::run(
+            Arc::clone(&shared),
+            rx,
+            initial,
+            cancel.clone(),
+        ));
+        let housekeeping = tokio::spawn(control::housekeeping(Arc::clone(&shared), cancel.clone()));
+        shared.ready.store(true, Ordering::Release);
+        Ok(Self {
+            shared,
+            cancel,
+            control,
+            housekeeping,
+        })
+    }
+
+    /// The HTTP router (for in-process tests with `tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> axum::Router {
+        api::router(Arc::clone(&self.shared))
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves, then drains (bounded) and stops
+    /// the control loop.
+    ///
+    /// # Errors
+    /// [`StartError::Serve`] when the server fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let app = self.router();
+        let stop = self.cancel.clone();
+        let serve_stop = stop.clone();
+        let drain = ControlConfig::dur(self.shared.config.control.drain_timeout);
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = serve_stop.cancelled() => {}
+            }
+            tracing::info!("shutting down: draining requests");
+        });
+        let server = tokio::spawn(async move { server.await });
+        let mut server = server;
+        let result = tokio::select! {
+            r = &mut server => r,
+            () = stop.cancelled() => {
+                match tokio::time::timeout(drain, &mut server).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("requests still running after the drain timeout; closing");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        self.stop().await;
+        match result {
+            Ok(r) => r.map_err(StartError::Serve),
+            Err(e) => Err(StartError::Serve(std::io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// Stops the control loop (bounded drain) and writes everything pending.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.control.await;
+        let _ = self.housekeeping.await;
+        if let Err(e) = self.shared.store.sync().await {
+            tracing::error!(error = %e, "final database sync failed");
+        }
+        tracing::info!("supervisor stopped");
+    }
+
+    /// A handle that stops the supervisor when cancelled.
+    #[must_use]
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Epoch seconds by the supervisor's clock.
+    #[must_use]
+    pub fn now(&self) -> f64 {
+        self.shared.clock.now()
+    }
+
+    /// Writes every pending change (CPU samples are written behind) and waits for the disk.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn flush(&self) -> Result<(), String> {
+        control::flush(&self.shared);
+        self.shared.store.sync().await.map_err(|e| e.to_string())
+    }
+}
+
+/// What the binary does: builds the real clients from `config`, loads the database, serves on
+/// `listener` until `shutdown`, then drains and stops.
+///
+/// # Errors
+/// A [`StartError`].
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let deps = Deps::from_config(&config)?;
+    let sup = Supervisor::start(config, deps).await?;
+    sup.serve(listener, shutdown).await
+}
+
+/// The address a listener serves on, as a URL.
+#[must_use]
+pub fn url_of(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}

@@ -1,4 +1,47 @@
 //! The one home for test fakes: recording fakes of every external-system trait, emulator
 //! handles, cgroup-tree fixtures. Used only as a dev-dependency.
 //!
-//! Filled in as the crates that need fakes arrive.
+//! - [`FakeMarathon`] and [`FakeChronos`]: in-memory implementations of
+//!   [`frameworks::MarathonApi`] and [`frameworks::ChronosApi`] that record every call and can be
+//!   told to fail (a queued error, a deployment lock, an outage).
+
+mod chronos;
+mod marathon;
+
+pub use chronos::{ChronosCall, FakeChronos};
+pub use marathon::{FakeMarathon, MarathonCall};
+
+use frameworks::FrameworkError;
+
+/// A 503 from `url`, as the real clients report it.
+#[must_use]
+pub fn server_error(method: &str, url: &str) -> FrameworkError {
+    FrameworkError::Server {
+        method: method.to_owned(),
+        url: url.to_owned(),
+        status: 503,
+        body: "service unavailable (injected)".to_owned(),
+    }
+}
+
+/// A transport failure, as the real clients report it.
+#[must_use]
+pub fn unreachable(method: &str, url: &str) -> FrameworkError {
+    FrameworkError::Unreachable {
+        method: method.to_owned(),
+        url: url.to_owned(),
+        reason: "connection refused (injected)".to_owned(),
+    }
+}
+
+fn not_found(method: &str, url: &str, message: String) -> FrameworkError {
+    FrameworkError::NotFound {
+        method: method.to_owned(),
+        url: url.to_owned(),
+        message,
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

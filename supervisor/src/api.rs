@@ -1,0 +1,402 @@
+//! HTTP: the thesis routes, the versioned `/api/v1` routes, health, readiness and metrics.
+//!
+//! Bodies are read as bytes (bounded) and parsed as JSON whatever the `Content-Type` says — the
+//! thesis' curl sent `application/json`, some scripts add a charset, some send none. Errors are
+//! `{"error": {"code", "message", "field"?}}`.
+//!
+//! Authorisation (when an admin token is configured):
+//! - admin token: registration, cancellation, samples, node registration and heartbeats, lists;
+//! - a job's report token (or the admin token): that job's reports (`/updateTask`,
+//!   `/initMarathonApp`, `/endMarathonApp`, progress) and its own views; with `--insecure` the
+//!   thesis routes stay open, because the thesis' containers send no token;
+//! - open: `GET /`, `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use qos_core::wire::{
+    EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration, NodeRegistration,
+    ProgressReport, SampleBatch, UpdateTask,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::config::ControlConfig;
+use crate::error::{ApiError, from_json_error};
+use crate::service::{self, ReportOutcome, Shared, check_uuid, ct_eq};
+
+/// A request body, size-limited, with JSON errors for every rejection.
+pub(crate) struct Body(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Self(b)),
+            Err(e) => {
+                let status = e.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "too_large"
+                } else {
+                    "bad_body"
+                };
+                Err(ApiError::other(status, code, e.body_text()))
+            }
+        }
+    }
+}
+
+/// Parses a body as JSON into `T`, naming the offending field on failure.
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_json(
+            "the body is empty; a JSON object is expected",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let v = serde_path_to_error::deserialize(de).map_err(|e| from_json_error(&e))?;
+    Ok(v)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+fn is_admin(sh: &Shared, headers: &HeaderMap) -> bool {
+    match &sh.config.auth.admin_token {
+        None => true,
+        Some(t) => bearer(headers).is_some_and(|b| ct_eq(b.as_bytes(), t.as_bytes())),
+    }
+}
+
+fn require_admin(sh: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    if is_admin(sh, headers) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Who may report for `uuid`. `Ok(true)`: may also hold reports for an unknown job.
+fn may_report(
+    sh: &Shared,
+    headers: &HeaderMap,
+    uuid: &str,
+    thesis: bool,
+) -> Result<bool, ApiError> {
+    if is_admin(sh, headers) || (thesis && sh.config.auth.insecure) {
+        return Ok(true);
+    }
+    match bearer(headers).and_then(|t| sh.is_report_token(uuid, t)) {
+        Some(true) => Ok(false),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+fn may_read_job(sh: &Shared, headers: &HeaderMap, uuid: &str) -> Result<(), ApiError> {
+    if is_admin(sh, headers) {
+        return Ok(());
+    }
+    match bearer(headers).and_then(|t| sh.is_report_token(uuid, t)) {
+        Some(true) => Ok(()),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+/// The router over the shared state.
+pub(crate) fn router(sh: Arc<Shared>) -> Router {
+    let limit = sh.config.control.max_body_bytes;
+    let thesis = Router::new()
+        .route("/", get(welcome))
+        .route("/initTask", post(init_task))
+        .route("/updateTask", post(update_task))
+        .route("/initMarathonApp", post(init_marathon_app))
+        .route("/endMarathonApp", post(end_marathon_app));
+    let v1 = Router::new()
+        .route("/api/v1/jobs", get(list_jobs).post(register_job))
+        .route("/api/v1/jobs/{uuid}", get(get_job).delete(cancel_job))
+        .route("/api/v1/jobs/{uuid}/history", get(job_history))
+        .route("/api/v1/jobs/{uuid}/progress", post(job_progress))
+        .route("/api/v1/nodes/register", post(register_node))
+        .route("/api/v1/nodes/{id}/heartbeat", post(heartbeat))
+        .route("/api/v1/nodes", get(list_nodes))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    let samples = Router::new().route("/api/v1/samples", post(samples)).layer(
+        axum::extract::DefaultBodyLimit::max(limit.saturating_mul(8)),
+    );
+    thesis
+        .merge(v1)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .merge(samples)
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sh), track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(sh)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::other(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Per-request timeout and request metrics by matched route.
+async fn track(
+    State(sh): State<Arc<Shared>>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = method_label(req.method());
+    let start = Instant::now();
+    let limit = ControlConfig::dur(sh.config.control.request_timeout);
+    let resp = match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            ApiError::unavailable(format!("the request took longer than {limit:?}")).into_response()
+        }
+    };
+    sh.metrics.request(
+        &route,
+        method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn welcome() -> &'static str {
+    "Welcome\n"
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(sh): State<Arc<Shared>>) -> Response {
+    if sh.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::unavailable("loading state").into_response()
+    }
+}
+
+async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        sh.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn outcome(o: ReportOutcome) -> Response {
+    (StatusCode::OK, Json(json!({"status": o}))).into_response()
+}
+
+async fn init_task(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    let t: InitTask = parse(&b)?;
+    if !(is_admin(&sh, &headers) || sh.config.auth.insecure) {
+        return Err(ApiError::unauthorized());
+    }
+    let r = sh.init_task(t).await?;
+    Ok((StatusCode::OK, Json(r)).into_response())
+}
+
+async fn update_task(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    let u: UpdateTask = parse(&b)?;
+    check_uuid("uuid", &u.uuid)?;
+    let hold = may_report(&sh, &headers, &u.uuid, true)?;
+    let uuid = u.uuid.clone();
+    Ok(outcome(
+        sh.report(&uuid, service::iteration(u), hold).await?,
+    ))
+}
+
+async fn init_marathon_app(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    let m: InitMarathonApp = parse(&b)?;
+    check_uuid("uuid", &m.uuid)?;
+    let hold = may_report(&sh, &headers, &m.uuid, true)?;
+    let uuid = m.uuid.clone();
+    Ok(outcome(sh.report(&uuid, service::started(m), hold).await?))
+}
+
+async fn end_marathon_app(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    let e: EndMarathonApp = parse(&b)?;
+    check_uuid("uuid", &e.uuid)?;
+    let hold = may_report(&sh, &headers, &e.uuid, true)?;
+    let uuid = e.uuid.clone();
+    Ok(outcome(sh.report(&uuid, service::ended(e), hold).await?))
+}
+
+async fn register_job(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    let reg: JobRegistration = parse(&b)?;
+    let r = sh.register(reg, false, false).await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+async fn list_jobs(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    Ok(Json(sh.jobs_view()).into_response())
+}
+
+async fn get_job(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    may_read_job(&sh, &headers, &uuid)?;
+    Ok(Json(sh.job_view(&uuid)?).into_response())
+}
+
+async fn cancel_job(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    sh.cancel(&uuid).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn job_history(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    may_read_job(&sh, &headers, &uuid)?;
+    if !sh.lock().jobs.contains_key(&uuid) {
+        return Err(ApiError::not_found(format!("no job {uuid}")));
+    }
+    let rows = sh
+        .store
+        .history(&uuid, 1000)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(rows).into_response())
+}
+
+async fn job_progress(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    check_uuid("uuid", &uuid)?;
+    let hold = may_report(&sh, &headers, &uuid, false)?;
+    let p: ProgressReport = parse(&b)?;
+    if !p.fraction.is_finite() || !(0.0..=1.0).contains(&p.fraction) {
+        return Err(ApiError::invalid("fraction", "fraction must be in [0, 1]"));
+    }
+    let p = ProgressReport {
+        at: Some(p.at.unwrap_or_else(|| sh.clock.now())),
+        ..p
+    };
+    sh.report(&uuid, service::progress(p), hold).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn samples(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    let batch: SampleBatch = parse(&b)?;
+    let v = sh.samples(batch)?;
+    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+}
+
+async fn register_node(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    let reg: NodeRegistration = parse(&b)?;
+    sh.register_node(reg).await?;
+    Ok(Json(json!({"registered": true})).into_response())
+}
+
+async fn heartbeat(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    let beat: Heartbeat = parse(&b)?;
+    sh.heartbeat(&id, beat)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_nodes(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    Ok(Json(sh.nodes_view()).into_response())
+}

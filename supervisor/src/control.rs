@@ -1,0 +1,811 @@
+//! The control loop: a reconcile loop around `qos-core`, in the shape of kube-rs' controller.
+//!
+//! - **Queue**: a delay queue keyed by job UUID that deduplicates (a job is queued at most once,
+//!   at its earliest requested time). Triggers come from the API (a Chronos report, a
+//!   registration, a Marathon start or end, a cancellation) and from the loop itself (a Marathon
+//!   job's next period, a retry after a failure).
+//! - **Runner**: at most one reconcile in flight per job (a trigger for a job being reconciled
+//!   marks it to run again right after), at most `max_concurrency` overall.
+//! - **Reconcile** is level-triggered: it reads the job as it is now, asks the policy, applies
+//!   the decision and says when to look again ([`Next`]). Failures go through the error policy:
+//!   exponential backoff per job; a failed resize is never recorded as applied.
+//!
+//! Nothing holds the state lock across a framework call: a reconcile snapshots the job, releases
+//! the lock, calls out (with a timeout), then re-takes the lock to record the result.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use frameworks::FrameworkError;
+use qos_core::job::{Observation, Phase};
+use qos_core::policy::{Claim, Policy, arbitrate};
+use qos_core::predictive::ResizeMode;
+use qos_core::wire::ResizeRequest;
+use qos_core::{Action, Cpus, Decision, Framework, Job, Work};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{ControlConfig, MarathonCompletion};
+use crate::service::Shared;
+use crate::state::JobMeta;
+use crate::store::{HistoryRow, Op};
+
+/// When to reconcile a job next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// After this long.
+    After(Duration),
+    /// Only when something happens to it (a report, a cancellation).
+    Wait,
+    /// Never again (finished and cleaned up, or gone).
+    Done,
+}
+
+/// Delays and deduplicates reconcile requests.
+#[derive(Debug, Default)]
+struct Queue {
+    by_time: BTreeMap<(Instant, u64), String>,
+    by_job: HashMap<String, (Instant, u64)>,
+    seq: u64,
+}
+
+impl Queue {
+    /// Queues `uuid` at `at`, or earlier if it is already queued earlier.
+    fn push(&mut self, uuid: String, at: Instant) {
+        if let Some(&(t, s)) = self.by_job.get(&uuid) {
+            if t <= at {
+                return;
+            }
+            self.by_time.remove(&(t, s));
+        }
+        self.seq += 1;
+        self.by_time.insert((at, self.seq), uuid.clone());
+        self.by_job.insert(uuid, (at, self.seq));
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.by_time.keys().next().map(|(t, _)| *t)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<String> {
+        let (&(t, s), _) = self.by_time.iter().next()?;
+        if t > now {
+            return None;
+        }
+        let uuid = self.by_time.remove(&(t, s))?;
+        self.by_job.remove(&uuid);
+        Some(uuid)
+    }
+
+    fn len(&self) -> usize {
+        self.by_job.len()
+    }
+}
+
+/// Runs the control loop until `cancel`; then waits (bounded) for in-flight reconciles.
+pub(crate) async fn run(
+    sh: Arc<Shared>,
+    mut triggers: mpsc::UnboundedReceiver<String>,
+    initial: Vec<String>,
+    cancel: CancellationToken,
+) {
+    let max = sh.config.control.max_concurrency;
+    let mut queue = Queue::default();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let mut rerun: HashSet<String> = HashSet::new();
+    let mut tasks: JoinSet<(String, Next)> = JoinSet::new();
+    let start = Instant::now();
+    for uuid in initial {
+        queue.push(uuid, start);
+    }
+    loop {
+        let now = Instant::now();
+        while tasks.len() < max {
+            let Some(uuid) = queue.pop_due(now) else {
+                break;
+            };
+            if in_flight.contains(&uuid) {
+                rerun.insert(uuid);
+                continue;
+            }
+            in_flight.insert(uuid.clone());
+            let sh = Arc::clone(&sh);
+            let span = tracing::info_span!(
+                "reconcile",
+                job.uuid = %uuid,
+                job.name = tracing::field::Empty,
+                job.framework = tracing::field::Empty
+            );
+            tasks.spawn(
+                async move {
+                    let next = reconcile(&sh, &uuid).await;
+                    (uuid, next)
+                }
+                .instrument(span),
+            );
+        }
+        let wake = if tasks.len() < max {
+            queue.next_at()
+        } else {
+            None
+        };
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                match done {
+                    Ok((uuid, next)) => {
+                        in_flight.remove(&uuid);
+                        if rerun.remove(&uuid) {
+                            queue.push(uuid, Instant::now());
+                        } else {
+                            match next {
+                                Next::After(d) => queue.push(uuid, Instant::now() + d),
+                                Next::Wait | Next::Done => {}
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // A panicking reconcile must not stop the loop; the job is retried by
+                        // the next trigger. (Reconciles are written not to panic.)
+                        tracing::error!(error = %e, "a reconcile task failed");
+                        in_flight.retain(|_| true);
+                    }
+                }
+            }
+            Some(uuid) = triggers.recv() => {
+                if in_flight.contains(&uuid) {
+                    rerun.insert(uuid);
+                } else {
+                    queue.push(uuid, Instant::now());
+                }
+            }
+            () = sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wake.is_some() => {}
+        }
+    }
+    tracing::info!(
+        in_flight = tasks.len(),
+        queued = queue.len(),
+        "control loop stopping"
+    );
+    let drain = ControlConfig::dur(sh.config.control.drain_timeout);
+    if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!("reconciles still running after the drain timeout; abandoned");
+        tasks.abort_all();
+    }
+}
+
+fn backoff(c: &ControlConfig, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    let secs = (c.backoff_base * f64::from(1u32 << exp)).min(c.backoff_max);
+    ControlConfig::dur(secs)
+}
+
+/// What a reconcile reads under the lock.
+struct Snapshot {
+    job: Job,
+    meta: JobMeta,
+    failures: u32,
+    /// `(cap, claims, capacity, own index)` for the job's node when it is known and alive.
+    cap: Option<Cpus>,
+    node_agent: Option<String>,
+    others: Vec<(Claim, Cpus)>,
+    node_capacity: Option<Cpus>,
+}
+
+fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
+    let st = sh.lock();
+    let e = st.jobs.get(uuid)?;
+    let timeout = sh.config.control.node_timeout;
+    let node =
+        e.p.meta
+            .node
+            .as_deref()
+            .and_then(|n| st.node_of(n))
+            .filter(|n| n.alive(now, timeout));
+    let mut others = Vec::new();
+    let mut node_capacity = None;
+    if let Some(n) = node {
+        let free = n.free();
+        let mut used = e.p.job.cpus;
+        if let (Policy::Predictive(_), Some(peers)) = (&sh.config.policy, st.by_node.get(&n.reg.id))
+        {
+            for peer in peers.iter().filter(|p| p.as_str() != uuid) {
+                let Some(pe) = st.jobs.get(peer) else {
+                    continue;
+                };
+                if pe.p.job.phase.is_terminal() {
+                    continue;
+                }
+                let (floor, _) = sh.config.policy.bounds();
+                others.push((
+                    Claim {
+                        wanted: pe.p.meta.want.unwrap_or(pe.p.job.cpus),
+                        floor: floor.min(pe.p.job.cpus),
+                        laxity: sh.config.policy.laxity(&pe.p.job, now),
+                    },
+                    pe.p.job.cpus,
+                ));
+                used = used + pe.p.job.cpus;
+            }
+        }
+        node_capacity = Some(used + free);
+    }
+    Some(Snapshot {
+        job: e.p.job.clone(),
+        meta: e.p.meta.clone(),
+        failures: e.rt.failures,
+        cap: node.map(|n| e.p.job.cpus + n.free()),
+        node_agent: node.and_then(|n| n.reg.agent_url.clone()),
+        others,
+        node_capacity,
+    })
+}
+
+/// Reconciles one job.
+pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
+    let now = sh.clock.now();
+    let Some(mut snap) = snapshot(sh, uuid, now) else {
+        return Next::Done;
+    };
+    let span = tracing::Span::current();
+    span.record("job.name", snap.job.name.as_str());
+    span.record("job.framework", snap.job.framework.as_str());
+    if snap.job.phase.is_terminal() {
+        if snap.meta.cleaned_up {
+            return Next::Done;
+        }
+        return cleanup(sh, uuid, &snap.job, snap.failures).await;
+    }
+    if snap.meta.cpus_unknown {
+        if let Some(cpus) = read_framework_cpus(sh, &snap.job).await {
+            let mut st = sh.lock();
+            if let Some(e) = st.jobs.get_mut(uuid) {
+                e.p.job.cpus = cpus;
+                e.p.meta.cpus_unknown = false;
+                sh.store.submit_detached(vec![e.op(now)]);
+                snap.job.cpus = cpus;
+            }
+            tracing::info!(cpus = %cpus, "allocation read from the framework");
+        }
+    }
+    let policy = sh.config.policy;
+    let mut decision = policy.decide(&snap.job, now, snap.cap);
+    let mut want = None;
+    if let (Some(capacity), false) = (snap.node_capacity, snap.others.is_empty()) {
+        // Several jobs share the node: its CPUs go least laxity first, not first come.
+        let uncapped = policy.decide(&snap.job, now, None);
+        let wanted = uncapped.resize_to().unwrap_or(snap.job.cpus);
+        want = Some(wanted);
+        let (floor, _) = policy.bounds();
+        let mut claims: Vec<Claim> = snap.others.iter().map(|(c, _)| *c).collect();
+        claims.push(Claim {
+            wanted,
+            floor: floor.min(snap.job.cpus),
+            laxity: policy.laxity(&snap.job, now),
+        });
+        let grant = *arbitrate(capacity, &claims)
+            .last()
+            .unwrap_or(&snap.job.cpus);
+        let cap = snap.cap.map_or(grant, |c| c.min(grant.max(snap.job.cpus)));
+        decision = policy.decide(&snap.job, now, Some(cap));
+        if let Some(to) = decision.resize_to() {
+            if to > snap.job.cpus && to > grant {
+                decision = Decision::hold(
+                    decision.class,
+                    format!(
+                        "{}; but the node's CPUs are granted to jobs with less slack first (grant {grant})",
+                        decision.reason
+                    ),
+                    decision.figures,
+                );
+            }
+        }
+    } else if matches!(policy, Policy::Predictive(_)) {
+        want = Some(
+            policy
+                .decide(&snap.job, now, None)
+                .resize_to()
+                .unwrap_or(snap.job.cpus),
+        );
+    }
+    record_decision(sh, uuid, now, &decision, want);
+    match decision.action {
+        Action::Hold | Action::Complete { .. } => idle_next(sh, &snap.job),
+        Action::Resize { cpus } => apply_resize(sh, uuid, &snap, cpus, now).await,
+    }
+}
+
+fn idle_next(sh: &Shared, job: &Job) -> Next {
+    match job.work {
+        Work::Continuous(_) => Next::After(ControlConfig::dur(sh.config.continuous_period())),
+        Work::Iterative(_) => Next::Wait,
+    }
+}
+
+fn decision_row(uuid: &str, at: f64, d: &Decision) -> HistoryRow {
+    HistoryRow {
+        uuid: uuid.to_owned(),
+        at,
+        kind: "decision".into(),
+        class: Some(d.class.as_str().to_owned()),
+        action: serde_json::to_value(d.action).unwrap_or_default(),
+        reason: d.reason.clone(),
+        figures: serde_json::to_value(d.figures).unwrap_or_default(),
+    }
+}
+
+fn event_row(
+    uuid: &str,
+    at: f64,
+    kind: &str,
+    action: serde_json::Value,
+    reason: String,
+) -> HistoryRow {
+    HistoryRow {
+        uuid: uuid.to_owned(),
+        at,
+        kind: kind.to_owned(),
+        class: None,
+        action,
+        reason,
+        figures: serde_json::Value::Null,
+    }
+}
+
+/// Metrics, log and (when it says something new) history for a decision.
+fn record_decision(sh: &Shared, uuid: &str, now: f64, d: &Decision, want: Option<Cpus>) {
+    let mut st = sh.lock();
+    let Some(e) = st.jobs.get_mut(uuid) else {
+        return;
+    };
+    if let Some(g) = &e.rt.gauges {
+        g.update(&e.p.job, Some(d));
+    }
+    e.p.meta.want = want;
+    let class_changed = e.p.meta.last_class != Some(d.class);
+    let interval = sh.config.control.history_hold_interval;
+    let store = !matches!(d.action, Action::Hold)
+        || class_changed
+        || e.rt.last_history_at.is_none_or(|t| now - t >= interval);
+    e.rt.last_decision = Some((now, d.clone()));
+    if store {
+        e.p.meta.last_class = Some(d.class);
+        e.rt.last_history_at = Some(now);
+        let mut ops = vec![Op::Decision(decision_row(uuid, now, d))];
+        if class_changed {
+            ops.push(e.op(now));
+        }
+        sh.store.submit_detached(ops);
+        tracing::info!(class = %d.class, action = ?d.action, cpus = %e.p.job.cpus, reason = %d.reason, "decision");
+    } else {
+        tracing::debug!(class = %d.class, action = ?d.action, cpus = %e.p.job.cpus, reason = %d.reason, "decision");
+    }
+}
+
+async fn bounded<T>(
+    sh: &Shared,
+    what: &str,
+    fut: impl Future<Output = Result<T, FrameworkError>>,
+) -> Result<T, ApplyError> {
+    let limit = ControlConfig::dur(sh.config.control.framework_timeout);
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApplyError::Framework(e)),
+        Err(_) => Err(ApplyError::Other(format!(
+            "{what} did not finish within {limit:?}"
+        ))),
+    }
+}
+
+#[derive(Debug)]
+enum ApplyError {
+    Framework(FrameworkError),
+    /// Nothing to call (no credentials, no agent): not retried quickly.
+    NotConfigured(String),
+    Other(String),
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Framework(e) => write!(f, "{e}"),
+            Self::NotConfigured(m) | Self::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+async fn read_framework_cpus(sh: &Shared, job: &Job) -> Option<Cpus> {
+    let cpus = match job.framework {
+        Framework::Chronos => {
+            let c = sh.chronos.as_ref()?;
+            bounded(sh, "reading the Chronos job", c.find_job(&job.name))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|j| j.cpus())
+        }
+        Framework::Marathon => {
+            let m = sh.marathon.as_ref()?;
+            bounded(sh, "reading the Marathon app", m.get_app(&job.name))
+                .await
+                .ok()
+                .and_then(|a| a.cpus())
+        }
+    };
+    cpus.filter(|c| c.is_finite() && *c > 0.0)
+        .map(Cpus::from_f64)
+}
+
+/// Applies a resize; returns the allocation in force.
+async fn call_resize(
+    sh: &Shared,
+    uuid: &str,
+    snap: &Snapshot,
+    cpus: Cpus,
+    now: f64,
+) -> Result<Cpus, ApplyError> {
+    let job = &snap.job;
+    match sh.config.resize_mode {
+        ResizeMode::InPlace => {
+            let Some(url) = &snap.node_agent else {
+                return Err(ApplyError::NotConfigured(
+                    "no live node agent with an agent_url is known for the job's node".into(),
+                ));
+            };
+            let token = sh.config.auth.agent_token.clone().unwrap_or_default();
+            let req = ResizeRequest {
+                uuid: uuid.to_owned(),
+                cpus: cpus.as_f64(),
+            };
+            let limit = ControlConfig::dur(sh.config.control.framework_timeout);
+            match tokio::time::timeout(limit, sh.agent.resize(url, &token, &req)).await {
+                Ok(Ok(r)) => Ok(Cpus::from_f64(r.cpus)),
+                Ok(Err(m)) => Err(ApplyError::Other(m)),
+                Err(_) => Err(ApplyError::Other(format!(
+                    "the node agent did not answer within {limit:?}"
+                ))),
+            }
+        }
+        ResizeMode::Restart => match job.framework {
+            Framework::Chronos => {
+                let Some(c) = &sh.chronos else {
+                    return Err(ApplyError::NotConfigured(
+                        "no Chronos credentials (-c/--chronos): the decision cannot be applied"
+                            .into(),
+                    ));
+                };
+                // Exact-name lookup, cpus set, the whole job re-posted. No forced run: the
+                // launcher's schedule runs exactly the requested iterations (README).
+                bounded(
+                    sh,
+                    "resizing the Chronos job",
+                    c.set_job_cpus(&job.name, cpus.as_f64()),
+                )
+                .await?;
+                Ok(cpus)
+            }
+            Framework::Marathon => {
+                let Some(m) = &sh.marathon else {
+                    return Err(ApplyError::NotConfigured(
+                        "no Marathon credentials (-m/--marathon): the decision cannot be applied"
+                            .into(),
+                    ));
+                };
+                let stuck = snap
+                    .meta
+                    .locked_since
+                    .is_some_and(|t| now - t >= sh.config.control.stuck_deployment_timeout);
+                if stuck {
+                    tracing::warn!(
+                        "a deployment has locked the app for too long; forcing the resize"
+                    );
+                }
+                bounded(
+                    sh,
+                    "resizing the Marathon app",
+                    m.set_app_cpus(&job.name, cpus.as_f64(), stuck),
+                )
+                .await?;
+                Ok(cpus)
+            }
+        },
+    }
+}
+
+async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus, now: f64) -> Next {
+    let from = snap.job.cpus;
+    let result = call_resize(sh, uuid, snap, cpus, now).await;
+    let done = sh.clock.now();
+    let restart = sh.config.resize_mode == ResizeMode::Restart
+        && matches!(snap.job.work, Work::Continuous(_));
+    let (next, pending) = {
+        let mut st = sh.lock();
+        let st = &mut *st;
+        let Some(e) = st.jobs.get_mut(uuid) else {
+            return Next::Done;
+        };
+        match result {
+            Ok(applied) => {
+                // The resize acts on the latest report: never time it before that report, whatever
+                // the skew between the container's clock and ours.
+                let at =
+                    e.p.job
+                        .last_report()
+                        .map_or(done, |r| done.max(r.finished_at));
+                let _ = e.p.job.observe(Observation::Resized {
+                    at,
+                    cpus: applied,
+                    restart,
+                });
+                e.p.meta.resizes_applied += 1;
+                e.p.meta.locked_since = None;
+                e.rt.failures = 0;
+                e.rt.last_error = None;
+                if let Some(g) = &e.rt.gauges {
+                    g.resized();
+                    g.update(&e.p.job, None);
+                }
+                let node = e.p.meta.node.clone();
+                let ops = vec![
+                    e.op(done),
+                    Op::Decision(event_row(
+                        uuid,
+                        done,
+                        "resize",
+                        json!({"from": from.as_f64(), "to": applied.as_f64(), "mode": mode_name(sh), "restart": restart}),
+                        format!("resized {from} → {applied} CPU ({})", mode_name(sh)),
+                    )),
+                ];
+                let next = idle_next(sh, &e.p.job);
+                if applied > from {
+                    if let Some(n) = node.and_then(|n| {
+                        let id = st.hosts.get(&n).cloned().unwrap_or(n);
+                        st.nodes.get_mut(&id)
+                    }) {
+                        n.reserved = n.reserved + (applied - from);
+                    }
+                }
+                sh.metrics.reconciled(false);
+                tracing::info!(from = %from, to = %applied, restart, "resize applied");
+                // Write-through: the resize is durable before the job is looked at again.
+                (next, Some(sh.store.submit(ops)))
+            }
+            Err(err) => {
+                let not_configured = matches!(err, ApplyError::NotConfigured(_));
+                if let ApplyError::Framework(FrameworkError::Locked { .. }) = &err {
+                    e.p.meta.locked_since.get_or_insert(done);
+                }
+                let message = err.to_string();
+                let first = e.rt.last_error.as_deref() != Some(message.as_str());
+                e.rt.last_error = Some(message.clone());
+                if !not_configured {
+                    e.rt.failures += 1;
+                }
+                let failures = e.rt.failures;
+                if first || !not_configured {
+                    sh.store.submit_detached(vec![Op::Decision(event_row(
+                        uuid,
+                        done,
+                        "resize_failed",
+                        json!({"from": from.as_f64(), "to": cpus.as_f64(), "mode": mode_name(sh)}),
+                        format!("resize {from} → {cpus} CPU not applied: {message}"),
+                    ))]);
+                }
+                sh.metrics.reconciled(true);
+                tracing::warn!(from = %from, to = %cpus, failures, error = %message, "resize not applied");
+                let next = if not_configured {
+                    idle_next(sh, &e.p.job)
+                } else {
+                    Next::After(backoff(&sh.config.control, failures))
+                };
+                (next, None)
+            }
+        }
+    };
+    if let Some(p) = pending {
+        if let Err(e) = p.wait().await {
+            tracing::error!(error = %e, "the applied resize could not be written; it is in memory and will be written with the next change");
+        }
+    }
+    next
+}
+
+fn mode_name(sh: &Shared) -> &'static str {
+    match sh.config.resize_mode {
+        ResizeMode::Restart => "restart",
+        ResizeMode::InPlace => "in-place",
+    }
+}
+
+/// Removes a finished job from its framework (the thesis left them running forever).
+async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next {
+    let outcome: Result<String, ApplyError> = match job.framework {
+        Framework::Chronos => match &sh.chronos {
+            None => Ok("no Chronos credentials: nothing deleted".into()),
+            Some(c) => match bounded(sh, "deleting the Chronos job", c.delete_job(&job.name)).await
+            {
+                Ok(()) => Ok(format!("Chronos job {} deleted", job.name)),
+                Err(ApplyError::Framework(e)) if e.is_not_found() => {
+                    Ok(format!("Chronos job {} already gone", job.name))
+                }
+                Err(e) => Err(e),
+            },
+        },
+        Framework::Marathon => match &sh.marathon {
+            None => Ok("no Marathon credentials: nothing deleted".into()),
+            Some(m) => {
+                let r = match sh.config.control.marathon_completion {
+                    MarathonCompletion::Delete => bounded(
+                        sh,
+                        "deleting the Marathon app",
+                        m.delete_app(&job.name, true),
+                    )
+                    .await
+                    .map(|_| format!("Marathon app {} deleted", job.name)),
+                    MarathonCompletion::ScaleToZero => bounded(
+                        sh,
+                        "scaling the Marathon app to 0",
+                        m.scale_app(&job.name, 0, true),
+                    )
+                    .await
+                    .map(|_| format!("Marathon app {} scaled to 0 instances", job.name)),
+                };
+                match r {
+                    Err(ApplyError::Framework(e)) if e.is_not_found() => {
+                        Ok(format!("Marathon app {} already gone", job.name))
+                    }
+                    other => other,
+                }
+            }
+        },
+    };
+    let now = sh.clock.now();
+    let end = match job.phase {
+        Phase::Completed { at, met } => format!(
+            "completed at {at:.0}, {:.0} s {} the deadline (met: {met})",
+            (at - job.qos.deadline_at).abs(),
+            if met { "before" } else { "after" }
+        ),
+        Phase::Failed { at } => format!("failed at {at:.0}"),
+        Phase::Cancelled { at } => format!("cancelled at {at:.0}"),
+        _ => "ended".into(),
+    };
+    let mut st = sh.lock();
+    let Some(e) = st.jobs.get_mut(uuid) else {
+        return Next::Done;
+    };
+    match outcome {
+        Ok(what) => {
+            e.p.meta.cleaned_up = true;
+            e.rt.failures = 0;
+            e.rt.last_error = None;
+            let met = match job.phase {
+                Phase::Completed { met, .. } => Some(met),
+                _ => None,
+            };
+            let ops = vec![
+                e.op(now),
+                Op::Decision(event_row(
+                    uuid,
+                    now,
+                    "completed",
+                    json!({"action": "complete", "met": met}),
+                    format!("{end}; {what}"),
+                )),
+            ];
+            sh.store.submit_detached(ops);
+            tracing::info!(outcome = %end, cleanup = %what, "job finished");
+            Next::Done
+        }
+        Err(err) => {
+            e.rt.failures = failures + 1;
+            e.rt.last_error = Some(err.to_string());
+            tracing::warn!(error = %err, failures = e.rt.failures, "removing the finished job from its framework failed; retrying");
+            sh.metrics.reconciled(true);
+            Next::After(backoff(&sh.config.control, e.rt.failures))
+        }
+    }
+}
+
+/// Periodic upkeep: write CPU-sample changes behind, retire finished jobs' series, expire held
+/// reports.
+pub(crate) async fn housekeeping(sh: Arc<Shared>, cancel: CancellationToken) {
+    let period = ControlConfig::dur(sh.config.control.flush_interval);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        upkeep(&sh);
+    }
+    flush(&sh);
+}
+
+/// Writes every job changed by samples since the last flush.
+pub(crate) fn flush(sh: &Shared) {
+    let now = sh.clock.now();
+    let ops: Vec<Op> = {
+        let mut st = sh.lock();
+        st.jobs
+            .values_mut()
+            .filter(|e| e.rt.dirty)
+            .map(|e| {
+                e.rt.dirty = false;
+                e.op(now)
+            })
+            .collect()
+    };
+    if !ops.is_empty() {
+        sh.store.submit_detached(ops);
+    }
+}
+
+fn upkeep(sh: &Shared) {
+    flush(sh);
+    let now = sh.clock.now();
+    let c = &sh.config.control;
+    let mut st = sh.lock();
+    let st = &mut *st;
+    while let Some(&(at, _)) = st.retiring.front() {
+        if now - at < c.metrics_retention {
+            break;
+        }
+        if let Some((_, uuid)) = st.retiring.pop_front() {
+            if let Some(g) = st.jobs.get_mut(&uuid).and_then(|e| e.rt.gauges.take()) {
+                sh.metrics.retire(&g);
+            }
+        }
+    }
+    let before = st.held.len();
+    st.held.retain(|_, h| now - h.first_at < c.held_ttl);
+    if st.held.len() != before {
+        tracing::warn!(
+            expired = before - st.held.len(),
+            "reports held for jobs never registered expired"
+        );
+        sh.store.submit_detached(vec![Op::ExpireHeld {
+            before: now - c.held_ttl,
+        }]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_dedups_and_keeps_the_earliest() {
+        let mut q = Queue::default();
+        let t0 = Instant::now();
+        q.push("a".into(), t0 + Duration::from_secs(10));
+        q.push("a".into(), t0 + Duration::from_secs(5));
+        q.push("a".into(), t0 + Duration::from_secs(20));
+        q.push("b".into(), t0 + Duration::from_secs(7));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.next_at(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(q.pop_due(t0), None);
+        assert_eq!(q.pop_due(t0 + Duration::from_secs(8)).as_deref(), Some("a"));
+        assert_eq!(q.pop_due(t0 + Duration::from_secs(8)).as_deref(), Some("b"));
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let c = ControlConfig::default();
+        assert_eq!(backoff(&c, 1), Duration::from_secs(1));
+        assert_eq!(backoff(&c, 3), Duration::from_secs(4));
+        assert_eq!(backoff(&c, 30), Duration::from_secs(60));
+    }
+}

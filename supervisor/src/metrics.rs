@@ -1,0 +1,358 @@
+//! `/metrics`: the thesis' metric catalogue (thesis-code.md §4.2) under `qos_` names with units,
+//! one series per job labelled `uuid`, `name`, `framework` only; `qos_job_class` is a state set
+//! (one series per class, 1 for the current one); request counts and latencies by matched route.
+//! Series of finished jobs are retired after a retention period.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use qos_core::job::Phase;
+use qos_core::{Class, Decision, Job};
+
+/// Labels of every per-job series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct JobLabels {
+    pub(crate) uuid: String,
+    pub(crate) name: String,
+    pub(crate) framework: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    uuid: String,
+    name: String,
+    framework: String,
+    class: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    route: String,
+    method: String,
+}
+
+type FGauge = Gauge<f64, AtomicU64>;
+type HistFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
+
+/// Handles to one job's series (cheap atomic updates).
+#[derive(Debug, Clone)]
+pub(crate) struct JobGauges {
+    labels: JobLabels,
+    prediction_vs_deadline: FGauge,
+    remaining: FGauge,
+    cpu: FGauge,
+    last_iteration: FGauge,
+    consumed: FGauge,
+    desired: FGauge,
+    ratio: FGauge,
+    class: Vec<(Class, FGauge)>,
+    resizes: Counter,
+}
+
+/// The registry and its families.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
+    registry: Arc<Registry>,
+    prediction_vs_deadline: Family<JobLabels, FGauge>,
+    remaining: Family<JobLabels, FGauge>,
+    cpu: Family<JobLabels, FGauge>,
+    last_iteration: Family<JobLabels, FGauge>,
+    consumed: Family<JobLabels, FGauge>,
+    desired: Family<JobLabels, FGauge>,
+    ratio: Family<JobLabels, FGauge>,
+    class: Family<ClassLabels, FGauge>,
+    resizes: Family<JobLabels, Counter>,
+    met: Family<JobLabels, FGauge>,
+    requests: Family<RouteLabels, Counter>,
+    latency: HistFamily,
+    reconciles: Counter,
+    reconcile_errors: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            prediction_vs_deadline: Family::default(),
+            remaining: Family::default(),
+            cpu: Family::default(),
+            last_iteration: Family::default(),
+            consumed: Family::default(),
+            desired: Family::default(),
+            ratio: Family::default(),
+            class: Family::default(),
+            resizes: Family::default(),
+            met: Family::default(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            reconciles: Counter::default(),
+            reconcile_errors: Counter::default(),
+        };
+        registry.register(
+            "qos_prediction_vs_deadline_seconds",
+            "Predicted finish minus deadline (> 0: predicted late)",
+            m.prediction_vs_deadline.clone(),
+        );
+        registry.register(
+            "qos_remaining_iterations",
+            "Iterations not yet reported (Chronos jobs)",
+            m.remaining.clone(),
+        );
+        registry.register(
+            "qos_cpu_allocated",
+            "CPUs allocated to the job",
+            m.cpu.clone(),
+        );
+        registry.register(
+            "qos_last_iteration_seconds",
+            "Measured duration of the last iteration (Chronos) or run time (Marathon, at the end)",
+            m.last_iteration.clone(),
+        );
+        registry.register(
+            "qos_cputime_consumed_seconds",
+            "CPU-seconds consumed (Marathon jobs, Eq. 3 numerator)",
+            m.consumed.clone(),
+        );
+        registry.register(
+            "qos_cputime_desired_seconds",
+            "CPU-seconds that should have been consumed by now (Eq. 2)",
+            m.desired.clone(),
+        );
+        registry.register(
+            "qos_progress_ratio",
+            "Consumed / desired CPU time (Eq. 3); progress fraction for Chronos jobs",
+            m.ratio.clone(),
+        );
+        registry.register(
+            "qos_job_class",
+            "State set of the job's class: 1 for the current class, 0 for the others",
+            m.class.clone(),
+        );
+        registry.register(
+            "qos_resizes",
+            "Resizes applied to the job",
+            m.resizes.clone(),
+        );
+        registry.register(
+            "qos_deadline_met",
+            "1 if the job finished by its deadline, 0 if not (absent while it runs)",
+            m.met.clone(),
+        );
+        registry.register(
+            "qos_http_requests",
+            "HTTP requests by matched route, method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "qos_http_request_duration_seconds",
+            "HTTP request latency by matched route and method",
+            m.latency.clone(),
+        );
+        registry.register(
+            "qos_reconciles",
+            "Reconciles run by the control loop",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "qos_reconcile_errors",
+            "Reconciles whose apply failed (retried with backoff)",
+            m.reconcile_errors.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    /// The series handles of a job (created on first use).
+    pub(crate) fn job(&self, labels: JobLabels) -> JobGauges {
+        let class = Class::ALL
+            .iter()
+            .map(|&c| {
+                let l = ClassLabels {
+                    uuid: labels.uuid.clone(),
+                    name: labels.name.clone(),
+                    framework: labels.framework.clone(),
+                    class: c.as_str().to_owned(),
+                };
+                (c, self.class.get_or_create_owned(&l))
+            })
+            .collect();
+        JobGauges {
+            prediction_vs_deadline: self.prediction_vs_deadline.get_or_create_owned(&labels),
+            remaining: self.remaining.get_or_create_owned(&labels),
+            cpu: self.cpu.get_or_create_owned(&labels),
+            last_iteration: self.last_iteration.get_or_create_owned(&labels),
+            consumed: self.consumed.get_or_create_owned(&labels),
+            desired: self.desired.get_or_create_owned(&labels),
+            ratio: self.ratio.get_or_create_owned(&labels),
+            resizes: self.resizes.get_or_create_owned(&labels),
+            class,
+            labels,
+        }
+    }
+
+    /// Removes every series of a job.
+    pub(crate) fn retire(&self, g: &JobGauges) {
+        let l = &g.labels;
+        for f in [
+            &self.prediction_vs_deadline,
+            &self.remaining,
+            &self.cpu,
+            &self.last_iteration,
+            &self.consumed,
+            &self.desired,
+            &self.ratio,
+            &self.met,
+        ] {
+            f.remove(l);
+        }
+        self.resizes.remove(l);
+        for c in Class::ALL {
+            self.class.remove(&ClassLabels {
+                uuid: l.uuid.clone(),
+                name: l.name.clone(),
+                framework: l.framework.clone(),
+                class: c.as_str().to_owned(),
+            });
+        }
+    }
+
+    /// Records whether a finished job met its deadline.
+    pub(crate) fn deadline_met(&self, g: &JobGauges, met: bool) {
+        self.met
+            .get_or_create(&g.labels)
+            .set(if met { 1.0 } else { 0.0 });
+    }
+
+    /// Counts one HTTP request.
+    pub(crate) fn request(&self, route: &str, method: &str, status: u16, secs: f64) {
+        self.requests
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&LatencyLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(secs);
+    }
+
+    pub(crate) fn reconciled(&self, failed: bool) {
+        self.reconciles.inc();
+        if failed {
+            self.reconcile_errors.inc();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl JobGauges {
+    /// Updates the series from a job and, when there is one, the decision just made.
+    pub(crate) fn update(&self, job: &Job, decision: Option<&Decision>) {
+        self.cpu.set(job.cpus.as_f64());
+        self.remaining.set(f64::from(job.remaining_iterations()));
+        if let Some(r) = job.last_report() {
+            self.last_iteration.set(r.duration());
+        }
+        if let qos_core::Work::Continuous(w) = &job.work {
+            self.consumed.set(w.cpu.total());
+            if let (Some(start), Some(end)) = (w.started_at, w.ended_at) {
+                self.last_iteration.set(end - start);
+            }
+        }
+        let Some(d) = decision else { return };
+        let f = &d.figures;
+        if let Some(p) = f.prediction {
+            self.prediction_vs_deadline.set(p - job.qos.deadline_at);
+        }
+        if let Some(c) = f.cpu_consumed {
+            self.consumed.set(c);
+        }
+        if let Some(c) = f.cpu_desired {
+            self.desired.set(c);
+        }
+        match (f.ratio, f.progress) {
+            (Some(r), _) => {
+                self.ratio.set(r);
+            }
+            (None, Some(p)) if matches!(job.work, qos_core::Work::Iterative(_)) => {
+                self.ratio.set(p);
+            }
+            _ => {}
+        }
+        let class = if matches!(job.phase, Phase::Completed { .. }) {
+            Class::OnPlan
+        } else {
+            d.class
+        };
+        for (c, g) in &self.class {
+            g.set(if *c == class { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Counts an applied resize.
+    pub(crate) fn resized(&self) {
+        self.resizes.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_and_retirement() {
+        let m = Metrics::new();
+        let g = m.job(JobLabels {
+            uuid: "u1".into(),
+            name: "j".into(),
+            framework: "chronos".into(),
+        });
+        g.resized();
+        m.request("/updateTask", "POST", 200, 0.001);
+        let text = m.encode();
+        assert!(
+            text.contains("qos_resizes_total{uuid=\"u1\",name=\"j\",framework=\"chronos\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "qos_job_class{uuid=\"u1\",name=\"j\",framework=\"chronos\",class=\"NO_DATA\"} 0"
+        ));
+        assert!(text.contains(
+            "qos_http_requests_total{route=\"/updateTask\",method=\"POST\",status=\"200\"} 1"
+        ));
+        m.retire(&g);
+        assert!(!m.encode().contains("u1"));
+    }
+}

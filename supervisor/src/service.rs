@@ -1,0 +1,924 @@
+//! The supervisor's operations, independent of HTTP: registration, reports (thesis and
+//! versioned), samples, nodes, cancellation and the read views. The HTTP handlers in
+//! [`crate::api`] only parse, authorise and call these; tests call them directly.
+//!
+//! Every operation follows one pattern: take the state lock, change memory, queue the write
+//! (still under the lock, so writes keep the order of changes), release the lock, await the
+//! write, then wake the control loop. Nothing here awaits while holding the lock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use frameworks::{ChronosApi, MarathonApi};
+use qos_core::job::{Effect, IterationReport, Observation, Phase};
+use qos_core::spec::{Deadline, QosSpec};
+use qos_core::wire::{
+    CpuSample, EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration,
+    NodeRegistration, ProgressReport, Registered, SampleBatch, UpdateTask,
+};
+use qos_core::{Cpus, Framework, Job, Work};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::agent::NodeAgent;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::{JobLabels, Metrics};
+use crate::state::{
+    HELD_PER_JOB, Held, HeldReport, JobEntry, JobMeta, NodeEntry, PersistedJob, Runtime, State,
+};
+use crate::store::{Op, Store, StoreError};
+
+/// Everything the handlers, the control loop and the housekeeping share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
+    pub(crate) state: Mutex<State>,
+    pub(crate) store: Store,
+    pub(crate) metrics: Metrics,
+    pub(crate) triggers: mpsc::UnboundedSender<String>,
+    pub(crate) marathon: Option<Arc<dyn MarathonApi>>,
+    pub(crate) chronos: Option<Arc<dyn ChronosApi>>,
+    pub(crate) agent: Arc<dyn NodeAgent>,
+    pub(crate) ready: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// What a report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportOutcome {
+    /// It changed the job.
+    Applied,
+    /// It repeated something already known; nothing changed.
+    Duplicate,
+    /// The job is not registered yet: the report is kept and applied at registration.
+    Held,
+}
+
+fn store_err(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Overloaded => ApiError::unavailable("the supervisor is overloaded; retry"),
+        StoreError::Closed => ApiError::unavailable("the supervisor is shutting down"),
+        StoreError::Sqlite(_) => ApiError::internal(e),
+    }
+}
+
+/// Validates a job UUID: 1–64 characters of `[A-Za-z0-9_-]` (the thesis uses 32 hex digits).
+pub(crate) fn check_uuid(field: &str, uuid: &str) -> Result<(), ApiError> {
+    if uuid.is_empty() || uuid.len() > 64 {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be 1 to 64 characters long"),
+        ));
+    }
+    if !uuid
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} may only contain letters, digits, '-' and '_'"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_time(field: &str, t: f64) -> Result<(), ApiError> {
+    if t.is_finite() && (0.0..1e11).contains(&t) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{field} must be epoch seconds, got {t}"),
+        ))
+    }
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn trigger(&self, uuid: &str) {
+        // The control loop may be gone during shutdown; nothing to wake then.
+        let _ = self.triggers.send(uuid.to_owned());
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn job_labels(uuid: &str, job: &Job) -> JobLabels {
+        JobLabels {
+            uuid: uuid.to_owned(),
+            name: job.name.clone(),
+            framework: job.framework.as_str().to_owned(),
+        }
+    }
+
+    /// Builds an entry, with its metric handles.
+    pub(crate) fn entry(&self, p: PersistedJob) -> JobEntry {
+        let gauges = self.metrics.job(Self::job_labels(&p.uuid, &p.job));
+        gauges.update(&p.job, None);
+        if let Phase::Completed { met, .. } = p.job.phase {
+            self.metrics.deadline_met(&gauges, met);
+        }
+        JobEntry {
+            p,
+            rt: Runtime {
+                gauges: Some(gauges),
+                ..Runtime::default()
+            },
+        }
+    }
+
+    /// Registers a job (from `POST /api/v1/jobs` or the thesis' `/initTask`).
+    pub(crate) async fn register(
+        &self,
+        reg: JobRegistration,
+        cpus_unknown: bool,
+        idempotent: bool,
+    ) -> Result<Registered, ApiError> {
+        check_uuid("uuid", &reg.uuid)?;
+        match reg.framework {
+            Framework::Chronos => frameworks::chronos::validate_job_name(&reg.name)
+                .map_err(|e| ApiError::invalid("name", e.to_string()))?,
+            Framework::Marathon => {
+                frameworks::AppId::parse(&reg.name)
+                    .map_err(|e| ApiError::invalid("name", e.to_string()))?;
+            }
+        }
+        if !reg.cpus.is_finite() || reg.cpus <= 0.0 || reg.cpus > 1e6 {
+            return Err(ApiError::invalid(
+                "cpus",
+                format!("cpus must be a positive number, got {}", reg.cpus),
+            ));
+        }
+        let now = self.clock.now();
+        let submitted = reg.submitted_at.unwrap_or(now);
+        check_time("submitted_at", submitted)?;
+        let iterations = match (reg.framework, reg.iterations) {
+            (Framework::Chronos, None) => {
+                return Err(ApiError::invalid(
+                    "iterations",
+                    "iterations is required for Chronos jobs (the R<n> of the schedule)",
+                ));
+            }
+            (Framework::Marathon, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "iterations",
+                    "iterations is only for Chronos jobs",
+                ));
+            }
+            (_, it) => it,
+        };
+        reg.qos
+            .validate_for(iterations, submitted)
+            .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
+        let qos = reg.qos.resolve(submitted);
+        let cpus = Cpus::from_f64(reg.cpus);
+        let job = match (reg.framework, iterations) {
+            (Framework::Chronos, Some(n)) => Job::iterative(&reg.name, qos, n, cpus),
+            _ => Job::continuous(&reg.name, qos, cpus),
+        };
+        let uuid = reg.uuid.clone();
+        let pending = {
+            let mut st = self.lock();
+            if let Some(existing) = st.jobs.get(&uuid) {
+                let same =
+                    existing.p.job.name == reg.name && existing.p.job.framework == reg.framework;
+                return if idempotent && same {
+                    Ok(Registered {
+                        uuid,
+                        report_token: existing.p.meta.report_token.clone(),
+                    })
+                } else {
+                    Err(ApiError::conflict(
+                        "uuid",
+                        format!("job {uuid} is already registered"),
+                    ))
+                };
+            }
+            let mut entry = self.entry(PersistedJob {
+                uuid: uuid.clone(),
+                job,
+                meta: JobMeta {
+                    report_token: new_token(),
+                    registered_at: now,
+                    cpus_unknown,
+                    ..JobMeta::default()
+                },
+            });
+            let mut ops = Vec::new();
+            if let Some(held) = st.held.remove(&uuid) {
+                let n = held.reports.len();
+                for (_, report) in held.reports {
+                    if let Err(e) = apply_report(self, &mut entry, report, now) {
+                        tracing::warn!(job.uuid = %uuid, error = %e.message, "a held report does not apply to the registered job; dropped");
+                    }
+                }
+                tracing::info!(job.uuid = %uuid, reports = n, "applied reports held before registration");
+                ops.push(Op::DeleteHeld { uuid: uuid.clone() });
+            }
+            if let Some(node) = entry.p.meta.node.clone() {
+                st.by_node.entry(node).or_default().insert(uuid.clone());
+            }
+            ops.push(entry.op(now));
+            let token = entry.p.meta.report_token.clone();
+            if entry.p.job.phase.is_terminal() {
+                entry.p.meta.finished_wall = Some(now);
+                st.retiring.push_back((now, uuid.clone()));
+            }
+            st.jobs.insert(uuid.clone(), entry);
+            (self.store.submit(ops), token)
+        };
+        let (pending, report_token) = pending;
+        pending.wait().await.map_err(|e| store_err(&e))?;
+        tracing::info!(job.uuid = %uuid, job.name = %reg.name, framework = reg.framework.as_str(), "job registered");
+        self.trigger(&uuid);
+        Ok(Registered { uuid, report_token })
+    }
+
+    /// Registers a job sent the thesis' way (`/initTask`): no `cpus` (read from the framework),
+    /// Chronos deadline absolute, Marathon deadline relative.
+    pub(crate) async fn init_task(&self, t: InitTask) -> Result<Registered, ApiError> {
+        let deadline = match t.framework {
+            Framework::Chronos => Deadline::Absolute(t.deadline),
+            Framework::Marathon => Deadline::Relative(t.deadline),
+        };
+        let qos = QosSpec {
+            duration: t.job_duration,
+            deadline,
+            desv_deadline: t.desv_deadline,
+        };
+        let reg = JobRegistration {
+            uuid: t.uuid,
+            name: t.name,
+            framework: t.framework,
+            qos,
+            iterations: t.iterations,
+            cpus: self.config.control.default_cpus,
+            submitted_at: None,
+        };
+        self.register(reg, true, true).await
+    }
+
+    /// Applies a report for `uuid`, holding it if the job is unknown and `may_hold`.
+    pub(crate) async fn report(
+        &self,
+        uuid: &str,
+        report: HeldReport,
+        may_hold: bool,
+    ) -> Result<ReportOutcome, ApiError> {
+        check_uuid("uuid", uuid)?;
+        let now = self.clock.now();
+        let wake = matches!(
+            report,
+            HeldReport::Iteration(_) | HeldReport::Started(_) | HeldReport::Ended(_)
+        );
+        let (outcome, pending) = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            match st.jobs.get_mut(uuid) {
+                Some(entry) => {
+                    let was_node = entry.p.meta.node.clone();
+                    let effect = apply_report(self, entry, report, now)?;
+                    normalise_node(&st.hosts, entry);
+                    let node = entry.p.meta.node.clone();
+                    let mut ops = Vec::new();
+                    if effect == Effect::Applied {
+                        ops.push(entry.op(now));
+                        if entry.p.job.phase.is_terminal() && entry.p.meta.finished_wall.is_none() {
+                            entry.p.meta.finished_wall = Some(now);
+                            st.retiring.push_back((now, uuid.to_owned()));
+                        }
+                    }
+                    if was_node != node {
+                        move_node(st, uuid, was_node.as_deref(), node.as_deref());
+                    }
+                    let outcome = if effect == Effect::Applied {
+                        ReportOutcome::Applied
+                    } else {
+                        ReportOutcome::Duplicate
+                    };
+                    (outcome, self.store.submit(ops))
+                }
+                None if may_hold => {
+                    let op = hold(st, &self.config, uuid, report, now)?;
+                    (
+                        ReportOutcome::Held,
+                        self.store.submit(op.into_iter().collect()),
+                    )
+                }
+                None => return Err(ApiError::unauthorized()),
+            }
+        };
+        pending.wait().await.map_err(|e| store_err(&e))?;
+        if outcome == ReportOutcome::Held {
+            tracing::info!(job.uuid = %uuid, "report for an unregistered job held until its registration");
+        }
+        if wake && outcome == ReportOutcome::Applied {
+            self.trigger(uuid);
+        }
+        Ok(outcome)
+    }
+
+    /// A batch of CPU samples from a node: applied in memory, written behind (they are
+    /// cumulative, so a reading lost in a crash is covered by the next one).
+    pub(crate) fn samples(&self, batch: SampleBatch) -> Result<Value, ApiError> {
+        if batch.node.is_empty() || batch.node.len() > 256 {
+            return Err(ApiError::invalid(
+                "node",
+                "node must be 1 to 256 characters long",
+            ));
+        }
+        for (i, s) in batch.samples.iter().enumerate() {
+            let f = |name: &str| format!("samples[{i}].{name}");
+            check_time(&f("at"), s.at)?;
+            for (name, v) in [
+                ("user_secs", s.user_secs),
+                ("system_secs", s.system_secs),
+                ("total_secs", s.total_secs),
+            ] {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(ApiError::invalid(
+                        f(name),
+                        format!("{} must be a number ≥ 0, got {v}", f(name)),
+                    ));
+                }
+            }
+            if s.container_id.is_empty() || s.container_id.len() > 256 {
+                return Err(ApiError::invalid(
+                    f("container_id"),
+                    "container_id must be 1 to 256 characters long",
+                ));
+            }
+            if let Some(u) = &s.uuid {
+                check_uuid(&f("uuid"), u)?;
+            }
+        }
+        let now = self.clock.now();
+        let (mut applied, mut held, mut ignored) = (0u64, 0u64, 0u64);
+        let mut detached = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            for sample in batch.samples {
+                let Some(uuid) = sample.uuid.clone() else {
+                    ignored += 1;
+                    continue;
+                };
+                let report = HeldReport::Sample {
+                    node: batch.node.clone(),
+                    sample,
+                };
+                match st.jobs.get_mut(&uuid) {
+                    Some(entry) => {
+                        let was_node = entry.p.meta.node.clone();
+                        let down = self.config.control.sample_downsample;
+                        if let HeldReport::Sample { sample, .. } = &report {
+                            if entry
+                                .p
+                                .meta
+                                .last_sample_stored
+                                .is_none_or(|t| now - t >= down)
+                            {
+                                entry.p.meta.last_sample_stored = Some(now);
+                                detached.push(Op::Sample {
+                                    uuid: uuid.clone(),
+                                    container: sample.container_id.clone(),
+                                    at: sample.at,
+                                    cumulative_secs: cumulative(sample),
+                                });
+                            }
+                        }
+                        match apply_report(self, entry, report, now) {
+                            Ok(_) => applied += 1,
+                            Err(_) => ignored += 1,
+                        }
+                        entry.rt.dirty = true;
+                        normalise_node(&st.hosts, entry);
+                        let node = entry.p.meta.node.clone();
+                        if was_node != node {
+                            move_node(st, &uuid, was_node.as_deref(), node.as_deref());
+                        }
+                    }
+                    None => match hold(st, &self.config, &uuid, report, now) {
+                        Ok(_) => held += 1,
+                        Err(_) => ignored += 1,
+                    },
+                }
+            }
+        }
+        self.store.submit_detached(detached);
+        Ok(json!({"accepted": applied, "held": held, "ignored": ignored}))
+    }
+
+    /// Cancels a job: it stops being controlled and is removed from its framework.
+    pub(crate) async fn cancel(&self, uuid: &str) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let pending = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let Some(entry) = st.jobs.get_mut(uuid) else {
+                return Err(ApiError::not_found(format!("no job {uuid}")));
+            };
+            if !entry.p.job.phase.is_terminal() {
+                let _ = entry.p.job.observe(Observation::Cancelled { at: now });
+                entry.p.meta.finished_wall = Some(now);
+                st.retiring.push_back((now, uuid.to_owned()));
+            }
+            self.store.submit(vec![entry.op(now)])
+        };
+        pending.wait().await.map_err(|e| store_err(&e))?;
+        tracing::info!(job.uuid = %uuid, "job cancelled");
+        self.trigger(uuid);
+        Ok(())
+    }
+
+    /// Registers (or re-registers) a node.
+    pub(crate) async fn register_node(&self, reg: NodeRegistration) -> Result<(), ApiError> {
+        check_uuid("id", &reg.id).map_err(|_| {
+            ApiError::invalid(
+                "id",
+                "id must be 1 to 64 characters of letters, digits, '-' and '_'",
+            )
+        })?;
+        if reg.hostname.is_empty() || reg.hostname.len() > 253 {
+            return Err(ApiError::invalid(
+                "hostname",
+                "hostname must be 1 to 253 characters long",
+            ));
+        }
+        if !reg.cpus.is_finite() || reg.cpus < 0.0 || reg.cpus > 1e6 {
+            return Err(ApiError::invalid(
+                "cpus",
+                format!("cpus must be a number ≥ 0, got {}", reg.cpus),
+            ));
+        }
+        if let Some(u) = &reg.agent_url {
+            let ok =
+                frameworks::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(ApiError::invalid(
+                    "agent_url",
+                    format!("agent_url must be an http(s) URL, got {u:?}"),
+                ));
+            }
+        }
+        let now = self.clock.now();
+        let pending = {
+            let mut st = self.lock();
+            let beat = st.nodes.get(&reg.id).and_then(|n| n.beat.clone());
+            st.hosts.insert(reg.hostname.clone(), reg.id.clone());
+            let node = NodeEntry {
+                reg: reg.clone(),
+                last_seen: now,
+                beat,
+                reserved: Cpus::ZERO,
+            };
+            let op = node.op();
+            st.nodes.insert(reg.id.clone(), node);
+            self.store.submit(vec![op])
+        };
+        pending.wait().await.map_err(|e| store_err(&e))?;
+        tracing::info!(node.id = %reg.id, node.hostname = %reg.hostname, cpus = reg.cpus, "node registered");
+        Ok(())
+    }
+
+    /// A node's heartbeat (written behind: the next one supersedes it).
+    pub(crate) fn heartbeat(&self, id: &str, beat: Heartbeat) -> Result<(), ApiError> {
+        for (name, v) in [
+            ("free_cpus", beat.free_cpus),
+            ("allocated_cpus", beat.allocated_cpus),
+            ("load1", beat.load1),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(ApiError::invalid(
+                    name,
+                    format!("{name} must be a number ≥ 0, got {v}"),
+                ));
+            }
+        }
+        check_time("at", beat.at)?;
+        let now = self.clock.now();
+        let op = {
+            let mut st = self.lock();
+            let Some(node) = st.nodes.get_mut(id) else {
+                return Err(ApiError::not_found(format!("node {id} is not registered")));
+            };
+            node.beat = Some(beat);
+            node.last_seen = now;
+            node.reserved = Cpus::ZERO;
+            node.op()
+        };
+        self.store.submit_detached(vec![op]);
+        Ok(())
+    }
+
+    /// `GET /api/v1/nodes`.
+    pub(crate) fn nodes_view(&self) -> Value {
+        let now = self.clock.now();
+        let timeout = self.config.control.node_timeout;
+        let st = self.lock();
+        let mut nodes: Vec<&NodeEntry> = st.nodes.values().collect();
+        nodes.sort_by(|a, b| a.reg.id.cmp(&b.reg.id));
+        Value::Array(
+            nodes
+                .into_iter()
+                .map(|n| {
+                    json!({
+                        "id": n.reg.id,
+                        "hostname": n.reg.hostname,
+                        "cpus": n.reg.cpus,
+                        "memory_bytes": n.reg.memory_bytes,
+                        "labels": n.reg.labels,
+                        "agent_url": n.reg.agent_url,
+                        "alive": n.alive(now, timeout),
+                        "last_seen": n.last_seen,
+                        "free_cpus": n.free().as_f64(),
+                        "heartbeat": n.beat,
+                        "jobs": st.by_node.get(&n.reg.id).map_or(0, std::collections::HashSet::len),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// `GET /api/v1/jobs`.
+    pub(crate) fn jobs_view(&self) -> Value {
+        let st = self.lock();
+        let mut jobs: Vec<&JobEntry> = st.jobs.values().collect();
+        jobs.sort_by(|a, b| {
+            a.p.meta
+                .registered_at
+                .total_cmp(&b.p.meta.registered_at)
+                .then_with(|| a.p.uuid.cmp(&b.p.uuid))
+        });
+        Value::Array(jobs.into_iter().map(|e| job_view(e, false)).collect())
+    }
+
+    /// `GET /api/v1/jobs/{uuid}`.
+    pub(crate) fn job_view(&self, uuid: &str) -> Result<Value, ApiError> {
+        let st = self.lock();
+        st.jobs
+            .get(uuid)
+            .map(|e| job_view(e, true))
+            .ok_or_else(|| ApiError::not_found(format!("no job {uuid}")))
+    }
+
+    /// Whether `token` is `uuid`'s report token (constant time).
+    pub(crate) fn is_report_token(&self, uuid: &str, token: &str) -> Option<bool> {
+        let st = self.lock();
+        st.jobs
+            .get(uuid)
+            .map(|e| ct_eq(e.p.meta.report_token.as_bytes(), token.as_bytes()))
+    }
+}
+
+/// Constant-time comparison of two secrets.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn move_node(st: &mut State, uuid: &str, from: Option<&str>, to: Option<&str>) {
+    if let Some(f) = from {
+        if let Some(set) = st.by_node.get_mut(f) {
+            set.remove(uuid);
+            if set.is_empty() {
+                st.by_node.remove(f);
+            }
+        }
+    }
+    if let Some(t) = to {
+        st.by_node
+            .entry(t.to_owned())
+            .or_default()
+            .insert(uuid.to_owned());
+    }
+}
+
+/// Records the node by its registered id when the report named its host.
+fn normalise_node(hosts: &std::collections::HashMap<String, String>, entry: &mut JobEntry) {
+    if let Some(id) = entry.p.meta.node.as_ref().and_then(|n| hosts.get(n)) {
+        entry.p.meta.node = Some(id.clone());
+    }
+}
+
+fn cumulative(s: &CpuSample) -> f64 {
+    if s.total_secs > 0.0 {
+        s.total_secs
+    } else {
+        s.user_secs + s.system_secs
+    }
+}
+
+/// Holds a report for an unknown job; returns the write (none for samples, which are kept in
+/// memory only).
+fn hold(
+    st: &mut State,
+    config: &Config,
+    uuid: &str,
+    report: HeldReport,
+    now: f64,
+) -> Result<Option<Op>, ApiError> {
+    if !st.held.contains_key(uuid) && st.held.len() >= config.control.held_max_jobs {
+        return Err(ApiError::unavailable(format!(
+            "too many unregistered jobs have reports held ({}); register the job first",
+            st.held.len()
+        )));
+    }
+    let held = st.held.entry(uuid.to_owned()).or_insert_with(|| Held {
+        first_at: now,
+        reports: Default::default(),
+    });
+    if let HeldReport::Sample { sample, .. } = &report {
+        // Cumulative: only the newest reading per container matters.
+        held.reports.retain(|(_, r)| !matches!(r, HeldReport::Sample { sample: s, .. } if s.container_id == sample.container_id));
+        if held.reports.len() >= HELD_PER_JOB {
+            held.reports.pop_front();
+        }
+        held.reports.push_back((now, report));
+        return Ok(None);
+    }
+    if held.reports.len() >= HELD_PER_JOB {
+        return Err(ApiError::unavailable(format!(
+            "{HELD_PER_JOB} reports are already held for unregistered job {uuid}; register it first"
+        )));
+    }
+    let body = serde_json::to_string(&report).map_err(|e| ApiError::internal(&e))?;
+    held.reports.push_back((now, report));
+    Ok(Some(Op::InsertHeld {
+        uuid: uuid.to_owned(),
+        received_at: now,
+        body,
+    }))
+}
+
+/// Turns a report into observations of `entry`'s job.
+pub(crate) fn apply_report(
+    sh: &Shared,
+    entry: &mut JobEntry,
+    report: HeldReport,
+    now: f64,
+) -> Result<Effect, ApiError> {
+    let was_terminal = entry.p.job.phase.is_terminal();
+    let job = &mut entry.p.job;
+    let meta = &mut entry.p.meta;
+    let obs_err = |e: qos_core::job::ObserveError| ApiError::invalid(e.field, e.to_string());
+    let effect = match report {
+        HeldReport::Iteration(u) => {
+            if u.name != job.name {
+                return Err(ApiError::invalid(
+                    "name",
+                    format!(
+                        "job {} is named {:?}, not {:?}",
+                        entry.p.uuid, job.name, u.name
+                    ),
+                ));
+            }
+            check_time("finished_at", u.finished_at)?;
+            check_time("started_at", u.started_at)?;
+            if u.exit_code.is_some_and(|c| c != 0.0) {
+                tracing::warn!(job.uuid = %entry.p.uuid, exit_code = ?u.exit_code, "iteration reported a failure; it still used one of the scheduled runs");
+            }
+            if !u.hostname.is_empty() && u.hostname.len() <= 253 {
+                meta.node = Some(u.hostname.clone());
+            }
+            job.observe(Observation::Iteration(IterationReport {
+                started_at: u.started_at,
+                finished_at: u.finished_at,
+                hostname: u.hostname,
+                cpus: Cpus::ZERO,
+            }))
+            .map_err(obs_err)?
+        }
+        HeldReport::Started(m) => {
+            check_time("started_at", m.started_at)?;
+            let restarting = matches!(job.phase, Phase::Restarting { .. });
+            let obs = if m.restored || restarting {
+                Observation::Restored { at: m.started_at }
+            } else {
+                Observation::Started { at: m.started_at }
+            };
+            job.observe(obs).map_err(obs_err)?
+        }
+        HeldReport::Ended(e) => {
+            check_time("finished_at", e.finished_at)?;
+            if matches!(job.work, Work::Iterative(_)) {
+                return Err(ApiError::invalid(
+                    "uuid",
+                    "endMarathonApp is for Marathon jobs",
+                ));
+            }
+            job.observe(Observation::Ended {
+                at: e.finished_at,
+                success: e.exit_code.is_none_or(|c| c == 0.0),
+            })
+            .map_err(obs_err)?
+        }
+        HeldReport::Progress(p) => {
+            let at = p.at.unwrap_or(now);
+            check_time("at", at)?;
+            if !(0.0..=1.0).contains(&p.fraction) {
+                return Err(ApiError::invalid("fraction", "fraction must be in [0, 1]"));
+            }
+            job.observe(Observation::Progress {
+                at,
+                fraction: p.fraction,
+            })
+            .map_err(obs_err)?
+        }
+        HeldReport::Sample { node, sample } => {
+            let source = sample.container_id.clone();
+            if matches!(job.phase, Phase::Restarting { .. })
+                && !meta.containers.is_empty()
+                && !meta.containers.contains(&source)
+            {
+                // A new container after a restart request: the task is back (the thesis'
+                // restore path sends no notification).
+                let _ = job.observe(Observation::Restored { at: sample.at });
+            }
+            if meta.containers.len() < 64 {
+                meta.containers.insert(source.clone());
+            }
+            meta.node = Some(node);
+            job.observe(Observation::CpuSample {
+                at: sample.at,
+                source,
+                cumulative_secs: cumulative(&sample),
+            })
+            .map_err(obs_err)?
+        }
+    };
+    if effect == Effect::Applied {
+        if let Some(g) = &entry.rt.gauges {
+            g.update(&entry.p.job, None);
+            if !was_terminal {
+                if let Phase::Completed { met, .. } = entry.p.job.phase {
+                    sh.metrics.deadline_met(g, met);
+                }
+            }
+        }
+    }
+    Ok(effect)
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Pending => "pending",
+        Phase::Running => "running",
+        Phase::Restarting { .. } => "restarting",
+        Phase::Completed { .. } => "completed",
+        Phase::Failed { .. } => "failed",
+        Phase::Cancelled { .. } => "cancelled",
+    }
+}
+
+fn job_view(e: &JobEntry, detail: bool) -> Value {
+    let job = &e.p.job;
+    let meta = &e.p.meta;
+    let (class, decision) = match &e.rt.last_decision {
+        Some((at, d)) => (
+            Some(d.class.as_str()),
+            Some(
+                json!({"at": at, "class": d.class, "action": d.action, "reason": d.reason, "figures": d.figures}),
+            ),
+        ),
+        None => (meta.last_class.map(qos_core::Class::as_str), None),
+    };
+    let mut v = json!({
+        "uuid": e.p.uuid,
+        "name": job.name,
+        "framework": job.framework,
+        "state": phase_name(job.phase),
+        "phase": job.phase,
+        "class": class,
+        "cpus": job.cpus.as_f64(),
+        "progress": job.progress(),
+        "remaining_iterations": job.remaining_iterations(),
+        "qos": job.qos,
+        "prediction": decision.as_ref().and_then(|d| d["figures"]["prediction"].as_f64()),
+        "node": meta.node,
+        "registered_at": meta.registered_at,
+        "resizes": job.resizes.len(),
+        "cleaned_up": meta.cleaned_up,
+    });
+    if let Work::Iterative(w) = &job.work {
+        v["iterations"] = json!(w.total);
+    }
+    if let Work::Continuous(w) = &job.work {
+        v["cpu_seconds"] = json!(w.cpu.total());
+        v["started_at"] = json!(w.started_at);
+    }
+    if detail {
+        v["decision"] = decision.unwrap_or(Value::Null);
+        v["resize_history"] = json!(job.resizes);
+        v["last_error"] = json!(e.rt.last_error);
+        if let Work::Iterative(w) = &job.work {
+            v["reports"] = json!(w.reports);
+        }
+    }
+    v
+}
+
+/// The thesis `/updateTask` body as a report.
+pub(crate) fn iteration(u: UpdateTask) -> HeldReport {
+    HeldReport::Iteration(u)
+}
+
+/// The thesis `/initMarathonApp` body as a report.
+pub(crate) fn started(m: InitMarathonApp) -> HeldReport {
+    HeldReport::Started(m)
+}
+
+/// The thesis `/endMarathonApp` body as a report.
+pub(crate) fn ended(e: EndMarathonApp) -> HeldReport {
+    HeldReport::Ended(e)
+}
+
+/// A progress report with its time filled in.
+pub(crate) fn progress(p: ProgressReport) -> HeldReport {
+    HeldReport::Progress(p)
+}
+
+/// Loads the database into memory.
+pub(crate) async fn load(sh: &Shared) -> Result<Vec<String>, StoreError> {
+    let loaded = sh.store.load().await?;
+    let now = sh.clock.now();
+    let mut st = sh.lock();
+    let st = &mut *st;
+    let mut uuids = Vec::new();
+    for body in loaded.nodes {
+        match serde_json::from_str::<NodeEntry>(&body) {
+            Ok(n) => {
+                st.hosts.insert(n.reg.hostname.clone(), n.reg.id.clone());
+                st.nodes.insert(n.reg.id.clone(), n);
+            }
+            Err(e) => tracing::error!(error = %e, "unreadable node row skipped"),
+        }
+    }
+    for body in loaded.jobs {
+        match serde_json::from_str::<PersistedJob>(&body) {
+            Ok(p) => {
+                let uuid = p.uuid.clone();
+                if let Some(node) = &p.meta.node {
+                    st.by_node
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(uuid.clone());
+                }
+                if let Some(at) = p.meta.finished_wall {
+                    st.retiring.push_back((at, uuid.clone()));
+                }
+                let active = !p.job.phase.is_terminal() || !p.meta.cleaned_up;
+                st.jobs.insert(uuid.clone(), sh.entry(p));
+                if active {
+                    uuids.push(uuid);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "unreadable job row skipped"),
+        }
+    }
+    for (uuid, at, body) in loaded.held {
+        match serde_json::from_str::<HeldReport>(&body) {
+            Ok(r) => {
+                let h = st.held.entry(uuid).or_insert_with(|| Held {
+                    first_at: at,
+                    reports: Default::default(),
+                });
+                h.reports.push_back((at, r));
+            }
+            Err(e) => tracing::error!(error = %e, "unreadable held report skipped"),
+        }
+    }
+    st.retiring
+        .make_contiguous()
+        .sort_by(|a, b| a.0.total_cmp(&b.0));
+    tracing::info!(
+        jobs = st.jobs.len(),
+        active = uuids.len(),
+        held = st.held.len(),
+        nodes = st.nodes.len(),
+        at = now,
+        "state loaded"
+    );
+    Ok(uuids)
+}

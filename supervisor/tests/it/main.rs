@@ -1,0 +1,9 @@
+//! Integration tests of the supervisor: HTTP routes (in-process and over TCP with the typed
+//! client), random bodies, persistence across restarts (including `kill -9` of the binary), and
+//! the control loop on paused time against the testkit fakes.
+
+mod api;
+mod control;
+mod fuzz;
+mod persistence;
+mod support;

@@ -1,0 +1,324 @@
+//! An in-memory Marathon.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use frameworks::{
+    AppId, CreatedApp, Deployment, DeploymentResult, FrameworkError, MarathonApi, MarathonApp,
+    MarathonTask,
+};
+use serde_json::{Value, json};
+
+use crate::{lock, not_found};
+
+/// One call the fake received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarathonCall {
+    /// `get_app`.
+    GetApp(String),
+    /// `create_app`.
+    CreateApp(String),
+    /// `set_app_cpus`.
+    SetCpus {
+        /// App id.
+        id: String,
+        /// Requested CPUs.
+        cpus: f64,
+        /// `?force=true`.
+        force: bool,
+    },
+    /// `scale_app`.
+    Scale {
+        /// App id.
+        id: String,
+        /// Requested instances.
+        instances: u32,
+    },
+    /// `delete_app`.
+    Delete {
+        /// App id.
+        id: String,
+        /// `?force=true`.
+        force: bool,
+    },
+    /// `app_tasks`.
+    Tasks(String),
+    /// `deployments`.
+    Deployments,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    apps: BTreeMap<String, MarathonApp>,
+    calls: Vec<MarathonCall>,
+    failures: VecDeque<FrameworkError>,
+    /// App id → deployment that locks it (changes refused unless forced).
+    locks: BTreeMap<String, String>,
+    down: bool,
+    deployments: u64,
+}
+
+/// An in-memory Marathon: apps by id, every call recorded, failures on demand.
+#[derive(Debug, Default)]
+pub struct FakeMarathon {
+    state: Mutex<State>,
+}
+
+fn canon(id: &str) -> String {
+    AppId::parse(id).map_or_else(|_| id.to_owned(), |a| a.as_str().to_owned())
+}
+
+fn url(id: &str) -> String {
+    format!("http://marathon.fake/v2/apps{id}")
+}
+
+impl FakeMarathon {
+    /// An empty Marathon.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Adds an app with `cpus` and one instance.
+    pub fn add_app(&self, id: &str, cpus: f64) {
+        let id = canon(id);
+        let app: MarathonApp =
+            serde_json::from_value(json!({"id": id, "cpus": cpus, "mem": 512, "instances": 1}))
+                .unwrap_or_else(|_| {
+                    MarathonApp::new(
+                        &AppId::parse(&id).unwrap_or_else(|_| AppId::parse("/x").expect("valid")),
+                    )
+                });
+        lock(&self.state).apps.insert(id, app);
+    }
+
+    /// The app's `cpus`, if it exists.
+    #[must_use]
+    pub fn cpus(&self, id: &str) -> Option<f64> {
+        lock(&self.state)
+            .apps
+            .get(&canon(id))
+            .and_then(MarathonApp::cpus)
+    }
+
+    /// The app's `instances`, if it exists.
+    #[must_use]
+    pub fn instances(&self, id: &str) -> Option<u64> {
+        lock(&self.state)
+            .apps
+            .get(&canon(id))
+            .and_then(MarathonApp::instances)
+    }
+
+    /// Whether the app exists.
+    #[must_use]
+    pub fn exists(&self, id: &str) -> bool {
+        lock(&self.state).apps.contains_key(&canon(id))
+    }
+
+    /// Every call so far.
+    #[must_use]
+    pub fn calls(&self) -> Vec<MarathonCall> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// The `set_app_cpus` calls so far, as `(cpus, force)`.
+    #[must_use]
+    pub fn resizes(&self) -> Vec<(f64, bool)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                MarathonCall::SetCpus { cpus, force, .. } => Some((cpus, force)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The next call fails with `error` (queued; one error per call).
+    pub fn fail_next(&self, error: FrameworkError) {
+        lock(&self.state).failures.push_back(error);
+    }
+
+    /// A deployment locks the app: changes are refused with 409 unless forced.
+    pub fn lock_app(&self, id: &str, deployment: &str) {
+        lock(&self.state)
+            .locks
+            .insert(canon(id), deployment.to_owned());
+    }
+
+    /// Releases the lock.
+    pub fn unlock_app(&self, id: &str) {
+        lock(&self.state).locks.remove(&canon(id));
+    }
+
+    /// Every call fails as unreachable while `down`.
+    pub fn set_down(&self, down: bool) {
+        lock(&self.state).down = down;
+    }
+
+    fn enter(
+        &self,
+        call: MarathonCall,
+        method: &str,
+        u: &str,
+    ) -> Result<std::sync::MutexGuard<'_, State>, FrameworkError> {
+        let mut st = lock(&self.state);
+        st.calls.push(call);
+        if st.down {
+            return Err(crate::unreachable(method, u));
+        }
+        if let Some(e) = st.failures.pop_front() {
+            return Err(e);
+        }
+        Ok(st)
+    }
+
+    fn change(
+        &self,
+        id: &str,
+        force: bool,
+        call: MarathonCall,
+        f: impl FnOnce(&mut MarathonApp),
+    ) -> Result<DeploymentResult, FrameworkError> {
+        let id = canon(id);
+        let u = url(&id);
+        let mut st = self.enter(call, "PUT", &u)?;
+        if let Some(dep) = st.locks.get(&id).cloned() {
+            if !force {
+                return Err(FrameworkError::Locked {
+                    method: "PUT".into(),
+                    url: u,
+                    message: "App is locked by one or more deployments. Override with the option '?force=true'.".into(),
+                    deployments: vec![dep],
+                });
+            }
+            st.locks.remove(&id);
+        }
+        let Some(app) = st.apps.get_mut(&id) else {
+            return Err(not_found("PUT", &u, format!("App '{id}' does not exist")));
+        };
+        f(app);
+        st.deployments += 1;
+        let n = st.deployments;
+        Ok(DeploymentResult {
+            deployment_id: format!("dep-{n}"),
+            version: Some("2026-01-01T00:00:00.000Z".into()),
+        })
+    }
+}
+
+#[async_trait]
+impl MarathonApi for FakeMarathon {
+    async fn get_app(&self, id: &str) -> Result<MarathonApp, FrameworkError> {
+        let id = canon(id);
+        let u = url(&id);
+        let st = self.enter(MarathonCall::GetApp(id.clone()), "GET", &u)?;
+        st.apps
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| not_found("GET", &u, format!("App '{id}' does not exist")))
+    }
+
+    async fn create_app(&self, app: &MarathonApp) -> Result<CreatedApp, FrameworkError> {
+        let id = canon(app.id().unwrap_or("/unnamed"));
+        let u = url(&id);
+        let mut st = self.enter(MarathonCall::CreateApp(id.clone()), "POST", &u)?;
+        if st.apps.contains_key(&id) {
+            return Err(FrameworkError::Conflict {
+                method: "POST".into(),
+                url: u,
+                message: format!("An app with id [{id}] already exists."),
+            });
+        }
+        st.apps.insert(id.clone(), app.clone());
+        Ok(CreatedApp {
+            app: app.clone(),
+            deployment_id: Some("dep-create".into()),
+        })
+    }
+
+    async fn set_app_cpus(
+        &self,
+        id: &str,
+        cpus: f64,
+        force: bool,
+    ) -> Result<DeploymentResult, FrameworkError> {
+        let call = MarathonCall::SetCpus {
+            id: canon(id),
+            cpus,
+            force,
+        };
+        self.change(id, force, call, |app| {
+            let _ = app.set_cpus(cpus);
+        })
+    }
+
+    async fn scale_app(
+        &self,
+        id: &str,
+        instances: u32,
+        force: bool,
+    ) -> Result<DeploymentResult, FrameworkError> {
+        let call = MarathonCall::Scale {
+            id: canon(id),
+            instances,
+        };
+        self.change(id, force, call, |app| {
+            app.insert("instances", Value::from(instances));
+        })
+    }
+
+    async fn delete_app(&self, id: &str, force: bool) -> Result<DeploymentResult, FrameworkError> {
+        let id = canon(id);
+        let u = url(&id);
+        let mut st = self.enter(
+            MarathonCall::Delete {
+                id: id.clone(),
+                force,
+            },
+            "DELETE",
+            &u,
+        )?;
+        if st.locks.contains_key(&id) && !force {
+            return Err(FrameworkError::Locked {
+                method: "DELETE".into(),
+                url: u,
+                message: "App is locked by one or more deployments.".into(),
+                deployments: st.locks.get(&id).cloned().into_iter().collect(),
+            });
+        }
+        st.locks.remove(&id);
+        if st.apps.remove(&id).is_none() {
+            return Err(not_found(
+                "DELETE",
+                &u,
+                format!("App '{id}' does not exist"),
+            ));
+        }
+        Ok(DeploymentResult {
+            deployment_id: "dep-delete".into(),
+            version: None,
+        })
+    }
+
+    async fn app_tasks(&self, id: &str) -> Result<Vec<MarathonTask>, FrameworkError> {
+        let id = canon(id);
+        let u = url(&id);
+        let st = self.enter(MarathonCall::Tasks(id.clone()), "GET", &u)?;
+        if st.apps.contains_key(&id) {
+            Ok(Vec::new())
+        } else {
+            Err(not_found("GET", &u, format!("App '{id}' does not exist")))
+        }
+    }
+
+    async fn deployments(&self) -> Result<Vec<Deployment>, FrameworkError> {
+        let _st = self.enter(
+            MarathonCall::Deployments,
+            "GET",
+            "http://marathon.fake/v2/deployments",
+        )?;
+        Ok(Vec::new())
+    }
+}

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::reader::{CachedFile, FdBudget};
+
 /// USER_HZ when `sysconf(_SC_CLK_TCK)` cannot be read: 100 on every Linux architecture we target.
 pub const DEFAULT_CLK_TCK: u64 = 100;
 
@@ -505,6 +507,129 @@ pub mod v2 {
             &dir.join("cpu.max"),
             &format!("{quota} {}", limit.period_us),
         )
+    }
+}
+
+/// Reads one cgroup pass after pass through [`CachedFile`]s (one `pread` per file per pass).
+#[derive(Debug)]
+pub struct CgroupReader {
+    files: ReaderFiles,
+}
+
+#[derive(Debug)]
+enum ReaderFiles {
+    V1 {
+        usage: CachedFile,
+        stat: CachedFile,
+        cpu: Option<[CachedFile; 3]>,
+    },
+    V2 {
+        stat: CachedFile,
+        max: CachedFile,
+    },
+}
+
+impl CgroupReader {
+    /// A reader for `dirs`; descriptors come out of `budget`.
+    #[must_use]
+    pub fn new(dirs: &CgroupDirs, budget: &FdBudget) -> Self {
+        let f = |d: &Path, name: &str| CachedFile::new(d.join(name), budget.clone());
+        let files = match dirs {
+            CgroupDirs::V1 { cpuacct, cpu } => ReaderFiles::V1 {
+                usage: f(cpuacct, "cpuacct.usage"),
+                stat: f(cpuacct, "cpuacct.stat"),
+                cpu: cpu.as_deref().map(|c| {
+                    [
+                        f(c, "cpu.cfs_quota_us"),
+                        f(c, "cpu.cfs_period_us"),
+                        f(c, "cpu.stat"),
+                    ]
+                }),
+            },
+            CgroupDirs::V2 { dir } => ReaderFiles::V2 {
+                stat: f(dir, "cpu.stat"),
+                max: f(dir, "cpu.max"),
+            },
+        };
+        Self { files }
+    }
+
+    /// Release every descriptor (the container is gone; a later read reopens).
+    pub fn close(&mut self) {
+        match &mut self.files {
+            ReaderFiles::V1 { usage, stat, cpu } => {
+                usage.close();
+                stat.close();
+                for c in cpu.iter_mut().flatten() {
+                    c.close();
+                }
+            }
+            ReaderFiles::V2 { stat, max } => {
+                stat.close();
+                max.close();
+            }
+        }
+    }
+
+    /// Same as [`CgroupDirs::read`], through the cached descriptors; `buf` is scratch space.
+    pub fn read(&mut self, clk_tck: u64, buf: &mut Vec<u8>) -> Result<CgroupStats, CgroupError> {
+        fn get<'b>(f: &mut CachedFile, buf: &'b mut Vec<u8>) -> Result<&'b str, CgroupError> {
+            let path = f.path().to_path_buf();
+            f.read(buf).map_err(|e| CgroupError::io("read", &path, e))
+        }
+        fn get_opt<'b>(
+            f: &mut CachedFile,
+            buf: &'b mut Vec<u8>,
+        ) -> Result<Option<&'b str>, CgroupError> {
+            let path = f.path().to_path_buf();
+            match f.read(buf) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(CgroupError::io("read", &path, e)),
+            }
+        }
+        match &mut self.files {
+            ReaderFiles::V1 { usage, stat, cpu } => {
+                let total_ns = parse_u64(get(usage, buf)?, "value", usage.path())?;
+                let (user_ns, system_ns) =
+                    v1::parse_cpuacct_stat(get(stat, buf)?, clk_tck, stat.path())?;
+                let usage = CpuUsage {
+                    total_ns,
+                    user_ns,
+                    system_ns,
+                };
+                let Some([quota, period, cstat]) = cpu else {
+                    return Ok(CgroupStats {
+                        usage,
+                        limit: None,
+                        throttling: None,
+                    });
+                };
+                let q = get(quota, buf)?.trim().to_string();
+                let limit = v1::parse_limit(&q, get(period, buf)?, quota.path())?;
+                let throttling = match get_opt(cstat, buf)? {
+                    Some(t) => Some(v1::parse_cpu_stat(t, cstat.path())?),
+                    None => None,
+                };
+                Ok(CgroupStats {
+                    usage,
+                    limit: Some(limit),
+                    throttling,
+                })
+            }
+            ReaderFiles::V2 { stat, max } => {
+                let (usage, throttling) = v2::parse_cpu_stat(get(stat, buf)?, stat.path())?;
+                let limit = match get_opt(max, buf)? {
+                    Some(t) => Some(v2::parse_cpu_max(t, max.path())?),
+                    None => None,
+                };
+                Ok(CgroupStats {
+                    usage,
+                    limit,
+                    throttling,
+                })
+            }
+        }
     }
 }
 

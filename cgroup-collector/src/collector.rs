@@ -5,7 +5,7 @@
 //! unknown) and the counter-reset tracker. Containers that vanish are remembered for
 //! [`FORGET_AFTER_PASSES`] passes so one restarted under the same id keeps monotonic figures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,10 +13,12 @@ use qos_core::wire::CpuSample;
 use serde::Serialize;
 
 use crate::cgroup::CgroupDirs;
+use crate::cgroup::CgroupReader;
 use crate::counters::{Counters, Monotonic};
-use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, discover};
+use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, candidates};
 use crate::mapping::{map_cgroup, meta_path};
 use crate::node::{NodeMetrics, NodeSampler};
+use crate::reader::FdBudget;
 use crate::runtime::{ContainerRuntime, RuntimeError};
 
 /// Passes between two mapping attempts for a container whose job is not known yet.
@@ -156,6 +158,7 @@ struct Tracked {
     mapped: bool,
     next_map_try: u64,
     counters: Monotonic,
+    reader: CgroupReader,
     last_seen: u64,
 }
 
@@ -169,13 +172,30 @@ pub struct Collector {
     tracked: HashMap<String, Tracked>,
     pass: u64,
     resets_total: u64,
+    budget: FdBudget,
+    buf: Vec<u8>,
 }
+
+/// Descriptors kept free for sockets and ordinary reads when sizing the [`FdBudget`].
+pub const RESERVED_FDS: u64 = 256;
 
 impl Collector {
     /// A collector; `runtime` is the Docker API used to map Docker containers (none: Docker
     /// containers are measured but not mapped).
     #[must_use]
     pub fn new(cfg: CollectorConfig, runtime: Option<Arc<dyn ContainerRuntime>>) -> Self {
+        let budget = FdBudget::from_rlimit(RESERVED_FDS);
+        Self::with_budget(cfg, runtime, budget)
+    }
+
+    /// Same as [`Collector::new`] with an explicit descriptor budget ([`Collector::new`] raises
+    /// the soft `RLIMIT_NOFILE` to the hard limit and keeps [`RESERVED_FDS`] free).
+    #[must_use]
+    pub fn with_budget(
+        cfg: CollectorConfig,
+        runtime: Option<Arc<dyn ContainerRuntime>>,
+        budget: FdBudget,
+    ) -> Self {
         let discovery = DiscoveryConfig {
             roots: cfg.roots.clone(),
             testbed_prefix: cfg.testbed_prefix.clone(),
@@ -189,6 +209,8 @@ impl Collector {
             tracked: HashMap::new(),
             pass: 0,
             resets_total: 0,
+            budget,
+            buf: Vec::with_capacity(4096),
         }
     }
 
@@ -215,44 +237,76 @@ impl Collector {
             .collect()
     }
 
-    /// Step 1: find containers (sync, a few `readdir`s).
+    /// Step 1: find containers (sync: a few `readdir`s, plus `stat`s for new paths only).
     pub fn scan(&mut self) {
         self.pass += 1;
-        let mut found = if self.cfg.discover {
-            discover(&self.discovery)
-        } else {
-            Vec::new()
-        };
-        for p in &self.cfg.named {
-            if let Some((cgroup, dirs)) = self.cfg.roots.resolve_named(p) {
-                found.push(Discovered {
-                    id: cgroup.clone(),
-                    runtime: Runtime::Named,
-                    cgroup,
-                    agent: None,
-                    dirs,
-                });
+        let pass = self.pass;
+        let mut seen: HashSet<String> = HashSet::with_capacity(self.tracked.len());
+        let mut fresh: Vec<Discovered> = Vec::new();
+        if self.cfg.discover {
+            for c in candidates(&self.discovery) {
+                if seen.contains(&c.rel) {
+                    continue;
+                }
+                if let Some(t) = self.tracked.get_mut(&c.rel) {
+                    if (t.found.dirs.version() == 2) == c.v2 && t.found.runtime == c.runtime {
+                        t.last_seen = pass;
+                        seen.insert(c.rel);
+                        continue;
+                    }
+                }
+                if let Some(d) = c.resolve(&self.cfg.roots) {
+                    seen.insert(d.cgroup.clone());
+                    fresh.push(d);
+                }
             }
         }
-        for d in found {
-            let pass = self.pass;
-            let t = self
-                .tracked
-                .entry(d.cgroup.clone())
-                .or_insert_with(|| Tracked {
-                    found: d.clone(),
-                    uuid: None,
-                    name: None,
-                    image: None,
-                    mapped: false,
-                    next_map_try: 0,
-                    counters: Monotonic::default(),
-                    last_seen: pass,
-                });
-            t.found = d;
-            t.last_seen = pass;
+        for p in &self.cfg.named {
+            if let Some((cgroup, dirs)) = self.cfg.roots.resolve_named(p) {
+                if seen.insert(cgroup.clone()) {
+                    fresh.push(Discovered {
+                        id: cgroup.clone(),
+                        runtime: Runtime::Named,
+                        cgroup,
+                        agent: None,
+                        dirs,
+                    });
+                }
+            }
         }
-        let pass = self.pass;
+        for d in fresh {
+            match self.tracked.get_mut(&d.cgroup) {
+                Some(t) => {
+                    if t.found.dirs != d.dirs {
+                        t.reader = CgroupReader::new(&d.dirs, &self.budget);
+                    }
+                    t.found = d;
+                    t.last_seen = pass;
+                }
+                None => {
+                    let reader = CgroupReader::new(&d.dirs, &self.budget);
+                    self.tracked.insert(
+                        d.cgroup.clone(),
+                        Tracked {
+                            found: d,
+                            uuid: None,
+                            name: None,
+                            image: None,
+                            mapped: false,
+                            next_map_try: 0,
+                            counters: Monotonic::default(),
+                            reader,
+                            last_seen: pass,
+                        },
+                    );
+                }
+            }
+        }
+        for t in self.tracked.values_mut() {
+            if t.last_seen + 1 == pass {
+                t.reader.close(); // vanished this pass: do not pin the removed cgroup
+            }
+        }
         self.tracked
             .retain(|_, t| pass - t.last_seen <= FORGET_AFTER_PASSES);
     }
@@ -311,7 +365,7 @@ impl Collector {
         let mut containers = Vec::new();
         let mut errors = Vec::new();
         for t in self.tracked.values_mut().filter(|t| t.last_seen == pass) {
-            let stats = match t.found.dirs.read(self.cfg.clk_tck) {
+            let stats = match t.reader.read(self.cfg.clk_tck, &mut self.buf) {
                 Ok(s) => s,
                 Err(e) if e.is_not_found() => continue, // exited since the scan
                 Err(e) => {

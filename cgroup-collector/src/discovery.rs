@@ -178,12 +178,65 @@ fn subdirs(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Relative paths of every container under one hierarchy root.
-fn scan_root(root: &Path, prefix: &str) -> Vec<(String, Runtime, String, Option<String>)> {
-    let mut out = Vec::new();
+/// A directory whose name matches a known layout; not yet checked for cgroup files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Path relative to the hierarchy root, e.g. `/docker/<id>`.
+    pub rel: String,
+    /// Runtime the layout belongs to.
+    pub runtime: Runtime,
+    /// Container id.
+    pub id: String,
+    /// Testbed agent.
+    pub agent: Option<String>,
+    /// Found under the v2 root (else under the v1 `cpuacct` root).
+    pub v2: bool,
+}
+
+impl Candidate {
+    /// Check the cgroup files (a few `stat`s) and pair v1 `cpuacct` with `cpu`.
+    #[must_use]
+    pub fn resolve(self, roots: &Roots) -> Option<Discovered> {
+        let sub = &self.rel[1..];
+        let dirs = if self.v2 {
+            let dir = roots.v2.as_ref()?.join(sub);
+            CgroupDirs::detect(&dir).filter(|d| d.version() == 2)?
+        } else {
+            let cpuacct = roots.v1_cpuacct.as_ref()?.join(sub);
+            if !cpuacct.join("cpuacct.usage").is_file() {
+                return None;
+            }
+            let cpu = roots
+                .v1_cpu
+                .as_ref()
+                .map(|c| c.join(sub))
+                .filter(|c| c.join("cpu.cfs_quota_us").is_file());
+            CgroupDirs::V1 { cpuacct, cpu }
+        };
+        Some(Discovered {
+            id: self.id,
+            runtime: self.runtime,
+            cgroup: self.rel,
+            agent: self.agent,
+            dirs,
+        })
+    }
+}
+
+/// Candidates under one hierarchy root (only `readdir`s).
+fn scan_root(root: &Path, prefix: &str, v2: bool, out: &mut Vec<Candidate>) {
+    let mut push = |rel: String, runtime, id: String, agent: Option<String>| {
+        out.push(Candidate {
+            rel,
+            runtime,
+            id,
+            agent,
+            v2,
+        });
+    };
     for name in subdirs(&root.join("docker")) {
         if is_hex64(&name) {
-            out.push((format!("/docker/{name}"), Runtime::Docker, name, None));
+            push(format!("/docker/{name}"), Runtime::Docker, name, None);
         }
     }
     for name in subdirs(&root.join("system.slice")) {
@@ -192,74 +245,53 @@ fn scan_root(root: &Path, prefix: &str) -> Vec<(String, Runtime, String, Option<
             .and_then(|n| n.strip_suffix(".scope"))
         {
             if is_hex64(id) {
-                out.push((
-                    format!("/system.slice/{name}"),
-                    Runtime::Docker,
-                    id.to_string(),
-                    None,
-                ));
+                let id = id.to_string();
+                push(format!("/system.slice/{name}"), Runtime::Docker, id, None);
             }
         }
     }
     for name in subdirs(&root.join("mesos")) {
-        out.push((format!("/mesos/{name}"), Runtime::Mesos, name, None));
+        push(format!("/mesos/{name}"), Runtime::Mesos, name, None);
     }
     let tb = root.join(prefix);
     for agent in subdirs(&tb) {
         for task in subdirs(&tb.join(&agent)) {
-            out.push((
+            push(
                 format!("/{prefix}/{agent}/{task}"),
                 Runtime::Testbed,
                 task,
                 Some(agent.clone()),
-            ));
+            );
         }
+    }
+}
+
+/// Every candidate under the configured roots, v1 first, then v2 (a path may appear in both).
+#[must_use]
+pub fn candidates(cfg: &DiscoveryConfig) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    if let Some(acct) = &cfg.roots.v1_cpuacct {
+        scan_root(acct, &cfg.testbed_prefix, false, &mut out);
+    }
+    if let Some(v2) = &cfg.roots.v2 {
+        scan_root(v2, &cfg.testbed_prefix, true, &mut out);
     }
     out
 }
 
-/// List every container cgroup under the configured roots.
+/// List every container cgroup under the configured roots; a relative path found in v1 is not
+/// listed again from v2.
 #[must_use]
 pub fn discover(cfg: &DiscoveryConfig) -> Vec<Discovered> {
-    let mut out: Vec<Discovered> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let roots = &cfg.roots;
-    if let Some(acct) = &roots.v1_cpuacct {
-        for (rel, runtime, id, agent) in scan_root(acct, &cfg.testbed_prefix) {
-            let cpuacct = acct.join(&rel[1..]);
-            if !cpuacct.join("cpuacct.usage").is_file() {
-                continue;
-            }
-            let cpu = roots
-                .v1_cpu
-                .as_ref()
-                .map(|c| c.join(&rel[1..]))
-                .filter(|c| c.join("cpu.cfs_quota_us").is_file());
-            seen.insert(rel.clone());
-            out.push(Discovered {
-                id,
-                runtime,
-                cgroup: rel,
-                agent,
-                dirs: CgroupDirs::V1 { cpuacct, cpu },
-            });
+    let mut out = Vec::new();
+    for c in candidates(cfg) {
+        if seen.contains(&c.rel) {
+            continue;
         }
-    }
-    if let Some(v2) = &roots.v2 {
-        for (rel, runtime, id, agent) in scan_root(v2, &cfg.testbed_prefix) {
-            if seen.contains(&rel) {
-                continue;
-            }
-            let dir = v2.join(&rel[1..]);
-            if CgroupDirs::detect(&dir).is_some_and(|d| d.version() == 2) {
-                out.push(Discovered {
-                    id,
-                    runtime,
-                    cgroup: rel,
-                    agent,
-                    dirs: CgroupDirs::V2 { dir },
-                });
-            }
+        if let Some(d) = c.resolve(&cfg.roots) {
+            seen.insert(d.cgroup.clone());
+            out.push(d);
         }
     }
     out

@@ -4,7 +4,8 @@
 //! registers and heartbeats, and applies in-place CPU limits when asked.
 //!
 //! # Layout
-//! - [`cgroup`]: v1/v2 file readers and writers (pure parsers + path readers).
+//! - [`cgroup`]: v1/v2 file readers and writers (pure parsers + path readers);
+//!   [`reader`]: files kept open and re-read with `pread` (one syscall per file per pass).
 //! - [`discovery`]: the known cgroup layouts under configurable roots.
 //! - [`mapping`]: container → job UUID from testbed metadata and process environments;
 //!   [`runtime`]: the Docker Engine API (names, labels, `docker update`).
@@ -24,6 +25,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod node;
 pub mod push;
+pub mod reader;
 pub mod runtime;
 pub mod server;
 

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::reader::{CachedFile, FdBudget};
+
 /// The eight `/proc/stat` CPU modes, in file order (guest time is already inside user/nice).
 pub const CPU_MODES: [&str; 8] = [
     "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
@@ -338,7 +340,18 @@ pub struct NodeSampler {
     proc_root: PathBuf,
     clk_tck: u64,
     prev: Option<ProcStat>,
+    /// `stat`, `loadavg`, `uptime`, `meminfo`, `net/dev`, `mounts`, kept open ([`CachedFile`]).
+    files: Vec<CachedFile>,
+    buf: Vec<u8>,
+    hostname: Option<String>,
 }
+
+const STAT: usize = 0;
+const LOADAVG: usize = 1;
+const UPTIME: usize = 2;
+const MEMINFO: usize = 3;
+const NET_DEV: usize = 4;
+const MOUNTS: usize = 5;
 
 fn pct(busy: f64, all: f64) -> f64 {
     if all > 0.0 {
@@ -352,27 +365,39 @@ impl NodeSampler {
     /// A sampler over `proc_root` (normally `/proc`).
     #[must_use]
     pub fn new(proc_root: PathBuf, clk_tck: u64) -> Self {
+        let budget = FdBudget::new(8);
+        let files = ["stat", "loadavg", "uptime", "meminfo", "net/dev", "mounts"]
+            .iter()
+            .map(|f| CachedFile::new(proc_root.join(f), budget.clone()))
+            .collect();
         Self {
             proc_root,
             clk_tck,
             prev: None,
+            files,
+            buf: Vec::new(),
+            hostname: None,
         }
     }
 
-    fn text(&self, rel: &str) -> String {
-        fs::read_to_string(self.proc_root.join(rel)).unwrap_or_default()
+    fn text(&mut self, which: usize) -> String {
+        self.files[which]
+            .read(&mut self.buf)
+            .map(str::to_string)
+            .unwrap_or_default()
     }
 
     /// Online CPUs according to `stat` (at least 1).
     #[must_use]
     pub fn cpu_count(&self) -> u32 {
-        let n = parse_stat(&self.text("stat"), self.clk_tck).cores.len();
+        let text = fs::read_to_string(self.proc_root.join("stat")).unwrap_or_default();
+        let n = parse_stat(&text, self.clk_tck).cores.len();
         u32::try_from(n).unwrap_or(u32::MAX).max(1)
     }
 
     /// Take a reading; CPU % is over the interval since the previous call.
     pub fn sample(&mut self) -> NodeMetrics {
-        let stat = parse_stat(&self.text("stat"), self.clk_tck);
+        let stat = parse_stat(&self.text(STAT), self.clk_tck);
         let cpus = u32::try_from(stat.cores.len()).unwrap_or(u32::MAX).max(1);
         let (cpu_percent, per_core) = {
             let delta = |now: &CoreTimes, before: Option<&CoreTimes>| match before {
@@ -396,7 +421,7 @@ impl NodeSampler {
                 .collect();
             (total, per)
         };
-        let load = self.text("loadavg");
+        let load = self.text(LOADAVG);
         let lf: Vec<&str> = load.split_whitespace().collect();
         let lnum = |i: usize| lf.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         let threads = lf
@@ -405,7 +430,7 @@ impl NodeSampler {
             .and_then(|(_, t)| t.parse().ok())
             .unwrap_or(0);
         let uptime_secs = self
-            .text("uptime")
+            .text(UPTIME)
             .split_whitespace()
             .next()
             .and_then(|v| v.parse().ok())
@@ -421,7 +446,7 @@ impl NodeSampler {
                     .count() as u64
             })
             .unwrap_or(0);
-        let filesystems = parse_mounts(&self.text("mounts"))
+        let filesystems = parse_mounts(&self.text(MOUNTS))
             .into_iter()
             .filter_map(|(device, mountpoint, fstype)| {
                 let (size, free, avail, files, files_free) = statvfs(Path::new(&mountpoint))?;
@@ -437,14 +462,22 @@ impl NodeSampler {
                 })
             })
             .collect();
-        let hostname = {
-            let h = self.text("sys/kernel/hostname").trim().to_string();
-            if h.is_empty() {
-                nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_else(|| "localhost".into())
-            } else {
+        let hostname = match &self.hostname {
+            Some(h) => h.clone(),
+            None => {
+                let h = fs::read_to_string(self.proc_root.join("sys/kernel/hostname"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                let h = if h.is_empty() {
+                    nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_else(|| "localhost".into())
+                } else {
+                    h
+                };
+                self.hostname = Some(h.clone());
                 h
             }
         };
@@ -460,9 +493,9 @@ impl NodeSampler {
             free_cpus: f64::from(cpus) * (1.0 - cpu_percent / 100.0),
             cpu_percent_per_core: per_core,
             cpu_seconds: stat.cores.clone(),
-            memory: parse_meminfo(&self.text("meminfo")),
+            memory: parse_meminfo(&self.text(MEMINFO)),
             filesystems,
-            network: parse_net_dev(&self.text("net/dev")),
+            network: parse_net_dev(&self.text(NET_DEV)),
             processes,
             threads,
             procs_running: stat.procs_running,

@@ -243,3 +243,61 @@ async fn testbed_task_discovered_mapped_and_resized_on_real_kernel() {
         "{text}"
     );
 }
+
+/// A cgroup removed and re-created under the same path (a container restarted under the same
+/// id) while the agent holds its files open: the reader reopens by path, and the counter-reset
+/// tracker keeps the reported total from going backwards.
+#[test]
+fn cached_descriptors_follow_a_recreated_cgroup() {
+    use cgroup_collector::cgroup::{CgroupDirs, CgroupReader};
+    use cgroup_collector::counters::{Counters, Monotonic};
+    use cgroup_collector::reader::FdBudget;
+    if !util::kernel_cgroups() {
+        return util::skip("recreated cgroup", "needs root");
+    }
+    let roots = Roots::detect(Path::new("/sys/fs/cgroup"));
+    let acct_root = roots.v1_cpuacct.clone().unwrap();
+    let name = util::unique("qos-it-recreate");
+    let dir = acct_root.join(&name);
+    let dirs = CgroupDirs::V1 {
+        cpuacct: dir.clone(),
+        cpu: None,
+    };
+    let budget = FdBudget::new(8);
+    let mut reader = CgroupReader::new(&dirs, &budget);
+    let mut buf = Vec::new();
+    let mut mono = Monotonic::default();
+    let observe = |m: &mut Monotonic, ns| {
+        m.observe(Counters {
+            total_ns: ns,
+            ..Counters::default()
+        })
+        .0
+        .total_ns
+    };
+
+    let first = {
+        let mut cg = KernelCgroup::create(&[&acct_root], &name);
+        let pid = cg.spawn_busy_loop(&[&dir]);
+        std::thread::sleep(Duration::from_millis(300));
+        util::freeze(pid);
+        let s = reader.read(100, &mut buf).unwrap();
+        assert!(s.usage.total_ns > 10_000_000, "{s:?}");
+        assert_eq!(budget.available(), 6, "two descriptors held");
+        observe(&mut mono, s.usage.total_ns)
+    }; // killed and removed here
+    assert!(!dir.exists());
+    let err = reader.read(100, &mut buf).unwrap_err();
+    assert!(err.is_not_found(), "removed cgroup reads as gone: {err}");
+    let _again = KernelCgroup::create(&[&acct_root], &name);
+    let s = reader.read(100, &mut buf).unwrap();
+    assert!(
+        s.usage.total_ns < first,
+        "fresh counters after re-creation: {s:?}"
+    );
+    assert!(
+        observe(&mut mono, s.usage.total_ns) >= first,
+        "reported total never goes back"
+    );
+    assert_eq!(mono.resets(), 1);
+}

@@ -61,10 +61,14 @@ fn supervisor(seen: Shared) -> Router {
 }
 
 fn write_usage(dir: &Path, ns: u64) {
-    // Write-then-rename so the agent never reads a half-written file.
-    let tmp = dir.join("cpuacct.usage.tmp");
-    fs::write(&tmp, format!("{ns}\n")).unwrap();
-    fs::rename(tmp, dir.join("cpuacct.usage")).unwrap();
+    // In place and fixed-width, as the kernel's files behave: the agent keeps the file open and
+    // re-reads it, and never sees a half-written (shorter) number.
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cpuacct.usage"))
+        .unwrap();
+    f.write_all_at(format!("{ns:020}\n").as_bytes(), 0).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

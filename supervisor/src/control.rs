@@ -602,7 +602,9 @@ async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus,
                     ))]);
                 }
                 sh.metrics.reconciled(true);
-                tracing::warn!(from = %from, to = %cpus, failures, error = %message, "resize not applied");
+                if first || !not_configured {
+                    tracing::warn!(from = %from, to = %cpus, failures, error = %message, "resize not applied");
+                }
                 let next = if not_configured {
                     idle_next(sh, &e.p.job)
                 } else {

@@ -10,10 +10,18 @@
 //! - [`shell`]: single-quote shell quoting and strict character sets.
 //! - [`input`]: reading job files with `file:line:column` syntax errors.
 //! - [`error`]: [`LauncherError`] and the exit codes (2 bad input, 3 unreachable, 1 internal).
+//! - [`submit`]: register first, then submit, roll back on failure.
+//! - [`view`]: reading the supervisor's job objects; `list` and `status` output.
+//! - [`watch`]: live progress bars.
+//! - [`cli`]: the clap command line and [`cli::run`]; `main` is one line.
 
+pub mod cli;
 pub mod error;
 pub mod input;
 pub mod rewrite;
 pub mod shell;
+pub mod submit;
+pub mod view;
+pub mod watch;
 
 pub use error::LauncherError;

@@ -3,4 +3,5 @@
 
 mod golden;
 mod injection;
+mod orchestration;
 mod support;

@@ -1,0 +1,572 @@
+//! The command line (clap; every flag also reads an environment variable) and [`run`], which the
+//! binary's `main` calls.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use frameworks::{ClientConfig, SupervisorClient};
+use qos_core::Framework;
+use serde_json::{Value, json};
+
+use crate::error::{EXIT_INPUT, EXIT_OK, LauncherError};
+use crate::rewrite::{
+    DEFAULT_CHECKPOINT_DIR, JobUuid, ReportPolicy, Settings, Strategy, SupervisorUrl,
+};
+use crate::submit::{
+    self, ChronosApi, FrameworkClient, SubmitRequest, Submitted, load_credentials, now_epoch,
+    supervisor_client,
+};
+use crate::view::{self, JobView};
+use crate::watch;
+
+const EXAMPLES: &str = "\
+Examples:
+  Thesis form (flag for flag as the 2017 launcher; -i is the supervisor's base URL):
+    launcher -j openmpLinpack1.json -c chronos.json -i http://10.0.0.2:30000
+    launcher -j marathon_openmpLinpack1.json -m marathon.json -i http://10.0.0.2:30000
+    launcher -j openmpLinpack1.json -c chronos.json -i http://10.0.0.2:30000 --dry-run
+
+  Subcommands:
+    launcher submit job.json --framework chronos --creds chronos.json --supervisor http://sup:30000
+    launcher validate app.json                 # prints {\"framework\", \"request\", \"registration\"}
+    launcher list
+    launcher status openmpLinpack1             # a name or a UUID
+    launcher watch openmpLinpack1 openmpLinpack2 /openmplinpack1
+    launcher cancel 0123456789abcdef0123456789abcdef --creds marathon.json
+    launcher list --output json | jq '.[].class'
+
+  Credential files (thesis format): {\"url\": \"http://host:port\", \"user\": \"\", \"password\": \"\"}
+
+Exit status: 0 ok, 1 internal error, 2 bad input (file, field, flag, or a job the framework
+refused), 3 the supervisor or framework cannot be reached.";
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Text for people.
+    Human,
+    /// JSON for scripts (one object, or one line per update for `watch`).
+    Json,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Supervisor base URL (the thesis' -i/--rest-ip).
+    #[arg(
+        short = 'i',
+        long = "supervisor",
+        visible_alias = "rest-ip",
+        global = true,
+        env = "QOS_SUPERVISOR_URL",
+        default_value = "http://127.0.0.1:30000",
+        value_name = "URL"
+    )]
+    pub supervisor: String,
+    /// Bearer token for the supervisor's API (registration, list, cancel).
+    #[arg(
+        long,
+        global = true,
+        env = "QOS_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, env = "QOS_OUTPUT", value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Timeout of each HTTP request, seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "QOS_HTTP_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub timeout: u64,
+}
+
+/// How the job is rewritten.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rewrite options")]
+pub struct RewriteArgs {
+    /// Use this UUID instead of a fresh random one (32 hex digits, or the dashed form).
+    #[arg(long, env = "QOS_LAUNCHER_UUID", value_name = "UUID")]
+    pub uuid: Option<String>,
+    /// Marathon: shell-trap's checkpoint directory on the agents.
+    #[arg(long, env = "QOS_LAUNCHER_CHECKPOINT_DIR", default_value = DEFAULT_CHECKPOINT_DIR, value_name = "DIR")]
+    pub checkpoint_dir: String,
+    /// Marathon: the shell-trap binary on the agents (a name on their PATH, or a path).
+    #[arg(
+        long,
+        env = "QOS_SHELL_TRAP",
+        default_value = "shell-trap",
+        value_name = "PATH"
+    )]
+    pub shell_trap: String,
+    /// Marathon: shell-trap's checkpoint strategy [default: shell-trap's own].
+    #[arg(long, env = "QOS_STRATEGY", value_enum)]
+    pub strategy: Option<Strategy>,
+    /// Marathon: taskKillGracePeriodSeconds [default: the app's own, else 30].
+    #[arg(long, env = "QOS_GRACE_PERIOD", value_name = "SECS")]
+    pub grace_period: Option<u32>,
+    /// Chronos: tries of each iteration report before it is given up (backoff 1 s doubling to 60 s).
+    #[arg(long, env = "QOS_REPORT_ATTEMPTS", default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub report_attempts: u32,
+    /// Chronos API generation.
+    #[arg(long, env = "QOS_CHRONOS_API", value_enum, default_value_t = ChronosApi::Auto)]
+    pub chronos_api: ChronosApi,
+}
+
+/// The launcher's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "launcher",
+    version,
+    about = "Submit QoS jobs (Chronos jobs or Marathon apps with a \"qos\" block) and follow them.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// A subcommand; without one, the thesis form (-j, -c|-m, -i) submits a job.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Thesis form: the job file (a Chronos job or Marathon app with a "qos" block).
+    #[arg(
+        short = 'j',
+        long = "job-file",
+        env = "QOS_JOB_FILE",
+        value_name = "FILE"
+    )]
+    pub job_file: Option<PathBuf>,
+    /// Thesis form: Chronos credential file; the job goes to Chronos.
+    #[arg(
+        short = 'c',
+        long = "credentials-chronos",
+        env = "QOS_CREDENTIALS_CHRONOS",
+        value_name = "FILE",
+        conflicts_with = "credentials_marathon"
+    )]
+    pub credentials_chronos: Option<PathBuf>,
+    /// Thesis form: Marathon credential file; the job goes to Marathon.
+    #[arg(
+        short = 'm',
+        long = "credentials-marathon",
+        env = "QOS_CREDENTIALS_MARATHON",
+        value_name = "FILE"
+    )]
+    pub credentials_marathon: Option<PathBuf>,
+    /// Thesis form: print {"framework", "request", "registration"} and contact nothing.
+    #[arg(long, env = "QOS_DRY_RUN")]
+    pub dry_run: bool,
+    /// Rewrite options of the thesis form.
+    #[command(flatten)]
+    pub rewrite: RewriteArgs,
+    /// Options of every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register a job with the supervisor, then submit it to its framework (rolled back on failure).
+    Submit(SubmitArgs),
+    /// Validate and rewrite a job; print {"framework", "request", "registration"}; contact nothing.
+    Validate(ValidateArgs),
+    /// List the supervisor's jobs.
+    List,
+    /// One job's class, progress, prediction vs deadline, CPUs and resizes.
+    Status {
+        /// The job's UUID or name.
+        #[arg(value_name = "UUID|NAME")]
+        job: String,
+    },
+    /// Live progress bars until each job ends.
+    Watch {
+        /// The jobs' UUIDs or names.
+        #[arg(value_name = "UUID|NAME", required = true)]
+        jobs: Vec<String>,
+        /// Seconds between polls.
+        #[arg(
+            long,
+            env = "QOS_WATCH_INTERVAL",
+            default_value_t = 2.0,
+            value_name = "SECS"
+        )]
+        interval: f64,
+    },
+    /// Stop supervising a job and delete it from its framework.
+    Cancel {
+        /// The job's UUID or name.
+        #[arg(value_name = "UUID|NAME")]
+        job: String,
+        /// The framework's credential file; without it only the supervisor is told (it deletes
+        /// the framework job itself when it can).
+        #[arg(long, env = "QOS_CREDS", value_name = "FILE")]
+        creds: Option<PathBuf>,
+        /// Chronos API generation.
+        #[arg(long, env = "QOS_CHRONOS_API", value_enum, default_value_t = ChronosApi::Auto)]
+        chronos_api: ChronosApi,
+    },
+}
+
+/// `submit` options.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job file.
+    #[arg(value_name = "JOB_FILE")]
+    pub job: PathBuf,
+    /// The framework [default: guessed from the job's fields].
+    #[arg(long, short = 'f', env = "QOS_FRAMEWORK", value_parser = parse_framework)]
+    pub framework: Option<Framework>,
+    /// The framework's credential file ({"url", "user", "password"}).
+    #[arg(long, env = "QOS_CREDS", value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// Print {"framework", "request", "registration"} and contact nothing.
+    #[arg(long, env = "QOS_DRY_RUN")]
+    pub dry_run: bool,
+    /// Rewrite options.
+    #[command(flatten)]
+    pub rewrite: RewriteArgs,
+}
+
+/// `validate` options.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The job file.
+    #[arg(value_name = "JOB_FILE")]
+    pub job: PathBuf,
+    /// The framework [default: guessed from the job's fields].
+    #[arg(long, short = 'f', env = "QOS_FRAMEWORK", value_parser = parse_framework)]
+    pub framework: Option<Framework>,
+    /// Rewrite options.
+    #[command(flatten)]
+    pub rewrite: RewriteArgs,
+}
+
+fn parse_framework(s: &str) -> Result<Framework, String> {
+    s.parse()
+}
+
+/// The binary's entry point: real arguments, stdout and stderr.
+#[must_use]
+pub fn main_entry() -> std::process::ExitCode {
+    let code = run(
+        std::env::args_os(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    );
+    std::process::ExitCode::from(code)
+}
+
+/// Parses `args`, runs the command, writes to `out`/`err`; returns the exit status.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            let rendered = e.render();
+            return if e.use_stderr() {
+                let _ = write!(err, "{}", rendered.ansi());
+                EXIT_INPUT
+            } else {
+                let _ = write!(out, "{rendered}");
+                EXIT_OK
+            };
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = write!(err, "{e}");
+            return EXIT_INPUT;
+        }
+    };
+    let output = cli.global.output;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            return crate::error::EXIT_INTERNAL;
+        }
+    };
+    match runtime.block_on(dispatch(cli, out, err)) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            if output == Output::Json {
+                let body = json!({"error": {
+                    "kind": e.kind.as_str(), "message": e.message, "field": e.field,
+                    "exit_code": e.exit_code()
+                }});
+                let _ = writeln!(out, "{body}");
+            }
+            let _ = writeln!(err, "error: {}", e.message);
+            e.exit_code()
+        }
+    }
+}
+
+fn client_config(global: &GlobalArgs) -> ClientConfig {
+    let timeout = Duration::from_secs(global.timeout.max(1));
+    ClientConfig {
+        timeout,
+        connect_timeout: timeout.min(Duration::from_secs(5)),
+        ..ClientConfig::default()
+    }
+}
+
+fn settings(global: &GlobalArgs, r: &RewriteArgs) -> Result<Settings, LauncherError> {
+    let mut s = Settings::new(SupervisorUrl::parse(&global.supervisor)?);
+    s.checkpoint_dir.clone_from(&r.checkpoint_dir);
+    s.shell_trap.clone_from(&r.shell_trap);
+    s.strategy = r.strategy;
+    s.grace_period = r.grace_period;
+    s.report = ReportPolicy {
+        attempts: r.report_attempts,
+        ..ReportPolicy::default()
+    };
+    s.check()?;
+    Ok(s)
+}
+
+fn submit_request(
+    global: &GlobalArgs,
+    r: &RewriteArgs,
+    job_file: PathBuf,
+    framework: Option<Framework>,
+    creds: Option<PathBuf>,
+    dry_run: bool,
+) -> Result<SubmitRequest, LauncherError> {
+    Ok(SubmitRequest {
+        job_file,
+        framework,
+        creds,
+        settings: settings(global, r)?,
+        admin_token: global.admin_token.clone(),
+        uuid: r.uuid.as_deref().map(JobUuid::parse).transpose()?,
+        dry_run,
+        chronos_api: r.chronos_api,
+        client: client_config(global),
+    })
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<(), LauncherError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| LauncherError::internal(format!("cannot write to stdout: {e}")))
+}
+
+fn json_line(v: &Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    )
+}
+
+async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), LauncherError> {
+    let global = cli.global.clone();
+    match cli.command {
+        None => {
+            let (framework, creds) = match (cli.credentials_chronos, cli.credentials_marathon) {
+                (Some(c), None) => (Some(Framework::Chronos), Some(c)),
+                (None, Some(m)) => (Some(Framework::Marathon), Some(m)),
+                (None, None) if cli.dry_run => (None, None),
+                _ => {
+                    return Err(LauncherError::input(
+                        "the thesis form needs -j JOB_FILE, one of -c CHRONOS_CREDENTIALS or \
+                         -m MARATHON_CREDENTIALS, and -i SUPERVISOR_URL (see --help)",
+                    ));
+                }
+            };
+            let Some(job) = cli.job_file else {
+                return Err(LauncherError::input(
+                    "the thesis form needs -j JOB_FILE (see --help for it and the subcommands)",
+                ));
+            };
+            let req = submit_request(&global, &cli.rewrite, job, framework, creds, cli.dry_run)?;
+            do_submit(&req, global.output, out, err).await
+        }
+        Some(Command::Submit(a)) => {
+            let req = submit_request(&global, &a.rewrite, a.job, a.framework, a.creds, a.dry_run)?;
+            do_submit(&req, global.output, out, err).await
+        }
+        Some(Command::Validate(a)) => {
+            let req = submit_request(&global, &a.rewrite, a.job, a.framework, None, true)?;
+            do_submit(&req, global.output, out, err).await
+        }
+        Some(Command::List) => {
+            let client = supervisor(&global)?;
+            let list = client.jobs().await.map_err(|e| {
+                LauncherError::from_framework("the supervisor", "listing the supervisor's jobs", &e)
+            })?;
+            match global.output {
+                Output::Json => write_out(out, &json_line(&list)),
+                Output::Human => {
+                    write_out(out, &view::render_list(&view::job_list(&list), now_epoch()))
+                }
+            }
+        }
+        Some(Command::Status { job }) => {
+            let client = supervisor(&global)?;
+            let uuid = view::resolve(&client, &job).await?;
+            let v = get_job(&client, &uuid).await?;
+            match global.output {
+                Output::Json => write_out(out, &json_line(&v)),
+                Output::Human => write_out(out, &view::render_status(&v, now_epoch())),
+            }
+        }
+        Some(Command::Watch { jobs, interval }) => {
+            let client = supervisor(&global)?;
+            let mut uuids = Vec::with_capacity(jobs.len());
+            for j in &jobs {
+                uuids.push(view::resolve(&client, j).await?);
+            }
+            let interval = Duration::from_secs_f64(if interval.is_finite() {
+                interval.clamp(0.1, 3600.0)
+            } else {
+                2.0
+            });
+            let finals = watch::watch(
+                &client,
+                &uuids,
+                interval,
+                global.output == Output::Json,
+                out,
+            )
+            .await?;
+            if global.output == Output::Human {
+                let mut text = String::new();
+                for v in &finals {
+                    let j = JobView(v);
+                    text.push_str(&format!(
+                        "{} {}: {} ({}, {} resizes)\n",
+                        j.uuid(),
+                        j.name(),
+                        j.state(),
+                        j.class(),
+                        j.resizes()
+                            .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                    ));
+                }
+                write_out(out, &text)?;
+            }
+            Ok(())
+        }
+        Some(Command::Cancel {
+            job,
+            creds,
+            chronos_api,
+        }) => {
+            let client = supervisor(&global)?;
+            let uuid = view::resolve(&client, &job).await?;
+            let v = get_job(&client, &uuid).await?;
+            let j = JobView(&v);
+            client.cancel_job(&uuid).await.map_err(|e| {
+                LauncherError::from_framework("the supervisor", &format!("cancelling {uuid}"), &e)
+            })?;
+            let mut deleted = None;
+            if let Some(path) = creds {
+                let framework: Framework = j.framework().parse().map_err(|e: String| {
+                    LauncherError::internal(format!("the supervisor's job {uuid}: {e}"))
+                })?;
+                let c = load_credentials(&path)?;
+                let fw =
+                    FrameworkClient::connect(framework, &c, chronos_api, &client_config(&global))
+                        .await?;
+                fw.delete(j.name()).await.map_err(|e| {
+                    LauncherError::from_framework(
+                        "the framework",
+                        &format!(
+                            "supervision of {uuid} stopped, but deleting {:?} from {framework:?}",
+                            j.name()
+                        ),
+                        &e,
+                    )
+                })?;
+                deleted = Some(framework);
+            }
+            match global.output {
+                Output::Json => write_out(
+                    out,
+                    &json_line(&json!({"uuid": uuid, "name": j.name(), "cancelled": true,
+                                       "deleted_from": deleted})),
+                ),
+                Output::Human => write_out(
+                    out,
+                    &format!(
+                        "cancelled {uuid} ({}): supervision stopped{}\n",
+                        j.name(),
+                        match deleted {
+                            Some(f) => format!(", deleted from {}", f.as_str()),
+                            None => "; the supervisor deletes the framework job".to_owned(),
+                        }
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+fn supervisor(global: &GlobalArgs) -> Result<SupervisorClient, LauncherError> {
+    let url = SupervisorUrl::parse(&global.supervisor)?;
+    supervisor_client(&url, global.admin_token.as_deref(), &client_config(global))
+}
+
+async fn get_job(client: &SupervisorClient, uuid: &str) -> Result<Value, LauncherError> {
+    client.job(uuid).await.map_err(|e| {
+        let mut err =
+            LauncherError::from_framework("the supervisor", &format!("reading job {uuid}"), &e);
+        if e.is_not_found() {
+            err = err.with_note("see `launcher list`");
+        }
+        err
+    })
+}
+
+async fn do_submit(
+    req: &SubmitRequest,
+    output: Output,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), LauncherError> {
+    let done: Submitted = submit::submit(req).await?;
+    for w in &done.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    if done.dry_run {
+        // Exactly one JSON object, whatever --output says.
+        return write_out(out, &json_line(&done.dry_run_json()));
+    }
+    match output {
+        Output::Json => write_out(
+            out,
+            &json_line(&json!({
+                "uuid": done.uuid.as_str(), "name": done.name, "framework": done.framework,
+                "submitted": true, "warnings": done.warnings,
+            })),
+        ),
+        Output::Human => write_out(
+            out,
+            &format!(
+                "Registered {} with the supervisor and submitted it to {}.\n\
+                 Launch completed with UUID: {}\n\
+                 Follow it with: launcher watch {}\n",
+                done.name,
+                done.framework.as_str(),
+                done.uuid,
+                done.uuid
+            ),
+        ),
+    }
+}

@@ -1,0 +1,5 @@
+//! `launcher`: see `launcher --help` and the library docs.
+
+fn main() -> std::process::ExitCode {
+    launcher::cli::main_entry()
+}

@@ -1018,6 +1018,16 @@ async fn wait_joined(g: &Cgroup, pid: u32) {
     let last = g.procs_files().pop();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
+        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if gone {
+            return;
+        }
         let joined = last.as_ref().is_none_or(|f| {
             std::fs::read_to_string(f)
                 .map(|t| t.lines().any(|l| l.trim() == pid.to_string()))

@@ -130,7 +130,7 @@ where
         ));
     }
     let base = format!("http://{}", display_addr(addr));
-    let marathon = crate::marathon::Marathon::start(Arc::clone(&cluster), &base);
+    let marathon = crate::marathon::Marathon::start(&cluster, &base);
     let chronos = crate::chronos::Chronos::start(Arc::clone(&cluster));
     let router = crate::marathon::router(Arc::clone(&marathon))
         .merge(crate::chronos::router(Arc::clone(&chronos)));

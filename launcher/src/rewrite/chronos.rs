@@ -18,6 +18,8 @@
 //!   `wget -T` crashes), and retries with exponential backoff ([`super::ReportPolicy`]).
 //!   The name and UUID are checked against strict character sets, so the JSON needs no escaping.
 //! - The task then exits with the **user command's exit code**, so Chronos records failures.
+//! - `environmentVariables` gets `QOS_UUID=<uuid>` (replacing any of that name), so node agents
+//!   (testbed, cgroup-collector) can map the task's container to the job.
 //! - The image needs `sh`, `date`, `sleep` and `curl` or `wget` (the thesis needed
 //!   `/usr/bin/curl` exactly).
 //!
@@ -68,6 +70,7 @@ pub(super) fn prepare(
     mut body: Map<String, Value>,
     origin: &str,
     qos: &QosSpec,
+    uuid: &JobUuid,
     submitted_at: f64,
     warnings: &mut Vec<String>,
 ) -> Result<Plan, LauncherError> {
@@ -171,11 +174,19 @@ pub(super) fn prepare(
         }
     } else {
         let last = schedule.period_secs() * f64::from(iterations.saturating_sub(1));
-        if submitted_at + last > deadline_at {
+        let window = deadline_at - submitted_at;
+        if submitted_at + last + qos.duration > deadline_at {
+            let fit =
+                ((window - qos.duration) / f64::from(iterations.saturating_sub(1).max(1))).floor();
             warnings.push(format!(
-                "{iterations} runs every {} s cannot all start before the deadline ({} s away)",
+                "the last of the {iterations} runs starts {} s after submission (period {} s) and \
+                 needs {} s of work at 1 CPU, but the deadline is {} s away; Chronos starts runs on \
+                 the schedule (nothing forces them earlier), so a period of at most {} s would fit",
+                fmt_num(last),
                 fmt_num(schedule.period_secs()),
-                fmt_num(deadline_at - submitted_at)
+                fmt_num(qos.duration),
+                fmt_num(window),
+                fmt_num(fit.max(1.0))
             ));
         }
     }
@@ -284,6 +295,25 @@ pub(super) fn prepare(
             Value::String(format!("PT{}S", fmt_num(window))),
         );
     }
+
+    // The UUID in the task's environment, so node agents can map the container to the job.
+    let env = body
+        .entry("environmentVariables".to_owned())
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if env.is_null() {
+        *env = Value::Array(Vec::new());
+    }
+    let Value::Array(vars) = env else {
+        return Err(field(
+            "environmentVariables",
+            format!(
+                "must be an array of {{\"name\", \"value\"}}, got {}",
+                kind_of(env)
+            ),
+        ));
+    };
+    vars.retain(|v| v.get("name").and_then(Value::as_str) != Some("QOS_UUID"));
+    vars.push(serde_json::json!({"name": "QOS_UUID", "value": uuid.as_str()}));
 
     Ok(Plan {
         name,

@@ -229,7 +229,9 @@ pub(super) fn prepare(
                 .is_some_and(|m| m.starts_with("container"))
         }) {
             warnings.push(
-                "networks: container networking needs a container, and the app now runs as a                  shell-trap command task; shell-trap applies the container's own network settings                  from QOS_CONTAINER — use {\"mode\": \"host\"} here"
+                "networks: container networking needs a container, and the app now runs as a \
+                 shell-trap command task; shell-trap applies the container's own network settings \
+                 from QOS_CONTAINER — use {\"mode\": \"host\"} here"
                     .to_owned(),
             );
         }

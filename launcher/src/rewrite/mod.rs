@@ -338,7 +338,7 @@ pub fn prepare(
     let mut warnings = Vec::new();
     let (name, iterations, cpus, plan) = match framework {
         Framework::Chronos => {
-            let p = chronos::prepare(body, origin, &qos, submitted_at, &mut warnings)?;
+            let p = chronos::prepare(body, origin, &qos, &uuid, submitted_at, &mut warnings)?;
             (p.name.clone(), Some(p.iterations), p.cpus, Plan::Chronos(p))
         }
         Framework::Marathon => {

@@ -217,3 +217,32 @@ fn marathon_args_app_with_image() {
     );
     assert!(out["request"].get("args").is_none());
 }
+
+#[test]
+fn every_example_job_validates() {
+    let dir = crate::support::workspace().join("examples/jobs");
+    let mut n = 0;
+    for sub in ["thesis", "local"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let job = read_json(&path);
+            let framework = rewrite::detect_framework(&job).expect("framework detectable");
+            let p = rewrite::prepare(
+                framework,
+                &job,
+                &path.display().to_string(),
+                &settings(),
+                JobUuid::generate(),
+                SUBMITTED_AT,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(p.request(Some(TOKEN)).is_ok());
+            n += 1;
+        }
+    }
+    assert_eq!(n, 16);
+    for fw in ["chronos", "marathon"] {
+        let c = frameworks::Credentials::load(dir.join(format!("credentials/{fw}.json"))).unwrap();
+        assert_eq!(c.url().as_str(), "http://127.0.0.1:8080/");
+    }
+}

@@ -286,10 +286,10 @@ impl Shared {
     ) -> Result<ReportOutcome, ApiError> {
         check_uuid("uuid", uuid)?;
         let now = self.clock.now();
-        let wake = matches!(
-            report,
-            HeldReport::Iteration(_) | HeldReport::Started(_) | HeldReport::Ended(_)
-        );
+        // Chronos jobs are evaluated at each report; Marathon jobs on their period (a start or
+        // restore is not a reason to look early: the thesis checked every 120 s, and a look
+        // right after a restore would act twice on the same data), and at their end.
+        let wake = matches!(report, HeldReport::Iteration(_) | HeldReport::Ended(_));
         let (outcome, pending) = {
             let mut st = self.lock();
             let st = &mut *st;

@@ -1,1 +1,510 @@
-//! placeholder
+//! The control loop on paused time against the testkit fakes: thirty simulated minutes run in
+//! milliseconds, and the decisions are the thesis' under `policy = "thesis"`.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use qos_core::policy::Policy;
+use serde_json::{Value, json};
+use supervisor::config::{AuthConfig, MarathonCompletion};
+use supervisor::{Clock, StoreMode};
+use testkit::{ChronosCall, MarathonCall};
+use tokio::time::{Instant, sleep_until};
+
+use crate::support::{AGENT, Harness, Opts, T0, uuid};
+
+fn opts(policy: Policy) -> Opts {
+    Opts {
+        policy,
+        store: StoreMode::Inline,
+        clock: Some(Clock::starting_at(T0)),
+        ..Opts::default()
+    }
+}
+
+/// `(seconds since T0, kind, class, action)` of a job's history.
+async fn history(h: &Harness, u: &str) -> Vec<(i64, String, String, Value)> {
+    let (s, v) = h
+        .admin("GET", &format!("/api/v1/jobs/{u}/history"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                (r["at"].as_f64().unwrap() - T0).round() as i64,
+                r["kind"].as_str().unwrap().to_owned(),
+                r["class"].as_str().unwrap_or("").to_owned(),
+                r["action"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn decisions(hist: &[(i64, String, String, Value)]) -> Vec<(i64, String, Option<f64>)> {
+    hist.iter()
+        .filter(|(_, k, _, _)| k == "decision")
+        .map(|(t, _, c, a)| (*t, c.clone(), a["cpus"].as_f64()))
+        .collect()
+}
+
+/// A Marathon task in a simple world: it uses exactly its allocation, needs `work` CPU-seconds,
+/// and a resize restarts it (checkpoint, `gap` seconds, restore in a new container).
+struct MarathonTask<'a> {
+    h: &'a Harness,
+    uuid: String,
+    app: String,
+    work: f64,
+    gap: f64,
+    in_place: bool,
+    /// The application reports its progress fraction (as the LINPACK example does).
+    progress: bool,
+}
+
+impl MarathonTask<'_> {
+    /// Runs until the work is done or `horizon` seconds have passed; returns the finish time.
+    async fn run(&self, horizon: u32) -> Option<f64> {
+        let start = Instant::now();
+        let h = self.h;
+        let mut cpus = 1.0;
+        let mut total = 0.0;
+        let mut container = 1;
+        let mut container_cpu = 0.0;
+        let mut restore_at: Option<f64> = None;
+        let started = json!({"uuid": self.uuid, "started_at": T0}).to_string();
+        assert_eq!(
+            h.call("POST", "/initMarathonApp", Some(&started), &[])
+                .await
+                .0,
+            StatusCode::OK
+        );
+        for t in 1..=horizon {
+            sleep_until(start + Duration::from_secs(u64::from(t))).await;
+            let now = T0 + f64::from(t);
+            let allocated = if self.in_place {
+                h.agent
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .map_or(1.0, |c| c.2.cpus)
+            } else {
+                h.marathon.cpus(&self.app).unwrap_or(cpus)
+            };
+            if (allocated - cpus).abs() > 1e-9 {
+                cpus = allocated;
+                if !self.in_place {
+                    restore_at = Some(now + self.gap);
+                }
+            }
+            if let Some(r) = restore_at {
+                if now < r {
+                    continue;
+                }
+                restore_at = None;
+                container += 1;
+                container_cpu = 0.0;
+                let body =
+                    json!({"uuid": self.uuid, "started_at": now, "restored": true}).to_string();
+                assert_eq!(
+                    h.call("POST", "/initMarathonApp", Some(&body), &[]).await.0,
+                    StatusCode::OK
+                );
+            }
+            let step = cpus.min(self.work - total);
+            total += step;
+            container_cpu += step;
+            let batch = json!({"node": "node-1", "samples": [{"uuid": self.uuid, "container_id": format!("c{container}"), "at": now, "user_secs": container_cpu, "system_secs": 0.0, "total_secs": container_cpu}]});
+            assert_eq!(
+                h.admin("POST", "/api/v1/samples", Some(&batch.to_string()))
+                    .await
+                    .0,
+                StatusCode::ACCEPTED
+            );
+            if self.progress {
+                let p = json!({"fraction": (total / self.work).min(1.0), "at": now}).to_string();
+                let path = format!("/api/v1/jobs/{}/progress", self.uuid);
+                assert_eq!(
+                    h.admin("POST", &path, Some(&p)).await.0,
+                    StatusCode::NO_CONTENT
+                );
+            }
+            if total >= self.work - 1e-9 {
+                let end = json!({"uuid": self.uuid, "finished_at": now}).to_string();
+                assert_eq!(
+                    h.call("POST", "/endMarathonApp", Some(&end), &[]).await.0,
+                    StatusCode::OK
+                );
+                return Some(f64::from(t));
+            }
+        }
+        None
+    }
+}
+
+async fn register_case3(h: &Harness, u: &str) {
+    h.marathon.add_app("/openmplinpack1", 1.0);
+    // The thesis' Case III: duration 400, deadline 480, desv 0.1, at 1 CPU.
+    let init = json!({"framework": "marathon", "name": "openmplinpack1", "job_duration": "400", "deadline": "480", "desv_deadline": "0.1", "uuid": u}).to_string();
+    assert_eq!(
+        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        StatusCode::OK
+    );
+}
+
+/// Thesis Case III under `policy = "thesis"`: checks every 120 s, Eq. 2/Eq. 3, ±0.4 steps.
+/// At 120 s 120 CPU-s were used against 100 desired (ratio 1.2 > 1.1): shrink 1 → 0.6; at 240 s
+/// 186 against 200 (0.93): on plan; at 360 s 258 against 300 (0.86 < 0.9): grow 0.6 → 1; at
+/// 480 s 368 against 400 (0.92): on plan. Two resizes, as in the thesis.
+#[tokio::test(start_paused = true)]
+async fn thesis_case_three_gives_the_thesis_decisions() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    let u = uuid(3);
+    register_case3(&h, &u).await;
+    let wall = std::time::Instant::now();
+    let task = MarathonTask {
+        h: &h,
+        uuid: u.clone(),
+        app: "/openmplinpack1".into(),
+        work: 400.0,
+        gap: 10.0,
+        in_place: false,
+        progress: false,
+    };
+    let finished = task.run(1800).await.expect("finishes");
+    assert!(
+        wall.elapsed() < Duration::from_secs(20),
+        "30 simulated minutes took {:?}",
+        wall.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let hist = history(&h, &u).await;
+    let d = decisions(&hist);
+    let checks: Vec<(i64, &str, Option<f64>)> =
+        d.iter().map(|(t, c, a)| (*t, c.as_str(), *a)).collect();
+    assert_eq!(
+        checks,
+        [
+            (0, "NO_DATA", None),
+            (120, "OVER_PERFORMANT", Some(0.6)),
+            (240, "ON_PLAN", None),
+            (360, "UNDER_PERFORMANT", Some(1.0)),
+            (480, "ON_PLAN", None),
+        ],
+        "{hist:#?}"
+    );
+    assert_eq!(h.marathon.resizes(), [(0.6, false), (1.0, false)]);
+    // The task ended: the app is deleted (the thesis left it relaunching forever).
+    assert!(!h.marathon.exists("/openmplinpack1"));
+    assert!(
+        hist.iter()
+            .any(|(_, k, _, a)| k == "completed" && a["met"] == false),
+        "{hist:#?}"
+    );
+    assert_eq!(finished, 512.0);
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(job["state"], "completed");
+    assert_eq!(job["cleaned_up"], true);
+    h.sup.stop().await;
+}
+
+/// The same job under the predictive policy, when it is slower than its QoS says: the measured
+/// progress shows it, the job is grown once (or twice) and meets its deadline.
+#[tokio::test(start_paused = true)]
+async fn predictive_case_three_meets_the_deadline() {
+    let h = Harness::start(opts(Policy::default())).await;
+    let u = uuid(4);
+    register_case3(&h, &u).await;
+    // The job needs 520 CPU-seconds, not the 400 its QoS says: 1 CPU would finish at 520 s.
+    let task = MarathonTask {
+        h: &h,
+        uuid: u.clone(),
+        app: "/openmplinpack1".into(),
+        work: 520.0,
+        gap: 10.0,
+        in_place: false,
+        progress: true,
+    };
+    let finished = task.run(1800).await.expect("finishes");
+    assert!(finished <= 480.0, "finished at {finished}");
+    let resizes = h.marathon.resizes();
+    assert!(!resizes.is_empty() && resizes.len() <= 3, "{resizes:?}");
+    let hist = history(&h, &u).await;
+    // Never resized on missing data.
+    for (t, k, c, a) in &hist {
+        if c == "NO_DATA" {
+            assert_eq!(a["action"], "hold", "at {t}: {k}");
+        }
+    }
+    h.sup.stop().await;
+}
+
+fn update(u: &str, s: f64, f: f64) -> String {
+    json!({"name": "openmpLinpack1", "finished_at": format!("{}", T0 + f), "started_at": format!("{}", T0 + s), "hostname": "agent1", "uuid": u}).to_string()
+}
+
+/// thesis-code.md §3.5 worked example (R4, duration 400, desv 0.2, deadline 1800): after
+/// iteration 1 at 525 the prediction is 525 + 3·445 = 1860 > 1710 → grow to 1.4; after
+/// iteration 2 at 880, 1770 → grow to 1.8; after iteration 3 at 1200, 1645 → on plan; the last
+/// iteration completes the job and Chronos' job is deleted. No run is ever forced.
+#[tokio::test(start_paused = true)]
+async fn thesis_chronos_worked_example() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    h.chronos.add_job("openmpLinpack1", 1.0, 4);
+    let u = uuid(5);
+    let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": "400", "deadline": format!("{}", T0 + 1800.0), "desv_deadline": "0.2", "uuid": u, "iterations": "4"}).to_string();
+    assert_eq!(
+        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        StatusCode::OK
+    );
+    let start = Instant::now();
+    for (s, f) in [
+        (45.0, 525.0),
+        (560.0, 880.0),
+        (920.0, 1200.0),
+        (1240.0, 1500.0),
+    ] {
+        sleep_until(start + Duration::from_secs_f64(f)).await;
+        let (st, r) = h
+            .call("POST", "/updateTask", Some(&update(&u, s, f)), &[])
+            .await;
+        assert_eq!(
+            (st, r["status"].as_str()),
+            (StatusCode::OK, Some("applied"))
+        );
+        // A re-sent report is a duplicate and triggers nothing.
+        assert_eq!(
+            h.call("POST", "/updateTask", Some(&update(&u, s, f)), &[])
+                .await
+                .1["status"],
+            "duplicate"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(h.chronos.puts(), [1.4, 1.8]);
+    assert!(
+        !h.chronos
+            .calls()
+            .iter()
+            .any(|c| matches!(c, ChronosCall::Start(_))),
+        "{:?}",
+        h.chronos.calls()
+    );
+    assert!(!h.chronos.exists("openmpLinpack1"));
+    let hist = history(&h, &u).await;
+    let d = decisions(&hist);
+    let classes: Vec<(&str, Option<f64>)> = d.iter().map(|(_, c, a)| (c.as_str(), *a)).collect();
+    assert_eq!(
+        classes,
+        [
+            ("NO_DATA", None),
+            ("UNDER_PERFORMANT", Some(1.4)),
+            ("UNDER_PERFORMANT", Some(1.8)),
+            ("ON_PLAN", None)
+        ],
+        "{hist:#?}"
+    );
+    assert!(
+        hist.iter()
+            .any(|(_, k, _, a)| k == "completed" && a["met"] == true),
+        "{hist:#?}"
+    );
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(job["remaining_iterations"], 0);
+    h.sup.stop().await;
+}
+
+/// A locked app is retried with backoff, never recorded as resized until Marathon accepts it;
+/// past the stuck-deployment timeout the resize is forced.
+#[tokio::test(start_paused = true)]
+async fn marathon_lock_backs_off_then_forces() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    let u = uuid(6);
+    register_case3(&h, &u).await;
+    h.marathon.lock_app("/openmplinpack1", "dep-stuck");
+    let task = MarathonTask {
+        h: &h,
+        uuid: u.clone(),
+        app: "/openmplinpack1".into(),
+        work: 400.0,
+        gap: 10.0,
+        in_place: false,
+        progress: false,
+    };
+    task.run(400).await;
+    let resizes = h.marathon.resizes();
+    assert!(resizes.len() >= 3, "{resizes:?}");
+    assert!(
+        resizes.iter().take_while(|(_, f)| !f).count() >= 2,
+        "{resizes:?}"
+    );
+    assert!(
+        resizes.iter().any(|(_, f)| *f),
+        "forced after the timeout: {resizes:?}"
+    );
+    let hist = history(&h, &u).await;
+    let failed: Vec<i64> = hist
+        .iter()
+        .filter(|(_, k, _, _)| k == "resize_failed")
+        .map(|(t, ..)| *t)
+        .collect();
+    let applied: Vec<i64> = hist
+        .iter()
+        .filter(|(_, k, _, _)| k == "resize")
+        .map(|(t, ..)| *t)
+        .collect();
+    assert!(failed.len() >= 2, "{hist:#?}");
+    // Backoff: the failures are spaced out, and the forced resize comes ≥ 180 s after the first.
+    assert!(failed.windows(2).all(|w| w[1] > w[0]), "{failed:?}");
+    assert!(applied[0] - failed[0] >= 180, "{hist:#?}");
+    h.sup.stop().await;
+}
+
+/// A Chronos outage: the resize is retried with backoff and applied once Chronos is back.
+#[tokio::test(start_paused = true)]
+async fn chronos_outage_is_retried() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    h.chronos.add_job("openmpLinpack1", 1.0, 4);
+    let u = uuid(7);
+    let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 4}).to_string();
+    assert_eq!(
+        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.chronos.set_down(true);
+    let start = Instant::now();
+    sleep_until(start + Duration::from_secs(524)).await;
+    assert_eq!(
+        h.call("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(h.chronos.puts().is_empty());
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(job["cpus"], 1.0, "not recorded while failing: {job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connection refused")),
+        "{job}"
+    );
+    h.chronos.set_down(false);
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert_eq!(h.chronos.puts(), [1.4]);
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(job["cpus"], 1.4);
+    h.sup.stop().await;
+}
+
+/// In-place mode: the node agent resizes the container live (no restart, no framework call).
+#[tokio::test(start_paused = true)]
+async fn in_place_goes_to_the_node_agent() {
+    let mut o = opts(Policy::default());
+    o.auth = AuthConfig {
+        agent_token: Some(AGENT.into()),
+        ..AuthConfig::default()
+    };
+    o.configure = Some(Box::new(|c| {
+        c.resize_mode = qos_core::predictive::ResizeMode::InPlace
+    }));
+    let h = Harness::start(o).await;
+    let node = json!({"id": "node-1", "hostname": "agent1", "cpus": 4.0, "memory_bytes": 1u64 << 30, "agent_url": "http://agent1:9100"});
+    assert_eq!(
+        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let u = uuid(8);
+    register_case3(&h, &u).await;
+    let beat = async {
+        for t in 0..600u64 {
+            let b =
+                json!({"at": T0 + t as f64, "free_cpus": 2.0, "allocated_cpus": 1.0, "load1": 1.0})
+                    .to_string();
+            let _ = h
+                .admin("POST", "/api/v1/nodes/node-1/heartbeat", Some(&b))
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
+    let task = MarathonTask {
+        h: &h,
+        uuid: u.clone(),
+        app: "/openmplinpack1".into(),
+        gap: 0.0,
+        in_place: true,
+        progress: true,
+        work: 520.0,
+    };
+    let finished = tokio::select! {
+        f = task.run(1800) => f,
+        () = beat => None,
+    };
+    assert!(finished.is_some_and(|f| f <= 480.0), "{finished:?}");
+    let calls = h.agent.calls.lock().unwrap().clone();
+    assert!(!calls.is_empty());
+    assert!(
+        calls
+            .iter()
+            .all(|(url, token, req)| url == "http://agent1:9100"
+                && token == AGENT
+                && req.uuid == u)
+    );
+    assert!(h.marathon.resizes().is_empty(), "no restart in place");
+    h.sup.stop().await;
+}
+
+/// Without CPU data a Marathon job is never resized (the thesis grew it as if it used nothing).
+#[tokio::test(start_paused = true)]
+async fn missing_cpu_data_never_resizes() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    let u = uuid(9);
+    register_case3(&h, &u).await;
+    let started = json!({"uuid": u, "started_at": T0}).to_string();
+    assert_eq!(
+        h.call("POST", "/initMarathonApp", Some(&started), &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(500)).await;
+    assert!(h.marathon.resizes().is_empty());
+    let d = decisions(&history(&h, &u).await);
+    assert!(
+        d.len() >= 4 && d.iter().all(|(_, c, a)| c == "NO_DATA" && a.is_none()),
+        "{d:?}"
+    );
+    h.sup.stop().await;
+}
+
+/// Scale-to-zero completion keeps the app definition.
+#[tokio::test(start_paused = true)]
+async fn marathon_completion_can_scale_to_zero() {
+    let mut o = opts(Policy::default());
+    o.configure = Some(Box::new(|c| {
+        c.control.marathon_completion = MarathonCompletion::ScaleToZero
+    }));
+    let h = Harness::start(o).await;
+    let u = uuid(10);
+    register_case3(&h, &u).await;
+    let started = json!({"uuid": u, "started_at": T0}).to_string();
+    h.call("POST", "/initMarathonApp", Some(&started), &[])
+        .await;
+    let end = json!({"uuid": u, "finished_at": T0 + 100.0}).to_string();
+    h.call("POST", "/endMarathonApp", Some(&end), &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.marathon.exists("/openmplinpack1"));
+    assert_eq!(h.marathon.instances("/openmplinpack1"), Some(0));
+    assert!(
+        h.marathon
+            .calls()
+            .iter()
+            .any(|c| matches!(c, MarathonCall::Scale { instances: 0, .. }))
+    );
+    h.sup.stop().await;
+}

@@ -286,3 +286,86 @@ fn refuses_an_open_public_address() {
         "nothing may start before the config is valid"
     );
 }
+
+/// SIGTERM: the binary drains, writes what is pending and exits 0 within the bound; the
+/// state is there on the next start.
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let client = reqwest::Client::new();
+    let mut p = spawn(&db);
+    let u = uuid(8);
+    let reg = json!({"uuid": u, "name": "app", "framework": "marathon", "qos": {"duration": 400, "deadline": 480, "desv_deadline": 0.1}, "cpus": 1});
+    let r = client
+        .post(format!("{}/api/v1/jobs", p.url))
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let batch = json!({"node": "n1", "samples": [{"uuid": u, "container_id": "c1", "at": 1.6e9, "user_secs": 3.0, "system_secs": 1.0, "total_secs": 4.0}]});
+    let r = client
+        .post(format!("{}/api/v1/samples", p.url))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let pid = p.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    drop(p);
+    let p = spawn(&db);
+    let job: Value = client
+        .get(format!("{}/api/v1/jobs/{u}", p.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        job["cpu_seconds"], 4.0,
+        "written behind, flushed at shutdown: {job}"
+    );
+}
+
+/// A configuration file with a bad key is refused, naming it.
+#[test]
+fn a_bad_config_file_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\npolicy = \"thesis\"\ncpu_increment = 0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--db"])
+        .arg(dir.path().join("s.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`cpu_increment`"), "{err}");
+}

@@ -508,3 +508,64 @@ async fn marathon_completion_can_scale_to_zero() {
     );
     h.sup.stop().await;
 }
+
+fn metric(text: &str, name: &str, u: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("uuid=\"{u}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `/metrics` carries the thesis' catalogue per job, and retires a finished job's series.
+#[tokio::test(start_paused = true)]
+async fn metrics_per_job_and_retirement() {
+    let mut o = opts(Policy::by_name("thesis").unwrap());
+    o.configure = Some(Box::new(|c| c.control.metrics_retention = 600.0));
+    let h = Harness::start(o).await;
+    h.chronos.add_job("openmpLinpack1", 1.0, 4);
+    let u = uuid(11);
+    let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 2}).to_string();
+    assert_eq!(
+        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        StatusCode::OK
+    );
+    let start = Instant::now();
+    sleep_until(start + Duration::from_secs(525)).await;
+    h.call("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, text) = h.call("GET", "/metrics", None, &[]).await;
+    let text = text.as_str().unwrap().to_owned();
+    // 2 iterations: prediction 525 + 1·445 = 970 vs bands [1440, 1710] → OVER: shrink 1 → 0.6.
+    assert_eq!(
+        metric(&text, "qos_prediction_vs_deadline_seconds", &u),
+        Some(970.0 - 1800.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "qos_remaining_iterations", &u), Some(1.0));
+    assert_eq!(metric(&text, "qos_cpu_allocated", &u), Some(0.6));
+    assert_eq!(metric(&text, "qos_last_iteration_seconds", &u), Some(480.0));
+    assert_eq!(metric(&text, "qos_resizes_total", &u), Some(1.0));
+    assert!(text.contains(&format!("qos_job_class{{uuid=\"{u}\",name=\"openmpLinpack1\",framework=\"chronos\",class=\"OVER_PERFORMANT\"}} 1")), "{text}");
+    assert!(text.contains(&format!("qos_job_class{{uuid=\"{u}\",name=\"openmpLinpack1\",framework=\"chronos\",class=\"ON_PLAN\"}} 0")));
+    assert!(
+        text.contains("qos_http_request_duration_seconds_bucket{le="),
+        "{text}"
+    );
+    sleep_until(start + Duration::from_secs(1000)).await;
+    h.call("POST", "/updateTask", Some(&update(&u, 560.0, 1000.0)), &[])
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, text) = h.call("GET", "/metrics", None, &[]).await;
+    assert_eq!(
+        metric(text.as_str().unwrap(), "qos_deadline_met", &u),
+        Some(1.0)
+    );
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let (_, text) = h.call("GET", "/metrics", None, &[]).await;
+    assert!(
+        !text.as_str().unwrap().contains(&u),
+        "retired after the retention"
+    );
+    h.sup.stop().await;
+}

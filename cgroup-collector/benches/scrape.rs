@@ -74,15 +74,22 @@ fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
     let n = first.containers.len();
     let mut cpu = Vec::with_capacity(passes);
     let mut wall = Vec::with_capacity(passes);
+    let mut scan = Vec::with_capacity(passes);
     let mut last = first;
     for _ in 0..passes {
         let (w0, c0) = (Instant::now(), thread_cpu_ns());
-        last = rt.block_on(c.collect(epoch_now()));
-        cpu.push(thread_cpu_ns() - c0);
+        c.scan();
+        let c1 = thread_cpu_ns();
+        rt.block_on(c.resolve());
+        last = c.read(epoch_now());
+        let c2 = thread_cpu_ns();
+        cpu.push(c2 - c0);
+        scan.push(c1 - c0);
         wall.push(w0.elapsed().as_nanos() as u64);
     }
     cpu.sort_unstable();
     wall.sort_unstable();
+    scan.sort_unstable();
     let med = |v: &[u64]| v[v.len() / 2] as f64 / 1e3;
     let (cpu_us, wall_us) = (med(&cpu), med(&wall));
     let rss_after = status_kib("VmRSS:");
@@ -110,6 +117,10 @@ fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
     println!(
         "   collection pass                    {cpu_us:>10.0} µs CPU ({wall_us:.0} µs wall) = {:.2} µs/container",
         per(cpu_us)
+    );
+    println!(
+        "     of which discovery (readdir)     {:>10.0} µs CPU",
+        med(&scan)
     );
     println!(
         "   /metrics encode                    {enc_us:>10.0} µs CPU = {:.2} µs/container ({bytes} bytes, {n_containers} containers)",

@@ -510,6 +510,9 @@ pub mod v2 {
     }
 }
 
+/// v1: reads between two reads of `cpu.cfs_period_us` while the quota stays the same.
+pub const PERIOD_REFRESH_READS: u32 = 10;
+
 /// Reads one cgroup pass after pass through [`CachedFile`]s (one `pread` per file per pass).
 #[derive(Debug)]
 pub struct CgroupReader {
@@ -522,6 +525,10 @@ enum ReaderFiles {
         usage: CachedFile,
         stat: CachedFile,
         cpu: Option<[CachedFile; 3]>,
+        /// Last quota text and the period read with it, and reads since: the period is re-read
+        /// when the quota changes and every [`PERIOD_REFRESH_READS`] reads (it almost never
+        /// changes; skipping it saves one of five reads per container per pass).
+        period: Option<(String, u64, u32)>,
     },
     V2 {
         stat: CachedFile,
@@ -545,6 +552,7 @@ impl CgroupReader {
                         f(c, "cpu.stat"),
                     ]
                 }),
+                period: None,
             },
             CgroupDirs::V2 { dir } => ReaderFiles::V2 {
                 stat: f(dir, "cpu.stat"),
@@ -557,7 +565,13 @@ impl CgroupReader {
     /// Release every descriptor (the container is gone; a later read reopens).
     pub fn close(&mut self) {
         match &mut self.files {
-            ReaderFiles::V1 { usage, stat, cpu } => {
+            ReaderFiles::V1 {
+                usage,
+                stat,
+                cpu,
+                period,
+            } => {
+                *period = None;
                 usage.close();
                 stat.close();
                 for c in cpu.iter_mut().flatten() {
@@ -589,7 +603,12 @@ impl CgroupReader {
             }
         }
         match &mut self.files {
-            ReaderFiles::V1 { usage, stat, cpu } => {
+            ReaderFiles::V1 {
+                usage,
+                stat,
+                cpu,
+                period: cached,
+            } => {
                 let total_ns = parse_u64(get(usage, buf)?, "value", usage.path())?;
                 let (user_ns, system_ns) =
                     v1::parse_cpuacct_stat(get(stat, buf)?, clk_tck, stat.path())?;
@@ -606,7 +625,17 @@ impl CgroupReader {
                     });
                 };
                 let q = get(quota, buf)?.trim().to_string();
-                let limit = v1::parse_limit(&q, get(period, buf)?, quota.path())?;
+                let limit = match cached {
+                    Some((last_q, p, n)) if *last_q == q && *n < PERIOD_REFRESH_READS => {
+                        *n += 1;
+                        v1::parse_limit(&q, &p.to_string(), quota.path())?
+                    }
+                    _ => {
+                        let l = v1::parse_limit(&q, get(period, buf)?, quota.path())?;
+                        *cached = Some((q, l.period_us, 0));
+                        l
+                    }
+                };
                 let throttling = match get_opt(cstat, buf)? {
                     Some(t) => Some(v1::parse_cpu_stat(t, cstat.path())?),
                     None => None,

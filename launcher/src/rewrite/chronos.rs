@@ -2,7 +2,7 @@
 //!
 //! # The rewritten `command`
 //! ```text
-//! qos_s=$(date +%s); sh -c '<user command>'; qos_rc=$?; qos_f=$(date +%s); … report …; exit "$qos_rc"
+//! qos_s=$(date +%s.%N); sh -c '<user command>'; qos_rc=$?; qos_f=$(date +%s.%N); … report …; exit "$qos_rc"
 //! ```
 //! - The user's command is **one single-quoted word** given to `sh -c` (each `'` written `'\''`):
 //!   it runs exactly as Chronos would have run it (`/bin/sh -c command`), and nothing in it — quotes,
@@ -11,7 +11,8 @@
 //!   switched to `"shell": true`.
 //! - The report is `POST <supervisor>/updateTask` with
 //!   `{"name", "uuid", "started_at", "finished_at", "hostname", "exit_code"}` (epoch seconds from the
-//!   container's `date +%s`; `hostname` from `hostname`, else `$HOST`, reduced to `unknown` if it
+//!   container's `date +%s.%N`, whole seconds where `date` lacks `%N` as BusyBox's does;
+//!   `hostname` from `hostname`, else `$HOST`, reduced to `unknown` if it
 //!   holds anything but `[A-Za-z0-9._-]`), `Content-Type: application/json` and, when the supervisor
 //!   issued one, `Authorization: Bearer <report token>`. It uses `curl` if the image has it, else
 //!   `wget` (BusyBox or GNU; bounded by `timeout` when the image has it, because BusyBox 1.35's
@@ -37,8 +38,11 @@
 //! **Contract with the supervisor:** it must never force extra runs (`PUT /scheduler/job/<name>`);
 //! to resize it re-posts the job **as Chronos currently stores it** (whose schedule Chronos has
 //! advanced after each run) with only `cpus` changed, so the remaining count is unchanged; it
-//! counts one iteration per report (idempotently: a retried report carries the same body), and
-//! deletes the job after the last one.
+//! counts one iteration per report (idempotently: a retried report carries the same body — the
+//! supervisor keys reports on `started_at`, `finished_at` and `hostname`, which the schedule's
+//! period keeps distinct between real runs even where `date` has whole seconds only), and deletes
+//! the job after the last one. The end-to-end test (`tests/it/e2e.rs`) checks this contract
+//! against the real supervisor: no forced run, re-posts change only `cpus`.
 
 use frameworks::chronos::{Schedule, validate_job_name};
 use qos_core::QosSpec;
@@ -340,6 +344,9 @@ impl Plan {
     }
 }
 
+/// Falls back to whole seconds where `date` has no `%N` (BusyBox prints it literally).
+const PRECISE: &str = r#"case "$qos_s" in ''|*[!0-9.]*|*.*.*|.*|*.) qos_s=$(date +%s);; esac"#;
+
 /// The whole rewritten command: run `invocation` (already quoted), then report. `name`, `uuid`,
 /// `url` and `token` must have passed their character-set checks.
 #[must_use]
@@ -372,14 +379,17 @@ pub fn report_command(
     let max = max_delay_secs.max(first);
     let timeout = timeout_secs.max(1);
     let parts = [
-        "qos_s=$(date +%s)".to_owned(),
+        format!("qos_s=$(date +%s.%N 2>/dev/null); {PRECISE}"),
         invocation.to_owned(),
         "qos_rc=$?".to_owned(),
-        "qos_f=$(date +%s)".to_owned(),
+        format!(
+            "qos_f=$(date +%s.%N 2>/dev/null); {}",
+            PRECISE.replace("qos_s", "qos_f")
+        ),
         r#"qos_h=$(hostname 2>/dev/null || printf '%s' "${HOST:-}")"#.to_owned(),
         r#"case "$qos_h" in ''|*[!A-Za-z0-9._-]*) qos_h=unknown;; esac"#.to_owned(),
-        r#"case "$qos_s" in ''|*[!0-9]*) qos_s=0;; esac"#.to_owned(),
-        r#"case "$qos_f" in ''|*[!0-9]*) qos_f=0;; esac"#.to_owned(),
+        r#"case "$qos_s" in ''|*[!0-9.]*) qos_s=0;; esac"#.to_owned(),
+        r#"case "$qos_f" in ''|*[!0-9.]*) qos_f=0;; esac"#.to_owned(),
         format!(
             r#"qos_b=$(printf '{{"name":"%s","uuid":"%s","started_at":%s,"finished_at":%s,"hostname":"%s","exit_code":%s}}' {} {} "$qos_s" "$qos_f" "$qos_h" "$qos_rc")"#,
             quote(name),

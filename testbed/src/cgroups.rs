@@ -230,26 +230,6 @@ impl Cgroup {
         }
     }
 
-    /// The quota as written, in CPUs (`None` when unlimited or unreadable).
-    #[allow(clippy::cast_precision_loss)]
-    pub(crate) fn quota_cpus(&self) -> Option<f64> {
-        let dir = self.cpu_dir();
-        match self.layout {
-            CgroupLayout::V1 { .. } => {
-                let q: i64 = read_trim(&dir.join("cpu.cfs_quota_us"))?.parse().ok()?;
-                let p: i64 = read_trim(&dir.join("cpu.cfs_period_us"))?.parse().ok()?;
-                (q > 0 && p > 0).then(|| q as f64 / p as f64)
-            }
-            CgroupLayout::V2 { .. } => {
-                let text = read_trim(&dir.join("cpu.max"))?;
-                let mut it = text.split_whitespace();
-                let q: f64 = it.next()?.parse().ok()?;
-                let p: f64 = it.next()?.parse().ok()?;
-                Some(q / p)
-            }
-        }
-    }
-
     /// The `cgroup.procs` files a process must write its pid into to join this cgroup.
     pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs()

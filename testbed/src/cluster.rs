@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::cgroups::{self, Cgroup, CgroupLayout};
 use crate::config::{Config, RuntimeKind};
 use crate::docker::{ContainerSpec, DockerRuntime};
-use crate::util::{epoch_secs, iso_millis, shell_quote, uuid_v4};
+use crate::util::{epoch_secs, shell_quote, uuid_v4};
 
 /// Builds a task's environment once it is placed (`HOST` and `PORT*` depend on the offer).
 pub(crate) type EnvBuilder = Box<dyn FnOnce(&Offer) -> Vec<(String, String)> + Send>;
@@ -36,7 +36,6 @@ pub(crate) type UpdateSink = mpsc::UnboundedSender<TaskUpdate>;
 /// What a placed task was given.
 #[derive(Debug, Clone)]
 pub(crate) struct Offer {
-    pub(crate) agent_id: String,
     pub(crate) hostname: String,
     pub(crate) ports: Vec<u16>,
 }
@@ -79,7 +78,6 @@ pub(crate) enum TaskState {
     Finished,
     Failed,
     Killed,
-    Error,
 }
 
 impl TaskState {
@@ -92,15 +90,11 @@ impl TaskState {
             Self::Finished => "TASK_FINISHED",
             Self::Failed => "TASK_FAILED",
             Self::Killed => "TASK_KILLED",
-            Self::Error => "TASK_ERROR",
         }
     }
 
     pub(crate) fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Finished | Self::Failed | Self::Killed | Self::Error
-        )
+        matches!(self, Self::Finished | Self::Failed | Self::Killed)
     }
 }
 
@@ -380,17 +374,20 @@ impl Cluster {
     }
 
     /// Whether a task is known (queued or placed).
+    #[cfg(test)]
     pub(crate) fn is_known(&self, task_id: &str) -> bool {
         let st = self.lock();
         st.live.contains_key(task_id) || st.pending.iter().any(|p| p.spec.task_id == task_id)
     }
 
     /// The pid of a running process task (main process), for tests and diagnostics.
+    #[cfg(test)]
     pub(crate) fn task_pid(&self, task_id: &str) -> Option<u32> {
         self.lock().live.get(task_id).and_then(|l| l.pid)
     }
 
     /// The task's cgroup path relative to the controller roots.
+    #[cfg(test)]
     pub(crate) fn task_cgroup(&self, task_id: &str) -> Option<PathBuf> {
         self.lock()
             .live
@@ -525,7 +522,6 @@ impl Cluster {
         };
         let _ = sink.send(update(TaskState::Staging, String::new()));
         let offer = Offer {
-            agent_id: a.id.clone(),
             hostname: a.hostname.clone(),
             ports: ports.clone(),
         };
@@ -937,11 +933,6 @@ impl Cluster {
         })
     }
 
-    /// Current quota of an agent's cgroup, in CPUs.
-    pub(crate) fn agent_quota(&self, agent: usize) -> Option<f64> {
-        self.agents.get(agent)?.cgroup.as_ref()?.quota_cpus()
-    }
-
     /// Stops everything: queued tasks are dropped, running ones killed (each with its grace),
     /// cgroups, metadata and the temporary work directory removed.
     pub(crate) async fn shutdown(&self) {
@@ -984,11 +975,6 @@ impl Cluster {
         if self.owns_work_dir {
             let _ = std::fs::remove_dir_all(&self.work_dir);
         }
-    }
-
-    /// Time stamp helper for the frameworks.
-    pub(crate) fn now_iso() -> String {
-        iso_millis(Utc::now())
     }
 }
 

@@ -66,7 +66,6 @@ pub(crate) struct DockerRun<'a> {
 /// A connected Docker daemon.
 pub(crate) struct DockerRuntime {
     client: Docker,
-    host: String,
     cgroupfs: bool,
 }
 
@@ -126,16 +125,7 @@ impl DockerRuntime {
                  placed under their agent's cgroup (their own --cpus limit still applies)"
             );
         }
-        Ok(Self {
-            client,
-            host,
-            cgroupfs,
-        })
-    }
-
-    /// The daemon address.
-    pub(crate) fn host(&self) -> &str {
-        &self.host
+        Ok(Self { client, cgroupfs })
     }
 
     async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), String> {

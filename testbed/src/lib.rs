@@ -24,9 +24,6 @@
 //! See the module docs of [`marathon`](crate::marathon) and [`chronos`](crate::chronos) for the
 //! behaviour reproduced and the documented simplifications.
 
-// Temporary while the emulators that use every part are being added.
-#![allow(dead_code)]
-
 mod agent;
 mod cgroups;
 pub mod chronos;

@@ -131,7 +131,7 @@ where
     }
     let base = format!("http://{}", display_addr(addr));
     let marathon = crate::marathon::Marathon::start(&cluster, &base);
-    let chronos = crate::chronos::Chronos::start(Arc::clone(&cluster));
+    let chronos = crate::chronos::Chronos::start(&cluster);
     let router = crate::marathon::router(Arc::clone(&marathon))
         .merge(crate::chronos::router(Arc::clone(&chronos)));
     servers.push(serve_until(listener, router, http_stop.clone()));

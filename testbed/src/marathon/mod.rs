@@ -196,7 +196,7 @@ impl Marathon {
                 .remove(&u.task_id)
                 .unwrap_or_else(|| unreachable!());
             let unexpected = !t.kill_requested && !app.deleted;
-            if matches!(u.state, TaskState::Failed | TaskState::Error) {
+            if u.state == TaskState::Failed {
                 app.last_task_failure = Some(json!({
                     "appId": app_id, "host": u.host, "message": u.message,
                     "state": u.state.mesos_name(), "taskId": u.task_id,

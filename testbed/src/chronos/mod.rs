@@ -1,0 +1,724 @@
+//! Chronos emulator: 2.x routes under `/scheduler` and the same under `/v1/scheduler` (3.x).
+//!
+//! # What is reproduced
+//! - `POST|PUT /iso8601` and `/dependency`: upsert by name, 204; name must match `[\w\.-]+`,
+//!   the schedule must parse, `uris` and `fetch` together are refused (400 with
+//!   `{"status", "message"}`); unknown keys are ignored and never returned ([`job`]).
+//! - Schedules `R[n]/[start]/period`: an empty start means "now − 1 s" at submission, so the job
+//!   runs at once; each run is taken when due and the stored schedule is rewritten at that moment
+//!   (start + one period, `n − 1`); `R0`/exhausted jobs are not scheduled and the last run sets
+//!   `disabled: true`; `R/…` repeats forever. A run later than the job's `epsilon` (2.x, default
+//!   `PT60S`) is skipped (the schedule still advances).
+//! - Runs of one job never overlap (unless `concurrent: true`): a run that falls due while one is
+//!   running waits for it.
+//! - Failures are retried `retries` times (default 2) after `chronos_failure_retry_ms`
+//!   (Chronos' `--failure_retry`, 60 s); only the final failure counts: `errorCount`,
+//!   `errorsSinceLastSuccess`, `lastError`. Success: `successCount`, `lastSuccess`,
+//!   `errorsSinceLastSuccess = 0`, then dependent jobs whose parents have all succeeded run.
+//! - `PUT /job/{name}[?arguments=…]` runs one now (204; 400 for an unknown job), leaving the
+//!   schedule alone; `DELETE /job/{name}` removes the job and its queued runs (a run in progress
+//!   finishes, as in Chronos); `DELETE /task/kill/{name}` kills its running task.
+//! - Task id `ct:<due ms>:<attempt>:<name>:<arguments>`; environment `mesos_task_id`,
+//!   `MESOS_TASK_ID`, `CHRONOS_JOB_OWNER`, `CHRONOS_JOB_NAME`, `HOST`, `CHRONOS_RESOURCE_MEM`,
+//!   `CHRONOS_RESOURCE_CPU`, `CHRONOS_RESOURCE_DISK`, `CHRONOS_JOB_RUN_TIME`,
+//!   `CHRONOS_JOB_RUN_ATTEMPT`, then the job's `environmentVariables`, which never override a
+//!   built-in. `shell: true` runs `/bin/sh -c command`; `shell: false` runs `command arguments…`.
+//! - `GET /jobs`, `GET /jobs/search` (case-insensitive substring on `name`, `command` or `any`,
+//!   default `limit` 10), `GET /jobs/summary`, `GET /job/{name}`, `GET /graph/csv`.
+//!
+//! Jobs are serialized with Chronos 2.5.1's key list (`epsilon` and `async` included).
+
+pub(crate) mod job;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, Utc};
+use frameworks::Schedule;
+use frameworks::lenient::{as_bool, as_f64, as_u64};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink};
+use crate::docker::{ContainerSpec, Volume};
+use crate::util::{iso_millis, java_double};
+
+#[derive(Debug, Clone)]
+struct Run {
+    due_ms: i64,
+    attempt: u64,
+    arguments: String,
+}
+
+#[derive(Debug)]
+struct Job {
+    def: job::JobDef,
+    /// The schedule with its start resolved (an empty start taken as submission time − 1 s).
+    next: Option<Schedule>,
+    queue: VecDeque<Run>,
+    running: HashMap<String, Run>,
+    retry: Option<(tokio::time::Instant, Run)>,
+    parents_done: HashSet<String>,
+}
+
+#[derive(Default)]
+struct CState {
+    jobs: BTreeMap<String, Job>,
+    task_job: HashMap<String, String>,
+}
+
+/// The Chronos emulator.
+pub(crate) struct Chronos {
+    cluster: Arc<Cluster>,
+    framework_id: String,
+    state: Mutex<CState>,
+    sink: UpdateSink,
+    generation: watch::Sender<u64>,
+    stop: CancellationToken,
+}
+
+impl Chronos {
+    pub(crate) fn start(cluster: &Arc<Cluster>) -> Arc<Self> {
+        let (sink, rx) = mpsc::unbounded_channel();
+        let (generation, _) = watch::channel(0);
+        let c = Arc::new(Self {
+            framework_id: format!("{}-0001", cluster.id),
+            cluster: Arc::clone(cluster),
+            state: Mutex::new(CState::default()),
+            sink,
+            generation,
+            stop: cluster.shutdown_token().child_token(),
+        });
+        let me = Arc::clone(&c);
+        cluster.spawn(async move { me.update_loop(rx).await });
+        let me = Arc::clone(&c);
+        cluster.spawn(async move { me.scheduler().await });
+        c
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn epsilon(def: &job::JobDef) -> Duration {
+        def.map
+            .get("epsilon")
+            .and_then(Value::as_str)
+            .and_then(|e| Schedule::parse(&format!("R1//{e}")).ok())
+            .map_or(Duration::from_secs(60), |s| s.period())
+    }
+
+    async fn scheduler(self: Arc<Self>) {
+        let mut generation = self.generation.subscribe();
+        loop {
+            generation.mark_unchanged();
+            let (launches, wake) = self.tick();
+            for spec in launches {
+                self.cluster.launch(spec, self.sink.clone());
+            }
+            let sleep = async {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = generation.changed() => if r.is_err() { return },
+                () = sleep => {}
+                () = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Takes due runs, advances schedules, launches what may run; returns the next wake-up.
+    fn tick(&self) -> (Vec<TaskSpec>, Option<tokio::time::Instant>) {
+        let now = Utc::now();
+        let inow = tokio::time::Instant::now();
+        let mut wake: Option<tokio::time::Instant> = None;
+        let mut soonest = |t: tokio::time::Instant| {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        };
+        let mut launches = Vec::new();
+        let mut st = self.lock();
+        let st = &mut *st;
+        for (name, job) in &mut st.jobs {
+            let disabled = job
+                .def
+                .map
+                .get("disabled")
+                .and_then(as_bool)
+                .unwrap_or(false);
+            // Due scheduled runs (several if the loop was late).
+            while let Some(sched) = job.next.clone().filter(|_| !disabled) {
+                let Some(due) = sched.first_run_at(now) else {
+                    job.next = None;
+                    break;
+                };
+                let due_utc = due.with_timezone(&Utc);
+                if due_utc > now {
+                    let ahead = (due_utc - now).to_std().unwrap_or_default();
+                    soonest(inow + ahead);
+                    break;
+                }
+                let after = sched.after_run(now);
+                let late = (now - due_utc).to_std().unwrap_or_default();
+                if late <= Self::epsilon(&job.def) {
+                    job.queue.push_back(Run {
+                        due_ms: due_utc.timestamp_millis(),
+                        attempt: 0,
+                        arguments: String::new(),
+                    });
+                }
+                match after {
+                    Some(next) => {
+                        job.def
+                            .map
+                            .insert("schedule".into(), json!(next.to_chronos_string()));
+                        if next.is_exhausted() {
+                            job.def.map.insert("disabled".into(), json!(true));
+                            job.next = None;
+                        } else {
+                            job.next = Some(next);
+                        }
+                    }
+                    None => job.next = None,
+                }
+            }
+            if let Some((at, _)) = &job.retry {
+                if *at <= inow {
+                    if let Some((_, run)) = job.retry.take() {
+                        job.queue.push_front(run);
+                    }
+                } else {
+                    soonest(*at);
+                }
+            }
+            let concurrent = job
+                .def
+                .map
+                .get("concurrent")
+                .and_then(as_bool)
+                .unwrap_or(false);
+            while !job.queue.is_empty() && (concurrent || job.running.is_empty()) {
+                let Some(run) = job.queue.pop_front() else {
+                    break;
+                };
+                let spec = self.task_spec(&job.def, &run);
+                st.task_job.insert(spec.task_id.clone(), name.clone());
+                job.running.insert(spec.task_id.clone(), run);
+                launches.push(spec);
+            }
+        }
+        (launches, wake)
+    }
+
+    fn task_spec(&self, def: &job::JobDef, run: &Run) -> TaskSpec {
+        let m = &def.map;
+        let name = m["name"].as_str().unwrap_or_default().to_owned();
+        let task_id = format!(
+            "ct:{}:{}:{}:{}",
+            run.due_ms, run.attempt, name, run.arguments
+        );
+        let cpus = m.get("cpus").and_then(as_f64).unwrap_or(0.1);
+        let mem = m.get("mem").and_then(as_f64).unwrap_or(128.0);
+        let disk = m.get("disk").and_then(as_f64).unwrap_or(256.0);
+        let shell = m.get("shell").and_then(as_bool).unwrap_or(true);
+        let command_text = m
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let container = m.get("container").and_then(|c| {
+            Some(ContainerSpec {
+                image: c.get("image")?.as_str()?.to_owned(),
+                network: c.get("network").and_then(Value::as_str).map(str::to_owned),
+                volumes: c
+                    .get("volumes")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| {
+                                Some(Volume {
+                                    host_path: v.get("hostPath")?.as_str()?.to_owned(),
+                                    container_path: v.get("containerPath")?.as_str()?.to_owned(),
+                                    read_only: v.get("mode").and_then(Value::as_str) == Some("RO"),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                parameters: c
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| {
+                                Some((
+                                    p.get("key")?.as_str()?.to_owned(),
+                                    p.get("value")?.as_str()?.to_owned(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                force_pull: c.get("forcePullImage").and_then(as_bool).unwrap_or(false),
+            })
+        });
+        let command = if shell {
+            if command_text.is_empty() && container.is_some() {
+                TaskCommand::Image
+            } else {
+                TaskCommand::Shell(command_text)
+            }
+        } else {
+            let mut argv: Vec<String> = Vec::new();
+            if !command_text.is_empty() {
+                argv.push(command_text);
+            }
+            argv.extend(
+                m.get("arguments")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned),
+            );
+            argv.extend(run.arguments.split_whitespace().map(str::to_owned));
+            if argv.is_empty() {
+                TaskCommand::Image
+            } else {
+                TaskCommand::Argv(argv)
+            }
+        };
+        let user_env: Vec<(String, String)> = m
+            .get("environmentVariables")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        Some((
+                            e.get("name")?.as_str()?.to_owned(),
+                            e.get("value")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let uuid = user_env
+            .iter()
+            .find(|(k, _)| k == "QOS_UUID")
+            .map(|(_, v)| v.clone());
+        let owner = m
+            .get("owner")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let run_time = DateTime::<Utc>::from_timestamp_millis(run.due_ms)
+            .map(iso_millis)
+            .unwrap_or_default();
+        let attempt = run.attempt;
+        let env_task_id = task_id.clone();
+        let env: crate::cluster::EnvBuilder = Box::new(move |offer| {
+            let mut env = vec![
+                ("mesos_task_id".to_owned(), env_task_id.clone()),
+                ("MESOS_TASK_ID".to_owned(), env_task_id),
+                ("CHRONOS_JOB_OWNER".to_owned(), owner),
+                ("CHRONOS_JOB_NAME".to_owned(), name),
+                ("HOST".to_owned(), offer.hostname.clone()),
+                ("CHRONOS_RESOURCE_MEM".to_owned(), java_double(mem)),
+                ("CHRONOS_RESOURCE_CPU".to_owned(), java_double(cpus)),
+                ("CHRONOS_RESOURCE_DISK".to_owned(), java_double(disk)),
+                ("CHRONOS_JOB_RUN_TIME".to_owned(), run_time),
+                ("CHRONOS_JOB_RUN_ATTEMPT".to_owned(), attempt.to_string()),
+            ];
+            for (k, v) in user_env {
+                if !env.iter().any(|(n, _)| *n == k) {
+                    env.push((k, v));
+                }
+            }
+            env
+        });
+        TaskSpec {
+            task_id,
+            framework_id: self.framework_id.clone(),
+            command,
+            cpus,
+            mem,
+            disk,
+            ports: 0,
+            env,
+            container,
+            kill_grace: None,
+            uuid,
+        }
+    }
+
+    async fn update_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<TaskUpdate>) {
+        loop {
+            let u = tokio::select! {
+                u = rx.recv() => match u { Some(u) => u, None => return },
+                () = self.stop.cancelled() => return,
+            };
+            if u.state.is_terminal() {
+                self.finished(&u);
+                self.bump();
+            }
+        }
+    }
+
+    fn finished(&self, u: &TaskUpdate) {
+        let mut st = self.lock();
+        let Some(name) = st.task_job.remove(&u.task_id) else {
+            return;
+        };
+        let retry_delay = Duration::from_millis(self.cluster.cfg.chronos_failure_retry_ms);
+        let Some(job) = st.jobs.get_mut(&name) else {
+            return;
+        };
+        let Some(run) = job.running.remove(&u.task_id) else {
+            return;
+        };
+        let now = iso_millis(u.at);
+        let m = &mut job.def.map;
+        let count =
+            |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(as_u64).unwrap_or(0);
+        match u.state {
+            TaskState::Finished => {
+                m.insert("successCount".into(), json!(count(m, "successCount") + 1));
+                m.insert("lastSuccess".into(), json!(now));
+                m.insert("errorsSinceLastSuccess".into(), json!(0));
+                let mut ready = Vec::new();
+                for (child_name, child) in &mut st.jobs {
+                    if child.def.parents.contains(&name) {
+                        child.parents_done.insert(name.clone());
+                        if child
+                            .def
+                            .parents
+                            .iter()
+                            .all(|p| child.parents_done.contains(p))
+                        {
+                            child.parents_done.clear();
+                            ready.push(child_name.clone());
+                        }
+                    }
+                }
+                let due_ms = u.at.timestamp_millis();
+                for child in ready {
+                    if let Some(c) = st.jobs.get_mut(&child) {
+                        c.queue.push_back(Run {
+                            due_ms,
+                            attempt: 0,
+                            arguments: String::new(),
+                        });
+                    }
+                }
+            }
+            TaskState::Killed => {}
+            _ => {
+                let retries = m.get("retries").and_then(as_u64).unwrap_or(2);
+                if run.attempt < retries {
+                    job.retry = Some((
+                        tokio::time::Instant::now() + retry_delay,
+                        Run {
+                            attempt: run.attempt + 1,
+                            ..run
+                        },
+                    ));
+                } else {
+                    m.insert("errorCount".into(), json!(count(m, "errorCount") + 1));
+                    m.insert(
+                        "errorsSinceLastSuccess".into(),
+                        json!(count(m, "errorsSinceLastSuccess") + 1),
+                    );
+                    m.insert("lastError".into(), json!(now));
+                }
+            }
+        }
+    }
+
+    fn upsert(&self, def: job::JobDef) -> Result<(), String> {
+        let mut st = self.lock();
+        for p in &def.parents {
+            if !st.jobs.contains_key(p) {
+                return Err(format!("requirement failed: parent job '{p}' not found"));
+            }
+        }
+        let name = def.map["name"].as_str().unwrap_or_default().to_owned();
+        let now = Utc::now();
+        let disabled = def.map.get("disabled").and_then(as_bool).unwrap_or(false);
+        let next = def
+            .schedule
+            .clone()
+            .filter(|s| !s.is_exhausted() && !disabled)
+            .map(|s| {
+                let start = s.first_run_at(now);
+                s.with_start(start)
+            });
+        match st.jobs.get_mut(&name) {
+            Some(job) => {
+                job.def = def;
+                job.next = next;
+            }
+            None => {
+                st.jobs.insert(
+                    name,
+                    Job {
+                        def,
+                        next,
+                        queue: VecDeque::new(),
+                        running: HashMap::new(),
+                        retry: None,
+                        parents_done: HashSet::new(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+// --- HTTP -----------------------------------------------------------------------------------
+
+type C = State<Arc<Chronos>>;
+
+/// Chronos' routes, under both `/scheduler` (2.x) and `/v1/scheduler` (3.x).
+pub(crate) fn router(c: Arc<Chronos>) -> Router {
+    let api = Router::new()
+        .route("/iso8601", post(post_iso).put(post_iso))
+        .route("/dependency", post(post_dep).put(post_dep))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/search", get(search_jobs))
+        .route("/jobs/summary", get(summary))
+        .route(
+            "/job/{name}",
+            get(get_job).put(start_job).delete(delete_job),
+        )
+        .route("/task/kill/{name}", delete(kill_tasks))
+        .route("/graph/csv", get(graph_csv))
+        .with_state(c);
+    Router::new()
+        .nest("/scheduler", api.clone())
+        .nest("/v1/scheduler", api)
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"status": "Bad Request", "message": message})),
+    )
+        .into_response()
+}
+
+fn job_not_found(name: &str) -> Response {
+    bad_request(&format!("requirement failed: Job '{name}' not found"))
+}
+
+async fn upsert(c: &Chronos, body: &[u8], dependent: bool) -> Response {
+    let body: Value = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(&format!("Unable to parse the job: {e}")),
+    };
+    let def = match job::parse(&body, &c.cluster.cfg, dependent) {
+        Ok(d) => d,
+        Err(e) => return bad_request(&e.0),
+    };
+    if let Err(e) = c.upsert(def) {
+        return bad_request(&e);
+    }
+    c.bump();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn post_iso(State(c): C, body: Bytes) -> Response {
+    upsert(&c, &body, false).await
+}
+
+async fn post_dep(State(c): C, body: Bytes) -> Response {
+    upsert(&c, &body, true).await
+}
+
+fn jobs_json(st: &CState) -> Vec<Value> {
+    st.jobs
+        .values()
+        .map(|j| Value::Object(j.def.map.clone()))
+        .collect()
+}
+
+async fn list_jobs(State(c): C) -> Response {
+    let st = c.lock();
+    axum::Json(Value::Array(jobs_json(&st))).into_response()
+}
+
+async fn search_jobs(State(c): C, Query(q): Query<HashMap<String, String>>) -> Response {
+    let lower = |k: &str| q.get(k).map(|v| v.to_lowercase());
+    let (name, command, any) = (lower("name"), lower("command"), lower("any"));
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10usize);
+    let offset = q
+        .get("offset")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0usize);
+    let st = c.lock();
+    let found: Vec<Value> = st
+        .jobs
+        .values()
+        .filter(|j| {
+            let jn = j.def.map["name"].as_str().unwrap_or("").to_lowercase();
+            let jc = j.def.map["command"].as_str().unwrap_or("").to_lowercase();
+            name.as_ref().is_none_or(|n| jn.contains(n))
+                && command.as_ref().is_none_or(|n| jc.contains(n))
+                && any
+                    .as_ref()
+                    .is_none_or(|n| jn.contains(n) || jc.contains(n))
+        })
+        .skip(offset)
+        .take(limit)
+        .map(|j| Value::Object(j.def.map.clone()))
+        .collect();
+    axum::Json(Value::Array(found)).into_response()
+}
+
+async fn summary(State(c): C) -> Response {
+    let st = c.lock();
+    let jobs: Vec<Value> = st
+        .jobs
+        .iter()
+        .map(|(name, j)| {
+            let m = &j.def.map;
+            let status = match (m["lastSuccess"].as_str(), m["lastError"].as_str()) {
+                (Some(s), Some(e)) if !s.is_empty() && s >= e => "success",
+                (_, Some(e)) if !e.is_empty() => "failure",
+                (Some(s), _) if !s.is_empty() => "success",
+                _ => "fresh",
+            };
+            let state = match (j.running.len(), j.queue.is_empty()) {
+                (0, true) => "idle".to_owned(),
+                (0, false) => "queued".to_owned(),
+                (1, _) => "running".to_owned(),
+                (n, _) => format!("{n} running"),
+            };
+            json!({"name": name, "status": status, "state": state,
+                "schedule": m.get("schedule").cloned().unwrap_or(json!("")),
+                "parents": m.get("parents").cloned().unwrap_or(json!([])),
+                "disabled": m["disabled"]})
+        })
+        .collect();
+    axum::Json(json!({ "jobs": jobs })).into_response()
+}
+
+async fn get_job(State(c): C, Path(name): Path<String>) -> Response {
+    let st = c.lock();
+    match st.jobs.get(&name) {
+        Some(j) => axum::Json(Value::Object(j.def.map.clone())).into_response(),
+        None => job_not_found(&name),
+    }
+}
+
+async fn start_job(
+    State(c): C,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    {
+        let mut st = c.lock();
+        let Some(job) = st.jobs.get_mut(&name) else {
+            return job_not_found(&name);
+        };
+        let shell = job.def.map.get("shell").and_then(as_bool).unwrap_or(true);
+        let arguments = if shell {
+            String::new()
+        } else {
+            q.get("arguments").cloned().unwrap_or_default()
+        };
+        job.queue.push_back(Run {
+            due_ms: Utc::now().timestamp_millis(),
+            attempt: 0,
+            arguments,
+        });
+    }
+    c.bump();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn delete_job(State(c): C, Path(name): Path<String>) -> Response {
+    {
+        let mut st = c.lock();
+        if st.jobs.remove(&name).is_none() {
+            return job_not_found(&name);
+        }
+        // Children lose this parent; a child left without parents becomes a one-off job.
+        for j in st.jobs.values_mut() {
+            if j.def.parents.contains(&name) {
+                j.def.parents.retain(|p| *p != name);
+                j.def.map.insert("parents".into(), json!(j.def.parents));
+                j.parents_done.remove(&name);
+            }
+        }
+    }
+    c.bump();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn kill_tasks(State(c): C, Path(name): Path<String>) -> Response {
+    let ids: Vec<String> = {
+        let mut st = c.lock();
+        let Some(job) = st.jobs.get_mut(&name) else {
+            return job_not_found(&name);
+        };
+        job.queue.clear();
+        job.retry = None;
+        job.running.keys().cloned().collect()
+    };
+    for id in ids {
+        let kill = c.cluster.kill(&id, None);
+        c.cluster.spawn(kill);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn graph_csv(State(c): C) -> Response {
+    let st = c.lock();
+    let mut out = String::new();
+    for (name, j) in &st.jobs {
+        let m = &j.def.map;
+        let last = if m["lastError"].as_str().is_some_and(|e| !e.is_empty())
+            && m["lastError"].as_str() > m["lastSuccess"].as_str()
+        {
+            "failure"
+        } else if m["lastSuccess"].as_str().is_some_and(|s| !s.is_empty()) {
+            "success"
+        } else {
+            "fresh"
+        };
+        let state = if j.running.is_empty() {
+            if j.queue.is_empty() { "idle" } else { "queued" }
+        } else {
+            "running"
+        };
+        out.push_str(&format!("node,{name},{last},{state}\n"));
+        for p in &j.def.parents {
+            out.push_str(&format!("link,{p},{name}\n"));
+        }
+    }
+    out.into_response()
+}

@@ -1,0 +1,345 @@
+//! The Chronos emulator driven through `frameworks::ChronosClient` (2.x and 3.x paths), and raw
+//! HTTP where a client refuses to send something.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use frameworks::{ChronosJob, FrameworkError};
+use serde_json::{Value, json};
+use support::*;
+
+fn job(v: Value) -> ChronosJob {
+    ChronosJob::try_from(v).unwrap()
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn repeating_schedule_runs_exactly_n_times_with_chronos_env() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let name = unique("iter-");
+    bed.chronos
+        .add_scheduled_job(&job(json!({
+            "name": name, "schedule": "R3//PT2S", "owner": "ops@example.com",
+            "cpus": "0.5", "mem": "64", "async": "false",
+            "command": format!("date +%s.%N >> {d}/runs; env > {d}/env.tmp; mv {d}/env.tmp {d}/env"),
+            "environmentVariables": [{"name": "HOST", "value": "evil"}, {"name": "WORK", "value": "1"}],
+            "qos": {"duration": 1, "deadline": 60, "desv_deadline": 0.2},
+        })))
+        .await
+        .unwrap();
+    let stored = bed.chronos.get_job(&name).await.unwrap();
+    assert!(
+        stored.get("qos").is_none(),
+        "unknown fields are not returned"
+    );
+    assert_eq!(stored.cpus(), Some(0.5));
+    let done = wait_for("three successes", Duration::from_secs(15), || async {
+        let j = bed.chronos.get_job(&name).await.ok()?;
+        (j.success_count() == Some(3)).then_some(j)
+    })
+    .await;
+    assert!(done.disabled(), "an exhausted job is disabled");
+    assert!(
+        done.schedule_str().unwrap().starts_with("R0/"),
+        "{:?}",
+        done.schedule_str()
+    );
+    assert!(done.last_success().is_some());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        lines(&dir.path().join("runs")).len(),
+        3,
+        "exactly three runs"
+    );
+    let env = env_file(&dir.path().join("env")).unwrap();
+    assert_eq!(env_get(&env, "CHRONOS_JOB_NAME"), Some(name.as_str()));
+    assert_eq!(env_get(&env, "CHRONOS_JOB_OWNER"), Some("ops@example.com"));
+    assert_eq!(env_get(&env, "CHRONOS_RESOURCE_CPU"), Some("0.5"));
+    assert_eq!(env_get(&env, "CHRONOS_RESOURCE_MEM"), Some("64.0"));
+    assert_eq!(
+        env_get(&env, "HOST"),
+        Some("127.0.0.1"),
+        "user env never overrides built-ins"
+    );
+    assert_eq!(env_get(&env, "WORK"), Some("1"));
+    let tid = env_get(&env, "MESOS_TASK_ID").unwrap();
+    assert!(
+        tid.starts_with("ct:") && tid.ends_with(&format!(":0:{name}:")),
+        "{tid}"
+    );
+    assert_eq!(env_get(&env, "mesos_task_id"), Some(tid));
+    bed.testbed.stop().await;
+}
+
+#[tokio::test]
+async fn manual_start_runs_one_now_and_delete_stops_future_runs() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let later = unique("later-");
+    bed.chronos_v3
+        .add_scheduled_job(&job(json!({
+            "name": later, "schedule": "R/2099-01-01T00:00:00Z/PT1H", "cpus": 0.1,
+            "command": format!("echo manual >> {}", runs.display()),
+        })))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(lines(&runs).is_empty(), "not due yet");
+    bed.chronos.start_job(&later, None).await.unwrap();
+    wait_for("the manual run", Duration::from_secs(10), || async {
+        (lines(&runs).len() == 1).then_some(())
+    })
+    .await;
+    let j = bed.chronos.get_job(&later).await.unwrap();
+    assert_eq!(
+        j.schedule_str(),
+        Some("R/2099-01-01T00:00:00Z/PT1H"),
+        "a manual run leaves the schedule alone"
+    );
+    let e = bed
+        .chronos
+        .start_job(&unique("nope-"), None)
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+
+    let every = unique("every-");
+    let ticks = dir.path().join("ticks");
+    bed.chronos
+        .add_scheduled_job(&job(json!({
+            "name": every, "schedule": "R//PT1S", "cpus": 0.1,
+            "command": format!("echo tick >> {}", ticks.display()),
+        })))
+        .await
+        .unwrap();
+    wait_for("two ticks", Duration::from_secs(10), || async {
+        (lines(&ticks).len() >= 2).then_some(())
+    })
+    .await;
+    bed.chronos.delete_job(&every).await.unwrap();
+    let at_delete = lines(&ticks).len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(lines(&ticks).len(), at_delete, "no run after delete");
+    assert!(bed.chronos.find_job(&every).await.unwrap().is_none());
+    assert!(
+        bed.chronos
+            .delete_job(&every)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    bed.testbed.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_retried_and_counted_once() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tries = dir.path().join("tries");
+    let name = unique("fail-");
+    bed.chronos
+        .add_scheduled_job(&job(json!({
+            "name": name, "schedule": "R1//PT1H", "retries": 2, "cpus": 0.1,
+            "command": format!("echo $CHRONOS_JOB_RUN_ATTEMPT >> {}; exit 1", tries.display()),
+        })))
+        .await
+        .unwrap();
+    let j = wait_for("the final failure", Duration::from_secs(15), || async {
+        let j = bed.chronos.get_job(&name).await.ok()?;
+        (j.error_count() == Some(1)).then_some(j)
+    })
+    .await;
+    assert_eq!(lines(&tries), ["0", "1", "2"]);
+    assert_eq!(j.success_count(), Some(0));
+    assert!(j.last_error().is_some());
+    assert_eq!(j.get("errorsSinceLastSuccess"), Some(&json!(1)));
+    bed.testbed.stop().await;
+}
+
+#[tokio::test]
+async fn runs_of_one_job_never_overlap() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let name = unique("slow-");
+    bed.chronos
+        .add_scheduled_job(&job(json!({
+            "name": name, "schedule": "R2//PT1S", "cpus": 0.1,
+            "command": format!("echo start $(date +%s.%N) >> {0}; sleep 2; echo end $(date +%s.%N) >> {0}", log.display()),
+        })))
+        .await
+        .unwrap();
+    let l = wait_for("two runs", Duration::from_secs(15), || async {
+        let l = lines(&log);
+        (l.len() == 4).then_some(l)
+    })
+    .await;
+    let t = |i: usize| {
+        l[i].split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!(
+        l[0].starts_with("start") && l[1].starts_with("end") && l[2].starts_with("start"),
+        "{l:?}"
+    );
+    assert!(
+        t(2) >= t(1),
+        "second run started before the first ended: {l:?}"
+    );
+    bed.testbed.stop().await;
+}
+
+#[tokio::test]
+async fn search_upsert_validation_and_both_prefixes() {
+    let bed = start(small()).await;
+    let base = bed.testbed.urls().chronos.clone();
+    let prefix = unique("srch-");
+    for i in 0..12 {
+        bed.chronos
+            .add_scheduled_job(&job(json!({
+                "name": format!("{prefix}{i:02}"), "schedule": "R/2099-01-01T00:00:00Z/PT1H", "command": "true",
+            })))
+            .await
+            .unwrap();
+    }
+    // Upsert: same name replaces.
+    bed.chronos
+        .add_scheduled_job(&job(json!({"name": format!("{prefix}00"), "schedule": "R/2099-01-01T00:00:00Z/PT2H", "command": "false"})))
+        .await
+        .unwrap();
+    let j = bed
+        .chronos_v3
+        .get_job(&format!("{prefix}00"))
+        .await
+        .unwrap();
+    assert_eq!(j.command(), Some("false"));
+    let http = reqwest::Client::new();
+    let upper = prefix.to_uppercase();
+    for p in ["scheduler", "v1/scheduler"] {
+        let r: Vec<Value> = http
+            .get(format!("{base}/{p}/jobs/search?name={upper}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r.len(), 10, "case-insensitive substring, default limit 10");
+    }
+    assert_eq!(
+        bed.chronos
+            .search_jobs(&prefix, 100, 0)
+            .await
+            .unwrap()
+            .len(),
+        12
+    );
+    assert_eq!(
+        bed.chronos
+            .search_jobs(&prefix, 100, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let post = |path: &str, body: Value| {
+        let http = http.clone();
+        let url = format!("{base}/{path}");
+        async move {
+            http.post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(
+            "scheduler/iso8601",
+            json!({"name": "bad name", "command": "x"})
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post(
+            "scheduler/iso8601",
+            json!({"name": "bad/name", "command": "x"})
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post(
+            "v1/scheduler/iso8601",
+            json!({"name": "ok", "schedule": "every day"})
+        )
+        .await,
+        400
+    );
+    let e = bed
+        .chronos
+        .add_dependent_job(&job(
+            json!({"name": unique("child-"), "parents": [unique("ghost-")], "command": "true"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FrameworkError::Invalid { status: 400, .. } | FrameworkError::NotFound { .. }
+        ),
+        "{e}"
+    );
+    let del = http
+        .delete(format!("{base}/scheduler/task/kill/{}", unique("ghost-")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 400);
+    bed.testbed.stop().await;
+}
+
+#[tokio::test]
+async fn dependent_job_runs_after_its_parent_succeeds() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let parent = unique("parent-");
+    let child = unique("child-");
+    bed.chronos
+        .add_scheduled_job(&job(
+            json!({"name": parent, "schedule": "R/2099-01-01T00:00:00Z/PT1H",
+            "command": format!("echo parent >> {}", log.display())}),
+        ))
+        .await
+        .unwrap();
+    bed.chronos
+        .add_dependent_job(&job(json!({"name": child, "parents": [parent],
+            "command": format!("echo child >> {}", log.display())})))
+        .await
+        .unwrap();
+    bed.chronos.start_job(&parent, None).await.unwrap();
+    let l = wait_for("parent then child", Duration::from_secs(10), || async {
+        let l = lines(&log);
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    assert_eq!(l, ["parent", "child"]);
+    bed.testbed.stop().await;
+}

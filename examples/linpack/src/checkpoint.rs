@@ -18,7 +18,8 @@
 //! Payload: `n`, `seed`, `repeats`, `repeat` (index of the current repeat), `c` (completed runs,
 //! = `repeat`) as `u64`; `c` records of (`seconds` f64, `residual` f64, `passed` u8,
 //! `solution_crc32` u32); `has_current` u8; when 1: `nb`, `k` as `u64`, `stage` u8 (0 = panel
-//! next, 1 = trailing update in progress), `upto` u64, `elapsed` f64 (seconds spent on this
+//! next, 1 = trailing update in progress, 2 = the same with the next panel already factored by the
+//! look-ahead), `upto` u64, `elapsed` f64 (seconds spent on this
 //! repeat so far), then `ipiv` (`n` × u64), `b` (`n` × f64) and the column-major matrix
 //! (`n²` × f64).
 //!
@@ -212,16 +213,15 @@ fn write_file(tmp: &Path, ckpt: &Checkpoint) -> io::Result<()> {
             w.bytes(&[1])?;
             w.u64(lu.block() as u64)?;
             w.u64(lu.column() as u64)?;
-            match lu.stage() {
-                Stage::Panel => {
-                    w.bytes(&[0])?;
-                    w.u64(0)?;
-                }
-                Stage::Update { upto } => {
-                    w.bytes(&[1])?;
-                    w.u64(upto as u64)?;
-                }
-            }
+            let (tag, upto) = match lu.stage() {
+                Stage::Panel => (0, 0),
+                Stage::Update {
+                    upto,
+                    next_factored,
+                } => (if next_factored { 2 } else { 1 }, upto),
+            };
+            w.bytes(&[tag])?;
+            w.u64(upto as u64)?;
             w.f64s(&[cur.elapsed])?;
             let mut buf = Vec::with_capacity(8 * n);
             for &p in lu.pivots() {
@@ -387,7 +387,10 @@ fn parse(payload: &[u8], len: u64, expected: &Problem) -> Result<Checkpoint, Ref
         let k = r.usize()?;
         let stage = match (r.u8()?, r.usize()?) {
             (0, _) => Stage::Panel,
-            (1, upto) => Stage::Update { upto },
+            (tag @ (1 | 2), upto) => Stage::Update {
+                upto,
+                next_factored: tag == 2,
+            },
             (s, _) => return Err(Refusal::Inconsistent(format!("unknown stage {s}"))),
         };
         let elapsed = r.f64()?;

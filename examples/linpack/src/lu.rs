@@ -3,13 +3,17 @@
 //!
 //! # Algorithm
 //! For each panel of `nb` columns starting at column `k`:
-//! 1. **Panel** (one thread): unblocked LU of the `(n-k) × nb` panel with partial pivoting; the
-//!    row interchanges are then applied to the columns left of the panel, and the `L` part below
-//!    the panel is packed into `MR`-row slivers for the update kernel.
+//! 1. **Panel**: unblocked LU of the `(n-k) × nb` panel with partial pivoting; the row
+//!    interchanges are then applied to the columns left of the panel, and the `L` part below the
+//!    panel is packed into `MR`-row slivers for the update kernel.
 //! 2. **Trailing update** (all threads): the columns right of the panel are cut into chunks of
 //!    [`CHUNK_COLS`] columns handed out in ascending order. For each column the thread applies the
 //!    panel's row interchanges, the unit-lower triangular solve with `L11` and the update
 //!    `A22 -= L21 · U12` with a register-blocked kernel.
+//!
+//! **Look-ahead**: the calling thread first updates the next panel's columns itself and factors
+//! that panel while the other threads update the rest, so the (sequential) panel factorisation
+//! is hidden behind the parallel update instead of leaving the other threads idle.
 //!
 //! # Determinism
 //! Every element is updated by exactly one thread, always as `a -= l * u` for `p` ascending
@@ -22,8 +26,9 @@
 //! # Resumable state
 //! The state between steps is `(k, stage)` plus the matrix and pivots: [`Stage::Panel`] (the panel
 //! at `k` is next) or [`Stage::Update`] (panel factored, trailing columns `k+nb .. upto` already
-//! updated). A stop request is honoured between chunks, so the factorisation stops within one
-//! chunk's work (milliseconds) and [`Lu::factor`] can later continue from exactly that state.
+//! updated, and possibly the next panel already factored by the look-ahead). A stop request is
+//! honoured between chunks, so the factorisation stops within one chunk's work (milliseconds)
+//! and [`Lu::factor`] can later continue from exactly that state.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -56,6 +61,10 @@ pub enum Stage {
     Update {
         /// First trailing column not yet updated.
         upto: usize,
+        /// Whether the next panel (already updated, so `upto` is past it) is factored too: its
+        /// pivots are final and applied within its own columns; the interchanges on the columns
+        /// to its left wait until the current panel's update is complete.
+        next_factored: bool,
     },
 }
 
@@ -149,8 +158,18 @@ impl Lu {
                 "column {k} is not a panel boundary for n={n}, nb={nb}"
             ));
         }
-        if let Stage::Update { upto } = stage {
-            let end = k + nb.min(n.saturating_sub(k));
+        if let Stage::Update {
+            upto,
+            next_factored,
+        } = stage
+        {
+            let mut end = k + nb.min(n.saturating_sub(k));
+            if next_factored {
+                if end >= n {
+                    return bad(format!("no panel after the last one at column {k}"));
+                }
+                end += nb.min(n - end);
+            }
             if k >= n || upto < end || upto > n {
                 return bad(format!(
                     "update progress {upto} outside {end}..={n} at column {k}"
@@ -234,10 +253,18 @@ impl Lu {
         let base = work_before(self.n, self.nb, self.k);
         match self.stage {
             Stage::Panel => base,
-            Stage::Update { upto } => {
+            Stage::Update {
+                upto,
+                next_factored,
+            } => {
                 let m = self.n - self.k;
                 let b = self.nb.min(m);
-                base + panel_work(m, b) + count(upto - self.k - b) * column_work(m, b)
+                let next = if next_factored {
+                    panel_work(m - b, self.nb.min(m - b))
+                } else {
+                    0.0
+                };
+                base + panel_work(m, b) + count(upto - self.k - b) * column_work(m, b) + next
             }
         }
     }
@@ -266,17 +293,31 @@ impl Lu {
                     if stop.load(Ordering::Relaxed) {
                         return Ok(Outcome::Stopped);
                     }
-                    self.factor_panel()?;
+                    let (n, k) = (self.n, self.k);
+                    let end = k + self.nb.min(n - k);
+                    factor_panel(&mut self.a[k * n..end * n], n, k, &mut self.ipiv[k..end])?;
+                    self.start_update();
                     progress(self.work_done());
                 }
-                Stage::Update { upto } => {
+                Stage::Update {
+                    upto,
+                    next_factored,
+                } => {
                     if upto >= self.n {
                         self.k += self.nb.min(self.n - self.k);
-                        self.stage = Stage::Panel;
+                        if next_factored {
+                            self.start_update();
+                            progress(self.work_done());
+                        } else {
+                            self.stage = Stage::Panel;
+                        }
                         continue;
                     }
-                    let upto = self.update_trailing(threads, stop, progress);
-                    self.stage = Stage::Update { upto };
+                    let (upto, next_factored) = self.update_trailing(threads, stop, progress)?;
+                    self.stage = Stage::Update {
+                        upto,
+                        next_factored,
+                    };
                     if upto < self.n {
                         return Ok(Outcome::Stopped);
                     }
@@ -285,42 +326,11 @@ impl Lu {
         }
     }
 
-    /// Unblocked LU of the current panel, then interchanges on the left columns and packing.
-    fn factor_panel(&mut self) -> Result<(), LuError> {
+    /// With the panel at `k` factored: applies its interchanges to the columns on its left, packs
+    /// its `L21` and enters the update stage.
+    fn start_update(&mut self) {
         let (n, k) = (self.n, self.k);
         let b = self.nb.min(n - k);
-        for p in k..k + b {
-            let col = &self.a[p * n..(p + 1) * n];
-            let mut piv = p;
-            let mut best = col[p].abs();
-            for (i, v) in col.iter().enumerate().skip(p + 1) {
-                if v.abs() > best {
-                    best = v.abs();
-                    piv = i;
-                }
-            }
-            if best == 0.0 || best.is_nan() {
-                return Err(LuError::Singular { column: p });
-            }
-            self.ipiv[p] = piv;
-            if piv != p {
-                for j in k..k + b {
-                    self.a.swap(p + j * n, piv + j * n);
-                }
-            }
-            let pivot = self.a[p + p * n];
-            for v in &mut self.a[p * n + p + 1..(p + 1) * n] {
-                *v /= pivot;
-            }
-            let (left, right) = self.a.split_at_mut((p + 1) * n);
-            let l = &left[p * n + p + 1..];
-            for cj in right.chunks_exact_mut(n).take(k + b - p - 1) {
-                let u = cj[p];
-                for (c, &li) in cj[p + 1..].iter_mut().zip(l) {
-                    *c -= li * u;
-                }
-            }
-        }
         for p in k..k + b {
             let q = self.ipiv[p];
             if q != p {
@@ -329,9 +339,11 @@ impl Lu {
                 }
             }
         }
-        self.stage = Stage::Update { upto: k + b };
+        self.stage = Stage::Update {
+            upto: k + b,
+            next_factored: false,
+        };
         self.pack();
-        Ok(())
     }
 
     /// Packs `L21` of the current panel into zero-padded `MR`-row slivers:
@@ -352,33 +364,48 @@ impl Lu {
         }
     }
 
-    /// Parallel trailing update from the current `upto`; returns the new `upto`.
+    /// Parallel trailing update from the current `upto`, with the look-ahead; returns the new
+    /// `upto` and whether the next panel is factored.
     fn update_trailing(
         &mut self,
         threads: usize,
         stop: &AtomicBool,
         progress: &(dyn Fn(f64) + Sync),
-    ) -> usize {
+    ) -> Result<(usize, bool), LuError> {
         let (n, k) = (self.n, self.k);
-        let Stage::Update { upto } = self.stage else {
-            return k;
+        let Stage::Update {
+            upto,
+            next_factored,
+        } = self.stage
+        else {
+            return Ok((k, false));
         };
         let b = self.nb.min(n - k);
+        let r1 = k + b;
+        // The look-ahead runs at the start of an update only: its columns then come first, so the
+        // updated columns always form a prefix whatever the stop request interrupts.
+        let look = if next_factored || upto != r1 || r1 >= n {
+            0
+        } else {
+            self.nb.min(n - r1)
+        };
         let m = n - k;
         let base = work_before(n, self.nb, k) + panel_work(m, b);
         let per_column = column_work(m, b);
         let (head, tail) = self.a.split_at_mut(upto * n);
+        let (look_cols, rest) = tail.split_at_mut(look * n);
+        let (ipiv_done, ipiv_next) = self.ipiv.split_at_mut(r1);
         let panel = Panel {
             n,
             k,
             b,
-            l: &head[k * n..(k + b) * n],
-            ipiv: &self.ipiv[k..k + b],
+            l: &head[k * n..r1 * n],
+            ipiv: &ipiv_done[k..],
             packed: &self.packed,
         };
-        let total_chunks = (n - upto).div_ceil(CHUNK_COLS);
-        let queue = Mutex::new(tail.chunks_mut(CHUNK_COLS * n));
-        let done = AtomicUsize::new(upto - k - b);
+        let total_chunks = (n - upto - look).div_ceil(CHUNK_COLS);
+        let queue = Mutex::new(rest.chunks_mut(CHUNK_COLS * n));
+        let done = AtomicUsize::new(upto - r1);
         let worker = || {
             let mut ubuf = vec![0.0; NR * b];
             loop {
@@ -393,18 +420,33 @@ impl Lu {
                 progress(base + count(d) * per_column);
             }
         };
-        let helpers = threads.min(total_chunks).saturating_sub(1);
-        thread::scope(|s| {
+        let helpers = (threads - 1).min(total_chunks);
+        let factored = thread::scope(|s| {
             for _ in 0..helpers {
                 s.spawn(worker);
             }
-            worker();
-        });
+            let mut factored = Ok(next_factored);
+            if look > 0 {
+                // Always completed once the update has started (keeps the prefix invariant).
+                panel.update_columns(look_cols, &mut vec![0.0; NR * b]);
+                let d = done.fetch_add(look, Ordering::Relaxed) + look;
+                progress(base + count(d) * per_column);
+                if !stop.load(Ordering::Relaxed) {
+                    factored =
+                        factor_panel(look_cols, n, r1, &mut ipiv_next[..look]).map(|()| true);
+                }
+            }
+            if factored.is_ok() {
+                worker();
+            }
+            factored
+        })?;
         let remaining = queue
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        (upto + (total_chunks - remaining) * CHUNK_COLS).min(n)
+        let upto = (upto + look + (total_chunks - remaining) * CHUNK_COLS).min(n);
+        Ok((upto, factored))
     }
 
     /// Solves `A x = b` with the finished factorisation (forward and back substitution).
@@ -495,6 +537,46 @@ impl Panel<'_> {
             }
         }
     }
+}
+
+/// Unblocked LU with partial pivoting of one panel: `cols` holds its `ipiv.len()` columns (each
+/// `n` long), the first of which is column `d0` of the matrix, so its diagonal starts at row `d0`.
+/// Interchanges are applied within the panel only; `ipiv` receives the (absolute) pivot rows.
+fn factor_panel(cols: &mut [f64], n: usize, d0: usize, ipiv: &mut [usize]) -> Result<(), LuError> {
+    for (p, piv_out) in ipiv.iter_mut().enumerate() {
+        let d = d0 + p;
+        let col = &cols[p * n..(p + 1) * n];
+        let mut piv = d;
+        let mut best = col[d].abs();
+        for (i, v) in col.iter().enumerate().skip(d + 1) {
+            if v.abs() > best {
+                best = v.abs();
+                piv = i;
+            }
+        }
+        if best == 0.0 || best.is_nan() {
+            return Err(LuError::Singular { column: d });
+        }
+        *piv_out = piv;
+        if piv != d {
+            for c in cols.chunks_exact_mut(n) {
+                c.swap(d, piv);
+            }
+        }
+        let pivot = cols[p * n + d];
+        for v in &mut cols[p * n + d + 1..(p + 1) * n] {
+            *v /= pivot;
+        }
+        let (left, right) = cols.split_at_mut((p + 1) * n);
+        let l = &left[p * n + d + 1..];
+        for cj in right.chunks_exact_mut(n) {
+            let u = cj[d];
+            for (c, &li) in cj[d + 1..].iter_mut().zip(l) {
+                *c -= li * u;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `C[rows × nc] -= Lp · Up` for one register tile. `C` starts at `chunk[at]` with column
@@ -668,11 +750,12 @@ mod tests {
         let mut lu = Lu::new(m, 16);
         let stop = AtomicBool::new(false);
         let mut stops = 0;
-        // Stop after every few progress reports, then continue with a different thread count.
+        let mut stages = std::collections::HashSet::new();
+        // Stop after a few progress reports, then continue with a different thread count.
         for round in 0.. {
             let calls = AtomicUsize::new(0);
             let stop_soon = |_: f64| {
-                if calls.fetch_add(1, Ordering::Relaxed) >= 2 {
+                if calls.fetch_add(1, Ordering::Relaxed) >= round % 4 {
                     stop.store(true, Ordering::Relaxed);
                 }
             };
@@ -681,6 +764,17 @@ mod tests {
                 Outcome::Finished => break,
                 Outcome::Stopped => stops += 1,
             }
+            stages.insert(match lu.stage() {
+                Stage::Panel => 0,
+                Stage::Update {
+                    next_factored: false,
+                    ..
+                } => 1,
+                Stage::Update {
+                    next_factored: true,
+                    ..
+                } => 2,
+            });
             // Round-trip through the saved parts, as a checkpoint does.
             lu = Lu::from_parts(
                 lu.n(),
@@ -693,6 +787,7 @@ mod tests {
             .unwrap();
         }
         assert!(stops > 5, "only {stops} stops");
+        assert_eq!(stages.len(), 3, "stopped only in stages {stages:?}");
         assert_eq!(bits(lu.matrix()), bits(want.matrix()));
         assert_eq!(lu.pivots(), want.pivots());
         let b = matrix::rhs(n, 3);
@@ -722,10 +817,17 @@ mod tests {
     #[test]
     fn from_parts_rejects_inconsistent_state() {
         let ok = |k, stage| Lu::from_parts(4, 2, vec![0.0; 16], vec![0, 1, 2, 3], k, stage);
+        let update = |upto, next_factored| Stage::Update {
+            upto,
+            next_factored,
+        };
         assert!(ok(2, Stage::Panel).is_ok());
-        assert!(ok(2, Stage::Update { upto: 4 }).is_ok());
+        assert!(ok(2, update(4, false)).is_ok());
+        assert!(ok(0, update(4, true)).is_ok());
         assert!(ok(1, Stage::Panel).is_err());
-        assert!(ok(2, Stage::Update { upto: 3 }).is_err());
+        assert!(ok(2, update(3, false)).is_err());
+        assert!(ok(0, update(3, true)).is_err());
+        assert!(ok(2, update(4, true)).is_err());
         assert!(Lu::from_parts(4, 2, vec![0.0; 15], vec![0, 1, 2, 3], 0, Stage::Panel).is_err());
         assert!(Lu::from_parts(4, 2, vec![0.0; 16], vec![1, 0, 2, 3], 0, Stage::Panel).is_err());
         assert!(Lu::from_parts(4, 0, vec![0.0; 16], vec![0, 1, 2, 3], 0, Stage::Panel).is_err());

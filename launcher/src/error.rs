@@ -92,6 +92,10 @@ impl LauncherError {
         let kind = classify(err);
         let hint = if kind == Kind::Unreachable {
             format!(" — is {service} running at that address?")
+        } else if service == "the supervisor" && matches!(err, FrameworkError::Unauthorized { .. })
+        {
+            " (for the supervisor: give its admin token with --admin-token or QOS_ADMIN_TOKEN)"
+                .to_owned()
         } else {
             String::new()
         };

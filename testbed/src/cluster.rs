@@ -531,7 +531,7 @@ impl Cluster {
             .join("agents")
             .join(&a.id)
             .join("tasks")
-            .join(sanitize_path(&task_id));
+            .join(crate::docker::container_name(&task_id));
         let meta = self.write_meta(&a.id, &task_id, spec.uuid.as_deref());
         let outcome = if kill_rx.borrow().is_some() {
             Outcome::Killed("killed before it started".to_owned())
@@ -893,7 +893,7 @@ impl Cluster {
                 .push(json!({
                     "id": id, "name": l.executor_name, "source": id, "container": container,
                     "directory": self.work_dir.join("agents").join(&a.id).join("tasks")
-                        .join(sanitize_path(id)).display().to_string(),
+                        .join(crate::docker::container_name(id)).display().to_string(),
                     "resources": resources, "tasks": [task], "queued_tasks": [], "completed_tasks": [],
                     "pid": l.pid, "command": l.command_line,
                 }));

@@ -1,0 +1,156 @@
+//! The Docker runtime against the private daemon (`scripts/test.d/docker.up` exports
+//! `DOCKER_HOST` and builds `qos-busybox:latest`). Skipped with a notice when no daemon answers,
+//! unless `QOS_REQUIRE_DOCKER=1`, which makes that a failure.
+
+mod support;
+
+use std::time::Duration;
+
+use frameworks::{ChronosJob, MarathonApp};
+use serde_json::json;
+use support::*;
+use testbed::{Config, RuntimeKind};
+
+const IMAGE: &str = "qos-busybox:latest";
+
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///run/qos-docker.sock".to_owned())
+}
+
+fn docker(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A docker testbed, or `None` (after a notice) when Docker is not usable and not required.
+async fn docker_bed() -> Option<Bed> {
+    let required = std::env::var("QOS_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = Config {
+        runtime: RuntimeKind::Docker,
+        docker_host: Some(docker_host()),
+        ..small()
+    };
+    let why = match testbed::serve(cfg.clone(), listener, std::future::pending()).await {
+        Ok(tb) => {
+            tb.stop().await;
+            if docker(&["image", "inspect", IMAGE]).is_some() {
+                return Some(start(cfg).await);
+            }
+            format!("image {IMAGE} is missing (bash scripts/docker-daemon image-busybox)")
+        }
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        !required,
+        "QOS_REQUIRE_DOCKER=1 but Docker is not usable: {why}"
+    );
+    eprintln!("NOTICE: skipping a Docker test: {why}");
+    None
+}
+
+#[tokio::test]
+async fn marathon_docker_app_runs_as_a_bounded_container_and_is_removed() {
+    let Some(bed) = docker_bed().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let id = format!("/{}", unique("dock-"));
+    bed.marathon
+        .create_app(&MarathonApp::try_from(json!({
+            "id": id, "cpus": 0.5, "mem": 64, "taskKillGracePeriodSeconds": 1,
+            "cmd": "env > /data/env.tmp && mv /data/env.tmp /data/env; exec sleep 60",
+            "container": {"type": "DOCKER",
+                "docker": {"image": IMAGE, "network": "HOST", "forcePullImage": false},
+                "volumes": [{"containerPath": "/data", "hostPath": dir.path().display().to_string(), "mode": "RW"}]},
+        })).unwrap())
+        .await
+        .unwrap();
+    let env = wait_for("the container's env", Duration::from_secs(30), || async {
+        env_file(&dir.path().join("env"))
+    })
+    .await;
+    assert_eq!(env_get(&env, "MARATHON_APP_DOCKER_IMAGE"), Some(IMAGE));
+    assert_eq!(env_get(&env, "MARATHON_APP_RESOURCE_CPUS"), Some("0.5"));
+    let task_id = env_get(&env, "MESOS_TASK_ID").unwrap().to_owned();
+    let task = wait_for("task running", Duration::from_secs(10), || async {
+        bed.marathon
+            .app_tasks(&id)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|t| t.is_running())
+    })
+    .await;
+    assert_eq!(task.id, task_id);
+    let agent = task.slave_id.clone().unwrap();
+    let inspect = docker(&[
+        "inspect", "-f",
+        "{{.Id}}|{{.HostConfig.NanoCpus}}|{{.HostConfig.NetworkMode}}|{{index .Config.Labels \"MESOS_TASK_ID\"}}|{{.HostConfig.CgroupParent}}",
+        &task_id,
+    ])
+    .expect("a container named after the task id");
+    let parts: Vec<&str> = inspect.split('|').collect();
+    assert_eq!(parts[1], "500000000");
+    assert_eq!(parts[2], "host");
+    assert_eq!(parts[3], task_id);
+    if cgroups(&bed) {
+        let prefix = &bed.testbed.config().cgroup_prefix;
+        assert_eq!(parts[4], format!("/{prefix}/{agent}"));
+        let quota = task_cpu_cgroup(&bed, &agent, parts[0]).join("cpu.cfs_quota_us");
+        assert_eq!(read_trim(&quota).as_deref(), Some("50000"));
+    }
+    let mut stats = None;
+    for a in &bed.agents {
+        stats = stats.or(a.statistics_for(&task_id).await.unwrap());
+    }
+    assert_eq!(
+        stats.expect("agent statistics").statistics.cpus_limit,
+        Some(0.5)
+    );
+    bed.marathon.delete_app(&id, false).await.unwrap();
+    wait_for(
+        "the container to be removed",
+        Duration::from_secs(15),
+        || async { docker(&["inspect", &task_id]).is_none().then_some(()) },
+    )
+    .await;
+    bed.testbed.stop().await;
+}
+
+#[tokio::test]
+async fn chronos_docker_job_runs_in_its_image() {
+    let Some(bed) = docker_bed().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("dockjob-");
+    bed.chronos
+        .add_scheduled_job(&ChronosJob::try_from(json!({
+            "name": name, "schedule": "R1//PT1H", "cpus": "0.5", "mem": "64", "async": "false",
+            "command": "echo $CHRONOS_JOB_NAME > /shared/out",
+            "container": {"type": "DOCKER", "image": IMAGE, "network": "HOST",
+                "volumes": [{"containerPath": "/shared", "hostPath": dir.path().display().to_string(), "mode": "RW"}]},
+        })).unwrap())
+        .await
+        .unwrap();
+    wait_for("one success", Duration::from_secs(30), || async {
+        let j = bed.chronos.get_job(&name).await.ok()?;
+        (j.success_count() == Some(1)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        read_trim(&dir.path().join("out")).as_deref(),
+        Some(name.as_str())
+    );
+    bed.testbed.stop().await;
+}

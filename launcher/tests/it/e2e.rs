@@ -4,8 +4,8 @@
 //! job's own token, the supervisor completes the job and deletes it from Chronos — and never
 //! forces an extra run (the contract of `launcher::rewrite::chronos`).
 //!
-//! Still to add once they are committed: the same through the testbed's Chronos and Marathon
-//! emulators with the real shell-trap.
+//! A second test runs the whole path for real on the testbed's Chronos emulator. Still to add
+//! once shell-trap is committed: a Marathon app through the testbed's Marathon emulator.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -203,6 +203,119 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
     // `list` shows it by name.
     let out = launcher(&["list", "-i", &url, "--admin-token", ADMIN]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("e2eLinpack"));
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
+/// The whole path for real: the launcher submits a thesis-format job to the testbed's Chronos
+/// emulator, which runs the rewritten command (`/bin/sh -c`, a real process) on its schedule; each
+/// run reports to the real supervisor with the job's token; the supervisor completes the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn thesis_format_job_runs_on_the_testbed_chronos_and_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bed_config = testbed::Config {
+        agents: 1,
+        cpus_per_agent: 2.0,
+        process_kill_grace_secs: 1.0,
+        meta_dir: dir.path().join("meta"),
+        ..testbed::Config::default()
+    };
+    let bed = testbed::serve(bed_config, bed_listener, std::future::pending())
+        .await
+        .expect("testbed starts");
+    let chronos_url = bed.urls().chronos.clone();
+    let creds = dir.path().join("chronos.json");
+    std::fs::write(
+        &creds,
+        json!({"url": chronos_url, "user": "", "password": ""}).to_string(),
+    )
+    .unwrap();
+
+    let db = dir.path().join("supervisor.db");
+    let args = supervisor::Args::try_parse_from([
+        "supervisor",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db.display().to_string(),
+        "--admin-token",
+        ADMIN,
+        "-c",
+        &creds.display().to_string(),
+        "--chronos-api",
+        "v2",
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = supervisor::url_of(listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(supervisor::run(args.resolve().unwrap(), listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let name = format!("e2eTestbed{}", std::process::id());
+    let job = dir.path().join("job.json");
+    std::fs::write(
+        &job,
+        json!({"schedule": "R3//PT2S", "name": name, "cpus": "0.5", "mem": "64",
+               "command": "sleep 0.3; echo \"it's iteration $((1 + 1))\"", "owner": "e2e",
+               "async": "false", "qos": {"duration": 1, "desv_deadline": 0.2, "deadline": 120}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = launcher(&[
+        "-j",
+        &job.display().to_string(),
+        "-c",
+        &creds.display().to_string(),
+        "-i",
+        &url,
+        "--admin-token",
+        ADMIN,
+        "-o",
+        "json",
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uuid = serde_json::from_slice::<Value>(&out.stdout).unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let out = launcher(&[
+            "status",
+            &uuid,
+            "-i",
+            &url,
+            "--admin-token",
+            ADMIN,
+            "-o",
+            "json",
+        ])
+        .await;
+        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if last["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last["state"], "completed", "{last:#}");
+    assert_eq!(last["remaining_iterations"], 0, "{last:#}");
+    let reports = last["reports"].as_array().expect("reports");
+    assert_eq!(
+        reports.len(),
+        3,
+        "exactly the three scheduled runs: {last:#}"
+    );
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;

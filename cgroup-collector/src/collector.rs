@@ -174,7 +174,12 @@ pub struct Collector {
     resets_total: u64,
     budget: FdBudget,
     buf: Vec<u8>,
+    /// After a Docker API failure, no lookups until then (a hung daemon must not stall passes).
+    docker_retry_at: Option<tokio::time::Instant>,
 }
+
+/// Pause of Docker lookups after the API failed.
+pub const DOCKER_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Descriptors kept free for sockets and ordinary reads when sizing the [`FdBudget`].
 pub const RESERVED_FDS: u64 = 256;
@@ -211,6 +216,7 @@ impl Collector {
             resets_total: 0,
             budget,
             buf: Vec::with_capacity(4096),
+            docker_retry_at: None,
         }
     }
 
@@ -249,7 +255,14 @@ impl Collector {
                     continue;
                 }
                 if let Some(t) = self.tracked.get_mut(&c.rel) {
-                    if (t.found.dirs.version() == 2) == c.v2 && t.found.runtime == c.runtime {
+                    // A v1 cgroup found before its `cpu` twin existed is looked at again now
+                    // and then, so its limit is not missed for good.
+                    let recheck = matches!(t.found.dirs, CgroupDirs::V1 { cpu: None, .. })
+                        && pass % MAP_RETRY_PASSES == 0;
+                    if (t.found.dirs.version() == 2) == c.v2
+                        && t.found.runtime == c.runtime
+                        && !recheck
+                    {
                         t.last_seen = pass;
                         seen.insert(c.rel);
                         continue;
@@ -315,6 +328,9 @@ impl Collector {
     pub async fn resolve(&mut self) {
         let pass = self.pass;
         let mut docker_down: Option<RuntimeError> = None;
+        let docker_paused = self
+            .docker_retry_at
+            .is_some_and(|t| tokio::time::Instant::now() < t);
         for t in self.tracked.values_mut() {
             if t.mapped || t.last_seen != pass || t.next_map_try > pass {
                 continue;
@@ -323,7 +339,8 @@ impl Collector {
             match t.found.runtime {
                 Runtime::Docker => {
                     let Some(rt) = &self.runtime else { continue };
-                    if docker_down.is_some() {
+                    if docker_down.is_some() || docker_paused {
+                        t.next_map_try = pass; // try again once the API is back
                         continue;
                     }
                     match rt.inspect(&t.found.id).await {
@@ -334,7 +351,10 @@ impl Collector {
                             t.mapped = true;
                         }
                         Ok(None) => {}
-                        Err(e) => docker_down = Some(e),
+                        Err(e) => {
+                            docker_down = Some(e);
+                            t.next_map_try = pass;
+                        }
                     }
                 }
                 Runtime::Mesos | Runtime::Testbed | Runtime::Named => {
@@ -355,6 +375,7 @@ impl Collector {
             }
         }
         if let Some(e) = docker_down {
+            self.docker_retry_at = Some(tokio::time::Instant::now() + DOCKER_RETRY);
             tracing::warn!(cause = %e, "docker API unavailable; docker containers stay unmapped for now");
         }
     }
@@ -434,4 +455,121 @@ pub fn epoch_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::runtime::ContainerInfo;
+
+    #[derive(Debug, Default)]
+    struct FakeDocker {
+        down: Mutex<bool>,
+        calls: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl ContainerRuntime for FakeDocker {
+        async fn inspect(&self, _id: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+            *self.calls.lock().unwrap() += 1;
+            if *self.down.lock().unwrap() {
+                return Err(RuntimeError::Unreachable {
+                    host: "fake".into(),
+                    message: "down".into(),
+                });
+            }
+            Ok(Some(ContainerInfo {
+                name: "0123456789abcdef0123456789abcdef".into(),
+                ..Default::default()
+            }))
+        }
+        async fn set_cpus(&self, _id: &str, _cpus: f64) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+    }
+
+    fn v1(root: &Path, rel: &str, with_cpu: bool) {
+        let a = root.join("cpuacct").join(rel);
+        fs::create_dir_all(&a).unwrap();
+        fs::write(a.join("cpuacct.usage"), "1000\n").unwrap();
+        fs::write(a.join("cpuacct.stat"), "user 0\nsystem 0\n").unwrap();
+        fs::create_dir_all(root.join("cpu")).unwrap();
+        if with_cpu {
+            let c = root.join("cpu").join(rel);
+            fs::create_dir_all(&c).unwrap();
+            fs::write(c.join("cpu.cfs_quota_us"), "50000\n").unwrap();
+            fs::write(c.join("cpu.cfs_period_us"), "100000\n").unwrap();
+        }
+    }
+
+    fn cfg(root: &Path) -> CollectorConfig {
+        CollectorConfig {
+            roots: Roots::detect(root),
+            testbed_prefix: "qos-testbed".into(),
+            testbed_meta_dir: root.join("meta"),
+            proc_root: root.join("proc"),
+            named: Vec::new(),
+            discover: true,
+            clk_tck: 100,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn docker_outage_pauses_lookups_then_maps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let id = "f".repeat(64);
+        v1(tmp.path(), &format!("docker/{id}"), true);
+        v1(tmp.path(), &format!("docker/{}", "e".repeat(64)), true);
+        let fake = Arc::new(FakeDocker {
+            down: Mutex::new(true),
+            ..FakeDocker::default()
+        });
+        let mut c = Collector::with_budget(cfg(tmp.path()), Some(fake.clone()), FdBudget::new(64));
+        let s = c.collect(1.0).await;
+        assert_eq!(s.containers.len(), 2);
+        assert!(s.containers.iter().all(|c| c.uuid.is_none()));
+        assert_eq!(
+            *fake.calls.lock().unwrap(),
+            1,
+            "one failed call, not one per container"
+        );
+        for _ in 0..5 {
+            c.collect(2.0).await;
+        }
+        assert_eq!(
+            *fake.calls.lock().unwrap(),
+            1,
+            "paused while the API is down"
+        );
+        *fake.down.lock().unwrap() = false;
+        tokio::time::advance(DOCKER_RETRY).await;
+        let s = c.collect(3.0).await;
+        assert!(
+            s.containers
+                .iter()
+                .all(|c| c.uuid.as_deref() == Some("0123456789abcdef0123456789abcdef"))
+        );
+        assert_eq!(s.allocated_cpus(), 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_cpu_twin_created_late_is_picked_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        v1(tmp.path(), "qos-testbed/a/t", false);
+        let mut c = Collector::with_budget(cfg(tmp.path()), None, FdBudget::new(64));
+        let s = c.collect(1.0).await;
+        assert_eq!(s.containers[0].quota_cpus, None);
+        v1(tmp.path(), "qos-testbed/a/t", true);
+        let mut quota = None;
+        for _ in 0..MAP_RETRY_PASSES {
+            quota = c.collect(2.0).await.containers[0].quota_cpus;
+        }
+        assert_eq!(quota, Some(0.5));
+    }
 }

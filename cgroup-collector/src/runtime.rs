@@ -15,6 +15,10 @@ use tokio::sync::OnceCell;
 
 use crate::mapping::is_job_uuid;
 
+/// Per-request timeout towards the Docker daemon, seconds (a lookup runs inside a collection
+/// pass; `docker update` answers within this too).
+pub const REQUEST_TIMEOUT_SECS: u64 = 5;
+
 /// Docker label carrying the job UUID.
 pub const UUID_LABEL: &str = "qos.uuid";
 
@@ -96,9 +100,9 @@ impl DockerRuntime {
             message: e.to_string(),
         };
         let client = if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(host, 10, bollard::API_DEFAULT_VERSION)
+            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
         } else {
-            Docker::connect_with_unix(host, 10, bollard::API_DEFAULT_VERSION)
+            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
         }
         .map_err(unreachable)?;
         Ok(Self {

@@ -750,7 +750,6 @@ mod tests {
         let mut lu = Lu::new(m, 16);
         let stop = AtomicBool::new(false);
         let mut stops = 0;
-        let mut stages = std::collections::HashSet::new();
         // Stop after a few progress reports, then continue with a different thread count.
         for round in 0.. {
             let calls = AtomicUsize::new(0);
@@ -764,17 +763,7 @@ mod tests {
                 Outcome::Finished => break,
                 Outcome::Stopped => stops += 1,
             }
-            stages.insert(match lu.stage() {
-                Stage::Panel => 0,
-                Stage::Update {
-                    next_factored: false,
-                    ..
-                } => 1,
-                Stage::Update {
-                    next_factored: true,
-                    ..
-                } => 2,
-            });
+
             // Round-trip through the saved parts, as a checkpoint does.
             lu = Lu::from_parts(
                 lu.n(),
@@ -787,11 +776,60 @@ mod tests {
             .unwrap();
         }
         assert!(stops > 5, "only {stops} stops");
-        assert_eq!(stages.len(), 3, "stopped only in stages {stages:?}");
         assert_eq!(bits(lu.matrix()), bits(want.matrix()));
         assert_eq!(lu.pivots(), want.pivots());
         let b = matrix::rhs(n, 3);
         assert_eq!(bits(&lu.solve(&b)), bits(&want.solve(&b)));
+    }
+
+    #[test]
+    fn every_stage_can_be_stopped_in_and_resumed_from() {
+        let n = 100;
+        let m = Matrix::random(n, 8);
+        let want = factor(&m, 16, 1);
+        let mut stages = std::collections::HashSet::new();
+        for after in 0..12 {
+            let mut lu = Lu::new(m.clone(), 16);
+            // `after == 0`: stopped before it starts, in the panel stage.
+            let stop = AtomicBool::new(after == 0);
+            let calls = AtomicUsize::new(1);
+            let stop_after = |_: f64| {
+                if calls.fetch_add(1, Ordering::Relaxed) >= after {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            };
+            // One thread: the stop point is deterministic.
+            assert_eq!(lu.factor(1, &stop, &stop_after).unwrap(), Outcome::Stopped);
+            stages.insert(match lu.stage() {
+                Stage::Panel => "panel",
+                Stage::Update {
+                    next_factored: false,
+                    ..
+                } => "update",
+                Stage::Update {
+                    next_factored: true,
+                    ..
+                } => "update with the next panel factored",
+            });
+            let mut lu = Lu::from_parts(
+                n,
+                16,
+                lu.matrix().to_vec(),
+                lu.pivots().to_vec(),
+                lu.column(),
+                lu.stage(),
+            )
+            .unwrap();
+            let out = lu.factor(2, &AtomicBool::new(false), &no_progress).unwrap();
+            assert_eq!(out, Outcome::Finished);
+            assert_eq!(
+                bits(lu.matrix()),
+                bits(want.matrix()),
+                "stopped after {after}"
+            );
+            assert_eq!(lu.pivots(), want.pivots());
+        }
+        assert_eq!(stages.len(), 3, "{stages:?}");
     }
 
     #[test]

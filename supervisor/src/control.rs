@@ -253,6 +253,7 @@ fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
 
 /// Reconciles one job.
 pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
+    sh.metrics.reconciled();
     let now = sh.clock.now();
     let Some(mut snap) = snapshot(sh, uuid, now) else {
         return Next::Done;
@@ -364,6 +365,7 @@ fn event_row(
 
 /// Metrics, log and (when it says something new) history for a decision.
 fn record_decision(sh: &Shared, uuid: &str, now: f64, d: &Decision, want: Option<Cpus>) {
+    sh.metrics.decided();
     let mut st = sh.lock();
     let Some(e) = st.jobs.get_mut(uuid) else {
         return;
@@ -575,7 +577,6 @@ async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus,
                         n.reserved = n.reserved + (applied - from);
                     }
                 }
-                sh.metrics.reconciled(false);
                 tracing::info!(from = %from, to = %applied, restart, "resize applied");
                 // Write-through: the resize is durable before the job is looked at again.
                 (next, Some(sh.store.submit(ops)))
@@ -601,7 +602,7 @@ async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus,
                         format!("resize {from} → {cpus} CPU not applied: {message}"),
                     ))]);
                 }
-                sh.metrics.reconciled(true);
+                sh.metrics.apply_failed();
                 if first || !not_configured {
                     tracing::warn!(from = %from, to = %cpus, failures, error = %message, "resize not applied");
                 }
@@ -713,7 +714,7 @@ async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next
             e.rt.failures = failures + 1;
             e.rt.last_error = Some(err.to_string());
             tracing::warn!(error = %err, failures = e.rt.failures, "removing the finished job from its framework failed; retrying");
-            sh.metrics.reconciled(true);
+            sh.metrics.apply_failed();
             Next::After(backoff(&sh.config.control, e.rt.failures))
         }
     }

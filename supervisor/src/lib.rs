@@ -288,6 +288,18 @@ impl Supervisor {
         self.shared.clock.now()
     }
 
+    /// Decisions the control loop has made since start (benchmarks, tests).
+    #[must_use]
+    pub fn decisions(&self) -> u64 {
+        self.shared.metrics.decisions()
+    }
+
+    /// Jobs in memory.
+    #[must_use]
+    pub fn job_count(&self) -> usize {
+        self.shared.lock().jobs.len()
+    }
+
     /// Writes every pending change (CPU samples are written behind) and waits for the disk.
     ///
     /// # Errors

@@ -80,6 +80,7 @@ pub(crate) struct Metrics {
     latency: HistFamily,
     reconciles: Counter,
     reconcile_errors: Counter,
+    decisions: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -105,6 +106,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             reconciles: Counter::default(),
             reconcile_errors: Counter::default(),
+            decisions: Counter::default(),
         };
         registry.register(
             "qos_prediction_vs_deadline_seconds",
@@ -172,8 +174,13 @@ impl Metrics {
             m.reconciles.clone(),
         );
         registry.register(
+            "qos_decisions",
+            "Decisions made by the control loop",
+            m.decisions.clone(),
+        );
+        registry.register(
             "qos_reconcile_errors",
-            "Reconciles whose apply failed (retried with backoff)",
+            "Resizes or cleanups that failed (retried with backoff)",
             m.reconcile_errors.clone(),
         );
         Self {
@@ -260,11 +267,21 @@ impl Metrics {
             .observe(secs);
     }
 
-    pub(crate) fn reconciled(&self, failed: bool) {
+    pub(crate) fn reconciled(&self) {
         self.reconciles.inc();
-        if failed {
-            self.reconcile_errors.inc();
-        }
+    }
+
+    pub(crate) fn apply_failed(&self) {
+        self.reconcile_errors.inc();
+    }
+
+    pub(crate) fn decided(&self) {
+        self.decisions.inc();
+    }
+
+    /// Decisions made so far.
+    pub(crate) fn decisions(&self) -> u64 {
+        self.decisions.get()
     }
 
     /// The Prometheus text exposition.

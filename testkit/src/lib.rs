@@ -4,8 +4,12 @@
 //! - [`FakeMarathon`] and [`FakeChronos`]: in-memory implementations of
 //!   [`frameworks::MarathonApi`] and [`frameworks::ChronosApi`] that record every call and can be
 //!   told to fail (a queued error, a deployment lock, an outage).
+//! - [`http`]: the same fakes served over real HTTP on `127.0.0.1:0` with the REST routes the
+//!   real clients call (Marathon `/v2/apps`, Chronos 2.x `/scheduler/*`), for end-to-end tests
+//!   of binaries.
 
 mod chronos;
+pub mod http;
 mod marathon;
 
 pub use chronos::{ChronosCall, FakeChronos};

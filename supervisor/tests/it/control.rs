@@ -569,3 +569,96 @@ async fn metrics_per_job_and_retirement() {
     );
     h.sup.stop().await;
 }
+
+/// Two jobs on one node that is short of CPU: the node's CPUs go to the job with less slack
+/// first, and the allocations never exceed what the node has.
+#[tokio::test(start_paused = true)]
+async fn a_short_node_serves_least_laxity_first() {
+    let h = Harness::start(opts(Policy::default())).await;
+    let node =
+        json!({"id": "node-1", "hostname": "agent1", "cpus": 2.3, "memory_bytes": 1u64 << 30});
+    assert_eq!(
+        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (a, b) = (uuid(12), uuid(13));
+    for (u, name, deadline) in [(&a, "tight", 480), (&b, "loose", 700)] {
+        h.marathon.add_app(name, 1.0);
+        let reg = json!({"uuid": u, "name": name, "framework": "marathon", "qos": {"duration": 400, "deadline": deadline, "desv_deadline": 0.1}, "cpus": 1.0});
+        assert_eq!(
+            h.admin("POST", "/api/v1/jobs", Some(&reg.to_string()))
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+    }
+    let over = std::sync::atomic::AtomicBool::new(false);
+    let beats = async {
+        for t in 0..400u64 {
+            let used =
+                h.marathon.cpus("tight").unwrap_or(0.0) + h.marathon.cpus("loose").unwrap_or(0.0);
+            if used > 2.3 + 1e-9 {
+                over.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            let b = json!({"at": T0 + t as f64, "free_cpus": (2.3 - used).max(0.0), "allocated_cpus": used, "load1": 2.0}).to_string();
+            let _ = h
+                .admin("POST", "/api/v1/nodes/node-1/heartbeat", Some(&b))
+                .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    let ta = MarathonTask {
+        h: &h,
+        uuid: a.clone(),
+        app: "tight".into(),
+        work: 560.0,
+        gap: 10.0,
+        in_place: false,
+        progress: true,
+    };
+    let tb = MarathonTask {
+        h: &h,
+        uuid: b.clone(),
+        app: "loose".into(),
+        work: 700.0,
+        gap: 10.0,
+        in_place: false,
+        progress: true,
+    };
+    let (fa, _fb, ()) = tokio::join!(ta.run(800), tb.run(800), beats);
+    assert!(
+        !over.load(std::sync::atomic::Ordering::SeqCst),
+        "allocations exceeded the node"
+    );
+    assert!(
+        fa.is_some_and(|f| f <= 480.0),
+        "the tight job met its deadline: {fa:?}"
+    );
+    let grown = |id: &str| {
+        h.marathon.calls().into_iter().any(
+            |c| matches!(c, MarathonCall::SetCpus { id: ref i, cpus, .. } if i == id && cpus > 1.0),
+        )
+    };
+    assert!(grown("/tight"), "{:?}", h.marathon.calls());
+    let (_, hist) = h
+        .admin("GET", &format!("/api/v1/jobs/{b}/history"), None)
+        .await;
+    let limited = hist.as_array().unwrap().iter().any(|r| {
+        r["reason"]
+            .as_str()
+            .is_some_and(|t| t.contains("less slack first"))
+    });
+    let loose_first_grow = h.marathon.calls().into_iter().position(
+        |c| matches!(c, MarathonCall::SetCpus { ref id, cpus, .. } if id == "/loose" && cpus > 1.0),
+    );
+    let tight_first_grow = h.marathon.calls().into_iter().position(
+        |c| matches!(c, MarathonCall::SetCpus { ref id, cpus, .. } if id == "/tight" && cpus > 1.0),
+    );
+    assert!(
+        limited || loose_first_grow.is_none() || tight_first_grow < loose_first_grow,
+        "{hist}"
+    );
+    h.sup.stop().await;
+}

@@ -4,6 +4,7 @@
 
 mod api;
 mod control;
+mod e2e;
 mod fuzz;
 mod persistence;
 mod support;

@@ -1,0 +1,184 @@
+//! The fakes over real HTTP: a loopback server per fake with the routes the real clients use.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use frameworks::{ChronosApi, ChronosJob, FrameworkError, MarathonApi};
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+
+use crate::{FakeChronos, FakeMarathon};
+
+/// A running fake server; stops when dropped.
+#[derive(Debug)]
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+async fn serve(router: Router) -> std::io::Result<Served> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(Served { url, handle })
+}
+
+fn error(e: &FrameworkError) -> Response {
+    let (status, body) = match e {
+        FrameworkError::NotFound { message, .. } => {
+            (StatusCode::NOT_FOUND, json!({"message": message}))
+        }
+        FrameworkError::Locked {
+            message,
+            deployments,
+            ..
+        } => (
+            StatusCode::CONFLICT,
+            json!({"message": message, "deployments": deployments.iter().map(|d| json!({"id": d})).collect::<Vec<_>>()}),
+        ),
+        FrameworkError::Conflict { message, .. } => {
+            (StatusCode::CONFLICT, json!({"message": message}))
+        }
+        FrameworkError::Server { status, body, .. } => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            json!({"message": body}),
+        ),
+        other => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"message": other.to_string()}),
+        ),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn flag(q: &Map<String, Value>, name: &str) -> bool {
+    q.get(name).and_then(Value::as_str) == Some("true")
+}
+
+/// Serves `fake` as Marathon's `/v2/apps` API.
+///
+/// # Errors
+/// When no loopback port can be bound.
+pub async fn serve_marathon(fake: Arc<FakeMarathon>) -> std::io::Result<Served> {
+    async fn get_app(State(f): State<Arc<FakeMarathon>>, Path(id): Path<String>) -> Response {
+        match f.get_app(&id).await {
+            Ok(app) => axum::Json(json!({"app": app})).into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    async fn put_app(
+        State(f): State<Arc<FakeMarathon>>,
+        Path(id): Path<String>,
+        Query(q): Query<Map<String, Value>>,
+        body: Bytes,
+    ) -> Response {
+        let force = flag(&q, "force");
+        let patch: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
+        let r = if let Some(cpus) = patch.get("cpus").and_then(Value::as_f64) {
+            f.set_app_cpus(&id, cpus, force).await
+        } else if let Some(n) = patch.get("instances").and_then(Value::as_u64) {
+            f.scale_app(&id, u32::try_from(n).unwrap_or(u32::MAX), force)
+                .await
+        } else {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({"message": "fake: only cpus or instances"})),
+            )
+                .into_response();
+        };
+        match r {
+            Ok(d) => axum::Json(json!({"deploymentId": d.deployment_id, "version": d.version}))
+                .into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    async fn delete_app(
+        State(f): State<Arc<FakeMarathon>>,
+        Path(id): Path<String>,
+        Query(q): Query<Map<String, Value>>,
+    ) -> Response {
+        match f.delete_app(&id, flag(&q, "force")).await {
+            Ok(d) => axum::Json(json!({"deploymentId": d.deployment_id, "version": d.version}))
+                .into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    let router = Router::new()
+        .route(
+            "/v2/apps/{*id}",
+            get(get_app).put(put_app).delete(delete_app),
+        )
+        .route("/v2/deployments", get(|| async { axum::Json(json!([])) }))
+        .with_state(fake);
+    serve(router).await
+}
+
+/// Serves `fake` as Chronos 2.x (`/scheduler/*`).
+///
+/// # Errors
+/// When no loopback port can be bound.
+pub async fn serve_chronos(fake: Arc<FakeChronos>) -> std::io::Result<Served> {
+    async fn search(
+        State(f): State<Arc<FakeChronos>>,
+        Query(q): Query<Map<String, Value>>,
+    ) -> Response {
+        let name = q
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match f.find_job(&name).await {
+            Ok(found) => axum::Json(json!(found.into_iter().collect::<Vec<_>>())).into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    async fn upsert(State(f): State<Arc<FakeChronos>>, body: Bytes) -> Response {
+        let Ok(job) = serde_json::from_slice::<ChronosJob>(&body) else {
+            return (StatusCode::BAD_REQUEST, "not a job").into_response();
+        };
+        match f.put_job(&job).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    async fn start(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
+        match f.start_job(&name).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    async fn delete(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
+        match f.delete_job(&name).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    async fn kill(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
+        match f.kill_job_tasks(&name).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error(&e),
+        }
+    }
+    let router = Router::new()
+        .route("/scheduler/jobs/search", get(search))
+        .route("/scheduler/iso8601", post(upsert))
+        .route("/scheduler/dependency", post(upsert))
+        .route("/scheduler/job/{name}", put(start).delete(delete))
+        .route("/scheduler/task/kill/{name}", axum::routing::delete(kill))
+        .with_state(fake);
+    serve(router).await
+}

@@ -126,7 +126,7 @@ async fn quota_equals_requested_cpus_and_cleanup_removes_everything() {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     // `/bin/sh -c 'sleep 60'` (dash then execs the single command itself).
     assert!(
-        cmdline == b"/bin/sh\0-c\0sleep 60\0" || cmdline == b"sleep\060\0",
+        cmdline == b"/bin/sh\0-c\0sleep 60\0" || cmdline == b"sleep\x0060\x00",
         "{:?}",
         String::from_utf8_lossy(&cmdline)
     );

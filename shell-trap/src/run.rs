@@ -1,0 +1,472 @@
+//! One incarnation from start to exit.
+//!
+//! 1. **Prepare** (a SIGTERM/SIGINT now exits 0 at once: nothing runs yet, nothing to save):
+//!    lock the job's store (waiting up to the grace period for a live previous incarnation),
+//!    deal with a leftover container (docker), choose the strategy, prepare the incarnation
+//!    directory (restoring the newest complete checkpoint for `app`/`criu`), start the job.
+//! 2. **Report the start** in the background: `/initMarathonApp {uuid, started_at, restored}`.
+//! 3. **Supervise**: forward SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2; wait for the job's exit or a stop.
+//! 4. **The job ends by itself**: report `/endMarathonApp {uuid, finished_at, exit_code}` (after
+//!    the start report; for `--report-timeout` at most, cut to the grace period if a SIGTERM
+//!    comes meanwhile), delete the job's checkpoints, remove the container, exit with its status.
+//! 5. **SIGTERM/SIGINT**: within `--grace` seconds — checkpoint (`criu`) or ask the job to save
+//!    and stop (`app`: SIGTERM, exit 0 expected) or just stop it (`none`, with a warning that the
+//!    work is lost), seal the checkpoint, remove the container, exit 0. Nothing is reported as an
+//!    end. The job's part ends `min(grace/5, 3 s)` before the deadline, leaving time to seal and
+//!    clean up. A second SIGTERM/SIGINT (not a duplicate within 0.5 s) kills the job at once and
+//!    exits 128+signal; the previous complete checkpoint stays the one to restore.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cgroup::OwnCgroup;
+use crate::cli::{
+    CONTAINER_CHECKPOINT_DIR, CgroupMode, Launch, RuntimeKind, Settings, StrategyArg,
+};
+use crate::docker::{ContainerSpec, DockerClient, criu_dir, owner_token};
+use crate::error::{EXIT_CHECKPOINT_FAILED, EXIT_SETUP, EXIT_STOPPED, SetupError};
+use crate::process::ProcessJob;
+use crate::report::Reporter;
+use crate::runtime::{Job, StopOutcome};
+use crate::signals::{Event, Signals, exit_status_for};
+use crate::store::{Incarnation, Store, StoreError, epoch_now};
+use crate::strategy::{Decision, Strategy, decide};
+
+/// A started job and what goes with it.
+struct Started<J> {
+    job: J,
+    store: Store,
+    inc: Incarnation,
+    strategy: Strategy,
+}
+
+fn store_err(s: &Settings, e: StoreError) -> SetupError {
+    match e {
+        StoreError::Busy(p) => SetupError::Busy(format!(
+            "{} is still held after {:.0} s by another live shell-trap of job {}: refusing to \
+             start a second incarnation beside it",
+            p.display(),
+            s.grace.as_secs_f64(),
+            s.uuid
+        )),
+        other => SetupError::store(&s.job_dir, other),
+    }
+}
+
+/// A flag value as written on the command line.
+fn value_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// Runs the job; returns shell-trap's exit status.
+pub async fn run(settings: Settings, signals: &mut Signals) -> i32 {
+    match run_inner(&settings, signals).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// The next stop request, ignoring forwardable signals (nothing runs yet to forward them to).
+async fn stop_signal(signals: &mut Signals) -> nix::sys::signal::Signal {
+    loop {
+        if let Event::Stop(s) = signals.recv().await {
+            return s;
+        }
+    }
+}
+
+async fn run_inner(s: &Settings, signals: &mut Signals) -> Result<i32, SetupError> {
+    let reporter = Reporter::new(&s.supervisor, &s.uuid)
+        .map_err(|e| SetupError::invalid("--supervisor", e.to_string()))?;
+    tracing::info!(
+        "shell-trap {}: job {}, {} runtime, strategy {}{}, CPUs {}, grace {:.1} s",
+        env!("CARGO_PKG_VERSION"),
+        s.uuid,
+        value_name(&s.launch.kind()),
+        value_name(&s.strategy),
+        s.fallback
+            .map(|f| format!(" (fallback {})", value_name(&f)))
+            .unwrap_or_default(),
+        s.cpus
+            .map_or_else(|| "unbounded".to_owned(), |c| c.to_string()),
+        s.grace.as_secs_f64(),
+    );
+    if s.cpus.is_none() && s.launch.kind() == RuntimeKind::Docker {
+        tracing::warn!(
+            "no CPU bound: neither --cpus nor MARATHON_APP_RESOURCE_CPUS is set, so the \
+             container may use every CPU of the host"
+        );
+    }
+    macro_rules! start_then_supervise {
+        ($prepare:expr) => {{
+            let started = tokio::select! {
+                r = $prepare => r?,
+                sig = stop_signal(signals) => {
+                    tracing::info!("{sig} before the job started: nothing to checkpoint; exiting");
+                    return Ok(EXIT_STOPPED);
+                }
+            };
+            supervise(s, started, &reporter, signals).await
+        }};
+    }
+    match &s.launch {
+        Launch::Process { argv, cgroup } => start_then_supervise!(start_process(s, argv, *cgroup)),
+        Launch::Docker {
+            image,
+            cmd,
+            options,
+        } => start_then_supervise!(start_docker(s, image, cmd, options)),
+    }
+}
+
+/// `prepare` on the blocking pool.
+async fn prepare_inc(
+    s: &Settings,
+    store: Store,
+    restore: Option<Strategy>,
+) -> Result<(Store, Incarnation), SetupError> {
+    let (store, r) = tokio::task::spawn_blocking(move || {
+        let r = store.prepare(restore.map(Strategy::as_str));
+        (store, r)
+    })
+    .await
+    .map_err(|e| SetupError::Runtime(format!("preparing the checkpoint directory: {e}")))?;
+    let inc = r.map_err(|e| store_err(s, e))?;
+    Ok((store, inc))
+}
+
+fn log_decision(d: &Decision) {
+    if d.strategy == Strategy::None {
+        tracing::warn!(
+            "checkpoint strategy none ({}): a restart begins from scratch and loses the work done",
+            d.why
+        );
+    } else {
+        tracing::info!("checkpoint strategy {} ({})", d.strategy, d.why);
+    }
+}
+
+fn log_incarnation(inc: &Incarnation, strategy: Strategy) {
+    match inc.restored_from {
+        Some(from) => tracing::info!(
+            "incarnation {}: restoring the checkpoint of incarnation {from} ({} bytes)",
+            inc.seq,
+            inc.restored_bytes
+        ),
+        None if inc.seq > 1 && strategy == Strategy::None => tracing::warn!(
+            "incarnation {}: starting from scratch (strategy none): the work of the earlier \
+             incarnation(s) is lost",
+            inc.seq
+        ),
+        None if inc.seq > 1 => tracing::warn!(
+            "incarnation {}: no complete checkpoint to restore; starting from scratch",
+            inc.seq
+        ),
+        None => tracing::info!("incarnation 1: first start"),
+    }
+}
+
+/// The `QOS_*` variables the job gets.
+fn job_env(
+    s: &Settings,
+    inc: &Incarnation,
+    strategy: Strategy,
+    ckpt_dir: &str,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("QOS_UUID".to_owned(), s.uuid.clone()),
+        ("QOS_SUPERVISOR_URL".to_owned(), s.supervisor_url.clone()),
+        ("QOS_INCARNATION".to_owned(), inc.seq.to_string()),
+        (
+            "QOS_RESTORED".to_owned(),
+            if inc.restored_from.is_some() {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
+        ),
+    ];
+    if let Some(t) = &s.report_token {
+        env.push(("QOS_REPORT_TOKEN".to_owned(), t.clone()));
+    }
+    if let Some(c) = s.cpus {
+        env.push(("QOS_CPUS".to_owned(), c.to_string()));
+    }
+    if strategy == Strategy::App {
+        env.push(("QOS_CHECKPOINT_DIR".to_owned(), ckpt_dir.to_owned()));
+    }
+    env
+}
+
+async fn start_process(
+    s: &Settings,
+    argv: &[String],
+    cgroup: CgroupMode,
+) -> Result<Started<ProcessJob>, SetupError> {
+    let store = Store::open_waiting(&s.job_dir, &s.uuid, s.grace)
+        .await
+        .map_err(|e| store_err(s, e))?;
+    let criu = Err(
+        "CRIU checkpoints need the docker runtime (docker checkpoint); the process \
+                    runtime has app and none"
+            .to_owned(),
+    );
+    let d =
+        decide(s.strategy, s.fallback, &criu, s.app_checkpoint).map_err(SetupError::Strategy)?;
+    log_decision(&d);
+    let restore = (d.strategy != Strategy::None).then_some(d.strategy);
+    let (store, inc) = prepare_inc(s, store, restore).await?;
+    log_incarnation(&inc, d.strategy);
+    let own = match cgroup {
+        CgroupMode::Inherit => None,
+        CgroupMode::Create => Some(OwnCgroup::create(&s.uuid, s.cpus.unwrap_or(1.0))?),
+    };
+    let env = job_env(s, &inc, d.strategy, &inc.dir.display().to_string());
+    let job = match ProcessJob::spawn(argv, &env, own) {
+        Ok(j) => j,
+        Err(e) => {
+            store.discard(&inc);
+            return Err(e);
+        }
+    };
+    Ok(Started {
+        job,
+        store,
+        inc,
+        strategy: d.strategy,
+    })
+}
+
+async fn start_docker(
+    s: &Settings,
+    image: &str,
+    cmd: &[String],
+    options: &crate::opts::ContainerOptions,
+) -> Result<Started<crate::docker::DockerJob>, SetupError> {
+    let store = Store::open_waiting(&s.job_dir, &s.uuid, s.grace)
+        .await
+        .map_err(|e| store_err(s, e))?;
+    let docker = DockerClient::connect().await?;
+    docker.adopt_existing(&s.uuid, &store, s.grace).await?;
+    let labels = docker.prepare_image(image, options.force_pull).await?;
+    let declared = labels.get("qos.checkpoint").map(String::as_str) == Some("app");
+    let criu = match s.strategy {
+        StrategyArg::Criu | StrategyArg::Auto => docker.criu_status().await,
+        StrategyArg::App | StrategyArg::None => Err("not probed".to_owned()),
+    };
+    let d = decide(s.strategy, s.fallback, &criu, s.app_checkpoint || declared)
+        .map_err(SetupError::Strategy)?;
+    log_decision(&d);
+    let restore = (d.strategy != Strategy::None).then_some(d.strategy);
+    let (store, inc) = prepare_inc(s, store, restore).await?;
+    log_incarnation(&inc, d.strategy);
+    let env = job_env(s, &inc, d.strategy, CONTAINER_CHECKPOINT_DIR);
+    let spec = ContainerSpec {
+        uuid: &s.uuid,
+        image,
+        cmd,
+        options,
+        cpus: s.cpus,
+        env,
+        strategy: d.strategy,
+        inc: Some(&inc),
+        owner: owner_token(),
+    };
+    let criu_restore =
+        (d.strategy == Strategy::Criu && inc.restored_from.is_some()).then(|| criu_dir(&inc));
+    let job = match docker.start(&spec, criu_restore.as_deref()).await {
+        Ok(j) => j,
+        Err(e) => {
+            store.discard(&inc);
+            return Err(e);
+        }
+    };
+    Ok(Started {
+        job,
+        store,
+        inc,
+        strategy: d.strategy,
+    })
+}
+
+async fn supervise<J: Job>(
+    s: &Settings,
+    mut st: Started<J>,
+    reporter: &Reporter,
+    signals: &mut Signals,
+) -> Result<i32, SetupError> {
+    let started_at = epoch_now();
+    let restored = st.inc.restored_from.is_some();
+    tracing::info!(
+        "{} running: incarnation {}{}",
+        st.job.describe(),
+        st.inc.seq,
+        if restored { " (restored)" } else { "" }
+    );
+    let r = reporter.clone();
+    let init_deadline = Instant::now() + s.report_timeout;
+    let init = tokio::spawn(async move { r.init(started_at, restored, init_deadline).await });
+
+    let event = loop {
+        tokio::select! {
+            r = st.job.wait() => break Ok(r),
+            ev = signals.recv() => match ev {
+                Event::Forward(sig) => st.job.forward(sig).await,
+                Event::Stop(sig) => break Err(sig),
+            },
+        }
+    };
+    match event {
+        Ok(r) => ended(s, st, r, reporter, init, signals, None).await,
+        Err(sig) => stop(s, st, sig, reporter, init, signals).await,
+    }
+}
+
+/// The job ended by itself (`deadline`: the grace deadline when a stop was already under way).
+async fn ended<J: Job>(
+    s: &Settings,
+    mut st: Started<J>,
+    r: Result<i32, String>,
+    reporter: &Reporter,
+    init: tokio::task::JoinHandle<crate::report::Outcome>,
+    signals: &mut Signals,
+    deadline: Option<Instant>,
+) -> Result<i32, SetupError> {
+    let finished_at = epoch_now();
+    let code = match r {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}; not reporting an end, keeping the checkpoints");
+            init.abort();
+            st.job.cleanup().await;
+            return Ok(EXIT_SETUP);
+        }
+    };
+    tracing::info!("the job exited by itself with status {code}");
+    let until = deadline.unwrap_or_else(|| Instant::now() + s.report_timeout);
+    let report = async {
+        let _ = tokio::time::timeout_at(until, init).await;
+        reporter.end(finished_at, code, until).await
+    };
+    tokio::pin!(report);
+    tokio::select! {
+        _ = &mut report => {}
+        sig = stop_signal(signals), if deadline.is_none() => {
+            tracing::warn!("{sig} while reporting the end: finishing within the grace period");
+            let _ = tokio::time::timeout(s.grace.mul_f64(0.8), &mut report).await;
+        }
+    }
+    let store = st.store;
+    let _ = tokio::task::spawn_blocking(move || store.remove_all()).await;
+    st.job.cleanup().await;
+    Ok(code)
+}
+
+async fn stop<J: Job>(
+    s: &Settings,
+    mut st: Started<J>,
+    sig: nix::sys::signal::Signal,
+    reporter: &Reporter,
+    init: tokio::task::JoinHandle<crate::report::Outcome>,
+    signals: &mut Signals,
+) -> Result<i32, SetupError> {
+    let t0 = Instant::now();
+    let deadline = t0 + s.grace;
+    let reserve = (s.grace / 5).min(Duration::from_secs(3));
+    let job_deadline = deadline - reserve;
+    match st.strategy {
+        Strategy::None => tracing::warn!(
+            "{sig}: stopping {} without a checkpoint (strategy none): the work done so far is lost",
+            st.job.describe()
+        ),
+        other => tracing::info!(
+            "{sig}: checkpointing {} ({other}) and stopping it within {:.1} s",
+            st.job.describe(),
+            (job_deadline - t0).as_secs_f64()
+        ),
+    }
+    let outcome = tokio::select! {
+        o = st.job.checkpoint_and_stop(st.strategy, job_deadline) => o,
+        second = signals.second_stop((sig, t0), |f| tracing::info!("{f} ignored while stopping")) => {
+            tracing::warn!("second signal {second}: killing the job at once, without a checkpoint");
+            init.abort();
+            st.job.kill_now().await;
+            st.job.cleanup().await;
+            return Ok(exit_status_for(second));
+        }
+    };
+    let code = match outcome {
+        StopOutcome::Checkpointed => {
+            let store = st.store;
+            let inc = st.inc.clone();
+            let strategy = st.strategy;
+            let (store, sealed) = tokio::task::spawn_blocking(move || {
+                let r = store.seal(&inc, strategy.as_str());
+                (store, r)
+            })
+            .await
+            .map_err(|e| SetupError::Runtime(format!("sealing: {e}")))?;
+            st.store = store;
+            match sealed {
+                Ok(m) => {
+                    tracing::info!(
+                        "checkpoint of incarnation {} sealed ({} files, {} bytes) {:.3} s after {sig}",
+                        st.inc.seq,
+                        m.files.len(),
+                        m.bytes(),
+                        t0.elapsed().as_secs_f64()
+                    );
+                    if m.files.is_empty() {
+                        tracing::warn!("the job saved nothing in its checkpoint directory");
+                    }
+                    EXIT_STOPPED
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "cannot seal the checkpoint: {e}; the next start restores the previous \
+                         complete checkpoint, if any"
+                    );
+                    EXIT_CHECKPOINT_FAILED
+                }
+            }
+        }
+        StopOutcome::Stopped { code } => {
+            tracing::info!("the job stopped (status {code}) without a checkpoint");
+            EXIT_STOPPED
+        }
+        StopOutcome::Failed(why) => {
+            tracing::error!(
+                "checkpoint failed: {why}; the next start restores the previous complete \
+                 checkpoint, if any"
+            );
+            EXIT_CHECKPOINT_FAILED
+        }
+        StopOutcome::Exited(code) => {
+            tracing::info!("the job had already ended by itself when {sig} arrived");
+            return ended(s, st, Ok(code), reporter, init, signals, Some(deadline)).await;
+        }
+    };
+    // A start report still under way may finish, but not past the deadline.
+    let abort = init.abort_handle();
+    if tokio::time::timeout_at(deadline, init).await.is_err() {
+        abort.abort();
+        tracing::warn!("the start report was not delivered before the grace period ended");
+    }
+    let _ = tokio::time::timeout_at(
+        deadline.max(Instant::now() + Duration::from_secs(1)),
+        st.job.cleanup(),
+    )
+    .await;
+    tracing::info!(
+        "stopped {:.3} s after {sig}; exiting {code}",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(code)
+}

@@ -1,0 +1,883 @@
+//! The checkpoint store of one job: per UUID and per incarnation, sealed by a manifest, never
+//! restored half-written.
+//!
+//! # Layout
+//! ```text
+//! <checkpoint-dir>/<uuid>/                 mode 0700: one job
+//!   lock                                   flock(2) of the shell-trap that owns the job here
+//!   inc-000003/                            incarnation 3's directory: QOS_CHECKPOINT_DIR (`app`,
+//!                                          bind-mounted at /qos-checkpoint in a container) or
+//!                                          `criu/` (`docker checkpoint --checkpoint-dir`)
+//!   inc-000003.manifest                    the seal: JSON {format, uuid, incarnation, strategy,
+//!                                          sealed_at, restored_from, files: [{path, size, crc32
+//!                                          | symlink}]}
+//!   inc-000004.tmp/                        being prepared (a copy of the newest sealed one)
+//! ```
+//!
+//! # Rules
+//! - An incarnation is **complete** only when its manifest exists, parses, and every file it
+//!   lists has the recorded size and CRC-32 (checked while copying). The manifest lives *next
+//!   to* the directory, not in it, so a job that can write its checkpoint directory (a container
+//!   with the bind mount) cannot forge a seal.
+//! - Sealing (after the job checkpointed and stopped): every file is fsynced and hashed, the
+//!   manifest is written to a temporary name, fsynced, renamed into place and the directory
+//!   fsynced — a crash at any point leaves either no seal or a complete one.
+//! - Starting an incarnation: the newest complete incarnation is **copied** (verified) into a new
+//!   `inc-N.tmp/`, fsynced, and renamed to `inc-N/`; the job then works in `inc-N/`, so the
+//!   sealed source stays intact until a newer seal replaces it (a job killed mid-checkpoint falls
+//!   back to it). Temporaries, unsealed directories and corrupt seals are deleted (stale); sealed
+//!   ones older than the newest are deleted too. Only paths made of normal components are
+//!   copied, and symlinks are copied as symlinks (never followed).
+//! - One live owner: the `lock` is held for the whole run, so a second shell-trap of the same
+//!   UUID on this host waits (up to the grace period, while the first one checkpoints) and then
+//!   refuses rather than touching the first one's files or container.
+//! - When the job ends by itself, the whole `<uuid>/` directory is removed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+/// Manifest format version.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+const INC_PREFIX: &str = "inc-";
+const MANIFEST_SUFFIX: &str = ".manifest";
+const TMP_SUFFIX: &str = ".tmp";
+const LOCK: &str = "lock";
+
+/// One file of a sealed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the incarnation directory, `/`-separated.
+    pub path: String,
+    /// Size in bytes (regular files).
+    #[serde(default)]
+    pub size: u64,
+    /// CRC-32 of the content (regular files) or of the link target (symlinks).
+    pub crc32: u32,
+    /// The link target, for a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<String>,
+}
+
+/// The seal of a complete incarnation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The job.
+    pub uuid: String,
+    /// Incarnation number.
+    pub incarnation: u64,
+    /// `app` or `criu`.
+    pub strategy: String,
+    /// Epoch seconds.
+    pub sealed_at: f64,
+    /// The incarnation it was restored from, if any.
+    pub restored_from: Option<u64>,
+    /// Every file (directories are implied).
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// Total bytes of the regular files.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process holds the job's lock.
+    #[error("another shell-trap holds {0} (a live incarnation of this job on this host)")]
+    Busy(PathBuf),
+    /// An I/O error on a path.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A checkpoint is not what its manifest says, or has something that cannot be sealed.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The state of one incarnation found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// Sealed (manifest parsed and sizes match; CRCs are checked when it is copied).
+    Sealed(Manifest),
+    /// A directory without a (valid) manifest: unsealed or half-written.
+    Unsealed(String),
+    /// A temporary (`.tmp`) directory or manifest.
+    Temporary,
+}
+
+/// An incarnation on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Its number.
+    pub seq: u64,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// What it is.
+    pub found: Found,
+}
+
+/// The incarnation being run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incarnation {
+    /// Its number (1 for the first).
+    pub seq: u64,
+    /// Its checkpoint directory.
+    pub dir: PathBuf,
+    /// The sealed incarnation it was restored from, when it was.
+    pub restored_from: Option<u64>,
+    /// Bytes restored.
+    pub restored_bytes: u64,
+}
+
+/// The checkpoint store of one job, locked for the lifetime of this value.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    uuid: String,
+    _lock: Flock<File>,
+}
+
+/// Epoch seconds now.
+#[must_use]
+pub fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn inc_name(seq: u64) -> String {
+    format!("{INC_PREFIX}{seq:06}")
+}
+
+/// Parses `inc-000012` → 12.
+fn parse_seq(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(INC_PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A relative path of normal components only.
+fn safe_rel(path: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    (!path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_))))
+        .then(|| p.to_owned())
+}
+
+fn remove_any(path: &Path) {
+    let r = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => return,
+    };
+    if let Err(e) = r {
+        tracing::warn!("cannot remove {}: {e}", path.display());
+    }
+}
+
+impl Store {
+    /// Creates (mode 0700) and locks `<checkpoint-dir>/<uuid>`, without waiting.
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] when another process holds the lock; [`StoreError::Io`] otherwise.
+    pub fn open(dir: &Path, uuid: &str) -> Result<Self, StoreError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+        let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+        if !meta.is_dir() {
+            return Err(StoreError::Io {
+                path: dir.to_owned(),
+                source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        let lock_path = dir.join(LOCK);
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(io_err(&lock_path))?;
+            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(StoreError::Busy(lock_path));
+                }
+                Err((_, e)) => {
+                    return Err(StoreError::Io {
+                        path: lock_path,
+                        source: e.into(),
+                    });
+                }
+            };
+            // The file may have been unlinked by an owner that finished (remove_all) between
+            // our open and lock: then lock the new one.
+            let same = fs::metadata(&lock_path).is_ok_and(|m| {
+                lock.metadata()
+                    .is_ok_and(|l| l.ino() == m.ino() && l.dev() == m.dev())
+            });
+            if same {
+                let mut l = lock;
+                let _ = l.set_len(0);
+                let _ = writeln!(&mut *l, "{}", std::process::id());
+                return Ok(Self {
+                    dir: dir.to_owned(),
+                    uuid: uuid.to_owned(),
+                    _lock: l,
+                });
+            }
+        }
+    }
+
+    /// [`Store::open`], retrying every 100 ms for up to `wait` while another process holds the
+    /// lock.
+    ///
+    /// # Errors
+    /// As [`Store::open`], [`StoreError::Busy`] once `wait` has passed.
+    pub async fn open_waiting(dir: &Path, uuid: &str, wait: Duration) -> Result<Self, StoreError> {
+        let until = Instant::now() + wait;
+        let mut logged = false;
+        loop {
+            match Self::open(dir, uuid) {
+                Err(StoreError::Busy(p)) if Instant::now() < until => {
+                    if !logged {
+                        tracing::info!(
+                            "{} is held by a live incarnation of this job; waiting up to {:.0} s \
+                             for it to checkpoint and stop",
+                            p.display(),
+                            wait.as_secs_f64()
+                        );
+                        logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The job's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of incarnation `seq`.
+    #[must_use]
+    pub fn incarnation_dir(&self, seq: u64) -> PathBuf {
+        self.dir.join(inc_name(seq))
+    }
+
+    fn manifest_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{}{MANIFEST_SUFFIX}", inc_name(seq)))
+    }
+
+    /// Every incarnation on disk, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the directory cannot be read.
+    pub fn scan(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mut temporaries = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let e = e.map_err(io_err(&self.dir))?;
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(base) = name.strip_suffix(TMP_SUFFIX) {
+                let base = base.strip_suffix(MANIFEST_SUFFIX).unwrap_or(base);
+                if let Some(seq) = parse_seq(base) {
+                    temporaries.push(Entry {
+                        seq,
+                        dir: e.path(),
+                        found: Found::Temporary,
+                    });
+                }
+                continue;
+            }
+            let Some(seq) = parse_seq(name) else { continue };
+            let found = self.check_sealed(seq);
+            out.push(Entry {
+                seq,
+                dir: e.path(),
+                found,
+            });
+        }
+        out.extend(temporaries);
+        out.sort_by_key(|e| (e.seq, matches!(e.found, Found::Temporary)));
+        Ok(out)
+    }
+
+    fn check_sealed(&self, seq: u64) -> Found {
+        let mpath = self.manifest_path(seq);
+        let text = match fs::read(&mpath) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Found::Unsealed("no manifest (not sealed)".into());
+            }
+            Err(e) => return Found::Unsealed(format!("manifest unreadable: {e}")),
+        };
+        let m: Manifest = match serde_json::from_slice(&text) {
+            Ok(m) => m,
+            Err(e) => return Found::Unsealed(format!("manifest unparsable: {e}")),
+        };
+        if m.format != MANIFEST_FORMAT || m.incarnation != seq || m.uuid != self.uuid {
+            return Found::Unsealed(format!(
+                "manifest is for another job/incarnation/format ({} #{} v{})",
+                m.uuid, m.incarnation, m.format
+            ));
+        }
+        let dir = self.dir.join(inc_name(seq));
+        for f in &m.files {
+            let Some(rel) = safe_rel(&f.path) else {
+                return Found::Unsealed(format!("manifest lists an unsafe path {:?}", f.path));
+            };
+            let p = dir.join(rel);
+            match (fs::symlink_metadata(&p), &f.symlink) {
+                (Ok(md), None) if md.is_file() && md.len() == f.size => {}
+                (Ok(md), Some(_)) if md.file_type().is_symlink() => {}
+                (Ok(_), _) => {
+                    return Found::Unsealed(format!("{} differs from its manifest", f.path));
+                }
+                (Err(_), _) => return Found::Unsealed(format!("{} is missing", f.path)),
+            }
+        }
+        Found::Sealed(m)
+    }
+
+    /// Removes every incarnation but those in `keep` (and the lock).
+    fn prune(&self, keep: &[u64]) -> Result<(), StoreError> {
+        self.prune_where(|e| !keep.contains(&e.seq) || e.found == Found::Temporary)
+    }
+
+    /// Removes the incarnations `doomed` picks.
+    fn prune_where(&self, doomed: impl Fn(&Entry) -> bool) -> Result<(), StoreError> {
+        for e in self.scan()? {
+            if !doomed(&e) {
+                continue;
+            }
+            match &e.found {
+                Found::Unsealed(why) => {
+                    tracing::info!("removing stale checkpoint {} ({why})", e.dir.display());
+                }
+                Found::Temporary => {
+                    tracing::info!("removing leftover temporary {}", e.dir.display());
+                }
+                Found::Sealed(_) => {
+                    tracing::debug!("removing superseded checkpoint {}", e.dir.display());
+                }
+            }
+            remove_any(&e.dir);
+            if e.found != Found::Temporary {
+                remove_any(&self.manifest_path(e.seq));
+            }
+        }
+        fsync_dir(&self.dir)
+    }
+
+    /// Prepares the next incarnation's directory. With `restore = Some(strategy)`, the newest
+    /// incarnation sealed with that strategy whose files verify is copied into it (a corrupt one is
+    /// deleted and the next older tried); with `None`, every earlier checkpoint is deleted. Stale
+    /// directories are deleted either way.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the directory cannot be created or written.
+    pub fn prepare(&self, restore: Option<&str>) -> Result<Incarnation, StoreError> {
+        let entries = self.scan()?;
+        let seq = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+        let mut sealed: Vec<Manifest> = Vec::new();
+        for e in entries {
+            if let Found::Sealed(m) = e.found {
+                match restore {
+                    Some(s) if s == m.strategy => sealed.push(m),
+                    Some(s) => tracing::warn!(
+                        "checkpoint {} was made with strategy {}, not {s}: it cannot be restored \
+                         and is deleted",
+                        e.dir.display(),
+                        m.strategy
+                    ),
+                    None => {}
+                }
+            }
+        }
+        let name = inc_name(seq);
+        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
+        let dir = self.dir.join(&name);
+        // Stale first: unsealed directories and temporaries.
+        self.prune_where(|e| !matches!(e.found, Found::Sealed(_)))?;
+        while let Some(m) = sealed.pop() {
+            make_inc_dir(&tmp)?;
+            let src = self.dir.join(inc_name(m.incarnation));
+            match copy_verified(&src, &tmp, &m) {
+                Ok(()) => {
+                    fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+                    fsync_dir(&self.dir)?;
+                    // Older seals are superseded; the source stays until this one is sealed.
+                    self.prune(&[m.incarnation, seq])?;
+                    return Ok(Incarnation {
+                        seq,
+                        dir,
+                        restored_from: Some(m.incarnation),
+                        restored_bytes: m.bytes(),
+                    });
+                }
+                Err(StoreError::Corrupt(why)) => {
+                    tracing::warn!(
+                        "checkpoint {} is corrupt ({why}); it is deleted and not restored",
+                        src.display()
+                    );
+                    remove_any(&tmp);
+                    remove_any(&self.manifest_path(m.incarnation));
+                    remove_any(&src);
+                }
+                Err(e) => {
+                    remove_any(&tmp);
+                    return Err(e);
+                }
+            }
+        }
+        self.prune(&[])?;
+        make_inc_dir(&tmp)?;
+        fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+        fsync_dir(&self.dir)?;
+        Ok(Incarnation {
+            seq,
+            dir,
+            restored_from: None,
+            restored_bytes: 0,
+        })
+    }
+
+    /// Seals `inc` after its job checkpointed and stopped: hashes and fsyncs every file, writes
+    /// the manifest atomically, then deletes every other incarnation.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] or [`StoreError::Corrupt`] (a special file in the directory).
+    pub fn seal(&self, inc: &Incarnation, strategy: &str) -> Result<Manifest, StoreError> {
+        let mut files = Vec::new();
+        walk(&inc.dir, &inc.dir, &mut files)?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        fsync_tree(&inc.dir)?;
+        let m = Manifest {
+            format: MANIFEST_FORMAT,
+            uuid: self.uuid.clone(),
+            incarnation: inc.seq,
+            strategy: strategy.to_owned(),
+            sealed_at: epoch_now(),
+            restored_from: inc.restored_from,
+            files,
+        };
+        let path = self.manifest_path(inc.seq);
+        let tmp = path.with_extension(format!("manifest{TMP_SUFFIX}"));
+        let body = serde_json::to_vec_pretty(&m)
+            .map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
+        {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err(&tmp))?;
+            f.write_all(&body).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        fsync_dir(&self.dir)?;
+        self.prune(&[inc.seq])?;
+        Ok(m)
+    }
+
+    /// Deletes `inc` (unsealed) right away, e.g. when the job never started.
+    pub fn discard(&self, inc: &Incarnation) {
+        remove_any(&inc.dir);
+        let _ = fsync_dir(&self.dir);
+    }
+
+    /// The job is over: deletes every checkpoint and the job's directory (the lock goes with
+    /// it).
+    pub fn remove_all(self) {
+        match self.scan() {
+            Ok(entries) => {
+                for e in entries {
+                    remove_any(&e.dir);
+                    remove_any(&self.manifest_path(e.seq));
+                }
+            }
+            Err(e) => tracing::warn!("cleaning {}: {e}", self.dir.display()),
+        }
+        let _ = fs::remove_file(self.dir.join(LOCK));
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            tracing::warn!("cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn make_inc_dir(path: &Path) -> Result<(), StoreError> {
+    remove_any(path);
+    fs::create_dir(path).map_err(io_err(path))?;
+    // World-writable so a container running as another user can write its checkpoint; the job
+    // directory above it is 0700, so no other host user can reach it.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o777)).map_err(io_err(path))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> Result<(), StoreError> {
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        let p = e.path();
+        let rel = p
+            .strip_prefix(root)
+            .ok()
+            .and_then(Path::to_str)
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", p.display())))?
+            .to_owned();
+        let md = fs::symlink_metadata(&p).map_err(io_err(&p))?;
+        if md.is_dir() {
+            walk(root, &p, out)?;
+        } else if md.file_type().is_symlink() {
+            let target = fs::read_link(&p).map_err(io_err(&p))?;
+            let target = target
+                .to_str()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("{} links to a non-UTF-8 path", p.display()))
+                })?
+                .to_owned();
+            out.push(FileEntry {
+                path: rel,
+                size: 0,
+                crc32: crc32fast::hash(target.as_bytes()),
+                symlink: Some(target),
+            });
+        } else if md.is_file() {
+            let (size, crc) = hash_file(&p, None)?;
+            out.push(FileEntry {
+                path: rel,
+                size,
+                crc32: crc,
+                symlink: None,
+            });
+        } else {
+            return Err(StoreError::Corrupt(format!(
+                "{} is not a regular file, directory or symlink; a checkpoint cannot hold it",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn open_nofollow(p: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(p)
+        .map_err(io_err(p))
+}
+
+/// Size and CRC-32 of a file; with `copy_to`, also writes the content there (fsynced).
+fn hash_file(p: &Path, mut copy_to: Option<&mut File>) -> Result<(u64, u32), StoreError> {
+    let mut f = open_nofollow(p)?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(p))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+        if let Some(out) = copy_to.as_deref_mut() {
+            out.write_all(&buf[..n]).map_err(io_err(p))?;
+        }
+    }
+    if let Some(out) = copy_to {
+        out.sync_all().map_err(io_err(p))?;
+    } else {
+        // Make the job's own writes durable before the seal refers to them.
+        f.sync_all().map_err(io_err(p))?;
+    }
+    Ok((size, h.finalize()))
+}
+
+fn fsync_tree(dir: &Path) -> Result<(), StoreError> {
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let p = e.map_err(io_err(dir))?.path();
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            fsync_tree(&p)?;
+        }
+    }
+    fsync_dir(dir)
+}
+
+fn copy_verified(src: &Path, dst: &Path, m: &Manifest) -> Result<(), StoreError> {
+    for f in &m.files {
+        let rel = safe_rel(&f.path)
+            .ok_or_else(|| StoreError::Corrupt(format!("unsafe path {:?}", f.path)))?;
+        let from = src.join(&rel);
+        let to = dst.join(&rel);
+        if let Some(parent) = to.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o777)
+                .create(parent)
+                .map_err(io_err(parent))?;
+        }
+        if let Some(target) = &f.symlink {
+            let actual = fs::read_link(&from).map_err(|_| {
+                StoreError::Corrupt(format!("{} is not the symlink its manifest says", f.path))
+            })?;
+            if actual.to_str() != Some(target.as_str())
+                || crc32fast::hash(target.as_bytes()) != f.crc32
+            {
+                return Err(StoreError::Corrupt(format!("symlink {} changed", f.path)));
+            }
+            std::os::unix::fs::symlink(target, &to).map_err(io_err(&to))?;
+            continue;
+        }
+        let md = fs::symlink_metadata(&from)
+            .map_err(|_| StoreError::Corrupt(format!("{} is missing", f.path)))?;
+        if !md.is_file() {
+            return Err(StoreError::Corrupt(format!(
+                "{} is not a regular file",
+                f.path
+            )));
+        }
+        let mut out = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(md.permissions().mode() & 0o777)
+            .open(&to)
+            .map_err(io_err(&to))?;
+        let (size, crc) = hash_file(&from, Some(&mut out))?;
+        if size != f.size || crc != f.crc32 {
+            return Err(StoreError::Corrupt(format!(
+                "{}: {size} bytes with CRC-32 {crc:08x}, the manifest says {} bytes with {:08x}",
+                f.path, f.size, f.crc32
+            )));
+        }
+    }
+    fsync_tree(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: &str = "0123456789abcdef0123456789abcdef";
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(&t.path().join(U), U).unwrap();
+        (t, s)
+    }
+
+    fn write(dir: &Path, rel: &str, body: &[u8]) {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+    }
+
+    #[test]
+    fn first_start_then_seal_then_restore() {
+        let (_t, s) = store();
+        let i1 = s.prepare(Some("app")).unwrap();
+        assert_eq!((i1.seq, i1.restored_from), (1, None));
+        assert!(i1.dir.ends_with("inc-000001"));
+        write(&i1.dir, "state.bin", b"hello");
+        write(&i1.dir, "sub/more", b"world");
+        std::os::unix::fs::symlink("state.bin", i1.dir.join("latest")).unwrap();
+        let m = s.seal(&i1, "app").unwrap();
+        assert_eq!(m.files.len(), 3);
+        assert_eq!(m.bytes(), 10);
+
+        let i2 = s.prepare(Some("app")).unwrap();
+        assert_eq!(
+            (i2.seq, i2.restored_from, i2.restored_bytes),
+            (2, Some(1), 10)
+        );
+        assert_eq!(fs::read(i2.dir.join("state.bin")).unwrap(), b"hello");
+        assert_eq!(fs::read(i2.dir.join("sub/more")).unwrap(), b"world");
+        assert_eq!(
+            fs::read_link(i2.dir.join("latest")).unwrap(),
+            Path::new("state.bin")
+        );
+        // The sealed source stays until a newer seal.
+        assert!(i1.dir.exists());
+        write(&i2.dir, "state.bin", b"hello2");
+        s.seal(&i2, "app").unwrap();
+        assert!(!i1.dir.exists());
+        assert!(!s.manifest_path(1).exists());
+        let i3 = s.prepare(Some("app")).unwrap();
+        assert_eq!(i3.restored_from, Some(2));
+        assert_eq!(fs::read(i3.dir.join("state.bin")).unwrap(), b"hello2");
+    }
+
+    #[test]
+    fn unsealed_and_temporary_are_never_restored_and_are_cleaned() {
+        let (_t, s) = store();
+        let i1 = s.prepare(Some("app")).unwrap();
+        write(&i1.dir, "state", b"good");
+        s.seal(&i1, "app").unwrap();
+        // Incarnation 2 was killed while checkpointing: no seal.
+        let i2 = s.prepare(Some("app")).unwrap();
+        write(&i2.dir, "state", b"half-writ");
+        // A leftover temporary from a crash while preparing incarnation 3.
+        fs::create_dir(s.dir().join("inc-000003.tmp")).unwrap();
+        fs::write(s.dir().join("inc-000003.manifest.tmp"), b"{").unwrap();
+        let i4 = s.prepare(Some("app")).unwrap();
+        assert_eq!((i4.seq, i4.restored_from), (4, Some(1)));
+        assert_eq!(fs::read(i4.dir.join("state")).unwrap(), b"good");
+        assert!(!i2.dir.exists());
+        assert!(!s.dir().join("inc-000003.tmp").exists());
+        assert!(!s.dir().join("inc-000003.manifest.tmp").exists());
+    }
+
+    #[test]
+    fn a_corrupt_seal_falls_back_to_an_older_one_or_to_scratch() {
+        let (_t, s) = store();
+        let i1 = s.prepare(Some("app")).unwrap();
+        write(&i1.dir, "state", b"one");
+        s.seal(&i1, "app").unwrap();
+        let i2 = s.prepare(Some("app")).unwrap();
+        write(&i2.dir, "state", b"two");
+        // Seal 2 without pruning 1, as if the prune had not happened yet.
+        let m2 = Manifest {
+            format: MANIFEST_FORMAT,
+            uuid: U.into(),
+            incarnation: 2,
+            strategy: "app".into(),
+            sealed_at: 0.0,
+            restored_from: Some(1),
+            files: vec![FileEntry {
+                path: "state".into(),
+                size: 3,
+                crc32: crc32fast::hash(b"two"),
+                symlink: None,
+            }],
+        };
+        fs::write(s.manifest_path(2), serde_json::to_vec(&m2).unwrap()).unwrap();
+        // Same size, different bytes: found only by the CRC while copying.
+        write(&i2.dir, "state", b"TWO");
+        let i3 = s.prepare(Some("app")).unwrap();
+        assert_eq!(i3.restored_from, Some(1));
+        assert_eq!(fs::read(i3.dir.join("state")).unwrap(), b"one");
+        assert!(!i2.dir.exists());
+
+        // A truncated manifest of the only seal: start from scratch.
+        s.seal(&i3, "app").unwrap();
+        fs::write(s.manifest_path(3), b"{\"format\":1,").unwrap();
+        let i4 = s.prepare(Some("app")).unwrap();
+        assert_eq!(i4.restored_from, None);
+        assert_eq!(fs::read_dir(&i4.dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_forged_or_foreign_manifest_is_refused() {
+        let (_t, s) = store();
+        let i1 = s.prepare(Some("app")).unwrap();
+        let mut m = s.seal(&i1, "app").unwrap();
+        m.files.push(FileEntry {
+            path: "../../etc/passwd".into(),
+            size: 0,
+            crc32: 0,
+            symlink: None,
+        });
+        fs::write(s.manifest_path(1), serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(matches!(s.check_sealed(1), Found::Unsealed(w) if w.contains("unsafe")));
+        m.files.pop();
+        m.uuid = "other".into();
+        fs::write(s.manifest_path(1), serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(matches!(s.check_sealed(1), Found::Unsealed(w) if w.contains("another")));
+    }
+
+    #[test]
+    fn without_restore_everything_earlier_goes() {
+        let (_t, s) = store();
+        let i1 = s.prepare(Some("app")).unwrap();
+        write(&i1.dir, "state", b"x");
+        s.seal(&i1, "app").unwrap();
+        let i2 = s.prepare(None).unwrap();
+        assert_eq!((i2.seq, i2.restored_from), (2, None));
+        assert!(!i1.dir.exists());
+    }
+
+    #[test]
+    fn special_files_cannot_be_sealed() {
+        let (_t, s) = store();
+        let i1 = s.prepare(Some("app")).unwrap();
+        nix::unistd::mkfifo(&i1.dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(s.seal(&i1, "app"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn one_owner_at_a_time_and_remove_all() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join(U);
+        let s = Store::open(&dir, U).unwrap();
+        assert!(matches!(Store::open(&dir, U), Err(StoreError::Busy(_))));
+        let i = s.prepare(Some("app")).unwrap();
+        write(&i.dir, "x", b"1");
+        s.remove_all();
+        assert!(!dir.exists());
+        let again = Store::open(&dir, U).unwrap();
+        drop(again);
+        Store::open(&dir, U).unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn open_waiting_gets_the_lock_once_released() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join(U);
+        let first = Store::open(&dir, U).unwrap();
+        let d2 = dir.clone();
+        let waiter = tokio::spawn(async move {
+            Store::open_waiting(&d2, U, Duration::from_secs(5))
+                .await
+                .map(drop)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(first);
+        waiter.await.unwrap().unwrap();
+        let _held = Store::open(&dir, U).unwrap();
+        let e = Store::open_waiting(&dir, U, Duration::from_millis(200)).await;
+        assert!(matches!(e, Err(StoreError::Busy(_))));
+    }
+}

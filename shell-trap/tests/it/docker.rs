@@ -1,0 +1,586 @@
+//! The Docker runtime against a real dockerd (scripts/test.d/docker.up): the counting job as a
+//! container (a static build of `qos-counter` in an image imported locally, labelled
+//! `qos.checkpoint=app`), restarted like Marathon restarts it on resizes; the CRIU refusal; exit
+//! statuses; container options; a live container of the same UUID (thesis bug 22) and an orphan.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use serde_json::Value;
+
+use crate::util::{
+    LoadMeter, Step, Supervisor, Trap, base_args, check_cpu, docker, docker_or_skip, done_line,
+    drive, job_uuid, report_overheads, serial,
+};
+
+const IMAGE: &str = "qos-counter-test:latest";
+/// Steps of the (optimised) counter: about 4 s of CPU.
+const TARGET: u64 = 2_500_000;
+
+/// Builds the counter statically with rustc (std only, no Cargo build needed) and imports it as
+/// a one-file image.
+fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qos-counter-image");
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/qos-counter.rs");
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let out = Command::new(rustc)
+            .args([
+                "--edition",
+                "2024",
+                "-C",
+                "opt-level=2",
+                "-C",
+                "target-feature=+crt-static",
+            ])
+            .args(["-W", "unsafe_code", "-o"])
+            .arg(rootfs.join("qos-counter"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "static build of qos-counter failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-cf"])
+            .arg(dir.join("rootfs.tar"))
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let (ok, text) = docker(&[
+            "import",
+            "--change",
+            "LABEL qos.checkpoint=app",
+            dir.join("rootfs.tar").to_str().unwrap(),
+            IMAGE,
+        ]);
+        assert!(ok, "docker import: {text}");
+    });
+    IMAGE
+}
+
+/// Removes the container even when the test fails.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+fn inspect(name: &str) -> Option<Value> {
+    let (ok, text) = docker(&["inspect", name]);
+    ok.then(|| serde_json::from_str::<Value>(&text).unwrap()[0].clone())
+}
+
+fn trap_args(
+    uuid: &str,
+    sup: &Supervisor,
+    dir: &Path,
+    strategy: &str,
+    cpus: f64,
+    extra: &[&str],
+    job: &[String],
+) -> Vec<String> {
+    let mut a = base_args(uuid, sup, dir);
+    a.extend([
+        "--strategy".into(),
+        strategy.into(),
+        "--cpus".into(),
+        cpus.to_string(),
+        "--grace".into(),
+        "15".into(),
+    ]);
+    a.extend(extra.iter().map(|s| (*s).to_owned()));
+    a.push("--".into());
+    a.push(image().into());
+    a.extend(job.iter().cloned());
+    a
+}
+
+fn counter_cmd(target: u64) -> Vec<String> {
+    vec!["/qos-counter".into(), target.to_string()]
+}
+
+fn restored_flags(sup: &Supervisor, uuid: &str) -> Vec<bool> {
+    sup.of("initMarathonApp")
+        .iter()
+        .filter(|r| r.body["uuid"] == uuid)
+        .map(|r| r.body["restored"].as_bool().unwrap())
+        .collect()
+}
+
+#[test]
+fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count_and_cpu() {
+    if !docker_or_skip("docker_app_checkpoints_survive_three_resizes") {
+        return;
+    }
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    image();
+
+    let u0 = job_uuid();
+    let _c0 = Cleanup(u0.clone());
+    let meter = LoadMeter::start();
+    let mut base = Trap::spawn(
+        &trap_args(
+            &u0,
+            &sup,
+            dir.path(),
+            "auto",
+            2.0,
+            &[],
+            &counter_cmd(TARGET),
+        ),
+        &[],
+    );
+    let (st, _) = base.wait(Duration::from_secs(180));
+    assert!(st.success(), "{}\n{}", base.stdout(), base.stderr());
+    assert!(
+        base.stderr().contains("auto: CRIU cannot be used")
+            && base.stderr().contains("the job declares app checkpoints"),
+        "the image label selects app: {}",
+        base.stderr()
+    );
+    let b = done_line(&base);
+    let cpu_b = b["cpu_seconds"].as_f64().unwrap();
+    let foreign_b = meter.foreign_cpus(cpu_b);
+
+    let uuid = job_uuid();
+    let _c = Cleanup(uuid.clone());
+    let plan = [
+        Step {
+            cpus: 1.0,
+            run_for: Some(Duration::from_millis(900)),
+        },
+        Step {
+            cpus: 0.5,
+            run_for: Some(Duration::from_millis(1200)),
+        },
+        Step {
+            cpus: 1.5,
+            run_for: Some(Duration::from_millis(900)),
+        },
+        Step {
+            cpus: 2.0,
+            run_for: None,
+        },
+    ];
+    let extra = [
+        "--docker-opt",
+        "label=team=qos",
+        "--docker-opt",
+        "memory=64m",
+    ];
+    let meter = LoadMeter::start();
+    let (traps, overheads) = drive(
+        &plan,
+        |cpus| {
+            trap_args(
+                &uuid,
+                &sup,
+                dir.path(),
+                "auto",
+                cpus,
+                &extra,
+                &counter_cmd(TARGET),
+            )
+        },
+        |i, trap| {
+            let c =
+                inspect(&uuid).unwrap_or_else(|| panic!("no container {uuid}: {}", trap.stderr()));
+            let h = &c["HostConfig"];
+            assert_eq!(
+                h["NanoCpus"],
+                (plan[i].cpus * 1e9).round() as i64,
+                "the CPU bound"
+            );
+            assert_eq!(h["NetworkMode"], "host");
+            assert_eq!(h["Memory"], 64 << 20);
+            let labels = &c["Config"]["Labels"];
+            assert_eq!(labels["qos.uuid"], uuid.as_str());
+            assert_eq!(labels["qos.incarnation"], (i + 1).to_string());
+            assert_eq!(labels["qos.strategy"], "app");
+            assert_eq!(labels["team"], "qos");
+            let env: Vec<&str> = c["Config"]["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                env.contains(&"QOS_CHECKPOINT_DIR=/qos-checkpoint"),
+                "{env:?}"
+            );
+            assert!(env.contains(&format!("QOS_UUID={uuid}").as_str()));
+            let mounts = c["Mounts"].as_array().unwrap();
+            assert!(
+                mounts.iter().any(|m| m["Destination"] == "/qos-checkpoint"
+                    && m["Source"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("{uuid}/inc-{:06}", i + 1))),
+                "{mounts:?}"
+            );
+            if i > 0 {
+                assert!(
+                    trap.stdout().contains("qos-counter: resumed at"),
+                    "{}",
+                    trap.stdout()
+                );
+            }
+        },
+        Duration::from_secs(15),
+    );
+    let f = done_line(traps.last().unwrap());
+    assert_eq!(f["count"], TARGET);
+    assert_eq!(f["digest"], b["digest"]);
+    assert_eq!(f["incarnations"], 4);
+    let cpu_f = f["cpu_seconds"].as_f64().unwrap();
+    let foreign_f = meter.foreign_cpus(cpu_f);
+    check_cpu(
+        "DOCKER JOB CPU (the counter's own)",
+        cpu_b,
+        foreign_b,
+        cpu_f,
+        foreign_f,
+    );
+    report_overheads("docker runtime, app strategy", &overheads);
+
+    sup.wait_for("endMarathonApp", 2, Duration::from_secs(5));
+    assert_eq!(restored_flags(&sup, &uuid), [false, true, true, true]);
+    let end = sup
+        .of("endMarathonApp")
+        .into_iter()
+        .find(|r| r.body["uuid"] == uuid.as_str())
+        .unwrap();
+    assert_eq!(end.body["exit_code"], 0.0);
+    assert_eq!(
+        end.auth.as_deref(),
+        Some(format!("Bearer token-{uuid}").as_str())
+    );
+    assert!(inspect(&uuid).is_none(), "the container was not removed");
+    assert!(inspect(&u0).is_none());
+    assert!(!dir.path().join(&uuid).exists(), "checkpoints left");
+}
+
+#[test]
+fn docker_none_restarts_from_zero_and_says_so() {
+    if !docker_or_skip("docker_none_restarts_from_zero_and_says_so") {
+        return;
+    }
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let _c = Cleanup(uuid.clone());
+    let plan = [
+        Step {
+            cpus: 1.0,
+            run_for: Some(Duration::from_millis(500)),
+        },
+        Step {
+            cpus: 1.0,
+            run_for: None,
+        },
+    ];
+    let (traps, _) = drive(
+        &plan,
+        |cpus| {
+            trap_args(
+                &uuid,
+                &sup,
+                dir.path(),
+                "none",
+                cpus,
+                &[],
+                &counter_cmd(1_000_000),
+            )
+        },
+        |_, _| {},
+        Duration::from_secs(15),
+    );
+    assert!(
+        traps[0].stderr().contains("the work done so far is lost"),
+        "{}",
+        traps[0].stderr()
+    );
+    assert!(
+        traps[1].stdout().contains("starting from 0/1000000"),
+        "{}",
+        traps[1].stdout()
+    );
+    assert!(
+        traps[1]
+            .stderr()
+            .contains("starting from scratch (strategy none)"),
+        "{}\n--- first:\n{}",
+        traps[1].stderr(),
+        traps[0].stderr()
+    );
+    assert_eq!(done_line(&traps[1])["resumed"], false);
+    sup.wait_for("endMarathonApp", 1, Duration::from_secs(5));
+    assert_eq!(restored_flags(&sup, &uuid), [false, false]);
+    assert!(inspect(&uuid).is_none());
+}
+
+#[test]
+fn docker_criu_is_refused_with_the_reason_and_falls_back_only_when_configured() {
+    if !docker_or_skip("docker_criu_is_refused_with_the_reason") {
+        return;
+    }
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let _c = Cleanup(uuid.clone());
+    let mut t = Trap::spawn(
+        &trap_args(
+            &uuid,
+            &sup,
+            dir.path(),
+            "criu",
+            1.0,
+            &[],
+            &counter_cmd(1000),
+        ),
+        &[],
+    );
+    let (st, _) = t.wait(Duration::from_secs(60));
+    assert_eq!(st.code(), Some(125), "{}", t.stderr());
+    let err = t.stderr();
+    assert!(err.contains("--strategy criu refused: "), "{err}");
+    // Here: criu is not installed, or installed and failing on this kernel, or the daemon is
+    // not experimental — the message names which.
+    assert!(
+        err.contains("criu is not installed")
+            || err.contains("`criu check` failed")
+            || err.contains("is not experimental"),
+        "{err}"
+    );
+    eprintln!(
+        "CRIU REFUSAL: {}",
+        err.lines().find(|l| l.contains("refused")).unwrap()
+    );
+    assert!(inspect(&uuid).is_none(), "a container was created");
+    assert!(sup.reports().is_empty());
+
+    let mut t = Trap::spawn(
+        &trap_args(
+            &uuid,
+            &sup,
+            dir.path(),
+            "criu",
+            1.0,
+            &["--fallback", "app"],
+            &counter_cmd(1000),
+        ),
+        &[],
+    );
+    let (st, _) = t.wait(Duration::from_secs(60));
+    assert!(st.success(), "{}", t.stderr());
+    assert!(
+        t.stderr().contains("falling back to --fallback app"),
+        "{}",
+        t.stderr()
+    );
+}
+
+#[test]
+fn docker_exit_status_marathon_container_options_and_cleanup() {
+    if !docker_or_skip("docker_exit_status_and_cleanup") {
+        return;
+    }
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The Marathon container object from the launcher, and forwarded app variables.
+    let uuid = job_uuid();
+    let _c = Cleanup(uuid.clone());
+    let container = serde_json::json!({
+        "type": "DOCKER",
+        "docker": {"image": IMAGE, "network": "HOST",
+                   "parameters": [{"key": "label", "value": "from=marathon"}]},
+        "volumes": [{"hostPath": "/tmp", "containerPath": "/hosttmp", "mode": "RO"}]
+    })
+    .to_string();
+    let env = [
+        ("QOS_CONTAINER", container.as_str()),
+        ("QOS_FORWARD_ENV", "FOO MISSING"),
+        ("FOO", "bar"),
+    ];
+    let mut args = base_args(&uuid, &sup, dir.path());
+    args.extend([
+        "--strategy".into(),
+        "app".into(),
+        "--".into(),
+        image().into(),
+    ]);
+    args.extend(counter_cmd(50_000_000));
+    let mut t = Trap::spawn(&args, &env);
+    t.wait_stdout("qos-counter: starting", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{}", t.stderr()));
+    let c = inspect(&uuid).unwrap();
+    assert_eq!(c["Config"]["Labels"]["from"], "marathon");
+    assert_eq!(
+        c["HostConfig"]["NanoCpus"], 0,
+        "no --cpus, no MARATHON_APP_RESOURCE_CPUS"
+    );
+    let env: Vec<&str> = c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(env.contains(&"FOO=bar"), "{env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("MISSING")));
+    assert!(env.contains(&format!("QOS_REPORT_TOKEN=token-{uuid}").as_str()));
+    let mounts = c["Mounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["Destination"] == "/hosttmp" && m["RW"] == false)
+    );
+    t.signal(Signal::SIGTERM);
+    let (st, _) = t.wait(Duration::from_secs(30));
+    assert!(st.success(), "{}", t.stderr());
+    assert!(
+        inspect(&uuid).is_none(),
+        "the container of a stopped incarnation is removed"
+    );
+    assert!(dir.path().join(&uuid).exists(), "its checkpoint is kept");
+
+    // The job's own exit status (2: usage error) is shell-trap's, and is reported.
+    let uuid = job_uuid();
+    let _c2 = Cleanup(uuid.clone());
+    let mut t = Trap::spawn(
+        &trap_args(
+            &uuid,
+            &sup,
+            dir.path(),
+            "app",
+            1.0,
+            &[],
+            &["/qos-counter".into()],
+        ),
+        &[],
+    );
+    let (st, _) = t.wait(Duration::from_secs(60));
+    assert_eq!(st.code(), Some(2), "{}", t.stderr());
+    assert!(
+        t.stderr().contains("usage: qos-counter"),
+        "container stderr is streamed"
+    );
+    let end = sup
+        .wait_for("endMarathonApp", 1, Duration::from_secs(5))
+        .into_iter()
+        .find(|r| r.body["uuid"] == uuid.as_str())
+        .unwrap();
+    assert_eq!(end.body["exit_code"], 2.0);
+    assert!(inspect(&uuid).is_none());
+    assert!(!dir.path().join(&uuid).exists());
+
+    // An image that is not there (and no registry): 125 with the reason.
+    let uuid = job_uuid();
+    let mut args = base_args(&uuid, &sup, dir.path());
+    args.extend([
+        "--runtime".into(),
+        "docker".into(),
+        "--".into(),
+        "qos-no-such-image:1".into(),
+    ]);
+    let mut t = Trap::spawn(&args, &[]);
+    let (st, _) = t.wait(Duration::from_secs(120));
+    assert_eq!(st.code(), Some(125), "{}", t.stderr());
+    assert!(t.stderr().contains("cannot be pulled"), "{}", t.stderr());
+}
+
+#[test]
+fn docker_a_live_container_is_never_removed_and_an_orphan_is_checkpointed_first() {
+    if !docker_or_skip("docker_a_live_container_is_never_removed") {
+        return;
+    }
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let _c = Cleanup(uuid.clone());
+    let job = counter_cmd(50_000_000);
+
+    let mut a = Trap::spawn(
+        &trap_args(&uuid, &sup, dir.path(), "app", 1.0, &[], &job),
+        &[],
+    );
+    a.wait_stdout("qos-counter: starting", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{}", a.stderr()));
+    let first_id = inspect(&uuid).unwrap()["Id"].as_str().unwrap().to_owned();
+
+    // Another task of the same UUID (another checkpoint dir, so no shared lock): the container
+    // belongs to a live shell-trap, so it waits its grace period and refuses — never `rm -f`.
+    let mut args = trap_args(&uuid, &sup, other_dir.path(), "app", 1.0, &[], &job);
+    let g = args.iter().position(|x| x == "--grace").unwrap();
+    args[g + 1] = "1".into();
+    let mut b = Trap::spawn(&args, &[]);
+    let (st, _) = b.wait(Duration::from_secs(60));
+    assert_eq!(st.code(), Some(125), "{}", b.stderr());
+    assert!(
+        b.stderr()
+            .contains("refusing to remove an un-checkpointed container"),
+        "{}",
+        b.stderr()
+    );
+    let c = inspect(&uuid).unwrap();
+    assert_eq!(c["Id"], first_id.as_str());
+    assert_eq!(c["State"]["Running"], true);
+
+    // The first shell-trap dies by SIGKILL: its container is an orphan. The next incarnation
+    // checkpoints it first (SIGTERM → the job saves → sealed), then restores that checkpoint.
+    kill(a.pid(), Signal::SIGKILL).unwrap();
+    a.wait(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inspect(&uuid).unwrap()["State"]["Running"], true);
+    let t0 = Instant::now();
+    let mut c = Trap::spawn(
+        &trap_args(&uuid, &sup, dir.path(), "app", 1.0, &[], &job),
+        &[],
+    );
+    let resumed = c
+        .wait_stdout("qos-counter: resumed at", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{}\n{}", c.stdout(), c.stderr()));
+    let err = c.stderr();
+    assert!(
+        err.contains("the shell-trap that started it is gone; checkpointing it (app)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sealed the orphan's checkpoint (incarnation 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("incarnation 2: restoring the checkpoint of incarnation 1"),
+        "{err}"
+    );
+    eprintln!("ORPHAN adopted and resumed in {:?}", resumed.at - t0);
+    assert_ne!(inspect(&uuid).unwrap()["Id"], first_id.as_str());
+    c.signal(Signal::SIGTERM);
+    assert!(
+        c.wait(Duration::from_secs(30)).0.success(),
+        "{}",
+        c.stderr()
+    );
+    assert!(inspect(&uuid).is_none());
+}

@@ -1,0 +1,569 @@
+//! The process runtime, for real: the counting job restarted like Marathon restarts a task on a
+//! resize, reports to a fake supervisor, exit statuses, signals, the grace period, stale
+//! checkpoints and the one-owner rule.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use serde_json::Value;
+
+use crate::util::{
+    LoadMeter, Step, Supervisor, Trap, base_args, cgroup_cpu, check_cpu, done_line, drive, is_root,
+    job_uuid, report_overheads, serial,
+};
+
+/// Steps of the counter: about 3.5 s of CPU in a debug build.
+const TARGET: u64 = 700_000;
+
+fn counter_args(
+    uuid: &str,
+    sup: &Supervisor,
+    dir: &Path,
+    strategy: &str,
+    cpus: f64,
+    target: u64,
+) -> Vec<String> {
+    let mut a = base_args(uuid, sup, dir);
+    a.extend([
+        "--strategy".into(),
+        strategy.into(),
+        "--cpus".into(),
+        cpus.to_string(),
+        "--grace".into(),
+        "10".into(),
+    ]);
+    if is_root() {
+        a.extend(["--cgroup".into(), "create".into()]);
+    }
+    a.extend([
+        "--".into(),
+        crate::util::counter().into(),
+        target.to_string(),
+    ]);
+    a
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // Gone, or a zombie waiting for init (it no longer runs).
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn job_pid(trap: &Trap) -> i32 {
+    let line = trap
+        .wait_stderr("running: incarnation", Duration::from_secs(10))
+        .expect("no running line");
+    line.text
+        .split("process ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {:?}", line.text))
+}
+
+fn restored_flags(sup: &Supervisor, uuid: &str) -> Vec<bool> {
+    sup.of("initMarathonApp")
+        .iter()
+        .filter(|r| r.body["uuid"] == uuid)
+        .map(|r| r.body["restored"].as_bool().unwrap())
+        .collect()
+}
+
+#[test]
+fn app_strategy_survives_three_restarts_with_the_exact_count_and_cpu() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The same job without restarts, through the same wrapper.
+    let u0 = job_uuid();
+    let meter = LoadMeter::start();
+    let mut base = Trap::spawn(
+        &counter_args(&u0, &sup, dir.path(), "app", 2.0, TARGET),
+        &[],
+    );
+    let (st, _) = base.wait(Duration::from_secs(120));
+    assert!(st.success(), "{}", base.stderr());
+    let b = done_line(&base);
+    assert_eq!(b["count"], TARGET);
+    let own_b = cgroup_cpu(&base).unwrap_or(b["cpu_seconds"].as_f64().unwrap());
+    let foreign_b = meter.foreign_cpus(own_b);
+
+    // Resized three times: 1 → 0.5 → 1.5 → 2 CPUs.
+    let uuid = job_uuid();
+    let plan = [
+        Step {
+            cpus: 1.0,
+            run_for: Some(Duration::from_millis(700)),
+        },
+        Step {
+            cpus: 0.5,
+            run_for: Some(Duration::from_millis(900)),
+        },
+        Step {
+            cpus: 1.5,
+            run_for: Some(Duration::from_millis(700)),
+        },
+        Step {
+            cpus: 2.0,
+            run_for: None,
+        },
+    ];
+    let meter = LoadMeter::start();
+    let (traps, overheads) = drive(
+        &plan,
+        |cpus| counter_args(&uuid, &sup, dir.path(), "app", cpus, TARGET),
+        |i, trap| {
+            if i > 0 {
+                assert!(
+                    trap.stdout().contains("qos-counter: resumed at"),
+                    "incarnation {i} did not resume:\n{}\n{}",
+                    trap.stdout(),
+                    trap.stderr()
+                );
+            }
+            if is_root() {
+                // The CPU bound is real: the job's cgroup has the quota of this incarnation.
+                let q = std::fs::read_to_string(format!(
+                    "/sys/fs/cgroup/cpu/shell-trap-{uuid}/cpu.cfs_quota_us"
+                ))
+                .or_else(|_| {
+                    std::fs::read_to_string(format!("/sys/fs/cgroup/shell-trap-{uuid}/cpu.max"))
+                })
+                .unwrap();
+                let want = (plan[i].cpus * 100_000.0).round() as u64;
+                assert!(
+                    q.trim().starts_with(&want.to_string()),
+                    "quota {q} for {:?}",
+                    plan[i]
+                );
+            }
+        },
+        Duration::from_secs(10),
+    );
+    let f = done_line(traps.last().unwrap());
+    assert_eq!(f["count"], TARGET, "the exact count");
+    assert_eq!(
+        f["digest"], b["digest"],
+        "every step done exactly once, in order"
+    );
+    assert_eq!(f["incarnations"], 4);
+    assert_eq!(f["resumed"], true);
+    for (i, t) in traps.iter().enumerate().take(3) {
+        assert!(t.stdout().contains("qos-counter: checkpointed at"), "{i}");
+        assert!(t.stderr().contains("sealed"), "{i}: {}", t.stderr());
+    }
+
+    // Work done: within 5 % of the uninterrupted run.
+    let cpu_b = b["cpu_seconds"].as_f64().unwrap();
+    let cpu_f = f["cpu_seconds"].as_f64().unwrap();
+    let whole_f: Option<f64> = traps.iter().map(cgroup_cpu).sum();
+    let foreign_f = meter.foreign_cpus(whole_f.unwrap_or(cpu_f));
+    check_cpu(
+        "JOB CPU (the counter's own)",
+        cpu_b,
+        foreign_b,
+        cpu_f,
+        foreign_f,
+    );
+    if let (Some(whole_b), Some(whole_f)) = (cgroup_cpu(&base), whole_f) {
+        // Everything in the task's cgroups: the job plus shell-trap itself, every incarnation.
+        check_cpu(
+            "CGROUP CPU (job + shell-trap)",
+            whole_b,
+            foreign_b,
+            whole_f,
+            foreign_f,
+        );
+    }
+    report_overheads("process runtime, app strategy", &overheads);
+
+    // Reports: one start per incarnation (restores flagged), one end with the exit status.
+    let inits = sup.wait_for("initMarathonApp", 5, Duration::from_secs(5));
+    assert_eq!(
+        restored_flags(&sup, &uuid),
+        [false, true, true, true],
+        "{inits:?}"
+    );
+    let ends: Vec<_> = sup
+        .of("endMarathonApp")
+        .into_iter()
+        .filter(|r| r.body["uuid"] == uuid.as_str())
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].body["exit_code"], 0.0);
+    assert_eq!(
+        ends[0].auth.as_deref(),
+        Some(format!("Bearer token-{uuid}").as_str())
+    );
+    for r in sup.reports() {
+        assert!(r.auth.is_some(), "{r:?}");
+        assert!(
+            r.body["started_at"]
+                .as_f64()
+                .or(r.body["finished_at"].as_f64())
+                .unwrap()
+                > 1.0e9
+        );
+    }
+    // The job ended: its checkpoints are gone.
+    assert!(!dir.path().join(&uuid).exists());
+    assert!(!dir.path().join(&u0).exists());
+}
+
+#[test]
+fn none_strategy_restarts_from_zero_and_says_so() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let plan = [
+        Step {
+            cpus: 1.0,
+            run_for: Some(Duration::from_millis(400)),
+        },
+        Step {
+            cpus: 1.0,
+            run_for: None,
+        },
+    ];
+    let (traps, _) = drive(
+        &plan,
+        |cpus| counter_args(&uuid, &sup, dir.path(), "none", cpus, 300_000),
+        |_, _| {},
+        Duration::from_secs(10),
+    );
+    let first = &traps[0];
+    assert!(
+        first.stderr().contains("strategy none"),
+        "{}",
+        first.stderr()
+    );
+    assert!(
+        first
+            .stderr()
+            .contains("without a checkpoint (strategy none): the work done so far is lost"),
+        "{}",
+        first.stderr()
+    );
+    assert!(first.stdout().contains("stopped at"), "{}", first.stdout());
+    let second = &traps[1];
+    assert!(
+        second
+            .stdout()
+            .contains("qos-counter: starting from 0/300000"),
+        "{}",
+        second.stdout()
+    );
+    assert!(
+        second
+            .stderr()
+            .contains("incarnation 2: starting from scratch (strategy none)"),
+        "{}",
+        second.stderr()
+    );
+    let f = done_line(second);
+    assert_eq!(f["count"], 300_000);
+    assert_eq!(f["resumed"], false);
+    sup.wait_for("endMarathonApp", 1, Duration::from_secs(5));
+    assert_eq!(restored_flags(&sup, &uuid), [false, false]);
+    assert!(!dir.path().join(&uuid).exists());
+}
+
+#[test]
+fn criu_is_refused_for_processes_unless_a_fallback_is_configured() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let mut a = base_args(&uuid, &sup, dir.path());
+    a.extend([
+        "--strategy".into(),
+        "criu".into(),
+        "--".into(),
+        "/bin/true".into(),
+    ]);
+    let mut t = Trap::spawn(&a, &[]);
+    let (st, _) = t.wait(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(125));
+    assert!(
+        t.stderr()
+            .contains("--strategy criu refused: CRIU checkpoints need the docker runtime"),
+        "{}",
+        t.stderr()
+    );
+    assert!(sup.reports().is_empty(), "nothing ran, nothing reported");
+
+    let mut a = base_args(&uuid, &sup, dir.path());
+    a.extend([
+        "--strategy".into(),
+        "criu".into(),
+        "--fallback".into(),
+        "app".into(),
+        "--".into(),
+        crate::util::counter().into(),
+        "1000".into(),
+    ]);
+    let mut t = Trap::spawn(&a, &[]);
+    let (st, _) = t.wait(Duration::from_secs(20));
+    assert!(st.success(), "{}", t.stderr());
+    assert!(
+        t.stderr().contains("falling back to --fallback app"),
+        "{}",
+        t.stderr()
+    );
+}
+
+#[test]
+fn exit_statuses_are_propagated_and_reported() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (cmd, want) in [("exit 7", 7), ("exit 0", 0), ("kill -9 $$", 137)] {
+        let uuid = job_uuid();
+        let mut a = base_args(&uuid, &sup, dir.path());
+        a.extend(["--".into(), "/bin/sh".into(), "-c".into(), cmd.into()]);
+        let mut t = Trap::spawn(&a, &[]);
+        let (st, _) = t.wait(Duration::from_secs(20));
+        assert_eq!(st.code(), Some(want), "{cmd}: {}", t.stderr());
+        let end = sup
+            .of("endMarathonApp")
+            .into_iter()
+            .find(|r| r.body["uuid"] == uuid.as_str())
+            .unwrap_or_else(|| panic!("{cmd}: no end report\n{}", t.stderr()));
+        assert_eq!(end.body["exit_code"], Value::from(f64::from(want)), "{cmd}");
+        assert!(!dir.path().join(&uuid).exists(), "{cmd}: checkpoints left");
+    }
+    for (cmd, want) in [("/nonexistent/job", 127), ("/etc/passwd", 126)] {
+        let uuid = job_uuid();
+        let mut a = base_args(&uuid, &sup, dir.path());
+        a.extend([
+            "--runtime".into(),
+            "process".into(),
+            "--".into(),
+            cmd.into(),
+        ]);
+        let mut t = Trap::spawn(&a, &[]);
+        let (st, _) = t.wait(Duration::from_secs(20));
+        assert_eq!(st.code(), Some(want), "{cmd}: {}", t.stderr());
+        assert!(t.stderr().contains("cannot execute"), "{}", t.stderr());
+    }
+    // Invalid arguments: 125, before anything starts.
+    for bad in [["--uuid", "a/b"], ["--cpus", "0"]] {
+        let uuid = job_uuid();
+        let mut a = base_args(&uuid, &sup, dir.path());
+        a.extend(bad.iter().map(|s| (*s).to_owned()));
+        a.extend(["--".into(), "/bin/true".into()]);
+        let mut t = Trap::spawn(&a, &[]);
+        let (st, _) = t.wait(Duration::from_secs(20));
+        assert_eq!(st.code(), Some(125), "{bad:?}: {}", t.stderr());
+        assert!(t.stderr().contains(bad[0]), "{}", t.stderr());
+    }
+}
+
+/// A job that ignores SIGTERM (so it never checkpoints).
+fn stubborn(uuid: &str, sup: &Supervisor, dir: &Path, grace: &str) -> Vec<String> {
+    let mut a = base_args(uuid, sup, dir);
+    a.extend([
+        "--strategy".into(),
+        "app".into(),
+        "--grace".into(),
+        grace.into(),
+        "--".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done".into(),
+    ]);
+    a
+}
+
+#[test]
+fn the_grace_period_bounds_the_stop_and_a_second_signal_stops_at_once() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Grace 2 s: the job ignores SIGTERM, so shell-trap kills it and says the checkpoint failed.
+    let uuid = job_uuid();
+    let mut t = Trap::spawn(&stubborn(&uuid, &sup, dir.path(), "2"), &[]);
+    t.wait_stdout("ready", Duration::from_secs(10)).unwrap();
+    let pid = job_pid(&t);
+    let t0 = Instant::now();
+    t.signal(Signal::SIGTERM);
+    let (st, at) = t.wait(Duration::from_secs(10));
+    let took = at - t0;
+    assert_eq!(st.code(), Some(1), "{}", t.stderr());
+    assert!(took < Duration::from_millis(2500), "stop took {took:?}");
+    assert!(
+        t.stderr()
+            .contains("did not save its state and stop within the grace period")
+    );
+    assert!(!pid_alive(pid), "the job {pid} outlived shell-trap");
+    assert!(sup.of("endMarathonApp").is_empty(), "a stop is not an end");
+
+    // Grace 20 s, but a second signal (SIGINT, like an impatient Ctrl-C) stops at once.
+    let uuid = job_uuid();
+    let mut t = Trap::spawn(&stubborn(&uuid, &sup, dir.path(), "20"), &[]);
+    t.wait_stdout("ready", Duration::from_secs(10)).unwrap();
+    let pid = job_pid(&t);
+    t.signal(Signal::SIGTERM);
+    // A duplicate SIGTERM right away is the same request, not a second one.
+    t.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        t.child.try_wait().unwrap().is_none(),
+        "a duplicate SIGTERM stopped it"
+    );
+    let t0 = Instant::now();
+    kill(t.pid(), Signal::SIGINT).unwrap();
+    let (st, at) = t.wait(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(130), "{}", t.stderr());
+    assert!(at - t0 < Duration::from_secs(2), "{:?}", at - t0);
+    assert!(
+        t.stderr().contains("second signal SIGINT"),
+        "{}",
+        t.stderr()
+    );
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn a_killed_incarnation_is_not_restored_and_its_job_dies_with_it() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let args = |cpus| counter_args(&uuid, &sup, dir.path(), "app", cpus, TARGET);
+
+    // Incarnation 1 checkpoints normally.
+    let mut t1 = Trap::spawn(&args(1.0), &[]);
+    t1.wait_stdout("starting from 0", Duration::from_secs(10))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    t1.signal(Signal::SIGTERM);
+    assert!(t1.wait(Duration::from_secs(15)).0.success());
+    let saved = t1
+        .wait_stdout("checkpointed at ", Duration::from_secs(1))
+        .unwrap()
+        .text
+        .split("checkpointed at ")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Incarnation 2 is SIGKILLed (shell-trap alone): its job must not live on, and its
+    // unsealed directory must not be restored.
+    let mut t2 = Trap::spawn(&args(1.0), &[]);
+    t2.wait_stdout(&format!("resumed at {saved}/"), Duration::from_secs(10))
+        .unwrap();
+    let pid = job_pid(&t2);
+    std::thread::sleep(Duration::from_millis(300));
+    kill(t2.pid(), Signal::SIGKILL).unwrap();
+    t2.wait(Duration::from_secs(5));
+    let until = Instant::now() + Duration::from_secs(2);
+    while pid_alive(pid) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!pid_alive(pid), "the job survived its shell-trap's SIGKILL");
+    assert!(dir.path().join(&uuid).join("inc-000002").exists());
+    if is_root() {
+        // Its cgroup is left behind by the SIGKILL; the next incarnation reuses it.
+        assert!(Path::new(&format!("/sys/fs/cgroup/cpu/shell-trap-{uuid}")).exists());
+    }
+
+    // Incarnation 3 restores incarnation 1's checkpoint, and cleans incarnation 2 up.
+    let mut t3 = Trap::spawn(&args(2.0), &[]);
+    t3.wait_stdout(&format!("resumed at {saved}/"), Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{}\n{}", t3.stdout(), t3.stderr()));
+    assert!(
+        t3.stderr().contains("removing stale checkpoint") && t3.stderr().contains("inc-000002"),
+        "{}",
+        t3.stderr()
+    );
+    assert!(
+        t3.stderr()
+            .contains("incarnation 3: restoring the checkpoint of incarnation 1")
+    );
+    assert!(t3.wait(Duration::from_secs(120)).0.success());
+    assert_eq!(done_line(&t3)["count"], TARGET);
+    assert!(!dir.path().join(&uuid).exists());
+    if is_root() {
+        assert!(!Path::new(&format!("/sys/fs/cgroup/cpu/shell-trap-{uuid}")).exists());
+    }
+}
+
+#[test]
+fn one_live_incarnation_per_uuid_and_signals_before_the_start() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = job_uuid();
+    let job = |grace: &str| {
+        let mut a = base_args(&uuid, &sup, dir.path());
+        a.extend([
+            "--strategy".into(),
+            "none".into(),
+            "--grace".into(),
+            grace.into(),
+            "--".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.05; done".into(),
+        ]);
+        a
+    };
+    let mut a = Trap::spawn(&job("10"), &[]);
+    a.wait_stdout("ready", Duration::from_secs(10)).unwrap();
+
+    // Forwarded signals reach the job.
+    kill(a.pid(), Signal::SIGUSR1).unwrap();
+    a.wait_stdout("got-usr1", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{}\n{}", a.stdout(), a.stderr()));
+
+    // A second incarnation waits for the first (its grace), then refuses.
+    let t0 = Instant::now();
+    let mut b = Trap::spawn(&job("1"), &[]);
+    let (st, at) = b.wait(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(125), "{}", b.stderr());
+    assert!(at - t0 >= Duration::from_millis(900));
+    assert!(b.stderr().contains("is still held"), "{}", b.stderr());
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "the first one was disturbed"
+    );
+
+    // A SIGTERM while waiting for the lock: nothing started, exit 0 at once.
+    let mut c = Trap::spawn(&job("30"), &[]);
+    c.wait_stderr("waiting up to", Duration::from_secs(10))
+        .unwrap();
+    c.signal(Signal::SIGTERM);
+    let (st, _) = c.wait(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "{}", c.stderr());
+    assert!(
+        c.stderr().contains("before the job started"),
+        "{}",
+        c.stderr()
+    );
+
+    a.signal(Signal::SIGTERM);
+    assert_eq!(
+        a.wait(Duration::from_secs(15)).0.code(),
+        Some(0),
+        "{}",
+        a.stderr()
+    );
+    // Only the first incarnation ever started.
+    let inits: Vec<_> = sup
+        .of("initMarathonApp")
+        .into_iter()
+        .filter(|r| r.body["uuid"] == uuid.as_str())
+        .collect();
+    assert_eq!(inits.len(), 1);
+}

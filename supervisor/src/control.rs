@@ -100,6 +100,7 @@ pub(crate) async fn run(
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut rerun: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<(String, Next)> = JoinSet::new();
+    let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let start = Instant::now();
     for uuid in initial {
         queue.push(uuid, start);
@@ -115,6 +116,7 @@ pub(crate) async fn run(
                 continue;
             }
             in_flight.insert(uuid.clone());
+            let uuid_for_id = uuid.clone();
             let sh = Arc::clone(&sh);
             let span = tracing::info_span!(
                 "reconcile",
@@ -122,13 +124,14 @@ pub(crate) async fn run(
                 job.name = tracing::field::Empty,
                 job.framework = tracing::field::Empty
             );
-            tasks.spawn(
+            let handle = tasks.spawn(
                 async move {
                     let next = reconcile(&sh, &uuid).await;
                     (uuid, next)
                 }
                 .instrument(span),
             );
+            ids.insert(handle.id(), uuid_for_id);
         }
         let wake = if tasks.len() < max {
             queue.next_at()
@@ -138,25 +141,25 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                match done {
-                    Ok((uuid, next)) => {
-                        in_flight.remove(&uuid);
-                        if rerun.remove(&uuid) {
-                            queue.push(uuid, Instant::now());
-                        } else {
-                            match next {
-                                Next::After(d) => queue.push(uuid, Instant::now() + d),
-                                Next::Wait | Next::Done => {}
-                            }
-                        }
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (uuid, next) = match done {
+                    Ok((id, (uuid, next))) => {
+                        ids.remove(&id);
+                        (uuid, next)
                     }
                     Err(e) => {
-                        // A panicking reconcile must not stop the loop; the job is retried by
-                        // the next trigger. (Reconciles are written not to panic.)
+                        // A panicking reconcile must not stop the loop or strand its job: it is
+                        // retried after a while. (Reconciles are written not to panic.)
                         tracing::error!(error = %e, "a reconcile task failed");
-                        in_flight.retain(|_| true);
+                        let Some(uuid) = ids.remove(&e.id()) else { continue };
+                        (uuid, Next::After(ControlConfig::dur(sh.config.control.backoff_max)))
                     }
+                };
+                in_flight.remove(&uuid);
+                if rerun.remove(&uuid) {
+                    queue.push(uuid, Instant::now());
+                } else if let Next::After(d) = next {
+                    queue.push(uuid, Instant::now() + d);
                 }
             }
             Some(uuid) = triggers.recv() => {

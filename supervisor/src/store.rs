@@ -431,11 +431,34 @@ impl Store {
     /// When the file cannot be opened, switched to WAL or has an unknown schema.
     pub(crate) fn open(path: &Path, full_sync: bool) -> Result<Self, StoreError> {
         let conn = open_connection(path, full_sync)?;
+        // Checkpoints (copying the WAL into the database, with an fsync) run on their own
+        // connection and thread, so a write never waits behind one.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = open_connection(path, full_sync)?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let alive = Arc::new(());
+        let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("supervisor-db".into())
-            .spawn(move || serve(conn, rx))
+            .spawn(move || {
+                serve(conn, rx);
+                drop(alive);
+            })
             .map_err(|e| StoreError::Sqlite(format!("cannot start the database thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("supervisor-db-checkpoint".into())
+            .spawn(move || {
+                while watch.strong_count() > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    if let Err(e) =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+                let _ = checkpointer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| StoreError::Sqlite(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Self {
             backend: Backend::Thread(tx),
         })

@@ -275,9 +275,15 @@ async fn resize_is_a_partial_update_with_only_cpus() {
     let api: &dyn frameworks::MarathonApi = &marathon;
     api.scale_app("/qos/job-a", 0, true).await.expect("scale");
     let req = fake.last_request();
-    assert_eq!((req.method.as_str(), req.query.as_deref()), ("PUT", Some("force=true")));
+    assert_eq!(
+        (req.method.as_str(), req.query.as_deref()),
+        ("PUT", Some("force=true"))
+    );
     assert_eq!(req.json(), json!({"instances": 0}));
-    assert_eq!(fake.app("/qos/job-a").expect("stored")["instances"], json!(0));
+    assert_eq!(
+        fake.app("/qos/job-a").expect("stored")["instances"],
+        json!(0)
+    );
 }
 
 #[tokio::test]

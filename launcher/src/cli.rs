@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::{EXIT_INPUT, EXIT_OK, LauncherError};
 use crate::rewrite::{
-    DEFAULT_CHECKPOINT_DIR, JobUuid, ReportPolicy, Settings, Strategy, SupervisorUrl,
+    DEFAULT_CHECKPOINT_DIR, JobUuid, Pace, ReportPolicy, Settings, Strategy, SupervisorUrl,
 };
 use crate::submit::{
     self, ChronosApi, FrameworkClient, SubmitRequest, Submitted, load_credentials, now_epoch,
@@ -28,6 +28,7 @@ Examples:
     launcher -j openmpLinpack1.json -c chronos.json -i http://10.0.0.2:30000
     launcher -j marathon_openmpLinpack1.json -m marathon.json -i http://10.0.0.2:30000
     launcher -j openmpLinpack1.json -c chronos.json -i http://10.0.0.2:30000 --dry-run
+    launcher -j openmpLinpack3.json -c chronos.json -i http://10.0.0.2:30000 --pace schedule
 
   Subcommands:
     launcher submit job.json --framework chronos --creds chronos.json --supervisor http://sup:30000
@@ -37,6 +38,9 @@ Examples:
     launcher watch openmpLinpack1 openmpLinpack2 /openmplinpack1
     launcher cancel 0123456789abcdef0123456789abcdef --creds marathon.json
     launcher list --output json | jq '.[].class'
+
+  Chronos pacing: a job's R<n> runs go back to back, each as soon as the previous one ends, as in
+  the thesis (R13//PT3M is sent as R13//PT1S; needs Chronos 3.x); --pace schedule keeps the period.
 
   Credential files (thesis format): {\"url\": \"http://host:port\", \"user\": \"\", \"password\": \"\"}
 
@@ -118,6 +122,9 @@ pub struct RewriteArgs {
     #[arg(long, env = "QOS_REPORT_ATTEMPTS", default_value_t = 10, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub report_attempts: u32,
+    /// Chronos: how the job's scheduled runs are paced.
+    #[arg(long, env = "QOS_PACE", value_enum, default_value_t = Pace::BackToBack)]
+    pub pace: Pace,
     /// Chronos API generation.
     #[arg(long, env = "QOS_CHRONOS_API", value_enum, default_value_t = ChronosApi::Auto)]
     pub chronos_api: ChronosApi,
@@ -336,6 +343,7 @@ fn settings(global: &GlobalArgs, r: &RewriteArgs) -> Result<Settings, LauncherEr
         attempts: r.report_attempts,
         ..ReportPolicy::default()
     };
+    s.pace = r.pace;
     s.check()?;
     Ok(s)
 }
@@ -541,6 +549,9 @@ async fn do_submit(
     err: &mut dyn Write,
 ) -> Result<(), LauncherError> {
     let done: Submitted = submit::submit(req).await?;
+    for n in &done.notes {
+        let _ = writeln!(err, "note: {n}");
+    }
     for w in &done.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
@@ -553,7 +564,7 @@ async fn do_submit(
             out,
             &json_line(&json!({
                 "uuid": done.uuid.as_str(), "name": done.name, "framework": done.framework,
-                "submitted": true, "warnings": done.warnings,
+                "submitted": true, "warnings": done.warnings, "notes": done.notes,
             })),
         ),
         Output::Human => write_out(

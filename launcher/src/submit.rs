@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::error::{Kind, LauncherError, classify};
 use crate::input::read_json_file;
-use crate::rewrite::{self, DRY_RUN_REPORT_TOKEN, JobUuid, Settings, SupervisorUrl};
+use crate::rewrite::{self, DRY_RUN_REPORT_TOKEN, JobUuid, Pace, Settings, SupervisorUrl};
 
 /// Which Chronos API generation to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +71,8 @@ pub struct Submitted {
     pub registration: JobRegistration,
     /// Warnings from the rewrite.
     pub warnings: Vec<String>,
+    /// Notes from the rewrite (deliberate changes, such as a period replaced by `--pace`).
+    pub notes: Vec<String>,
     /// True when nothing was contacted.
     pub dry_run: bool,
 }
@@ -253,9 +255,17 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
         request,
         registration: prepared.registration.clone(),
         warnings: prepared.warnings.clone(),
+        notes: prepared.notes.clone(),
         dry_run: req.dry_run,
     };
     if req.dry_run {
+        if req.chronos_api == ChronosApi::V2 {
+            check_pace(
+                &prepared,
+                req.settings.pace,
+                "--chronos-api v2 selects Chronos 2.x",
+            )?;
+        }
         return Ok(outcome(prepared.request(Some(DRY_RUN_REPORT_TOKEN))?));
     }
     let fw_title = match prepared.framework {
@@ -276,6 +286,15 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
     let creds = load_credentials(creds_path)?;
     let framework =
         FrameworkClient::connect(prepared.framework, &creds, req.chronos_api, &req.client).await?;
+    if let FrameworkClient::Chronos(c) = &framework {
+        if c.api_version() == ChronosApiVersion::V2 {
+            check_pace(
+                &prepared,
+                req.settings.pace,
+                &format!("Chronos at {} speaks the 2.x API", creds.url()),
+            )?;
+        }
+    }
 
     // Chronos upserts by name: never replace somebody else's job.
     if let FrameworkClient::Chronos(_) = &framework {
@@ -352,6 +371,25 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
         return Err(rollback(&supervisor, fw, &prepared.uuid, &prepared.name, err).await);
     }
     Ok(outcome(request))
+}
+
+/// Refuses [`Pace::BackToBack`] for a Chronos that speaks the 2.x API (`why` says how we know).
+/// Chronos 2.x queues every run due within its 60 s horizon at once, taking each off the count,
+/// and discards a queued run whose job is still running; with a 1 s period, only the first of the
+/// runs would happen (see [`crate::rewrite::chronos`]).
+fn check_pace(prepared: &rewrite::Prepared, pace: Pace, why: &str) -> Result<(), LauncherError> {
+    if prepared.framework != Framework::Chronos || pace != Pace::BackToBack {
+        return Ok(());
+    }
+    let runs = prepared.registration.iterations.unwrap_or(0);
+    Err(LauncherError::input(format!(
+        "{why}, which cannot run iterations back to back (--pace back-to-back, the default): \
+         Chronos 2.x discards a run that falls due while the job's previous run is still going, \
+         so only the first of the {runs} runs of {:?} would happen. Give --pace schedule (or \
+         QOS_PACE=schedule) with a period longer than one run, or use Chronos 3.x; nothing was \
+         registered or submitted",
+        prepared.name
+    )))
 }
 
 /// Undoes a registration (and, when `framework` is given, deletes the job there if it exists),

@@ -24,36 +24,76 @@
 //! - The image needs `sh`, `date`, `sleep` and `curl` or `wget` (the thesis needed
 //!   `/usr/bin/curl` exactly).
 //!
-//! # The schedule: exactly the requested iterations
-//! The thesis rewrote `R4//PT5M` to the infinite `R//PT5M` and had its supervisor force a run
-//! after every report, so scheduled and forced runs overlapped and were double-counted
-//! (thesis-code.md §3.5, §8 item 6). Here the user's schedule is kept as written — `R<n>`, start
-//! and period — so Chronos itself runs the job exactly `n` times, and:
+//! # The schedule: exactly the requested iterations, back to back
+//! The thesis rewrote `R4//PT5M` to the infinite `R//PT5M` and had its supervisor force the next
+//! run right after every report, so iterations ran back to back — its QoS model assumes exactly
+//! that (Eq. 1: `finished_at + remaining × (duration + deployment_time)`) — but scheduled and
+//! forced runs overlapped and were double-counted (thesis-code.md §3.5, §8 item 6). Here the count
+//! stays finite and nothing is forced: Chronos itself runs the job exactly `n` times, paced by
+//! [`Pace`] (`--pace`):
+//! - [`Pace::BackToBack`] (default, the thesis' behaviour): the period is replaced by `PT1S`; the
+//!   count and the start are kept exactly as written (`R4//PT5M` → `R4//PT1S`,
+//!   `R3/2030-01-01T00:00:00Z/PT10M` → `R3/2030-01-01T00:00:00Z/PT1S`; printed by
+//!   [`Schedule`], the user's start text kept). A job's runs never overlap (`concurrent` is
+//!   false), so with a 1 s period the next run is already due when the previous one ends and
+//!   Chronos starts it at its next resource offer: the `n` runs go back to back, with no idle
+//!   period between them. A one-line note (not a warning) says so. This relies on Chronos 3.x,
+//!   which takes a run off the count only when it launches it and keeps queueing an overdue job
+//!   until its previous run has ended. Chronos 2.x cannot pace this way: it queues the runs due
+//!   within its 60 s horizon at once (taking them off the count) and discards a queued run whose
+//!   job is still running (`MesosJobFramework.generateLaunchableTasks`), so only the first of the
+//!   `n` runs would happen — the launcher refuses back-to-back pacing on a 2.x API
+//!   ([`crate::submit`]).
+//! - [`Pace::Schedule`]: the schedule is kept as written, period included, and runs start on it;
+//!   the launcher warns when the schedule itself makes the deadline unreachable (nothing starts a
+//!   run earlier). On Chronos 2.x the period must exceed a run's length, for the reason above.
+//!
+//! With either pace:
 //! - `retries` is set to 0: a failed run is one iteration (reported with its exit code), not a
 //!   retried one that would report twice;
 //! - `epsilon` (Chronos 2.x: how late a run may start before it is skipped) is set, when the job
 //!   does not set it, to the whole deadline window, so a late run is not silently skipped;
 //! - infinite schedules (`R/…`) are refused: QoS needs a finite count to plan for.
 //!
-//! **Contract with the supervisor:** it must never force extra runs (`PUT /scheduler/job/<name>`);
-//! to resize it re-posts the job **as Chronos currently stores it** (whose schedule Chronos has
-//! advanced after each run) with only `cpus` changed, so the remaining count is unchanged; it
-//! counts one iteration per report (idempotently: a retried report carries the same body — the
-//! supervisor keys reports on `started_at`, `finished_at` and `hostname`, which the schedule's
-//! period keeps distinct between real runs even where `date` has whole seconds only), and deletes
-//! the job after the last one. The end-to-end test (`tests/it/e2e.rs`) checks this contract
-//! against the real supervisor: no forced run, re-posts change only `cpus`.
+//! **Contract with the supervisor:** it must never force extra runs (`PUT /scheduler/job/<name>`):
+//! with either pace Chronos starts every run itself. To resize it re-posts the job **as Chronos
+//! currently stores it** (whose count and start Chronos has advanced at each run, period
+//! untouched) with only `cpus` changed, so the remaining count and the pacing are unchanged. It
+//! counts one iteration per report, idempotently: a retried report carries the same body, and the
+//! supervisor keys reports on `started_at`, `finished_at` and `hostname`. Runs never overlap, so
+//! these differ between real runs wherever `date` has `%N`; where it has whole seconds only
+//! (BusyBox), two runs could collide only if both started and ended within the same second, which
+//! a launch (a resource offer, a container start) makes unlikely — an image with sub-second
+//! iterations and no `%N` should use `--pace schedule` with a period of a few seconds. The
+//! supervisor deletes the job after the last report. The end-to-end tests (`tests/it/e2e.rs`)
+//! check this contract against the real supervisor: no forced run, re-posts change only `cpus`,
+//! and on the testbed's Chronos emulator three runs back to back.
+
+use std::time::Duration;
 
 use frameworks::chronos::{Schedule, validate_job_name};
 use qos_core::QosSpec;
 use serde_json::{Map, Value};
 
-use super::{JobUuid, ReportPolicy, Settings, fmt_num, kind_of, read_cpus, spec_error};
+use super::{JobUuid, Pace, ReportPolicy, Settings, fmt_num, kind_of, read_cpus, spec_error};
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
 
 /// Chronos' default `cpus` (`--mesos_task_cpu`) when a job does not set it.
 pub const CHRONOS_DEFAULT_CPUS: f64 = 0.1;
+
+/// The period [`Pace::BackToBack`] writes: short enough that the next run is due by the time the
+/// previous one has ended, a whole second so that every Chronos parses it.
+pub const BACK_TO_BACK_PERIOD: Duration = Duration::from_secs(1);
+
+/// What the user should know about a rewrite.
+#[derive(Debug, Default)]
+pub(super) struct Remarks {
+    /// Fields overridden, defaults assumed, deadlines the schedule makes unreachable.
+    pub(super) warnings: Vec<String>,
+    /// Deliberate changes worth a line (the period replaced by [`Pace::BackToBack`]).
+    pub(super) notes: Vec<String>,
+}
 
 /// A validated Chronos job, waiting for its report token.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,9 +116,11 @@ pub(super) fn prepare(
     qos: &QosSpec,
     uuid: &JobUuid,
     submitted_at: f64,
-    warnings: &mut Vec<String>,
+    pace: Pace,
+    remarks: &mut Remarks,
 ) -> Result<Plan, LauncherError> {
     let field = |f: &str, why: String| LauncherError::field(origin, f, why);
+    let Remarks { warnings, notes } = remarks;
 
     // name
     let name = match body.get("name") {
@@ -158,8 +200,7 @@ pub(super) fn prepare(
         .map_err(|e| spec_error(origin, &e))?;
     let deadline_at = qos.deadline.at(submitted_at);
     if let Some(start) = schedule.start() {
-        let start_s = start.timestamp() as f64;
-        if start_s >= deadline_at {
+        if start.timestamp() as f64 >= deadline_at {
             return Err(field(
                 "schedule",
                 format!(
@@ -168,31 +209,31 @@ pub(super) fn prepare(
                 ),
             ));
         }
-        let last = start_s + schedule.period_secs() * f64::from(iterations.saturating_sub(1));
-        if last > deadline_at {
-            warnings.push(format!(
-                "the schedule's last run is due {} s after the deadline; the job cannot meet it \
-                 unless the supervisor has no say in when runs start",
-                fmt_num((last - deadline_at).round())
-            ));
+    }
+    match pace {
+        Pace::BackToBack => {
+            let paced = back_to_back(&schedule, &schedule_text)
+                .map_err(|e| LauncherError::internal(format!("{origin}: field schedule: {e}")))?;
+            if schedule.period() != BACK_TO_BACK_PERIOD && iterations > 1 {
+                let period = schedule_text
+                    .rsplit_once('/')
+                    .map_or(schedule_text.as_str(), |(_, p)| p);
+                notes.push(format!(
+                    "schedule {schedule_text:?} is sent as {paced:?}: the {iterations} runs go \
+                     back to back, each as soon as the previous one ends, as the QoS model \
+                     assumes (not {period} apart); --pace schedule keeps the period"
+                ));
+            }
+            body.insert("schedule".into(), Value::String(paced));
         }
-    } else {
-        let last = schedule.period_secs() * f64::from(iterations.saturating_sub(1));
-        let window = deadline_at - submitted_at;
-        if submitted_at + last + qos.duration > deadline_at {
-            let fit =
-                ((window - qos.duration) / f64::from(iterations.saturating_sub(1).max(1))).floor();
-            warnings.push(format!(
-                "the last of the {iterations} runs starts {} s after submission (period {} s) and \
-                 needs {} s of work at 1 CPU, but the deadline is {} s away; Chronos starts runs on \
-                 the schedule (nothing forces them earlier), so a period of at most {} s would fit",
-                fmt_num(last),
-                fmt_num(schedule.period_secs()),
-                fmt_num(qos.duration),
-                fmt_num(window),
-                fmt_num(fit.max(1.0))
-            ));
-        }
+        Pace::Schedule => schedule_warnings(
+            &schedule,
+            iterations,
+            qos.duration,
+            submitted_at,
+            deadline_at,
+            warnings,
+        ),
     }
 
     // cpus
@@ -326,6 +367,72 @@ pub(super) fn prepare(
         body,
         invocation,
     })
+}
+
+/// `schedule` (written `text`) with its period replaced by [`BACK_TO_BACK_PERIOD`], count and
+/// start unchanged: built and printed by [`Schedule`], with the user's own start text kept (Chronos'
+/// regex `(R[0-9]*)/(.*)/(P.*)`: the start is everything between the first `/` and the last `/P`)
+/// when it parses back to the same schedule.
+fn back_to_back(schedule: &Schedule, text: &str) -> Result<String, String> {
+    let paced = Schedule::new(
+        schedule.repetitions(),
+        schedule.start(),
+        BACK_TO_BACK_PERIOD,
+    )
+    .map_err(|e| e.to_string())?;
+    let printed = paced.to_string();
+    let start_of = |s: &str| Some((s.find('/')? + 1, s.rfind("/P")?));
+    let (Some((a, b)), Some((c, d))) = (start_of(text), start_of(&printed)) else {
+        return Ok(printed);
+    };
+    if a > b || c > d {
+        return Ok(printed);
+    }
+    let kept = format!("{}{}{}", &printed[..c], &text[a..b], &printed[d..]);
+    Ok(if Schedule::parse(&kept).is_ok_and(|s| s == paced) {
+        kept
+    } else {
+        printed
+    })
+}
+
+/// [`Pace::Schedule`]: warns when the schedule alone makes the deadline unreachable.
+fn schedule_warnings(
+    schedule: &Schedule,
+    iterations: u32,
+    duration: f64,
+    submitted_at: f64,
+    deadline_at: f64,
+    warnings: &mut Vec<String>,
+) {
+    if let Some(start) = schedule.start() {
+        let start_s = start.timestamp() as f64;
+        let last = start_s + schedule.period_secs() * f64::from(iterations.saturating_sub(1));
+        if last > deadline_at {
+            warnings.push(format!(
+                "the schedule's last run is due {} s after the deadline; the job cannot meet it \
+                 unless the supervisor has no say in when runs start",
+                fmt_num((last - deadline_at).round())
+            ));
+        }
+    } else {
+        let last = schedule.period_secs() * f64::from(iterations.saturating_sub(1));
+        let window = deadline_at - submitted_at;
+        if submitted_at + last + duration > deadline_at {
+            let fit =
+                ((window - duration) / f64::from(iterations.saturating_sub(1).max(1))).floor();
+            warnings.push(format!(
+                "the last of the {iterations} runs starts {} s after submission (period {} s) and \
+                 needs {} s of work at 1 CPU, but the deadline is {} s away; Chronos starts runs on \
+                 the schedule (nothing forces them earlier), so a period of at most {} s would fit",
+                fmt_num(last),
+                fmt_num(schedule.period_secs()),
+                fmt_num(duration),
+                fmt_num(window),
+                fmt_num(fit.max(1.0))
+            ));
+        }
+    }
 }
 
 impl Plan {

@@ -194,6 +194,31 @@ impl Strategy {
     }
 }
 
+/// How a Chronos job's runs are paced (`--pace`); details and the Chronos versions each needs in
+/// [`chronos`]. The variants' docs are the `--help` text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pace {
+    /// Each run as soon as the previous one ends, as in the thesis and its QoS model (Eq. 1): the
+    /// period becomes PT1S, count and start are kept (R13//PT3M is sent as R13//PT1S). Needs
+    /// Chronos 3.x
+    #[default]
+    BackToBack,
+    /// Runs start on the job's own schedule, period kept (a warning says when that cannot meet
+    /// the deadline)
+    Schedule,
+}
+
+impl Pace {
+    /// The flag value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BackToBack => "back-to-back",
+            Self::Schedule => "schedule",
+        }
+    }
+}
+
 /// Everything the rewrite needs besides the job file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -210,6 +235,8 @@ pub struct Settings {
     pub grace_period: Option<u32>,
     /// Chronos: how iteration reports are retried.
     pub report: ReportPolicy,
+    /// Chronos: how runs are paced; [`Pace::BackToBack`] by default.
+    pub pace: Pace,
 }
 
 impl Settings {
@@ -223,6 +250,7 @@ impl Settings {
             strategy: None,
             grace_period: None,
             report: ReportPolicy::default(),
+            pace: Pace::default(),
         }
     }
 
@@ -263,6 +291,8 @@ pub struct Prepared {
     pub registration: JobRegistration,
     /// Things the user should know (fields the launcher overrode, defaults it assumed).
     pub warnings: Vec<String>,
+    /// Deliberate changes worth a line but no warning (a Chronos period replaced by `--pace`).
+    pub notes: Vec<String>,
     plan: Plan,
     settings: Settings,
 }
@@ -335,14 +365,29 @@ pub fn prepare(
     };
     let mut body = obj.clone();
     let qos = take_qos(&mut body, origin)?;
-    let mut warnings = Vec::new();
+    let mut remarks = chronos::Remarks::default();
     let (name, iterations, cpus, plan) = match framework {
         Framework::Chronos => {
-            let p = chronos::prepare(body, origin, &qos, &uuid, submitted_at, &mut warnings)?;
+            let p = chronos::prepare(
+                body,
+                origin,
+                &qos,
+                &uuid,
+                submitted_at,
+                settings.pace,
+                &mut remarks,
+            )?;
             (p.name.clone(), Some(p.iterations), p.cpus, Plan::Chronos(p))
         }
         Framework::Marathon => {
-            let p = marathon::prepare(body, origin, &qos, &uuid, submitted_at, &mut warnings)?;
+            let p = marathon::prepare(
+                body,
+                origin,
+                &qos,
+                &uuid,
+                submitted_at,
+                &mut remarks.warnings,
+            )?;
             (p.id.clone(), None, p.cpus, Plan::Marathon(p))
         }
     };
@@ -360,7 +405,8 @@ pub fn prepare(
         uuid,
         name,
         registration,
-        warnings,
+        warnings: remarks.warnings,
+        notes: remarks.notes,
         plan,
         settings: settings.clone(),
     })

@@ -4,8 +4,10 @@
 //! job's own token, the supervisor completes the job and deletes it from Chronos — and never
 //! forces an extra run (the contract of `launcher::rewrite::chronos`).
 //!
-//! A second test runs the whole path for real on the testbed's Chronos emulator. Still to add
-//! once shell-trap is committed: a Marathon app through the testbed's Marathon emulator.
+//! Chronos 2.x cannot run iterations back to back, so the first test submits with
+//! `--pace schedule`. The other tests run the whole path for real on the testbed's Chronos
+//! emulator (which the launcher detects as 3.x), paced back to back by default. Still to add once shell-trap is committed: a
+//! Marathon app through the testbed's Marathon emulator.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -113,6 +115,8 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
         ADMIN,
         "-o",
         "json",
+        "--pace",
+        "schedule",
     ])
     .await;
     assert_eq!(
@@ -208,106 +212,146 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
 
-/// The whole path for real: the launcher submits a thesis-format job to the testbed's Chronos
-/// emulator, which runs the rewritten command (`/bin/sh -c`, a real process) on its schedule; each
-/// run reports to the real supervisor with the job's token; the supervisor completes the job.
-#[tokio::test(flavor = "multi_thread")]
-async fn thesis_format_job_runs_on_the_testbed_chronos_and_finishes() {
-    let dir = tempfile::tempdir().unwrap();
-    let bed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bed_config = testbed::Config {
-        agents: 1,
-        cpus_per_agent: 2.0,
-        process_kill_grace_secs: 1.0,
-        meta_dir: dir.path().join("meta"),
-        ..testbed::Config::default()
-    };
-    let bed = testbed::serve(bed_config, bed_listener, std::future::pending())
-        .await
-        .expect("testbed starts");
-    let chronos_url = bed.urls().chronos.clone();
-    let creds = dir.path().join("chronos.json");
-    std::fs::write(
-        &creds,
-        json!({"url": chronos_url, "user": "", "password": ""}).to_string(),
-    )
-    .unwrap();
+/// The testbed (one agent, Chronos emulator) and the real supervisor in-process, with a Chronos
+/// credential file for the emulator.
+struct Bed {
+    dir: tempfile::TempDir,
+    testbed: testbed::Testbed,
+    creds: std::path::PathBuf,
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
 
-    let db = dir.path().join("supervisor.db");
-    let args = supervisor::Args::try_parse_from([
-        "supervisor",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        &db.display().to_string(),
-        "--admin-token",
-        ADMIN,
-        "-c",
-        &creds.display().to_string(),
-        "--chronos-api",
-        "v2",
-    ])
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = supervisor::url_of(listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(supervisor::run(args.resolve().unwrap(), listener, async {
-        let _ = stop_rx.await;
-    }));
+impl Bed {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bed_config = testbed::Config {
+            agents: 1,
+            cpus_per_agent: 2.0,
+            process_kill_grace_secs: 1.0,
+            meta_dir: dir.path().join("meta"),
+            ..testbed::Config::default()
+        };
+        let testbed = testbed::serve(bed_config, bed_listener, std::future::pending())
+            .await
+            .expect("testbed starts");
+        let chronos_url = testbed.urls().chronos.clone();
+        let creds = dir.path().join("chronos.json");
+        std::fs::write(
+            &creds,
+            json!({"url": chronos_url, "user": "", "password": ""}).to_string(),
+        )
+        .unwrap();
 
-    let name = format!("e2eTestbed{}", std::process::id());
-    let job = dir.path().join("job.json");
-    std::fs::write(
-        &job,
-        json!({"schedule": "R3//PT2S", "name": name, "cpus": "0.5", "mem": "64",
-               "command": "sleep 0.3; echo \"it's iteration $((1 + 1))\"", "owner": "e2e",
-               "async": "false", "qos": {"duration": 1, "desv_deadline": 0.2, "deadline": 120}})
-        .to_string(),
-    )
-    .unwrap();
-    let out = launcher(&[
-        "-j",
-        &job.display().to_string(),
-        "-c",
-        &creds.display().to_string(),
-        "-i",
-        &url,
-        "--admin-token",
-        ADMIN,
-        "-o",
-        "json",
-    ])
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let uuid = serde_json::from_slice::<Value>(&out.stdout).unwrap()["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        let db = dir.path().join("supervisor.db");
+        let args = supervisor::Args::try_parse_from([
+            "supervisor",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db.display().to_string(),
+            "--admin-token",
+            ADMIN,
+            "-c",
+            &creds.display().to_string(),
+            "--chronos-api",
+            "v2",
+        ])
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = supervisor::url_of(listener.local_addr().unwrap());
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let config = args.resolve().unwrap();
+        let server = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stop_rx.await;
+            };
+            supervisor::run(config, listener, stopped)
+                .await
+                .expect("the supervisor runs");
+        });
+        Self {
+            dir,
+            testbed,
+            creds,
+            url,
+            stop,
+            server,
+        }
+    }
 
-    let mut last = Value::Null;
-    for _ in 0..300 {
+    /// Submits `job` with the thesis form; returns the launcher's JSON answer and its stderr.
+    async fn submit(&self, job: &Value) -> (Value, String) {
+        let path = self.dir.path().join("job.json");
+        std::fs::write(&path, job.to_string()).unwrap();
         let out = launcher(&[
-            "status",
-            &uuid,
+            "-j",
+            &path.display().to_string(),
+            "-c",
+            &self.creds.display().to_string(),
             "-i",
-            &url,
+            &self.url,
             "--admin-token",
             ADMIN,
             "-o",
             "json",
         ])
         .await;
-        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if last["state"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        (serde_json::from_slice(&out.stdout).unwrap(), stderr)
     }
+
+    /// Polls the job's status until it is completed (or `tries` × 200 ms have passed).
+    async fn until_completed(&self, uuid: &str, tries: u32) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..tries {
+            let out = launcher(&[
+                "status",
+                uuid,
+                "-i",
+                &self.url,
+                "--admin-token",
+                ADMIN,
+                "-o",
+                "json",
+            ])
+            .await;
+            last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if last["state"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        last
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.testbed.stop()).await;
+    }
+}
+
+/// The whole path for real: the launcher submits a thesis-format job to the testbed's Chronos
+/// emulator, which runs the rewritten command (`/bin/sh -c`, a real process) on its schedule; each
+/// run reports to the real supervisor with the job's token; the supervisor completes the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn thesis_format_job_runs_on_the_testbed_chronos_and_finishes() {
+    let bed = Bed::start().await;
+    let name = format!("e2eTestbed{}", std::process::id());
+    let (answer, _) = bed
+        .submit(
+            &json!({"schedule": "R3//PT2S", "name": name, "cpus": "0.5", "mem": "64",
+               "command": "sleep 0.3; echo \"it's iteration $((1 + 1))\"", "owner": "e2e",
+               "async": "false", "qos": {"duration": 1, "desv_deadline": 0.2, "deadline": 120}}),
+        )
+        .await;
+    let uuid = answer["uuid"].as_str().unwrap().to_owned();
+
+    let last = bed.until_completed(&uuid, 300).await;
     assert_eq!(last["state"], "completed", "{last:#}");
     assert_eq!(last["remaining_iterations"], 0, "{last:#}");
     let reports = last["reports"].as_array().expect("reports");
@@ -316,7 +360,49 @@ async fn thesis_format_job_runs_on_the_testbed_chronos_and_finishes() {
         3,
         "exactly the three scheduled runs: {last:#}"
     );
+    bed.stop().await;
+}
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+/// Back-to-back pacing (the default) on the emulator: a job whose own schedule spaces its three
+/// runs five minutes apart completes in seconds, each run starting within a couple of seconds of
+/// the previous one's end, and exactly three runs happen.
+#[tokio::test(flavor = "multi_thread")]
+async fn back_to_back_runs_follow_each_other_on_the_testbed_chronos() {
+    let bed = Bed::start().await;
+    let name = format!("e2eBackToBack{}", std::process::id());
+    let (answer, stderr) = bed
+        .submit(
+            &json!({"schedule": "R3//PT5M", "name": name, "cpus": "0.5", "mem": "64",
+               "command": "sleep 1.5", "owner": "e2e", "async": "false",
+               "qos": {"duration": 2, "desv_deadline": 0.2, "deadline": 600}}),
+        )
+        .await;
+    assert!(
+        stderr.contains("note: schedule \"R3//PT5M\" is sent as \"R3//PT1S\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let uuid = answer["uuid"].as_str().unwrap().to_owned();
+
+    // On its own schedule the third run would start 10 minutes in; back to back it ends in ~5 s.
+    let last = bed.until_completed(&uuid, 150).await;
+    assert_eq!(last["state"], "completed", "{last:#}");
+    let reports = last["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 3, "exactly three runs: {last:#}");
+    let at = |r: &Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    let mut runs: Vec<(f64, f64)> = reports
+        .iter()
+        .map(|r| (at(r, "started_at"), at(r, "finished_at")))
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in runs.windows(2) {
+        let ((_, prev_end), (next_start, _)) = (pair[0], pair[1]);
+        let gap = next_start - prev_end;
+        assert!(
+            (0.0..2.0).contains(&gap),
+            "each run starts within 2 s of the previous one's end, not on the 5-minute period \
+             (and never before it ends): gap {gap} s in {runs:?}"
+        );
+    }
+    bed.stop().await;
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use launcher::rewrite::{self, JobUuid, Settings, Strategy, SupervisorUrl};
+use launcher::rewrite::{self, JobUuid, Pace, Settings, Strategy, SupervisorUrl};
 use qos_core::Framework;
 use serde_json::{Value, json};
 
@@ -85,12 +85,17 @@ fn chronos_thesis_openmp_linpack1() {
     );
     let req = &out["request"];
     assert_eq!(
-        req["schedule"], "R4//PT5M",
-        "the schedule is kept, not made infinite"
+        req["schedule"], "R4//PT1S",
+        "back to back: the count and start are kept (not made infinite), the period is 1 s"
     );
     assert!(req.get("qos").is_none());
     assert_eq!(out["registration"]["iterations"], 4);
-    assert_passthrough(&read_json(&input), req, &["command", "qos", "retries"]);
+    assert_eq!(out["warnings"], json!([]));
+    assert_passthrough(
+        &read_json(&input),
+        req,
+        &["command", "qos", "retries", "schedule"],
+    );
 }
 
 #[test]
@@ -245,4 +250,136 @@ fn every_example_job_validates() {
         let c = frameworks::Credentials::load(dir.join(format!("credentials/{fw}.json"))).unwrap();
         assert_eq!(c.url().as_str(), "http://127.0.0.1:8080/");
     }
+}
+
+/// Rewrites a Chronos job built from `schedule` (deadline in 1800 s) with `pace`.
+fn chronos_paced(schedule: &str, pace: Pace) -> rewrite::Prepared {
+    let job = json!({"name": "paced", "command": "true", "schedule": schedule, "cpus": 1,
+                     "qos": {"duration": 130, "deadline": 1800, "desv_deadline": 0.2}});
+    let mut s = settings();
+    s.pace = pace;
+    rewrite::prepare(
+        Framework::Chronos,
+        &job,
+        "paced.json",
+        &s,
+        JobUuid::parse(UUID).unwrap(),
+        // 2029-12-31T23:50:00Z: ten minutes before 2030.
+        1_893_455_400.0,
+    )
+    .unwrap_or_else(|e| panic!("{schedule}: {e}"))
+}
+
+fn schedule_of(p: &rewrite::Prepared) -> Value {
+    p.request(Some(TOKEN)).unwrap()["schedule"].clone()
+}
+
+#[test]
+fn back_to_back_replaces_only_the_period() {
+    assert_eq!(Settings::new(settings().supervisor).pace, Pace::BackToBack);
+    for (input, sent) in [
+        ("R4//PT5M", "R4//PT1S"),
+        (
+            "R3/2030-01-01T00:00:00Z/PT10M",
+            "R3/2030-01-01T00:00:00Z/PT1S",
+        ),
+        // The user's start text is kept as written, whatever its form.
+        ("R3/2030-01-01T00:00Z/PT10M", "R3/2030-01-01T00:00Z/PT1S"),
+        (
+            "R2/2030-01-01T01:00:00.000+01:00/P1DT2H",
+            "R2/2030-01-01T01:00:00.000+01:00/PT1S",
+        ),
+        ("R13//PT3M", "R13//PT1S"),
+    ] {
+        let p = chronos_paced(input, Pace::BackToBack);
+        assert_eq!(schedule_of(&p), sent, "{input}");
+        let parsed = frameworks::Schedule::parse(sent).unwrap();
+        let original = frameworks::Schedule::parse(input).unwrap();
+        assert_eq!(parsed.repetitions(), original.repetitions(), "{input}");
+        assert_eq!(parsed.start(), original.start(), "{input}");
+        assert_eq!(parsed.period_secs(), 1.0, "{input}");
+        assert_eq!(
+            p.registration.iterations,
+            original.repetitions().map(|n| n as u32)
+        );
+        assert_eq!(p.notes.len(), 1, "{input}: {:?}", p.notes);
+        let note = &p.notes[0];
+        assert!(
+            note.contains(&format!("{input:?} is sent as {sent:?}"))
+                && note.contains("back to back")
+                && note.contains("--pace schedule"),
+            "{note}"
+        );
+        assert!(!note.contains('\n'), "one line: {note}");
+        assert!(p.warnings.is_empty(), "{input}: {:?}", p.warnings);
+    }
+    // Already back to back, or a single run: nothing to say.
+    for (input, sent) in [("R4//PT1S", "R4//PT1S"), ("R1//PT5M", "R1//PT1S")] {
+        let p = chronos_paced(input, Pace::BackToBack);
+        assert_eq!(schedule_of(&p), sent);
+        assert!(p.notes.is_empty(), "{input}: {:?}", p.notes);
+    }
+}
+
+#[test]
+fn pace_schedule_keeps_the_period_and_warns_as_before() {
+    for input in ["R4//PT5M", "R3/2030-01-01T00:00:00Z/PT10M", "R13//PT3M"] {
+        let p = chronos_paced(input, Pace::Schedule);
+        assert_eq!(schedule_of(&p), input);
+        assert!(p.notes.is_empty(), "{input}: {:?}", p.notes);
+    }
+    let p = chronos_paced("R13//PT3M", Pace::Schedule);
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("a period of at most 139 s would fit"),
+        "{}",
+        p.warnings[0]
+    );
+}
+
+#[test]
+fn thesis_openmp_linpack3_no_longer_warns_back_to_back() {
+    // 13 iterations, PT3M, deadline 1800 s: on its schedule the last run starts 2160 s in.
+    let input = example("thesis/openmpLinpack3.json");
+    let job = read_json(&input);
+    assert_eq!(job["schedule"], "R13//PT3M");
+    let prepare = |pace: Pace| {
+        let mut s = settings();
+        s.pace = pace;
+        rewrite::prepare(
+            Framework::Chronos,
+            &job,
+            "openmpLinpack3.json",
+            &s,
+            JobUuid::parse(UUID).unwrap(),
+            SUBMITTED_AT,
+        )
+        .unwrap()
+    };
+    let scheduled = prepare(Pace::Schedule);
+    assert_eq!(scheduled.warnings.len(), 1, "{:?}", scheduled.warnings);
+    assert!(scheduled.warnings[0].contains("starts 2160 s after submission"));
+
+    let paced = prepare(Pace::BackToBack);
+    assert!(paced.warnings.is_empty(), "{:?}", paced.warnings);
+    assert_eq!(schedule_of(&paced), "R13//PT1S");
+    assert_eq!(paced.registration.iterations, Some(13));
+    assert_eq!(paced.notes.len(), 1);
+}
+
+#[test]
+fn back_to_back_still_refuses_a_start_after_the_deadline() {
+    let job = json!({"name": "late", "command": "true", "schedule": "R2/2031-01-01T00:00:00Z/PT1M",
+                     "qos": {"duration": 10, "deadline": 600, "desv_deadline": 0.2}});
+    let e = rewrite::prepare(
+        Framework::Chronos,
+        &job,
+        "late.json",
+        &settings(),
+        JobUuid::parse(UUID).unwrap(),
+        SUBMITTED_AT,
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.message.contains("not before the deadline"), "{e}");
 }

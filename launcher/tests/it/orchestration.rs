@@ -88,12 +88,25 @@ async fn marathon(events: Events, create: (u16, Value), exists_after: bool) -> F
 
 /// A Chronos 2.x with `existing` jobs whose iso8601 POST answers `post`.
 async fn chronos(events: Events, existing: Value, post: (u16, String)) -> Fake {
+    chronos_at("/scheduler", events, existing, post).await
+}
+
+/// A Chronos whose API lives under `prefix` (`/scheduler`: 2.x, `/v1/scheduler`: 3.x).
+async fn chronos_at(
+    prefix: &'static str,
+    events: Events,
+    existing: Value,
+    post: (u16, String),
+) -> Fake {
     Fake::start(move |r: &Recorded, _| {
         push(&events, format!("chronos {} {}", r.method, r.path));
-        match (r.method.as_str(), r.path.as_str()) {
-            ("GET", "/scheduler/jobs" | "/scheduler/jobs/search") => (200, existing.to_string()),
-            ("POST", "/scheduler/iso8601") => post.clone(),
-            ("DELETE", p) if p.starts_with("/scheduler/job/") => (204, String::new()),
+        let Some(path) = r.path.strip_prefix(prefix) else {
+            return (404, "<html>Not Found</html>".to_owned());
+        };
+        match (r.method.as_str(), path) {
+            ("GET", "/jobs" | "/jobs/search") => (200, existing.to_string()),
+            ("POST", "/iso8601") => post.clone(),
+            ("DELETE", p) if p.starts_with("/job/") => (204, String::new()),
             _ => (404, "<html>Not Found</html>".to_owned()),
         }
     })
@@ -175,12 +188,24 @@ async fn chronos_submit_detects_v2_and_embeds_the_report_token() {
         &sup.url,
         "-o",
         "json",
+        "--pace",
+        "schedule",
     ])
     .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["submitted"], true);
     assert_eq!(answer["framework"], "chronos");
+    assert_eq!(
+        answer["notes"],
+        json!([]),
+        "--pace schedule: nothing replaced"
+    );
+    assert!(
+        text(&out.stderr).contains("warning: the last of the 13 runs starts 2160 s"),
+        "today's warning: {}",
+        text(&out.stderr)
+    );
     let ev = events_of(&events);
     let reg_at = ev
         .iter()
@@ -192,7 +217,10 @@ async fn chronos_submit_detects_v2_and_embeds_the_report_token() {
         .unwrap();
     assert!(reg_at < post_at, "{ev:?}");
     let job = chr.requests_to("POST", "/scheduler/iso8601")[0].json();
-    assert_eq!(job["schedule"], "R13//PT3M");
+    assert_eq!(
+        job["schedule"], "R13//PT3M",
+        "--pace schedule keeps the period"
+    );
     assert_eq!(job["retries"], 0);
     let command = job["command"].as_str().unwrap();
     assert!(
@@ -207,6 +235,94 @@ async fn chronos_submit_detects_v2_and_embeds_the_report_token() {
         sup.requests_to("POST", "/api/v1/jobs")[0].json()["iterations"],
         13
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chronos_3_gets_back_to_back_runs_by_default() {
+    let events = Events::default();
+    let sup = supervisor(events.clone(), json!([])).await;
+    let chr = chronos_at(
+        "/v1/scheduler",
+        events.clone(),
+        json!([]),
+        (204, String::new()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = creds_file(dir.path(), "chronos.json", &chr.url);
+    let job = example("thesis/openmpLinpack3.json");
+    let out = launcher(&[
+        "-j",
+        &job.display().to_string(),
+        "-c",
+        &creds,
+        "-i",
+        &sup.url,
+        "-o",
+        "json",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr,
+        "note: schedule \"R13//PT3M\" is sent as \"R13//PT1S\": the 13 runs go back to back, \
+         each as soon as the previous one ends, as the QoS model assumes (not PT3M apart); \
+         --pace schedule keeps the period\n",
+        "one note, no warning"
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["warnings"], json!([]));
+    assert_eq!(answer["notes"].as_array().unwrap().len(), 1);
+    let job = chr.requests_to("POST", "/v1/scheduler/iso8601")[0].json();
+    assert_eq!(job["schedule"], "R13//PT1S");
+    assert_eq!(
+        sup.requests_to("POST", "/api/v1/jobs")[0].json()["iterations"],
+        13
+    );
+    assert!(chr.requests().iter().all(|r| r.method != "PUT"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chronos_2_refuses_back_to_back_before_registering() {
+    let job = example("thesis/openmpLinpack3.json").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // Detected (auto) and forced (--chronos-api v2), with the default pace.
+    for extra in [&[][..], &["--chronos-api", "v2"][..]] {
+        let events = Events::default();
+        let sup = supervisor(events.clone(), json!([])).await;
+        let chr = chronos(events.clone(), json!([]), (204, String::new())).await;
+        let creds = creds_file(dir.path(), "chronos.json", &chr.url);
+        let mut args = vec!["-j", &job, "-c", &creds, "-i", &sup.url];
+        args.extend_from_slice(extra);
+        let out = launcher(&args).await;
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr
+                .contains("Chronos 2.x discards a run that falls due while the job's previous run")
+                && stderr.contains("only the first of the 13 runs")
+                && stderr.contains("--pace schedule")
+                && stderr.contains("nothing was registered or submitted"),
+            "{stderr}"
+        );
+        assert!(sup.requests().is_empty(), "nothing registered");
+        assert!(chr.requests_to("POST", "/scheduler/iso8601").is_empty());
+    }
+    // A dry run that is told it is for 2.x says the same; QOS_PACE=schedule is accepted.
+    let out = launcher(&["validate", &job, "--chronos-api", "v2"]).await;
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--chronos-api v2 selects Chronos 2.x"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_launcher"))
+        .args(["validate", &job, "--chronos-api", "v2"])
+        .env_clear()
+        .env("QOS_PACE", "schedule")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["request"]["schedule"], "R13//PT3M");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -425,6 +541,8 @@ async fn chronos_400_rolls_back_and_existing_name_is_refused_before_registering(
         &sup.url,
         "--chronos-api",
         "v2",
+        "--pace",
+        "schedule",
     ])
     .await;
     assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
@@ -451,7 +569,10 @@ async fn chronos_400_rolls_back_and_existing_name_is_refused_before_registering(
     )
     .await;
     let creds = creds_file(dir.path(), "chronos2.json", &chr.url);
-    let out = launcher(&["-j", &job, "-c", &creds, "-i", &sup.url]).await;
+    let out = launcher(&[
+        "-j", &job, "-c", &creds, "-i", &sup.url, "--pace", "schedule",
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("already exists"),
@@ -619,6 +740,26 @@ async fn help_and_usage_errors() {
     let out = launcher(&["--help"]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("Examples:"));
+    for cmd in [&[][..], &["submit"][..], &["validate"][..]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(["--help"]).collect();
+        let help = text(&launcher(&args).await.stdout);
+        assert!(
+            help.contains("--pace <PACE>")
+                && help.contains("[env: QOS_PACE=]")
+                && help.contains("[default: back-to-back]")
+                && help.contains("R13//PT1S"),
+            "{cmd:?}: {help}"
+        );
+    }
+    let out = launcher(&["validate", "x.json", "--pace", "asap"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("possible values")
+            && stderr.contains("back-to-back")
+            && stderr.contains("schedule"),
+        "{stderr}"
+    );
     let out = launcher(&["-j", "x.json", "-c", "a.json", "-m", "b.json"]).await;
     assert_eq!(out.status.code(), Some(2));
     let out = launcher(&["-j", "x.json"]).await;

@@ -113,6 +113,12 @@ pub struct ControlConfig {
     pub drain_timeout: f64,
     /// Per-request timeout of the HTTP API, seconds.
     pub request_timeout: f64,
+    /// CPU data older than this is stale: a running Marathon job is then `NO_DATA` and never
+    /// resized (the predictive policy has its own `stale_after`; this bound applies to the
+    /// thesis policy, which had none), seconds.
+    pub stale_after: f64,
+    /// Downsampled samples and the history of jobs finished this long ago are pruned, seconds.
+    pub retention: f64,
     /// Largest accepted request body, bytes (sample batches may be 8× this).
     pub max_body_bytes: usize,
 }
@@ -137,6 +143,8 @@ impl Default for ControlConfig {
             held_max_jobs: 10_000,
             drain_timeout: 10.0,
             request_timeout: 30.0,
+            stale_after: 30.0,
+            retention: 7.0 * 86_400.0,
             max_body_bytes: 1 << 20,
         }
     }
@@ -158,6 +166,8 @@ impl ControlConfig {
             ("control.flush_interval", self.flush_interval),
             ("control.drain_timeout", self.drain_timeout),
             ("control.request_timeout", self.request_timeout),
+            ("control.stale_after", self.stale_after),
+            ("control.retention", self.retention),
             ("control.default_cpus", self.default_cpus),
         ];
         for (key, v) in positive {

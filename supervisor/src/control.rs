@@ -322,11 +322,37 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
                 .unwrap_or(snap.job.cpus),
         );
     }
+    if let Some(why) = stale_cpu_data(sh, &snap.job, now) {
+        decision = Decision::hold(
+            qos_core::Class::NoData,
+            format!(
+                "{why}; not resizing on stale data (the policy said: {})",
+                decision.reason
+            ),
+            decision.figures,
+        );
+    }
     record_decision(sh, uuid, now, &decision, want);
     match decision.action {
         Action::Hold | Action::Complete { .. } => idle_next(sh, &snap.job),
         Action::Resize { cpus } => apply_resize(sh, uuid, &snap, cpus, now).await,
     }
+}
+
+/// Why a running continuous job's CPU data cannot be trusted now, if it cannot: the thesis
+/// policy checks only that a sample exists since the last restart, not that it is recent (a
+/// dead collector would leave the consumption frozen and the job would be grown).
+fn stale_cpu_data(sh: &Shared, job: &Job, now: f64) -> Option<String> {
+    let (Policy::Thesis(t), Work::Continuous(w)) = (&sh.config.policy, &job.work) else {
+        return None;
+    };
+    if t.missing_cpu_as_zero || job.phase != Phase::Running {
+        return None;
+    }
+    let last = w.cpu.last_sample_at()?;
+    let age = now - last;
+    (age > sh.config.control.stale_after)
+        .then(|| format!("the newest CPU sample is {age:.0} s old"))
 }
 
 fn idle_next(sh: &Shared, job: &Job) -> Next {
@@ -729,12 +755,13 @@ pub(crate) async fn housekeeping(sh: Arc<Shared>, cancel: CancellationToken) {
     let period = ControlConfig::dur(sh.config.control.flush_interval);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = sh.clock.now();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        upkeep(&sh);
+        upkeep(&sh, &mut last_prune);
     }
     flush(&sh);
 }
@@ -758,10 +785,16 @@ pub(crate) fn flush(sh: &Shared) {
     }
 }
 
-fn upkeep(sh: &Shared) {
+fn upkeep(sh: &Shared, last_prune: &mut f64) {
     flush(sh);
     let now = sh.clock.now();
     let c = &sh.config.control;
+    if now - *last_prune >= 600.0 {
+        *last_prune = now;
+        sh.store.submit_detached(vec![Op::Prune {
+            before: now - c.retention,
+        }]);
+    }
     let mut st = sh.lock();
     let st = &mut *st;
     while let Some(&(at, _)) = st.retiring.front() {

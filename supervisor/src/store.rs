@@ -78,6 +78,9 @@ pub(crate) enum Op {
         at: f64,
         cumulative_secs: f64,
     },
+    /// Drop downsampled samples older than `before`, and the history of jobs that finished
+    /// before it.
+    Prune { before: f64 },
     /// Insert or replace a node.
     UpsertNode {
         id: String,
@@ -314,6 +317,15 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<(), rusqlite::Er
                 "INSERT INTO samples (uuid, container, at, cumulative_secs) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![uuid, container, at, cumulative_secs])?;
+        }
+        Op::Prune { before } => {
+            tx.prepare_cached("DELETE FROM samples WHERE at < ?1")?
+                .execute(params![before])?;
+            tx.prepare_cached(
+                "DELETE FROM history WHERE uuid IN
+                   (SELECT uuid FROM jobs WHERE terminal = 1 AND updated_at < ?1)",
+            )?
+            .execute(params![before])?;
         }
         Op::UpsertNode {
             id,

@@ -662,3 +662,72 @@ async fn a_short_node_serves_least_laxity_first() {
     );
     h.sup.stop().await;
 }
+
+/// A collector that stops: the frozen consumption is not read as a slow job (the thesis policy
+/// would have grown it); the job is `NO_DATA` until samples come back.
+#[tokio::test(start_paused = true)]
+async fn stale_cpu_data_never_resizes() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    let u = uuid(14);
+    register_case3(&h, &u).await;
+    let started = json!({"uuid": u, "started_at": T0}).to_string();
+    assert_eq!(
+        h.call("POST", "/initMarathonApp", Some(&started), &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let start = Instant::now();
+    for t in 1..=150u32 {
+        sleep_until(start + Duration::from_secs(u64::from(t))).await;
+        let cpu = f64::from(t) * 400.0 / 480.0;
+        let batch = json!({"node": "node-1", "samples": [{"uuid": u, "container_id": "c1", "at": T0 + f64::from(t), "user_secs": cpu, "system_secs": 0.0, "total_secs": cpu}]});
+        h.admin("POST", "/api/v1/samples", Some(&batch.to_string()))
+            .await;
+    }
+    sleep_until(start + Duration::from_secs(500)).await;
+    assert!(
+        h.marathon.resizes().is_empty(),
+        "{:?}",
+        h.marathon.resizes()
+    );
+    let d = decisions(&history(&h, &u).await);
+    let classes: Vec<(i64, &str)> = d.iter().map(|(t, c, _)| (*t, c.as_str())).collect();
+    assert_eq!(
+        classes,
+        [
+            (0, "NO_DATA"),
+            (120, "ON_PLAN"),
+            (240, "NO_DATA"),
+            (360, "NO_DATA"),
+            (480, "NO_DATA")
+        ]
+    );
+    h.sup.stop().await;
+}
+
+/// A task that fails is not relaunched forever: its app is removed too.
+#[tokio::test(start_paused = true)]
+async fn a_failed_marathon_task_is_removed() {
+    let h = Harness::start(opts(Policy::default())).await;
+    let u = uuid(15);
+    register_case3(&h, &u).await;
+    let started = json!({"uuid": u, "started_at": T0}).to_string();
+    h.call("POST", "/initMarathonApp", Some(&started), &[])
+        .await;
+    let end =
+        json!({"uuid": u, "finished_at": format!("{}", T0 + 50.0), "exit_code": "137"}).to_string();
+    assert_eq!(
+        h.call("POST", "/endMarathonApp", Some(&end), &[]).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!h.marathon.exists("/openmplinpack1"));
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(
+        (job["state"].as_str(), job["cleaned_up"].as_bool()),
+        (Some("failed"), Some(true)),
+        "{job}"
+    );
+    h.sup.stop().await;
+}

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::Cpus;
+use crate::job::{Job, Phase};
 
 /// How a job stands against its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,6 +116,27 @@ impl Decision {
             reason: reason.into(),
             figures,
         }
+    }
+
+    /// The verdict on a job whose work is all done (`None` while it is not), the same under
+    /// every policy.
+    pub fn completed(job: &Job) -> Option<Self> {
+        let Phase::Completed { met, at } = job.phase else {
+            return None;
+        };
+        Some(Self {
+            class: Class::OnPlan,
+            action: Action::Complete { met },
+            reason: format!(
+                "all work finished at {at:.0}, {:.0} s {} the deadline",
+                (at - job.qos.deadline_at).abs(),
+                if met { "before" } else { "after" }
+            ),
+            figures: Figures {
+                progress: Some(1.0),
+                ..Figures::default()
+            },
+        })
     }
 
     /// The new allocation, if this decision resizes.

@@ -280,20 +280,8 @@ pub fn margin(cfg: &PredictiveConfig, job: &Job) -> f64 {
 /// The predictive decision for `job` at `now`; `cap` is the most the job may get on its node
 /// (its current allocation plus the node's free CPU), `None` for no node limit.
 pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
-    if let Phase::Completed { met, at } = job.phase {
-        return Decision {
-            class: Class::OnPlan,
-            action: Action::Complete { met },
-            reason: format!(
-                "all work finished at {at:.0}, {:.0} s {} the deadline",
-                (at - job.qos.deadline_at).abs(),
-                if met { "before" } else { "after" }
-            ),
-            figures: Figures {
-                progress: Some(1.0),
-                ..Figures::default()
-            },
-        };
+    if let Some(done) = Decision::completed(job) {
+        return done;
     }
     let mut figures = Figures {
         progress: Some(job.progress()),

@@ -131,20 +131,8 @@ pub fn step(cfg: &ThesisConfig, current: Cpus, class: Class) -> Option<Cpus> {
 
 /// The thesis controller's decision for `job` at `now`.
 pub fn decide(cfg: &ThesisConfig, job: &Job, now: f64) -> Decision {
-    if let Phase::Completed { met, at } = job.phase {
-        return Decision {
-            class: Class::OnPlan,
-            action: Action::Complete { met },
-            reason: format!(
-                "all work finished at {at:.0}, {:.0} s {} the deadline",
-                (at - job.qos.deadline_at).abs(),
-                if met { "before" } else { "after" }
-            ),
-            figures: Figures {
-                progress: Some(1.0),
-                ..Figures::default()
-            },
-        };
+    if let Some(done) = Decision::completed(job) {
+        return done;
     }
     match &job.work {
         Work::Iterative(_) => decide_chronos(cfg, job),

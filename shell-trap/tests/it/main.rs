@@ -5,4 +5,5 @@
 
 mod docker;
 mod process;
+mod testbed;
 mod util;

@@ -56,6 +56,8 @@ pub(crate) struct Report {
     pub(crate) route: String,
     pub(crate) body: Value,
     pub(crate) auth: Option<String>,
+    /// When it arrived.
+    pub(crate) at: Instant,
 }
 
 /// A fake supervisor on 127.0.0.1 recording `/initMarathonApp` and `/endMarathonApp`.
@@ -91,6 +93,7 @@ impl Supervisor {
                 route: route.to_owned(),
                 body: serde_json::from_str(&body).unwrap_or(Value::Null),
                 auth,
+                at: Instant::now(),
             });
             "ok"
         }

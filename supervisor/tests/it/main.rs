@@ -8,3 +8,4 @@ mod e2e;
 mod fuzz;
 mod persistence;
 mod support;
+mod testbed;

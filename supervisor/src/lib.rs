@@ -233,30 +233,38 @@ impl Supervisor {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let app = self.router();
-        let stop = self.cancel.clone();
-        let serve_stop = stop.clone();
         let drain = ControlConfig::dur(self.shared.config.control.drain_timeout);
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = serve_stop.cancelled() => {}
-            }
-            tracing::info!("shutting down: draining requests");
-        });
-        let server = tokio::spawn(async move { server.await });
-        let mut server = server;
+        // One signal fanned out: the shutdown future (or a stop of the supervisor) ends
+        // accepting; in-flight requests get `drain` to finish; then the loop stops.
+        let http_stop = CancellationToken::new();
+        {
+            let http_stop = http_stop.clone();
+            let loop_stop = self.cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = loop_stop.cancelled() => {}
+                }
+                tracing::info!("shutting down: draining requests");
+                http_stop.cancel();
+            });
+        }
+        let graceful = http_stop.clone();
+        let mut server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { graceful.cancelled().await })
+                .into_future(),
+        );
         let result = tokio::select! {
             r = &mut server => r,
-            () = stop.cancelled() => {
-                match tokio::time::timeout(drain, &mut server).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::warn!("requests still running after the drain timeout; closing");
-                        server.abort();
-                        Ok(Ok(()))
-                    }
+            () = http_stop.cancelled() => match tokio::time::timeout(drain, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("requests still running after the drain timeout; closing");
+                    server.abort();
+                    Ok(Ok(()))
                 }
-            }
+            },
         };
         self.stop().await;
         match result {

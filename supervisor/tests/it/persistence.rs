@@ -369,3 +369,32 @@ fn a_bad_config_file_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`cpu_increment`"), "{err}");
 }
+
+/// A client that never finishes its request cannot hold the shutdown beyond the drain bound.
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_drain() {
+    use tokio::io::AsyncWriteExt;
+    let mut o = crate::support::Opts::default();
+    o.configure = Some(Box::new(|c| c.control.drain_timeout = 1.0));
+    let h = Harness::start(o).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(h.sup.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /updateTask HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    tx.send(()).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serve returned")
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(slow);
+}

@@ -392,6 +392,14 @@ fn event_row(
     }
 }
 
+fn action_text(a: Action) -> String {
+    match a {
+        Action::Hold => "hold".into(),
+        Action::Resize { cpus } => format!("resize to {cpus}"),
+        Action::Complete { met } => format!("complete (met: {met})"),
+    }
+}
+
 /// Metrics, log and (when it says something new) history for a decision.
 fn record_decision(sh: &Shared, uuid: &str, now: f64, d: &Decision, want: Option<Cpus>) {
     sh.metrics.decided();
@@ -417,9 +425,9 @@ fn record_decision(sh: &Shared, uuid: &str, now: f64, d: &Decision, want: Option
             ops.push(e.op(now));
         }
         sh.store.submit_detached(ops);
-        tracing::info!(class = %d.class, action = ?d.action, cpus = %e.p.job.cpus, reason = %d.reason, "decision");
+        tracing::info!(class = %d.class, action = %action_text(d.action), cpus = %e.p.job.cpus, reason = %d.reason, "decision");
     } else {
-        tracing::debug!(class = %d.class, action = ?d.action, cpus = %e.p.job.cpus, reason = %d.reason, "decision");
+        tracing::debug!(class = %d.class, action = %action_text(d.action), cpus = %e.p.job.cpus, reason = %d.reason, "decision");
     }
 }
 

@@ -374,9 +374,11 @@ fn a_bad_config_file_names_the_key() {
 #[tokio::test]
 async fn shutdown_is_bounded_by_the_drain() {
     use tokio::io::AsyncWriteExt;
-    let mut o = crate::support::Opts::default();
-    o.configure = Some(Box::new(|c| c.control.drain_timeout = 1.0));
-    let h = Harness::start(o).await;
+    let h = Harness::start(Opts {
+        configure: Some(Box::new(|c| c.control.drain_timeout = 1.0)),
+        ..Opts::default()
+    })
+    .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

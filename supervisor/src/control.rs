@@ -282,6 +282,22 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
             tracing::info!(cpus = %cpus, "allocation read from the framework");
         }
     }
+    if let Phase::Restarting { since } = snap.job.phase {
+        if now - since > sh.config.control.stuck_deployment_timeout {
+            // Neither a restore notification nor a sample from a new container arrived: do not
+            // leave the job uncontrolled for ever; its next samples are judged as usual.
+            let mut st = sh.lock();
+            if let Some(e) = st.jobs.get_mut(uuid) {
+                let _ = e.p.job.observe(Observation::Restored { at: now });
+                sh.store.submit_detached(vec![e.op(now)]);
+                snap.job = e.p.job.clone();
+            }
+            tracing::warn!(
+                since,
+                "no sign of the restarted task; assuming it runs again"
+            );
+        }
+    }
     let policy = sh.config.policy;
     let mut decision = policy.decide(&snap.job, now, snap.cap);
     let mut want = None;

@@ -731,3 +731,31 @@ async fn a_failed_marathon_task_is_removed() {
     );
     h.sup.stop().await;
 }
+
+/// A restart that is never reported (no restore notification, no new container) does not leave
+/// the job uncontrolled: after the stuck-deployment timeout it is assumed to run again.
+#[tokio::test(start_paused = true)]
+async fn an_unreported_restart_does_not_strand_the_job() {
+    let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
+    let u = uuid(16);
+    register_case3(&h, &u).await;
+    let started = json!({"uuid": u, "started_at": T0}).to_string();
+    h.call("POST", "/initMarathonApp", Some(&started), &[])
+        .await;
+    let start = Instant::now();
+    // Uses twice the plan for 120 s, then the same container keeps reporting (no restore).
+    for t in 1..=700u32 {
+        sleep_until(start + Duration::from_secs(u64::from(t))).await;
+        let cpu = f64::from(t.min(120)) * 1.0 + f64::from(t.saturating_sub(120)) * 0.8;
+        let batch = json!({"node": "node-1", "samples": [{"uuid": u, "container_id": "c1", "at": T0 + f64::from(t), "user_secs": cpu, "system_secs": 0.0, "total_secs": cpu}]});
+        h.admin("POST", "/api/v1/samples", Some(&batch.to_string()))
+            .await;
+    }
+    let d = decisions(&history(&h, &u).await);
+    assert_eq!(d[1], (120, "OVER_PERFORMANT".into(), Some(0.6)), "{d:?}");
+    assert!(
+        d.iter().any(|(t, c, _)| *t >= 360 && c != "NO_DATA"),
+        "controlled again: {d:?}"
+    );
+    h.sup.stop().await;
+}

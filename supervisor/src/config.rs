@@ -153,7 +153,11 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// `secs` as a [`Duration`] (validated finite and non-negative beforehand).
     pub(crate) fn dur(secs: f64) -> Duration {
-        Duration::from_secs_f64(secs.clamp(0.0, 1e9))
+        if secs.is_finite() {
+            Duration::from_secs_f64(secs.clamp(0.0, 1e9))
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

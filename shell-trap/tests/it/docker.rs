@@ -16,15 +16,15 @@ use crate::util::{
     drive, job_uuid, report_overheads, serial,
 };
 
-const IMAGE: &str = "qos-counter-test:latest";
 /// Steps of the (optimised) counter: about 4 s of CPU.
 const TARGET: u64 = 2_500_000;
 
 /// Builds the counter statically with rustc (std only, no Cargo build needed) and imports it as
-/// a one-file image.
+/// a one-file image labelled `qos.checkpoint=app`, tagged by the binary's hash (no re-import,
+/// no dangling images, when it did not change).
 fn image() -> &'static str {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qos-counter-image");
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs).unwrap();
@@ -39,7 +39,7 @@ fn image() -> &'static str {
                 "-C",
                 "target-feature=+crt-static",
             ])
-            .args(["-W", "unsafe_code", "-o"])
+            .args(["-C", "strip=debuginfo", "-W", "unsafe_code", "-o"])
             .arg(rootfs.join("qos-counter"))
             .arg(&src)
             .output()
@@ -49,6 +49,11 @@ fn image() -> &'static str {
             "static build of qos-counter failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let bin = std::fs::read(rootfs.join("qos-counter")).unwrap();
+        let tag = format!("qos-counter-test:{:08x}", crc32fast::hash(&bin));
+        if docker(&["image", "inspect", &tag]).0 {
+            return tag;
+        }
         let tar = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
@@ -63,11 +68,11 @@ fn image() -> &'static str {
             "--change",
             "LABEL qos.checkpoint=app",
             dir.join("rootfs.tar").to_str().unwrap(),
-            IMAGE,
+            &tag,
         ]);
         assert!(ok, "docker import: {text}");
-    });
-    IMAGE
+        tag
+    })
 }
 
 /// Removes the container even when the test fails.
@@ -412,7 +417,7 @@ fn docker_exit_status_marathon_container_options_and_cleanup() {
     let _c = Cleanup(uuid.clone());
     let container = serde_json::json!({
         "type": "DOCKER",
-        "docker": {"image": IMAGE, "network": "HOST",
+        "docker": {"image": image(), "network": "HOST",
                    "parameters": [{"key": "label", "value": "from=marathon"}]},
         "volumes": [{"hostPath": "/tmp", "containerPath": "/hosttmp", "mode": "RO"}]
     })
@@ -583,4 +588,107 @@ fn docker_a_live_container_is_never_removed_and_an_orphan_is_checkpointed_first(
         c.stderr()
     );
     assert!(inspect(&uuid).is_none());
+}
+
+#[test]
+fn docker_linpack_resumes_bit_identically_after_a_resize() {
+    if !docker_or_skip("docker_linpack_resumes_bit_identically_after_a_resize") {
+        return;
+    }
+    const LINPACK: &str = "qos-linpack:latest";
+    if !docker(&["image", "inspect", LINPACK]).0 {
+        let msg = format!(
+            "{LINPACK} is not on the daemon: build it with `bash examples/linpack/build-image.sh`"
+        );
+        assert!(
+            std::env::var("QOS_SHELL_TRAP_REQUIRE_LINPACK").as_deref() != Ok("1"),
+            "{msg}"
+        );
+        eprintln!("SKIPPED docker_linpack_resumes_bit_identically_after_a_resize: {msg}");
+        return;
+    }
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let job: Vec<String> = ["/linpack", "2000", "--repeat", "6", "--output", "json"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let args = |uuid: &str, cpus: f64| {
+        let mut a = base_args(uuid, &sup, dir.path());
+        a.extend([
+            "--strategy".into(),
+            "app".into(),
+            "--cpus".into(),
+            cpus.to_string(),
+            "--grace".into(),
+            "15".into(),
+            "--".into(),
+            LINPACK.into(),
+        ]);
+        a.extend(job.iter().cloned());
+        a
+    };
+    let result = |t: &Trap| -> Value {
+        let line = t
+            .stdout_lines()
+            .into_iter()
+            .find(|l| l.text.starts_with("{\"status\":\"completed\""))
+            .unwrap_or_else(|| panic!("no result line:\n{}\n{}", t.stdout(), t.stderr()));
+        serde_json::from_str(&line.text).unwrap()
+    };
+
+    let u0 = job_uuid();
+    let _c0 = Cleanup(u0.clone());
+    let mut base = Trap::spawn(&args(&u0, 2.0), &[]);
+    assert!(
+        base.wait(Duration::from_secs(180)).0.success(),
+        "{}",
+        base.stderr()
+    );
+    let b = result(&base);
+
+    let uuid = job_uuid();
+    let _c = Cleanup(uuid.clone());
+    let mut first = Trap::spawn(&args(&uuid, 1.0), &[]);
+    first
+        .wait_stderr("running: incarnation 1", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{}", first.stderr()));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "finished before SIGTERM"
+    );
+    first.signal(Signal::SIGTERM);
+    let (st, _) = first.wait(Duration::from_secs(30));
+    assert!(st.success(), "{}\n{}", first.stdout(), first.stderr());
+    assert!(first.stderr().contains("sealed"), "{}", first.stderr());
+    let mut second = Trap::spawn(&args(&uuid, 2.0), &[]);
+    assert!(
+        second.wait(Duration::from_secs(180)).0.success(),
+        "{}",
+        second.stderr()
+    );
+    let r = result(&second);
+    eprintln!("LINPACK uninterrupted {b}\nLINPACK resized 1 → 2 CPUs {r}");
+    assert_eq!(r["resumed"], true);
+    assert_eq!(
+        r["solution_crc32"], b["solution_crc32"],
+        "bit-identical solution"
+    );
+    assert_eq!(r["residual"], b["residual"]);
+    assert_eq!(r["passed"], true);
+    assert_eq!(restored_flags(&sup, &uuid), [false, true]);
+    // Its progress reports carry the job's own token, passed in by shell-trap.
+    let progress: Vec<_> = sup
+        .of("progress")
+        .into_iter()
+        .filter(|p| p.auth.as_deref() == Some(format!("Bearer token-{uuid}").as_str()))
+        .collect();
+    assert!(
+        !progress.is_empty(),
+        "no progress report from the container"
+    );
+    assert!(inspect(&uuid).is_none());
+    assert!(!dir.path().join(&uuid).exists());
 }

@@ -106,6 +106,10 @@ impl Supervisor {
                 "/endMarathonApp",
                 post(|s, h, b| record("endMarathonApp", s, h, b)),
             )
+            .route(
+                "/api/v1/jobs/{uuid}/progress",
+                post(|s, h, b| record("progress", s, h, b)),
+            )
             .with_state(reports.clone());
         rt.spawn(async move { axum::serve(listener, app).await });
         Self {

@@ -1,8 +1,8 @@
 //! The Docker runtime, through the Engine API (bollard; `DOCKER_HOST` or the local socket).
 //!
 //! # The container
-//! - name = the job's UUID; labels `qos.uuid`, `qos.incarnation`, `qos.strategy`,
-//!   `qos.restored-from` and `qos.owner` (`<boot id>:<pid>:<start time>` of the shell-trap that
+//! - name = the job's UUID; labels `qos.uuid`, `qos.incarnation`, `qos.checkpoint-dir`,
+//!   `qos.strategy`, `qos.restored-from` and `qos.owner` (`<boot id>:<pid>:<start time>` of the shell-trap that
 //!   runs it) plus the user's;
 //! - `NanoCpus` = `--cpus` × 10⁹ (`MARATHON_APP_RESOURCE_CPUS`; the thesis set no bound);
 //! - host networking unless `QOS_CONTAINER`/`--docker-opt network=` says otherwise;
@@ -178,6 +178,7 @@ pub fn container_body(spec: &ContainerSpec<'_>) -> ContainerCreateBody {
     let mut binds = o.binds.clone();
     if let Some(inc) = spec.inc {
         labels.insert("qos.incarnation".into(), inc.seq.to_string());
+        labels.insert("qos.checkpoint-dir".into(), inc.dir.display().to_string());
         if let Some(r) = inc.restored_from {
             labels.insert("qos.restored-from".into(), r.to_string());
         }
@@ -424,7 +425,14 @@ impl DockerClient {
                 "container {uuid} is running but the shell-trap that started it is gone; \
                  checkpointing it ({strategy}) before removing it"
             );
-            let inc = seq.map(|seq| Incarnation {
+            // Its checkpoint can be sealed only if it is in this store (the same
+            // --checkpoint-dir), at the place its label names.
+            let ours = |seq: u64| {
+                labels
+                    .get("qos.checkpoint-dir")
+                    .is_some_and(|d| Path::new(d) == store.incarnation_dir(seq))
+            };
+            let inc = seq.filter(|s| ours(*s)).map(|seq| Incarnation {
                 seq,
                 dir: store.incarnation_dir(seq),
                 restored_from: labels.get("qos.restored-from").and_then(|s| s.parse().ok()),
@@ -935,6 +943,7 @@ mod tests {
         assert_eq!(labels["qos.incarnation"], "3");
         assert_eq!(labels["qos.restored-from"], "2");
         assert_eq!(labels["qos.strategy"], "app");
+        assert_eq!(labels["qos.checkpoint-dir"], "/ck/u1/inc-000003");
         assert_eq!(labels["team"], "x");
         assert_eq!(b.env.as_deref().unwrap(), ["QOS_UUID=u1", "A=1"]);
         assert_eq!(b.cmd.as_deref().unwrap(), cmd.as_slice());

@@ -12,7 +12,7 @@
 //!   neither the job nor processes it orphans stay zombies; when the job ends, what is left of
 //!   its process group is killed.
 //! - stdin is `/dev/null` (the job is in a background process group); stdout and stderr are
-//!   shell-trap's.
+//!   shell-trap's; the `SHELL_TRAP_*` variables are removed from its environment.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -63,6 +63,12 @@ impl ProcessJob {
             .ok_or_else(|| SetupError::invalid("COMMAND", "is empty"))?;
         let parent = nix::unistd::getpid();
         let mut cmd = Command::new(program);
+        // shell-trap's own settings are not the job's (the job gets its QOS_* variables).
+        for (k, _) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("SHELL_TRAP_")) {
+                cmd.env_remove(k);
+            }
+        }
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

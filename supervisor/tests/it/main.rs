@@ -1,11 +1,14 @@
 //! Integration tests of the supervisor: HTTP routes (in-process and over TCP with the typed
 //! client), random bodies, persistence across restarts (including `kill -9` of the binary), and
-//! the control loop on paused time against the testkit fakes.
+//! the control loop on paused time against the testkit fakes; the Grafana dashboards' structure
+//! and every one of their queries against a real Prometheus.
 
 mod api;
 mod control;
 mod e2e;
 mod fuzz;
+mod grafana;
 mod persistence;
+mod prometheus;
 mod support;
 mod testbed;

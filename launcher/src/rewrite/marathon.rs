@@ -5,14 +5,17 @@
 //! - `cmd` becomes (every word quoted for the `/bin/sh -c` Marathon wraps `cmd` in; the user's
 //!   command is one single-quoted word):
 //!   ```text
-//!   shell-trap --uuid U --supervisor URL --checkpoint-dir D [--strategy S] [--report-token T] \
+//!   exec shell-trap --uuid U --supervisor URL --checkpoint-dir D [--strategy S] \
 //!              --runtime docker -- IMAGE sh -c '<cmd>'        # Docker app with cmd
 //!              --runtime docker -- IMAGE '<arg0>' '<arg1>'…   # Docker app with args
 //!              --runtime docker -- IMAGE                      # Docker app, image's own command
 //!              --runtime process -- sh -c '<cmd>'             # command app (no image)
 //!              --runtime process -- '<arg0>' '<arg1>'…        # args app (no image)
 //!   ```
-//!   and `args` is removed (Marathon refuses both).
+//!   and `args` is removed (Marathon refuses both). `exec` makes shell-trap the task's process, so
+//!   Marathon's SIGTERM reaches it and not the `/bin/sh -c` wrapper (dash does not exec the last
+//!   command; killing it would end the task while shell-trap checkpoints). The job's report token
+//!   goes in `env` as `SHELL_TRAP_REPORT_TOKEN`, not on the command line.
 //! - `container` is **removed** from the app, as the thesis did: Mesos must run shell-trap on the
 //!   agent, not inside the user's image. The original object is handed to shell-trap, verbatim,
 //!   as JSON in the environment variable `QOS_CONTAINER` (volumes, network, port mappings,
@@ -248,7 +251,11 @@ pub(super) fn prepare(
             ));
         }
     };
-    for reserved in ["QOS_CONTAINER", "QOS_FORWARD_ENV"] {
+    for reserved in [
+        "QOS_CONTAINER",
+        "QOS_FORWARD_ENV",
+        "SHELL_TRAP_REPORT_TOKEN",
+    ] {
         if forward.iter().any(|k| k == reserved) {
             return Err(field(
                 &format!("env.{reserved}"),
@@ -362,7 +369,11 @@ fn object_entry<'a>(
 impl Plan {
     pub(super) fn render(&self, uuid: &JobUuid, settings: &Settings, token: Option<&str>) -> Value {
         let mut body = self.body.clone();
+        // `exec`: Marathon runs `cmd` under `/bin/sh -c`, and dash stays the parent of the last
+        // command; on a restart the task's SIGTERM would kill that shell at once and Mesos would
+        // tear down the task's cgroup while shell-trap is still checkpointing.
         let mut words: Vec<String> = vec![
+            "exec".into(),
             quote(&settings.shell_trap),
             "--uuid".into(),
             quote(uuid.as_str()),
@@ -373,9 +384,6 @@ impl Plan {
         ];
         if let Some(s) = settings.strategy {
             words.extend(["--strategy".into(), s.as_str().into()]);
-        }
-        if let Some(t) = token {
-            words.extend(["--report-token".into(), quote(t)]);
         }
         words.push("--runtime".into());
         words.push(
@@ -398,6 +406,18 @@ impl Plan {
             Payload::ImageDefault => {}
         }
         body.insert("cmd".into(), Value::String(words.join(" ")));
+        if let Some(t) = token {
+            // In the task's environment, not on its command line where any local user can read it.
+            let env = body
+                .entry("env")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(env) = env {
+                env.insert(
+                    "SHELL_TRAP_REPORT_TOKEN".into(),
+                    Value::String(t.to_owned()),
+                );
+            }
+        }
         let grace = settings
             .grace_period
             .map(Value::from)

@@ -319,10 +319,9 @@ async fn marathon_command_reaches_shell_trap_as_exact_words() {
         1_700_000_000.0,
     )
     .unwrap();
-    let cmd = prepared.request(Some(TOKEN)).unwrap()["cmd"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let request = prepared.request(Some(TOKEN)).unwrap();
+    let cmd = request["cmd"].as_str().unwrap().to_owned();
+    assert_eq!(request["env"]["SHELL_TRAP_REPORT_TOKEN"], TOKEN);
     // Marathon runs `cmd` with /bin/sh -c.
     let out = run(&cmd, Image::Curl, dir.path()).await;
     let args: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -337,8 +336,6 @@ async fn marathon_command_reaches_shell_trap_as_exact_words() {
         "http://127.0.0.1:30000",
         "--checkpoint-dir",
         rewrite::DEFAULT_CHECKPOINT_DIR,
-        "--report-token",
-        TOKEN,
         "--runtime",
         "docker",
         "--",

@@ -167,7 +167,12 @@ async fn marathon_thesis_form_registers_first_then_submits() {
     assert_eq!(app["labels"]["qos.uuid"], uuid);
     assert!(app.get("qos").is_none() && app.get("container").is_none());
     let cmd = app["cmd"].as_str().unwrap();
-    assert!(cmd.contains(&format!("--report-token {TOKEN}")), "{cmd}");
+    assert!(cmd.starts_with("exec "), "{cmd}");
+    assert!(
+        !cmd.contains(TOKEN),
+        "the token stays off the command line: {cmd}"
+    );
+    assert_eq!(app["env"]["SHELL_TRAP_REPORT_TOKEN"], TOKEN);
     assert!(cmd.contains(&format!("--supervisor {}", sup.url)), "{cmd}");
 }
 

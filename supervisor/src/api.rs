@@ -137,7 +137,8 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/api/v1/nodes", get(list_nodes))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/ui", get(crate::ui::page));
     let samples = Router::new().route("/api/v1/samples", post(samples)).layer(
         axum::extract::DefaultBodyLimit::max(limit.saturating_mul(8)),
     );

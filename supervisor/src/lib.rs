@@ -11,7 +11,7 @@
 //! - `api`: the axum router: parsing, authorisation, status codes.
 //! - `control`: the reconcile loop (queue, runner, reconcile, error policy, cleanup).
 //! - `store`: SQLite on a dedicated thread with group commit; `state`: the in-memory model.
-//! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`.
+//! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`; `ui`: `GET /ui`.
 //! - [`clock`]: epoch seconds on tokio's clock (pausable in tests).
 //!
 //! # Guarantees
@@ -31,6 +31,7 @@ mod metrics;
 mod service;
 mod state;
 mod store;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;

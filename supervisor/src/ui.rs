@@ -1,0 +1,55 @@
+//! `GET /ui`: the supervisor's own live page — one HTML document with its CSS and JavaScript
+//! embedded in the binary (no build step, no external resources). It polls `/api/v1/jobs`,
+//! `/api/v1/nodes` and, for the selected job, `/api/v1/jobs/{uuid}` and its `/history` every
+//! 2 s; with an admin token configured the page asks for it and keeps it in `sessionStorage`.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+const HTML: &str = include_str!("../assets/ui.html");
+const CSS: &str = include_str!("../assets/ui.css");
+const JS: &str = include_str!("../assets/ui.js");
+
+/// Only this origin is contacted; inline style and script are the page's own.
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                   connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
+
+static PAGE: LazyLock<String> =
+    LazyLock::new(|| HTML.replacen("/*CSS*/", CSS, 1).replacen("/*JS*/", JS, 1));
+
+/// The page.
+pub(crate) async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        PAGE.as_str(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_are_embedded_and_self_contained() {
+        assert!(!PAGE.contains("/*CSS*/") && !PAGE.contains("/*JS*/"));
+        assert!(PAGE.contains("POLL_MS = 2000") && PAGE.contains(".class.ON_PLAN"));
+        for external in [
+            "src=\"http",
+            "href=\"http",
+            "url(http",
+            "@import",
+            "src=\"//",
+        ] {
+            assert!(!PAGE.contains(external), "{external}");
+        }
+    }
+}

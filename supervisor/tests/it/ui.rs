@@ -1,0 +1,243 @@
+//! `GET /ui` in headless Chromium (Debian's `chromium`, installed by `scripts/test` from
+//! `scripts/test.d/dashboards.pkgs`) against the real supervisor binary with seeded jobs and a
+//! node: the page loads with no console messages or uncaught errors, lists every job with its
+//! class, the nodes with their free CPU, and a job's view shows its charts and decision log
+//! with the reasons. The screenshot is saved as `target/ui-screenshot.png`.
+//!
+//! Without `chromium` on the PATH the test is skipped with a notice, unless `CI` or
+//! `QOS_REQUIRE_CHROMIUM=1` is set, then it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::prometheus::{on_path, required, seed_jobs, start_supervisor};
+
+/// Output of one headless run.
+struct Run {
+    stdout: String,
+    stderr: String,
+}
+
+fn chromium(bin: &Path, profile: &Path, extra: &[String], url: &str) -> Run {
+    let dir = profile.parent().unwrap();
+    let (out, err) = (dir.join("chromium.out"), dir.join("chromium.err"));
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,900",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let run = Run {
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    };
+    assert!(status.success(), "chromium: {status}\n{}", run.stderr);
+    run
+}
+
+/// Console messages and uncaught errors of the page (Chromium logs them as `…:CONSOLE…`).
+fn console_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
+        .collect()
+}
+
+fn target_dir() -> PathBuf {
+    // target/<profile>/deps/it-…
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_page_in_headless_chromium() {
+    let Some(bin) = on_path("chromium").or_else(|| on_path("chromium-browser")) else {
+        assert!(
+            !required("QOS_REQUIRE_CHROMIUM"),
+            "chromium is not installed (apt-get install chromium; scripts/test does it)"
+        );
+        eprintln!("SKIPPED: no `chromium` on the PATH (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sup, url) = start_supervisor(dir.path());
+    seed_jobs(&url).await;
+    let http = reqwest::Client::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (path, body) in [
+        (
+            "/api/v1/nodes/register".to_owned(),
+            json!({"id": "node-ui", "hostname": "node-ui", "cpus": 2, "memory_bytes": 4_000_000_000_u64}),
+        ),
+        (
+            "/api/v1/nodes/node-ui/heartbeat".to_owned(),
+            json!({"at": now, "free_cpus": 1.25, "allocated_cpus": 0.5, "load1": 0.75}),
+        ),
+    ] {
+        let r = http
+            .post(format!("{url}{path}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
+    // The page itself: HTML, self-contained, locked to this origin.
+    let r = http.get(format!("{url}/ui")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = h["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let html = r.text().await.unwrap();
+    for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(external), "external resource: {external}");
+    }
+
+    let jobs: Value = http
+        .get(format!("{url}/api/v1/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jobs = jobs.as_array().unwrap().clone();
+    assert_eq!(jobs.len(), 4);
+    assert!(
+        jobs.iter().filter(|j| j["class"].is_string()).count() >= 2,
+        "{jobs:?}"
+    );
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+
+    // The list: every job with its class, the node with its free CPU, no console messages.
+    let list = chromium(&bin, &profile, &["--dump-dom".into()], &format!("{url}/ui"));
+    assert!(
+        console_errors(&list.stderr).is_empty(),
+        "console: {:#?}",
+        console_errors(&list.stderr)
+    );
+    let dom = &list.stdout;
+    assert!(
+        dom.contains("updated "),
+        "the page did not load its data:\n{dom}"
+    );
+    for j in &jobs {
+        let (uuid, name, class) = (
+            j["uuid"].as_str().unwrap(),
+            j["name"].as_str().unwrap(),
+            j["class"].as_str().unwrap_or_default(),
+        );
+        assert!(
+            dom.contains(&format!("data-uuid=\"{uuid}\" data-class=\"{class}\"")),
+            "row of {name} ({class}) missing:\n{dom}"
+        );
+        assert!(dom.contains(&format!(">{name}</td>")), "{name}:\n{dom}");
+        let badge = if class.is_empty() {
+            "<span class=\"class none\">—</span>".to_owned()
+        } else {
+            format!("<span class=\"class {class}\">{class}</span>")
+        };
+        assert!(dom.contains(&badge), "{name}: {badge} missing:\n{dom}");
+    }
+    assert!(dom.contains("data-node=\"node-ui\""), "node row:\n{dom}");
+    assert!(dom.contains(">1.25</td>"), "free CPU:\n{dom}");
+    assert!(
+        dom.contains("id=\"job-view\" hidden"),
+        "no job selected yet"
+    );
+
+    // A job's view: two charts and the decision log with the reasons of its history.
+    let chronos = jobs
+        .iter()
+        .find(|j| j["name"] == "linpack-chronos-1")
+        .unwrap();
+    let uuid = chronos["uuid"].as_str().unwrap();
+    let history: Value = http
+        .get(format!("{url}/api/v1/jobs/{uuid}/history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page = format!("{url}/ui#job={uuid}");
+    let view = chromium(&bin, &profile, &["--dump-dom".into()], &page);
+    assert!(
+        console_errors(&view.stderr).is_empty(),
+        "console: {:#?}",
+        console_errors(&view.stderr)
+    );
+    let dom = &view.stdout;
+    assert!(!dom.contains("id=\"job-view\" hidden"), "job view hidden");
+    assert!(dom.matches("<svg").count() >= 2, "charts:\n{dom}");
+    assert!(dom.contains("<path"), "chart lines:\n{dom}");
+    let rows = history.as_array().unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let reason = row["reason"].as_str().unwrap();
+        // The DOM escapes `>`, `<` and `&` only; the reasons have none of them.
+        assert!(
+            dom.contains(reason),
+            "reason {reason:?} not in the log:\n{dom}"
+        );
+    }
+
+    // The screenshot of that view.
+    let shot = target_dir().join("ui-screenshot.png");
+    let _ = std::fs::remove_file(&shot);
+    let run = chromium(
+        &bin,
+        &profile,
+        &[format!("--screenshot={}", shot.display())],
+        &page,
+    );
+    assert!(
+        console_errors(&run.stderr).is_empty(),
+        "console: {:#?}",
+        console_errors(&run.stderr)
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    eprintln!("screenshot: {}", shot.display());
+}

@@ -86,7 +86,8 @@
         el("td", {}, classBadge(j.class)),
         el("td", {}, progressBar(j.progress)),
         pcell,
-        el("td", { class: "num" }, q.deadline_at != null ? secs(q.deadline_at - now) : "–"),
+        el("td", { class: "num" }, j.state === "completed" || j.state === "failed" || j.state === "cancelled" ? "done"
+          : q.deadline_at != null ? secs(q.deadline_at - now) : "–"),
         el("td", { class: "num" }, num(j.cpus, 2)),
         el("td", { class: "num" }, j.resizes == null ? "–" : j.resizes));
       if (j.uuid === selected) tr.classList.add("selected");
@@ -131,8 +132,15 @@
     const pred = dec.map((r) => [r.at, r.figures.prediction - dl]);
     const sup = dec.filter((r) => r.figures.band_sup != null).map((r) => [r.at, r.figures.band_sup - dl]);
     const inf = dec.filter((r) => r.figures.band_inf != null).map((r) => [r.at, r.figures.band_inf - dl]);
-    // Each figure holds until the next decision: extend the last one to now.
-    for (const s of [pred, sup, inf]) if (s.length && now > s[s.length - 1][0]) s.push([now, s[s.length - 1][1]]);
+    // Each figure holds until the next decision; the latest decision (stored in the history
+    // only when something changed) gives the value now.
+    const d = job.decision || {};
+    const f = d.figures || {};
+    const latest = [[pred, f.prediction], [sup, f.band_sup], [inf, f.band_inf]];
+    for (const [s, v] of latest) {
+      if (v != null && dl != null && d.at != null && (!s.length || d.at > s[s.length - 1][0])) s.push([d.at, v - dl]);
+      if (s.length && now > s[s.length - 1][0]) s.push([now, s[s.length - 1][1]]);
+    }
     lineChart($("chart-pred"), [
       { color: "#d9480f", points: pred, step: true, dots: false },
     ], { zero: true, band: sup.length && inf.length ? { upper: sup, lower: inf } : null, unit: "s" });

@@ -86,11 +86,12 @@ fn start_json_line(cmd: &mut Command, what: &str) -> (Proc, Value) {
 }
 
 /// Starts the supervisor binary on a free loopback port (open API) and returns its URL.
-pub(crate) fn start_supervisor(dir: &Path) -> (Proc, String) {
+pub(crate) fn start_supervisor(dir: &Path, args: &[&std::ffi::OsStr]) -> (Proc, String) {
     let (p, v) = start_json_line(
         Command::new(env!("CARGO_BIN_EXE_supervisor"))
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(dir.join("supervisor.db"))
+            .args(args)
             .env("RUST_LOG", "warn"),
         "supervisor",
     );
@@ -225,7 +226,7 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     };
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let (_sup, sup_url) = start_supervisor(dir.path());
+    let (_sup, sup_url) = start_supervisor(dir.path(), &[]);
     let marathon_job = seed_jobs(&sup_url).await;
 
     let (tree, meta) = (dir.path().join("cgroup"), dir.path().join("meta"));

@@ -128,7 +128,7 @@ impl Decision {
             class: Class::OnPlan,
             action: Action::Complete { met },
             reason: format!(
-                "all work finished at {at:.0}, {:.0} s {} the deadline",
+                "all work finished {:.0} s {} the deadline",
                 (at - job.qos.deadline_at).abs(),
                 if met { "before" } else { "after" }
             ),

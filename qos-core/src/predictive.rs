@@ -242,7 +242,10 @@ fn continuous_forecast(
         return Ok(base);
     }
     if let Phase::Restarting { since } = job.phase {
-        return Err(format!("a restart is under way since {since:.0}"));
+        return Err(format!(
+            "a restart is under way ({:.0} s so far)",
+            now - since
+        ));
     }
     let (signal_at, progress, source) = match w.app_progress {
         Some((at, f)) => (at, f, "application progress"),
@@ -315,19 +318,21 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
     if let Work::Continuous(w) = &job.work {
         figures.cpu_consumed = Some(w.cpu.total());
     }
+    // Times in reasons are relative (to now, or to the deadline): readable in logs and the UI.
     let basis = format!(
-        "{:.2} units left at {:.0} s/unit on 1 CPU (+{:.0} s overhead), finish at {current} CPU ≈ {pred_now:.0} vs deadline {:.0} − margin {margin:.0}",
-        f.units,
+        "{} left at {:.0} s each on 1 CPU (+{:.0} s overhead); at {current} CPU it finishes {}, deadline in {:.0} s (margin {margin:.0} s)",
+        units_text(job, f.units),
         f.model.t1(),
         f.overhead_per_unit,
-        q.deadline_at
+        vs_deadline(pred_now - q.deadline_at),
+        q.deadline_at - now
     );
     let Some(needed) = f.needed(target, lo, hi, cfg.granularity) else {
         figures.needed = None;
         let best = f.finish(hi);
         let why = format!(
-            "{basis}; even {hi} CPU finishes at {best:.0}, {:.0} s late",
-            best - q.deadline_at
+            "{basis}; even {hi} CPU finishes {}",
+            vs_deadline(best - q.deadline_at)
         );
         // Within the deadline but inside the margin: not at risk, just take the most we may.
         let class = if best > q.deadline_at {
@@ -354,7 +359,7 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
             class,
             action: Action::Resize { cpus: needed },
             reason: format!(
-                "{basis}; needs {needed} CPU to finish by {target:.0}: grow {current} → {needed}"
+                "{basis}; needs {needed} CPU to finish {margin:.0} s before it: grow {current} → {needed}"
             ),
             figures,
         };
@@ -416,6 +421,25 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
         format!("{basis}; {current} CPU is what it needs"),
         figures,
     )
+}
+
+/// `"37 s late"`, `"12 s early"` or `"on the deadline"` for a finish `delta` seconds after it.
+fn vs_deadline(delta: f64) -> String {
+    if delta >= 0.5 {
+        format!("{delta:.0} s late")
+    } else if delta <= -0.5 {
+        format!("{:.0} s early", -delta)
+    } else {
+        "on the deadline".into()
+    }
+}
+
+/// What the remaining units are, in the job's own terms.
+fn units_text(job: &Job, units: f64) -> String {
+    match job.work {
+        Work::Iterative(_) => format!("{units:.0} iteration(s)"),
+        Work::Continuous(_) => format!("{:.0} % of the work", units * 100.0),
+    }
 }
 
 fn classify(job: &Job, prediction: f64, margin: f64) -> Class {

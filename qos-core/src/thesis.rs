@@ -190,9 +190,15 @@ fn decide_chronos(cfg: &ThesisConfig, job: &Job) -> Decision {
     } else {
         Class::OnPlan
     };
+    let d = job.qos.deadline_at;
     let why = format!(
-        "Eq.1 prediction {prediction:.0} = {:.0} + {remaining} × ({} + {} + {}) vs bands [{inf:.0}, {sup:.0}] → {class}",
-        last.finished_at, job.qos.duration, cfg.sleeping_time, cfg.deployment_time
+        "Eq.1: last report + {remaining} × ({} + {} + {}) s = deadline {:+.0} s, bands [{:+.0}, {:+.0}] → {class}",
+        job.qos.duration,
+        cfg.sleeping_time,
+        cfg.deployment_time,
+        prediction - d,
+        inf - d,
+        sup - d
     );
     if acted {
         return Decision::hold(

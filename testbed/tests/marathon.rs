@@ -205,10 +205,12 @@ async fn cpus_change_restarts_kill_first_with_sigterm_and_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let id = format!("/{}", unique("restart-"));
-    // Records when it starts and when it gets SIGTERM, and ignores SIGTERM.
+    // Records when it starts and when it gets SIGTERM (each file written whole, then renamed, so
+    // a reader never sees it empty), and ignores SIGTERM.
     let cmd = format!(
-        "trap 'date +%s.%N > {d}/term-$MESOS_TASK_ID' TERM; env > {d}/env-$MESOS_TASK_ID.tmp; \
-         mv {d}/env-$MESOS_TASK_ID.tmp {d}/env-$MESOS_TASK_ID; date +%s.%N > {d}/start-$MESOS_TASK_ID; \
+        "trap 'date +%s.%N > {d}/term-$MESOS_TASK_ID.tmp; mv {d}/term-$MESOS_TASK_ID.tmp {d}/term-$MESOS_TASK_ID' TERM; \
+         env > {d}/env-$MESOS_TASK_ID.tmp; mv {d}/env-$MESOS_TASK_ID.tmp {d}/env-$MESOS_TASK_ID; \
+         date +%s.%N > {d}/start-$MESOS_TASK_ID.tmp; mv {d}/start-$MESOS_TASK_ID.tmp {d}/start-$MESOS_TASK_ID; \
          while :; do sleep 0.05; done"
     );
     bed.marathon
@@ -303,7 +305,8 @@ async fn default_upgrade_strategy_starts_the_new_task_first() {
     let d = dir.path().display().to_string();
     let id = format!("/{}", unique("startfirst-"));
     let cmd = format!(
-        "trap 'date +%s.%N > {d}/term-$MESOS_TASK_ID; exit 0' TERM; date +%s.%N > {d}/start-$MESOS_TASK_ID; \
+        "trap 'date +%s.%N > {d}/term-$MESOS_TASK_ID.tmp; mv {d}/term-$MESOS_TASK_ID.tmp {d}/term-$MESOS_TASK_ID; exit 0' TERM; \
+         date +%s.%N > {d}/start-$MESOS_TASK_ID.tmp; mv {d}/start-$MESOS_TASK_ID.tmp {d}/start-$MESOS_TASK_ID; \
          while :; do sleep 0.05; done"
     );
     bed.marathon

@@ -371,6 +371,17 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
         .unwrap_or(current)
         .max(needed);
     if needed < current {
+        if let Work::Iterative(w) = &job.work {
+            if w.reports.len() == 1 {
+                return Decision::hold(
+                    class,
+                    format!(
+                        "{basis}; {needed} CPU might do, but one iteration is too little evidence to shrink on"
+                    ),
+                    figures,
+                );
+            }
+        }
         let saving = current - needed;
         if saving < cfg.hysteresis {
             return Decision::hold(

@@ -11,8 +11,8 @@ fn run(name: &str, policy: &str, sharing: Sharing) -> qos_core::sim::SimResult {
 }
 
 #[test]
-fn predictive_meets_every_feasible_deadline_in_case1_and_case3() {
-    for name in ["case1", "case3"] {
+fn predictive_meets_every_feasible_deadline_in_case1_to_case3() {
+    for name in ["case1", "case2", "case3"] {
         let r = run(name, "predictive", Sharing::Shares);
         assert_eq!(
             r.totals.feasible_met, r.totals.feasible,

@@ -1,0 +1,153 @@
+//! Finding (and building) the component binaries.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::cli::Args;
+
+/// The binaries the demo runs, by package and binary name (they are the same).
+pub(crate) const COMPONENTS: [&str; 6] = [
+    "testbed",
+    "supervisor",
+    "launcher",
+    "cgroup-collector",
+    "shell-trap",
+    "linpack",
+];
+
+/// Where each binary is.
+#[derive(Debug, Clone)]
+pub(crate) struct Binaries {
+    paths: BTreeMap<&'static str, PathBuf>,
+    /// Their directory (put on the agents' `PATH`).
+    pub(crate) dir: PathBuf,
+}
+
+impl Binaries {
+    /// The path of one binary of [`COMPONENTS`].
+    pub(crate) fn get(&self, name: &str) -> &Path {
+        match self.paths.get(name) {
+            Some(p) => p,
+            None => Path::new("/nonexistent"),
+        }
+    }
+}
+
+/// The workspace root, when the demo runs from a checkout (its manifest is two levels up).
+pub(crate) fn workspace_root() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().ok()?;
+    root.join("Cargo.toml").is_file().then_some(root)
+}
+
+/// Builds the components with one `cargo build` (cargo's own progress on stderr), or takes
+/// them from `--bin-dir` / this executable's directory.
+pub(crate) fn locate(args: &Args, say: &dyn Fn(&str)) -> anyhow::Result<Binaries> {
+    if let Some(dir) = &args.bin_dir {
+        return from_dir(dir);
+    }
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let root = workspace_root();
+    match (&root, args.no_build) {
+        (Some(root), false) => build(root, &args.profile, say),
+        _ => {
+            let Some(dir) = here else {
+                bail!("cannot tell where this executable is; pass --bin-dir DIR");
+            };
+            from_dir(&dir).context(
+                "the component binaries are not next to the demo (build them with \
+                 `cargo build --release -p testbed -p supervisor -p launcher -p cgroup-collector \
+                 -p shell-trap -p linpack`, or pass --bin-dir)",
+            )
+        }
+    }
+}
+
+fn from_dir(dir: &Path) -> anyhow::Result<Binaries> {
+    let mut paths = BTreeMap::new();
+    let mut missing = Vec::new();
+    for name in COMPONENTS {
+        let p = dir.join(name);
+        if p.is_file() {
+            paths.insert(name, p);
+        } else {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        bail!("{} has no {}", dir.display(), missing.join(", "));
+    }
+    Ok(Binaries {
+        paths,
+        dir: dir.to_path_buf(),
+    })
+}
+
+fn build(root: &Path, profile: &str, say: &dyn Fn(&str)) -> anyhow::Result<Binaries> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root)
+        .arg("build")
+        .arg("--profile")
+        .arg(profile)
+        .arg("--message-format")
+        .arg("json-render-diagnostics");
+    for p in COMPONENTS {
+        cmd.arg("-p").arg(p);
+    }
+    say(&format!(
+        "building the components: cargo build --profile {profile} -p {}",
+        COMPONENTS.join(" -p ")
+    ));
+    // stdout: JSON messages (the artifacts' paths); stderr: cargo's progress, shown as is.
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot run {}", Path::new(&cargo).display()))?;
+    let mut paths = BTreeMap::new();
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let (Some(exe), Some(name)) =
+                (msg["executable"].as_str(), msg["target"]["name"].as_str())
+            else {
+                continue;
+            };
+            if let Some(c) = COMPONENTS.iter().find(|c| **c == name) {
+                paths.insert(*c, PathBuf::from(exe));
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status}); see its messages above");
+    }
+    let missing: Vec<_> = COMPONENTS
+        .iter()
+        .filter(|c| !paths.contains_key(*c))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        bail!("cargo build produced no binary for {}", missing.join(", "));
+    }
+    let dir = paths
+        .get("supervisor")
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok(Binaries { paths, dir })
+}

@@ -1,0 +1,83 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Control policy of the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PolicyArg {
+    /// The 2017 thesis controller (±0.4 CPU steps), the baseline.
+    Thesis,
+    /// qos-elastic's controller: computes the CPU each job needs.
+    Predictive,
+}
+
+impl PolicyArg {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Thesis => "thesis",
+            Self::Predictive => "predictive",
+        }
+    }
+}
+
+const AFTER_HELP: &str = "\
+What it does: builds the components (one `cargo build --release`), starts a testbed (Marathon and
+Chronos emulators with agents that run tasks as real processes in cgroups), the supervisor and the
+node collector on loopback ports, submits Chronos and Marathon LINPACK jobs with the launcher,
+shows their progress and every resize with its reason, prints a summary and writes a report.
+Everything it started is stopped at the end, on error and on Ctrl-C.
+
+Examples:
+  cargo run --release -p demo                      # predictive policy, about 3 minutes
+  cargo run --release -p demo -- --policy thesis   # the 2017 controller on the same jobs
+  cargo run --release -p demo -- --quick           # one Chronos and one Marathon job, ~1 minute
+  cargo run --release -p demo -- --docker          # tasks in Docker containers (private daemon)
+  cargo run --release -p demo -- --keep            # leave the services up afterwards
+
+Exit status: 0 every job completed, 1 the demo failed, 2 bad flags, 4 a job did not complete,
+130 interrupted.";
+
+/// The command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "demo",
+    version,
+    about = "qos-elastic in one command: real LINPACK jobs on a local Mesos stand-in, kept on \
+             their deadlines by resizing their CPU.",
+    after_help = AFTER_HELP
+)]
+pub(crate) struct Args {
+    /// Control policy of the supervisor.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Predictive)]
+    pub(crate) policy: PolicyArg,
+    /// Run tasks as Docker containers (qos-linpack:latest, built with
+    /// examples/linpack/build-image.sh) on the private daemon of scripts/docker-daemon.
+    #[arg(long)]
+    pub(crate) docker: bool,
+    /// Leave the services running at the end and print how to reach and stop them.
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// Print the summary as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A shorter run: one Chronos and one Marathon job, about a minute.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Use the component binaries in this directory instead of building them.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) bin_dir: Option<PathBuf>,
+    /// Do not run cargo: use the binaries next to this executable (or --bin-dir).
+    #[arg(long)]
+    pub(crate) no_build: bool,
+    /// Cargo profile of the component build (`release`, or `dev` for debug binaries).
+    #[arg(long, default_value = "release", value_name = "PROFILE")]
+    pub(crate) profile: String,
+    /// Directory for the report and the logs [default: target/demo/<time> in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Give up when the jobs have not finished after this many seconds.
+    #[arg(long, default_value_t = 420, value_name = "SECS")]
+    pub(crate) timeout: u64,
+}

@@ -1,0 +1,385 @@
+//! What the demo runs: the jobs (the scaled thesis jobs of `examples/jobs/local`, adjusted so
+//! that each one shows something), LINPACK calibrated to this machine, and the configuration
+//! files of the testbed and the supervisor.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::cli::PolicyArg;
+
+/// The LINPACK order every demo job uses (one solve takes a few hundredths of a second).
+pub(crate) const LINPACK_N: u32 = 600;
+
+/// The Docker image the `--docker` jobs run (built by `examples/linpack/build-image.sh`).
+pub(crate) const IMAGE: &str = "qos-linpack:latest";
+
+/// Emulated cluster: one agent with two CPUs, like one of the thesis' nodes, on this machine's
+/// two cores.
+pub(crate) const AGENTS: usize = 1;
+/// CPUs of each agent.
+pub(crate) const CPUS_PER_AGENT: f64 = 2.0;
+/// Most CPUs one job gets: less than the agent, so that one job never blocks the others'
+/// placement.
+pub(crate) const CPU_MAX: f64 = 1.5;
+
+/// Which framework a job goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fw {
+    Chronos,
+    Marathon,
+}
+
+impl Fw {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Chronos => "chronos",
+            Self::Marathon => "marathon",
+        }
+    }
+}
+
+/// One job of the demo.
+#[derive(Debug, Clone)]
+pub(crate) struct JobSpec {
+    /// The file it is made from, relative to the workspace.
+    pub(crate) base_file: &'static str,
+    base: &'static str,
+    /// Its framework.
+    pub(crate) framework: Fw,
+    /// Chronos: the schedule (`R<n>//PT<p>S`).
+    schedule: Option<&'static str>,
+    /// Chronos: iterations.
+    pub(crate) iterations: u32,
+    /// Initial CPUs.
+    pub(crate) cpus: f64,
+    /// `qos.duration`: CPU-seconds per iteration (Chronos) or in total (Marathon).
+    pub(crate) duration: f64,
+    /// CPU-seconds the command really takes per run (its LINPACK `--repeat` is sized for this).
+    pub(crate) work: f64,
+    /// `qos.deadline`, seconds after submission.
+    pub(crate) deadline: f64,
+    /// `qos.desv_deadline`.
+    pub(crate) desv: f64,
+    /// What to watch for.
+    pub(crate) story: &'static str,
+}
+
+const CHRONOS_1: &str = include_str!("../../jobs/local/openmpLinpack1.json");
+const CHRONOS_3: &str = include_str!("../../jobs/local/openmpLinpack3.json");
+const MARATHON_1: &str = include_str!("../../jobs/local/marathon_openmpLinpack1.json");
+
+/// The jobs of a run.
+pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
+    if quick {
+        return vec![
+            JobSpec {
+                base_file: "examples/jobs/local/openmpLinpack1.json",
+                base: CHRONOS_1,
+                framework: Fw::Chronos,
+                schedule: Some("R3//PT12S"),
+                iterations: 3,
+                cpus: 0.4,
+                duration: 6.0,
+                work: 6.0,
+                deadline: 40.0,
+                desv: 0.2,
+                story: "starts too small (3 × 15 s at 0.4 CPU > 40 s): grows",
+            },
+            JobSpec {
+                base_file: "examples/jobs/local/marathon_openmpLinpack1.json",
+                base: MARATHON_1,
+                framework: Fw::Marathon,
+                schedule: None,
+                iterations: 1,
+                cpus: 0.3,
+                duration: 8.0,
+                work: 14.0,
+                deadline: 45.0,
+                desv: 0.1,
+                story: "declares 8 CPU-s but needs 14 (47 s at 0.3 CPU): grows once its progress \
+                        shows it, through a restart that resumes from LINPACK's checkpoint",
+            },
+        ];
+    }
+    vec![
+        JobSpec {
+            base_file: "examples/jobs/local/openmpLinpack1.json",
+            base: CHRONOS_1,
+            framework: Fw::Chronos,
+            schedule: Some("R4//PT20S"),
+            iterations: 4,
+            cpus: 0.5,
+            duration: 10.0,
+            work: 14.0,
+            deadline: 100.0,
+            desv: 0.2,
+            story: "declares 10 CPU-s per iteration but needs 14 (28 s at 0.5 CPU): grows once \
+                    its first iterations are measured",
+        },
+        JobSpec {
+            base_file: "examples/jobs/local/openmpLinpack3.json",
+            base: CHRONOS_3,
+            framework: Fw::Chronos,
+            schedule: Some("R5//PT20S"),
+            iterations: 5,
+            cpus: 1.0,
+            duration: 5.0,
+            work: 5.0,
+            deadline: 130.0,
+            desv: 0.2,
+            story: "over-provisioned (5 × 5 CPU-s take 25 s at 1 CPU, the deadline is 130 s): shrinks",
+        },
+        JobSpec {
+            base_file: "examples/jobs/local/marathon_openmpLinpack1.json",
+            base: MARATHON_1,
+            framework: Fw::Marathon,
+            schedule: None,
+            iterations: 1,
+            cpus: 0.4,
+            duration: 30.0,
+            work: 48.0,
+            deadline: 110.0,
+            desv: 0.1,
+            story: "declares 30 CPU-s but needs 48 (120 s at 0.4 CPU): grows once its progress \
+                    shows it, through a restart that resumes from LINPACK's checkpoint",
+        },
+    ]
+}
+
+impl JobSpec {
+    /// The job file: the base file with this run's schedule, size, QoS and calibrated command.
+    pub(crate) fn render(&self, repeat: u64, docker: bool) -> anyhow::Result<Value> {
+        let mut v: Value = serde_json::from_str(self.base)
+            .with_context(|| format!("{} is not JSON", self.base_file))?;
+        let Some(o) = v.as_object_mut() else {
+            bail!("{} is not a JSON object", self.base_file);
+        };
+        let program = if docker { "/linpack_openmp" } else { "linpack" };
+        let command = format!("{program} {LINPACK_N} --repeat {repeat}");
+        // Marathon runs `cmd` with `/bin/sh -c`, and dash does not exec the last command: with
+        // `exec`, SIGTERM reaches LINPACK itself (which checkpoints), not a shell that dies.
+        let marathon_cmd = format!("exec {command}");
+        o.insert(
+            "qos".into(),
+            json!({"duration": self.duration, "deadline": self.deadline, "desv_deadline": self.desv}),
+        );
+        match self.framework {
+            Fw::Chronos => {
+                if let Some(s) = self.schedule {
+                    o.insert("schedule".into(), json!(s));
+                }
+                // Chronos' job files carry numbers as strings, as the thesis wrote them.
+                o.insert("cpus".into(), json!(fmt_cpus(self.cpus)));
+                o.insert("command".into(), json!(command));
+                if docker {
+                    o.insert(
+                        "container".into(),
+                        json!({"type": "DOCKER", "image": IMAGE, "network": "HOST"}),
+                    );
+                }
+            }
+            Fw::Marathon => {
+                o.insert("cpus".into(), json!(self.cpus));
+                o.insert("cmd".into(), json!(marathon_cmd));
+                // Restarts must not wait for Marathon's default 300 s back-off on failures.
+                o.insert("backoffSeconds".into(), json!(1));
+                if docker {
+                    o.insert(
+                        "container".into(),
+                        json!({"type": "DOCKER", "docker": {"image": IMAGE, "network": "HOST"}}),
+                    );
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// The job's name (Chronos) or app id (Marathon) in the base file.
+    pub(crate) fn name(&self) -> String {
+        let v: Value = serde_json::from_str(self.base).unwrap_or(Value::Null);
+        match self.framework {
+            Fw::Chronos => v["name"].as_str().unwrap_or("job").to_owned(),
+            Fw::Marathon => v["id"]
+                .as_str()
+                .unwrap_or("/app")
+                .trim_start_matches('/')
+                .to_owned(),
+        }
+    }
+}
+
+fn fmt_cpus(c: f64) -> String {
+    let s = format!("{c:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// CPU-seconds of the children this process has waited for.
+fn children_cpu() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
+/// CPU-seconds one solve of order [`LINPACK_N`] takes on one thread here. CPU time, not wall
+/// time: other load on the machine does not change it.
+pub(crate) fn calibrate(linpack: &Path) -> anyhow::Result<f64> {
+    let mut repeat: u64 = 8;
+    for _ in 0..6 {
+        let before = children_cpu();
+        let out = Command::new(linpack)
+            .arg(LINPACK_N.to_string())
+            .args([
+                "--repeat",
+                &repeat.to_string(),
+                "--threads",
+                "1",
+                "--output",
+                "json",
+            ])
+            .env_remove("QOS_SUPERVISOR_URL")
+            .env_remove("QOS_UUID")
+            .env_remove("QOS_CHECKPOINT_DIR")
+            .output()
+            .with_context(|| format!("cannot run {}", linpack.display()))?;
+        let cpu = children_cpu() - before;
+        if !out.status.success() {
+            bail!(
+                "{} failed ({}): {}",
+                linpack.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("unexpected linpack output {line:?}"))?;
+        let wall = v["seconds"].as_f64().unwrap_or(0.0);
+        let secs = if cpu > 0.0 { cpu } else { wall };
+        if secs >= 0.8 {
+            return Ok(secs / repeat as f64);
+        }
+        let factor = (1.0 / secs.max(0.01)).ceil().clamp(2.0, 50.0);
+        repeat = (repeat as f64 * factor) as u64;
+    }
+    bail!("linpack {LINPACK_N} never took measurable time")
+}
+
+/// Gives the emulated cluster's cgroups the highest CPU weight, so that other load on this
+/// machine does not run its jobs below their allocations (each job stays bounded by its quota,
+/// the agent by its capacity). Returns the files written.
+pub(crate) fn prioritise(prefix: &str) -> Vec<String> {
+    let mut done = Vec::new();
+    for dir in crate::cleanup::cgroup_dirs(Path::new("/sys/fs/cgroup"), prefix) {
+        for (file, value) in [("cpu.shares", "262144"), ("cpu.weight", "10000")] {
+            let p = dir.join(file);
+            if p.exists() && std::fs::write(&p, value).is_ok() {
+                done.push(p.display().to_string());
+            }
+        }
+    }
+    done
+}
+
+/// LINPACK `--repeat` count so that a run is `cpu_seconds` of work on one CPU.
+pub(crate) fn repeat_for(cpu_seconds: f64, per_solve: f64) -> u64 {
+    ((cpu_seconds / per_solve.max(1e-6)).round() as u64).max(1)
+}
+
+/// The testbed's TOML configuration.
+pub(crate) fn testbed_config(prefix: &str, work: &Path, docker: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# written by the demo");
+    let _ = writeln!(s, "agents = {AGENTS}");
+    let _ = writeln!(s, "cpus_per_agent = {CPUS_PER_AGENT:.1}");
+    let _ = writeln!(
+        s,
+        "runtime = \"{}\"",
+        if docker { "docker" } else { "process" }
+    );
+    let _ = writeln!(s, "cgroup_prefix = \"{prefix}\"");
+    let _ = writeln!(s, "meta_dir = \"{}\"", work.join("meta").display());
+    let _ = writeln!(s, "work_dir = \"{}\"", work.join("sandboxes").display());
+    let _ = writeln!(s, "chronos_failure_retry_ms = 5000");
+    s
+}
+
+/// How the run's times are scaled from the thesis' (its Marathon check period was 120 s for a
+/// 480 s window, its Eq. 1 deployment time 45 s for 1800 s deadlines).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// The thesis policy's Marathon period, seconds.
+    pub(crate) monitoring_period: f64,
+    /// Eq. 1's per-iteration deployment time (both policies' prior), seconds.
+    pub(crate) deployment_time: f64,
+    /// The predictive policy's Marathon period, seconds.
+    pub(crate) control_period: f64,
+}
+
+impl Timing {
+    pub(crate) fn for_run(quick: bool) -> Self {
+        if quick {
+            Self {
+                monitoring_period: 10.0,
+                deployment_time: 1.0,
+                control_period: 3.0,
+            }
+        } else {
+            Self {
+                monitoring_period: 20.0,
+                deployment_time: 2.0,
+                control_period: 5.0,
+            }
+        }
+    }
+}
+
+/// The supervisor's TOML configuration.
+pub(crate) fn supervisor_config(policy: PolicyArg, timing: Timing) -> String {
+    let Timing {
+        monitoring_period,
+        deployment_time,
+        control_period,
+    } = timing;
+    format!(
+        "# written by the demo: the thesis' constants with its times scaled to a few minutes\n\
+         policy = \"{policy}\"\n\
+         cpu_min = 0.1\n\
+         # the thesis' cpu_max was a whole 2-CPU node; here one agent is shared by every job\n\
+         cpu_max = {CPU_MAX:.1}\n\
+         # thesis: Marathon jobs are checked every monitoring_period (120 s in the thesis)\n\
+         monitoring_period = {monitoring_period:.1}\n\
+         # Eq. 1's per-iteration overhead (45 s in the thesis); the predictive policy measures it\n\
+         deployment_time = {deployment_time:.1}\n\
+         \n\
+         [predictive]\n\
+         cooldown = {cooldown:.1}\n\
+         restart_cost = 4.0\n\
+         safety_secs = 3.0\n\
+         stale_after = 15.0\n\
+         \n\
+         [control]\n\
+         period = {control_period:.1}\n\
+         # The collector's heartbeat reports *idle* CPU as the node's free CPU: on a busy machine\n\
+         # (the demo's own jobs, a build) that is 0 and would block every grow. Nodes are taken\n\
+         # as unknown instead, so allocations are bounded by cpu_max (= the agent's CPUs) and by\n\
+         # the testbed's placement.\n\
+         node_timeout = 0.001\n\
+         history_hold_interval = 5.0\n\
+         sample_downsample = 1.0\n\
+         stuck_deployment_timeout = 30.0\n\
+         backoff_max = 5.0\n",
+        policy = policy.as_str(),
+        cooldown = control_period * 2.0,
+    )
+}
+
+/// How long to wait for each component to print its address.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);

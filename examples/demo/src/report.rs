@@ -1,0 +1,291 @@
+//! The summary table and the report files.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::plan::Fw;
+use crate::watch::Tracked;
+
+/// One row of the summary.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) uuid: String,
+    pub(crate) framework: &'static str,
+    /// Deadline, seconds after submission.
+    pub(crate) deadline: f64,
+    /// `completed`, `failed`, `cancelled` or the last state seen.
+    pub(crate) state: String,
+    /// Seconds after submission, when completed.
+    pub(crate) finished: Option<f64>,
+    pub(crate) met: Option<bool>,
+    /// CPU-seconds allocated (allocation × time while running).
+    pub(crate) cpu_seconds_allocated: f64,
+    /// CPU-seconds used, by the collector's cgroup counters.
+    pub(crate) cpu_seconds_used: f64,
+    pub(crate) initial_cpus: f64,
+    pub(crate) final_cpus: Option<f64>,
+    pub(crate) resizes: u64,
+    pub(crate) restarts: u32,
+}
+
+/// The summary of one job; `detail` is `GET /api/v1/jobs/{uuid}` at the end.
+pub(crate) fn row(job: &Tracked, detail: &Value) -> Row {
+    let v = if detail.is_object() {
+        detail
+    } else {
+        &job.last
+    };
+    let state = v["state"].as_str().unwrap_or("unknown").to_owned();
+    let phase = &v["phase"];
+    let completed = state == "completed";
+    let end = phase["at"].as_f64();
+    Row {
+        name: job.name.clone(),
+        uuid: job.uuid.clone(),
+        framework: job.spec.framework.as_str(),
+        deadline: job.spec.deadline,
+        finished: if completed {
+            end.map(|at| at - job.submitted_at)
+        } else {
+            None
+        },
+        met: if completed {
+            phase["met"].as_bool()
+        } else {
+            Some(false)
+        },
+        state,
+        cpu_seconds_allocated: allocated(job, v, end),
+        cpu_seconds_used: job.cpu_seconds_used(),
+        initial_cpus: job.spec.cpus,
+        final_cpus: v["cpus"].as_f64(),
+        resizes: v["resizes"].as_u64().unwrap_or(0),
+        restarts: job.restarts,
+    }
+}
+
+/// Allocation × time: Chronos per iteration (its run time at the size it ran with), Marathon
+/// from its first start to its end through every resize.
+fn allocated(job: &Tracked, v: &Value, end: Option<f64>) -> f64 {
+    match job.spec.framework {
+        Fw::Chronos => v["reports"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| {
+                        let d = r["finished_at"].as_f64().unwrap_or(0.0)
+                            - r["started_at"].as_f64().unwrap_or(0.0);
+                        d.max(0.0) * r["cpus"].as_f64().unwrap_or(job.spec.cpus)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0.0),
+        Fw::Marathon => {
+            let Some(start) = v["started_at"].as_f64() else {
+                return 0.0;
+            };
+            let end = end.unwrap_or_else(crate::watch::now_epoch);
+            let mut cpus = job.spec.cpus;
+            let mut t = start;
+            let mut total = 0.0;
+            for r in v["resize_history"].as_array().into_iter().flatten() {
+                let at = r["at"].as_f64().unwrap_or(t).clamp(t, end);
+                total += (at - t) * cpus;
+                t = at;
+                cpus = r["to"].as_f64().unwrap_or(cpus);
+            }
+            total + (end - t).max(0.0) * cpus
+        }
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+/// The summary table (plain text).
+pub(crate) fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<22} {:<9} {:>8} {:>9} {:<7} {:>10} {:>9} {:>9} {:>8}",
+        "job", "framework", "deadline", "finished", "result", "CPU-s", "CPU-s", "CPU", "resizes"
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:<9} {:>8} {:>9} {:<7} {:>10} {:>9} {:>9} {:>8}",
+        "", "", "s", "s", "", "allocated", "used", "start→end", ""
+    );
+    for r in rows {
+        let result = match (r.state.as_str(), r.met) {
+            ("completed", Some(true)) => "met".to_owned(),
+            ("completed", _) => "MISSED".to_owned(),
+            (other, _) => other.to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<22} {:<9} {:>8.0} {:>9} {:<7} {:>10.1} {:>9.1} {:>9} {:>8}",
+            r.name,
+            r.framework,
+            r.deadline,
+            opt(r.finished, 0),
+            result,
+            r.cpu_seconds_allocated,
+            r.cpu_seconds_used,
+            format!("{:.1}→{}", r.initial_cpus, opt(r.final_cpus, 1)),
+            if r.restarts > 0 {
+                format!("{} ({}r)", r.resizes, r.restarts)
+            } else {
+                r.resizes.to_string()
+            }
+        );
+    }
+    let met = rows.iter().filter(|r| r.met == Some(true)).count();
+    let alloc: f64 = rows.iter().map(|r| r.cpu_seconds_allocated).sum();
+    let used: f64 = rows.iter().map(|r| r.cpu_seconds_used).sum();
+    let resizes: u64 = rows.iter().map(|r| r.resizes).sum();
+    let _ = writeln!(
+        s,
+        "{:<22} {:<9} {:>8} {:>9} {:<7} {:>10.1} {:>9.1} {:>9} {:>8}",
+        "total",
+        "",
+        "",
+        "",
+        format!("{met}/{}", rows.len()),
+        alloc,
+        used,
+        "",
+        resizes
+    );
+    s
+}
+
+/// Totals over the rows.
+pub(crate) fn totals(rows: &[Row]) -> Value {
+    json!({
+        "jobs": rows.len(),
+        "completed": rows.iter().filter(|r| r.state == "completed").count(),
+        "met": rows.iter().filter(|r| r.met == Some(true)).count(),
+        "cpu_seconds_allocated": rows.iter().map(|r| r.cpu_seconds_allocated).sum::<f64>(),
+        "cpu_seconds_used": rows.iter().map(|r| r.cpu_seconds_used).sum::<f64>(),
+        "resizes": rows.iter().map(|r| r.resizes).sum::<u64>(),
+        "restarts": rows.iter().map(|r| u64::from(r.restarts)).sum::<u64>(),
+    })
+}
+
+/// The Markdown report.
+pub(crate) fn markdown(summary: &Value, rows: &[Row], jobs: &[Tracked]) -> String {
+    let t0 = summary["t0"].as_f64().unwrap_or(0.0);
+    let mut s = String::new();
+    let _ = writeln!(s, "# qos-elastic demo run\n");
+    let _ = writeln!(
+        s,
+        "Command: `{}`  \nPolicy: **{}**, runtime: {}, started {}, {} s wall time.  \n\
+         LINPACK n = {}: {:.4} s per solve on one thread here (each job's `--repeat` makes its \
+         `duration` true on this machine).\n",
+        summary["command"].as_str().unwrap_or(""),
+        summary["policy"].as_str().unwrap_or(""),
+        summary["runtime"].as_str().unwrap_or(""),
+        summary["started"].as_str().unwrap_or(""),
+        summary["wall_seconds"].as_f64().unwrap_or(0.0).round(),
+        summary["calibration"]["n"],
+        summary["calibration"]["seconds_per_solve"]
+            .as_f64()
+            .unwrap_or(0.0),
+    );
+    let _ = writeln!(s, "## Jobs\n");
+    let _ = writeln!(
+        s,
+        "| job | framework | deadline (s) | finished (s) | result | CPU-s allocated | CPU-s used | CPU start → end | resizes | restarts |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let result = match (r.state.as_str(), r.met) {
+            ("completed", Some(true)) => "met",
+            ("completed", _) => "**missed**",
+            (other, _) => other,
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {} | {result} | {:.1} | {:.1} | {:.1} → {} | {} | {} |",
+            r.name,
+            r.framework,
+            r.deadline,
+            opt(r.finished, 1),
+            r.cpu_seconds_allocated,
+            r.cpu_seconds_used,
+            r.initial_cpus,
+            opt(r.final_cpus, 1),
+            r.resizes,
+            r.restarts
+        );
+    }
+    let _ = writeln!(s, "\n## What each job was for\n");
+    for j in jobs {
+        let _ = writeln!(
+            s,
+            "- **{}** (`{}`, {}): {}",
+            j.name,
+            j.spec.base_file,
+            j.spec.framework.as_str(),
+            j.spec.story
+        );
+    }
+    let _ = writeln!(s, "\n## Events\n\n```text");
+    let mut events: Vec<&String> = jobs.iter().flat_map(|j| &j.events).collect();
+    events.sort();
+    for e in events {
+        let _ = writeln!(s, "{e}");
+    }
+    let _ = writeln!(s, "```\n\n## Decisions\n");
+    for j in jobs {
+        let _ = writeln!(
+            s,
+            "### {}\n\n| t (s since the first submission) | kind | class | action | reason |\n|---|---|---|---|---|",
+            j.name
+        );
+        for h in &j.history {
+            let _ = writeln!(
+                s,
+                "| {:.1} | {} | {} | {} | {} |",
+                h["at"].as_f64().unwrap_or(0.0) - t0,
+                h["kind"].as_str().unwrap_or(""),
+                h["class"].as_str().unwrap_or(""),
+                compact(&h["action"]),
+                crate::watch::relative_times(h["reason"].as_str().unwrap_or(""), t0)
+                    .replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "## Where things were\n");
+    for (k, v) in summary["urls"].as_object().into_iter().flatten() {
+        let _ = writeln!(s, "- {k}: {}", v.as_str().unwrap_or(""));
+    }
+    s
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// Writes `report.json` and `report.md` into `dir`.
+pub(crate) fn write(dir: &Path, summary: &Value, md: &str) -> anyhow::Result<()> {
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(summary)? + "\n",
+    )?;
+    std::fs::write(dir.join("report.md"), md)?;
+    Ok(())
+}

@@ -8,10 +8,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::cli::Args;
-
 /// The binaries the demo runs, by package and binary name (they are the same).
-pub(crate) const COMPONENTS: [&str; 6] = [
+pub const COMPONENTS: [&str; 6] = [
     "testbed",
     "supervisor",
     "launcher",
@@ -20,17 +18,29 @@ pub(crate) const COMPONENTS: [&str; 6] = [
     "linpack",
 ];
 
+/// Where the binaries come from.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Use the binaries in this directory.
+    pub bin_dir: Option<PathBuf>,
+    /// Do not run cargo: use the binaries next to this executable.
+    pub no_build: bool,
+    /// Cargo profile of the build.
+    pub profile: String,
+}
+
 /// Where each binary is.
 #[derive(Debug, Clone)]
-pub(crate) struct Binaries {
+pub struct Binaries {
     paths: BTreeMap<&'static str, PathBuf>,
     /// Their directory (put on the agents' `PATH`).
-    pub(crate) dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 impl Binaries {
     /// The path of one binary of [`COMPONENTS`].
-    pub(crate) fn get(&self, name: &str) -> &Path {
+    #[must_use]
+    pub fn get(&self, name: &str) -> &Path {
         match self.paths.get(name) {
             Some(p) => p,
             None => Path::new("/nonexistent"),
@@ -39,7 +49,8 @@ impl Binaries {
 }
 
 /// The workspace root, when the demo runs from a checkout (its manifest is two levels up).
-pub(crate) fn workspace_root() -> Option<PathBuf> {
+#[must_use]
+pub fn workspace_root() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = root.canonicalize().ok()?;
     root.join("Cargo.toml").is_file().then_some(root)
@@ -47,7 +58,10 @@ pub(crate) fn workspace_root() -> Option<PathBuf> {
 
 /// Builds the components with one `cargo build` (cargo's own progress on stderr), or takes
 /// them from `--bin-dir` / this executable's directory.
-pub(crate) fn locate(args: &Args, say: &dyn Fn(&str)) -> anyhow::Result<Binaries> {
+///
+/// # Errors
+/// A failed build or a missing binary.
+pub fn locate(args: &BuildOptions, say: &dyn Fn(&str)) -> anyhow::Result<Binaries> {
     if let Some(dir) = &args.bin_dir {
         return from_dir(dir);
     }

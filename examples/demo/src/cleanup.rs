@@ -9,10 +9,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The environment variable every process of the run inherits (`QOS_DEMO_RUN=<run id>`).
-pub(crate) const MARKER: &str = "QOS_DEMO_RUN";
+pub const MARKER: &str = "QOS_DEMO_RUN";
 
 /// Processes (pid, command) whose environment carries `QOS_DEMO_RUN=<run>`.
-pub(crate) fn marked_processes(run: &str) -> Vec<(i32, String)> {
+#[must_use]
+pub fn marked_processes(run: &str) -> Vec<(i32, String)> {
     let needle = format!("{MARKER}={run}");
     let me = std::process::id();
     let mut found = Vec::new();
@@ -48,7 +49,8 @@ pub(crate) fn marked_processes(run: &str) -> Vec<(i32, String)> {
 }
 
 /// Cgroup directories named `prefix` under every hierarchy of `root`.
-pub(crate) fn cgroup_dirs(root: &Path, prefix: &str) -> Vec<PathBuf> {
+#[must_use]
+pub fn cgroup_dirs(root: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let direct = root.join(prefix);
     if direct.is_dir() {
@@ -79,7 +81,7 @@ fn walk_bottom_up(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Finds what the run left behind, kills and removes it, and says what it found (empty: nothing
 /// was left).
-pub(crate) async fn sweep(run: &str, cgroup_root: &Path, prefix: &str) -> Vec<String> {
+pub async fn sweep(run: &str, cgroup_root: &Path, prefix: &str) -> Vec<String> {
     let mut found = Vec::new();
     for (pid, cmd) in marked_processes(run) {
         found.push(format!("process {pid} ({cmd})"));

@@ -19,7 +19,7 @@ use serde_json::Value;
 const PRIVATE_PREFIXES: [&str; 4] = ["QOS_", "SHELL_TRAP_", "LINPACK_", "DOCKER_HOST"];
 
 /// Removes the project's environment variables a user's shell may hold.
-pub(crate) fn scrub_env(cmd: &mut Command) {
+pub fn scrub_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         if let Some(k) = k.to_str() {
             if PRIVATE_PREFIXES.iter().any(|p| k.starts_with(p)) {
@@ -31,23 +31,27 @@ pub(crate) fn scrub_env(cmd: &mut Command) {
 
 /// A running component.
 #[derive(Debug)]
-pub(crate) struct Component {
+pub struct Component {
     /// Its name (`testbed`, …).
-    pub(crate) name: &'static str,
+    pub name: &'static str,
     child: std::process::Child,
     /// Its process id, which is also its process group id.
-    pub(crate) pid: i32,
+    pub pid: i32,
     /// Its stdout file.
-    pub(crate) out_path: PathBuf,
+    pub out_path: PathBuf,
     /// Its stderr file (the log).
-    pub(crate) log_path: PathBuf,
+    pub log_path: PathBuf,
     done: bool,
 }
 
 impl Component {
     /// Starts `cmd` in its own process group with stdout and stderr in `<logs>/<name>.out|.log`
     /// and waits (at most `timeout`) for its first stdout line, a JSON object, which it returns.
-    pub(crate) async fn start(
+    ///
+    /// # Errors
+    /// When it cannot start, exits, prints something else or is not ready in time; the message
+    /// carries the tail of its stderr.
+    pub async fn start(
         name: &'static str,
         mut cmd: Command,
         logs: &Path,
@@ -112,12 +116,13 @@ impl Component {
     }
 
     /// The last `n` lines of its stderr.
-    pub(crate) fn log_tail(&self, n: usize) -> String {
+    #[must_use]
+    pub fn log_tail(&self, n: usize) -> String {
         tail(&self.log_path, n)
     }
 
     /// Whether it is still running (`Some(status)` when it has exited).
-    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         match self.child.try_wait() {
             Ok(Some(s)) => Some(s),
             _ => None,
@@ -127,7 +132,7 @@ impl Component {
     /// SIGTERM to the process (so it runs its own cleanup), then after `grace` SIGKILL to its
     /// whole process group; any process left in the group is killed too. Returns whether it had
     /// to be killed.
-    pub(crate) async fn stop(&mut self, grace: Duration) -> bool {
+    pub async fn stop(&mut self, grace: Duration) -> bool {
         if self.done {
             return false;
         }
@@ -155,7 +160,7 @@ impl Component {
     }
 
     /// Leaves it running (for `--keep`): nothing is stopped when this value is dropped.
-    pub(crate) fn detach(&mut self) {
+    pub fn detach(&mut self) {
         self.done = true;
     }
 }
@@ -171,7 +176,8 @@ impl Drop for Component {
 }
 
 /// Whether any process of the process group `pgid` is alive.
-pub(crate) fn group_alive(pgid: i32) -> bool {
+#[must_use]
+pub fn group_alive(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
 }
 
@@ -183,7 +189,8 @@ fn first_line(path: &Path) -> Option<String> {
 }
 
 /// The last `n` lines of a file.
-pub(crate) fn tail(path: &Path, n: usize) -> String {
+#[must_use]
+pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();

@@ -6,18 +6,12 @@
 //! launcher, shows their progress and every resize with its reason, prints a summary table, writes
 //! a report, and stops everything it started — on success, on error and on Ctrl-C.
 //!
-//! Modules: [`cli`] (flags), [`binaries`] (build or find the components), [`plan`] (jobs,
-//! calibration, configuration files), [`components`] (processes), [`watch`] (live view),
-//! [`report`] (summary and files), [`cleanup`] (nothing left behind), [`run`] (the sequence).
+//! Modules: `cli` (flags), `plan` (the jobs and the supervisor's configuration), `run` (the
+//! sequence); the machinery is the `demo` library.
 
-mod binaries;
-mod cleanup;
 mod cli;
-mod components;
 mod plan;
-mod report;
 mod run;
-mod watch;
 
 use std::process::ExitCode;
 

@@ -2,21 +2,12 @@
 //! that each one shows something), LINPACK calibrated to this machine, and the configuration
 //! files of the testbed and the supervisor.
 
-use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
-
 use anyhow::{Context, bail};
+use demo::calib::{IMAGE, LINPACK_N};
+use demo::watch::{Fw, JobInfo};
 use serde_json::{Value, json};
 
 use crate::cli::PolicyArg;
-
-/// The LINPACK order every demo job uses (one solve takes a few hundredths of a second).
-pub(crate) const LINPACK_N: u32 = 600;
-
-/// The Docker image the `--docker` jobs run (built by `examples/linpack/build-image.sh`).
-pub(crate) const IMAGE: &str = "qos-linpack:latest";
 
 /// Emulated cluster: one agent with two CPUs, like one of the thesis' nodes, on this machine's
 /// two cores.
@@ -26,22 +17,6 @@ pub(crate) const CPUS_PER_AGENT: f64 = 2.0;
 /// Most CPUs one job gets: less than the agent, so that one job never blocks the others'
 /// placement.
 pub(crate) const CPU_MAX: f64 = 1.5;
-
-/// Which framework a job goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fw {
-    Chronos,
-    Marathon,
-}
-
-impl Fw {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Chronos => "chronos",
-            Self::Marathon => "marathon",
-        }
-    }
-}
 
 /// One job of the demo.
 #[derive(Debug, Clone)]
@@ -199,6 +174,18 @@ impl JobSpec {
         Ok(v)
     }
 
+    /// What the live view and the report need to know of it.
+    pub(crate) fn info(&self) -> JobInfo {
+        JobInfo {
+            name: self.name(),
+            framework: self.framework,
+            deadline: self.deadline,
+            cpus: self.cpus,
+            story: self.story.to_owned(),
+            file: self.base_file.to_owned(),
+        }
+    }
+
     /// The job's name (Chronos) or app id (Marathon) in the base file.
     pub(crate) fn name(&self) -> String {
         let v: Value = serde_json::from_str(self.base).unwrap_or(Value::Null);
@@ -216,99 +203,6 @@ impl JobSpec {
 fn fmt_cpus(c: f64) -> String {
     let s = format!("{c:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-/// CPU-seconds of the children this process has waited for.
-fn children_cpu() -> f64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
-        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        t(u.user_time()) + t(u.system_time())
-    })
-}
-
-/// CPU-seconds one solve of order [`LINPACK_N`] takes on one thread here. CPU time, not wall
-/// time: other load on the machine does not change it.
-pub(crate) fn calibrate(linpack: &Path) -> anyhow::Result<f64> {
-    let mut repeat: u64 = 8;
-    for _ in 0..6 {
-        let before = children_cpu();
-        let out = Command::new(linpack)
-            .arg(LINPACK_N.to_string())
-            .args([
-                "--repeat",
-                &repeat.to_string(),
-                "--threads",
-                "1",
-                "--output",
-                "json",
-            ])
-            .env_remove("QOS_SUPERVISOR_URL")
-            .env_remove("QOS_UUID")
-            .env_remove("QOS_CHECKPOINT_DIR")
-            .output()
-            .with_context(|| format!("cannot run {}", linpack.display()))?;
-        let cpu = children_cpu() - before;
-        if !out.status.success() {
-            bail!(
-                "{} failed ({}): {}",
-                linpack.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().last().unwrap_or_default();
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("unexpected linpack output {line:?}"))?;
-        let wall = v["seconds"].as_f64().unwrap_or(0.0);
-        let secs = if cpu > 0.0 { cpu } else { wall };
-        if secs >= 0.8 {
-            return Ok(secs / repeat as f64);
-        }
-        let factor = (1.0 / secs.max(0.01)).ceil().clamp(2.0, 50.0);
-        repeat = (repeat as f64 * factor) as u64;
-    }
-    bail!("linpack {LINPACK_N} never took measurable time")
-}
-
-/// Gives the emulated cluster's cgroups the highest CPU weight, so that other load on this
-/// machine does not run its jobs below their allocations (each job stays bounded by its quota,
-/// the agent by its capacity). Returns the files written.
-pub(crate) fn prioritise(prefix: &str) -> Vec<String> {
-    let mut done = Vec::new();
-    for dir in crate::cleanup::cgroup_dirs(Path::new("/sys/fs/cgroup"), prefix) {
-        for (file, value) in [("cpu.shares", "262144"), ("cpu.weight", "10000")] {
-            let p = dir.join(file);
-            if p.exists() && std::fs::write(&p, value).is_ok() {
-                done.push(p.display().to_string());
-            }
-        }
-    }
-    done
-}
-
-/// LINPACK `--repeat` count so that a run is `cpu_seconds` of work on one CPU.
-pub(crate) fn repeat_for(cpu_seconds: f64, per_solve: f64) -> u64 {
-    ((cpu_seconds / per_solve.max(1e-6)).round() as u64).max(1)
-}
-
-/// The testbed's TOML configuration.
-pub(crate) fn testbed_config(prefix: &str, work: &Path, docker: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# written by the demo");
-    let _ = writeln!(s, "agents = {AGENTS}");
-    let _ = writeln!(s, "cpus_per_agent = {CPUS_PER_AGENT:.1}");
-    let _ = writeln!(
-        s,
-        "runtime = \"{}\"",
-        if docker { "docker" } else { "process" }
-    );
-    let _ = writeln!(s, "cgroup_prefix = \"{prefix}\"");
-    let _ = writeln!(s, "meta_dir = \"{}\"", work.join("meta").display());
-    let _ = writeln!(s, "work_dir = \"{}\"", work.join("sandboxes").display());
-    let _ = writeln!(s, "chronos_failure_retry_ms = 5000");
-    s
 }
 
 /// How the run's times are scaled from the thesis' (its Marathon check period was 120 s for a
@@ -380,6 +274,3 @@ pub(crate) fn supervisor_config(policy: PolicyArg, timing: Timing) -> String {
         cooldown = control_period * 2.0,
     )
 }
-
-/// How long to wait for each component to print its address.
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,34 +6,42 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::plan::Fw;
-use crate::watch::Tracked;
+use crate::watch::{Fw, Tracked};
 
 /// One row of the summary.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Row {
-    pub(crate) name: String,
-    pub(crate) uuid: String,
-    pub(crate) framework: &'static str,
+pub struct Row {
+    /// Job name.
+    pub name: String,
+    /// Supervisor UUID.
+    pub uuid: String,
+    /// `chronos` or `marathon`.
+    pub framework: &'static str,
     /// Deadline, seconds after submission.
-    pub(crate) deadline: f64,
+    pub deadline: f64,
     /// `completed`, `failed`, `cancelled` or the last state seen.
-    pub(crate) state: String,
+    pub state: String,
     /// Seconds after submission, when completed.
-    pub(crate) finished: Option<f64>,
-    pub(crate) met: Option<bool>,
+    pub finished: Option<f64>,
+    /// Whether it met its deadline (`Some(false)` when it did not complete).
+    pub met: Option<bool>,
     /// CPU-seconds allocated (allocation × time while running).
-    pub(crate) cpu_seconds_allocated: f64,
+    pub cpu_seconds_allocated: f64,
     /// CPU-seconds used, by the collector's cgroup counters.
-    pub(crate) cpu_seconds_used: f64,
-    pub(crate) initial_cpus: f64,
-    pub(crate) final_cpus: Option<f64>,
-    pub(crate) resizes: u64,
-    pub(crate) restarts: u32,
+    pub cpu_seconds_used: f64,
+    /// CPUs at submission.
+    pub initial_cpus: f64,
+    /// CPUs at the end.
+    pub final_cpus: Option<f64>,
+    /// Resizes applied.
+    pub resizes: u64,
+    /// Restarts seen (Marathon).
+    pub restarts: u32,
 }
 
 /// The summary of one job; `detail` is `GET /api/v1/jobs/{uuid}` at the end.
-pub(crate) fn row(job: &Tracked, detail: &Value) -> Row {
+#[must_use]
+pub fn row(job: &Tracked, detail: &Value) -> Row {
     let v = if detail.is_object() {
         detail
     } else {
@@ -108,7 +116,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// The summary table (plain text).
-pub(crate) fn table(rows: &[Row]) -> String {
+#[must_use]
+pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -165,7 +174,8 @@ pub(crate) fn table(rows: &[Row]) -> String {
 }
 
 /// Totals over the rows.
-pub(crate) fn totals(rows: &[Row]) -> Value {
+#[must_use]
+pub fn totals(rows: &[Row]) -> Value {
     json!({
         "jobs": rows.len(),
         "completed": rows.iter().filter(|r| r.state == "completed").count(),
@@ -177,8 +187,9 @@ pub(crate) fn totals(rows: &[Row]) -> Value {
     })
 }
 
-/// The Markdown report.
-pub(crate) fn markdown(summary: &Value, rows: &[Row], jobs: &[Tracked]) -> String {
+/// The Markdown report of a demo run.
+#[must_use]
+pub fn markdown(summary: &Value, rows: &[Row], jobs: &[Tracked]) -> String {
     let t0 = summary["t0"].as_f64().unwrap_or(0.0);
     let mut s = String::new();
     let _ = writeln!(s, "# qos-elastic demo run\n");
@@ -230,7 +241,7 @@ pub(crate) fn markdown(summary: &Value, rows: &[Row], jobs: &[Tracked]) -> Strin
             s,
             "- **{}** (`{}`, {}): {}",
             j.name,
-            j.spec.base_file,
+            j.spec.file,
             j.spec.framework.as_str(),
             j.spec.story
         );
@@ -281,7 +292,10 @@ fn compact(v: &Value) -> String {
 }
 
 /// Writes `report.json` and `report.md` into `dir`.
-pub(crate) fn write(dir: &Path, summary: &Value, md: &str) -> anyhow::Result<()> {
+///
+/// # Errors
+/// I/O errors.
+pub fn write(dir: &Path, summary: &Value, md: &str) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(summary)? + "\n",

@@ -9,10 +9,45 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use crate::plan::{Fw, JobSpec};
+/// Which framework a job goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fw {
+    /// Chronos: iterations.
+    Chronos,
+    /// Marathon: one long task.
+    Marathon,
+}
+
+impl Fw {
+    /// `chronos` or `marathon`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chronos => "chronos",
+            Self::Marathon => "marathon",
+        }
+    }
+}
+
+/// What the live view and the report know of a job besides what the supervisor says.
+#[derive(Debug, Clone)]
+pub struct JobInfo {
+    /// Chronos job name or Marathon app id without the `/`.
+    pub name: String,
+    /// Its framework.
+    pub framework: Fw,
+    /// Deadline, seconds after submission.
+    pub deadline: f64,
+    /// Initial CPUs.
+    pub cpus: f64,
+    /// What to watch for.
+    pub story: String,
+    /// The file it was made from.
+    pub file: String,
+}
 
 /// Seconds since the Unix epoch.
-pub(crate) fn now_epoch() -> f64 {
+pub fn now_epoch() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -20,20 +55,28 @@ pub(crate) fn now_epoch() -> f64 {
 
 /// Where messages go: above the bars when they are drawn, else plain lines on stderr.
 #[derive(Debug, Clone)]
-pub(crate) struct Ui {
+pub struct Ui {
     mp: MultiProgress,
     visible: bool,
 }
 
+impl Default for Ui {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Ui {
-    pub(crate) fn new() -> Self {
+    /// Bars on stderr when it is a terminal, plain lines otherwise.
+    #[must_use]
+    pub fn new() -> Self {
         let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         let visible = !mp.is_hidden();
         Self { mp, visible }
     }
 
     /// One line for the user.
-    pub(crate) fn say(&self, line: &str) {
+    pub fn say(&self, line: &str) {
         if self.visible {
             let _ = self.mp.println(line);
         } else {
@@ -60,25 +103,25 @@ impl Ui {
 
 /// One submitted job and what has been seen of it.
 #[derive(Debug)]
-pub(crate) struct Tracked {
+pub struct Tracked {
     /// The supervisor's UUID.
-    pub(crate) uuid: String,
+    pub uuid: String,
     /// Its name.
-    pub(crate) name: String,
+    pub name: String,
     /// What it was made from.
-    pub(crate) spec: JobSpec,
+    pub spec: JobInfo,
     /// When the launcher submitted it, epoch seconds.
-    pub(crate) submitted_at: f64,
+    pub submitted_at: f64,
     /// The latest summary from `GET /api/v1/jobs`.
-    pub(crate) last: Value,
+    pub last: Value,
     /// Every history row seen (decisions, resizes, completion), oldest first.
-    pub(crate) history: Vec<Value>,
+    pub history: Vec<Value>,
     /// CPU-seconds used per container (the collector's cumulative counter).
-    pub(crate) cpu_used: BTreeMap<String, f64>,
+    pub cpu_used: BTreeMap<String, f64>,
     /// Restarts seen (Marathon).
-    pub(crate) restarts: u32,
+    pub restarts: u32,
     /// Resize lines printed, for the report.
-    pub(crate) events: Vec<String>,
+    pub events: Vec<String>,
     bar: ProgressBar,
     state: String,
     restarting_since: Option<f64>,
@@ -90,8 +133,10 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
-    pub(crate) fn new(ui: &Ui, uuid: String, spec: JobSpec, submitted_at: f64) -> Self {
-        let name = spec.name();
+    /// A job just submitted.
+    #[must_use]
+    pub fn new(ui: &Ui, uuid: String, spec: JobInfo, submitted_at: f64) -> Self {
+        let name = spec.name.clone();
         let bar = ui.bar(&name);
         bar.set_message(format!("{:<8} submitted", spec.framework.as_str()));
         Self {
@@ -115,30 +160,35 @@ impl Tracked {
     }
 
     /// Whether the job has ended (completed, failed or cancelled).
-    pub(crate) fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.done
     }
 
     /// CPU-seconds used, over every container of the job.
-    pub(crate) fn cpu_seconds_used(&self) -> f64 {
+    pub fn cpu_seconds_used(&self) -> f64 {
         self.cpu_used.values().sum()
     }
 }
 
 /// Polls and draws.
 #[derive(Debug)]
-pub(crate) struct Watcher {
+pub struct Watcher {
     http: reqwest::Client,
     supervisor: String,
     snapshot: Option<String>,
     sandboxes: PathBuf,
     /// Start of the run (first submission), epoch seconds.
-    pub(crate) t0: f64,
+    pub t0: f64,
     ui: Ui,
 }
 
 impl Watcher {
-    pub(crate) fn new(
+    /// A watcher of the supervisor at `supervisor` (and the collector's `/snapshot`), reading
+    /// Marathon tasks' stderr under `sandboxes`.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
         ui: Ui,
         supervisor: &str,
         snapshot: Option<String>,
@@ -171,7 +221,7 @@ impl Watcher {
 
     /// One poll: every job's summary and new history, the collector's counters; bars and
     /// event lines updated.
-    pub(crate) async fn poll(&self, jobs: &mut [Tracked]) {
+    pub async fn poll(&self, jobs: &mut [Tracked]) {
         let list = self.get(&format!("{}/api/v1/jobs", self.supervisor)).await;
         let snapshot = match &self.snapshot {
             Some(u) => self.get(u).await,
@@ -390,7 +440,7 @@ impl Watcher {
 
     /// `text` with every epoch time in it (the supervisor's reasons use them) written as
     /// seconds since the start of the run, `t=37s`.
-    pub(crate) fn relative(&self, text: &str) -> String {
+    pub fn relative(&self, text: &str) -> String {
         relative_times(text, self.t0)
     }
 
@@ -526,7 +576,7 @@ fn shorten(l: &str) -> String {
 }
 
 /// Replaces epoch times (numbers between 10⁹ and 10¹⁰) by `t=<seconds since t0>s`.
-pub(crate) fn relative_times(text: &str, t0: f64) -> String {
+pub fn relative_times(text: &str, t0: f64) -> String {
     let mut out = String::with_capacity(text.len());
     let mut num = String::new();
     let flush = |num: &mut String, out: &mut String| {

@@ -135,9 +135,14 @@ impl NodeEntry {
         now - self.last_seen <= timeout
     }
 
-    /// Free CPU by the last heartbeat, minus what was granted since.
+    /// Free CPU by the last heartbeat — idle, and not reserved by job containers (a framework
+    /// places a task only where its reservation fits, whatever is idle) — minus what was
+    /// granted since.
     pub(crate) fn free(&self) -> Cpus {
-        let free = self.beat.as_ref().map_or(0.0, |b| b.free_cpus.max(0.0));
+        let free = self.beat.as_ref().map_or(0.0, |b| {
+            let unreserved = self.reg.cpus - b.allocated_cpus.max(0.0);
+            b.free_cpus.min(unreserved).max(0.0)
+        });
         Cpus::from_f64(free).saturating_sub(self.reserved)
     }
 
@@ -170,5 +175,47 @@ impl State {
         self.nodes
             .get(key)
             .or_else(|| self.hosts.get(key).and_then(|id| self.nodes.get(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use qos_core::wire::{Heartbeat, NodeRegistration};
+
+    use super::*;
+
+    fn node(free: f64, allocated: f64) -> NodeEntry {
+        NodeEntry {
+            reg: NodeRegistration {
+                id: "n".into(),
+                hostname: "n".into(),
+                cpus: 2.0,
+                memory_bytes: 0,
+                labels: BTreeMap::new(),
+                agent_url: None,
+            },
+            last_seen: 0.0,
+            beat: Some(Heartbeat {
+                at: 0.0,
+                free_cpus: free,
+                allocated_cpus: allocated,
+                load1: 0.0,
+            }),
+            reserved: Cpus::ZERO,
+        }
+    }
+
+    #[test]
+    fn free_is_idle_and_unreserved() {
+        // Idle CPU that job containers have reserved cannot take a new task.
+        assert_eq!(node(1.5, 1.2).free(), Cpus::from_milli(800));
+        // Unreserved CPU that is busy (non-job load) is not free either.
+        assert_eq!(node(0.5, 0.3).free(), Cpus::from_milli(500));
+        // Grants since the heartbeat come off.
+        let mut n = node(1.5, 0.0);
+        n.reserved = Cpus::from_milli(400);
+        assert_eq!(n.free(), Cpus::from_milli(1100));
     }
 }

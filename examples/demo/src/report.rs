@@ -72,7 +72,16 @@ pub fn row(job: &Tracked, detail: &Value) -> Row {
         initial_cpus: job.spec.cpus,
         final_cpus: v["cpus"].as_f64(),
         resizes: v["resizes"].as_u64().unwrap_or(0),
-        restarts: job.restarts,
+        // Resizes that restarted the task, by the supervisor's history (a restart can start and
+        // end between two polls of the live view).
+        restarts: job
+            .history
+            .iter()
+            .filter(|h| h["kind"] == "resize" && h["action"]["restart"] == true)
+            .count()
+            .try_into()
+            .unwrap_or(u32::MAX)
+            .max(job.restarts),
     }
 }
 

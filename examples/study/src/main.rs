@@ -4,8 +4,14 @@
 //! study simulate --scenario case1 --policy thesis
 //! study simulate --scenario random:42 --policy predictive --json
 //! study sweep --seeds 200 --policy predictive --baseline thesis
+//! study real --case 1 --policy predictive          # for real on the testbed, scaled
+//! study report                                     # docs/study/ from real and simulated runs
 //! ```
 
+mod real;
+mod report;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -25,7 +31,9 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   study simulate --scenario case1 --policy thesis        # the thesis' Case I under its own policy
   study simulate --scenario case3 --policy predictive --json
-  study sweep --seeds 200 --policy predictive --baseline thesis";
+  study sweep --seeds 200 --policy predictive --baseline thesis
+  study real --case 3 --policy thesis --scale 0.1  # as root: testbed, supervisor, LINPACK
+  study report                                     # writes docs/study/README.md and plots";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum SharingArg {
@@ -84,6 +92,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a thesis case study for real (as root): the testbed's agents emulate the thesis'
+    /// nodes on this machine, with the real supervisor, launcher, shell-trap, collector and
+    /// LINPACK; times scaled by --scale, CPUs to fit 2 cores. Everything is recorded in a run
+    /// directory (target/study/real/case<N>-<policy>-<time>/).
+    Real {
+        /// 1 (six Chronos jobs), 2 (the same with N ± 250 per run) or 3 (one Marathon job).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        case: u8,
+        /// Time scale (0.1: Case I's 1800 s deadline becomes 180 s).
+        #[arg(long, default_value_t = 0.1)]
+        scale: f64,
+        /// thesis | predictive
+        #[arg(long, default_value = "predictive")]
+        policy: String,
+        /// Run directory [default: target/study/real/case<N>-<policy>-<time>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use the component binaries in this directory instead of building them.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Do not run cargo: use the binaries next to this executable.
+        #[arg(long)]
+        no_build: bool,
+        /// Cargo profile of the component build.
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Give up after this many seconds [default: 2.5 × the longest deadline + 60].
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Write docs/study/ (README.md and PNG plots) from the newest real run of each case and
+    /// policy and from the simulator.
+    Report {
+        /// Where the real runs are [default: target/study/real].
+        #[arg(long)]
+        runs: Option<PathBuf>,
+        /// Output directory [default: docs/study].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +162,43 @@ fn policy(name: &str) -> Result<Policy> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Real {
+            case,
+            scale,
+            policy,
+            out,
+            bin_dir,
+            no_build,
+            profile,
+            timeout,
+        } => {
+            let args = real::RealArgs {
+                case,
+                scale,
+                policy,
+                out,
+                build: demo::binaries::BuildOptions {
+                    bin_dir,
+                    no_build,
+                    profile,
+                },
+                timeout,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let dir = rt.block_on(real::run(&args))?;
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            println!("{}", dir.display());
+        }
+        Command::Report { runs, out } => {
+            let root = demo::binaries::workspace_root().unwrap_or_else(|| PathBuf::from("."));
+            let runs = runs.unwrap_or_else(|| root.join("target/study/real"));
+            let out = out.unwrap_or_else(|| root.join("docs/study"));
+            let written = report::write(&runs, &out)?;
+            println!("{}", written.display());
+        }
         Command::Simulate {
             scenario: name,
             policy: p,

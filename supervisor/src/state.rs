@@ -135,13 +135,13 @@ impl NodeEntry {
         now - self.last_seen <= timeout
     }
 
-    /// Free CPU by the last heartbeat — idle, and not reserved by job containers (a framework
-    /// places a task only where its reservation fits, whatever is idle) — minus what was
+    /// Free CPU by the last heartbeat — the node's CPUs not reserved by job containers (a
+    /// framework places a task only where its reservation fits; idle CPU is not the measure,
+    /// since a job busy within its own quota makes the node look full) — minus what was
     /// granted since.
     pub(crate) fn free(&self) -> Cpus {
         let free = self.beat.as_ref().map_or(0.0, |b| {
-            let unreserved = self.reg.cpus - b.allocated_cpus.max(0.0);
-            b.free_cpus.min(unreserved).max(0.0)
+            (self.reg.cpus - b.allocated_cpus.max(0.0)).max(0.0)
         });
         Cpus::from_f64(free).saturating_sub(self.reserved)
     }
@@ -208,14 +208,14 @@ mod tests {
     }
 
     #[test]
-    fn free_is_idle_and_unreserved() {
-        // Idle CPU that job containers have reserved cannot take a new task.
+    fn free_is_unreserved() {
+        // CPU reserved by job containers cannot take a new task, idle or not.
         assert_eq!(node(1.5, 1.2).free(), Cpus::from_milli(800));
-        // Unreserved CPU that is busy (non-job load) is not free either.
-        assert_eq!(node(0.5, 0.3).free(), Cpus::from_milli(500));
+        // A job busy within its own quota does not make the rest of the node look full.
+        assert_eq!(node(0.1, 0.5).free(), Cpus::from_milli(1500));
         // Grants since the heartbeat come off.
         let mut n = node(1.5, 0.0);
         n.reserved = Cpus::from_milli(400);
-        assert_eq!(n.free(), Cpus::from_milli(1100));
+        assert_eq!(n.free(), Cpus::from_milli(1600));
     }
 }

@@ -245,7 +245,10 @@ async fn ui_page_in_headless_chromium() {
     }
     assert!(dom.contains("data-node=\"node-ui\""), "node row:\n{dom}");
     // Free = the node's 2 CPUs less the 0.5 its job containers reserve.
-    assert!(dom.contains(">1.50</td>") || dom.contains(">1.5</td>"), "free CPU:\n{dom}");
+    assert!(
+        dom.contains(">1.50</td>") || dom.contains(">1.5</td>"),
+        "free CPU:\n{dom}"
+    );
     assert!(
         dom.contains("id=\"job-view\" hidden"),
         "no job selected yet"

@@ -78,6 +78,48 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// The map accessors shared by the tolerant whole-object models (`ChronosJob`, `MarathonApp`):
+/// each is a newtype over the server's JSON object, so unknown fields survive a round trip.
+macro_rules! json_object_accessors {
+    ($ty:ty) => {
+        impl $ty {
+            /// The whole object.
+            #[must_use]
+            pub fn as_map(&self) -> &Map<String, Value> {
+                &self.0
+            }
+
+            /// The whole object, mutable.
+            pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
+                &mut self.0
+            }
+
+            /// Unwraps the object.
+            #[must_use]
+            pub fn into_map(self) -> Map<String, Value> {
+                self.0
+            }
+
+            /// A field.
+            #[must_use]
+            pub fn get(&self, key: &str) -> Option<&Value> {
+                self.0.get(key)
+            }
+
+            /// Sets a field, returning the old value.
+            pub fn insert(&mut self, key: impl Into<String>, value: Value) -> Option<Value> {
+                self.0.insert(key.into(), value)
+            }
+
+            /// Removes a field, returning it.
+            pub fn remove(&mut self, key: &str) -> Option<Value> {
+                self.0.shift_remove(key)
+            }
+        }
+    };
+}
+pub(crate) use json_object_accessors;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,8 @@ pub fn validate_job_name(name: &str) -> Result<(), FrameworkError> {
     Ok(())
 }
 
+crate::lenient::json_object_accessors!(ChronosJob);
+
 impl ChronosJob {
     /// A job with only a `name`.
     #[must_use]
@@ -77,39 +79,6 @@ impl ChronosJob {
         let mut map = Map::new();
         map.insert("name".to_owned(), Value::String(name.into()));
         Self(map)
-    }
-
-    /// The whole object.
-    #[must_use]
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
-    }
-
-    /// The whole object, mutable.
-    pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.0
-    }
-
-    /// Unwraps the object.
-    #[must_use]
-    pub fn into_map(self) -> Map<String, Value> {
-        self.0
-    }
-
-    /// A field.
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
-    }
-
-    /// Sets a field, returning the old value.
-    pub fn insert(&mut self, key: impl Into<String>, value: Value) -> Option<Value> {
-        self.0.insert(key.into(), value)
-    }
-
-    /// Removes a field, returning it.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.0.shift_remove(key)
     }
 
     /// `name`.

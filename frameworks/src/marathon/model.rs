@@ -163,6 +163,8 @@ fn short(v: &Value) -> String {
     crate::error::truncate(&v.to_string(), 80)
 }
 
+crate::lenient::json_object_accessors!(MarathonApp);
+
 impl MarathonApp {
     /// An app with only an `id`.
     #[must_use]
@@ -170,39 +172,6 @@ impl MarathonApp {
         let mut map = Map::new();
         map.insert("id".to_owned(), Value::String(id.as_str().to_owned()));
         Self(map)
-    }
-
-    /// The whole object.
-    #[must_use]
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
-    }
-
-    /// The whole object, mutable.
-    pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.0
-    }
-
-    /// Unwraps the object.
-    #[must_use]
-    pub fn into_map(self) -> Map<String, Value> {
-        self.0
-    }
-
-    /// A field.
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
-    }
-
-    /// Sets a field, returning the old value.
-    pub fn insert(&mut self, key: impl Into<String>, value: Value) -> Option<Value> {
-        self.0.insert(key.into(), value)
-    }
-
-    /// Removes a field, returning it.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.0.shift_remove(key)
     }
 
     /// `id` as written (may lack the leading `/` in a user's file).

@@ -13,7 +13,7 @@ use frameworks::{ClientConfig, Credentials, MarathonApp, MarathonClient, RetryPo
 use serde_json::{Value, json};
 
 use crate::util::{
-    LoadMeter, Supervisor, bin, check_cpu, counter, is_root, job_uuid, serial, stats_ms,
+    Supervisor, bin, check_chain, counter, is_root, job_uuid, report_cpu, serial, stats_ms,
 };
 
 const TARGET: u64 = 700_000;
@@ -85,7 +85,6 @@ fn testbed_marathon_resizes_restart_the_job_three_times_without_losing_work() {
     let work = dir.path().join("work");
 
     // The job alone, for the reference count, digest and CPU.
-    let meter = LoadMeter::start();
     let out = Command::new(counter())
         .arg(TARGET.to_string())
         .output()
@@ -93,7 +92,6 @@ fn testbed_marathon_resizes_restart_the_job_three_times_without_losing_work() {
     let base: Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     let cpu_b = base["cpu_seconds"].as_f64().unwrap();
-    let foreign_b = meter.foreign_cpus(cpu_b);
 
     let uuid = job_uuid();
     // The launcher's Marathon rewrite (launcher/src/rewrite/marathon.rs) for an args app without
@@ -131,7 +129,6 @@ fn testbed_marathon_resizes_restart_the_job_three_times_without_losing_work() {
     }))
     .unwrap();
 
-    let meter = LoadMeter::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -254,14 +251,11 @@ fn testbed_marathon_resizes_restart_the_job_three_times_without_losing_work() {
         errs.contains("grace 8.0 s"),
         "SHELL_TRAP_GRACE from the app env"
     );
-    let cpu_f = done["cpu_seconds"].as_f64().unwrap();
-    let foreign_f = meter.foreign_cpus(cpu_f);
-    check_cpu(
+    check_chain(&outs, TARGET);
+    report_cpu(
         "TESTBED JOB CPU (the counter's own)",
         cpu_b,
-        foreign_b,
-        cpu_f,
-        foreign_f,
+        done["cpu_seconds"].as_f64().unwrap(),
     );
     eprintln!(
         "RESIZE → RESTORED INCARNATION REPORTED (testbed Marathon, kill first; min / median / \

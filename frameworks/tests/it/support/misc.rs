@@ -103,10 +103,18 @@ pub(crate) async fn fixed(status: StatusCode, headers: &[(&str, &str)], body: &s
     Flaky::start(0, status, status, body, headers).await
 }
 
-/// Accepts connections and never answers.
+/// Accepts connections and never answers, counting them (one per attempt: a timed-out request's
+/// connection is dropped, so a retry opens a new one).
 pub(crate) struct Hanging {
     pub(crate) url: String,
+    accepted: Arc<AtomicUsize>,
     handle: tokio::task::JoinHandle<()>,
+}
+
+impl Hanging {
+    pub(crate) fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Hanging {
@@ -118,13 +126,20 @@ impl Drop for Hanging {
 pub(crate) async fn hanging() -> Hanging {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
     let handle = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             held.push(socket);
         }
     });
-    Hanging { url, handle }
+    Hanging {
+        url,
+        accepted,
+        handle,
+    }
 }
 
 /// A loopback URL where nothing listens (the port was bound, then released).

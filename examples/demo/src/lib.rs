@@ -9,7 +9,8 @@
 //!   launcher, everything stopped and swept;
 //! - [`cleanup`]: what a run leaves behind (marked processes, cgroups), found and removed;
 //! - [`watch`]: progress bars from the supervisor's API, resize and checkpoint lines;
-//! - [`report`]: the summary table and report files.
+//! - [`report`]: the summary table and report files;
+//! - [`session`]: what every run shares: prepare, watch until done, summarise.
 
 pub mod binaries;
 pub mod calib;
@@ -17,4 +18,5 @@ pub mod cleanup;
 pub mod components;
 pub mod harness;
 pub mod report;
+pub mod session;
 pub mod watch;

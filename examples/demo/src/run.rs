@@ -9,6 +9,7 @@ use demo::binaries::{self, BuildOptions};
 use demo::calib;
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
+use demo::session;
 use demo::watch::{Fw, Tracked, Ui, Watcher, now_epoch};
 use serde_json::{Value, json};
 
@@ -160,19 +161,13 @@ async fn body(
              are not enforced and resizes change nothing measurable",
         );
     }
-    // 1. Binaries.
+    // 1. Binaries; 2. LINPACK on this machine.
     let opts = BuildOptions {
         bin_dir: args.bin_dir.clone(),
         no_build: args.no_build,
         profile: args.profile.clone(),
     };
-    let bins = tokio::task::spawn_blocking(move || {
-        binaries::locate(&opts, &|m: &str| eprintln!("demo: {m}"))
-    })
-    .await??;
-    // 2. LINPACK on this machine.
-    let linpack = bins.get("linpack").to_path_buf();
-    let per_solve = tokio::task::spawn_blocking(move || calib::calibrate(&linpack)).await??;
+    let (bins, per_solve) = session::prepare(&opts, "demo").await?;
     ui.say(&format!(
         "LINPACK n={}: {:.1} ms of CPU per solve on one thread; job sizes are set from this",
         calib::LINPACK_N,
@@ -232,50 +227,19 @@ async fn body(
     }
 
     // 6. Watch.
-    let limit = Instant::now() + Duration::from_secs(args.timeout);
-    let mut timed_out = false;
-    loop {
-        watcher.poll(&mut jobs).await;
-        if jobs.iter().all(Tracked::done) {
-            break;
-        }
-        stack.check_alive()?;
-        if Instant::now() > limit {
-            timed_out = true;
-            ui.say(&format!(
-                "giving up after {} s (--timeout): some jobs have not finished",
-                args.timeout
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    // The collector's last counters.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    watcher.poll(&mut jobs).await;
+    let timed_out = session::watch_until_done(
+        ui,
+        stack,
+        &watcher,
+        &mut jobs,
+        Duration::from_secs(args.timeout),
+        "some jobs have not finished (--timeout)",
+        |_, _| {},
+    )
+    .await?;
 
     // 7. Summary.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let mut rows = Vec::new();
-    let mut per_job = Vec::new();
-    for j in &jobs {
-        let detail: Value = match http
-            .get(format!("{sup}/api/v1/jobs/{}", j.uuid))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        let r = report::row(j, &detail);
-        per_job.push(json!({
-            "summary": r, "story": j.spec.story, "file": j.spec.file,
-            "events": j.events, "history": j.history, "detail": detail,
-        }));
-        rows.push(r);
-    }
+    let (rows, per_job) = session::summarize(&sup, &jobs).await?;
     let all_completed = rows.iter().all(|r| r.state == "completed");
     let mut command = String::from("cargo run --release -p demo --");
     for a in std::env::args().skip(1) {

@@ -27,6 +27,7 @@ use demo::binaries::{self, BuildOptions};
 use demo::calib;
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
+use demo::session;
 use demo::watch::{Fw, JobInfo, Tracked, Ui, Watcher, now_epoch};
 use serde_json::{Value, json};
 
@@ -373,13 +374,7 @@ async fn body(
 ) -> anyhow::Result<Value> {
     let t_start = Instant::now();
     let Setup { agents, c } = setup(args.case);
-    let opts = args.build.clone();
-    let bins = tokio::task::spawn_blocking(move || {
-        binaries::locate(&opts, &|m: &str| eprintln!("study: {m}"))
-    })
-    .await??;
-    let linpack = bins.get("linpack").to_path_buf();
-    let per_solve = tokio::task::spawn_blocking(move || calib::calibrate(&linpack)).await??;
+    let (bins, per_solve) = session::prepare(&args.build, "study").await?;
     ui.say(&format!(
         "case {} · policy {} · time × {} · {} agent(s) of {} CPU (thesis CPU = {c} real) · LINPACK n={} {:.1} ms CPU/solve",
         args.case,
@@ -431,58 +426,27 @@ async fn body(
         Duration::from_secs_f64(longest * 2.5 + 60.0),
         Duration::from_secs,
     );
-    let limit = Instant::now() + timeout;
     let mut timeline: Vec<Value> = Vec::new();
-    let mut timed_out = false;
-    loop {
-        watcher.poll(&mut jobs).await;
-        let t = now_epoch() - watcher.t0;
-        for j in &jobs {
-            let v = &j.last;
-            timeline.push(json!({
-                "t": t, "job": j.name, "state": v["state"], "class": v["class"], "cpus": v["cpus"],
-                "progress": v["progress"], "prediction": v["prediction"],
-                "cpu_seconds": v["cpu_seconds"], "cpu_used": j.cpu_seconds_used(),
-            }));
-        }
-        if jobs.iter().all(Tracked::done) {
-            break;
-        }
-        stack.check_alive()?;
-        if Instant::now() > limit {
-            timed_out = true;
-            ui.say(&format!(
-                "giving up after {} s: unfinished jobs count as missed",
-                timeout.as_secs()
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    watcher.poll(&mut jobs).await;
-
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let mut rows = Vec::new();
-    let mut per_job = Vec::new();
-    for j in &jobs {
-        let detail: Value = match http
-            .get(format!("{sup}/api/v1/jobs/{}", j.uuid))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        let r = report::row(j, &detail);
-        per_job.push(json!({
-            "summary": r, "file": j.spec.file, "events": j.events,
-            "history": j.history, "detail": detail, "submitted_at": j.submitted_at,
-        }));
-        rows.push(r);
-    }
+    let timed_out = session::watch_until_done(
+        ui,
+        stack,
+        &watcher,
+        &mut jobs,
+        timeout,
+        "unfinished jobs count as missed",
+        |t, jobs| {
+            for j in jobs {
+                let v = &j.last;
+                timeline.push(json!({
+                    "t": t, "job": j.name, "state": v["state"], "class": v["class"],
+                    "cpus": v["cpus"], "progress": v["progress"], "prediction": v["prediction"],
+                    "cpu_seconds": v["cpu_seconds"], "cpu_used": j.cpu_seconds_used(),
+                }));
+            }
+        },
+    )
+    .await?;
+    let (rows, per_job) = session::summarize(&stack.urls.supervisor, &jobs).await?;
     println!("{}", report::table(&rows));
     Ok(json!({
         "case": args.case,

@@ -261,11 +261,6 @@ pub(crate) fn supervisor_config(policy: PolicyArg, timing: Timing) -> String {
          \n\
          [control]\n\
          period = {control_period:.1}\n\
-         # The collector's heartbeat reports *idle* CPU as the node's free CPU: on a busy machine\n\
-         # (the demo's own jobs, a build) that is 0 and would block every grow. Nodes are taken\n\
-         # as unknown instead, so allocations are bounded by cpu_max (= the agent's CPUs) and by\n\
-         # the testbed's placement.\n\
-         node_timeout = 0.001\n\
          history_hold_interval = 5.0\n\
          sample_downsample = 1.0\n\
          stuck_deployment_timeout = 30.0\n\

@@ -2,7 +2,8 @@
 //!
 //! Layout (what `cgroup-collector` discovers): under every controller root `R`,
 //! `R/<prefix>/<agent-id>` is an agent (CPU quota = the agent's capacity) and
-//! `R/<prefix>/<agent-id>/<task-id>` a task (quota = the task's `cpus`).
+//! `R/<prefix>/<agent-id>/<task-id>` a task (quota = the task's `cpus`). Each also gets the Mesos
+//! agent's weight, `cpu.shares` = 1024 × cpus (`cpu.weight` by runc's conversion on v2).
 //!
 //! - **cgroup v1** (hybrid machines): `cpu` (quota) and `cpuacct` (accounting) — one
 //!   `cpu,cpuacct` mount or two separate ones — plus `memory` (RSS accounting only, no limit) and,
@@ -44,6 +45,18 @@ pub(crate) enum CgroupLayout {
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub(crate) fn quota_us(cpus: f64) -> u64 {
     ((cpus * PERIOD_US as f64).round() as u64).max(MIN_QUOTA_US)
+}
+
+/// The Mesos agent's CPU weight for `cpus` (its cgroups/cpu isolator: `cpu.shares` =
+/// 1024 × cpus, at least 2), so that tasks contending for an agent's CPU share it in proportion
+/// to what they were given.
+pub(crate) fn shares(cpus: f64) -> u64 {
+    ((cpus * 1024.0).round() as u64).clamp(2, 262_144)
+}
+
+/// `cpu.weight` (cgroup v2, 1–10000) for cgroup v1 `shares`: the conversion runc and systemd use.
+pub(crate) fn weight(shares: u64) -> u64 {
+    1 + (shares.saturating_sub(2) * 9_999) / 262_142
 }
 
 impl CgroupLayout {
@@ -212,20 +225,24 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Writes the CPU quota (`cpu.cfs_quota_us` / `cpu.max`).
+    /// Writes the CPU quota (`cpu.cfs_quota_us` / `cpu.max`) and, as the Mesos agent does, the
+    /// weight (`cpu.shares` = 1024 × cpus / the equivalent `cpu.weight`).
     ///
     /// # Errors
     /// The write error (e.g. a child quota above its parent's on cgroup v1).
     pub(crate) fn set_cpus(&self, cpus: f64) -> io::Result<()> {
         let quota = quota_us(cpus);
+        let shares = shares(cpus);
         let dir = self.cpu_dir();
         match self.layout {
             CgroupLayout::V1 { .. } => {
                 fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
-                fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())
+                fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                fs::write(dir.join("cpu.shares"), shares.to_string())
             }
             CgroupLayout::V2 { .. } => {
-                fs::write(dir.join("cpu.max"), format!("{quota} {PERIOD_US}"))
+                fs::write(dir.join("cpu.max"), format!("{quota} {PERIOD_US}"))?;
+                fs::write(dir.join("cpu.weight"), weight(shares).to_string())
             }
         }
     }
@@ -444,6 +461,16 @@ mod tests {
         assert_eq!(quota_us(0.5), 50_000);
         assert_eq!(quota_us(1.4), 140_000);
         assert_eq!(quota_us(0.001), MIN_QUOTA_US);
+    }
+
+    #[test]
+    fn weights_like_the_mesos_agent() {
+        assert_eq!(shares(1.0), 1024);
+        assert_eq!(shares(0.5), 512);
+        assert_eq!(shares(0.001), 2);
+        assert_eq!(weight(2), 1);
+        assert_eq!(weight(1024), 39);
+        assert_eq!(weight(262_144), 10_000);
     }
 
     #[test]

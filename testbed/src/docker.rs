@@ -2,7 +2,8 @@
 //! as the Mesos Docker containerizer runs it:
 //!
 //! - name: the task id, with characters Docker refuses in names (Chronos' `:`) replaced by `_`;
-//! - `--cpus` (`NanoCpus` = cpus × 10⁹) and `--memory` (the task's `mem`);
+//! - `--cpus` (`NanoCpus` = cpus × 10⁹), `--cpu-shares` (1024 × cpus, the Mesos containerizer's
+//!   weight) and `--memory` (the task's `mem`);
 //! - host networking (`HOST`, `BRIDGE` and `USER` all map to `host`, the only network a private
 //!   bridgeless daemon has; `NONE` maps to `none`);
 //! - volumes as binds `hostPath:containerPath:rw|ro`, and the sandbox at `/mnt/mesos/sandbox`;
@@ -240,6 +241,7 @@ impl DockerRuntime {
         #[allow(clippy::cast_possible_truncation)]
         let host_config = HostConfig {
             nano_cpus: Some((run.cpus * 1e9).round() as i64),
+            cpu_shares: i64::try_from(crate::cgroups::shares(run.cpus)).ok(),
             memory: Some(((run.mem.max(6.0)) * 1_048_576.0) as i64),
             network_mode: Some(network.to_owned()),
             binds: Some(binds),

@@ -114,6 +114,12 @@ async fn quota_equals_requested_cpus_and_cleanup_removes_everything() {
         read(&root.join("cpu").join(&agent_rel).join("cpu.cfs_quota_us")),
         "100000"
     );
+    // The Mesos agent's weights: 1024 per CPU.
+    assert_eq!(read(&root.join("cpu").join(&rel).join("cpu.shares")), "512");
+    assert_eq!(
+        read(&root.join("cpu").join(&agent_rel).join("cpu.shares")),
+        "1024"
+    );
     let pid = cluster.task_pid(&id).unwrap();
     // The command itself (not a wrapper) is in every hierarchy.
     for h in ["cpu", "cpuacct", "memory", "unified"] {

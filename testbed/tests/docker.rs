@@ -95,7 +95,7 @@ async fn marathon_docker_app_runs_as_a_bounded_container_and_is_removed() {
     let agent = task.slave_id.clone().unwrap();
     let inspect = docker(&[
         "inspect", "-f",
-        "{{.Id}}|{{.HostConfig.NanoCpus}}|{{.HostConfig.NetworkMode}}|{{index .Config.Labels \"MESOS_TASK_ID\"}}|{{.HostConfig.CgroupParent}}",
+        "{{.Id}}|{{.HostConfig.NanoCpus}}|{{.HostConfig.NetworkMode}}|{{index .Config.Labels \"MESOS_TASK_ID\"}}|{{.HostConfig.CgroupParent}}|{{.HostConfig.CpuShares}}",
         &task_id,
     ])
     .expect("a container named after the task id");
@@ -103,6 +103,7 @@ async fn marathon_docker_app_runs_as_a_bounded_container_and_is_removed() {
     assert_eq!(parts[1], "500000000");
     assert_eq!(parts[2], "host");
     assert_eq!(parts[3], task_id);
+    assert_eq!(parts[5], "512", "1024 shares per CPU, as Mesos sets");
     if cgroups(&bed) {
         let prefix = &bed.testbed.config().cgroup_prefix;
         assert_eq!(parts[4], format!("/{prefix}/{agent}"));

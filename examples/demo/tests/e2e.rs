@@ -103,7 +103,7 @@ fn quick_demo_runs_resizes_reports_and_leaves_nothing() {
         took.as_secs_f64()
     );
     assert!(
-        took < Duration::from_secs(110),
+        took < Duration::from_secs(400),
         "demo --quick took {took:?}"
     );
 

@@ -90,8 +90,9 @@ fn sigterm_checkpoints_and_a_restart_resumes_bit_identically() {
     let (out, took) = terminate(child, 2);
     let err = stderr(&out);
     assert!(out.status.success(), "{:?} {err}", out.status);
-    // Generous for a loaded CI machine; measured in release: well under a second at N = 3000.
-    assert!(took < Duration::from_secs(3), "took {took:?} to stop");
+    // Bounded (a stop that waited for the end would also show as status "done", checked below);
+    // measured in release: well under a second at N = 3000.
+    assert!(took < Duration::from_secs(30), "took {took:?} to stop");
     let v = json(&out);
     assert_eq!(v["status"], "checkpointed", "{v}");
     assert!(v["repeat"].as_u64().unwrap() < 12, "{v}");

@@ -110,6 +110,11 @@ where
 /// Whether real cgroups are used by this testbed; prints a notice when not.
 pub fn cgroups(bed: &Bed) -> bool {
     if !bed.testbed.cpu_limits_enforced() {
+        assert!(
+            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
+            "CPU limits not enforced ({}) and QOS_REQUIRE_CGROUPS=1",
+            bed.testbed.cpu_limits_note().unwrap_or("?")
+        );
         eprintln!(
             "NOTICE: CPU limits not enforced ({}); skipping cgroup checks",
             bed.testbed.cpu_limits_note().unwrap_or("?")

@@ -42,6 +42,17 @@ Examples:
   Chronos pacing: a job's R<n> runs go back to back, each as soon as the previous one ends, as in
   the thesis (R13//PT3M is sent as R13//PT1S; needs Chronos 3.x); --pace schedule keeps the period.
 
+  Marathon checkpoints: a resize restarts the task, and shell-trap (the task's command) saves the
+  job's work first. Choose how per job with the app label \"qos.checkpoint\", or for every job with
+  --strategy (the flag wins over the label):
+    {\"id\": \"/solver\", \"cmd\": \"exec linpack 800\", \"labels\": {\"qos.checkpoint\": \"app\"}, \"qos\": {…}}
+    launcher -j app.json -m marathon.json -i http://10.0.0.2:30000 --strategy app
+  app: the job saves its own state on SIGTERM into $QOS_CHECKPOINT_DIR and resumes from it; criu:
+  CRIU freezes the whole container; none: a restart loses the work; auto (shell-trap's default):
+  criu where it works, else app if the image has the label qos.checkpoint=app, else none.
+  Marathon SIGKILLs taskKillGracePeriodSeconds after the SIGTERM (--grace-period, default 30);
+  shell-trap is given that minus 5 s or a fifth of it, whichever is smaller (--grace 25).
+
   Credential files (thesis format): {\"url\": \"http://host:port\", \"user\": \"\", \"password\": \"\"}
 
 Exit status: 0 ok, 1 internal error, 2 bad input (file, field, flag, or a job the framework
@@ -112,10 +123,12 @@ pub struct RewriteArgs {
         value_name = "PATH"
     )]
     pub shell_trap: String,
-    /// Marathon: shell-trap's checkpoint strategy [default: shell-trap's own].
-    #[arg(long, env = "QOS_STRATEGY", value_enum)]
+    /// Marathon: how shell-trap saves the job's work when a resize restarts its task (its
+    /// --strategy) [default: the app's label "qos.checkpoint", else shell-trap's auto].
+    #[arg(long, env = "QOS_STRATEGY", value_enum, value_name = "STRATEGY")]
     pub strategy: Option<Strategy>,
-    /// Marathon: taskKillGracePeriodSeconds [default: the app's own, else 30].
+    /// Marathon: taskKillGracePeriodSeconds, from Marathon's SIGTERM to its SIGKILL; shell-trap
+    /// gets it minus min(5 s, a fifth) to checkpoint [default: the app's own, else 30].
     #[arg(long, env = "QOS_GRACE_PERIOD", value_name = "SECS")]
     pub grace_period: Option<u32>,
     /// Chronos: tries of each iteration report before it is given up (backoff 1 s doubling to 60 s).

@@ -877,10 +877,20 @@ fn intro(runs: &BTreeMap<(u8, String), Run>) -> String {
 mod tests {
     use super::*;
 
+    /// Skips (with a notice) without a system font, unless `QOS_REQUIRE_FONT=1` (scripts/test).
+    fn no_font() -> bool {
+        let Err(e) = load_font() else { return false };
+        assert!(
+            std::env::var("QOS_REQUIRE_FONT").as_deref() != Ok("1"),
+            "{e} and QOS_REQUIRE_FONT=1"
+        );
+        eprintln!("skipped: no system font (apt-get install fonts-dejavu-core)");
+        true
+    }
+
     #[test]
     fn plots_render_with_a_system_font() {
-        if load_font().is_err() {
-            eprintln!("skipped: no system font (apt-get install fonts-dejavu-core)");
+        if no_font() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -904,8 +914,7 @@ mod tests {
 
     #[test]
     fn report_without_real_runs_still_has_the_simulated_columns() {
-        if load_font().is_err() {
-            eprintln!("skipped: no system font (apt-get install fonts-dejavu-core)");
+        if no_font() {
             return;
         }
         let runs = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 //! - `cmd` becomes (every word quoted for the `/bin/sh -c` Marathon wraps `cmd` in; the user's
 //!   command is one single-quoted word):
 //!   ```text
-//!   exec shell-trap --uuid U --supervisor URL --checkpoint-dir D [--strategy S] \
+//!   exec shell-trap --uuid U --supervisor URL --checkpoint-dir D [--strategy S] --grace G \
 //!              --runtime docker -- IMAGE sh -c '<cmd>'        # Docker app with cmd
 //!              --runtime docker -- IMAGE '<arg0>' '<arg1>'…   # Docker app with args
 //!              --runtime docker -- IMAGE                      # Docker app, image's own command
@@ -23,7 +23,14 @@
 //!   volumes). The names of the app's own `env` entries go in `QOS_FORWARD_ENV` (space-separated)
 //!   so shell-trap can pass exactly those into the container.
 //! - `taskKillGracePeriodSeconds`: the `--grace-period` flag if given, else the app's own value,
-//!   else 30 s — shell-trap's time to checkpoint after SIGTERM.
+//!   else 30 s — the time between Marathon's SIGTERM and its SIGKILL.
+//! - shell-trap's `--grace` (its time to checkpoint and stop the job after SIGTERM) is that period
+//!   minus a margin of 5 s or a fifth of it, whichever is smaller ([`shell_trap_grace_ms`]: 30 s →
+//!   25 s, 10 s → 8 s, 3 s → 2.4 s), so that the checkpoint is sealed, the container removed
+//!   and the reports sent before the SIGKILL; a period under 5 s is accepted with a warning.
+//! - `--strategy`: the launcher's `--strategy` flag if given, else the app's label
+//!   `qos.checkpoint` (`auto`, `criu`, `app` or `none`; kept in the app), else nothing —
+//!   shell-trap's own default, `auto`. A flag that overrides a different label is noted.
 //! - `instances`: 1 (a warning if the file said otherwise).
 //! - `upgradeStrategy`: `{"minimumHealthCapacity": 0, "maximumOverCapacity": 0}` — kill first, so
 //!   the old and the new task never run at once (the thesis' default strategy let the new task's
@@ -36,18 +43,46 @@
 //! the Marathon `container` object to apply to the container it starts; `QOS_FORWARD_ENV` lists
 //! the app environment variables to pass in; the words after the image are the container's
 //! command (`docker run IMAGE word…`); it bounds the container by `MARATHON_APP_RESOURCE_CPUS` and
-//! finishes its checkpoint within `taskKillGracePeriodSeconds`.
+//! finishes its checkpoint within `--grace`, which is less than `taskKillGracePeriodSeconds`.
 
 use frameworks::AppId;
 use qos_core::{Deadline, QosSpec};
 use serde_json::{Map, Value, json};
 
-use super::{JobUuid, Settings, fmt_num, kind_of, read_cpus, spec_error};
+use super::{
+    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, fmt_num, kind_of, read_cpus, spec_error,
+};
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
 
 /// Marathon's default `cpus` when an app does not set it.
 pub const MARATHON_DEFAULT_CPUS: f64 = 1.0;
+
+/// The app label that chooses shell-trap's checkpoint strategy from the job file.
+pub const CHECKPOINT_LABEL: &str = "qos.checkpoint";
+
+/// Longest margin kept between shell-trap's `--grace` and `taskKillGracePeriodSeconds`, ms.
+const GRACE_MARGIN_MAX_MS: u64 = 5_000;
+
+/// Below this `taskKillGracePeriodSeconds` the launcher warns that a checkpoint may not fit.
+const GRACE_PERIOD_WARN_SECS: u64 = 5;
+
+/// shell-trap's `--grace` for a `taskKillGracePeriodSeconds` of `period_secs`, in milliseconds:
+/// the period minus a margin of 5 s or a fifth of the period, whichever is smaller (the margin
+/// covers removing the container, writing the checkpoint manifest, the end report and exiting
+/// before Marathon's SIGKILL); at most 3600 s, shell-trap's limit.
+#[must_use]
+pub fn shell_trap_grace_ms(period_secs: u64) -> u64 {
+    let period = period_secs.saturating_mul(1000);
+    let margin = (period / 5).min(GRACE_MARGIN_MAX_MS);
+    (period - margin).min(3_600_000)
+}
+
+/// `ms` as seconds for a command line: `25`, `8`, `2.4`.
+fn secs_text(ms: u64) -> String {
+    let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
 
 /// What the task runs after shell-trap's `--`.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +106,10 @@ pub struct Plan {
     body: Map<String, Value>,
     image: Option<String>,
     payload: Payload,
+    /// `taskKillGracePeriodSeconds` as sent.
+    grace_period: u64,
+    /// shell-trap's `--strategy`, when chosen (flag or label).
+    strategy: Option<Strategy>,
 }
 
 pub(super) fn prepare(
@@ -79,8 +118,10 @@ pub(super) fn prepare(
     qos: &QosSpec,
     uuid: &JobUuid,
     submitted_at: f64,
-    warnings: &mut Vec<String>,
+    settings: &Settings,
+    remarks: &mut super::chronos::Remarks,
 ) -> Result<Plan, LauncherError> {
+    let warnings = &mut remarks.warnings;
     let field = |f: &str, why: String| LauncherError::field(origin, f, why);
 
     let raw_id = match body.get("id") {
@@ -287,21 +328,62 @@ pub(super) fn prepare(
     }
 
     // Restarts: kill first, with time to checkpoint.
-    match body.get("taskKillGracePeriodSeconds") {
-        None | Some(Value::Null) => {}
-        Some(v) if frameworks::lenient::as_u64(v).is_some() => {
-            body.insert(
-                "taskKillGracePeriodSeconds".into(),
-                Value::from(frameworks::lenient::as_u64(v).unwrap_or_default()),
-            );
-        }
+    let own_grace = match body.get("taskKillGracePeriodSeconds") {
+        None | Some(Value::Null) => None,
+        Some(v) if frameworks::lenient::as_u64(v).is_some() => frameworks::lenient::as_u64(v),
         Some(v) => {
             return Err(field(
                 "taskKillGracePeriodSeconds",
                 format!("must be a whole number of seconds, got {v}"),
             ));
         }
+    };
+    let grace_period = settings
+        .grace_period
+        .map(u64::from)
+        .or(own_grace)
+        .unwrap_or(u64::from(DEFAULT_GRACE_PERIOD_SECS));
+    if grace_period < GRACE_PERIOD_WARN_SECS {
+        warnings.push(format!(
+            "taskKillGracePeriodSeconds {grace_period} leaves shell-trap {} s to checkpoint the \
+             job after Marathon's SIGTERM; a checkpoint that is not done by the SIGKILL is lost \
+             (the launcher's default is {DEFAULT_GRACE_PERIOD_SECS})",
+            secs_text(shell_trap_grace_ms(grace_period))
+        ));
     }
+
+    // Checkpoint strategy: the flag, else the app's label.
+    let labelled = match body.get("labels").and_then(|l| l.get(CHECKPOINT_LABEL)) {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let parsed = v
+                .as_str()
+                .and_then(|s| <Strategy as clap::ValueEnum>::from_str(s.trim(), true).ok());
+            match parsed {
+                Some(s) => Some(s),
+                None => {
+                    return Err(field(
+                        &format!("labels.{CHECKPOINT_LABEL}"),
+                        format!(
+                            "must be one of \"auto\", \"criu\", \"app\" or \"none\" (shell-trap's \
+                             checkpoint strategy), got {v}"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let strategy = match (settings.strategy, labelled) {
+        (Some(flag), Some(label)) if flag != label => {
+            remarks.notes.push(format!(
+                "--strategy {} overrides the app's label {CHECKPOINT_LABEL}={}",
+                flag.as_str(),
+                label.as_str()
+            ));
+            Some(flag)
+        }
+        (flag, label) => flag.or(label),
+    };
     let wanted = json!({"minimumHealthCapacity": 0, "maximumOverCapacity": 0});
     if let Some(old) = body.get("upgradeStrategy") {
         let same = old
@@ -341,6 +423,8 @@ pub(super) fn prepare(
         body,
         image,
         payload,
+        grace_period,
+        strategy,
     })
 }
 
@@ -382,9 +466,15 @@ impl Plan {
             "--checkpoint-dir".into(),
             quote(&settings.checkpoint_dir),
         ];
-        if let Some(s) = settings.strategy {
+        if let Some(s) = self.strategy {
             words.extend(["--strategy".into(), s.as_str().into()]);
         }
+        // shell-trap must be done before Marathon's SIGKILL: its own default (25 s) fits only
+        // the launcher's default period (30 s).
+        words.extend([
+            "--grace".into(),
+            secs_text(shell_trap_grace_ms(self.grace_period)),
+        ]);
         words.push("--runtime".into());
         words.push(
             if self.image.is_some() {
@@ -418,16 +508,32 @@ impl Plan {
                 );
             }
         }
-        let grace = settings
-            .grace_period
-            .map(Value::from)
-            .or_else(|| {
-                body.get("taskKillGracePeriodSeconds")
-                    .cloned()
-                    .filter(|v| !v.is_null())
-            })
-            .unwrap_or_else(|| Value::from(super::DEFAULT_GRACE_PERIOD_SECS));
-        body.insert("taskKillGracePeriodSeconds".into(), grace);
+        body.insert(
+            "taskKillGracePeriodSeconds".into(),
+            Value::from(self.grace_period),
+        );
         Value::Object(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_trap_gets_the_kill_grace_period_minus_a_margin() {
+        for (period, grace) in [
+            (30, "25"),
+            (45, "40"),
+            (10, "8"),
+            (12, "9.6"),
+            (7, "5.6"),
+            (3, "2.4"),
+            (1, "0.8"),
+            (0, "0"),
+            (5000, "3600"),
+        ] {
+            assert_eq!(secs_text(shell_trap_grace_ms(period)), grace, "{period}");
+        }
     }
 }

@@ -32,7 +32,8 @@ pub const DRY_RUN_REPORT_TOKEN: &str = "DRY-RUN-report-token-issued-at-registrat
 /// Default checkpoint directory passed to shell-trap (it makes one sub-directory per UUID).
 pub const DEFAULT_CHECKPOINT_DIR: &str = "/var/lib/qos-elastic/checkpoints";
 
-/// Default `taskKillGracePeriodSeconds`: the time shell-trap has to checkpoint after SIGTERM.
+/// Default `taskKillGracePeriodSeconds`: the time between Marathon's SIGTERM and its SIGKILL.
+/// shell-trap gets 25 s of it to checkpoint ([`marathon::shell_trap_grace_ms`]).
 pub const DEFAULT_GRACE_PERIOD_SECS: u32 = 30;
 
 /// A job's UUID: version 4, written as 32 lowercase hex digits without dashes, as the thesis did
@@ -168,16 +169,20 @@ impl Default for ReportPolicy {
     }
 }
 
-/// shell-trap's checkpoint strategy (`--strategy`).
+/// shell-trap's checkpoint strategy (`--strategy`): what happens to a Marathon job's work when a
+/// resize restarts its task. The variants' docs are the `--help` text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// CRIU if it works on the agent, else app-assisted if the image supports it, else none.
+    /// shell-trap picks on the agent: criu if CRIU works there, else app if the job declares
+    /// support (image label qos.checkpoint=app), else none
     Auto,
-    /// `docker checkpoint` (CRIU).
+    /// CRIU (`docker checkpoint`) freezes the whole container, any program; needs Docker with
+    /// experimental features and CRIU on the agents (refused where it cannot work)
     Criu,
-    /// The application saves its own state on SIGTERM.
+    /// The job saves its own state on SIGTERM into $QOS_CHECKPOINT_DIR and resumes from it (as
+    /// the project's LINPACK does); processes or containers
     App,
-    /// Restart from scratch.
+    /// No checkpoint: every resize restarts the job from scratch and its work is lost
     None,
 }
 
@@ -228,10 +233,11 @@ pub struct Settings {
     pub checkpoint_dir: String,
     /// Marathon: how the agents find shell-trap (a name on their PATH, or an absolute path).
     pub shell_trap: String,
-    /// Marathon: shell-trap's `--strategy`, when set (shell-trap's default otherwise).
+    /// Marathon: shell-trap's `--strategy` forced by a flag; `None` takes the app's label
+    /// `qos.checkpoint`, else shell-trap's default (`auto`).
     pub strategy: Option<Strategy>,
     /// Marathon: `taskKillGracePeriodSeconds` forced by a flag; `None` keeps the app's own value,
-    /// else [`DEFAULT_GRACE_PERIOD_SECS`].
+    /// else [`DEFAULT_GRACE_PERIOD_SECS`]. shell-trap's `--grace` is derived from it.
     pub grace_period: Option<u32>,
     /// Chronos: how iteration reports are retried.
     pub report: ReportPolicy,
@@ -386,7 +392,8 @@ pub fn prepare(
                 &qos,
                 &uuid,
                 submitted_at,
-                &mut remarks.warnings,
+                settings,
+                &mut remarks,
             )?;
             (p.id.clone(), None, p.cpus, Plan::Marathon(p))
         }

@@ -148,6 +148,15 @@ fn marathon_thesis_openmp_linpack1() {
     let req = &out["request"];
     assert!(req.get("container").is_none());
     assert_eq!(req["taskKillGracePeriodSeconds"], 30);
+    assert!(
+        req["cmd"].as_str().unwrap().contains(" --grace 25 "),
+        "shell-trap is done 5 s before Marathon's SIGKILL: {}",
+        req["cmd"]
+    );
+    assert!(
+        !req["cmd"].as_str().unwrap().contains("--strategy"),
+        "no flag, no label: shell-trap's own default"
+    );
     assert_eq!(req["labels"]["qos.uuid"], UUID);
     assert_passthrough(&read_json(&input), req, &["cmd", "qos", "container"]);
 }
@@ -185,6 +194,11 @@ fn marathon_big_app_passes_everything_through() {
         req["taskKillGracePeriodSeconds"], 45,
         "the app's own grace period is kept"
     );
+    let cmd = req["cmd"].as_str().unwrap();
+    assert!(
+        cmd.contains(" --strategy app --grace 40 --runtime docker "),
+        "{cmd}"
+    );
     assert_eq!(req["labels"]["team"], "analytics");
     assert_eq!(req["env"]["DB_PASSWORD"], json!({"secret": "db-pass"}));
     let container: Value =
@@ -203,12 +217,10 @@ fn marathon_command_app_runs_as_process() {
         &s,
         SUBMITTED_AT,
     );
-    assert!(
-        out["request"]["cmd"]
-            .as_str()
-            .unwrap()
-            .contains("--runtime process -- sh -c ")
-    );
+    let cmd = out["request"]["cmd"].as_str().unwrap();
+    assert!(cmd.contains("--runtime process -- sh -c "), "{cmd}");
+    assert_eq!(out["request"]["taskKillGracePeriodSeconds"], 12);
+    assert!(cmd.contains(" --grace 9.6 "), "12 s minus a fifth: {cmd}");
 }
 
 #[test]
@@ -221,6 +233,92 @@ fn marathon_args_app_with_image() {
         SUBMITTED_AT,
     );
     assert!(out["request"].get("args").is_none());
+    // The job file's label chooses the strategy, and stays in the app.
+    assert!(
+        out["request"]["cmd"]
+            .as_str()
+            .unwrap()
+            .contains(" --strategy app --grace 25 ")
+    );
+    assert_eq!(out["request"]["labels"]["qos.checkpoint"], "app");
+}
+
+/// Rewrites a minimal process app with `labels` and `settings`.
+fn checkpoint_app(labels: Value, settings: &Settings) -> Result<rewrite::Prepared, String> {
+    let job = json!({"id": "/ckpt", "cmd": "exec linpack 500", "cpus": 0.5, "labels": labels,
+                     "qos": {"duration": 60, "deadline": 600, "desv_deadline": 0.1}});
+    rewrite::prepare(
+        Framework::Marathon,
+        &job,
+        "ckpt.json",
+        settings,
+        JobUuid::parse(UUID).unwrap(),
+        SUBMITTED_AT,
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn strategy_in(p: &rewrite::Prepared) -> Option<String> {
+    let req = p.request(Some(TOKEN)).unwrap();
+    let words: Vec<&str> = req["cmd"].as_str().unwrap().split(' ').collect();
+    words
+        .iter()
+        .position(|w| *w == "--strategy")
+        .map(|i| words[i + 1].to_owned())
+}
+
+#[test]
+fn the_strategy_comes_from_the_flag_else_the_label() {
+    for (label, flag, sent) in [
+        (None, None, None),
+        (Some("none"), None, Some("none")),
+        (Some(" CRIU "), None, Some("criu")),
+        (None, Some(Strategy::Auto), Some("auto")),
+        (Some("app"), Some(Strategy::App), Some("app")),
+        (Some("none"), Some(Strategy::App), Some("app")),
+    ] {
+        let labels = label.map_or_else(|| json!({}), |l| json!({"qos.checkpoint": l}));
+        let mut s = settings();
+        s.strategy = flag;
+        let p = checkpoint_app(labels, &s).unwrap();
+        assert_eq!(strategy_in(&p).as_deref(), sent, "{label:?} {flag:?}");
+        let overridden = label.is_some_and(|l| flag.is_some_and(|f| f.as_str() != l.trim()));
+        assert_eq!(
+            p.notes,
+            if overridden {
+                vec!["--strategy app overrides the app's label qos.checkpoint=none".to_owned()]
+            } else {
+                Vec::new()
+            },
+            "{label:?} {flag:?}"
+        );
+    }
+    for bad in [
+        json!({"qos.checkpoint": "fast"}),
+        json!({"qos.checkpoint": 1}),
+    ] {
+        let e = checkpoint_app(bad.clone(), &settings()).unwrap_err();
+        assert!(
+            e.contains("labels.qos.checkpoint") && e.contains("\"app\""),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_short_kill_grace_period_is_warned_about() {
+    let mut s = settings();
+    s.grace_period = Some(3);
+    let p = checkpoint_app(json!({}), &s).unwrap();
+    let req = p.request(Some(TOKEN)).unwrap();
+    assert_eq!(req["taskKillGracePeriodSeconds"], 3);
+    assert!(req["cmd"].as_str().unwrap().contains(" --grace 2.4 "));
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].contains("leaves shell-trap 2.4 s to checkpoint"),
+        "{}",
+        p.warnings[0]
+    );
 }
 
 #[test]

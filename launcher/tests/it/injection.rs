@@ -336,6 +336,8 @@ async fn marathon_command_reaches_shell_trap_as_exact_words() {
         "http://127.0.0.1:30000",
         "--checkpoint-dir",
         rewrite::DEFAULT_CHECKPOINT_DIR,
+        "--grace",
+        "25",
         "--runtime",
         "docker",
         "--",

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20}
+command -v python3 >/dev/null 2>&1 || { echo "case-table: needs python3 (apt-get install python3)" >&2; exit 1; }
 cargo build --release -q -p study
 bin=target/release/study
 echo "| case | sharing | policy | deadlines met | feasible met | CPU-s allocated (mean) | CPU-s used (mean) | resizes (mean) | restarts (mean) |"

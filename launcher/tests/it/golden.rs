@@ -244,7 +244,7 @@ fn marathon_args_app_with_image() {
 }
 
 /// Rewrites a minimal process app with `labels` and `settings`.
-fn checkpoint_app(labels: Value, settings: &Settings) -> Result<rewrite::Prepared, String> {
+fn checkpoint_app(labels: &Value, settings: &Settings) -> Result<rewrite::Prepared, String> {
     let job = json!({"id": "/ckpt", "cmd": "exec linpack 500", "cpus": 0.5, "labels": labels,
                      "qos": {"duration": 60, "deadline": 600, "desv_deadline": 0.1}});
     rewrite::prepare(
@@ -280,7 +280,7 @@ fn the_strategy_comes_from_the_flag_else_the_label() {
         let labels = label.map_or_else(|| json!({}), |l| json!({"qos.checkpoint": l}));
         let mut s = settings();
         s.strategy = flag;
-        let p = checkpoint_app(labels, &s).unwrap();
+        let p = checkpoint_app(&labels, &s).unwrap();
         assert_eq!(strategy_in(&p).as_deref(), sent, "{label:?} {flag:?}");
         let overridden = label.is_some_and(|l| flag.is_some_and(|f| f.as_str() != l.trim()));
         assert_eq!(
@@ -297,7 +297,7 @@ fn the_strategy_comes_from_the_flag_else_the_label() {
         json!({"qos.checkpoint": "fast"}),
         json!({"qos.checkpoint": 1}),
     ] {
-        let e = checkpoint_app(bad.clone(), &settings()).unwrap_err();
+        let e = checkpoint_app(&bad, &settings()).unwrap_err();
         assert!(
             e.contains("labels.qos.checkpoint") && e.contains("\"app\""),
             "{bad}: {e}"
@@ -309,7 +309,7 @@ fn the_strategy_comes_from_the_flag_else_the_label() {
 fn a_short_kill_grace_period_is_warned_about() {
     let mut s = settings();
     s.grace_period = Some(3);
-    let p = checkpoint_app(json!({}), &s).unwrap();
+    let p = checkpoint_app(&json!({}), &s).unwrap();
     let req = p.request(Some(TOKEN)).unwrap();
     assert_eq!(req["taskKillGracePeriodSeconds"], 3);
     assert!(req["cmd"].as_str().unwrap().contains(" --grace 2.4 "));

@@ -180,6 +180,44 @@ mod tests {
         assert_eq!(arbitrate(c(2.0), &claims), [c(0.5), c(0.7)]);
     }
 
+    proptest::proptest! {
+        /// The promises of `arbitrate` for any node and any claims: each grant lies between the
+        /// job's floor (or what it wants, if less) and what it wants; the total stays within the
+        /// capacity unless the floors alone exceed it; no CPU is left idle while a job wants more;
+        /// a feasible job is never short while a less urgent feasible one got more than its floor.
+        #[test]
+        fn arbitration_keeps_its_promises(
+            capacity in 0u32..8000,
+            raw in proptest::collection::vec((0u32..3000, 0u32..600, -500.0f64..500.0), 0..8),
+        ) {
+            let capacity = Cpus::from_milli(capacity);
+            let claims: Vec<Claim> = raw
+                .iter()
+                .map(|&(w, f, l)| Claim { wanted: Cpus::from_milli(w), floor: Cpus::from_milli(f), laxity: l })
+                .collect();
+            let g = arbitrate(capacity, &claims);
+            proptest::prop_assert_eq!(g.len(), claims.len());
+            let total = g.iter().fold(Cpus::ZERO, |a, &x| a + x);
+            let floors = claims.iter().fold(Cpus::ZERO, |a, c| a + c.floor.min(c.wanted));
+            for (c, &x) in claims.iter().zip(&g) {
+                proptest::prop_assert!(x >= c.floor.min(c.wanted) && x <= c.wanted, "{c:?} got {x:?}");
+            }
+            proptest::prop_assert!(total <= capacity.max(floors), "{total:?} of {capacity:?}");
+            let short = claims.iter().zip(&g).any(|(c, &x)| x < c.wanted);
+            if short {
+                proptest::prop_assert!(total >= capacity, "idle CPU while a job wants more");
+            }
+            for (i, (a, &ga)) in claims.iter().zip(&g).enumerate() {
+                for (j, (b, &gb)) in claims.iter().zip(&g).enumerate() {
+                    let more_urgent = a.laxity >= 0.0 && b.laxity >= 0.0 && (a.laxity, i) < (b.laxity, j);
+                    if more_urgent && ga < a.wanted {
+                        proptest::prop_assert!(gb <= b.floor.min(b.wanted), "{i} short while {j} got {gb:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn policy_names() {
         assert_eq!(Policy::by_name("Thesis").unwrap().name(), "thesis");

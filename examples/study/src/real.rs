@@ -258,10 +258,6 @@ pub(crate) fn supervisor_config(policy: &str, scale: f64, c: f64) -> String {
          \n\
          [control]\n\
          period = {period}\n\
-         # The collector reports idle CPU as a node's free CPU: taken literally, no job on a busy\n\
-         # node could grow. Nodes count as unknown; allocations are bounded by cpu_max and the\n\
-         # testbed's placement.\n\
-         node_timeout = 0.001\n\
          history_hold_interval = 1.0\n\
          sample_downsample = 1.0\n\
          stuck_deployment_timeout = {stuck}\n\

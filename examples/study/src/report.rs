@@ -865,10 +865,11 @@ fn intro(runs: &BTreeMap<(u8, String), Run>) -> String {
          - **Predictive prior.** A Chronos `duration` is the thesis' per-iteration time, which the \
            predictive policy reads as seconds at one (real) CPU: until the first iteration is \
            measured it over-estimates the work 1/c times and asks for more CPU than needed.\n\
-         - **Node capacity.** The collector reports idle CPU as a node's free CPU, which would stop \
-           every grow on a busy node; the runs set `control.node_timeout` so that nodes count as \
-           unknown, and allocations are bounded by `cpu_max` and the testbed's placement (a task \
-           that does not fit waits, as on Mesos).\n",
+         - **Node capacity.** The collector registers this machine with its CPUs and the \
+           supervisor caps a grow at the CPUs no job container holds; each agent's capacity \
+           bounds placement (a task that does not fit waits, as on Mesos). Runs made before that \
+           rule (when free CPU was idle CPU) set `control.node_timeout` so that nodes counted as \
+           unknown; each run's `supervisor_config` in `run.json` says which.\n",
     );
     s
 }

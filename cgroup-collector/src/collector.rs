@@ -61,13 +61,18 @@ pub struct ContainerSample {
     /// Testbed agent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// Where the files are (and the cgroup version).
-    pub dirs: CgroupDirs,
+    /// Where the files are (and the cgroup version); `None` for the Mesos agent source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirs: Option<CgroupDirs>,
     /// Job UUID, if mapped.
     pub uuid: Option<String>,
     /// Docker image, if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// When the figures were measured, epoch seconds, if not at the pass's time (the Mesos
+    /// agent's own `timestamp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<f64>,
     /// Cumulative user CPU seconds (monotonic across resets).
     pub user_secs: f64,
     /// Cumulative system CPU seconds.
@@ -98,7 +103,7 @@ impl ContainerSample {
             uuid: self.uuid.clone(),
             container_id: self.id.clone(),
             name: self.name.clone(),
-            at,
+            at: self.at.unwrap_or(at),
             user_secs: self.user_secs,
             system_secs: self.system_secs,
             total_secs: self.total_secs,
@@ -357,7 +362,7 @@ impl Collector {
                         }
                     }
                 }
-                Runtime::Mesos | Runtime::Testbed | Runtime::Named => {
+                Runtime::Mesos | Runtime::Testbed | Runtime::Named | Runtime::MesosAgent => {
                     let meta = t
                         .found
                         .agent
@@ -417,9 +422,10 @@ impl Collector {
                 runtime: t.found.runtime,
                 cgroup: t.found.cgroup.clone(),
                 agent: t.found.agent.clone(),
-                dirs: t.found.dirs.clone(),
+                dirs: Some(t.found.dirs.clone()),
                 uuid: t.uuid.clone(),
                 image: t.image.clone(),
+                at: None,
                 user_secs: secs(c.user_ns),
                 system_secs: secs(c.system_ns),
                 total_secs: secs(c.total_ns),

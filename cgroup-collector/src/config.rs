@@ -32,12 +32,33 @@ pub struct SupervisorConfig {
     pub push_all: bool,
 }
 
+/// Where container figures come from (`--source`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SourceConfig {
+    /// The node's cgroups (discovery, `--cgroup`).
+    #[default]
+    Cgroups,
+    /// A Mesos agent's `/monitor/statistics` (`--source mesos`).
+    Mesos(MesosConfig),
+}
+
+/// The Mesos agent to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MesosConfig {
+    /// The agent's base URL, e.g. `http://10.0.0.5:5051`.
+    pub agent_url: String,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
 /// Everything [`crate::run`] needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Node id (default: host name).
     pub node_id: String,
-    /// What to read.
+    /// Cgroups or a Mesos agent.
+    pub source: SourceConfig,
+    /// What to read (the cgroup source; `proc_root` and `clk_tck` serve both sources).
     pub collector: CollectorConfig,
     /// Collection (and push) period.
     pub period: Duration,
@@ -79,7 +100,48 @@ impl Config {
             ));
         }
         let c = &self.collector;
-        if c.roots.v1_cpuacct.is_none() && c.roots.v2.is_none() && c.named.is_empty() {
+        if let SourceConfig::Mesos(m) = &self.source {
+            if m.agent_url.trim().is_empty() {
+                return Err(err(
+                    "mesos-agent",
+                    "required with --source mesos: the agent's base URL, e.g. http://10.0.0.5:5051",
+                ));
+            }
+            let url = frameworks::Url::parse(&m.agent_url).map_err(|e| {
+                err(
+                    "mesos-agent",
+                    format!(
+                        "must be an http(s) URL such as http://10.0.0.5:5051, got {:?}: {e}",
+                        m.agent_url
+                    ),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(err(
+                    "mesos-agent",
+                    format!(
+                        "must be an http(s) URL such as http://10.0.0.5:5051, got {:?}",
+                        m.agent_url
+                    ),
+                ));
+            }
+            if m.request_timeout.is_zero() {
+                return Err(err("request-timeout", "must be > 0"));
+            }
+            if !c.named.is_empty() {
+                return Err(err(
+                    "cgroup",
+                    "--cgroup reads a cgroup of this node; it cannot be combined with --source mesos",
+                ));
+            }
+            if self.resize_token.is_some() {
+                return Err(err(
+                    "resize-token",
+                    "in-place resize writes this node's cgroups and needs --source cgroups; with \
+                     --source mesos, resize through the job's framework",
+                ));
+            }
+        } else if c.roots.v1_cpuacct.is_none() && c.roots.v2.is_none() && c.named.is_empty() {
             return Err(err(
                 "cgroup-root",
                 "no cgroup hierarchy found (looked for cpuacct, cpu,cpuacct, unified, or a pure v2 mount)",

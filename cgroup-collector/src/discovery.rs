@@ -37,6 +37,8 @@ pub enum Runtime {
     Testbed,
     /// A cgroup named on the command line.
     Named,
+    /// An executor read from a Mesos agent's `/monitor/statistics` (`--source mesos`).
+    MesosAgent,
 }
 
 /// The controller hierarchies to read.

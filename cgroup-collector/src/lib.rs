@@ -12,8 +12,13 @@
 //! - [`counters`]: counter-reset handling (figures never decrease).
 //! - [`node`]: node metrics from `/proc`.
 //! - [`collector`]: one pass = scan → map → read → [`collector::Snapshot`].
+//! - [`source`]: the [`source::Source`] trait both sources implement: the cgroup
+//!   [`collector::Collector`], and [`mesos_source::MesosSource`], which reads a Mesos agent's
+//!   `/monitor/statistics` (`--source mesos`) with its pure part in [`mesos_map`] (entries read
+//!   one by one, `/state` index, executor → job UUID).
 //! - [`metrics`]: `/metrics` encoding; [`server`]: the HTTP routes including `POST /resize`.
-//! - [`push`]: batched delivery with backoff and a bounded buffer, registration, heartbeats.
+//! - [`push`]: batched delivery with backoff and a bounded buffer, registration, heartbeats,
+//!   over the workspace's typed supervisor client ([`frameworks::SupervisorClient`]).
 //! - [`config`]: validated settings; [`run`] wires it all together.
 
 pub mod cgroup;
@@ -22,12 +27,15 @@ pub mod config;
 pub mod counters;
 pub mod discovery;
 pub mod mapping;
+pub mod mesos_map;
+pub mod mesos_source;
 pub mod metrics;
 pub mod node;
 pub mod push;
 pub mod reader;
 pub mod runtime;
 pub mod server;
+pub mod source;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,11 +47,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use frameworks::{ClientConfig, Credentials, FrameworkError, MesosAgentClient, RetryPolicy};
+
 use crate::collector::{Collector, Snapshot, epoch_now};
-use crate::config::Config;
+use crate::config::{Config, MesosConfig, SourceConfig};
+use crate::mesos_source::{JobRegistry, MesosSource};
 use crate::metrics::{AgentStats, SharedSnapshot};
-use crate::push::{HeartbeatConfig, HttpSupervisor, PushConfig, Pusher, SupervisorApi};
+use crate::node::NodeSampler;
+use crate::push::{HeartbeatConfig, PushConfig, Pusher, SupervisorApi};
 use crate::runtime::{ContainerRuntime, DockerRuntime};
+use crate::source::Source;
 
 /// How long shutdown waits for the tasks to finish (last push included).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -57,9 +70,12 @@ pub enum RunError {
     /// The Docker client could not be built.
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
-    /// The supervisor client could not be built.
+    /// The supervisor or Mesos agent client could not be built.
     #[error(transparent)]
-    Supervisor(#[from] push::PushError),
+    Client(#[from] FrameworkError),
+    /// The Mesos agent could not be read (`--once`).
+    #[error("{0}")]
+    Agent(String),
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
@@ -86,18 +102,79 @@ fn docker(config: &Config) -> Result<Option<Arc<dyn ContainerRuntime>>, RunError
     })
 }
 
+fn mesos_client(m: &MesosConfig) -> Result<MesosAgentClient, FrameworkError> {
+    let creds = Credentials::new(&m.agent_url).map_err(|e| {
+        FrameworkError::invalid_input("Mesos agent URL (--mesos-agent)", e.to_string())
+    })?;
+    MesosAgentClient::with_config(
+        &creds,
+        ClientConfig {
+            timeout: m.request_timeout,
+            connect_timeout: m.request_timeout,
+            // A pass must not stall on retries: the next pass is the retry.
+            retry: RetryPolicy::none(),
+            user_agent: concat!("cgroup-collector/", env!("CARGO_PKG_VERSION")).to_owned(),
+        },
+    )
+}
+
+/// The supervisor client, when one is configured.
+fn supervisor(config: &Config) -> Result<Option<Arc<frameworks::SupervisorClient>>, RunError> {
+    Ok(match &config.supervisor {
+        Some(s) => Some(Arc::new(push::supervisor_client(
+            &s.url,
+            s.token.as_deref(),
+            s.request_timeout,
+        )?)),
+        None => None,
+    })
+}
+
+/// The configured source: the cgroup collector, or a Mesos agent's statistics (mapped through
+/// `registry` when a supervisor is configured).
+fn source(
+    config: &Config,
+    runtime: Option<Arc<dyn ContainerRuntime>>,
+    registry: Option<Arc<dyn JobRegistry>>,
+) -> Result<Box<dyn Source>, RunError> {
+    Ok(match &config.source {
+        SourceConfig::Cgroups => Box::new(Collector::new(config.collector.clone(), runtime)),
+        SourceConfig::Mesos(m) => Box::new(MesosSource::new(
+            Arc::new(mesos_client(m)?),
+            registry,
+            NodeSampler::new(config.collector.proc_root.clone(), config.collector.clk_tck),
+        )),
+    })
+}
+
 /// One snapshot (the `--once` mode): a pass, a short pause so CPU percentages cover an
-/// interval, and a second pass.
+/// interval, and a second pass. With `--source mesos`, an agent that cannot be read is an error.
 pub async fn once(config: &Config) -> Result<Snapshot, RunError> {
     config.validate()?;
-    let mut c = Collector::new(config.collector.clone(), docker(config)?);
-    let missing = c.unresolved_named();
-    if !missing.is_empty() {
-        return Err(RunError::NoSuchCgroup(missing));
-    }
+    let mut c: Box<dyn Source> = match &config.source {
+        SourceConfig::Cgroups => {
+            let c = Collector::new(config.collector.clone(), docker(config)?);
+            let missing = c.unresolved_named();
+            if !missing.is_empty() {
+                return Err(RunError::NoSuchCgroup(missing));
+            }
+            Box::new(c)
+        }
+        SourceConfig::Mesos(_) => {
+            let registry = supervisor(config)?.map(|s| s as Arc<dyn JobRegistry>);
+            source(config, None, registry)?
+        }
+    };
     c.collect(epoch_now()).await;
+    if let Some(why) = c.unavailable() {
+        return Err(RunError::Agent(why));
+    }
     tokio::time::sleep(Duration::from_millis(250)).await;
-    Ok(c.collect(epoch_now()).await)
+    let snap = c.collect(epoch_now()).await;
+    match c.unavailable() {
+        Some(why) => Err(RunError::Agent(why)),
+        None => Ok(snap),
+    }
 }
 
 /// Run the agent until `shutdown` resolves; see [`run_with`].
@@ -119,9 +196,17 @@ pub async fn run_with(
     ready: impl FnOnce(Ready) + Send,
 ) -> Result<(), RunError> {
     config.validate()?;
-    let runtime = docker(&config)?;
+    let runtime = match config.source {
+        SourceConfig::Cgroups => docker(&config)?,
+        SourceConfig::Mesos(_) => None,
+    };
     let stats = Arc::new(AgentStats::default());
-    let mut collector = Collector::new(config.collector.clone(), runtime.clone());
+    let client = supervisor(&config)?;
+    let mut collector = source(
+        &config,
+        runtime.clone(),
+        client.clone().map(|s| s as Arc<dyn JobRegistry>),
+    )?;
     let node_cpus = collector.cpu_count();
     let first = collector.collect(epoch_now()).await;
     let hostname = first.node.hostname.clone();
@@ -145,13 +230,9 @@ pub async fn run_with(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let pusher = match &config.supervisor {
-        Some(s) => {
-            let api: Arc<dyn SupervisorApi> = Arc::new(HttpSupervisor::new(
-                &s.url,
-                s.token.clone(),
-                s.request_timeout,
-            )?);
+    let pusher = match (&config.supervisor, client) {
+        (Some(s), Some(client)) => {
+            let api: Arc<dyn SupervisorApi> = client;
             let pusher = Arc::new(Pusher::new(
                 PushConfig {
                     node: config.node_id.clone(),
@@ -192,7 +273,7 @@ pub async fn run_with(
             ));
             Some((pusher, s.push_all))
         }
-        None => None,
+        _ => None,
     };
 
     // The pass loop.

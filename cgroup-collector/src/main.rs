@@ -9,11 +9,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cgroup_collector::collector::CollectorConfig;
-use cgroup_collector::config::{Config, SupervisorConfig};
+use cgroup_collector::config::{Config, MesosConfig, SourceConfig, SupervisorConfig};
 use cgroup_collector::discovery::{DEFAULT_TESTBED_PREFIX, Roots};
 use cgroup_collector::mapping::DEFAULT_TESTBED_META_DIR;
 use cgroup_collector::{RunError, cgroup};
 use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceKind {
+    /// This node's cgroups (v1 and v2): discovery and `--cgroup`.
+    Cgroups,
+    /// A Mesos agent's `/monitor/statistics` (`--mesos-agent`), for nodes where the collector
+    /// cannot read cgroups itself.
+    Mesos,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Output {
@@ -34,6 +43,15 @@ struct Args {
     /// Format of the `--once` snapshot.
     #[arg(long, value_enum, default_value = "json", env = "QOS_OUTPUT")]
     output: Output,
+    /// Where container CPU figures come from: `cgroups` (this node's) or `mesos` (a Mesos
+    /// agent's /monitor/statistics, jobs mapped by `qos.uuid` task labels in its /state and, with
+    /// --supervisor, by Chronos job name / Marathon app id through the supervisor's job list).
+    #[arg(long, value_enum, default_value = "cgroups", env = "QOS_SOURCE")]
+    source: SourceKind,
+    /// Mesos agent base URL for `--source mesos`, e.g. http://10.0.0.5:5051 (its /monitor/statistics
+    /// and /state are read every period; node metrics still come from this host's /proc).
+    #[arg(long, value_name = "URL", env = "QOS_MESOS_AGENT")]
+    mesos_agent: Option<String>,
     /// A cgroup to read besides the discovered ones: absolute directory or path relative to the
     /// controller roots (repeatable; comma-separated in the env variable).
     #[arg(
@@ -104,7 +122,7 @@ struct Args {
     /// Largest retry delay, milliseconds.
     #[arg(long, default_value_t = 30_000, env = "QOS_BACKOFF_MAX_MS")]
     backoff_max_ms: u64,
-    /// Per-request timeout towards the supervisor, seconds.
+    /// Per-request timeout towards the supervisor (and the Mesos agent), seconds.
     #[arg(long, default_value_t = 5.0, env = "QOS_REQUEST_TIMEOUT")]
     request_timeout: f64,
     /// Node label `key=value` sent at registration (repeatable).
@@ -168,8 +186,22 @@ fn config(a: &Args) -> Result<Config, String> {
         }),
         None => None,
     };
+    let source = match (a.source, &a.mesos_agent) {
+        (SourceKind::Cgroups, None) => SourceConfig::Cgroups,
+        (SourceKind::Cgroups, Some(_)) => {
+            return Err(
+                "invalid setting `mesos-agent`: only used with --source mesos (add --source mesos, or drop --mesos-agent)"
+                    .into(),
+            );
+        }
+        (SourceKind::Mesos, url) => SourceConfig::Mesos(MesosConfig {
+            agent_url: url.clone().unwrap_or_default(),
+            request_timeout: secs("request-timeout", a.request_timeout)?,
+        }),
+    };
     let c = Config {
         node_id,
+        source,
         collector,
         period: secs("period", a.period)?,
         docker_host: (!a.no_docker).then(|| a.docker_host.clone()),

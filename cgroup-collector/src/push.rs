@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use frameworks::{ClientConfig, Credentials, FrameworkError, RetryPolicy, SupervisorClient};
 use qos_core::wire::{CpuSample, Heartbeat, NodeRegistration, SampleBatch};
 use rand::Rng;
 use tokio::sync::Notify;
@@ -64,66 +65,58 @@ pub trait SupervisorApi: Send + Sync + std::fmt::Debug {
     async fn heartbeat(&self, node: &str, hb: &Heartbeat) -> Result<(), PushError>;
 }
 
-/// The supervisor over HTTP (`Authorization: Bearer <token>` when a token is set).
-#[derive(Debug, Clone)]
-pub struct HttpSupervisor {
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
+impl From<FrameworkError> for PushError {
+    /// An answer with a status keeps it (so 404 on a heartbeat means "register again" and the
+    /// retry rules above apply); anything else (no connection, timeout) is "unreachable".
+    fn from(e: FrameworkError) -> Self {
+        match e.status() {
+            Some(status) => Self::Status {
+                status,
+                body: e.to_string(),
+            },
+            None => Self::Unreachable(e.to_string()),
+        }
+    }
 }
 
-impl HttpSupervisor {
-    /// A client for `base` (e.g. `http://10.0.0.1:30000`), with a per-request `timeout`.
-    pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Self, PushError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| PushError::Unreachable(e.to_string()))?;
-        Ok(Self {
-            client,
-            base: base.trim_end_matches('/').to_string(),
-            token,
-        })
-    }
-
-    async fn post<T: serde::Serialize + Sync>(
-        &self,
-        path: &str,
-        body: &T,
-    ) -> Result<(), PushError> {
-        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| PushError::Unreachable(e.to_string()))?;
-        let status = res.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let mut body = res.text().await.unwrap_or_default();
-        body.truncate(300);
-        Err(PushError::Status {
-            status: status.as_u16(),
-            body,
-        })
-    }
+/// The supervisor over HTTP: the workspace's one typed client, [`SupervisorClient`], built with
+/// no retry of its own (the push and heartbeat loops above own backoff and buffering) and
+/// `Authorization: Bearer <token>` when a token is set.
+///
+/// # Errors
+/// [`FrameworkError`] when the URL or token is unusable.
+pub fn supervisor_client(
+    base: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<SupervisorClient, FrameworkError> {
+    let creds = Credentials::new(base)
+        .map_err(|e| FrameworkError::invalid_input("supervisor URL", e.to_string()))?;
+    let creds = match token {
+        Some(t) => creds.with_bearer_token(t),
+        None => creds,
+    };
+    SupervisorClient::with_config(
+        &creds,
+        ClientConfig {
+            timeout,
+            connect_timeout: timeout,
+            retry: RetryPolicy::none(),
+            user_agent: concat!("cgroup-collector/", env!("CARGO_PKG_VERSION")).to_owned(),
+        },
+    )
 }
 
 #[async_trait]
-impl SupervisorApi for HttpSupervisor {
+impl SupervisorApi for SupervisorClient {
     async fn push_samples(&self, batch: &SampleBatch) -> Result<(), PushError> {
-        self.post("/api/v1/samples", batch).await
+        Ok(SupervisorClient::push_samples(self, batch).await?)
     }
     async fn register(&self, reg: &NodeRegistration) -> Result<(), PushError> {
-        self.post("/api/v1/nodes/register", reg).await
+        Ok(self.register_node(reg).await?)
     }
     async fn heartbeat(&self, node: &str, hb: &Heartbeat) -> Result<(), PushError> {
-        self.post(&format!("/api/v1/nodes/{node}/heartbeat"), hb)
-            .await
+        Ok(SupervisorClient::heartbeat(self, node, hb).await?)
     }
 }
 

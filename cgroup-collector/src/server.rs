@@ -243,6 +243,18 @@ async fn do_resize(
             None,
         ),
     };
+    let Some(dirs) = &c.dirs else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_cgroup",
+            format!(
+                "container {} is read from a Mesos agent's /monitor/statistics, not from a \
+                 cgroup of this node: resize it through its framework",
+                c.id
+            ),
+            None,
+        ));
+    };
     let limit = match (c.runtime, &st.runtime) {
         (Runtime::Docker, Some(rt)) => {
             // Check the kernel's bounds before asking the daemon, for a clear error.
@@ -255,9 +267,9 @@ async fn do_resize(
                     None,
                 )
             })?;
-            c.dirs.read(st.clk_tck).map_err(cg_err)?.limit
+            dirs.read(st.clk_tck).map_err(cg_err)?.limit
         }
-        _ => Some(c.dirs.write_cpus(req.cpus).map_err(cg_err)?),
+        _ => Some(dirs.write_cpus(req.cpus).map_err(cg_err)?),
     };
     let cpus = limit
         .and_then(|l| l.cpus())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::Url;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -241,15 +242,52 @@ impl MesosAgentClient {
     /// # Errors
     /// [`FrameworkError::NotFound`] when neither path exists, or any other [`FrameworkError`].
     pub async fn statistics(&self) -> Result<Vec<ExecutorStatistics>, FrameworkError> {
+        self.statistics_as("a JSON array of executor statistics")
+            .await
+    }
+
+    /// The same request as [`MesosAgentClient::statistics`], answered as plain JSON, for callers
+    /// that read the entries one by one (so one malformed entry does not hide the others, and an
+    /// error can name the entry and field it is about).
+    ///
+    /// # Errors
+    /// [`FrameworkError::NotFound`] when neither path exists, [`FrameworkError::Decode`] when the
+    /// body is not JSON, or any other [`FrameworkError`].
+    pub async fn statistics_json(&self) -> Result<Value, FrameworkError> {
+        self.statistics_as("JSON").await
+    }
+
+    async fn statistics_as<T: DeserializeOwned>(&self, what: &str) -> Result<T, FrameworkError> {
         if self.legacy_path.load(Ordering::Relaxed) {
-            return self.fetch("statistics.json").await;
+            return self.fetch("statistics.json", what).await;
         }
-        match self.fetch("statistics").await {
+        match self.fetch("statistics", what).await {
             Err(FrameworkError::NotFound { .. }) => {
-                let stats = self.fetch("statistics.json").await?;
+                let stats = self.fetch("statistics.json", what).await?;
                 self.legacy_path.store(true, Ordering::Relaxed);
                 Ok(stats)
             }
+            other => other,
+        }
+    }
+
+    /// `GET /state` of the agent (`/state.json`, removed in 1.8, on agents that answer 404 to
+    /// the first), as JSON: `frameworks[].executors[]` with `id`, `source`, `container`,
+    /// `labels` and `tasks[]` (`id`, `name`, `labels`, …).
+    ///
+    /// # Errors
+    /// [`FrameworkError::NotFound`] when neither path exists, [`FrameworkError::Decode`] when the
+    /// answer is not a JSON object, or any other [`FrameworkError`].
+    pub async fn state(&self) -> Result<Map<String, Value>, FrameworkError> {
+        const WHAT: &str = "a JSON object (the agent's state)";
+        let get = |leaf: &'static str| async move {
+            self.http
+                .execute(Request::get(self.http.endpoint([leaf])))
+                .await?
+                .json::<Map<String, Value>>(WHAT)
+        };
+        match get("state").await {
+            Err(FrameworkError::NotFound { .. }) => get("state.json").await,
             other => other,
         }
     }
@@ -269,12 +307,16 @@ impl MesosAgentClient {
             .find(|e| e.executor_id == task_id || e.source == task_id))
     }
 
-    async fn fetch(&self, leaf: &str) -> Result<Vec<ExecutorStatistics>, FrameworkError> {
+    async fn fetch<T: DeserializeOwned>(
+        &self,
+        leaf: &str,
+        what: &str,
+    ) -> Result<T, FrameworkError> {
         let resp = self
             .http
             .execute(Request::get(self.http.endpoint(["monitor", leaf])))
             .await?;
-        resp.json("a JSON array of executor statistics")
+        resp.json(what)
     }
 }
 
@@ -325,6 +367,51 @@ mod tests {
         assert_eq!(b.cpu_usage_since(&a), Some(0.7));
         assert_eq!(a.cpu_usage_since(&b), None);
         assert_eq!(ResourceStatistics::default().cpu_time_secs(), None);
+    }
+
+    /// An agent of the 1.7 generation: `/monitor/statistics` with one entry the typed reader
+    /// refuses, and only `/state.json`.
+    async fn old_agent() -> (String, tokio::task::JoinHandle<()>) {
+        use axum::routing::get;
+        let router = axum::Router::new()
+            .route(
+                "/monitor/statistics",
+                get(|| async {
+                    axum::Json(json!([{"executor_id": "a", "statistics": {"timestamp": 1}},
+                                      {"executor_id": "b", "statistics": {}}]))
+                }),
+            )
+            .route(
+                "/state.json",
+                get(|| async { axum::Json(json!({"id": "S0", "frameworks": []})) }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let h = tokio::spawn(async move {
+            let _ = axum::serve(l, router).await;
+        });
+        (url, h)
+    }
+
+    #[tokio::test]
+    async fn raw_statistics_and_state_with_fallback() {
+        let (url, server) = old_agent().await;
+        let c = MesosAgentClient::with_config(
+            &Credentials::new(&url).unwrap(),
+            ClientConfig {
+                retry: crate::RetryPolicy::none(),
+                ..ClientConfig::default()
+            },
+        )
+        .unwrap();
+        let raw = c.statistics_json().await.unwrap();
+        assert_eq!(raw.as_array().map(Vec::len), Some(2));
+        // The typed reader refuses the whole answer for the one bad entry, naming the field.
+        let e = c.statistics().await.unwrap_err().to_string();
+        assert!(e.contains("timestamp") && e.contains(&url), "{e}");
+        let state = c.state().await.unwrap();
+        assert_eq!(state.get("id"), Some(&json!("S0")));
+        server.abort();
     }
 
     #[test]

@@ -4,5 +4,6 @@
 mod docker;
 mod fixture;
 mod kernel;
+mod mesos;
 mod push;
 mod util;

@@ -730,6 +730,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_is_accepted() {
+        let c = check_file(include_str!("../../examples/jobs/supervisor.toml")).unwrap();
+        assert_eq!(c.policy.name(), "predictive");
+        assert_eq!(c.continuous_period(), 5.0);
+    }
+
+    #[test]
     fn thesis_constants_from_the_file() {
         let c = check_file(
             r#"

@@ -60,6 +60,10 @@ pub(crate) struct JobGauges {
     ratio: FGauge,
     class: Vec<(Class, FGauge)>,
     resizes: Counter,
+    /// Made on the first update of a continuous job (restarts) and on its first measured restart
+    /// (cost): absent for jobs that never restart.
+    restarts: Family<JobLabels, FGauge>,
+    restart_cost: Family<JobLabels, FGauge>,
 }
 
 /// The registry and its families.
@@ -75,6 +79,8 @@ pub(crate) struct Metrics {
     ratio: Family<JobLabels, FGauge>,
     class: Family<ClassLabels, FGauge>,
     resizes: Family<JobLabels, Counter>,
+    restarts: Family<JobLabels, FGauge>,
+    restart_cost: Family<JobLabels, FGauge>,
     met: Family<JobLabels, FGauge>,
     requests: Family<RouteLabels, Counter>,
     latency: HistFamily,
@@ -101,6 +107,8 @@ impl Metrics {
             ratio: Family::default(),
             class: Family::default(),
             resizes: Family::default(),
+            restarts: Family::default(),
+            restart_cost: Family::default(),
             met: Family::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -152,6 +160,17 @@ impl Metrics {
             "qos_resizes",
             "Resizes applied to the job",
             m.resizes.clone(),
+        );
+        registry.register(
+            "qos_restarts",
+            "Restarts of the job's task to apply a resize (Marathon jobs in restart mode)",
+            m.restarts.clone(),
+        );
+        registry.register(
+            "qos_restart_cost_seconds",
+            "Mean measured restart cost: seconds from the restart request to the restored task \
+             running (absent until one is measured)",
+            m.restart_cost.clone(),
         );
         registry.register(
             "qos_deadline_met",
@@ -212,6 +231,8 @@ impl Metrics {
             desired: self.desired.get_or_create_owned(&labels),
             ratio: self.ratio.get_or_create_owned(&labels),
             resizes: self.resizes.get_or_create_owned(&labels),
+            restarts: self.restarts.clone(),
+            restart_cost: self.restart_cost.clone(),
             class,
             labels,
         }
@@ -228,6 +249,8 @@ impl Metrics {
             &self.consumed,
             &self.desired,
             &self.ratio,
+            &self.restarts,
+            &self.restart_cost,
             &self.met,
         ] {
             f.remove(l);
@@ -304,6 +327,13 @@ impl JobGauges {
         }
         if let qos_core::Work::Continuous(w) = &job.work {
             self.consumed.set(w.cpu.total());
+            self.restarts
+                .get_or_create(&self.labels)
+                .set(f64::from(w.restarts));
+            if !w.restart_costs.is_empty() {
+                let mean = w.restart_costs.iter().sum::<f64>() / w.restart_costs.len() as f64;
+                self.restart_cost.get_or_create(&self.labels).set(mean);
+            }
             if let (Some(start), Some(end)) = (w.started_at, w.ended_at) {
                 self.last_iteration.set(end - start);
             }
@@ -371,5 +401,60 @@ mod tests {
         ));
         m.retire(&g);
         assert!(!m.encode().contains("u1"));
+    }
+
+    #[test]
+    fn restarts_and_their_cost() {
+        use qos_core::job::Observation;
+        use qos_core::spec::{Deadline, QosSpec};
+        use qos_core::{Cpus, Job};
+
+        let m = Metrics::new();
+        let g = m.job(JobLabels {
+            uuid: "m1".into(),
+            name: "app".into(),
+            framework: "marathon".into(),
+        });
+        let qos = QosSpec {
+            duration: 400.0,
+            deadline: Deadline::Relative(480.0),
+            desv_deadline: 0.1,
+        }
+        .resolve(0.0);
+        let mut job = Job::continuous("app", qos, Cpus::ONE);
+        job.observe(Observation::Started { at: 0.0 }).unwrap();
+        g.update(&job, None);
+        let text = m.encode();
+        let series =
+            |name: &str| format!("{name}{{uuid=\"m1\",name=\"app\",framework=\"marathon\"}}");
+        assert!(
+            text.contains(&format!("{} 0.0", series("qos_restarts"))),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&series("qos_restart_cost_seconds")),
+            "absent until measured"
+        );
+        for (at, back, cpus) in [(100.0, 104.0, 1.5), (200.0, 210.0, 0.8)] {
+            job.observe(Observation::Resized {
+                at,
+                cpus: Cpus::from_f64(cpus),
+                restart: true,
+            })
+            .unwrap();
+            job.observe(Observation::Restored { at: back }).unwrap();
+        }
+        g.update(&job, None);
+        let text = m.encode();
+        assert!(
+            text.contains(&format!("{} 2.0", series("qos_restarts"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 7.0", series("qos_restart_cost_seconds"))),
+            "{text}"
+        );
+        m.retire(&g);
+        assert!(!m.encode().contains("m1"));
     }
 }

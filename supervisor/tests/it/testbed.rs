@@ -1,12 +1,27 @@
-//! Against the testbed (Chronos emulator with agents that run commands for real), in process:
-//! a Chronos job whose command reports each iteration with curl is classified, resized through
-//! the real Chronos client, and deleted after its last iteration — with no forced run.
+//! Against the testbed (Marathon and Chronos emulators with agents that run tasks for real), in
+//! process:
+//! - a Chronos job whose command reports each iteration with curl is classified, resized through
+//!   the real Chronos client, and deleted after its last iteration — with no forced run;
+//! - a Marathon job filed too small (real LINPACK under the real shell-trap, in a task cgroup
+//!   bounded by the app's `cpus`) is grown by the supervisor's own decision through a real
+//!   restart: Marathon kills the task, shell-trap has LINPACK checkpoint, the new task resumes
+//!   exactly where the old one stopped, and the app is deleted when the job ends.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use frameworks::{ChronosApi, ChronosApiVersion, ChronosClient, ChronosJob, Credentials};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use frameworks::{
+    ChronosApi, ChronosApiVersion, ChronosClient, ChronosJob, Credentials, MarathonApi,
+    MarathonApp, MarathonClient,
+};
 use qos_core::policy::Policy;
+use qos_core::predictive::PredictiveConfig;
 use serde_json::{Value, json};
 use supervisor::{Clock, Config, Deps, HttpNodeAgent, StoreMode, Supervisor};
 
@@ -112,6 +127,543 @@ async fn a_chronos_job_on_the_testbed_is_resized_and_deleted() {
         .filter(|r| r["kind"] == "resize")
         .count();
     assert_eq!(resizes, 2, "{hist}");
+    server.abort();
+    sup.stop().await;
+    bed.stop().await;
+}
+
+/// The binaries of other packages the Marathon test runs (`shell-trap`, `linpack`): they have no
+/// `CARGO_BIN_EXE_*` here, so one `cargo build` makes sure they are built from this tree (a
+/// no-op when they are up to date) and says where they are.
+fn workspace_bins() -> &'static BTreeMap<String, PathBuf> {
+    static BINS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = std::env::current_exe()
+            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root).args([
+            "build",
+            "--message-format",
+            "json",
+            "-p",
+            "shell-trap",
+            "-p",
+            "linpack",
+            "--bins",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "cargo build -p shell-trap -p linpack failed"
+        );
+        let mut bins = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(msg) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if let (Some(exe), Some(name)) =
+                (msg["executable"].as_str(), msg["target"]["name"].as_str())
+            {
+                bins.insert(name.to_owned(), PathBuf::from(exe));
+            }
+        }
+        for b in ["shell-trap", "linpack"] {
+            assert!(bins.contains_key(b), "cargo built no {b}: {bins:?}");
+        }
+        bins
+    })
+}
+
+/// A request the tap passed on, with the supervisor's answer.
+#[derive(Debug, Clone)]
+struct Tapped {
+    path: String,
+    body: Value,
+    status: u16,
+}
+
+/// A transparent recording proxy in front of the supervisor: what the job's task (shell-trap and
+/// LINPACK) sends goes through it unchanged, so the test can see the reports themselves.
+struct Tap {
+    url: String,
+    seen: Arc<Mutex<Vec<Tapped>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Tap {
+    async fn start(upstream: String) -> Self {
+        let seen: Arc<Mutex<Vec<Tapped>>> = Arc::default();
+        let client = reqwest::Client::new();
+        let log = Arc::clone(&seen);
+        let router = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (client, log, upstream) = (client.clone(), Arc::clone(&log), upstream.clone());
+                async move {
+                    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                    let mut req = client.request(method, format!("{upstream}{path}"));
+                    for name in ["authorization", "content-type"] {
+                        if let Some(v) = headers.get(name) {
+                            req = req.header(name, v);
+                        }
+                    }
+                    let (status, answer) = match req.body(body.to_vec()).send().await {
+                        Ok(r) => (r.status().as_u16(), r.bytes().await.unwrap_or_default()),
+                        Err(_) => (502, Bytes::new()),
+                    };
+                    log.lock().unwrap().push(Tapped {
+                        path: uri.path().to_owned(),
+                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                        status,
+                    });
+                    (
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        answer,
+                    )
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { url, seen, server }
+    }
+
+    fn of(&self, path: &str) -> Vec<Tapped> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+/// One task's sandbox: its directory, stdout and stderr.
+#[derive(Debug)]
+struct Sandbox {
+    dir: PathBuf,
+    stdout: String,
+    stderr: String,
+}
+
+/// Every task sandbox under the testbed's work directory, oldest first.
+fn sandboxes(work: &Path) -> Vec<Sandbox> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.join("stdout").is_file() {
+                    out.push(p.clone());
+                }
+                walk(&p, out);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    walk(work, &mut dirs);
+    dirs.sort_by_key(|p| {
+        std::fs::metadata(p.join("stdout"))
+            .and_then(|m| m.created())
+            .ok()
+    });
+    dirs.into_iter()
+        .map(|dir| Sandbox {
+            stdout: std::fs::read_to_string(dir.join("stdout")).unwrap_or_default(),
+            stderr: std::fs::read_to_string(dir.join("stderr")).unwrap_or_default(),
+            dir,
+        })
+        .collect()
+}
+
+fn dump(work: &Path) -> String {
+    sandboxes(work)
+        .iter()
+        .map(|s| {
+            format!(
+                "== {}\n-- stdout\n{}\n-- stderr\n{}",
+                s.dir.display(),
+                s.stdout,
+                s.stderr
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A future's panic as an `Err`, so that what it started can be stopped before the panic goes on.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(p) => std::task::Poll::Ready(Err(p)),
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it gives a value or `timeout` has passed.
+async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if Instant::now() > until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `(repeat index, column)` of a LINPACK resume line (`… repeat R/K, column C/N`; R is 1-based).
+fn resumed_at(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("linpack: resuming from"))?;
+    let tail = line.rsplit_once(": repeat ")?.1;
+    let (repeat, rest) = tail.split_once('/')?;
+    let column = rest.split_once(", column ")?.1.split_once('/')?.0;
+    Some((
+        repeat.trim().parse::<u64>().ok()? - 1,
+        column.trim().parse().ok()?,
+    ))
+}
+
+/// LINPACK's JSON line with `"status": status` in `stdout`.
+fn linpack_line(stdout: &str, status: &str) -> Option<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["status"] == status)
+}
+
+const ADMIN: &str = "testbed-admin-token-0123456789";
+/// LINPACK's problem: N=500 takes about 0.6 CPU-s per solve in a debug build, so 13 solves are
+/// about 8 CPU-s of work — 40 s at the 0.2 CPU the job is filed with.
+const N: u64 = 500;
+const REPEATS: u64 = 13;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marathon_job_on_the_testbed_is_grown_through_a_real_restart() {
+    let bins = tokio::task::spawn_blocking(workspace_bins).await.unwrap();
+    let (trap, linpack) = (&bins["shell-trap"], &bins["linpack"]);
+    // The uninterrupted result: every solve of the same system gives the same solution, bit for
+    // bit, whatever the thread count (examples/linpack/README.md).
+    let reference = Command::new(linpack)
+        .args([N.to_string().as_str(), "--threads", "2", "-o", "json"])
+        .env_remove("QOS_SUPERVISOR_URL")
+        .env_remove("QOS_CHECKPOINT_DIR")
+        .output()
+        .unwrap();
+    let reference = linpack_line(&String::from_utf8_lossy(&reference.stdout), "completed")
+        .expect("a reference run");
+
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let ckpt = dir.path().join("ckpt");
+    let bed = testbed::serve(
+        testbed::Config {
+            agents: 1,
+            cpus_per_agent: 2.0,
+            cgroup_prefix: format!("qos-sup-it-{}", std::process::id()),
+            meta_dir: dir.path().join("meta"),
+            work_dir: Some(work.clone()),
+            ..testbed::Config::default()
+        },
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        std::future::pending(),
+    )
+    .await
+    .expect("the testbed starts");
+    if !bed.cpu_limits_enforced() {
+        // Without the task's CPU quota the job would run at full speed and need no resize.
+        assert!(
+            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
+            "CPU limits not enforced ({}) and QOS_REQUIRE_CGROUPS=1",
+            bed.cpu_limits_note().unwrap_or("?")
+        );
+        eprintln!(
+            "SKIPPED: CPU limits not enforced ({}); the Marathon restart test needs root",
+            bed.cpu_limits_note().unwrap_or("?")
+        );
+        bed.stop().await;
+        return;
+    }
+    let marathon =
+        Arc::new(MarathonClient::new(&Credentials::new(&bed.urls().marathon).unwrap()).unwrap());
+
+    // The predictive policy on the testbed's scale: a restart costs a couple of seconds, a 3 s
+    // margin before the deadline, no shrink within the test, every job looked at each second.
+    let policy = Policy::Predictive(PredictiveConfig {
+        restart_cost: 2.0,
+        safety_secs: 3.0,
+        cooldown: 600.0,
+        ..PredictiveConfig::default()
+    });
+    let mut config = Config::for_tests(dir.path().join("s.db"), policy);
+    config.control.period = 1.0;
+    config.control.backoff_max = 2.0;
+    config.auth.admin_token = Some(ADMIN.to_owned());
+    let deps = Deps {
+        marathon: Some(marathon.clone() as Arc<dyn MarathonApi>),
+        chronos: None,
+        agent: Arc::new(HttpNodeAgent::new(Duration::from_secs(5)).unwrap()),
+        clock: Clock::system(),
+        store: StoreMode::Thread,
+    };
+    let sup = Supervisor::start(config, deps).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = sup.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let tap = Tap::start(url.clone()).await;
+    let http = reqwest::Client::new();
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
+    let get = |path: String| {
+        let req = admin(http.get(format!("{url}{path}")));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    // Filed too small: it declares 1.5 CPU-s (7.5 s at 0.2 CPU, well within its 25 s) but needs
+    // about 8 (40 s at 0.2 CPU): once LINPACK's progress shows it, the supervisor must grow it.
+    let u = uuid(32);
+    let app_id = format!("/qos-sup-it-{}", &u[24..]);
+    let reg = json!({"uuid": u, "name": app_id, "framework": "marathon",
+                     "qos": {"duration": 1.5, "deadline": 25, "desv_deadline": 0.1}, "cpus": 0.2});
+    let answer = admin(http.post(format!("{url}/api/v1/jobs")))
+        .json(&reg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    let token = answer.json::<Value>().await.unwrap()["report_token"]
+        .as_str()
+        .expect("a report token")
+        .to_owned();
+    // Submitted after the registration, as the launcher writes it: `exec` (so Marathon's SIGTERM
+    // reaches shell-trap, not `sh -c`), the app checkpoint strategy, shell-trap's grace 8 s within
+    // the 10 s kill grace period, kill-first restarts, the token in the environment.
+    let words: Vec<String> = [
+        "exec",
+        &trap.display().to_string(),
+        "--uuid",
+        &u,
+        "--supervisor",
+        &tap.url,
+        "--checkpoint-dir",
+        &ckpt.display().to_string(),
+        "--strategy",
+        "app",
+        "--grace",
+        "8",
+        "--runtime",
+        "process",
+        "--",
+        &linpack.display().to_string(),
+        &N.to_string(),
+        "--repeat",
+        &REPEATS.to_string(),
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|w| format!("'{w}'"))
+    .collect();
+    let app = MarathonApp::try_from(json!({
+        "id": app_id, "cmd": words.join(" "), "cpus": 0.2, "mem": 256, "instances": 1,
+        "taskKillGracePeriodSeconds": 10, "backoffSeconds": 300,
+        "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0},
+        "labels": {"qos.uuid": u},
+        "env": {"SHELL_TRAP_REPORT_TOKEN": token, "QOS_PROGRESS_INTERVAL": "0.5"}
+    }))
+    .unwrap();
+    marathon.create_app(&app).await.unwrap();
+
+    let scenario = async {
+        // The first task starts.
+        let first_task = poll(Duration::from_secs(30), || async {
+            let inits = tap.of("/initMarathonApp");
+            let tasks = marathon.app_tasks(&app_id).await.ok()?;
+            (!inits.is_empty()).then(|| tasks.first().map(|t| t.id.clone()))?
+        })
+        .await
+        .unwrap_or_else(|| panic!("the first task did not start:\n{}", dump(&work)));
+
+        // The supervisor grows it on its own, through Marathon.
+        let resize = poll(Duration::from_secs(30), || async {
+            let hist = get(format!("/api/v1/jobs/{u}/history")).await;
+            hist.as_array()?
+                .iter()
+                .find(|r| r["kind"] == "resize")
+                .cloned()
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!("no resize was applied:\n{}", dump(&work));
+        });
+        assert_eq!(resize["action"]["from"], 0.2, "{resize}");
+        assert_eq!(resize["action"]["mode"], "restart", "{resize}");
+        assert_eq!(resize["action"]["restart"], true, "{resize}");
+        let grown = resize["action"]["to"].as_f64().unwrap();
+        assert!(grown > 0.2, "{resize}");
+
+        // A new task, with the new size, restored from the checkpoint.
+        let (second_task, app_cpus) = poll(Duration::from_secs(30), || async {
+            if tap.of("/initMarathonApp").len() < 2 {
+                return None;
+            }
+            let tasks = marathon.app_tasks(&app_id).await.ok()?;
+            let app = marathon.get_app(&app_id).await.ok()?;
+            Some((tasks.first()?.id.clone(), app.cpus()?))
+        })
+        .await
+        .unwrap_or_else(|| panic!("the task did not come back:\n{}", dump(&work)));
+        assert_ne!(second_task, first_task, "Marathon restarted the task");
+        assert!(
+            app_cpus > 0.2,
+            "Marathon's app has the new size: {app_cpus}"
+        );
+
+        // The job ends; the supervisor completes it and deletes the app.
+        poll(Duration::from_secs(120), || async {
+            let job = get(format!("/api/v1/jobs/{u}")).await;
+            (job["cleaned_up"] == true).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("the job did not finish:\n{}", dump(&work)));
+        (first_task, app_cpus)
+    };
+    // Stop the testbed (its tasks, cgroups) whatever happened.
+    let outcome = CatchUnwind(Box::pin(scenario)).await;
+    let _ = marathon.delete_app(&app_id, true).await;
+    let (_, app_cpus) = match outcome {
+        Ok(v) => v,
+        Err(p) => {
+            bed.stop().await;
+            std::panic::resume_unwind(p)
+        }
+    };
+
+    // The supervisor decided it, said why, and applied it.
+    let job = get(format!("/api/v1/jobs/{u}")).await;
+    let hist = get(format!("/api/v1/jobs/{u}/history")).await;
+    let hist = hist.as_array().unwrap();
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["cleaned_up"], true, "{job:#}");
+    let resizes: Vec<&Value> = hist.iter().filter(|r| r["kind"] == "resize").collect();
+    assert!(!resizes.is_empty());
+    assert_eq!(job["resizes"], resizes.len(), "{job:#}");
+    let targets: Vec<f64> = resizes
+        .iter()
+        .map(|r| r["action"]["to"].as_f64().unwrap())
+        .collect();
+    assert!(targets.contains(&app_cpus), "{app_cpus} not in {targets:?}");
+    let first = resizes[0];
+    let grow = hist
+        .iter()
+        .rfind(|r| r["kind"] == "decision" && r["at"].as_f64() <= first["at"].as_f64())
+        .expect("a decision before the resize");
+    assert_eq!(grow["action"]["action"], "resize", "{grow}");
+    assert_eq!(grow["action"]["cpus"], first["action"]["to"], "{grow}");
+    assert_eq!(grow["class"], "UNDER_PERFORMANT", "{grow}");
+    let reason = grow["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("application progress") || reason.contains("% of the work"),
+        "decided on the job's measured progress: {reason}"
+    );
+    assert!(reason.contains("grow 0.2 → "), "{reason}");
+    assert!(hist.iter().any(|r| r["kind"] == "completed"), "{hist:#?}");
+    let gone = marathon.get_app(&app_id).await;
+    assert!(
+        gone.as_ref()
+            .is_err_and(frameworks::FrameworkError::is_not_found),
+        "the app is deleted when the job ends: {gone:?}"
+    );
+
+    // What the task reported: a first start, then only restores, one successful end — every
+    // report accepted with the job's own token.
+    let restored: Vec<Value> = tap
+        .of("/initMarathonApp")
+        .iter()
+        .map(|r| r.body["restored"].clone())
+        .collect();
+    assert_eq!(
+        restored.len(),
+        resizes.len() + 1,
+        "one task per size: {restored:?}"
+    );
+    assert_eq!(restored[0], false);
+    assert!(restored[1..].iter().all(|r| *r == true), "{restored:?}");
+    let ends = tap.of("/endMarathonApp");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].body["exit_code"], 0.0);
+    let progress = tap.of(&format!("/api/v1/jobs/{u}/progress"));
+    assert!(!progress.is_empty());
+    let refused: Vec<Tapped> = tap
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| t.status >= 300)
+        .cloned()
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+
+    // LINPACK's own account: each task resumed exactly where the previous one checkpointed (no
+    // work lost or redone), and the result is bit-identical to an uninterrupted run.
+    let boxes = sandboxes(&work);
+    assert_eq!(boxes.len(), restored.len(), "{}", dump(&work));
+    for pair in boxes.windows(2) {
+        let saved = linpack_line(&pair[0].stdout, "checkpointed")
+            .unwrap_or_else(|| panic!("no checkpoint:\n{}", dump(&work)));
+        let at = (
+            saved["repeat"].as_u64().unwrap(),
+            saved["column"].as_u64().unwrap(),
+        );
+        assert_eq!(resumed_at(&pair[1].stderr), Some(at), "{}", dump(&work));
+    }
+    let done = linpack_line(&boxes[boxes.len() - 1].stdout, "completed")
+        .unwrap_or_else(|| panic!("no result:\n{}", dump(&work)));
+    assert_eq!(done["passed"], true, "{done}");
+    assert_eq!(done["resumed"], true, "{done}");
+    assert_eq!(done["repeats"], REPEATS);
+    assert_eq!(
+        done["solution_crc32"], reference["solution_crc32"],
+        "{done}"
+    );
+    assert_eq!(done["residual"], reference["residual"], "{done}");
+    assert!(
+        !ckpt.join(&u).exists(),
+        "shell-trap removes the checkpoints of a finished job"
+    );
+    eprintln!(
+        "MARATHON RESTART: {} resize(s) {targets:?}; LINPACK {}",
+        resizes.len(),
+        done
+    );
+
+    tap.server.abort();
     server.abort();
     sup.stop().await;
     bed.stop().await;

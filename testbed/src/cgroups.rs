@@ -506,6 +506,68 @@ mod tests {
         assert_eq!(g.cpu_dir(), base.join("cpu/tb/a1/t1"));
     }
 
+    /// The cgroup v2 paths (this project's CI machine mounts v1): detection, controllers enabled
+    /// on the way down, quota and weight written, counters read — on a fixture tree of regular
+    /// files shaped like the kernel's.
+    #[test]
+    fn v2_fixture_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        fs::write(
+            base.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        let layout = CgroupLayout::detect(base, "tb").unwrap();
+        assert_eq!(
+            layout,
+            CgroupLayout::V2 {
+                root: base.to_owned()
+            }
+        );
+        // "+cpu" then "+memory" were written (a regular file keeps the last one).
+        assert_eq!(
+            fs::read_to_string(base.join("tb/cgroup.subtree_control")).unwrap(),
+            "+memory"
+        );
+        let agent = layout.group(Path::new("tb/a1"));
+        agent.create(1.0).unwrap();
+        assert_eq!(
+            fs::read_to_string(base.join("tb/a1/cpu.max")).unwrap(),
+            "100000 100000"
+        );
+        let task = layout.group(Path::new("tb/a1/t1"));
+        task.create(0.5).unwrap();
+        assert_eq!(task.cpu_dir(), base.join("tb/a1/t1"));
+        assert_eq!(task.procs_files(), [base.join("tb/a1/t1/cgroup.procs")]);
+        assert_eq!(
+            fs::read_to_string(base.join("tb/a1/t1/cpu.max")).unwrap(),
+            "50000 100000"
+        );
+        assert_eq!(
+            fs::read_to_string(base.join("tb/a1/t1/cpu.weight")).unwrap(),
+            weight(512).to_string()
+        );
+        fs::write(
+            base.join("tb/a1/t1/cpu.stat"),
+            "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 40\n\
+             nr_throttled 7\nthrottled_usec 350000\n",
+        )
+        .unwrap();
+        fs::write(base.join("tb/a1/t1/memory.stat"), "anon 4096\nfile 0\n").unwrap();
+        let st = task.stats();
+        assert_eq!((st.user_secs, st.system_secs), (2.0, 0.5));
+        assert_eq!((st.nr_periods, st.nr_throttled), (Some(40), Some(7)));
+        assert_eq!(st.throttled_secs, Some(0.35));
+        assert_eq!(st.rss_bytes, Some(4096));
+
+        // No cpu controller: refused with the reason.
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        let e = CgroupLayout::detect(tmp.path(), "tb").unwrap_err();
+        assert!(e.contains("has no cpu controller"), "{e}");
+    }
+
     #[test]
     fn own_process_cpu() {
         let (u, s) = proc_cpu_secs(std::process::id()).unwrap();

@@ -6,8 +6,10 @@
 //!
 //! Chronos 2.x cannot run iterations back to back, so the first test submits with
 //! `--pace schedule`. The other tests run the whole path for real on the testbed's Chronos
-//! emulator (which the launcher detects as 3.x), paced back to back by default. Still to add once shell-trap is committed: a
-//! Marathon app through the testbed's Marathon emulator.
+//! emulator (which the launcher detects as 3.x), paced back to back by default, and on its
+//! Marathon emulator: a thesis-format Marathon app runs LINPACK through the real shell-trap,
+//! reports with its own token, finishes, and is deleted (the resize of a Marathon job through a
+//! real restart is the supervisor's test, `supervisor/tests/it/testbed.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::support::{Fake, Recorded};
+use crate::support::{Fake, Recorded, example, read_json, sandboxes, workspace_bins};
 
 const ADMIN: &str = "e2e-admin-token-0123456789";
 
@@ -212,12 +214,15 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
 }
 
-/// The testbed (one agent, Chronos emulator) and the real supervisor in-process, with a Chronos
-/// credential file for the emulator.
+/// The testbed (one agent, Chronos and Marathon emulators) and the real supervisor in-process,
+/// with credential files for the emulators.
 struct Bed {
     dir: tempfile::TempDir,
     testbed: testbed::Testbed,
     creds: std::path::PathBuf,
+    marathon_creds: std::path::PathBuf,
+    /// The task sandboxes.
+    work: std::path::PathBuf,
     url: String,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -227,11 +232,14 @@ impl Bed {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let work = dir.path().join("work");
         let bed_config = testbed::Config {
             agents: 1,
             cpus_per_agent: 2.0,
             process_kill_grace_secs: 1.0,
+            cgroup_prefix: format!("qos-launcher-e2e-{}", std::process::id()),
             meta_dir: dir.path().join("meta"),
+            work_dir: Some(work.clone()),
             ..testbed::Config::default()
         };
         let testbed = testbed::serve(bed_config, bed_listener, std::future::pending())
@@ -242,6 +250,12 @@ impl Bed {
         std::fs::write(
             &creds,
             json!({"url": chronos_url, "user": "", "password": ""}).to_string(),
+        )
+        .unwrap();
+        let marathon_creds = dir.path().join("marathon.json");
+        std::fs::write(
+            &marathon_creds,
+            json!({"url": testbed.urls().marathon, "user": "", "password": ""}).to_string(),
         )
         .unwrap();
 
@@ -258,6 +272,8 @@ impl Bed {
             &creds.display().to_string(),
             "--chronos-api",
             "v2",
+            "-m",
+            &marathon_creds.display().to_string(),
         ])
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -276,6 +292,8 @@ impl Bed {
             dir,
             testbed,
             creds,
+            marathon_creds,
+            work,
             url,
             stop,
             server,
@@ -302,6 +320,22 @@ impl Bed {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+    }
+
+    /// The job's status, as `launcher status -o json` shows it.
+    async fn status(&self, uuid: &str) -> Value {
+        let out = launcher(&[
+            "status",
+            uuid,
+            "-i",
+            &self.url,
+            "--admin-token",
+            ADMIN,
+            "-o",
+            "json",
+        ])
+        .await;
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
     /// Polls the job's status until it is completed (or `tries` × 200 ms have passed).
@@ -404,5 +438,129 @@ async fn back_to_back_runs_follow_each_other_on_the_testbed_chronos() {
              (and never before it ends): gap {gap} s in {runs:?}"
         );
     }
+    bed.stop().await;
+}
+
+/// The Marathon path for real: the launcher binary submits the thesis-format Marathon job (the
+/// local `marathon_openmpLinpack1.json`, scaled down, choosing app checkpoints with its
+/// `qos.checkpoint` label) to the testbed's Marathon emulator; the task runs LINPACK through the
+/// real shell-trap, both report to the real supervisor with the job's own token; the job
+/// finishes, and the supervisor deletes the app: nothing is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn thesis_format_marathon_app_runs_through_shell_trap_and_leaves_nothing() {
+    let bins = tokio::task::spawn_blocking(workspace_bins).await.unwrap();
+    let bed = Bed::start().await;
+    let ckpt = bed.dir.path().join("ckpt");
+    let id = format!("/e2e-linpack-{}", std::process::id());
+    let mut job = read_json(&example("local/marathon_openmpLinpack1.json"));
+    // About 2.4 CPU-s of LINPACK (N=500, 4 solves, debug build) on the app's 1 CPU.
+    job["id"] = json!(id);
+    job["cmd"] = json!(format!(
+        "exec {} 500 --repeat 4 -o json",
+        bins["linpack"].display()
+    ));
+    job["labels"] = json!({"qos.checkpoint": "app"});
+    job["env"] = json!({"QOS_PROGRESS_INTERVAL": "0.5"});
+    job["qos"] = json!({"duration": 3, "deadline": 120, "desv_deadline": 0.1});
+    let path = bed.dir.path().join("marathon_job.json");
+    std::fs::write(&path, job.to_string()).unwrap();
+    let out = launcher(&[
+        "-j",
+        &path.display().to_string(),
+        "-m",
+        &bed.marathon_creds.display().to_string(),
+        "-i",
+        &bed.url,
+        "--admin-token",
+        ADMIN,
+        "-o",
+        "json",
+        "--shell-trap",
+        &bins["shell-trap"].display().to_string(),
+        "--checkpoint-dir",
+        &ckpt.display().to_string(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["framework"], "marathon");
+    assert_eq!(answer["name"], id.as_str());
+    let uuid = answer["uuid"].as_str().unwrap().to_owned();
+
+    // What Marathon holds (the task cannot be done yet: it needs seconds of CPU at 1 CPU).
+    let marathon = frameworks::MarathonClient::new(
+        &frameworks::Credentials::load(&bed.marathon_creds).unwrap(),
+    )
+    .unwrap();
+    let app = serde_json::to_value(marathon.get_app(&id).await.unwrap()).unwrap();
+    let cmd = app["cmd"].as_str().unwrap();
+    assert!(cmd.starts_with("exec "), "{cmd}");
+    assert!(
+        cmd.contains(&format!(" --uuid {uuid} "))
+            && cmd.contains(" --strategy app --grace 25 --runtime process -- sh -c "),
+        "{cmd}"
+    );
+    assert_eq!(app["labels"]["qos.uuid"], uuid.as_str(), "{app:#}");
+    assert_eq!(app["labels"]["qos.checkpoint"], "app", "{app:#}");
+    assert_eq!(app["taskKillGracePeriodSeconds"], 30, "{app:#}");
+    assert_eq!(
+        app["upgradeStrategy"],
+        json!({"minimumHealthCapacity": 0, "maximumOverCapacity": 0}),
+        "{app:#}"
+    );
+    assert!(app["env"]["SHELL_TRAP_REPORT_TOKEN"].is_string(), "{app:#}");
+
+    // It runs, reports and finishes; the supervisor deletes the app.
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = bed.status(&uuid).await;
+        if last["cleaned_up"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let boxes = sandboxes(&bed.work);
+    let logs = format!("{last:#}\n{boxes:#?}");
+    assert_eq!(last["state"], "completed", "{logs}");
+    assert_eq!(last["cleaned_up"], true, "{logs}");
+    assert_eq!(last["progress"], 1.0, "{logs}");
+    assert!(last["started_at"].is_number(), "{logs}");
+    let gone = marathon.get_app(&id).await;
+    assert!(
+        gone.as_ref()
+            .is_err_and(frameworks::FrameworkError::is_not_found),
+        "the app is deleted when the job ends: {gone:?}"
+    );
+
+    // One task, one clean LINPACK run under shell-trap with the launcher's settings.
+    assert_eq!(boxes.len(), 1, "{logs}");
+    let (stdout, trap_log) = &boxes[0];
+    let done: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["status"] == "completed")
+        .unwrap_or_else(|| panic!("no LINPACK result: {logs}"));
+    assert_eq!(done["passed"], true, "{done}");
+    assert_eq!(done["repeats"], 4, "{done}");
+    assert_eq!(done["resumed"], false, "{done}");
+    assert!(trap_log.contains("grace 25.0 s"), "{trap_log}");
+    assert!(
+        !ckpt.join(&uuid).exists(),
+        "shell-trap removes the checkpoints of a finished job"
+    );
+
+    // `list` shows it finished.
+    let out = launcher(&["list", "-i", &bed.url, "--admin-token", ADMIN, "-o", "json"]).await;
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mine: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["uuid"] == uuid.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{list:#}");
+    assert_eq!(mine[0]["state"], "completed", "{list:#}");
     bed.stop().await;
 }

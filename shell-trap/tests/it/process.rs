@@ -555,3 +555,83 @@ fn one_live_incarnation_per_uuid_and_signals_before_the_start() {
         .collect();
     assert_eq!(inits.len(), 1);
 }
+
+/// A supervisor that accepts connections and never answers (a hung service, a black-holed
+/// network): the job still starts at once, a SIGTERM still checkpoints and stops within the
+/// grace period (not the 60 s report timeout), and the next incarnation, with the supervisor
+/// back, resumes exactly where the checkpoint left off.
+#[test]
+fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let uuid = job_uuid();
+    let args: Vec<String> = [
+        "--uuid",
+        &uuid,
+        "--supervisor",
+        &url,
+        "--checkpoint-dir",
+        &dir.path().display().to_string(),
+        "--report-token",
+        "t",
+        "--report-timeout",
+        "60",
+        "--strategy",
+        "app",
+        "--grace",
+        "3",
+        "--",
+        crate::util::counter(),
+        &TARGET.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut first = Trap::spawn(&args, &[]);
+    first
+        .wait_stdout("qos-counter: starting from 0", Duration::from_secs(10))
+        .expect("the job starts while its start report hangs");
+    let t0 = Instant::now();
+    first.signal(Signal::SIGTERM);
+    let (st, at) = first.wait(Duration::from_secs(30));
+    let took = at - t0;
+    assert!(st.success(), "{st:?}\n{}", first.stderr());
+    assert!(
+        took < Duration::from_secs(9),
+        "stop took {took:?}: bounded by the 3 s grace, not the 60 s report timeout"
+    );
+    assert!(first.stdout().contains("qos-counter: checkpointed at"));
+    assert!(
+        first
+            .stderr()
+            .contains("the start report was not delivered before the grace period ended"),
+        "{}",
+        first.stderr()
+    );
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the report reached the hung service"
+    );
+
+    // The supervisor is back: the next incarnation resumes and finishes.
+    let sup = Supervisor::start();
+    let mut second = Trap::spawn(
+        &counter_args(&uuid, &sup, dir.path(), "app", 1.0, TARGET),
+        &[],
+    );
+    let (st, _) = second.wait(Duration::from_secs(120));
+    assert!(st.success(), "{}", second.stderr());
+    check_chain(&[first.stdout(), second.stdout()], TARGET);
+    assert_eq!(restored_flags(&sup, &uuid), [true]);
+}

@@ -173,8 +173,8 @@ impl Default for ReportPolicy {
 /// resize restarts its task. The variants' docs are the `--help` text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// shell-trap picks on the agent: criu if CRIU works there, else app if the job declares
-    /// support (image label qos.checkpoint=app), else none
+    /// Picked by shell-trap on the agent: criu if CRIU works there, else app if the image
+    /// declares support (its label qos.checkpoint=app), else none
     Auto,
     /// CRIU (`docker checkpoint`) freezes the whole container, any program; needs Docker with
     /// experimental features and CRIU on the agents (refused where it cannot work)

@@ -101,7 +101,8 @@ pub struct IterationReport {
     pub finished_at: f64,
     /// The agent it ran on.
     pub hostname: String,
-    /// The allocation it ran with (filled in by [`Job::observe`] from the job's allocation).
+    /// The allocation it ran with: as reported, or (when zero) filled in by [`Job::observe`]
+    /// from the job's allocation.
     #[serde(default)]
     pub cpus: Cpus,
 }
@@ -580,7 +581,9 @@ impl Job {
             // More runs than requested (e.g. a framework retry): not counted, nothing to do.
             return Ok(Effect::Duplicate);
         }
-        report.cpus = self.cpus;
+        if report.cpus == Cpus::ZERO {
+            report.cpus = self.cpus;
+        }
         let finished_at = report.finished_at;
         w.reports.push(report);
         self.phase = if w.reports.len() as u32 == w.total {
@@ -655,6 +658,29 @@ mod tests {
         assert_eq!(job.observe(report(10.0, 450.0)).unwrap(), Effect::Duplicate);
         assert_eq!(job.remaining_iterations(), 3);
         assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);
+    }
+
+    #[test]
+    fn a_reported_size_is_kept() {
+        // Resized to 1.4 after the first run, but the second run had already started at 1.0.
+        let mut job = Job::iterative("j", qos(400.0, 1800.0), 4, Cpus::ONE);
+        job.observe(report(10.0, 450.0)).unwrap();
+        job.observe(Observation::Resized {
+            at: 451.0,
+            cpus: Cpus::from_milli(1400),
+            restart: false,
+        })
+        .unwrap();
+        job.observe(Observation::Iteration(IterationReport {
+            started_at: 451.0,
+            finished_at: 890.0,
+            hostname: "agent1".into(),
+            cpus: Cpus::ONE,
+        }))
+        .unwrap();
+        assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);
+        job.observe(report(891.0, 1200.0)).unwrap();
+        assert_eq!(job.last_report().unwrap().cpus, Cpus::from_milli(1400));
     }
 
     #[test]

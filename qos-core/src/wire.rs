@@ -116,6 +116,15 @@ pub struct UpdateTask {
         skip_serializing_if = "Option::is_none"
     )]
     pub exit_code: Option<f64>,
+    /// The CPUs the iteration ran with, when the reporter knows (the launcher's command sends
+    /// Chronos' `CHRONOS_RESOURCE_CPU`; the thesis did not): a resize decided at one report may
+    /// reach Chronos only after the next run has started at the old size.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus: Option<f64>,
 }
 
 /// `POST /initMarathonApp`: a Marathon task started (or, with `restored`, resumed from a

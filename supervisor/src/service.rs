@@ -699,6 +699,16 @@ pub(crate) fn apply_report(
             if u.exit_code.is_some_and(|c| c != 0.0) {
                 tracing::warn!(job.uuid = %entry.p.uuid, exit_code = ?u.exit_code, "iteration reported a failure; it still used one of the scheduled runs");
             }
+            let ran_with = match u.cpus {
+                None => Cpus::ZERO,
+                Some(c) if (0.001..=10_000.0).contains(&c) => Cpus::from_f64(c),
+                Some(c) => {
+                    return Err(ApiError::invalid(
+                        "cpus",
+                        format!("cpus must be between 0.001 and 10000, got {c}"),
+                    ));
+                }
+            };
             if !u.hostname.is_empty() && u.hostname.len() <= 253 {
                 meta.node = Some(u.hostname.clone());
             }
@@ -706,7 +716,7 @@ pub(crate) fn apply_report(
                 started_at: u.started_at,
                 finished_at: u.finished_at,
                 hostname: u.hostname,
-                cpus: Cpus::ZERO,
+                cpus: ran_with,
             }))
             .map_err(obs_err)?
         }

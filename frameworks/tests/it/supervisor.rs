@@ -74,6 +74,7 @@ async fn thesis_routes_post_the_wire_types() {
             hostname: "agent1".into(),
             uuid: UUID.into(),
             exit_code: Some(0.0),
+            cpus: Some(1.5),
         })
         .await
         .expect("updateTask");
@@ -280,6 +281,7 @@ async fn reports_are_retried_but_registrations_are_not() {
         hostname: "h".into(),
         uuid: UUID.into(),
         exit_code: None,
+        cpus: None,
     };
     client.update_task(&update).await.expect("retried report");
     assert_eq!(server.hits(), 2);

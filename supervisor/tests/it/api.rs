@@ -83,9 +83,36 @@ async fn thesis_routes_as_the_thesis_sends_them() {
         (StatusCode::OK, Some("duplicate"))
     );
 
+    // The size a run really had, when the reporter knows it (CHRONOS_RESOURCE_CPU); a bad one
+    // is refused by name and nothing is recorded.
+    let ran = |cpus: &str| {
+        format!(
+            r#"{{"name":"openmpLinpack1","started_at":{},"finished_at":{},"hostname":"agent1","uuid":"{u}","cpus":{cpus}}}"#,
+            T0 + 530.0,
+            T0 + 900.0
+        )
+    };
+    assert_error(
+        &h.call("POST", "/updateTask", Some(&ran("-1")), &[]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("cpus"),
+    );
+    let (s, r) = h
+        .call("POST", "/updateTask", Some(&ran("\"0.4\"")), &[])
+        .await;
+    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("applied")));
+
     let (s, job) = h.call("GET", &format!("/api/v1/jobs/{u}"), None, &[]).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(job["remaining_iterations"], 3, "{job}");
+    let reports = job["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 2, "{job}");
+    assert_eq!(
+        reports[0]["cpus"], job["cpus"],
+        "filled in from the allocation"
+    );
+    assert_eq!(reports[1]["cpus"], 0.4, "as reported");
+    assert_eq!(job["remaining_iterations"], 2, "{job}");
     assert_eq!(job["framework"], "chronos");
     assert_eq!(job["qos"]["deadline_at"], T0 + 1800.0);
 

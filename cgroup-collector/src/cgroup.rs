@@ -528,7 +528,7 @@ enum ReaderFiles {
         /// Last quota text and the period read with it, and reads since: the period is re-read
         /// when the quota changes and every [`PERIOD_REFRESH_READS`] reads (it almost never
         /// changes; skipping it saves one of five reads per container per pass).
-        period: Option<(String, u64, u32)>,
+        period: Option<(String, CpuLimit, u32)>,
     },
     V2 {
         stat: CachedFile,
@@ -624,15 +624,18 @@ impl CgroupReader {
                         throttling: None,
                     });
                 };
-                let q = get(quota, buf)?.trim().to_string();
+                let q_text = get(quota, buf)?.trim();
                 let limit = match cached {
-                    Some((last_q, p, n)) if *last_q == q && *n < PERIOD_REFRESH_READS => {
+                    // Same quota text and (recently read) period: the same limit, with no
+                    // allocation or parsing.
+                    Some((last_q, l, n)) if last_q == q_text && *n < PERIOD_REFRESH_READS => {
                         *n += 1;
-                        v1::parse_limit(&q, &p.to_string(), quota.path())?
+                        *l
                     }
                     _ => {
+                        let q = q_text.to_owned();
                         let l = v1::parse_limit(&q, get(period, buf)?, quota.path())?;
-                        *cached = Some((q, l.period_us, 0));
+                        *cached = Some((q, l, 0));
                         l
                     }
                 };

@@ -87,28 +87,23 @@ fn gone(e: &io::Error) -> bool {
         .is_some_and(|c| c == Errno::ENODEV as i32 || c == Errno::ESTALE as i32)
 }
 
-fn pread_all(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    if buf.capacity() < 4096 {
-        buf.reserve(4096);
+/// Read the whole file at offset 0 into `buf`; returns its length. `buf` is kept at its full,
+/// initialised length between reads (so a read does not zero 4 KiB first) and grows by doubling
+/// when a file does not fit.
+fn pread_all(f: &File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
     }
+    let mut len = 0;
     loop {
-        let len = buf.len();
-        let cap = buf.capacity();
-        buf.resize(cap, 0);
-        let n = f.read_at(&mut buf[len..], len as u64);
-        match n {
-            Ok(n) => {
-                buf.truncate(len + n);
-                if n == 0 || len + n < cap {
-                    return Ok(());
-                }
-                buf.reserve(cap);
-            }
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        let n = f.read_at(&mut buf[len..], len as u64)?;
+        len += n;
+        // Kernel files answer whole in one read: a short read is the end.
+        if n == 0 || len < buf.len() {
+            return Ok(len);
         }
     }
 }
@@ -157,7 +152,10 @@ impl CachedFile {
             }
             let Some(f) = &self.file else { continue };
             match pread_all(f, buf) {
-                Ok(()) => break,
+                Ok(n) => {
+                    return std::str::from_utf8(&buf[..n])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+                }
                 Err(e) if gone(&e) && !retried => {
                     retried = true;
                     self.close();

@@ -11,13 +11,15 @@
 //! reports with its own token, finishes, and is deleted (the resize of a Marathon job through a
 //! real restart is the supervisor's test, `supervisor/tests/it/testbed.rs`).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::support::{Fake, Recorded, example, read_json, sandboxes, workspace_bins};
+use crate::support::{CatchUnwind, Fake, Recorded, example, read_json, sandboxes, workspace_bins};
 
 const ADMIN: &str = "e2e-admin-token-0123456789";
 
@@ -450,6 +452,15 @@ async fn back_to_back_runs_follow_each_other_on_the_testbed_chronos() {
 async fn thesis_format_marathon_app_runs_through_shell_trap_and_leaves_nothing() {
     let bins = tokio::task::spawn_blocking(workspace_bins).await.unwrap();
     let bed = Bed::start().await;
+    // The testbed (its tasks and cgroups) is stopped whatever happens.
+    let outcome = CatchUnwind(Box::pin(marathon_app_scenario(&bed, bins))).await;
+    bed.stop().await;
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
+
+async fn marathon_app_scenario(bed: &Bed, bins: &BTreeMap<String, PathBuf>) {
     let ckpt = bed.dir.path().join("ckpt");
     let id = format!("/e2e-linpack-{}", std::process::id());
     let mut job = read_json(&example("local/marathon_openmpLinpack1.json"));
@@ -562,5 +573,4 @@ async fn thesis_format_marathon_app_runs_through_shell_trap_and_leaves_nothing()
         .collect();
     assert_eq!(mine.len(), 1, "{list:#}");
     assert_eq!(mine[0]["state"], "completed", "{list:#}");
-    bed.stop().await;
 }

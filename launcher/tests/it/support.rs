@@ -109,6 +109,26 @@ pub(crate) fn sandboxes(work: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A future's panic as an `Err`, so that what a test started can be stopped before the panic
+/// goes on.
+pub(crate) struct CatchUnwind<F>(pub(crate) std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(p) => std::task::Poll::Ready(Err(p)),
+        }
+    }
+}
+
 /// Reads a JSON file.
 pub(crate) fn read_json(path: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(path)

@@ -552,18 +552,19 @@ async fn a_marathon_job_on_the_testbed_is_grown_through_a_real_restart() {
         })
         .await
         .unwrap_or_else(|| panic!("the job did not finish:\n{}", dump(&work)));
+        let gone = marathon.get_app(&app_id).await;
+        assert!(
+            gone.as_ref()
+                .is_err_and(frameworks::FrameworkError::is_not_found),
+            "the app is deleted when the job ends: {gone:?}"
+        );
         (first_task, app_cpus)
     };
     // Stop the testbed (its tasks, cgroups) whatever happened.
     let outcome = CatchUnwind(Box::pin(scenario)).await;
     let _ = marathon.delete_app(&app_id, true).await;
-    let (_, app_cpus) = match outcome {
-        Ok(v) => v,
-        Err(p) => {
-            bed.stop().await;
-            std::panic::resume_unwind(p)
-        }
-    };
+    bed.stop().await;
+    let (_, app_cpus) = outcome.unwrap_or_else(|p| std::panic::resume_unwind(p));
 
     // The supervisor decided it, said why, and applied it.
     let job = get(format!("/api/v1/jobs/{u}")).await;
@@ -594,12 +595,6 @@ async fn a_marathon_job_on_the_testbed_is_grown_through_a_real_restart() {
     );
     assert!(reason.contains("grow 0.2 → "), "{reason}");
     assert!(hist.iter().any(|r| r["kind"] == "completed"), "{hist:#?}");
-    let gone = marathon.get_app(&app_id).await;
-    assert!(
-        gone.as_ref()
-            .is_err_and(frameworks::FrameworkError::is_not_found),
-        "the app is deleted when the job ends: {gone:?}"
-    );
 
     // What the task reported: a first start, then only restores, one successful end — every
     // report accepted with the job's own token.
@@ -666,5 +661,4 @@ async fn a_marathon_job_on_the_testbed_is_grown_through_a_real_restart() {
     tap.server.abort();
     server.abort();
     sup.stop().await;
-    bed.stop().await;
 }

@@ -66,6 +66,8 @@ pub(crate) struct TaskSpec {
     pub(crate) kill_grace: Option<Duration>,
     /// Job UUID for the collector's `qos.json`, when the job carries one.
     pub(crate) uuid: Option<String>,
+    /// Mesos task labels (Marathon passes the app's labels; Chronos none), shown in `/state`.
+    pub(crate) labels: Vec<(String, String)>,
 }
 
 /// Mesos task states (the subset an agent of ours produces).
@@ -142,6 +144,7 @@ struct Live {
     framework_id: String,
     executor_name: String,
     command_line: String,
+    labels: Vec<(String, String)>,
     cpus: f64,
     mem: f64,
     disk: f64,
@@ -468,6 +471,7 @@ impl Cluster {
                             p.spec.task_id
                         ),
                         command_line,
+                        labels: p.spec.labels.clone(),
                         cpus,
                         mem,
                         disk,
@@ -878,10 +882,17 @@ impl Cluster {
             }
             let resources = json!({"cpus": l.cpus, "mem": l.mem, "disk": l.disk,
                 "ports": ports_ranges(&l.ports)});
-            let task = json!({
+            let mut task = json!({
                 "id": id, "name": id, "framework_id": l.framework_id, "executor_id": "",
                 "slave_id": a.id, "state": l.state.mesos_name(), "resources": resources,
             });
+            if !l.labels.is_empty() {
+                task["labels"] = l
+                    .labels
+                    .iter()
+                    .map(|(k, v)| json!({"key": k, "value": v}))
+                    .collect();
+            }
             let container = l
                 .container_id
                 .clone()

@@ -54,6 +54,7 @@ fn spec(id: &str, cmd: &str, cpus: f64) -> TaskSpec {
         container: None,
         kill_grace: None,
         uuid: None,
+        labels: Vec::new(),
     }
 }
 

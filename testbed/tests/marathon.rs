@@ -92,6 +92,29 @@ async fn create_runs_a_task_with_marathon_env_and_drops_unknown_fields() {
     }
     let stats = found.expect("an agent reports the task");
     assert_eq!(stats.statistics.cpus_limit, Some(0.5));
+    // Its /state shows the task with the app's labels, in Mesos' key/value form.
+    let mut task = None;
+    for a in &bed.agents {
+        let state = a.state().await.unwrap();
+        for f in state["frameworks"].as_array().unwrap() {
+            for e in f["executors"].as_array().unwrap() {
+                for t in e["tasks"].as_array().unwrap() {
+                    if t["id"] == task_id.as_str() {
+                        task = Some(t.clone());
+                    }
+                }
+            }
+        }
+    }
+    let task = task.expect("the task in an agent's /state");
+    assert_eq!(task["state"], "TASK_RUNNING");
+    assert!(
+        task["labels"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"key": "qos.deadline", "value": "2030-01-01T00:00:00Z"})),
+        "{task}"
+    );
     if cgroups(&bed) {
         let cg = task_cpu_cgroup(&bed, &agent, &task_id);
         assert_eq!(

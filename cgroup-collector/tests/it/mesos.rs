@@ -325,17 +325,19 @@ async fn scenario(urls: testbed::Urls, dir: std::path::PathBuf) {
          cpuacct.usage_user+sys {kernel_split:.6} s, cpuacct.usage {kernel_exact:.6} s, \
          schedstat {proc_run:.6} s, utime+stime {proc_ticks:.2} s"
     );
-    // Without the supervisor's registry the testbed's tasks are still measured, just unmapped
-    // (its /state carries no task labels; a real agent's carries Marathon's `qos.uuid`).
+    // Without the supervisor's registry: the Marathon task is mapped by its `qos.uuid` label in
+    // the agent's /state (Marathon passes app labels to Mesos); the Chronos task, whose UUID is
+    // only in its environment, is still measured, just unmapped.
     let bare = util::once(&["--source", "mesos", "--mesos-agent", &agent_url]);
-    let c = bare["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == app["id"])
-        .unwrap();
-    assert_eq!(c["uuid"], Value::Null);
+    let containers = bare["containers"].as_array().unwrap();
+    let c = containers.iter().find(|c| c["id"] == app["id"]).unwrap();
+    assert_eq!(c["uuid"], u_app.as_str(), "{c}");
     assert!((c["total_secs"].as_f64().unwrap() - frozen).abs() < 1e-6);
+    let j = containers
+        .iter()
+        .find(|c| c["id"] != app["id"])
+        .expect("the Chronos task is measured");
+    assert_eq!(j["uuid"], Value::Null, "{j}");
 
     // Resumed, it grows again, in the long-running agent too.
     set_stopped(pid, false);

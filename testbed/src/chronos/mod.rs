@@ -368,6 +368,7 @@ impl Chronos {
             container,
             kill_grace: None,
             uuid,
+            labels: Vec::new(),
         }
     }
 

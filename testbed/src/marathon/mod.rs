@@ -524,6 +524,7 @@ impl Marathon {
         let env_task_id = task_id.clone();
         let env_app_id = app_id.to_owned();
         let env_version = app.config_version.clone();
+        let task_labels = labels.clone();
         let env: crate::cluster::EnvBuilder = Box::new(move |offer| {
             let mut env = vec![
                 ("MARATHON_APP_VERSION".to_owned(), env_version),
@@ -591,6 +592,7 @@ impl Marathon {
                 .and_then(Value::as_f64)
                 .map(Duration::from_secs_f64),
             uuid,
+            labels: task_labels,
         };
         let task = MTask {
             id: task_id,

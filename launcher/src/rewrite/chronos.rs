@@ -10,10 +10,11 @@
 //!   `command` and `arguments` become single-quoted words run directly (no shell), and the job is
 //!   switched to `"shell": true`.
 //! - The report is `POST <supervisor>/updateTask` with
-//!   `{"name", "uuid", "started_at", "finished_at", "hostname", "exit_code"}` (epoch seconds from the
+//!   `{"name", "uuid", "started_at", "finished_at", "hostname", "exit_code", "cpus"}` (epoch seconds from the
 //!   container's `date +%s.%N`, whole seconds where `date` lacks `%N` as BusyBox's does;
 //!   `hostname` from `hostname`, else `$HOST`, reduced to `unknown` if it
-//!   holds anything but `[A-Za-z0-9._-]`), `Content-Type: application/json` and, when the supervisor
+//!   holds anything but `[A-Za-z0-9._-]`; `cpus` the size the run had, from Chronos'
+//!   `CHRONOS_RESOURCE_CPU`, or `null`), `Content-Type: application/json` and, when the supervisor
 //!   issued one, `Authorization: Bearer <report token>`. It uses `curl` if the image has it, else
 //!   `wget` (BusyBox or GNU; bounded by `timeout` when the image has it, because BusyBox 1.35's
 //!   `wget -T` crashes), and retries with exponential backoff ([`super::ReportPolicy`]).
@@ -497,8 +498,10 @@ pub fn report_command(
         r#"case "$qos_h" in ''|*[!A-Za-z0-9._-]*) qos_h=unknown;; esac"#.to_owned(),
         r#"case "$qos_s" in ''|*[!0-9.]*) qos_s=0;; esac"#.to_owned(),
         r#"case "$qos_f" in ''|*[!0-9.]*) qos_f=0;; esac"#.to_owned(),
+        // The size this run had (Chronos 2.4+ sets it; a Java double), else null.
+        r#"qos_c=${CHRONOS_RESOURCE_CPU:-}; case "$qos_c" in [0-9]*) case "$qos_c" in *[!0-9.Ee+-]*) qos_c=null;; esac;; *) qos_c=null;; esac"#.to_owned(),
         format!(
-            r#"qos_b=$(printf '{{"name":"%s","uuid":"%s","started_at":%s,"finished_at":%s,"hostname":"%s","exit_code":%s}}' {} {} "$qos_s" "$qos_f" "$qos_h" "$qos_rc")"#,
+            r#"qos_b=$(printf '{{"name":"%s","uuid":"%s","started_at":%s,"finished_at":%s,"hostname":"%s","exit_code":%s,"cpus":%s}}' {} {} "$qos_s" "$qos_f" "$qos_h" "$qos_rc" "$qos_c")"#,
             quote(name),
             quote(uuid)
         ),

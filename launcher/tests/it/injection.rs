@@ -90,6 +90,16 @@ fn rewritten(command: &str, supervisor: &str, policy: ReportPolicy) -> String {
     req["command"].as_str().unwrap().to_owned()
 }
 
+/// What Chronos puts in `CHRONOS_RESOURCE_CPU` for each run here: a Java double for the curl
+/// image; for the BusyBox one, a hostile value (the variable is the agent's, but the report must
+/// stay data whatever it holds).
+fn chronos_cpu(image: Image) -> &'static str {
+    match image {
+        Image::Curl => "0.5",
+        Image::BusyBoxWget => "1,\"x\":$(touch PWNED)",
+    }
+}
+
 async fn run(command: &str, image: Image, workdir: &Path) -> Output {
     let path = toolbox(workdir, image);
     let shell = match image {
@@ -103,6 +113,7 @@ async fn run(command: &str, image: Image, workdir: &Path) -> Output {
         .env_clear()
         .env("PATH", &path)
         .env("HOST", "agent-7")
+        .env("CHRONOS_RESOURCE_CPU", chronos_cpu(image))
         .output()
         .await
         .expect("run the rewritten command")
@@ -161,6 +172,11 @@ async fn literal_run(image: Image) {
     assert_eq!(report.name, "inject.test-1");
     assert_eq!(report.uuid, UUID);
     assert_eq!(report.exit_code, Some(7.0));
+    let cpus = match image {
+        Image::Curl => Some(0.5),
+        Image::BusyBoxWget => None,
+    };
+    assert_eq!(report.cpus, cpus, "{image:?}: {body}");
     assert!(
         !report.hostname.is_empty() && report.hostname != "unknown",
         "{body}"
@@ -183,7 +199,8 @@ async fn literal_run(image: Image) {
             "started_at",
             "finished_at",
             "hostname",
-            "exit_code"
+            "exit_code",
+            "cpus"
         ]
     );
 }

@@ -7,7 +7,9 @@
 //! - [`http`]: the same fakes served over real HTTP on `127.0.0.1:0` with the REST routes the
 //!   real clients call (Marathon `/v2/apps`, Chronos 2.x `/scheduler/*`), for end-to-end tests
 //!   of binaries.
+//! - [`bins`]: other packages' binaries built from this tree, for end-to-end tests.
 
+pub mod bins;
 mod chronos;
 pub mod http;
 mod marathon;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::support::{CatchUnwind, Fake, Recorded, example, read_json, sandboxes, workspace_bins};
+use crate::support::{CatchUnwind, Fake, Recorded, example, read_json, sandboxes};
 
 const ADMIN: &str = "e2e-admin-token-0123456789";
 
@@ -450,10 +450,13 @@ async fn back_to_back_runs_follow_each_other_on_the_testbed_chronos() {
 /// finishes, and the supervisor deletes the app: nothing is left.
 #[tokio::test(flavor = "multi_thread")]
 async fn thesis_format_marathon_app_runs_through_shell_trap_and_leaves_nothing() {
-    let bins = tokio::task::spawn_blocking(workspace_bins).await.unwrap();
+    let bins =
+        tokio::task::spawn_blocking(|| testkit::bins::workspace_bins(&["shell-trap", "linpack"]))
+            .await
+            .unwrap();
     let bed = Bed::start().await;
     // The testbed (its tasks and cgroups) is stopped whatever happens.
-    let outcome = CatchUnwind(Box::pin(marathon_app_scenario(&bed, bins))).await;
+    let outcome = CatchUnwind(Box::pin(marathon_app_scenario(&bed, &bins))).await;
     bed.stop().await;
     if let Err(p) = outcome {
         std::panic::resume_unwind(p);

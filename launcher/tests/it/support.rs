@@ -2,10 +2,9 @@
 //! tests run on the testbed, and a programmable recording HTTP server standing in for the
 //! supervisor, Marathon or Chronos.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -30,52 +29,6 @@ pub(crate) fn data(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(rel)
-}
-
-/// The binaries of other packages the Marathon end-to-end test runs on the testbed
-/// (`shell-trap`, `linpack`): they have no `CARGO_BIN_EXE_*` here, so one `cargo build` makes
-/// sure they are built from this tree (a no-op when they are up to date) and says where they are.
-pub(crate) fn workspace_bins() -> &'static BTreeMap<String, PathBuf> {
-    static BINS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let release = std::env::current_exe()
-            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace()).args([
-            "build",
-            "--message-format",
-            "json",
-            "-p",
-            "shell-trap",
-            "-p",
-            "linpack",
-            "--bins",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build -p shell-trap -p linpack failed"
-        );
-        let mut bins = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(msg) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if let (Some(exe), Some(name)) =
-                (msg["executable"].as_str(), msg["target"]["name"].as_str())
-            {
-                bins.insert(name.to_owned(), PathBuf::from(exe));
-            }
-        }
-        for b in ["shell-trap", "linpack"] {
-            assert!(bins.contains_key(b), "cargo built no {b}: {bins:?}");
-        }
-        bins
-    })
 }
 
 /// `(stdout, stderr)` of every task sandbox under `work` (the testbed's work directory), oldest

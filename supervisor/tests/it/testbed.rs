@@ -7,11 +7,10 @@
 //!   restart: Marathon kills the task, shell-trap has LINPACK checkpoint, the new task resumes
 //!   exactly where the old one stopped, and the app is deleted when the job ends.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -130,53 +129,6 @@ async fn a_chronos_job_on_the_testbed_is_resized_and_deleted() {
     server.abort();
     sup.stop().await;
     bed.stop().await;
-}
-
-/// The binaries of other packages the Marathon test runs (`shell-trap`, `linpack`): they have no
-/// `CARGO_BIN_EXE_*` here, so one `cargo build` makes sure they are built from this tree (a
-/// no-op when they are up to date) and says where they are.
-fn workspace_bins() -> &'static BTreeMap<String, PathBuf> {
-    static BINS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let release = std::env::current_exe()
-            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root).args([
-            "build",
-            "--message-format",
-            "json",
-            "-p",
-            "shell-trap",
-            "-p",
-            "linpack",
-            "--bins",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build -p shell-trap -p linpack failed"
-        );
-        let mut bins = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(msg) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if let (Some(exe), Some(name)) =
-                (msg["executable"].as_str(), msg["target"]["name"].as_str())
-            {
-                bins.insert(name.to_owned(), PathBuf::from(exe));
-            }
-        }
-        for b in ["shell-trap", "linpack"] {
-            assert!(bins.contains_key(b), "cargo built no {b}: {bins:?}");
-        }
-        bins
-    })
 }
 
 /// A request the tap passed on, with the supervisor's answer.
@@ -366,7 +318,10 @@ const REPEATS: u64 = 13;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marathon_job_on_the_testbed_is_grown_through_a_real_restart() {
-    let bins = tokio::task::spawn_blocking(workspace_bins).await.unwrap();
+    let bins =
+        tokio::task::spawn_blocking(|| testkit::bins::workspace_bins(&["shell-trap", "linpack"]))
+            .await
+            .unwrap();
     let (trap, linpack) = (&bins["shell-trap"], &bins["linpack"]);
     // The uninterrupted result: every solve of the same system gives the same solution, bit for
     // bit, whatever the thread count (examples/linpack/README.md).

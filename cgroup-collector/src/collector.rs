@@ -152,6 +152,18 @@ impl Snapshot {
             .filter_map(|c| c.quota_cpus)
             .sum()
     }
+
+    /// The same by job UUID (what each job's containers hold).
+    #[must_use]
+    pub fn allocated_by_job(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut by = std::collections::BTreeMap::new();
+        for c in &self.containers {
+            if let (Some(u), Some(q)) = (&c.uuid, c.quota_cpus) {
+                *by.entry(u.clone()).or_insert(0.0) += q;
+            }
+        }
+        by
+    }
 }
 
 #[derive(Debug)]
@@ -562,6 +574,10 @@ mod tests {
                 .all(|c| c.uuid.as_deref() == Some("0123456789abcdef0123456789abcdef"))
         );
         assert_eq!(s.allocated_cpus(), 1.0);
+        assert_eq!(
+            s.allocated_by_job().into_iter().collect::<Vec<_>>(),
+            [("0123456789abcdef0123456789abcdef".to_owned(), 1.0)]
+        );
     }
 
     #[tokio::test]

@@ -382,6 +382,7 @@ pub async fn heartbeat_loop(
                 at: crate::collector::epoch_now(),
                 free_cpus: snap.node.free_cpus,
                 allocated_cpus: snap.allocated_cpus(),
+                allocated_by_job: snap.allocated_by_job(),
                 load1: snap.node.load1,
             };
             match api.heartbeat(&cfg.registration.id, &hb).await {

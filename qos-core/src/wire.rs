@@ -265,6 +265,11 @@ pub struct Heartbeat {
     /// CPUs allocated to job containers (sum of quotas).
     #[serde(default)]
     pub allocated_cpus: f64,
+    /// The same by job UUID: what each job's containers hold on this node. With it the
+    /// supervisor knows whether a job's own task is in `allocated_cpus` (a Chronos task that has
+    /// just reported, or the next run already placed) and does not count it against the job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocated_by_job: BTreeMap<String, f64>,
     /// 1-minute load average.
     #[serde(default)]
     pub load1: f64,

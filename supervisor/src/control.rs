@@ -247,11 +247,14 @@ fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
         job: e.p.job.clone(),
         meta: e.p.meta.clone(),
         failures: e.rt.failures,
-        cap: node.map(|n| match e.p.job.work {
-            // Its own reservation is part of the node's when its task runs; a Chronos job is
-            // mostly between two iterations when it is decided on, its next task not yet placed.
-            Work::Iterative(_) => n.free().max(e.p.job.cpus),
-            Work::Continuous(_) => e.p.job.cpus + n.free(),
+        cap: node.map(|n| {
+            // What is free plus what the job's own containers hold, by the heartbeat's breakdown.
+            n.room_for(uuid).unwrap_or(match e.p.job.work {
+                // Without it: its own reservation is part of the node's when its task runs; a
+                // Chronos job is often between two iterations, its next task not yet placed.
+                Work::Iterative(_) => n.free().max(e.p.job.cpus),
+                Work::Continuous(_) => e.p.job.cpus + n.free(),
+            })
         }),
         node_agent: node.and_then(|n| n.reg.agent_url.clone()),
         others,

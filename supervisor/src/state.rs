@@ -146,6 +146,23 @@ impl NodeEntry {
         Cpus::from_f64(free).saturating_sub(self.reserved)
     }
 
+    /// The most job `uuid` may hold on this node: what is free plus what its own containers
+    /// hold, when the heartbeat says (`allocated_by_job`, from collectors that send it); `None`
+    /// from an older collector's heartbeat, which cannot tell.
+    pub(crate) fn room_for(&self, uuid: &str) -> Option<Cpus> {
+        let b = self.beat.as_ref()?;
+        if b.allocated_by_job.is_empty() && b.allocated_cpus > 0.0 {
+            return None;
+        }
+        let mine = b
+            .allocated_by_job
+            .get(uuid)
+            .copied()
+            .unwrap_or(0.0)
+            .max(0.0);
+        Some(self.free() + Cpus::from_f64(mine))
+    }
+
     pub(crate) fn op(&self) -> Op {
         Op::UpsertNode {
             id: self.reg.id.clone(),
@@ -201,6 +218,7 @@ mod tests {
                 at: 0.0,
                 free_cpus: free,
                 allocated_cpus: allocated,
+                allocated_by_job: BTreeMap::new(),
                 load1: 0.0,
             }),
             reserved: Cpus::ZERO,
@@ -217,5 +235,22 @@ mod tests {
         let mut n = node(1.5, 0.0);
         n.reserved = Cpus::from_milli(400);
         assert_eq!(n.free(), Cpus::from_milli(1600));
+    }
+
+    #[test]
+    fn room_for_a_job_counts_its_own_containers() {
+        let mut n = node(0.5, 1.4);
+        // An older collector: no breakdown, no answer.
+        assert_eq!(n.room_for("a"), None);
+        let b = n.beat.as_mut().unwrap();
+        b.allocated_by_job = [("a".to_owned(), 0.5), ("b".to_owned(), 0.9)].into();
+        // Free 0.6, plus a's own 0.5 (its task just reported, or its next run is placed).
+        assert_eq!(n.room_for("a"), Some(Cpus::from_milli(1100)));
+        assert_eq!(n.room_for("b"), Some(Cpus::from_milli(1500)));
+        // A job with nothing on the node: just what is free.
+        assert_eq!(n.room_for("c"), Some(Cpus::from_milli(600)));
+        // An empty node says so with an empty breakdown.
+        let idle = node(2.0, 0.0);
+        assert_eq!(idle.room_for("a"), Some(Cpus::from_milli(2000)));
     }
 }

@@ -245,7 +245,9 @@ async fn samples_buffered_through_an_outage_are_delivered_in_order_none_negative
     );
     assert!(s.heartbeats.iter().any(|(id, hb)| id == "node-it"
         && hb.free_cpus >= 0.0
-        && (hb.allocated_cpus - 1.0).abs() < 1e-9));
+        && (hb.allocated_cpus - 1.0).abs() < 1e-9
+        && hb.allocated_by_job.len() == 1
+        && (hb.allocated_by_job.values().sum::<f64>() - 1.0).abs() < 1e-9));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

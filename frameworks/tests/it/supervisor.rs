@@ -210,6 +210,7 @@ async fn nodes_and_samples() {
         at: 5.0,
         free_cpus: 0.5,
         allocated_cpus: 1.5,
+        allocated_by_job: Default::default(),
         load1: 1.2,
     };
     assert!(

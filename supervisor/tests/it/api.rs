@@ -756,6 +756,7 @@ async fn the_frameworks_client_speaks_this_api() {
                 at: T0,
                 free_cpus: 1.0,
                 allocated_cpus: 1.0,
+                allocated_by_job: Default::default(),
                 load1: 0.5,
             },
         )
@@ -769,6 +770,7 @@ async fn the_frameworks_client_speaks_this_api() {
                     at: T0,
                     free_cpus: 1.0,
                     allocated_cpus: 1.0,
+                    allocated_by_job: Default::default(),
                     load1: 0.5
                 }
             )

@@ -759,3 +759,60 @@ async fn an_unreported_restart_does_not_strand_the_job() {
     );
     h.sup.stop().await;
 }
+
+/// A Chronos job that has just reported still holds its task's CPUs in the node's heartbeat (or
+/// its next run is already placed): with the collector's per-job breakdown the supervisor counts
+/// them as the job's own room, not as another job's; without it, it can only assume the job's
+/// task is gone.
+#[tokio::test(start_paused = true)]
+async fn a_jobs_own_task_is_room_for_it_not_a_neighbour() {
+    async fn grow_after_first_report(breakdown: bool) -> Vec<f64> {
+        let h = Harness::start(opts(Policy::default())).await;
+        let node =
+            json!({"id": "node-1", "hostname": "agent1", "cpus": 2.0, "memory_bytes": 1u64 << 30});
+        assert_eq!(
+            h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        h.chronos.add_job("openmpLinpack1", 0.5, 4);
+        let u = uuid(21);
+        let reg = json!({"uuid": u, "name": "openmpLinpack1", "framework": "chronos", "qos": {"duration": 150, "deadline": 1800, "desv_deadline": 0.2}, "iterations": 4, "cpus": 0.5});
+        assert_eq!(
+            h.admin("POST", "/api/v1/jobs", Some(&reg.to_string()))
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+        // Its task (0.5) and a neighbour's (0.9) hold 1.4 of the node's 2 CPUs.
+        let mut beat =
+            json!({"at": T0 + 799.0, "free_cpus": 0.1, "allocated_cpus": 1.4, "load1": 2.0});
+        if breakdown {
+            beat["allocated_by_job"] = json!({u.as_str(): 0.5, "neighbour": 0.9});
+        }
+        tokio::time::sleep(Duration::from_secs(799)).await;
+        let (st, _) = h
+            .admin(
+                "POST",
+                "/api/v1/nodes/node-1/heartbeat",
+                Some(&beat.to_string()),
+            )
+            .await;
+        assert!(st.is_success(), "{st}");
+        // As declared (150 s at 1 CPU), 0.5 CPU is about right; but the first iteration took 800 s
+        // at 0.5 CPU: three more at that pace miss by far.
+        let (st, _) = h
+            .call("POST", "/updateTask", Some(&update(&u, 0.0, 800.0)), &[])
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let puts = h.chronos.puts();
+        h.sup.stop().await;
+        puts
+    }
+    // Free 0.6 plus its own 0.5.
+    assert_eq!(grow_after_first_report(true).await, [1.1]);
+    // Without the breakdown: the larger of what is free and what it has.
+    assert_eq!(grow_after_first_report(false).await, [0.6]);
+}

@@ -1,59 +1,66 @@
 //! Every query of every dashboard against a real Prometheus (Debian's `prometheus`, installed
-//! by `scripts/test` from `scripts/test.d/dashboards.pkgs`) scraping a live supervisor (the
-//! real binary) and a live cgroup-collector (the real binary, on a fixture cgroup tree mapped
-//! to a job), configured by the committed `grafana/prometheus.yml` with a 1 s scrape interval.
+//! by `scripts/test` from `scripts/test.d/dashboards.pkgs`), configured by the committed
+//! `grafana/prometheus.yml` at a 1 s scrape interval, scraping a live system with a short job mix:
+//! - an in-process testbed (Marathon and Chronos emulators, one agent of 2 CPUs running tasks as
+//!   processes in real cgroups under a prefix of this test);
+//! - the supervisor binary with Marathon and Chronos credentials for it (the predictive policy at
+//!   the testbed's scale), so it really resizes through both;
+//! - the cgroup-collector binary on the machine's cgroup tree, reading the testbed's tasks (mapped
+//!   to their jobs by the testbed's `qos.json`), pushing samples to the supervisor;
+//! - Chronos: a job whose 3 one-second-apart iterations each report `/updateTask` with curl, run
+//!   to its end (deleted from Chronos), and one whose first of 3 iterations has reported (the next
+//!   is a minute away);
+//! - Marathon, LINPACK under shell-trap with `--strategy app`: a small job run to its end, and a
+//!   job filed too small against a tight deadline that the supervisor grows through a real
+//!   restart (Marathon kills the task, LINPACK checkpoints, the new task resumes), still running
+//!   while the queries are evaluated, so its restart cost (`qos_restart_cost_seconds`) is
+//!   measured and exported.
 //!
-//! Without `prometheus` on the PATH (or without the collector binary, which `cargo test
-//! --workspace` builds) the test is skipped with a notice — unless `CI` or
-//! `QOS_REQUIRE_PROMETHEUS=1` is set, then it fails.
+//! Once every job is where the mix wants it, Prometheus is polled (with a deadline) until every
+//! panel and variable query of every dashboard returns series; at the deadline the test fails
+//! listing each query that still errs or returns nothing. The testbed (tasks, cgroups), the
+//! collector, Prometheus and the supervisor are stopped whatever happened.
+//!
+//! Skipped with a notice without `prometheus` on the PATH (unless `CI` or
+//! `QOS_REQUIRE_PROMETHEUS=1`), and when the testbed cannot enforce CPU limits — not root — (unless
+//! `QOS_REQUIRE_CGROUPS=1`): unbounded, the Marathon job would need no resize.
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use frameworks::{
+    ChronosApiVersion, ChronosClient, ChronosJob, Credentials, MarathonApp, MarathonClient,
+};
 use serde_json::{Value, json};
 
 use crate::grafana::queries;
-use crate::support::uuid;
+use crate::support::{Proc, on_path, required, start_json_line, start_supervisor, uuid};
+use crate::testbed::{CatchUnwind, dump, poll};
 
-/// A child process killed on drop.
-pub(crate) struct Proc(pub(crate) Child);
+/// The predictive policy at the testbed's scale (as the Marathon restart test in `testbed.rs`):
+/// a restart costs a couple of seconds, a 3 s margin before the deadline, no shrink within the
+/// test, Marathon jobs looked at every second.
+const SUPERVISOR_TOML: &str = "\
+policy = \"predictive\"
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+[predictive]
+restart_cost = 2.0
+safety_secs = 3.0
+cooldown = 600.0
 
-/// Whether a missing tool must fail the test instead of skipping it.
-pub(crate) fn required(flag: &str) -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
-        || std::env::var(flag).is_ok_and(|v| v == "1")
-}
+[control]
+period = 1.0
+backoff_max = 2.0
+";
 
-/// `name` on the PATH.
-pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// A workspace binary built next to this test (`target/<profile>/NAME`).
-fn workspace_bin(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?;
-    let p = dir.join(name);
-    p.is_file().then_some(p)
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
+/// LINPACK's problem size: about 0.6 CPU-s per solve in a debug build.
+const N: u64 = 500;
+/// The grown job's solves: about 24 CPU-s of work, so it still runs (at the half CPU or so the
+/// supervisor gives it) well after its restart, while Prometheus is queried.
+const REPEATS: u64 = 40;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -61,113 +68,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Starts a binary that prints one JSON line once it serves; returns it and that line.
-fn start_json_line(cmd: &mut Command, what: &str) -> (Proc, Value) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let proc_ = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("{what} printed no ready line"));
-    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: {e}: {line:?}"));
-    (proc_, v)
-}
-
-/// Starts the supervisor binary on a free loopback port (open API) and returns its URL.
-pub(crate) fn start_supervisor(dir: &Path, args: &[&std::ffi::OsStr]) -> (Proc, String) {
-    let (p, v) = start_json_line(
-        Command::new(env!("CARGO_BIN_EXE_supervisor"))
-            .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.join("supervisor.db"))
-            .args(args)
-            .env("RUST_LOG", "warn"),
-        "supervisor",
-    );
-    let url = v["url"].as_str().unwrap().to_owned();
-    (p, url)
-}
-
-/// Registers and drives a small job mix through the supervisor's thesis routes so every series
-/// the dashboards use exists: a running and a finished Chronos job, a running and a finished
-/// Marathon job. Returns the UUID of the running Marathon job.
-pub(crate) async fn seed_jobs(url: &str) -> String {
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        let req = http.post(format!("{url}{path}")).body(body.to_string());
-        async move {
-            let r = req.send().await.unwrap();
-            assert!(
-                r.status().is_success(),
-                "{} {:?}",
-                r.status(),
-                r.text().await
-            );
-        }
-    };
-    let t0 = now();
-    let (c1, c2, m1, m2) = (uuid(0xc1), uuid(0xc2), uuid(0xa1), uuid(0xa2));
-    // Chronos: 3 iterations, one reported (a prediction); and 1 iteration, finished.
-    post("/initTask", json!({"framework": "chronos", "name": "linpack-chronos-1", "job_duration": 20, "deadline": t0 + 120.0, "desv_deadline": 0.2, "uuid": c1, "iterations": 3})).await;
-    post("/updateTask", json!({"name": "linpack-chronos-1", "started_at": t0 - 30.0, "finished_at": t0 - 2.0, "hostname": "node-prom", "uuid": c1})).await;
-    post("/initTask", json!({"framework": "chronos", "name": "linpack-chronos-2", "job_duration": 5, "deadline": t0 + 60.0, "desv_deadline": 0.2, "uuid": c2, "iterations": 1})).await;
-    post("/updateTask", json!({"name": "linpack-chronos-2", "started_at": t0 - 6.0, "finished_at": t0 - 1.0, "hostname": "node-prom", "uuid": c2})).await;
-    // Marathon: one running (its container is on the collector's node), one finished.
-    post("/initTask", json!({"framework": "marathon", "name": "linpack-marathon-1", "job_duration": 40, "deadline": 120, "desv_deadline": 0.1, "uuid": m1})).await;
-    post(
-        "/initMarathonApp",
-        json!({"uuid": m1, "started_at": t0 - 5.0}),
-    )
-    .await;
-    post("/initTask", json!({"framework": "marathon", "name": "linpack-marathon-2", "job_duration": 4, "deadline": 60, "desv_deadline": 0.1, "uuid": m2})).await;
-    post(
-        "/initMarathonApp",
-        json!({"uuid": m2, "started_at": t0 - 5.0}),
-    )
-    .await;
-    post(
-        "/endMarathonApp",
-        json!({"uuid": m2, "finished_at": t0, "exit_code": 0}),
-    )
-    .await;
-    m1
-}
-
-/// A v1 fixture cgroup in the testbed layout, mapped to `job` by its `qos.json`.
-fn fixture_tree(root: &Path, meta: &Path, job: &str) {
-    let rel = "qos-testbed/a1/t1";
-    let a = root.join("cpuacct").join(rel);
-    std::fs::create_dir_all(&a).unwrap();
-    std::fs::write(a.join("cpuacct.usage"), "2500000000\n").unwrap();
-    std::fs::write(a.join("cpuacct.stat"), "user 200\nsystem 50\n").unwrap();
-    std::fs::write(a.join("cgroup.procs"), "").unwrap();
-    let c = root.join("cpu").join(rel);
-    std::fs::create_dir_all(&c).unwrap();
-    std::fs::write(c.join("cpu.cfs_quota_us"), "50000\n").unwrap();
-    std::fs::write(c.join("cpu.cfs_period_us"), "100000\n").unwrap();
-    std::fs::write(
-        c.join("cpu.stat"),
-        "nr_periods 10\nnr_throttled 4\nthrottled_time 250000000\n",
-    )
-    .unwrap();
-    let m = meta.join("a1/t1");
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::write(
-        m.join("qos.json"),
-        json!({"uuid": job, "task_id": "t1"}).to_string(),
-    )
-    .unwrap();
 }
 
 /// The query with Grafana's variables replaced by what a user would select ("All").
@@ -206,6 +106,61 @@ async fn get_json(http: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> 
     }
 }
 
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The Marathon task command the launcher writes: `exec` shell-trap (so Marathon's SIGTERM
+/// reaches it), the app checkpoint strategy, a grace within the app's 10 s kill grace period,
+/// LINPACK reporting its progress.
+fn trap_command(
+    bins: &BTreeMap<String, PathBuf>,
+    u: &str,
+    sup: &str,
+    ckpt: &Path,
+    repeats: u64,
+) -> String {
+    let words: Vec<String> = [
+        "exec",
+        &bins["shell-trap"].display().to_string(),
+        "--uuid",
+        u,
+        "--supervisor",
+        sup,
+        "--checkpoint-dir",
+        &ckpt.display().to_string(),
+        "--strategy",
+        "app",
+        "--grace",
+        "8",
+        "--runtime",
+        "process",
+        "--",
+        &bins["linpack"].display().to_string(),
+        &N.to_string(),
+        "--repeat",
+        &repeats.to_string(),
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|w| format!("'{w}'"))
+    .collect();
+    words.join(" ")
+}
+
+/// A Chronos command that reports its iteration to `/updateTask` (as the Chronos test in
+/// `testbed.rs`).
+fn chronos_command(sup: &str, name: &str, u: &str) -> String {
+    format!(
+        "s=$(date +%s.%N); sleep 0.2; f=$(date +%s.%N); curl -sf -X POST -H 'Content-Type: application/json' \
+         -d \"{{\\\"name\\\":\\\"{name}\\\",\\\"uuid\\\":\\\"{u}\\\",\\\"started_at\\\":\\\"$s\\\",\\\"finished_at\\\":\\\"$f\\\",\\\"hostname\\\":\\\"$(hostname)\\\"}}\" {sup}/updateTask"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     let Some(prometheus) = on_path("prometheus") else {
@@ -216,30 +171,118 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         eprintln!("SKIPPED: no `prometheus` on the PATH (apt-get install prometheus)");
         return;
     };
-    let Some(collector) = workspace_bin("cgroup-collector") else {
-        assert!(
-            !required("QOS_REQUIRE_PROMETHEUS"),
-            "the cgroup-collector binary is not built (cargo build -p cgroup-collector)"
-        );
-        eprintln!("SKIPPED: cgroup-collector not built (cargo build -p cgroup-collector)");
-        return;
-    };
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let (_sup, sup_url) = start_supervisor(dir.path(), &[]);
-    let marathon_job = seed_jobs(&sup_url).await;
+    let bins = tokio::task::spawn_blocking(|| {
+        testkit::bins::workspace_bins(&["shell-trap", "linpack", "cgroup-collector"])
+    })
+    .await
+    .unwrap();
+    let built = started.elapsed();
 
-    let (tree, meta) = (dir.path().join("cgroup"), dir.path().join("meta"));
-    fixture_tree(&tree, &meta, &marathon_job);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("qos-prom-it-{}", std::process::id());
+    let bed_config = testbed::Config {
+        agents: 1,
+        cpus_per_agent: 2.0,
+        cgroup_prefix: prefix.clone(),
+        meta_dir: dir.path().join("meta"),
+        work_dir: Some(dir.path().join("work")),
+        chronos_failure_retry_ms: 300,
+        ..testbed::Config::default()
+    };
+    let bed = testbed::serve(
+        bed_config.clone(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        std::future::pending(),
+    )
+    .await
+    .expect("the testbed starts");
+    if !bed.cpu_limits_enforced() {
+        assert!(
+            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
+            "CPU limits not enforced ({}) and QOS_REQUIRE_CGROUPS=1",
+            bed.cpu_limits_note().unwrap_or("?")
+        );
+        eprintln!(
+            "SKIPPED: CPU limits not enforced ({}); the live Prometheus test needs root",
+            bed.cpu_limits_note().unwrap_or("?")
+        );
+        bed.stop().await;
+        return;
+    }
+
+    // Everything the scenario starts (supervisor, collector, Prometheus) is killed when it ends
+    // or panics; then the testbed stops its tasks and removes their cgroups.
+    let outcome = CatchUnwind(Box::pin(live(
+        dir.path(),
+        &bed,
+        &bed_config,
+        &bins,
+        &prometheus,
+    )))
+    .await;
+    bed.stop().await;
+    let n = outcome.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    eprintln!(
+        "all {n} dashboard queries returned series ({:.1} s, {:.1} s of it making sure the \
+         binaries are built)",
+        started.elapsed().as_secs_f64(),
+        built.as_secs_f64()
+    );
+}
+
+/// The live system and the job mix; every dashboard query evaluated. Returns how many.
+async fn live(
+    dir: &Path,
+    bed: &testbed::Testbed,
+    bed_config: &testbed::Config,
+    bins: &BTreeMap<String, PathBuf>,
+    prometheus: &Path,
+) -> usize {
+    let work = dir.join("work");
+    let ckpt = dir.join("ckpt");
+    let urls = bed.urls();
+    let creds = |file: &str, url: &str| {
+        let p = dir.join(file);
+        std::fs::write(
+            &p,
+            json!({"url": url, "user": "", "password": ""}).to_string(),
+        )
+        .unwrap();
+        p
+    };
+    let (mc, cc) = (
+        creds("marathon.json", &urls.marathon),
+        creds("chronos.json", &urls.chronos),
+    );
+    let toml = dir.join("supervisor.toml");
+    std::fs::write(&toml, SUPERVISOR_TOML).unwrap();
+    let (_sup, sup) = start_supervisor(
+        dir,
+        &[
+            "--config".as_ref(),
+            toml.as_os_str(),
+            "-m".as_ref(),
+            mc.as_os_str(),
+            "-c".as_ref(),
+            cc.as_os_str(),
+        ],
+    );
+
+    // The collector on this machine's cgroup tree, the testbed's tasks under its prefix (mapped
+    // to their jobs by the testbed's metadata files).
     let (_col, col) = start_json_line(
-        Command::new(collector)
+        Command::new(&bins["cgroup-collector"])
             .args(["--listen", "127.0.0.1:0", "--no-docker", "--cgroup-root"])
-            .arg(&tree)
+            .arg(&bed_config.cgroup_root)
+            .arg("--testbed-prefix")
+            .arg(&bed_config.cgroup_prefix)
             .arg("--testbed-meta-dir")
-            .arg(&meta)
-            .args(["--supervisor", &sup_url, "--node-id", "node-prom"])
-            .args(["--period", "0.5", "--heartbeat", "1"]),
+            .arg(&bed_config.meta_dir)
+            .args(["--supervisor", &sup, "--period", "0.5", "--heartbeat", "1"])
+            .env("RUST_LOG", "info"),
         "cgroup-collector",
+        &dir.join("collector.log"),
     );
     let col_metrics = col["metrics"].as_str().unwrap().to_owned();
 
@@ -251,7 +294,7 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
             .unwrap()
             .to_owned()
     };
-    let prom_dir = dir.path().join("prometheus");
+    let prom_dir = dir.join("prometheus");
     std::fs::create_dir_all(prom_dir.join("targets")).unwrap();
     let config = std::fs::read_to_string(crate::grafana::grafana_dir().join("prometheus.yml"))
         .unwrap()
@@ -259,7 +302,7 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     assert!(config.contains("scrape_interval: 1s"));
     std::fs::write(prom_dir.join("prometheus.yml"), config).unwrap();
     for (file, target) in [
-        ("supervisor.json", hostport(&sup_url)),
+        ("supervisor.json", hostport(&sup)),
         ("collectors.json", hostport(&col_metrics)),
     ] {
         std::fs::write(
@@ -269,7 +312,7 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         .unwrap();
     }
     let port = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let prom_log = dir.join("prometheus.log");
     let _prom = Proc(
         Command::new(prometheus)
             .arg(format!(
@@ -278,79 +321,235 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
             ))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
+                dir.join("tsdb").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(std::fs::File::create(&prom_log).unwrap())
             .spawn()
             .unwrap(),
     );
     let api = format!("http://127.0.0.1:{port}/api/v1");
-    let http = reqwest::Client::new();
-    let prom_log =
-        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
 
-    // Both targets up, then enough scrapes of each for rate() over 30 s windows.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    // The job mix, registered first and then submitted (the launcher's order).
+    let http = reqwest::Client::new();
+    let marathon =
+        Arc::new(MarathonClient::new(&Credentials::new(&urls.marathon).unwrap()).unwrap());
+    let chronos = Arc::new(
+        ChronosClient::new(
+            &Credentials::new(&urls.chronos).unwrap(),
+            ChronosApiVersion::V2,
+        )
+        .unwrap(),
+    );
+    let register = |body: Value| {
+        let req = http.post(format!("{sup}/api/v1/jobs")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 201, "{body}: {:?}", r.text().await);
+            r.json::<Value>().await.unwrap()["report_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let job = |u: String| {
+        let req = http.get(format!("{sup}/api/v1/jobs/{u}"));
+        async move {
+            match req.send().await {
+                Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        }
+    };
+    let (grown, small, c_done, c_running) = (uuid(0xa1), uuid(0xa2), uuid(0xc1), uuid(0xc2));
+
+    // Marathon, filed too small: it declares 3 CPU-s (15 s at 0.2 CPU, well within its 60 s) but
+    // needs about 24; once LINPACK's progress shows it, the supervisor must grow it.
+    // Marathon, small: one solve of the same system, run to its end.
+    for (u, app_id, duration, repeats) in [
+        (&grown, "/qos-prom-grown", 3.0, REPEATS),
+        (&small, "/qos-prom-small", 1.0, 1),
+    ] {
+        let token = register(json!({"uuid": u, "name": app_id, "framework": "marathon",
+            "qos": {"duration": duration, "deadline": 60, "desv_deadline": 0.1}, "cpus": 0.2}))
+        .await;
+        let app = MarathonApp::try_from(json!({
+            "id": app_id, "cmd": trap_command(bins, u, &sup, &ckpt, repeats), "cpus": 0.2,
+            "mem": 256, "instances": 1, "taskKillGracePeriodSeconds": 10, "backoffSeconds": 300,
+            "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0},
+            "labels": {"qos.uuid": u},
+            "env": {"SHELL_TRAP_REPORT_TOKEN": token, "QOS_PROGRESS_INTERVAL": "0.5"}
+        }))
+        .unwrap();
+        marathon.create_app(&app).await.unwrap();
+    }
+    // Chronos: 3 runs a second apart, to the end; 3 runs a minute apart, the first reported. A
+    // deadline the policy's prior (45 s of deployment per iteration) can meet at their size:
+    // grown to the whole agent, a job's later runs could not be placed beside the Marathon tasks.
+    for (u, name, schedule) in [
+        (&c_done, "qos-prom-chronos-done", "R3//PT1S"),
+        (&c_running, "qos-prom-chronos-running", "R3//PT60S"),
+    ] {
+        register(json!({"uuid": u, "name": name, "framework": "chronos",
+            "qos": {"duration": 1, "deadline": 600, "desv_deadline": 0.2}, "iterations": 3, "cpus": 0.25}))
+        .await;
+        let cj: ChronosJob = serde_json::from_value(json!({"name": name, "schedule": schedule,
+            "owner": "qos@example.com", "cpus": 0.25, "mem": 64,
+            "command": chronos_command(&sup, name, u),
+            "environmentVariables": [{"name": "QOS_UUID", "value": u}]}))
+        .unwrap();
+        chronos.put_job(&cj).await.unwrap();
+    }
+
+    let why = |what: &str| {
+        format!(
+            "{what}\n--- supervisor log (tail) ---\n{}\n--- collector log (tail) ---\n{}\n--- sandboxes ---\n{}",
+            tail(&dir.join("supervisor.log"), 40),
+            tail(&dir.join("collector.log"), 20),
+            dump(&work)
+        )
+    };
+
+    // The grown job: the supervisor decides to grow it, Marathon restarts it, the restored task
+    // runs, and the supervisor has measured what the restart cost.
+    let cost = poll(Duration::from_secs(45), || async {
+        let text = http
+            .get(format!("{sup}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| {
+                l.starts_with("qos_restart_cost_seconds{")
+                    && l.contains(&format!("uuid=\"{grown}\""))
+            })
+            .map(str::to_owned)
+    })
+    .await;
+    let Some(cost) = cost else {
+        let j = job(grown.clone()).await;
+        panic!(
+            "{}",
+            why(&format!("no restart of the grown job was measured: {j:#}"))
+        );
+    };
+    let hist = http
+        .get(format!("{sup}/api/v1/jobs/{grown}/history"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let resize = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "resize")
+        .cloned()
+        .unwrap_or_else(|| panic!("a restart without a resize: {hist:#}"));
+    assert_eq!(resize["action"]["from"], 0.2, "{resize}");
+    assert_eq!(resize["action"]["mode"], "restart", "{resize}");
+    assert!(resize["action"]["to"].as_f64().unwrap() > 0.2, "{resize}");
+    // The new task resumed from the old one's checkpoint (LINPACK says so when it starts).
+    let resumed = poll(Duration::from_secs(30), || async {
+        dump(&work).contains("linpack: resuming from").then_some(())
+    })
+    .await;
+    assert!(
+        resumed.is_some(),
+        "{}",
+        why("the restarted task did not resume from a checkpoint")
+    );
+
+    // The others where the mix wants them: two jobs finished (and cleaned up), one Chronos job
+    // between its iterations.
+    for (u, what) in [
+        (&small, "the small Marathon job"),
+        (&c_done, "the finished Chronos job"),
+    ] {
+        let done = poll(Duration::from_secs(30), || async {
+            let j = job(u.clone()).await;
+            (j["cleaned_up"] == true).then_some(j)
+        })
+        .await;
+        let Some(done) = done else {
+            let j = job(u.clone()).await;
+            panic!("{}", why(&format!("{what} did not finish: {j:#}")));
+        };
+        assert_eq!(done["state"], "completed", "{what}: {done:#}");
+    }
+    let running = poll(Duration::from_secs(30), || async {
+        let j = job(c_running.clone()).await;
+        (j["remaining_iterations"] == 2).then_some(j)
+    })
+    .await;
+    assert!(
+        running.is_some(),
+        "{}",
+        why(&format!(
+            "the running Chronos job did not report its first iteration: {:#}",
+            job(c_running.clone()).await
+        ))
+    );
+
+    // Prometheus: both targets up, then every query until all return series.
+    let targets_up = poll(Duration::from_secs(30), || async {
         let t = get_json(&http, &format!("{api}/targets"), &[("state", "active")]).await;
         let active = t["data"]["activeTargets"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let up = active.iter().filter(|t| t["health"] == "up").count();
-        if active.len() == 2 && up == 2 {
-            let q = get_json(
-                &http,
-                &format!("{api}/query"),
-                &[(
-                    "query",
-                    "min(count_over_time(up[1m])) >= 4 and min(up) == 1",
-                )],
-            )
-            .await;
-            if q["data"]["result"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-            {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets not up and scraped: {t}\n--- prometheus log ---\n{}",
-            prom_log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-
+        (active.len() == 2 && active.iter().all(|t| t["health"] == "up")).then_some(())
+    })
+    .await;
+    assert!(
+        targets_up.is_some(),
+        "targets not up: {}\n--- prometheus log ---\n{}",
+        get_json(&http, &format!("{api}/targets"), &[]).await,
+        tail(&prom_log, 40)
+    );
     let qs = queries();
     assert!(qs.len() > 30, "{} queries", qs.len());
-    let mut failures = Vec::new();
-    for q in &qs {
-        let expr = substitute(&q.expr);
-        let v = get_json(&http, &format!("{api}/query"), &[("query", &expr)]).await;
-        let n = v["data"]["result"].as_array().map_or(0, Vec::len);
-        if v["status"] != "success" {
-            failures.push(format!(
-                "{} / {}: error {}: {expr}",
-                q.dashboard, q.panel, v["error"]
-            ));
-        } else if n == 0 {
-            failures.push(format!("{} / {}: no series: {expr}", q.dashboard, q.panel));
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut rounds = 0;
+    let failures = loop {
+        rounds += 1;
+        let mut failures = Vec::new();
+        for q in &qs {
+            let expr = substitute(&q.expr);
+            let v = get_json(&http, &format!("{api}/query"), &[("query", &expr)]).await;
+            let n = v["data"]["result"].as_array().map_or(0, Vec::len);
+            if v["status"] != "success" {
+                failures.push(format!(
+                    "{} / {}: error {}: {expr}",
+                    q.dashboard, q.panel, v["error"]
+                ));
+            } else if n == 0 {
+                failures.push(format!("{} / {}: no series: {expr}", q.dashboard, q.panel));
+            }
         }
-    }
+        if failures.is_empty() || Instant::now() > until {
+            break failures;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(
         failures.is_empty(),
-        "{} of {} queries failed:\n{}",
+        "{} of {} queries failed ({rounds} rounds over 30 s):\n{}\ngrown job: {:#}\n--- prometheus log ---\n{}",
         failures.len(),
         qs.len(),
-        failures.join("\n")
+        failures.join("\n"),
+        job(grown.clone()).await,
+        tail(&prom_log, 20)
     );
     eprintln!(
-        "all {} dashboard queries returned series ({:.1} s)",
-        qs.len(),
-        started.elapsed().as_secs_f64()
+        "restart measured: {cost}; {} → {} CPU; queries answered after {rounds} round(s)",
+        resize["action"]["from"], resize["action"]["to"]
     );
+    qs.len()
 }

@@ -1,18 +1,24 @@
-//! A supervisor with fake frameworks, and helpers to call its router.
+//! A supervisor with fake frameworks, and helpers to call its router; the real binaries as child
+//! processes (the supervisor's, others' started by the test) and a seeded job mix for the `/ui`
+//! test.
 
 #![allow(
     dead_code,
     reason = "shared by test modules that each use a part of it"
 )]
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use qos_core::policy::Policy;
 use qos_core::wire::{ResizeRequest, ResizeResult};
-use serde_json::Value;
+use serde_json::{Value, json};
 use supervisor::config::AuthConfig;
 use supervisor::{Clock, Config, Deps, NodeAgent, StoreMode, Supervisor};
 use testkit::{FakeChronos, FakeMarathon};
@@ -237,4 +243,130 @@ pub(crate) fn assert_error(
 
 pub(crate) fn uuid(n: u32) -> String {
     format!("{n:032x}")
+}
+
+/// A child process killed on drop.
+pub(crate) struct Proc(pub(crate) Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a missing tool must fail the test instead of skipping it.
+pub(crate) fn required(flag: &str) -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+        || std::env::var(flag).is_ok_and(|v| v == "1")
+}
+
+/// `name` on the PATH.
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Now, epoch seconds.
+pub(crate) fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Starts a binary that prints one JSON line once it serves, its stderr to `log`; returns it and
+/// that line.
+pub(crate) fn start_json_line(cmd: &mut Command, what: &str, log: &Path) -> (Proc, Value) {
+    let stderr = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let proc_ = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what} printed no ready line:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
+    let v = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!(
+            "{what}: {e}: {line:?}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    });
+    (proc_, v)
+}
+
+/// Starts the supervisor binary on a free loopback port (open API), its database and log
+/// (`supervisor.log`) in `dir`, and returns its URL.
+pub(crate) fn start_supervisor(dir: &Path, args: &[&std::ffi::OsStr]) -> (Proc, String) {
+    let (p, v) = start_json_line(
+        Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.join("supervisor.db"))
+            .args(args)
+            .env("RUST_LOG", "info"),
+        "supervisor",
+        &dir.join("supervisor.log"),
+    );
+    let url = v["url"].as_str().unwrap().to_owned();
+    (p, url)
+}
+
+/// Registers and drives a small job mix through the supervisor's thesis routes (synthetic
+/// reports, no framework runs them), for the `/ui` test: a running and a finished Chronos job, a
+/// running and a finished Marathon job. Returns the UUID of the running Marathon job.
+pub(crate) async fn seed_jobs(url: &str) -> String {
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let req = http.post(format!("{url}{path}")).body(body.to_string());
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(
+                r.status().is_success(),
+                "{} {:?}",
+                r.status(),
+                r.text().await
+            );
+        }
+    };
+    let t0 = now();
+    let (c1, c2, m1, m2) = (uuid(0xc1), uuid(0xc2), uuid(0xa1), uuid(0xa2));
+    // Chronos: 3 iterations, one reported (a prediction); and 1 iteration, finished.
+    post("/initTask", json!({"framework": "chronos", "name": "linpack-chronos-1", "job_duration": 20, "deadline": t0 + 120.0, "desv_deadline": 0.2, "uuid": c1, "iterations": 3})).await;
+    post("/updateTask", json!({"name": "linpack-chronos-1", "started_at": t0 - 30.0, "finished_at": t0 - 2.0, "hostname": "node-prom", "uuid": c1})).await;
+    post("/initTask", json!({"framework": "chronos", "name": "linpack-chronos-2", "job_duration": 5, "deadline": t0 + 60.0, "desv_deadline": 0.2, "uuid": c2, "iterations": 1})).await;
+    post("/updateTask", json!({"name": "linpack-chronos-2", "started_at": t0 - 6.0, "finished_at": t0 - 1.0, "hostname": "node-prom", "uuid": c2})).await;
+    // Marathon: one running (its container is on the collector's node), one finished.
+    post("/initTask", json!({"framework": "marathon", "name": "linpack-marathon-1", "job_duration": 40, "deadline": 120, "desv_deadline": 0.1, "uuid": m1})).await;
+    post(
+        "/initMarathonApp",
+        json!({"uuid": m1, "started_at": t0 - 5.0}),
+    )
+    .await;
+    post("/initTask", json!({"framework": "marathon", "name": "linpack-marathon-2", "job_duration": 4, "deadline": 60, "desv_deadline": 0.1, "uuid": m2})).await;
+    post(
+        "/initMarathonApp",
+        json!({"uuid": m2, "started_at": t0 - 5.0}),
+    )
+    .await;
+    post(
+        "/endMarathonApp",
+        json!({"uuid": m2, "finished_at": t0, "exit_code": 0}),
+    )
+    .await;
+    m1
 }

@@ -236,7 +236,7 @@ fn sandboxes(work: &Path) -> Vec<Sandbox> {
         .collect()
 }
 
-fn dump(work: &Path) -> String {
+pub(crate) fn dump(work: &Path) -> String {
     sandboxes(work)
         .iter()
         .map(|s| {
@@ -252,7 +252,7 @@ fn dump(work: &Path) -> String {
 }
 
 /// A future's panic as an `Err`, so that what it started can be stopped before the panic goes on.
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+pub(crate) struct CatchUnwind<F>(pub(crate) std::pin::Pin<Box<F>>);
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = std::thread::Result<F::Output>;
@@ -271,7 +271,7 @@ impl<F: Future> Future for CatchUnwind<F> {
 }
 
 /// Polls `probe` every 50 ms until it gives a value or `timeout` has passed.
-async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+pub(crate) async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use testkit::http::{serve_chronos, serve_marathon};
 use testkit::{FakeChronos, FakeMarathon};
 
-use crate::prometheus::{on_path, required, seed_jobs, start_supervisor};
-use crate::support::uuid;
+use crate::support::{on_path, required, seed_jobs, start_supervisor, uuid};
 
 /// Output of one headless run.
 struct Run {

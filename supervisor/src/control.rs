@@ -247,15 +247,27 @@ fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
         job: e.p.job.clone(),
         meta: e.p.meta.clone(),
         failures: e.rt.failures,
-        cap: node.map(|n| {
-            // What is free plus what the job's own containers hold, by the heartbeat's breakdown.
-            n.room_for(uuid).unwrap_or(match e.p.job.work {
-                // Without it: its own reservation is part of the node's when its task runs; a
-                // Chronos job is often between two iterations, its next task not yet placed.
+        cap: match node {
+            Some(n) => Some(n.room_for(uuid).unwrap_or(match e.p.job.work {
+                // What is free plus what the job's own containers hold, by the heartbeat's
+                // breakdown. Without it: its own reservation is part of the node's when its task
+                // runs; a Chronos job is often between two iterations, its next task not yet
+                // placed.
                 Work::Iterative(_) => n.free().max(e.p.job.cpus),
                 Work::Continuous(_) => e.p.job.cpus + n.free(),
-            })
-        }),
+            })),
+            // Not placed yet (or its node unknown): no more than the most any live node could
+            // take — a larger task would wait for room that may never come.
+            None => st
+                .nodes
+                .values()
+                .filter(|n| n.alive(now, timeout) && n.beat.is_some())
+                .map(|n| {
+                    n.room_for(uuid)
+                        .unwrap_or_else(|| n.free().max(e.p.job.cpus))
+                })
+                .max(),
+        },
         node_agent: node.and_then(|n| n.reg.agent_url.clone()),
         others,
         node_capacity,

@@ -816,3 +816,42 @@ async fn a_jobs_own_task_is_room_for_it_not_a_neighbour() {
     // Without the breakdown: the larger of what is free and what it has.
     assert_eq!(grow_after_first_report(false).await, [0.6]);
 }
+
+/// A job not placed yet is never granted more than the roomiest live node could take: a Chronos
+/// job sized past that at registration would wait for room that may never come (its runs could
+/// not be placed beside long-running tasks).
+#[tokio::test(start_paused = true)]
+async fn an_unplaced_job_gets_no_more_than_a_node_can_take() {
+    let h = Harness::start(opts(Policy::default())).await;
+    let node =
+        json!({"id": "node-1", "hostname": "agent1", "cpus": 2.0, "memory_bytes": 1u64 << 30});
+    assert_eq!(
+        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Long-running neighbours hold 1.4 of its 2 CPUs.
+    let beat = json!({"at": T0, "free_cpus": 0.6, "allocated_cpus": 1.4, "allocated_by_job": {"m1": 0.8, "m2": 0.6}, "load1": 1.4});
+    let (st, _) = h
+        .admin(
+            "POST",
+            "/api/v1/nodes/node-1/heartbeat",
+            Some(&beat.to_string()),
+        )
+        .await;
+    assert!(st.is_success(), "{st}");
+    h.chronos.add_job("openmpLinpack1", 0.5, 4);
+    let u = uuid(22);
+    // 4 × 400 CPU-s by 1800 s cannot be done at 0.5 CPU: the policy wants well over 0.6.
+    let reg = json!({"uuid": u, "name": "openmpLinpack1", "framework": "chronos", "qos": {"duration": 400, "deadline": 1800, "desv_deadline": 0.2}, "iterations": 4, "cpus": 0.5});
+    assert_eq!(
+        h.admin("POST", "/api/v1/jobs", Some(&reg.to_string()))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.chronos.puts(), [0.6]);
+    h.sup.stop().await;
+}

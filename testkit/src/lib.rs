@@ -8,11 +8,14 @@
 //!   real clients call (Marathon `/v2/apps`, Chronos 2.x `/scheduler/*`), for end-to-end tests
 //!   of binaries.
 //! - [`bins`]: other packages' binaries built from this tree, for end-to-end tests.
+//! - [`sandbox`]: the task sandboxes a testbed leaves, read back; [`CatchUnwind`]: a scenario's
+//!   panic caught so that what it started can be stopped first.
 
 pub mod bins;
 mod chronos;
 pub mod http;
 mod marathon;
+pub mod sandbox;
 
 pub use chronos::{ChronosCall, FakeChronos};
 pub use marathon::{FakeMarathon, MarathonCall};
@@ -50,4 +53,25 @@ fn not_found(method: &str, url: &str, message: String) -> FrameworkError {
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A future's panic as an `Err`, so that what a test started (a testbed, child processes) can be
+/// stopped before the panic goes on: `CatchUnwind(Box::pin(scenario)).await`, clean up, then
+/// `std::panic::resume_unwind` the error.
+pub struct CatchUnwind<F>(pub std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(p) => std::task::Poll::Ready(Err(p)),
+        }
+    }
 }

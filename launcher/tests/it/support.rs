@@ -34,53 +34,13 @@ pub(crate) fn data(rel: &str) -> PathBuf {
 /// `(stdout, stderr)` of every task sandbox under `work` (the testbed's work directory), oldest
 /// first.
 pub(crate) fn sandboxes(work: &Path) -> Vec<(String, String)> {
-    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if p.join("stdout").is_file() {
-                    out.push(p.clone());
-                }
-                walk(&p, out);
-            }
-        }
-    }
-    let mut dirs = Vec::new();
-    walk(work, &mut dirs);
-    dirs.sort_by_key(|p| {
-        std::fs::metadata(p.join("stdout"))
-            .and_then(|m| m.created())
-            .ok()
-    });
-    dirs.iter()
-        .map(|d| {
-            (
-                std::fs::read_to_string(d.join("stdout")).unwrap_or_default(),
-                std::fs::read_to_string(d.join("stderr")).unwrap_or_default(),
-            )
-        })
+    testkit::sandbox::sandboxes(work)
+        .into_iter()
+        .map(|s| (s.stdout, s.stderr))
         .collect()
 }
 
-/// A future's panic as an `Err`, so that what a test started can be stopped before the panic
-/// goes on.
-pub(crate) struct CatchUnwind<F>(pub(crate) std::pin::Pin<Box<F>>);
-
-impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(p) => std::task::Poll::Ready(Err(p)),
-        }
-    }
-}
+pub(crate) use testkit::CatchUnwind;
 
 /// Reads a JSON file.
 pub(crate) fn read_json(path: &std::path::Path) -> Value {

@@ -8,7 +8,6 @@
 //!   exactly where the old one stopped, and the app is deleted when the job ends.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -199,76 +198,10 @@ impl Tap {
     }
 }
 
-/// One task's sandbox: its directory, stdout and stderr.
-#[derive(Debug)]
-struct Sandbox {
-    dir: PathBuf,
-    stdout: String,
-    stderr: String,
-}
+pub(crate) use testkit::sandbox::dump;
+use testkit::sandbox::sandboxes;
 
-/// Every task sandbox under the testbed's work directory, oldest first.
-fn sandboxes(work: &Path) -> Vec<Sandbox> {
-    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if p.join("stdout").is_file() {
-                    out.push(p.clone());
-                }
-                walk(&p, out);
-            }
-        }
-    }
-    let mut dirs = Vec::new();
-    walk(work, &mut dirs);
-    dirs.sort_by_key(|p| {
-        std::fs::metadata(p.join("stdout"))
-            .and_then(|m| m.created())
-            .ok()
-    });
-    dirs.into_iter()
-        .map(|dir| Sandbox {
-            stdout: std::fs::read_to_string(dir.join("stdout")).unwrap_or_default(),
-            stderr: std::fs::read_to_string(dir.join("stderr")).unwrap_or_default(),
-            dir,
-        })
-        .collect()
-}
-
-pub(crate) fn dump(work: &Path) -> String {
-    sandboxes(work)
-        .iter()
-        .map(|s| {
-            format!(
-                "== {}\n-- stdout\n{}\n-- stderr\n{}",
-                s.dir.display(),
-                s.stdout,
-                s.stderr
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A future's panic as an `Err`, so that what it started can be stopped before the panic goes on.
-pub(crate) struct CatchUnwind<F>(pub(crate) std::pin::Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(p) => std::task::Poll::Ready(Err(p)),
-        }
-    }
-}
+pub(crate) use testkit::CatchUnwind;
 
 /// Polls `probe` every 50 ms until it gives a value or `timeout` has passed.
 pub(crate) async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>

@@ -49,6 +49,31 @@ fn decisions(hist: &[(i64, String, String, Value)]) -> Vec<(i64, String, Option<
         .collect()
 }
 
+/// Registers `node-1` (host name `agent1`) with `cpus` CPUs, and more `fields` if any.
+async fn register_node(h: &Harness, cpus: f64, fields: Value) {
+    let mut node =
+        json!({"id": "node-1", "hostname": "agent1", "cpus": cpus, "memory_bytes": 1u64 << 30});
+    if let (Some(n), Some(extra)) = (node.as_object_mut(), fields.as_object()) {
+        n.extend(extra.clone());
+    }
+    let (st, v) = h
+        .admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+/// Posts a heartbeat of `node-1`.
+async fn heartbeat(h: &Harness, beat: &Value) {
+    let (st, v) = h
+        .admin(
+            "POST",
+            "/api/v1/nodes/node-1/heartbeat",
+            Some(&beat.to_string()),
+        )
+        .await;
+    assert!(st.is_success(), "{st} {v}");
+}
+
 /// A Marathon task in a simple world: it uses exactly its allocation, needs `work` CPU-seconds,
 /// and a resize restarts it (checkpoint, `gap` seconds, restore in a new container).
 struct MarathonTask<'a> {
@@ -412,13 +437,7 @@ async fn in_place_goes_to_the_node_agent() {
         c.resize_mode = qos_core::predictive::ResizeMode::InPlace
     }));
     let h = Harness::start(o).await;
-    let node = json!({"id": "node-1", "hostname": "agent1", "cpus": 4.0, "memory_bytes": 1u64 << 30, "agent_url": "http://agent1:9100"});
-    assert_eq!(
-        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    register_node(&h, 4.0, json!({"agent_url": "http://agent1:9100"})).await;
     let u = uuid(8);
     register_case3(&h, &u).await;
     let beat = async {
@@ -575,14 +594,7 @@ async fn metrics_per_job_and_retirement() {
 #[tokio::test(start_paused = true)]
 async fn a_short_node_serves_least_laxity_first() {
     let h = Harness::start(opts(Policy::default())).await;
-    let node =
-        json!({"id": "node-1", "hostname": "agent1", "cpus": 2.3, "memory_bytes": 1u64 << 30});
-    assert_eq!(
-        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    register_node(&h, 2.3, json!({})).await;
     let (a, b) = (uuid(12), uuid(13));
     for (u, name, deadline) in [(&a, "tight", 480), (&b, "loose", 700)] {
         h.marathon.add_app(name, 1.0);
@@ -768,14 +780,7 @@ async fn an_unreported_restart_does_not_strand_the_job() {
 async fn a_jobs_own_task_is_room_for_it_not_a_neighbour() {
     async fn grow_after_first_report(breakdown: bool) -> Vec<f64> {
         let h = Harness::start(opts(Policy::default())).await;
-        let node =
-            json!({"id": "node-1", "hostname": "agent1", "cpus": 2.0, "memory_bytes": 1u64 << 30});
-        assert_eq!(
-            h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
-                .await
-                .0,
-            StatusCode::OK
-        );
+        register_node(&h, 2.0, json!({})).await;
         h.chronos.add_job("openmpLinpack1", 0.5, 4);
         let u = uuid(21);
         let reg = json!({"uuid": u, "name": "openmpLinpack1", "framework": "chronos", "qos": {"duration": 150, "deadline": 1800, "desv_deadline": 0.2}, "iterations": 4, "cpus": 0.5});
@@ -792,14 +797,7 @@ async fn a_jobs_own_task_is_room_for_it_not_a_neighbour() {
             beat["allocated_by_job"] = json!({u.as_str(): 0.5, "neighbour": 0.9});
         }
         tokio::time::sleep(Duration::from_secs(799)).await;
-        let (st, _) = h
-            .admin(
-                "POST",
-                "/api/v1/nodes/node-1/heartbeat",
-                Some(&beat.to_string()),
-            )
-            .await;
-        assert!(st.is_success(), "{st}");
+        heartbeat(&h, &beat).await;
         // As declared (150 s at 1 CPU), 0.5 CPU is about right; but the first iteration took 800 s
         // at 0.5 CPU: three more at that pace miss by far.
         let (st, _) = h
@@ -823,24 +821,10 @@ async fn a_jobs_own_task_is_room_for_it_not_a_neighbour() {
 #[tokio::test(start_paused = true)]
 async fn an_unplaced_job_gets_no_more_than_a_node_can_take() {
     let h = Harness::start(opts(Policy::default())).await;
-    let node =
-        json!({"id": "node-1", "hostname": "agent1", "cpus": 2.0, "memory_bytes": 1u64 << 30});
-    assert_eq!(
-        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    register_node(&h, 2.0, json!({})).await;
     // Long-running neighbours hold 1.4 of its 2 CPUs.
     let beat = json!({"at": T0, "free_cpus": 0.6, "allocated_cpus": 1.4, "allocated_by_job": {"m1": 0.8, "m2": 0.6}, "load1": 1.4});
-    let (st, _) = h
-        .admin(
-            "POST",
-            "/api/v1/nodes/node-1/heartbeat",
-            Some(&beat.to_string()),
-        )
-        .await;
-    assert!(st.is_success(), "{st}");
+    heartbeat(&h, &beat).await;
     h.chronos.add_job("openmpLinpack1", 0.5, 4);
     let u = uuid(22);
     // 4 × 400 CPU-s by 1800 s cannot be done at 0.5 CPU: the policy wants well over 0.6.

@@ -52,6 +52,8 @@ type HistFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
 pub(crate) struct JobGauges {
     labels: JobLabels,
     prediction_vs_deadline: FGauge,
+    band_upper: FGauge,
+    band_lower: FGauge,
     remaining: FGauge,
     cpu: FGauge,
     last_iteration: FGauge,
@@ -71,6 +73,8 @@ pub(crate) struct JobGauges {
 pub(crate) struct Metrics {
     registry: Arc<Registry>,
     prediction_vs_deadline: Family<JobLabels, FGauge>,
+    band_upper: Family<JobLabels, FGauge>,
+    band_lower: Family<JobLabels, FGauge>,
     remaining: Family<JobLabels, FGauge>,
     cpu: Family<JobLabels, FGauge>,
     last_iteration: Family<JobLabels, FGauge>,
@@ -99,6 +103,8 @@ impl Metrics {
         let m = Self {
             registry: Arc::new(Registry::default()),
             prediction_vs_deadline: Family::default(),
+            band_upper: Family::default(),
+            band_lower: Family::default(),
             remaining: Family::default(),
             cpu: Family::default(),
             last_iteration: Family::default(),
@@ -120,6 +126,18 @@ impl Metrics {
             "qos_prediction_vs_deadline_seconds",
             "Predicted finish minus deadline (> 0: predicted late)",
             m.prediction_vs_deadline.clone(),
+        );
+        registry.register(
+            "qos_band_upper_seconds",
+            "Chronos jobs: the upper band minus the deadline (prediction − deadline above it is \
+             UNDER_PERFORMANT)",
+            m.band_upper.clone(),
+        );
+        registry.register(
+            "qos_band_lower_seconds",
+            "Chronos jobs: the lower band minus the deadline (prediction − deadline below it is \
+             OVER_PERFORMANT)",
+            m.band_lower.clone(),
         );
         registry.register(
             "qos_remaining_iterations",
@@ -224,6 +242,8 @@ impl Metrics {
             .collect();
         JobGauges {
             prediction_vs_deadline: self.prediction_vs_deadline.get_or_create_owned(&labels),
+            band_upper: self.band_upper.get_or_create_owned(&labels),
+            band_lower: self.band_lower.get_or_create_owned(&labels),
             remaining: self.remaining.get_or_create_owned(&labels),
             cpu: self.cpu.get_or_create_owned(&labels),
             last_iteration: self.last_iteration.get_or_create_owned(&labels),
@@ -243,6 +263,8 @@ impl Metrics {
         let l = &g.labels;
         for f in [
             &self.prediction_vs_deadline,
+            &self.band_upper,
+            &self.band_lower,
             &self.remaining,
             &self.cpu,
             &self.last_iteration,
@@ -342,6 +364,14 @@ impl JobGauges {
         let f = &d.figures;
         if let Some(p) = f.prediction {
             self.prediction_vs_deadline.set(p - job.qos.deadline_at);
+        }
+        if matches!(job.work, qos_core::Work::Iterative(_)) {
+            if let Some(b) = f.band_sup {
+                self.band_upper.set(b - job.qos.deadline_at);
+            }
+            if let Some(b) = f.band_inf {
+                self.band_lower.set(b - job.qos.deadline_at);
+            }
         }
         if let Some(c) = f.cpu_consumed {
             self.consumed.set(c);

@@ -561,6 +561,9 @@ async fn metrics_per_job_and_retirement() {
         Some(970.0 - 1800.0),
         "{text}"
     );
+    // The job's own bands, relative to its deadline: [1440, 1710] − 1800.
+    assert_eq!(metric(&text, "qos_band_upper_seconds", &u), Some(-90.0));
+    assert_eq!(metric(&text, "qos_band_lower_seconds", &u), Some(-360.0));
     assert_eq!(metric(&text, "qos_remaining_iterations", &u), Some(1.0));
     assert_eq!(metric(&text, "qos_cpu_allocated", &u), Some(0.6));
     assert_eq!(metric(&text, "qos_last_iteration_seconds", &u), Some(480.0));

@@ -75,3 +75,20 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
         }
     }
 }
+
+/// Whether a test that needs enforced CPU limits (real cgroups, so root) may go on: `true` when
+/// `enforced`; otherwise a notice naming `what` and why (`note`), and `false` — or a failure when
+/// `QOS_REQUIRE_CGROUPS=1` (the project's test command sets it, so nothing is skipped there).
+#[must_use]
+pub fn cgroups_or_skip(enforced: bool, note: Option<&str>, what: &str) -> bool {
+    if enforced {
+        return true;
+    }
+    let why = note.unwrap_or("?");
+    assert!(
+        std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
+        "{what}: CPU limits not enforced ({why}) and QOS_REQUIRE_CGROUPS=1"
+    );
+    eprintln!("SKIPPED: CPU limits not enforced ({why}); {what} needs root");
+    false
+}

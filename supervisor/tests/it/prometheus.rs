@@ -197,16 +197,11 @@ async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     )
     .await
     .expect("the testbed starts");
-    if !bed.cpu_limits_enforced() {
-        assert!(
-            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
-            "CPU limits not enforced ({}) and QOS_REQUIRE_CGROUPS=1",
-            bed.cpu_limits_note().unwrap_or("?")
-        );
-        eprintln!(
-            "SKIPPED: CPU limits not enforced ({}); the live Prometheus test needs root",
-            bed.cpu_limits_note().unwrap_or("?")
-        );
+    if !testkit::cgroups_or_skip(
+        bed.cpu_limits_enforced(),
+        bed.cpu_limits_note(),
+        "the live Prometheus test",
+    ) {
         bed.stop().await;
         return;
     }

@@ -284,17 +284,12 @@ async fn a_marathon_job_on_the_testbed_is_grown_through_a_real_restart() {
     )
     .await
     .expect("the testbed starts");
-    if !bed.cpu_limits_enforced() {
-        // Without the task's CPU quota the job would run at full speed and need no resize.
-        assert!(
-            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
-            "CPU limits not enforced ({}) and QOS_REQUIRE_CGROUPS=1",
-            bed.cpu_limits_note().unwrap_or("?")
-        );
-        eprintln!(
-            "SKIPPED: CPU limits not enforced ({}); the Marathon restart test needs root",
-            bed.cpu_limits_note().unwrap_or("?")
-        );
+    // Without the task's CPU quota the job would run at full speed and need no resize.
+    if !testkit::cgroups_or_skip(
+        bed.cpu_limits_enforced(),
+        bed.cpu_limits_note(),
+        "the Marathon restart test",
+    ) {
         bed.stop().await;
         return;
     }

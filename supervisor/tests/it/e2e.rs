@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use testkit::http::{serve_chronos, serve_marathon};
 use testkit::{ChronosCall, FakeChronos, FakeMarathon};
 
-use crate::support::uuid;
+use crate::support::{get_json, uuid};
 
 struct Proc(Child);
 
@@ -154,24 +154,10 @@ async fn thesis_jobs_end_to_end_over_http() {
         !marathon.exists("/linpack-m")
     })
     .await;
-    let job: Value = http
-        .get(format!("{url}/api/v1/jobs/{mu}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = get_json(&http, &format!("{url}/api/v1/jobs/{mu}")).await;
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["cpus"], 0.6);
-    let hist: Value = http
-        .get(format!("{url}/api/v1/jobs/{cu}/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hist: Value = get_json(&http, &format!("{url}/api/v1/jobs/{cu}/history")).await;
     assert!(
         hist.as_array()
             .unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Opts, T0, uuid};
+use crate::support::{Harness, Opts, T0, get_json, uuid};
 
 fn update(u: &str, s: f64, f: f64) -> String {
     format!(
@@ -215,14 +215,7 @@ async fn kill_9_loses_nothing_and_counts_nothing_twice() {
 
     let started = std::time::Instant::now();
     let p = spawn(&db);
-    let job: Value = client
-        .get(format!("{}/api/v1/jobs/{u}", p.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = get_json(&client, &format!("{}/api/v1/jobs/{u}", p.url)).await;
     assert_eq!(job["remaining_iterations"], 2, "{job}");
     // The container's curl retries the report it did not see acknowledged: not counted again.
     assert_eq!(
@@ -247,14 +240,7 @@ async fn kill_9_loses_nothing_and_counts_nothing_twice() {
     // Under control again: the job has been reconciled since the restart.
     let mut decided = false;
     for _ in 0..100 {
-        let h: Value = client
-            .get(format!("{}/api/v1/jobs/{u}", p.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h: Value = get_json(&client, &format!("{}/api/v1/jobs/{u}", p.url)).await;
         if h["decision"].is_object() {
             decided = true;
             break;
@@ -334,14 +320,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(status.code(), Some(0));
     drop(p);
     let p = spawn(&db);
-    let job: Value = client
-        .get(format!("{}/api/v1/jobs/{u}", p.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = get_json(&client, &format!("{}/api/v1/jobs/{u}", p.url)).await;
     assert_eq!(
         job["cpu_seconds"], 4.0,
         "written behind, flushed at shutdown: {job}"

@@ -94,7 +94,8 @@ fn encode(s: &str) -> String {
     out
 }
 
-async fn get_json(http: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> Value {
+/// `GET url?query` against Prometheus; null while it cannot answer (the caller polls).
+async fn prometheus_json(http: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> Value {
     let qs: Vec<String> = query
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -494,7 +495,7 @@ async fn live(
 
     // Prometheus: both targets up, then every query until all return series.
     let targets_up = poll(Duration::from_secs(30), || async {
-        let t = get_json(&http, &format!("{api}/targets"), &[("state", "active")]).await;
+        let t = prometheus_json(&http, &format!("{api}/targets"), &[("state", "active")]).await;
         let active = t["data"]["activeTargets"]
             .as_array()
             .cloned()
@@ -505,7 +506,7 @@ async fn live(
     assert!(
         targets_up.is_some(),
         "targets not up: {}\n--- prometheus log ---\n{}",
-        get_json(&http, &format!("{api}/targets"), &[]).await,
+        prometheus_json(&http, &format!("{api}/targets"), &[]).await,
         tail(&prom_log, 40)
     );
     let qs = queries();
@@ -517,7 +518,7 @@ async fn live(
         let mut failures = Vec::new();
         for q in &qs {
             let expr = substitute(&q.expr);
-            let v = get_json(&http, &format!("{api}/query"), &[("query", &expr)]).await;
+            let v = prometheus_json(&http, &format!("{api}/query"), &[("query", &expr)]).await;
             let n = v["data"]["result"].as_array().map_or(0, Vec::len);
             if v["status"] != "success" {
                 failures.push(format!(

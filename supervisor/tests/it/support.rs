@@ -221,6 +221,11 @@ pub(crate) async fn call(
     (status, v)
 }
 
+/// `GET url` with `http`, its body as JSON (panics on a transport or decoding error).
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Asserts an error answer: status, code and field.
 pub(crate) fn assert_error(
     got: &(StatusCode, Value),

@@ -23,7 +23,7 @@ use qos_core::predictive::PredictiveConfig;
 use serde_json::{Value, json};
 use supervisor::{Clock, Config, Deps, HttpNodeAgent, StoreMode, Supervisor};
 
-use crate::support::uuid;
+use crate::support::{get_json, uuid};
 
 #[tokio::test]
 async fn a_chronos_job_on_the_testbed_is_resized_and_deleted() {
@@ -87,14 +87,7 @@ async fn a_chronos_job_on_the_testbed_is_resized_and_deleted() {
 
     let mut last: Value = Value::Null;
     for _ in 0..300 {
-        last = http
-            .get(format!("{url}/api/v1/jobs/{u}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        last = get_json(&http, &format!("{url}/api/v1/jobs/{u}")).await;
         if last["cleaned_up"] == true {
             break;
         }
@@ -110,14 +103,7 @@ async fn a_chronos_job_on_the_testbed_is_resized_and_deleted() {
         chronos.find_job(&name).await.unwrap().is_none(),
         "deleted after the last iteration"
     );
-    let hist: Value = http
-        .get(format!("{url}/api/v1/jobs/{u}/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hist: Value = get_json(&http, &format!("{url}/api/v1/jobs/{u}/history")).await;
     let resizes = hist
         .as_array()
         .unwrap()

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use testkit::http::{serve_chronos, serve_marathon};
 use testkit::{FakeChronos, FakeMarathon};
 
-use crate::support::{on_path, required, seed_jobs, start_supervisor, uuid};
+use crate::support::{get_json, on_path, required, seed_jobs, start_supervisor, uuid};
 
 /// Output of one headless run.
 struct Run {
@@ -175,14 +175,7 @@ async fn ui_page_in_headless_chromium() {
         assert!(!html.contains(external), "external resource: {external}");
     }
 
-    let jobs: Value = http
-        .get(format!("{url}/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jobs: Value = get_json(&http, &format!("{url}/api/v1/jobs")).await;
     let jobs = jobs.as_array().unwrap().clone();
     assert!(
         !chronos.puts().is_empty(),
@@ -209,14 +202,7 @@ async fn ui_page_in_headless_chromium() {
         "the page did not load its data:\n{dom}"
     );
     // A reconcile may change a class while the page loads: the one before or after counts.
-    let after: Value = http
-        .get(format!("{url}/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = get_json(&http, &format!("{url}/api/v1/jobs")).await;
     for j in &jobs {
         let (uuid, name) = (j["uuid"].as_str().unwrap(), j["name"].as_str().unwrap());
         assert!(dom.contains(&format!(">{name}</td>")), "{name}:\n{dom}");
@@ -259,14 +245,7 @@ async fn ui_page_in_headless_chromium() {
         .find(|j| j["name"] == "linpack-chronos-1")
         .unwrap();
     let uuid = chronos["uuid"].as_str().unwrap();
-    let history: Value = http
-        .get(format!("{url}/api/v1/jobs/{uuid}/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&http, &format!("{url}/api/v1/jobs/{uuid}/history")).await;
     let page = format!("{url}/ui#job={uuid}");
     let view = chromium(&bin, &profile, &["--dump-dom".into()], &page);
     assert!(

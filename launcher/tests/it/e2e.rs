@@ -344,18 +344,7 @@ impl Bed {
     async fn until_completed(&self, uuid: &str, tries: u32) -> Value {
         let mut last = Value::Null;
         for _ in 0..tries {
-            let out = launcher(&[
-                "status",
-                uuid,
-                "-i",
-                &self.url,
-                "--admin-token",
-                ADMIN,
-                "-o",
-                "json",
-            ])
-            .await;
-            last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            last = self.status(uuid).await;
             if last["state"] == "completed" {
                 break;
             }

@@ -11,7 +11,9 @@
 //!   speed-up model ([`speedup`]), margin, hysteresis, cooldown, restart cost, `AT_RISK`.
 //! - [`policy`]: one enum over both policies and the arbitration of a node's CPUs.
 //! - [`wire`]: the supervisor API's wire types, shared by every component that talks to it.
-//! - [`sim`]: a deterministic discrete-event cluster simulator and the thesis scenarios.
+//! - [`sim`]: a deterministic discrete-event cluster simulator and the thesis scenarios, and
+//!   [`sim::oracle`], the clairvoyant offline schedule a policy is measured against (the most
+//!   deadlines that can be met and the fewest CPU-seconds that meet them).
 //!
 //! The supervisor, the simulator and the study all drive jobs through the same
 //! [`job::Job::observe`] → [`policy::Policy::decide`] loop, so what the simulator shows is what

@@ -22,6 +22,7 @@
 //! Between events every task progresses at a constant rate, so the next completion is computed
 //! exactly; 30 simulated minutes of the thesis' case study take well under a millisecond per job.
 
+pub mod oracle;
 mod scenario;
 
 use std::cmp::Ordering;

@@ -186,11 +186,11 @@ pub enum CgroupDirs {
 
 impl CgroupDirs {
     /// Classify an existing cgroup directory by the files it holds: v1 if it has
-    /// `cpuacct.usage` or `cpu.cfs_quota_us`, v2 if it has `cgroup.controllers` or `cpu.stat`
+    /// `cpuacct.usage` or `cpuacct.stat`, v2 if it has `cgroup.controllers` or `cpu.stat`
     /// with `usage_usec`. `None` if it is neither.
     #[must_use]
     pub fn detect(dir: &Path) -> Option<Self> {
-        if dir.join("cpuacct.usage").is_file() {
+        if v1::has_accounting(dir) {
             let cpu = dir
                 .join("cpu.cfs_quota_us")
                 .is_file()
@@ -356,8 +356,8 @@ fn required(text: &str, key: &'static str, path: &Path) -> Result<u64, CgroupErr
 /// cgroup v1 files.
 pub mod v1 {
     use super::{
-        CgroupError, CpuLimit, CpuUsage, Path, Throttling, field, parse_u64, read, read_opt,
-        required, write,
+        CgroupError, CpuLimit, CpuUsage, Path, Throttling, field, fs, io, parse_u64, read,
+        read_opt, required, write,
     };
 
     /// Parse `cpuacct.stat` (`user N` / `system N`, USER_HZ ticks) into (user, system) ns.
@@ -373,12 +373,24 @@ pub mod v1 {
         Ok((to_ns(user), to_ns(system)))
     }
 
-    /// Read `cpuacct.usage` and `cpuacct.stat` in `dir`.
+    /// Whether `dir` holds v1 CPU accounting: `cpuacct.usage`, or `cpuacct.stat` alone (some
+    /// kernels and container runtimes expose only the tick counters).
+    #[must_use]
+    pub fn has_accounting(dir: &Path) -> bool {
+        dir.join("cpuacct.usage").is_file() || dir.join("cpuacct.stat").is_file()
+    }
+
+    /// Read `cpuacct.usage` and `cpuacct.stat` in `dir`; without `cpuacct.usage` the total is
+    /// `user + system` from `cpuacct.stat` (USER_HZ resolution).
     pub fn read_usage(dir: &Path, clk_tck: u64) -> Result<CpuUsage, CgroupError> {
-        let usage_path = dir.join("cpuacct.usage");
-        let total_ns = parse_u64(&read(&usage_path)?, "value", &usage_path)?;
         let stat_path = dir.join("cpuacct.stat");
         let (user_ns, system_ns) = parse_cpuacct_stat(&read(&stat_path)?, clk_tck, &stat_path)?;
+        let usage_path = dir.join("cpuacct.usage");
+        let total_ns = match fs::read_to_string(&usage_path) {
+            Ok(text) => parse_u64(&text, "value", &usage_path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => user_ns.saturating_add(system_ns),
+            Err(e) => return Err(CgroupError::io("read", &usage_path, e)),
+        };
         Ok(CpuUsage {
             total_ns,
             user_ns,
@@ -609,9 +621,13 @@ impl CgroupReader {
                 cpu,
                 period: cached,
             } => {
-                let total_ns = parse_u64(get(usage, buf)?, "value", usage.path())?;
                 let (user_ns, system_ns) =
                     v1::parse_cpuacct_stat(get(stat, buf)?, clk_tck, stat.path())?;
+                // Without `cpuacct.usage`, the total is user + system (tick resolution).
+                let total_ns = match get_opt(usage, buf)? {
+                    Some(t) => parse_u64(t, "value", usage.path())?,
+                    None => user_ns.saturating_add(system_ns),
+                };
                 let usage = CpuUsage {
                     total_ns,
                     user_ns,
@@ -787,6 +803,22 @@ mod tests {
             fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap(),
             "125000"
         );
+
+        // Accounting with `cpuacct.stat` only: the total is user + system.
+        let stat_only = tmp.path().join("stat-only");
+        fs::create_dir_all(&stat_only).unwrap();
+        fs::write(stat_only.join("cpuacct.stat"), "user 150\nsystem 40\n").unwrap();
+        let d = CgroupDirs::detect(&stat_only).expect("a cpuacct.stat directory is a v1 cgroup");
+        let s = d.read(100).unwrap();
+        assert_eq!(s.usage.total_ns, 1_900_000_000);
+        assert_eq!(
+            (s.usage.user_ns, s.usage.system_ns),
+            (1_500_000_000, 400_000_000)
+        );
+        let budget = crate::reader::FdBudget::new(8);
+        let mut cached = CgroupReader::new(&d, &budget);
+        let mut buf = Vec::new();
+        assert_eq!(cached.read(100, &mut buf).unwrap().usage, s.usage);
 
         let v2dir = tmp.path().join("unified/t");
         fs::create_dir_all(&v2dir).unwrap();

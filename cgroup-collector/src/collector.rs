@@ -193,6 +193,8 @@ pub struct Collector {
     buf: Vec<u8>,
     /// After a Docker API failure, no lookups until then (a hung daemon must not stall passes).
     docker_retry_at: Option<tokio::time::Instant>,
+    /// The current Docker outage was logged (once per outage, not every retry).
+    docker_warned: bool,
 }
 
 /// Pause of Docker lookups after the API failed.
@@ -234,6 +236,7 @@ impl Collector {
             budget,
             buf: Vec::with_capacity(4096),
             docker_retry_at: None,
+            docker_warned: false,
         }
     }
 
@@ -362,12 +365,13 @@ impl Collector {
                     }
                     match rt.inspect(&t.found.id).await {
                         Ok(Some(info)) => {
+                            self.docker_warned = false;
                             t.uuid = info.job_uuid();
                             t.name = Some(info.name);
                             t.image = info.image;
                             t.mapped = true;
                         }
-                        Ok(None) => {}
+                        Ok(None) => self.docker_warned = false,
                         Err(e) => {
                             docker_down = Some(e);
                             t.next_map_try = pass;
@@ -393,7 +397,11 @@ impl Collector {
         }
         if let Some(e) = docker_down {
             self.docker_retry_at = Some(tokio::time::Instant::now() + DOCKER_RETRY);
-            tracing::warn!(cause = %e, "docker API unavailable; docker containers stay unmapped for now");
+            if std::mem::replace(&mut self.docker_warned, true) {
+                tracing::debug!(cause = %e, "docker API still unavailable");
+            } else {
+                tracing::warn!(cause = %e, "docker API unavailable; docker containers stay unmapped for now");
+            }
         }
     }
 

@@ -86,7 +86,7 @@ impl Roots {
         let rel = rel.trim_start_matches('/');
         if let Some(acct) = &self.v1_cpuacct {
             let d = acct.join(rel);
-            if d.join("cpuacct.usage").is_file() {
+            if crate::cgroup::v1::has_accounting(&d) {
                 let cpu = self
                     .v1_cpu
                     .as_ref()
@@ -205,7 +205,7 @@ impl Candidate {
             CgroupDirs::detect(&dir).filter(|d| d.version() == 2)?
         } else {
             let cpuacct = roots.v1_cpuacct.as_ref()?.join(sub);
-            if !cpuacct.join("cpuacct.usage").is_file() {
+            if !crate::cgroup::v1::has_accounting(&cpuacct) {
                 return None;
             }
             let cpu = roots

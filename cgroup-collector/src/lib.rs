@@ -95,11 +95,45 @@ pub struct Ready {
     pub base_url: String,
 }
 
-fn docker(config: &Config) -> Result<Option<Arc<dyn ContainerRuntime>>, RunError> {
-    Ok(match &config.docker_host {
-        Some(h) => Some(Arc::new(DockerRuntime::new(h)?) as Arc<dyn ContainerRuntime>),
-        None => None,
-    })
+/// How long the startup check waits for the Docker daemon.
+pub const DOCKER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The Docker API, when one is configured. The daemon is asked once at startup; when it does not
+/// answer (a host without Docker, as cAdvisor also allows) one warning says so and the agent goes
+/// on with raw cgroups: Docker containers are measured but not mapped to jobs, as with
+/// `--no-docker`. With `keep_when_down` (the long-running agent) the client is kept, so a daemon
+/// that starts later is picked up; `--once` drops it.
+async fn docker(
+    config: &Config,
+    keep_when_down: bool,
+) -> Result<Option<Arc<dyn ContainerRuntime>>, RunError> {
+    let Some(host) = &config.docker_host else {
+        return Ok(None);
+    };
+    let rt = DockerRuntime::new(host)?;
+    let answer = match tokio::time::timeout(DOCKER_PROBE_TIMEOUT, rt.ping()).await {
+        Ok(r) => r,
+        Err(_) => Err(runtime::RuntimeError::Unreachable {
+            host: host.clone(),
+            message: format!("no answer within {DOCKER_PROBE_TIMEOUT:?}"),
+        }),
+    };
+    if let Err(e) = answer {
+        tracing::warn!(
+            cause = %e,
+            "Docker is not available; measuring raw cgroups: Docker containers are measured but \
+             not mapped to jobs (as with --no-docker){}",
+            if keep_when_down {
+                "; the daemon is looked for again while the agent runs"
+            } else {
+                ""
+            }
+        );
+        if !keep_when_down {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Arc::new(rt) as Arc<dyn ContainerRuntime>))
 }
 
 fn mesos_client(m: &MesosConfig) -> Result<MesosAgentClient, FrameworkError> {
@@ -153,7 +187,7 @@ pub async fn once(config: &Config) -> Result<Snapshot, RunError> {
     config.validate()?;
     let mut c: Box<dyn Source> = match &config.source {
         SourceConfig::Cgroups => {
-            let c = Collector::new(config.collector.clone(), docker(config)?);
+            let c = Collector::new(config.collector.clone(), docker(config, false).await?);
             let missing = c.unresolved_named();
             if !missing.is_empty() {
                 return Err(RunError::NoSuchCgroup(missing));
@@ -197,7 +231,7 @@ pub async fn run_with(
 ) -> Result<(), RunError> {
     config.validate()?;
     let runtime = match config.source {
-        SourceConfig::Cgroups => docker(&config)?,
+        SourceConfig::Cgroups => docker(&config, true).await?,
         SourceConfig::Mesos(_) => None,
     };
     let stats = Arc::new(AgentStats::default());

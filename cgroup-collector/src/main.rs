@@ -264,8 +264,18 @@ async fn main() -> ExitCode {
                 };
                 match text {
                     Ok(t) => {
-                        println!("{t}");
-                        ExitCode::SUCCESS
+                        // A reader that went away (`| head`) is not an error worth a panic.
+                        use std::io::Write as _;
+                        match writeln!(std::io::stdout().lock(), "{t}") {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                                ExitCode::SUCCESS
+                            }
+                            Err(e) => {
+                                eprintln!("cgroup-collector: writing the snapshot: {e}");
+                                ExitCode::from(1)
+                            }
+                        }
                     }
                     Err(e) => {
                         eprintln!("cgroup-collector: {e}");

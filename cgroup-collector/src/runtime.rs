@@ -76,11 +76,10 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug {
 }
 
 /// Docker Engine API client. Connects lazily and negotiates the API version on first use, so a
-/// daemon that starts after the agent is picked up, and an older daemon (Debian's 20.10 speaks
-/// API 1.41) is spoken to in its own version.
+/// daemon that starts after the agent is picked up (even when its socket does not exist yet), and
+/// an older daemon (Debian's 20.10 speaks API 1.41) is spoken to in its own version.
 pub struct DockerRuntime {
     host: String,
-    client: Docker,
     negotiated: OnceCell<Docker>,
 }
 
@@ -93,33 +92,64 @@ impl fmt::Debug for DockerRuntime {
 }
 
 impl DockerRuntime {
-    /// A client for `host`: `unix:///path`, a bare `/path`, or `tcp://host:port`.
+    /// A client for `host`: `unix:///path`, a bare `/path`, or `tcp://host:port`. Nothing is
+    /// contacted yet (see [`DockerRuntime::ping`]); a host that is not even an address is refused.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Unreachable`] for an empty host or an unsupported scheme.
     pub fn new(host: &str) -> Result<Self, RuntimeError> {
-        let unreachable = |e: bollard::errors::Error| RuntimeError::Unreachable {
-            host: host.to_string(),
-            message: e.to_string(),
-        };
-        let client = if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        let h = host.trim();
+        let scheme_ok = h.starts_with('/')
+            || ["unix://", "tcp://", "http://"]
+                .iter()
+                .any(|s| h.len() > s.len() && h.starts_with(s));
+        if !scheme_ok {
+            return Err(RuntimeError::Unreachable {
+                host: host.to_string(),
+                message: "expected unix:///path/to/docker.sock, /path/to/docker.sock or \
+                          tcp://host:port"
+                    .into(),
+            });
         }
-        .map_err(unreachable)?;
         Ok(Self {
-            host: host.to_string(),
-            client,
+            host: h.to_string(),
             negotiated: OnceCell::new(),
         })
+    }
+
+    /// The daemon address.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Connects (if not yet) and asks the daemon for its API version: `Ok` when Docker answers.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Unreachable`] when there is no daemon (no socket, nobody listening).
+    pub async fn ping(&self) -> Result<(), RuntimeError> {
+        self.docker().await.map(drop)
     }
 
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
         self.negotiated
             .get_or_try_init(|| async {
-                self.client
-                    .clone()
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| self.err(e))
+                let host = self.host.as_str();
+                let client = if host.starts_with("tcp://") || host.starts_with("http://") {
+                    Docker::connect_with_http(
+                        host,
+                        REQUEST_TIMEOUT_SECS,
+                        bollard::API_DEFAULT_VERSION,
+                    )
+                } else {
+                    Docker::connect_with_unix(
+                        host,
+                        REQUEST_TIMEOUT_SECS,
+                        bollard::API_DEFAULT_VERSION,
+                    )
+                }
+                .map_err(|e| self.err(e))?;
+                client.negotiate_version().await.map_err(|e| self.err(e))
             })
             .await
     }

@@ -93,6 +93,67 @@ fn once_prints_node_and_every_discovered_or_named_cgroup() {
     assert_eq!(snap["containers"].as_array().unwrap().len(), 1);
 }
 
+/// A host without Docker: `--once --cgroup DIR` (without `--no-docker`, with and without
+/// discovery) warns once on stderr and measures the raw cgroups, Docker ones included (measured,
+/// not mapped); a cgroup holding `cpuacct.stat` but no `cpuacct.usage` is read too.
+#[test]
+fn once_without_docker_warns_once_and_measures_raw_cgroups() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    let docker_id = "e".repeat(64);
+    util::fixture_v1(
+        root,
+        &format!("docker/{docker_id}"),
+        2_000_000_000,
+        150,
+        50,
+        -1,
+    );
+    let stat_only = root.join("stat-only");
+    fs::create_dir_all(&stat_only).unwrap();
+    fs::write(stat_only.join("cpuacct.stat"), "user 120\nsystem 30\n").unwrap();
+    let no_daemon = root.join("no-such-docker.sock");
+    let no_daemon = format!("unix://{}", no_daemon.display());
+    for extra in [&[][..], &["--no-discovery"][..]] {
+        let out = Command::new(util::bin())
+            .args(["--once", "--output", "json", "--cgroup-root"])
+            .arg(root)
+            .args(["--docker-host", &no_daemon, "--cgroup"])
+            .arg(&stat_only)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {}\n{err}", out.status);
+        assert_eq!(
+            err.matches("Docker is not available").count(),
+            1,
+            "one warning: {err}"
+        );
+        assert!(err.contains("measured but not mapped"), "{err}");
+        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let named = util::container(&snap, &stat_only.display().to_string());
+        assert_eq!(
+            (named["total_secs"].as_f64(), named["user_secs"].as_f64()),
+            (Some(1.5), Some(1.2)),
+            "total = user + system without cpuacct.usage: {snap}"
+        );
+        let docker = snap["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["runtime"] == "docker");
+        if extra.is_empty() {
+            let d = docker.expect("the Docker container is measured");
+            assert_eq!(d["total_secs"].as_f64(), Some(2.0));
+            assert!(d["uuid"].is_null(), "not mapped without the API");
+        } else {
+            assert!(docker.is_none(), "--no-discovery reads only --cgroup");
+        }
+    }
+}
+
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
     let tree = tempfile::tempdir().unwrap();

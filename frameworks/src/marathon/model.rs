@@ -406,10 +406,15 @@ pub struct MarathonTask {
 }
 
 impl MarathonTask {
-    /// True when Marathon reports the task as `TASK_RUNNING`.
+    /// True when Marathon reports the task as `TASK_RUNNING`. Tasks of Marathon 0.x (0.9–0.15)
+    /// have no `state`: there a task listed with a `startedAt` is running (`startedAt` stays
+    /// `null` while it is staged).
     #[must_use]
     pub fn is_running(&self) -> bool {
-        self.state.as_deref() == Some("TASK_RUNNING")
+        match self.state.as_deref() {
+            Some(state) => state == "TASK_RUNNING",
+            None => self.started_at.as_deref().is_some_and(|s| !s.is_empty()),
+        }
     }
 }
 

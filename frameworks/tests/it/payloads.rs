@@ -251,3 +251,24 @@ fn mesos_statistics_sample() {
         Some(&json!(1000))
     );
 }
+
+/// Marathon 0.9 tasks have no `state` (mesosphere/marathon v0.9.0, docs/docs/rest-api.md,
+/// `GET /v2/apps/{appId}/tasks` and `GET /v2/apps?embed=apps.tasks` examples): a task with a
+/// `startedAt` is running, one still staged has `"startedAt": null`.
+#[test]
+fn marathon_0_9_tasks_without_state() {
+    let tasks: Vec<MarathonTask> = serde_json::from_value(json!([
+        {"appId": "/toggle", "host": "10.141.141.10",
+         "id": "toggle.802df2ae-3ad4-11e4-a400-56847afe9799", "ports": [31045],
+         "stagedAt": "2014-09-12T23:28:28.594Z", "startedAt": "2014-09-13T00:24:46.959Z",
+         "version": "2014-09-12T23:28:21.737Z"},
+        {"appId": "/ubuntu", "host": "10.141.141.10",
+         "id": "ubuntu.55de96ed-503f-11e4-bd18-56847afe9799", "ports": [31467],
+         "stagedAt": "2014-10-10T05:36:08.178Z", "startedAt": null,
+         "version": "2014-10-09T23:03:33.993Z"}
+    ]))
+    .expect("0.9 tasks");
+    assert!(tasks[0].state.is_none());
+    assert!(tasks[0].is_running(), "started, no state: running");
+    assert!(!tasks[1].is_running(), "staged: not running yet");
+}

@@ -2,7 +2,8 @@
 //! launcher, shell-trap and the node collector. Wire types come from [`qos_core::wire`].
 //!
 //! Routes: the thesis ones (`POST /initTask`, `/updateTask`, `/initMarathonApp`,
-//! `/endMarathonApp`) and the versioned `/api/v1` ones (jobs, progress, samples, nodes), plus
+//! `/endMarathonApp`) and the versioned `/api/v1` ones (jobs, operator resizes, progress, samples,
+//! nodes), plus
 //! `/healthz` and `/readyz`. Errors of the versioned API, `{"error": {"code", "message",
 //! "field"?}}`, become [`FrameworkError`]s whose message is the server's and whose
 //! [`crate::ErrorDetail::path`] is the offending field.
@@ -21,8 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use qos_core::wire::{
-    EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration, NodeRegistration,
-    ProgressReport, Registered, SampleBatch, UpdateTask,
+    EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration, JobResize, JobResized,
+    NodeRegistration, ProgressReport, Registered, SampleBatch, UpdateTask,
 };
 
 use crate::credentials::Credentials;
@@ -166,6 +167,27 @@ impl SupervisorClient {
             .execute(Request::without_body(Method::DELETE, url, true))
             .await
             .map(drop)
+    }
+
+    /// `POST /api/v1/jobs/{uuid}/resize`: an operator sets the job's allocation; answers once
+    /// the new size is applied (not retried: a resize by restart restarts the task).
+    ///
+    /// # Errors
+    /// [`FrameworkError::NotFound`] for an unknown job, [`FrameworkError::Invalid`] naming `cpus`
+    /// outside the policy's bounds, or any other [`FrameworkError`] (the framework or node agent
+    /// refused: the server's message says which).
+    pub async fn resize_job(&self, uuid: &str, cpus: f64) -> Result<JobResized, FrameworkError> {
+        let url = self.http.endpoint(["api", "v1", "jobs", uuid, "resize"]);
+        let resp = self
+            .http
+            .execute(Request::json(
+                Method::POST,
+                url,
+                &JobResize { cpus },
+                false,
+            )?)
+            .await?;
+        resp.json("an operator resize answer ({\"uuid\", \"from\", \"to\", …})")
     }
 
     /// `POST /api/v1/jobs/{uuid}/progress`, authorised by the job's own report token when given

@@ -295,6 +295,34 @@ pub struct ResizeResult {
     pub cpus: f64,
 }
 
+/// `POST /api/v1/jobs/{uuid}/resize`: an operator sets a job's allocation by hand. It is
+/// recorded as a decision with the reason `operator` and applied as the controller's own resizes
+/// are (in place or by restart, per the supervisor's resize mode); the controller keeps
+/// controlling the job afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobResize {
+    /// The new allocation, CPUs (within the policy's `cpu_min`..`cpu_max`).
+    pub cpus: f64,
+}
+
+/// Answer to an operator resize.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResized {
+    /// The job.
+    pub uuid: String,
+    /// The allocation before, CPUs.
+    pub from: f64,
+    /// The allocation in force now, CPUs.
+    pub to: f64,
+    /// How it was applied: `in-place` or `restart`.
+    pub mode: String,
+    /// Whether anything was applied (`false` when the job already had that allocation).
+    pub applied: bool,
+    /// Supervisor time of the decision, epoch seconds.
+    pub decided_at: f64,
+}
+
 /// Body of every error answer of the versioned API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -5,7 +5,7 @@
 //! `{"error": {"code", "message", "field"?}}`.
 //!
 //! Authorisation (when an admin token is configured):
-//! - admin token: registration, cancellation, samples, node registration and heartbeats, lists;
+//! - admin token: registration, cancellation, operator resizes, samples, node registration and heartbeats, lists;
 //! - a job's report token (or the admin token): that job's reports (`/updateTask`,
 //!   `/initMarathonApp`, `/endMarathonApp`, progress) and its own views; with `--insecure` the
 //!   thesis routes stay open, because the thesis' containers send no token;
@@ -20,15 +20,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use qos_core::Cpus;
 use qos_core::wire::{
-    EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration, NodeRegistration,
-    ProgressReport, SampleBatch, UpdateTask,
+    EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration, JobResize,
+    NodeRegistration, ProgressReport, SampleBatch, UpdateTask,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::config::ControlConfig;
+use crate::control;
 use crate::error::{ApiError, from_json_error};
 use crate::service::{self, ReportOutcome, Shared, check_uuid, ct_eq};
 
@@ -132,6 +134,7 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/api/v1/jobs/{uuid}", get(get_job).delete(cancel_job))
         .route("/api/v1/jobs/{uuid}/history", get(job_history))
         .route("/api/v1/jobs/{uuid}/progress", post(job_progress))
+        .route("/api/v1/jobs/{uuid}/resize", post(resize_job))
         .route("/api/v1/nodes/register", post(register_node))
         .route("/api/v1/nodes/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/nodes", get(list_nodes))
@@ -358,6 +361,31 @@ async fn job_progress(
     };
     sh.report(&uuid, service::progress(p), hold).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An operator's resize: recorded as a decision with the reason `operator` and applied as the
+/// controller's resizes are; answers once it is in force (or why it is not).
+async fn resize_job(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    Body(b): Body,
+) -> Result<Response, ApiError> {
+    require_admin(&sh, &headers)?;
+    check_uuid("uuid", &uuid)?;
+    let r: JobResize = parse(&b)?;
+    let (lo, hi) = sh.config.policy.bounds();
+    if !r.cpus.is_finite() || Cpus::from_f64(r.cpus) < lo || Cpus::from_f64(r.cpus) > hi {
+        return Err(ApiError::invalid(
+            "cpus",
+            format!(
+                "cpus must be a number of CPUs within the policy's bounds [{lo}, {hi}], got {}",
+                r.cpus
+            ),
+        ));
+    }
+    let done = control::operator_resize(&sh, &uuid, Cpus::from_f64(r.cpus)).await?;
+    Ok(Json(done).into_response())
 }
 
 async fn samples(

@@ -18,11 +18,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use frameworks::FrameworkError;
 use qos_core::job::{Observation, Phase};
 use qos_core::policy::{Claim, Policy, arbitrate};
 use qos_core::predictive::ResizeMode;
-use qos_core::wire::ResizeRequest;
+use qos_core::wire::{JobResized, ResizeRequest};
 use qos_core::{Action, Cpus, Decision, Framework, Job, Work};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{ControlConfig, MarathonCompletion};
+use crate::error::ApiError;
 use crate::service::Shared;
 use crate::state::JobMeta;
 use crate::store::{HistoryRow, Op};
@@ -598,6 +600,75 @@ async fn call_resize(
 }
 
 async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus, now: f64) -> Next {
+    apply_resize_outcome(sh, uuid, snap, cpus, now).await.0
+}
+
+/// An operator's resize (`POST /api/v1/jobs/{uuid}/resize`): recorded as a decision with the
+/// reason `operator`, then applied through the controller's own path ([`apply_resize`]: the
+/// framework or the node agent, the history, the metrics, the node's reservation). It runs
+/// beside the control loop, which keeps controlling the job afterwards.
+pub(crate) async fn operator_resize(
+    sh: &Arc<Shared>,
+    uuid: &str,
+    cpus: Cpus,
+) -> Result<JobResized, ApiError> {
+    let now = sh.clock.now();
+    let Some(snap) = snapshot(sh, uuid, now) else {
+        return Err(ApiError::not_found(format!("no job {uuid}")));
+    };
+    if snap.job.phase.is_terminal() {
+        return Err(ApiError::conflict(
+            "uuid",
+            format!("job {uuid} has ended; there is nothing to resize"),
+        ));
+    }
+    let from = snap.job.cpus;
+    let answer = |to: Cpus, applied| JobResized {
+        uuid: uuid.to_owned(),
+        from: from.as_f64(),
+        to: to.as_f64(),
+        mode: mode_name(sh).to_owned(),
+        applied,
+        decided_at: now,
+    };
+    if cpus == from {
+        return Ok(answer(from, false));
+    }
+    let decision = Decision {
+        class: snap.meta.last_class.unwrap_or(qos_core::Class::NoData),
+        action: Action::Resize { cpus },
+        reason: format!("operator: resize {from} → {cpus} CPU requested through the API"),
+        figures: qos_core::Figures::default(),
+    };
+    record_decision(sh, uuid, now, &decision, snap.meta.want);
+    match apply_resize_outcome(sh, uuid, &snap, cpus, now).await.1 {
+        Ok(applied) => Ok(answer(applied, true)),
+        Err(e) => {
+            let (status, code) = match &e {
+                ApplyError::NotConfigured(_) => (StatusCode::CONFLICT, "not_configured"),
+                ApplyError::Framework(FrameworkError::Locked { .. }) => {
+                    (StatusCode::CONFLICT, "locked")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "apply_failed"),
+            };
+            Err(ApiError::other(
+                status,
+                code,
+                format!("resize {from} → {cpus} CPU not applied: {e}"),
+            ))
+        }
+    }
+}
+
+/// Applies a resize and records the outcome; returns when to look at the job again and what
+/// was applied (or why not).
+async fn apply_resize_outcome(
+    sh: &Arc<Shared>,
+    uuid: &str,
+    snap: &Snapshot,
+    cpus: Cpus,
+    now: f64,
+) -> (Next, Result<Cpus, ApplyError>) {
     let from = snap.job.cpus;
     let result = call_resize(sh, uuid, snap, cpus, now).await;
     let done = sh.clock.now();
@@ -607,10 +678,10 @@ async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus,
         let mut st = sh.lock();
         let st = &mut *st;
         let Some(e) = st.jobs.get_mut(uuid) else {
-            return Next::Done;
+            return (Next::Done, result);
         };
-        match result {
-            Ok(applied) => {
+        match &result {
+            &Ok(applied) => {
                 // The resize acts on the latest report: never time it before that report, whatever
                 // the skew between the container's clock and ours.
                 let at =
@@ -656,7 +727,7 @@ async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus,
             }
             Err(err) => {
                 let not_configured = matches!(err, ApplyError::NotConfigured(_));
-                if let ApplyError::Framework(FrameworkError::Locked { .. }) = &err {
+                if let ApplyError::Framework(FrameworkError::Locked { .. }) = err {
                     e.p.meta.locked_since.get_or_insert(done);
                 }
                 let message = err.to_string();
@@ -693,7 +764,7 @@ async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus,
             tracing::error!(error = %e, "the applied resize could not be written; it is in memory and will be written with the next change");
         }
     }
-    next
+    (next, result)
 }
 
 fn mode_name(sh: &Shared) -> &'static str {

@@ -50,7 +50,7 @@ fn decisions(hist: &[(i64, String, String, Value)]) -> Vec<(i64, String, Option<
 }
 
 /// Registers `node-1` (host name `agent1`) with `cpus` CPUs, and more `fields` if any.
-async fn register_node(h: &Harness, cpus: f64, fields: Value) {
+pub(crate) async fn register_node(h: &Harness, cpus: f64, fields: Value) {
     let mut node =
         json!({"id": "node-1", "hostname": "agent1", "cpus": cpus, "memory_bytes": 1u64 << 30});
     if let (Some(n), Some(extra)) = (node.as_object_mut(), fields.as_object()) {
@@ -63,7 +63,7 @@ async fn register_node(h: &Harness, cpus: f64, fields: Value) {
 }
 
 /// Posts a heartbeat of `node-1`.
-async fn heartbeat(h: &Harness, beat: &Value) {
+pub(crate) async fn heartbeat(h: &Harness, beat: &Value) {
     let (st, v) = h
         .admin(
             "POST",

@@ -80,6 +80,12 @@ pub enum Phase {
         /// When.
         at: f64,
     },
+    /// Its framework no longer has it (the Chronos job or Marathon app was removed behind the
+    /// supervisor's back): nothing the supervisor does can reach it any more.
+    Lost {
+        /// When the supervisor gave up on it.
+        at: f64,
+    },
 }
 
 impl Phase {
@@ -87,7 +93,7 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled { .. }
+            Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled { .. } | Self::Lost { .. }
         )
     }
 }
@@ -283,6 +289,11 @@ pub enum Observation {
     },
     /// A user cancelled the job.
     Cancelled {
+        /// When.
+        at: f64,
+    },
+    /// The framework no longer has the job (see [`Phase::Lost`]).
+    Lost {
         /// When.
         at: f64,
     },
@@ -517,6 +528,10 @@ impl Job {
                 self.phase = Phase::Cancelled { at };
                 Ok(Effect::Applied)
             }
+            Observation::Lost { at } => {
+                self.phase = Phase::Lost { at };
+                Ok(Effect::Applied)
+            }
         }
     }
 
@@ -681,6 +696,23 @@ mod tests {
         assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);
         job.observe(report(891.0, 1200.0)).unwrap();
         assert_eq!(job.last_report().unwrap().cpus, Cpus::from_milli(1400));
+    }
+
+    #[test]
+    fn a_lost_job_is_terminal_and_takes_no_more_reports() {
+        let mut job = Job::iterative("j", qos(400.0, 1800.0), 4, Cpus::ONE);
+        job.observe(report(10.0, 450.0)).unwrap();
+        assert_eq!(
+            job.observe(Observation::Lost { at: 500.0 }).unwrap(),
+            Effect::Applied
+        );
+        assert_eq!(job.phase, Phase::Lost { at: 500.0 });
+        assert!(job.phase.is_terminal());
+        assert_eq!(
+            job.observe(report(460.0, 900.0)).unwrap(),
+            Effect::Duplicate
+        );
+        assert_eq!(job.remaining_iterations(), 3);
     }
 
     #[test]

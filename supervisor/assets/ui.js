@@ -82,11 +82,11 @@
       const tr = el("tr", { "data-uuid": j.uuid, "data-class": j.class || "" },
         el("td", { title: j.uuid }, j.name),
         el("td", {}, j.framework),
-        el("td", {}, j.state),
+        el("td", j.state === "lost" ? { class: "lost", title: j.lost_reason || "" } : {}, j.state),
         el("td", {}, classBadge(j.class)),
         el("td", {}, progressBar(j.progress)),
         pcell,
-        el("td", { class: "num" }, j.state === "completed" || j.state === "failed" || j.state === "cancelled" ? "done"
+        el("td", { class: "num" }, ["completed", "failed", "cancelled", "lost"].includes(j.state) ? "done"
           : q.deadline_at != null ? secs(q.deadline_at - now) : "–"),
         el("td", { class: "num" }, num(j.cpus, 2)),
         el("td", { class: "num" }, j.resizes == null ? "–" : j.resizes));
@@ -114,6 +114,7 @@
       ["resizes", job.resizes], ["node", job.node || "–"],
     ];
     if (job.remaining_iterations != null && job.framework === "chronos") facts.push(["iterations left", job.remaining_iterations]);
+    if (job.lost_reason) facts.push(["lost", job.lost_reason]);
     if (job.last_error) facts.push(["last error", job.last_error]);
     $("job-facts").replaceChildren(...facts.map(([k, v]) => el("span", {}, k + ": ", el("b", {}, v))));
 

@@ -121,6 +121,9 @@ pub struct ControlConfig {
     pub retention: f64,
     /// Largest accepted request body, bytes (sample batches may be 8× this).
     pub max_body_bytes: usize,
+    /// A job whose framework answers "no such job/app" this many times in a row (to a resize or
+    /// a read) is marked `LOST` and no longer tried.
+    pub lost_after: u32,
 }
 
 impl Default for ControlConfig {
@@ -146,6 +149,7 @@ impl Default for ControlConfig {
             stale_after: 30.0,
             retention: 7.0 * 86_400.0,
             max_body_bytes: 1 << 20,
+            lost_after: 5,
         }
     }
 }
@@ -208,6 +212,9 @@ impl ControlConfig {
         }
         if self.max_body_bytes < 1024 {
             return Err(err("control.max_body_bytes", "must be at least 1024"));
+        }
+        if self.lost_after == 0 {
+            return Err(err("control.lost_after", "must be at least 1"));
         }
         Ok(())
     }

@@ -293,15 +293,30 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
         return cleanup(sh, uuid, &snap.job, snap.failures).await;
     }
     if snap.meta.cpus_unknown {
-        if let Some(cpus) = read_framework_cpus(sh, &snap.job).await {
-            let mut st = sh.lock();
-            if let Some(e) = st.jobs.get_mut(uuid) {
-                e.p.job.cpus = cpus;
-                e.p.meta.cpus_unknown = false;
-                sh.store.submit_detached(vec![e.op(now)]);
-                snap.job.cpus = cpus;
+        match read_framework_cpus(sh, &snap.job).await {
+            Ok(Some(cpus)) => {
+                let mut st = sh.lock();
+                if let Some(e) = st.jobs.get_mut(uuid) {
+                    e.p.job.cpus = cpus;
+                    e.p.meta.cpus_unknown = false;
+                    e.rt.not_found = 0;
+                    sh.store.submit_detached(vec![e.op(now)]);
+                    snap.job.cpus = cpus;
+                }
+                tracing::info!(cpus = %cpus, "allocation read from the framework");
             }
-            tracing::info!(cpus = %cpus, "allocation read from the framework");
+            Ok(None) => {}
+            Err(ApplyError::Gone(message)) => {
+                tracing::warn!(error = %message, "the framework has no such job");
+                let lost = strike_not_found(sh, &mut sh.lock(), uuid, now, &message);
+                if let Some(ops) = lost {
+                    if let Err(e) = sh.store.submit(ops).wait().await {
+                        tracing::error!(error = %e, "the LOST job could not be written; it is in memory and will be written with the next change");
+                    }
+                    return Next::Done;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the allocation could not be read from the framework"),
         }
     }
     if let Phase::Restarting { since } = snap.job.phase {
@@ -487,6 +502,9 @@ async fn bounded<T>(
 #[derive(Debug)]
 enum ApplyError {
     Framework(FrameworkError),
+    /// The framework has no such job or app (any more); after `control.lost_after` of these in
+    /// a row the job is `LOST`.
+    Gone(String),
     /// Nothing to call (no credentials, no agent): not retried quickly.
     NotConfigured(String),
     Other(String),
@@ -496,31 +514,118 @@ impl std::fmt::Display for ApplyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Framework(e) => write!(f, "{e}"),
-            Self::NotConfigured(m) | Self::Other(m) => f.write_str(m),
+            Self::Gone(m) | Self::NotConfigured(m) | Self::Other(m) => f.write_str(m),
         }
     }
 }
 
-async fn read_framework_cpus(sh: &Shared, job: &Job) -> Option<Cpus> {
+/// Tells "the framework no longer has the job" apart from other failures of a call about it.
+/// A 404 (or Chronos' "not found" 400) says so; Marathon answers a resize of an app it no longer
+/// has with 422 (the PUT would create the app, and `{"cpus": …}` alone is not a valid app), so a
+/// refused Marathon resize is checked with a read of the app.
+async fn gone(sh: &Shared, job: &Job, err: ApplyError) -> ApplyError {
+    match err {
+        ApplyError::Framework(e) if e.is_not_found() => ApplyError::Gone(e.to_string()),
+        ApplyError::Framework(e @ FrameworkError::Invalid { .. })
+            if job.framework == Framework::Marathon =>
+        {
+            let Some(m) = &sh.marathon else {
+                return ApplyError::Framework(e);
+            };
+            match bounded(sh, "reading the Marathon app", m.get_app(&job.name)).await {
+                Err(ApplyError::Framework(g)) if g.is_not_found() => {
+                    ApplyError::Gone(format!("{g} (and the resize was refused: {e})"))
+                }
+                _ => ApplyError::Framework(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Counts one "no such job" answer; at `control.lost_after` in a row the job becomes `LOST`
+/// (terminal, nothing left to clean up) and the writes that record it are returned.
+fn strike_not_found(
+    sh: &Shared,
+    st: &mut crate::state::State,
+    uuid: &str,
+    now: f64,
+    message: &str,
+) -> Option<Vec<Op>> {
+    let e = st.jobs.get_mut(uuid)?;
+    e.rt.not_found += 1;
+    let strikes = e.rt.not_found;
+    let limit = sh.config.control.lost_after;
+    if strikes < limit || e.p.job.phase.is_terminal() {
+        return None;
+    }
+    let what = match e.p.job.framework {
+        Framework::Chronos => "Chronos job",
+        Framework::Marathon => "Marathon app",
+    };
+    let reason = format!(
+        "{what} {} no longer exists: {strikes} attempts in a row were answered \"not found\" \
+         (last: {message})",
+        e.p.job.name
+    );
+    let _ = e.p.job.observe(Observation::Lost { at: now });
+    e.p.meta.lost_reason = Some(reason.clone());
+    // Nothing is left in the framework to remove.
+    e.p.meta.cleaned_up = true;
+    e.p.meta.finished_wall.get_or_insert(now);
+    e.rt.last_error = Some(message.to_owned());
+    if let Some(g) = &e.rt.gauges {
+        g.update(&e.p.job, None);
+        sh.metrics.job_lost(g, true);
+    }
+    tracing::error!(attempts = strikes, reason = %reason, "job marked LOST");
+    let ops = vec![
+        e.op(now),
+        Op::Decision(event_row(
+            uuid,
+            now,
+            "lost",
+            json!({"action": "lost", "attempts": strikes}),
+            reason,
+        )),
+    ];
+    st.retiring.push_back((now, uuid.to_owned()));
+    Some(ops)
+}
+
+/// The job's allocation as its framework stores it (`None`: no credentials, or no usable value).
+async fn read_framework_cpus(sh: &Shared, job: &Job) -> Result<Option<Cpus>, ApplyError> {
     let cpus = match job.framework {
         Framework::Chronos => {
-            let c = sh.chronos.as_ref()?;
-            bounded(sh, "reading the Chronos job", c.find_job(&job.name))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|j| j.cpus())
+            let Some(c) = sh.chronos.as_ref() else {
+                return Ok(None);
+            };
+            match bounded(sh, "reading the Chronos job", c.find_job(&job.name)).await? {
+                Some(j) => j.cpus(),
+                None => {
+                    return Err(ApplyError::Gone(format!(
+                        "no Chronos job is named exactly {:?}",
+                        job.name
+                    )));
+                }
+            }
         }
         Framework::Marathon => {
-            let m = sh.marathon.as_ref()?;
-            bounded(sh, "reading the Marathon app", m.get_app(&job.name))
-                .await
-                .ok()
-                .and_then(|a| a.cpus())
+            let Some(m) = sh.marathon.as_ref() else {
+                return Ok(None);
+            };
+            match bounded(sh, "reading the Marathon app", m.get_app(&job.name)).await {
+                Ok(a) => a.cpus(),
+                Err(ApplyError::Framework(e)) if e.is_not_found() => {
+                    return Err(ApplyError::Gone(e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
-    cpus.filter(|c| c.is_finite() && *c > 0.0)
-        .map(Cpus::from_f64)
+    Ok(cpus
+        .filter(|c| c.is_finite() && *c > 0.0)
+        .map(Cpus::from_f64))
 }
 
 /// Applies a resize; returns the allocation in force.
@@ -670,7 +775,10 @@ async fn apply_resize_outcome(
     now: f64,
 ) -> (Next, Result<Cpus, ApplyError>) {
     let from = snap.job.cpus;
-    let result = call_resize(sh, uuid, snap, cpus, now).await;
+    let result = match call_resize(sh, uuid, snap, cpus, now).await {
+        Err(e) => Err(gone(sh, &snap.job, e).await),
+        ok => ok,
+    };
     let done = sh.clock.now();
     let restart = sh.config.resize_mode == ResizeMode::Restart
         && matches!(snap.job.work, Work::Continuous(_));
@@ -696,6 +804,7 @@ async fn apply_resize_outcome(
                 e.p.meta.resizes_applied += 1;
                 e.p.meta.locked_since = None;
                 e.rt.failures = 0;
+                e.rt.not_found = 0;
                 e.rt.last_error = None;
                 if let Some(g) = &e.rt.gauges {
                     g.resized();
@@ -755,7 +864,15 @@ async fn apply_resize_outcome(
                 } else {
                     Next::After(backoff(&sh.config.control, failures))
                 };
-                (next, None)
+                if matches!(err, ApplyError::Gone(_)) {
+                    if let Some(ops) = strike_not_found(sh, st, uuid, done, &message) {
+                        (Next::Done, Some(sh.store.submit(ops)))
+                    } else {
+                        (next, None)
+                    }
+                } else {
+                    (next, None)
+                }
             }
         }
     };
@@ -779,14 +896,34 @@ async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next
     let outcome: Result<String, ApplyError> = match job.framework {
         Framework::Chronos => match &sh.chronos {
             None => Ok("no Chronos credentials: nothing deleted".into()),
-            Some(c) => match bounded(sh, "deleting the Chronos job", c.delete_job(&job.name)).await
-            {
-                Ok(()) => Ok(format!("Chronos job {} deleted", job.name)),
-                Err(ApplyError::Framework(e)) if e.is_not_found() => {
-                    Ok(format!("Chronos job {} already gone", job.name))
+            Some(c) => {
+                // A cancelled or failed job may have a run in progress: Chronos 2.x leaves it
+                // running when the job is deleted (3.x kills it), so kill it first.
+                let killed = if matches!(job.phase, Phase::Completed { .. }) {
+                    Ok("")
+                } else {
+                    match bounded(sh, "killing the Chronos job's tasks", c.kill_job_tasks(&job.name))
+                        .await
+                    {
+                        Ok(()) => Ok("its running task killed, "),
+                        Err(ApplyError::Framework(e)) if e.is_not_found() => Ok(""),
+                        Err(e) => Err(e),
+                    }
+                };
+                match killed {
+                    Err(e) => Err(e),
+                    Ok(k) => {
+                        match bounded(sh, "deleting the Chronos job", c.delete_job(&job.name)).await
+                        {
+                            Ok(()) => Ok(format!("Chronos job {}: {k}deleted", job.name)),
+                            Err(ApplyError::Framework(e)) if e.is_not_found() => {
+                                Ok(format!("Chronos job {} already gone", job.name))
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
                 }
-                Err(e) => Err(e),
-            },
+            }
         },
         Framework::Marathon => match &sh.marathon {
             None => Ok("no Marathon credentials: nothing deleted".into()),
@@ -807,8 +944,12 @@ async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next
                     .await
                     .map(|_| format!("Marathon app {} scaled to 0 instances", job.name)),
                 };
+                let r = match r {
+                    Err(e) => Err(gone(sh, job, e).await),
+                    ok => ok,
+                };
                 match r {
-                    Err(ApplyError::Framework(e)) if e.is_not_found() => {
+                    Err(ApplyError::Gone(_)) => {
                         Ok(format!("Marathon app {} already gone", job.name))
                     }
                     other => other,
@@ -825,6 +966,7 @@ async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next
         ),
         Phase::Failed { at } => format!("failed at {at:.0}"),
         Phase::Cancelled { at } => format!("cancelled at {at:.0}"),
+        Phase::Lost { at } => format!("lost at {at:.0}"),
         _ => "ended".into(),
     };
     let mut st = sh.lock();

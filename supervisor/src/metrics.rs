@@ -86,6 +86,8 @@ pub(crate) struct Metrics {
     restarts: Family<JobLabels, FGauge>,
     restart_cost: Family<JobLabels, FGauge>,
     met: Family<JobLabels, FGauge>,
+    lost: Family<JobLabels, FGauge>,
+    jobs_lost: Counter,
     requests: Family<RouteLabels, Counter>,
     latency: HistFamily,
     reconciles: Counter,
@@ -116,6 +118,8 @@ impl Metrics {
             restarts: Family::default(),
             restart_cost: Family::default(),
             met: Family::default(),
+            lost: Family::default(),
+            jobs_lost: Counter::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             reconciles: Counter::default(),
@@ -196,6 +200,16 @@ impl Metrics {
             m.met.clone(),
         );
         registry.register(
+            "qos_job_lost",
+            "1 if the job is LOST: its framework no longer has it (absent otherwise)",
+            m.lost.clone(),
+        );
+        registry.register(
+            "qos_jobs_lost",
+            "Jobs marked LOST since the supervisor started",
+            m.jobs_lost.clone(),
+        );
+        registry.register(
             "qos_http_requests",
             "HTTP requests by matched route, method and status",
             m.requests.clone(),
@@ -274,6 +288,7 @@ impl Metrics {
             &self.restarts,
             &self.restart_cost,
             &self.met,
+            &self.lost,
         ] {
             f.remove(l);
         }
@@ -293,6 +308,14 @@ impl Metrics {
         self.met
             .get_or_create(&g.labels)
             .set(if met { 1.0 } else { 0.0 });
+    }
+
+    /// Shows a job as `LOST`; `newly`: it just became so (counted once).
+    pub(crate) fn job_lost(&self, g: &JobGauges, newly: bool) {
+        self.lost.get_or_create(&g.labels).set(1.0);
+        if newly {
+            self.jobs_lost.inc();
+        }
     }
 
     /// Counts one HTTP request.

@@ -137,6 +137,9 @@ impl Shared {
         if let Phase::Completed { met, .. } = p.job.phase {
             self.metrics.deadline_met(&gauges, met);
         }
+        if let Phase::Lost { .. } = p.job.phase {
+            self.metrics.job_lost(&gauges, false);
+        }
         JobEntry {
             p,
             rt: Runtime {
@@ -799,6 +802,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Completed { .. } => "completed",
         Phase::Failed { .. } => "failed",
         Phase::Cancelled { .. } => "cancelled",
+        Phase::Lost { .. } => "lost",
     }
 }
 
@@ -831,6 +835,9 @@ fn job_view(e: &JobEntry, detail: bool) -> Value {
         "resizes": job.resizes.len(),
         "cleaned_up": meta.cleaned_up,
     });
+    if let Some(why) = &meta.lost_reason {
+        v["lost_reason"] = json!(why);
+    }
     if let Work::Iterative(w) = &job.work {
         v["iterations"] = json!(w.total);
     }

@@ -44,6 +44,9 @@ pub(crate) struct JobMeta {
     /// Last downsampled sample written per container (supervisor time).
     #[serde(default)]
     pub(crate) last_sample_stored: Option<f64>,
+    /// Why the job is `LOST` (its framework no longer has it), when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lost_reason: Option<String>,
 }
 
 /// The persisted form of a job.
@@ -69,6 +72,8 @@ pub(crate) struct Runtime {
     pub(crate) gauges: Option<JobGauges>,
     /// The last apply error, shown by the API.
     pub(crate) last_error: Option<String>,
+    /// Consecutive answers from the framework that it has no such job or app.
+    pub(crate) not_found: u32,
 }
 
 /// A supervised job.

@@ -103,6 +103,11 @@ impl FakeChronos {
         lock(&self.state).down = down;
     }
 
+    /// Removes a job behind its users' backs (as an operator's `DELETE …/job/{name}` would).
+    pub fn remove_job(&self, name: &str) {
+        lock(&self.state).jobs.remove(name);
+    }
+
     fn enter(
         &self,
         call: ChronosCall,
@@ -179,7 +184,15 @@ impl ChronosApi for FakeChronos {
     }
 
     async fn kill_job_tasks(&self, name: &str) -> Result<(), FrameworkError> {
-        let _st = self.enter(ChronosCall::Kill(name.to_owned()), "DELETE", &url(name))?;
-        Ok(())
+        let st = self.enter(ChronosCall::Kill(name.to_owned()), "DELETE", &url(name))?;
+        if st.jobs.contains_key(name) {
+            Ok(())
+        } else {
+            Err(not_found(
+                "DELETE",
+                &url(name),
+                format!("JobSchedule '{name}' not found"),
+            ))
+        }
     }
 }

@@ -157,6 +157,11 @@ impl FakeMarathon {
         lock(&self.state).down = down;
     }
 
+    /// Removes an app behind its users' backs (as an operator's `DELETE /v2/apps/{id}` would).
+    pub fn remove_app(&self, id: &str) {
+        lock(&self.state).apps.remove(&canon(id));
+    }
+
     fn enter(
         &self,
         call: MarathonCall,
@@ -196,7 +201,22 @@ impl FakeMarathon {
             st.locks.remove(&id);
         }
         let Some(app) = st.apps.get_mut(&id) else {
-            return Err(not_found("PUT", &u, format!("App '{id}' does not exist")));
+            // As Marathon: a PUT to an unknown id creates the app, and a partial body (only
+            // `cpus` or `instances`) is not a valid app.
+            return Err(FrameworkError::Invalid {
+                method: "PUT".into(),
+                url: u,
+                status: 422,
+                message: "Object is not valid".into(),
+                details: vec![frameworks::ErrorDetail {
+                    path: "/".into(),
+                    errors: vec![
+                        "AppDefinition must either contain one of 'cmd' or 'args', and/or a \
+                         'container'."
+                            .into(),
+                    ],
+                }],
+            });
         };
         f(app);
         st.deployments += 1;

@@ -7,6 +7,7 @@ use qos_core::spec::QosSpec;
 use qos_core::wire::{Heartbeat, JobRegistration, NodeRegistration, ProgressReport};
 use serde_json::json;
 use supervisor::config::AuthConfig;
+use testkit::ChronosCall;
 
 use crate::support::{ADMIN, Harness, Opts, T0, assert_error, uuid};
 
@@ -450,6 +451,20 @@ async fn versioned_api_register_progress_history_cancel_nodes_samples() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(!h.chronos.exists("linpack-a"), "{:?}", h.chronos.calls());
+    // Its running task is killed first (Chronos 2.x leaves it running when the job is deleted).
+    let ends: Vec<ChronosCall> = h
+        .chronos
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, ChronosCall::Kill(_) | ChronosCall::Delete(_)))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ChronosCall::Kill("linpack-a".into()),
+            ChronosCall::Delete("linpack-a".into())
+        ]
+    );
     let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
     assert_eq!(job["state"], "cancelled");
     assert_error(

@@ -842,3 +842,119 @@ async fn an_unplaced_job_gets_no_more_than_a_node_can_take() {
     assert_eq!(h.chronos.puts(), [0.6]);
     h.sup.stop().await;
 }
+
+/// A Marathon app removed behind the supervisor's back: Marathon answers the resize with 422 (its
+/// PUT would create the app, and `{"cpus"}` alone is not a valid app), a read says 404; after
+/// `control.lost_after` such attempts the job is `LOST`, with the reason in its view, its history
+/// and `/metrics`, and nothing more is sent to Marathon for it.
+#[tokio::test(start_paused = true)]
+async fn a_marathon_app_gone_from_marathon_is_marked_lost() {
+    let mut o = opts(Policy::by_name("thesis").unwrap());
+    o.configure = Some(Box::new(|c| c.control.lost_after = 3));
+    let h = Harness::start(o).await;
+    let u = uuid(20);
+    register_case3(&h, &u).await;
+    // The app's size is read at registration; then the app goes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.marathon.remove_app("/openmplinpack1");
+    let task = MarathonTask {
+        h: &h,
+        uuid: u.clone(),
+        app: "/openmplinpack1".into(),
+        work: 400.0,
+        gap: 10.0,
+        in_place: false,
+        progress: false,
+    };
+    task.run(300).await;
+    let tries = || {
+        h.marathon
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, MarathonCall::SetCpus { .. }))
+            .count()
+    };
+    assert_eq!(tries(), 3, "{:?}", h.marathon.calls());
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(job["state"], "lost", "{job}");
+    assert_eq!(job["phase"]["phase"], "lost", "{job}");
+    let why = job["lost_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("Marathon app openmplinpack1 no longer exists")
+            && why.contains("3 attempts")
+            && why.contains("does not exist"),
+        "{job}"
+    );
+    let hist = history(&h, &u).await;
+    assert_eq!(
+        hist.iter().filter(|(_, k, ..)| k == "resize_failed").count(),
+        3,
+        "{hist:#?}"
+    );
+    assert!(
+        hist.iter()
+            .any(|(_, k, _, a)| k == "lost" && a["attempts"] == 3),
+        "{hist:#?}"
+    );
+    let (_, text) = h.call("GET", "/metrics", None, &[]).await;
+    let text = text.as_str().unwrap_or_default();
+    assert_eq!(metric(text, "qos_job_lost", &u), Some(1.0), "{text}");
+    assert!(text.contains("qos_jobs_lost_total 1"), "{text}");
+    // Terminal: later reports and periods send nothing more.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(tries(), 3, "{:?}", h.marathon.calls());
+    h.sup.stop().await;
+}
+
+/// A Chronos job deleted behind the supervisor's back: each resize finds no job of that name;
+/// the job is `LOST` after `control.lost_after` tries, never re-created.
+#[tokio::test(start_paused = true)]
+async fn a_chronos_job_gone_from_chronos_is_marked_lost() {
+    let mut o = opts(Policy::by_name("thesis").unwrap());
+    o.configure = Some(Box::new(|c| c.control.lost_after = 4));
+    let h = Harness::start(o).await;
+    h.chronos.add_job("openmpLinpack1", 1.0, 4);
+    let u = uuid(21);
+    let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 4}).to_string();
+    assert_eq!(
+        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.chronos.remove_job("openmpLinpack1");
+    sleep_until(Instant::now() + Duration::from_secs(524)).await;
+    assert_eq!(
+        h.call("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
+    assert_eq!(job["state"], "lost", "{job}");
+    assert!(
+        job["lost_reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("Chronos job openmpLinpack1 no longer exists")
+                && w.contains("4 attempts")),
+        "{job}"
+    );
+    assert!(h.chronos.puts().is_empty(), "{:?}", h.chronos.calls());
+    assert!(!h.chronos.exists("openmpLinpack1"));
+    let finds = h
+        .chronos
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, ChronosCall::Find(_)))
+        .count();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        h.chronos
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, ChronosCall::Find(_)))
+            .count(),
+        finds
+    );
+    h.sup.stop().await;
+}

@@ -316,7 +316,9 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
                     return Next::Done;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "the allocation could not be read from the framework"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the allocation could not be read from the framework")
+            }
         }
     }
     if let Phase::Restarting { since } = snap.job.phase {
@@ -902,8 +904,12 @@ async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next
                 let killed = if matches!(job.phase, Phase::Completed { .. }) {
                     Ok("")
                 } else {
-                    match bounded(sh, "killing the Chronos job's tasks", c.kill_job_tasks(&job.name))
-                        .await
+                    match bounded(
+                        sh,
+                        "killing the Chronos job's tasks",
+                        c.kill_job_tasks(&job.name),
+                    )
+                    .await
                     {
                         Ok(()) => Ok("its running task killed, "),
                         Err(ApplyError::Framework(e)) if e.is_not_found() => Ok(""),

@@ -887,7 +887,9 @@ async fn a_marathon_app_gone_from_marathon_is_marked_lost() {
     );
     let hist = history(&h, &u).await;
     assert_eq!(
-        hist.iter().filter(|(_, k, ..)| k == "resize_failed").count(),
+        hist.iter()
+            .filter(|(_, k, ..)| k == "resize_failed")
+            .count(),
         3,
         "{hist:#?}"
     );
@@ -933,10 +935,9 @@ async fn a_chronos_job_gone_from_chronos_is_marked_lost() {
     let (_, job) = h.admin("GET", &format!("/api/v1/jobs/{u}"), None).await;
     assert_eq!(job["state"], "lost", "{job}");
     assert!(
-        job["lost_reason"]
-            .as_str()
-            .is_some_and(|w| w.contains("Chronos job openmpLinpack1 no longer exists")
-                && w.contains("4 attempts")),
+        job["lost_reason"].as_str().is_some_and(|w| w
+            .contains("Chronos job openmpLinpack1 no longer exists")
+            && w.contains("4 attempts")),
         "{job}"
     );
     assert!(h.chronos.puts().is_empty(), "{:?}", h.chronos.calls());

@@ -33,23 +33,36 @@
 //! 2. **Separable.** If those cheapest plans can all be placed on the nodes together, both bounds
 //!    are reached: the result is exact.
 //! 3. **Search.** Otherwise sets of jobs are tried largest first, cheapest lower bound first. A set
-//!    is ruled out by an energy argument (the jobs whose whole `[submit, deadline]` window lies in
-//!    `[a, b]` need at least their alone-minimum CPU-seconds inside it, at most
+//!    is ruled out by an energy argument (inside any `[a, b]` from a submission to a deadline,
+//!    each job needs at least its alone-minimum CPU-seconds less what its largest allocation
+//!    could spend in the parts of its own window outside `[a, b]`, and the nodes offer
 //!    `Σ capacity × (b − a)`), or searched by branch and bound over placements: units are placed
 //!    one by one in nondecreasing start order, each on a chosen node at a chosen allocation at its
 //!    earliest feasible start. Every feasible schedule can be left-shifted into one this
 //!    generates (a schedule rebuilt in its own start order never starts a unit later, and a
 //!    fixed point of that rebuilding is generated exactly), so a search that runs to the end is a
 //!    proof. Bounds prune it: each job's cheapest remaining plan from the current time, and the
-//!    energy argument from the current time.
+//!    energy argument from the current time. Greedy schedules that adapt each unit's allocation
+//!    to where it can start (in a few fixed job orders, then seeded random ones) give it a cost
+//!    to beat from the start; they only find schedules, they prove nothing.
 //! 4. **Bound.** If the search budget runs out first, the answer is a proven bound: `met` is the
 //!    size of the largest set not ruled out (an upper bound), `cpu_seconds` the smallest lower
 //!    bound among the sets of that size not ruled out, and `exact` is `false`. The schedule in
-//!    [`Oracle::per_job`] is then the best one found (a lower bound on what can be met).
+//!    [`Oracle::per_job`] is then the best one found (a lower bound on what can be met); when it
+//!    meets `met` deadlines, `met_exact` is `true` and only the CPU-seconds are a bound.
+//!
+//! The bounds hold for the schedules described above. A policy that resizes a running task (in
+//! place, or by a restart that keeps its work) is outside them: it could in principle mix two
+//! grid sizes within one unit and spend a little less, or squeeze a running job to admit
+//! another. The simulator's restarts cost 10–30 s each with the allocation held, which makes
+//! that rare; the property tests check that no simulated run of either policy meets more.
 //!
 //! [`Oracle::method`] says which of these produced the answer. The search is deterministic:
 //! the same input gives the same answer and schedule.
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Scenario, WorkSpec};
@@ -61,8 +74,14 @@ use crate::speedup::SpeedModel;
 /// rounding only: the same schedule computed another way may differ by far less).
 pub const DEADLINE_TOLERANCE: f64 = 1e-6;
 
-/// Search nodes [`oracle`] may visit before it settles for a proven bound.
+/// Search work ([`Oracle::search_nodes`]) [`oracle`] may do before it settles for a bound.
 pub const DEFAULT_SEARCH_BUDGET: u64 = 200_000;
+
+/// Random job orders a greedy schedule is tried in, per set of jobs, when fixed orders fail.
+const RESTARTS: usize = 128;
+
+/// Further random orders tried once one works, to keep the cheapest.
+const RESTARTS_AFTER_SUCCESS: usize = 32;
 
 /// Sets of jobs of one size the search enumerates at most; beyond it that size stays unresolved.
 const MAX_SETS_PER_SIZE: usize = 5_000;
@@ -161,6 +180,9 @@ pub struct Oracle {
     pub cpu_seconds: f64,
     /// Whether `met` and `cpu_seconds` are the optimum (else bounds).
     pub exact: bool,
+    /// Whether `met` is the optimum (the schedule meets that many) even when `cpu_seconds` is
+    /// only a lower bound.
+    pub met_exact: bool,
     /// What was proven and how, in one sentence.
     pub method: String,
     /// Jobs that can meet their deadline alone on an idle node (an upper bound on `met`).
@@ -171,7 +193,8 @@ pub struct Oracle {
     pub schedule_cpu_seconds: f64,
     /// The schedule, per job in input order: optimal when `exact`, else the best one found.
     pub per_job: Vec<OracleJobPlan>,
-    /// Branch-and-bound nodes visited.
+    /// Search work done: branch-and-bound nodes, plus one per unit placed by greedy schedules
+    /// tried in random job orders (the budget counts both).
     pub search_nodes: u64,
 }
 
@@ -387,7 +410,10 @@ struct Prep {
     submit: f64,
     /// Deadline plus the tolerance.
     due: f64,
-    /// Pareto-optimal allocations of each unit, fastest first.
+    /// The largest allocation it can hold: no unit charges CPU-seconds faster than this.
+    top: f64,
+    /// The allocations worth considering for each unit (each faster than every smaller one),
+    /// fastest first.
     opts: Vec<Vec<Opt>>,
     /// `suffix[k]`: the Pareto frontier (time ascending, cost strictly descending) of units
     /// `k..`; `suffix[units]` is the empty plan. Points too slow to ever meet the deadline are
@@ -401,19 +427,23 @@ impl Prep {
             .units
             .iter()
             .map(|u| {
-                let all: Vec<Opt> = levels
-                    .iter()
-                    .map(|&c| {
-                        let secs = u.overhead + u.speed.time(c.min(job.threads));
-                        Opt {
+                // A larger allocation is worth considering only if it is faster: a slower or
+                // equally fast one is wider and no cheaper (beyond the threads, say). An equally
+                // cheap but slower one stays, being narrower: it may pack where the other
+                // cannot.
+                let mut kept: Vec<Opt> = Vec::new();
+                for &c in levels {
+                    let secs = u.overhead + u.speed.time(c.min(job.threads));
+                    if secs.is_finite() && kept.last().is_none_or(|k| secs < k.secs) {
+                        kept.push(Opt {
                             cpus: c,
                             secs,
                             cost: c.as_f64() * secs,
-                        }
-                    })
-                    .filter(|o| o.secs.is_finite())
-                    .collect();
-                pareto(all, |o| (o.secs, o.cost))
+                        });
+                    }
+                }
+                kept.reverse();
+                kept
             })
             .collect();
         let due = job.deadline_at + DEADLINE_TOLERANCE;
@@ -433,26 +463,12 @@ impl Prep {
             next: 0,
         }];
         for k in (0..n).rev() {
-            let limit = window - prefix_min[k];
-            let mut all = Vec::with_capacity(opts[k].len() * suffix[k + 1].len());
-            for (oi, o) in opts[k].iter().enumerate() {
-                for (pi, p) in suffix[k + 1].iter().enumerate() {
-                    let time = o.secs + p.time;
-                    if time <= limit {
-                        all.push(Point {
-                            time,
-                            cost: o.cost + p.cost,
-                            opt: oi as u16,
-                            next: pi as u32,
-                        });
-                    }
-                }
-            }
-            suffix[k] = pareto(all, |p| (p.time, p.cost));
+            suffix[k] = pareto_sum(&opts[k], &suffix[k + 1], window - prefix_min[k]);
         }
         Self {
             submit: job.submit_at,
             due,
+            top: levels.last().map_or(0.0, |c| c.as_f64()),
             opts,
             suffix,
         }
@@ -489,20 +505,55 @@ impl Prep {
     }
 }
 
-/// The Pareto-optimal items (lower first key and lower second key are better), ordered by the
-/// first key ascending (so the second strictly descending).
-fn pareto<T: Copy>(mut items: Vec<T>, key: impl Fn(&T) -> (f64, f64)) -> Vec<T> {
-    items.sort_by(|a, b| {
-        let (a, b) = (key(a), key(b));
-        a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
-    });
-    let mut out: Vec<T> = Vec::with_capacity(items.len());
+/// The Pareto frontier of `opts ⊕ next` (one option followed by one point of `next`, times and
+/// costs added) up to `limit` seconds, time ascending: a merge of the option's shifted copies of
+/// `next` (each already sorted), skipping the points a cheaper one found earlier dominates.
+fn pareto_sum(opts: &[Opt], next: &[Point], limit: f64) -> Vec<Point> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    /// A candidate point, ordered by (time, cost, option, point).
+    #[derive(PartialEq)]
+    struct Head(f64, f64, usize, usize);
+    impl Eq for Head {}
+    impl PartialOrd for Head {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Head {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            self.0
+                .total_cmp(&o.0)
+                .then(self.1.total_cmp(&o.1))
+                .then(self.2.cmp(&o.2))
+                .then(self.3.cmp(&o.3))
+        }
+    }
+    let head = |oi: usize, pi: usize| {
+        let (o, p) = (&opts[oi], next.get(pi)?);
+        let time = o.secs + p.time;
+        (time <= limit).then_some(Reverse(Head(time, o.cost + p.cost, oi, pi)))
+    };
+    let mut heap: BinaryHeap<Reverse<Head>> =
+        (0..opts.len()).filter_map(|oi| head(oi, 0)).collect();
+    let mut out = Vec::new();
     let mut best = f64::INFINITY;
-    for it in items {
-        let cost = key(&it).1;
+    while let Some(Reverse(Head(time, cost, oi, pi))) = heap.pop() {
         if cost < best {
             best = cost;
-            out.push(it);
+            out.push(Point {
+                time,
+                cost,
+                opt: oi as u16,
+                next: pi as u32,
+            });
+        }
+        // `next` is cost-descending: jump to its first point that can still beat `best`.
+        let bar = best - opts[oi].cost;
+        let skip = next[pi + 1..].partition_point(|p| p.cost >= bar);
+        if let Some(h) = head(oi, pi + 1 + skip) {
+            heap.push(h);
         }
     }
     out
@@ -614,6 +665,18 @@ impl<'a> SetSearch<'a> {
         self.cost -= cost;
     }
 
+    /// The earliest start of member `m`'s next unit at `opt` on node `n` (infinite if it never
+    /// fits there).
+    fn start_on(&self, n: usize, m: usize, opt: Opt) -> f64 {
+        earliest(
+            &self.placed[n],
+            self.caps[n].milli(),
+            self.ready[m],
+            opt.secs,
+            opt.cpus.milli(),
+        )
+    }
+
     /// Greedy: whole jobs in `order`, each unit at its earliest start on the node that allows
     /// the earliest, with the plans given. `true` if every job meets its deadline.
     fn place_plans(&mut self, order: &[usize], plans: &[Vec<Opt>]) -> bool {
@@ -621,13 +684,7 @@ impl<'a> SetSearch<'a> {
             for &opt in &plans[m] {
                 let (node, start) = (0..self.caps.len())
                     .map(|n| {
-                        let s = earliest(
-                            &self.placed[n],
-                            self.caps[n].milli(),
-                            self.ready[m],
-                            opt.secs,
-                            opt.cpus.milli(),
-                        );
+                        let s = self.start_on(n, m, opt);
                         (n, s)
                     })
                     .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
@@ -641,15 +698,57 @@ impl<'a> SetSearch<'a> {
         true
     }
 
+    /// Greedy: whole jobs in `order`, each unit at the allocation and node that `rule` prefers
+    /// among those from which the job can still meet its deadline. `Err(job)`: the first job
+    /// that cannot.
+    fn place_adaptive(&mut self, order: &[usize], rule: Adapt) -> Result<(), usize> {
+        for &m in order {
+            let p = self.members[m];
+            for k in 0..p.units() {
+                let mut pick: Option<((f64, f64), Opt, usize, f64)> = None;
+                for &opt in &p.opts[k] {
+                    for n in 0..self.caps.len() {
+                        let s = self.start_on(n, m, opt);
+                        let end = s + opt.secs;
+                        let rest = if k + 1 == p.units() {
+                            (end <= p.due).then_some(0.0)
+                        } else {
+                            p.cheapest(k + 1, end).map(|(c, _)| c)
+                        };
+                        let Some(rest) = rest else { continue };
+                        let key = match rule {
+                            Adapt::Cheapest => (opt.cost + rest, end),
+                            Adapt::Earliest => (end, opt.cost + rest),
+                        };
+                        if pick.as_ref().is_none_or(|b| {
+                            key.0
+                                .total_cmp(&b.0.0)
+                                .then(key.1.total_cmp(&b.0.1))
+                                .is_lt()
+                        }) {
+                            pick = Some((key, opt, n, s));
+                        }
+                    }
+                }
+                let Some((_, opt, n, s)) = pick else {
+                    return Err(m);
+                };
+                self.place(m, opt, n, s);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the CPU-seconds still needed fit in the capacity left: for every deadline `b`,
-    /// what is already placed in `[from, b]` plus the cheapest remaining plans of the jobs due
-    /// by `b` must fit in `Σ capacity × (b − from)`.
-    fn energy_fits(&self, from: f64, need: &[(f64, f64)]) -> bool {
-        let mut by_due: Vec<(f64, f64)> = need.to_vec();
-        by_due.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut sum = 0.0;
-        for &(due, cost) in &by_due {
-            sum += cost;
+    /// what is already placed in `[from, b]`, plus what the jobs' cheapest remaining plans must
+    /// spend before `b` (all of it for a job due by `b`; for one due at `d > b`, all but what its
+    /// largest allocation can spend in `(b, d]`), must fit in `Σ capacity × (b − from)`.
+    fn energy_fits(&self, from: f64, need: &[(f64, f64, f64)]) -> bool {
+        for &(due, _, _) in need {
+            let sum: f64 = need
+                .iter()
+                .map(|&(d, cost, top)| (cost - top * (d - due).max(0.0)).max(0.0))
+                .sum();
             let busy: f64 = self
                 .placed
                 .iter()
@@ -678,7 +777,7 @@ impl<'a> SetSearch<'a> {
         let (t_last, m_last) = self.last;
         // Cheapest completion of every job from now on: a bound on cost, and on feasibility.
         let mut lower = self.cost;
-        let mut need: Vec<(f64, f64)> = Vec::new();
+        let mut need: Vec<(f64, f64, f64)> = Vec::new();
         let mut each = vec![0.0; self.members.len()];
         for (m, p) in self.members.iter().enumerate() {
             if self.next[m] == p.units() {
@@ -689,7 +788,7 @@ impl<'a> SetSearch<'a> {
             };
             each[m] = c;
             lower += c;
-            need.push((p.due, c));
+            need.push((p.due, c, p.top));
         }
         if need.is_empty() {
             if self.cost < self.best_cost - COST_EPS {
@@ -726,13 +825,7 @@ impl<'a> SetSearch<'a> {
                         continue;
                     }
                     tried.push(n);
-                    let s = earliest(
-                        &self.placed[n],
-                        self.caps[n].milli(),
-                        self.ready[m],
-                        opt.secs,
-                        opt.cpus.milli(),
-                    );
+                    let s = self.start_on(n, m, opt);
                     // Nondecreasing (start, job) order; a unit that fits before the last start
                     // belongs earlier in the order and is generated there.
                     if !s.is_finite() || s < t_last || (s == t_last && Some(m) <= m_last) {
@@ -751,15 +844,23 @@ impl<'a> SetSearch<'a> {
                 }
             }
         }
+        // With a schedule to beat, cheapest bound first; without one, earliest start first (a
+        // schedule at all is what is missing).
+        let feasibility_first = !self.best_cost.is_finite();
         branches.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then(a.1.total_cmp(&b.1))
-                .then(a.2.cmp(&b.2))
-                .then(a.4.cmp(&b.4))
+            let (x, y) = if feasibility_first {
+                (a.1.total_cmp(&b.1), a.0.total_cmp(&b.0))
+            } else {
+                (a.0.total_cmp(&b.0), a.1.total_cmp(&b.1))
+            };
+            x.then(y).then(a.2.cmp(&b.2)).then(a.4.cmp(&b.4))
         });
         for (bound, s, m, opt, n) in branches {
-            if bound >= self.best_cost - COST_EPS || self.out_of_budget {
+            if self.out_of_budget {
                 break;
+            }
+            if bound >= self.best_cost - COST_EPS {
+                continue;
             }
             let ready = self.ready[m];
             self.place(m, opt, n, s);
@@ -769,6 +870,15 @@ impl<'a> SetSearch<'a> {
             self.unplace(m, n, ready, opt.cost);
         }
     }
+}
+
+/// What a greedy schedule favours for each unit.
+#[derive(Debug, Clone, Copy)]
+enum Adapt {
+    /// The cheapest allocation from which the job can still make it.
+    Cheapest,
+    /// The earliest end from which the job can still make it.
+    Earliest,
 }
 
 /// Units placed per job of a set, in the set's order.
@@ -793,8 +903,10 @@ struct Solver<'a> {
 }
 
 impl Solver<'_> {
-    /// The energy argument over `[submit, deadline]` windows: `false` when the set's jobs whose
-    /// window lies in some `[a, b]` need more than the nodes have there.
+    /// The energy argument over windows `[a, b]` between a submission and a deadline: `false`
+    /// when the set's jobs need more CPU-seconds inside than the nodes have there. A job needs
+    /// its alone-minimum, less what its largest allocation can spend in the parts of its own
+    /// window outside `[a, b]`.
     fn windows_fit(&self, set: &[usize], alone: &[f64]) -> bool {
         let total: f64 = self.caps.iter().map(|c| c.as_f64()).sum();
         set.iter().all(|&a| {
@@ -806,8 +918,11 @@ impl Solver<'_> {
                 }
                 let need: f64 = set
                     .iter()
-                    .filter(|&&j| self.preps[j].submit >= from && self.preps[j].due <= to)
-                    .map(|&j| alone[j])
+                    .map(|&j| {
+                        let p = &self.preps[j];
+                        let outside = (from - p.submit).max(0.0) + (p.due - to).max(0.0);
+                        (alone[j] - p.top * outside).max(0.0)
+                    })
                     .sum();
                 need <= total * (to - from) + COST_EPS
             })
@@ -822,43 +937,79 @@ impl Solver<'_> {
         incumbent: f64,
     ) -> (Verdict, Option<(f64, Schedule)>) {
         let members: Vec<&Prep> = set.iter().map(|&j| &self.preps[j]).collect();
-        // First the cheapest plans, greedily in a few orders: if they fit, nothing is cheaper.
-        let lower: f64 = members.iter().map(|p| p.alone().map_or(0.0, |a| a.0)).sum();
+        let set_plans: Vec<Vec<Opt>> = set.iter().map(|&j| plans[j].clone()).collect();
+        let mut orders: Vec<Vec<usize>> = Vec::new();
+        let mut by = |key: &dyn Fn(usize) -> f64| {
+            let mut o: Vec<usize> = (0..set.len()).collect();
+            o.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+            if !orders.contains(&o) {
+                orders.push(o);
+            }
+        };
+        by(&|m| members[m].due);
+        by(&|m| members[m].submit);
+        by(&|m| {
+            members[m].due - members[m].submit - set_plans[m].iter().map(|o| o.secs).sum::<f64>()
+        });
+        by(&|m| {
+            -set_plans[m]
+                .iter()
+                .map(|o| o.cpus.as_f64())
+                .fold(0.0, f64::max)
+        });
+        // First the cheapest plans, greedily: if they fit, nothing is cheaper.
+        let lower: f64 = set_plans.iter().flatten().map(|o| o.cost).sum();
         if lower < incumbent - COST_EPS {
-            let set_plans: Vec<Vec<Opt>> = set.iter().map(|&j| plans[j].clone()).collect();
-            let mut orders: Vec<Vec<usize>> = Vec::new();
-            let mut by = |key: &dyn Fn(usize) -> f64| {
-                let mut o: Vec<usize> = (0..set.len()).collect();
-                o.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
-                if !orders.contains(&o) {
-                    orders.push(o);
-                }
-            };
-            by(&|m| members[m].due);
-            by(&|m| members[m].submit);
-            by(&|m| {
-                members[m].due
-                    - members[m].submit
-                    - set_plans[m].iter().map(|o| o.secs).sum::<f64>()
-            });
-            by(&|m| {
-                -set_plans[m]
-                    .iter()
-                    .map(|o| o.cpus.as_f64())
-                    .fold(0.0, f64::max)
-            });
-            for order in orders {
+            for order in &orders {
                 let mut s = SetSearch::new(self.caps, members.clone(), incumbent, 0);
-                if s.place_plans(&order, &set_plans) {
+                if s.place_plans(order, &set_plans) {
                     return (Verdict::Optimal, Some((s.cost, s.units)));
                 }
             }
         }
+        // Then greedy schedules that adapt each unit's allocation to where it can start: a
+        // schedule to beat, so that the search prunes on cost from the start.
+        let mut greedy: Option<(f64, Schedule)> = None;
+        for order in &orders {
+            for rule in [Adapt::Cheapest, Adapt::Earliest] {
+                let mut s = SetSearch::new(self.caps, members.clone(), incumbent, 0);
+                let best = greedy.as_ref().map_or(incumbent, |g| g.0);
+                if s.place_adaptive(order, rule).is_ok() && s.cost < best - COST_EPS {
+                    greedy = Some((s.cost, s.units));
+                }
+            }
+        }
+        // Then the same from random orders (seeded by the set: deterministic), charged to the
+        // search budget: until one works, and a few more to keep the cheapest.
+        let mut rng = ChaCha8Rng::seed_from_u64(set.iter().fold(0x0a11_ce00, |h, &j| {
+            h.wrapping_mul(31).wrapping_add(j as u64)
+        }));
+        let units: u64 = members.iter().map(|p| p.units() as u64).sum();
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        let mut extra = RESTARTS_AFTER_SUCCESS;
+        for _ in 0..RESTARTS {
+            if extra == 0 || self.visited + units > self.budget {
+                break;
+            }
+            self.visited += units;
+            order.shuffle(&mut rng);
+            for rule in [Adapt::Cheapest, Adapt::Earliest] {
+                let mut s = SetSearch::new(self.caps, members.clone(), incumbent, 0);
+                let best = greedy.as_ref().map_or(incumbent, |g| g.0);
+                if s.place_adaptive(&order, rule).is_ok() && s.cost < best - COST_EPS {
+                    greedy = Some((s.cost, s.units));
+                }
+            }
+            if greedy.is_some() {
+                extra -= 1;
+            }
+        }
+        let incumbent = greedy.as_ref().map_or(incumbent, |g| g.0);
         let left = self.budget.saturating_sub(self.visited);
         let mut s = SetSearch::new(self.caps, members, incumbent, left);
         s.search();
         self.visited += s.visited.min(left);
-        let found = s.best.map(|units| (s.best_cost, units));
+        let found = s.best.map(|units| (s.best_cost, units)).or(greedy);
         let verdict = match (&found, s.out_of_budget) {
             (_, true) => Verdict::Unresolved,
             (Some(_), false) => Verdict::Optimal,
@@ -970,6 +1121,15 @@ impl Solver<'_> {
                 feasible.len(),
                 self.visited
             )
+        } else if met == met_found {
+            format!(
+                "deadlines exact, CPU-s bounded: {met} met (of {} feasible alone; every larger \
+                 set ruled out by energy or search), with between {cpu_bound:.1} CPU-s (the sum \
+                 of individually cheapest plans of the cheapest set not ruled out) and \
+                 {cost_found:.1} (the schedule found); the search budget of {} nodes ran out",
+                feasible.len(),
+                self.budget
+            )
         } else {
             format!(
                 "bound: at most {met} deadlines (of {} feasible alone; larger sets ruled out by \
@@ -984,6 +1144,7 @@ impl Solver<'_> {
             met,
             cpu_seconds: if exact { cost_found } else { cpu_bound },
             exact,
+            met_exact: met == met_found,
             method,
             feasible_alone: feasible.len(),
             schedule_met: met_found,

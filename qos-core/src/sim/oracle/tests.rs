@@ -127,6 +127,9 @@ fn check_schedule(
     if o.schedule_met > o.met || o.met > o.feasible_alone {
         return Err(format!("bounds out of order: {o:?}"));
     }
+    if o.met_exact != (o.met == o.schedule_met) || (o.exact && !o.met_exact) {
+        return Err(format!("met_exact disagrees: {o:?}"));
+    }
     if o.exact && (o.met != o.schedule_met || !close(o.cpu_seconds, o.schedule_cpu_seconds)) {
         return Err(format!("exact but the schedule is not the answer: {o:?}"));
     }
@@ -500,12 +503,23 @@ fn arb_job(max_units: usize) -> impl Strategy<Value = OracleJob> {
         .prop_map(|(s, w, t, units)| job(s.round(), (s + w).round(), t, units))
 }
 
+/// Jobs with little slack, so that few fit together and the search has work to do.
+fn arb_tight_job() -> impl Strategy<Value = OracleJob> {
+    (
+        0.0..60.0f64,
+        20.0..160.0f64,
+        prop::sample::select(vec![1.0, 2.0]),
+        prop::collection::vec(arb_unit(), 1..=2),
+    )
+        .prop_map(|(s, w, t, units)| job(s.round(), (s + w).round(), t, units))
+}
+
 fn arb_nodes(max: usize) -> impl Strategy<Value = Vec<Cpus>> {
     prop::collection::vec(prop::sample::select(vec![c(1.0), c(1.5), c(2.0)]), 1..=max)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// The per-job DP is the exhaustive optimum over per-unit allocations; the oracle's plan is
     /// feasible and it never claims more than the jobs feasible alone.
@@ -536,7 +550,7 @@ proptest! {
     /// On instances small enough to exhaust, an exact answer is the exhaustive optimum.
     #[test]
     fn exact_answers_match_exhaustion(
-        jobs in prop::collection::vec(arb_job(2), 1..=3),
+        jobs in prop::collection::vec(arb_tight_job(), 1..=3),
         nodes in arb_nodes(2),
     ) {
         let total: usize = jobs.iter().map(|j| j.units.len()).sum();
@@ -552,6 +566,11 @@ proptest! {
         prop_assert_eq!(o.met, met, "{}", o.method);
         prop_assert!(close(o.cpu_seconds, cost), "oracle {} vs exhaustive {}", o.cpu_seconds, cost);
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
 
     /// No run of the simulator, either policy, under quotas, meets more deadlines than the
     /// oracle allows on the same scenario (an upper bound, exact or not).
@@ -592,7 +611,7 @@ fn oracle_timing() {
     let policy = Policy::by_name("predictive").unwrap();
     let report = |label: &str, names: Vec<(String, u64)>| {
         let (mut t_oracle, mut t_sim, mut worst) = (0.0f64, 0.0f64, (0.0f64, String::new()));
-        let (mut exact, mut separable, mut nodes) = (0, 0, 0u64);
+        let (mut exact, mut met_exact, mut separable, mut nodes) = (0, 0, 0, 0u64);
         for (name, seed) in &names {
             let s = scenario(name, *seed, Sharing::Quota).unwrap();
             let t = Instant::now();
@@ -606,6 +625,7 @@ fn oracle_timing() {
             let _ = simulate(&s, &policy, SimConfig::default());
             t_sim += t.elapsed().as_secs_f64();
             exact += usize::from(o.exact);
+            met_exact += usize::from(o.met_exact);
             separable +=
                 usize::from(o.exact && o.method.contains("individually cheapest plans (a DP"));
             nodes += o.search_nodes;
@@ -617,7 +637,8 @@ fn oracle_timing() {
             }
         }
         println!(
-            "{label}: {} scenarios, exact {exact} ({separable} separable), oracle {:.1} ms total \
+            "{label}: {} scenarios, exact {exact} ({separable} separable, {met_exact} with met \
+             exact), oracle {:.1} ms total \
              (worst {:.1} ms on {}), {} search nodes; predictive simulation {:.1} ms total; \
              oracle/simulation = {:.2}×",
             names.len(),

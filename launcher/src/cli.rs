@@ -32,7 +32,7 @@ Examples:
 
   Subcommands:
     launcher submit job.json --framework chronos --creds chronos.json --supervisor http://sup:30000
-    launcher validate app.json                 # prints {\"framework\", \"request\", \"registration\"}
+    launcher validate app.json                 # prints {\"framework\", \"request\", \"registration\", \"warnings\", \"notes\"}
     launcher list
     launcher status openmpLinpack1             # a name or a UUID
     launcher watch openmpLinpack1 openmpLinpack2 /openmplinpack1
@@ -41,6 +41,19 @@ Examples:
 
   Chronos pacing: a job's R<n> runs go back to back, each as soon as the previous one ends, as in
   the thesis (R13//PT3M is sent as R13//PT1S; needs Chronos 3.x); --pace schedule keeps the period.
+  A start so far in the past that Chronos would skip the runs (more than epsilon ago, e.g.
+  R3/2014-09-25T17:22:00Z/PT2M) is moved to now with a warning (sent as R3//PT2M); write a start
+  in the future to start later.
+
+  Job files as written for the frameworks: numbers and booleans given as strings (\"cpus\": \"1\",
+  \"mem\": \"64\", \"async\": \"false\") are sent as numbers and booleans; a string that is not one
+  is refused, naming the field. A Marathon app with a Docker image runs its container through
+  shell-trap: what shell-trap cannot carry is refused with the field and the fix (residency and
+  persistent volumes, external and secret volumes, docker.pullConfig and credential, gpus,
+  ipAddress, docker.parameters it does not support, AppC images) or warned about (portMappings,
+  fetch/uris, health and readiness checks, resourceLimits, linuxInfo, container networks). An app
+  without an image keeps its container: shell-trap runs inside it, so all of it is carried.
+  Warnings go to stderr and into the JSON output's \"warnings\".
 
   Marathon checkpoints: a resize restarts the task, and shell-trap (the task's command) saves the
   job's work first. Choose how per job with the app label \"qos.checkpoint\", or for every job with
@@ -180,7 +193,8 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub credentials_marathon: Option<PathBuf>,
-    /// Thesis form: print {"framework", "request", "registration"} and contact nothing.
+    /// Thesis form: print {"framework", "request", "registration", "warnings", "notes"} and
+    /// contact nothing.
     #[arg(long, env = "QOS_DRY_RUN")]
     pub dry_run: bool,
     /// Rewrite options of the thesis form.
@@ -196,7 +210,8 @@ pub struct Cli {
 pub enum Command {
     /// Register a job with the supervisor, then submit it to its framework (rolled back on failure).
     Submit(SubmitArgs),
-    /// Validate and rewrite a job; print {"framework", "request", "registration"}; contact nothing.
+    /// Validate and rewrite a job; print {"framework", "request", "registration", "warnings",
+    /// "notes"}; contact nothing.
     Validate(ValidateArgs),
     /// List the supervisor's jobs.
     List,
@@ -247,7 +262,7 @@ pub struct SubmitArgs {
     /// The framework's credential file ({"url", "user", "password"}).
     #[arg(long, env = "QOS_CREDS", value_name = "FILE")]
     pub creds: Option<PathBuf>,
-    /// Print {"framework", "request", "registration"} and contact nothing.
+    /// Print {"framework", "request", "registration", "warnings", "notes"} and contact nothing.
     #[arg(long, env = "QOS_DRY_RUN")]
     pub dry_run: bool,
     /// Rewrite options.

@@ -78,13 +78,16 @@ pub struct Submitted {
 }
 
 impl Submitted {
-    /// The `--dry-run` / `validate` object: `{"framework", "request", "registration"}`.
+    /// The `--dry-run` / `validate` object: `{"framework", "request", "registration",
+    /// "warnings", "notes"}` (the warnings and notes are also printed on stderr).
     #[must_use]
     pub fn dry_run_json(&self) -> Value {
         serde_json::json!({
             "framework": self.framework,
             "request": self.request,
             "registration": self.registration,
+            "warnings": self.warnings,
+            "notes": self.notes,
         })
     }
 }

@@ -50,6 +50,13 @@
 //!   run earlier). On Chronos 2.x the period must exceed a run's length, for the reason above.
 //!
 //! With either pace:
+//! - a start more than `epsilon` in the past (Chronos 2.x would skip the runs, so the job would
+//!   never run) is moved to now, with a warning (`R3/2014-09-25T17:22:00Z/PT2M` →
+//!   `R3//PT2M`, then paced); see `anchor`;
+//! - numbers and booleans written as strings (`"cpus": "1"`, `"async": "false"`) are sent as
+//!   numbers and booleans (Chronos' Jackson reader would turn `"one"` into its default silently;
+//!   the launcher refuses it, naming the field); `concurrent` and 2.x `async` are set to false
+//!   with a warning (runs are iterations, one after the other, each ending on its own);
 //! - `retries` is set to 0: a failed run is one iteration (reported with its exit code), not a
 //!   retried one that would report twice;
 //! - `epsilon` (Chronos 2.x: how late a run may start before it is skipped) is set, when the job
@@ -161,6 +168,7 @@ pub(super) fn prepare(
                 .into(),
         ));
     }
+    super::fields::coerce(&mut body, super::fields::CHRONOS, origin)?;
     let schedule_text = match body.get("schedule") {
         Some(Value::String(s)) => s.clone(),
         None => {
@@ -200,6 +208,16 @@ pub(super) fn prepare(
     qos.validate_for(Some(iterations), submitted_at)
         .map_err(|e| spec_error(origin, &e))?;
     let deadline_at = qos.deadline.at(submitted_at);
+    let (schedule, schedule_text) = anchor(
+        schedule,
+        schedule_text,
+        &body,
+        origin,
+        submitted_at,
+        deadline_at,
+        warnings,
+    )?;
+    body.insert("schedule".into(), Value::String(schedule_text.clone()));
     if let Some(start) = schedule.start() {
         if start.timestamp() as f64 >= deadline_at {
             return Err(field(
@@ -325,6 +343,36 @@ pub(super) fn prepare(
         words.join(" ")
     };
 
+    // Runs one after the other, each ending on its own.
+    if body.get("concurrent") == Some(&Value::Bool(true)) {
+        warnings.push(
+            "concurrent true is replaced by false: a QoS job's runs are its iterations, one after \
+             the other (with back-to-back pacing, concurrent runs would all start at once)"
+                .to_owned(),
+        );
+        body.insert("concurrent".into(), Value::Bool(false));
+    }
+    if body.get("async") == Some(&Value::Bool(true)) {
+        warnings.push(
+            "async true is replaced by false: Chronos 2.x would wait for an explicit \
+             task-status call after each run, which the report wrapper does not make (Chronos \
+             3.x ignores async)"
+                .to_owned(),
+        );
+        body.insert("async".into(), Value::Bool(false));
+    }
+    if body
+        .get("executor")
+        .and_then(Value::as_str)
+        .is_some_and(|e| !e.trim().is_empty())
+    {
+        warnings.push(
+            "executor: a custom executor runs the rewritten command; it must run it with \
+             /bin/sh -c as the command executor does, or the iterations are not reported"
+                .to_owned(),
+        );
+    }
+
     // Exactly the requested runs: no retries, no skipped late runs.
     match body.get("retries").and_then(frameworks::lenient::as_u64) {
         None | Some(0) => {}
@@ -368,6 +416,111 @@ pub(super) fn prepare(
         body,
         invocation,
     })
+}
+
+/// How far a `scheduleTimeZone` (which replaces the start's zone, keeping its fields) can move a
+/// start: the widest UTC offsets are −12 h and +14 h.
+const ZONE_MARGIN_SECS: f64 = 14.0 * 3600.0;
+
+/// A start so far in the past that Chronos would skip the runs is moved to now.
+///
+/// Chronos 2.x skips every run due more than `epsilon` ago (`JobUtils.skipForward`: with a start
+/// that old, as many runs as periods have passed are dropped, and a job with fewer runs left than
+/// that is never scheduled at all), so `R3/2014-09-25T17:22:00Z/PT2M` would never run and the
+/// supervisor would wait for iterations that never come. Chronos 3.x runs the first at once and
+/// the others on the old start's grid. Either way the job's QoS window starts now, so the
+/// schedule is re-anchored to now (`R3//PT2M`, Chronos' "now") with a warning; a start in the
+/// past but within `epsilon` (the job's, or the deadline window the launcher writes) is kept.
+fn anchor(
+    schedule: Schedule,
+    text: String,
+    body: &Map<String, Value>,
+    origin: &str,
+    submitted_at: f64,
+    deadline_at: f64,
+    warnings: &mut Vec<String>,
+) -> Result<(Schedule, String), LauncherError> {
+    let Some(start) = schedule.start() else {
+        return Ok((schedule, text));
+    };
+    let epsilon = match body.get("epsilon") {
+        None | Some(Value::Null) => (deadline_at - submitted_at).ceil().max(1.0),
+        Some(Value::String(e)) => Schedule::parse(&format!("R1//{}", e.trim()))
+            .map(|s| s.period_secs())
+            .map_err(|_| {
+                LauncherError::field(
+                    origin,
+                    "epsilon",
+                    format!(
+                        "{e:?} is not an ISO 8601 duration such as \"PT60S\" (how late a run may \
+                         start before Chronos 2.x skips it)"
+                    ),
+                )
+            })?,
+        Some(other) => {
+            return Err(LauncherError::field(
+                origin,
+                "epsilon",
+                format!("must be an ISO 8601 duration such as \"PT60S\", got {other}"),
+            ));
+        }
+    };
+    let zone = body
+        .get("scheduleTimeZone")
+        .and_then(Value::as_str)
+        .is_some_and(|z| !z.trim().is_empty());
+    let margin = if zone { ZONE_MARGIN_SECS } else { 0.0 };
+    #[expect(clippy::cast_precision_loss, reason = "epoch seconds")]
+    let start_s = start.timestamp() as f64;
+    let late = submitted_at - (start_s + epsilon + margin);
+    if late <= 0.0 {
+        return Ok((schedule, text));
+    }
+    let anchored = Schedule::new(schedule.repetitions(), None, schedule.period())
+        .map_err(|e| LauncherError::internal(format!("{origin}: field schedule: {e}")))?;
+    // Keep the user's own period text when it means the same.
+    let period_text = text.rsplit_once("/P").map(|(_, p)| format!("P{p}"));
+    let reps = schedule
+        .repetitions()
+        .map_or_else(String::new, |n| n.to_string());
+    let kept = period_text
+        .map(|p| format!("R{reps}//{p}"))
+        .filter(|t| Schedule::parse(t).is_ok_and(|s| s == anchored))
+        .unwrap_or_else(|| anchored.to_string());
+    let runs = schedule.repetitions().unwrap_or(0);
+    let iterations = u32::try_from(runs).unwrap_or(u32::MAX);
+    warnings.push(format!(
+        "schedule {text:?} starts {} before now ({}), more than epsilon ({} s) ago: \
+         Chronos 2.x skips every run due more than epsilon ago (JobUtils.skipForward), so {} of \
+         the {runs} runs would start and the supervisor would wait for them forever; the start is \
+         moved to now ({kept:?}). Give a start in the future to start later",
+        age_text(submitted_at - start_s),
+        start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        fmt_num(epsilon),
+        // skipForward drops one run per period passed; fewer runs than that: none is left.
+        if (submitted_at - start_s) / schedule.period_secs() >= f64::from(iterations) {
+            "none"
+        } else {
+            "not all"
+        },
+    ));
+    Ok((anchored, kept))
+}
+
+/// `secs` as a person says it: `3 min`, `5 h`, `12 days`, `11 years`.
+fn age_text(secs: f64) -> String {
+    let (n, unit) = if secs < 120.0 {
+        (secs, "s")
+    } else if secs < 7_200.0 {
+        (secs / 60.0, "min")
+    } else if secs < 172_800.0 {
+        (secs / 3_600.0, "h")
+    } else if secs < 2.0 * 31_557_600.0 {
+        (secs / 86_400.0, "days")
+    } else {
+        (secs / 31_557_600.0, "years")
+    };
+    format!("{} {unit}", fmt_num(n.floor()))
 }
 
 /// `schedule` (written `text`) with its period replaced by [`BACK_TO_BACK_PERIOD`], count and

@@ -16,12 +16,18 @@
 //!   Marathon's SIGTERM reaches it and not the `/bin/sh -c` wrapper (dash does not exec the last
 //!   command; killing it would end the task while shell-trap checkpoints). The job's report token
 //!   goes in `env` as `SHELL_TRAP_REPORT_TOKEN`, not on the command line.
-//! - `container` is **removed** from the app, as the thesis did: Mesos must run shell-trap on the
-//!   agent, not inside the user's image. The original object is handed to shell-trap, verbatim,
+//! - A `container` with a Docker image is **removed** from the app, as the thesis did: Mesos must
+//!   run shell-trap on the agent, not inside the user's image. The object is handed to shell-trap
 //!   as JSON in the environment variable `QOS_CONTAINER` (volumes, network, port mappings,
 //!   `docker.parameters`, `privileged`, `forcePullImage` — the thesis silently dropped all but the
-//!   volumes). The names of the app's own `env` entries go in `QOS_FORWARD_ENV` (space-separated)
-//!   so shell-trap can pass exactly those into the container.
+//!   volumes), with a container-mode `networks` carried into it. What shell-trap cannot carry
+//!   (persistent, external and secret volumes, `residency`, pull secrets, GPUs, …) is refused or
+//!   warned about at submission, never dropped: see `rewrite::carry`. A `container` without an
+//!   image (a Mesos container with volumes, secrets, a persistent volume) stays in the app and
+//!   shell-trap runs inside it. The names of the app's own `env` entries go in `QOS_FORWARD_ENV`
+//!   (space-separated) so shell-trap can pass exactly those into the container.
+//! - Numbers and booleans written as strings (`"mem": "64"`) are sent as numbers and booleans,
+//!   as Marathon 1.5+ requires; a string that is not one is refused with its field.
 //! - `taskKillGracePeriodSeconds`: the `--grace-period` flag if given, else the app's own value,
 //!   else 30 s — the time between Marathon's SIGTERM and its SIGKILL.
 //! - shell-trap's `--grace` (its time to checkpoint and stop the job after SIGTERM) is that period
@@ -150,17 +156,9 @@ pub(super) fn prepare(
 
     qos.validate_for(None, submitted_at)
         .map_err(|e| spec_error(origin, &e))?;
+    super::fields::coerce(&mut body, super::fields::MARATHON, origin)?;
 
-    // cpus: Marathon wants a number; accept a numeric string and write it as a number.
-    let cpus = match read_cpus(&body, origin)? {
-        Some(c) => {
-            if body.get("cpus").is_some_and(Value::is_string) {
-                body.insert("cpus".into(), Value::from(c));
-            }
-            c
-        }
-        None => MARATHON_DEFAULT_CPUS,
-    };
+    let cpus = read_cpus(&body, origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);
 
     match body.get("instances").and_then(frameworks::lenient::as_u64) {
         Some(1) => {}
@@ -222,24 +220,29 @@ pub(super) fn prepare(
         }
     };
 
-    // The container goes to shell-trap.
-    let container = body.shift_remove("container");
-    let image = match &container {
+    // The container: with a Docker image it goes to shell-trap (QOS_CONTAINER), without one it
+    // stays and Mesos runs shell-trap inside it (`rewrite::carry`).
+    let mut container = match body.shift_remove("container") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(c)) => match c.get("docker").and_then(|d| d.get("image")) {
-            None => None,
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(other) => {
-                return Err(field(
-                    "container.docker.image",
-                    format!("must be a non-empty string, got {other}"),
-                ));
-            }
-        },
+        Some(Value::Object(c)) => Some(c),
         Some(other) => {
             return Err(field(
                 "container",
-                format!("must be an object, got {}", kind_of(other)),
+                format!("must be an object, got {}", kind_of(&other)),
+            ));
+        }
+    };
+    let image = match container
+        .as_ref()
+        .and_then(|c| c.get("docker"))
+        .and_then(|d| d.get("image"))
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(other) => {
+            return Err(field(
+                "container.docker.image",
+                format!("must be a non-empty string, got {other}"),
             ));
         }
     };
@@ -249,37 +252,15 @@ pub(super) fn prepare(
             "is missing: an app without a container image needs \"cmd\" or \"args\"".into(),
         ));
     }
-    if let Some(Value::Object(c)) = &container {
-        let mappings = c
-            .get("portMappings")
-            .or_else(|| c.get("docker").and_then(|d| d.get("portMappings")));
-        if mappings
-            .and_then(Value::as_array)
-            .is_some_and(|m| !m.is_empty())
-        {
-            warnings.push(
-                "container.portMappings: the app now runs as a shell-trap command task, so Marathon \
-                 no longer allocates those host ports; shell-trap receives them in QOS_CONTAINER — \
-                 use portDefinitions if Marathon must allocate ports"
-                    .to_owned(),
-            );
+    match (&image, container.as_mut()) {
+        (Some(_), Some(c)) => super::carry::docker_app(&mut body, c, origin, warnings)?,
+        (None, Some(c)) => {
+            super::carry::image_less(c, origin)?;
+            body.insert("container".into(), Value::Object(c.clone()));
         }
+        (_, None) => {}
     }
-
-    if let Some(Value::Array(nets)) = body.get("networks") {
-        if nets.iter().any(|n| {
-            n.get("mode")
-                .and_then(Value::as_str)
-                .is_some_and(|m| m.starts_with("container"))
-        }) {
-            warnings.push(
-                "networks: container networking needs a container, and the app now runs as a \
-                 shell-trap command task; shell-trap applies the container's own network settings \
-                 from QOS_CONTAINER — use {\"mode\": \"host\"} here"
-                    .to_owned(),
-            );
-        }
-    }
+    let handed_over = container.filter(|_| image.is_some());
 
     // Environment for shell-trap.
     let forward: Vec<String> = match body.get("env") {
@@ -318,9 +299,12 @@ pub(super) fn prepare(
             ok
         })
         .collect();
-    if let Some(c) = container.as_ref().filter(|c| !c.is_null()) {
+    if let Some(c) = handed_over {
         let env = object_entry(&mut body, "env", origin)?;
-        env.insert("QOS_CONTAINER".into(), Value::String(c.to_string()));
+        env.insert(
+            "QOS_CONTAINER".into(),
+            Value::String(Value::Object(c).to_string()),
+        );
     }
     if !forward.is_empty() {
         let env = object_entry(&mut body, "env", origin)?;

@@ -12,7 +12,9 @@
 //! The contracts the rewritten jobs rely on — what the supervisor and shell-trap must do — are in
 //! [`chronos`] and [`marathon`].
 
+mod carry;
 pub mod chronos;
+mod fields;
 pub mod marathon;
 
 use std::fmt;

@@ -94,7 +94,14 @@ fn chronos_thesis_openmp_linpack1() {
     assert_passthrough(
         &read_json(&input),
         req,
-        &["command", "qos", "retries", "schedule"],
+        // Numbers and booleans written as strings are sent as numbers and booleans.
+        &[
+            "command", "qos", "retries", "schedule", "cpus", "mem", "async",
+        ],
+    );
+    assert_eq!(
+        (&req["cpus"], &req["mem"], &req["async"]),
+        (&json!(1), &json!(500), &json!(false))
     );
 }
 
@@ -187,8 +194,14 @@ fn marathon_big_app_passes_everything_through() {
             "labels",
             "container",
             "upgradeStrategy",
+            "networks",
             "qos",
         ],
+    );
+    assert_eq!(
+        req["networks"],
+        json!([{"mode": "host"}]),
+        "the task uses host networking; the bridge goes to the container"
     );
     assert_eq!(
         req["taskKillGracePeriodSeconds"], 45,

@@ -2,6 +2,7 @@
 //! command really executed), orchestration against fake servers, and the CLI.
 
 mod e2e;
+mod fidelity;
 mod golden;
 mod injection;
 mod orchestration;

@@ -629,7 +629,11 @@ async fn dry_run_prints_one_object_and_contacts_nothing() {
         );
         let v: Value = serde_json::from_slice(&out.stdout).expect("exactly one JSON object");
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["framework", "request", "registration"], "{args:?}");
+        assert_eq!(
+            keys,
+            ["framework", "request", "registration", "warnings", "notes"],
+            "{args:?}"
+        );
         assert!(
             v["request"].to_string().contains("DRY-RUN-report-token"),
             "{args:?}"

@@ -658,6 +658,13 @@ fn oracle_timing() {
             .collect(),
     );
     report(
+        "case studies, seeds 1..=20",
+        ["case1", "case2", "case3"]
+            .iter()
+            .flat_map(|n| (1..=20).map(move |seed| (n.to_string(), seed)))
+            .collect(),
+    );
+    report(
         "random:0..200",
         (0..200).map(|s| (format!("random:{s}"), s)).collect(),
     );

@@ -40,6 +40,41 @@ impl std::str::FromStr for RuntimeKind {
     }
 }
 
+/// Which Chronos the emulator is (`chronos_version`): the API prefix it serves, the job keys it
+/// keeps and returns, and how it schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ChronosVersion {
+    /// Chronos 2.5.1 only: `/scheduler/*` (POST or PUT), jobs with `epsilon` and `async`, a run
+    /// later than `epsilon` is skipped.
+    #[serde(rename = "2")]
+    V2,
+    /// Chronos 3.0.2 only: `/v1/scheduler/*` (POST), jobs with `concurrent` and the 3.x container
+    /// fields (`networkInfos`, `networkName`, `volumes[].external`), no skipped runs.
+    #[serde(rename = "3")]
+    V3,
+    /// Both, over one job store (the default, so clients of either generation share the jobs):
+    /// each request is answered as its prefix's version would (keys, methods, errors), and each
+    /// job is scheduled as the version it was last posted through schedules.
+    #[default]
+    #[serde(rename = "both")]
+    Both,
+}
+
+impl std::str::FromStr for ChronosVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "2" | "2.x" | "v2" | "2.5.1" => Ok(Self::V2),
+            "3" | "3.x" | "v3" | "3.0.2" => Ok(Self::V3),
+            "both" => Ok(Self::Both),
+            other => Err(format!(
+                "unknown Chronos version {other:?}: use 2 (2.5.1, /scheduler), 3 (3.0.2, \
+                 /v1/scheduler) or both"
+            )),
+        }
+    }
+}
+
 /// Everything that shapes one testbed. `Default` is the embedded default: 2 agents × 1 CPU,
 /// process runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +118,8 @@ pub struct Config {
     pub chronos_default_mem: f64,
     /// Chronos `--mesos_task_disk`, MiB.
     pub chronos_default_disk: f64,
+    /// Which Chronos the emulator is.
+    pub chronos_version: ChronosVersion,
     /// Docker daemon address; `DOCKER_HOST` (or the local default socket) when unset.
     pub docker_host: Option<String>,
 }
@@ -107,6 +144,7 @@ impl Default for Config {
             chronos_default_cpus: 0.1,
             chronos_default_mem: 128.0,
             chronos_default_disk: 256.0,
+            chronos_version: ChronosVersion::Both,
             docker_host: None,
         }
     }

@@ -5,8 +5,8 @@
 //! # What runs where
 //! One [`serve`] call starts:
 //! - one HTTP server (the `listener` given) for **Marathon** (`/v2/apps`, `/v2/tasks`,
-//!   `/v2/deployments`, `/v2/info`, `/ping`) and **Chronos** (`/scheduler/*` as 2.x and
-//!   `/v1/scheduler/*` as 3.x);
+//!   `/v2/deployments`, `/v2/info`, `/ping`) and **Chronos** (`/scheduler/*` as 2.5.1 and/or
+//!   `/v1/scheduler/*` as 3.0.2: [`ChronosVersion`], `--chronos-version 2|3|both`);
 //! - one HTTP server per **agent** (`/monitor/statistics`, `/state`), on the same IP.
 //!
 //! # Agents and cgroups
@@ -22,7 +22,11 @@
 //!
 //! # Faithfulness
 //! See the module docs of [`marathon`](crate::marathon) and [`chronos`](crate::chronos) for the
-//! behaviour reproduced and the documented simplifications.
+//! behaviour reproduced and the documented simplifications. The emulators read what they are
+//! sent with their own readers, after the servers' source (Marathon's RAML types and
+//! `AppValidation`, Chronos' `JobDeserializer` and `Iso8601Expressions`), never with the
+//! `frameworks` client's tolerant readers, so a parsing bug the client has cannot be hidden by
+//! the same bug in the emulator.
 
 mod agent;
 mod cgroups;
@@ -36,5 +40,5 @@ pub mod marathon;
 mod server;
 mod util;
 
-pub use config::{Config, ConfigError, RuntimeKind};
+pub use config::{ChronosVersion, Config, ConfigError, RuntimeKind};
 pub use server::{Testbed, Urls, serve};

@@ -65,6 +65,10 @@ struct ServeArgs {
     /// Delay before Chronos retries a failed run, milliseconds.
     #[arg(long)]
     chronos_failure_retry_ms: Option<u64>,
+    /// Which Chronos to be: 2 (2.5.1 on /scheduler), 3 (3.0.2 on /v1/scheduler) or both
+    /// (default: both prefixes over one job store).
+    #[arg(long, value_name = "2|3|both")]
+    chronos_version: Option<testbed::ChronosVersion>,
 }
 
 impl ServeArgs {
@@ -102,6 +106,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.chronos_failure_retry_ms {
             cfg.chronos_failure_retry_ms = v;
+        }
+        if let Some(v) = self.chronos_version {
+            cfg.chronos_version = v;
         }
         cfg.validate()?;
         Ok(cfg)

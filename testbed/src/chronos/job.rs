@@ -1,27 +1,66 @@
-//! Reading a Chronos job as `JobDeserializer` does and writing it back as Chronos 2.5.1's
-//! `JobSerializer` does: a fixed key list, so unknown keys (e.g. `qos`) are ignored and never
-//! returned; numbers may arrive as strings (`"cpus": "1"`) and booleans as `"false"`.
+//! Reading a Chronos job as its `JobDeserializer` does and writing it back as its `JobSerializer`
+//! does, for 2.5.1 and for 3.x: a fixed key list, so unknown keys (e.g. `qos`) are ignored and
+//! never returned.
+//!
+//! The reading is the emulator's own, after the server's source, not the `frameworks` client's
+//! tolerant reader: values go through Jackson's coercions as Chronos applies them (`asText`,
+//! `asBoolean` — only the text `"true"` is true —, `asDouble`/`asLong` — text that is not a number
+//! is `0`, so `"cpus": "one"` silently becomes the default —, Scala's `toBoolean` for
+//! `forcePullImage`), enumerations are exact (`network` `BRIDGE`/`HOST` in 2.5.1, plus `USER` in
+//! 3.x; `type` `DOCKER`/`MESOS`; volume `mode` `RO`/`RW` in any case) and a missing required
+//! value (`name`, `container.image`, `containerPath`) is an error, as the server's
+//! `NullPointerException` or `NoSuchElementException` is.
+//!
+//! The stored job keeps what either generation reads; [`render`] writes the keys of the version
+//! asked: 2.5.1 adds `epsilon` and `async`, 3.x adds `concurrent`, `container.networkName`,
+//! `container.networkInfos` (port numbers written as strings, as its serializer does) and
+//! `volumes[].external`.
 
+use chrono::{DateTime, Utc};
 use frameworks::Schedule;
-use frameworks::lenient::{as_bool, as_f64, as_u64};
 use serde_json::{Map, Value, json};
 
+use super::iso8601::{self, Generation};
 use crate::config::Config;
 
 /// A job definition as stored.
 #[derive(Debug, Clone)]
 pub(crate) struct JobDef {
+    /// Every key either generation keeps, in 3.x's order, plus `epsilon` and `async`.
     pub(crate) map: Map<String, Value>,
-    /// Parsed schedule; `None` for a dependent job.
+    /// Parsed schedule (for the scheduler); `None` for a dependent job.
     pub(crate) schedule: Option<Schedule>,
     pub(crate) parents: Vec<String>,
+    /// The generation the job was last posted through: it decides how it is scheduled.
+    pub(crate) generation: Generation,
 }
 
-/// A 400 with Chronos' message.
+/// Why a job was refused, and how the server says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BadRequest(pub(crate) String);
+pub(crate) enum Refusal {
+    /// The resource's own check: 2.5.1 answers 400 with the message as text (or nothing, for
+    /// `empty_in_v2`), 3.x with `{"status": "Bad Request", "message"}`.
+    Check {
+        /// The message.
+        message: String,
+        /// 2.5.1 answers with an empty body.
+        empty_in_v2: bool,
+        /// 3.x wraps it in a Java stack trace (an `IllegalArgumentException` from `require`).
+        stack_trace_in_v3: bool,
+    },
+    /// The body cannot be made into a job at all (the deserializer threw): 400.
+    Mapping(String),
+}
 
-/// Chronos' `JobUtils.jobNamePattern`.
+impl Refusal {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Self::Check { message, .. } | Self::Mapping(message) => message,
+        }
+    }
+}
+
+/// Chronos' `JobUtils.jobNamePattern`, `([\w\.-]+)`.
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -29,243 +68,528 @@ pub(crate) fn valid_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn s(obj: &Map<String, Value>, k: &str, d: &str) -> Value {
-    Value::String(obj.get(k).and_then(Value::as_str).unwrap_or(d).to_owned())
+/// Jackson's `JsonNode` coercions, as Chronos' deserializer calls them.
+mod jackson {
+    use serde_json::Value;
+
+    /// `asText()`.
+    pub(super) fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => "null".to_owned(),
+            Value::Array(_) | Value::Object(_) => String::new(),
+        }
+    }
+
+    /// `asBoolean()`: a boolean, a non-zero number, or exactly the text `"true"` (trimmed).
+    pub(super) fn boolean(v: &Value) -> bool {
+        match v {
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+            Value::String(s) => s.trim() == "true",
+            _ => false,
+        }
+    }
+
+    /// `asDouble()`: a number, the number a text holds, else 0.
+    pub(super) fn double(v: &Value) -> f64 {
+        match v {
+            Value::Number(n) => n.as_f64().unwrap_or(0.0),
+            Value::String(s) => s.trim().parse().unwrap_or(0.0),
+            Value::Bool(b) => f64::from(u8::from(*b)),
+            _ => 0.0,
+        }
+    }
+
+    /// `asLong()` / `asInt()`: a number (truncated), the number a text holds, else 0.
+    #[expect(clippy::cast_possible_truncation, reason = "Java's (long) cast")]
+    pub(super) fn long(v: &Value) -> i64 {
+        match v {
+            Value::Number(n) => n
+                .as_i64()
+                .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+            Value::String(s) => {
+                let t = s.trim();
+                t.parse()
+                    .unwrap_or_else(|_| t.parse::<f64>().map_or(0, |x| x as i64))
+            }
+            Value::Bool(b) => i64::from(*b),
+            _ => 0,
+        }
+    }
 }
 
-fn b(obj: &Map<String, Value>, k: &str, d: bool) -> Value {
-    Value::Bool(obj.get(k).and_then(as_bool).unwrap_or(d))
+/// `node.has(k) && node.get(k) != null` — a JSON `null` is still "present" for Jackson (a
+/// `NullNode`), as in the server.
+fn get<'a>(obj: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    obj.get(k)
 }
 
-fn n(obj: &Map<String, Value>, k: &str) -> Value {
-    json!(obj.get(k).and_then(as_u64).unwrap_or(0))
+fn text_or(obj: &Map<String, Value>, k: &str, d: &str) -> Value {
+    Value::String(get(obj, k).map_or_else(|| d.to_owned(), jackson::text))
 }
 
-fn res(obj: &Map<String, Value>, k: &str, default: f64) -> Value {
-    json!(
-        obj.get(k)
-            .and_then(as_f64)
-            .filter(|v| *v > 0.0)
-            .unwrap_or(default)
-    )
+fn bool_or(obj: &Map<String, Value>, k: &str, d: bool) -> Value {
+    Value::Bool(get(obj, k).map_or(d, jackson::boolean))
 }
 
-fn strings(v: Option<&Value>) -> Vec<Value> {
-    v.and_then(Value::as_array)
-        .map(|a| a.iter().filter(|x| x.is_string()).cloned().collect())
-        .unwrap_or_default()
+fn long_or(obj: &Map<String, Value>, k: &str, d: i64) -> Value {
+    json!(get(obj, k).map_or(d, jackson::long))
 }
 
-/// Parses a posted job. `dependent_endpoint`: posted to `/dependency`.
+/// `cpus`/`mem`/`disk`: `asDouble`, and 0 (or absent) means the scheduler's default.
+fn resource(obj: &Map<String, Value>, k: &str, default: f64) -> Value {
+    let v = get(obj, k).map_or(0.0, jackson::double);
+    json!(if v == 0.0 { default } else { v })
+}
+
+/// Every element's `asText` (`for (x <- node.path(k))`; a non-array yields nothing).
+fn texts(v: Option<&Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(a)) => a.iter().map(|x| Value::String(jackson::text(x))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The elements of `node.get(k).elements()` that are objects (`case node: ObjectNode`; any other
+/// element is a `MatchError`, a mapping failure).
+fn objects<'a>(v: Option<&'a Value>, what: &str) -> Result<Vec<&'a Map<String, Value>>, Refusal> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_object()
+                    .ok_or_else(|| Refusal::Mapping(format!("scala.MatchError: {x} (in {what})")))
+            })
+            .collect(),
+        Some(Value::Object(_) | Value::String(_) | Value::Number(_) | Value::Bool(_)) => {
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn required<'a>(obj: &'a Map<String, Value>, k: &str, what: &str) -> Result<&'a Value, Refusal> {
+    match obj.get(k) {
+        Some(v) if !v.is_null() => Ok(v),
+        _ => Err(Refusal::Mapping(format!(
+            "java.lang.NullPointerException: {what}.{k} is missing"
+        ))),
+    }
+}
+
+fn enumeration(value: &str, allowed: &[&str], what: &str) -> Result<String, Refusal> {
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        Err(Refusal::Mapping(format!(
+            "java.util.NoSuchElementException: No value found for '{value}' ({what}: {})",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// Parses a posted job. `dependent_endpoint`: posted to `/dependency`; `existing`: a job of this
+/// name exists (Chronos checks the name, the start and `uris`/`fetch` only for new jobs).
 pub(crate) fn parse(
     body: &Value,
     cfg: &Config,
     dependent_endpoint: bool,
-) -> Result<JobDef, BadRequest> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| BadRequest("the job must be a JSON object".to_owned()))?;
-    let name = obj
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| BadRequest("the job has no name".to_owned()))?;
-    if !valid_name(name) {
-        return Err(BadRequest(
-            r"requirement failed: the job's name is invalid. Allowed names: '([\w\.-]+)'"
+    generation: Generation,
+    existing: bool,
+    now: DateTime<Utc>,
+) -> Result<JobDef, Refusal> {
+    let Some(obj) = body.as_object() else {
+        return Err(Refusal::Mapping(
+            "com.fasterxml.jackson.databind.JsonMappingException: the job must be a JSON object"
                 .to_owned(),
         ));
-    }
-    let parents: Vec<String> = obj
-        .get("parents")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let dependent = obj.get("parents").is_some_and(Value::is_array)
-        || (dependent_endpoint && !parents.is_empty());
-    if dependent && parents.is_empty() {
-        return Err(BadRequest(
-            "requirement failed: a dependent job needs parents".to_owned(),
+    };
+    let name = jackson::text(required(obj, "name", "job")?);
+    let check = |message: String, empty_in_v2: bool, stack: bool| Refusal::Check {
+        message,
+        empty_in_v2,
+        stack_trace_in_v3: stack,
+    };
+    if !existing && !valid_name(&name) {
+        return Err(check(
+            r"requirement failed: the job's name is invalid. Allowed names: '([\w\.-]+)'"
+                .to_owned(),
+            false,
+            true,
         ));
     }
-    let schedule_text = obj
-        .get("schedule")
-        .and_then(Value::as_str)
-        .unwrap_or("R1//PT24H")
-        .to_owned();
-    let schedule = if dependent {
-        None
-    } else {
-        Some(Schedule::parse(&schedule_text).map_err(|_| {
-            BadRequest(format!("Cannot parse schedule '{schedule_text}' (wtf bro)"))
-        })?)
-    };
-    let uris = strings(obj.get("uris"));
-    let fetch: Vec<Value> = obj
-        .get("fetch")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if !uris.is_empty() && !fetch.is_empty() {
-        return Err(BadRequest(
-            "Tried to add both uri (deprecated) and fetch parameters on job".to_owned(),
+    let parents: Vec<String> = texts(obj.get("parents"))
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    // `parents` present makes a DependencyBasedJob, whatever the endpoint.
+    let dependent = obj.contains_key("parents");
+    if dependent_endpoint && !dependent {
+        return Err(Refusal::Mapping(
+            "java.lang.ClassCastException: a job posted to /dependency needs parents".to_owned(),
         ));
     }
-    let fetch: Vec<Value> = if fetch.is_empty() {
-        uris.iter()
-            .map(|u| json!({"uri": u, "executable": false, "cache": false, "extract": true, "output_file": ""}))
-            .collect()
+    let zone = obj
+        .get("scheduleTimeZone")
+        .map(jackson::text)
+        .unwrap_or_default();
+    let (schedule_text, schedule) = if dependent {
+        (None, None)
     } else {
-        fetch
-            .iter()
-            .filter_map(|f| {
-                let uri = f.get("uri")?.as_str()?;
-                Some(json!({
-                    "uri": uri,
-                    "executable": f.get("executable").and_then(as_bool).unwrap_or(false),
-                    "cache": f.get("cache").and_then(as_bool).unwrap_or(false),
-                    "extract": f.get("extract").and_then(as_bool).unwrap_or(true),
-                    "output_file": f.get("output_file").and_then(Value::as_str).unwrap_or(""),
-                }))
-            })
-            .collect()
+        let text = match obj.get("schedule") {
+            Some(v) => jackson::text(v),
+            // No schedule and no parents: run once, now.
+            None => match generation {
+                Generation::V2 => "R1//PT24H".to_owned(),
+                Generation::V3 => {
+                    format!("R1/{}/PT24H", iso8601::print_date_time(now.fixed_offset()))
+                }
+            },
+        };
+        let Some(parsed) = iso8601::parse(&text, &zone, generation, now) else {
+            return Err(check(
+                format!("Cannot parse schedule '{text}' (wtf bro)"),
+                true,
+                false,
+            ));
+        };
+        if generation == Generation::V3 && !existing && parsed.start.timestamp() < 1 {
+            return Err(check(
+                format!(
+                    "Scheduled start date '{}' is before 1970!",
+                    iso8601::print_date_time(parsed.start)
+                ),
+                true,
+                false,
+            ));
+        }
+        let schedule = to_schedule(&parsed);
+        (Some(text), Some(schedule))
     };
-    let uris: Vec<Value> = fetch.iter().filter_map(|f| f.get("uri").cloned()).collect();
-    let env: Vec<Value> = obj
-        .get("environmentVariables")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    Some(json!({"name": e.get("name")?.as_str()?, "value": e.get("value").and_then(Value::as_str).unwrap_or("")}))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let constraints: Vec<Value> = obj
-        .get("constraints")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|c| {
-                    c.as_array().is_some_and(|c| {
-                        c.len() == 3
-                            && c.iter().all(Value::is_string)
-                            && matches!(c[1].as_str(), Some("EQUALS" | "LIKE" | "UNLIKE"))
-                    })
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let uris = texts(obj.get("uris"));
+    let mut fetch = Vec::new();
+    for f in objects(obj.get("fetch"), "fetch")? {
+        fetch.push(json!({
+            "uri": f.get("uri").map(jackson::text).unwrap_or_default(),
+            "executable": f.get("executable").is_some_and(jackson::boolean),
+            "cache": f.get("cache").is_some_and(jackson::boolean),
+            "extract": f.get("extract").is_none_or(jackson::boolean),
+            "output_file": f.get("output_file").map(jackson::text).unwrap_or_default(),
+        }));
+    }
+    if !existing && !uris.is_empty() && !fetch.is_empty() {
+        return Err(check(
+            format!("Tried to add both uri (deprecated) and fetch parameters on {name}"),
+            true,
+            false,
+        ));
+    }
+    let mut env = Vec::new();
+    for e in objects(obj.get("environmentVariables"), "environmentVariables")? {
+        env.push(json!({
+            "name": jackson::text(required(e, "name", "environmentVariables[]")?),
+            "value": jackson::text(required(e, "value", "environmentVariables[]")?),
+        }));
+    }
+    let mut constraints = Vec::new();
+    if let Some(Value::Array(cs)) = obj.get("constraints") {
+        for c in cs {
+            let at = |i: usize| c.get(i).map(jackson::text).unwrap_or_default();
+            // Any other operator is dropped, as `JobDeserializer` does (`case _ =>`).
+            if matches!(at(1).as_str(), "EQUALS" | "LIKE" | "UNLIKE") {
+                constraints.push(json!([at(0), at(1), at(2)]));
+            }
+        }
+    }
     let mut m = Map::new();
     m.insert("name".into(), json!(name));
-    m.insert("command".into(), s(obj, "command", ""));
-    m.insert("shell".into(), b(obj, "shell", true));
-    m.insert("epsilon".into(), s(obj, "epsilon", "PT60S"));
-    m.insert("executor".into(), s(obj, "executor", ""));
-    m.insert("executorFlags".into(), s(obj, "executorFlags", ""));
-    m.insert("taskInfoData".into(), s(obj, "taskInfoData", ""));
+    m.insert("command".into(), text_or(obj, "command", ""));
+    m.insert("shell".into(), bool_or(obj, "shell", true));
+    m.insert("epsilon".into(), text_or(obj, "epsilon", "PT60S"));
+    m.insert("executor".into(), text_or(obj, "executor", ""));
+    m.insert("executorFlags".into(), text_or(obj, "executorFlags", ""));
+    m.insert("taskInfoData".into(), text_or(obj, "taskInfoData", ""));
+    m.insert("retries".into(), long_or(obj, "retries", 2));
+    m.insert("owner".into(), text_or(obj, "owner", ""));
+    m.insert("ownerName".into(), text_or(obj, "ownerName", ""));
+    m.insert("description".into(), text_or(obj, "description", ""));
+    m.insert("async".into(), bool_or(obj, "async", false));
+    m.insert("successCount".into(), long_or(obj, "successCount", 0));
+    m.insert("errorCount".into(), long_or(obj, "errorCount", 0));
+    m.insert("lastSuccess".into(), text_or(obj, "lastSuccess", ""));
+    m.insert("lastError".into(), text_or(obj, "lastError", ""));
     m.insert(
-        "retries".into(),
-        json!(obj.get("retries").and_then(as_u64).unwrap_or(2)),
+        "cpus".into(),
+        resource(obj, "cpus", cfg.chronos_default_cpus),
     );
-    m.insert("owner".into(), s(obj, "owner", ""));
-    m.insert("ownerName".into(), s(obj, "ownerName", ""));
-    m.insert("description".into(), s(obj, "description", ""));
-    m.insert("async".into(), b(obj, "async", false));
-    m.insert("successCount".into(), n(obj, "successCount"));
-    m.insert("errorCount".into(), n(obj, "errorCount"));
-    m.insert("lastSuccess".into(), s(obj, "lastSuccess", ""));
-    m.insert("lastError".into(), s(obj, "lastError", ""));
-    m.insert("cpus".into(), res(obj, "cpus", cfg.chronos_default_cpus));
-    m.insert("disk".into(), res(obj, "disk", cfg.chronos_default_disk));
-    m.insert("mem".into(), res(obj, "mem", cfg.chronos_default_mem));
-    m.insert("disabled".into(), b(obj, "disabled", false));
-    m.insert("softError".into(), b(obj, "softError", false));
+    m.insert(
+        "disk".into(),
+        resource(obj, "disk", cfg.chronos_default_disk),
+    );
+    m.insert("mem".into(), resource(obj, "mem", cfg.chronos_default_mem));
+    m.insert("disabled".into(), bool_or(obj, "disabled", false));
+    m.insert("softError".into(), bool_or(obj, "softError", false));
     m.insert(
         "dataProcessingJobType".into(),
-        b(obj, "dataProcessingJobType", false),
+        bool_or(obj, "dataProcessingJobType", false),
     );
     m.insert(
         "errorsSinceLastSuccess".into(),
-        n(obj, "errorsSinceLastSuccess"),
+        long_or(obj, "errorsSinceLastSuccess", 0),
     );
     m.insert("fetch".into(), Value::Array(fetch));
     m.insert("uris".into(), Value::Array(uris));
     m.insert("environmentVariables".into(), Value::Array(env));
     m.insert(
         "arguments".into(),
-        Value::Array(strings(obj.get("arguments"))),
+        Value::Array(texts(obj.get("arguments"))),
     );
-    m.insert("highPriority".into(), b(obj, "highPriority", false));
-    m.insert("runAsUser".into(), s(obj, "runAsUser", "root"));
-    if let Some(c) = obj.get("container").and_then(Value::as_object) {
-        if let Some(image) = c.get("image").and_then(Value::as_str) {
-            let volumes: Vec<Value> = c
-                .get("volumes")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| {
-                            let mut o = Map::new();
-                            if let Some(h) = v.get("hostPath").and_then(Value::as_str) {
-                                o.insert("hostPath".into(), json!(h));
-                            }
-                            o.insert("containerPath".into(), v.get("containerPath")?.clone());
-                            if let Some(mode) = v.get("mode").and_then(Value::as_str) {
-                                o.insert("mode".into(), json!(mode));
-                            }
-                            Some(Value::Object(o))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            m.insert(
-                "container".into(),
-                json!({
-                    "type": c.get("type").and_then(Value::as_str).unwrap_or("DOCKER"),
-                    "image": image,
-                    "network": c.get("network").and_then(Value::as_str).unwrap_or("HOST"),
-                    "volumes": volumes,
-                    "forcePullImage": c.get("forcePullImage").and_then(as_bool).unwrap_or(false),
-                    "parameters": c.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default(),
-                }),
-            );
-        }
+    m.insert("highPriority".into(), bool_or(obj, "highPriority", false));
+    m.insert("runAsUser".into(), text_or(obj, "runAsUser", "root"));
+    m.insert("concurrent".into(), bool_or(obj, "concurrent", false));
+    if let Some(c) = container(obj, generation)? {
+        m.insert("container".into(), c);
     }
     m.insert("constraints".into(), Value::Array(constraints));
     if dependent {
         m.insert("parents".into(), json!(parents));
     } else {
-        m.insert("schedule".into(), json!(schedule_text));
-        m.insert("scheduleTimeZone".into(), s(obj, "scheduleTimeZone", ""));
+        m.insert(
+            "schedule".into(),
+            json!(schedule_text.clone().unwrap_or_default()),
+        );
+        m.insert("scheduleTimeZone".into(), json!(zone));
     }
     Ok(JobDef {
         map: m,
         schedule,
         parents,
+        generation,
     })
+}
+
+/// The scheduler's view of a parsed schedule (months and years at their nominal length).
+pub(crate) fn to_schedule(p: &iso8601::Parsed) -> Schedule {
+    let reps = u64::try_from(p.repetitions).ok();
+    let period = std::time::Duration::from_secs_f64(p.period_secs.max(0.001));
+    let start = (!p.start_empty).then_some(p.start);
+    Schedule::new(reps, start, period).unwrap_or_else(|_| {
+        Schedule::new(reps, start, std::time::Duration::from_secs(1))
+            .unwrap_or_else(|_| unreachable!("a non-zero period"))
+    })
+}
+
+/// `container`: 2.5.1 reads it whenever present (its image is then required); 3.x only when it
+/// has an `image`.
+fn container(obj: &Map<String, Value>, generation: Generation) -> Result<Option<Value>, Refusal> {
+    let Some(c) = obj.get("container").and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    if generation == Generation::V3 && !c.contains_key("image") {
+        return Ok(None);
+    }
+    let image = jackson::text(required(c, "image", "container")?);
+    let networks: &[&str] = match generation {
+        Generation::V2 => &["BRIDGE", "HOST"],
+        Generation::V3 => &["BRIDGE", "HOST", "USER"],
+    };
+    let network = match c.get("network") {
+        Some(v) if !v.is_null() => enumeration(&jackson::text(v), networks, "container.network")?,
+        _ => "HOST".to_owned(),
+    };
+    let ctype = match c.get("type") {
+        Some(v) if !v.is_null() => enumeration(
+            &jackson::text(v).to_uppercase(),
+            &["DOCKER", "MESOS"],
+            "container.type",
+        )?,
+        _ => "DOCKER".to_owned(),
+    };
+    let mut volumes = Vec::new();
+    for v in objects(c.get("volumes"), "container.volumes")? {
+        let mut o = Map::new();
+        if let Some(h) = v.get("hostPath") {
+            o.insert("hostPath".into(), json!(jackson::text(h)));
+        }
+        o.insert(
+            "containerPath".into(),
+            json!(jackson::text(required(v, "containerPath", "volumes[]")?)),
+        );
+        if let Some(mode) = v.get("mode") {
+            let mode = enumeration(
+                &jackson::text(mode).to_uppercase(),
+                &["RW", "RO"],
+                "volumes[].mode",
+            )?;
+            o.insert("mode".into(), json!(mode));
+        }
+        if let Some(ext) = v.get("external").filter(|_| generation == Generation::V3) {
+            let mut options = Vec::new();
+            for p in objects(ext.get("options"), "external.options")? {
+                options.push(json!({
+                    "key": jackson::text(required(p, "key", "options[]")?),
+                    "value": jackson::text(required(p, "value", "options[]")?),
+                }));
+            }
+            let e = ext.as_object().cloned().unwrap_or_default();
+            o.insert(
+                "external".into(),
+                json!({
+                    "name": jackson::text(required(&e, "name", "external")?),
+                    "provider": jackson::text(required(&e, "provider", "external")?),
+                    "options": options,
+                }),
+            );
+        }
+        volumes.push(Value::Object(o));
+    }
+    let force_pull = c
+        .get("forcePullImage")
+        .is_some_and(|v| jackson::text(v).eq_ignore_ascii_case("true"));
+    let mut parameters = Vec::new();
+    for p in objects(c.get("parameters"), "container.parameters")? {
+        parameters.push(json!({
+            "key": jackson::text(required(p, "key", "parameters[]")?),
+            "value": jackson::text(required(p, "value", "parameters[]")?),
+        }));
+    }
+    let mut out = Map::new();
+    out.insert("type".into(), json!(ctype));
+    out.insert("image".into(), json!(image));
+    out.insert("network".into(), json!(network));
+    if generation == Generation::V3 {
+        if let Some(n) = c.get("networkName").filter(|n| !n.is_null()) {
+            out.insert("networkName".into(), json!(jackson::text(n)));
+        }
+        let mut infos = Vec::new();
+        for n in objects(c.get("networkInfos"), "container.networkInfos")? {
+            let mut info = Map::new();
+            info.insert(
+                "name".into(),
+                json!(jackson::text(required(n, "name", "networkInfos[]")?)),
+            );
+            if let Some(p) = n.get("protocol").filter(|p| !p.is_null()) {
+                info.insert(
+                    "protocol".into(),
+                    json!(enumeration(
+                        &jackson::text(p),
+                        &["IPv4", "IPv6"],
+                        "networkInfos[].protocol"
+                    )?),
+                );
+            }
+            let mut labels = Vec::new();
+            for l in objects(n.get("labels"), "networkInfos[].labels")? {
+                labels.push(json!({
+                    "key": jackson::text(required(l, "key", "labels[]")?),
+                    "value": jackson::text(required(l, "value", "labels[]")?),
+                }));
+            }
+            info.insert("labels".into(), Value::Array(labels));
+            let mut mappings = Vec::new();
+            for pm in objects(n.get("portMappings"), "networkInfos[].portMappings")? {
+                let mut o = Map::new();
+                o.insert(
+                    "hostPort".into(),
+                    json!(jackson::long(required(pm, "hostPort", "portMappings[]")?)),
+                );
+                o.insert(
+                    "containerPort".into(),
+                    json!(jackson::long(required(
+                        pm,
+                        "containerPort",
+                        "portMappings[]"
+                    )?)),
+                );
+                if let Some(p) = pm.get("protocol").filter(|p| !p.is_null()) {
+                    o.insert("protocol".into(), json!(jackson::text(p)));
+                }
+                mappings.push(Value::Object(o));
+            }
+            info.insert("portMappings".into(), Value::Array(mappings));
+            infos.push(Value::Object(info));
+        }
+        out.insert("networkInfos".into(), Value::Array(infos));
+    }
+    out.insert("volumes".into(), Value::Array(volumes));
+    out.insert("forcePullImage".into(), json!(force_pull));
+    out.insert("parameters".into(), Value::Array(parameters));
+    Ok(Some(Value::Object(out)))
+}
+
+/// The job as `generation`'s `JobSerializer` writes it.
+pub(crate) fn render(map: &Map<String, Value>, generation: Generation) -> Value {
+    let mut m = map.clone();
+    match generation {
+        Generation::V2 => {
+            m.shift_remove("concurrent");
+            if let Some(Value::Object(c)) = m.get_mut("container") {
+                c.shift_remove("networkName");
+                c.shift_remove("networkInfos");
+                if let Some(Value::Array(vols)) = c.get_mut("volumes") {
+                    for v in vols.iter_mut().filter_map(Value::as_object_mut) {
+                        v.shift_remove("external");
+                    }
+                }
+            }
+        }
+        Generation::V3 => {
+            m.shift_remove("epsilon");
+            m.shift_remove("async");
+            if let Some(Value::Array(fetch)) = m.get_mut("fetch") {
+                for f in fetch.iter_mut().filter_map(Value::as_object_mut) {
+                    if f.get("output_file").and_then(Value::as_str) == Some("") {
+                        f.shift_remove("output_file");
+                    }
+                }
+            }
+            // 3.x writes the port numbers of networkInfos as strings.
+            if let Some(Value::Array(infos)) = m
+                .get_mut("container")
+                .and_then(|c| c.get_mut("networkInfos"))
+            {
+                for pm in infos
+                    .iter_mut()
+                    .filter_map(|i| i.get_mut("portMappings"))
+                    .filter_map(Value::as_array_mut)
+                    .flatten()
+                {
+                    for k in ["hostPort", "containerPort"] {
+                        if let Some(v) = pm.get_mut(k) {
+                            *v = Value::String(jackson::text(v));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Value::Object(m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn p(v: Value, g: Generation) -> Result<JobDef, Refusal> {
+        parse(&v, &Config::default(), false, g, false, now())
+    }
+
     #[test]
     fn thesis_job_is_read_and_unknown_fields_dropped() {
-        let job = parse(
-            &json!({"schedule": "R4//PT5M", "name": "openmpLinpack1",
+        let job = p(
+            json!({"schedule": "R4//PT5M", "name": "openmpLinpack1",
                 "container": {"type": "DOCKER", "image": "serlophug/openmplinpack", "forcePullImage": true,
                     "volumes": [{"containerPath": "/shared/", "hostPath": "/home/users/shared/serlophug/", "mode": "RW"}]},
                 "cpus": "1", "mem": "500", "command": "/linpack_openmp 6000", "owner": "serlophug",
                 "async": "false", "qos": {"duration": 400}}),
-            &Config::default(),
-            false,
+            Generation::V2,
         )
         .unwrap();
         assert_eq!(job.map["cpus"], json!(1.0));
@@ -279,22 +603,99 @@ mod tests {
     }
 
     #[test]
-    fn refusals() {
-        let cfg = Config::default();
-        assert!(parse(&json!({"name": "a b"}), &cfg, false).is_err());
-        assert!(parse(&json!({"name": "a/b"}), &cfg, false).is_err());
-        let e = parse(&json!({"name": "a", "schedule": "nope"}), &cfg, false).unwrap_err();
-        assert_eq!(e.0, "Cannot parse schedule 'nope' (wtf bro)");
-        assert!(
-            parse(
-                &json!({"name": "a", "uris": ["u"], "fetch": [{"uri": "u"}]}),
-                &cfg,
-                false
-            )
-            .is_err()
+    fn jackson_coercions_as_chronos_applies_them() {
+        let job = p(
+            json!({"name": "a", "cpus": "one", "mem": "64", "shell": "yes", "retries": "3",
+                   "disabled": "TRUE", "container": {"image": "i", "forcePullImage": "TRUE"}}),
+            Generation::V3,
+        )
+        .unwrap();
+        assert_eq!(
+            job.map["cpus"],
+            json!(0.1),
+            "text that is no number: the default"
         );
-        let j = parse(&json!({"name": "a"}), &cfg, false).unwrap();
+        assert_eq!(job.map["mem"], json!(64.0));
+        assert_eq!(job.map["shell"], json!(false), "only \"true\" is true");
+        assert_eq!(job.map["disabled"], json!(false));
+        assert_eq!(job.map["retries"], json!(3));
+        assert_eq!(job.map["container"]["forcePullImage"], json!(true));
+    }
+
+    #[test]
+    fn version_specific_keys() {
+        let body = json!({"name": "a", "schedule": "R1//PT1M", "concurrent": true,
+            "container": {"image": "i", "network": "USER", "networkName": "dcos",
+                "networkInfos": [{"name": "dcos", "protocol": "IPv4",
+                    "portMappings": [{"hostPort": 0, "containerPort": 80}]}],
+                "volumes": [{"containerPath": "/d", "mode": "rw",
+                    "external": {"name": "v", "provider": "dvdi",
+                        "options": [{"key": "dvdi/driver", "value": "rexray"}]}}]}});
+        let j = p(body.clone(), Generation::V3).unwrap();
+        let v3 = render(&j.map, Generation::V3);
+        assert_eq!(v3["concurrent"], true);
+        assert!(v3.get("epsilon").is_none() && v3.get("async").is_none());
+        assert_eq!(v3["container"]["networkName"], "dcos");
+        assert_eq!(
+            v3["container"]["networkInfos"][0]["portMappings"][0],
+            json!({"hostPort": "0", "containerPort": "80"})
+        );
+        assert_eq!(
+            v3["container"]["volumes"][0]["external"]["provider"],
+            "dvdi"
+        );
+        assert_eq!(v3["container"]["volumes"][0]["mode"], "RW");
+        let v2 = render(&j.map, Generation::V2);
+        assert!(v2.get("concurrent").is_none());
+        assert_eq!(v2["epsilon"], "PT60S");
+        assert!(v2["container"].get("networkInfos").is_none());
+        // 2.5.1 does not know USER networks.
+        let e = p(body, Generation::V2).unwrap_err();
+        assert!(e.message().contains("No value found for 'USER'"), "{e:?}");
+    }
+
+    #[test]
+    fn refusals() {
+        for g in [Generation::V2, Generation::V3] {
+            assert!(p(json!({"name": "a b"}), g).is_err());
+            assert!(p(json!({"name": "a/b"}), g).is_err());
+            assert!(p(json!({"command": "x"}), g).is_err(), "no name");
+            let e = p(json!({"name": "a", "schedule": "nope"}), g).unwrap_err();
+            assert_eq!(e.message(), "Cannot parse schedule 'nope' (wtf bro)");
+            assert!(
+                p(
+                    json!({"name": "a", "uris": ["u"], "fetch": [{"uri": "u"}]}),
+                    g
+                )
+                .is_err()
+            );
+            let e = p(
+                json!({"name": "a", "container": {"image": "i", "network": "host"}}),
+                g,
+            )
+            .unwrap_err();
+            assert!(matches!(e, Refusal::Mapping(_)), "exact enum names");
+        }
+        let e = p(
+            json!({"name": "a", "schedule": "R1/1969-01-01T00:00:00Z/PT1M"}),
+            Generation::V3,
+        )
+        .unwrap_err();
+        assert!(e.message().contains("is before 1970"));
+        let j = p(json!({"name": "a"}), Generation::V2).unwrap();
         assert_eq!(j.map["schedule"], "R1//PT24H");
         assert_eq!(j.map["cpus"], json!(0.1));
+        let j = p(json!({"name": "a"}), Generation::V3).unwrap();
+        assert_eq!(j.map["schedule"], "R1/2023-11-14T22:13:20.000Z/PT24H");
+        // 2.5.1 reads a container without an image as an error, 3.x ignores the container.
+        let no_image = json!({"name": "a", "container": {"type": "DOCKER"}});
+        assert!(p(no_image.clone(), Generation::V2).is_err());
+        assert!(
+            p(no_image, Generation::V3)
+                .unwrap()
+                .map
+                .get("container")
+                .is_none()
+        );
     }
 }

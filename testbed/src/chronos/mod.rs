@@ -1,16 +1,28 @@
-//! Chronos emulator: 2.x routes under `/scheduler` and the same under `/v1/scheduler` (3.x).
+//! Chronos emulator: 2.5.1 under `/scheduler`, 3.0.2 under `/v1/scheduler`, or both over one job
+//! store ([`crate::config::ChronosVersion`], `chronos_version`; both by default).
 //!
 //! # What is reproduced
-//! - `POST|PUT /iso8601` and `/dependency`: upsert by name, 204; name must match `[\w\.-]+`,
-//!   the schedule must parse, `uris` and `fetch` together are refused (400 with
-//!   `{"status", "message"}`); unknown keys are ignored and never returned ([`job`]).
-//! - Schedules `R[n]/[start]/period`: an empty start means "now − 1 s" at submission, so the job
-//!   runs at once; each run is taken when due and the stored schedule is rewritten at that moment
-//!   (start + one period, `n − 1`); `R0`/exhausted jobs are not scheduled and the last run sets
-//!   `disabled: true`; `R/…` repeats forever. A run later than the job's `epsilon` (2.x, default
-//!   `PT60S`) is skipped (the schedule still advances).
-//! - Runs of one job never overlap (unless `concurrent: true`): a run that falls due while one is
-//!   running waits for it.
+//! - `POST /iso8601` and `/dependency` (2.5.1 also `PUT`): upsert by name, 204. Jobs are read by
+//!   the emulator's own reading of the server's `JobDeserializer` ([`job`]) and schedule parser
+//!   (`iso8601`), not by the `frameworks` client's tolerant readers. New jobs: the name must
+//!   match `[\w\.-]+`, the schedule must parse, `uris` and `fetch` together are refused, and (3.x)
+//!   a start before 1970 is refused. 2.5.1 answers a bad name with the message as text and the
+//!   others with an empty 400; 3.x answers `{"status": "Bad Request", "message"}`, the name's
+//!   message inside a Java stack trace. A body the deserializer cannot map (no `name`, an unknown
+//!   `network`) is a 400 with the exception's text. Unknown keys are ignored and never returned.
+//! - Reads answer with the key list of the version asked (2.5.1: `epsilon`, `async`; 3.x:
+//!   `concurrent`, `container.networkName`, `container.networkInfos`, `volumes[].external`).
+//! - Schedules `R[n]/[start]/period`: an empty start means "now" (3.x: "now − 1 s"). A job is
+//!   scheduled as the version it was posted through schedules:
+//!   - 2.5.1: each run is taken when due and the stored schedule is rewritten at that moment
+//!     (start + one period, `n − 1`); a run later than the job's `epsilon` (default `PT60S`) is
+//!     skipped (the schedule still advances), so a start far in the past never runs;
+//!   - 3.x: a due job is launched once its previous run has ended (unless `concurrent`), and at
+//!     launch the schedule skips forward (`JobUtils.skipForward`: `n − 1`, the start moved past
+//!     now on the period's grid); nothing is ever skipped.
+//!   `R0`/exhausted jobs are not scheduled and the last run sets `disabled: true`; `R/…` repeats
+//!   forever.
+//! - Runs of one job never overlap (unless `concurrent: true`, 3.x).
 //! - Failures are retried `retries` times (default 2) after `chronos_failure_retry_ms`
 //!   (Chronos' `--failure_retry`, 60 s); only the final failure counts: `errorCount`,
 //!   `errorsSinceLastSuccess`, `lastError`. Success: `successCount`, `lastSuccess`,
@@ -24,10 +36,14 @@
 //!   `CHRONOS_JOB_RUN_ATTEMPT`, then the job's `environmentVariables`, which never override a
 //!   built-in. `shell: true` runs `/bin/sh -c command`; `shell: false` runs `command arguments…`.
 //! - `GET /jobs`, `GET /jobs/search` (case-insensitive substring on `name`, `command` or `any`,
-//!   default `limit` 10), `GET /jobs/summary`, `GET /job/{name}`, `GET /graph/csv`.
+//!   default `limit` 10), `GET /jobs/summary`, `GET /graph/csv`, and (3.x only) `GET /job/{name}`.
 //!
-//! Jobs are serialized with Chronos 2.5.1's key list (`epsilon` and `async` included).
+//! # Simplifications
+//! `scheduleTimeZone` knows UTC and fixed offsets only (other zone names are taken as UTC);
+//! month and year periods are scheduled as 30 and 365 days; 2.5.1's 60 s scheduling horizon is
+//! not reproduced (its runs are not queued ahead of time).
 
+mod iso8601;
 pub(crate) mod job;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -42,12 +58,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use frameworks::Schedule;
-use frameworks::lenient::{as_bool, as_f64, as_u64};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use self::iso8601::Generation;
 use crate::cluster::{Cluster, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink};
+use crate::config::ChronosVersion;
 use crate::docker::{ContainerSpec, Volume};
 use crate::util::{iso_millis, java_double};
 
@@ -118,12 +135,14 @@ impl Chronos {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    /// 2.5.1's `epsilon` (Joda period, default 60 s).
     fn epsilon(def: &job::JobDef) -> Duration {
         def.map
             .get("epsilon")
             .and_then(Value::as_str)
-            .and_then(|e| Schedule::parse(&format!("R1//{e}")).ok())
-            .map_or(Duration::from_secs(60), |s| s.period())
+            .and_then(iso8601::joda_period_secs)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(Duration::from_secs(60))
     }
 
     async fn scheduler(self: Arc<Self>) {
@@ -164,10 +183,56 @@ impl Chronos {
                 .def
                 .map
                 .get("disabled")
-                .and_then(as_bool)
+                .and_then(Value::as_bool)
                 .unwrap_or(false);
-            // Due scheduled runs (several if the loop was late).
-            while let Some(sched) = job.next.clone().filter(|_| !disabled) {
+            let concurrent = job
+                .def
+                .map
+                .get("concurrent")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if job.def.generation == Generation::V3 {
+                // 3.x: a due job is launched once its previous run has ended, and the schedule
+                // skips forward at launch (one run off the count, the start past now).
+                if let Some(sched) = job.next.clone().filter(|_| !disabled) {
+                    match sched.first_run_at(now) {
+                        None => job.next = None,
+                        Some(due) if due.with_timezone(&Utc) > now => {
+                            let ahead =
+                                (due.with_timezone(&Utc) - now).to_std().unwrap_or_default();
+                            soonest(inow + ahead);
+                        }
+                        Some(due) => {
+                            let free = job.queue.is_empty()
+                                && job.retry.is_none()
+                                && (concurrent || job.running.is_empty());
+                            if free {
+                                job.queue.push_back(Run {
+                                    due_ms: due.timestamp_millis(),
+                                    attempt: 0,
+                                    arguments: String::new(),
+                                });
+                                let next = skip_forward(&sched, due, now);
+                                job.def
+                                    .map
+                                    .insert("schedule".into(), json!(next.to_chronos_string()));
+                                if next.is_exhausted() {
+                                    job.def.map.insert("disabled".into(), json!(true));
+                                    job.next = None;
+                                } else {
+                                    job.next = Some(next);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // 2.5.1: due scheduled runs (several if the loop was late), late ones skipped.
+            while let Some(sched) = job
+                .next
+                .clone()
+                .filter(|_| !disabled && job.def.generation == Generation::V2)
+            {
                 let Some(due) = sched.first_run_at(now) else {
                     job.next = None;
                     break;
@@ -211,12 +276,6 @@ impl Chronos {
                     soonest(*at);
                 }
             }
-            let concurrent = job
-                .def
-                .map
-                .get("concurrent")
-                .and_then(as_bool)
-                .unwrap_or(false);
             while !job.queue.is_empty() && (concurrent || job.running.is_empty()) {
                 let Some(run) = job.queue.pop_front() else {
                     break;
@@ -237,10 +296,10 @@ impl Chronos {
             "ct:{}:{}:{}:{}",
             run.due_ms, run.attempt, name, run.arguments
         );
-        let cpus = m.get("cpus").and_then(as_f64).unwrap_or(0.1);
-        let mem = m.get("mem").and_then(as_f64).unwrap_or(128.0);
-        let disk = m.get("disk").and_then(as_f64).unwrap_or(256.0);
-        let shell = m.get("shell").and_then(as_bool).unwrap_or(true);
+        let cpus = m.get("cpus").and_then(Value::as_f64).unwrap_or(0.1);
+        let mem = m.get("mem").and_then(Value::as_f64).unwrap_or(128.0);
+        let disk = m.get("disk").and_then(Value::as_f64).unwrap_or(256.0);
+        let shell = m.get("shell").and_then(Value::as_bool).unwrap_or(true);
         let command_text = m
             .get("command")
             .and_then(Value::as_str)
@@ -279,7 +338,10 @@ impl Chronos {
                             .collect()
                     })
                     .unwrap_or_default(),
-                force_pull: c.get("forcePullImage").and_then(as_bool).unwrap_or(false),
+                force_pull: c
+                    .get("forcePullImage")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             })
         });
         let command = if shell {
@@ -399,8 +461,9 @@ impl Chronos {
         };
         let now = iso_millis(u.at);
         let m = &mut job.def.map;
-        let count =
-            |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(as_u64).unwrap_or(0);
+        let count = |m: &serde_json::Map<String, Value>, k: &str| {
+            m.get(k).and_then(Value::as_u64).unwrap_or(0)
+        };
         match u.state {
             TaskState::Finished => {
                 m.insert("successCount".into(), json!(count(m, "successCount") + 1));
@@ -434,7 +497,7 @@ impl Chronos {
             }
             TaskState::Killed => {}
             _ => {
-                let retries = m.get("retries").and_then(as_u64).unwrap_or(2);
+                let retries = m.get("retries").and_then(Value::as_u64).unwrap_or(2);
                 if run.attempt < retries {
                     job.retry = Some((
                         tokio::time::Instant::now() + retry_delay,
@@ -464,7 +527,11 @@ impl Chronos {
         }
         let name = def.map["name"].as_str().unwrap_or_default().to_owned();
         let now = Utc::now();
-        let disabled = def.map.get("disabled").and_then(as_bool).unwrap_or(false);
+        let disabled = def
+            .map
+            .get("disabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let next = def
             .schedule
             .clone()
@@ -496,79 +563,167 @@ impl Chronos {
     }
 }
 
+/// 3.x's `JobUtils.skipForward` at launch: one run off a finite count, and the start moved past
+/// `now` on the period's grid (`secondsBetween(start, now) / period + 1` periods later).
+fn skip_forward(
+    sched: &Schedule,
+    due: chrono::DateTime<chrono::FixedOffset>,
+    now: chrono::DateTime<Utc>,
+) -> Schedule {
+    let period = sched.period().as_secs().max(1);
+    let behind = u64::try_from((now - due.with_timezone(&Utc)).num_seconds()).unwrap_or(0);
+    let skip = behind / period + 1;
+    let start = u32::try_from(skip)
+        .ok()
+        .and_then(|k| sched.period().checked_mul(k))
+        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+        .and_then(|d| due.checked_add_signed(d))
+        .unwrap_or(due);
+    sched
+        .clone()
+        .with_repetitions(sched.repetitions().map(|n| n.saturating_sub(1)))
+        .with_start(Some(start))
+}
+
 // --- HTTP -----------------------------------------------------------------------------------
 
-type C = State<Arc<Chronos>>;
+/// A route's state: the emulator and the generation its prefix speaks.
+type C = State<(Arc<Chronos>, Generation)>;
 
-/// Chronos' routes, under both `/scheduler` (2.x) and `/v1/scheduler` (3.x).
+/// Chronos' routes: `/scheduler` (2.5.1) and/or `/v1/scheduler` (3.x), as configured.
 pub(crate) fn router(c: Arc<Chronos>) -> Router {
-    let api = Router::new()
-        .route("/iso8601", post(post_iso).put(post_iso))
-        .route("/dependency", post(post_dep).put(post_dep))
-        .route("/jobs", get(list_jobs))
-        .route("/jobs/search", get(search_jobs))
-        .route("/jobs/summary", get(summary))
-        .route(
-            "/job/{name}",
-            get(get_job).put(start_job).delete(delete_job),
+    let api = |g: Generation| {
+        let iso = match g {
+            // 3.x "ditched PUT" on /iso8601 (chronos-python); 2.5.1 takes both.
+            Generation::V2 => post(post_iso).put(post_iso),
+            Generation::V3 => post(post_iso),
+        };
+        let job = match g {
+            // 2.5.1 has no GET /job/{name} (405, as Jersey answers for the other methods).
+            Generation::V2 => axum::routing::put(start_job).delete(delete_job),
+            Generation::V3 => get(get_job).put(start_job).delete(delete_job),
+        };
+        Router::new()
+            .route("/iso8601", iso)
+            .route("/dependency", post(post_dep).put(post_dep))
+            .route("/jobs", get(list_jobs))
+            .route("/jobs/search", get(search_jobs))
+            .route("/jobs/summary", get(summary))
+            .route("/job/{name}", job)
+            .route("/task/kill/{name}", delete(kill_tasks))
+            .route("/graph/csv", get(graph_csv))
+            .with_state((Arc::clone(&c), g))
+    };
+    let version = c.cluster.cfg.chronos_version;
+    let mut r = Router::new();
+    if matches!(version, ChronosVersion::V2 | ChronosVersion::Both) {
+        r = r.nest("/scheduler", api(Generation::V2));
+    }
+    if matches!(version, ChronosVersion::V3 | ChronosVersion::Both) {
+        r = r.nest("/v1/scheduler", api(Generation::V3));
+    }
+    r
+}
+
+/// A 400 as `generation` writes it: 2.5.1 the plain message (or nothing), 3.x an `ApiResult`.
+fn bad_request(generation: Generation, message: &str) -> Response {
+    match generation {
+        Generation::V2 => (StatusCode::BAD_REQUEST, message.to_owned()).into_response(),
+        Generation::V3 => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"status": "Bad Request", "message": message})),
         )
-        .route("/task/kill/{name}", delete(kill_tasks))
-        .route("/graph/csv", get(graph_csv))
-        .with_state(c);
-    Router::new()
-        .nest("/scheduler", api.clone())
-        .nest("/v1/scheduler", api)
+            .into_response(),
+    }
 }
 
-fn bad_request(message: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"status": "Bad Request", "message": message})),
+fn refused(generation: Generation, r: &job::Refusal) -> Response {
+    match (generation, r) {
+        (
+            Generation::V2,
+            job::Refusal::Check {
+                empty_in_v2: true, ..
+            },
+        ) => StatusCode::BAD_REQUEST.into_response(),
+        (
+            Generation::V3,
+            job::Refusal::Check {
+                message,
+                stack_trace_in_v3: true,
+                ..
+            },
+        ) => bad_request(
+            generation,
+            &format!(
+                "java.lang.IllegalArgumentException: {message}\n\tat \
+                 scala.Predef$.require(Predef.scala:224)\n\tat \
+                 org.apache.mesos.chronos.scheduler.api.Iso8601JobResource.post(Iso8601JobResource.scala:39)\n"
+            ),
+        ),
+        (g, r) => bad_request(g, r.message()),
+    }
+}
+
+fn job_not_found(generation: Generation, name: &str) -> Response {
+    bad_request(
+        generation,
+        &format!("requirement failed: Job '{name}' not found"),
     )
-        .into_response()
 }
 
-fn job_not_found(name: &str) -> Response {
-    bad_request(&format!("requirement failed: Job '{name}' not found"))
-}
-
-async fn upsert(c: &Chronos, body: &[u8], dependent: bool) -> Response {
+async fn upsert(c: &Chronos, generation: Generation, body: &[u8], dependent: bool) -> Response {
     let body: Value = match serde_json::from_slice(body) {
         Ok(b) => b,
-        Err(e) => return bad_request(&format!("Unable to parse the job: {e}")),
+        Err(e) => {
+            return bad_request(
+                generation,
+                &format!("com.fasterxml.jackson.core.JsonParseException: {e}"),
+            );
+        }
     };
-    let def = match job::parse(&body, &c.cluster.cfg, dependent) {
+    let existing = body
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| c.lock().jobs.contains_key(n));
+    let def = match job::parse(
+        &body,
+        &c.cluster.cfg,
+        dependent,
+        generation,
+        existing,
+        Utc::now(),
+    ) {
         Ok(d) => d,
-        Err(e) => return bad_request(&e.0),
+        Err(e) => return refused(generation, &e),
     };
     if let Err(e) = c.upsert(def) {
-        return bad_request(&e);
+        return bad_request(generation, &e);
     }
     c.bump();
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn post_iso(State(c): C, body: Bytes) -> Response {
-    upsert(&c, &body, false).await
+async fn post_iso(State((c, g)): C, body: Bytes) -> Response {
+    upsert(&c, g, &body, false).await
 }
 
-async fn post_dep(State(c): C, body: Bytes) -> Response {
-    upsert(&c, &body, true).await
+async fn post_dep(State((c, g)): C, body: Bytes) -> Response {
+    upsert(&c, g, &body, true).await
 }
 
-fn jobs_json(st: &CState) -> Vec<Value> {
+fn jobs_json(st: &CState, g: Generation) -> Vec<Value> {
     st.jobs
         .values()
-        .map(|j| Value::Object(j.def.map.clone()))
+        .map(|j| job::render(&j.def.map, g))
         .collect()
 }
 
-async fn list_jobs(State(c): C) -> Response {
+async fn list_jobs(State((c, g)): C) -> Response {
     let st = c.lock();
-    axum::Json(Value::Array(jobs_json(&st))).into_response()
+    axum::Json(Value::Array(jobs_json(&st, g))).into_response()
 }
 
-async fn search_jobs(State(c): C, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn search_jobs(State((c, g)): C, Query(q): Query<HashMap<String, String>>) -> Response {
     let lower = |k: &str| q.get(k).map(|v| v.to_lowercase());
     let (name, command, any) = (lower("name"), lower("command"), lower("any"));
     let limit = q
@@ -594,12 +749,12 @@ async fn search_jobs(State(c): C, Query(q): Query<HashMap<String, String>>) -> R
         })
         .skip(offset)
         .take(limit)
-        .map(|j| Value::Object(j.def.map.clone()))
+        .map(|j| job::render(&j.def.map, g))
         .collect();
     axum::Json(Value::Array(found)).into_response()
 }
 
-async fn summary(State(c): C) -> Response {
+async fn summary(State((c, _)): C) -> Response {
     let st = c.lock();
     let jobs: Vec<Value> = st
         .jobs
@@ -627,25 +782,30 @@ async fn summary(State(c): C) -> Response {
     axum::Json(json!({ "jobs": jobs })).into_response()
 }
 
-async fn get_job(State(c): C, Path(name): Path<String>) -> Response {
+async fn get_job(State((c, g)): C, Path(name): Path<String>) -> Response {
     let st = c.lock();
     match st.jobs.get(&name) {
-        Some(j) => axum::Json(Value::Object(j.def.map.clone())).into_response(),
-        None => job_not_found(&name),
+        Some(j) => axum::Json(job::render(&j.def.map, g)).into_response(),
+        None => job_not_found(g, &name),
     }
 }
 
 async fn start_job(
-    State(c): C,
+    State((c, g)): C,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     {
         let mut st = c.lock();
         let Some(job) = st.jobs.get_mut(&name) else {
-            return job_not_found(&name);
+            return job_not_found(g, &name);
         };
-        let shell = job.def.map.get("shell").and_then(as_bool).unwrap_or(true);
+        let shell = job
+            .def
+            .map
+            .get("shell")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let arguments = if shell {
             String::new()
         } else {
@@ -661,11 +821,11 @@ async fn start_job(
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn delete_job(State(c): C, Path(name): Path<String>) -> Response {
+async fn delete_job(State((c, g)): C, Path(name): Path<String>) -> Response {
     {
         let mut st = c.lock();
         if st.jobs.remove(&name).is_none() {
-            return job_not_found(&name);
+            return job_not_found(g, &name);
         }
         // Children lose this parent; a child left without parents becomes a one-off job.
         for j in st.jobs.values_mut() {
@@ -680,11 +840,11 @@ async fn delete_job(State(c): C, Path(name): Path<String>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn kill_tasks(State(c): C, Path(name): Path<String>) -> Response {
+async fn kill_tasks(State((c, g)): C, Path(name): Path<String>) -> Response {
     let ids: Vec<String> = {
         let mut st = c.lock();
         let Some(job) = st.jobs.get_mut(&name) else {
-            return job_not_found(&name);
+            return job_not_found(g, &name);
         };
         job.queue.clear();
         job.retry = None;
@@ -697,7 +857,7 @@ async fn kill_tasks(State(c): C, Path(name): Path<String>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn graph_csv(State(c): C) -> Response {
+async fn graph_csv(State((c, _)): C) -> Response {
     let st = c.lock();
     let mut out = String::new();
     for (name, j) in &st.jobs {

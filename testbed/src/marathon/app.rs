@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::util::java_double;
+
 /// One validation problem (`{"path", "errors"}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Problem {
@@ -102,6 +104,8 @@ enum Kind {
     Bool,
     Obj,
     Arr,
+    /// An object or a string (`unreachableStrategy`: `"disabled"` or the object).
+    ObjOrStr,
 }
 
 impl Kind {
@@ -113,6 +117,7 @@ impl Kind {
             Self::Bool => v.is_boolean(),
             Self::Obj => v.is_object(),
             Self::Arr => v.is_array(),
+            Self::ObjOrStr => v.is_object() || v.is_string(),
         }
     }
     fn error(self) -> &'static str {
@@ -120,7 +125,7 @@ impl Kind {
             Self::Number | Self::Int => "error.expected.jsnumber",
             Self::Str => "error.expected.jsstring",
             Self::Bool => "error.expected.jsboolean",
-            Self::Obj => "error.expected.jsobject",
+            Self::Obj | Self::ObjOrStr => "error.expected.jsobject",
             Self::Arr => "error.expected.jsarray",
         }
     }
@@ -163,7 +168,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("uris", Kind::Arr),
     ("user", Kind::Str),
     ("killSelection", Kind::Str),
-    ("unreachableStrategy", Kind::Obj),
+    ("unreachableStrategy", Kind::ObjOrStr),
     ("tty", Kind::Bool),
     ("role", Kind::Str),
     ("resourceLimits", Kind::Obj),
@@ -358,11 +363,56 @@ pub(crate) fn normalize(
             ));
         }
     }
-    if has("ports") && has("portDefinitions") {
-        problems.push(p("/", "cannot specify both ports and port definitions"));
+    // `AppValidation.validateOldAppAPI`: both lists given (even empty) must agree.
+    let given = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
+    if given("ports") && given("portDefinitions") {
+        let defined: Vec<Option<&Value>> = obj["portDefinitions"]
+            .as_array()
+            .map(|d| d.iter().map(|x| x.get("port")).collect())
+            .unwrap_or_default();
+        let ports: Vec<Option<&Value>> = obj["ports"]
+            .as_array()
+            .map(|d| d.iter().map(Some).collect())
+            .unwrap_or_default();
+        if defined != ports {
+            problems.push(p("/", "cannot specify both ports and port definitions"));
+        }
     }
     if has("uris") && has("fetch") {
-        problems.push(p("/", "cannot specify both uris and fetch fields"));
+        problems.push(p("/uris", "may not be set in conjunction with fetch"));
+    }
+    // Resident apps (1.6+: `residency` given, or implied by a persistent volume).
+    let persistent = container
+        .and_then(|c| c.get("volumes"))
+        .and_then(Value::as_array)
+        .is_some_and(|v| {
+            v.iter()
+                .any(|v| v.get("persistent").is_some_and(|p| !p.is_null()))
+        });
+    let resident = given("residency") || persistent;
+    if resident {
+        if let Some(mo) = obj
+            .get("upgradeStrategy")
+            .and_then(|u| u.get("maximumOverCapacity"))
+            .and_then(Value::as_f64)
+            .filter(|m| *m != 0.0)
+        {
+            problems.push(p(
+                "/upgradeStrategy/maximumOverCapacity",
+                format!("got {}, expected 0.0", java_double(mo)),
+            ));
+        }
+        let unreachable_enabled = match obj.get("unreachableStrategy") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => s != "disabled",
+            Some(_) => true,
+        };
+        if given("residency") && unreachable_enabled {
+            problems.push(p(
+                "/",
+                "unreachableStrategy must be disabled for resident tasks",
+            ));
+        }
     }
     if let Some(us) = obj.get("upgradeStrategy").and_then(Value::as_object) {
         for key in ["minimumHealthCapacity", "maximumOverCapacity"] {
@@ -643,6 +693,56 @@ pub(crate) fn is_upgrade(old: &Map<String, Value>, new: &Map<String, Value>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rules users hit most, with Marathon's own paths and messages
+    /// (`AppValidation.validateOldAppAPI`, `requireUnreachableDisabledForResidentTasks`,
+    /// `validForResidentTasks`).
+    #[test]
+    fn the_rules_users_hit_most() {
+        let refused = |v: Value| normalize(&v, None).unwrap_err().body();
+        // Both port forms: refused unless they name the same ports.
+        let b = refused(
+            json!({"id": "/a", "cmd": "x", "ports": [0], "portDefinitions": [{"port": 10000}]}),
+        );
+        assert_eq!(
+            b,
+            json!({"message": "Object is not valid", "details": [
+                {"path": "/", "errors": ["cannot specify both ports and port definitions"]}]})
+        );
+        let b =
+            refused(json!({"id": "/a", "cmd": "x", "ports": [], "portDefinitions": [{"port": 0}]}));
+        assert_eq!(b["details"][0]["path"], "/");
+        normalize(
+            &json!({"id": "/a", "cmd": "x", "ports": [10000], "portDefinitions": [{"port": 10000, "protocol": "tcp"}]}),
+            None,
+        )
+        .expect("the same ports in both forms (a re-posted GET of Marathon 1.4)");
+        // Both fetch forms.
+        let b = refused(json!({"id": "/a", "cmd": "x", "uris": ["http://x/a.tgz"],
+            "fetch": [{"uri": "http://x/a.tgz"}]}));
+        assert_eq!(
+            b["details"],
+            json!([{"path": "/uris", "errors": ["may not be set in conjunction with fetch"]}])
+        );
+        // Resident apps: no over-capacity, unreachable strategy disabled.
+        let resident = json!({"id": "/db", "cmd": "x", "residency": {"taskLostBehavior": "WAIT_FOREVER"},
+            "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 1},
+            "unreachableStrategy": {"inactiveAfterSeconds": 60, "expungeAfterSeconds": 120}});
+        let b = refused(resident);
+        assert_eq!(
+            b["details"],
+            json!([
+                {"path": "/upgradeStrategy/maximumOverCapacity", "errors": ["got 1.0, expected 0.0"]},
+                {"path": "/", "errors": ["unreachableStrategy must be disabled for resident tasks"]}
+            ])
+        );
+        normalize(
+            &json!({"id": "/db", "cmd": "x", "residency": {}, "unreachableStrategy": "disabled",
+                "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}}),
+            None,
+        )
+        .expect("a resident app as Marathon wants it");
+    }
 
     #[test]
     fn ids() {

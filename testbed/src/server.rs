@@ -132,8 +132,8 @@ where
     let base = format!("http://{}", display_addr(addr));
     let marathon = crate::marathon::Marathon::start(&cluster, &base);
     let chronos = crate::chronos::Chronos::start(&cluster);
-    let router = crate::marathon::router(Arc::clone(&marathon))
-        .merge(crate::chronos::router(Arc::clone(&chronos)));
+    let router =
+        crate::marathon::router(Arc::clone(&marathon)).merge(crate::chronos::router(&chronos));
     servers.push(serve_until(listener, router, http_stop.clone()));
     let urls = Urls {
         marathon: base.clone(),

@@ -577,6 +577,7 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap()
     }
 
+    #[expect(clippy::needless_pass_by_value, reason = "tests pass json! literals")]
     fn p(v: Value, g: Generation) -> Result<JobDef, Refusal> {
         parse(&v, &Config::default(), false, g, false, now())
     }

@@ -20,6 +20,7 @@
 //!   - 3.x: a due job is launched once its previous run has ended (unless `concurrent`), and at
 //!     launch the schedule skips forward (`JobUtils.skipForward`: `n − 1`, the start moved past
 //!     now on the period's grid); nothing is ever skipped.
+//!
 //!   `R0`/exhausted jobs are not scheduled and the last run sets `disabled: true`; `R/…` repeats
 //!   forever.
 //! - Runs of one job never overlap (unless `concurrent: true`, 3.x).
@@ -591,7 +592,7 @@ fn skip_forward(
 type C = State<(Arc<Chronos>, Generation)>;
 
 /// Chronos' routes: `/scheduler` (2.5.1) and/or `/v1/scheduler` (3.x), as configured.
-pub(crate) fn router(c: Arc<Chronos>) -> Router {
+pub(crate) fn router(c: &Arc<Chronos>) -> Router {
     let api = |g: Generation| {
         let iso = match g {
             // 3.x "ditched PUT" on /iso8601 (chronos-python); 2.5.1 takes both.
@@ -612,7 +613,7 @@ pub(crate) fn router(c: Arc<Chronos>) -> Router {
             .route("/job/{name}", job)
             .route("/task/kill/{name}", delete(kill_tasks))
             .route("/graph/csv", get(graph_csv))
-            .with_state((Arc::clone(&c), g))
+            .with_state((Arc::clone(c), g))
     };
     let version = c.cluster.cfg.chronos_version;
     let mut r = Router::new();

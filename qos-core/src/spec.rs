@@ -10,6 +10,18 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The farthest a deadline may lie after submission by default in the supervisor
+/// (`limits.deadline_horizon`): 365 days. A deadline of `1e300` is a typo or an attack, not a
+/// plan.
+pub const DEFAULT_HORIZON: f64 = 365.0 * 86_400.0;
+
+/// The largest `duration` or relative `deadline` accepted at all, seconds (100 years): beyond it
+/// no arithmetic on the value means anything.
+pub const MAX_SECONDS: f64 = 100.0 * 365.0 * 86_400.0;
+
+/// The most iterations a job may request (a run a minute for almost two years).
+pub const MAX_ITERATIONS: u32 = 1_000_000;
+
 /// A validation error in a `qos` block. `field` is the dotted path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -112,17 +124,46 @@ impl QosSpec {
             duration,
             deadline,
             desv_deadline,
-        };
+        }
+        .normalised();
         spec.check()?;
         Ok(spec)
     }
 
-    /// Checks the ranges that do not depend on the job: positive finite duration and deadline,
-    /// `desv_deadline` in `[0, 1)`.
+    /// The same spec with `-0.0` read as `0.0` (`desv_deadline: -0.0` is "no deviation", and
+    /// must not print or compare as a negative number later).
+    #[must_use]
+    pub fn normalised(self) -> Self {
+        let zero = |x: f64| if x == 0.0 { 0.0 } else { x };
+        Self {
+            duration: zero(self.duration),
+            deadline: match self.deadline {
+                Deadline::Relative(d) => Deadline::Relative(zero(d)),
+                Deadline::Absolute(a) => Deadline::Absolute(zero(a)),
+            },
+            desv_deadline: zero(self.desv_deadline),
+        }
+    }
+
+    /// Checks the ranges that do not depend on the job: positive finite duration and deadline
+    /// (at most [`MAX_SECONDS`]), `desv_deadline` in `[0, 1)`, an absolute deadline a finite
+    /// epoch time.
     pub fn check(&self) -> Result<(), SpecError> {
         positive("duration", self.duration)?;
-        if let Deadline::Relative(d) = self.deadline {
-            positive("deadline", d)?;
+        at_most("duration", self.duration, MAX_SECONDS)?;
+        match self.deadline {
+            Deadline::Relative(d) => {
+                positive("deadline", d)?;
+                at_most("deadline", d, MAX_SECONDS)?;
+            }
+            Deadline::Absolute(at) => {
+                if !at.is_finite() || at < 0.0 {
+                    return Err(SpecError::new(
+                        "deadline",
+                        format!("must be a time after 1970 (epoch seconds), got {at}"),
+                    ));
+                }
+            }
         }
         let desv = self.desv_deadline;
         if !desv.is_finite() {
@@ -138,13 +179,27 @@ impl QosSpec {
     }
 
     /// Validates the spec against the job it belongs to, at submission time `submitted_at`
-    /// (epoch seconds): the deadline must be in the future and long enough for at least one
-    /// iteration (iterative jobs) or the whole duration at `cpu_max` CPUs is not checked here —
-    /// that is feasibility, reported as `AT_RISK`, not a spec error.
+    /// (epoch seconds), with no horizon but the absolute [`MAX_SECONDS`]; see
+    /// [`QosSpec::validate_within`] (the supervisor applies its configured horizon, by default
+    /// [`DEFAULT_HORIZON`]).
     pub fn validate_for(
         &self,
         iterations: Option<u32>,
         submitted_at: f64,
+    ) -> Result<(), SpecError> {
+        self.validate_within(iterations, submitted_at, MAX_SECONDS)
+    }
+
+    /// Validates the spec against the job it belongs to, at submission time `submitted_at`
+    /// (epoch seconds): the deadline must be in the future, at most `horizon` seconds after
+    /// submission, and long enough for at least one iteration (iterative jobs, which request 1
+    /// to [`MAX_ITERATIONS`]). Whether the whole work fits at `cpu_max` CPUs is not checked
+    /// here — that is feasibility, reported as `AT_RISK`, not a spec error.
+    pub fn validate_within(
+        &self,
+        iterations: Option<u32>,
+        submitted_at: f64,
+        horizon: f64,
     ) -> Result<(), SpecError> {
         self.check()?;
         let window = self.deadline.at(submitted_at) - submitted_at;
@@ -154,11 +209,29 @@ impl QosSpec {
                 format!("is already in the past ({})", self.deadline),
             ));
         }
+        if window > horizon {
+            return Err(SpecError::new(
+                "deadline",
+                format!(
+                    "is {} s after submission; at most {horizon:.0} s ({:.0} days) is accepted",
+                    secs(window),
+                    horizon / 86_400.0
+                ),
+            ));
+        }
         if let Some(n) = iterations {
             if n == 0 {
                 return Err(SpecError {
                     field: "schedule".into(),
                     reason: "must request at least one iteration (R1 or more)".into(),
+                });
+            }
+            if n > MAX_ITERATIONS {
+                return Err(SpecError {
+                    field: "schedule".into(),
+                    reason: format!(
+                        "requests {n} iterations; at most {MAX_ITERATIONS} are accepted"
+                    ),
                 });
             }
             if window < self.duration {
@@ -176,11 +249,12 @@ impl QosSpec {
 
     /// Resolves the spec for a job submitted at `submitted_at`.
     pub fn resolve(&self, submitted_at: f64) -> ResolvedQos {
+        let spec = self.normalised();
         ResolvedQos {
-            duration: self.duration,
+            duration: spec.duration,
             submitted_at,
-            deadline_at: self.deadline.at(submitted_at),
-            desv: self.desv_deadline,
+            deadline_at: spec.deadline.at(submitted_at),
+            desv: spec.desv_deadline,
         }
     }
 }
@@ -264,6 +338,25 @@ fn number(v: Option<&Value>, field: &str) -> Result<f64, SpecError> {
             ),
         )),
     }
+}
+
+/// Seconds for a message: whole seconds, or scientific notation when a number is absurd.
+fn secs(x: f64) -> String {
+    if x.abs() < 1e12 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+fn at_most(field: &str, x: f64, max: f64) -> Result<(), SpecError> {
+    if x > max {
+        return Err(SpecError::new(
+            field,
+            format!("must be at most {max:.0} s (100 years), got {}", secs(x)),
+        ));
+    }
+    Ok(())
 }
 
 fn positive(field: &str, x: f64) -> Result<(), SpecError> {
@@ -443,6 +536,86 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad.to_string().contains("qos.duration"), "{bad}");
+    }
+
+    #[test]
+    fn negative_zero_deviation_is_zero() {
+        let spec =
+            QosSpec::from_json(&json!({"duration": 10, "deadline": 100, "desv_deadline": -0.0}))
+                .unwrap();
+        assert!(spec.desv_deadline.is_sign_positive(), "{spec:?}");
+        assert_eq!(
+            serde_json::to_string(&spec).unwrap(),
+            r#"{"duration":10.0,"deadline":100.0,"desv_deadline":0.0}"#
+        );
+        // Built by hand (the thesis' /initTask numbers), it is normalised when resolved.
+        let raw = QosSpec {
+            duration: 10.0,
+            deadline: Deadline::Relative(100.0),
+            desv_deadline: -0.0,
+        };
+        raw.check().unwrap();
+        assert!(raw.resolve(0.0).desv.is_sign_positive());
+    }
+
+    #[test]
+    fn implausible_numbers_are_refused_with_the_field() {
+        let cases = [
+            (
+                json!({"duration": 1e300, "deadline": 100, "desv_deadline": 0.1}),
+                "qos.duration",
+                "at most",
+            ),
+            (
+                json!({"duration": 1, "deadline": 1e300, "desv_deadline": 0.1}),
+                "qos.deadline",
+                "at most",
+            ),
+            (
+                json!({"duration": 1, "deadline": "1e400", "desv_deadline": 0.1}),
+                "qos.deadline",
+                "finite",
+            ),
+        ];
+        for (input, field, reason) in cases {
+            let e = err(&input);
+            assert_eq!(e.field, field, "{input}");
+            assert!(e.reason.contains(reason), "{input}: {e}");
+        }
+        let far = QosSpec {
+            duration: 1.0,
+            deadline: Deadline::Absolute(1e300),
+            desv_deadline: 0.1,
+        };
+        let e = far.validate_for(None, 1.5e9).unwrap_err();
+        assert_eq!(e.field, "qos.deadline");
+        assert!(e.reason.contains("at most"), "{e}");
+        let nan = QosSpec {
+            deadline: Deadline::Absolute(f64::NAN),
+            ..far
+        };
+        assert_eq!(nan.check().unwrap_err().field, "qos.deadline");
+    }
+
+    #[test]
+    fn the_horizon_bounds_the_deadline() {
+        let spec = QosSpec {
+            duration: 10.0,
+            deadline: Deadline::Relative(2.0 * 86_400.0),
+            desv_deadline: 0.1,
+        };
+        spec.validate_within(None, 0.0, 3.0 * 86_400.0).unwrap();
+        let e = spec.validate_within(None, 0.0, 86_400.0).unwrap_err();
+        assert_eq!(e.field, "qos.deadline");
+        assert!(e.reason.contains("at most 86400 s (1 days)"), "{e}");
+        // Exactly at the horizon is fine.
+        spec.validate_within(None, 0.0, 2.0 * 86_400.0).unwrap();
+        let e = spec
+            .validate_within(Some(MAX_ITERATIONS + 1), 0.0, DEFAULT_HORIZON)
+            .unwrap_err();
+        assert_eq!(e.field, "schedule");
+        spec.validate_within(Some(MAX_ITERATIONS), 0.0, DEFAULT_HORIZON)
+            .unwrap();
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::config::ControlConfig;
 use crate::control;
 use crate::error::{ApiError, from_json_error};
-use crate::service::{self, ReportOutcome, Shared, check_uuid, ct_eq};
+use crate::service::{self, Registration, ReportOutcome, Shared, check_uuid, ct_eq};
 
 /// A request body, size-limited, with JSON errors for every rejection.
 pub(crate) struct Body(pub(crate) Bytes);
@@ -52,6 +52,44 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 };
                 Err(ApiError::other(status, code, e.body_text()))
             }
+        }
+    }
+}
+
+/// A path parameter that must be an id (`[A-Za-z0-9_-]{1,64}`), decoded with a JSON error for
+/// every failure (invalid percent-encoding or UTF-8 included). `K` names the parameter.
+pub(crate) struct Id<K>(pub(crate) String, std::marker::PhantomData<K>);
+
+/// The name of a path parameter, for [`Id`].
+pub(crate) trait ParamName {
+    const NAME: &'static str;
+}
+
+/// `{uuid}`.
+pub(crate) struct JobParam;
+impl ParamName for JobParam {
+    const NAME: &'static str = "uuid";
+}
+
+/// `{id}` (a node).
+pub(crate) struct NodeParam;
+impl ParamName for NodeParam {
+    const NAME: &'static str = "id";
+}
+
+impl<S: Send + Sync, K: ParamName> axum::extract::FromRequestParts<S> for Id<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => {
+                check_uuid(K::NAME, &v)?;
+                Ok(Self(v, std::marker::PhantomData))
+            }
+            Err(e) => Err(ApiError::bad_path(K::NAME, e.body_text())),
         }
     }
 }
@@ -77,6 +115,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
+}
+
+/// Whether the caller presented the admin token (not merely: the API is open).
+fn presented_admin(sh: &Shared, headers: &HeaderMap) -> bool {
+    match &sh.config.auth.admin_token {
+        None => false,
+        Some(t) => bearer(headers).is_some_and(|b| ct_eq(b.as_bytes(), t.as_bytes())),
+    }
 }
 
 fn is_admin(sh: &Shared, headers: &HeaderMap) -> bool {
@@ -233,6 +279,28 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+fn registration(r: Registration, status: StatusCode) -> Response {
+    match r {
+        Registration::New(r) => (status, Json(r)).into_response(),
+        Registration::Existing {
+            uuid,
+            report_token: Some(t),
+        } => (
+            StatusCode::OK,
+            Json(json!({"uuid": uuid, "report_token": t, "status": "duplicate"})),
+        )
+            .into_response(),
+        Registration::Existing {
+            uuid,
+            report_token: None,
+        } => (
+            StatusCode::OK,
+            Json(json!({"uuid": uuid, "status": "duplicate"})),
+        )
+            .into_response(),
+    }
+}
+
 fn outcome(o: ReportOutcome) -> Response {
     (StatusCode::OK, Json(json!({"status": o}))).into_response()
 }
@@ -246,8 +314,11 @@ async fn init_task(
     if !(is_admin(&sh, &headers) || sh.config.auth.insecure) {
         return Err(ApiError::unauthorized());
     }
-    let r = sh.init_task(t).await?;
-    Ok((StatusCode::OK, Json(r)).into_response())
+    // A repeat answers the job's existing token only to whoever holds the admin token: an
+    // anonymous caller (the thesis' routes under --insecure) repeating a known uuid and name
+    // must not learn it.
+    let r = sh.init_task(t, presented_admin(&sh, &headers)).await?;
+    Ok(registration(r, StatusCode::OK))
 }
 
 async fn update_task(
@@ -295,8 +366,8 @@ async fn register_job(
 ) -> Result<Response, ApiError> {
     require_admin(&sh, &headers)?;
     let reg: JobRegistration = parse(&b)?;
-    let r = sh.register(reg, false, false).await?;
-    Ok((StatusCode::CREATED, Json(r)).into_response())
+    let r = sh.register(reg, false, false, true).await?;
+    Ok(registration(r, StatusCode::CREATED))
 }
 
 async fn list_jobs(
@@ -310,7 +381,7 @@ async fn list_jobs(
 async fn get_job(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<JobParam>,
 ) -> Result<Response, ApiError> {
     may_read_job(&sh, &headers, &uuid)?;
     Ok(Json(sh.job_view(&uuid)?).into_response())
@@ -319,7 +390,7 @@ async fn get_job(
 async fn cancel_job(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<JobParam>,
 ) -> Result<Response, ApiError> {
     require_admin(&sh, &headers)?;
     sh.cancel(&uuid).await?;
@@ -329,7 +400,7 @@ async fn cancel_job(
 async fn job_history(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<JobParam>,
 ) -> Result<Response, ApiError> {
     may_read_job(&sh, &headers, &uuid)?;
     if !sh.lock().jobs.contains_key(&uuid) {
@@ -346,7 +417,7 @@ async fn job_history(
 async fn job_progress(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<JobParam>,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     check_uuid("uuid", &uuid)?;
@@ -413,7 +484,7 @@ async fn register_node(
 async fn heartbeat(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Id(id, _): Id<NodeParam>,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     require_admin(&sh, &headers)?;

@@ -29,6 +29,9 @@
 //!
 //! [control]                    # optional: see ControlConfig
 //! period = 10.0
+//!
+//! [limits]                     # optional: see LimitsConfig
+//! clock_skew = 5.0
 //! ```
 
 use std::net::SocketAddr;
@@ -220,8 +223,49 @@ impl ControlConfig {
     }
 }
 
+/// What the API accepts from clients: how far their clocks may run ahead, how far ahead a
+/// deadline may lie, how much may be held for jobs not registered yet.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A client time (a report's `started_at`/`finished_at`, a sample's or heartbeat's `at`, a
+    /// registration's `submitted_at`) more than this many seconds ahead of the supervisor's
+    /// clock is refused (422 naming the field); within it, it is taken as sent.
+    pub clock_skew: f64,
+    /// A deadline at most this many seconds after submission is accepted (default 365 days).
+    pub deadline_horizon: f64,
+    /// Reports held for jobs not registered yet, in memory and in the database together, at most
+    /// this many bytes (their JSON); past it, more are refused with 503 until some are applied or
+    /// expire.
+    pub held_max_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            clock_skew: 5.0,
+            deadline_horizon: qos_core::spec::DEFAULT_HORIZON,
+            held_max_bytes: 16 << 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        finite_non_neg("limits.clock_skew", self.clock_skew)?;
+        finite_pos("limits.deadline_horizon", self.deadline_horizon)?;
+        if self.held_max_bytes < 64 << 10 {
+            return Err(err(
+                "limits.held_max_bytes",
+                "must be at least 65536 (one held report can be 1 KiB or more)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Who may call what.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct AuthConfig {
     /// Bearer token for the administrative API (registration, samples, nodes, cancel). `None`:
     /// the API is open, which is refused on a non-loopback address unless `insecure`.
@@ -248,6 +292,8 @@ pub struct Config {
     pub resize_mode: ResizeMode,
     /// Control loop tunables.
     pub control: ControlConfig,
+    /// What the API accepts from clients.
+    pub limits: LimitsConfig,
     /// Authentication.
     pub auth: AuthConfig,
     /// Marathon credentials (`-m`); `None`: Marathon jobs are watched but not resized.
@@ -256,6 +302,18 @@ pub struct Config {
     pub chronos: Option<Credentials>,
     /// Chronos API generation (`v2` `/scheduler/*`, as the thesis; or `v3` `/v1/scheduler/*`).
     pub chronos_api: ChronosApiVersion,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    // Tokens never reach a log line, whoever prints the configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AuthConfig")
+            .field("admin_token", &shown(&self.admin_token))
+            .field("insecure", &self.insecure)
+            .field("agent_token", &shown(&self.agent_token))
+            .finish()
+    }
 }
 
 impl Config {
@@ -270,6 +328,7 @@ impl Config {
             policy,
             resize_mode: ResizeMode::Restart,
             control: ControlConfig::default(),
+            limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             marathon: None,
             chronos: None,
@@ -298,6 +357,7 @@ impl Config {
     /// The first problem found, naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.control.validate()?;
+        self.limits.validate()?;
         let (lo, hi) = self.policy.bounds();
         if lo == Cpus::ZERO {
             return Err(err("cpu_min", "must be greater than zero"));
@@ -481,6 +541,7 @@ struct FileConfig {
     thesis: Option<ThesisExtra>,
     predictive: Option<toml::Table>,
     control: Option<ControlConfig>,
+    limits: Option<LimitsConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -670,6 +731,7 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
         policy,
         resize_mode,
         control,
+        limits: file.limits.clone().unwrap_or_default(),
         auth: AuthConfig {
             admin_token,
             insecure: args.insecure || file.insecure.unwrap_or(false),
@@ -741,6 +803,8 @@ mod tests {
         let c = check_file(include_str!("../../examples/jobs/supervisor.toml")).unwrap();
         assert_eq!(c.policy.name(), "predictive");
         assert_eq!(c.continuous_period(), 5.0);
+        assert_eq!(c.limits.deadline_horizon, 7.0 * 86_400.0);
+        assert_eq!(c.limits.clock_skew, 5.0);
     }
 
     #[test]
@@ -787,6 +851,12 @@ chronos_inf_band = "code"
         assert!(e.key.starts_with("predictive."), "{e}");
         let e = check_file("listen = \"nowhere\"").unwrap_err();
         assert_eq!(e.key, "listen");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nclock_skew = -1").unwrap_err();
+        assert_eq!(e.key, "limits.clock_skew");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nheld_max_bytes = 10").unwrap_err();
+        assert_eq!(e.key, "limits.held_max_bytes");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nskew = 1").unwrap_err();
+        assert_eq!(e.key, "skew", "{e}");
     }
 
     #[test]
@@ -810,6 +880,21 @@ chronos_inf_band = "code"
             resolve(&short, &FileConfig::default()).unwrap_err().key,
             "admin-token"
         );
+    }
+
+    #[test]
+    fn tokens_are_never_printed() {
+        let c = Config {
+            auth: AuthConfig {
+                admin_token: Some("admin-secret-0123456789".into()),
+                agent_token: Some("agent-secret-0123456789".into()),
+                insecure: false,
+            },
+            ..Config::for_tests("x.db", Policy::default())
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]

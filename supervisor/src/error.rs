@@ -40,6 +40,16 @@ impl ApiError {
         }
     }
 
+    /// 400: a path parameter that cannot be decoded (bad percent-encoding, not UTF-8).
+    pub fn bad_path(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_path",
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
@@ -101,14 +111,15 @@ impl ApiError {
         }
     }
 
-    /// The wire body.
+    /// The wire body (message and field cut to a bounded length: they may quote the input).
     #[must_use]
     pub fn body(&self) -> ErrorBody {
+        let cut = |s: &str| crate::limits::truncate(s, crate::limits::MAX_MESSAGE).into_owned();
         ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
-                message: self.message.clone(),
-                field: self.field.clone(),
+                message: cut(&self.message),
+                field: self.field.as_deref().map(cut),
             },
         }
     }
@@ -155,6 +166,12 @@ pub(crate) fn from_json_error(e: &serde_path_to_error::Error<serde_json::Error>)
     } else {
         path
     };
+    // A nested validator may name a deeper field itself (`qos.deadline: …`).
+    if let Some((inner, _)) = message.split_once(": ") {
+        if inner.starts_with(&format!("{field}.")) && !inner.contains(' ') {
+            return ApiError::invalid(inner.to_owned(), message.clone());
+        }
+    }
     ApiError::invalid(field.clone(), format!("{field}: {message}"))
 }
 

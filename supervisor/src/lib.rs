@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`config`]: command line, TOML file, validation ([`Config`]).
 //! - `service`: the operations (registration, reports, samples, nodes), HTTP-free.
-//! - `api`: the axum router: parsing, authorisation, status codes.
+//! - `api`: the axum router: parsing, authorisation, status codes; `limits`: what the API
+//!   accepts (string lengths, collection sizes, client clocks).
 //! - `control`: the reconcile loop (queue, runner, reconcile, error policy, cleanup).
 //! - `store`: SQLite on a dedicated thread with group commit; `state`: the in-memory model.
 //! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`; `ui`: `GET /ui`.
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 mod control;
 mod error;
+mod limits;
 mod metrics;
 mod service;
 mod state;
@@ -171,6 +173,7 @@ impl Supervisor {
     /// An invalid configuration or an unusable database.
     pub async fn start(config: Config, deps: Deps) -> Result<Self, StartError> {
         config.validate()?;
+        warn_if_insecure(&config);
         let db_path = config.db.display().to_string();
         let db_err = |e: &dyn std::fmt::Display| StartError::Database {
             path: db_path.clone(),
@@ -317,6 +320,23 @@ impl Supervisor {
         control::flush(&self.shared);
         self.shared.store.sync().await.map_err(|e| e.to_string())
     }
+}
+
+/// `--insecure` on an address others can reach: said loudly, once, at start.
+fn warn_if_insecure(config: &Config) {
+    if !config.auth.insecure || config.listen.ip().is_loopback() {
+        return;
+    }
+    let what = if config.auth_enabled() {
+        "the thesis routes (/initTask, /updateTask, /initMarathonApp, /endMarathonApp) accept reports and registrations without a token"
+    } else {
+        "the whole API is open: anyone who can reach it can register jobs, post samples and drive resizes"
+    };
+    tracing::warn!(
+        listen = %config.listen,
+        "INSECURE: --insecure on {}, a non-loopback address: {what}. Set --admin-token and drop --insecure, or listen on 127.0.0.1",
+        config.listen
+    );
 }
 
 /// What the binary does: builds the real clients from `config`, loads the database, serves on

@@ -93,6 +93,8 @@ pub(crate) struct Metrics {
     reconciles: Counter,
     reconcile_errors: Counter,
     decisions: Counter,
+    clock_skew_refusals: Counter,
+    held_refusals: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -125,6 +127,8 @@ impl Metrics {
             reconciles: Counter::default(),
             reconcile_errors: Counter::default(),
             decisions: Counter::default(),
+            clock_skew_refusals: Counter::default(),
+            held_refusals: Counter::default(),
         };
         registry.register(
             "qos_prediction_vs_deadline_seconds",
@@ -234,6 +238,18 @@ impl Metrics {
             "Resizes or cleanups that failed (retried with backoff)",
             m.reconcile_errors.clone(),
         );
+        registry.register(
+            "qos_clock_skew_refusals",
+            "Client times refused for being ahead of the supervisor's clock by more than \
+             limits.clock_skew",
+            m.clock_skew_refusals.clone(),
+        );
+        registry.register(
+            "qos_held_refusals",
+            "Reports for jobs not registered yet refused because what is held reached its bound \
+             (count or bytes)",
+            m.held_refusals.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             ..m
@@ -341,6 +357,14 @@ impl Metrics {
 
     pub(crate) fn apply_failed(&self) {
         self.reconcile_errors.inc();
+    }
+
+    pub(crate) fn clock_skew_refused(&self) {
+        self.clock_skew_refusals.inc();
+    }
+
+    pub(crate) fn held_refused(&self) {
+        self.held_refusals.inc();
     }
 
     pub(crate) fn decided(&self) {

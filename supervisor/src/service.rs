@@ -26,6 +26,7 @@ use crate::agent::NodeAgent;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits;
 use crate::metrics::{JobLabels, Metrics};
 use crate::state::{
     HELD_PER_JOB, Held, HeldReport, JobEntry, JobMeta, NodeEntry, PersistedJob, Runtime, State,
@@ -50,6 +51,19 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").finish_non_exhaustive()
     }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Registration {
+    /// A new job: its token.
+    New(Registered),
+    /// The job was already registered with this name and framework (an idempotent repeat); its
+    /// token only for the admin.
+    Existing {
+        uuid: String,
+        report_token: Option<String>,
+    },
 }
 
 /// What a report did.
@@ -90,17 +104,6 @@ pub(crate) fn check_uuid(field: &str, uuid: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-fn check_time(field: &str, t: f64) -> Result<(), ApiError> {
-    if t.is_finite() && (0.0..1e11).contains(&t) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            format!("{field} must be epoch seconds, got {t}"),
-        ))
-    }
 }
 
 fn new_token() -> String {
@@ -149,14 +152,30 @@ impl Shared {
         }
     }
 
-    /// Registers a job (from `POST /api/v1/jobs` or the thesis' `/initTask`).
+    /// A client's time checked against our clock ([`limits::client_time`]); refusals are
+    /// counted.
+    pub(crate) fn client_time(&self, field: &str, t: f64, now: f64) -> Result<f64, ApiError> {
+        let skew = self.config.limits.clock_skew;
+        limits::client_time(field, t, now, skew).inspect_err(|_| {
+            if t.is_finite() && t > now + skew {
+                self.metrics.clock_skew_refused();
+                tracing::debug!(field, at = t, now, "client time ahead of our clock refused");
+            }
+        })
+    }
+
+    /// Registers a job (from `POST /api/v1/jobs` or the thesis' `/initTask`). A repeated
+    /// registration (`idempotent`) answers [`Registration::Existing`] with the job's token only
+    /// when `reveal_token` (the caller presented the admin token).
     pub(crate) async fn register(
         &self,
         reg: JobRegistration,
         cpus_unknown: bool,
         idempotent: bool,
-    ) -> Result<Registered, ApiError> {
+        reveal_token: bool,
+    ) -> Result<Registration, ApiError> {
         check_uuid("uuid", &reg.uuid)?;
+        limits::check_len("name", &reg.name, limits::MAX_NAME, true)?;
         match reg.framework {
             Framework::Chronos => frameworks::chronos::validate_job_name(&reg.name)
                 .map_err(|e| ApiError::invalid("name", e.to_string()))?,
@@ -172,8 +191,20 @@ impl Shared {
             ));
         }
         let now = self.clock.now();
-        let submitted = reg.submitted_at.unwrap_or(now);
-        check_time("submitted_at", submitted)?;
+        let horizon = self.config.limits.deadline_horizon;
+        let submitted = match reg.submitted_at {
+            Some(t) => {
+                let t = self.client_time("submitted_at", t, now)?;
+                limits::not_before(
+                    "submitted_at",
+                    t,
+                    now - horizon,
+                    "the oldest submission accepted (limits.deadline_horizon ago)",
+                )?;
+                t
+            }
+            None => now,
+        };
         let iterations = match (reg.framework, reg.iterations) {
             (Framework::Chronos, None) => {
                 return Err(ApiError::invalid(
@@ -190,8 +221,16 @@ impl Shared {
             (_, it) => it,
         };
         reg.qos
-            .validate_for(iterations, submitted)
-            .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
+            .validate_within(iterations, submitted, horizon)
+            .map_err(|e| {
+                // The schedule's length arrives as `iterations` here.
+                let field = if e.field == "schedule" {
+                    "iterations".to_owned()
+                } else {
+                    e.field.clone()
+                };
+                ApiError::invalid(field, e.to_string())
+            })?;
         let qos = reg.qos.resolve(submitted);
         let cpus = Cpus::from_f64(reg.cpus);
         let job = match (reg.framework, iterations) {
@@ -201,13 +240,14 @@ impl Shared {
         let uuid = reg.uuid.clone();
         let pending = {
             let mut st = self.lock();
+            let st = &mut *st;
             if let Some(existing) = st.jobs.get(&uuid) {
                 let same =
                     existing.p.job.name == reg.name && existing.p.job.framework == reg.framework;
                 return if idempotent && same {
-                    Ok(Registered {
+                    Ok(Registration::Existing {
                         uuid,
-                        report_token: existing.p.meta.report_token.clone(),
+                        report_token: reveal_token.then(|| existing.p.meta.report_token.clone()),
                     })
                 } else {
                     Err(ApiError::conflict(
@@ -228,9 +268,10 @@ impl Shared {
             });
             let mut ops = Vec::new();
             if let Some(held) = st.held.remove(&uuid) {
+                st.held_bytes = st.held_bytes.saturating_sub(held.bytes);
                 let n = held.reports.len();
-                for (_, report) in held.reports {
-                    if let Err(e) = apply_report(self, &mut entry, report, now) {
+                for (received, report) in held.reports {
+                    if let Err(e) = apply_report(self, &mut entry, report, received) {
                         tracing::warn!(job.uuid = %uuid, error = %e.message, "a held report does not apply to the registered job; dropped");
                     }
                 }
@@ -253,12 +294,17 @@ impl Shared {
         pending.wait().await.map_err(|e| store_err(&e))?;
         tracing::info!(job.uuid = %uuid, job.name = %reg.name, framework = reg.framework.as_str(), "job registered");
         self.trigger(&uuid);
-        Ok(Registered { uuid, report_token })
+        Ok(Registration::New(Registered { uuid, report_token }))
     }
 
     /// Registers a job sent the thesis' way (`/initTask`): no `cpus` (read from the framework),
-    /// Chronos deadline absolute, Marathon deadline relative.
-    pub(crate) async fn init_task(&self, t: InitTask) -> Result<Registered, ApiError> {
+    /// Chronos deadline absolute, Marathon deadline relative. Repeating it is idempotent; the
+    /// job's token is given again only to the admin (`reveal_token`).
+    pub(crate) async fn init_task(
+        &self,
+        t: InitTask,
+        reveal_token: bool,
+    ) -> Result<Registration, ApiError> {
         let deadline = match t.framework {
             Framework::Chronos => Deadline::Absolute(t.deadline),
             Framework::Marathon => Deadline::Relative(t.deadline),
@@ -277,7 +323,7 @@ impl Shared {
             cpus: self.config.control.default_cpus,
             submitted_at: None,
         };
-        self.register(reg, true, true).await
+        self.register(reg, true, true, reveal_token).await
     }
 
     /// Applies a report for `uuid`, holding it if the job is unknown and `may_hold`.
@@ -289,6 +335,7 @@ impl Shared {
     ) -> Result<ReportOutcome, ApiError> {
         check_uuid("uuid", uuid)?;
         let now = self.clock.now();
+        self.check_report(&report, now)?;
         // Chronos jobs are evaluated at each report; Marathon jobs on their period (a start or
         // restore is not a reason to look early: the thesis checked every 120 s, and a look
         // right after a restore would act twice on the same data), and at their end.
@@ -321,7 +368,7 @@ impl Shared {
                     (outcome, self.store.submit(ops))
                 }
                 None if may_hold => {
-                    let op = hold(st, &self.config, uuid, report, now)?;
+                    let op = hold(self, st, uuid, report, now)?;
                     (
                         ReportOutcome::Held,
                         self.store.submit(op.into_iter().collect()),
@@ -340,23 +387,48 @@ impl Shared {
         Ok(outcome)
     }
 
+    /// What a report may carry, whether its job is known or not: bounded strings, times not
+    /// ahead of our clock (a held report is checked before it is held).
+    fn check_report(&self, report: &HeldReport, now: f64) -> Result<(), ApiError> {
+        match report {
+            HeldReport::Iteration(u) => {
+                limits::check_len("name", &u.name, limits::MAX_NAME, true)?;
+                limits::check_len("hostname", &u.hostname, limits::MAX_HOSTNAME, false)?;
+                self.client_time("started_at", u.started_at, now)?;
+                self.client_time("finished_at", u.finished_at, now)?;
+            }
+            HeldReport::Started(m) => {
+                self.client_time("started_at", m.started_at, now)?;
+            }
+            HeldReport::Ended(e) => {
+                self.client_time("finished_at", e.finished_at, now)?;
+            }
+            HeldReport::Progress(p) => {
+                if let Some(at) = p.at {
+                    self.client_time("at", at, now)?;
+                }
+            }
+            HeldReport::Sample { .. } => {}
+        }
+        Ok(())
+    }
+
     /// A batch of CPU samples from a node: applied in memory, written behind (they are
     /// cumulative, so a reading lost in a crash is covered by the next one).
     pub(crate) fn samples(&self, batch: SampleBatch) -> Result<Value, ApiError> {
-        if batch.node.is_empty() || batch.node.len() > 256 {
-            return Err(ApiError::invalid(
-                "node",
-                "node must be 1 to 256 characters long",
-            ));
-        }
+        limits::check_len("node", &batch.node, limits::MAX_NAME, true)?;
+        let now = self.clock.now();
         for (i, s) in batch.samples.iter().enumerate() {
             let f = |name: &str| format!("samples[{i}].{name}");
-            check_time(&f("at"), s.at)?;
+            self.client_time(&f("at"), s.at, now)?;
             for (name, v) in [
-                ("user_secs", s.user_secs),
-                ("system_secs", s.system_secs),
-                ("total_secs", s.total_secs),
+                ("user_secs", Some(s.user_secs)),
+                ("system_secs", Some(s.system_secs)),
+                ("total_secs", Some(s.total_secs)),
+                ("quota_cpus", s.quota_cpus),
+                ("throttled_secs", s.throttled_secs),
             ] {
+                let Some(v) = v else { continue };
                 if !v.is_finite() || v < 0.0 {
                     return Err(ApiError::invalid(
                         f(name),
@@ -364,17 +436,14 @@ impl Shared {
                     ));
                 }
             }
-            if s.container_id.is_empty() || s.container_id.len() > 256 {
-                return Err(ApiError::invalid(
-                    f("container_id"),
-                    "container_id must be 1 to 256 characters long",
-                ));
+            limits::check_len(&f("container_id"), &s.container_id, limits::MAX_NAME, true)?;
+            if let Some(n) = &s.name {
+                limits::check_len(&f("name"), n, limits::MAX_NAME, false)?;
             }
             if let Some(u) = &s.uuid {
                 check_uuid(&f("uuid"), u)?;
             }
         }
-        let now = self.clock.now();
         let (mut applied, mut held, mut ignored) = (0u64, 0u64, 0u64);
         let mut detached = Vec::new();
         {
@@ -420,7 +489,7 @@ impl Shared {
                             move_node(st, &uuid, was_node.as_deref(), node.as_deref());
                         }
                     }
-                    None => match hold(st, &self.config, &uuid, report, now) {
+                    None => match hold(self, st, &uuid, report, now) {
                         Ok(_) => held += 1,
                         Err(_) => ignored += 1,
                     },
@@ -461,11 +530,21 @@ impl Shared {
                 "id must be 1 to 64 characters of letters, digits, '-' and '_'",
             )
         })?;
-        if reg.hostname.is_empty() || reg.hostname.len() > 253 {
+        limits::check_len("hostname", &reg.hostname, limits::MAX_HOSTNAME, true)?;
+        if reg.labels.len() > limits::MAX_LABELS {
             return Err(ApiError::invalid(
-                "hostname",
-                "hostname must be 1 to 253 characters long",
+                "labels",
+                format!(
+                    "labels has {} entries; at most {} are accepted",
+                    reg.labels.len(),
+                    limits::MAX_LABELS
+                ),
             ));
+        }
+        for (k, v) in &reg.labels {
+            let field = format!("labels.{}", limits::truncate(k, 64));
+            limits::check_len(&field, k, limits::MAX_NAME, true)?;
+            limits::check_len(&field, v, limits::MAX_NAME, false)?;
         }
         if !reg.cpus.is_finite() || reg.cpus < 0.0 || reg.cpus > 1e6 {
             return Err(ApiError::invalid(
@@ -474,6 +553,7 @@ impl Shared {
             ));
         }
         if let Some(u) = &reg.agent_url {
+            limits::check_len("agent_url", u, limits::MAX_URL, true)?;
             let ok =
                 frameworks::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
             if !ok {
@@ -517,8 +597,28 @@ impl Shared {
                 ));
             }
         }
-        check_time("at", beat.at)?;
         let now = self.clock.now();
+        self.client_time("at", beat.at, now)?;
+        if beat.allocated_by_job.len() > limits::MAX_JOBS_PER_NODE {
+            return Err(ApiError::invalid(
+                "allocated_by_job",
+                format!(
+                    "allocated_by_job has {} entries; at most {} are accepted",
+                    beat.allocated_by_job.len(),
+                    limits::MAX_JOBS_PER_NODE
+                ),
+            ));
+        }
+        for (uuid, cpus) in &beat.allocated_by_job {
+            let field = format!("allocated_by_job.{}", limits::truncate(uuid, 64));
+            check_uuid(&field, uuid)?;
+            if !cpus.is_finite() || *cpus < 0.0 {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("{field} must be a number ≥ 0, got {cpus}"),
+                ));
+            }
+        }
         let op = {
             let mut st = self.lock();
             let Some(node) = st.nodes.get_mut(id) else {
@@ -633,41 +733,81 @@ fn cumulative(s: &CpuSample) -> f64 {
     }
 }
 
+/// Most containers one job may have had (each restart is a new one); a job's row stays bounded.
+const MAX_CONTAINERS_PER_JOB: usize = 64;
+
 /// Holds a report for an unknown job; returns the write (none for samples, which are kept in
-/// memory only).
+/// memory only). Bounded by UUIDs (`control.held_max_jobs`), reports per UUID
+/// ([`HELD_PER_JOB`]) and bytes over all of them (`limits.held_max_bytes`).
 fn hold(
+    sh: &Shared,
     st: &mut State,
-    config: &Config,
     uuid: &str,
     report: HeldReport,
     now: f64,
 ) -> Result<Option<Op>, ApiError> {
-    if !st.held.contains_key(uuid) && st.held.len() >= config.control.held_max_jobs {
-        return Err(ApiError::unavailable(format!(
-            "too many unregistered jobs have reports held ({}); register the job first",
+    let refuse = |message: String| {
+        sh.metrics.held_refused();
+        ApiError::unavailable(message)
+    };
+    let max_jobs = sh.config.control.held_max_jobs;
+    if !st.held.contains_key(uuid) && st.held.len() >= max_jobs {
+        return Err(refuse(format!(
+            "reports are held for {} jobs not registered yet, the most there may be (control.held_max_jobs); register the job first",
             st.held.len()
         )));
     }
+    let same_container = |r: &HeldReport, id: &str| matches!(r, HeldReport::Sample { sample: s, .. } if s.container_id == id);
+    let weight = report.weight();
+    // A sample replaces the held one of its container (cumulative: only the newest matters).
+    let replaced: usize = match (&report, st.held.get(uuid)) {
+        (HeldReport::Sample { sample, .. }, Some(h)) => h
+            .reports
+            .iter()
+            .filter(|(_, r)| same_container(r, &sample.container_id))
+            .map(|(_, r)| r.weight())
+            .sum(),
+        _ => 0,
+    };
+    let max_bytes = sh.config.limits.held_max_bytes;
+    let fits = |total: usize| total.saturating_sub(replaced) + weight <= max_bytes;
+    if !fits(st.held_bytes) {
+        // The running total still counts what expired since: recount before refusing.
+        st.held_bytes = st.held.values().map(|h| h.bytes).sum();
+        if !fits(st.held_bytes) {
+            return Err(refuse(format!(
+                "reports held for jobs not registered yet weigh {} bytes, and {weight} more would pass the bound of {max_bytes} (limits.held_max_bytes); register the job first",
+                st.held_bytes
+            )));
+        }
+    }
     let held = st.held.entry(uuid.to_owned()).or_insert_with(|| Held {
         first_at: now,
-        reports: Default::default(),
+        ..Held::default()
     });
     if let HeldReport::Sample { sample, .. } = &report {
-        // Cumulative: only the newest reading per container matters.
-        held.reports.retain(|(_, r)| !matches!(r, HeldReport::Sample { sample: s, .. } if s.container_id == sample.container_id));
+        let id = sample.container_id.clone();
+        held.reports.retain(|(_, r)| !same_container(r, &id));
+        let mut freed = replaced;
         if held.reports.len() >= HELD_PER_JOB {
-            held.reports.pop_front();
+            if let Some((_, old)) = held.reports.pop_front() {
+                freed += old.weight();
+            }
         }
         held.reports.push_back((now, report));
+        held.bytes = (held.bytes + weight).saturating_sub(freed);
+        st.held_bytes = (st.held_bytes + weight).saturating_sub(freed);
         return Ok(None);
     }
     if held.reports.len() >= HELD_PER_JOB {
-        return Err(ApiError::unavailable(format!(
+        return Err(refuse(format!(
             "{HELD_PER_JOB} reports are already held for unregistered job {uuid}; register it first"
         )));
     }
     let body = serde_json::to_string(&report).map_err(|e| ApiError::internal(&e))?;
     held.reports.push_back((now, report));
+    held.bytes += weight;
+    st.held_bytes += weight;
     Ok(Some(Op::InsertHeld {
         uuid: uuid.to_owned(),
         received_at: now,
@@ -675,17 +815,32 @@ fn hold(
     }))
 }
 
-/// Turns a report into observations of `entry`'s job.
+/// Turns a report that arrived at `arrival` (supervisor time; for a held report, when it was
+/// held) into observations of `entry`'s job.
+///
+/// Time comes from the supervisor's clock wherever the client's adds nothing: a CPU sample or a
+/// progress report is observed at its arrival, so a dead collector's data goes stale by our
+/// clock whatever the sample said. The times a report is *about* (an iteration's start and
+/// end, a task's start or end) are the client's, checked: not ahead of our clock by more than
+/// `limits.clock_skew` (read as `arrival` within it), and not before the job could have been
+/// submitted (`submitted_at` − `control.held_ttl`, the longest a report may wait for its
+/// registration).
 pub(crate) fn apply_report(
     sh: &Shared,
     entry: &mut JobEntry,
     report: HeldReport,
-    now: f64,
+    arrival: f64,
 ) -> Result<Effect, ApiError> {
     let was_terminal = entry.p.job.phase.is_terminal();
     let job = &mut entry.p.job;
     let meta = &mut entry.p.meta;
     let obs_err = |e: qos_core::job::ObserveError| ApiError::invalid(e.field, e.to_string());
+    let earliest = job.qos.submitted_at - sh.config.control.held_ttl - sh.config.limits.clock_skew;
+    let when = |field: &str, t: f64| -> Result<f64, ApiError> {
+        let t = sh.client_time(field, t, arrival)?;
+        limits::not_before(field, t, earliest, "the job's submission")?;
+        Ok(t)
+    };
     let effect = match report {
         HeldReport::Iteration(u) => {
             if u.name != job.name {
@@ -697,8 +852,8 @@ pub(crate) fn apply_report(
                     ),
                 ));
             }
-            check_time("finished_at", u.finished_at)?;
-            check_time("started_at", u.started_at)?;
+            let started_at = when("started_at", u.started_at)?;
+            let finished_at = when("finished_at", u.finished_at)?;
             if u.exit_code.is_some_and(|c| c != 0.0) {
                 tracing::warn!(job.uuid = %entry.p.uuid, exit_code = ?u.exit_code, "iteration reported a failure; it still used one of the scheduled runs");
             }
@@ -712,49 +867,62 @@ pub(crate) fn apply_report(
                     ));
                 }
             };
-            if !u.hostname.is_empty() && u.hostname.len() <= 253 {
+            if !u.hostname.is_empty() && u.hostname.len() <= limits::MAX_HOSTNAME {
                 meta.node = Some(u.hostname.clone());
             }
             job.observe(Observation::Iteration(IterationReport {
-                started_at: u.started_at,
-                finished_at: u.finished_at,
+                started_at,
+                finished_at,
                 hostname: u.hostname,
                 cpus: ran_with,
             }))
             .map_err(obs_err)?
         }
         HeldReport::Started(m) => {
-            check_time("started_at", m.started_at)?;
+            if matches!(job.work, Work::Iterative(_)) {
+                return Err(ApiError::invalid(
+                    "uuid",
+                    format!(
+                        "initMarathonApp is for Marathon jobs; {} is a Chronos job (its runs report with updateTask)",
+                        entry.p.uuid
+                    ),
+                ));
+            }
+            let at = when("started_at", m.started_at)?;
             let restarting = matches!(job.phase, Phase::Restarting { .. });
             let obs = if m.restored || restarting {
-                Observation::Restored { at: m.started_at }
+                Observation::Restored { at }
             } else {
-                Observation::Started { at: m.started_at }
+                Observation::Started { at }
             };
             job.observe(obs).map_err(obs_err)?
         }
         HeldReport::Ended(e) => {
-            check_time("finished_at", e.finished_at)?;
             if matches!(job.work, Work::Iterative(_)) {
                 return Err(ApiError::invalid(
                     "uuid",
-                    "endMarathonApp is for Marathon jobs",
+                    format!(
+                        "endMarathonApp is for Marathon jobs; {} is a Chronos job",
+                        entry.p.uuid
+                    ),
                 ));
             }
+            let at = when("finished_at", e.finished_at)?;
             job.observe(Observation::Ended {
-                at: e.finished_at,
+                at,
                 success: e.exit_code.is_none_or(|c| c == 0.0),
             })
             .map_err(obs_err)?
         }
         HeldReport::Progress(p) => {
-            let at = p.at.unwrap_or(now);
-            check_time("at", at)?;
+            if let Some(at) = p.at {
+                sh.client_time("at", at, arrival)?;
+            }
             if !(0.0..=1.0).contains(&p.fraction) {
                 return Err(ApiError::invalid("fraction", "fraction must be in [0, 1]"));
             }
             job.observe(Observation::Progress {
-                at,
+                at: arrival,
                 fraction: p.fraction,
             })
             .map_err(obs_err)?
@@ -767,14 +935,23 @@ pub(crate) fn apply_report(
             {
                 // A new container after a restart request: the task is back (the thesis'
                 // restore path sends no notification).
-                let _ = job.observe(Observation::Restored { at: sample.at });
+                let _ = job.observe(Observation::Restored { at: arrival });
             }
-            if meta.containers.len() < 64 {
+            if !meta.containers.contains(&source) {
+                if meta.containers.len() >= MAX_CONTAINERS_PER_JOB {
+                    return Err(ApiError::invalid(
+                        "container_id",
+                        format!(
+                            "job {} has had {MAX_CONTAINERS_PER_JOB} containers already; samples of a new one are refused",
+                            entry.p.uuid
+                        ),
+                    ));
+                }
                 meta.containers.insert(source.clone());
             }
             meta.node = Some(node);
             job.observe(Observation::CpuSample {
-                at: sample.at,
+                at: arrival,
                 source,
                 cumulative_secs: cumulative(&sample),
             })
@@ -843,6 +1020,7 @@ fn job_view(e: &JobEntry, detail: bool) -> Value {
     }
     if let Work::Continuous(w) = &job.work {
         v["cpu_seconds"] = json!(w.cpu.total());
+        v["cpu_sample_at"] = json!(w.cpu.last_sample_at());
         v["started_at"] = json!(w.started_at);
     }
     if detail {
@@ -917,11 +1095,14 @@ pub(crate) async fn load(sh: &Shared) -> Result<Vec<String>, StoreError> {
     for (uuid, at, body) in loaded.held {
         match serde_json::from_str::<HeldReport>(&body) {
             Ok(r) => {
+                let w = r.weight();
                 let h = st.held.entry(uuid).or_insert_with(|| Held {
                     first_at: at,
-                    reports: Default::default(),
+                    ..Held::default()
                 });
                 h.reports.push_back((at, r));
+                h.bytes += w;
+                st.held_bytes += w;
             }
             Err(e) => tracing::error!(error = %e, "unreadable held report skipped"),
         }

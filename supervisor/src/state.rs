@@ -117,7 +117,26 @@ pub(crate) enum HeldReport {
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     pub(crate) first_at: f64,
+    /// `(received_at, report)`, oldest first.
     pub(crate) reports: VecDeque<(f64, HeldReport)>,
+    /// What the reports weigh ([`HeldReport::weight`]), summed.
+    pub(crate) bytes: usize,
+}
+
+impl HeldReport {
+    /// What holding the report costs, bytes: its JSON for the reports held in the database, an
+    /// estimate of the memory for samples (kept in memory only).
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Self::Sample { node, sample } => {
+                128 + node.len()
+                    + sample.container_id.len()
+                    + sample.uuid.as_ref().map_or(0, String::len)
+                    + sample.name.as_ref().map_or(0, String::len)
+            }
+            other => serde_json::to_string(other).map_or(0, |s| s.len()),
+        }
+    }
 }
 
 /// Most reports held for one unknown UUID.
@@ -182,6 +201,9 @@ impl NodeEntry {
 pub(crate) struct State {
     pub(crate) jobs: HashMap<String, JobEntry>,
     pub(crate) held: HashMap<String, Held>,
+    /// What every held report weighs together (an upper bound: expiry elsewhere may drop reports
+    /// without subtracting; recomputed before a refusal).
+    pub(crate) held_bytes: usize,
     pub(crate) nodes: HashMap<String, NodeEntry>,
     /// Host name → node id.
     pub(crate) hosts: HashMap<String, String>,

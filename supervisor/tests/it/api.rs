@@ -6,6 +6,7 @@ use qos_core::job::Framework;
 use qos_core::spec::QosSpec;
 use qos_core::wire::{Heartbeat, JobRegistration, NodeRegistration, ProgressReport};
 use serde_json::json;
+use supervisor::Clock;
 use supervisor::config::AuthConfig;
 use testkit::ChronosCall;
 
@@ -27,7 +28,12 @@ fn update_task(u: &str, name: &str, s: f64, f: f64) -> String {
 
 #[tokio::test]
 async fn thesis_routes_as_the_thesis_sends_them() {
-    let h = Harness::start(Opts::default()).await;
+    // The reports below are about runs up to T0 + 900: the supervisor's clock is past them.
+    let h = Harness::start(Opts {
+        clock: Some(Clock::starting_at(T0 + 1000.0)),
+        ..Opts::default()
+    })
+    .await;
     h.chronos.add_job("openmpLinpack1", 1.0, 4);
     let (s, body) = h.call("GET", "/", None, &[]).await;
     assert_eq!((s, body), (StatusCode::OK, json!("Welcome\n")));
@@ -45,7 +51,8 @@ async fn thesis_routes_as_the_thesis_sends_them() {
     assert_eq!(s, StatusCode::OK, "{reg}");
     assert_eq!(reg["uuid"], u.as_str());
     assert!(reg["report_token"].as_str().is_some_and(|t| t.len() >= 32));
-    // The same registration again (the client retries it) is accepted, not duplicated.
+    // The same registration again (the client retries it) is accepted, not duplicated; the
+    // job's token is not handed out again to a caller without the admin token.
     let (s, again) = h
         .call(
             "POST",
@@ -54,10 +61,9 @@ async fn thesis_routes_as_the_thesis_sends_them() {
             &[],
         )
         .await;
-    assert_eq!(
-        (s, &again["report_token"]),
-        (StatusCode::OK, &reg["report_token"])
-    );
+    assert_eq!((s, &again["status"]), (StatusCode::OK, &json!("duplicate")));
+    assert_eq!(again["uuid"], u.as_str());
+    assert!(again.get("report_token").is_none(), "{again}");
 
     // Content-Type with a charset, and plain text: parsed as JSON either way.
     let ct = [("content-type", "application/json; charset=utf-8")];
@@ -156,7 +162,11 @@ async fn thesis_routes_as_the_thesis_sends_them() {
 
 #[tokio::test]
 async fn reports_before_registration_are_held_then_applied() {
-    let h = Harness::start(Opts::default()).await;
+    let h = Harness::start(Opts {
+        clock: Some(Clock::starting_at(T0 + 1000.0)),
+        ..Opts::default()
+    })
+    .await;
     let u = uuid(3);
     // The thesis launcher submitted first and registered second: an early report.
     let (s, r) = h

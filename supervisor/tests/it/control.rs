@@ -514,6 +514,7 @@ async fn marathon_completion_can_scale_to_zero() {
     let started = json!({"uuid": u, "started_at": T0}).to_string();
     h.call("POST", "/initMarathonApp", Some(&started), &[])
         .await;
+    tokio::time::sleep(Duration::from_secs(100)).await;
     let end = json!({"uuid": u, "finished_at": T0 + 100.0}).to_string();
     h.call("POST", "/endMarathonApp", Some(&end), &[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -730,6 +731,7 @@ async fn a_failed_marathon_task_is_removed() {
     let started = json!({"uuid": u, "started_at": T0}).to_string();
     h.call("POST", "/initMarathonApp", Some(&started), &[])
         .await;
+    tokio::time::sleep(Duration::from_secs(50)).await;
     let end =
         json!({"uuid": u, "finished_at": format!("{}", T0 + 50.0), "exit_code": "137"}).to_string();
     assert_eq!(

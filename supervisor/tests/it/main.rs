@@ -8,6 +8,7 @@ mod control;
 mod e2e;
 mod fuzz;
 mod grafana;
+mod limits;
 mod operator;
 mod persistence;
 mod prometheus;

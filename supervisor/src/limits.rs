@@ -1,0 +1,123 @@
+//! What the API accepts, in one place: the length of every string a client sends, the size of
+//! every collection, and the plausibility of every client time. Each check answers a 422 that
+//! names the field; nothing unbounded reaches memory, the database or `/metrics`.
+//!
+//! Lengths are bytes of UTF-8. Neither Marathon nor Chronos documents a length limit for an app
+//! id or a job name (Marathon's segments `[a-z0-9.-]`, Chronos' `[\w.-]`; Mesos-DNS wants a
+//! Marathon service name of at most 54 characters for its SRV records); 255 bytes is what a
+//! file name, a DNS name and a Prometheus label can all hold.
+
+use crate::error::ApiError;
+
+/// Job names (Chronos job name, Marathon app id), node names, container ids and names, label
+/// keys and values.
+pub(crate) const MAX_NAME: usize = 255;
+/// Host names (RFC 1035: 253 characters in text form).
+pub(crate) const MAX_HOSTNAME: usize = 253;
+/// A node agent's URL.
+pub(crate) const MAX_URL: usize = 2048;
+/// Labels of one node.
+pub(crate) const MAX_LABELS: usize = 64;
+/// Entries of a heartbeat's per-job breakdown.
+pub(crate) const MAX_JOBS_PER_NODE: usize = 4096;
+/// Longest message of an error answer, bytes (messages quote what they refuse).
+pub(crate) const MAX_MESSAGE: usize = 1024;
+
+/// `s` is at most `max` bytes (and, when `required`, not empty).
+pub(crate) fn check_len(field: &str, s: &str, max: usize, required: bool) -> Result<(), ApiError> {
+    if required && s.is_empty() {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if s.len() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} is {} bytes long; at most {max} are accepted",
+                s.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A client's epoch time, checked against the supervisor's clock: finite, after 1970, and not
+/// more than `skew` seconds ahead of `now`. Within the tolerance it is kept as sent (a re-sent
+/// report must read back the same to be recognised as a duplicate). Returns it.
+pub(crate) fn client_time(field: &str, t: f64, now: f64, skew: f64) -> Result<f64, ApiError> {
+    if !t.is_finite() || t < 0.0 {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be epoch seconds, got {t}"),
+        ));
+    }
+    if t > now + skew {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} is {:.1} s ahead of the supervisor's clock ({t:.3} > {now:.3}); at most {skew} s is tolerated — check the sender's clock",
+                t - now
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// A client's time is not earlier than `earliest` (e.g. a report about a run that started
+/// before its job could have been submitted).
+pub(crate) fn not_before(field: &str, t: f64, earliest: f64, what: &str) -> Result<(), ApiError> {
+    if t < earliest {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} ({t:.3}) is {:.0} s before {what}", earliest - t),
+        ));
+    }
+    Ok(())
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
+pub(crate) fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_name_the_field() {
+        check_len("name", "abc", 3, true).unwrap();
+        let e = check_len("name", "abcd", 3, true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("name"));
+        assert!(e.message.contains("4 bytes"), "{e}");
+        assert!(check_len("hostname", "", 3, false).is_ok());
+        assert!(check_len("hostname", "", 3, true).is_err());
+    }
+
+    #[test]
+    fn client_times_are_bounded_by_our_clock() {
+        assert_eq!(client_time("at", 100.0, 200.0, 5.0).unwrap(), 100.0);
+        assert_eq!(client_time("at", 203.0, 200.0, 5.0).unwrap(), 203.0);
+        let e = client_time("at", 200.0 + 86_400.0, 200.0, 5.0).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("at"));
+        assert!(e.message.contains("86400.0 s ahead"), "{e}");
+        assert!(client_time("at", f64::NAN, 200.0, 5.0).is_err());
+        assert!(client_time("at", -1.0, 200.0, 5.0).is_err());
+        assert!(not_before("started_at", 5.0, 10.0, "x").is_err());
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("hello", 10), "hello");
+    }
+}

@@ -439,7 +439,7 @@ async fn job_progress(
 async fn resize_job(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<JobParam>,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     require_admin(&sh, &headers)?;

@@ -232,6 +232,7 @@ async fn operator_resize_refusals_name_the_problem() {
     );
     assert!(h.marathon.resizes().is_empty());
 
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     let end = json!({"uuid": u, "finished_at": T0 + 10.0}).to_string();
     let (s, v) = h.admin("POST", "/endMarathonApp", Some(&end)).await;
     assert_eq!(s, StatusCode::OK, "{v}");

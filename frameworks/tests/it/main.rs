@@ -3,6 +3,7 @@
 //! to build and link than one per file).
 
 mod chronos;
+mod corpus;
 mod http;
 mod marathon;
 mod mesos;

@@ -376,6 +376,15 @@ impl Cluster {
         }
     }
 
+    /// The sandbox (working directory) of a task on an agent.
+    pub(crate) fn sandbox_of(&self, agent_id: &str, task_id: &str) -> PathBuf {
+        self.work_dir
+            .join("agents")
+            .join(agent_id)
+            .join("tasks")
+            .join(crate::docker::container_name(task_id))
+    }
+
     /// Whether a task is known (queued or placed).
     #[cfg(test)]
     pub(crate) fn is_known(&self, task_id: &str) -> bool {
@@ -530,12 +539,7 @@ impl Cluster {
             ports: ports.clone(),
         };
         let env = (spec.env)(&offer);
-        let sandbox = self
-            .work_dir
-            .join("agents")
-            .join(&a.id)
-            .join("tasks")
-            .join(crate::docker::container_name(&task_id));
+        let sandbox = self.sandbox_of(&a.id, &task_id);
         let meta = self.write_meta(&a.id, &task_id, spec.uuid.as_deref());
         let outcome = if kill_rx.borrow().is_some() {
             Outcome::Killed("killed before it started".to_owned())

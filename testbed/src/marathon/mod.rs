@@ -31,12 +31,17 @@
 //!   `MARATHON_APP_DOCKER_IMAGE`, `MARATHON_APP_LABELS` and `MARATHON_APP_LABEL_<NAME>`, `HOST`,
 //!   `PORT0…`, `PORT`, `PORTS`, `PORT_<NAME>`, and the app's `env` last (it overrides).
 //!
+//! - Health checks (`HTTP`, `TCP`, `COMMAND` and the `MESOS_*` forms) are executed against the
+//!   running task ([`health`]): `healthCheckResults` on each task, `tasksHealthy` and
+//!   `tasksUnhealthy` on the app, a task killed (and replaced) after `maxConsecutiveFailures`, a
+//!   deployment done once its new tasks are healthy.
+//!
 //! # Simplifications (documented, not hidden)
-//! No health or readiness checks (a task counts as healthy once `TASK_RUNNING`), no
-//! constraints, no groups API, no event stream, no pods; `DELETE /v2/deployments/{id}` without
+//! No readiness checks, no constraints, no groups API, no event stream, no pods; `DELETE /v2/deployments/{id}` without
 //! `force` cancels without rolling back (it answers like Marathon, with a new deployment id).
 
 pub(crate) mod app;
+mod health;
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
@@ -70,6 +75,8 @@ struct MTask {
     staged_at: String,
     started_at: Option<String>,
     kill_requested: bool,
+    /// One result per health check of the app version the task runs.
+    health: Vec<health::Health>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,22 +181,25 @@ impl Marathon {
                 u = rx.recv() => match u { Some(u) => u, None => return },
                 () = self.stop.cancelled() => return,
             };
-            self.apply_update(&u);
+            if let Some((app_id, checks, target)) = self.apply_update(&u) {
+                for (i, check) in checks.into_iter().enumerate() {
+                    let me = Arc::clone(&self);
+                    let (app_id, target) = (app_id.clone(), target.clone());
+                    self.cluster
+                        .spawn(async move { me.watch_health(app_id, i, check, target).await });
+                }
+            }
             self.bump();
         }
     }
 
-    fn apply_update(&self, u: &TaskUpdate) {
+    /// Applies a status update; when a task starts running in an app with health checks, returns
+    /// what its watchers need.
+    fn apply_update(&self, u: &TaskUpdate) -> Option<(String, Vec<health::Check>, health::Target)> {
         let mut st = self.lock();
-        let Some(app_id) = st.task_app.get(&u.task_id).cloned() else {
-            return;
-        };
-        let Some(app) = st.apps.get_mut(&app_id) else {
-            return;
-        };
-        let Some(t) = app.tasks.get_mut(&u.task_id) else {
-            return;
-        };
+        let app_id = st.task_app.get(&u.task_id).cloned()?;
+        let app = st.apps.get_mut(&app_id)?;
+        let t = app.tasks.get_mut(&u.task_id)?;
         if u.state.is_terminal() {
             let t = app
                 .tasks
@@ -221,6 +231,7 @@ impl Marathon {
                 });
             }
             st.task_app.remove(&u.task_id);
+            None
         } else {
             t.state = u.state;
             if u.state == TaskState::Staging {
@@ -232,6 +243,82 @@ impl Marathon {
             }
             if u.state == TaskState::Running && t.started_at.is_none() {
                 t.started_at = Some(iso_millis(u.at));
+                let checks = health::checks(&app.def);
+                if !checks.is_empty() {
+                    t.health = vec![health::Health::default(); checks.len()];
+                    let target = health::Target {
+                        task_id: t.id.clone(),
+                        app_id: app_id.clone(),
+                        host: t.host.clone(),
+                        ports: t.ports.clone(),
+                        sandbox: self.cluster.sandbox_of(&t.agent_id, &t.id),
+                    };
+                    return Some((app_id, checks, target));
+                }
+            }
+            None
+        }
+    }
+
+    /// Probes one health check of a running task every interval until the task is gone; kills it
+    /// after too many failures (the controller then launches a replacement).
+    async fn watch_health(
+        self: Arc<Self>,
+        app_id: String,
+        index: usize,
+        check: health::Check,
+        target: health::Target,
+    ) {
+        let started = Instant::now();
+        loop {
+            {
+                let st = self.lock();
+                let running = st
+                    .apps
+                    .get(&app_id)
+                    .and_then(|a| a.tasks.get(&target.task_id))
+                    .is_some_and(|t| t.state == TaskState::Running && !t.kill_requested);
+                if !running {
+                    return;
+                }
+            }
+            let result = tokio::select! {
+                r = health::probe(&check, &target) => r,
+                () = self.stop.cancelled() => return,
+            };
+            let kill = {
+                let mut st = self.lock();
+                let Some(app) = st.apps.get_mut(&app_id) else {
+                    return;
+                };
+                let grace = app
+                    .def
+                    .get("taskKillGracePeriodSeconds")
+                    .and_then(Value::as_f64)
+                    .map(Duration::from_secs_f64);
+                let Some(t) = app.tasks.get_mut(&target.task_id) else {
+                    return;
+                };
+                let Some(h) = t.health.get_mut(index) else {
+                    return;
+                };
+                let in_grace = started.elapsed() < check.grace;
+                let kill = health::record(h, &check, result, in_grace, &iso_millis(Utc::now()));
+                if kill {
+                    t.kill_requested = true;
+                }
+                kill.then_some(grace)
+            };
+            self.bump();
+            if let Some(grace) = kill {
+                tracing::info!(task = %target.task_id, "unhealthy: killed after failed health checks");
+                let k = self.cluster.kill(&target.task_id, grace);
+                self.cluster.spawn(k);
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(check.interval) => {}
+                () = self.stop.cancelled() => return,
             }
         }
     }
@@ -414,11 +501,14 @@ impl Marathon {
         if acts.is_empty() {
             let alive_old = app.tasks.values().any(|t| t.version != target);
             let new_all: Vec<&MTask> = app.tasks.values().collect();
+            // With health checks, a task counts once every check has passed.
             let done = !alive_old
                 && new_all.len() == n
-                && new_all
-                    .iter()
-                    .all(|t| t.state == TaskState::Running && !t.kill_requested);
+                && new_all.iter().all(|t| {
+                    t.state == TaskState::Running
+                        && !t.kill_requested
+                        && t.health.iter().all(|h| h.alive)
+                });
             if done {
                 if let Some(d) = app.deployment.take() {
                     st.deployments.remove(&d);
@@ -606,12 +696,13 @@ impl Marathon {
             staged_at: iso_millis(Utc::now()),
             started_at: None,
             kill_requested: false,
+            health: Vec::new(),
         };
         (spec, task)
     }
 
     fn task_json(app_id: &str, t: &MTask) -> Value {
-        json!({
+        let mut v = json!({
             "appId": app_id,
             "id": t.id,
             "host": t.host,
@@ -625,7 +716,13 @@ impl Marathon {
             "ipAddresses": [{"ipAddress": t.host, "protocol": "IPv4"}],
             "localVolumes": [],
             "role": "*",
-        })
+        });
+        if !t.health.is_empty() {
+            let instance = t.id.rsplit_once("._app").map_or(t.id.as_str(), |(i, _)| i);
+            v["healthCheckResults"] =
+                Value::Array(t.health.iter().map(|h| h.json(instance)).collect());
+        }
+        v
     }
 
     fn app_info(&self, st: &MState, app_id: &str, embed_tasks: bool) -> Option<Value> {
@@ -643,8 +740,31 @@ impl Marathon {
             json!(count(TaskState::Staging) + count(TaskState::Starting)),
         );
         m.insert("tasksRunning".into(), json!(count(TaskState::Running)));
-        m.insert("tasksHealthy".into(), json!(0));
-        m.insert("tasksUnhealthy".into(), json!(0));
+        let running: Vec<&&MTask> = placed
+            .iter()
+            .filter(|t| t.state == TaskState::Running && !t.health.is_empty())
+            .collect();
+        m.insert(
+            "tasksHealthy".into(),
+            json!(
+                running
+                    .iter()
+                    .filter(|t| t.health.iter().all(|h| h.alive))
+                    .count()
+            ),
+        );
+        m.insert(
+            "tasksUnhealthy".into(),
+            json!(
+                running
+                    .iter()
+                    .filter(|t| t
+                        .health
+                        .iter()
+                        .any(|h| !h.alive && h.last_failure.is_some()))
+                    .count()
+            ),
+        );
         m.insert(
             "deployments".into(),
             json!(

@@ -162,7 +162,24 @@ impl SupervisorClient {
     /// # Errors
     /// [`FrameworkError::NotFound`] for an unknown job, or any other [`FrameworkError`].
     pub async fn cancel_job(&self, uuid: &str) -> Result<(), FrameworkError> {
-        let url = self.http.endpoint(["api", "v1", "jobs", uuid]);
+        self.cancel_job_with(uuid, false).await
+    }
+
+    /// `DELETE /api/v1/jobs/{uuid}[?keep_checkpoints=true]`: cancel the job; with
+    /// `keep_checkpoints`, shell-trap saves a Marathon job's work as for a restart instead of
+    /// deleting its checkpoints.
+    ///
+    /// # Errors
+    /// [`FrameworkError::NotFound`] for an unknown job, or any other [`FrameworkError`].
+    pub async fn cancel_job_with(
+        &self,
+        uuid: &str,
+        keep_checkpoints: bool,
+    ) -> Result<(), FrameworkError> {
+        let mut url = self.http.endpoint(["api", "v1", "jobs", uuid]);
+        if keep_checkpoints {
+            url.set_query(Some("keep_checkpoints=true"));
+        }
         self.http
             .execute(Request::without_body(Method::DELETE, url, true))
             .await

@@ -235,18 +235,36 @@ pub enum Command {
         )]
         interval: f64,
     },
-    /// Stop supervising a job and delete it from its framework.
+    /// Cancel a job: stop supervising it, stop its work and delete it from its framework.
+    ///
+    /// The supervisor records the cancellation first, then the job's work is stopped: a Chronos
+    /// job's running task is killed and the job deleted; a Marathon app is deleted (its task
+    /// stopped), and shell-trap, told by the supervisor that the job was cancelled, stops it
+    /// without a checkpoint and deletes the job's checkpoints (unless --keep-checkpoints).
     Cancel {
         /// The job's UUID or name.
         #[arg(value_name = "UUID|NAME")]
         job: String,
-        /// The framework's credential file; without it only the supervisor is told (it deletes
-        /// the framework job itself when it can).
+        /// The framework's credential file: the launcher stops and deletes the job itself and
+        /// waits for it; without it only the supervisor is told (it does the same when it has
+        /// the framework's credentials).
         #[arg(long, env = "QOS_CREDS", value_name = "FILE")]
         creds: Option<PathBuf>,
         /// Chronos API generation.
         #[arg(long, env = "QOS_CHRONOS_API", value_enum, default_value_t = ChronosApi::Auto)]
         chronos_api: ChronosApi,
+        /// Marathon: keep the job's checkpoints on the agents (shell-trap saves the work as for
+        /// a restart instead of deleting it).
+        #[arg(long, env = "QOS_KEEP_CHECKPOINTS")]
+        keep_checkpoints: bool,
+        /// With --creds: how long to wait for a Marathon app's tasks to stop, seconds.
+        #[arg(
+            long,
+            env = "QOS_CANCEL_WAIT",
+            default_value_t = 60.0,
+            value_name = "SECS"
+        )]
+        wait: f64,
     },
 }
 
@@ -503,49 +521,84 @@ async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             job,
             creds,
             chronos_api,
+            keep_checkpoints,
+            wait,
         }) => {
+            if !(wait.is_finite() && (0.0..=3600.0).contains(&wait)) {
+                return Err(LauncherError::input(format!(
+                    "--wait must be between 0 and 3600 seconds, got {wait}"
+                )));
+            }
             let client = supervisor(&global)?;
             let uuid = view::resolve(&client, &job).await?;
             let v = get_job(&client, &uuid).await?;
             let j = JobView(&v);
-            client.cancel_job(&uuid).await.map_err(|e| {
-                LauncherError::from_framework("the supervisor", &format!("cancelling {uuid}"), &e)
-            })?;
-            let mut deleted = None;
+            client
+                .cancel_job_with(&uuid, keep_checkpoints)
+                .await
+                .map_err(|e| {
+                    LauncherError::from_framework(
+                        "the supervisor",
+                        &format!("cancelling {uuid}"),
+                        &e,
+                    )
+                })?;
+            let framework: Option<Framework> = j.framework().parse().ok();
+            let mut done = None;
             if let Some(path) = creds {
-                let framework: Framework = j.framework().parse().map_err(|e: String| {
-                    LauncherError::internal(format!("the supervisor's job {uuid}: {e}"))
+                let framework = framework.ok_or_else(|| {
+                    LauncherError::internal(format!(
+                        "the supervisor's job {uuid} has no known framework ({:?})",
+                        j.framework()
+                    ))
                 })?;
                 let c = load_credentials(&path)?;
                 let fw =
                     FrameworkClient::connect(framework, &c, chronos_api, &client_config(&global))
                         .await?;
-                fw.delete(j.name()).await.map_err(|e| {
-                    LauncherError::from_framework(
-                        "the framework",
-                        &format!(
-                            "supervision of {uuid} stopped, but deleting {:?} from {framework:?}",
-                            j.name()
-                        ),
-                        &e,
-                    )
-                })?;
-                deleted = Some(framework);
+                let what = fw
+                    .stop_and_delete(j.name(), Duration::from_secs_f64(wait))
+                    .await
+                    .map_err(|e| {
+                        LauncherError::from_framework(
+                            "the framework",
+                            &format!(
+                                "supervision of {uuid} stopped, but stopping and deleting {:?} \
+                                 in {framework:?}",
+                                j.name()
+                            ),
+                            &e,
+                        )
+                    })?;
+                done = Some((framework, what));
             }
+            let checkpoints = (framework == Some(Framework::Marathon)).then(|| {
+                if keep_checkpoints {
+                    "kept"
+                } else {
+                    "removed by shell-trap"
+                }
+            });
             match global.output {
                 Output::Json => write_out(
                     out,
                     &json_line(&json!({"uuid": uuid, "name": j.name(), "cancelled": true,
-                                       "deleted_from": deleted})),
+                                       "deleted_from": done.as_ref().map(|(f, _)| *f),
+                                       "stopped": done.as_ref().map(|(_, w)| w),
+                                       "checkpoints": checkpoints})),
                 ),
                 Output::Human => write_out(
                     out,
                     &format!(
-                        "cancelled {uuid} ({}): supervision stopped{}\n",
+                        "cancelled {uuid} ({}): supervision stopped; {}{}\n",
                         j.name(),
-                        match deleted {
-                            Some(f) => format!(", deleted from {}", f.as_str()),
-                            None => "; the supervisor deletes the framework job".to_owned(),
+                        match &done {
+                            Some((_, what)) => what.clone(),
+                            None => "the supervisor stops and deletes the framework job".to_owned(),
+                        },
+                        match checkpoints {
+                            Some(c) => format!("; checkpoints {c}"),
+                            None => String::new(),
                         }
                     ),
                 ),

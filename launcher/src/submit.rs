@@ -227,6 +227,60 @@ impl FrameworkClient {
         }
     }
 
+    /// Stops a cancelled job's work and removes it: Chronos — its running task killed
+    /// (`DELETE …/task/kill/{name}`: Chronos 2.x leaves it running when the job is deleted), then
+    /// the job deleted; Marathon — the app deleted with `force` (its tasks killed with their
+    /// grace), then, for at most `wait`, until no deployment still stops it. A job or app already
+    /// gone is not an error. Returns what was done, in words.
+    ///
+    /// # Errors
+    /// The client's error.
+    pub async fn stop_and_delete(
+        &self,
+        name: &str,
+        wait: std::time::Duration,
+    ) -> Result<String, FrameworkError> {
+        let gone = |r: Result<(), FrameworkError>| match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        };
+        match self {
+            Self::Chronos(c) => {
+                let killed = gone(c.kill_job_tasks(name).await)?;
+                let deleted = gone(c.delete_job(name).await)?;
+                Ok(match (killed, deleted) {
+                    (_, true) => "its running task killed and the job deleted from Chronos".into(),
+                    (true, false) => "its running task killed; the job was already deleted".into(),
+                    (false, false) => "the job was already gone from Chronos".into(),
+                })
+            }
+            Self::Marathon(m) => {
+                let deleted = gone(m.delete_app(name, true).await.map(drop))?;
+                let id = frameworks::AppId::parse(name)?;
+                let until = tokio::time::Instant::now() + wait;
+                let stopped = loop {
+                    let busy = m.deployments().await?.iter().any(|d| d.affects(&id));
+                    if !busy {
+                        break true;
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        break false;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                };
+                Ok(match (deleted, stopped) {
+                    (true, true) => "the app deleted from Marathon and its tasks stopped".into(),
+                    (false, true) => "the app was already gone from Marathon".into(),
+                    (_, false) => format!(
+                        "the app deleted from Marathon; its tasks were still stopping after {} s",
+                        wait.as_secs_f64()
+                    ),
+                })
+            }
+        }
+    }
+
     /// Deletes the job (Marathon with `force`, cancelling any deployment).
     ///
     /// # Errors

@@ -21,6 +21,10 @@ use crate::opts::{ContainerOptions, parse_marathon_container};
 /// Marathon's SIGKILL. Pass `--grace` when the app has another kill grace period.
 pub const DEFAULT_GRACE_SECS: f64 = 25.0;
 
+/// The environment variable holding the job's report token (the launcher puts it in the
+/// Marathon app's `env`).
+pub const REPORT_TOKEN_VAR: &str = "SHELL_TRAP_REPORT_TOKEN";
+
 /// Default time budget for one supervisor report (all its retries), seconds.
 pub const DEFAULT_REPORT_TIMEOUT_SECS: f64 = 30.0;
 
@@ -107,14 +111,14 @@ pub struct Args {
     #[arg(long, env = "SHELL_TRAP_FALLBACK", value_enum)]
     pub fallback: Option<Fallback>,
 
-    /// The job's report token, sent as `Authorization: Bearer` (prefer the environment variable:
-    /// command lines are visible to every user of the host).
-    #[arg(
-        long,
-        env = "SHELL_TRAP_REPORT_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    /// A file holding the job's report token (e.g. in the task's sandbox). The token itself is
+    /// taken from the environment variable SHELL_TRAP_REPORT_TOKEN or from this file, never from
+    /// the command line, where every user of the host could read it.
+    #[arg(long, env = "SHELL_TRAP_REPORT_TOKEN_FILE", value_name = "FILE")]
+    pub report_token_file: Option<PathBuf>,
+
+    /// Refused: a token on the command line is visible to every user of the host (`ps`).
+    #[arg(long, hide = true, value_name = "TOKEN")]
     pub report_token: Option<String>,
 
     /// `docker` or `process`; without it: `docker` when `QOS_CONTAINER` names an image or the
@@ -237,6 +241,8 @@ pub struct Environment {
     pub forward_env: Vec<(String, String)>,
     /// `PATH`, to decide whether the first word is a command.
     pub path: Option<String>,
+    /// `SHELL_TRAP_REPORT_TOKEN`: the job's report token.
+    pub report_token: Option<String>,
 }
 
 impl Environment {
@@ -254,6 +260,9 @@ impl Environment {
                 .filter(|s| !s.is_empty()),
             forward_env,
             path: std::env::var("PATH").ok(),
+            report_token: std::env::var(REPORT_TOKEN_VAR)
+                .ok()
+                .filter(|t| !t.is_empty()),
         }
     }
 }
@@ -376,14 +385,41 @@ impl Args {
         check_uuid(&self.uuid)?;
         let mut supervisor = Credentials::new(&self.supervisor)
             .map_err(|e| SetupError::invalid("--supervisor", e.to_string()))?;
-        if let Some(t) = &self.report_token {
+        if self.report_token.is_some() {
+            return Err(SetupError::invalid(
+                "--report-token",
+                format!(
+                    "is refused: a token on the command line is visible to every user of the \
+                     host (ps); put it in the environment variable {REPORT_TOKEN_VAR} or in a \
+                     file named by --report-token-file"
+                ),
+            ));
+        }
+        let report_token = match &self.report_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SetupError::invalid(
+                        "--report-token-file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(text.trim().to_owned())
+            }
+            None => env.report_token.clone(),
+        };
+        if let Some(t) = &report_token {
+            let from = if self.report_token_file.is_some() {
+                "--report-token-file"
+            } else {
+                REPORT_TOKEN_VAR
+            };
             if t.is_empty()
                 || t.len() > 4096
                 || t.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 return Err(SetupError::invalid(
-                    "--report-token",
-                    "must be 1–4096 printable characters without spaces".to_owned(),
+                    from,
+                    "the token must be 1–4096 printable characters without spaces".to_owned(),
                 ));
             }
             supervisor = supervisor.with_bearer_token(t.clone());
@@ -496,7 +532,7 @@ impl Args {
             uuid: self.uuid,
             supervisor,
             supervisor_url: self.supervisor,
-            report_token: self.report_token,
+            report_token,
             job_dir,
             strategy: self.strategy,
             fallback: self.fallback,
@@ -602,7 +638,11 @@ mod tests {
             (&["--cpus", "0", "--", "sh"], "--cpus"),
             (&["--cpus", "NaN", "--", "sh"], "--cpus"),
             (&["--grace=-1", "--", "sh"], "--grace"),
-            (&["--report-token", "a b", "--", "sh"], "--report-token"),
+            (&["--report-token", "abc", "--", "sh"], "--report-token"),
+            (
+                &["--report-token-file", "/nonexistent/token", "--", "sh"],
+                "--report-token-file",
+            ),
             (
                 &["--strategy", "app", "--fallback", "none", "--", "sh"],
                 "--fallback",
@@ -683,6 +723,7 @@ mod tests {
             ),
             forward_env: vec![("A".into(), "1".into())],
             path: Some("/usr/bin:/bin".into()),
+            report_token: None,
         };
         let s = parse(&args(&["--", "img:1", "sh", "-c", "echo hi"]))
             .unwrap()
@@ -693,5 +734,40 @@ mod tests {
         };
         assert_eq!(options.binds, ["/srv/data:/data:ro"]);
         assert_eq!(options.env, ["A=1"]);
+    }
+
+    #[test]
+    fn the_report_token_comes_from_the_environment_or_a_file_never_argv() {
+        let with_env = |t: &str| Environment {
+            path: Some("/usr/bin:/bin".into()),
+            report_token: Some(t.into()),
+            ..Environment::default()
+        };
+        let s = parse(&args(&["--", "sh"]))
+            .unwrap()
+            .resolve(&with_env("tok-1"))
+            .unwrap();
+        assert_eq!(s.report_token.as_deref(), Some("tok-1"));
+        let e = parse(&args(&["--", "sh"]))
+            .unwrap()
+            .resolve(&with_env("a b"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(REPORT_TOKEN_VAR), "{e}");
+        let dir = std::env::temp_dir().join(format!("shell-trap-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "tok-from-file\n").unwrap();
+        let f = file.display().to_string();
+        let s = parse(&args(&["--report-token-file", &f, "--", "sh"]))
+            .unwrap()
+            .resolve(&with_env("tok-1"))
+            .unwrap();
+        assert_eq!(s.report_token.as_deref(), Some("tok-from-file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = resolve(&["--report-token", "tok", "--", "sh"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("visible to every user"), "{e}");
     }
 }

@@ -76,6 +76,29 @@ impl Reporter {
         .await
     }
 
+    /// Whether the supervisor says the job was cancelled — `Some(keep_checkpoints)` — asked once,
+    /// by `deadline`. `None` when it was not, or when the supervisor cannot tell in time (then
+    /// the stop is taken for a restart: the work is saved).
+    pub async fn cancelled(&self, deadline: Instant) -> Option<bool> {
+        match tokio::time::timeout_at(deadline, self.client.job(&self.uuid)).await {
+            Ok(Ok(v)) if v["state"] == "cancelled" => {
+                Some(v["keep_checkpoints"].as_bool().unwrap_or(false))
+            }
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::debug!("cannot ask the supervisor whether the job was cancelled: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the supervisor did not say in time whether the job was cancelled; \
+                     treating the stop as a restart"
+                );
+                None
+            }
+        }
+    }
+
     async fn retry<F, Fut>(&self, what: &str, deadline: Instant, mut call: F) -> Outcome
     where
         F: FnMut() -> Fut,

@@ -381,6 +381,12 @@ async fn stop<J: Job>(
     let deadline = t0 + s.grace;
     let reserve = (s.grace / 5).min(Duration::from_secs(3));
     let job_deadline = deadline - reserve;
+    // A cancelled job is not coming back: its work and checkpoints are discarded (unless the
+    // cancellation asked to keep them). Asked briefly; without an answer, save as for a restart.
+    let ask = t0 + (s.grace / 5).min(Duration::from_secs(2));
+    if let Some(false) = reporter.cancelled(ask).await {
+        return discard(s, st, sig, init, signals, t0, job_deadline, deadline).await;
+    }
     match st.strategy {
         Strategy::None => tracing::warn!(
             "{sig}: stopping {} without a checkpoint (strategy none): the work done so far is lost",
@@ -469,4 +475,57 @@ async fn stop<J: Job>(
         t0.elapsed().as_secs_f64()
     );
     Ok(code)
+}
+
+/// The stop of a cancelled job: stop it without a checkpoint and delete the job's checkpoint
+/// directory.
+#[allow(clippy::too_many_arguments)]
+async fn discard<J: Job>(
+    s: &Settings,
+    mut st: Started<J>,
+    sig: nix::sys::signal::Signal,
+    init: tokio::task::JoinHandle<crate::report::Outcome>,
+    signals: &mut Signals,
+    t0: Instant,
+    job_deadline: Instant,
+    deadline: Instant,
+) -> Result<i32, SetupError> {
+    tracing::info!(
+        "{sig}: the job was cancelled: stopping {} without a checkpoint and removing its \
+         checkpoints",
+        st.job.describe()
+    );
+    let outcome = tokio::select! {
+        o = st.job.checkpoint_and_stop(Strategy::None, job_deadline) => o,
+        second = signals.second_stop((sig, t0), |f| tracing::info!("{f} ignored while stopping")) => {
+            tracing::warn!("second signal {second}: killing the job at once");
+            st.job.kill_now().await;
+            StopOutcome::Stopped { code: exit_status_for(second) }
+        }
+    };
+    if let StopOutcome::Failed(why) = &outcome {
+        tracing::warn!("stopping the cancelled job: {why}");
+    }
+    init.abort();
+    let _ = tokio::time::timeout_at(
+        deadline.max(Instant::now() + Duration::from_secs(1)),
+        st.job.cleanup(),
+    )
+    .await;
+    let store = st.store;
+    let dir = s.job_dir.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        store.remove_all();
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
+        }
+    })
+    .await;
+    tracing::info!(
+        "cancelled job stopped and its checkpoints removed {:.3} s after {sig}",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(EXIT_STOPPED)
 }

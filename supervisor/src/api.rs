@@ -8,13 +8,15 @@
 //! - admin token: registration, cancellation, operator resizes, samples, node registration and heartbeats, lists;
 //! - a job's report token (or the admin token): that job's reports (`/updateTask`,
 //!   `/initMarathonApp`, `/endMarathonApp`, progress) and its own views; with `--insecure` the
-//!   thesis routes stay open, because the thesis' containers send no token;
+//!   thesis routes stay open, because the thesis' containers send no token. `/updateTask` also
+//!   takes the token as `report_token` in its body, for reporters that can send a header only as
+//!   a command-line argument (wget), where every user of the agent would see it;
 //! - open: `GET /`, `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
+use axum::extract::{FromRequest, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -140,20 +142,38 @@ fn require_admin(sh: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Who may report for `uuid`. `Ok(true)`: may also hold reports for an unknown job.
+/// Who may report for `uuid`. `Ok(true)`: may also hold reports for an unknown job. `in_body`:
+/// the job's report token sent in the body (`report_token`) by a reporter that cannot send a
+/// header without putting the token in its arguments (the Chronos wrapper's wget path).
 fn may_report(
     sh: &Shared,
     headers: &HeaderMap,
+    in_body: Option<&str>,
     uuid: &str,
     thesis: bool,
 ) -> Result<bool, ApiError> {
     if is_admin(sh, headers) || (thesis && sh.config.auth.insecure) {
         return Ok(true);
     }
-    match bearer(headers).and_then(|t| sh.is_report_token(uuid, t)) {
+    match bearer(headers)
+        .or(in_body)
+        .and_then(|t| sh.is_report_token(uuid, t))
+    {
         Some(true) => Ok(false),
         _ => Err(ApiError::unauthorized()),
     }
+}
+
+/// The `report_token` of a report's body, if it has one (never stored: held reports keep only
+/// the report's own fields).
+fn token_in_body(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithToken {
+        report_token: Option<String>,
+    }
+    serde_json::from_slice::<WithToken>(bytes)
+        .ok()
+        .and_then(|w| w.report_token)
 }
 
 fn may_read_job(sh: &Shared, headers: &HeaderMap, uuid: &str) -> Result<(), ApiError> {
@@ -328,7 +348,8 @@ async fn update_task(
 ) -> Result<Response, ApiError> {
     let u: UpdateTask = parse(&b)?;
     check_uuid("uuid", &u.uuid)?;
-    let hold = may_report(&sh, &headers, &u.uuid, true)?;
+    let in_body = token_in_body(&b);
+    let hold = may_report(&sh, &headers, in_body.as_deref(), &u.uuid, true)?;
     let uuid = u.uuid.clone();
     Ok(outcome(
         sh.report(&uuid, service::iteration(u), hold).await?,
@@ -342,7 +363,7 @@ async fn init_marathon_app(
 ) -> Result<Response, ApiError> {
     let m: InitMarathonApp = parse(&b)?;
     check_uuid("uuid", &m.uuid)?;
-    let hold = may_report(&sh, &headers, &m.uuid, true)?;
+    let hold = may_report(&sh, &headers, None, &m.uuid, true)?;
     let uuid = m.uuid.clone();
     Ok(outcome(sh.report(&uuid, service::started(m), hold).await?))
 }
@@ -354,7 +375,7 @@ async fn end_marathon_app(
 ) -> Result<Response, ApiError> {
     let e: EndMarathonApp = parse(&b)?;
     check_uuid("uuid", &e.uuid)?;
-    let hold = may_report(&sh, &headers, &e.uuid, true)?;
+    let hold = may_report(&sh, &headers, None, &e.uuid, true)?;
     let uuid = e.uuid.clone();
     Ok(outcome(sh.report(&uuid, service::ended(e), hold).await?))
 }
@@ -391,9 +412,31 @@ async fn cancel_job(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
     Id(uuid, _): Id<JobParam>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     require_admin(&sh, &headers)?;
-    sh.cancel(&uuid).await?;
+    let mut keep = false;
+    let query = query.unwrap_or_default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("keep_checkpoints", "true" | "1" | "") => keep = true,
+            ("keep_checkpoints", "false" | "0") => keep = false,
+            ("keep_checkpoints", other) => {
+                return Err(ApiError::invalid(
+                    "keep_checkpoints",
+                    format!("keep_checkpoints must be true or false, got {other:?}"),
+                ));
+            }
+            (other, _) => {
+                return Err(ApiError::invalid(
+                    other,
+                    format!("unknown query parameter {other:?} (only keep_checkpoints)"),
+                ));
+            }
+        }
+    }
+    sh.cancel(&uuid, keep).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -421,7 +464,7 @@ async fn job_progress(
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     check_uuid("uuid", &uuid)?;
-    let hold = may_report(&sh, &headers, &uuid, false)?;
+    let hold = may_report(&sh, &headers, None, &uuid, false)?;
     let p: ProgressReport = parse(&b)?;
     if !p.fraction.is_finite() || !(0.0..=1.0).contains(&p.fraction) {
         return Err(ApiError::invalid("fraction", "fraction must be in [0, 1]"));

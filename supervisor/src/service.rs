@@ -500,8 +500,10 @@ impl Shared {
         Ok(json!({"accepted": applied, "held": held, "ignored": ignored}))
     }
 
-    /// Cancels a job: it stops being controlled and is removed from its framework.
-    pub(crate) async fn cancel(&self, uuid: &str) -> Result<(), ApiError> {
+    /// Cancels a job: it stops being controlled and is removed from its framework (a Chronos
+    /// job's running task killed); shell-trap removes a Marathon job's checkpoints unless
+    /// `keep_checkpoints`.
+    pub(crate) async fn cancel(&self, uuid: &str, keep_checkpoints: bool) -> Result<(), ApiError> {
         let now = self.clock.now();
         let pending = {
             let mut st = self.lock();
@@ -512,12 +514,13 @@ impl Shared {
             if !entry.p.job.phase.is_terminal() {
                 let _ = entry.p.job.observe(Observation::Cancelled { at: now });
                 entry.p.meta.finished_wall = Some(now);
+                entry.p.meta.keep_checkpoints = keep_checkpoints;
                 st.retiring.push_back((now, uuid.to_owned()));
             }
             self.store.submit(vec![entry.op(now)])
         };
         pending.wait().await.map_err(|e| store_err(&e))?;
-        tracing::info!(job.uuid = %uuid, "job cancelled");
+        tracing::info!(job.uuid = %uuid, keep_checkpoints, "job cancelled");
         self.trigger(uuid);
         Ok(())
     }
@@ -1014,6 +1017,9 @@ fn job_view(e: &JobEntry, detail: bool) -> Value {
     });
     if let Some(why) = &meta.lost_reason {
         v["lost_reason"] = json!(why);
+    }
+    if meta.keep_checkpoints {
+        v["keep_checkpoints"] = json!(true);
     }
     if let Work::Iterative(w) = &job.work {
         v["iterations"] = json!(w.total);

@@ -44,6 +44,9 @@ pub(crate) struct JobMeta {
     /// Last downsampled sample written per container (supervisor time).
     #[serde(default)]
     pub(crate) last_sample_stored: Option<f64>,
+    /// Cancelled with its checkpoints kept (shell-trap then saves the work as for a restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) keep_checkpoints: bool,
     /// Why the job is `LOST` (its framework no longer has it), when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lost_reason: Option<String>,

@@ -10,11 +10,13 @@
 //! - [`bins`]: other packages' binaries built from this tree, for end-to-end tests.
 //! - [`sandbox`]: the task sandboxes a testbed leaves, read back; [`CatchUnwind`]: a scenario's
 //!   panic caught so that what it started can be stopped first.
+//! - [`procs`]: which processes of the host show a secret in their arguments.
 
 pub mod bins;
 mod chronos;
 pub mod http;
 mod marathon;
+pub mod procs;
 pub mod sandbox;
 
 pub use chronos::{ChronosCall, FakeChronos};

@@ -14,16 +14,22 @@
 //!   container's `date +%s.%N`, whole seconds where `date` lacks `%N` as BusyBox's does;
 //!   `hostname` from `hostname`, else `$HOST`, reduced to `unknown` if it
 //!   holds anything but `[A-Za-z0-9._-]`; `cpus` the size the run had, from Chronos'
-//!   `CHRONOS_RESOURCE_CPU`, or `null`), `Content-Type: application/json` and, when the supervisor
-//!   issued one, `Authorization: Bearer <report token>`. It uses `curl` if the image has it, else
-//!   `wget` (BusyBox or GNU; bounded by `timeout` when the image has it, because BusyBox 1.35's
-//!   `wget -T` crashes), and retries with exponential backoff ([`super::ReportPolicy`]).
-//!   The name and UUID are checked against strict character sets, so the JSON needs no escaping.
+//!   `CHRONOS_RESOURCE_CPU`, or `null`) and `Content-Type: application/json`. It uses `curl` if the
+//!   image has it, else `wget` (BusyBox or GNU; bounded by `timeout` when the image has it, because
+//!   BusyBox 1.35's `wget -T` crashes), and retries with exponential backoff
+//!   ([`super::ReportPolicy`]). The name and UUID are checked against strict character sets, so
+//!   the JSON needs no escaping.
+//! - **The report token never appears in the command or in any process's arguments**: it is in
+//!   the task's environment as `QOS_REPORT_TOKEN` ([`TOKEN_VAR`], in `environmentVariables`).
+//!   curl gets `Authorization: Bearer <token>` on its standard input (`-H @-`, written by the
+//!   shell's `printf` builtin, which runs no program); wget, which takes headers only as
+//!   arguments, posts a temporary file (`mktemp`, mode 0600, removed after the report) whose body
+//!   carries the token as `report_token` — the supervisor accepts either.
 //! - The task then exits with the **user command's exit code**, so Chronos records failures.
 //! - `environmentVariables` gets `QOS_UUID=<uuid>` (replacing any of that name), so node agents
 //!   (testbed, cgroup-collector) can map the task's container to the job.
-//! - The image needs `sh`, `date`, `sleep` and `curl` or `wget` (the thesis needed
-//!   `/usr/bin/curl` exactly).
+//! - The image needs `sh`, `date`, `sleep` and `curl` (7.55 or later) or `wget` (then also a
+//!   writable `$TMPDIR` or `/tmp`; the thesis needed `/usr/bin/curl` exactly).
 //!
 //! # The schedule: exactly the requested iterations, back to back
 //! The thesis rewrote `R4//PT5M` to the infinite `R//PT5M` and had its supervisor force the next
@@ -597,37 +603,41 @@ impl Plan {
             &self.name,
             uuid.as_str(),
             &settings.supervisor.endpoint("updateTask"),
-            token,
+            token.is_some(),
             settings.report,
         );
         body.insert("command".into(), Value::String(command));
+        if let (Some(t), Some(Value::Array(vars))) = (token, body.get_mut("environmentVariables")) {
+            // In the task's environment, never on a command line (`ps` shows those to every user
+            // of the agent).
+            vars.retain(|v| v.get("name").and_then(Value::as_str) != Some(TOKEN_VAR));
+            vars.push(serde_json::json!({"name": TOKEN_VAR, "value": t}));
+        }
         Value::Object(body)
     }
 }
 
+/// The task environment variable that carries the job's report token.
+pub const TOKEN_VAR: &str = "QOS_REPORT_TOKEN";
+
 /// Falls back to whole seconds where `date` has no `%N` (BusyBox prints it literally).
 const PRECISE: &str = r#"case "$qos_s" in ''|*[!0-9.]*|*.*.*|.*|*.) qos_s=$(date +%s);; esac"#;
 
-/// The whole rewritten command: run `invocation` (already quoted), then report. `name`, `uuid`,
-/// `url` and `token` must have passed their character-set checks.
+/// The whole rewritten command: run `invocation` (already quoted), then report. `name`, `uuid`
+/// and `url` must have passed their character-set checks. With `auth`, the report carries the
+/// token of [`TOKEN_VAR`] without it ever reaching an argument list: curl reads the
+/// `Authorization` header from its standard input (`-H @-`, written by the shell's `printf`
+/// builtin); wget, which takes headers only as arguments, posts a private temporary file (mode
+/// 0600, removed after the report) whose body carries the token as `report_token`.
 #[must_use]
 pub fn report_command(
     invocation: &str,
     name: &str,
     uuid: &str,
     url: &str,
-    token: Option<&str>,
+    auth: bool,
     policy: ReportPolicy,
 ) -> String {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let curl_auth = auth
-        .as_deref()
-        .map(|a| format!(" -H {}", quote_always(&format!("Authorization: {a}"))))
-        .unwrap_or_default();
-    let wget_auth = auth
-        .as_deref()
-        .map(|a| format!(" --header {}", quote_always(&format!("Authorization: {a}"))))
-        .unwrap_or_default();
     let url_q = quote(url);
     let ReportPolicy {
         attempts,
@@ -639,6 +649,24 @@ pub fn report_command(
     let first = first_delay_secs.max(1);
     let max = max_delay_secs.max(first);
     let timeout = timeout_secs.max(1);
+    let curl_base =
+        format!("curl -fsS -m {timeout} -o /dev/null -X POST -H 'Content-Type: application/json'");
+    let wget_base = "$qos_t wget -q -O /dev/null --header 'Content-Type: application/json'";
+    let (curl, wget) = if auth {
+        (
+            format!(
+                r#"printf 'Authorization: Bearer %s\n' "${{{TOKEN_VAR}:-}}" | {curl_base} -H @- --data-binary "$qos_b" {url_q}"#
+            ),
+            format!(
+                r#"if [ -z "$qos_p" ]; then qos_p=$(mktemp 2>/dev/null || printf '%s' "${{TMPDIR:-/tmp}}/qos-report.$$"); (umask 077; printf '%s,"report_token":"%s"}}' "${{qos_b%\}}}}" "${{{TOKEN_VAR}:-}}" > "$qos_p"); fi; {wget_base} --post-file "$qos_p" {url_q}"#
+            ),
+        )
+    } else {
+        (
+            format!(r#"{curl_base} --data-binary "$qos_b" {url_q}"#),
+            format!(r#"{wget_base} --post-data "$qos_b" {url_q}"#),
+        )
+    };
     let parts = [
         format!("qos_s=$(date +%s.%N 2>/dev/null); {PRECISE}"),
         invocation.to_owned(),
@@ -658,15 +686,15 @@ pub fn report_command(
             quote(name),
             quote(uuid)
         ),
-        format!("qos_n=1; qos_d={first}; qos_t="),
+        format!("qos_n=1; qos_d={first}; qos_t=; qos_p="),
         // BusyBox 1.35's `wget -T` crashes; bound wget with `timeout` when the image has it.
         format!("if command -v timeout >/dev/null 2>&1; then qos_t='timeout {timeout}'; fi"),
         format!(
             "while :; do \
              if command -v curl >/dev/null 2>&1; then \
-             curl -fsS -m {timeout} -o /dev/null -X POST -H 'Content-Type: application/json'{curl_auth} --data-binary \"$qos_b\" {url_q} && break; \
+             {curl} && break; \
              elif command -v wget >/dev/null 2>&1; then \
-             $qos_t wget -q -O /dev/null --header 'Content-Type: application/json'{wget_auth} --post-data \"$qos_b\" {url_q} && break; \
+             {wget} && break; \
              else echo 'qos-elastic: neither curl nor wget in this image: iteration not reported' >&2; break; fi; \
              if [ \"$qos_n\" -ge {attempts} ]; then echo \"qos-elastic: iteration report failed $qos_n times; giving up\" >&2; break; fi; \
              echo \"qos-elastic: iteration report failed (try $qos_n), retrying in ${{qos_d}}s\" >&2; \
@@ -674,6 +702,7 @@ pub fn report_command(
              if [ \"$qos_d\" -gt {max} ]; then qos_d={max}; fi; \
              done"
         ),
+        r#"if [ -n "$qos_p" ]; then rm -f "$qos_p"; fi"#.to_owned(),
         r#"exit "$qos_rc""#.to_owned(),
     ];
     parts.join("; ")

@@ -144,9 +144,21 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
             // same host would look like one repeated report where `date` has no sub-seconds.
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
+        // Chronos gives the task the job's environmentVariables (the report token among them).
+        let env = first["environmentVariables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_owned(),
+                    v["value"].as_str().unwrap().to_owned(),
+                )
+            });
         let run = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&command)
+            .envs(env)
             .output()
             .await
             .unwrap();

@@ -1,7 +1,8 @@
 //! The injection test: the rewritten Chronos command is really executed with `sh -c` against an
 //! in-test HTTP server standing in for the supervisor. User commands full of quotes, `$()`,
 //! backticks, `;` and newlines must run literally (exactly as `sh -c <command>` would run them),
-//! and the report must arrive intact, with the right token, through curl or through BusyBox wget.
+//! and the report must arrive intact, with the right token, through curl or through BusyBox wget —
+//! the token taken from the task's environment, never seen in any process' arguments.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -52,7 +53,9 @@ fn toolbox(dir: &Path, image: Image) -> PathBuf {
             }
         }
         Image::BusyBoxWget => {
-            for n in ["sh", "date", "hostname", "sleep", "wget", "timeout"] {
+            for n in [
+                "sh", "date", "hostname", "sleep", "wget", "timeout", "mktemp", "rm",
+            ] {
                 link(busybox(), n);
             }
         }
@@ -74,7 +77,8 @@ fn chronos_job(command: &str) -> Value {
     })
 }
 
-fn rewritten(command: &str, supervisor: &str, policy: ReportPolicy) -> String {
+/// The rewritten command and the environment Chronos gives its task (`environmentVariables`).
+fn rewritten(command: &str, supervisor: &str, policy: ReportPolicy) -> Rewritten {
     let mut settings = Settings::new(SupervisorUrl::parse(supervisor).unwrap());
     settings.report = policy;
     let prepared = rewrite::prepare(
@@ -87,7 +91,28 @@ fn rewritten(command: &str, supervisor: &str, policy: ReportPolicy) -> String {
     )
     .unwrap();
     let req = prepared.request(Some(TOKEN)).unwrap();
-    req["command"].as_str().unwrap().to_owned()
+    let command = req["command"].as_str().unwrap().to_owned();
+    assert!(
+        !command.contains(TOKEN),
+        "the token is not in the command: {command}"
+    );
+    let env = req["environmentVariables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_owned(),
+                v["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    Rewritten { command, env }
+}
+
+struct Rewritten {
+    command: String,
+    env: Vec<(String, String)>,
 }
 
 /// What Chronos puts in `CHRONOS_RESOURCE_CPU` for each run here: a Java double for the curl
@@ -100,7 +125,11 @@ fn chronos_cpu(image: Image) -> &'static str {
     }
 }
 
-async fn run(command: &str, image: Image, workdir: &Path) -> Output {
+async fn run(command: &Rewritten, image: Image, workdir: &Path) -> Output {
+    run_with(&command.command, &command.env, image, workdir).await
+}
+
+async fn run_with(command: &str, env: &[(String, String)], image: Image, workdir: &Path) -> Output {
     let path = toolbox(workdir, image);
     let shell = match image {
         Image::Curl => "/bin/sh".to_owned(),
@@ -114,6 +143,8 @@ async fn run(command: &str, image: Image, workdir: &Path) -> Output {
         .env("PATH", &path)
         .env("HOST", "agent-7")
         .env("CHRONOS_RESOURCE_CPU", chronos_cpu(image))
+        .env("TMPDIR", workdir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .await
         .expect("run the rewritten command")
@@ -129,7 +160,16 @@ fn fast() -> ReportPolicy {
 }
 
 async fn literal_run(image: Image) {
-    let sup = Fake::start(|_, _| (200, "OK".into())).await;
+    // While a report is being answered its sender is alive: no process may show the token.
+    let exposed: std::sync::Arc<std::sync::Mutex<Vec<(u32, String)>>> = Default::default();
+    let seen = std::sync::Arc::clone(&exposed);
+    let sup = Fake::start(move |_, _| {
+        seen.lock()
+            .unwrap()
+            .extend(testkit::procs::argv_containing(TOKEN));
+        (200, "OK".into())
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let command = rewritten(NASTY, &sup.url, fast());
     let before = std::time::SystemTime::now()
@@ -149,6 +189,16 @@ async fn literal_run(image: Image) {
         !dir.path().join("PWNED").exists(),
         "{image:?}: text of the command was executed"
     );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "bin")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{image:?}: the report's temporary file is removed: {left:?}"
+    );
 
     let reports = sup.requests_to("POST", "/updateTask");
     assert_eq!(
@@ -158,16 +208,33 @@ async fn literal_run(image: Image) {
     );
     let r = &reports[0];
     assert_eq!(
-        r.header("authorization"),
-        Some(format!("Bearer {TOKEN}").as_str())
+        *exposed.lock().unwrap(),
+        [],
+        "{image:?}: the token was in a process' arguments"
     );
+    // curl sends the header (read from its stdin); wget, which takes headers only as
+    // arguments, sends the token in the body instead.
+    let (auth, token_in_body) = match image {
+        Image::Curl => (Some(format!("Bearer {TOKEN}")), None),
+        Image::BusyBoxWget => (None, Some(TOKEN)),
+    };
+    assert_eq!(r.header("authorization"), auth.as_deref(), "{image:?}");
     assert!(
         r.header("content-type")
             .unwrap_or("")
             .starts_with("application/json"),
         "{image:?}"
     );
-    let body = r.json();
+    let mut body = r.json();
+    assert_eq!(
+        body.as_object_mut()
+            .unwrap()
+            .shift_remove("report_token")
+            .as_ref()
+            .and_then(Value::as_str),
+        token_in_body,
+        "{image:?}"
+    );
     let report: qos_core::wire::UpdateTask = serde_json::from_value(body.clone()).unwrap();
     assert_eq!(report.name, "inject.test-1");
     assert_eq!(report.uuid, UUID);
@@ -219,7 +286,7 @@ async fn nasty_command_runs_literally_and_reports_with_busybox_wget() {
 async fn output_equals_plain_sh_c() {
     // The wrapper must not change what the command does: same output as `sh -c NASTY`.
     let dir = tempfile::tempdir().unwrap();
-    let plain = run(NASTY, Image::Curl, dir.path()).await;
+    let plain = run_with(NASTY, &[], Image::Curl, dir.path()).await;
     assert_eq!(String::from_utf8_lossy(&plain.stdout), EXPECTED_OUTPUT);
     assert_eq!(plain.status.code(), Some(7));
 }
@@ -340,7 +407,7 @@ async fn marathon_command_reaches_shell_trap_as_exact_words() {
     let cmd = request["cmd"].as_str().unwrap().to_owned();
     assert_eq!(request["env"]["SHELL_TRAP_REPORT_TOKEN"], TOKEN);
     // Marathon runs `cmd` with /bin/sh -c.
-    let out = run(&cmd, Image::Curl, dir.path()).await;
+    let out = run_with(&cmd, &[], Image::Curl, dir.path()).await;
     let args: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .split("]\n")
         .filter(|s| !s.is_empty())

@@ -106,7 +106,9 @@ async fn chronos_at(
         match (r.method.as_str(), path) {
             ("GET", "/jobs" | "/jobs/search") => (200, existing.to_string()),
             ("POST", "/iso8601") => post.clone(),
-            ("DELETE", p) if p.starts_with("/job/") => (204, String::new()),
+            ("DELETE", p) if p.starts_with("/job/") || p.starts_with("/task/kill/") => {
+                (204, String::new())
+            }
             _ => (404, "<html>Not Found</html>".to_owned()),
         }
     })
@@ -229,8 +231,15 @@ async fn chronos_submit_detects_v2_and_embeds_the_report_token() {
     assert_eq!(job["retries"], 0);
     let command = job["command"].as_str().unwrap();
     assert!(
-        command.contains(&format!("Authorization: Bearer {TOKEN}")),
-        "{command}"
+        !command.contains(TOKEN),
+        "never on the command line: {command}"
+    );
+    assert!(
+        job["environmentVariables"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "QOS_REPORT_TOKEN", "value": TOKEN})),
+        "{job:#}"
     );
     assert!(
         command.contains(&format!("{}/updateTask", sup.url)),
@@ -701,7 +710,7 @@ async fn list_status_and_cancel() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("deleted from chronos"),
+        text(&out.stdout).contains("its running task killed and the job deleted from Chronos"),
         "{}",
         text(&out.stdout)
     );
@@ -710,10 +719,17 @@ async fn list_status_and_cancel() {
             .len(),
         1
     );
-    assert_eq!(
-        chr.requests_to("DELETE", "/scheduler/job/openmpLinpack1")
-            .len(),
-        1
+    // The running task is killed before the job is deleted (Chronos 2.x would leave it running).
+    let ev = events_of(&events);
+    let kill = ev
+        .iter()
+        .position(|e| e == "chronos DELETE /scheduler/task/kill/openmpLinpack1");
+    let delete = ev
+        .iter()
+        .position(|e| e == "chronos DELETE /scheduler/job/openmpLinpack1");
+    assert!(
+        kill.is_some() && delete.is_some() && kill < delete,
+        "{ev:?}"
     );
 
     let out = launcher(&["list", "-i", &dead_url()]).await;

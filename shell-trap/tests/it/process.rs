@@ -583,8 +583,6 @@ fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
         &url,
         "--checkpoint-dir",
         &dir.path().display().to_string(),
-        "--report-token",
-        "t",
         "--report-timeout",
         "60",
         "--strategy",
@@ -598,7 +596,7 @@ fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let mut first = Trap::spawn(&args, &[]);
+    let mut first = Trap::spawn(&args, &[("SHELL_TRAP_REPORT_TOKEN", "t")]);
     first
         .wait_stdout("qos-counter: starting from 0", Duration::from_secs(10))
         .expect("the job starts while its start report hangs");
@@ -634,4 +632,62 @@ fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
     assert!(st.success(), "{}", second.stderr());
     check_chain(&[first.stdout(), second.stdout()], TARGET);
     assert_eq!(restored_flags(&sup, &uuid), [true]);
+}
+
+/// A cancelled job (the supervisor's view says `cancelled`): on SIGTERM shell-trap stops it
+/// without a checkpoint and deletes the job's checkpoint directory, the one saved by an earlier
+/// restart included; cancelled with `keep_checkpoints`, it saves the work as for a restart.
+#[test]
+fn a_cancelled_job_leaves_no_checkpoint_unless_asked_to_keep_them() {
+    let _g = serial();
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    for keep in [false, true] {
+        let uuid = job_uuid();
+        let job_dir = dir.path().join(&uuid);
+        // A first incarnation stopped for a restart: a sealed checkpoint.
+        let args = counter_args(&uuid, &sup, dir.path(), "app", 1.0, TARGET);
+        let mut t = Trap::spawn(&args, &[]);
+        t.wait_stdout("qos-counter: starting from 0", Duration::from_secs(10))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        t.signal(Signal::SIGTERM);
+        let (st, _) = t.wait(Duration::from_secs(20));
+        assert!(st.success(), "{}", t.stderr());
+        assert!(job_dir.exists(), "{}", t.stderr());
+        // The second is running when the job is cancelled.
+        let mut t = Trap::spawn(&args, &[]);
+        t.wait_stdout("qos-counter: resumed at", Duration::from_secs(10))
+            .unwrap();
+        let pid = job_pid(&t);
+        let mut view = serde_json::json!({"uuid": uuid, "state": "cancelled"});
+        if keep {
+            view["keep_checkpoints"] = serde_json::json!(true);
+        }
+        sup.set_job(&uuid, view);
+        t.signal(Signal::SIGTERM);
+        let (st, _) = t.wait(Duration::from_secs(20));
+        assert!(st.success(), "{}", t.stderr());
+        assert!(!pid_alive(pid), "the job {pid} outlived shell-trap");
+        if keep {
+            assert!(
+                t.stderr().contains("checkpoint of incarnation"),
+                "{}",
+                t.stderr()
+            );
+            assert!(job_dir.exists(), "kept: {}", t.stderr());
+        } else {
+            assert!(
+                t.stderr().contains("the job was cancelled"),
+                "{}",
+                t.stderr()
+            );
+            assert!(
+                !job_dir.exists(),
+                "{} is left: {}",
+                job_dir.display(),
+                t.stderr()
+            );
+        }
+    }
 }

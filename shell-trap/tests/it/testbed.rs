@@ -110,8 +110,6 @@ fn testbed_marathon_resizes_restart_the_job_three_times_without_losing_work() {
         quote(&ckpt.display().to_string()),
         "--strategy".into(),
         "app".into(),
-        "--report-token".into(),
-        quote(&format!("token-{uuid}")),
         "--runtime".into(),
         "process".into(),
         "--".into(),
@@ -125,7 +123,7 @@ fn testbed_marathon_resizes_restart_the_job_three_times_without_losing_work() {
         "taskKillGracePeriodSeconds": 10, "backoffSeconds": 3600,
         "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0},
         "labels": {"qos.uuid": uuid},
-        "env": {"SHELL_TRAP_GRACE": "8"}
+        "env": {"SHELL_TRAP_GRACE": "8", "SHELL_TRAP_REPORT_TOKEN": format!("token-{uuid}")}
     }))
     .unwrap();
 

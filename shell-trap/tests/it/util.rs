@@ -64,6 +64,8 @@ pub(crate) struct Report {
 pub(crate) struct Supervisor {
     pub(crate) url: String,
     reports: Arc<Mutex<Vec<Report>>>,
+    /// What `GET /api/v1/jobs/{uuid}` answers, per UUID (404 for the others).
+    jobs: Arc<Mutex<std::collections::HashMap<String, Value>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -97,7 +99,23 @@ impl Supervisor {
             });
             "ok"
         }
+        let jobs: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
+        let views = jobs.clone();
         let app = Router::new()
+            .route(
+                "/api/v1/jobs/{uuid}",
+                axum::routing::get(
+                    move |axum::extract::Path(uuid): axum::extract::Path<String>| async move {
+                        match views.lock().unwrap().get(&uuid) {
+                            Some(v) => (axum::http::StatusCode::OK, axum::Json(v.clone())),
+                            None => (
+                                axum::http::StatusCode::NOT_FOUND,
+                                axum::Json(serde_json::json!({"error": {"code": "not_found"}})),
+                            ),
+                        }
+                    },
+                ),
+            )
             .route(
                 "/initMarathonApp",
                 post(|s, h, b| record("initMarathonApp", s, h, b)),
@@ -115,8 +133,14 @@ impl Supervisor {
         Self {
             url,
             reports,
+            jobs,
             _rt: rt,
         }
+    }
+
+    /// Makes `GET /api/v1/jobs/{uuid}` answer `view`.
+    pub(crate) fn set_job(&self, uuid: &str, view: Value) {
+        self.jobs.lock().unwrap().insert(uuid.to_owned(), view);
     }
 
     pub(crate) fn reports(&self) -> Vec<Report> {
@@ -174,8 +198,12 @@ fn pump(
     })
 }
 
-/// Common flags: `--uuid U --supervisor URL --checkpoint-dir D --report-token T`.
+/// Common flags: `--uuid U --supervisor URL --checkpoint-dir D --report-token-file F`, the
+/// token `token-<uuid>` written to `F` (`D/<uuid>.token`: never on the command line).
 pub(crate) fn base_args(uuid: &str, sup: &Supervisor, dir: &Path) -> Vec<String> {
+    let token_file = dir.join(format!("{uuid}.token"));
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&token_file, format!("token-{uuid}\n")).unwrap();
     vec![
         "--uuid".into(),
         uuid.into(),
@@ -183,8 +211,8 @@ pub(crate) fn base_args(uuid: &str, sup: &Supervisor, dir: &Path) -> Vec<String>
         sup.url.clone(),
         "--checkpoint-dir".into(),
         dir.display().to_string(),
-        "--report-token".into(),
-        format!("token-{uuid}"),
+        "--report-token-file".into(),
+        token_file.display().to_string(),
         "--report-timeout".into(),
         "5".into(),
     ]

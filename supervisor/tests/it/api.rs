@@ -633,6 +633,65 @@ async fn tokens_admin_and_per_job() {
         "unauthorized",
         None,
     );
+    // `/updateTask` also takes the job's token in its body (the Chronos wrapper's wget path,
+    // which can send headers only as command-line arguments) — its own job's only.
+    let c = uuid(10);
+    let chronos = json!({"uuid": c, "name": "c", "framework": "chronos", "iterations": 3,
+        "qos": {"duration": 100, "deadline": 1000, "desv_deadline": 0.2}, "cpus": 1});
+    let (_, rc) = h
+        .admin("POST", "/api/v1/jobs", Some(&chronos.to_string()))
+        .await;
+    let c_token = rc["report_token"].as_str().unwrap().to_owned();
+    let with_token = |t: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&update_task(&c, "c", T0, T0 + 1.0)).unwrap();
+        v["report_token"] = json!(t);
+        v.to_string()
+    };
+    assert_error(
+        &h.call("POST", "/updateTask", Some(&with_token(&token)), &[])
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        None,
+    );
+    let (s, v) = h
+        .call("POST", "/updateTask", Some(&with_token(&c_token)), &[])
+        .await;
+    assert_eq!(
+        (s, &v["status"]),
+        (StatusCode::OK, &json!("applied")),
+        "{v}"
+    );
+
+    // Cancelling keeps a Marathon job's checkpoints only when asked, and says so in its view.
+    assert_error(
+        &h.admin(
+            "DELETE",
+            &format!("/api/v1/jobs/{other}?keep_checkpoints=maybe"),
+            None,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("keep_checkpoints"),
+    );
+    assert_eq!(
+        h.admin(
+            "DELETE",
+            &format!("/api/v1/jobs/{other}?keep_checkpoints=true"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, view) = h.admin("GET", &format!("/api/v1/jobs/{other}"), None).await;
+    assert_eq!(
+        (&view["state"], &view["keep_checkpoints"]),
+        (&json!("cancelled"), &json!(true)),
+        "{view}"
+    );
     // Open routes.
     for p in ["/", "/healthz", "/readyz", "/metrics"] {
         assert_eq!(h.call("GET", p, None, &[]).await.0, StatusCode::OK, "{p}");

@@ -572,13 +572,12 @@ async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                     })?;
                 done = Some((framework, what));
             }
-            let checkpoints = (framework == Some(Framework::Marathon)).then(|| {
-                if keep_checkpoints {
+            let checkpoints =
+                (framework == Some(Framework::Marathon)).then_some(if keep_checkpoints {
                     "kept"
                 } else {
                     "removed by shell-trap"
-                }
-            });
+                });
             match global.output {
                 Output::Json => write_out(
                     out,

@@ -18,6 +18,33 @@ fn config(version: ChronosVersion) -> testbed::Config {
     }
 }
 
+/// A testbed with one Chronos generation; the client's detection must find it, and the other
+/// generation's prefix must not answer.
+async fn one_version(version: ChronosVersion) -> (Bed, String, reqwest::Client, ChronosClient) {
+    let bed = start(config(version)).await;
+    let base = bed.testbed.urls().chronos.clone();
+    let http = reqwest::Client::new();
+    let detected = ChronosClient::detect(&Credentials::new(&base).unwrap(), client_config())
+        .await
+        .unwrap();
+    let (api, other) = match version {
+        ChronosVersion::V2 => (ChronosApiVersion::V2, "v1/scheduler"),
+        _ => (ChronosApiVersion::V3, "scheduler"),
+    };
+    assert_eq!(detected.api_version(), api);
+    let r = http
+        .get(format!("{base}/{other}/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    (bed, base, http, detected)
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn status_and_body(r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
     (status, r.text().await.unwrap())
@@ -25,20 +52,8 @@ async fn status_and_body(r: reqwest::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn chronos_3_keeps_3x_fields_and_runs_a_past_start() {
-    let bed = start(config(ChronosVersion::V3)).await;
-    let base = bed.testbed.urls().chronos.clone();
-    let http = reqwest::Client::new();
     // Only /v1/scheduler exists: the client's detection finds 3.x.
-    let detected = ChronosClient::detect(&Credentials::new(&base).unwrap(), client_config())
-        .await
-        .unwrap();
-    assert_eq!(detected.api_version(), ChronosApiVersion::V3);
-    let r = http
-        .get(format!("{base}/scheduler/jobs"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    let (bed, base, http, detected) = one_version(ChronosVersion::V3).await;
 
     // 3.x keeps networkInfos, networkName and external volumes, and writes port numbers as
     // strings.
@@ -59,14 +74,8 @@ async fn chronos_3_keeps_3x_fields_and_runs_a_past_start() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    let got: Value = http
-        .get(format!("{base}/v1/scheduler/job/{name}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job_url = format!("{base}/v1/scheduler/job/{name}");
+    let got = get_json(&http, &job_url).await;
     let c = &got["container"];
     assert_eq!(c["networkName"], "dcos");
     assert_eq!(
@@ -78,14 +87,7 @@ async fn chronos_3_keeps_3x_fields_and_runs_a_past_start() {
     // The client reads it back, and a re-post of what it read keeps every 3.x field.
     let read = detected.get_job(&name).await.unwrap();
     detected.put_job(&read).await.unwrap();
-    let again: Value = http
-        .get(format!("{base}/v1/scheduler/job/{name}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = get_json(&http, &job_url).await;
     assert_eq!(again, got);
 
     // 3.x error shapes: PUT is gone from /iso8601, refusals are ApiResults.
@@ -144,19 +146,8 @@ async fn chronos_3_keeps_3x_fields_and_runs_a_past_start() {
 
 #[tokio::test]
 async fn chronos_2_speaks_251_and_skips_a_past_start() {
-    let bed = start(config(ChronosVersion::V2)).await;
-    let base = bed.testbed.urls().chronos.clone();
-    let http = reqwest::Client::new();
-    let detected = ChronosClient::detect(&Credentials::new(&base).unwrap(), client_config())
-        .await
-        .unwrap();
-    assert_eq!(detected.api_version(), ChronosApiVersion::V2);
-    let r = http
-        .get(format!("{base}/v1/scheduler/jobs"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    // Only /scheduler exists: the client's detection finds 2.x.
+    let (bed, base, http, detected) = one_version(ChronosVersion::V2).await;
 
     // 2.5.1 error shapes: a bad schedule is an empty 400, a bad name the plain message.
     let (status, body) = status_and_body(

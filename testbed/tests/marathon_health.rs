@@ -15,6 +15,16 @@ async fn app_json(base: &str, id: &str) -> Option<Value> {
     r.json::<Value>().await.ok().map(|v| v["app"].clone())
 }
 
+async fn create(base: &str, app: &Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v2/apps"))
+        .json(app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+}
+
 #[tokio::test]
 async fn http_check_of_a_real_server_makes_the_task_healthy() {
     let bed = start(small()).await;
@@ -26,13 +36,7 @@ async fn http_check_of_a_real_server_makes_the_task_healthy() {
         "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
             "gracePeriodSeconds": 10, "intervalSeconds": 1, "timeoutSeconds": 2,
             "maxConsecutiveFailures": 3}]});
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v2/apps"))
-        .json(&app)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    create(&base, &app).await;
     let healthy = wait_for("a healthy task", Duration::from_secs(20), || async {
         let a = app_json(&base, &id).await?;
         (a["tasksHealthy"] == 1 && a["deployments"].as_array()?.is_empty()).then_some(a)
@@ -60,13 +64,7 @@ async fn failing_command_check_kills_and_replaces_the_task_until_it_passes() {
             "command": {"value": format!("test -f {} && test -n \"$MESOS_TASK_ID\"", marker.display())},
             "gracePeriodSeconds": 0, "intervalSeconds": 1, "timeoutSeconds": 2,
             "maxConsecutiveFailures": 2}]});
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v2/apps"))
-        .json(&app)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    create(&base, &app).await;
     // Unhealthy first: failures counted, the cause shown.
     let unhealthy = wait_for("an unhealthy task", Duration::from_secs(20), || async {
         let a = app_json(&base, &id).await?;

@@ -137,6 +137,21 @@ async fn every_real_file_goes_through_or_is_refused_naming_its_field() {
     let now = launcher::submit::now_epoch();
     let mut outcomes = BTreeMap::new();
 
+    // The launcher's outcome for `job` (with `qos`), its rewrite offered to `post_url`.
+    let attempt = async |framework: Framework,
+                         job: &Value,
+                         name: &str,
+                         taken: u16,
+                         post_url: &str,
+                         del: &str| {
+        let prepared = rewrite::prepare(framework, job, name, &settings, uuid.clone(), now);
+        let mut o = outcome(taken, &prepared);
+        if let Ok(p) = &prepared {
+            let req = p.request(Some("rt-token")).unwrap();
+            o["rewritten"] = json!(offer(&http, post_url, &req, del).await);
+        }
+        o
+    };
     for (name, raw) in files("marathon/apps") {
         let id = raw["id"]
             .as_str()
@@ -144,22 +159,11 @@ async fn every_real_file_goes_through_or_is_refused_naming_its_field() {
             .map(|a| a.as_str().to_owned())
             .unwrap_or_default();
         let del = format!("{base}/v2/apps{id}?force=true");
-        let framework = offer(&http, &format!("{base}/v2/apps"), &raw, &del).await;
+        let apps = format!("{base}/v2/apps");
+        let taken = offer(&http, &apps, &raw, &del).await;
         let mut job = raw.clone();
         job["qos"] = qos();
-        let prepared = rewrite::prepare(
-            Framework::Marathon,
-            &job,
-            &name,
-            &settings,
-            uuid.clone(),
-            now,
-        );
-        let mut o = outcome(framework, &prepared);
-        if let Ok(p) = &prepared {
-            let req = p.request(Some("rt-token")).unwrap();
-            o["rewritten"] = json!(offer(&http, &format!("{base}/v2/apps"), &req, &del).await);
-        }
+        let o = attempt(Framework::Marathon, &job, &name, taken, &apps, &del).await;
         outcomes.insert(format!("marathon/apps/{name}"), o);
     }
     for (name, raw) in files("chronos/jobs") {
@@ -169,25 +173,18 @@ async fn every_real_file_goes_through_or_is_refused_naming_its_field() {
         } else {
             "iso8601"
         };
-        let url = format!("{base}/v1/scheduler/{endpoint}");
+        let iso = format!("{base}/v1/scheduler/iso8601");
         let del = format!("{base}/v1/scheduler/job/{job_name}");
-        let framework = offer(&http, &url, &raw, &del).await;
+        let taken = offer(
+            &http,
+            &format!("{base}/v1/scheduler/{endpoint}"),
+            &raw,
+            &del,
+        )
+        .await;
         let mut job = raw.clone();
         job["qos"] = qos();
-        let prepared = rewrite::prepare(
-            Framework::Chronos,
-            &job,
-            &name,
-            &settings,
-            uuid.clone(),
-            now,
-        );
-        let mut o = outcome(framework, &prepared);
-        if let Ok(p) = &prepared {
-            let req = p.request(Some("rt-token")).unwrap();
-            o["rewritten"] =
-                json!(offer(&http, &format!("{base}/v1/scheduler/iso8601"), &req, &del).await);
-        }
+        let mut o = attempt(Framework::Chronos, &job, &name, taken, &iso, &del).await;
         // Infinite schedules are refused (QoS needs a count); the same job made finite goes on.
         if let Some(s) = raw
             .get("schedule")
@@ -195,21 +192,7 @@ async fn every_real_file_goes_through_or_is_refused_naming_its_field() {
             .filter(|s| s.starts_with("R/"))
         {
             job["schedule"] = json!(format!("R3/{}", &s[2..]));
-            let finite = rewrite::prepare(
-                Framework::Chronos,
-                &job,
-                &name,
-                &settings,
-                uuid.clone(),
-                now,
-            );
-            let mut f = outcome(framework, &finite);
-            if let Ok(p) = &finite {
-                let req = p.request(Some("rt-token")).unwrap();
-                f["rewritten"] =
-                    json!(offer(&http, &format!("{base}/v1/scheduler/iso8601"), &req, &del).await);
-            }
-            o["made_finite"] = f;
+            o["made_finite"] = attempt(Framework::Chronos, &job, &name, taken, &iso, &del).await;
         }
         outcomes.insert(format!("chronos/jobs/{name}"), o);
     }

@@ -87,6 +87,26 @@ struct Job {
     parents_done: HashSet<String>,
 }
 
+impl Job {
+    /// Stores the schedule after a run, as Chronos rewrites it; an exhausted one disables the job.
+    fn advance(&mut self, next: Option<Schedule>) {
+        match next {
+            Some(next) => {
+                self.def
+                    .map
+                    .insert("schedule".into(), json!(next.to_chronos_string()));
+                if next.is_exhausted() {
+                    self.def.map.insert("disabled".into(), json!(true));
+                    self.next = None;
+                } else {
+                    self.next = Some(next);
+                }
+            }
+            None => self.next = None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct CState {
     jobs: BTreeMap<String, Job>,
@@ -213,16 +233,7 @@ impl Chronos {
                                     attempt: 0,
                                     arguments: String::new(),
                                 });
-                                let next = skip_forward(&sched, due, now);
-                                job.def
-                                    .map
-                                    .insert("schedule".into(), json!(next.to_chronos_string()));
-                                if next.is_exhausted() {
-                                    job.def.map.insert("disabled".into(), json!(true));
-                                    job.next = None;
-                                } else {
-                                    job.next = Some(next);
-                                }
+                                job.advance(Some(skip_forward(&sched, due, now)));
                             }
                         }
                     }
@@ -253,20 +264,7 @@ impl Chronos {
                         arguments: String::new(),
                     });
                 }
-                match after {
-                    Some(next) => {
-                        job.def
-                            .map
-                            .insert("schedule".into(), json!(next.to_chronos_string()));
-                        if next.is_exhausted() {
-                            job.def.map.insert("disabled".into(), json!(true));
-                            job.next = None;
-                        } else {
-                            job.next = Some(next);
-                        }
-                    }
-                    None => job.next = None,
-                }
+                job.advance(after);
             }
             if let Some((at, _)) = &job.retry {
                 if *at <= inow {

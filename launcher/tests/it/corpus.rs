@@ -46,10 +46,12 @@ fn qos() -> Value {
     json!({"duration": 2, "deadline": 600, "desv_deadline": 0.2})
 }
 
+/// One agent with room for every app of the corpus at once (the secrets example takes Marathon's
+/// default of 1 CPU).
 async fn testbed() -> testbed::Testbed {
     let config = testbed::Config {
         agents: 1,
-        cpus_per_agent: 1.0,
+        cpus_per_agent: 4.0,
         no_cgroups: true,
         process_kill_grace_secs: 0.5,
         ..testbed::Config::default()
@@ -318,4 +320,111 @@ async fn chronos_sample_job_with_a_2012_start_runs_all_its_iterations() {
     );
     assert!(reports.lock().unwrap().iter().all(|r| r["exit_code"] == 0));
     bed.stop().await;
+}
+
+/// The corpus' Marathon apps that run without an image (commands, one in a Mesos container with
+/// `linuxInfo`, one with a secret in its environment), submitted with the launcher binary to the
+/// testbed's Marathon: each runs under the real shell-trap, which reports the start for the job's
+/// UUID.
+#[tokio::test(flavor = "multi_thread")]
+async fn corpus_command_apps_run_under_shell_trap_on_the_testbed() {
+    let bins = tokio::task::spawn_blocking(|| testkit::bins::workspace_bins(&["shell-trap"]))
+        .await
+        .unwrap();
+    let bed = testbed().await;
+    let outcome = testkit::CatchUnwind(Box::pin(command_apps_scenario(&bed, &bins))).await;
+    bed.stop().await;
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
+
+async fn command_apps_scenario(bed: &testbed::Testbed, bins: &BTreeMap<String, PathBuf>) {
+    let (started_tx, mut started_rx) = tokio::sync::watch::channel(Vec::<String>::new());
+    let sup = Fake::start(
+        move |r: &Recorded, _| match (r.method.as_str(), r.path.as_str()) {
+            ("POST", "/api/v1/jobs") => (
+                201,
+                json!({"uuid": r.json()["uuid"], "report_token": "rt-corpus"}).to_string(),
+            ),
+            ("POST", "/initMarathonApp") => {
+                let uuid = r.json()["uuid"].as_str().unwrap_or_default().to_owned();
+                started_tx.send_modify(|s| s.push(uuid));
+                (200, "{}".to_owned())
+            }
+            ("POST", _) => (200, "{}".to_owned()),
+            _ => (
+                404,
+                json!({"error": {"code": "not_found", "message": "no route"}}).to_string(),
+            ),
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("marathon.json");
+    std::fs::write(
+        &creds,
+        json!({"url": bed.urls().marathon, "user": "", "password": ""}).to_string(),
+    )
+    .unwrap();
+    let mut uuids = Vec::new();
+    for file in [
+        "basic-hello.json",
+        "health-checks-foo.json",
+        "ucr-seccomp.json",
+        "secret-env.json",
+    ] {
+        let mut app = files("marathon/apps")
+            .into_iter()
+            .find(|(n, _)| n == file)
+            .unwrap()
+            .1;
+        app["id"] = json!(format!(
+            "/corpus-{}-{}",
+            file.trim_end_matches(".json"),
+            std::process::id()
+        ));
+        app["qos"] = qos();
+        let path = dir.path().join(file);
+        std::fs::write(&path, app.to_string()).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_launcher"))
+            .args([
+                "submit",
+                &path.display().to_string(),
+                "--creds",
+                &creds.display().to_string(),
+                "-i",
+                &sup.url,
+                "-o",
+                "json",
+                "--shell-trap",
+                &bins["shell-trap"].display().to_string(),
+                "--checkpoint-dir",
+                &dir.path().join("ckpt").display().to_string(),
+            ])
+            .env_clear()
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        uuids.push(answer["uuid"].as_str().unwrap().to_owned());
+    }
+    let all = uuids.clone();
+    let mut rx = started_rx.clone();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        rx.wait_for(|s| all.iter().all(|u| s.contains(u))),
+    )
+    .await;
+    assert!(
+        matches!(waited, Ok(Ok(_))),
+        "every app started under shell-trap: {:?} of {uuids:?}",
+        started_rx.borrow()
+    );
 }

@@ -340,7 +340,7 @@ async fn corpus_command_apps_run_under_shell_trap_on_the_testbed() {
 }
 
 async fn command_apps_scenario(bed: &testbed::Testbed, bins: &BTreeMap<String, PathBuf>) {
-    let (started_tx, mut started_rx) = tokio::sync::watch::channel(Vec::<String>::new());
+    let (started_tx, started_rx) = tokio::sync::watch::channel(Vec::<String>::new());
     let sup = Fake::start(
         move |r: &Recorded, _| match (r.method.as_str(), r.path.as_str()) {
             ("POST", "/api/v1/jobs") => (

@@ -179,6 +179,10 @@ pub(crate) struct Cluster {
     docker: Option<DockerRuntime>,
     work_dir: PathBuf,
     owns_work_dir: bool,
+    /// This testbed's recovery record (none when `state_dir` cannot be written).
+    registry: Option<crate::recovery::Registry>,
+    /// What was cleaned, at start, after testbeds that died.
+    pub(crate) recovered: Vec<crate::recovery::Recovered>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -194,6 +198,14 @@ impl Cluster {
     pub(crate) async fn start(cfg: Config) -> anyhow::Result<Arc<Self>> {
         cfg.validate()?;
         let id = uuid_v4();
+        // First what dead testbeds left: their tasks hold CPUs this one is about to offer.
+        let recovered = crate::recovery::recover(&cfg.state_dir, |host, cluster| async move {
+            match host {
+                Some(h) => crate::docker::remove_cluster_containers(&h, &cluster).await,
+                None => Ok(Vec::new()),
+            }
+        })
+        .await;
         let (cgroups, cgroup_note) = if cfg.no_cgroups {
             (None, Some("cgroups disabled by configuration".to_owned()))
         } else {
@@ -260,6 +272,32 @@ impl Cluster {
             None => (std::env::temp_dir().join(format!("qos-testbed-{id}")), true),
         };
         std::fs::create_dir_all(&work_dir)?;
+        let record = crate::recovery::Record {
+            cluster_id: id.clone(),
+            pid: std::process::id(),
+            cgroup_root: cfg.cgroup_root.clone(),
+            cgroup_prefix: cfg.cgroup_prefix.clone(),
+            agents: agents
+                .iter()
+                .filter(|a| a.cgroup.is_some())
+                .map(|a| a.id.clone())
+                .collect(),
+            meta_dir: cfg.meta_dir.clone(),
+            owned_work_dir: owns_work_dir.then(|| work_dir.clone()),
+            docker_host: docker.as_ref().map(|_| crate::docker::docker_host(&cfg)),
+            tasks: Default::default(),
+        };
+        let registry = match crate::recovery::Registry::open(&cfg.state_dir, record) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(
+                    "no recovery record in {} ({e}): should this testbed die without stopping, \
+                     the next one cannot clean up its tasks",
+                    cfg.state_dir.display()
+                );
+                None
+            }
+        };
         let state = State {
             used: vec![Used::default(); agents.len()],
             ..State::default()
@@ -275,6 +313,8 @@ impl Cluster {
             docker,
             work_dir,
             owns_work_dir,
+            registry,
+            recovered,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
@@ -548,6 +588,7 @@ impl Cluster {
             let parent = a.cgroup.as_ref().map(|g| format!("/{}", g.rel().display()));
             let run = crate::docker::DockerRun {
                 task_id: &task_id,
+                cluster: &self.id,
                 container,
                 command: &spec.command,
                 env: &env,
@@ -618,6 +659,9 @@ impl Cluster {
         self.remove_meta(&a.id, &task_id);
         if let Some(cid) = cid {
             self.remove_meta(&a.id, &cid);
+        }
+        if let Some(r) = &self.registry {
+            r.task_ended(&task_id);
         }
         {
             let mut st = self.lock();
@@ -728,6 +772,9 @@ impl Cluster {
             Err(e) => return Outcome::Failed(format!("cannot start {}: {e}", argv[0])),
         };
         let pid = child.id();
+        if let (Some(r), Some(pid)) = (&self.registry, pid) {
+            r.task_started(task_id, pid);
+        }
         if let (Some(g), Some(pid)) = (&cgroup, pid) {
             // Report RUNNING only once the command runs inside its cgroups.
             wait_joined(g, pid).await;
@@ -737,12 +784,12 @@ impl Cluster {
             l.state = TaskState::Running;
         }
         let _ = sink.send(update(TaskState::Running, String::new()));
-        tokio::select! {
+        let pgid = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+        let outcome = tokio::select! {
             status = child.wait() => status_outcome(status),
             grace = wait_kill(kill_rx, default_grace) => {
                 self.set_state(task_id, TaskState::Killing);
                 let _ = sink.send(update(TaskState::Killing, String::new()));
-                let pgid = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
                 if let Some(pg) = pgid {
                     let _ = killpg(pg, Signal::SIGTERM);
                 }
@@ -779,7 +826,14 @@ impl Cluster {
                 }
                 Outcome::Killed("Command terminated on request".to_owned())
             }
+        };
+        // The container ends with its main process, as a Mesos container is destroyed then:
+        // whatever the task left in its process group goes too (its cgroup, when it has one,
+        // is emptied and removed by the caller).
+        if let Some(pg) = pgid {
+            let _ = killpg(pg, Signal::SIGKILL);
         }
+        outcome
     }
 
     /// `<meta_dir>/<agent>/<task>/qos.json` for cgroup-collector. Best effort.
@@ -944,6 +998,7 @@ impl Cluster {
                 "cpu_limits_note": self.cgroup_note,
                 "cgroup": a.cgroup.as_ref().map(|g| g.rel().display().to_string()),
                 "runtime": match self.cfg.runtime { RuntimeKind::Process => "process", RuntimeKind::Docker => "docker" },
+                "recovered": self.recovered,
             },
         })
     }
@@ -989,6 +1044,9 @@ impl Cluster {
         let _ = std::fs::remove_dir(&self.cfg.meta_dir);
         if self.owns_work_dir {
             let _ = std::fs::remove_dir_all(&self.work_dir);
+        }
+        if let Some(r) = &self.registry {
+            r.close();
         }
     }
 }

@@ -7,6 +7,7 @@
 //! runtime = "process"          # or "docker"
 //! cgroup_prefix = "qos-testbed"
 //! meta_dir = "/run/qos-testbed"
+//! state_dir = "/var/lib/qos-testbed"   # recovery records (see the recovery module)
 //! chronos_failure_retry_ms = 60000
 //! ```
 
@@ -101,6 +102,11 @@ pub struct Config {
     pub no_cgroups: bool,
     /// Directory of the `<agent-id>/<task-id>/qos.json` metadata files read by `cgroup-collector`.
     pub meta_dir: PathBuf,
+    /// Where each running testbed keeps, locked, what to clean should it die (its agents'
+    /// cgroups, its process tasks, its containers); a testbed that starts cleans what dead ones
+    /// left there, as a Mesos agent recovers on restart (see the `recovery` module). Several
+    /// testbeds may share it.
+    pub state_dir: PathBuf,
     /// Sandboxes (task working directories with `stdout`/`stderr`); a fresh temporary directory,
     /// removed at shutdown, when unset.
     pub work_dir: Option<PathBuf>,
@@ -137,6 +143,7 @@ impl Default for Config {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             no_cgroups: false,
             meta_dir: PathBuf::from("/run/qos-testbed"),
+            state_dir: PathBuf::from("/var/lib/qos-testbed"),
             work_dir: None,
             process_kill_grace_secs: 3.0,
             docker_kill_grace_secs: 5.0,

@@ -7,7 +7,9 @@
 //! - host networking (`HOST`, `BRIDGE` and `USER` all map to `host`, the only network a private
 //!   bridgeless daemon has; `NONE` maps to `none`);
 //! - volumes as binds `hostPath:containerPath:rw|ro`, and the sandbox at `/mnt/mesos/sandbox`;
-//! - label `MESOS_TASK_ID=<task id>` (what Marathon adds) and `qos.uuid` when the job has one;
+//! - label `MESOS_TASK_ID=<task id>` (what Marathon adds), `qos.uuid` when the job has one, and
+//!   `qos-testbed.cluster=<cluster id>` (so a testbed that restarts after a crash finds and
+//!   removes the containers of the one that died, as Mesos' `--docker_kill_orphans` does);
 //! - cgroup parent = the agent's cgroup when the daemon uses the cgroupfs driver, so the agent's
 //!   quota bounds its containers as it bounds its processes;
 //! - a shell command (`cmd`, Chronos `shell: true`) runs as `--entrypoint /bin/sh … -c <cmd>`;
@@ -54,6 +56,8 @@ pub(crate) struct Volume {
 /// One container to run.
 pub(crate) struct DockerRun<'a> {
     pub(crate) task_id: &'a str,
+    /// The testbed's cluster id (a label, for recovery after a crash).
+    pub(crate) cluster: &'a str,
     pub(crate) container: &'a ContainerSpec,
     pub(crate) command: &'a TaskCommand,
     pub(crate) env: &'a [(String, String)],
@@ -96,16 +100,66 @@ pub(crate) fn docker_host(cfg: &Config) -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
 }
 
+fn client_for(host: &str) -> Result<Docker, String> {
+    if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, 30, bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_unix(host, 30, bollard::API_DEFAULT_VERSION)
+    }
+    .map_err(|e| format!("cannot use the Docker daemon at {host}: {e}"))
+}
+
+/// Removes, forcibly, every container of the daemon at `host` labelled as `cluster`'s; returns
+/// their names.
+pub(crate) async fn remove_cluster_containers(
+    host: &str,
+    cluster: &str,
+) -> Result<Vec<String>, String> {
+    let client = client_for(host)?
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("the Docker daemon at {host} does not answer: {e}"))?;
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={cluster}", crate::recovery::CLUSTER_LABEL)],
+    )]);
+    let found = client
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| format!("listing containers at {host}: {e}"))?;
+    let mut removed = Vec::new();
+    for c in found {
+        let Some(id) = c.id else { continue };
+        let name = c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map_or_else(|| id.clone(), |n| n.trim_start_matches('/').to_owned());
+        match client
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => removed.push(name),
+            Err(e) => return Err(format!("removing container {name}: {e}")),
+        }
+    }
+    Ok(removed)
+}
+
 impl DockerRuntime {
     /// Connects and checks that the daemon answers.
     pub(crate) async fn connect(cfg: &Config) -> anyhow::Result<Self> {
         let host = docker_host(cfg);
-        let client = if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(&host, 30, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_unix(&host, 30, bollard::API_DEFAULT_VERSION)
-        }
-        .map_err(|e| anyhow::anyhow!("cannot use the Docker daemon at {host}: {e}"))?;
+        let client = client_for(&host).map_err(|e| anyhow::anyhow!(e))?;
         let client = client.negotiate_version().await.map_err(|e| {
             anyhow::anyhow!(
                 "the Docker daemon at {host} does not answer ({e}); start one with \
@@ -192,7 +246,13 @@ impl DockerRuntime {
         let mut env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push("MESOS_SANDBOX=/mnt/mesos/sandbox".to_owned());
         env.push(format!("MESOS_CONTAINER_NAME={name}"));
-        let mut labels = HashMap::from([("MESOS_TASK_ID".to_owned(), run.task_id.to_owned())]);
+        let mut labels = HashMap::from([
+            ("MESOS_TASK_ID".to_owned(), run.task_id.to_owned()),
+            (
+                crate::recovery::CLUSTER_LABEL.to_owned(),
+                run.cluster.to_owned(),
+            ),
+        ]);
         if let Some(u) = run.uuid {
             labels.insert("qos.uuid".to_owned(), u.to_owned());
         }

@@ -20,6 +20,13 @@
 //! Without root (or with `no_cgroups`) tasks still run, and the testbed warns that CPU limits
 //! are not enforced (`/state` says so too).
 //!
+//! # Recovery after a crash
+//! Each testbed keeps a locked record of what to clean in `state_dir`; one that starts kills the
+//! tasks and removes the cgroups, containers and metadata of every testbed that died (`kill -9`)
+//! without stopping them, as a Mesos agent started with `--recover=cleanup` does (the emulated
+//! frameworks keep no state across a restart, so nothing could reconnect to those tasks). See
+//! the `recovery` module.
+//!
 //! # Faithfulness
 //! See the module docs of [`marathon`](crate::marathon) and [`chronos`](crate::chronos) for the
 //! behaviour reproduced and the documented simplifications. The emulators read what they are
@@ -37,6 +44,7 @@ mod docker;
 #[cfg(test)]
 mod kernel_tests;
 pub mod marathon;
+mod recovery;
 mod server;
 mod util;
 

@@ -56,6 +56,10 @@ struct ServeArgs {
     /// Directory of the `<agent>/<task>/qos.json` files for cgroup-collector.
     #[arg(long)]
     meta_dir: Option<PathBuf>,
+    /// Directory of the recovery records: on start, the tasks, cgroups and containers of any
+    /// testbed that died with a record there are killed and removed [default: /var/lib/qos-testbed].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Directory for task sandboxes (default: a temporary directory removed at exit).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -97,6 +101,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.meta_dir {
             cfg.meta_dir.clone_from(v);
+        }
+        if let Some(v) = &self.state_dir {
+            cfg.state_dir.clone_from(v);
         }
         if let Some(v) = &self.work_dir {
             cfg.work_dir = Some(v.clone());

@@ -343,3 +343,99 @@ async fn dependent_job_runs_after_its_parent_succeeds() {
     assert_eq!(l, ["parent", "child"]);
     bed.testbed.stop().await;
 }
+
+/// Starts `name` once now with a command that records its own pid and a child's (which ignores
+/// SIGTERM), then waits until both run; returns the pids (`sh`, `sleep`).
+async fn running_twice(client: &frameworks::ChronosClient, name: &str, dir: &Path) -> (u32, u32) {
+    let (me, child) = (
+        dir.join(format!("{name}.pid")),
+        dir.join(format!("{name}.child")),
+    );
+    client
+        .add_scheduled_job(&job(json!({
+            "name": name, "schedule": "R1//PT1S", "cpus": 0.1,
+            // The child ignores SIGTERM: only the end of the whole task (its process group,
+            // its cgroup) stops it.
+            "command": format!("(trap '' TERM; exec sleep 300) & echo $! > {c}; echo $$ > {m}; wait", c = child.display(), m = me.display()),
+        })))
+        .await
+        .unwrap();
+    wait_for(
+        "the task and its child",
+        Duration::from_secs(10),
+        || async {
+            let p = read_trim(&me)?.parse().ok()?;
+            let c = read_trim(&child)?.parse().ok()?;
+            (alive(p) && alive(c)).then_some((p, c))
+        },
+    )
+    .await
+}
+
+/// `DELETE …/task/kill/{name}` kills the running task's whole process tree (and its cgroup goes)
+/// but leaves the job; deleting a job kills its running task under 3.x (`deregisterJob` calls
+/// `cancelMesosTasks`) and leaves it running under 2.5.1.
+#[tokio::test]
+async fn kill_stops_the_whole_task_and_only_3x_delete_kills() {
+    let bed = start(small()).await;
+    let enforced = cgroups(&bed);
+    let dir = tempfile::tempdir().unwrap();
+
+    let killed = unique("kill-");
+    let (sh, sleep) = running_twice(&bed.chronos, &killed, dir.path()).await;
+    bed.chronos.kill_job_tasks(&killed).await.unwrap();
+    wait_for(
+        "the task's processes gone",
+        Duration::from_secs(10),
+        || async { (!alive(sh) && !alive(sleep)).then_some(()) },
+    )
+    .await;
+    assert!(
+        bed.chronos.find_job(&killed).await.unwrap().is_some(),
+        "a kill leaves the job"
+    );
+    if enforced {
+        let cfg = bed.testbed.config();
+        let root = cfg.cgroup_root.join("cpu").join(&cfg.cgroup_prefix);
+        wait_for(
+            "the task's cgroup removed",
+            Duration::from_secs(10),
+            || async {
+                let left: Vec<_> = std::fs::read_dir(&root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|a| a.path().is_dir())
+                    .flat_map(|a| std::fs::read_dir(a.path()).into_iter().flatten().flatten())
+                    .filter(|t| {
+                        t.path().is_dir() && t.file_name().to_string_lossy().contains(&killed)
+                    })
+                    .collect();
+                left.is_empty().then_some(())
+            },
+        )
+        .await;
+    }
+
+    let v3 = unique("del3-");
+    let (sh, sleep) = running_twice(&bed.chronos_v3, &v3, dir.path()).await;
+    bed.chronos_v3.delete_job(&v3).await.unwrap();
+    wait_for(
+        "3.x: the deleted job's task killed",
+        Duration::from_secs(10),
+        || async { (!alive(sh) && !alive(sleep)).then_some(()) },
+    )
+    .await;
+
+    let v2 = unique("del2-");
+    let (sh, sleep) = running_twice(&bed.chronos, &v2, dir.path()).await;
+    bed.chronos.delete_job(&v2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        alive(sh) && alive(sleep),
+        "2.5.1: the deleted job's run goes on"
+    );
+    // Only the testbed's stop ends it now.
+    bed.testbed.stop().await;
+    assert!(!alive(sh) && !alive(sleep));
+}

@@ -29,8 +29,12 @@
 //!   `errorsSinceLastSuccess`, `lastError`. Success: `successCount`, `lastSuccess`,
 //!   `errorsSinceLastSuccess = 0`, then dependent jobs whose parents have all succeeded run.
 //! - `PUT /job/{name}[?arguments=…]` runs one now (204; 400 for an unknown job), leaving the
-//!   schedule alone; `DELETE /job/{name}` removes the job and its queued runs (a run in progress
-//!   finishes, as in Chronos); `DELETE /task/kill/{name}` kills its running task.
+//!   schedule alone; `DELETE /job/{name}` removes the job and its queued runs — a run in progress
+//!   goes on under 2.5.1 (`deregisterJob` only removes the job) and is killed under 3.x (whose
+//!   `deregisterJob` calls `cancelMesosTasks`); `DELETE /task/kill/{name}` kills the job's
+//!   running tasks (`cancelMesosTasks`: SIGTERM, SIGKILL after the grace, the task's whole
+//!   process tree and cgroup with it) and nothing else — its queued runs and schedule stay, so a
+//!   job that is still scheduled runs again; `TASK_KILLED` is not retried.
 //! - Task id `ct:<due ms>:<attempt>:<name>:<arguments>`; environment `mesos_task_id`,
 //!   `MESOS_TASK_ID`, `CHRONOS_JOB_OWNER`, `CHRONOS_JOB_NAME`, `HOST`, `CHRONOS_RESOURCE_MEM`,
 //!   `CHRONOS_RESOURCE_CPU`, `CHRONOS_RESOURCE_DISK`, `CHRONOS_JOB_RUN_TIME`,
@@ -821,11 +825,11 @@ async fn start_job(
 }
 
 async fn delete_job(State((c, g)): C, Path(name): Path<String>) -> Response {
-    {
+    let running: Vec<String> = {
         let mut st = c.lock();
-        if st.jobs.remove(&name).is_none() {
+        let Some(job) = st.jobs.remove(&name) else {
             return job_not_found(g, &name);
-        }
+        };
         // Children lose this parent; a child left without parents becomes a one-off job.
         for j in st.jobs.values_mut() {
             if j.def.parents.contains(&name) {
@@ -834,6 +838,14 @@ async fn delete_job(State((c, g)): C, Path(name): Path<String>) -> Response {
                 j.parents_done.remove(&name);
             }
         }
+        job.running.into_keys().collect()
+    };
+    if g == Generation::V3 {
+        // 3.x: `deregisterJob` ends with `taskManager.cancelMesosTasks(job)`.
+        for id in running {
+            let kill = c.cluster.kill(&id, None);
+            c.cluster.spawn(kill);
+        }
     }
     c.bump();
     StatusCode::NO_CONTENT.into_response()
@@ -841,12 +853,10 @@ async fn delete_job(State((c, g)): C, Path(name): Path<String>) -> Response {
 
 async fn kill_tasks(State((c, g)): C, Path(name): Path<String>) -> Response {
     let ids: Vec<String> = {
-        let mut st = c.lock();
-        let Some(job) = st.jobs.get_mut(&name) else {
+        let st = c.lock();
+        let Some(job) = st.jobs.get(&name) else {
             return job_not_found(g, &name);
         };
-        job.queue.clear();
-        job.retry = None;
         job.running.keys().cloned().collect()
     };
     for id in ids {

@@ -772,9 +772,6 @@ impl Cluster {
             Err(e) => return Outcome::Failed(format!("cannot start {}: {e}", argv[0])),
         };
         let pid = child.id();
-        if let (Some(r), Some(pid)) = (&self.registry, pid) {
-            r.task_started(task_id, pid);
-        }
         if let (Some(g), Some(pid)) = (&cgroup, pid) {
             // Report RUNNING only once the command runs inside its cgroups.
             wait_joined(g, pid).await;
@@ -784,6 +781,9 @@ impl Cluster {
             l.state = TaskState::Running;
         }
         let _ = sink.send(update(TaskState::Running, String::new()));
+        if let (Some(r), Some(pid)) = (&self.registry, pid) {
+            r.task_started(task_id, pid);
+        }
         let pgid = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
         let outcome = tokio::select! {
             status = child.wait() => status_outcome(status),

@@ -140,8 +140,9 @@ impl Registry {
         let path = record_path(&self.dir, &rec.cluster_id);
         let tmp = path.with_extension("json.tmp");
         let mut f = File::create(&tmp)?;
+        // No fsync: the record must survive the testbed's death, which keeps the page cache
+        // (a machine that loses power loses its processes and cgroups too).
         f.write_all(&serde_json::to_vec(&rec).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
         fs::rename(&tmp, &path)
     }
 

@@ -370,7 +370,14 @@ async fn default_upgrade_strategy_starts_the_new_task_first() {
     .await;
     let tasks = bed.marathon.app_tasks(&id).await.unwrap();
     let second = tasks.iter().find(|t| t.id != first.id).expect("new task");
-    let started = read_f64(Path::new(&format!("{d}/start-{}", second.id))).unwrap();
+    // When the new task was RUNNING (Marathon's `startedAt`; its script's own first line may
+    // run a moment later, after the old task already got its SIGTERM).
+    let started = second
+        .started_at
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
+        .expect("startedAt");
     assert!(
         started <= term,
         "new started {started}, old terminated {term}"

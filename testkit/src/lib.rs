@@ -11,6 +11,7 @@
 //! - [`sandbox`]: the task sandboxes a testbed leaves, read back; [`CatchUnwind`]: a scenario's
 //!   panic caught so that what it started can be stopped first.
 //! - [`procs`]: which processes of the host show a secret in their arguments.
+//! - [`services`]: the project's services started as real processes (their ready line read).
 
 pub mod bins;
 mod chronos;
@@ -18,6 +19,7 @@ pub mod http;
 mod marathon;
 pub mod procs;
 pub mod sandbox;
+pub mod services;
 
 pub use chronos::{ChronosCall, FakeChronos};
 pub use marathon::{FakeMarathon, MarathonCall};

@@ -7,11 +7,9 @@
     reason = "shared by test modules that each use a part of it"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -250,15 +248,7 @@ pub(crate) fn uuid(n: u32) -> String {
     format!("{n:032x}")
 }
 
-/// A child process killed on drop.
-pub(crate) struct Proc(pub(crate) Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub(crate) use testkit::services::{Proc, start_json_line};
 
 /// Whether a missing tool must fail the test instead of skipping it.
 pub(crate) fn required(flag: &str) -> bool {
@@ -279,40 +269,6 @@ pub(crate) fn now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-/// Starts a binary that prints one JSON line once it serves, its stderr to `log`; returns it and
-/// that line.
-pub(crate) fn start_json_line(cmd: &mut Command, what: &str, log: &Path) -> (Proc, Value) {
-    let stderr = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let proc_ = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            panic!(
-                "{what} printed no ready line:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        });
-    let v = serde_json::from_str(&line).unwrap_or_else(|e| {
-        panic!(
-            "{what}: {e}: {line:?}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        )
-    });
-    (proc_, v)
 }
 
 /// Starts the supervisor binary on a free loopback port (open API), its database and log

@@ -405,7 +405,7 @@ async fn get_job(
     Id(uuid, _): Id<JobParam>,
 ) -> Result<Response, ApiError> {
     may_read_job(&sh, &headers, &uuid)?;
-    Ok(Json(sh.job_view(&uuid)?).into_response())
+    Ok(Json(sh.job_view(&uuid).await?).into_response())
 }
 
 async fn cancel_job(

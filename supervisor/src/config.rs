@@ -32,6 +32,9 @@
 //!
 //! [limits]                     # optional: see LimitsConfig
 //! clock_skew = 5.0
+//!
+//! [storage]                    # optional: see StorageConfig
+//! wal_max_bytes = 16777216
 //! ```
 
 use std::net::SocketAddr;
@@ -120,7 +123,8 @@ pub struct ControlConfig {
     /// resized (the predictive policy has its own `stale_after`; this bound applies to the
     /// thesis policy, which had none), seconds.
     pub stale_after: f64,
-    /// Downsampled samples and the history of jobs finished this long ago are pruned, seconds.
+    /// Downsampled samples older than this are pruned, and jobs finished this long ago are
+    /// forgotten with everything recorded of them (memory and database), seconds.
     pub retention: f64,
     /// Largest accepted request body, bytes (sample batches may be 8× this).
     pub max_body_bytes: usize,
@@ -264,6 +268,54 @@ impl LimitsConfig {
     }
 }
 
+/// How the database is kept: its write-ahead log bounded, its history bounded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The WAL is truncated (`PRAGMA wal_checkpoint(TRUNCATE)`, between two transactions) as soon
+    /// as it passes this many bytes; it is also SQLite's `journal_size_limit`.
+    pub wal_max_bytes: u64,
+    /// ... and at least this often, seconds, when anything was written.
+    pub checkpoint_interval: f64,
+    /// Decisions and events kept per job in the database (the oldest go first).
+    pub history_max_per_job: usize,
+    /// Downsampled CPU samples kept per job in the database.
+    pub samples_max_per_job: usize,
+    /// `synchronous = FULL`: every acknowledged write also survives a power loss (slower);
+    /// `NORMAL` (the default) survives a killed process.
+    pub full_sync: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            wal_max_bytes: 16 << 20,
+            checkpoint_interval: 10.0,
+            history_max_per_job: 10_000,
+            samples_max_per_job: 10_000,
+            full_sync: false,
+        }
+    }
+}
+
+impl StorageConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.wal_max_bytes < 64 << 10 {
+            return Err(err("storage.wal_max_bytes", "must be at least 65536"));
+        }
+        finite_pos("storage.checkpoint_interval", self.checkpoint_interval)?;
+        for (key, v) in [
+            ("storage.history_max_per_job", self.history_max_per_job),
+            ("storage.samples_max_per_job", self.samples_max_per_job),
+        ] {
+            if v < 16 {
+                return Err(err(key, format!("must be at least 16, got {v}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who may call what.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct AuthConfig {
@@ -294,6 +346,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// What the API accepts from clients.
     pub limits: LimitsConfig,
+    /// How the database is kept.
+    pub storage: StorageConfig,
     /// Authentication.
     pub auth: AuthConfig,
     /// Marathon credentials (`-m`); `None`: Marathon jobs are watched but not resized.
@@ -329,6 +383,7 @@ impl Config {
             resize_mode: ResizeMode::Restart,
             control: ControlConfig::default(),
             limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
             auth: AuthConfig::default(),
             marathon: None,
             chronos: None,
@@ -358,6 +413,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.control.validate()?;
         self.limits.validate()?;
+        self.storage.validate()?;
         let (lo, hi) = self.policy.bounds();
         if lo == Cpus::ZERO {
             return Err(err("cpu_min", "must be greater than zero"));
@@ -508,6 +564,11 @@ pub struct Args {
     /// Allow an open API on a non-loopback address, and leave the thesis routes open.
     #[arg(long, env = "QOS_INSECURE")]
     pub insecure: bool,
+    /// Print, as JSON, the state the supervisor would resume from (every job with its reports,
+    /// resizes and progress, the held reports, the nodes), read from --db, and exit: nothing is
+    /// served or resized.
+    #[arg(long, env = "QOS_DUMP_STATE")]
+    pub dump_state: bool,
     /// Marathon apps whose task ended: delete (default) or scale-to-zero.
     #[arg(long, env = "QOS_MARATHON_COMPLETION", value_enum)]
     pub marathon_completion: Option<MarathonCompletion>,
@@ -542,6 +603,7 @@ struct FileConfig {
     predictive: Option<toml::Table>,
     control: Option<ControlConfig>,
     limits: Option<LimitsConfig>,
+    storage: Option<StorageConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -732,6 +794,7 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
         resize_mode,
         control,
         limits: file.limits.clone().unwrap_or_default(),
+        storage: file.storage.clone().unwrap_or_default(),
         auth: AuthConfig {
             admin_token,
             insecure: args.insecure || file.insecure.unwrap_or(false),
@@ -855,6 +918,8 @@ chronos_inf_band = "code"
         assert_eq!(e.key, "limits.clock_skew");
         let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nheld_max_bytes = 10").unwrap_err();
         assert_eq!(e.key, "limits.held_max_bytes");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[storage]\nwal_max_bytes = 1").unwrap_err();
+        assert_eq!(e.key, "storage.wal_max_bytes");
         let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nskew = 1").unwrap_err();
         assert_eq!(e.key, "skew", "{e}");
     }

@@ -11,7 +11,8 @@
 //! - `api`: the axum router: parsing, authorisation, status codes; `limits`: what the API
 //!   accepts (string lengths, collection sizes, client clocks).
 //! - `control`: the reconcile loop (queue, runner, reconcile, error policy, cleanup).
-//! - `store`: SQLite on a dedicated thread with group commit; `state`: the in-memory model.
+//! - `store`: SQLite on a dedicated thread with group commit, a job as a small row plus a row
+//!   per report, resize and segment, the WAL bounded; `state`: the in-memory model.
 //! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`; `ui`: `GET /ui`.
 //! - [`clock`]: epoch seconds on tokio's clock (pausable in tests).
 //!
@@ -157,6 +158,7 @@ pub struct Supervisor {
     cancel: CancellationToken,
     control: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -174,30 +176,10 @@ impl Supervisor {
     pub async fn start(config: Config, deps: Deps) -> Result<Self, StartError> {
         config.validate()?;
         warn_if_insecure(&config);
-        let db_path = config.db.display().to_string();
-        let db_err = |e: &dyn std::fmt::Display| StartError::Database {
-            path: db_path.clone(),
-            message: e.to_string(),
-        };
-        let store = match deps.store {
-            StoreMode::Thread => Store::open(&config.db, false),
-            StoreMode::Inline => Store::open_inline(&config.db),
-        }
-        .map_err(|e| db_err(&e))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            clock: deps.clock,
-            state: Default::default(),
-            store,
-            metrics: metrics::Metrics::new(),
-            triggers: tx,
-            marathon: deps.marathon,
-            chronos: deps.chronos,
-            agent: deps.agent,
-            ready: AtomicBool::new(false),
-            config,
-        });
-        let initial = service::load(&shared).await.map_err(|e| db_err(&e))?;
+        let (shared, rx) = open_shared(config, deps)?;
+        let initial = service::load(&shared)
+            .await
+            .map_err(|e| db_error(&shared.config, &e))?;
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             policy = shared.config.policy.name(),
@@ -212,12 +194,14 @@ impl Supervisor {
             cancel.clone(),
         ));
         let housekeeping = tokio::spawn(control::housekeeping(Arc::clone(&shared), cancel.clone()));
+        let maintenance = tokio::spawn(service::maintain(Arc::clone(&shared), cancel.clone()));
         shared.ready.store(true, Ordering::Release);
         Ok(Self {
             shared,
             cancel,
             control,
             housekeeping,
+            maintenance,
         })
     }
 
@@ -282,6 +266,7 @@ impl Supervisor {
         self.cancel.cancel();
         let _ = self.control.await;
         let _ = self.housekeeping.await;
+        let _ = self.maintenance.await;
         if let Err(e) = self.shared.store.sync().await {
             tracing::error!(error = %e, "final database sync failed");
         }
@@ -312,6 +297,25 @@ impl Supervisor {
         self.shared.lock().jobs.len()
     }
 
+    /// Everything the supervisor would resume from after a restart, as JSON (`jobs`, each whole
+    /// with its reports, resizes and progress segments; `held` reports, not the held CPU
+    /// samples kept in memory only; `nodes`), sorted: two supervisors on the same database
+    /// compare equal. For tests and tools.
+    ///
+    /// # Errors
+    /// When the database cannot be read.
+    pub async fn state(&self) -> Result<serde_json::Value, String> {
+        service::state_json(&self.shared)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The size of the database's write-ahead log now, bytes.
+    #[must_use]
+    pub fn wal_bytes(&self) -> u64 {
+        self.shared.store.wal_bytes()
+    }
+
     /// Writes every pending change (CPU samples are written behind) and waits for the disk.
     ///
     /// # Errors
@@ -320,6 +324,74 @@ impl Supervisor {
         control::flush(&self.shared);
         self.shared.store.sync().await.map_err(|e| e.to_string())
     }
+}
+
+fn db_error(config: &Config, e: &dyn std::fmt::Display) -> StartError {
+    StartError::Database {
+        path: config.db.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Opens the database of `config` and builds the shared state around it (nothing loaded, nothing
+/// started); the receiver of the control loop's triggers.
+fn open_shared(
+    config: Config,
+    deps: Deps,
+) -> Result<(Arc<Shared>, mpsc::UnboundedReceiver<String>), StartError> {
+    let storage = &config.storage;
+    let opts = store::StoreOptions {
+        full_sync: storage.full_sync,
+        wal_max_bytes: storage.wal_max_bytes,
+        checkpoint_interval: ControlConfig::dur(storage.checkpoint_interval),
+        history_max_per_job: storage.history_max_per_job,
+        samples_max_per_job: storage.samples_max_per_job,
+    };
+    let store = match deps.store {
+        StoreMode::Thread => Store::open(&config.db, opts),
+        StoreMode::Inline => Store::open_inline(&config.db, opts),
+    }
+    .map_err(|e| db_error(&config, &e))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        clock: deps.clock,
+        state: Default::default(),
+        store,
+        metrics: metrics::Metrics::new(),
+        triggers: tx,
+        marathon: deps.marathon,
+        chronos: deps.chronos,
+        agent: deps.agent,
+        ready: AtomicBool::new(false),
+        config,
+    });
+    Ok((shared, rx))
+}
+
+/// The state a supervisor on `config`'s database would resume from (as
+/// [`Supervisor::state`] gives it), read from the database without serving, reconciling or
+/// resizing anything — what a restart after `kill -9` rebuilds. Opening the database migrates
+/// an older schema.
+///
+/// # Errors
+/// An invalid configuration or an unusable database.
+pub async fn dump_state(config: Config) -> Result<serde_json::Value, StartError> {
+    config.validate()?;
+    let timeout = ControlConfig::dur(config.control.framework_timeout);
+    let deps = Deps {
+        marathon: None,
+        chronos: None,
+        agent: Arc::new(HttpNodeAgent::new(timeout).map_err(StartError::Client)?),
+        clock: Clock::system(),
+        store: StoreMode::Inline,
+    };
+    let (shared, _triggers) = open_shared(config, deps)?;
+    service::load(&shared)
+        .await
+        .map_err(|e| db_error(&shared.config, &e))?;
+    service::state_json(&shared)
+        .await
+        .map_err(|e| db_error(&shared.config, &e))
 }
 
 /// `--insecure` on an address others can reach: said loudly, once, at start.

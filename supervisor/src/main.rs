@@ -65,7 +65,11 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.dump_state {
+        // Nothing is served: any address will do.
+        args.listen = Some("127.0.0.1:0".into());
+    }
     let config = match args.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -87,6 +91,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if args.dump_state {
+        return rt.block_on(async move {
+            match supervisor::dump_state(config).await {
+                Ok(state) => {
+                    println!("{state:#}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("supervisor: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        });
+    }
     rt.block_on(async move {
         let listener = match TcpListener::bind(config.listen).await {
             Ok(l) => l,

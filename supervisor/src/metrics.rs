@@ -445,6 +445,18 @@ impl JobGauges {
         }
     }
 
+    /// Updates the series of a job whose lists are not in memory, from its summary.
+    pub(crate) fn update_summary(&self, job: &Job, s: &crate::state::Summary) {
+        self.update(job, None);
+        self.remaining.set(f64::from(s.remaining_iterations));
+        if let Some(x) = s.last_iteration_secs {
+            self.last_iteration.set(x);
+        }
+        if let Some(c) = s.restart_cost_secs {
+            self.restart_cost.get_or_create(&self.labels).set(c);
+        }
+    }
+
     /// Counts an applied resize.
     pub(crate) fn resized(&self) {
         self.resizes.inc();

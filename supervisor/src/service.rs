@@ -29,7 +29,8 @@ use crate::error::ApiError;
 use crate::limits;
 use crate::metrics::{JobLabels, Metrics};
 use crate::state::{
-    HELD_PER_JOB, Held, HeldReport, JobEntry, JobMeta, NodeEntry, PersistedJob, Runtime, State,
+    HELD_PER_JOB, Held, HeldReport, JobEntry, JobMeta, NodeEntry, PersistedJob, Runtime, Saved,
+    State, Summary, decode_job, saved_after_load,
 };
 use crate::store::{Op, Store, StoreError};
 
@@ -79,10 +80,27 @@ pub enum ReportOutcome {
 }
 
 fn store_err(e: &StoreError) -> ApiError {
+    let unavailable = |code, message: &str| {
+        ApiError::other(axum::http::StatusCode::SERVICE_UNAVAILABLE, code, message)
+    };
     match e {
         StoreError::Overloaded => ApiError::unavailable("the supervisor is overloaded; retry"),
         StoreError::Closed => ApiError::unavailable("the supervisor is shutting down"),
-        StoreError::Sqlite(_) => ApiError::internal(e),
+        StoreError::Full(_) => unavailable(
+            "storage_full",
+            "the supervisor's database disk is full: nothing of this request was stored; retry once space is freed",
+        ),
+        StoreError::Earlier => unavailable(
+            "storage_error",
+            "an earlier database write for this failed; retry (it is written again)",
+        ),
+        StoreError::Sqlite(_) => {
+            tracing::error!(error = %e, "database write refused");
+            unavailable(
+                "storage_error",
+                "the database could not store this (the cause is in the supervisor's log); retry",
+            )
+        }
     }
 }
 
@@ -133,10 +151,24 @@ impl Shared {
         }
     }
 
-    /// Builds an entry, with its metric handles.
+    /// Builds the entry of a new job, with its metric handles.
     pub(crate) fn entry(&self, p: PersistedJob) -> JobEntry {
+        self.entry_loaded(p, None, None)
+    }
+
+    /// Builds an entry as loaded: `archived` when its lists stayed in the database, `saved` what
+    /// of it is known to be stored.
+    pub(crate) fn entry_loaded(
+        &self,
+        p: PersistedJob,
+        archived: Option<Summary>,
+        saved: Option<Saved>,
+    ) -> JobEntry {
         let gauges = self.metrics.job(Self::job_labels(&p.uuid, &p.job));
-        gauges.update(&p.job, None);
+        match &archived {
+            Some(summary) => gauges.update_summary(&p.job, summary),
+            None => gauges.update(&p.job, None),
+        }
         if let Phase::Completed { met, .. } = p.job.phase {
             self.metrics.deadline_met(&gauges, met);
         }
@@ -147,6 +179,9 @@ impl Shared {
             p,
             rt: Runtime {
                 gauges: Some(gauges),
+                store_failures: Arc::clone(self.store.generation()),
+                saved,
+                archived,
                 ..Runtime::default()
             },
         }
@@ -238,23 +273,47 @@ impl Shared {
             _ => Job::continuous(&reg.name, qos, cpus),
         };
         let uuid = reg.uuid.clone();
+        let repeat = {
+            let mut st = self.lock();
+            match st.jobs.get_mut(&uuid) {
+                None => None,
+                Some(existing) => {
+                    let same = existing.p.job.name == reg.name
+                        && existing.p.job.framework == reg.framework;
+                    if !(idempotent && same) {
+                        return Err(ApiError::conflict(
+                            "uuid",
+                            format!("job {uuid} is already registered"),
+                        ));
+                    }
+                    let answer = Registration::Existing {
+                        uuid: uuid.clone(),
+                        report_token: reveal_token.then(|| existing.p.meta.report_token.clone()),
+                    };
+                    // The first registration may not be on disk yet (or may have failed):
+                    // answer once it is.
+                    let pending = if existing.needs_write() {
+                        self.store.submit(vec![existing.op(now)])
+                    } else {
+                        self.store.barrier()
+                    };
+                    Some((pending, answer))
+                }
+            }
+        };
+        if let Some((pending, answer)) = repeat {
+            pending.wait().await.map_err(|e| store_err(&e))?;
+            return Ok(answer);
+        }
         let pending = {
             let mut st = self.lock();
             let st = &mut *st;
-            if let Some(existing) = st.jobs.get(&uuid) {
-                let same =
-                    existing.p.job.name == reg.name && existing.p.job.framework == reg.framework;
-                return if idempotent && same {
-                    Ok(Registration::Existing {
-                        uuid,
-                        report_token: reveal_token.then(|| existing.p.meta.report_token.clone()),
-                    })
-                } else {
-                    Err(ApiError::conflict(
-                        "uuid",
-                        format!("job {uuid} is already registered"),
-                    ))
-                };
+            if st.jobs.contains_key(&uuid) {
+                // Registered meanwhile by a concurrent request.
+                return Err(ApiError::conflict(
+                    "uuid",
+                    format!("job {uuid} is already registered"),
+                ));
             }
             let mut entry = self.entry(PersistedJob {
                 uuid: uuid.clone(),
@@ -281,12 +340,12 @@ impl Shared {
             if let Some(node) = entry.p.meta.node.clone() {
                 st.by_node.entry(node).or_default().insert(uuid.clone());
             }
-            ops.push(entry.op(now));
             let token = entry.p.meta.report_token.clone();
             if entry.p.job.phase.is_terminal() {
                 entry.p.meta.finished_wall = Some(now);
                 st.retiring.push_back((now, uuid.clone()));
             }
+            ops.push(entry.op(now));
             st.jobs.insert(uuid.clone(), entry);
             (self.store.submit(ops), token)
         };
@@ -349,14 +408,20 @@ impl Shared {
                     let effect = apply_report(self, entry, report, now)?;
                     normalise_node(&st.hosts, entry);
                     let node = entry.p.meta.node.clone();
-                    let mut ops = Vec::new();
-                    if effect == Effect::Applied {
-                        ops.push(entry.op(now));
-                        if entry.p.job.phase.is_terminal() && entry.p.meta.finished_wall.is_none() {
-                            entry.p.meta.finished_wall = Some(now);
-                            st.retiring.push_back((now, uuid.to_owned()));
-                        }
+                    if effect == Effect::Applied
+                        && entry.p.job.phase.is_terminal()
+                        && entry.p.meta.finished_wall.is_none()
+                    {
+                        entry.p.meta.finished_wall = Some(now);
+                        st.retiring.push_back((now, uuid.to_owned()));
                     }
+                    // A duplicate is acknowledged once what it repeats is on disk: written
+                    // again if a write may have failed since, else after what is queued.
+                    let pending = if effect == Effect::Applied || entry.needs_write() {
+                        self.store.submit(vec![entry.op(now)])
+                    } else {
+                        self.store.barrier()
+                    };
                     if was_node != node {
                         move_node(st, uuid, was_node.as_deref(), node.as_deref());
                     }
@@ -365,7 +430,7 @@ impl Shared {
                     } else {
                         ReportOutcome::Duplicate
                     };
-                    (outcome, self.store.submit(ops))
+                    (outcome, pending)
                 }
                 None if may_hold => {
                     let op = hold(self, st, uuid, report, now)?;
@@ -473,7 +538,8 @@ impl Shared {
                                 detached.push(Op::Sample {
                                     uuid: uuid.clone(),
                                     container: sample.container_id.clone(),
-                                    at: sample.at,
+                                    at: now,
+                                    client_at: sample.at,
                                     cumulative_secs: cumulative(sample),
                                 });
                             }
@@ -675,16 +741,29 @@ impl Shared {
                 .total_cmp(&b.p.meta.registered_at)
                 .then_with(|| a.p.uuid.cmp(&b.p.uuid))
         });
-        Value::Array(jobs.into_iter().map(|e| job_view(e, false)).collect())
+        Value::Array(
+            jobs.into_iter()
+                .map(|e| job_view(&e.p, &e.rt, e.rt.archived.as_ref(), false))
+                .collect(),
+        )
     }
 
-    /// `GET /api/v1/jobs/{uuid}`.
-    pub(crate) fn job_view(&self, uuid: &str) -> Result<Value, ApiError> {
+    /// `GET /api/v1/jobs/{uuid}`: a finished job's history of reports and resizes is read from
+    /// the database.
+    pub(crate) async fn job_view(&self, uuid: &str) -> Result<Value, ApiError> {
+        let not_found = || ApiError::not_found(format!("no job {uuid}"));
+        {
+            let st = self.lock();
+            let e = st.jobs.get(uuid).ok_or_else(not_found)?;
+            if e.rt.archived.is_none() {
+                return Ok(job_view(&e.p, &e.rt, None, true));
+            }
+        }
+        let items = self.store.items(uuid).await.map_err(|e| store_err(&e))?;
         let st = self.lock();
-        st.jobs
-            .get(uuid)
-            .map(|e| job_view(e, true))
-            .ok_or_else(|| ApiError::not_found(format!("no job {uuid}")))
+        let e = st.jobs.get(uuid).ok_or_else(not_found)?;
+        let whole = e.whole(Some(&items)).map_err(|m| ApiError::internal(&m))?;
+        Ok(job_view(&whole, &e.rt, None, true))
     }
 
     /// Whether `token` is `uuid`'s report token (constant time).
@@ -986,10 +1065,11 @@ fn phase_name(p: Phase) -> &'static str {
     }
 }
 
-fn job_view(e: &JobEntry, detail: bool) -> Value {
-    let job = &e.p.job;
-    let meta = &e.p.meta;
-    let (class, decision) = match &e.rt.last_decision {
+/// A job's view. `summary`: its lists are not in memory (archived), show the summary instead.
+fn job_view(p: &PersistedJob, rt: &Runtime, summary: Option<&Summary>, detail: bool) -> Value {
+    let job = &p.job;
+    let meta = &p.meta;
+    let (class, decision) = match &rt.last_decision {
         Some((at, d)) => (
             Some(d.class.as_str()),
             Some(
@@ -998,21 +1078,29 @@ fn job_view(e: &JobEntry, detail: bool) -> Value {
         ),
         None => (meta.last_class.map(qos_core::Class::as_str), None),
     };
+    let (progress, remaining, resizes) = match summary {
+        Some(s) => (s.progress, s.remaining_iterations, s.resizes),
+        None => (
+            job.progress(),
+            job.remaining_iterations(),
+            job.resizes.len(),
+        ),
+    };
     let mut v = json!({
-        "uuid": e.p.uuid,
+        "uuid": p.uuid,
         "name": job.name,
         "framework": job.framework,
         "state": phase_name(job.phase),
         "phase": job.phase,
         "class": class,
         "cpus": job.cpus.as_f64(),
-        "progress": job.progress(),
-        "remaining_iterations": job.remaining_iterations(),
+        "progress": progress,
+        "remaining_iterations": remaining,
         "qos": job.qos,
         "prediction": decision.as_ref().and_then(|d| d["figures"]["prediction"].as_f64()),
         "node": meta.node,
         "registered_at": meta.registered_at,
-        "resizes": job.resizes.len(),
+        "resizes": resizes,
         "cleaned_up": meta.cleaned_up,
     });
     if let Some(why) = &meta.lost_reason {
@@ -1032,9 +1120,12 @@ fn job_view(e: &JobEntry, detail: bool) -> Value {
     if detail {
         v["decision"] = decision.unwrap_or(Value::Null);
         v["resize_history"] = json!(job.resizes);
-        v["last_error"] = json!(e.rt.last_error);
-        if let Work::Iterative(w) = &job.work {
-            v["reports"] = json!(w.reports);
+        v["last_error"] = json!(rt.last_error);
+        match &job.work {
+            Work::Iterative(w) => v["reports"] = json!(w.reports),
+            // What is known of the task: restarts and their costs, CPU per container,
+            // progress segments (the speed model's evidence), its end.
+            Work::Continuous(w) => v["work"] = json!(w),
         }
     }
     v
@@ -1076,11 +1167,13 @@ pub(crate) async fn load(sh: &Shared) -> Result<Vec<String>, StoreError> {
             Err(e) => tracing::error!(error = %e, "unreadable node row skipped"),
         }
     }
-    for body in loaded.jobs {
-        match serde_json::from_str::<PersistedJob>(&body) {
-            Ok(p) => {
+    let generation = sh.store.generation().load(Ordering::Acquire);
+    let mut rewrite = Vec::new();
+    for stored in loaded.jobs {
+        match decode_job(&stored.body, &stored.items, stored.archived) {
+            Ok((p, archived, whole)) => {
                 let uuid = p.uuid.clone();
-                if let Some(node) = &p.meta.node {
+                if let (Some(node), None) = (&p.meta.node, &archived) {
                     st.by_node
                         .entry(node.clone())
                         .or_default()
@@ -1090,13 +1183,24 @@ pub(crate) async fn load(sh: &Shared) -> Result<Vec<String>, StoreError> {
                     st.retiring.push_back((at, uuid.clone()));
                 }
                 let active = !p.job.phase.is_terminal() || !p.meta.cleaned_up;
-                st.jobs.insert(uuid.clone(), sh.entry(p));
+                let saved = saved_after_load(&p, whole, generation);
+                let mut entry = sh.entry_loaded(p, archived, saved);
+                if entry.needs_write() {
+                    // A row of the first schema, or lists with a gap (a write lost in a
+                    // failure): written whole now.
+                    rewrite.push(entry.op(now));
+                }
+                st.jobs.insert(uuid.clone(), entry);
                 if active {
                     uuids.push(uuid);
                 }
             }
             Err(e) => tracing::error!(error = %e, "unreadable job row skipped"),
         }
+    }
+    if !rewrite.is_empty() {
+        tracing::info!(jobs = rewrite.len(), "jobs written again in full");
+        sh.store.submit_detached(rewrite);
     }
     for (uuid, at, body) in loaded.held {
         match serde_json::from_str::<HeldReport>(&body) {
@@ -1125,4 +1229,182 @@ pub(crate) async fn load(sh: &Shared) -> Result<Vec<String>, StoreError> {
         "state loaded"
     );
     Ok(uuids)
+}
+
+/// Upkeep of what is stored, every `control.flush_interval`: jobs a failed write may have left
+/// incomplete in the database are written whole again; finished, cleaned-up jobs whose writes
+/// are all on disk leave their lists to the database (memory stays bounded by the jobs that
+/// run); jobs finished more than `control.retention` ago are forgotten, memory and database
+/// (checked every minute); the held reports' byte count is recounted.
+pub(crate) async fn maintain(sh: Arc<Shared>, cancel: tokio_util::sync::CancellationToken) {
+    let period = crate::config::ControlConfig::dur(sh.config.control.flush_interval);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen_failures = sh.store.generation().load(Ordering::Acquire);
+    let mut last_forget = sh.clock.now();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let failures = sh.store.generation().load(Ordering::Acquire);
+        if failures != seen_failures {
+            seen_failures = failures;
+            rewrite_unsaved(&sh);
+        }
+        archive_finished(&sh).await;
+        let now = sh.clock.now();
+        if now - last_forget >= 60.0 {
+            last_forget = now;
+            forget_expired(&sh, now);
+        }
+        let mut st = sh.lock();
+        st.held_bytes = st.held.values().map(|h| h.bytes).sum();
+    }
+}
+
+/// Writes whole every job whose last write may have been lost.
+fn rewrite_unsaved(sh: &Shared) {
+    let now = sh.clock.now();
+    let ops: Vec<Op> = {
+        let mut st = sh.lock();
+        st.jobs
+            .values_mut()
+            .filter(|e| e.needs_write())
+            .map(|e| e.op(now))
+            .collect()
+    };
+    if !ops.is_empty() {
+        tracing::warn!(
+            jobs = ops.len(),
+            "a database write failed: writing the jobs it may have left incomplete again"
+        );
+        sh.store.submit_detached(ops);
+    }
+}
+
+/// Drops from memory the lists of finished, cleaned-up jobs once everything written of them is
+/// known to be on disk.
+async fn archive_finished(sh: &Shared) {
+    let candidates: Vec<String> = {
+        let st = sh.lock();
+        st.jobs
+            .values()
+            .filter(|e| {
+                e.rt.archived.is_none()
+                    && e.p.job.phase.is_terminal()
+                    && e.p.meta.cleaned_up
+                    && !e.rt.dirty
+                    && !e.needs_write()
+            })
+            .map(|e| e.p.uuid.clone())
+            .collect()
+    };
+    if candidates.is_empty() || sh.store.barrier().wait().await.is_err() {
+        return;
+    }
+    let mut st = sh.lock();
+    let st = &mut *st;
+    for uuid in candidates {
+        if let Some(e) = st.jobs.get_mut(&uuid) {
+            if !e.rt.dirty && !e.needs_write() {
+                e.archive();
+                // No longer one of its node's jobs: what runs there is what shares its CPUs.
+                let node = e.p.meta.node.clone();
+                move_node(st, &uuid, node.as_deref(), None);
+            }
+        }
+    }
+}
+
+/// Forgets the jobs that finished more than `control.retention` ago.
+fn forget_expired(sh: &Shared, now: f64) {
+    let before = now - sh.config.control.retention;
+    let mut st = sh.lock();
+    let st = &mut *st;
+    let expired: Vec<String> = st
+        .jobs
+        .values()
+        .filter(|e| {
+            e.p.job.phase.is_terminal() && e.p.meta.finished_wall.is_some_and(|t| t < before)
+        })
+        .map(|e| e.p.uuid.clone())
+        .collect();
+    if expired.is_empty() {
+        return;
+    }
+    let mut ops = Vec::with_capacity(expired.len());
+    for uuid in &expired {
+        if let Some(e) = st.jobs.remove(uuid) {
+            if let Some(g) = &e.rt.gauges {
+                sh.metrics.retire(g);
+            }
+            move_node(st, uuid, e.p.meta.node.as_deref(), None);
+        }
+        ops.push(Op::ForgetJob { uuid: uuid.clone() });
+    }
+    st.retiring.retain(|(_, u)| st.jobs.contains_key(u));
+    tracing::info!(
+        jobs = expired.len(),
+        "jobs finished more than control.retention ago forgotten"
+    );
+    sh.store.submit_detached(ops);
+}
+
+/// Everything the supervisor would resume from, as JSON: every job whole (its lists read from
+/// the database when they are not in memory), the held reports (not the held CPU samples, kept
+/// in memory only), the nodes — sorted, so that two states compare equal when they are the same.
+pub(crate) async fn state_json(sh: &Shared) -> Result<Value, StoreError> {
+    let (mut jobs, archived, held, mut nodes) = {
+        let st = sh.lock();
+        let mut jobs = Vec::new();
+        let mut archived = Vec::new();
+        for e in st.jobs.values() {
+            if e.rt.archived.is_some() {
+                archived.push(e.p.uuid.clone());
+            } else {
+                jobs.push(serde_json::to_value(&e.p).unwrap_or_default());
+            }
+        }
+        // Held CPU samples live in memory only (the next cumulative reading replaces them).
+        let mut held: Vec<Value> = st
+            .held
+            .iter()
+            .filter_map(|(u, h)| {
+                let reports: Vec<Value> = h
+                    .reports
+                    .iter()
+                    .filter(|(_, r)| !matches!(r, HeldReport::Sample { .. }))
+                    .map(|(at, r)| json!({"received_at": at, "report": r}))
+                    .collect();
+                (!reports.is_empty()).then(|| json!({"uuid": u, "reports": reports}))
+            })
+            .collect();
+        held.sort_by(|a, b| a["uuid"].as_str().cmp(&b["uuid"].as_str()));
+        // A node's `reserved` (CPUs granted since its last heartbeat) is not written when it
+        // changes: the next heartbeat, within seconds, resets it.
+        let nodes: Vec<Value> = st
+            .nodes
+            .values()
+            .map(|n| {
+                let mut v = serde_json::to_value(n).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("reserved");
+                }
+                v
+            })
+            .collect();
+        (jobs, archived, held, nodes)
+    };
+    for uuid in archived {
+        let items = sh.store.items(&uuid).await?;
+        let st = sh.lock();
+        if let Some(e) = st.jobs.get(&uuid) {
+            let whole = e.whole(Some(&items)).map_err(StoreError::Sqlite)?;
+            jobs.push(serde_json::to_value(&whole).unwrap_or_default());
+        }
+    }
+    jobs.sort_by(|a, b| a["uuid"].as_str().cmp(&b["uuid"].as_str()));
+    nodes.sort_by(|a, b| a["reg"]["id"].as_str().cmp(&b["reg"]["id"].as_str()));
+    Ok(json!({"jobs": jobs, "held": held, "nodes": nodes}))
 }

@@ -5,16 +5,19 @@
 //! order they happened — and awaited after the lock is released.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use qos_core::job::{IterationReport, ResizeRecord, Segment};
 use qos_core::wire::{
     CpuSample, EndMarathonApp, Heartbeat, InitMarathonApp, NodeRegistration, ProgressReport,
     UpdateTask,
 };
-use qos_core::{Class, Cpus, Decision, Job};
+use qos_core::{Class, Cpus, Decision, Job, Work};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::JobGauges;
-use crate::store::Op;
+use crate::store::{Item, Op};
 
 /// What the supervisor keeps about a job beyond the `qos_core::Job` itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -77,6 +80,13 @@ pub(crate) struct Runtime {
     pub(crate) last_error: Option<String>,
     /// Consecutive answers from the framework that it has no such job or app.
     pub(crate) not_found: u32,
+    /// The store's count of failed transactions (see [`crate::store::Store::generation`]).
+    pub(crate) store_failures: Arc<AtomicU64>,
+    /// What the last write of the job left in the database, as far as is known.
+    pub(crate) saved: Option<Saved>,
+    /// The job's lists are not in memory (finished and cleaned up; its history is read from
+    /// the database when asked for): what the views show instead.
+    pub(crate) archived: Option<Summary>,
 }
 
 /// A supervised job.
@@ -87,17 +97,288 @@ pub(crate) struct JobEntry {
 }
 
 impl JobEntry {
-    /// The write that persists this job.
-    pub(crate) fn op(&self, now: f64) -> Op {
+    /// The write that persists this job: its row (small, of a bounded size) and the elements of
+    /// its lists not yet written — or, when a write may have been lost since the last one (a
+    /// failed transaction), all of them, replacing what is stored.
+    ///
+    /// What is appended relies on how `qos_core::Job` grows its lists: reports, resizes and
+    /// restart costs are only pushed; a progress segment is pushed or its last one extended
+    /// (so the last segment is always written again); a list that shrinks is written whole.
+    pub(crate) fn op(&mut self, now: f64) -> Op {
+        let generation = self.rt.store_failures.load(Ordering::Acquire);
+        let summary = self
+            .rt
+            .archived
+            .clone()
+            .unwrap_or_else(|| Summary::of(&self.p.job));
+        let lists = Lists::take(&mut self.p.job);
+        let body = serde_json::to_string(&RowOut {
+            uuid: &self.p.uuid,
+            job: &self.p.job,
+            meta: &self.p.meta,
+            summary: &summary,
+        })
+        .unwrap_or_default();
+        let lens = lists.lens();
+        let (items, replace_items) = if self.rt.archived.is_some() {
+            (Vec::new(), false)
+        } else {
+            match self.rt.saved {
+                Some(s)
+                    if s.generation == generation
+                        && lens.iter().zip(s.lens).all(|(&n, old)| n >= old) =>
+                {
+                    let mut from = s.lens;
+                    from[usize::from(SEGMENTS)] = from[usize::from(SEGMENTS)].saturating_sub(1);
+                    (lists.items(from), false)
+                }
+                _ => (lists.items([0; LISTS]), true),
+            }
+        };
+        lists.put(&mut self.p.job);
+        self.rt.saved = Some(Saved { generation, lens });
         Op::UpsertJob {
             uuid: self.p.uuid.clone(),
             name: self.p.job.name.clone(),
             framework: self.p.job.framework.as_str().to_owned(),
             terminal: self.p.job.phase.is_terminal(),
+            archived: self.p.job.phase.is_terminal() && self.p.meta.cleaned_up,
             updated_at: now,
-            body: serde_json::to_string(&self.p).unwrap_or_default(),
+            body,
+            items,
+            replace_items,
         }
     }
+
+    /// Whether a write may be missing from the database since this job's last one (a failed
+    /// transaction since): its next acknowledgement must write it again.
+    pub(crate) fn needs_write(&self) -> bool {
+        let generation = self.rt.store_failures.load(Ordering::Acquire);
+        self.rt.saved.is_none_or(|s| s.generation != generation)
+    }
+
+    /// Drops the lists from memory (a finished, cleaned-up job whose every write is known to be
+    /// stored): the views show its summary, its history is read from the database.
+    pub(crate) fn archive(&mut self) {
+        if self.rt.archived.is_none() {
+            let summary = Summary::of(&self.p.job);
+            drop(Lists::take(&mut self.p.job));
+            self.rt.archived = Some(summary);
+        }
+    }
+
+    /// The job with its whole lists: `items` (read from the database) put back when archived.
+    pub(crate) fn whole(&self, items: Option<&[Item]>) -> Result<PersistedJob, String> {
+        let mut p = self.p.clone();
+        if let (Some(_), Some(items)) = (&self.rt.archived, items) {
+            let (lists, _) = Lists::from_items(items)?;
+            lists.put(&mut p.job);
+        }
+        Ok(p)
+    }
+}
+
+/// A job's row and items as read back: the entry's persisted part, its summary when it was
+/// archived, and whether its lists were complete (else the next write rewrites them).
+pub(crate) fn decode_job(
+    body: &str,
+    items: &[Item],
+    archived: bool,
+) -> Result<(PersistedJob, Option<Summary>, bool), String> {
+    let row: RowIn = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let mut p = PersistedJob {
+        uuid: row.uuid,
+        job: row.job,
+        meta: row.meta,
+    };
+    match row.summary {
+        // A schema-1 row: the lists are in the body; written whole at the next write.
+        None => Ok((p, None, false)),
+        Some(summary) if archived => Ok((p, Some(summary), true)),
+        Some(_) => {
+            let (lists, whole) = Lists::from_items(items)?;
+            lists.put(&mut p.job);
+            Ok((p, None, whole))
+        }
+    }
+}
+
+/// What [`decode_job`] found to be stored of a loaded job: all of its lists when `whole`.
+pub(crate) fn saved_after_load(p: &PersistedJob, whole: bool, generation: u64) -> Option<Saved> {
+    whole.then(|| Saved {
+        generation,
+        lens: Lists::lens_of(&p.job),
+    })
+}
+
+/// The lists of a job that grow with its work, kept out of its row: one `job_items` row per
+/// element, appended as they come.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Lists {
+    reports: Vec<IterationReport>,
+    resizes: Vec<ResizeRecord>,
+    segments: Vec<Segment>,
+    restart_costs: Vec<f64>,
+}
+
+/// The lists, numbered as in `job_items.list`.
+const REPORTS: u8 = 0;
+const RESIZES: u8 = 1;
+const SEGMENTS: u8 = 2;
+const RESTART_COSTS: u8 = 3;
+const LISTS: usize = 4;
+
+impl Lists {
+    /// Moves the lists out of `job` (cheap: no element is copied).
+    pub(crate) fn take(job: &mut Job) -> Self {
+        let mut l = Self {
+            resizes: std::mem::take(&mut job.resizes),
+            ..Self::default()
+        };
+        match &mut job.work {
+            Work::Iterative(w) => l.reports = std::mem::take(&mut w.reports),
+            Work::Continuous(w) => {
+                l.segments = std::mem::take(&mut w.segments);
+                l.restart_costs = std::mem::take(&mut w.restart_costs);
+            }
+        }
+        l
+    }
+
+    /// Moves the lists back into `job`.
+    pub(crate) fn put(self, job: &mut Job) {
+        job.resizes = self.resizes;
+        match &mut job.work {
+            Work::Iterative(w) => w.reports = self.reports,
+            Work::Continuous(w) => {
+                w.segments = self.segments;
+                w.restart_costs = self.restart_costs;
+            }
+        }
+    }
+
+    /// The lengths of `job`'s lists.
+    fn lens_of(job: &Job) -> [usize; LISTS] {
+        let (reports, segments, costs) = match &job.work {
+            Work::Iterative(w) => (w.reports.len(), 0, 0),
+            Work::Continuous(w) => (0, w.segments.len(), w.restart_costs.len()),
+        };
+        [reports, job.resizes.len(), segments, costs]
+    }
+
+    fn lens(&self) -> [usize; LISTS] {
+        [
+            self.reports.len(),
+            self.resizes.len(),
+            self.segments.len(),
+            self.restart_costs.len(),
+        ]
+    }
+
+    /// The elements from `from` on, as rows.
+    fn items(&self, from: [usize; LISTS]) -> Vec<Item> {
+        fn rows<T: Serialize>(out: &mut Vec<Item>, list: u8, v: &[T], from: usize) {
+            for (i, x) in v.iter().enumerate().skip(from) {
+                out.push(Item {
+                    list,
+                    idx: u32::try_from(i).unwrap_or(u32::MAX),
+                    body: serde_json::to_string(x).unwrap_or_default(),
+                });
+            }
+        }
+        let mut out = Vec::new();
+        rows(&mut out, REPORTS, &self.reports, from[0]);
+        rows(&mut out, RESIZES, &self.resizes, from[1]);
+        rows(&mut out, SEGMENTS, &self.segments, from[2]);
+        rows(&mut out, RESTART_COSTS, &self.restart_costs, from[3]);
+        out
+    }
+
+    /// The lists from rows (ordered by list, then position). `Ok((lists, whole))`: `whole` is
+    /// false when positions are missing (a write lost in a failure), and the job must be
+    /// written whole again.
+    pub(crate) fn from_items(items: &[Item]) -> Result<(Self, bool), String> {
+        fn parse<T: serde::de::DeserializeOwned>(it: &Item) -> Result<T, String> {
+            serde_json::from_str(&it.body).map_err(|e| format!("item {}/{}: {e}", it.list, it.idx))
+        }
+        let mut l = Self::default();
+        let mut whole = true;
+        for it in items {
+            let expected = l.lens().get(usize::from(it.list)).copied();
+            if expected != Some(it.idx as usize) {
+                whole = false;
+            }
+            match it.list {
+                REPORTS => l.reports.push(parse(it)?),
+                RESIZES => l.resizes.push(parse(it)?),
+                SEGMENTS => l.segments.push(parse(it)?),
+                RESTART_COSTS => l.restart_costs.push(parse(it)?),
+                other => return Err(format!("unknown list {other}")),
+            }
+        }
+        Ok((l, whole))
+    }
+}
+
+/// What the views and metrics show of a job whose lists are not in memory (finished and
+/// cleaned up: its history stays in the database, read when asked for).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    pub(crate) progress: f64,
+    pub(crate) remaining_iterations: u32,
+    pub(crate) resizes: usize,
+    pub(crate) last_iteration_secs: Option<f64>,
+    pub(crate) restart_cost_secs: Option<f64>,
+}
+
+impl Summary {
+    pub(crate) fn of(job: &Job) -> Self {
+        let restart_cost_secs = match &job.work {
+            Work::Continuous(w) if !w.restart_costs.is_empty() => {
+                Some(w.restart_costs.iter().sum::<f64>() / w.restart_costs.len() as f64)
+            }
+            _ => None,
+        };
+        let last_iteration_secs = match &job.work {
+            Work::Iterative(w) => w.reports.last().map(IterationReport::duration),
+            Work::Continuous(w) => w.started_at.zip(w.ended_at).map(|(s, e)| e - s),
+        };
+        Self {
+            progress: job.progress(),
+            remaining_iterations: job.remaining_iterations(),
+            resizes: job.resizes.len(),
+            last_iteration_secs,
+            restart_cost_secs,
+        }
+    }
+}
+
+/// What is known to be in the database of a job's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Saved {
+    /// The store's failure count when the last write of the job was queued.
+    generation: u64,
+    /// The lists' lengths then.
+    lens: [usize; LISTS],
+}
+
+/// A job's row as stored.
+#[derive(Serialize)]
+struct RowOut<'a> {
+    uuid: &'a str,
+    job: &'a Job,
+    meta: &'a JobMeta,
+    summary: &'a Summary,
+}
+
+/// A job's row as read (a schema-1 row is a whole `PersistedJob`, lists in it, no summary).
+#[derive(Deserialize)]
+pub(crate) struct RowIn {
+    pub(crate) uuid: String,
+    pub(crate) job: Job,
+    pub(crate) meta: JobMeta,
+    #[serde(default)]
+    pub(crate) summary: Option<Summary>,
 }
 
 /// A report for a job that is not registered yet.
@@ -229,9 +510,140 @@ impl State {
 mod tests {
     use std::collections::BTreeMap;
 
+    use qos_core::job::Observation;
+    use qos_core::spec::{Deadline, QosSpec};
     use qos_core::wire::{Heartbeat, NodeRegistration};
 
     use super::*;
+    use crate::store::{Store, StoreOptions};
+
+    fn entry(uuid: &str, job: Job, store: &Store) -> JobEntry {
+        JobEntry {
+            p: PersistedJob {
+                uuid: uuid.into(),
+                job,
+                meta: JobMeta {
+                    report_token: "token".into(),
+                    containers: ["c1".to_owned()].into(),
+                    want: Some(Cpus::from_milli(1300)),
+                    ..JobMeta::default()
+                },
+            },
+            rt: Runtime {
+                store_failures: Arc::clone(store.generation()),
+                ..Runtime::default()
+            },
+        }
+    }
+
+    async fn read_back(store: &Store) -> Vec<(PersistedJob, Option<Summary>, bool)> {
+        let mut out: Vec<_> = store
+            .load()
+            .await
+            .unwrap()
+            .jobs
+            .iter()
+            .map(|j| decode_job(&j.body, &j.items, j.archived).unwrap())
+            .collect();
+        out.sort_by(|a, b| a.0.uuid.cmp(&b.0.uuid));
+        out
+    }
+
+    /// A Chronos and a Marathon job, written after every observation (rows appended, the last
+    /// segment rewritten, a shrinking list and a lost write rewritten whole), read back equal;
+    /// archived, their lists come back from the database.
+    #[tokio::test]
+    async fn a_job_reads_back_as_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_inline(&dir.path().join("s.db"), StoreOptions::default()).unwrap();
+        let qos = QosSpec {
+            duration: 10.0,
+            deadline: Deadline::Relative(1e5),
+            desv_deadline: 0.2,
+        }
+        .resolve(0.0);
+        let mut c = entry("c", Job::iterative("c", qos, 60, Cpus::ONE), &store);
+        let mut m = entry("m", Job::continuous("m", qos, Cpus::ONE), &store);
+        m.p.job.observe(Observation::Started { at: 0.0 }).unwrap();
+        for k in 0..60u32 {
+            let t = f64::from(k) * 10.0;
+            c.p.job
+                .observe(Observation::Iteration(IterationReport {
+                    started_at: t,
+                    finished_at: t + 9.0,
+                    hostname: format!("agent{}", k % 3),
+                    cpus: Cpus::ZERO,
+                }))
+                .unwrap();
+            let _ = m.p.job.observe(Observation::CpuSample {
+                at: t,
+                source: format!("c{}", k / 20),
+                cumulative_secs: f64::from(k % 20) * 5.0,
+            });
+            if k == 30 {
+                // The application starts reporting progress: the segments are rebuilt.
+                m.p.job
+                    .observe(Observation::Progress {
+                        at: t,
+                        fraction: 0.3,
+                    })
+                    .unwrap();
+            }
+            if k % 20 == 19 {
+                for e in [&mut c, &mut m] {
+                    let cpus = e.p.job.cpus + Cpus::from_milli(100);
+                    e.p.job
+                        .observe(Observation::Resized {
+                            at: t,
+                            cpus,
+                            restart: true,
+                        })
+                        .unwrap();
+                }
+                m.p.job
+                    .observe(Observation::Restored { at: t + 3.0 })
+                    .unwrap();
+            }
+            if k == 41 {
+                // A write that never reached the disk (its transaction failed): the next is
+                // whole.
+                drop(c.op(t));
+                store.generation().fetch_add(1, Ordering::AcqRel);
+                assert!(c.needs_write() && m.needs_write());
+                continue;
+            }
+            store.submit(vec![c.op(t), m.op(t)]).wait().await.unwrap();
+            let back = read_back(&store).await;
+            assert_eq!(back.len(), 2);
+            assert_eq!((&back[0].0, back[0].2), (&c.p, true), "step {k}");
+            assert_eq!((&back[1].0, back[1].2), (&m.p, true), "step {k}");
+        }
+        // The lists really are rows: the Chronos job's row does not grow with its reports.
+        let Op::UpsertJob { body, items, .. } = c.op(1e4) else {
+            unreachable!()
+        };
+        assert!(items.len() <= 1, "{} items", items.len());
+        assert!(body.len() < 2048, "a {} byte row", body.len());
+        // Finished and archived: the row keeps the summary, the lists stay on disk.
+        c.p.job
+            .observe(Observation::Cancelled { at: 700.0 })
+            .unwrap();
+        c.p.meta.cleaned_up = true;
+        let summary = Summary::of(&c.p.job);
+        let before = c.p.clone();
+        store.submit(vec![c.op(700.0)]).wait().await.unwrap();
+        c.archive();
+        assert_eq!(c.rt.archived.as_ref(), Some(&summary));
+        let Work::Iterative(w) = &c.p.job.work else {
+            unreachable!()
+        };
+        assert!(w.reports.is_empty());
+        store.submit(vec![c.op(701.0)]).wait().await.unwrap();
+        let back = read_back(&store).await;
+        assert_eq!(back[0].1.as_ref(), Some(&summary));
+        let items = store.items("c").await.unwrap();
+        assert_eq!(c.whole(Some(&items)).unwrap(), before);
+    }
 
     fn node(free: f64, allocated: f64) -> NodeEntry {
         NodeEntry {

@@ -12,6 +12,7 @@
 //!   panic caught so that what it started can be stopped first.
 //! - [`procs`]: which processes of the host show a secret in their arguments.
 //! - [`services`]: the project's services started as real processes (their ready line read).
+//! - [`cgroups_or_skip`], [`root_or_skip`]: the one skip-or-fail rule of tests that need root.
 
 pub mod bins;
 mod chronos;
@@ -88,11 +89,33 @@ pub fn cgroups_or_skip(enforced: bool, note: Option<&str>, what: &str) -> bool {
     if enforced {
         return true;
     }
-    let why = note.unwrap_or("?");
-    assert!(
-        std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
-        "{what}: CPU limits not enforced ({why}) and QOS_REQUIRE_CGROUPS=1"
-    );
-    eprintln!("SKIPPED: CPU limits not enforced ({why}); {what} needs root");
+    skip_unless_required(
+        &["QOS_REQUIRE_CGROUPS"],
+        &format!("CPU limits not enforced ({})", note.unwrap_or("?")),
+        what,
+    )
+}
+
+/// Whether a test that needs root for something else (mounting a small tmpfs, …) may go on:
+/// `true` when `available` is `Ok`; otherwise a notice naming `what` and why, and `false` — or a
+/// failure when `QOS_REQUIRE_ROOT=1` or `QOS_REQUIRE_CGROUPS=1` (the project's test command
+/// sets the latter when it runs as root).
+#[must_use]
+pub fn root_or_skip(available: Result<(), String>, what: &str) -> bool {
+    match available {
+        Ok(()) => true,
+        Err(why) => skip_unless_required(&["QOS_REQUIRE_ROOT", "QOS_REQUIRE_CGROUPS"], &why, what),
+    }
+}
+
+/// A skip notice, or a failure when one of `flags` is set to 1.
+fn skip_unless_required(flags: &[&str], why: &str, what: &str) -> bool {
+    for flag in flags {
+        assert!(
+            std::env::var(flag).as_deref() != Ok("1"),
+            "{what}: {why} and {flag}=1"
+        );
+    }
+    eprintln!("SKIPPED: {why}; {what} needs root");
     false
 }

@@ -772,12 +772,18 @@ fn db_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// The real binary in `dir` with `held_max_bytes`; its process and URL.
+/// The WAL bound of [`spawn_with_held_bound`].
+const WAL_MAX: u64 = 1 << 20;
+
+/// The real binary in `dir` with `held_max_bytes` (and a WAL of at most [`WAL_MAX`]); its process
+/// and URL.
 fn spawn_with_held_bound(dir: &std::path::Path, held_max: u64) -> (crate::support::Proc, String) {
     let cfg = dir.join("s.toml");
     std::fs::write(
         &cfg,
-        format!("listen = \"127.0.0.1:0\"\n[limits]\nheld_max_bytes = {held_max}\n"),
+        format!(
+            "listen = \"127.0.0.1:0\"\n[limits]\nheld_max_bytes = {held_max}\n[storage]\nwal_max_bytes = {WAL_MAX}\n"
+        ),
     )
     .unwrap();
     let (p, v) = crate::support::start_json_line(
@@ -886,11 +892,12 @@ async fn size_abuse_keeps_memory_and_the_database_bounded() {
     }
     let db_after = db_bytes(dir.path());
     println!(
-        "size abuse: supervisor RSS {start_rss:.1} MB at start, {after_abuse:.1} MB after it ({refused} bodies refused 422 naming the field; {held} samples held, {ignored} refused by the held bound); /metrics {} bytes. Held flood: {flood} reports held, then {flood_refused} refused 503; database {:.2} MB → {:.2} MB (held bound {:.1} MB)",
+        "size abuse: supervisor RSS {start_rss:.1} MB at start, {after_abuse:.1} MB after it ({refused} bodies refused 422 naming the field; {held} samples held, {ignored} refused by the held bound); /metrics {} bytes. Held flood: {flood} reports held, then {flood_refused} refused 503; database and WAL {:.2} MB → {:.2} MB (held bound {:.1} MB, WAL bound {:.1} MB)",
         metrics.len(),
         db_before as f64 / 1e6,
         db_after as f64 / 1e6,
         held_max as f64 / 1e6,
+        WAL_MAX as f64 / 1e6,
     );
     assert!(ignored > 0, "the byte bound was never reached");
     assert!(flood_refused > 0 && flood > 0);
@@ -900,5 +907,9 @@ async fn size_abuse_keeps_memory_and_the_database_bounded() {
         "/metrics is {} bytes",
         metrics.len()
     );
-    let _ = (db_before, db_after);
+    assert!(
+        db_after.saturating_sub(db_before) <= 3 * held_max + 2 * WAL_MAX,
+        "the held flood grew the database and its WAL by {} bytes",
+        db_after - db_before
+    );
 }

@@ -6,6 +6,7 @@
 mod api;
 mod control;
 mod e2e;
+mod faults;
 mod fuzz;
 mod grafana;
 mod limits;

@@ -6,7 +6,6 @@ use qos_core::job::Framework;
 use qos_core::spec::QosSpec;
 use qos_core::wire::{Heartbeat, JobRegistration, NodeRegistration, ProgressReport};
 use serde_json::json;
-use supervisor::Clock;
 use supervisor::config::AuthConfig;
 use testkit::ChronosCall;
 
@@ -28,9 +27,10 @@ fn update_task(u: &str, name: &str, s: f64, f: f64) -> String {
 
 #[tokio::test]
 async fn thesis_routes_as_the_thesis_sends_them() {
-    // The reports below are about runs up to T0 + 900: the supervisor's clock is past them.
+    // The thesis' timeline: runs reported up to T0 + 900 while the supervisor's clock is at T0;
+    // its clients' clocks are allowed that far ahead.
     let h = Harness::start(Opts {
-        clock: Some(Clock::starting_at(T0 + 1000.0)),
+        configure: Some(Box::new(|c| c.limits.clock_skew = 1000.0)),
         ..Opts::default()
     })
     .await;
@@ -163,7 +163,7 @@ async fn thesis_routes_as_the_thesis_sends_them() {
 #[tokio::test]
 async fn reports_before_registration_are_held_then_applied() {
     let h = Harness::start(Opts {
-        clock: Some(Clock::starting_at(T0 + 1000.0)),
+        configure: Some(Box::new(|c| c.limits.clock_skew = 1000.0)),
         ..Opts::default()
     })
     .await;

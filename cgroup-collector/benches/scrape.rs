@@ -4,49 +4,31 @@
 //! ```text
 //! cargo bench -p cgroup-collector --bench scrape            # 1,000 synthetic + real tree
 //! QOS_BENCH_CONTAINERS=5000 QOS_BENCH_PASSES=20 cargo bench -p cgroup-collector --bench scrape
+//! QOS_BENCH_ONLY=real cargo bench -p cgroup-collector --bench scrape   # or synthetic
 //! ```
 //!
 //! 1. **synthetic**: N Docker-layout v1 cgroups (`cpuacct/docker/<id>` + `cpu/docker/<id>`) in a
 //!    tmpfs fixture tree (`/dev/shm` when present).
 //! 2. **real kernel**: N real cgroups created under `/sys/fs/cgroup/{cpu,cpuacct}/qos-bench-<pid>/a/t<i>`
-//!    (testbed layout; root only, removed afterwards) plus whatever else the host has.
+//!    (testbed layout; root only, removed afterwards), each a job's container (a 0.5 CPU quota,
+//!    mapped to a job by the testbed's `qos.json`) with a thread of this process that wakes every
+//!    250 ms to run for 20 µs, so every container's counters move between passes; plus
+//!    whatever else the host has.
 //!
 //! CPU time is this thread's own (`CLOCK_THREAD_CPUTIME_ID`, ns), so other load on the
 //! machine does not inflate it. Prints figures; asserts nothing.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cgroup_collector::collector::{Collector, CollectorConfig, epoch_now};
 use cgroup_collector::discovery::Roots;
 use cgroup_collector::metrics::{self, AgentStats};
-
-fn thread_cpu_ns() -> u64 {
-    use nix::time::{ClockId, clock_gettime};
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
-fn status_kib(key: &str) -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0)
-}
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{RealTree, env_usize, status_kib, thread_cpu_ns};
 
 fn config(roots: Roots, prefix: &str, meta: &Path) -> CollectorConfig {
     CollectorConfig {
@@ -60,7 +42,17 @@ fn config(roots: Roots, prefix: &str, meta: &Path) -> CollectorConfig {
     }
 }
 
-fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
+/// Measures `passes` passes, `gap` apart (so that the kernel's counters move between them, as
+/// between two passes of the running agent).
+/// Returns the CPU per container per pass (µs) and the % of one core at a 1 s period (a pass and
+/// one scrape). `between` runs before each pass, outside the measured CPU time.
+fn measure(
+    label: &str,
+    cfg: CollectorConfig,
+    passes: usize,
+    gap: Duration,
+    between: &mut dyn FnMut(),
+) -> (f64, f64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,6 +69,8 @@ fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
     let mut scan = Vec::with_capacity(passes);
     let mut last = first;
     for _ in 0..passes {
+        std::thread::sleep(gap);
+        between();
         let (w0, c0) = (Instant::now(), thread_cpu_ns());
         c.scan();
         let c1 = thread_cpu_ns();
@@ -91,7 +85,9 @@ fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
     wall.sort_unstable();
     scan.sort_unstable();
     let med = |v: &[u64]| v[v.len() / 2] as f64 / 1e3;
-    let (cpu_us, wall_us) = (med(&cpu), med(&wall));
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64 / 1e3;
+    // Some files are read every few passes only: the mean is what a second of collecting costs.
+    let (cpu_us, cpu_med, wall_us) = (mean(&cpu), med(&cpu), med(&wall));
     let rss_after = status_kib("VmRSS:");
 
     // One Prometheus scrape = encoding the latest snapshot.
@@ -105,22 +101,21 @@ fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
         bytes = metrics::encode(&reg).unwrap().len();
         enc.push(thread_cpu_ns() - c0);
     }
-    enc.sort_unstable();
-    let enc_us = med(&enc);
+    let enc_us = mean(&enc);
 
     let per = |us: f64| if n > 0 { us / n as f64 } else { f64::NAN };
-    println!("== {label}: {n} containers, {passes} passes (median)");
+    println!("== {label}: {n} containers, {passes} passes (mean; median where marked)");
     println!(
         "   first pass (discovery + mapping)   {:>10.0} µs CPU",
         first_cpu as f64 / 1e3
     );
     println!(
-        "   collection pass                    {cpu_us:>10.0} µs CPU ({wall_us:.0} µs wall) = {:.2} µs/container",
+        "   collection pass                    {cpu_us:>10.0} µs CPU = {:.2} µs/container (median {cpu_med:.0} µs CPU, {wall_us:.0} µs wall)",
         per(cpu_us)
     );
     println!(
         "     of which discovery (readdir)     {:>10.0} µs CPU",
-        med(&scan)
+        mean(&scan)
     );
     println!(
         "   /metrics encode                    {enc_us:>10.0} µs CPU = {:.2} µs/container ({bytes} bytes, {n_containers} containers)",
@@ -135,9 +130,10 @@ fn measure(label: &str, cfg: CollectorConfig, passes: usize) {
         rss_after.saturating_sub(rss_before),
         status_kib("VmHWM:")
     );
+    (per(cpu_us), (cpu_us + enc_us) / 1e6 * 100.0)
 }
 
-fn synthetic(n: usize, passes: usize) {
+fn synthetic(n: usize, passes: usize) -> (f64, f64) {
     let base = if Path::new("/dev/shm").is_dir() {
         tempfile::tempdir_in("/dev/shm").unwrap()
     } else {
@@ -165,61 +161,58 @@ fn synthetic(n: usize, passes: usize) {
         .unwrap();
     }
     let cfg = config(Roots::detect(root), "qos-testbed", root);
+    // The counters move between passes, as a busy container's do.
+    let mut k = 0u64;
+    let mut tick = || {
+        k += 1;
+        for i in 0..n {
+            let a = root.join("cpuacct/docker").join(format!("{i:064x}"));
+            let _ = fs::write(
+                a.join("cpuacct.usage"),
+                format!("{}\n", 1_000_000_000 + k * 1000 + i as u64),
+            );
+        }
+    };
     measure(
-        &format!("synthetic tmpfs tree ({})", root.display()),
+        &format!(
+            "synthetic tmpfs tree ({}, usage rewritten between passes)",
+            root.display()
+        ),
         cfg,
         passes,
-    );
+        Duration::ZERO,
+        &mut tick,
+    )
 }
 
-/// Real cgroups, removed on drop.
-struct RealTree(Vec<PathBuf>);
-
-impl Drop for RealTree {
-    fn drop(&mut self) {
-        for d in self.0.iter().rev() {
-            let _ = fs::remove_dir(d);
-        }
-    }
-}
-
-fn real(n: usize, passes: usize) {
-    let roots = Roots::detect(Path::new("/sys/fs/cgroup"));
-    let (Some(acct), Some(cpu)) = (roots.v1_cpuacct.clone(), roots.v1_cpu.clone()) else {
-        println!("== real kernel: skipped (no v1 cpu/cpuacct hierarchy)");
-        return;
-    };
+fn real(n: usize, passes: usize) -> Option<(f64, f64)> {
     let prefix = format!("qos-bench-{}", std::process::id());
-    let mut made = RealTree(Vec::new());
-    for root in [&acct, &cpu] {
-        for d in [root.join(&prefix), root.join(&prefix).join("a")] {
-            if fs::create_dir(&d).is_err() {
-                println!("== real kernel: skipped (cannot create cgroups: not root?)");
-                return;
-            }
-            made.0.push(d);
-        }
-    }
-    for i in 0..n {
-        for root in [&acct, &cpu] {
-            let d = root.join(&prefix).join("a").join(format!("t{i}"));
-            fs::create_dir(&d).unwrap();
-            made.0.push(d);
-        }
-    }
     let meta = tempfile::tempdir().unwrap();
-    measure(
-        &format!("real kernel cgroups (/sys/fs/cgroup, {n} created under {prefix})"),
+    let tree = match RealTree::create(n, &prefix, meta.path()) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("== real kernel: skipped ({e})");
+            return None;
+        }
+    };
+    let roots = tree.roots.clone();
+    let figures = measure(
+        &format!("real kernel cgroups (/sys/fs/cgroup, {n} created under {prefix}, all active)"),
         config(roots.clone(), &prefix, meta.path()),
         passes,
+        common::WAKE_EVERY + Duration::from_millis(50),
+        &mut || {},
     );
-    drop(made);
+    drop(tree);
     // The host's own tree as it is (whatever Docker/testbed containers run now).
     measure(
         "real tree as found (no synthetic cgroups)",
         config(roots, "qos-testbed", meta.path()),
         passes,
+        Duration::ZERO,
+        &mut || {},
     );
+    Some(figures)
 }
 
 fn main() {
@@ -230,6 +223,23 @@ fn main() {
         "cgroup-collector scrape benchmark (CPU time of this thread; USER_HZ {})",
         cgroup_collector::cgroup::clk_tck()
     );
-    synthetic(n, passes);
-    real(n, passes);
+    // QOS_BENCH_ONLY=real (or synthetic) runs one of the two, e.g. under a profiler.
+    let only = std::env::var("QOS_BENCH_ONLY").unwrap_or_default();
+    let tmpfs_per = if only == "real" {
+        f64::NAN
+    } else {
+        synthetic(n, passes).0
+    };
+    if only == "synthetic" {
+        return;
+    }
+    if let Some((real_per, real_pct)) = real(n, passes) {
+        println!(
+            "FIGURE\tcollector pass + one scrape, {n} active real cgroups, CPU of this thread at a 1 s period\t{real_pct:.3} % of a core\ttarget 1 % of a core\t{real_pct:.2}"
+        );
+        println!(
+            "FIGURE\tcollector pass, CPU per container (real cgroupfs)\t{real_per:.2} µs\tthe same files on tmpfs {tmpfs_per:.2} µs\t{:.2}",
+            real_per / tmpfs_per
+        );
+    }
 }

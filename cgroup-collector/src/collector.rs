@@ -5,7 +5,7 @@
 //! unknown) and the counter-reset tracker. Containers that vanish are remembered for
 //! [`FORGET_AFTER_PASSES`] passes so one restarted under the same id keeps monotonic figures.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -63,7 +63,7 @@ pub struct ContainerSample {
     pub agent: Option<String>,
     /// Where the files are (and the cgroup version); `None` for the Mesos agent source.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dirs: Option<CgroupDirs>,
+    pub dirs: Option<Arc<CgroupDirs>>,
     /// Job UUID, if mapped.
     pub uuid: Option<String>,
     /// Docker image, if known.
@@ -169,6 +169,8 @@ impl Snapshot {
 #[derive(Debug)]
 struct Tracked {
     found: Discovered,
+    /// `found.dirs`, shared with every snapshot (not copied each pass).
+    dirs: Arc<CgroupDirs>,
     uuid: Option<String>,
     name: Option<String>,
     image: Option<String>,
@@ -186,7 +188,8 @@ pub struct Collector {
     discovery: DiscoveryConfig,
     runtime: Option<Arc<dyn ContainerRuntime>>,
     node: NodeSampler,
-    tracked: HashMap<String, Tracked>,
+    /// By cgroup path: a pass reads them in this order, which is the snapshot's.
+    tracked: BTreeMap<String, Tracked>,
     pass: u64,
     resets_total: u64,
     budget: FdBudget,
@@ -230,7 +233,7 @@ impl Collector {
             discovery,
             runtime,
             node,
-            tracked: HashMap::new(),
+            tracked: BTreeMap::new(),
             pass: 0,
             resets_total: 0,
             budget,
@@ -267,11 +270,16 @@ impl Collector {
     pub fn scan(&mut self) {
         self.pass += 1;
         let pass = self.pass;
-        let mut seen: HashSet<String> = HashSet::with_capacity(self.tracked.len());
+        // Found in this pass already: tracked ones are marked `last_seen`, new or changed ones
+        // are in `fresh` (a path may be listed in v1 and v2; the first wins).
         let mut fresh: Vec<Discovered> = Vec::new();
+        let mut fresh_keys: HashSet<String> = HashSet::new();
+        let seen = |tracked: &BTreeMap<String, Tracked>, fresh: &HashSet<String>, rel: &str| {
+            fresh.contains(rel) || tracked.get(rel).is_some_and(|t| t.last_seen == pass)
+        };
         if self.cfg.discover {
             for c in candidates(&self.discovery) {
-                if seen.contains(&c.rel) {
+                if seen(&self.tracked, &fresh_keys, &c.rel) {
                     continue;
                 }
                 if let Some(t) = self.tracked.get_mut(&c.rel) {
@@ -284,19 +292,19 @@ impl Collector {
                         && !recheck
                     {
                         t.last_seen = pass;
-                        seen.insert(c.rel);
                         continue;
                     }
                 }
                 if let Some(d) = c.resolve(&self.cfg.roots) {
-                    seen.insert(d.cgroup.clone());
+                    fresh_keys.insert(d.cgroup.clone());
                     fresh.push(d);
                 }
             }
         }
         for p in &self.cfg.named {
             if let Some((cgroup, dirs)) = self.cfg.roots.resolve_named(p) {
-                if seen.insert(cgroup.clone()) {
+                if !seen(&self.tracked, &fresh_keys, &cgroup) {
+                    fresh_keys.insert(cgroup.clone());
                     fresh.push(Discovered {
                         id: cgroup.clone(),
                         runtime: Runtime::Named,
@@ -312,6 +320,7 @@ impl Collector {
                 Some(t) => {
                     if t.found.dirs != d.dirs {
                         t.reader = CgroupReader::new(&d.dirs, &self.budget);
+                        t.dirs = Arc::new(d.dirs.clone());
                     }
                     t.found = d;
                     t.last_seen = pass;
@@ -321,6 +330,7 @@ impl Collector {
                     self.tracked.insert(
                         d.cgroup.clone(),
                         Tracked {
+                            dirs: Arc::new(d.dirs.clone()),
                             found: d,
                             uuid: None,
                             name: None,
@@ -408,8 +418,9 @@ impl Collector {
     /// Step 3: read every container seen in this pass, and the node.
     pub fn read(&mut self, now: f64) -> Snapshot {
         let pass = self.pass;
-        let mut containers = Vec::new();
+        let mut containers = Vec::with_capacity(self.tracked.len());
         let mut errors = Vec::new();
+        // In cgroup path order (the map's), as the snapshot lists them.
         for t in self.tracked.values_mut().filter(|t| t.last_seen == pass) {
             let stats = match t.reader.read(self.cfg.clk_tck, &mut self.buf) {
                 Ok(s) => s,
@@ -442,7 +453,7 @@ impl Collector {
                 runtime: t.found.runtime,
                 cgroup: t.found.cgroup.clone(),
                 agent: t.found.agent.clone(),
-                dirs: Some(t.found.dirs.clone()),
+                dirs: Some(Arc::clone(&t.dirs)),
                 uuid: t.uuid.clone(),
                 image: t.image.clone(),
                 at: None,
@@ -458,7 +469,6 @@ impl Collector {
                 resets: t.counters.resets(),
             });
         }
-        containers.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
         Snapshot {
             at: now,
             node: self.node.sample(),

@@ -72,60 +72,67 @@ pub fn registry(snapshot: SharedSnapshot, stats: Arc<AgentStats>) -> Registry {
 
 /// Encode the registry as OpenMetrics text.
 pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
-    let mut out = String::with_capacity(64 * 1024);
+    // Sized like the previous answer (a megabyte with a thousand containers), so that the text
+    // is not copied again at every doubling of its buffer.
+    static LAST_LEN: AtomicU64 = AtomicU64::new(64 * 1024);
+    let hint = usize::try_from(LAST_LEN.load(Ordering::Relaxed)).unwrap_or(64 * 1024);
+    let mut out = String::with_capacity(hint + hint / 8);
     prometheus_client::encoding::text::encode(&mut out, registry)?;
+    LAST_LEN.store(out.len() as u64, Ordering::Relaxed);
     Ok(out)
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
 
-fn lab(c: &crate::collector::ContainerSample) -> Vec<(&'static str, &str)> {
-    vec![
+/// A container's labels: a fixed array, not a `Vec`, so that encoding a thousand containers
+/// does not allocate a thousand label lists per family.
+fn lab(c: &crate::collector::ContainerSample) -> [(&'static str, &str); 3] {
+    [
         ("id", c.cgroup.as_str()),
         ("name", c.name.as_deref().unwrap_or(c.id.as_str())),
         ("qos_uuid", c.uuid.as_deref().unwrap_or("")),
     ]
 }
 
-fn counter(
+fn counter<'a, L: AsRef<Labels<'a>>>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    rows: &[(Vec<(&'static str, &str)>, f64)],
+    rows: &[(L, f64)],
 ) -> Result<(), std::fmt::Error> {
     if rows.is_empty() {
         return Ok(());
     }
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     if let [(labels, v)] = rows {
-        if labels.is_empty() {
+        if labels.as_ref().is_empty() {
             return ConstCounter::new(*v).encode(m);
         }
     }
     for (labels, v) in rows {
-        let l: &Labels<'_> = labels;
+        let l: &Labels<'_> = labels.as_ref();
         ConstCounter::new(*v).encode(m.encode_family(&l)?)?;
     }
     Ok(())
 }
 
-fn gauge(
+fn gauge<'a, L: AsRef<Labels<'a>>>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    rows: &[(Vec<(&'static str, &str)>, f64)],
+    rows: &[(L, f64)],
 ) -> Result<(), std::fmt::Error> {
     if rows.is_empty() {
         return Ok(());
     }
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     if let [(labels, v)] = rows {
-        if labels.is_empty() {
+        if labels.as_ref().is_empty() {
             return ConstGauge::new(*v).encode(m);
         }
     }
     for (labels, v) in rows {
-        let l: &Labels<'_> = labels;
+        let l: &Labels<'_> = labels.as_ref();
         ConstGauge::new(*v).encode(m.encode_family(&l)?)?;
     }
     Ok(())

@@ -259,18 +259,22 @@ async fn do_resize(
         (Runtime::Docker, Some(rt)) => {
             // Check the kernel's bounds before asking the daemon, for a clear error.
             CpuLimit::quota_for(c.period_us.unwrap_or(100_000), req.cpus).map_err(cg_err)?;
-            rt.set_cpus(&c.id, req.cpus).await.map_err(|e| {
-                ApiError::new(
+            match rt.set_cpus(&c.id, req.cpus).await {
+                Ok(()) => dirs.read(st.clk_tck).map(|s| s.limit).map_err(cg_err),
+                Err(e) => Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "runtime_error",
                     e.to_string(),
                     None,
-                )
-            })?;
-            dirs.read(st.clk_tck).map_err(cg_err)?.limit
+                )),
+            }
         }
-        _ => Some(dirs.write_cpus(req.cpus).map_err(cg_err)?),
+        _ => dirs.write_cpus(req.cpus).map(Some).map_err(cg_err),
     };
+    // Whatever the outcome, every reader takes the quota from the kernel at the next pass (the
+    // collector otherwise reads it only every few passes).
+    crate::cgroup::note_limit_written();
+    let limit = limit?;
     let cpus = limit
         .and_then(|l| l.cpus())
         .unwrap_or(f64::from(st.node_cpus));

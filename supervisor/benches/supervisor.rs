@@ -3,6 +3,9 @@
 //! `cargo bench -p supervisor --bench supervisor` (all three), or pass `control`, `ingest`,
 //! `recovery` to run one. Everything runs in this one process on this machine (the load
 //! generator shares the cores with the supervisor), against `testkit`'s fake frameworks.
+//!
+//! Lines starting `FIGURE` (figure, value, anchor measured in the same run or the target, ratio)
+//! are read by `scripts/bench`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,11 +142,10 @@ async fn control() {
     println!(
         "control capacity: {JOBS} jobs (5000 Chronos, 5000 Marathon at a 1 s period, 5000 samples/s fed in-process)"
     );
-    println!("  decisions/s      {:>10.0}", (d1 - d0) as f64 / wall);
-    println!(
-        "  CPU (one core)   {:>9.1} %  (supervisor + in-process sample feeder)",
-        100.0 * (c1 - c0) / wall
-    );
+    let decisions = (d1 - d0) as f64 / wall;
+    let with_feed = 100.0 * (c1 - c0) / wall;
+    println!("  decisions/s      {decisions:>10.0}");
+    println!("  CPU (one core)   {with_feed:>9.1} %  (supervisor + in-process sample feeder)");
     println!("  RSS              {:>9.1} MB", rss_mb());
     feeder.abort();
     // Without the feeder: the loop alone.
@@ -152,10 +154,18 @@ async fn control() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (c1, d1, w1) = (cpu_secs(), sup.decisions(), Instant::now());
     let wall = (w1 - w0).as_secs_f64();
+    let alone = 100.0 * (c1 - c0) / wall;
     println!(
-        "  loop alone (no ingestion): decisions/s {:.0}, CPU {:.1} %",
+        "  loop alone (no ingestion): decisions/s {:.0}, CPU {alone:.1} %",
         (d1 - d0) as f64 / wall,
-        100.0 * (c1 - c0) / wall
+    );
+    println!(
+        "FIGURE\tcontrol: {JOBS} jobs at a 1 s period with 5,000 samples/s, CPU of one core\t{with_feed:.1} %\tthe loop alone {alone:.1} %\t{:.2}",
+        with_feed / alone.max(0.01)
+    );
+    println!(
+        "FIGURE\tcontrol: decisions per second, {JOBS} jobs\t{decisions:.0}/s\ttarget: every Marathon job each second (5,000/s)\t{:.2}",
+        decisions / 5000.0
     );
     let _ = t0;
     sup.stop().await;
@@ -226,10 +236,14 @@ async fn ingest() {
         lat.extend(l);
     }
     println!("ingestion over loopback (client and server in this process, 2 cores):");
+    let rate = total as f64 / 10.0;
     println!(
-        "  samples (batches of 100, 16 senders): {:>8.0} samples/s, batch p99 {:.2} ms",
-        total as f64 / 10.0,
+        "  samples (batches of 100, 16 senders): {rate:>8.0} samples/s, batch p99 {:.2} ms",
         1000.0 * percentile(&mut lat, 0.99)
+    );
+    println!(
+        "FIGURE\tingestion: CPU samples per second over loopback (batches of 100, 16 senders)\t{rate:.0}/s\ttarget 20,000/s\t{:.2}",
+        rate / 20_000.0
     );
 
     // /updateTask at a fixed 1000 reports/s for 10 s: latency.
@@ -262,10 +276,16 @@ async fn ingest() {
         lat.push(l);
     }
     let took = start.elapsed().as_secs_f64();
-    println!(
-        "  /updateTask at 1000 reports/s: {ok}/10000 ok in {took:.1} s, p50 {:.2} ms, p99 {:.2} ms",
+    let (p50, p99) = (
         1000.0 * percentile(&mut lat.clone(), 0.5),
-        1000.0 * percentile(&mut lat, 0.99)
+        1000.0 * percentile(&mut lat, 0.99),
+    );
+    println!(
+        "  /updateTask at 1000 reports/s: {ok}/10000 ok in {took:.1} s, p50 {p50:.2} ms, p99 {p99:.2} ms"
+    );
+    println!(
+        "FIGURE\tingestion: /updateTask at 1,000 reports/s, p99 (each durable before its answer)\t{p99:.2} ms\tp50 {p50:.2} ms; target p99 10 ms\t{:.2}",
+        p99 / 10.0
     );
 
     // /updateTask flat out: 32 concurrent reporters, 5 s.
@@ -297,10 +317,14 @@ async fn ingest() {
         total += n;
         lat.extend(l);
     }
+    let flat = total as f64 / 5.0;
     println!(
-        "  /updateTask flat out (32 reporters): {:>8.0} reports/s, p99 {:.2} ms",
-        total as f64 / 5.0,
+        "  /updateTask flat out (32 reporters): {flat:>8.0} reports/s, p99 {:.2} ms",
         1000.0 * percentile(&mut lat, 0.99)
+    );
+    println!(
+        "FIGURE\tingestion: /updateTask flat out, 32 reporters\t{flat:.0}/s\tthe paced run's 1,000/s\t{:.2}",
+        flat / 1000.0
     );
     server.abort();
     sup.stop().await;
@@ -309,13 +333,16 @@ async fn ingest() {
 async fn recovery() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("r.db");
-    {
+    let populated = {
         let (sup, marathon, chronos) = start(&db, 10.0).await;
         let router = sup.router();
+        let t = Instant::now();
         populate(&router, &marathon, &chronos).await;
+        let took = t.elapsed();
         sup.flush().await.expect("flush");
         sup.stop().await;
-    }
+        took
+    };
     let size = std::fs::metadata(&db).map_or(0, |m| m.len())
         + std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
     let t = Instant::now();
@@ -337,6 +364,12 @@ async fn recovery() {
     println!(
         "  start → every job reconciled     {:>8.0} ms",
         controlled.as_secs_f64() * 1000.0
+    );
+    println!(
+        "FIGURE\trecovery: restart with {JOBS} jobs in the database → every job reconciled\t{:.0} ms\tregistering them through the API {:.0} ms\t{:.3}",
+        controlled.as_secs_f64() * 1000.0,
+        populated.as_secs_f64() * 1000.0,
+        controlled.as_secs_f64() / populated.as_secs_f64()
     );
     sup.stop().await;
 }

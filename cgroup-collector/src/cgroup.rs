@@ -603,6 +603,10 @@ pub struct CgroupReader {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per container, made once and never moved; a box would add an indirection to every read"
+)]
 enum ReaderFiles {
     V1 {
         usage: CachedFile,

@@ -427,7 +427,17 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
         let fw = ambiguous.then_some(&framework);
         return Err(rollback(&supervisor, fw, &prepared.uuid, &prepared.name, err).await);
     }
-    Ok(outcome(request))
+    let mut done = outcome(request);
+    // The supervisor knows its policy and resize mode: its warnings replace the launcher's
+    // guesses at them.
+    done.warnings.retain(|w| !w.starts_with(rewrite::CONTROL_WARNING));
+    done.warnings.extend(
+        registered
+            .warnings
+            .iter()
+            .map(|w| format!("{}{w}", rewrite::CONTROL_WARNING)),
+    );
+    Ok(done)
 }
 
 /// Refuses [`Pace::BackToBack`] for a Chronos that speaks the 2.x API (`why` says how we know).

@@ -9,6 +9,11 @@
 //! recognised and not counted twice; CPU samples are cumulative per container (`source`), so a
 //! re-sent sample changes nothing and a restarted container (a counter that goes down) is banked,
 //! never counted as negative use.
+//!
+//! Lost work is work lost: a continuous job's task that starts again *without* restoring a
+//! checkpoint (it cannot checkpoint, or its checkpoint failed, or it died) begins a new
+//! incarnation from zero. The CPU-seconds of the earlier incarnations are then *lost*
+//! ([`CpuAccount::lost`]): they no longer count as progress, and they are reported as waste.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +51,46 @@ impl std::str::FromStr for Framework {
             other => Err(format!(
                 "unknown framework {other:?} (expected chronos or marathon)"
             )),
+        }
+    }
+}
+
+/// Whether a job's work survives a restart of its task (a resize in restart mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpointing {
+    /// Not said yet (shell-trap's `auto` strategy decides on the agent): treated as
+    /// [`Checkpointing::Unable`] until a restore or shell-trap's report says otherwise.
+    #[default]
+    Unknown,
+    /// It checkpoints on SIGTERM and resumes (shell-trap's `app` or `criu` strategy).
+    Able,
+    /// It cannot: a restart starts it again from scratch (shell-trap's `none` strategy).
+    Unable,
+}
+
+impl Checkpointing {
+    /// From a shell-trap strategy name: `app`/`criu` → able, `none` → unable, `auto` → unknown.
+    pub fn from_strategy(strategy: &str) -> Option<Self> {
+        match strategy.trim().to_ascii_lowercase().as_str() {
+            "app" | "criu" => Some(Self::Able),
+            "none" => Some(Self::Unable),
+            "auto" | "" => Some(Self::Unknown),
+            _ => None,
+        }
+    }
+
+    /// Whether a restart keeps the work done (only when known to).
+    pub fn keeps_work(self) -> bool {
+        self == Self::Able
+    }
+
+    /// The wire and display name (`unknown`, `able`, `unable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Able => "able",
+            Self::Unable => "unable",
         }
     }
 }
@@ -123,28 +168,60 @@ impl IterationReport {
     }
 }
 
-/// Cumulative CPU time of a job across containers, robust to restarts and re-sent samples.
+/// Cumulative CPU time of a job across containers, robust to restarts and re-sent samples, split
+/// into the CPU-seconds that still count as progress and those of incarnations whose work was
+/// lost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuAccount {
     /// Per container (`source`): CPU-seconds banked from earlier counter resets plus the last
-    /// cumulative value seen.
+    /// cumulative value seen, and the incarnation the container belongs to.
     sources: BTreeMap<String, SourceCounter>,
     /// Time of the newest sample, epoch seconds.
     last_sample_at: Option<f64>,
+    /// The incarnation new containers belong to (0 before the first start is known).
+    #[serde(default)]
+    incarnation: u32,
+    /// Containers of incarnations before this one did work that was lost.
+    #[serde(default)]
+    useful_from: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct SourceCounter {
     banked: f64,
     last: f64,
+    #[serde(default)]
+    incarnation: u32,
+    /// When the container was first sampled.
+    #[serde(default)]
+    first_at: f64,
 }
+
+impl SourceCounter {
+    fn total(&self) -> f64 {
+        self.banked + self.last
+    }
+}
+
+/// A container first sampled this long before its incarnation's start report belongs to that
+/// incarnation: the collector may sample a new container a moment before the task's own report
+/// of its start arrives.
+const START_SKEW: f64 = 2.0;
 
 impl CpuAccount {
     /// Records a cumulative CPU-seconds reading of one container. A value lower than the
     /// previous one of the same source means the counter was reset (container recreated): the
     /// previous value is banked. Returns the CPU-seconds this sample added.
     pub fn record(&mut self, source: &str, cumulative_secs: f64, at: f64) -> f64 {
-        let c = self.sources.entry(source.to_owned()).or_default();
+        let incarnation = self.incarnation;
+        let c = self
+            .sources
+            .entry(source.to_owned())
+            .or_insert_with(|| SourceCounter {
+                incarnation,
+                first_at: at,
+                ..SourceCounter::default()
+            });
         let added = if cumulative_secs + 1e-9 < c.last {
             c.banked += c.last;
             cumulative_secs
@@ -156,9 +233,53 @@ impl CpuAccount {
         added
     }
 
+    /// Whether `source` has been sampled before.
+    pub fn knows(&self, source: &str) -> bool {
+        self.sources.contains_key(source)
+    }
+
+    /// How many containers have been sampled.
+    pub fn containers(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// A new incarnation of the task started at `at`; `keeps_work` says whether it resumed the
+    /// work of the earlier ones (restored a checkpoint). Containers first sampled from just
+    /// before `at` on belong to it.
+    pub fn begin_incarnation(&mut self, at: f64, keeps_work: bool) {
+        let previous = self.incarnation;
+        self.incarnation += 1;
+        for c in self.sources.values_mut() {
+            if c.incarnation == previous && c.first_at >= at - START_SKEW {
+                c.incarnation = self.incarnation;
+            }
+        }
+        if !keeps_work {
+            self.useful_from = self.incarnation;
+        }
+    }
+
     /// Total CPU-seconds consumed so far by all containers of the job.
     pub fn total(&self) -> f64 {
-        self.sources.values().map(|c| c.banked + c.last).sum()
+        self.sources.values().map(SourceCounter::total).sum()
+    }
+
+    /// CPU-seconds that still count as progress (those of incarnations whose work was kept).
+    pub fn useful(&self) -> f64 {
+        self.sources
+            .values()
+            .filter(|c| c.incarnation >= self.useful_from)
+            .map(SourceCounter::total)
+            .sum()
+    }
+
+    /// CPU-seconds of incarnations whose work was lost by a restart from scratch.
+    pub fn lost(&self) -> f64 {
+        self.sources
+            .values()
+            .filter(|c| c.incarnation < self.useful_from)
+            .map(SourceCounter::total)
+            .sum()
     }
 
     /// Time of the newest sample.
@@ -207,8 +328,12 @@ pub struct ContinuousWork {
     pub started_at: Option<f64>,
     /// Start of the current incarnation (first start or last restore).
     pub incarnation_started_at: Option<f64>,
-    /// Restarts completed (restores reported).
+    /// Restarts completed: the task started again after an earlier incarnation, restored or not.
     pub restarts: u32,
+    /// Restarts that started the work again from scratch (nothing restored): their earlier
+    /// incarnations' CPU-seconds are [`CpuAccount::lost`].
+    #[serde(default)]
+    pub restarts_lost: u32,
     /// Measured restart costs: seconds from the restart request to the restored task running.
     pub restart_costs: Vec<f64>,
     /// CPU time consumed.
@@ -246,15 +371,14 @@ pub struct ResizeRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Observation {
-    /// The task (first incarnation) started.
+    /// The task started: its first incarnation, or a new one after a restart or a crash.
     Started {
         /// When.
         at: f64,
-    },
-    /// A restarted task restored its checkpoint and runs again.
-    Restored {
-        /// When.
-        at: f64,
+        /// Whether it resumed from a checkpoint: `Some(true)` restored, `Some(false)` started from
+        /// scratch, `None` not said (a thesis-era reporter) — then a restart this supervisor
+        /// requested of a job known to checkpoint is taken as restored, anything else as not.
+        restored: Option<bool>,
     },
     /// An iteration finished (iterative jobs).
     Iteration(IterationReport),
@@ -345,6 +469,10 @@ pub struct Job {
     pub work: Work,
     /// Every resize applied, oldest first.
     pub resizes: Vec<ResizeRecord>,
+    /// Whether its work survives a restart (continuous jobs; iterative jobs lose nothing, each
+    /// run is a task of its own).
+    #[serde(default)]
+    pub checkpointing: Checkpointing,
 }
 
 impl Job {
@@ -366,6 +494,7 @@ impl Job {
                 reports: Vec::new(),
             }),
             resizes: Vec::new(),
+            checkpointing: Checkpointing::Unknown,
         }
     }
 
@@ -379,6 +508,7 @@ impl Job {
             phase: Phase::Pending,
             work: Work::Continuous(ContinuousWork::default()),
             resizes: Vec::new(),
+            checkpointing: Checkpointing::Unknown,
         }
     }
 
@@ -411,6 +541,23 @@ impl Job {
         }
     }
 
+    /// CPU-seconds whose work was lost by restarts from scratch (0 for iterative jobs).
+    pub fn cpu_seconds_lost(&self) -> f64 {
+        match &self.work {
+            Work::Continuous(w) => w.cpu.lost(),
+            Work::Iterative(_) => 0.0,
+        }
+    }
+
+    /// Whether a restart of its task would keep its work: iterative jobs always (a resize
+    /// applies to the next run), continuous jobs only when known to checkpoint.
+    pub fn restart_keeps_work(&self) -> bool {
+        match self.work {
+            Work::Iterative(_) => true,
+            Work::Continuous(_) => self.checkpointing.keeps_work(),
+        }
+    }
+
     /// Fraction of the work done, from the best signal available: iterations reported,
     /// application-reported progress, or CPU time against the QoS duration.
     pub fn progress(&self) -> f64 {
@@ -428,8 +575,10 @@ impl Job {
             return Ok(Effect::Duplicate);
         }
         match obs {
-            Observation::Started { at } => self.on_started(at, false),
-            Observation::Restored { at } => self.on_started(at, true),
+            Observation::Started { at, restored } => {
+                let restored = restored.unwrap_or_else(|| self.restart_would_restore());
+                self.on_started(at, restored)
+            }
             Observation::Iteration(report) => self.on_iteration(report),
             Observation::CpuSample {
                 at,
@@ -442,13 +591,29 @@ impl Job {
                         format!("must be a non-negative number, got {cumulative_secs}"),
                     ));
                 }
+                let back = match &self.work {
+                    Work::Continuous(w) => {
+                        matches!(self.phase, Phase::Restarting { .. })
+                            && w.cpu.last_sample_at().is_some()
+                            && !w.cpu.knows(&source)
+                    }
+                    Work::Iterative(_) => false,
+                };
+                if back {
+                    // A new container after a restart request: the task is back (a thesis-era
+                    // task sends no notification of its restart).
+                    let restored = self.restart_would_restore();
+                    self.on_started(at, restored)?;
+                }
                 let duration = self.qos.duration;
                 let cpus = self.cpus;
                 match &mut self.work {
                     Work::Continuous(w) => {
                         let added = w.cpu.record(&source, cumulative_secs, at);
                         if w.app_progress.is_none() {
-                            let p = (w.cpu.total() / duration).min(1.0);
+                            // Uncapped: a job that needs more than it declared keeps showing
+                            // its speed after its declared CPU-seconds are used up.
+                            let p = w.cpu.useful() / duration;
                             extend_segment(w, cpus, at, p);
                         }
                         if self.phase == Phase::Pending {
@@ -538,6 +703,12 @@ impl Job {
         }
     }
 
+    /// Whether a start that did not say if it restored is taken as a restore: only a restart
+    /// under way of a job known to checkpoint.
+    fn restart_would_restore(&self) -> bool {
+        matches!(self.phase, Phase::Restarting { .. }) && self.checkpointing.keeps_work()
+    }
+
     fn on_started(&mut self, at: f64, restored: bool) -> Result<Effect, ObserveError> {
         let phase = self.phase;
         match &mut self.work {
@@ -547,10 +718,22 @@ impl Job {
                 }
                 if w.started_at.is_none() {
                     w.started_at = Some(at);
-                } else if restored {
+                    w.cpu.begin_incarnation(at, true);
+                } else {
                     w.restarts += 1;
                     if let Phase::Restarting { since } = phase {
                         w.restart_costs.push((at - since).max(0.0));
+                    }
+                    w.cpu.begin_incarnation(at, restored);
+                    if restored {
+                        // Proof that it checkpoints, whatever was said before.
+                        self.checkpointing = Checkpointing::Able;
+                    } else {
+                        // From scratch: the application's progress starts again from zero.
+                        w.restarts_lost += 1;
+                        if w.app_progress.is_some() {
+                            w.app_progress = Some((at, 0.0));
+                        }
                     }
                 }
                 w.incarnation_started_at = Some(at);
@@ -622,7 +805,7 @@ fn continuous_progress(w: &ContinuousWork, duration: f64) -> f64 {
     }
     match w.app_progress {
         Some((_, f)) => f,
-        None => (w.cpu.total() / duration).min(1.0),
+        None => (w.cpu.useful() / duration).min(1.0),
     }
 }
 
@@ -771,7 +954,7 @@ mod tests {
     #[test]
     fn restart_cost_is_measured() {
         let mut job = Job::continuous("m", qos(400.0, 480.0), Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0 }).unwrap();
+        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
         job.observe(Observation::Resized {
             at: 120.0,
             cpus: Cpus::from_f64(1.4),
@@ -779,7 +962,7 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(job.phase, Phase::Restarting { .. }));
-        job.observe(Observation::Restored { at: 137.5 }).unwrap();
+        job.observe(Observation::Started { at: 137.5, restored: Some(true) }).unwrap();
         let Work::Continuous(w) = &job.work else {
             unreachable!()
         };
@@ -791,7 +974,7 @@ mod tests {
     #[test]
     fn progress_prefers_the_application() {
         let mut job = Job::continuous("m", qos(100.0, 480.0), Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0 }).unwrap();
+        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
         job.observe(Observation::CpuSample {
             at: 10.0,
             source: "c".into(),

@@ -9,16 +9,20 @@
 //! - [`thesis`]: the 2017 thesis controller, exact, as the baseline (Eq. 1–3, bands, ±0.4 steps).
 //! - [`predictive`]: the default controller — needed CPU from measured progress and a learned
 //!   speed-up model ([`speedup`]), margin, hysteresis, cooldown, restart cost, `AT_RISK`.
-//! - [`policy`]: one enum over both policies and the arbitration of a node's CPUs.
+//! - [`policy`]: one enum over the policies (thesis, predictive, static) and the arbitration of
+//!   a node's CPUs.
+//! - [`control`]: the one controller — a job's decision on its node (caps, arbitration, stale
+//!   data, resize mode, framework presence), the same for the supervisor and the simulator.
 //! - [`wire`]: the supervisor API's wire types, shared by every component that talks to it.
 //! - [`sim`]: a deterministic discrete-event cluster simulator and the thesis scenarios, and
 //!   [`sim::oracle`], the clairvoyant offline schedule a policy is measured against (the most
 //!   deadlines that can be met and the fewest CPU-seconds that meet them).
 //!
 //! The supervisor, the simulator and the study all drive jobs through the same
-//! [`job::Job::observe`] → [`policy::Policy::decide`] loop, so what the simulator shows is what
-//! the service does.
+//! [`job::Job::observe`] → [`control::Controller::decide`] loop, so what the simulator shows is
+//! what the service does.
 
+pub mod control;
 pub mod cpu;
 pub mod decision;
 pub mod job;
@@ -30,8 +34,9 @@ pub mod speedup;
 pub mod thesis;
 pub mod wire;
 
+pub use control::{Context, Controller, NodeView, Verdict};
 pub use cpu::Cpus;
 pub use decision::{Action, Class, Decision, Figures};
-pub use job::{Framework, IterationReport, Job, Observation, Phase, Work};
+pub use job::{Checkpointing, Framework, IterationReport, Job, Observation, Phase, Work};
 pub use policy::Policy;
 pub use spec::{Deadline, QosSpec, ResolvedQos, SpecError};

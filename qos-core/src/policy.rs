@@ -1,12 +1,12 @@
-//! The policy front: one enum over the thesis and predictive policies, and the arbitration of a
-//! node's CPUs between jobs that want more than it has.
+//! The policy front: one enum over the thesis, predictive and static policies, and the
+//! arbitration of a node's CPUs between jobs that want more than it has.
 
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::Cpus;
-use crate::decision::Decision;
+use crate::decision::{Action, Decision};
 use crate::job::{Job, Work};
-use crate::predictive::{self, PredictiveConfig};
+use crate::predictive::{self, PredictiveConfig, ResizeMode};
 use crate::thesis::{self, ThesisConfig};
 
 /// A control policy with its configuration.
@@ -17,6 +17,10 @@ pub enum Policy {
     Thesis(ThesisConfig),
     /// The predictive controller (the default).
     Predictive(PredictiveConfig),
+    /// The do-nothing baseline: every job keeps the size it was filed with. It still
+    /// classifies and predicts (with the predictive policy's forecast), so its runs are
+    /// watched like any other; it never resizes.
+    Static(PredictiveConfig),
 }
 
 impl Default for Policy {
@@ -31,6 +35,7 @@ impl Policy {
         match self {
             Self::Thesis(_) => "thesis",
             Self::Predictive(_) => "predictive",
+            Self::Static(_) => "static",
         }
     }
 
@@ -39,8 +44,9 @@ impl Policy {
         match name.trim().to_ascii_lowercase().as_str() {
             "thesis" => Ok(Self::Thesis(ThesisConfig::default())),
             "predictive" => Ok(Self::Predictive(PredictiveConfig::default())),
+            "static" => Ok(Self::Static(PredictiveConfig::default())),
             other => Err(format!(
-                "unknown policy {other:?} (expected thesis or predictive)"
+                "unknown policy {other:?} (expected thesis, predictive or static)"
             )),
         }
     }
@@ -49,18 +55,49 @@ impl Policy {
     pub fn bounds(&self) -> (Cpus, Cpus) {
         match self {
             Self::Thesis(c) => (c.cpu_min, c.cpu_max),
-            Self::Predictive(c) => (c.cpu_min, c.cpu_max),
+            Self::Predictive(c) | Self::Static(c) => (c.cpu_min, c.cpu_max),
         }
     }
 
-    /// Decides what to do with `job` at `now`. `cap` is the most the job may have on its node
-    /// (its allocation plus the node's free CPU); the thesis policy ignores it, as the original
-    /// did.
+    /// The policy's own verdict on `job` at `now`, before arbitration, staleness and the other
+    /// rules of [`crate::control`] (call that instead). `cap` is the most the job may have on its
+    /// node (its allocation plus the node's free CPU); the thesis policy ignores it, as the
+    /// original did.
     pub fn decide(&self, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
         match self {
             Self::Thesis(c) => thesis::decide(c, job, now),
             Self::Predictive(c) => predictive::decide(c, job, now, cap),
+            Self::Static(c) => {
+                let d = predictive::decide(c, job, now, cap);
+                if matches!(d.action, Action::Resize { .. }) {
+                    Decision::hold(
+                        d.class,
+                        format!(
+                            "static policy: keeps its filed {} CPU (the predictive policy would resize: {})",
+                            job.cpus, d.reason
+                        ),
+                        d.figures,
+                    )
+                } else {
+                    d
+                }
+            }
         }
+    }
+
+    /// The same policy with resizes taking effect by `mode` (the predictive policy prices a
+    /// restart into its predictions; the thesis policy ignores the mode).
+    pub fn with_resize_mode(mut self, mode: ResizeMode) -> Self {
+        if let Self::Predictive(c) | Self::Static(c) = &mut self {
+            c.resize_mode = mode;
+        }
+        self
+    }
+
+    /// Whether the policy resizes jobs by need, with node arbitration (predictive), as opposed
+    /// to stepping blindly (thesis) or never (static).
+    pub fn arbitrates(&self) -> bool {
+        matches!(self, Self::Predictive(_))
     }
 
     /// How often a continuous job should be evaluated, seconds (iterative jobs are evaluated on
@@ -69,7 +106,9 @@ impl Policy {
         match (&job.work, self) {
             (Work::Iterative(_), _) => None,
             (Work::Continuous(_), Self::Thesis(c)) => Some(c.monitoring_period),
-            (Work::Continuous(_), Self::Predictive(_)) => Some(DEFAULT_PREDICTIVE_PERIOD),
+            (Work::Continuous(_), Self::Predictive(_) | Self::Static(_)) => {
+                Some(DEFAULT_PREDICTIVE_PERIOD)
+            }
         }
     }
 
@@ -77,7 +116,7 @@ impl Policy {
     /// served first when a node is short of CPU).
     pub fn laxity(&self, job: &Job, now: f64) -> f64 {
         match self {
-            Self::Predictive(c) => predictive::laxity(c, job, now),
+            Self::Predictive(c) | Self::Static(c) => predictive::laxity(c, job, now),
             Self::Thesis(c) => {
                 let p = PredictiveConfig {
                     cpu_max: c.cpu_max,

@@ -9,8 +9,15 @@
 //! - Hysteresis (shrinks must be worth at least `hysteresis` CPUs and, in restart mode, save more
 //!   CPU-seconds than the restart wastes) and a cooldown so it does not flap; in restart mode the
 //!   measured restart cost is part of every prediction that changes the size.
+//! - **Restart economics** (restart mode, continuous jobs): a job that cannot checkpoint loses all
+//!   its work on a restart, so every size other than the current one is predicted from the
+//!   *whole* job again, after the restart's cost. Such a job is never shrunk by a restart, and is
+//!   grown only when the restart finishes it earlier than staying. Grows by restart take at
+//!   least `hysteresis` and aim `shrink_headroom` earlier, so drift does not cost another
+//!   restart for +0.1 CPU.
 //! - `AT_RISK` at once when even the largest allowed allocation cannot make it; the job then gets
-//!   that largest allocation, which minimises its lateness.
+//!   the *smallest* allocation that minimises its lateness under the learned speed-up (a job that
+//!   cannot use a second CPU is not given one).
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +71,12 @@ pub struct PredictiveConfig {
     pub shrink_headroom: f64,
     /// How resizes take effect.
     pub resize_mode: ResizeMode,
+    /// How far a job's declared `duration` may underestimate its work, as a fraction, where
+    /// nothing measured replaces it: a Marathon job that reports no progress is planned as if
+    /// it needed `(1 + this) ×` its declared CPU-seconds — or, once it has used more than it
+    /// declared, that much more again. Planning for more costs CPU-seconds only where extra
+    /// CPUs would sit idle; finding out at the end costs the deadline.
+    pub duration_uncertainty: f64,
 }
 
 impl Default for PredictiveConfig {
@@ -83,6 +96,7 @@ impl Default for PredictiveConfig {
             stale_after: 30.0,
             shrink_headroom: 0.1,
             resize_mode: ResizeMode::Restart,
+            duration_uncertainty: 0.3,
         }
     }
 }
@@ -98,8 +112,19 @@ pub struct Forecast {
     pub overhead_per_unit: f64,
     /// Extra one-off cost when the allocation changes (restart cost; 0 for iterative jobs).
     pub change_cost: f64,
+    /// Remaining units if the allocation changes: `units`, or the whole job again when a change
+    /// restarts a task that cannot checkpoint.
+    pub units_after_change: f64,
+    /// `(units, units_after_change)` by the job's declared work, without the allowance for a
+    /// declared duration that is too short: a restart has a certain cost, so it must pay on
+    /// what is expected, not only on what is feared.
+    pub expected: (f64, f64),
     /// Seconds per unit at each allocation.
     pub model: SpeedModel,
+    /// The smallest allocation the job has been measured at, if any. Below it the model's
+    /// shape is an assumption: a shrink there is predicted as if time grew in proportion
+    /// (the worst case), so a shape learned at 2 CPUs never shrinks a job to 0.9 on faith.
+    pub measured_from: Option<Cpus>,
     /// The allocation in force.
     pub current: Cpus,
 }
@@ -107,12 +132,70 @@ pub struct Forecast {
 impl Forecast {
     /// Predicted finish at allocation `cpus`.
     pub fn finish(&self, cpus: Cpus) -> f64 {
-        let change = if cpus == self.current {
-            0.0
+        let per_unit = self.overhead_per_unit + self.time(cpus);
+        if cpus == self.current {
+            self.from + self.units * per_unit
         } else {
-            self.change_cost
-        };
-        self.from + change + self.units * (self.overhead_per_unit + self.model.time(cpus))
+            self.from + self.change_cost + self.units_after_change * per_unit
+        }
+    }
+
+    /// Seconds per unit at `cpus`: the model, and no less than proportional slowing below the
+    /// smallest measured allocation.
+    pub fn time(&self, cpus: Cpus) -> f64 {
+        let t = self.model.time(cpus);
+        match self.measured_from {
+            Some(lo) if cpus < lo && cpus > Cpus::ZERO => {
+                t.max(self.model.time(lo) * lo.as_f64() / cpus.as_f64())
+            }
+            _ => t,
+        }
+    }
+
+    /// The same forecast with the expected, not the feared, work left.
+    pub fn as_expected(&self) -> Self {
+        Self {
+            units: self.expected.0,
+            units_after_change: self.expected.1,
+            ..*self
+        }
+    }
+
+    /// Whether changing the allocation keeps the work done.
+    pub fn change_keeps_work(&self) -> bool {
+        self.units_after_change <= self.units + 1e-12
+    }
+
+    /// The smallest allocation in `[lo, hi]` on the grid (or the current one) whose finish is
+    /// within `tolerance` seconds of the earliest finish any of them reaches.
+    pub fn earliest(&self, lo: Cpus, hi: Cpus, granularity: Cpus, tolerance: f64) -> Cpus {
+        let grid = self.grid(lo, hi, granularity);
+        let best = grid
+            .iter()
+            .map(|&c| self.finish(c))
+            .fold(f64::INFINITY, f64::min);
+        grid.into_iter()
+            .find(|&c| self.finish(c) <= best + tolerance)
+            .unwrap_or(hi)
+    }
+
+    /// `[lo, hi]` on the grid, with the current allocation where it lies inside, ascending.
+    fn grid(&self, lo: Cpus, hi: Cpus, granularity: Cpus) -> Vec<Cpus> {
+        let step = granularity.milli().max(1);
+        let mut out = Vec::new();
+        let mut c = lo.round_up_to(granularity).min(hi);
+        loop {
+            out.push(c);
+            if c >= hi {
+                break;
+            }
+            c = Cpus::from_milli(c.milli() + step).min(hi);
+        }
+        if self.current >= lo && self.current <= hi && !out.contains(&self.current) {
+            out.push(self.current);
+            out.sort();
+        }
+        out
     }
 
     /// Smallest allocation in `[lo, hi]` on the `granularity` grid finishing by `target`, or
@@ -158,7 +241,13 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
             weight: 1.0,
         })
         .collect();
-    let model = SpeedModel::fit(prior(cfg, job.qos.duration), cfg.prior_weight, &samples);
+    // Before any iteration is measured, the declared duration is a guess: plan for more.
+    let guess = if samples.is_empty() {
+        job.qos.duration * (1.0 + cfg.duration_uncertainty)
+    } else {
+        job.qos.duration
+    };
+    let model = SpeedModel::fit(prior(cfg, guess), cfg.prior_weight, &samples);
     // Deployment gaps: each report → next start (submission → first start only while there is
     // nothing else: it also holds the initial queueing and image pull). The median resists a
     // one-off wait for capacity.
@@ -185,6 +274,12 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
         units: f64::from(job.remaining_iterations()),
         overhead_per_unit: overhead,
         change_cost: 0.0,
+        units_after_change: f64::from(job.remaining_iterations()),
+        expected: (
+            f64::from(job.remaining_iterations()),
+            f64::from(job.remaining_iterations()),
+        ),
+        measured_from: samples.iter().map(|s| s.cpus).min(),
         model,
         current: job.cpus,
     }
@@ -235,11 +330,23 @@ fn continuous_forecast(
         units: 1.0,
         overhead_per_unit: 0.0,
         change_cost,
+        units_after_change: 1.0,
+        expected: (1.0, 1.0),
+        measured_from: samples.iter().map(|s| s.cpus).min(),
         model,
         current: job.cpus,
     };
     if w.started_at.is_none() {
-        return Ok(base);
+        // Not started: a new size is the size it starts with — no task to restart. Nothing is
+        // measured yet: the declared duration is a guess, plan for more.
+        let units = 1.0 + cfg.duration_uncertainty;
+        return Ok(Forecast {
+            change_cost: 0.0,
+            units,
+            units_after_change: units,
+            expected: (1.0, 1.0),
+            ..base
+        });
     }
     if let Phase::Restarting { since } = job.phase {
         return Err(format!(
@@ -247,10 +354,22 @@ fn continuous_forecast(
             now - since
         ));
     }
-    let (signal_at, progress, source) = match w.app_progress {
-        Some((at, f)) => (at, f, "application progress"),
+    // Work left in units of the job as declared; with CPU time as the only signal the declared
+    // duration is a guess nothing corrects until it is used up, so plan for more.
+    // (signal time, work left feared, expected, the whole job feared, expected, source)
+    let (signal_at, units, expected, whole, whole_expected, source) = match w.app_progress {
+        Some((at, f)) => {
+            let left = (1.0 - f).max(0.0);
+            (at, left, left, 1.0, 1.0, "application progress")
+        }
         None => match w.cpu.last_sample_at() {
-            Some(at) => (at, job.progress(), "CPU time"),
+            Some(at) => {
+                let done = w.cpu.useful() / job.qos.duration;
+                let planned = (1.0 + cfg.duration_uncertainty) * done.max(1.0);
+                // Past its declared work, what is left is anyone's guess; expect little.
+                let expected = (1.0 - done).max(OVERRUN_EXPECTED);
+                (at, planned - done, expected, planned, done + expected, "CPU time")
+            }
             None => return Err("no CPU sample or progress report yet".into()),
         },
     };
@@ -260,11 +379,20 @@ fn continuous_forecast(
     if now - signal_at > cfg.stale_after {
         return Err(format!("{source} is stale ({:.0} s old)", now - signal_at));
     }
+    // A restart of a task that cannot checkpoint starts the whole job again.
+    let keeps = cfg.resize_mode == ResizeMode::InPlace || job.restart_keeps_work();
+    let redo = |left: f64, all: f64| if keeps { left } else { all.max(left) };
     Ok(Forecast {
-        units: (1.0 - progress).max(0.0),
+        units,
+        units_after_change: redo(units, whole),
+        expected: (expected, redo(expected, whole_expected)),
         ..base
     })
 }
+
+/// Work expected to be left (in units of the declared job) once a job that reports only CPU
+/// time has used more than it declared.
+const OVERRUN_EXPECTED: f64 = 0.05;
 
 /// Seconds of slack a job has at `now` if it ran at `cpu_max` from here: negative means it cannot
 /// meet its deadline. Used to arbitrate a node's CPUs (least laxity first).
@@ -327,34 +455,116 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
         vs_deadline(pred_now - q.deadline_at),
         q.deadline_at - now
     );
+    // A resize that restarts a running task (not one that has not started yet).
+    let restart = cfg.resize_mode == ResizeMode::Restart
+        && !job.framework_is_iterative()
+        && (f.change_cost > 0.0 || !f.change_keeps_work());
+    let keeps = f.change_keeps_work();
+    // A restart's cost is certain, its gain only as large as the work left: it must finish the
+    // expected work earlier too, not only the feared work.
+    let expected = f.as_expected();
+    let restart_pays = |to: Cpus| !restart || expected.finish(to) < expected.finish(current);
+    // Finishes this close are the same finish: noise, not a reason to pay for CPUs.
+    let tolerance = (0.005 * (pred_now - now).max(0.0)).max(1.0);
     let Some(needed) = f.needed(target, lo, hi, cfg.granularity) else {
         figures.needed = None;
-        let best = f.finish(hi);
+        // The smallest allocation that finishes as early as any can: more CPUs that the job
+        // cannot turn into speed (or that a restart would cost more than they give) are waste.
+        let best = f.earliest(lo, hi, cfg.granularity, tolerance);
+        let best_finish = f.finish(best);
         let why = format!(
-            "{basis}; even {hi} CPU finishes {}",
-            vs_deadline(best - q.deadline_at)
+            "{basis}; at best ({best} CPU{}) it finishes {}",
+            if best == current || !restart {
+                String::new()
+            } else if keeps {
+                format!(", after a {:.0} s restart", f.change_cost)
+            } else {
+                format!(
+                    ", after a {:.0} s restart that loses its work",
+                    f.change_cost
+                )
+            },
+            vs_deadline(best_finish - q.deadline_at)
         );
-        // Within the deadline but inside the margin: not at risk, just take the most we may.
-        let class = if best > q.deadline_at {
+        // Within the deadline but inside the margin: not at risk, just short of slack.
+        let class = if best_finish > q.deadline_at {
             Class::AtRisk
         } else {
             Class::Under
         };
-        return if hi != current && pred_now > best {
-            Decision {
+        if best > current && best_finish < pred_now - tolerance && !restart_pays(best) {
+            return Decision::hold(
                 class,
-                action: Action::Resize { cpus: hi },
-                reason: format!("{why}; giving it {hi} CPU"),
+                format!(
+                    "{why}; but by its declared work a {:.0} s restart would not finish it earlier: keeping {current} CPU",
+                    f.change_cost
+                ),
                 figures,
+            );
+        }
+        if best > current && best_finish < pred_now - tolerance {
+            return Decision {
+                class,
+                action: Action::Resize { cpus: best },
+                reason: format!("{why}; grow {current} → {best}"),
+                figures,
+            };
+        }
+        if best < current && best_finish <= pred_now + tolerance {
+            let since_resize = job.last_resize_at().map_or(f64::INFINITY, |t| now - t);
+            if current - best >= cfg.hysteresis && since_resize >= cfg.cooldown {
+                return Decision {
+                    class,
+                    action: Action::Resize { cpus: best },
+                    reason: format!(
+                        "{why}; more CPU does not make it earlier: shrink {current} → {best}"
+                    ),
+                    figures,
+                };
             }
-        } else {
-            Decision::hold(class, why, figures)
-        };
+        }
+        return Decision::hold(class, format!("{why}; keeping {current} CPU"), figures);
     };
     figures.needed = Some(needed);
     let class = classify(job, pred_now, margin);
     let since_resize = job.last_resize_at().map_or(f64::INFINITY, |t| now - t);
     if needed > current {
+        if restart {
+            // One restart should do: aim a little earlier, and never restart for a crumb.
+            let early = target - cfg.shrink_headroom * (target - now).max(0.0);
+            let roomy = f
+                .needed(early, lo, hi, cfg.granularity)
+                .unwrap_or(needed)
+                .max(needed);
+            let grow = roomy.max(current + cfg.hysteresis).min(hi).max(needed);
+            if !restart_pays(grow) {
+                return Decision::hold(
+                    class,
+                    format!(
+                        "{basis}; {grow} CPU would be safer, but by its declared work a {:.0} s restart would not finish it earlier: keeping {current} CPU",
+                        f.change_cost
+                    ),
+                    figures,
+                );
+            }
+            let cost = if keeps {
+                format!("a {:.0} s restart", f.change_cost)
+            } else {
+                format!(
+                    "a {:.0} s restart that starts it again from scratch (it cannot checkpoint)",
+                    f.change_cost
+                )
+            };
+            return Decision {
+                class,
+                action: Action::Resize { cpus: grow },
+                reason: format!(
+                    "{basis}; with {cost}, {grow} CPU finishes it {}: grow {current} → {grow}",
+                    vs_deadline(f.finish(grow) - q.deadline_at)
+                ),
+                figures,
+            };
+        }
         return Decision {
             class,
             action: Action::Resize { cpus: needed },
@@ -371,6 +581,15 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
         .unwrap_or(current)
         .max(needed);
     if needed < current {
+        if restart && !keeps {
+            return Decision::hold(
+                class,
+                format!(
+                    "{basis}; {needed} CPU would do, but it cannot checkpoint: a restart would throw its work away"
+                ),
+                figures,
+            );
+        }
         if let Work::Iterative(w) = &job.work {
             if w.reports.len() == 1 {
                 return Decision::hold(
@@ -578,7 +797,9 @@ mod tests {
         }
         .resolve(0.0);
         let mut job = Job::continuous("m", qos, Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0 }).unwrap();
+        // LINPACK-like: it checkpoints, so a restart keeps its work.
+        job.checkpointing = crate::job::Checkpointing::Able;
+        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
         job
     }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::Framework;
+use crate::cpu::Cpus;
+use crate::job::{Checkpointing, Framework, Job};
 use crate::spec::QosSpec;
 
 /// Lenient number readers: accept a JSON number or a numeric string.
@@ -136,9 +137,14 @@ pub struct InitMarathonApp {
     /// Epoch seconds.
     #[serde(deserialize_with = "lenient::f64")]
     pub started_at: f64,
-    /// Whether this start restored a checkpoint.
-    #[serde(default)]
-    pub restored: bool,
+    /// Whether this start restored a checkpoint: `true` resumed, `false` started from scratch,
+    /// absent (the thesis' reporter) not said — the supervisor then infers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<bool>,
+    /// The checkpoint strategy shell-trap runs the task with (`criu`, `app`, `none`): whether a
+    /// restart keeps the job's work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
 }
 
 /// `POST /endMarathonApp`: the Marathon task's work ended.
@@ -178,6 +184,30 @@ pub struct JobRegistration {
     /// Submission time, epoch seconds (default: when the supervisor receives it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted_at: Option<f64>,
+    /// Marathon: the checkpoint strategy its tasks run with (`app`, `criu`, `none`, `auto`):
+    /// whether a restart keeps its work. Absent: not known until shell-trap reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+impl JobRegistration {
+    /// The job this registration describes, submitted at `submitted_at` (its `submitted_at`
+    /// when given). Validation is separate ([`QosSpec::validate_for`], the names, `cpus`); an
+    /// unknown `checkpoint` strategy reads as unknown.
+    pub fn job(&self, submitted_at: f64) -> Job {
+        let qos = self.qos.resolve(self.submitted_at.unwrap_or(submitted_at));
+        let cpus = Cpus::from_f64(self.cpus);
+        let mut job = match (self.framework, self.iterations) {
+            (Framework::Chronos, Some(n)) => Job::iterative(&self.name, qos, n, cpus),
+            _ => Job::continuous(&self.name, qos, cpus),
+        };
+        job.checkpointing = self
+            .checkpoint
+            .as_deref()
+            .and_then(Checkpointing::from_strategy)
+            .unwrap_or_default();
+        job
+    }
 }
 
 /// Answer to a registration: the per-job report token a container uses to report for itself.
@@ -187,6 +217,10 @@ pub struct Registered {
     pub uuid: String,
     /// Bearer token that authorises reports for this job only.
     pub report_token: String,
+    /// What the submitter should be told: resizes that would restart the job from scratch, a
+    /// deadline out of reach by the job's own declared duration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /api/v1/jobs/{uuid}/progress`: application-reported progress.

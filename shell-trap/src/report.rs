@@ -50,12 +50,21 @@ impl Reporter {
         })
     }
 
-    /// `POST /initMarathonApp {uuid, started_at, restored}`.
-    pub async fn init(&self, started_at: f64, restored: bool, deadline: Instant) -> Outcome {
+    /// `POST /initMarathonApp {uuid, started_at, restored, strategy}`: whether this start
+    /// resumed from a checkpoint, and the strategy the task runs with (whether a restart keeps
+    /// its work) — the supervisor prices restarts with both.
+    pub async fn init(
+        &self,
+        started_at: f64,
+        restored: bool,
+        strategy: &str,
+        deadline: Instant,
+    ) -> Outcome {
         let body = InitMarathonApp {
             uuid: self.uuid.clone(),
             started_at,
-            restored,
+            restored: Some(restored),
+            strategy: Some(strategy.to_owned()),
         };
         self.retry("initMarathonApp", deadline, || {
             self.client.init_marathon_app(&body)

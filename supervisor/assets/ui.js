@@ -115,6 +115,12 @@
     ];
     if (job.remaining_iterations != null && job.framework === "chronos") facts.push(["iterations left", job.remaining_iterations]);
     if (job.lost_reason) facts.push(["lost", job.lost_reason]);
+    if (job.framework === "marathon") {
+      facts.push(["checkpoints", job.checkpointing === "able" ? "yes" : job.checkpointing === "unable" ? "no" : "unknown"]);
+      if (job.restarts) facts.push(["restarts", job.restarts]);
+      // Work thrown away by restarts from scratch: CPU-seconds that bought nothing.
+      if (job.restarts_lost) facts.push(["lost work", num(job.cpu_seconds_lost, 1) + " CPU-s in " + job.restarts_lost + " restart(s) from scratch"]);
+    }
     if (job.last_error) facts.push(["last error", job.last_error]);
     $("job-facts").replaceChildren(...facts.map(([k, v]) => el("span", {}, k + ": ", el("b", {}, v))));
 

@@ -7,7 +7,7 @@
 //! The TOML file holds every thesis constant at the top level, with the thesis' names:
 //!
 //! ```toml
-//! policy = "thesis"            # or "predictive" (the default)
+//! policy = "thesis"            # or "predictive" (the default), or "static" (never resizes: a baseline)
 //! resize_mode = "restart"      # or "in-place"
 //! listen = "0.0.0.0:30000"
 //! db = "/var/lib/qos/supervisor.db"
@@ -43,10 +43,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use frameworks::{ChronosApiVersion, Credentials};
-use qos_core::Cpus;
 use qos_core::policy::Policy;
 use qos_core::predictive::{PredictiveConfig, ResizeMode};
 use qos_core::thesis::{ChronosInfBand, MarathonUnderThreshold, ThesisConfig};
+use qos_core::{Controller, Cpus};
 use serde::Deserialize;
 
 /// A configuration error: the key and what is wrong with it.
@@ -396,7 +396,18 @@ impl Config {
     pub fn continuous_period(&self) -> f64 {
         match &self.policy {
             Policy::Thesis(t) => t.monitoring_period,
-            Policy::Predictive(_) => self.control.period,
+            Policy::Predictive(_) | Policy::Static(_) => self.control.period,
+        }
+    }
+
+    /// The controller: the policy, the resize mode and the staleness bound, as one value that
+    /// decides for every job ([`qos_core::control`]).
+    #[must_use]
+    pub fn controller(&self) -> Controller {
+        Controller {
+            policy: self.policy,
+            resize_mode: self.resize_mode,
+            stale_after: self.control.stale_after,
         }
     }
 
@@ -439,7 +450,7 @@ impl Config {
                     return Err(err("thesis.sup_margin", "must be a fraction in [0, 1)"));
                 }
             }
-            Policy::Predictive(p) => {
+            Policy::Predictive(p) | Policy::Static(p) => {
                 finite_non_neg("deployment_time", p.deployment_time)?;
                 finite_non_neg("predictive.cooldown", p.cooldown)?;
                 finite_non_neg("predictive.restart_cost", p.restart_cost)?;
@@ -537,7 +548,8 @@ pub struct Args {
     /// Directory for the log file (stderr always gets the log).
     #[arg(long, env = "QOS_LOG_DIR")]
     pub log_dir: Option<PathBuf>,
-    /// Control policy: predictive (default) or thesis.
+    /// Control policy: predictive (default), thesis, or static (every job keeps its filed size:
+    /// the do-nothing baseline, still watched and classified).
     #[arg(long, env = "QOS_POLICY")]
     pub policy: Option<String>,
     /// How resizes are applied: restart (through the framework) or in-place (node agent).
@@ -703,7 +715,7 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
     let cpu_dec = cpus_key("cpu_decrement", file.cpu_decrement)?;
     match &mut policy {
         Policy::Thesis(t) => apply_thesis(t, file, cpu_min, cpu_max, cpu_inc, cpu_dec)?,
-        Policy::Predictive(p) => {
+        Policy::Predictive(p) | Policy::Static(p) => {
             if let Some(table) = &file.predictive {
                 *p = PredictiveConfig::deserialize(toml::Value::Table(table.clone())).map_err(
                     |e| {

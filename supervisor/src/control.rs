@@ -6,8 +6,10 @@
 //!   job's next period, a retry after a failure).
 //! - **Runner**: at most one reconcile in flight per job (a trigger for a job being reconciled
 //!   marks it to run again right after), at most `max_concurrency` overall.
-//! - **Reconcile** is level-triggered: it reads the job as it is now, asks the policy, applies
-//!   the decision and says when to look again ([`Next`]). Failures go through the error policy:
+//! - **Reconcile** is level-triggered: it reads the job and what is known of its node as they
+//!   are now ([`Context`]), asks the one controller ([`qos_core::Controller::decide`]: caps,
+//!   arbitration, stale data, resize mode — the same function the simulator calls), applies the
+//!   verdict and says when to look again ([`Next`]). It holds no policy arithmetic of its own. Failures go through the error policy:
 //!   exponential backoff per job; a failed resize is never recorded as applied.
 //!
 //! Nothing holds the state lock across a framework call: a reconcile snapshots the job, releases
@@ -21,10 +23,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use frameworks::FrameworkError;
 use qos_core::job::{Observation, Phase};
-use qos_core::policy::{Claim, Policy, arbitrate};
 use qos_core::predictive::ResizeMode;
 use qos_core::wire::{JobResized, ResizeRequest};
-use qos_core::{Action, Cpus, Decision, Framework, Job, Work};
+use qos_core::{Action, Context, Cpus, Decision, Framework, Job, NodeView, Work};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -35,7 +36,7 @@ use tracing::Instrument;
 use crate::config::{ControlConfig, MarathonCompletion};
 use crate::error::ApiError;
 use crate::service::Shared;
-use crate::state::JobMeta;
+use crate::state::{JobMeta, NodeEntry};
 use crate::store::{HistoryRow, Op};
 
 /// When to reconcile a job next.
@@ -200,16 +201,17 @@ struct Snapshot {
     job: Job,
     meta: JobMeta,
     failures: u32,
-    /// `(cap, claims, capacity, own index)` for the job's node when it is known and alive.
-    cap: Option<Cpus>,
+    /// Framework presence probes made so far (backoff of the next one).
+    probes: u32,
+    /// What the controller needs to know of the job's node.
+    ctx: Context,
     node_agent: Option<String>,
-    others: Vec<(Claim, Cpus)>,
-    node_capacity: Option<Cpus>,
 }
 
 fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
     let st = sh.lock();
     let e = st.jobs.get(uuid)?;
+    let ctl = sh.config.controller();
     let timeout = sh.config.control.node_timeout;
     let node =
         e.p.meta
@@ -217,63 +219,74 @@ fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
             .as_deref()
             .and_then(|n| st.node_of(n))
             .filter(|n| n.alive(now, timeout));
-    let mut others = Vec::new();
-    let mut node_capacity = None;
-    if let Some(n) = node {
-        let free = n.free();
-        let mut used = e.p.job.cpus;
-        if let (Policy::Predictive(_), Some(peers)) = (&sh.config.policy, st.by_node.get(&n.reg.id))
-        {
-            for peer in peers.iter().filter(|p| p.as_str() != uuid) {
+    // A node agent can resize in place when it says where to reach it and we hold its token.
+    let agent_usable =
+        |n: &NodeEntry| n.reg.agent_url.is_some() && sh.config.auth.agent_token.is_some();
+    let view = node.map(|n| {
+        let mut peers = Vec::new();
+        let mut held = e.p.job.cpus;
+        if let (true, Some(ids)) = (ctl.policy.arbitrates(), st.by_node.get(&n.reg.id)) {
+            for peer in ids.iter().filter(|p| p.as_str() != uuid) {
                 let Some(pe) = st.jobs.get(peer) else {
                     continue;
                 };
                 if pe.p.job.phase.is_terminal() {
                     continue;
                 }
-                let (floor, _) = sh.config.policy.bounds();
-                others.push((
-                    Claim {
-                        wanted: pe.p.meta.want.unwrap_or(pe.p.job.cpus),
-                        floor: floor.min(pe.p.job.cpus),
-                        laxity: sh.config.policy.laxity(&pe.p.job, now),
-                    },
-                    pe.p.job.cpus,
-                ));
-                used = used + pe.p.job.cpus;
+                peers.push(ctl.claim(&pe.p.job, pe.p.meta.want, now));
+                held = held + pe.p.job.cpus;
             }
         }
-        node_capacity = Some(used + free);
-    }
+        NodeView {
+            capacity: held + n.free(),
+            // What is free plus what the job's own containers hold, by the heartbeat's
+            // breakdown. Without it: its own reservation is part of the node's when its task
+            // runs; a Chronos job is often between two iterations, its next task not yet placed.
+            room: n.room_for(uuid).unwrap_or(match e.p.job.work {
+                Work::Iterative(_) => n.free().max(e.p.job.cpus),
+                Work::Continuous(_) => e.p.job.cpus + n.free(),
+            }),
+            peers,
+            in_place: agent_usable(n),
+        }
+    });
+    // Not placed yet (or its node unknown): no more than the most any live node could take —
+    // a larger task would wait for room that may never come.
+    let unplaced_room = if view.is_none() {
+        st.nodes
+            .values()
+            .filter(|n| n.alive(now, timeout) && n.beat.is_some())
+            .map(|n| {
+                n.room_for(uuid)
+                    .unwrap_or_else(|| n.free().max(e.p.job.cpus))
+            })
+            .max()
+    } else {
+        None
+    };
     Some(Snapshot {
         job: e.p.job.clone(),
         meta: e.p.meta.clone(),
         failures: e.rt.failures,
-        cap: match node {
-            Some(n) => Some(n.room_for(uuid).unwrap_or(match e.p.job.work {
-                // What is free plus what the job's own containers hold, by the heartbeat's
-                // breakdown. Without it: its own reservation is part of the node's when its task
-                // runs; a Chronos job is often between two iterations, its next task not yet
-                // placed.
-                Work::Iterative(_) => n.free().max(e.p.job.cpus),
-                Work::Continuous(_) => e.p.job.cpus + n.free(),
-            })),
-            // Not placed yet (or its node unknown): no more than the most any live node could
-            // take — a larger task would wait for room that may never come.
-            None => st
-                .nodes
-                .values()
-                .filter(|n| n.alive(now, timeout) && n.beat.is_some())
-                .map(|n| {
-                    n.room_for(uuid)
-                        .unwrap_or_else(|| n.free().max(e.p.job.cpus))
-                })
-                .max(),
+        probes: e.rt.probes,
+        ctx: Context {
+            now,
+            node: view,
+            unplaced_room,
+            in_framework: in_framework(sh, &e.p.job, &e.p.meta),
         },
         node_agent: node.and_then(|n| n.reg.agent_url.clone()),
-        others,
-        node_capacity,
     })
+}
+
+/// Whether the framework is known to have the job: something of it has been seen (a report,
+/// a sample), a probe found it, or there is no framework to wait for.
+fn in_framework(sh: &Shared, job: &Job, meta: &JobMeta) -> bool {
+    let configured = match job.framework {
+        Framework::Chronos => sh.chronos.is_some(),
+        Framework::Marathon => sh.marathon.is_some(),
+    };
+    meta.in_framework || job.phase != Phase::Pending || !configured
 }
 
 /// Reconciles one job.
@@ -292,42 +305,67 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
         }
         return cleanup(sh, uuid, &snap.job, snap.failures).await;
     }
-    if snap.meta.cpus_unknown {
-        match read_framework_cpus(sh, &snap.job).await {
-            Ok(Some(cpus)) => {
-                let mut st = sh.lock();
-                if let Some(e) = st.jobs.get_mut(uuid) {
-                    e.p.job.cpus = cpus;
-                    e.p.meta.cpus_unknown = false;
-                    e.rt.not_found = 0;
-                    sh.store.submit_detached(vec![e.op(now)]);
-                    snap.job.cpus = cpus;
-                }
-                tracing::info!(cpus = %cpus, "allocation read from the framework");
-            }
-            Ok(None) => {}
-            Err(ApplyError::Gone(message)) => {
-                tracing::warn!(error = %message, "the framework has no such job");
-                let lost = strike_not_found(sh, &mut sh.lock(), uuid, now, &message);
-                if let Some(ops) = lost {
-                    if let Err(e) = sh.store.submit(ops).wait().await {
-                        tracing::error!(error = %e, "the LOST job could not be written; it is in memory and will be written with the next change");
+    if snap.meta.cpus_unknown || !snap.ctx.in_framework {
+        // The launcher registers before it submits: until the framework has the job, a resize
+        // can only fail. One read answers both that and, for `/initTask`, the size it has.
+        let found = read_framework(sh, &snap.job).await;
+        let lost = {
+            let mut gone = None;
+            let mut guard = sh.lock();
+            let st = &mut *guard;
+            if let Some(e) = st.jobs.get_mut(uuid) {
+                match found {
+                    Presence::Present(cpus) => {
+                        if !e.p.meta.in_framework {
+                            tracing::debug!("the framework has the job");
+                        }
+                        e.p.meta.in_framework = true;
+                        snap.ctx.in_framework = true;
+                        if let (true, Some(cpus)) = (e.p.meta.cpus_unknown, cpus) {
+                            e.p.job.cpus = cpus;
+                            e.p.meta.cpus_unknown = false;
+                            snap.job.cpus = cpus;
+                            tracing::info!(cpus = %cpus, "allocation read from the framework");
+                        }
+                        e.rt.probes = 0;
+                        e.rt.not_found = 0;
+                        sh.store.submit_detached(vec![e.op(now)]);
                     }
-                    return Next::Done;
+                    // Known to the framework once, or seen running: gone (after a few answers in a
+                    // row, LOST).
+                    Presence::Absent(message)
+                        if e.p.meta.in_framework || e.p.job.phase != Phase::Pending =>
+                    {
+                        gone = Some(message);
+                    }
+                    // Not submitted yet (the launcher registers first): look again soon.
+                    Presence::Absent(_) | Presence::Unknown => e.rt.probes += 1,
                 }
+                snap.probes = e.rt.probes;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "the allocation could not be read from the framework")
+            gone.and_then(|message| {
+                tracing::warn!(error = %message, "the framework has no such job");
+                strike_not_found(sh, st, uuid, now, &message)
+            })
+        };
+        if let Some(ops) = lost {
+            if let Err(e) = sh.store.submit(ops).wait().await {
+                tracing::error!(error = %e, "the LOST job could not be written; it is in memory and will be written with the next change");
             }
+            return Next::Done;
         }
     }
     if let Phase::Restarting { since } = snap.job.phase {
         if now - since > sh.config.control.stuck_deployment_timeout {
-            // Neither a restore notification nor a sample from a new container arrived: do not
-            // leave the job uncontrolled for ever; its next samples are judged as usual.
+            // Neither a restart notification nor a sample from a new container arrived: do not
+            // leave the job uncontrolled for ever. Whether its work survived is inferred from
+            // what is known of its checkpointing.
             let mut st = sh.lock();
             if let Some(e) = st.jobs.get_mut(uuid) {
-                let _ = e.p.job.observe(Observation::Restored { at: now });
+                let _ = e.p.job.observe(Observation::Started {
+                    at: now,
+                    restored: None,
+                });
                 sh.store.submit_detached(vec![e.op(now)]);
                 snap.job = e.p.job.clone();
             }
@@ -337,77 +375,22 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
             );
         }
     }
-    let policy = sh.config.policy;
-    let mut decision = policy.decide(&snap.job, now, snap.cap);
-    let mut want = None;
-    if let (Some(capacity), false) = (snap.node_capacity, snap.others.is_empty()) {
-        // Several jobs share the node: its CPUs go least laxity first, not first come.
-        let uncapped = policy.decide(&snap.job, now, None);
-        let wanted = uncapped.resize_to().unwrap_or(snap.job.cpus);
-        want = Some(wanted);
-        let (floor, _) = policy.bounds();
-        let mut claims: Vec<Claim> = snap.others.iter().map(|(c, _)| *c).collect();
-        claims.push(Claim {
-            wanted,
-            floor: floor.min(snap.job.cpus),
-            laxity: policy.laxity(&snap.job, now),
-        });
-        let grant = *arbitrate(capacity, &claims)
-            .last()
-            .unwrap_or(&snap.job.cpus);
-        let cap = snap.cap.map_or(grant, |c| c.min(grant.max(snap.job.cpus)));
-        decision = policy.decide(&snap.job, now, Some(cap));
-        if let Some(to) = decision.resize_to() {
-            if to > snap.job.cpus && to > grant {
-                decision = Decision::hold(
-                    decision.class,
-                    format!(
-                        "{}; but the node's CPUs are granted to jobs with less slack first (grant {grant})",
-                        decision.reason
-                    ),
-                    decision.figures,
-                );
-            }
+    let verdict = sh.config.controller().decide(&snap.job, &snap.ctx);
+    record_decision(sh, uuid, now, &verdict.decision, verdict.want);
+    match verdict.decision.action {
+        Action::Hold | Action::Complete { .. } if !snap.ctx.in_framework => {
+            // Look again soon: the launcher submits right after it registers.
+            Next::After(probe_backoff(snap.probes))
         }
-    } else if matches!(policy, Policy::Predictive(_)) {
-        want = Some(
-            policy
-                .decide(&snap.job, now, None)
-                .resize_to()
-                .unwrap_or(snap.job.cpus),
-        );
-    }
-    if let Some(why) = stale_cpu_data(sh, &snap.job, now) {
-        decision = Decision::hold(
-            qos_core::Class::NoData,
-            format!(
-                "{why}; not resizing on stale data (the policy said: {})",
-                decision.reason
-            ),
-            decision.figures,
-        );
-    }
-    record_decision(sh, uuid, now, &decision, want);
-    match decision.action {
         Action::Hold | Action::Complete { .. } => idle_next(sh, &snap.job),
-        Action::Resize { cpus } => apply_resize(sh, uuid, &snap, cpus, now).await,
+        Action::Resize { cpus } => apply_resize(sh, uuid, &snap, cpus, verdict.mode, now).await,
     }
 }
 
-/// Why a running continuous job's CPU data cannot be trusted now, if it cannot: the thesis
-/// policy checks only that a sample exists since the last restart, not that it is recent (a
-/// dead collector would leave the consumption frozen and the job would be grown).
-fn stale_cpu_data(sh: &Shared, job: &Job, now: f64) -> Option<String> {
-    let (Policy::Thesis(t), Work::Continuous(w)) = (&sh.config.policy, &job.work) else {
-        return None;
-    };
-    if t.missing_cpu_as_zero || job.phase != Phase::Running {
-        return None;
-    }
-    let last = w.cpu.last_sample_at()?;
-    let age = now - last;
-    (age > sh.config.control.stale_after)
-        .then(|| format!("the newest CPU sample is {age:.0} s old"))
+/// Delay before the next look for a job the framework does not have yet: 1 s, doubling, at most
+/// 30 s.
+fn probe_backoff(probes: u32) -> Duration {
+    Duration::from_secs(1u64 << probes.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
 fn idle_next(sh: &Shared, job: &Job) -> Next {
@@ -595,39 +578,44 @@ fn strike_not_found(
     Some(ops)
 }
 
-/// The job's allocation as its framework stores it (`None`: no credentials, or no usable value).
-async fn read_framework_cpus(sh: &Shared, job: &Job) -> Result<Option<Cpus>, ApplyError> {
-    let cpus = match job.framework {
+/// What the framework says of a job.
+enum Presence {
+    /// It has it, with its `cpus` when readable.
+    Present(Option<Cpus>),
+    /// It answered that it does not (what it said).
+    Absent(String),
+    /// It could not be asked (no credentials, unreachable, an error).
+    Unknown,
+}
+
+async fn read_framework(sh: &Shared, job: &Job) -> Presence {
+    let cpus = |c: Option<f64>| c.filter(|c| c.is_finite() && *c > 0.0).map(Cpus::from_f64);
+    match job.framework {
         Framework::Chronos => {
             let Some(c) = sh.chronos.as_ref() else {
-                return Ok(None);
+                return Presence::Unknown;
             };
-            match bounded(sh, "reading the Chronos job", c.find_job(&job.name)).await? {
-                Some(j) => j.cpus(),
-                None => {
-                    return Err(ApplyError::Gone(format!(
-                        "no Chronos job is named exactly {:?}",
-                        job.name
-                    )));
+            match bounded(sh, "reading the Chronos job", c.find_job(&job.name)).await {
+                Ok(Some(j)) => Presence::Present(cpus(j.cpus())),
+                Ok(None) => {
+                    Presence::Absent(format!("no Chronos job is named exactly {:?}", job.name))
                 }
+                Err(_) => Presence::Unknown,
             }
         }
         Framework::Marathon => {
             let Some(m) = sh.marathon.as_ref() else {
-                return Ok(None);
+                return Presence::Unknown;
             };
             match bounded(sh, "reading the Marathon app", m.get_app(&job.name)).await {
-                Ok(a) => a.cpus(),
+                Ok(a) => Presence::Present(cpus(a.cpus())),
                 Err(ApplyError::Framework(e)) if e.is_not_found() => {
-                    return Err(ApplyError::Gone(e.to_string()));
+                    Presence::Absent(e.to_string())
                 }
-                Err(e) => return Err(e),
+                Err(_) => Presence::Unknown,
             }
         }
-    };
-    Ok(cpus
-        .filter(|c| c.is_finite() && *c > 0.0)
-        .map(Cpus::from_f64))
+    }
 }
 
 /// Applies a resize; returns the allocation in force.
@@ -636,10 +624,11 @@ async fn call_resize(
     uuid: &str,
     snap: &Snapshot,
     cpus: Cpus,
+    mode: ResizeMode,
     now: f64,
 ) -> Result<Cpus, ApplyError> {
     let job = &snap.job;
-    match sh.config.resize_mode {
+    match mode {
         ResizeMode::InPlace => {
             let Some(url) = &snap.node_agent else {
                 return Err(ApplyError::NotConfigured(
@@ -706,8 +695,17 @@ async fn call_resize(
     }
 }
 
-async fn apply_resize(sh: &Arc<Shared>, uuid: &str, snap: &Snapshot, cpus: Cpus, now: f64) -> Next {
-    apply_resize_outcome(sh, uuid, snap, cpus, now).await.0
+async fn apply_resize(
+    sh: &Arc<Shared>,
+    uuid: &str,
+    snap: &Snapshot,
+    cpus: Cpus,
+    mode: ResizeMode,
+    now: f64,
+) -> Next {
+    apply_resize_outcome(sh, uuid, snap, cpus, mode, now)
+        .await
+        .0
 }
 
 /// An operator's resize (`POST /api/v1/jobs/{uuid}/resize`): recorded as a decision with the
@@ -730,11 +728,12 @@ pub(crate) async fn operator_resize(
         ));
     }
     let from = snap.job.cpus;
+    let mode = sh.config.controller().mode_for(&snap.job, &snap.ctx);
     let answer = |to: Cpus, applied| JobResized {
         uuid: uuid.to_owned(),
         from: from.as_f64(),
         to: to.as_f64(),
-        mode: mode_name(sh).to_owned(),
+        mode: mode_name(mode).to_owned(),
         applied,
         decided_at: now,
     };
@@ -748,7 +747,10 @@ pub(crate) async fn operator_resize(
         figures: qos_core::Figures::default(),
     };
     record_decision(sh, uuid, now, &decision, snap.meta.want);
-    match apply_resize_outcome(sh, uuid, &snap, cpus, now).await.1 {
+    match apply_resize_outcome(sh, uuid, &snap, cpus, mode, now)
+        .await
+        .1
+    {
         Ok(applied) => Ok(answer(applied, true)),
         Err(e) => {
             let (status, code) = match &e {
@@ -774,16 +776,16 @@ async fn apply_resize_outcome(
     uuid: &str,
     snap: &Snapshot,
     cpus: Cpus,
+    mode: ResizeMode,
     now: f64,
 ) -> (Next, Result<Cpus, ApplyError>) {
     let from = snap.job.cpus;
-    let result = match call_resize(sh, uuid, snap, cpus, now).await {
+    let result = match call_resize(sh, uuid, snap, cpus, mode, now).await {
         Err(e) => Err(gone(sh, &snap.job, e).await),
         ok => ok,
     };
     let done = sh.clock.now();
-    let restart = sh.config.resize_mode == ResizeMode::Restart
-        && matches!(snap.job.work, Work::Continuous(_));
+    let restart = mode == ResizeMode::Restart && matches!(snap.job.work, Work::Continuous(_));
     let (next, pending) = {
         let mut st = sh.lock();
         let st = &mut *st;
@@ -819,8 +821,8 @@ async fn apply_resize_outcome(
                         uuid,
                         done,
                         "resize",
-                        json!({"from": from.as_f64(), "to": applied.as_f64(), "mode": mode_name(sh), "restart": restart}),
-                        format!("resized {from} → {applied} CPU ({})", mode_name(sh)),
+                        json!({"from": from.as_f64(), "to": applied.as_f64(), "mode": mode_name(mode), "restart": restart}),
+                        format!("resized {from} → {applied} CPU ({})", mode_name(mode)),
                     )),
                 ];
                 let next = idle_next(sh, &e.p.job);
@@ -853,7 +855,7 @@ async fn apply_resize_outcome(
                         uuid,
                         done,
                         "resize_failed",
-                        json!({"from": from.as_f64(), "to": cpus.as_f64(), "mode": mode_name(sh)}),
+                        json!({"from": from.as_f64(), "to": cpus.as_f64(), "mode": mode_name(mode)}),
                         format!("resize {from} → {cpus} CPU not applied: {message}"),
                     ))]);
                 }
@@ -886,8 +888,8 @@ async fn apply_resize_outcome(
     (next, result)
 }
 
-fn mode_name(sh: &Shared) -> &'static str {
-    match sh.config.resize_mode {
+fn mode_name(mode: ResizeMode) -> &'static str {
+    match mode {
         ResizeMode::Restart => "restart",
         ResizeMode::InPlace => "in-place",
     }
@@ -966,13 +968,19 @@ async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next
     let now = sh.clock.now();
     let end = match job.phase {
         Phase::Completed { at, met } => format!(
-            "completed at {at:.0}, {:.0} s {} the deadline (met: {met})",
+            "completed {:.0} s after submission, {:.0} s {} the deadline (met: {met})",
+            at - job.qos.submitted_at,
             (at - job.qos.deadline_at).abs(),
             if met { "before" } else { "after" }
         ),
-        Phase::Failed { at } => format!("failed at {at:.0}"),
-        Phase::Cancelled { at } => format!("cancelled at {at:.0}"),
-        Phase::Lost { at } => format!("lost at {at:.0}"),
+        Phase::Failed { at } => {
+            format!("failed {:.0} s after submission", at - job.qos.submitted_at)
+        }
+        Phase::Cancelled { at } => format!(
+            "cancelled {:.0} s after submission",
+            at - job.qos.submitted_at
+        ),
+        Phase::Lost { at } => format!("lost {:.0} s after submission", at - job.qos.submitted_at),
         _ => "ended".into(),
     };
     let mut st = sh.lock();

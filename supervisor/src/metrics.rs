@@ -66,6 +66,7 @@ pub(crate) struct JobGauges {
     /// (cost): absent for jobs that never restart.
     restarts: Family<JobLabels, FGauge>,
     restart_cost: Family<JobLabels, FGauge>,
+    lost_work: Family<JobLabels, FGauge>,
 }
 
 /// The registry and its families.
@@ -85,6 +86,7 @@ pub(crate) struct Metrics {
     resizes: Family<JobLabels, Counter>,
     restarts: Family<JobLabels, FGauge>,
     restart_cost: Family<JobLabels, FGauge>,
+    lost_work: Family<JobLabels, FGauge>,
     met: Family<JobLabels, FGauge>,
     lost: Family<JobLabels, FGauge>,
     jobs_lost: Counter,
@@ -119,6 +121,7 @@ impl Metrics {
             resizes: Family::default(),
             restarts: Family::default(),
             restart_cost: Family::default(),
+            lost_work: Family::default(),
             met: Family::default(),
             lost: Family::default(),
             jobs_lost: Counter::default(),
@@ -197,6 +200,12 @@ impl Metrics {
             "Mean measured restart cost: seconds from the restart request to the restored task \
              running (absent until one is measured)",
             m.restart_cost.clone(),
+        );
+        registry.register(
+            "qos_lost_cpu_seconds",
+            "CPU-seconds of work thrown away by restarts that started the job again from scratch \
+             (it could not checkpoint); Marathon jobs",
+            m.lost_work.clone(),
         );
         registry.register(
             "qos_deadline_met",
@@ -283,6 +292,7 @@ impl Metrics {
             resizes: self.resizes.get_or_create_owned(&labels),
             restarts: self.restarts.clone(),
             restart_cost: self.restart_cost.clone(),
+            lost_work: self.lost_work.clone(),
             class,
             labels,
         }
@@ -303,6 +313,7 @@ impl Metrics {
             &self.ratio,
             &self.restarts,
             &self.restart_cost,
+            &self.lost_work,
             &self.met,
             &self.lost,
         ] {
@@ -399,6 +410,7 @@ impl JobGauges {
             self.restarts
                 .get_or_create(&self.labels)
                 .set(f64::from(w.restarts));
+            self.lost_work.get_or_create(&self.labels).set(w.cpu.lost());
             if !w.restart_costs.is_empty() {
                 let mean = w.restart_costs.iter().sum::<f64>() / w.restart_costs.len() as f64;
                 self.restart_cost.get_or_create(&self.labels).set(mean);
@@ -511,7 +523,11 @@ mod tests {
         }
         .resolve(0.0);
         let mut job = Job::continuous("app", qos, Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0 }).unwrap();
+        job.observe(Observation::Started {
+            at: 0.0,
+            restored: None,
+        })
+        .unwrap();
         g.update(&job, None);
         let text = m.encode();
         let series =
@@ -531,7 +547,11 @@ mod tests {
                 restart: true,
             })
             .unwrap();
-            job.observe(Observation::Restored { at: back }).unwrap();
+            job.observe(Observation::Started {
+                at: back,
+                restored: Some(true),
+            })
+            .unwrap();
         }
         g.update(&job, None);
         let text = m.encode();

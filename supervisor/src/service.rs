@@ -16,7 +16,7 @@ use qos_core::wire::{
     CpuSample, EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration,
     NodeRegistration, ProgressReport, Registered, SampleBatch, UpdateTask,
 };
-use qos_core::{Cpus, Framework, Job, Work};
+use qos_core::{Checkpointing, Cpus, Framework, Job, Work};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -266,12 +266,24 @@ impl Shared {
                 };
                 ApiError::invalid(field, e.to_string())
             })?;
-        let qos = reg.qos.resolve(submitted);
-        let cpus = Cpus::from_f64(reg.cpus);
-        let job = match (reg.framework, iterations) {
-            (Framework::Chronos, Some(n)) => Job::iterative(&reg.name, qos, n, cpus),
-            _ => Job::continuous(&reg.name, qos, cpus),
+        let checkpointing = match (reg.framework, reg.checkpoint.as_deref()) {
+            (_, None) => Checkpointing::Unknown,
+            (Framework::Chronos, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "checkpoint",
+                    "checkpoint is for Marathon jobs (a Chronos run loses nothing on a resize)",
+                ));
+            }
+            (Framework::Marathon, Some(s)) => Checkpointing::from_strategy(s).ok_or_else(|| {
+                ApiError::invalid(
+                    "checkpoint",
+                    format!("unknown checkpoint strategy {s:?} (expected app, criu, none or auto)"),
+                )
+            })?,
         };
+        let mut job = reg.job(submitted);
+        job.checkpointing = checkpointing;
+        let warnings = self.config.controller().warnings(&job, now);
         let uuid = reg.uuid.clone();
         let repeat = {
             let mut st = self.lock();
@@ -353,7 +365,14 @@ impl Shared {
         pending.wait().await.map_err(|e| store_err(&e))?;
         tracing::info!(job.uuid = %uuid, job.name = %reg.name, framework = reg.framework.as_str(), "job registered");
         self.trigger(&uuid);
-        Ok(Registration::New(Registered { uuid, report_token }))
+        for w in &warnings {
+            tracing::warn!(job.uuid = %uuid, warning = %w, "registered with a warning");
+        }
+        Ok(Registration::New(Registered {
+            uuid,
+            report_token,
+            warnings,
+        }))
     }
 
     /// Registers a job sent the thesis' way (`/initTask`): no `cpus` (read from the framework),
@@ -381,6 +400,7 @@ impl Shared {
             iterations: t.iterations,
             cpus: self.config.control.default_cpus,
             submitted_at: None,
+            checkpoint: None,
         };
         self.register(reg, true, true, reveal_token).await
     }
@@ -971,13 +991,18 @@ pub(crate) fn apply_report(
                 ));
             }
             let at = when("started_at", m.started_at)?;
-            let restarting = matches!(job.phase, Phase::Restarting { .. });
-            let obs = if m.restored || restarting {
-                Observation::Restored { at }
-            } else {
-                Observation::Started { at }
-            };
-            job.observe(obs).map_err(obs_err)?
+            if let Some(strategy) = &m.strategy {
+                // shell-trap says which strategy it runs with: whether a restart keeps the work.
+                match Checkpointing::from_strategy(strategy) {
+                    Some(Checkpointing::Unknown) | None => {}
+                    Some(c) => job.checkpointing = c,
+                }
+            }
+            job.observe(Observation::Started {
+                at,
+                restored: m.restored,
+            })
+            .map_err(obs_err)?
         }
         HeldReport::Ended(e) => {
             if matches!(job.work, Work::Iterative(_)) {
@@ -1010,17 +1035,11 @@ pub(crate) fn apply_report(
             .map_err(obs_err)?
         }
         HeldReport::Sample { node, sample } => {
+            // A new container while a restart is under way is the task coming back: the job
+            // model infers that (and whether the work survived) itself.
             let source = sample.container_id.clone();
-            if matches!(job.phase, Phase::Restarting { .. })
-                && !meta.containers.is_empty()
-                && !meta.containers.contains(&source)
-            {
-                // A new container after a restart request: the task is back (the thesis'
-                // restore path sends no notification).
-                let _ = job.observe(Observation::Restored { at: arrival });
-            }
-            if !meta.containers.contains(&source) {
-                if meta.containers.len() >= MAX_CONTAINERS_PER_JOB {
+            if let Work::Continuous(w) = &job.work {
+                if !w.cpu.knows(&source) && w.cpu.containers() >= MAX_CONTAINERS_PER_JOB {
                     return Err(ApiError::invalid(
                         "container_id",
                         format!(
@@ -1029,7 +1048,6 @@ pub(crate) fn apply_report(
                         ),
                     ));
                 }
-                meta.containers.insert(source.clone());
             }
             meta.node = Some(node);
             job.observe(Observation::CpuSample {
@@ -1116,6 +1134,11 @@ fn job_view(p: &PersistedJob, rt: &Runtime, summary: Option<&Summary>, detail: b
         v["cpu_seconds"] = json!(w.cpu.total());
         v["cpu_sample_at"] = json!(w.cpu.last_sample_at());
         v["started_at"] = json!(w.started_at);
+        v["checkpointing"] = json!(job.checkpointing);
+        v["restarts"] = json!(w.restarts);
+        // Work thrown away by restarts from scratch: CPU-seconds that bought nothing.
+        v["restarts_lost"] = json!(w.restarts_lost);
+        v["cpu_seconds_lost"] = json!(w.cpu.lost());
     }
     if detail {
         v["decision"] = decision.unwrap_or(Value::Null);

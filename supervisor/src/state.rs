@@ -28,8 +28,6 @@ pub(crate) struct JobMeta {
     pub(crate) registered_at: f64,
     /// Node (id, or host name when no node agent registered it) the job last ran on.
     pub(crate) node: Option<String>,
-    /// Containers seen in CPU samples (a new one while restarting means the task is back).
-    pub(crate) containers: BTreeSet<String>,
     /// Registered through `/initTask`, which carries no `cpus`: read it from the framework.
     pub(crate) cpus_unknown: bool,
     /// The framework job/app has been removed (or scaled to 0) after the job ended.
@@ -53,6 +51,9 @@ pub(crate) struct JobMeta {
     /// Why the job is `LOST` (its framework no longer has it), when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lost_reason: Option<String>,
+    /// The framework is known to have the job (a probe found it): resizes can be applied.
+    #[serde(default)]
+    pub(crate) in_framework: bool,
 }
 
 /// The persisted form of a job.
@@ -68,6 +69,8 @@ pub(crate) struct PersistedJob {
 pub(crate) struct Runtime {
     /// Consecutive failed applies (error policy backoff).
     pub(crate) failures: u32,
+    /// Probes that did not find the job in its framework yet (their backoff).
+    pub(crate) probes: u32,
     /// When a hold decision was last stored.
     pub(crate) last_history_at: Option<f64>,
     /// Changed since the last write (CPU samples are written behind).

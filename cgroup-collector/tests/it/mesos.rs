@@ -216,7 +216,8 @@ async fn scenario(urls: testbed::Urls, dir: std::path::PathBuf) {
         .init_marathon_app(&InitMarathonApp {
             uuid: u_app.clone(),
             started_at: util::epoch(),
-            restored: false,
+            restored: Some(false),
+            strategy: Some("none".into()),
         })
         .await
         .unwrap();

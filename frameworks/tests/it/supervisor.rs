@@ -38,6 +38,7 @@ fn registration() -> JobRegistration {
         iterations: Some(4),
         cpus: 1.0,
         submitted_at: None,
+        checkpoint: None,
     }
 }
 
@@ -84,7 +85,8 @@ async fn thesis_routes_post_the_wire_types() {
         .init_marathon_app(&InitMarathonApp {
             uuid: UUID.into(),
             started_at: 1.0,
-            restored: true,
+            restored: Some(true),
+            strategy: Some("app".into()),
         })
         .await
         .expect("initMarathonApp");

@@ -118,6 +118,15 @@ pub struct Plan {
     strategy: Option<Strategy>,
 }
 
+impl Plan {
+    /// The checkpoint strategy its tasks run with (shell-trap's `auto` when none was chosen):
+    /// the supervisor is told, so that it knows whether a restart keeps the job's work.
+    #[must_use]
+    pub fn strategy(&self) -> Strategy {
+        self.strategy.unwrap_or(Strategy::Auto)
+    }
+}
+
 pub(super) fn prepare(
     mut body: Map<String, Value>,
     origin: &str,

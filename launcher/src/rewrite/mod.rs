@@ -21,7 +21,8 @@ use std::fmt;
 
 use frameworks::Credentials;
 use qos_core::wire::JobRegistration;
-use qos_core::{Framework, QosSpec};
+use qos_core::predictive::ResizeMode;
+use qos_core::{Controller, Framework, Policy, QosSpec};
 use serde_json::{Map, Value};
 
 use crate::error::LauncherError;
@@ -351,6 +352,11 @@ pub fn detect_framework(job: &Value) -> Option<Framework> {
     }
 }
 
+/// The prefix of warnings about how the job will be controlled (resizes that restart it from
+/// scratch, a deadline out of reach), from the supervisor's answer or, before it, from the
+/// default controller.
+pub const CONTROL_WARNING: &str = "control: ";
+
 /// Validates `job` (read from `origin`) for `framework` and prepares its rewrite.
 ///
 /// # Errors
@@ -400,6 +406,10 @@ pub fn prepare(
             (p.id.clone(), None, p.cpus, Plan::Marathon(p))
         }
     };
+    let checkpoint = match &plan {
+        Plan::Marathon(p) => Some(p.strategy().as_str().to_owned()),
+        Plan::Chronos(_) => None,
+    };
     let registration = JobRegistration {
         uuid: uuid.as_str().to_owned(),
         name: name.clone(),
@@ -408,7 +418,15 @@ pub fn prepare(
         iterations,
         cpus,
         submitted_at: Some(submitted_at),
+        checkpoint,
     };
+    // What the default controller (predictive, resizes by restart) will make of the job; a real
+    // submission replaces these with the supervisor's own, which knows its configuration.
+    let job = registration.job(submitted_at);
+    let control = Controller::new(Policy::default(), ResizeMode::Restart);
+    for w in control.warnings(&job, submitted_at) {
+        remarks.warnings.push(format!("{CONTROL_WARNING}{w}"));
+    }
     Ok(Prepared {
         framework,
         uuid,

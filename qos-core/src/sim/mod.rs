@@ -1,5 +1,7 @@
 //! A deterministic, seeded, discrete-event simulator of a Mesos cluster running QoS jobs under a
-//! policy — the same [`Job`] model and [`Policy::decide`] the supervisor uses.
+//! policy — the same [`Job`] model and the same [`Controller::decide`] the supervisor uses, with
+//! the same context: the job's node's room and capacity, the claims of the jobs sharing it, the
+//! resize mode, whether a node agent can resize in place.
 //!
 //! # Model
 //! - **Nodes** have a CPU capacity. Tasks are placed, as Mesos offers would, on a node whose
@@ -13,11 +15,15 @@
 //!   `t(e) = α/min(e,1) + β/e` seconds at `e` effective CPUs ([`SpeedModel`]); CPU time consumed is
 //!   the work done times `t(1)`.
 //! - **Chronos** jobs: each iteration is deployed (seeded overhead, 30–45 s in the thesis), runs,
-//!   and reports; the policy decides on the report, then the next iteration is launched with the
-//!   job's allocation (as the thesis' forced runs did).
-//! - **Marathon** jobs: deployed once, sampled every `sample_period`, evaluated every policy
-//!   period; a resize restarts the task (paused for a seeded restart cost, checkpointed work is
-//!   kept) and may move it to another node.
+//!   and reports; the controller decides at registration and on each report, then the next
+//!   iteration is launched with the job's allocation (as the thesis' forced runs did), where an
+//!   offer fits — a task that fits nowhere waits, as on Mesos.
+//! - **Marathon** jobs: deployed once, sampled every `sample_period` (CPU time, and the progress
+//!   fraction when the application reports one), evaluated every policy period from
+//!   registration on. A resize in restart mode restarts the task (paused for a seeded restart
+//!   cost, possibly on another node): a job that checkpoints keeps its work, one that cannot
+//!   starts again from zero and its CPU-seconds so far are *lost*. In place (node agents, see
+//!   [`ClusterSpec::agents`]) the new quota applies at once.
 //!
 //! Between events every task progresses at a constant rate, so the next completion is computed
 //! exactly; 30 simulated minutes of the thesis' case study take well under a millisecond per job.
@@ -32,10 +38,12 @@ use serde::{Deserialize, Serialize};
 
 pub use scenario::{Scenario, ScenarioError, scenario};
 
+use crate::control::{Context, Controller, NodeView};
 use crate::cpu::Cpus;
-use crate::decision::Action;
-use crate::job::{Framework, IterationReport, Job, Observation, Phase};
-use crate::policy::{Claim, Policy, arbitrate};
+use crate::decision::{Action, Class};
+use crate::job::{Checkpointing, Framework, IterationReport, Job, Observation, Phase};
+use crate::policy::Policy;
+use crate::predictive::ResizeMode;
 use crate::spec::QosSpec;
 use crate::speedup::SpeedModel;
 
@@ -56,6 +64,10 @@ pub struct ClusterSpec {
     pub nodes: Vec<Cpus>,
     /// How CPU is divided on a node.
     pub sharing: Sharing,
+    /// Every node runs a node agent that can change a container's CPU quota in place (the
+    /// collector); without, in-place resizes are impossible.
+    #[serde(default)]
+    pub agents: bool,
 }
 
 /// What a simulated job does.
@@ -78,8 +90,13 @@ pub enum WorkSpec {
         deploy: f64,
         /// Cost of each restart, seconds (cycled if more restarts happen).
         restart_costs: Vec<f64>,
-        /// Whether the application reports its progress fraction (LINPACK does).
+        /// Whether the application reports its progress fraction (LINPACK does); if not, only
+        /// its CPU time is known.
         reports_progress: bool,
+        /// Whether a restart keeps its work (it checkpoints on SIGTERM); if not, every restart
+        /// starts it again from zero.
+        #[serde(default = "yes")]
+        checkpoint: bool,
     },
 }
 
@@ -98,6 +115,13 @@ pub struct JobSpec {
     pub threads: Cpus,
     /// What it does.
     pub work: WorkSpec,
+    /// A label of the kind of job (`chronos`, `marathon/progress/checkpoint`, …) for reports.
+    #[serde(default)]
+    pub kind: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl JobSpec {
@@ -137,6 +161,10 @@ pub struct SimConfig {
     pub sample_period: f64,
     /// Give up after this many simulated seconds past the last deadline.
     pub horizon_after_deadline: f64,
+    /// How resizes take effect (the supervisor's `resize_mode`).
+    pub resize_mode: ResizeMode,
+    /// Also compute the clairvoyant oracle's schedule of the scenario ([`Totals::oracle_met`]).
+    pub oracle: bool,
 }
 
 impl Default for SimConfig {
@@ -144,6 +172,8 @@ impl Default for SimConfig {
         Self {
             sample_period: 1.0,
             horizon_after_deadline: 3600.0,
+            resize_mode: ResizeMode::Restart,
+            oracle: false,
         }
     }
 }
@@ -173,8 +203,17 @@ pub struct JobResult {
     pub resizes: u32,
     /// Task restarts caused by resizes.
     pub restarts: u32,
+    /// Restarts that started the work again from zero (the job could not checkpoint).
+    pub restarts_lost: u32,
+    /// CPU-seconds consumed by work that a restart threw away.
+    pub cpu_seconds_lost: f64,
     /// Allocation at the end.
     pub final_cpus: Cpus,
+    /// The kind of job ([`JobSpec::kind`]).
+    pub kind: String,
+    /// CPU-seconds the oracle allocates to meet this job's deadline, when it meets it (and was
+    /// asked for).
+    pub oracle_cpu_seconds: Option<f64>,
 }
 
 /// Totals over a run.
@@ -196,10 +235,26 @@ pub struct Totals {
     pub resizes: u32,
     /// Σ restarts.
     pub restarts: u32,
+    /// Σ restarts that lost the work done.
+    #[serde(default)]
+    pub restarts_lost: u32,
+    /// Σ CPU-seconds of work lost by restarts.
+    #[serde(default)]
+    pub cpu_seconds_lost: f64,
+    /// Deadlines the clairvoyant oracle meets on the same nodes ([`oracle`]), when computed.
+    #[serde(default)]
+    pub oracle_met: Option<usize>,
+    /// CPU-seconds the oracle allocates to the jobs it meets, when computed.
+    #[serde(default)]
+    pub oracle_cpu_seconds: Option<f64>,
+    /// Whether the oracle's figures are exact (otherwise bounds: at most that many met, at least
+    /// that many CPU-seconds).
+    #[serde(default)]
+    pub oracle_exact: Option<bool>,
 }
 
 /// A sampled point of a job's trajectory (for plots).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TracePoint {
     /// Time, seconds from the start of the run.
     pub t: f64,
@@ -213,6 +268,12 @@ pub struct TracePoint {
     pub progress: f64,
     /// Consumed/desired CPU-time ratio (thesis Eq. 3), continuous jobs.
     pub ratio: Option<f64>,
+    /// The class decided.
+    pub class: Class,
+    /// The allocation decided, when the decision resizes.
+    pub resize_to: Option<Cpus>,
+    /// The decision's reason, as the supervisor would log it.
+    pub reason: String,
 }
 
 /// The outcome of a run.
@@ -298,21 +359,32 @@ struct SimJob {
     /// CPU-seconds used before the current incarnation (its counter starts at zero).
     cpu_base: f64,
     waiting_since: f64,
+    /// The node the job last ran on (the supervisor's view of where it is).
+    last_node: Option<usize>,
+    /// Registered with the controller and submitted to its framework.
+    submitted: bool,
+    /// Its last uncapped wish (its claim on a short node).
+    want: Option<Cpus>,
+    /// Restarts that threw the work away.
+    restarts_lost: u32,
+    /// CPU-seconds of work thrown away.
+    lost: f64,
 }
 
-struct Sim<'a> {
+struct Sim {
     now: f64,
     seq: u64,
     events: BinaryHeap<Event>,
     nodes: Vec<Cpus>,
     sharing: Sharing,
+    agents: bool,
     jobs: Vec<SimJob>,
-    policy: &'a Policy,
+    ctl: Controller,
     cfg: SimConfig,
     trace: Vec<TracePoint>,
 }
 
-/// Runs `scenario` under `policy`.
+/// Runs `scenario` under `policy`, resizes taking effect by `cfg.resize_mode`.
 pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResult {
     let mut sim = Sim {
         now: 0.0,
@@ -320,6 +392,7 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
         events: BinaryHeap::new(),
         nodes: scenario.cluster.nodes.clone(),
         sharing: scenario.cluster.sharing,
+        agents: scenario.cluster.agents,
         jobs: scenario
             .jobs
             .iter()
@@ -329,7 +402,16 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
                     WorkSpec::Iterative { iterations, .. } => {
                         Job::iterative(&spec.name, qos, iterations.len() as u32, spec.cpus)
                     }
-                    WorkSpec::Continuous { .. } => Job::continuous(&spec.name, qos, spec.cpus),
+                    WorkSpec::Continuous { checkpoint, .. } => {
+                        // The launcher tells the supervisor from the job's checkpoint strategy.
+                        let mut job = Job::continuous(&spec.name, qos, spec.cpus);
+                        job.checkpointing = if *checkpoint {
+                            Checkpointing::Able
+                        } else {
+                            Checkpointing::Unable
+                        };
+                        job
+                    }
                 };
                 SimJob {
                     spec: spec.clone(),
@@ -348,10 +430,15 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
                     incarnation: 0,
                     cpu_base: 0.0,
                     waiting_since: 0.0,
+                    last_node: None,
+                    submitted: false,
+                    want: None,
+                    restarts_lost: 0,
+                    lost: 0.0,
                 }
             })
             .collect(),
-        policy,
+        ctl: Controller::new(*policy, cfg.resize_mode),
         cfg,
         trace: Vec::new(),
     };
@@ -375,7 +462,7 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
     sim.result(scenario)
 }
 
-impl Sim<'_> {
+impl Sim {
     fn push(&mut self, at: f64, kind: EventKind) {
         self.seq += 1;
         self.events.push(Event {
@@ -531,12 +618,12 @@ impl Sim<'_> {
     }
 
     fn on_submit(&mut self, i: usize) {
-        // The predictive policy sizes a job before its first run; the thesis starts it as filed.
-        if matches!(self.policy, Policy::Predictive(_)) {
-            self.decide_and_apply(i, false);
-        }
+        // Registered, then submitted: the supervisor reconciles it at once (the predictive
+        // policy sizes it before its first run; the thesis policy waits for data).
+        self.jobs[i].submitted = true;
+        self.decide_and_apply(i);
         self.try_launch(i);
-        if let Some(period) = self.policy.period(&self.jobs[i].job) {
+        if let Some(period) = self.ctl.policy.period(&self.jobs[i].job) {
             self.push(self.now + period, EventKind::Monitor(i));
         }
     }
@@ -563,40 +650,22 @@ impl Sim<'_> {
         }
     }
 
-    /// The node with the most free CPU, lowest index on ties.
-    fn roomiest(&self) -> usize {
-        (0..self.nodes.len())
-            .max_by(|&a, &b| self.free(a).cmp(&self.free(b)).then(b.cmp(&a)))
-            .unwrap_or(0)
-    }
-
-    /// Places job `i`'s next task, or leaves it waiting for CPU to free up.
+    /// Places job `i`'s next task where an offer fits, or leaves it waiting for CPU to free up
+    /// (Mesos frameworks wait for an offer that fits).
     fn try_launch(&mut self, i: usize) {
         let want = self.jobs[i].job.cpus;
-        let (n, grant) = match self.best_fit(want) {
-            Some(n) => (n, Some(want)),
-            None => {
-                let n = self.roomiest();
-                (n, self.smaller_launch(i, self.free(n)))
-            }
-        };
-        let j = &mut self.jobs[i];
-        let Some(grant) = grant else {
+        let Some(n) = self.best_fit(want) else {
+            let j = &mut self.jobs[i];
             if j.state != Some(TaskState::Waiting) {
                 j.waiting_since = self.now;
             }
             j.state = Some(TaskState::Waiting);
             return;
         };
-        if grant != j.job.cpus {
-            let _ = j.job.observe(Observation::Resized {
-                at: self.now,
-                cpus: grant,
-                restart: false,
-            });
-        }
+        let j = &mut self.jobs[i];
         j.node = Some(n);
-        j.held = grant;
+        j.last_node = Some(n);
+        j.held = want;
         j.state = Some(TaskState::Deploying);
         let deploy = match &j.spec.work {
             WorkSpec::Iterative { overheads, .. } => {
@@ -607,57 +676,16 @@ impl Sim<'_> {
         self.push(self.now + deploy, EventKind::DeployDone(i));
     }
 
-    /// Capacity-aware launch (predictive only): when the requested size does not fit anywhere,
-    /// start now with the smallest size that still meets the deadline within what the best node
-    /// has free; a job that cannot make it anyway takes what is free only if no job that can is
-    /// waiting. The thesis waits for an offer that fits, as Mesos frameworks do.
-    fn smaller_launch(&self, i: usize, free: Cpus) -> Option<Cpus> {
-        let Policy::Predictive(cfg) = self.policy else {
-            return None;
-        };
-        if free < cfg.cpu_min {
-            return None;
-        }
-        let job = &self.jobs[i].job;
-        let f = crate::predictive::forecast(cfg, job, self.now).ok()?;
-        let target = job.qos.deadline_at - crate::predictive::margin(cfg, job);
-        if let Some(c) = f.needed(target, cfg.cpu_min, free, cfg.granularity) {
-            return Some(c);
-        }
-        if f.needed(target, cfg.cpu_min, cfg.cpu_max, cfg.granularity)
-            .is_some()
-        {
-            // Feasible with more than is free now: wait for it.
-            return None;
-        }
-        let feasible_waiting = self.jobs.iter().enumerate().any(|(k, other)| {
-            k != i
-                && other.state == Some(TaskState::Waiting)
-                && self.policy.laxity(&other.job, self.now) >= 0.0
-        });
-        (!feasible_waiting).then_some(free)
-    }
-
-    /// Launches waiting tasks when CPU frees, least laxity first (predictive) or in arrival
-    /// order (thesis: whichever framework gets the offer first).
+    /// Launches waiting tasks when CPU frees, in the order they started waiting.
     fn launch_waiting(&mut self) {
         let mut waiting: Vec<usize> = (0..self.jobs.len())
             .filter(|&i| self.jobs[i].state == Some(TaskState::Waiting))
             .collect();
-        if matches!(self.policy, Policy::Predictive(_)) {
-            let now = self.now;
-            waiting.sort_by(|&a, &b| {
-                let la = self.policy.laxity(&self.jobs[a].job, now);
-                let lb = self.policy.laxity(&self.jobs[b].job, now);
-                (la < 0.0).cmp(&(lb < 0.0)).then(la.total_cmp(&lb))
-            });
-        } else {
-            waiting.sort_by(|&a, &b| {
-                self.jobs[a]
-                    .waiting_since
-                    .total_cmp(&self.jobs[b].waiting_since)
-            });
-        }
+        waiting.sort_by(|&a, &b| {
+            self.jobs[a]
+                .waiting_since
+                .total_cmp(&self.jobs[b].waiting_since)
+        });
         for i in waiting {
             self.try_launch(i);
         }
@@ -668,16 +696,14 @@ impl Sim<'_> {
         let j = &mut self.jobs[i];
         j.state = Some(TaskState::Running);
         j.iteration_started_at = now;
-        match j.spec.work {
-            WorkSpec::Iterative { .. } => {
-                let _ = j.job.observe(Observation::Started { at: now });
-            }
-            WorkSpec::Continuous { .. } => {
-                j.incarnation += 1;
-                j.cpu_base = j.cpu_used;
-                let _ = j.job.observe(Observation::Started { at: now });
-            }
+        if let WorkSpec::Continuous { .. } = j.spec.work {
+            j.incarnation += 1;
+            j.cpu_base = j.cpu_used;
         }
+        let _ = j.job.observe(Observation::Started {
+            at: now,
+            restored: Some(false),
+        });
     }
 
     fn on_restored(&mut self, i: usize) {
@@ -689,15 +715,29 @@ impl Sim<'_> {
         j.held = Cpus::ZERO;
         let fit = self.best_fit(want);
         let j = &mut self.jobs[i];
+        let WorkSpec::Continuous { checkpoint, .. } = j.spec.work else {
+            return;
+        };
         match fit {
             Some(n) => {
                 j.node = Some(n);
+                j.last_node = Some(n);
                 j.held = want;
                 j.state = Some(TaskState::Running);
+                if !checkpoint {
+                    // Started again from zero: everything this job consumed so far was for
+                    // nothing.
+                    j.lost = j.cpu_used;
+                    j.unit_progress = 0.0;
+                    j.restarts_lost += 1;
+                }
                 j.incarnation += 1;
                 j.cpu_base = j.cpu_used;
                 j.restarts += 1;
-                let _ = j.job.observe(Observation::Restored { at: now });
+                let _ = j.job.observe(Observation::Started {
+                    at: now,
+                    restored: Some(checkpoint),
+                });
             }
             None => {
                 // No room anywhere yet: stay checkpointed and try again shortly.
@@ -739,10 +779,8 @@ impl Sim<'_> {
         if self.jobs[i].finished_at.is_some() || self.jobs[i].job.phase.is_terminal() {
             return;
         }
-        if self.jobs[i].state == Some(TaskState::Running) {
-            self.decide_and_apply(i, true);
-        }
-        if let Some(period) = self.policy.period(&self.jobs[i].job) {
+        self.decide_and_apply(i);
+        if let Some(period) = self.ctl.policy.period(&self.jobs[i].job) {
             self.push(self.now + period, EventKind::Monitor(i));
         }
     }
@@ -770,14 +808,14 @@ impl Sim<'_> {
                 j.held = Cpus::ZERO;
                 j.iteration = n_iter + 1;
                 j.unit_progress = 0.0;
-                self.decide_and_apply(i, true);
+                self.decide_and_apply(i);
                 let j = &mut self.jobs[i];
                 if j.job.remaining_iterations() == 0 {
                     j.finished_at = Some(now);
                 } else {
-                    let sleep = match self.policy {
+                    let sleep = match self.ctl.policy {
                         Policy::Thesis(c) => c.sleeping_time,
-                        Policy::Predictive(_) => 0.0,
+                        Policy::Predictive(_) | Policy::Static(_) => 0.0,
                     };
                     self.push(now + sleep, EventKind::Launch(i));
                 }
@@ -802,16 +840,54 @@ impl Sim<'_> {
         self.launch_waiting();
     }
 
-    fn decide_and_apply(&mut self, i: usize, record: bool) {
+    /// What the supervisor would know of job `i`'s node at this instant: the node it runs (or
+    /// last ran) on, its room there, and the claims of the other jobs on it.
+    fn context(&self, i: usize) -> Context {
         let now = self.now;
-        let node_cap = self.jobs[i].node.map(|n| self.jobs[i].held + self.free(n));
-        let cap = match (self.cluster_grant(i), node_cap) {
-            (Some(g), Some(n)) => Some(g.min(n)),
-            (g, n) => g.or(n),
+        let j = &self.jobs[i];
+        let node = j.node.or(j.last_node).map(|n| {
+            let own = if j.node == Some(n) { j.held } else { Cpus::ZERO };
+            let peers = self
+                .jobs
+                .iter()
+                .enumerate()
+                .filter(|&(k, p)| {
+                    k != i
+                        && p.submitted
+                        && p.finished_at.is_none()
+                        && !p.job.phase.is_terminal()
+                        && p.node.or(p.last_node) == Some(n)
+                })
+                .map(|(_, p)| self.ctl.claim(&p.job, p.want, now))
+                .collect();
+            NodeView {
+                capacity: self.nodes[n],
+                room: self.free(n) + own,
+                peers,
+                in_place: self.agents,
+            }
+        });
+        let unplaced_room = if node.is_none() {
+            (0..self.nodes.len()).map(|n| self.free(n)).max()
+        } else {
+            None
         };
-        let decision = self.policy.decide(&self.jobs[i].job, now, cap);
-        if record {
-            let j = &self.jobs[i];
+        Context {
+            now,
+            node,
+            unplaced_room,
+            in_framework: j.submitted,
+        }
+    }
+
+    fn decide_and_apply(&mut self, i: usize) {
+        let now = self.now;
+        let ctx = self.context(i);
+        let verdict = self.ctl.decide(&self.jobs[i].job, &ctx);
+        let decision = &verdict.decision;
+        {
+            let j = &mut self.jobs[i];
+            j.want = verdict.want;
             self.trace.push(TracePoint {
                 t: now,
                 job: i,
@@ -822,27 +898,55 @@ impl Sim<'_> {
                     .map(|p| p - j.job.qos.deadline_at),
                 progress: j.job.progress(),
                 ratio: decision.figures.ratio,
+                class: decision.class,
+                resize_to: decision.resize_to(),
+                reason: decision.reason.clone(),
             });
         }
         let Action::Resize { cpus } = decision.action else {
             return;
         };
         let j = &mut self.jobs[i];
-        match j.spec.work {
-            WorkSpec::Iterative { .. } => {
-                // Applies to the next iteration (the job is re-posted with the new cpus).
-                let _ = j.job.observe(Observation::Resized {
-                    at: now,
-                    cpus,
-                    restart: false,
-                });
-            }
-            WorkSpec::Continuous {
-                ref restart_costs, ..
-            } => {
-                if j.state != Some(TaskState::Running) {
-                    return;
+        let live = matches!(
+            j.state,
+            Some(TaskState::Deploying | TaskState::Running)
+        );
+        match (&j.spec.work, verdict.mode, live) {
+            // Iterative jobs: applies to the next iteration (the job is re-posted); continuous
+            // jobs not running yet: their task starts at the new size.
+            (WorkSpec::Iterative { .. }, _, _) | (WorkSpec::Continuous { .. }, _, false) => {
+                if j.state != Some(TaskState::Restarting) {
+                    let _ = j.job.observe(Observation::Resized {
+                        at: now,
+                        cpus,
+                        restart: false,
+                    });
                 }
+            }
+            (WorkSpec::Continuous { .. }, ResizeMode::InPlace, true) => {
+                // The quota changes at once; a grow takes only what the node has free.
+                let room = j
+                    .node
+                    .map_or(Cpus::ZERO, |n| self.free(n))
+                    + self.jobs[i].held;
+                let j = &mut self.jobs[i];
+                let cpus = cpus.min(room);
+                if cpus != j.held {
+                    j.held = cpus;
+                    let _ = j.job.observe(Observation::Resized {
+                        at: now,
+                        cpus,
+                        restart: false,
+                    });
+                }
+            }
+            (
+                WorkSpec::Continuous {
+                    restart_costs, ..
+                },
+                ResizeMode::Restart,
+                true,
+            ) => {
                 let cost = restart_costs[(j.restarts as usize) % restart_costs.len().max(1)];
                 let _ = j.job.observe(Observation::Resized {
                     at: now,
@@ -856,38 +960,8 @@ impl Sim<'_> {
         }
     }
 
-    /// What job `i` may claim of the cluster when every active job's current allocation is a
-    /// claim and CPUs are shared least laxity first ([`crate::policy::arbitrate`]). The thesis
-    /// policy has no such notion (`None`).
-    fn cluster_grant(&self, i: usize) -> Option<Cpus> {
-        let Policy::Predictive(cfg) = self.policy else {
-            return None;
-        };
-        let capacity = self.nodes.iter().fold(Cpus::ZERO, |a, &c| a + c);
-        let active: Vec<usize> = (0..self.jobs.len())
-            .filter(|&k| {
-                self.jobs[k].finished_at.is_none() && !self.jobs[k].job.phase.is_terminal()
-            })
-            .filter(|&k| self.jobs[k].spec.submit_at <= self.now)
-            .collect();
-        let claims: Vec<Claim> = active
-            .iter()
-            .map(|&k| Claim {
-                wanted: if k == i {
-                    cfg.cpu_max
-                } else {
-                    self.jobs[k].job.cpus
-                },
-                floor: cfg.cpu_min,
-                laxity: self.policy.laxity(&self.jobs[k].job, self.now),
-            })
-            .collect();
-        let grants = arbitrate(capacity, &claims);
-        active.iter().position(|&k| k == i).map(|p| grants[p])
-    }
-
     fn result(&self, scenario: &Scenario) -> SimResult {
-        let (_, cpu_max) = self.policy.bounds();
+        let (_, cpu_max) = self.ctl.policy.bounds();
         let jobs: Vec<JobResult> = self
             .jobs
             .iter()
@@ -907,7 +981,11 @@ impl Sim<'_> {
                     cpu_seconds_used: j.cpu_used,
                     resizes: j.job.resizes.len() as u32,
                     restarts: j.restarts,
+                    restarts_lost: j.restarts_lost,
+                    cpu_seconds_lost: j.lost,
                     final_cpus: j.job.cpus,
+                    kind: j.spec.kind.clone(),
+                    oracle_cpu_seconds: None,
                 }
             })
             .collect();
@@ -923,10 +1001,12 @@ impl Sim<'_> {
             totals.cpu_seconds_used += r.cpu_seconds_used;
             totals.resizes += r.resizes;
             totals.restarts += r.restarts;
+            totals.restarts_lost += r.restarts_lost;
+            totals.cpu_seconds_lost += r.cpu_seconds_lost;
         }
         SimResult {
             scenario: scenario.name.clone(),
-            policy: self.policy.name().into(),
+            policy: self.ctl.policy.name().into(),
             seed: scenario.seed,
             sharing: self.sharing,
             jobs,

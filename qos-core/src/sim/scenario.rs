@@ -24,7 +24,7 @@ pub struct Scenario {
 
 /// An unknown scenario name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario {0:?} (expected case1, case2, case3 or random:SEED)")]
+#[error("unknown scenario {0:?} (expected case1, case2, case3, random:SEED or mixed:SEED)")]
 pub struct ScenarioError(pub String);
 
 /// LINPACK seconds at 1 and 2 CPUs measured in the thesis (Table 1), by matrix order.
@@ -54,6 +54,7 @@ fn thesis_cluster(sharing: Sharing) -> ClusterSpec {
     ClusterSpec {
         nodes: vec![Cpus::from_milli(2000); 5],
         sharing,
+        agents: true,
     }
 }
 
@@ -108,6 +109,7 @@ fn chronos_case(name: &str, seed: u64, n_jitter: f64, sharing: Sharing) -> Scena
                     iterations: models,
                     overheads,
                 },
+                kind: "chronos/iterations/linpack".into(),
             }
         })
         .collect();
@@ -137,7 +139,9 @@ fn case3(seed: u64, sharing: Sharing) -> Scenario {
             deploy: rng.random_range(5.0..=10.0),
             restart_costs,
             reports_progress: true,
+            checkpoint: true,
         },
+        kind: "marathon/progress/checkpoint/linpack".into(),
     };
     Scenario {
         name: "case3".into(),
@@ -185,6 +189,7 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
                     iterations: models,
                     overheads,
                 },
+                kind: "chronos/iterations/linpack".into(),
             }
         } else {
             let scale = rng.random_range(1.0..=4.0_f64).round();
@@ -208,7 +213,9 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
                     deploy: rng.random_range(5.0..=15.0),
                     restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
                     reports_progress: rng.random_bool(0.5),
+                    checkpoint: true,
                 },
+                kind: "marathon/linpack".into(),
             }
         };
         jobs.push(job);
@@ -222,16 +229,159 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
     }
 }
 
-/// Builds scenario `name` (`case1`, `case2`, `case3`, `random:SEED`) with `seed` for its random
-/// draws (`random:SEED` uses its own seed) and the given sharing mode.
+/// How a job's time falls with more CPUs, in the mixed workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Curve {
+    /// Perfectly parallel on 2 threads (a plain CPU-bound program): `t(c) = t1 / c`.
+    Linear,
+    /// The thesis' LINPACK as measured (N = 6000: 1.33× at 2 CPUs).
+    Linpack,
+    /// Amdahl with a parallel fraction drawn from [0.1, 0.95].
+    Amdahl,
+    /// One thread: nothing past 1 CPU helps.
+    Serial,
+}
+
+impl Curve {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Linpack => "linpack",
+            Self::Amdahl => "amdahl",
+            Self::Serial => "serial",
+        }
+    }
+}
+
+/// The mixed workload: the jobs users really have, on the thesis' cluster with node agents.
+/// Chronos jobs (iterations reported) and Marathon jobs that report their progress or nothing
+/// (CPU time only), that can checkpoint or not; perfectly parallel, LINPACK-like, Amdahl with a
+/// random parallel fraction, or single-threaded; users' duration estimates off by up to ±30 %,
+/// run-time noise, deployment and restart costs, filed sizes from 0.3 to 1.5 CPU, deadlines from
+/// infeasible to loose.
+fn mixed(seed: u64, sharing: Sharing) -> Scenario {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count = rng.random_range(4..=9);
+    let mut jobs = Vec::with_capacity(count);
+    for k in 0..count {
+        let curve = match rng.random_range(0..4) {
+            0 => Curve::Linear,
+            1 => Curve::Linpack,
+            2 => Curve::Amdahl,
+            _ => Curve::Serial,
+        };
+        let chronos = rng.random_bool(0.4);
+        let t1 = if chronos {
+            rng.random_range(60.0..=500.0_f64)
+        } else {
+            rng.random_range(100.0..=1500.0_f64)
+        }
+        .round();
+        let (truth, threads) = match curve {
+            Curve::Linear => (SpeedModel::new(t1, 1.0), 2000),
+            Curve::Linpack => {
+                let shape = linpack(6000.0);
+                (SpeedModel::new(t1, shape.parallel_fraction()), 2000)
+            }
+            Curve::Amdahl => (SpeedModel::new(t1, rng.random_range(0.1..=0.95)), 2000),
+            Curve::Serial => (SpeedModel::new(t1, 0.0), 1000),
+        };
+        // The user's estimate of the 1-CPU duration is off by up to ±30 %.
+        let estimate = (t1 * rng.random_range(0.7..=1.3)).round().max(1.0);
+        let factor = rng.random_range(0.65..=1.8);
+        let submit_at = rng.random_range(0.0..=600.0_f64).round();
+        let cpus = Cpus::from_milli(rng.random_range(3..=15) * 100);
+        let desv_deadline = rng.random_range(0.05..=0.3);
+        let threads = Cpus::from_milli(threads);
+        let job = if chronos {
+            let iterations = rng.random_range(2..=10);
+            let overheads: Vec<f64> = (0..iterations)
+                .map(|_| rng.random_range(30.0..=45.0))
+                .collect();
+            let models = (0..iterations)
+                .map(|_| noisy(&mut rng, truth, 0.05))
+                .collect();
+            let need = iterations as f64 * (t1 + 37.5);
+            JobSpec {
+                name: format!("chronos-{k}"),
+                submit_at,
+                qos: QosSpec {
+                    duration: estimate,
+                    deadline: Deadline::Relative((need * factor).round()),
+                    desv_deadline,
+                },
+                cpus,
+                threads,
+                work: WorkSpec::Iterative {
+                    iterations: models,
+                    overheads,
+                },
+                kind: format!("chronos/iterations/{}", curve.name()),
+            }
+        } else {
+            let reports_progress = rng.random_bool(0.5);
+            let checkpoint = rng.random_bool(0.5);
+            let deploy = rng.random_range(5.0..=15.0);
+            JobSpec {
+                name: format!("marathon-{k}"),
+                submit_at,
+                qos: QosSpec {
+                    duration: estimate,
+                    deadline: Deadline::Relative(((deploy + t1) * factor).round()),
+                    desv_deadline,
+                },
+                cpus,
+                threads,
+                work: WorkSpec::Continuous {
+                    speed: noisy(&mut rng, truth, 0.03),
+                    deploy,
+                    restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
+                    reports_progress,
+                    checkpoint,
+                },
+                kind: format!(
+                    "marathon/{}/{}/{}",
+                    if reports_progress {
+                        "progress"
+                    } else {
+                        "cpu-time"
+                    },
+                    if checkpoint {
+                        "checkpoint"
+                    } else {
+                        "no-checkpoint"
+                    },
+                    curve.name()
+                ),
+            }
+        };
+        jobs.push(job);
+    }
+    jobs.sort_by(|a, b| a.submit_at.total_cmp(&b.submit_at));
+    Scenario {
+        name: format!("mixed:{seed}"),
+        seed,
+        cluster: thesis_cluster(sharing),
+        jobs,
+    }
+}
+
+/// Builds scenario `name` (`case1`, `case2`, `case3`, `random:SEED`, `mixed:SEED`) with `seed`
+/// for its random draws (`random:SEED` and `mixed:SEED` use their own seed) and the given
+/// sharing mode.
 pub fn scenario(name: &str, seed: u64, sharing: Sharing) -> Result<Scenario, ScenarioError> {
     match name {
         "case1" => Ok(chronos_case("case1", seed, 0.0, sharing)),
         "case2" => Ok(chronos_case("case2", seed, 250.0, sharing)),
         "case3" => Ok(case3(seed, sharing)),
-        other => match other.strip_prefix("random:").map(str::parse::<u64>) {
-            Some(Ok(s)) => Ok(random(s, sharing)),
-            _ => Err(ScenarioError(other.into())),
-        },
+        other => {
+            if let Some(Ok(s)) = other.strip_prefix("random:").map(str::parse::<u64>) {
+                Ok(random(s, sharing))
+            } else if let Some(Ok(s)) = other.strip_prefix("mixed:").map(str::parse::<u64>) {
+                Ok(mixed(s, sharing))
+            } else {
+                Err(ScenarioError(other.into()))
+            }
+        }
     }
 }

@@ -62,7 +62,7 @@ fn linpack_interpolation_hits_the_measurements() {
 #[test]
 fn unknown_scenario_is_a_clear_error() {
     let e = scenario("case9", 0, Sharing::Quota).unwrap_err();
-    assert!(e.to_string().contains("case1, case2, case3 or random:SEED"));
+    assert!(e.to_string().contains("case1, case2, case3, random:SEED or mixed:SEED"));
 }
 
 #[test]

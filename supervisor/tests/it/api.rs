@@ -770,6 +770,7 @@ async fn the_frameworks_client_speaks_this_api() {
         iterations: None,
         cpus: 1.0,
         submitted_at: None,
+        checkpoint: Some("app".into()),
     };
     let registered = admin.register_job(&reg).await.unwrap();
     assert_eq!(registered.uuid, u);

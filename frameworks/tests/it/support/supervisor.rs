@@ -151,6 +151,7 @@ async fn handle(
             let answer = Registered {
                 uuid: reg.uuid.clone(),
                 report_token: format!("rt-{}", reg.uuid),
+                warnings: Vec::new(),
             };
             ok_json(
                 StatusCode::CREATED,

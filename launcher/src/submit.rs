@@ -430,7 +430,8 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
     let mut done = outcome(request);
     // The supervisor knows its policy and resize mode: its warnings replace the launcher's
     // guesses at them.
-    done.warnings.retain(|w| !w.starts_with(rewrite::CONTROL_WARNING));
+    done.warnings
+        .retain(|w| !w.starts_with(rewrite::CONTROL_WARNING));
     done.warnings.extend(
         registered
             .warnings

@@ -29,6 +29,10 @@ use crate::job::{Checkpointing, Job, Phase, Work};
 use crate::policy::{Claim, Policy, arbitrate};
 use crate::predictive::{self, ResizeMode};
 
+/// How long a job may have no task anywhere before its next task is taken to wait for room
+/// (a framework starts the next run or a restarted task within a few seconds), seconds.
+pub const WAIT_GRACE: f64 = 10.0;
+
 /// A policy with the rules around it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Controller {
@@ -72,11 +76,18 @@ pub struct Context {
     pub now: f64,
     /// The job's node, when it is placed and the node is alive.
     pub node: Option<NodeView>,
-    /// For a job not placed (or whose node is unknown or dead): the most the roomiest live node
-    /// could take, when any node is known. A larger task would wait for room that may not come.
+    /// The most the roomiest live node could take, when any node is known: the cap of a job
+    /// not placed (or whose node is unknown or dead, or whose task waits for room) — a larger
+    /// task would wait for room that may not come — and where a running task restarted to a
+    /// new size may move.
     pub unplaced_room: Option<Cpus>,
     /// Whether the framework has the job; before it does, a resize can only fail.
     pub in_framework: bool,
+    /// Seconds the job has had no task on any node although it has work left and its
+    /// framework has it (`None`: it has one, or nobody can tell). Past [`WAIT_GRACE`], with a
+    /// size no node has room for, its next task is waiting for room: it is sized to what the
+    /// roomiest node has free ([`Context::unplaced_room`]) if that still meets its deadline.
+    pub idle_for: Option<f64>,
 }
 
 /// A decision and how to carry it out.
@@ -108,11 +119,11 @@ impl Controller {
     pub fn mode_for(&self, job: &Job, ctx: &Context) -> ResizeMode {
         let in_place_possible = ctx.node.as_ref().is_some_and(|n| n.in_place);
         match (self.resize_mode, &job.work, &self.policy) {
-            (ResizeMode::Restart, Work::Continuous(_), Policy::Predictive(_) | Policy::Static(_))
-                if !job.restart_keeps_work() && in_place_possible =>
-            {
-                ResizeMode::InPlace
-            }
+            (
+                ResizeMode::Restart,
+                Work::Continuous(_),
+                Policy::Predictive(_) | Policy::Static(_),
+            ) if !job.restart_keeps_work() && in_place_possible => ResizeMode::InPlace,
             (mode, _, _) => mode,
         }
     }
@@ -120,13 +131,24 @@ impl Controller {
     /// The verdict on `job` in `ctx`.
     pub fn decide(&self, job: &Job, ctx: &Context) -> Verdict {
         let now = ctx.now;
+        let waiting = ctx.idle_for.is_some_and(|t| t >= WAIT_GRACE);
         let mode = self.mode_for(job, ctx);
         let policy = self.policy.with_resize_mode(mode);
-        let cap = match &ctx.node {
-            Some(n) => Some(n.room),
-            None => ctx.unplaced_room,
+        let here = match (&ctx.node, waiting) {
+            (Some(n), false) => Some(n.room),
+            _ => ctx.unplaced_room,
         };
-        let mut decision = policy.decide(job, now, cap);
+        // A running task restarted to a new size is placed anew by its framework: it may move
+        // to the roomiest node.
+        let moves = mode == ResizeMode::Restart
+            && matches!(job.work, Work::Continuous(_))
+            && job.phase == Phase::Running;
+        let elsewhere = if moves { ctx.unplaced_room } else { None };
+        let widest = |here: Option<Cpus>| match (here, elsewhere) {
+            (Some(h), Some(e)) => Some(h.max(e)),
+            (h, e) => h.or(e),
+        };
+        let mut decision = policy.decide_placing(job, now, widest(here), waiting);
         let mut want = None;
         if policy.arbitrates() {
             let wanted = policy
@@ -134,7 +156,11 @@ impl Controller {
                 .resize_to()
                 .unwrap_or(job.cpus);
             want = Some(wanted);
-            if let Some(n) = ctx.node.as_ref().filter(|n| !n.peers.is_empty()) {
+            if let Some(n) = ctx
+                .node
+                .as_ref()
+                .filter(|n| !n.peers.is_empty() && !waiting)
+            {
                 // Several jobs share the node: its CPUs go least laxity first, not first come.
                 let mut claims = n.peers.clone();
                 claims.push(self.claim(job, Some(wanted), now));
@@ -145,8 +171,8 @@ impl Controller {
                 // Never above the grant, but never forced below what it holds either: a job is
                 // not shrunk for another's sake (that would cost it a restart, and the other a
                 // wait for the CPUs to free).
-                let cap = cap.map_or(grant, |c| c.min(grant.max(job.cpus)));
-                decision = policy.decide(job, now, Some(cap));
+                let granted = here.map_or(grant, |c| c.min(grant.max(job.cpus)));
+                decision = policy.decide_placing(job, now, widest(Some(granted)), false);
                 if grant < wanted {
                     decision.reason += &format!(
                         "; the node is short: its CPUs go to jobs with less slack first (grant {grant} of the {wanted} it wants)"
@@ -224,7 +250,8 @@ impl Controller {
             },
         };
         if let Ok(f) = predictive::forecast(&cfg, job, now) {
-            let late = f.finish(cpu_max) - job.qos.deadline_at;
+            // By the declared work, without the allowance for a declaration that is too short.
+            let late = f.as_expected().finish(cpu_max) - job.qos.deadline_at;
             if late > 0.0 && f.units > 0.0 {
                 out.push(format!(
                     "by its declared duration, even {cpu_max} CPU (cpu_max) finishes {late:.0} s after its deadline: it will be AT_RISK from the start; give it a later deadline or less work"
@@ -281,6 +308,7 @@ mod tests {
             node,
             unplaced_room: None,
             in_framework: true,
+            idle_for: None,
         }
     }
 
@@ -309,7 +337,11 @@ mod tests {
         cx.in_framework = false;
         let v = c.decide(&job, &cx);
         assert_eq!(v.decision.resize_to(), None, "{v:?}");
-        assert!(v.decision.reason.contains("framework does not have the job"));
+        assert!(
+            v.decision
+                .reason
+                .contains("framework does not have the job")
+        );
         cx.in_framework = true;
         assert!(c.decide(&job, &cx).decision.resize_to().is_some());
     }
@@ -323,7 +355,11 @@ mod tests {
         let v = c.decide(&job, &ctx(1.0, Some(node(4.0, true))));
         assert_eq!(v.mode, ResizeMode::InPlace);
         assert!(v.decision.resize_to().is_some());
-        assert!(v.decision.reason.contains("in place"), "{}", v.decision.reason);
+        assert!(
+            v.decision.reason.contains("in place"),
+            "{}",
+            v.decision.reason
+        );
         // Without an agent it stays in restart mode, priced as a restart from scratch.
         let v = c.decide(&job, &ctx(1.0, Some(node(4.0, false))));
         assert_eq!(v.mode, ResizeMode::Restart);
@@ -354,10 +390,17 @@ mod tests {
             laxity: 1.0,
         });
         let alone = c.decide(&job, &ctx(1.0, Some(node(1.5, true))));
-        assert!(alone.decision.resize_to().is_some_and(|to| to > Cpus::ONE), "{alone:?}");
+        assert!(
+            alone.decision.resize_to().is_some_and(|to| to > Cpus::ONE),
+            "{alone:?}"
+        );
         let v = c.decide(&job, &ctx(1.0, Some(n)));
         assert_eq!(v.decision.resize_to(), None, "{v:?}");
-        assert!(v.decision.reason.contains("less slack first"), "{}", v.decision.reason);
+        assert!(
+            v.decision.reason.contains("less slack first"),
+            "{}",
+            v.decision.reason
+        );
         assert!(v.want.is_some_and(|w| w > Cpus::ONE));
     }
 

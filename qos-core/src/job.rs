@@ -954,7 +954,11 @@ mod tests {
     #[test]
     fn restart_cost_is_measured() {
         let mut job = Job::continuous("m", qos(400.0, 480.0), Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
+        job.observe(Observation::Started {
+            at: 0.0,
+            restored: None,
+        })
+        .unwrap();
         job.observe(Observation::Resized {
             at: 120.0,
             cpus: Cpus::from_f64(1.4),
@@ -962,7 +966,11 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(job.phase, Phase::Restarting { .. }));
-        job.observe(Observation::Started { at: 137.5, restored: Some(true) }).unwrap();
+        job.observe(Observation::Started {
+            at: 137.5,
+            restored: Some(true),
+        })
+        .unwrap();
         let Work::Continuous(w) = &job.work else {
             unreachable!()
         };
@@ -974,7 +982,11 @@ mod tests {
     #[test]
     fn progress_prefers_the_application() {
         let mut job = Job::continuous("m", qos(100.0, 480.0), Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
+        job.observe(Observation::Started {
+            at: 0.0,
+            restored: None,
+        })
+        .unwrap();
         job.observe(Observation::CpuSample {
             at: 10.0,
             source: "c".into(),

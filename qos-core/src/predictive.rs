@@ -368,7 +368,14 @@ fn continuous_forecast(
                 let planned = (1.0 + cfg.duration_uncertainty) * done.max(1.0);
                 // Past its declared work, what is left is anyone's guess; expect little.
                 let expected = (1.0 - done).max(OVERRUN_EXPECTED);
-                (at, planned - done, expected, planned, done + expected, "CPU time")
+                (
+                    at,
+                    planned - done,
+                    expected,
+                    planned,
+                    done + expected,
+                    "CPU time",
+                )
             }
             None => return Err("no CPU sample or progress report yet".into()),
         },
@@ -411,6 +418,18 @@ pub fn margin(cfg: &PredictiveConfig, job: &Job) -> f64 {
 /// The predictive decision for `job` at `now`; `cap` is the most the job may get on its node
 /// (its current allocation plus the node's free CPU), `None` for no node limit.
 pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
+    decide_placing(cfg, job, now, cap, false)
+}
+
+/// [`decide`] for a job whose next task may be `waiting` for a node with room: then the
+/// decision taken at its last report is taken again with what is free now (`cap`).
+pub fn decide_placing(
+    cfg: &PredictiveConfig,
+    job: &Job,
+    now: f64,
+    cap: Option<Cpus>,
+    waiting: bool,
+) -> Decision {
     if let Some(done) = Decision::completed(job) {
         return done;
     }
@@ -418,11 +437,17 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
         progress: Some(job.progress()),
         ..Figures::default()
     };
-    let f = match forecast(cfg, job, now) {
+    let mut f = match forecast(cfg, job, now) {
         Ok(f) => f,
         Err(why) => return Decision::hold(Class::NoData, format!("{why}; not resizing"), figures),
     };
-    if job.framework_is_iterative() && already_acted(job) {
+    // Its next task waits for a node with room for it: nothing runs meanwhile, so the remaining
+    // work starts from now at the earliest.
+    let waiting = waiting && cap.is_some_and(|c| job.cpus > c);
+    if waiting {
+        f.from = f.from.max(now);
+    }
+    if job.framework_is_iterative() && already_acted(job) && !waiting {
         let pred = f.finish(job.cpus);
         figures.prediction = Some(pred);
         return Decision::hold(
@@ -448,14 +473,38 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
     }
     // Times in reasons are relative (to now, or to the deadline): readable in logs and the UI.
     let basis = format!(
-        "{} left at {:.0} s each on 1 CPU (+{:.0} s overhead); at {current} CPU it finishes {}, deadline in {:.0} s (margin {margin:.0} s)",
+        "{} left at {:.0} s each on 1 CPU (+{:.0} s overhead){}; at {current} CPU it finishes {}, deadline in {:.0} s (margin {margin:.0} s)",
         units_text(job, f.units),
         f.model.t1(),
         f.overhead_per_unit,
+        allowance_text(cfg, job, &f),
         vs_deadline(pred_now - q.deadline_at),
         q.deadline_at - now
     );
     // A resize that restarts a running task (not one that has not started yet).
+    if waiting && current > hi && hi >= lo {
+        // Its next task waits for a node with room for `current`. If what the roomiest node has
+        // free still meets the deadline, start it now with that; a task started too small
+        // cannot be helped until it ends, so otherwise it waits for room.
+        return match f.needed(target, lo, hi, cfg.granularity) {
+            Some(to) => Decision {
+                class: classify(job, f.finish(to), margin),
+                action: Action::Resize { cpus: to },
+                reason: format!(
+                    "{basis}; its next task has waited for a node with {current} CPU free, and {to} CPU of the roomiest node's {hi} finishes it {}: start it now at {to} CPU",
+                    vs_deadline(f.finish(to) - q.deadline_at)
+                ),
+                figures,
+            },
+            None => Decision::hold(
+                classify(job, pred_now, margin),
+                format!(
+                    "{basis}; its next task waits for a node with {current} CPU free: the roomiest has {hi}, too little to finish in time"
+                ),
+                figures,
+            ),
+        };
+    }
     let restart = cfg.resize_mode == ResizeMode::Restart
         && !job.framework_is_iterative()
         && (f.change_cost > 0.0 || !f.change_keeps_work());
@@ -664,6 +713,23 @@ fn vs_deadline(delta: f64) -> String {
     }
 }
 
+/// Says when the plan allows for more work than declared (nothing has measured it yet).
+fn allowance_text(cfg: &PredictiveConfig, job: &Job, f: &Forecast) -> String {
+    let unmeasured = match &job.work {
+        Work::Iterative(w) => w.reports.is_empty(),
+        Work::Continuous(w) => w.app_progress.is_none(),
+    };
+    if unmeasured && cfg.duration_uncertainty > 0.0 && f.units > 0.0 {
+        format!(
+            ", allowing {:.0} % more work than its declared {:.0} s until it is measured",
+            cfg.duration_uncertainty * 100.0,
+            job.qos.duration
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// What the remaining units are, in the job's own terms.
 fn units_text(job: &Job, units: f64) -> String {
     match job.work {
@@ -731,8 +797,22 @@ mod tests {
         let job = chronos(4, 400.0, 1800.0);
         let d = decide(&cfg, &job, 0.0, None);
         let cpus = d.resize_to().expect("grows");
-        assert!(cpus > Cpus::ONE && cpus <= Cpus::from_milli(1200), "{d:?}");
+        assert!(cpus > Cpus::ONE, "{d:?}");
         assert_eq!(d.class, Class::Under);
+        // Nothing is measured yet: it plans for the declared 400 s being too short (the thesis'
+        // LINPACK took 480 s at 1 CPU), and says so.
+        assert!(
+            d.reason.contains("30 % more work than its declared 400 s"),
+            "{}",
+            d.reason
+        );
+        // Without that allowance, the declared work alone needs a little more than 1 CPU.
+        let exact = PredictiveConfig {
+            duration_uncertainty: 0.0,
+            ..cfg
+        };
+        let cpus = decide(&exact, &job, 0.0, None).resize_to().expect("grows");
+        assert!(cpus > Cpus::ONE && cpus <= Cpus::from_milli(1200));
     }
 
     #[test]
@@ -799,7 +879,11 @@ mod tests {
         let mut job = Job::continuous("m", qos, Cpus::ONE);
         // LINPACK-like: it checkpoints, so a restart keeps its work.
         job.checkpointing = crate::job::Checkpointing::Able;
-        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
+        job.observe(Observation::Started {
+            at: 0.0,
+            restored: None,
+        })
+        .unwrap();
         job
     }
 
@@ -942,9 +1026,10 @@ mod properties {
             }
         }
 
-        /// A job whose iterations take exactly what the model predicts is never flapped: its
-        /// resizes all go the same way (shrinks step down as the shrink headroom narrows), there
-        /// are few of them, and it meets its deadline.
+        /// A job whose iterations take exactly what the model predicts is never flapped: after
+        /// the first sizing (which allows for more work than declared), its resizes all go the
+        /// same way (shrinks step down as each smaller size is measured), there are few of
+        /// them, and it meets its deadline.
         #[test]
         fn no_flapping_on_a_steady_job(
             iterations in 4u32..20,
@@ -958,12 +1043,16 @@ mod properties {
             let mut t = 0.0;
             let mut resizes = 0;
             let mut direction: Option<bool> = None;
-            for _ in 0..iterations {
+            for k in 0..iterations {
                 let d = decide(&cfg, &job, t, None);
                 if let Some(c) = d.resize_to() {
+                    // The first sizing plans for more work than declared (nothing measured
+                    // yet); from the first measured iteration on, resizes go one way.
                     let grow = c > job.cpus;
-                    prop_assert!(direction.is_none_or(|d| d == grow), "direction flipped");
-                    direction = Some(grow);
+                    if k > 0 {
+                        prop_assert!(direction.is_none_or(|d| d == grow), "direction flipped");
+                        direction = Some(grow);
+                    }
                     resizes += 1;
                     job.observe(Observation::Resized { at: t, cpus: c, restart: false }).unwrap();
                 }
@@ -974,7 +1063,9 @@ mod properties {
                 })).unwrap();
                 t += cfg.deployment_time + secs;
             }
-            prop_assert!(resizes <= 4, "{resizes} resizes");
+            // Shrinks step down as each smaller size is measured (below the smallest measured
+            // size, time is assumed to grow in proportion): a few, never one per iteration.
+            prop_assert!(resizes <= 2 + iterations / 2, "{resizes} resizes");
             prop_assert!(t <= deadline, "finished {t} after {deadline}");
         }
     }

@@ -380,7 +380,11 @@ mod tests {
         }
         .resolve(0.0);
         let mut job = Job::continuous("openmplinpack1", qos, Cpus::ONE);
-        job.observe(Observation::Started { at: 0.0, restored: None }).unwrap();
+        job.observe(Observation::Started {
+            at: 0.0,
+            restored: None,
+        })
+        .unwrap();
         job
     }
 
@@ -451,7 +455,11 @@ mod tests {
             restart: true,
         })
         .unwrap();
-        job.observe(Observation::Started { at: 135.0, restored: Some(true) }).unwrap();
+        job.observe(Observation::Started {
+            at: 135.0,
+            restored: Some(true),
+        })
+        .unwrap();
         assert_eq!(
             decide(&ThesisConfig::default(), &job, 240.0).class,
             Class::NoData

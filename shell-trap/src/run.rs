@@ -313,10 +313,8 @@ async fn supervise<J: Job>(
     let r = reporter.clone();
     let init_deadline = Instant::now() + s.report_timeout;
     let strategy = st.strategy.as_str();
-    let init = tokio::spawn(async move {
-        r.init(started_at, restored, strategy, init_deadline)
-            .await
-    });
+    let init =
+        tokio::spawn(async move { r.init(started_at, restored, strategy, init_deadline).await });
 
     let event = loop {
         tokio::select! {

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use frameworks::FrameworkError;
+use qos_core::control::WAIT_GRACE;
 use qos_core::job::{Observation, Phase};
 use qos_core::predictive::ResizeMode;
 use qos_core::wire::{JobResized, ResizeRequest};
@@ -250,20 +251,22 @@ fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
             in_place: agent_usable(n),
         }
     });
-    // Not placed yet (or its node unknown): no more than the most any live node could take —
-    // a larger task would wait for room that may never come.
-    let unplaced_room = if view.is_none() {
-        st.nodes
-            .values()
-            .filter(|n| n.alive(now, timeout) && n.beat.is_some())
-            .map(|n| {
-                n.room_for(uuid)
-                    .unwrap_or_else(|| n.free().max(e.p.job.cpus))
-            })
-            .max()
-    } else {
-        None
-    };
+    // The most any live node could take: the cap of a job not placed yet (or whose node is
+    // unknown) — a larger task would wait for room that may never come — and where a task
+    // restarted to a new size may move.
+    let live: Vec<&NodeEntry> = st
+        .nodes
+        .values()
+        .filter(|n| n.alive(now, timeout) && n.beat.is_some())
+        .collect();
+    let unplaced_room = live
+        .iter()
+        .map(|n| {
+            n.room_for(uuid)
+                .unwrap_or_else(|| n.free().max(e.p.job.cpus))
+        })
+        .max();
+    let in_framework = in_framework(sh, &e.p.job, &e.p.meta);
     Some(Snapshot {
         job: e.p.job.clone(),
         meta: e.p.meta.clone(),
@@ -273,10 +276,37 @@ fn snapshot(sh: &Shared, uuid: &str, now: f64) -> Option<Snapshot> {
             now,
             node: view,
             unplaced_room,
-            in_framework: in_framework(sh, &e.p.job, &e.p.meta),
+            in_framework,
+            idle_for: idle_for(&e.p.job, &e.p.meta, uuid, &live, now).filter(|_| in_framework),
         },
         node_agent: node.and_then(|n| n.reg.agent_url.clone()),
     })
+}
+
+/// Seconds `job` has had no task on any live node although work is left: since its last
+/// iteration ended (or it was registered), by the heartbeats' per-job breakdown. `None` when
+/// it has a task somewhere, is restarting, or a heartbeat without the breakdown cannot tell.
+fn idle_for(job: &Job, meta: &JobMeta, uuid: &str, live: &[&NodeEntry], now: f64) -> Option<f64> {
+    let since = match (&job.work, job.phase) {
+        (Work::Iterative(_), Phase::Pending | Phase::Running) => job
+            .last_report()
+            .map_or(meta.registered_at, |r| r.finished_at),
+        (Work::Continuous(_), Phase::Pending) => meta.registered_at,
+        _ => return None,
+    };
+    let mut told = false;
+    for n in live {
+        let b = n.beat.as_ref()?;
+        if b.allocated_by_job.get(uuid).is_some_and(|c| *c > 0.0) {
+            return None;
+        }
+        // An older collector sends no breakdown: it cannot say the job is not there.
+        if b.allocated_by_job.is_empty() && b.allocated_cpus > 0.0 {
+            return None;
+        }
+        told = true;
+    }
+    told.then(|| (now - since).max(0.0))
 }
 
 /// Whether the framework is known to have the job: something of it has been seen (a report,
@@ -396,6 +426,11 @@ fn probe_backoff(probes: u32) -> Duration {
 fn idle_next(sh: &Shared, job: &Job) -> Next {
     match job.work {
         Work::Continuous(_) => Next::After(ControlConfig::dur(sh.config.continuous_period())),
+        // Decided on each report; between reports, looked at again in case its next run waits
+        // for a node with room (then it is sized to what is free).
+        Work::Iterative(_) if sh.config.policy.arbitrates() => {
+            Next::After(Duration::from_secs_f64(WAIT_GRACE))
+        }
         Work::Iterative(_) => Next::Wait,
     }
 }

@@ -20,8 +20,8 @@ pub mod marathon;
 use std::fmt;
 
 use frameworks::Credentials;
-use qos_core::wire::JobRegistration;
 use qos_core::predictive::ResizeMode;
+use qos_core::wire::JobRegistration;
 use qos_core::{Controller, Framework, Policy, QosSpec};
 use serde_json::{Map, Value};
 

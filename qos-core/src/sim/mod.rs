@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use scenario::{Scenario, ScenarioError, scenario};
 
-use crate::control::{Context, Controller, NodeView};
+use crate::control::{Context, Controller, NodeView, WAIT_GRACE};
 use crate::cpu::Cpus;
 use crate::decision::{Action, Class};
 use crate::job::{Checkpointing, Framework, IterationReport, Job, Observation, Phase};
@@ -211,6 +211,8 @@ pub struct JobResult {
     pub final_cpus: Cpus,
     /// The kind of job ([`JobSpec::kind`]).
     pub kind: String,
+    /// Seconds its tasks waited for a node with room (an offer that fits).
+    pub waited: f64,
     /// CPU-seconds the oracle allocates to meet this job's deadline, when it meets it (and was
     /// asked for).
     pub oracle_cpu_seconds: Option<f64>,
@@ -303,6 +305,8 @@ enum EventKind {
     RestartDone(usize),
     Sample,
     Monitor(usize),
+    /// A task waiting for a node with room is looked at again.
+    Recheck(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -369,6 +373,8 @@ struct SimJob {
     restarts_lost: u32,
     /// CPU-seconds of work thrown away.
     lost: f64,
+    /// Seconds spent waiting for an offer that fits.
+    waited: f64,
 }
 
 struct Sim {
@@ -435,6 +441,7 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
                     want: None,
                     restarts_lost: 0,
                     lost: 0.0,
+                    waited: 0.0,
                 }
             })
             .collect(),
@@ -597,6 +604,9 @@ impl Sim {
                 ) {
                     j.allocated += j.held.as_f64() * dt;
                 }
+                if j.state == Some(TaskState::Waiting) {
+                    j.waited += dt;
+                }
                 if j.state == Some(TaskState::Running) {
                     j.unit_progress = (j.unit_progress + rate * dt).min(1.0);
                     j.cpu_used += rate * dt * t1;
@@ -614,6 +624,7 @@ impl Sim {
             EventKind::RestartDone(i) => self.on_restored(i),
             EventKind::Sample => self.on_sample(),
             EventKind::Monitor(i) => self.on_monitor(i),
+            EventKind::Recheck(i) => self.on_recheck(i),
         }
     }
 
@@ -658,8 +669,9 @@ impl Sim {
             let j = &mut self.jobs[i];
             if j.state != Some(TaskState::Waiting) {
                 j.waiting_since = self.now;
+                self.push(self.now + WAIT_GRACE, EventKind::Recheck(i));
             }
-            j.state = Some(TaskState::Waiting);
+            self.jobs[i].state = Some(TaskState::Waiting);
             return;
         };
         let j = &mut self.jobs[i];
@@ -775,6 +787,18 @@ impl Sim {
         }
     }
 
+    /// A task still waiting for room after [`WAIT_GRACE`]: the supervisor sees no node holding
+    /// it and decides again with what is free; then again every [`WAIT_GRACE`] while it waits.
+    fn on_recheck(&mut self, i: usize) {
+        if self.jobs[i].state != Some(TaskState::Waiting) {
+            return;
+        }
+        self.decide_and_apply(i);
+        if self.jobs[i].state == Some(TaskState::Waiting) {
+            self.push(self.now + WAIT_GRACE, EventKind::Recheck(i));
+        }
+    }
+
     fn on_monitor(&mut self, i: usize) {
         if self.jobs[i].finished_at.is_some() || self.jobs[i].job.phase.is_terminal() {
             return;
@@ -846,7 +870,11 @@ impl Sim {
         let now = self.now;
         let j = &self.jobs[i];
         let node = j.node.or(j.last_node).map(|n| {
-            let own = if j.node == Some(n) { j.held } else { Cpus::ZERO };
+            let own = if j.node == Some(n) {
+                j.held
+            } else {
+                Cpus::ZERO
+            };
             let peers = self
                 .jobs
                 .iter()
@@ -867,16 +895,13 @@ impl Sim {
                 in_place: self.agents,
             }
         });
-        let unplaced_room = if node.is_none() {
-            (0..self.nodes.len()).map(|n| self.free(n)).max()
-        } else {
-            None
-        };
+        let unplaced_room = (0..self.nodes.len()).map(|n| self.free(n)).max();
         Context {
             now,
             node,
             unplaced_room,
             in_framework: j.submitted,
+            idle_for: (j.state == Some(TaskState::Waiting)).then(|| now - j.waiting_since),
         }
     }
 
@@ -907,10 +932,7 @@ impl Sim {
             return;
         };
         let j = &mut self.jobs[i];
-        let live = matches!(
-            j.state,
-            Some(TaskState::Deploying | TaskState::Running)
-        );
+        let live = matches!(j.state, Some(TaskState::Deploying | TaskState::Running));
         match (&j.spec.work, verdict.mode, live) {
             // Iterative jobs: applies to the next iteration (the job is re-posted); continuous
             // jobs not running yet: their task starts at the new size.
@@ -922,13 +944,14 @@ impl Sim {
                         restart: false,
                     });
                 }
+                if j.state == Some(TaskState::Waiting) {
+                    // Re-posted at a size that may fit now.
+                    self.try_launch(i);
+                }
             }
             (WorkSpec::Continuous { .. }, ResizeMode::InPlace, true) => {
                 // The quota changes at once; a grow takes only what the node has free.
-                let room = j
-                    .node
-                    .map_or(Cpus::ZERO, |n| self.free(n))
-                    + self.jobs[i].held;
+                let room = j.node.map_or(Cpus::ZERO, |n| self.free(n)) + self.jobs[i].held;
                 let j = &mut self.jobs[i];
                 let cpus = cpus.min(room);
                 if cpus != j.held {
@@ -940,13 +963,7 @@ impl Sim {
                     });
                 }
             }
-            (
-                WorkSpec::Continuous {
-                    restart_costs, ..
-                },
-                ResizeMode::Restart,
-                true,
-            ) => {
+            (WorkSpec::Continuous { restart_costs, .. }, ResizeMode::Restart, true) => {
                 let cost = restart_costs[(j.restarts as usize) % restart_costs.len().max(1)];
                 let _ = j.job.observe(Observation::Resized {
                     at: now,
@@ -962,10 +979,28 @@ impl Sim {
 
     fn result(&self, scenario: &Scenario) -> SimResult {
         let (_, cpu_max) = self.ctl.policy.bounds();
+        // The clairvoyant schedule of the same scenario (Quota sharing: what it assumes); with
+        // the policy's own allocation bounds and grid.
+        let best = (self.cfg.oracle && scenario.cluster.sharing == Sharing::Quota)
+            .then(|| {
+                let (cpu_min, cpu_max) = self.ctl.policy.bounds();
+                let granularity = match self.ctl.policy {
+                    Policy::Predictive(c) | Policy::Static(c) => c.granularity,
+                    Policy::Thesis(_) => Cpus::from_milli(100),
+                };
+                let bounds = oracle::OracleBounds {
+                    cpu_min,
+                    cpu_max,
+                    granularity,
+                };
+                oracle::oracle(&self.nodes, &oracle::oracle_jobs(scenario), &bounds).ok()
+            })
+            .flatten();
         let jobs: Vec<JobResult> = self
             .jobs
             .iter()
-            .map(|j| {
+            .enumerate()
+            .map(|(k, j)| {
                 let deadline = j.job.qos.deadline_at;
                 let finished_at = j.finished_at;
                 JobResult {
@@ -985,7 +1020,12 @@ impl Sim {
                     cpu_seconds_lost: j.lost,
                     final_cpus: j.job.cpus,
                     kind: j.spec.kind.clone(),
-                    oracle_cpu_seconds: None,
+                    waited: j.waited,
+                    oracle_cpu_seconds: best
+                        .as_ref()
+                        .and_then(|o| o.per_job.get(k))
+                        .filter(|p| p.met)
+                        .map(|p| p.cpu_seconds),
                 }
             })
             .collect();
@@ -1003,6 +1043,11 @@ impl Sim {
             totals.restarts += r.restarts;
             totals.restarts_lost += r.restarts_lost;
             totals.cpu_seconds_lost += r.cpu_seconds_lost;
+        }
+        if let Some(o) = &best {
+            totals.oracle_met = Some(o.met);
+            totals.oracle_cpu_seconds = Some(o.cpu_seconds);
+            totals.oracle_exact = Some(o.exact);
         }
         SimResult {
             scenario: scenario.name.clone(),

@@ -279,7 +279,7 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
             f64::from(job.remaining_iterations()),
             f64::from(job.remaining_iterations()),
         ),
-        measured_from: samples.iter().map(|s| s.cpus).min(),
+        measured_from: measured_from(&samples),
         model,
         current: job.cpus,
     }
@@ -332,7 +332,7 @@ fn continuous_forecast(
         change_cost,
         units_after_change: 1.0,
         expected: (1.0, 1.0),
-        measured_from: samples.iter().map(|s| s.cpus).min(),
+        measured_from: measured_from(&samples),
         model,
         current: job.cpus,
     };
@@ -395,6 +395,16 @@ fn continuous_forecast(
         expected: (expected, redo(expected, whole_expected)),
         ..base
     })
+}
+
+/// The smallest allocation measured well enough to extrapolate down from: a whole iteration,
+/// or a stretch covering at least 5 % of a continuous job (a few seconds of a start say little).
+fn measured_from(samples: &[Sample]) -> Option<Cpus> {
+    samples
+        .iter()
+        .filter(|s| s.weight >= 1.0)
+        .map(|s| s.cpus)
+        .min()
 }
 
 /// Work expected to be left (in units of the declared job) once a job that reports only CPU

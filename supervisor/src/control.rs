@@ -412,6 +412,10 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
             // Look again soon: the launcher submits right after it registers.
             Next::After(probe_backoff(snap.probes))
         }
+        Action::Hold | Action::Complete { .. } if snap.ctx.idle_for.is_some() => {
+            // No node holds its task: look again shortly, in case its next task waits for room.
+            Next::After(Duration::from_secs_f64(WAIT_GRACE))
+        }
         Action::Hold | Action::Complete { .. } => idle_next(sh, &snap.job),
         Action::Resize { cpus } => apply_resize(sh, uuid, &snap, cpus, verdict.mode, now).await,
     }
@@ -426,11 +430,6 @@ fn probe_backoff(probes: u32) -> Duration {
 fn idle_next(sh: &Shared, job: &Job) -> Next {
     match job.work {
         Work::Continuous(_) => Next::After(ControlConfig::dur(sh.config.continuous_period())),
-        // Decided on each report; between reports, looked at again in case its next run waits
-        // for a node with room (then it is sized to what is free).
-        Work::Iterative(_) if sh.config.policy.arbitrates() => {
-            Next::After(Duration::from_secs_f64(WAIT_GRACE))
-        }
         Work::Iterative(_) => Next::Wait,
     }
 }

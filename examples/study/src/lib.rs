@@ -1,55 +1,130 @@
-//! The study library: sweeps over random scenarios and their aggregate, shared by the `study`
-//! binary and its tests.
+//! The study library: sweeps over random scenarios, each policy against the clairvoyant oracle
+//! and against each other, shared by the `study` binary and its tests.
+//!
+//! A sweep runs every seed of a workload (`mixed`: the jobs users have — Chronos and Marathon,
+//! progress reported or not, checkpointing or not, parallel to serial; `random`: the thesis-era
+//! LINPACK mix) under each policy, with the oracle of the same scenario, and sums per policy:
+//! deadlines met against the oracle's, CPU-seconds on the jobs both met against the oracle's,
+//! restarts and the work they lost, the seeds where a policy met fewer deadlines than another,
+//! and the same per kind of job.
+
+use std::collections::BTreeMap;
 
 use qos_core::Policy;
-use qos_core::sim::{Sharing, SimConfig, Totals, scenario, simulate};
+use qos_core::predictive::ResizeMode;
+use qos_core::sim::{JobResult, Sharing, SimConfig, SimResult, Totals, scenario, simulate};
 use serde::Serialize;
 
-/// One seed of a sweep: the evaluated policy's totals and, if asked, the baseline's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SweepRow {
-    /// Seed of the random scenario.
-    pub seed: u64,
-    /// Totals under the evaluated policy.
-    pub policy: Totals,
-    /// Totals under the baseline policy, when compared.
-    pub baseline: Option<Totals>,
+/// What to sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOptions {
+    /// `mixed` or `random` (scenarios `<workload>:<seed>`).
+    pub workload: String,
+    /// Seeds `1..=seeds`.
+    pub seeds: u64,
+    /// How nodes share CPU (the oracle is computed under quotas only).
+    pub sharing: Sharing,
+    /// How resizes take effect.
+    pub resize_mode: ResizeMode,
+    /// Whether nodes run agents that can resize in place.
+    pub agents: bool,
+    /// The policies, by name.
+    pub policies: Vec<String>,
 }
 
-/// Runs `random:<seed>` under `policy` (and `baseline`).
-pub fn sweep_row(
-    seed: u64,
-    sharing: Sharing,
-    policy: &Policy,
-    baseline: Option<&Policy>,
-) -> SweepRow {
-    let s =
-        scenario(&format!("random:{seed}"), seed, sharing).expect("random scenarios always build");
-    let cfg = SimConfig::default();
-    SweepRow {
-        seed,
-        policy: simulate(&s, policy, cfg).totals,
-        baseline: baseline.map(|b| simulate(&s, b, cfg).totals),
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self {
+            workload: "mixed".into(),
+            seeds: 200,
+            sharing: Sharing::Quota,
+            resize_mode: ResizeMode::Restart,
+            agents: true,
+            policies: vec!["static".into(), "thesis".into(), "predictive".into()],
+        }
     }
 }
 
-/// Aggregate of a sweep.
+/// One policy's sums over a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct Aggregate {
+pub struct PolicySweep {
+    /// The policy.
+    pub policy: String,
+    /// Σ of its totals over the seeds.
+    pub totals: Totals,
+    /// Deadlines it met / deadlines the oracle met.
+    pub met_vs_oracle: Option<f64>,
+    /// CPU-seconds it allocated to the jobs both it and the oracle met / the oracle's for them.
+    pub cpu_vs_oracle: Option<f64>,
+    /// Seeds where it met fewer deadlines than the oracle.
+    pub seeds_below_oracle: Vec<u64>,
+    /// Per other policy: the seeds where this one met fewer deadlines.
+    pub seeds_fewer_met_than: BTreeMap<String, Vec<u64>>,
+    /// Restarts of jobs that cannot checkpoint, and the CPU-seconds they lost.
+    pub restarts_of_unable: u32,
+    /// CPU-seconds lost by restarts of jobs that cannot checkpoint.
+    pub lost_by_unable: f64,
+    /// CPU-seconds lost by restarts that shrank a job.
+    pub lost_by_shrinks: f64,
+    /// Per kind of job (`marathon/cpu-time/no-checkpoint`, `curve:serial`, …).
+    pub by_kind: BTreeMap<String, KindSweep>,
+}
+
+/// Sums over the jobs of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct KindSweep {
+    /// Jobs.
+    pub jobs: usize,
+    /// Met.
+    pub met: usize,
+    /// Met by the oracle.
+    pub oracle_met: usize,
+    /// CPU-seconds allocated.
+    pub cpu_seconds_allocated: f64,
+    /// Restarts.
+    pub restarts: u32,
+    /// CPU-seconds lost by restarts.
+    pub cpu_seconds_lost: f64,
+}
+
+/// A whole sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    /// The workload swept.
+    pub workload: String,
     /// Seeds run.
-    pub seeds: usize,
-    /// Σ over seeds of the evaluated policy's totals.
-    pub policy: Totals,
-    /// Σ over seeds of the baseline's totals.
-    pub baseline: Option<Totals>,
-    /// Seeds where the policy met fewer deadlines than the baseline.
-    pub seeds_fewer_met: Vec<u64>,
-    /// Seeds where the policy met more deadlines than the baseline.
-    pub seeds_more_met: usize,
-    /// Seeds where the policy allocated fewer CPU-seconds than the baseline.
-    pub seeds_fewer_cpu: usize,
-    /// Seeds where some feasible deadline was missed under the policy.
-    pub seeds_feasible_missed: Vec<u64>,
+    pub seeds: u64,
+    /// `restart` or `in-place`.
+    pub resize_mode: ResizeMode,
+    /// Whether nodes had agents.
+    pub agents: bool,
+    /// Deadlines the oracle met (or bounded), summed.
+    pub oracle_met: Option<usize>,
+    /// Seeds where the oracle's figures are exact.
+    pub oracle_exact_seeds: usize,
+    /// Deadlines feasible alone, summed.
+    pub feasible: usize,
+    /// One entry per policy, in the order asked.
+    pub policies: Vec<PolicySweep>,
+}
+
+/// The per-seed results of every policy on one scenario.
+fn run_seed(opts: &SweepOptions, policies: &[Policy], seed: u64) -> Vec<SimResult> {
+    let mut s = scenario(&format!("{}:{seed}", opts.workload), seed, opts.sharing)
+        .expect("random and mixed scenarios always build");
+    s.cluster.agents = opts.agents;
+    let cfg = SimConfig {
+        resize_mode: opts.resize_mode,
+        oracle: opts.sharing == Sharing::Quota,
+        ..SimConfig::default()
+    };
+    policies.iter().map(|p| simulate(&s, p, cfg)).collect()
+}
+
+/// The kinds a job is counted under: its framework/signal/checkpointing, and its speed-up curve.
+fn kinds(j: &JobResult) -> [String; 2] {
+    let (head, curve) = j.kind.rsplit_once('/').unwrap_or((&j.kind, ""));
+    [head.to_owned(), format!("curve:{curve}")]
 }
 
 fn add(a: &mut Totals, b: &Totals) {
@@ -61,65 +136,183 @@ fn add(a: &mut Totals, b: &Totals) {
     a.cpu_seconds_used += b.cpu_seconds_used;
     a.resizes += b.resizes;
     a.restarts += b.restarts;
-}
-
-/// Sums a sweep.
-pub fn aggregate(rows: &[SweepRow]) -> Aggregate {
-    let mut agg = Aggregate {
-        seeds: rows.len(),
-        ..Aggregate::default()
-    };
-    for r in rows {
-        add(&mut agg.policy, &r.policy);
-        if r.policy.feasible_met < r.policy.feasible {
-            agg.seeds_feasible_missed.push(r.seed);
-        }
-        if let Some(b) = &r.baseline {
-            add(agg.baseline.get_or_insert_with(Totals::default), b);
-            if r.policy.met < b.met {
-                agg.seeds_fewer_met.push(r.seed);
-            }
-            agg.seeds_more_met += usize::from(r.policy.met > b.met);
-            agg.seeds_fewer_cpu +=
-                usize::from(r.policy.cpu_seconds_allocated < b.cpu_seconds_allocated);
-        }
+    a.restarts_lost += b.restarts_lost;
+    a.cpu_seconds_lost += b.cpu_seconds_lost;
+    if let Some(m) = b.oracle_met {
+        *a.oracle_met.get_or_insert(0) += m;
     }
-    agg
+    if let Some(c) = b.oracle_cpu_seconds {
+        *a.oracle_cpu_seconds.get_or_insert(0.0) += c;
+    }
 }
 
-/// Human-readable aggregate.
-pub fn render_aggregate(agg: &Aggregate, policy: &str, baseline: Option<&str>) -> String {
-    let line = |name: &str, t: &Totals| {
-        format!(
-            "{name:<11} met {:>5}/{:<5} feasible met {:>5}/{:<5} cpu-s allocated {:>10.0}  used {:>10.0}  resizes {:>6}  restarts {:>5}\n",
-            t.met,
-            t.jobs,
-            t.feasible_met,
-            t.feasible,
-            t.cpu_seconds_allocated,
-            t.cpu_seconds_used,
-            t.resizes,
-            t.restarts
-        )
-    };
-    let mut out = format!("{} random scenarios\n", agg.seeds);
-    out += &line(policy, &agg.policy);
-    if let (Some(b), Some(name)) = (&agg.baseline, baseline) {
-        out += &line(name, b);
+/// Runs the sweep. `progress` is called after each seed with the number done.
+///
+/// # Errors
+/// An unknown policy name.
+pub fn sweep(opts: &SweepOptions, mut progress: impl FnMut(u64)) -> Result<Sweep, String> {
+    let policies: Vec<Policy> = opts
+        .policies
+        .iter()
+        .map(|p| Policy::by_name(p))
+        .collect::<Result<_, _>>()?;
+    let mut out: Vec<PolicySweep> = opts
+        .policies
+        .iter()
+        .map(|p| PolicySweep {
+            policy: p.clone(),
+            ..PolicySweep::default()
+        })
+        .collect();
+    let mut both = vec![(0.0_f64, 0.0_f64); policies.len()];
+    let (mut oracle_met, mut exact, mut feasible) = (None::<usize>, 0, 0);
+    for seed in 1..=opts.seeds {
+        let rs = run_seed(opts, &policies, seed);
+        feasible += rs.first().map_or(0, |r| r.totals.feasible);
+        if let Some(m) = rs.first().and_then(|r| r.totals.oracle_met) {
+            *oracle_met.get_or_insert(0) += m;
+            exact += usize::from(rs[0].totals.oracle_exact == Some(true));
+        }
+        for (k, r) in rs.iter().enumerate() {
+            let p = &mut out[k];
+            add(&mut p.totals, &r.totals);
+            if r.totals.oracle_met.is_some_and(|m| r.totals.met < m) {
+                p.seeds_below_oracle.push(seed);
+            }
+            for (other, o) in opts.policies.iter().zip(&rs) {
+                if o.totals.met > r.totals.met {
+                    p.seeds_fewer_met_than
+                        .entry(other.clone())
+                        .or_default()
+                        .push(seed);
+                }
+            }
+            for j in &r.jobs {
+                if let (true, Some(o)) = (j.met, j.oracle_cpu_seconds) {
+                    both[k].0 += j.cpu_seconds_allocated;
+                    both[k].1 += o;
+                }
+                if j.kind.contains("no-checkpoint") {
+                    p.restarts_of_unable += j.restarts;
+                    p.lost_by_unable += j.cpu_seconds_lost;
+                }
+                p.lost_by_shrinks += j.cpu_seconds_lost_by_shrinks;
+                for kind in kinds(j) {
+                    let e = p.by_kind.entry(kind).or_default();
+                    e.jobs += 1;
+                    e.met += usize::from(j.met);
+                    e.oracle_met += usize::from(j.oracle_cpu_seconds.is_some());
+                    e.cpu_seconds_allocated += j.cpu_seconds_allocated;
+                    e.restarts += j.restarts;
+                    e.cpu_seconds_lost += j.cpu_seconds_lost;
+                }
+            }
+        }
+        progress(seed);
+    }
+    for (p, (mine, theirs)) in out.iter_mut().zip(both) {
+        p.met_vs_oracle = oracle_met
+            .filter(|&m| m > 0)
+            .map(|m| p.totals.met as f64 / m as f64);
+        p.cpu_vs_oracle = (theirs > 0.0).then(|| mine / theirs);
+    }
+    Ok(Sweep {
+        workload: opts.workload.clone(),
+        seeds: opts.seeds,
+        resize_mode: opts.resize_mode,
+        agents: opts.agents,
+        oracle_met,
+        oracle_exact_seeds: exact,
+        feasible,
+        policies: out,
+    })
+}
+
+fn ratio(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), |r| format!("{r:.3}"))
+}
+
+/// Human-readable sweep: one line per policy, the seeds where a policy did worse than another,
+/// and a table per kind of job.
+pub fn render(s: &Sweep) -> String {
+    let mut out = format!(
+        "{} seeds of the {} workload, resizes by {}{}: {} jobs, {} feasible alone, oracle meets {} ({} of {} seeds exact)\n",
+        s.seeds,
+        s.workload,
+        match s.resize_mode {
+            ResizeMode::Restart => "restart",
+            ResizeMode::InPlace => "in-place",
+        },
+        if s.agents {
+            ", node agents can resize in place"
+        } else {
+            ", no node agents"
+        },
+        s.policies.first().map_or(0, |p| p.totals.jobs),
+        s.feasible,
+        s.oracle_met.map_or_else(|| "–".into(), |m| m.to_string()),
+        s.oracle_exact_seeds,
+        s.seeds
+    );
+    out += &format!(
+        "{:<11} {:>6} {:>10} {:>12} {:>10} {:>9} {:>10} {:>12} {:>12}\n",
+        "policy",
+        "met",
+        "met/oracle",
+        "cpu-s alloc",
+        "cpu/oracle",
+        "restarts",
+        "lost cpu-s",
+        "lost/restart*",
+        "lost@shrink"
+    );
+    for p in &s.policies {
+        let t = &p.totals;
         out += &format!(
-            "{policy} vs {name}: fewer deadlines met in {} seeds {:?}, more in {}, fewer CPU-seconds in {}/{} seeds ({:+.1} % in total)\n",
-            agg.seeds_fewer_met.len(),
-            agg.seeds_fewer_met,
-            agg.seeds_more_met,
-            agg.seeds_fewer_cpu,
-            agg.seeds,
-            100.0 * (agg.policy.cpu_seconds_allocated / b.cpu_seconds_allocated - 1.0)
+            "{:<11} {:>6} {:>10} {:>12.0} {:>10} {:>9} {:>10.0} {:>12} {:>12.0}\n",
+            p.policy,
+            t.met,
+            ratio(p.met_vs_oracle),
+            t.cpu_seconds_allocated,
+            ratio(p.cpu_vs_oracle),
+            t.restarts,
+            t.cpu_seconds_lost,
+            if p.restarts_of_unable == 0 {
+                "–".into()
+            } else {
+                format!("{:.1}", p.lost_by_unable / f64::from(p.restarts_of_unable))
+            },
+            p.lost_by_shrinks
         );
     }
-    out += &format!(
-        "seeds where {policy} missed a feasible deadline: {} {:?}\n",
-        agg.seeds_feasible_missed.len(),
-        agg.seeds_feasible_missed
-    );
+    out += "  (cpu/oracle: on the jobs both met; lost/restart*: CPU-s lost per restart of a job that cannot checkpoint; lost@shrink: lost by restarts that shrank a job)\n";
+    for p in &s.policies {
+        for (other, seeds) in &p.seeds_fewer_met_than {
+            out += &format!(
+                "{} met fewer deadlines than {} in {} seeds {:?}\n",
+                p.policy,
+                other,
+                seeds.len(),
+                seeds
+            );
+        }
+    }
+    let mut kinds: Vec<&String> = s.policies.iter().flat_map(|p| p.by_kind.keys()).collect();
+    kinds.sort();
+    kinds.dedup();
+    out += &format!("{:<36} {:>6} {:>7}", "kind", "jobs", "oracle");
+    for p in &s.policies {
+        out += &format!(" {:>11}", p.policy);
+    }
+    out += "\n";
+    for kind in kinds {
+        let first = s.policies.iter().find_map(|p| p.by_kind.get(kind));
+        let (jobs, oracle) = first.map_or((0, 0), |k| (k.jobs, k.oracle_met));
+        out += &format!("{kind:<36} {jobs:>6} {oracle:>7}");
+        for p in &s.policies {
+            out += &format!(" {:>11}", p.by_kind.get(kind).map_or(0, |k| k.met));
+        }
+        out += "\n";
+    }
     out
 }

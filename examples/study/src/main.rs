@@ -3,7 +3,7 @@
 //! ```text
 //! study simulate --scenario case1 --policy thesis
 //! study simulate --scenario random:42 --policy predictive --json
-//! study sweep --seeds 200 --policy predictive --baseline thesis
+//! study sweep --seeds 200                         # static, thesis, predictive vs the oracle
 //! study real --case 1 --policy predictive          # for real on the testbed, scaled
 //! study report                                     # docs/study/ from real and simulated runs
 //! ```
@@ -17,8 +17,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use qos_core::Policy;
+use qos_core::predictive::ResizeMode;
 use qos_core::sim::{Sharing, SimConfig, SimResult, scenario, simulate};
-use study::{SweepRow, sweep_row};
+use study::SweepOptions;
 
 /// Reproduce the thesis case studies and compare control policies.
 #[derive(Debug, Parser)]
@@ -31,7 +32,8 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   study simulate --scenario case1 --policy thesis        # the thesis' Case I under its own policy
   study simulate --scenario case3 --policy predictive --json
-  study sweep --seeds 200 --policy predictive --baseline thesis
+  study sweep --seeds 200                          # the mixed workload, every policy vs the oracle
+  study sweep --resize-mode in-place --workload random
   study real --case 3 --policy thesis --scale 0.1  # as root: testbed, supervisor, LINPACK
   study report                                     # writes docs/study/README.md and plots";
 
@@ -52,14 +54,31 @@ impl From<SharingArg> for Sharing {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Through the framework: the task restarts (checkpointed or from scratch).
+    Restart,
+    /// The node agent changes the container's quota live.
+    InPlace,
+}
+
+impl From<ModeArg> for ResizeMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Restart => ResizeMode::Restart,
+            ModeArg::InPlace => ResizeMode::InPlace,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one scenario under one policy and print per-job results and totals.
     Simulate {
-        /// case1 | case2 | case3 | random:SEED
+        /// case1 | case2 | case3 | random:SEED | mixed:SEED
         #[arg(long, default_value = "case1")]
         scenario: String,
-        /// thesis | predictive
+        /// thesis | predictive | static
         #[arg(long, default_value = "predictive")]
         policy: String,
         /// Seed of the scenario's random draws (overheads, noise, case 2's matrix sizes).
@@ -69,26 +88,46 @@ enum Command {
         /// infrastructure; quota for random mixes, qos-elastic's own]
         #[arg(long, value_enum)]
         sharing: Option<SharingArg>,
-        /// Print the full result as one JSON document (see docs/results.md for its shape).
+        /// How resizes take effect.
+        #[arg(long, value_enum, default_value = "restart")]
+        resize_mode: ModeArg,
+        /// Nodes without agents: no resize can be made in place.
+        #[arg(long)]
+        no_agents: bool,
+        /// Print the full result as one JSON document (see docs/results.md for its shape). Under
+        /// quota sharing, totals carry the clairvoyant oracle's figures (oracle_met,
+        /// oracle_cpu_seconds, oracle_exact).
         #[arg(long)]
         json: bool,
     },
-    /// Run many random scenarios and print the aggregate (and, with --baseline, a per-seed
-    /// comparison).
+    /// Run many random scenarios under every policy and the clairvoyant oracle; print deadlines
+    /// met and CPU-seconds against the oracle's, restarts and lost work, the seeds where a policy
+    /// did worse than another, and the same per kind of job.
     Sweep {
-        /// Policy to evaluate.
-        #[arg(long, default_value = "predictive")]
-        policy: String,
-        /// Policy to compare against on the same scenarios.
-        #[arg(long)]
-        baseline: Option<String>,
-        /// Number of random scenarios (seeds 1..=N).
+        /// mixed (the jobs users have: progress reported or not, checkpointing or not, parallel
+        /// to serial) or random (the thesis-era LINPACK mix).
+        #[arg(long, default_value = "mixed")]
+        workload: String,
+        /// Policies to run, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "static,thesis,predictive"
+        )]
+        policies: Vec<String>,
+        /// Number of scenarios (seeds 1..=N).
         #[arg(long, default_value_t = 200)]
         seeds: u64,
-        /// How a node's CPU is shared between tasks.
+        /// How a node's CPU is shared between tasks (the oracle needs quota).
         #[arg(long, value_enum, default_value = "quota")]
         sharing: SharingArg,
-        /// Print the aggregate as JSON.
+        /// How resizes take effect.
+        #[arg(long, value_enum, default_value = "restart")]
+        resize_mode: ModeArg,
+        /// Nodes without agents: no resize can be made in place.
+        #[arg(long)]
+        no_agents: bool,
+        /// Print the sweep as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -204,11 +243,21 @@ fn run(cli: Cli) -> Result<()> {
             policy: p,
             seed,
             sharing,
+            resize_mode,
+            no_agents,
             json,
         } => {
             let sharing = sharing.map_or_else(|| default_sharing(&name), Sharing::from);
-            let s = scenario(&name, seed, sharing).context("--scenario")?;
-            let r = simulate(&s, &policy(&p)?, SimConfig::default());
+            let mut s = scenario(&name, seed, sharing).context("--scenario")?;
+            if no_agents {
+                s.cluster.agents = false;
+            }
+            let cfg = SimConfig {
+                resize_mode: resize_mode.into(),
+                oracle: sharing == Sharing::Quota,
+                ..SimConfig::default()
+            };
+            let r = simulate(&s, &policy(&p)?, cfg);
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -216,25 +265,46 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sweep {
-            policy: p,
-            baseline,
+            workload,
+            policies,
             seeds,
             sharing,
+            resize_mode,
+            no_agents,
             json,
         } => {
             if seeds == 0 {
                 bail!("--seeds must be at least 1");
             }
-            let pol = policy(&p)?;
-            let base = baseline.as_deref().map(policy).transpose()?;
-            let rows: Vec<SweepRow> = (1..=seeds)
-                .map(|seed| sweep_row(seed, sharing.into(), &pol, base.as_ref()))
-                .collect();
-            let agg = study::aggregate(&rows);
+            if !matches!(workload.as_str(), "mixed" | "random") {
+                bail!("--workload: unknown workload {workload:?} (expected mixed or random)");
+            }
+            for p in &policies {
+                policy(p)?;
+            }
+            let opts = SweepOptions {
+                workload,
+                seeds,
+                sharing: sharing.into(),
+                resize_mode: resize_mode.into(),
+                agents: !no_agents,
+                policies,
+            };
+            let quiet = json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let sweep = study::sweep(&opts, |done| {
+                if !quiet && (done % 20 == 0 || done == seeds) {
+                    eprint!("\r{done}/{seeds} seeds");
+                    if done == seeds {
+                        eprintln!();
+                    }
+                }
+            })
+            .map_err(anyhow::Error::msg)
+            .context("--policies")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&agg)?);
+                println!("{}", serde_json::to_string_pretty(&sweep)?);
             } else {
-                print!("{}", study::render_aggregate(&agg, &p, baseline.as_deref()));
+                print!("{}", study::render(&sweep));
             }
         }
     }
@@ -276,7 +346,7 @@ fn print_result(r: &SimResult) {
     }
     let t = &r.totals;
     println!(
-        "total: met {}/{} (feasible met {}/{}), cpu-s allocated {:.0}, used {:.0}, resizes {}, restarts {}",
+        "total: met {}/{} (feasible met {}/{}), cpu-s allocated {:.0}, used {:.0}, resizes {}, restarts {} ({} from scratch, {:.0} CPU-s lost)",
         t.met,
         t.jobs,
         t.feasible_met,
@@ -284,6 +354,18 @@ fn print_result(r: &SimResult) {
         t.cpu_seconds_allocated,
         t.cpu_seconds_used,
         t.resizes,
-        t.restarts
+        t.restarts,
+        t.restarts_lost,
+        t.cpu_seconds_lost
     );
+    if let (Some(m), Some(c)) = (t.oracle_met, t.oracle_cpu_seconds) {
+        println!(
+            "oracle: met {m} with {c:.0} CPU-s ({})",
+            if t.oracle_exact == Some(true) {
+                "exact"
+            } else {
+                "a bound"
+            }
+        );
+    }
 }

@@ -207,6 +207,8 @@ pub struct JobResult {
     pub restarts_lost: u32,
     /// CPU-seconds consumed by work that a restart threw away.
     pub cpu_seconds_lost: f64,
+    /// The part of `cpu_seconds_lost` thrown away by restarts that shrank the job.
+    pub cpu_seconds_lost_by_shrinks: f64,
     /// Allocation at the end.
     pub final_cpus: Cpus,
     /// The kind of job ([`JobSpec::kind`]).
@@ -375,6 +377,10 @@ struct SimJob {
     lost: f64,
     /// Seconds spent waiting for an offer that fits.
     waited: f64,
+    /// The restart under way shrinks the job.
+    shrinking: bool,
+    /// CPU-seconds of work thrown away by shrinking restarts.
+    lost_by_shrinks: f64,
 }
 
 struct Sim {
@@ -442,6 +448,8 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
                     restarts_lost: 0,
                     lost: 0.0,
                     waited: 0.0,
+                    shrinking: false,
+                    lost_by_shrinks: 0.0,
                 }
             })
             .collect(),
@@ -739,6 +747,9 @@ impl Sim {
                 if !checkpoint {
                     // Started again from zero: everything this job consumed so far was for
                     // nothing.
+                    if j.shrinking {
+                        j.lost_by_shrinks += j.cpu_used - j.lost;
+                    }
                     j.lost = j.cpu_used;
                     j.unit_progress = 0.0;
                     j.restarts_lost += 1;
@@ -965,6 +976,7 @@ impl Sim {
             }
             (WorkSpec::Continuous { restart_costs, .. }, ResizeMode::Restart, true) => {
                 let cost = restart_costs[(j.restarts as usize) % restart_costs.len().max(1)];
+                j.shrinking = cpus < j.job.cpus;
                 let _ = j.job.observe(Observation::Resized {
                     at: now,
                     cpus,
@@ -1018,6 +1030,7 @@ impl Sim {
                     restarts: j.restarts,
                     restarts_lost: j.restarts_lost,
                     cpu_seconds_lost: j.lost,
+                    cpu_seconds_lost_by_shrinks: j.lost_by_shrinks,
                     final_cpus: j.job.cpus,
                     kind: j.spec.kind.clone(),
                     waited: j.waited,

@@ -640,7 +640,7 @@ pub fn decide_placing(
         .unwrap_or(current)
         .max(needed);
     if needed < current {
-        if restart && !keeps {
+        if restart && !job.restart_keeps_work() {
             return Decision::hold(
                 class,
                 format!(

@@ -241,11 +241,16 @@ impl Controller {
                 "{said}, and this supervisor resizes by restarting the task: a restart would start it again from scratch. It is resized in place where a node agent can do it, and restarted only when that finishes it earlier than staying; give it a checkpoint strategy (--strategy app, or the label qos.checkpoint=app) if it can save its state on SIGTERM"
             ));
         }
+        // By the declared work: no allowance for a declaration that is too short.
         let cfg = match self.policy {
-            Policy::Predictive(c) | Policy::Static(c) => c,
+            Policy::Predictive(c) | Policy::Static(c) => predictive::PredictiveConfig {
+                duration_uncertainty: 0.0,
+                ..c
+            },
             Policy::Thesis(t) => predictive::PredictiveConfig {
                 cpu_max: t.cpu_max,
                 cpu_min: t.cpu_min,
+                duration_uncertainty: 0.0,
                 ..predictive::PredictiveConfig::default()
             },
         };

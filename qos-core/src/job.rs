@@ -261,7 +261,8 @@ impl CpuAccount {
 
     /// Total CPU-seconds consumed so far by all containers of the job.
     pub fn total(&self) -> f64 {
-        self.sources.values().map(SourceCounter::total).sum()
+        // `+ 0.0`: an empty sum is −0.0, which reads badly in a job's view.
+        self.sources.values().map(SourceCounter::total).sum::<f64>() + 0.0
     }
 
     /// CPU-seconds that still count as progress (those of incarnations whose work was kept).
@@ -270,7 +271,8 @@ impl CpuAccount {
             .values()
             .filter(|c| c.incarnation >= self.useful_from)
             .map(SourceCounter::total)
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 
     /// CPU-seconds of incarnations whose work was lost by a restart from scratch.
@@ -279,7 +281,8 @@ impl CpuAccount {
             .values()
             .filter(|c| c.incarnation < self.useful_from)
             .map(SourceCounter::total)
-            .sum()
+            .sum::<f64>()
+            + 0.0
     }
 
     /// Time of the newest sample.

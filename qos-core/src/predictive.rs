@@ -569,7 +569,9 @@ pub fn decide_placing(
                 figures,
             };
         }
-        if best < current && best_finish <= pred_now + tolerance {
+        // Never a restart from scratch to shrink: that throws work away to save CPUs.
+        let shrink_keeps = !restart || job.restart_keeps_work();
+        if best < current && best_finish <= pred_now + tolerance && shrink_keeps {
             let since_resize = job.last_resize_at().map_or(f64::INFINITY, |t| now - t);
             if current - best >= cfg.hysteresis && since_resize >= cfg.cooldown {
                 return Decision {

@@ -819,7 +819,11 @@ async fn apply_resize_outcome(
         ok => ok,
     };
     let done = sh.clock.now();
-    let restart = mode == ResizeMode::Restart && matches!(snap.job.work, Work::Continuous(_));
+    // A continuous job's task restarts to take the new size — unless it has not started yet,
+    // when it simply starts with it.
+    let restart = mode == ResizeMode::Restart
+        && matches!(snap.job.work, Work::Continuous(_))
+        && snap.job.phase != Phase::Pending;
     let (next, pending) = {
         let mut st = sh.lock();
         let st = &mut *st;

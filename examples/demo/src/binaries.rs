@@ -9,13 +9,14 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 /// The binaries the demo runs, by package and binary name (they are the same).
-pub const COMPONENTS: [&str; 6] = [
+pub const COMPONENTS: [&str; 7] = [
     "testbed",
     "supervisor",
     "launcher",
     "cgroup-collector",
     "shell-trap",
     "linpack",
+    "burn",
 ];
 
 /// Where the binaries come from.
@@ -78,7 +79,7 @@ pub fn locate(args: &BuildOptions, say: &dyn Fn(&str)) -> anyhow::Result<Binarie
             from_dir(&dir).context(
                 "the component binaries are not next to the demo (build them with \
                  `cargo build --release -p testbed -p supervisor -p launcher -p cgroup-collector \
-                 -p shell-trap -p linpack`, or pass --bin-dir)",
+                 -p shell-trap -p linpack -p burn`, or pass --bin-dir)",
             )
         }
     }

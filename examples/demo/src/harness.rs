@@ -29,8 +29,11 @@ pub struct StackOptions {
     pub docker: bool,
     /// The supervisor's TOML configuration.
     pub supervisor_toml: String,
-    /// The supervisor's policy (`thesis` or `predictive`).
+    /// The supervisor's policy (`thesis`, `predictive` or `static`).
     pub policy: String,
+    /// The node agents' resize token: the collector serves in-place resizes and the supervisor
+    /// may make them (`None`: no in-place resize is possible).
+    pub agent_token: Option<String>,
 }
 
 /// The addresses of a running stack.
@@ -232,6 +235,9 @@ impl Stack {
             .arg(&creds_m)
             .arg("-c")
             .arg(&creds_c);
+        if let Some(t) = &opts.agent_token {
+            cmd.env("QOS_AGENT_TOKEN", t);
+        }
         let (c, v) = Component::start("supervisor", cmd, &self.logs, READY_TIMEOUT).await?;
         self.supervisor = Some(c);
         self.urls.supervisor = v["url"]
@@ -260,6 +266,9 @@ impl Stack {
             .arg("1");
         if !opts.docker {
             cmd.arg("--no-docker");
+        }
+        if let Some(t) = &opts.agent_token {
+            cmd.env("QOS_RESIZE_TOKEN", t);
         }
         let (c, v) = Component::start("cgroup-collector", cmd, &self.logs, READY_TIMEOUT).await?;
         self.collector = Some(c);
@@ -308,11 +317,31 @@ impl Stack {
         self.work.join("sandboxes")
     }
 
-    /// Submits one job file with the launcher (thesis form); its UUID.
+    /// Submits one job file with the launcher (thesis form); its UUID. Marathon jobs checkpoint
+    /// themselves (`--strategy app`, as LINPACK does).
     ///
     /// # Errors
     /// The launcher's own message when it refuses or fails.
     pub fn submit(&self, bins: &Binaries, file: &Path, framework: Fw) -> anyhow::Result<String> {
+        let v = self.submit_with(bins, file, framework, &["--strategy", "app"])?;
+        v["uuid"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the launcher printed no uuid")
+    }
+
+    /// Submits one job file with the launcher and `extra` arguments (e.g. `--strategy none`);
+    /// the launcher's JSON answer (`uuid`, `warnings`, …).
+    ///
+    /// # Errors
+    /// The launcher's own message when it refuses or fails.
+    pub fn submit_with(
+        &self,
+        bins: &Binaries,
+        file: &Path,
+        framework: Fw,
+        extra: &[&str],
+    ) -> anyhow::Result<Value> {
         let mut cmd = Command::new(bins.get("launcher"));
         components::scrub_env(&mut cmd);
         cmd.env("PATH", &self.path_env)
@@ -330,10 +359,9 @@ impl Stack {
                 .arg("--checkpoint-dir")
                 .arg(self.work.join("checkpoints"))
                 .arg("--shell-trap")
-                .arg(bins.get("shell-trap"))
-                .arg("--strategy")
-                .arg("app"),
+                .arg(bins.get("shell-trap")),
         };
+        cmd.args(extra);
         let out = cmd
             .output()
             .with_context(|| format!("cannot run {}", bins.get("launcher").display()))?;
@@ -347,12 +375,8 @@ impl Stack {
                 stdout.trim()
             );
         }
-        let v: Value = serde_json::from_str(stdout.trim())
-            .with_context(|| format!("unexpected launcher output {stdout:?}"))?;
-        v["uuid"]
-            .as_str()
-            .map(str::to_owned)
-            .context("the launcher printed no uuid")
+        serde_json::from_str(stdout.trim())
+            .with_context(|| format!("unexpected launcher output {stdout:?}"))
     }
 
     /// Stops everything (the testbed first, so its tasks end while the supervisor still

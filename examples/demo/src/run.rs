@@ -181,6 +181,7 @@ async fn body(
         docker: args.docker,
         supervisor_toml: plan::supervisor_config(args.policy, timing),
         policy: args.policy.as_str().to_owned(),
+        agent_token: None,
     };
     stack.start(&opts, &bins, ui).await?;
     let sup = stack.urls.supervisor.clone();

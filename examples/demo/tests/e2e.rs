@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const COMPONENTS: [&str; 6] = [
+const COMPONENTS: [&str; 7] = [
     "testbed",
     "supervisor",
     "launcher",
     "cgroup-collector",
     "shell-trap",
     "linpack",
+    "burn",
 ];
 
 fn is_root() -> bool {

@@ -388,6 +388,7 @@ async fn body(
         docker: false,
         supervisor_toml: supervisor_config(&args.policy, args.scale, c),
         policy: args.policy.clone(),
+        agent_token: None,
     };
     stack.start(&sopts, &bins, ui).await?;
     let sup = stack.urls.supervisor.clone();

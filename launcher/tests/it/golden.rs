@@ -326,9 +326,10 @@ fn a_short_kill_grace_period_is_warned_about() {
     let req = p.request(Some(TOKEN)).unwrap();
     assert_eq!(req["taskKillGracePeriodSeconds"], 3);
     assert!(req["cmd"].as_str().unwrap().contains(" --grace 2.4 "));
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    let warnings = rewrite_warnings(&p.warnings);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        p.warnings[0].contains("leaves shell-trap 2.4 s to checkpoint"),
+        warnings[0].contains("leaves shell-trap 2.4 s to checkpoint"),
         "{}",
         p.warnings[0]
     );
@@ -422,7 +423,8 @@ fn back_to_back_replaces_only_the_period() {
             "{note}"
         );
         assert!(!note.contains('\n'), "one line: {note}");
-        assert!(p.warnings.is_empty(), "{input}: {:?}", p.warnings);
+        let warnings = rewrite_warnings(&p.warnings);
+        assert!(warnings.is_empty(), "{input}: {warnings:?}");
     }
     // Already back to back, or a single run: nothing to say.
     for (input, sent) in [("R4//PT1S", "R4//PT1S"), ("R1//PT5M", "R1//PT1S")] {
@@ -440,11 +442,12 @@ fn pace_schedule_keeps_the_period_and_warns_as_before() {
         assert!(p.notes.is_empty(), "{input}: {:?}", p.notes);
     }
     let p = chronos_paced("R13//PT3M", Pace::Schedule);
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    let warnings = rewrite_warnings(&p.warnings);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        p.warnings[0].contains("a period of at most 139 s would fit"),
+        warnings[0].contains("a period of at most 139 s would fit"),
         "{}",
-        p.warnings[0]
+        warnings[0]
     );
 }
 
@@ -468,11 +471,26 @@ fn thesis_openmp_linpack3_no_longer_warns_back_to_back() {
         .unwrap()
     };
     let scheduled = prepare(Pace::Schedule);
-    assert_eq!(scheduled.warnings.len(), 1, "{:?}", scheduled.warnings);
-    assert!(scheduled.warnings[0].contains("starts 2160 s after submission"));
+    let warnings = rewrite_warnings(&scheduled.warnings);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("starts 2160 s after submission"));
 
     let paced = prepare(Pace::BackToBack);
-    assert!(paced.warnings.is_empty(), "{:?}", paced.warnings);
+    assert!(
+        rewrite_warnings(&paced.warnings).is_empty(),
+        "{:?}",
+        paced.warnings
+    );
+    // The controller's own warning: by its declared 13 × 130 s (and 45 s to deploy each run),
+    // even 2 CPUs miss 1800 s — the thesis reports this job missed.
+    assert!(
+        paced
+            .warnings
+            .iter()
+            .any(|w| w.starts_with(rewrite::CONTROL_WARNING) && w.contains("AT_RISK")),
+        "{:?}",
+        paced.warnings
+    );
     assert_eq!(schedule_of(&paced), "R13//PT1S");
     assert_eq!(paced.registration.iterations, Some(13));
     assert_eq!(paced.notes.len(), 1);
@@ -493,4 +511,13 @@ fn back_to_back_still_refuses_a_start_after_the_deadline() {
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);
     assert!(e.message.contains("not before the deadline"), "{e}");
+}
+
+/// The rewrite's own warnings, without the controller's ([`rewrite::CONTROL_WARNING`]: what
+/// the default controller will make of the job, tested with the controller).
+fn rewrite_warnings(warnings: &[String]) -> Vec<&String> {
+    warnings
+        .iter()
+        .filter(|w| !w.starts_with(rewrite::CONTROL_WARNING))
+        .collect()
 }

@@ -40,7 +40,7 @@ pub use scenario::{Scenario, ScenarioError, scenario};
 
 use crate::control::{Context, Controller, NodeView, WAIT_GRACE};
 use crate::cpu::Cpus;
-use crate::decision::{Action, Class};
+use crate::decision::{Action, Class, Decision};
 use crate::job::{Checkpointing, Framework, IterationReport, Job, Observation, Phase};
 use crate::policy::Policy;
 use crate::predictive::ResizeMode;
@@ -384,6 +384,8 @@ struct SimJob {
 }
 
 struct Sim {
+    /// What the supervisor would have seen and decided, when recording.
+    log: Option<Vec<Recorded>>,
     now: f64,
     seq: u64,
     events: BinaryHeap<Event>,
@@ -396,9 +398,88 @@ struct Sim {
     trace: Vec<TracePoint>,
 }
 
+/// What happened in a run, as the supervisor would have been told it — for replaying a run
+/// through the service ([`simulate_recorded`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Recorded {
+    /// Job `job` was registered and submitted.
+    Submitted {
+        /// When.
+        at: f64,
+        /// Index of the job in the scenario.
+        job: usize,
+    },
+    /// A report or measurement of job `job` (not its resizes: those follow from decisions).
+    Observed {
+        /// When.
+        at: f64,
+        /// Index of the job in the scenario.
+        job: usize,
+        /// What was observed.
+        observation: Observation,
+    },
+    /// A node as its agent's heartbeat shows it: the CPUs each job's task holds there.
+    Node {
+        /// When.
+        at: f64,
+        /// Index of the node.
+        node: usize,
+        /// Its CPUs.
+        capacity: Cpus,
+        /// `(job, CPUs held)` per task on it.
+        held: Vec<(usize, Cpus)>,
+    },
+    /// The controller's verdict on job `job`.
+    Decided {
+        /// When.
+        at: f64,
+        /// Index of the job in the scenario.
+        job: usize,
+        /// The decision.
+        decision: Decision,
+    },
+}
+
+/// `job.observe(o)`, and the observation in `log` when there is one.
+fn observe(log: &mut Option<Vec<Recorded>>, at: f64, i: usize, job: &mut Job, o: Observation) {
+    if let Some(log) = log {
+        if !matches!(o, Observation::Resized { .. }) {
+            log.push(Recorded::Observed {
+                at,
+                job: i,
+                observation: o.clone(),
+            });
+        }
+    }
+    let _ = job.observe(o);
+}
+
+/// [`simulate`], also returning everything the supervisor would have seen and decided, in
+/// order.
+pub fn simulate_recorded(
+    scenario: &Scenario,
+    policy: &Policy,
+    cfg: SimConfig,
+) -> (SimResult, Vec<Recorded>) {
+    let mut log = Some(Vec::new());
+    let r = run_scenario(scenario, policy, cfg, &mut log);
+    (r, log.unwrap_or_default())
+}
+
 /// Runs `scenario` under `policy`, resizes taking effect by `cfg.resize_mode`.
 pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResult {
+    run_scenario(scenario, policy, cfg, &mut None)
+}
+
+fn run_scenario(
+    scenario: &Scenario,
+    policy: &Policy,
+    cfg: SimConfig,
+    log: &mut Option<Vec<Recorded>>,
+) -> SimResult {
     let mut sim = Sim {
+        log: log.take(),
         now: 0.0,
         seq: 0,
         events: BinaryHeap::new(),
@@ -474,7 +555,9 @@ pub fn simulate(scenario: &Scenario, policy: &Policy, cfg: SimConfig) -> SimResu
         .fold(0.0, f64::max)
         + cfg.horizon_after_deadline;
     sim.run(horizon);
-    sim.result(scenario)
+    let r = sim.result(scenario);
+    *log = sim.log.take();
+    r
 }
 
 impl Sim {
@@ -640,6 +723,12 @@ impl Sim {
         // Registered, then submitted: the supervisor reconciles it at once (the predictive
         // policy sizes it before its first run; the thesis policy waits for data).
         self.jobs[i].submitted = true;
+        if let Some(log) = &mut self.log {
+            log.push(Recorded::Submitted {
+                at: self.now,
+                job: i,
+            });
+        }
         self.decide_and_apply(i);
         self.try_launch(i);
         if let Some(period) = self.ctl.policy.period(&self.jobs[i].job) {
@@ -720,10 +809,16 @@ impl Sim {
             j.incarnation += 1;
             j.cpu_base = j.cpu_used;
         }
-        let _ = j.job.observe(Observation::Started {
-            at: now,
-            restored: Some(false),
-        });
+        observe(
+            &mut self.log,
+            now,
+            i,
+            &mut j.job,
+            Observation::Started {
+                at: now,
+                restored: Some(false),
+            },
+        );
     }
 
     fn on_restored(&mut self, i: usize) {
@@ -757,10 +852,16 @@ impl Sim {
                 j.incarnation += 1;
                 j.cpu_base = j.cpu_used;
                 j.restarts += 1;
-                let _ = j.job.observe(Observation::Started {
-                    at: now,
-                    restored: Some(checkpoint),
-                });
+                observe(
+                    &mut self.log,
+                    now,
+                    i,
+                    &mut j.job,
+                    Observation::Started {
+                        at: now,
+                        restored: Some(checkpoint),
+                    },
+                );
             }
             None => {
                 // No room anywhere yet: stay checkpointed and try again shortly.
@@ -772,7 +873,21 @@ impl Sim {
 
     fn on_sample(&mut self) {
         let now = self.now;
-        for j in &mut self.jobs {
+        if let Some(log) = &mut self.log {
+            for (n, &capacity) in self.nodes.iter().enumerate() {
+                let held = (0..self.jobs.len())
+                    .filter(|&i| self.jobs[i].node == Some(n))
+                    .map(|i| (i, self.jobs[i].held))
+                    .collect();
+                log.push(Recorded::Node {
+                    at: now,
+                    node: n,
+                    capacity,
+                    held,
+                });
+            }
+        }
+        for (i, j) in self.jobs.iter_mut().enumerate() {
             if let (
                 Some(TaskState::Running),
                 WorkSpec::Continuous {
@@ -780,16 +895,18 @@ impl Sim {
                 },
             ) = (j.state, &j.spec.work)
             {
-                let _ = j.job.observe(Observation::CpuSample {
+                let sample = Observation::CpuSample {
                     at: now,
                     source: format!("incarnation-{}", j.incarnation),
                     cumulative_secs: j.cpu_used - j.cpu_base,
-                });
+                };
+                observe(&mut self.log, now, i, &mut j.job, sample);
                 if *reports_progress {
-                    let _ = j.job.observe(Observation::Progress {
+                    let progress = Observation::Progress {
                         at: now,
                         fraction: j.unit_progress,
-                    });
+                    };
+                    observe(&mut self.log, now, i, &mut j.job, progress);
                 }
             }
         }
@@ -837,7 +954,13 @@ impl Sim {
                     hostname: format!("node{}", j.node.unwrap_or(0)),
                     cpus: Cpus::ZERO,
                 };
-                let _ = j.job.observe(Observation::Iteration(report));
+                observe(
+                    &mut self.log,
+                    now,
+                    i,
+                    &mut j.job,
+                    Observation::Iteration(report),
+                );
                 j.state = None;
                 j.node = None;
                 j.held = Cpus::ZERO;
@@ -857,15 +980,17 @@ impl Sim {
             }
             WorkSpec::Continuous { .. } => {
                 let j = &mut self.jobs[i];
-                let _ = j.job.observe(Observation::CpuSample {
+                let sample = Observation::CpuSample {
                     at: now,
                     source: format!("incarnation-{}", j.incarnation),
                     cumulative_secs: j.cpu_used - j.cpu_base,
-                });
-                let _ = j.job.observe(Observation::Ended {
+                };
+                observe(&mut self.log, now, i, &mut j.job, sample);
+                let ended = Observation::Ended {
                     at: now,
                     success: true,
-                });
+                };
+                observe(&mut self.log, now, i, &mut j.job, ended);
                 j.finished_at = Some(now);
                 j.state = None;
                 j.node = None;
@@ -921,6 +1046,13 @@ impl Sim {
         let ctx = self.context(i);
         let verdict = self.ctl.decide(&self.jobs[i].job, &ctx);
         let decision = &verdict.decision;
+        if let Some(log) = &mut self.log {
+            log.push(Recorded::Decided {
+                at: now,
+                job: i,
+                decision: decision.clone(),
+            });
+        }
         {
             let j = &mut self.jobs[i];
             j.want = verdict.want;

@@ -13,6 +13,7 @@ mod limits;
 mod operator;
 mod persistence;
 mod prometheus;
+mod replay;
 mod support;
 mod testbed;
 mod ui;

@@ -125,6 +125,11 @@ pub struct Forecast {
     /// shape is an assumption: a shrink there is predicted as if time grew in proportion
     /// (the worst case), so a shape learned at 2 CPUs never shrinks a job to 0.9 on faith.
     pub measured_from: Option<Cpus>,
+    /// The largest allocation the job has been measured at, if any. A change that throws the
+    /// work away (a restart of a job that cannot checkpoint) is predicted as if more CPUs than
+    /// that (or than one CPU: below it a quota slows any CPU-bound job in proportion) made it no
+    /// faster — the loss is certain, a speed-up nobody has seen is not.
+    pub measured_to: Option<Cpus>,
     /// The allocation in force.
     pub current: Cpus,
 }
@@ -132,11 +137,20 @@ pub struct Forecast {
 impl Forecast {
     /// Predicted finish at allocation `cpus`.
     pub fn finish(&self, cpus: Cpus) -> f64 {
-        let per_unit = self.overhead_per_unit + self.time(cpus);
         if cpus == self.current {
-            self.from + self.units * per_unit
+            self.from + self.units * (self.overhead_per_unit + self.time(cpus))
         } else {
-            self.from + self.change_cost + self.units_after_change * per_unit
+            // A change that throws the work away is priced with the speed-up seen so far, not
+            // the model's guess beyond it.
+            let seen = if self.change_keeps_work() {
+                cpus
+            } else {
+                let top = self.measured_to.unwrap_or(Cpus::ZERO);
+                cpus.min(top.max(self.current).max(Cpus::ONE))
+            };
+            self.from
+                + self.change_cost
+                + self.units_after_change * (self.overhead_per_unit + self.time(seen))
         }
     }
 
@@ -280,6 +294,7 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
             f64::from(job.remaining_iterations()),
         ),
         measured_from: measured_from(&samples),
+        measured_to: measured_to(&samples),
         model,
         current: job.cpus,
     }
@@ -333,6 +348,7 @@ fn continuous_forecast(
         units_after_change: 1.0,
         expected: (1.0, 1.0),
         measured_from: measured_from(&samples),
+        measured_to: measured_to(&samples),
         model,
         current: job.cpus,
     };
@@ -405,6 +421,11 @@ fn measured_from(samples: &[Sample]) -> Option<Cpus> {
         .filter(|s| s.weight >= 1.0)
         .map(|s| s.cpus)
         .min()
+}
+
+/// The largest allocation the job has been seen running at.
+fn measured_to(samples: &[Sample]) -> Option<Cpus> {
+    samples.iter().map(|s| s.cpus).max()
 }
 
 /// Work expected to be left (in units of the declared job) once a job that reports only CPU

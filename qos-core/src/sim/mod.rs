@@ -803,6 +803,10 @@ impl Sim {
     fn on_deployed(&mut self, i: usize) {
         let now = self.now;
         let j = &mut self.jobs[i];
+        if j.state != Some(TaskState::Deploying) {
+            // Restarted to a new size while it was still deploying: that task is gone.
+            return;
+        }
         j.state = Some(TaskState::Running);
         j.iteration_started_at = now;
         if let WorkSpec::Continuous { .. } = j.spec.work {

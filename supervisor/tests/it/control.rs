@@ -97,7 +97,8 @@ impl MarathonTask<'_> {
         let mut container = 1;
         let mut container_cpu = 0.0;
         let mut restore_at: Option<f64> = None;
-        let started = json!({"uuid": self.uuid, "started_at": T0}).to_string();
+        // As shell-trap reports it: the task checkpoints itself (`app`), like LINPACK.
+        let started = json!({"uuid": self.uuid, "started_at": T0, "strategy": "app"}).to_string();
         assert_eq!(
             h.call("POST", "/initMarathonApp", Some(&started), &[])
                 .await
@@ -131,7 +132,7 @@ impl MarathonTask<'_> {
                 container += 1;
                 container_cpu = 0.0;
                 let body =
-                    json!({"uuid": self.uuid, "started_at": now, "restored": true}).to_string();
+                    json!({"uuid": self.uuid, "started_at": now, "restored": true, "strategy": "app"}).to_string();
                 assert_eq!(
                     h.call("POST", "/initMarathonApp", Some(&body), &[]).await.0,
                     StatusCode::OK

@@ -192,7 +192,7 @@ impl Controller {
         }
         if !ctx.in_framework && decision.resize_to().is_some() {
             decision = hold_with(
-                decision,
+                &decision,
                 "but the framework does not have the job yet; resizing once it does",
             );
         }
@@ -268,7 +268,7 @@ impl Controller {
 }
 
 /// `decision` turned into a hold (its class kept), with `why` appended to its reason.
-fn hold_with(decision: Decision, why: &str) -> Decision {
+fn hold_with(decision: &Decision, why: &str) -> Decision {
     Decision::hold(
         decision.class,
         format!("{}; {why}", decision.reason),

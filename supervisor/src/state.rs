@@ -4,7 +4,7 @@
 //! to the [`crate::store::Store`] while the lock is held — so the database sees changes in the
 //! order they happened — and awaited after the lock is released.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -527,7 +527,6 @@ mod tests {
                 job,
                 meta: JobMeta {
                     report_token: "token".into(),
-                    containers: ["c1".to_owned()].into(),
                     want: Some(Cpus::from_milli(1300)),
                     ..JobMeta::default()
                 },
@@ -567,7 +566,12 @@ mod tests {
         .resolve(0.0);
         let mut c = entry("c", Job::iterative("c", qos, 60, Cpus::ONE), &store);
         let mut m = entry("m", Job::continuous("m", qos, Cpus::ONE), &store);
-        m.p.job.observe(Observation::Started { at: 0.0 }).unwrap();
+        m.p.job
+            .observe(Observation::Started {
+                at: 0.0,
+                restored: None,
+            })
+            .unwrap();
         for k in 0..60u32 {
             let t = f64::from(k) * 10.0;
             c.p.job
@@ -604,7 +608,10 @@ mod tests {
                         .unwrap();
                 }
                 m.p.job
-                    .observe(Observation::Restored { at: t + 3.0 })
+                    .observe(Observation::Started {
+                        at: t + 3.0,
+                        restored: Some(true),
+                    })
                     .unwrap();
             }
             if k == 41 {

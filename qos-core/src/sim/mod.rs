@@ -1041,7 +1041,7 @@ impl Sim {
             node,
             unplaced_room,
             in_framework: j.submitted,
-            idle_for: (j.state == Some(TaskState::Waiting)).then(|| now - j.waiting_since),
+            idle_for: (j.state == Some(TaskState::Waiting)).then_some(now - j.waiting_since),
         }
     }
 

@@ -16,7 +16,9 @@
 //! releases it when the process dies, however it dies), and `<cluster id>.json` with what must be
 //! cleaned: the agents' cgroup paths, the process tasks' pids (with their start times, so a
 //! reused pid is never killed), the metadata and work directories, whether tasks ran in Docker
-//! (their containers carry the label `qos-testbed.cluster=<cluster id>`). A testbed that starts
+//! (their containers carry the label `qos-testbed.cluster=<cluster id>`); it is rewritten whole
+//! through `<cluster id>.json.tmp`, which a testbed killed mid-rewrite leaves and the recovery
+//! reads too. A testbed that starts
 //! takes every record whose lock it can take — its owner is dead — cleans what it lists and
 //! deletes it. Records of live testbeds (their lock is held) are never touched, so testbeds may
 //! share a `state_dir` and a cgroup prefix.
@@ -97,6 +99,11 @@ fn record_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.json"))
 }
 
+/// The record being rewritten (renamed over the record once written).
+fn record_tmp_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.json.tmp"))
+}
+
 /// The `starttime` field of `/proc/<pid>/stat`, if the process exists.
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -138,7 +145,7 @@ impl Registry {
     fn write(&self) -> std::io::Result<()> {
         let rec = self.lock().clone();
         let path = record_path(&self.dir, &rec.cluster_id);
-        let tmp = path.with_extension("json.tmp");
+        let tmp = record_tmp_path(&self.dir, &rec.cluster_id);
         let mut f = File::create(&tmp)?;
         // No fsync: the record must survive the testbed's death, which keeps the page cache
         // (a machine that loses power loses its processes and cgroups too).
@@ -208,9 +215,24 @@ where
         let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
-        let record: Option<Record> = fs::read(record_path(dir, id))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        // A testbed killed while it rewrote its record leaves the new one under its temporary
+        // name (complete when it parses: it is written at once): its tasks count too, each one
+        // killed only if its pid still has the recorded start time.
+        let read = |p: &Path| -> Option<Record> {
+            fs::read(p)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        };
+        let newer = read(&record_tmp_path(dir, id));
+        let record = match (read(&record_path(dir, id)), newer) {
+            (Some(mut rec), Some(newer)) => {
+                for (task, p) in newer.tasks {
+                    rec.tasks.entry(task).or_insert(p);
+                }
+                Some(rec)
+            }
+            (rec, newer) => rec.or(newer),
+        };
         if let Some(rec) = record {
             let mut r = clean(&rec);
             if let Some(host) = rec.docker_host.clone() {
@@ -237,6 +259,7 @@ where
             out.push(r);
         }
         let _ = fs::remove_file(record_path(dir, id));
+        let _ = fs::remove_file(record_tmp_path(dir, id));
         let _ = fs::remove_file(dir.join(&name));
         drop(lock);
     }
@@ -356,13 +379,6 @@ mod tests {
             ..Record::default()
         };
         dead.tasks.insert(
-            "t1".into(),
-            TaskProcess {
-                pid,
-                start: start_ticks(pid).unwrap(),
-            },
-        );
-        dead.tasks.insert(
             "t2".into(),
             TaskProcess {
                 pid: std::process::id(),
@@ -375,6 +391,19 @@ mod tests {
             serde_json::to_vec(&dead).unwrap(),
         )
         .unwrap();
+        // It died while it recorded its task t1: the rewritten record was not renamed yet.
+        dead.tasks.insert(
+            "t1".into(),
+            TaskProcess {
+                pid,
+                start: start_ticks(pid).unwrap(),
+            },
+        );
+        fs::write(
+            record_tmp_path(dir.path(), "dead"),
+            serde_json::to_vec(&dead).unwrap(),
+        )
+        .unwrap();
         let done = recover(dir.path(), |_, _| async { Ok(Vec::new()) }).await;
         assert_eq!(done.len(), 1, "{done:?}");
         assert_eq!(done[0].cluster_id, "dead");
@@ -383,6 +412,7 @@ mod tests {
         assert!(!status.success(), "killed: {status:?}");
         assert!(!lock_path(dir.path(), "dead").exists());
         assert!(!record_path(dir.path(), "dead").exists());
+        assert!(!record_tmp_path(dir.path(), "dead").exists());
         assert!(lock_path(dir.path(), "live").exists());
         live.task_started("x", std::process::id());
         let rec: Record =

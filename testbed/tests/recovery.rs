@@ -66,6 +66,63 @@ fn procs(cg: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// What a failed run leaves is killed and removed: the tasks' processes and the prefix's cgroups
+/// in every hierarchy (children first). A passing run leaves nothing for it to do.
+struct Leftovers {
+    prefix: String,
+    pids: Vec<u32>,
+    /// The testbeds' logs, shown when the run failed.
+    logs: Vec<PathBuf>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.pids {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat"));
+                eprintln!(
+                    "task process {p}: {}",
+                    stat.as_deref().unwrap_or("gone").trim()
+                );
+            }
+            for l in &self.logs {
+                let text = std::fs::read_to_string(l).unwrap_or_default();
+                eprintln!("--- {}\n{text}", l.display());
+            }
+        }
+        for p in &self.pids {
+            if alive(*p) {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(*p).unwrap_or(i32::MAX));
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        // A cgroup is removable once its processes have exited.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while self.pids.iter().any(|p| alive(*p)) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        fn remove(dir: &Path) {
+            if let Ok(d) = std::fs::read_dir(dir) {
+                for e in d
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                {
+                    remove(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let dir = h.path().join(&self.prefix);
+                if dir.exists() {
+                    remove(&dir);
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_testbed_kills_what_a_killed_one_left() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -109,8 +166,12 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
         )
         .await
         .unwrap();
-    // Both running, each in its cgroup, with the processes of each.
+    // Both running, each in its cgroup, with the processes of each. Only a RUNNING task's
+    // `container` names its cgroup: a STAGING one has none yet (an empty string, which joined to
+    // the hierarchy's root would list every process of the machine, and a STAGING task's
+    // process may not have been started when the testbed dies).
     let cpu = PathBuf::from("/sys/fs/cgroup/cpu");
+    let ours = cpu.join(&prefix);
     let (cgroups, pids) = wait_for("two running tasks", Duration::from_secs(20), || async {
         let state = agent_state(&urls).await;
         let executors: Vec<Value> = state["frameworks"]
@@ -118,14 +179,36 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
             .iter()
             .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
             .collect();
-        let cgroups: Vec<PathBuf> = executors
-            .iter()
-            .filter_map(|e| e["container"].as_str().map(|c| cpu.join(c)))
-            .collect();
-        let pids: Vec<u32> = cgroups.iter().flat_map(|c| procs(c)).collect();
-        (cgroups.len() == 2 && pids.len() >= 3).then_some((cgroups, pids))
+        let mut cgroups = Vec::new();
+        let mut pids = Vec::new();
+        for e in &executors {
+            if e["tasks"][0]["state"] != "TASK_RUNNING" {
+                return None;
+            }
+            let cg = cpu.join(e["container"].as_str().filter(|c| !c.is_empty())?);
+            assert!(
+                cg.starts_with(&ours),
+                "{} is not the testbed's",
+                cg.display()
+            );
+            let p = procs(&cg);
+            // The app's shell and its TERM-ignoring child; the job's shell (and its `sleep`
+            // when the shell does not exec its last command).
+            let chronos = e["id"].as_str().is_some_and(|i| i.starts_with("ct:"));
+            if p.len() < if chronos { 1 } else { 2 } {
+                return None;
+            }
+            cgroups.push(cg);
+            pids.extend(p);
+        }
+        (cgroups.len() == 2).then_some((cgroups, pids))
     })
     .await;
+    let _leftovers = Leftovers {
+        prefix: prefix.clone(),
+        pids: pids.clone(),
+        logs: vec![dir.path().join("first.log"), dir.path().join("second.log")],
+    };
     let meta: Vec<PathBuf> = std::fs::read_dir(dir.path().join("meta"))
         .unwrap()
         .flatten()
@@ -136,7 +219,8 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
     // kill -9: nothing of the testbed runs its shutdown.
     first.kill().unwrap();
     first.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still there once the testbed is reaped; that they are still there when the next testbed
+    // looks is shown by its list of what it killed (read from the cgroups before killing).
     for p in &pids {
         assert!(alive(*p), "{p} died with the testbed: nothing to recover");
     }

@@ -131,7 +131,8 @@ impl Controller {
     /// The verdict on `job` in `ctx`.
     pub fn decide(&self, job: &Job, ctx: &Context) -> Verdict {
         let now = ctx.now;
-        let waiting = ctx.idle_for.is_some_and(|t| t >= WAIT_GRACE);
+        let waited = ctx.idle_for.filter(|&t| t >= WAIT_GRACE);
+        let waiting = waited.is_some();
         let mode = self.mode_for(job, ctx);
         let policy = self.policy.with_resize_mode(mode);
         let here = match (&ctx.node, waiting) {
@@ -148,7 +149,7 @@ impl Controller {
             (Some(h), Some(e)) => Some(h.max(e)),
             (h, e) => h.or(e),
         };
-        let mut decision = policy.decide_placing(job, now, widest(here), waiting);
+        let mut decision = policy.decide_placing(job, now, widest(here), waited);
         let mut want = None;
         if policy.arbitrates() {
             let wanted = policy
@@ -172,7 +173,7 @@ impl Controller {
                 // not shrunk for another's sake (that would cost it a restart, and the other a
                 // wait for the CPUs to free).
                 let granted = here.map_or(grant, |c| c.min(grant.max(job.cpus)));
-                decision = policy.decide_placing(job, now, widest(Some(granted)), false);
+                decision = policy.decide_placing(job, now, widest(Some(granted)), None);
                 if grant < wanted {
                     decision.reason += &format!(
                         "; the node is short: its CPUs go to jobs with less slack first (grant {grant} of the {wanted} it wants)"

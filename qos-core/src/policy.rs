@@ -64,21 +64,21 @@ impl Policy {
     /// node (its allocation plus the node's free CPU); the thesis policy ignores it, as the
     /// original did.
     pub fn decide(&self, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
-        self.decide_placing(job, now, cap, false)
+        self.decide_placing(job, now, cap, None)
     }
 
-    /// [`Policy::decide`] for a job whose next task may be `waiting` for a node with room (`cap`
-    /// is then what the roomiest node has free).
+    /// [`Policy::decide`] for a job whose next task may have `waited` seconds for a node with
+    /// room (`cap` is then what the roomiest node has free).
     pub fn decide_placing(
         &self,
         job: &Job,
         now: f64,
         cap: Option<Cpus>,
-        waiting: bool,
+        waited: Option<f64>,
     ) -> Decision {
         match self {
             Self::Thesis(c) => thesis::decide(c, job, now),
-            Self::Predictive(c) => predictive::decide_placing(c, job, now, cap, waiting),
+            Self::Predictive(c) => predictive::decide_placing(c, job, now, cap, waited),
             Self::Static(c) => {
                 let d = predictive::decide(c, job, now, cap);
                 if matches!(d.action, Action::Resize { .. }) {

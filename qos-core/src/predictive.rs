@@ -449,17 +449,17 @@ pub fn margin(cfg: &PredictiveConfig, job: &Job) -> f64 {
 /// The predictive decision for `job` at `now`; `cap` is the most the job may get on its node
 /// (its current allocation plus the node's free CPU), `None` for no node limit.
 pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
-    decide_placing(cfg, job, now, cap, false)
+    decide_placing(cfg, job, now, cap, None)
 }
 
-/// [`decide`] for a job whose next task may be `waiting` for a node with room: then the
-/// decision taken at its last report is taken again with what is free now (`cap`).
+/// [`decide`] for a job whose next task may have `waited` seconds for a node with room: then
+/// the decision taken at its last report is taken again with what is free now (`cap`).
 pub fn decide_placing(
     cfg: &PredictiveConfig,
     job: &Job,
     now: f64,
     cap: Option<Cpus>,
-    waiting: bool,
+    waited: Option<f64>,
 ) -> Decision {
     if let Some(done) = Decision::completed(job) {
         return done;
@@ -474,7 +474,8 @@ pub fn decide_placing(
     };
     // Its next task waits for a node with room for it: nothing runs meanwhile, so the remaining
     // work starts from now at the earliest.
-    let waiting = waiting && cap.is_some_and(|c| job.cpus > c);
+    let waited = waited.filter(|_| cap.is_some_and(|c| job.cpus > c));
+    let waiting = waited.is_some();
     if waiting {
         f.from = f.from.max(now);
     }
@@ -515,8 +516,10 @@ pub fn decide_placing(
     // A resize that restarts a running task (not one that has not started yet).
     if waiting && current > hi && hi >= lo {
         // Its next task waits for a node with room for `current`. If what the roomiest node has
-        // free still meets the deadline, start it now with that; a task started too small
-        // cannot be helped until it ends, so otherwise it waits for room.
+        // free still meets the deadline, start it now with that. Otherwise a task started too
+        // small cannot be helped until it ends (an iteration, or a restart away), while the wait
+        // may end any moment or never: wait as long as starting now at `hi` would cost, then
+        // start at `hi` (the ski-rental rule: never more than twice the better choice's loss).
         return match f.needed(target, lo, hi, cfg.granularity) {
             Some(to) => Decision {
                 class: classify(job, f.finish(to), margin),
@@ -527,13 +530,40 @@ pub fn decide_placing(
                 ),
                 figures,
             },
-            None => Decision::hold(
-                classify(job, pred_now, margin),
-                format!(
-                    "{basis}; its next task waits for a node with {current} CPU free: the roomiest has {hi}, too little to finish in time"
-                ),
-                figures,
-            ),
+            None => {
+                let w = waited.unwrap_or(0.0);
+                // What starting now at `hi` costs against starting now at `current`: for an
+                // iterative job one unit (the next one is sized again), else all that is left.
+                let per = if job.framework_is_iterative() {
+                    f.units.max(1.0)
+                } else {
+                    1.0
+                };
+                let cost = (f.finish(hi) - f.finish(current)) / per;
+                if hi > Cpus::ZERO && w >= cost {
+                    Decision {
+                        class: classify(job, f.finish(hi), margin),
+                        action: Action::Resize { cpus: hi },
+                        reason: format!(
+                            "{basis}; its next task has waited {w:.0} s for a node with {current} CPU free, as long as starting it now at the roomiest node's {hi} CPU costs ({cost:.0} s{}): start it now at {hi} CPU",
+                            if per > 1.0 {
+                                " for its next iteration"
+                            } else {
+                                ""
+                            }
+                        ),
+                        figures,
+                    }
+                } else {
+                    Decision::hold(
+                        classify(job, pred_now, margin),
+                        format!(
+                            "{basis}; its next task waits for a node with {current} CPU free: the roomiest has {hi}, too little to finish in time; it waits up to {cost:.0} s (what starting now at {hi} CPU would cost), {w:.0} s so far"
+                        ),
+                        figures,
+                    )
+                }
+            }
         };
     }
     let restart = cfg.resize_mode == ResizeMode::Restart
@@ -866,6 +896,39 @@ mod tests {
         assert_eq!(d.class, Class::AtRisk);
         assert_eq!(d.resize_to(), Some(Cpus::from_milli(1500)));
         assert!(d.reason.contains("late"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_waiting_task_waits_as_long_as_starting_small_would_cost_then_starts() {
+        // 10 iterations of 130 s due in 1800 s: needs 2 CPU, and its next task waits for a node
+        // with 2 CPU free while the roomiest has 1. Starting the next iteration at 1 CPU costs
+        // that iteration's slowdown; waiting costs what it waits.
+        let cfg = PredictiveConfig::default();
+        let mut job = chronos(10, 130.0, 1800.0);
+        job.observe(Observation::Resized {
+            at: 0.0,
+            cpus: Cpus::from_milli(2000),
+            restart: false,
+        })
+        .unwrap();
+        report(&mut job, 40.0, 140.0);
+        let room = Some(Cpus::ONE);
+        let f = forecast(&cfg, &job, 150.0).unwrap();
+        let slowdown = f.time(Cpus::ONE) - f.time(Cpus::from_milli(2000));
+        assert!(slowdown > 20.0, "{slowdown}");
+        let early = decide_placing(&cfg, &job, 150.0, room, Some(slowdown / 2.0));
+        assert_eq!(early.action, Action::Hold, "{early:?}");
+        assert!(early.reason.contains("it waits up to"), "{}", early.reason);
+        let late = decide_placing(&cfg, &job, 150.0, room, Some(slowdown + 1.0));
+        assert_eq!(late.resize_to(), Some(Cpus::ONE), "{late:?}");
+        assert!(
+            late.reason.contains("start it now at 1 CPU"),
+            "{}",
+            late.reason
+        );
+        // Not waiting (room enough, or no wait reported): the usual decision.
+        let d = decide_placing(&cfg, &job, 150.0, Some(Cpus::from_milli(2000)), Some(1e6));
+        assert_ne!(d.resize_to(), Some(Cpus::ONE), "{d:?}");
     }
 
     #[test]

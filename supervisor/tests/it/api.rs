@@ -114,9 +114,19 @@ async fn thesis_routes_as_the_thesis_sends_them() {
     assert_eq!(s, StatusCode::OK);
     let reports = job["reports"].as_array().expect("reports");
     assert_eq!(reports.len(), 2, "{job}");
-    // Filled in from the allocation at the time (`control.default_cpus`: nothing said at
-    // registration), whatever was decided since.
-    assert_eq!(reports[0]["cpus"], 1.0, "{job}");
+    // Filled in from the allocation in force when it arrived: `control.default_cpus` (nothing
+    // said at registration), or what the registration's decision resized it to if that was
+    // applied first (the decision runs beside the requests: either may come first).
+    let mut allowed = vec![1.0];
+    allowed.extend(
+        job["resize_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["to"].as_f64()),
+    );
+    let filled = reports[0]["cpus"].as_f64().unwrap();
+    assert!(allowed.contains(&filled), "{filled} not in {allowed:?}: {job}");
     assert_eq!(reports[1]["cpus"], 0.4, "as reported");
     assert_eq!(job["remaining_iterations"], 2, "{job}");
     assert_eq!(job["framework"], "chronos");

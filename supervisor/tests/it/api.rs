@@ -761,10 +761,7 @@ async fn the_frameworks_client_speaks_this_api() {
         ..Opts::default()
     })
     .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = h.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (url, server) = h.serve_tcp().await;
     let admin =
         SupervisorClient::new(&Credentials::new(&url).unwrap().with_bearer_token(ADMIN)).unwrap();
     let anon = SupervisorClient::new(&Credentials::new(&url).unwrap()).unwrap();

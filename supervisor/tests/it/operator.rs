@@ -254,10 +254,7 @@ async fn the_frameworks_client_resizes_a_job() {
     let h = Harness::start(o).await;
     let u = uuid(44);
     running_job(&h, &u, "op-client").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = h.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (url, server) = h.serve_tcp().await;
     let admin =
         SupervisorClient::new(&Credentials::new(&url).unwrap().with_bearer_token(ADMIN)).unwrap();
     let done = admin.resize_job(&u, 0.7).await.unwrap();

@@ -175,6 +175,15 @@ impl Harness {
         .await
     }
 
+    /// Serves the router over TCP on a free loopback port: its base URL and the server task.
+    pub(crate) async fn serve_tcp(&self) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = self.router.clone();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, server)
+    }
+
     pub(crate) async fn admin(
         &self,
         method: &str,

@@ -168,8 +168,8 @@ struct Recording {
     by_task: BTreeMap<String, Vec<Sample>>,
 }
 
-fn sampler(layout: Layout, prefix: String, stop: Arc<AtomicBool>, rec: Arc<Mutex<Recording>>) {
-    let root = layout.tasks_root(&prefix);
+fn sampler(layout: &Layout, prefix: &str, stop: &AtomicBool, rec: &Mutex<Recording>) {
+    let root = layout.tasks_root(prefix);
     let mut tasks: Vec<PathBuf> = Vec::new();
     let mut last_list = Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
@@ -188,7 +188,7 @@ fn sampler(layout: Layout, prefix: String, stop: Arc<AtomicBool>, rec: Arc<Mutex
             last_list = Instant::now();
         }
         for rel in &tasks {
-            if let Some((usage_ns, quota_us)) = layout.read(&prefix, rel) {
+            if let Some((usage_ns, quota_us)) = layout.read(prefix, rel) {
                 let key = rel.display().to_string();
                 let mut r = rec
                     .lock()
@@ -500,7 +500,7 @@ async fn measure(
             Arc::clone(&stop),
             Arc::clone(&rec),
         );
-        std::thread::spawn(move || sampler(layout, prefix, stop, rec))
+        std::thread::spawn(move || sampler(&layout, &prefix, &stop, &rec))
     };
     let result = async {
         // The task runs and has used a second of CPU.

@@ -126,7 +126,10 @@ async fn thesis_routes_as_the_thesis_sends_them() {
             .filter_map(|r| r["to"].as_f64()),
     );
     let filled = reports[0]["cpus"].as_f64().unwrap();
-    assert!(allowed.contains(&filled), "{filled} not in {allowed:?}: {job}");
+    assert!(
+        allowed.contains(&filled),
+        "{filled} not in {allowed:?}: {job}"
+    );
     assert_eq!(reports[1]["cpus"], 0.4, "as reported");
     assert_eq!(job["remaining_iterations"], 2, "{job}");
     assert_eq!(job["framework"], "chronos");

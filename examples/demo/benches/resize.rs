@@ -190,9 +190,7 @@ fn sampler(layout: &Layout, prefix: &str, stop: &AtomicBool, rec: &Mutex<Recordi
         for rel in &tasks {
             if let Some((usage_ns, quota_us)) = layout.read(prefix, rel) {
                 let key = rel.display().to_string();
-                let mut r = rec
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut r = locked(rec);
                 if !r.by_task.contains_key(&key) {
                     r.order.push(key.clone());
                 }
@@ -205,6 +203,12 @@ fn sampler(layout: &Layout, prefix: &str, stop: &AtomicBool, rec: &Mutex<Recordi
         }
         std::thread::sleep(SAMPLE_EVERY);
     }
+}
+
+/// The recording, whether or not the sampler panicked while holding it.
+fn locked(rec: &Mutex<Recording>) -> std::sync::MutexGuard<'_, Recording> {
+    rec.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// CPU-seconds used by the task by `t` (interpolated; 0 before its first reading).
@@ -508,9 +512,7 @@ async fn measure(
         loop {
             stack.check_alive()?;
             let used = {
-                let r = rec
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let r = locked(&rec);
                 r.order
                     .first()
                     .and_then(|t| r.by_task.get(t))
@@ -560,9 +562,7 @@ async fn measure(
             loop {
                 stack.check_alive()?;
                 let reached = {
-                    let r = rec
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let r = locked(&rec);
                     let task = if mode.restart() {
                         r.order.get(i + 1)
                     } else {
@@ -597,9 +597,7 @@ async fn measure(
         })
         .unwrap_or(0);
     let _ = client.cancel_job(&uuid).await;
-    let rec = rec
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rec = locked(&rec);
     let figures = analyse(mode, &made, &rec, &stack.sandboxes(), per_solve);
     write_details(&stack.logs.join("resizes.tsv"), &made, &figures)?;
     write_samples(&stack.logs.join("samples.tsv"), &rec)?;

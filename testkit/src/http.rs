@@ -1,6 +1,8 @@
-//! The fakes over real HTTP: a loopback server per fake with the routes the real clients use.
+//! The fakes over real HTTP: a loopback server per fake with the routes the real clients use,
+//! and [`Faults`]: a switch that makes a served fake fail as a sick framework does (5xx, 409,
+//! garbage, no answer at all) — the fault suite's injection.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -69,11 +71,95 @@ fn flag(q: &Map<String, Value>, name: &str) -> bool {
     q.get(name).and_then(Value::as_str) == Some("true")
 }
 
+/// What a faulty server does with each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers as the fake does.
+    None,
+    /// This HTTP status, with a short JSON `message`.
+    Status(u16),
+    /// Marathon's 409 "locked by a deployment" (with the `deployments` array).
+    Locked,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// Never answers (the connection stays open until the client gives up).
+    Hang,
+}
+
+/// The switch of a server served with faults: which [`Fault`] it injects now, and how many
+/// requests it has faulted.
+#[derive(Debug, Clone)]
+pub struct Faults(Arc<Mutex<(Fault, u64)>>);
+
+impl Faults {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new((Fault::None, 0))))
+    }
+
+    /// From now on, every request gets `fault`.
+    pub fn set(&self, fault: Fault) {
+        crate::lock(&self.0).0 = fault;
+    }
+
+    /// Requests faulted so far.
+    #[must_use]
+    pub fn injected(&self) -> u64 {
+        crate::lock(&self.0).1
+    }
+}
+
+async fn inject(
+    State(faults): State<Faults>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let fault = {
+        let mut f = crate::lock(&faults.0);
+        if f.0 != Fault::None {
+            f.1 += 1;
+        }
+        f.0
+    };
+    match fault {
+        Fault::None => next.run(req).await,
+        Fault::Status(code) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(json!({"message": format!("injected {code}")})),
+        )
+            .into_response(),
+        Fault::Locked => (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"message": "App is locked by one or more deployments. Override with the option '?force=true'.", "deployments": [{"id": "injected-deployment"}]})),
+        )
+            .into_response(),
+        Fault::Garbage => (StatusCode::OK, "<html>\u{0}\u{7f} not json {{{").into_response(),
+        Fault::Hang => std::future::pending().await,
+    }
+}
+
 /// Serves `fake` as Marathon's `/v2/apps` API.
 ///
 /// # Errors
 /// When no loopback port can be bound.
 pub async fn serve_marathon(fake: Arc<FakeMarathon>) -> std::io::Result<Served> {
+    serve(marathon_router(fake)).await
+}
+
+/// Serves `fake` as Marathon's `/v2/apps` API, failing every request as the returned switch
+/// says ([`Fault::None`] at first).
+///
+/// # Errors
+/// When no loopback port can be bound.
+pub async fn serve_marathon_with_faults(
+    fake: Arc<FakeMarathon>,
+) -> std::io::Result<(Served, Faults)> {
+    let faults = Faults::new();
+    let router =
+        marathon_router(fake).layer(axum::middleware::from_fn_with_state(faults.clone(), inject));
+    Ok((serve(router).await?, faults))
+}
+
+fn marathon_router(fake: Arc<FakeMarathon>) -> Router {
     async fn get_app(State(f): State<Arc<FakeMarathon>>, Path(id): Path<String>) -> Response {
         match f.get_app(&id).await {
             Ok(app) => axum::Json(json!({"app": app})).into_response(),
@@ -117,14 +203,13 @@ pub async fn serve_marathon(fake: Arc<FakeMarathon>) -> std::io::Result<Served> 
             Err(e) => error(&e),
         }
     }
-    let router = Router::new()
+    Router::new()
         .route(
             "/v2/apps/{*id}",
             get(get_app).put(put_app).delete(delete_app),
         )
         .route("/v2/deployments", get(|| async { axum::Json(json!([])) }))
-        .with_state(fake);
-    serve(router).await
+        .with_state(fake)
 }
 
 /// Serves `fake` as Chronos 2.x (`/scheduler/*`).

@@ -259,6 +259,12 @@ pub(crate) fn uuid(n: u32) -> String {
 
 pub(crate) use testkit::services::{Proc, start_json_line};
 
+/// `target/` (the test binary is `target/<profile>/deps/it-…`).
+pub(crate) fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
 /// Whether a missing tool must fail the test instead of skipping it.
 pub(crate) fn required(flag: &str) -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")

@@ -7,7 +7,7 @@
 //! Without `chromium` on the PATH the test is skipped with a notice, unless `CI` or
 //! `QOS_REQUIRE_CHROMIUM=1` is set, then it fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use testkit::http::{serve_chronos, serve_marathon};
 use testkit::{FakeChronos, FakeMarathon};
 
-use crate::support::{get_json, on_path, required, seed_jobs, start_supervisor, uuid};
+use crate::support::{get_json, on_path, required, seed_jobs, start_supervisor, target_dir, uuid};
 
 /// Output of one headless run.
 struct Run {
@@ -76,12 +76,6 @@ fn console_errors(stderr: &str) -> Vec<&str> {
         .lines()
         .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
         .collect()
-}
-
-fn target_dir() -> PathBuf {
-    // target/<profile>/deps/it-…
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

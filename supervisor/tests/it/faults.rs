@@ -169,14 +169,14 @@ async fn chronos_jobs(
 fn reporters(
     jobs: &[(String, String, String)],
     iterations: u32,
-    url: Arc<std::sync::Mutex<String>>,
-    acked: Arc<AtomicU64>,
+    url: &Arc<std::sync::Mutex<String>>,
+    acked: &Arc<AtomicU64>,
 ) -> Vec<tokio::task::JoinHandle<u32>> {
     let base = now();
     jobs.iter()
         .cloned()
         .map(|(u, name, token)| {
-            let (url, acked) = (Arc::clone(&url), Arc::clone(&acked));
+            let (url, acked) = (Arc::clone(url), Arc::clone(acked));
             tokio::spawn(async move {
                 let c = reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
@@ -233,7 +233,7 @@ async fn faults_supervisor_kill9_under_a_report_stream_loses_nothing() {
     let shared = Arc::new(std::sync::Mutex::new(url.clone()));
     let acked = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
-    let tasks = reporters(&jobs, iterations, Arc::clone(&shared), Arc::clone(&acked));
+    let tasks = reporters(&jobs, iterations, &shared, &acked);
     let mut back = Vec::new();
     let kills = 3;
     for k in 1..=kills {
@@ -505,8 +505,8 @@ async fn faults_hostile_inputs_under_load() {
     let tasks = reporters(
         &jobs,
         iterations,
-        Arc::new(std::sync::Mutex::new(url.clone())),
-        Arc::clone(&acked),
+        &Arc::new(std::sync::Mutex::new(url.clone())),
+        &acked,
     );
 
     // Each hostile request on a connection of its own, as an attacker's would be (after a 413
@@ -1185,7 +1185,7 @@ async fn disk_full() {
         json!({"fault": "the database's file system full (3 MB tmpfs)",
             "load": format!("1 reporter, {} reports acked", acked.len()), "survived": 1,
             "acked": acked.len(), "lost": lost,
-            "detail": format!("{} refused with 503 storage_full ({message}), all taken when re-sent after space returned; {filled} filler bytes", refused.len())}),
+            "detail": format!("{} refused with 503 storage_full ({message}); {retried} re-sent and taken after space returned; {filled} filler bytes", refused.len())}),
     );
     assert_eq!(lost, 0, "acknowledged reports missing after kill -9");
     let log = std::fs::read_to_string(&log).unwrap_or_default();

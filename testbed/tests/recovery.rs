@@ -5,65 +5,27 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use frameworks::{Credentials, MarathonApp, MarathonClient};
 use serde_json::{Value, json};
 use support::*;
 
-/// `testbed serve` on a free port; returns it and its URLs (its log in `dir/<tag>.log`).
-fn serve(dir: &Path, prefix: &str, tag: &str) -> (Child, Value) {
-    let log = std::fs::File::create(dir.join(format!("{tag}.log"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--agents",
-            "1",
-            "--cpus-per-agent",
-            "2",
-        ])
-        .args(["--cgroup-prefix", prefix])
-        .arg("--meta-dir")
-        .arg(dir.join("meta"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--work-dir")
-        .arg(dir.join("work"))
-        .env("RUST_LOG", "testbed=info")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let urls = serde_json::from_str(&line).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {line:?}\n{}",
-            std::fs::read_to_string(dir.join(format!("{tag}.log"))).unwrap_or_default()
-        )
-    });
-    (child, urls)
+/// `testbed serve` on a free port, on the state under `dir`; returns it and its URLs.
+fn serve(dir: &Path, prefix: &str, tag: &str) -> (testkit::services::Proc, Value) {
+    testkit::services::testbed(
+        Path::new(env!("CARGO_BIN_EXE_testbed")),
+        dir,
+        prefix,
+        "127.0.0.1:0",
+        tag,
+    )
 }
 
 async fn agent_state(urls: &Value) -> Value {
     let url = format!("{}/state", urls["agents"][0].as_str().unwrap());
     reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
-/// Pids in a cgroup (the cpu hierarchy's `cgroup.procs`).
-fn procs(cg: &Path) -> Vec<u32> {
-    std::fs::read_to_string(cg.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
 }
 
 /// What a failed run leaves is killed and removed: the tasks' processes and the prefix's cgroups
@@ -191,7 +153,7 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
                 "{} is not the testbed's",
                 cg.display()
             );
-            let p = procs(&cg);
+            let p = testkit::procs::in_cgroup(&cg);
             // The app's shell and its TERM-ignoring child; the job's shell (and its `sleep`
             // when the shell does not exec its last command).
             let chronos = e["id"].as_str().is_some_and(|i| i.starts_with("ct:"));
@@ -217,8 +179,8 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
     assert_eq!(meta.len(), 1, "one agent's metadata");
 
     // kill -9: nothing of the testbed runs its shutdown.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     // Still there once the testbed is reaped; that they are still there when the next testbed
     // looks is shown by its list of what it killed (read from the cgroups before killing).
     for p in &pids {
@@ -271,10 +233,10 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
         "its .lock and .json"
     );
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(second.id()).unwrap()),
+        nix::unistd::Pid::from_raw(i32::try_from(second.0.id()).unwrap()),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    second.wait().unwrap();
+    second.0.wait().unwrap();
     assert_eq!(records(&dir.path().join("state")), Vec::<String>::new());
 }

@@ -1,5 +1,6 @@
-//! The host's processes, read from `/proc`: which ones show a secret in their arguments (what
-//! `ps` shows every user of the host).
+//! The host's processes, read from `/proc` and the cgroup tree: which ones show a secret in their
+//! arguments (what `ps` shows every user of the host), whether one still runs, how much memory it
+//! holds, which ones a cgroup holds.
 
 use std::path::Path;
 
@@ -27,6 +28,41 @@ pub fn argv_containing(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// Whether process `pid` exists and is not a zombie (a killed process waiting for its parent to
+/// reap it no longer runs).
+#[must_use]
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+/// The resident memory of process `pid` (`VmRSS`), MiB; 0 when it is gone.
+#[must_use]
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The processes in the cgroup at `dir` (its `cgroup.procs`; none when it is gone).
+#[must_use]
+pub fn in_cgroup(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +74,8 @@ mod tests {
         let first = String::from_utf8_lossy(mine.split(|b| *b == 0).next().unwrap()).into_owned();
         assert!(argv_containing(&first).iter().any(|(p, _)| *p == me));
         assert!(argv_containing("no-process-has-this-9f1c2e7a").is_empty());
+        assert!(alive(me) && !alive(u32::MAX));
+        assert!(rss_mb(me) > 0.0);
+        assert!(in_cgroup(Path::new("/nonexistent")).is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! The project's services (supervisor, testbed, cgroup-collector) started as real processes for
 //! end-to-end tests: each prints one JSON line on stdout once it serves, and logs to stderr.
+//! [`testbed`] starts the testbed binary the way the end-to-end tests need it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -52,4 +53,27 @@ pub fn start_json_line(cmd: &mut Command, what: &str, log: &Path) -> (Proc, Valu
         )
     });
     (proc_, v)
+}
+
+/// `testbed serve` (the binary `bin`) with one agent of 2 CPUs, Marathon and Chronos on `listen`
+/// (`127.0.0.1:0`: any port), its cgroups under `prefix`, its metadata, recovery records and
+/// sandboxes under `dir` (`meta`, `state`, `work`: a testbed started again on the same `dir` and
+/// `prefix` recovers what this one left), its log in `dir/<tag>.log`. Returns it and its URLs
+/// (`{"marathon", "chronos", "agents"}`).
+#[must_use]
+pub fn testbed(bin: &Path, dir: &Path, prefix: &str, listen: &str, tag: &str) -> (Proc, Value) {
+    start_json_line(
+        Command::new(bin)
+            .args(["serve", "--listen", listen, "--agents", "1"])
+            .args(["--cpus-per-agent", "2", "--cgroup-prefix", prefix])
+            .arg("--meta-dir")
+            .arg(dir.join("meta"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--work-dir")
+            .arg(dir.join("work"))
+            .env("RUST_LOG", "info"),
+        "testbed",
+        &dir.join(format!("{tag}.log")),
+    )
 }

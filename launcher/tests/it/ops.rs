@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::procs::{alive, in_cgroup as procs};
 use testkit::services::{Proc, start_json_line};
 
 use crate::support::CatchUnwind;
@@ -39,20 +40,8 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let prefix = format!("qos-launcher-ops-{}-{}", std::process::id(), rand_suffix());
-        let (testbed, urls) = start_json_line(
-            Command::new(&bins["testbed"])
-                .args(["serve", "--listen", "127.0.0.1:0", "--agents", "1"])
-                .args(["--cpus-per-agent", "2", "--cgroup-prefix", &prefix])
-                .arg("--meta-dir")
-                .arg(d.join("meta"))
-                .arg("--state-dir")
-                .arg(d.join("state"))
-                .arg("--work-dir")
-                .arg(d.join("work"))
-                .env("RUST_LOG", "debug"),
-            "testbed",
-            &d.join("testbed.log"),
-        );
+        let (testbed, urls) =
+            testkit::services::testbed(&bins["testbed"], d, &prefix, "127.0.0.1:0", "testbed");
         let creds = |file: &str, u: &Value| {
             let p = d.join(file);
             std::fs::write(
@@ -190,27 +179,6 @@ fn rand_suffix() -> String {
             .as_nanos(),
     );
     format!("{:08x}", h.finish() & 0xffff_ffff)
-}
-
-/// Pids in a cgroup (the cpu hierarchy's `cgroup.procs`).
-fn procs(cg: &Path) -> Vec<u32> {
-    std::fs::read_to_string(cg.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// Whether a process exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
 }
 
 /// Polls `check` every 50 ms until it holds, or panics with `what` after `within`.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testkit::http::{Fault, serve_marathon_with_faults};
+use testkit::procs::{alive, in_cgroup, rss_mb};
 use testkit::services::{Proc, start_json_line};
 
 use crate::support::{ADMIN, now, target_dir, uuid};
@@ -83,26 +84,6 @@ fn term(p: &mut Proc) {
 fn kill9(p: &mut Proc) {
     p.0.kill().unwrap();
     p.0.wait().unwrap();
-}
-
-fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn until<F: AsyncFnMut() -> bool>(what: &str, within: Duration, check: F) {
@@ -295,28 +276,10 @@ async fn faults_framework_500_409_garbage_and_silence() {
     let fake = testkit::FakeMarathon::new();
     fake.add_app("/sick", 1.0);
     let (served, faults) = serve_marathon_with_faults(fake.clone()).await.unwrap();
-    let creds = dir.path().join("marathon.json");
-    std::fs::write(
-        &creds,
-        json!({"url": served.url, "user": "", "password": ""}).to_string(),
-    )
-    .unwrap();
-    let toml = dir.path().join("supervisor.toml");
-    std::fs::write(
-        &toml,
-        "[control]\nframework_timeout = 2.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
-    )
-    .unwrap();
-    let (sup, url) = supervisor(
+    let (sup, url) = supervisor_for(
         dir.path(),
-        "sup",
-        "127.0.0.1:0",
-        &[
-            "-m".as_ref(),
-            creds.as_os_str(),
-            "--config".as_ref(),
-            toml.as_os_str(),
-        ],
+        &json!(served.url),
+        "[control]\nframework_timeout = 2.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
     );
     let c = http();
     let u = uuid(0xfa);
@@ -368,7 +331,7 @@ async fn faults_framework_500_409_garbage_and_silence() {
         let (_, job) = admin(&c, "GET", format!("{url}/api/v1/jobs/{u}"), None).await;
         assert_eq!(job["cpus"], 1.0, "{fault:?}: recorded as applied: {job}");
         assert_eq!(fake.cpus("/sick"), Some(1.0));
-        assert!(pid_alive(sup.0.id()));
+        assert!(alive(sup.0.id()));
         survived += 1;
     }
     let injected = faults.injected();
@@ -574,7 +537,7 @@ async fn faults_hostile_inputs_under_load() {
         .text()
         .await
         .unwrap();
-    assert!(pid_alive(sup.0.id()));
+    assert!(alive(sup.0.id()));
     row(
         "faults_hostile_inputs_under_load",
         json!({"fault": "hostile inputs (clocks, sizes, tokens, shapes)",
@@ -602,39 +565,6 @@ fn root(what: &str) -> bool {
     testkit::root_or_skip(available, what)
 }
 
-/// `testbed serve` on one agent (its frameworks on `listen`), its state under `dir`, its log
-/// `dir/<tag>.log`.
-fn testbed(
-    bins: &BTreeMap<String, PathBuf>,
-    dir: &Path,
-    prefix: &str,
-    tag: &str,
-    listen: &str,
-) -> (Proc, Value) {
-    start_json_line(
-        Command::new(&bins["testbed"])
-            .args([
-                "serve",
-                "--listen",
-                listen,
-                "--agents",
-                "1",
-                "--cpus-per-agent",
-                "2",
-            ])
-            .args(["--cgroup-prefix", prefix])
-            .arg("--meta-dir")
-            .arg(dir.join("meta"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--work-dir")
-            .arg(dir.join("work"))
-            .env("RUST_LOG", "info"),
-        "testbed",
-        &dir.join(format!("{tag}.log")),
-    )
-}
-
 /// The cgroup directories (cpu hierarchy) and processes of the agent's running tasks.
 async fn tasks(c: &reqwest::Client, urls: &Value) -> (Vec<PathBuf>, Vec<u32>) {
     let state: Value = match c
@@ -656,16 +586,7 @@ async fn tasks(c: &reqwest::Client, urls: &Value) -> (Vec<PathBuf>, Vec<u32>) {
                 .map(|c| Path::new("/sys/fs/cgroup/cpu").join(c))
         })
         .collect();
-    let pids = cgroups
-        .iter()
-        .flat_map(|cg| {
-            std::fs::read_to_string(cg.join("cgroup.procs"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect();
+    let pids = cgroups.iter().flat_map(|cg| in_cgroup(cg)).collect();
     (cgroups, pids)
 }
 
@@ -687,31 +608,13 @@ fn creds_file(dir: &Path, name: &str, url: &Value) -> PathBuf {
     p
 }
 
-/// `kill -9` of the testbed while a resize's deployment runs (the old task ignoring SIGTERM for
-/// its whole kill grace): the supervisor serves on; a resize while the testbed is down is
-/// refused and not recorded; the restarted testbed kills the orphaned task and removes its
-/// cgroup; the job, whose app the new Marathon does not know, ends `LOST` after
-/// `control.lost_after` answers that it does not exist.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_testbed_kill9_mid_resize() {
-    if !root("kill -9 of the testbed") {
-        return;
-    }
-    let bins = tokio::task::spawn_blocking(|| testkit::bins::workspace_bins(&["testbed"]))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("qos-faults-{}", unique());
-    let (mut bed, urls) = testbed(&bins, dir.path(), &prefix, "testbed-0", "127.0.0.1:0");
-    let creds = creds_file(dir.path(), "marathon.json", &urls["marathon"]);
-    let toml = dir.path().join("supervisor.toml");
-    std::fs::write(
-        &toml,
-        "[control]\nlost_after = 2\nframework_timeout = 3.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
-    )
-    .unwrap();
-    let (sup, url) = supervisor(
-        dir.path(),
+/// The supervisor (with `config`) managing the Marathon at `marathon`, its files in `dir`.
+fn supervisor_for(dir: &Path, marathon: &Value, config: &str) -> (Proc, String) {
+    let creds = creds_file(dir, "marathon.json", marathon);
+    let toml = dir.join("supervisor.toml");
+    std::fs::write(&toml, config).unwrap();
+    supervisor(
+        dir,
         "sup",
         "127.0.0.1:0",
         &[
@@ -720,20 +623,93 @@ async fn faults_testbed_kill9_mid_resize() {
             "--config".as_ref(),
             toml.as_os_str(),
         ],
+    )
+}
+
+/// A testbed, and the supervisor (with `config`) managing its Marathon, each as its binary runs,
+/// their files in `dir`; `bins` holds the binaries of the packages asked for.
+struct Stack {
+    dir: tempfile::TempDir,
+    bins: BTreeMap<String, PathBuf>,
+    prefix: String,
+    bed: Proc,
+    urls: Value,
+    sup: Proc,
+    url: String,
+}
+
+/// The stack, or `None` (with a notice) without root.
+async fn stack(what: &str, packages: &'static [&'static str], config: &str) -> Option<Stack> {
+    if !root(what) {
+        return None;
+    }
+    let bins = tokio::task::spawn_blocking(move || testkit::bins::workspace_bins(packages))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("qos-faults-{}", unique());
+    let (bed, urls) = testkit::services::testbed(
+        &bins["testbed"],
+        dir.path(),
+        &prefix,
+        "127.0.0.1:0",
+        "testbed-0",
     );
-    let c = http();
-    let id = "/faults-mid-resize";
-    let app = json!({"id": id, "cpus": 0.2, "mem": 16, "taskKillGracePeriodSeconds": 5,
-        "cmd": "trap '' TERM; (exec sleep 300) & while :; do sleep 0.2; done",
-        "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}});
-    let marathon = urls["marathon"].as_str().unwrap().to_owned();
+    let (sup, url) = supervisor_for(dir.path(), &urls["marathon"], config);
+    Some(Stack {
+        dir,
+        bins,
+        prefix,
+        bed,
+        urls,
+        sup,
+        url,
+    })
+}
+
+/// Creates a Marathon app (`POST /v2/apps`) on the testbed at `urls`.
+async fn create_app(c: &reqwest::Client, urls: &Value, app: &Value) {
+    let marathon = urls["marathon"].as_str().unwrap();
     let r = c
         .post(format!("{marathon}/v2/apps"))
         .body(app.to_string())
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+}
+
+/// `kill -9` of the testbed while a resize's deployment runs (the old task ignoring SIGTERM for
+/// its whole kill grace): the supervisor serves on; a resize while the testbed is down is
+/// refused and not recorded; the restarted testbed kills the orphaned task and removes its
+/// cgroup; the job, whose app the new Marathon does not know, ends `LOST` after
+/// `control.lost_after` answers that it does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_testbed_kill9_mid_resize() {
+    let Some(Stack {
+        dir,
+        bins,
+        prefix,
+        mut bed,
+        urls,
+        sup,
+        url,
+    }) = stack(
+        "kill -9 of the testbed",
+        &["testbed"],
+        "[control]\nlost_after = 2\nframework_timeout = 3.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
+    )
+    .await
+    else {
+        return;
+    };
+    let c = http();
+    let id = "/faults-mid-resize";
+    let app = json!({"id": id, "cpus": 0.2, "mem": 16, "taskKillGracePeriodSeconds": 5,
+        "cmd": "trap '' TERM; (exec sleep 300) & while :; do sleep 0.2; done",
+        "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}});
+    let marathon = urls["marathon"].as_str().unwrap().to_owned();
+    create_app(&c, &urls, &app).await;
     let mut running = (Vec::new(), Vec::new());
     until(
         "the task running, its deployment done",
@@ -784,7 +760,7 @@ async fn faults_testbed_kill9_mid_resize() {
     kill9(&mut bed);
     let (cgroups, pids) = running;
     assert!(
-        pids.iter().any(|p| pid_alive(*p)),
+        pids.iter().any(|p| alive(*p)),
         "the task must outlive the testbed"
     );
     // Down: refused as unreachable, not recorded, not lost.
@@ -806,9 +782,10 @@ async fn faults_testbed_kill9_mid_resize() {
 
     // Restarted on the same address (as a service manager would), the same state directory.
     let listen = marathon.trim_start_matches("http://").to_owned();
-    let (mut bed2, urls2) = testbed(&bins, dir.path(), &prefix, "testbed-1", &listen);
+    let (mut bed2, urls2) =
+        testkit::services::testbed(&bins["testbed"], dir.path(), &prefix, &listen, "testbed-1");
     until("the orphans killed", Duration::from_secs(15), async || {
-        pids.iter().all(|p| !pid_alive(*p))
+        pids.iter().all(|p| !alive(*p))
     })
     .await;
     for cg in &cgroups {
@@ -839,7 +816,7 @@ async fn faults_testbed_kill9_mid_resize() {
             "acked": 0, "lost": 0,
             "detail": format!("supervisor served on; restarted testbed killed {killed} orphaned process(es) and removed their cgroups; job {} after 2 not-found answers", job["state"].as_str().unwrap_or("?"))}),
     );
-    assert!(pid_alive(sup.0.id()));
+    assert!(alive(sup.0.id()));
     assert_eq!(job["state"], "lost", "{answers:?} {job}");
     assert!(
         job["lost_reason"]
@@ -858,48 +835,30 @@ async fn faults_testbed_kill9_mid_resize() {
 /// `NO_DATA` once its data is stale, and nothing is resized on stale data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_collector_kill9_then_a_future_sample() {
-    if !root("kill -9 of the collector") {
-        return;
-    }
-    let bins = tokio::task::spawn_blocking(|| {
-        testkit::bins::workspace_bins(&["testbed", "cgroup-collector"])
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("qos-faults-{}", unique());
-    let (mut bed, urls) = testbed(&bins, dir.path(), &prefix, "testbed", "127.0.0.1:0");
-    let creds = creds_file(dir.path(), "marathon.json", &urls["marathon"]);
-    let toml = dir.path().join("supervisor.toml");
-    std::fs::write(
-        &toml,
+    let Some(st) = stack(
+        "kill -9 of the collector",
+        &["testbed", "cgroup-collector"],
         "policy = \"predictive\"\n[predictive]\nstale_after = 3.0\n[control]\nperiod = 1.0\n",
     )
-    .unwrap();
-    let (sup, url) = supervisor(
-        dir.path(),
-        "sup",
-        "127.0.0.1:0",
-        &[
-            "-m".as_ref(),
-            creds.as_os_str(),
-            "--config".as_ref(),
-            toml.as_os_str(),
-        ],
-    );
+    .await
+    else {
+        return;
+    };
+    let Stack {
+        dir,
+        bins,
+        prefix,
+        mut bed,
+        urls,
+        sup,
+        url,
+    } = st;
     let c = http();
     let u = uuid(0xc011);
     let id = "/faults-busy";
     let app = json!({"id": id, "cpus": 0.5, "mem": 16, "labels": {"qos.uuid": u},
         "cmd": "exec sh -c 'while :; do :; done'"});
-    let marathon = urls["marathon"].as_str().unwrap().to_owned();
-    let r = c
-        .post(format!("{marathon}/v2/apps"))
-        .body(app.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    create_app(&c, &urls, &app).await;
     let reg = json!({"uuid": u, "name": id, "framework": "marathon", "cpus": 0.5,
         "qos": {"duration": 600, "deadline": 3600, "desv_deadline": 0.2}});
     assert_eq!(
@@ -1008,7 +967,7 @@ async fn faults_collector_kill9_then_a_future_sample() {
         (&json!("NO_DATA"), &cpus),
         "{job}"
     );
-    assert!(pid_alive(sup.0.id()));
+    assert!(alive(sup.0.id()));
     term(&mut bed);
 }
 

@@ -755,16 +755,6 @@ async fn insecure_warns_and_no_token_is_ever_logged() {
     }
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn db_bytes(dir: &std::path::Path) -> u64 {
     ["s.db", "s.db-wal"]
         .iter()
@@ -818,7 +808,7 @@ async fn size_abuse_keeps_memory_and_the_database_bounded() {
     let pid = p.0.id();
     let http = reqwest::Client::new();
     let post = |path: &str, body: String| post_json(&http, format!("{url}{path}"), body);
-    let start_rss = rss_mb(pid);
+    let start_rss = testkit::procs::rss_mb(pid);
     let now = crate::support::now();
     let mut refused = 0;
     // 1. 20 batches with a 7 MB container name.
@@ -870,7 +860,7 @@ async fn size_abuse_keeps_memory_and_the_database_bounded() {
         .text()
         .await
         .unwrap();
-    let after_abuse = rss_mb(pid);
+    let after_abuse = testkit::procs::rss_mb(pid);
     drop(p);
 
     // 5. A flood of held reports of plausible size, until refused, on a fresh supervisor.

@@ -156,13 +156,4 @@ pub fn env_get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 /// Whether a process exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
-}
+pub use testkit::procs::alive;

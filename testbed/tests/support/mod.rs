@@ -156,4 +156,5 @@ pub fn env_get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 /// Whether a process exists and is not a zombie.
+#[allow(unused_imports)] // not every test binary that includes this module uses it
 pub use testkit::procs::alive;

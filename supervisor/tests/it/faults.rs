@@ -728,12 +728,18 @@ async fn faults_testbed_kill9_mid_resize() {
     let u = uuid(0x7b);
     let reg = json!({"uuid": u, "name": id, "framework": "marathon", "cpus": 0.2,
         "qos": {"duration": 100, "deadline": 3600, "desv_deadline": 0.2}});
-    assert_eq!(
-        admin(&c, "POST", format!("{url}/api/v1/jobs"), Some(reg))
-            .await
-            .0,
-        201
-    );
+    let (s, v) = admin(&c, "POST", format!("{url}/api/v1/jobs"), Some(reg)).await;
+    assert_eq!(s, 201, "{v}");
+    // Its task says it started, as shell-trap does: a running job's resize restarts its task (a
+    // job not started yet would simply start with the new size).
+    let started = c
+        .post(format!("{url}/initMarathonApp"))
+        .bearer_auth(v["report_token"].as_str().unwrap())
+        .body(json!({"uuid": u, "started_at": now()}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status().as_u16(), 200, "{:?}", started.text().await);
     let resize = |cpus: f64| {
         admin(
             &c,

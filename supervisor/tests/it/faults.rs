@@ -279,7 +279,9 @@ async fn faults_framework_500_409_garbage_and_silence() {
     let (sup, url) = supervisor_for(
         dir.path(),
         &json!(served.url),
-        "[control]\nframework_timeout = 2.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
+        // Only the operator resizes (`static`): the controller's own decisions, taken beside
+        // these requests, would race them.
+        "policy = \"static\"\n[control]\nframework_timeout = 2.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
     );
     let c = http();
     let u = uuid(0xfa);
@@ -697,7 +699,9 @@ async fn faults_testbed_kill9_mid_resize() {
     }) = stack(
         "kill -9 of the testbed",
         &["testbed"],
-        "[control]\nlost_after = 2\nframework_timeout = 3.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
+        // Only the operator resizes (`static`): a decision of the controller's own would race the
+        // ones this test makes.
+        "policy = \"static\"\n[control]\nlost_after = 2\nframework_timeout = 3.0\nbackoff_base = 0.2\nbackoff_max = 1.0\n",
     )
     .await
     else {

@@ -105,6 +105,11 @@ fn start(dir: &Path, wal_max: u64, chronos: &str) -> (Supervisor, Duration) {
         json!({"url": chronos, "user": "u", "password": "p"}).to_string(),
     )
     .expect("credentials");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("supervisor.log"))
+        .expect("log file");
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
         .arg("--config")
@@ -113,9 +118,9 @@ fn start(dir: &Path, wal_max: u64, chronos: &str) -> (Supervisor, Duration) {
         .arg(&credentials)
         .arg("--db")
         .arg(dir.join("s.db"))
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", "warn,supervisor::control=error")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn the supervisor");
     let mut line = String::new();
@@ -355,6 +360,14 @@ async fn run(o: Options) {
         end.acked as f64 / end.at,
         refused.load(Ordering::Relaxed)
     );
+    if refused.load(Ordering::Relaxed) > 0 {
+        let log = std::fs::read_to_string(dir.path().join("supervisor.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        println!(
+            "  refusals: the supervisor's last log lines:\n  {}",
+            tail.join("\n  ")
+        );
+    }
     println!(
         "WAL: at most {:.2} MB over the run (bound {:.2} MB)",
         wal_max_seen as f64 / 1e6,

@@ -1255,7 +1255,8 @@ pub(crate) async fn load(sh: &Shared) -> Result<Vec<String>, StoreError> {
 }
 
 /// Upkeep of what is stored, every `control.flush_interval`: jobs a failed write may have left
-/// incomplete in the database are written whole again; finished, cleaned-up jobs whose writes
+/// incomplete in the database are written whole again (at once, then with a doubling wait of up
+/// to 64 ticks while writes keep failing); finished, cleaned-up jobs whose writes
 /// are all on disk leave their lists to the database (memory stays bounded by the jobs that
 /// run); jobs finished more than `control.retention` ago are forgotten, memory and database
 /// (checked every minute); the held reports' byte count is recounted.
@@ -1264,6 +1265,9 @@ pub(crate) async fn maintain(sh: Arc<Shared>, cancel: tokio_util::sync::Cancella
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen_failures = sh.store.generation().load(Ordering::Acquire);
+    // While writes keep failing (a full disk), whole rewrites are tried less and less often.
+    let mut rewrite_wait = 1u32;
+    let mut rewrite_in = 0u32;
     let mut last_forget = sh.clock.now();
     loop {
         tokio::select! {
@@ -1271,9 +1275,15 @@ pub(crate) async fn maintain(sh: Arc<Shared>, cancel: tokio_util::sync::Cancella
             _ = tick.tick() => {}
         }
         let failures = sh.store.generation().load(Ordering::Acquire);
-        if failures != seen_failures {
+        if failures == seen_failures {
+            rewrite_wait = 1;
+        } else if rewrite_in > 0 {
+            rewrite_in -= 1;
+        } else {
             seen_failures = failures;
             rewrite_unsaved(&sh);
+            rewrite_in = rewrite_wait;
+            rewrite_wait = (rewrite_wait * 2).min(64);
         }
         archive_finished(&sh).await;
         let now = sh.clock.now();

@@ -655,33 +655,23 @@ fn bound_count(
 
 fn load(conn: &Connection) -> Result<Loaded, rusqlite::Error> {
     let mut out = Loaded::default();
-    let mut index: HashMap<String, usize> = HashMap::new();
     let mut stmt = conn.prepare("SELECT uuid, archived, body FROM jobs ORDER BY rowid")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        index.insert(r.get(0)?, out.jobs.len());
-        out.jobs.push(LoadedJob {
-            archived: r.get(1)?,
-            body: r.get(2)?,
-            items: Vec::new(),
-        });
-    }
-    // Items of the jobs in memory only: a finished job's history stays on disk.
-    let mut stmt = conn.prepare(
-        "SELECT i.uuid, i.list, i.idx, i.body FROM job_items i
-         JOIN jobs j ON j.uuid = i.uuid AND j.archived = 0
-         ORDER BY i.uuid, i.list, i.idx",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
         let uuid: String = r.get(0)?;
-        if let Some(&i) = index.get(&uuid) {
-            out.jobs[i].items.push(Item {
-                list: r.get(1)?,
-                idx: r.get(2)?,
-                body: r.get(3)?,
-            });
-        }
+        let archived: bool = r.get(1)?;
+        // Items of the jobs in memory only, each read by its key range: a finished job's
+        // history stays on disk, and a start costs what runs, not what ran.
+        let items = if archived {
+            Vec::new()
+        } else {
+            items(conn, &uuid)?
+        };
+        out.jobs.push(LoadedJob {
+            archived,
+            body: r.get(2)?,
+            items,
+        });
     }
     let mut stmt = conn.prepare("SELECT uuid, received_at, body FROM held ORDER BY id")?;
     out.held = stmt

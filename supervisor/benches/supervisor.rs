@@ -21,22 +21,11 @@ use tower::ServiceExt;
 const JOBS: usize = 10_000;
 
 fn cpu_secs() -> f64 {
-    // utime + stime of this process, in clock ticks (USER_HZ = 100 on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    testkit::procs::cpu_secs(std::process::id())
 }
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    testkit::procs::rss_mb(std::process::id())
 }
 
 fn now_epoch() -> f64 {

@@ -1,6 +1,6 @@
 //! The host's processes, read from `/proc` and the cgroup tree: which ones show a secret in their
-//! arguments (what `ps` shows every user of the host), whether one still runs, how much memory it
-//! holds, which ones a cgroup holds.
+//! arguments (what `ps` shows every user of the host), whether one still runs, what it uses (CPU
+//! time, resident memory: for the tests and benchmarks that print it), which ones a cgroup holds.
 
 use std::path::Path;
 
@@ -42,6 +42,18 @@ pub fn alive(pid: u32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
+/// CPU time (user + system) process `pid` has used, seconds (`/proc/<pid>/stat`, USER_HZ =
+/// 100); 0 when it cannot be read.
+#[must_use]
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The resident memory of process `pid` (`VmRSS`), MiB; 0 when it is gone.
 #[must_use]
 pub fn rss_mb(pid: u32) -> f64 {
@@ -77,5 +89,10 @@ mod tests {
         assert!(alive(me) && !alive(u32::MAX));
         assert!(rss_mb(me) > 0.0);
         assert!(in_cgroup(Path::new("/nonexistent")).is_empty());
+        let busy = std::time::Instant::now();
+        while cpu_secs(me) < 0.02 && busy.elapsed().as_secs() < 5 {
+            std::hint::black_box((0..1000).sum::<u64>());
+        }
+        assert!(cpu_secs(me) >= 0.02);
     }
 }

@@ -15,6 +15,13 @@
 //!   grown only when the restart finishes it earlier than staying. Grows by restart take at
 //!   least `hysteresis` and aim `shrink_headroom` earlier, so drift does not cost another
 //!   restart for +0.1 CPU.
+//! - **Sizes nobody has measured**: below the smallest allocation a job was measured at, time is
+//!   priced as growing in proportion (the worst case) — except that a Chronos job, sized anew at
+//!   each iteration, tries a smaller size for one iteration priced that way, the iterations after
+//!   it as the model says: the next report measures it and the rest is sized again.
+//! - **Waiting for room**: a task sized larger than any node has free starts at the roomiest
+//!   node's size when that still meets the deadline, or once it has waited as long as starting
+//!   there would cost (the ski-rental rule: never more than twice the better choice's loss).
 //! - `AT_RISK` at once when even the largest allowed allocation cannot make it; the job then gets
 //!   the *smallest* allocation that minimises its lateness under the learned speed-up (a job that
 //!   cannot use a second CPU is not given one).
@@ -132,6 +139,10 @@ pub struct Forecast {
     pub measured_to: Option<Cpus>,
     /// The allocation in force.
     pub current: Cpus,
+    /// Each unit is sized anew (Chronos iterations): a size below the smallest measured one is
+    /// tried for one unit — priced at the worst case (time in proportion) — and the units after
+    /// it at the model, since the next decision measures that unit and corrects the rest.
+    pub per_unit_sizing: bool,
 }
 
 impl Forecast {
@@ -148,9 +159,16 @@ impl Forecast {
                 let top = self.measured_to.unwrap_or(Cpus::ZERO);
                 cpus.min(top.max(self.current).max(Cpus::ONE))
             };
-            self.from
-                + self.change_cost
-                + self.units_after_change * (self.overhead_per_unit + self.time(seen))
+            let units = self.units_after_change;
+            if self.per_unit_sizing && units > 1.0 {
+                // One unit at the worst case, the rest as the model says (corrected after one).
+                return self.from
+                    + self.change_cost
+                    + units * self.overhead_per_unit
+                    + self.time(seen)
+                    + (units - 1.0) * self.model.time(seen).min(self.time(seen));
+            }
+            self.from + self.change_cost + units * (self.overhead_per_unit + self.time(seen))
         }
     }
 
@@ -297,6 +315,7 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
         measured_to: measured_to(&samples),
         model,
         current: job.cpus,
+        per_unit_sizing: true,
     }
 }
 
@@ -351,6 +370,7 @@ fn continuous_forecast(
         measured_to: measured_to(&samples),
         model,
         current: job.cpus,
+        per_unit_sizing: false,
     };
     if w.started_at.is_none() {
         // Not started: a new size is the size it starts with — no task to restart. Nothing is
@@ -534,19 +554,21 @@ pub fn decide_placing(
                 let w = waited.unwrap_or(0.0);
                 // What starting now at `hi` costs against starting now at `current`: for an
                 // iterative job one unit (the next one is sized again), else all that is left.
-                let per = if job.framework_is_iterative() {
-                    f.units.max(1.0)
+                let per_unit = f.per_unit_sizing && f.units > 1.0;
+                let cost = if per_unit {
+                    // At worst: the unit after it is sized again, but this one may run as
+                    // slowly as time in proportion says.
+                    f.time(hi) - f.time(current)
                 } else {
-                    1.0
+                    f.finish(hi) - f.finish(current)
                 };
-                let cost = (f.finish(hi) - f.finish(current)) / per;
                 if hi > Cpus::ZERO && w >= cost {
                     Decision {
                         class: classify(job, f.finish(hi), margin),
                         action: Action::Resize { cpus: hi },
                         reason: format!(
                             "{basis}; its next task has waited {w:.0} s for a node with {current} CPU free, as long as starting it now at the roomiest node's {hi} CPU costs ({cost:.0} s{}): start it now at {hi} CPU",
-                            if per > 1.0 {
+                            if per_unit {
                                 " for its next iteration"
                             } else {
                                 ""
@@ -701,17 +723,6 @@ pub fn decide_placing(
                 ),
                 figures,
             );
-        }
-        if let Work::Iterative(w) = &job.work {
-            if w.reports.len() == 1 {
-                return Decision::hold(
-                    class,
-                    format!(
-                        "{basis}; {needed} CPU might do, but one iteration is too little evidence to shrink on"
-                    ),
-                    figures,
-                );
-            }
         }
         let saving = current - needed;
         if saving < cfg.hysteresis {
@@ -896,6 +907,37 @@ mod tests {
         assert_eq!(d.class, Class::AtRisk);
         assert_eq!(d.resize_to(), Some(Cpus::from_milli(1500)));
         assert!(d.reason.contains("late"), "{}", d.reason);
+    }
+
+    #[test]
+    fn an_iterative_job_tries_a_smaller_size_for_one_iteration_priced_at_its_worst() {
+        // 10 iterations of 100 s due in 3000 s, grown to 2 CPU; its first iteration took 75 s
+        // there. Measured only at 2 CPU, a smaller size is a guess: the next iteration is priced
+        // as if time grew in proportion, the ones after it as the model says (they are sized
+        // again once that iteration is measured).
+        let cfg = PredictiveConfig::default();
+        let mut job = chronos(10, 100.0, 3000.0);
+        job.observe(Observation::Resized {
+            at: 0.0,
+            cpus: Cpus::from_milli(2000),
+            restart: false,
+        })
+        .unwrap();
+        report(&mut job, 45.0, 120.0);
+        let d = decide(&cfg, &job, 120.0, None);
+        let to = d.resize_to().expect("shrinks after one iteration");
+        assert!(to < Cpus::from_milli(2000), "{d:?}");
+        let f = forecast(&cfg, &job, 120.0).unwrap();
+        let worst_next = f.time(to);
+        assert!(
+            (worst_next - 75.0 * 2.0 / to.as_f64()).abs() < 1e-6,
+            "{worst_next}"
+        );
+        // Even if that iteration runs at its worst, the deadline (less the margin) holds.
+        assert!(
+            f.finish(to) <= job.qos.deadline_at - margin(&cfg, &job),
+            "{d:?}"
+        );
     }
 
     #[test]

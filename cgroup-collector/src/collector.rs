@@ -14,12 +14,12 @@ use serde::Serialize;
 
 use crate::cgroup::CgroupDirs;
 use crate::cgroup::CgroupReader;
+use crate::cgroup_job::{map_cgroup, meta_path};
 use crate::counters::{Counters, Monotonic};
 use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, candidates};
-use crate::mapping::{map_cgroup, meta_path};
+use crate::docker_api::{ContainerRuntime, RuntimeError};
 use crate::node::{NodeMetrics, NodeSampler};
 use crate::reader::FdBudget;
-use crate::runtime::{ContainerRuntime, RuntimeError};
 
 /// Passes between two mapping attempts for a container whose job is not known yet.
 pub const MAP_RETRY_PASSES: u64 = 10;
@@ -502,7 +502,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::runtime::ContainerInfo;
+    use crate::docker_api::ContainerInfo;
 
     #[derive(Debug, Default)]
     struct FakeDocker {

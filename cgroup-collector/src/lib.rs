@@ -7,8 +7,8 @@
 //! - [`cgroup`]: v1/v2 file readers and writers (pure parsers + path readers);
 //!   [`reader`]: files kept open and re-read with `pread` (one syscall per file per pass).
 //! - [`discovery`]: the known cgroup layouts under configurable roots.
-//! - [`mapping`]: container → job UUID from testbed metadata and process environments;
-//!   [`runtime`]: the Docker Engine API (names, labels, `docker update`).
+//! - [`cgroup_job`]: container → job UUID from testbed metadata and process environments;
+//!   [`docker_api`]: the Docker Engine API (names, labels, `docker update`).
 //! - [`counters`]: counter-reset handling (figures never decrease).
 //! - [`node`]: node metrics from `/proc`.
 //! - [`collector`]: one pass = scan → map → read → [`collector::Snapshot`].
@@ -19,21 +19,23 @@
 //! - [`metrics`]: `/metrics` encoding; [`server`]: the HTTP routes including `POST /resize`.
 //! - [`push`]: batched delivery with backoff and a bounded buffer, registration, heartbeats,
 //!   over the workspace's typed supervisor client ([`frameworks::SupervisorClient`]).
-//! - [`config`]: validated settings; [`run`] wires it all together.
+//! - [`config`]: validated settings; [`run`] wires it all together; [`cli`]: the binary's flags
+//!   and what it does with them.
 
 pub mod cgroup;
+pub mod cgroup_job;
+pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod counters;
 pub mod discovery;
-pub mod mapping;
+pub mod docker_api;
 pub mod mesos_map;
 pub mod mesos_source;
 pub mod metrics;
 pub mod node;
 pub mod push;
 pub mod reader;
-pub mod runtime;
 pub mod server;
 pub mod source;
 
@@ -51,11 +53,11 @@ use frameworks::{ClientConfig, Credentials, FrameworkError, MesosAgentClient, Re
 
 use crate::collector::{Collector, Snapshot, epoch_now};
 use crate::config::{Config, MesosConfig, SourceConfig};
+use crate::docker_api::{ContainerRuntime, DockerRuntime};
 use crate::mesos_source::{JobRegistry, MesosSource};
 use crate::metrics::{AgentStats, SharedSnapshot};
 use crate::node::NodeSampler;
 use crate::push::{HeartbeatConfig, PushConfig, Pusher, SupervisorApi};
-use crate::runtime::{ContainerRuntime, DockerRuntime};
 use crate::source::Source;
 
 /// How long shutdown waits for the tasks to finish (last push included).
@@ -69,7 +71,7 @@ pub enum RunError {
     Config(#[from] config::ConfigError),
     /// The Docker client could not be built.
     #[error(transparent)]
-    Runtime(#[from] runtime::RuntimeError),
+    Runtime(#[from] docker_api::RuntimeError),
     /// The supervisor or Mesos agent client could not be built.
     #[error(transparent)]
     Client(#[from] FrameworkError),
@@ -82,6 +84,34 @@ pub enum RunError {
     /// Cgroups named with `--cgroup` do not exist.
     #[error("no such cgroup: {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NoSuchCgroup(Vec<std::path::PathBuf>),
+    /// A flag is wrong (the message names it).
+    #[error("{0}")]
+    Flags(String),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--once` snapshot cannot be written.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl RunError {
+    /// The binary's exit status: 2 for what the operator must fix in the flags or settings
+    /// (a named cgroup that does not exist, an address that cannot be bound), 1 for the rest.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::NoSuchCgroup(_) | Self::Flags(_) | Self::Listen { .. } => 2,
+            Self::Runtime(_) | Self::Client(_) | Self::Agent(_) | Self::Io(_) | Self::Output(_) => {
+                1
+            }
+        }
+    }
 }
 
 /// Where the running agent can be reached, handed out once it serves.
@@ -113,7 +143,7 @@ async fn docker(
     let rt = DockerRuntime::new(host)?;
     let answer = match tokio::time::timeout(DOCKER_PROBE_TIMEOUT, rt.ping()).await {
         Ok(r) => r,
-        Err(_) => Err(runtime::RuntimeError::Unreachable {
+        Err(_) => Err(docker_api::RuntimeError::Unreachable {
             host: host.clone(),
             message: format!("no answer within {DOCKER_PROBE_TIMEOUT:?}"),
         }),

@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use frameworks::ExecutorStatistics;
 use serde_json::Value;
 
+use crate::cgroup_job::is_job_uuid;
 use crate::counters::Counters;
-use crate::mapping::is_job_uuid;
 
 /// Label keys that carry a job UUID.
 pub const UUID_LABELS: [&str; 3] = ["qos.uuid", "QOS_UUID", "qos_uuid"];

@@ -34,8 +34,8 @@ use qos_core::wire::{ErrorBody, ErrorDetail, ResizeRequest, ResizeResult};
 
 use crate::cgroup::{CgroupError, CpuLimit};
 use crate::discovery::Runtime;
+use crate::docker_api::ContainerRuntime;
 use crate::metrics::{AgentStats, SharedSnapshot};
-use crate::runtime::ContainerRuntime;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

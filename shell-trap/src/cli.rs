@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use frameworks::Credentials;
 
+use crate::container_options::{ContainerOptions, parse_marathon_container};
 use crate::error::SetupError;
-use crate::opts::{ContainerOptions, parse_marathon_container};
 
 /// Default grace period, seconds: the launcher's default `taskKillGracePeriodSeconds` (30 s)
 /// minus a 5 s margin for removing the container, writing the manifest and exiting before

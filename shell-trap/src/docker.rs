@@ -12,7 +12,7 @@
 //! - environment: `QOS_UUID`, `QOS_SUPERVISOR_URL`, `QOS_REPORT_TOKEN` (the job's own, for its
 //!   progress reports), `QOS_INCARNATION`, `QOS_RESTORED` (0/1), `QOS_CPUS`, the app's forwarded
 //!   variables (`QOS_FORWARD_ENV`) and `--docker-opt env=…`;
-//! - the options of `QOS_CONTAINER` and `--docker-opt` (see [`crate::opts`]).
+//! - the options of `QOS_CONTAINER` and `--docker-opt` (see [`crate::container_options`]).
 //!
 //! # Waiting
 //! The exit status comes from the Engine API's `wait` (condition `not-running`), never from the
@@ -52,8 +52,8 @@ use bollard::models::{
     HostConfig, ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, LogsOptions,
-    RemoveContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
+    WaitContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use nix::sys::signal::Signal;
@@ -61,11 +61,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::checkpoints::{Incarnation, Store};
 use crate::cli::CONTAINER_CHECKPOINT_DIR;
+use crate::container_options::ContainerOptions;
 use crate::error::SetupError;
-use crate::opts::ContainerOptions;
-use crate::runtime::{Job, StopOutcome};
-use crate::store::{Incarnation, Store};
+use crate::job::{Job, StopOutcome};
 use crate::strategy::Strategy;
 
 /// The checkpoint id used for CRIU checkpoints.
@@ -319,45 +319,19 @@ impl DockerClient {
         image: &str,
         force_pull: bool,
     ) -> Result<HashMap<String, String>, SetupError> {
-        let present = self.client.inspect_image(image).await.ok();
-        if present.is_none() || force_pull {
-            let mut stream = self.client.create_image(
-                Some(CreateImageOptions {
-                    from_image: Some(image.to_owned()),
-                    ..Default::default()
-                }),
-                None,
-                None,
-            );
-            let mut error = None;
-            while let Some(item) = stream.next().await {
-                if let Err(e) = item {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-            match (error, &present) {
-                (None, _) => {}
-                (Some(e), Some(_)) => {
-                    tracing::warn!(
-                        "forcePullImage: cannot pull {image} ({e}); using the local image"
-                    );
-                }
-                (Some(e), None) => {
-                    return Err(SetupError::Runtime(format!(
-                        "image {image} is not on the Docker daemon at {} and cannot be pulled: {e}",
-                        self.host
-                    )));
-                }
-            }
-        }
-        let inspected =
-            match present {
-                Some(i) if !force_pull => i,
-                _ => self.client.inspect_image(image).await.map_err(|e| {
-                    SetupError::Runtime(format!("docker image inspect {image}: {e}"))
-                })?,
-            };
+        binkit::docker::ensure_image(&self.client, image, force_pull)
+            .await
+            .map_err(|e| {
+                SetupError::Runtime(format!(
+                    "image {image} is not on the Docker daemon at {} and cannot be pulled: {e}",
+                    self.host
+                ))
+            })?;
+        let inspected = self
+            .client
+            .inspect_image(image)
+            .await
+            .map_err(|e| SetupError::Runtime(format!("docker image inspect {image}: {e}")))?;
         Ok(inspected.config.and_then(|c| c.labels).unwrap_or_default())
     }
 

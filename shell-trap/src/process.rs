@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::cgroup::OwnCgroup;
 use crate::error::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, SetupError};
-use crate::runtime::{Job, StopOutcome};
+use crate::job::{Job, StopOutcome};
 use crate::signals::exit_status_for;
 use crate::strategy::Strategy;
 

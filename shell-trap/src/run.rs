@@ -21,16 +21,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::cgroup::OwnCgroup;
+use crate::checkpoints::{Incarnation, Store, StoreError, epoch_now};
 use crate::cli::{
     CONTAINER_CHECKPOINT_DIR, CgroupMode, Launch, RuntimeKind, Settings, StrategyArg,
 };
 use crate::docker::{ContainerSpec, DockerClient, criu_dir, owner_token};
 use crate::error::{EXIT_CHECKPOINT_FAILED, EXIT_SETUP, EXIT_STOPPED, SetupError};
+use crate::job::{Job, StopOutcome};
 use crate::process::ProcessJob;
 use crate::report::Reporter;
-use crate::runtime::{Job, StopOutcome};
 use crate::signals::{Event, Signals, exit_status_for};
-use crate::store::{Incarnation, Store, StoreError, epoch_now};
 use crate::strategy::{Decision, Strategy, decide};
 
 /// A started job and what goes with it.
@@ -248,7 +248,7 @@ async fn start_docker(
     s: &Settings,
     image: &str,
     cmd: &[String],
-    options: &crate::opts::ContainerOptions,
+    options: &crate::container_options::ContainerOptions,
 ) -> Result<Started<crate::docker::DockerJob>, SetupError> {
     let store = Store::open_waiting(&s.job_dir, &s.uuid, s.grace)
         .await

@@ -2,8 +2,8 @@
 //! `qos-core` that classifies each job UNDER / ON_PLAN / OVER_PERFORMANT (or AT_RISK, NO_DATA)
 //! and resizes it through its framework or in place. State in SQLite, Prometheus `/metrics`.
 //!
-//! Start with [`run`] (what the binary does) or, to embed or test, [`Supervisor::start`] with
-//! explicit [`Deps`] (fake frameworks, a fixed [`Clock`]).
+//! Start with [`run`] (what the binary does; [`cli`] around it) or, to embed or test,
+//! [`Supervisor::start`] with explicit [`Deps`] (fake frameworks, a fixed [`Clock`]).
 //!
 //! # Layout
 //! - [`config`]: command line, TOML file, validation ([`Config`]).
@@ -25,6 +25,7 @@
 
 pub mod agent;
 mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 mod control;
@@ -78,6 +79,34 @@ pub enum StartError {
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The log file cannot be opened.
+    #[error("{0}")]
+    Logging(String),
+    /// The async runtime cannot be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl StartError {
+    /// The binary's exit status for this error: 2 for what the operator must fix in the
+    /// flags, settings or credentials (and the log file), 3 for an address that cannot be
+    /// bound, 1 for the rest.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Client(_) | Self::Logging(_) => 2,
+            Self::Listen { .. } => 3,
+            Self::Database { .. } | Self::Serve(_) | Self::Runtime(_) => 1,
+        }
+    }
 }
 
 /// How the database is driven.
@@ -411,8 +440,9 @@ fn warn_if_insecure(config: &Config) {
     );
 }
 
-/// What the binary does: builds the real clients from `config`, loads the database, serves on
-/// `listener` until `shutdown`, then drains and stops.
+/// What the binary does: builds the real clients from `config`, loads the database, calls
+/// `ready` with the URL it serves on, serves on `listener` until `shutdown`, then drains and
+/// stops.
 ///
 /// # Errors
 /// A [`StartError`].
@@ -420,9 +450,17 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&str),
 ) -> Result<(), StartError> {
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     let deps = Deps::from_config(&config)?;
     let sup = Supervisor::start(config, deps).await?;
+    let url = url_of(addr);
+    tracing::info!(%url, "serving");
+    ready(&url);
     sup.serve(listener, shutdown).await
 }
 

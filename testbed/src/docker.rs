@@ -25,8 +25,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, SystemInfoCgroupDriverEnum};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, RemoveContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, KillContainerOptions, RemoveContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -184,36 +183,13 @@ impl DockerRuntime {
     }
 
     async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), String> {
-        let present = self.client.inspect_image(image).await.is_ok();
-        if present && !force_pull {
-            return Ok(());
-        }
-        let mut stream = self.client.create_image(
-            Some(CreateImageOptions {
-                from_image: Some(image.to_owned()),
-                ..Default::default()
-            }),
-            None,
-            None,
-        );
-        let mut error = None;
-        while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                error = Some(e.to_string());
-                break;
-            }
-        }
-        match (error, present) {
-            (None, _) => Ok(()),
-            // forcePullImage with no registry: Mesos would fail; we use the local copy and say so.
-            (Some(e), true) => {
-                tracing::warn!("forcePullImage: cannot pull {image} ({e}); using the local image");
-                Ok(())
-            }
-            (Some(e), false) => Err(format!(
-                "image {image} is not present on the Docker daemon and cannot be pulled: {e}"
-            )),
-        }
+        binkit::docker::ensure_image(&self.client, image, force_pull)
+            .await
+            .map_err(|e| {
+                format!(
+                    "image {image} is not present on the Docker daemon and cannot be pulled: {e}"
+                )
+            })
     }
 
     /// Runs a container until it exits or a kill is requested. `on_started(container id, pid)`

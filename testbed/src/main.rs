@@ -122,27 +122,12 @@ impl ServeArgs {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers we can only run until killed.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    let tb = testbed::serve(cfg, listener, shutdown_signal()).await?;
+    let tb = testbed::serve(cfg, listener, binkit::shutdown_signal()).await?;
     if let Some(note) = tb.cpu_limits_note() {
         eprintln!("testbed: WARNING: CPU limits are NOT enforced: {note}");
     }
@@ -160,13 +145,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = binkit::init_tracing("info", None) {
+        eprintln!("testbed: {e}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

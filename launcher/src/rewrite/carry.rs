@@ -145,7 +145,9 @@ pub(super) fn docker_app(
 
     // shell-trap's own reading of the container decides what it supports.
     if let Err(shell_trap::error::SetupError::Invalid { flag, reason }) =
-        shell_trap::opts::parse_marathon_container(&Value::Object(container.clone()).to_string())
+        shell_trap::container_options::parse_marathon_container(
+            &Value::Object(container.clone()).to_string(),
+        )
     {
         let path = flag
             .strip_prefix("QOS_CONTAINER ")

@@ -94,9 +94,14 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = supervisor::url_of(listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(supervisor::run(config, listener, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(supervisor::run(
+        config,
+        listener,
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {},
+    ));
 
     // A thesis-format job, scaled down: two iterations.
     let job = dir.path().join("e2e.json");
@@ -298,7 +303,7 @@ impl Bed {
             let stopped = async {
                 let _ = stop_rx.await;
             };
-            supervisor::run(config, listener, stopped)
+            supervisor::run(config, listener, stopped, |_| {})
                 .await
                 .expect("the supervisor runs");
         });

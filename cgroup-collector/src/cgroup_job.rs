@@ -1,4 +1,4 @@
-//! Mapping a container to the job UUID it runs, without the Docker API (see [`crate::runtime`]
+//! Mapping a container to the job UUID it runs, without the Docker API (see [`crate::docker_api`]
 //! for Docker names and labels).
 //!
 //! Sources, first match wins:

@@ -13,7 +13,7 @@ use bollard::Docker;
 use bollard::models::ContainerUpdateBody;
 use tokio::sync::OnceCell;
 
-use crate::mapping::is_job_uuid;
+use crate::cgroup_job::is_job_uuid;
 
 /// Per-request timeout towards the Docker daemon, seconds (a lookup runs inside a collection
 /// pass; `docker update` answers within this too).

@@ -1,0 +1,89 @@
+//! What the workspace's service binaries (supervisor, cgroup-collector, shell-trap, testbed) do
+//! alike, written once:
+//!
+//! - [`init_tracing`]: `RUST_LOG` (else the binary's default filter) to stderr, or appended to a
+//!   log file;
+//! - [`shutdown_signal`]: the future that resolves on the first SIGINT or SIGTERM, and
+//!   [`exit_on_second_interrupt`] for binaries whose drain may take a while;
+//! - `docker::ensure_image` (feature `docker`): an image made present on a Docker daemon, as a
+//!   Mesos agent does before it starts a container.
+
+#[cfg(feature = "docker")]
+pub mod docker;
+
+use std::io;
+use std::path::Path;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber: the filter from `RUST_LOG`, else `default_filter`
+/// (e.g. `"supervisor=info,warn"`); lines without their module path. With `log_file`, lines are
+/// appended to that file (its directory created) without colours; otherwise they go to stderr,
+/// coloured when stderr is a terminal.
+///
+/// # Errors
+/// The log file's directory cannot be created or the file cannot be opened (the message names
+/// the path).
+pub fn init_tracing(default_filter: &str, log_file: Option<&Path>) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match log_file {
+        Some(path) => {
+            let file = open_log(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => {
+            let ansi = io::IsTerminal::is_terminal(&io::stderr());
+            builder.with_ansi(ansi).with_writer(io::stderr).init();
+        }
+    }
+    Ok(())
+}
+
+fn open_log(path: &Path) -> io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Resolves on the first SIGINT or SIGTERM (and logs it). When the handlers cannot be
+/// installed it logs why and never resolves: the process then runs until it is killed.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot install signal handlers ({e}); stop with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
+
+/// Spawns a task that exits the process with status 130 on the next SIGINT: a user who presses
+/// Ctrl-C twice does not wait for the drain. Call it after [`shutdown_signal`] resolved, inside
+/// a tokio runtime.
+pub fn exit_on_second_interrupt() {
+    tracing::info!("a second SIGINT exits at once");
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}

@@ -1,0 +1,49 @@
+//! What the `supervisor` binary does with its parsed command line: resolve and validate the
+//! configuration, start logging, then either print the stored state (`--dump-state`) or bind,
+//! print `{"url": URL}` once serving, and run until SIGINT/SIGTERM (a second SIGINT exits at
+//! once).
+
+use tokio::net::TcpListener;
+
+use crate::{Args, StartError};
+
+/// Runs the binary for `args` to the end.
+///
+/// # Errors
+/// A [`StartError`]; [`StartError::exit_code`] gives the process' exit status.
+pub fn main_with(mut args: Args) -> Result<(), StartError> {
+    if args.dump_state {
+        // Nothing is served: any address will do.
+        args.listen = Some("127.0.0.1:0".into());
+    }
+    let config = args.resolve()?;
+    let log_file = config.log_dir.as_ref().map(|d| d.join("supervisor.log"));
+    binkit::init_tracing("supervisor=info,frameworks=warn,warn", log_file.as_deref())
+        .map_err(StartError::Logging)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    if args.dump_state {
+        let state = rt.block_on(crate::dump_state(config))?;
+        println!("{state:#}");
+        return Ok(());
+    }
+    rt.block_on(async move {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let shutdown = async {
+            binkit::shutdown_signal().await;
+            binkit::exit_on_second_interrupt();
+        };
+        crate::run(config, listener, shutdown, |url| {
+            println!("{}", serde_json::json!({ "url": url }));
+        })
+        .await
+    })
+}

@@ -41,6 +41,7 @@ pub mod source;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ use tokio_util::task::TaskTracker;
 use frameworks::{ClientConfig, Credentials, FrameworkError, MesosAgentClient, RetryPolicy};
 
 use crate::collector::{Collector, Snapshot, epoch_now};
-use crate::config::{Config, MesosConfig, SourceConfig};
+use crate::config::{Config, MesosConfig, SourceConfig, SupervisorConfig};
 use crate::docker_api::{ContainerRuntime, DockerRuntime};
 use crate::mesos_source::{JobRegistry, MesosSource};
 use crate::metrics::{AgentStats, SharedSnapshot};
@@ -250,6 +251,16 @@ pub async fn run(
     run_with(config, listener, shutdown, |_| {}).await
 }
 
+/// The tasks of a running agent: cancelled together, awaited together at shutdown.
+struct Tasks {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// What is pushed to the supervisor: the pusher, and whether every container is pushed (not
+/// only those mapped to a job).
+type Pushing = (Arc<Pusher>, bool);
+
 /// Run the agent: a first pass, then `/metrics` etc. on `listener` (`ready` is called once it
 /// serves), a pass every period, pushes and heartbeats when a supervisor is configured. On
 /// `shutdown` everything stops within [`SHUTDOWN_GRACE`], after a last push attempt.
@@ -273,117 +284,30 @@ pub async fn run_with(
     )?;
     let node_cpus = collector.cpu_count();
     let first = collector.collect(epoch_now()).await;
-    let hostname = first.node.hostname.clone();
-    let memory_bytes = first.node.memory.total;
     let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(first)));
     let registry = Arc::new(metrics::registry(Arc::clone(&snapshot), Arc::clone(&stats)));
-
     let addr = listener.local_addr()?;
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        addr.ip().to_string()
+    let base_url = base_url(addr);
+    let tasks = Tasks {
+        token: CancellationToken::new(),
+        tracker: TaskTracker::new(),
     };
-    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    let base_url = format!("http://{host}:{}", addr.port());
-
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-
-    let pusher = match (&config.supervisor, client) {
+    let pushing = match (&config.supervisor, client) {
         (Some(s), Some(client)) => {
-            let api: Arc<dyn SupervisorApi> = client;
-            let pusher = Arc::new(Pusher::new(
-                PushConfig {
-                    node: config.node_id.clone(),
-                    capacity: s.buffer_samples,
-                    max_batch: s.max_batch,
-                    backoff_base: s.backoff_base,
-                    backoff_max: s.backoff_max,
-                },
-                Arc::clone(&stats),
-            ));
-            tracker.spawn(Arc::clone(&pusher).run(Arc::clone(&api), token.clone()));
-            let advertise = s.advertise_url.clone().unwrap_or_else(|| {
-                if addr.ip().is_unspecified() {
-                    format!("http://{hostname}:{}", addr.port())
-                } else {
-                    base_url.clone()
-                }
-            });
-            let hb = HeartbeatConfig {
-                registration: NodeRegistration {
-                    id: config.node_id.clone(),
-                    hostname: hostname.clone(),
-                    cpus: f64::from(node_cpus),
-                    memory_bytes,
-                    labels: s.labels.clone(),
-                    agent_url: config.resize_token.is_some().then_some(advertise),
-                },
-                every: s.heartbeat_every,
-                backoff_base: s.backoff_base,
-                backoff_max: s.backoff_max,
-            };
-            tracker.spawn(push::heartbeat_loop(
-                api,
-                hb,
-                Arc::clone(&snapshot),
-                Arc::clone(&stats),
-                token.clone(),
-            ));
-            Some((pusher, s.push_all))
+            let registration = registration(&config, s, &snapshot, node_cpus, addr, &base_url);
+            Some(spawn_push(
+                &tasks,
+                &config,
+                s,
+                client,
+                registration,
+                &snapshot,
+                &stats,
+            ))
         }
         _ => None,
     };
-
-    // The pass loop.
-    {
-        let snapshot = Arc::clone(&snapshot);
-        let stats = Arc::clone(&stats);
-        let token = token.clone();
-        let period = config.period;
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            tick.tick().await; // the first pass already ran
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let started = tokio::time::Instant::now();
-                let snap = collector.collect(epoch_now()).await;
-                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                stats
-                    .last_pass_ns
-                    .store(ns, std::sync::atomic::Ordering::Relaxed);
-                AgentStats::add(&stats.passes, 1);
-                stats.counter_resets.store(
-                    collector.resets_total(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                if let Some((pusher, push_all)) = &pusher {
-                    let samples = snap
-                        .containers
-                        .iter()
-                        .filter(|c| *push_all || c.uuid.is_some())
-                        .map(|c| c.to_wire(snap.at))
-                        .collect::<Vec<_>>();
-                    if !samples.is_empty() {
-                        pusher.enqueue(samples);
-                    }
-                }
-                if let Ok(mut g) = snapshot.write() {
-                    *g = Arc::new(snap);
-                }
-            }
-        });
-    }
-
+    spawn_passes(&tasks, config.period, collector, &snapshot, &stats, pushing);
     let app = server::router(server::AppState {
         snapshot,
         registry,
@@ -399,7 +323,7 @@ pub async fn run_with(
         metrics_url: format!("{base_url}/metrics"),
         base_url,
     });
-    let serve_token = token.clone();
+    let serve_token = tasks.token.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { serve_token.cancelled().await })
@@ -407,9 +331,9 @@ pub async fn run_with(
     });
     shutdown.await;
     tracing::info!("shutting down");
-    token.cancel();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+    tasks.token.cancel();
+    tasks.tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.tracker.wait())
         .await
         .is_err()
     {
@@ -421,4 +345,138 @@ pub async fn run_with(
         Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
     }
     Ok(())
+}
+
+/// `http://host:port` for a bound address (loopback for an unspecified one).
+fn base_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+/// What the agent registers with the supervisor: the node as the first pass saw it, and (when
+/// resizing is enabled) the URL the supervisor reaches its `/resize` at.
+fn registration(
+    config: &Config,
+    s: &SupervisorConfig,
+    snapshot: &SharedSnapshot,
+    node_cpus: u32,
+    addr: SocketAddr,
+    base_url: &str,
+) -> NodeRegistration {
+    let (hostname, memory_bytes) = match snapshot.read() {
+        Ok(g) => (g.node.hostname.clone(), g.node.memory.total),
+        Err(_) => (String::new(), 0),
+    };
+    let advertise = s.advertise_url.clone().unwrap_or_else(|| {
+        if addr.ip().is_unspecified() {
+            format!("http://{hostname}:{}", addr.port())
+        } else {
+            base_url.to_owned()
+        }
+    });
+    NodeRegistration {
+        id: config.node_id.clone(),
+        hostname,
+        cpus: f64::from(node_cpus),
+        memory_bytes,
+        labels: s.labels.clone(),
+        agent_url: config.resize_token.is_some().then_some(advertise),
+    }
+}
+
+/// Starts the pusher and the heartbeat loop towards the supervisor.
+fn spawn_push(
+    tasks: &Tasks,
+    config: &Config,
+    s: &SupervisorConfig,
+    client: Arc<frameworks::SupervisorClient>,
+    registration: NodeRegistration,
+    snapshot: &SharedSnapshot,
+    stats: &Arc<AgentStats>,
+) -> Pushing {
+    let api: Arc<dyn SupervisorApi> = client;
+    let pusher = Arc::new(Pusher::new(
+        PushConfig {
+            node: config.node_id.clone(),
+            capacity: s.buffer_samples,
+            max_batch: s.max_batch,
+            backoff_base: s.backoff_base,
+            backoff_max: s.backoff_max,
+        },
+        Arc::clone(stats),
+    ));
+    tasks
+        .tracker
+        .spawn(Arc::clone(&pusher).run(Arc::clone(&api), tasks.token.clone()));
+    let hb = HeartbeatConfig {
+        registration,
+        every: s.heartbeat_every,
+        backoff_base: s.backoff_base,
+        backoff_max: s.backoff_max,
+    };
+    tasks.tracker.spawn(push::heartbeat_loop(
+        api,
+        hb,
+        Arc::clone(snapshot),
+        Arc::clone(stats),
+        tasks.token.clone(),
+    ));
+    (pusher, s.push_all)
+}
+
+/// Starts the pass loop: a pass every `period` (the first already ran), its samples queued
+/// for the supervisor, the shared snapshot replaced.
+fn spawn_passes(
+    tasks: &Tasks,
+    period: Duration,
+    mut collector: Box<dyn Source>,
+    snapshot: &SharedSnapshot,
+    stats: &Arc<AgentStats>,
+    pushing: Option<Pushing>,
+) {
+    let snapshot = Arc::clone(snapshot);
+    let stats = Arc::clone(stats);
+    let token = tasks.token.clone();
+    tasks.tracker.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tick.tick().await; // the first pass already ran
+        loop {
+            tokio::select! {
+                () = token.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let started = tokio::time::Instant::now();
+            let snap = collector.collect(epoch_now()).await;
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            stats.last_pass_ns.store(ns, Ordering::Relaxed);
+            AgentStats::add(&stats.passes, 1);
+            stats
+                .counter_resets
+                .store(collector.resets_total(), Ordering::Relaxed);
+            if let Some((pusher, push_all)) = &pushing {
+                let samples = snap
+                    .containers
+                    .iter()
+                    .filter(|c| *push_all || c.uuid.is_some())
+                    .map(|c| c.to_wire(snap.at))
+                    .collect::<Vec<_>>();
+                if !samples.is_empty() {
+                    pusher.enqueue(samples);
+                }
+            }
+            if let Ok(mut g) = snapshot.write() {
+                *g = Arc::new(snap);
+            }
+        }
+    });
 }

@@ -169,11 +169,16 @@ async fn ui_page_in_headless_chromium() {
         assert!(!html.contains(external), "external resource: {external}");
     }
 
+    // The reconcile after the second iteration runs on its own: wait (bounded) for its resize.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while chronos.puts().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let jobs: Value = get_json(&http, &format!("{url}/api/v1/jobs")).await;
     let jobs = jobs.as_array().unwrap().clone();
     assert!(
         !chronos.puts().is_empty(),
-        "no resize reached the fake Chronos: {jobs:?}"
+        "no resize reached the fake Chronos within 30 s: {jobs:?}"
     );
     assert_eq!(jobs.len(), 4);
     assert!(

@@ -66,7 +66,7 @@ pub enum CredentialsError {
     /// The file could not be read.
     #[error("cannot read credential file {}: {source}", .path.display())]
     Read {
-        /// The file.
+        /// The credential file, as given.
         path: PathBuf,
         /// The I/O error.
         #[source]
@@ -88,7 +88,7 @@ pub enum CredentialsError {
     MissingField {
         /// The file (or `<inline>`).
         origin: String,
-        /// The field.
+        /// The JSON key that is missing (`url`, …).
         field: &'static str,
     },
     /// A field has the wrong type or an unusable value.
@@ -96,7 +96,7 @@ pub enum CredentialsError {
     InvalidField {
         /// The file (or `<inline>`).
         origin: String,
-        /// The field.
+        /// The JSON key whose value is refused.
         field: &'static str,
         /// What is wrong with it.
         reason: String,
@@ -223,7 +223,7 @@ impl Credentials {
         &self.url
     }
 
-    /// The authentication.
+    /// How requests authenticate: none, HTTP Basic, a DC/OS token or a bearer token.
     #[must_use]
     pub fn auth(&self) -> &Auth {
         &self.auth

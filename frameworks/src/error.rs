@@ -142,7 +142,7 @@ pub enum FrameworkError {
         method: String,
         /// Full request URL.
         url: String,
-        /// The status.
+        /// The HTTP status code of the answer.
         status: u16,
         /// The response body (shortened).
         body: String,

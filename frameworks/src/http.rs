@@ -201,6 +201,36 @@ struct Failure {
     transient: bool,
 }
 
+/// `new` (the default [`ClientConfig`]) and `with_config` of a client whose fields are an
+/// [`HttpCore`] named `http` and, optionally, more fields given as `name: initial value`.
+macro_rules! client_constructors {
+    ($flavor:expr $(, $field:ident: $init:expr)* $(,)?) => {
+        /// A client with the default [`ClientConfig`].
+        ///
+        /// # Errors
+        /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built, or for an https
+        /// URL in a build without the `tls` feature.
+        pub fn new(credentials: &Credentials) -> Result<Self, FrameworkError> {
+            Self::with_config(credentials, ClientConfig::default())
+        }
+
+        /// A client with explicit settings.
+        ///
+        /// # Errors
+        /// As [`Self::new`].
+        pub fn with_config(
+            credentials: &Credentials,
+            config: ClientConfig,
+        ) -> Result<Self, FrameworkError> {
+            Ok(Self {
+                http: HttpCore::new(credentials, config, $flavor)?,
+                $($field: $init,)*
+            })
+        }
+    };
+}
+pub(crate) use client_constructors;
+
 /// A base URL, credentials and a configured `reqwest::Client`.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpCore {
@@ -218,6 +248,16 @@ impl HttpCore {
         config: ClientConfig,
         flavor: Flavor,
     ) -> Result<Self, FrameworkError> {
+        if credentials.url().scheme() == "https" && !cfg!(feature = "tls") {
+            return Err(FrameworkError::invalid_input(
+                "url",
+                format!(
+                    "{} uses https, which this build cannot speak: build with \
+                     `--features frameworks/tls`",
+                    credentials.url()
+                ),
+            ));
+        }
         let token_header = match credentials.auth() {
             Auth::Token(t) => Some(sensitive_header(&format!("token={t}"), "DC/OS token")?),
             Auth::Bearer(t) => Some(sensitive_header(&format!("Bearer {t}"), "bearer token")?),
@@ -495,6 +535,24 @@ fn chronos_says_missing(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without the `tls` feature an https URL is refused when the client is built, naming the
+    /// field and the feature; with it the same client builds.
+    #[test]
+    fn https_needs_the_tls_feature() {
+        let creds = Credentials::new("https://marathon.example:8443").unwrap();
+        let built = crate::MarathonClient::new(&creds);
+        if cfg!(feature = "tls") {
+            assert!(built.is_ok(), "{built:?}");
+        } else {
+            let err = built.unwrap_err().to_string();
+            assert!(
+                err.contains("url") && err.contains("features frameworks/tls"),
+                "{err}"
+            );
+        }
+        assert!(crate::MarathonClient::new(&Credentials::new("http://m:8080").unwrap()).is_ok());
+    }
 
     #[test]
     fn delays_grow_and_cap() {

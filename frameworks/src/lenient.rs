@@ -89,15 +89,37 @@ macro_rules! json_object_accessors {
                 &self.0
             }
 
-            /// The whole object, mutable.
-            pub fn as_map_mut(&mut self) -> &mut Map<String, Value> {
-                &mut self.0
+            /// `cpus`, as a number or numeric string.
+            #[must_use]
+            pub fn cpus(&self) -> Option<f64> {
+                self.number("cpus")
             }
 
-            /// Unwraps the object.
+            /// `mem` in MiB (Chronos' docs say MB), as a number or numeric string.
             #[must_use]
-            pub fn into_map(self) -> Map<String, Value> {
-                self.0
+            pub fn mem(&self) -> Option<f64> {
+                self.number("mem")
+            }
+
+            /// `disk` in MiB (Chronos' docs say MB), as a number or numeric string.
+            #[must_use]
+            pub fn disk(&self) -> Option<f64> {
+                self.number("disk")
+            }
+
+            /// A string field; `None` when absent or not a string.
+            fn text(&self, key: &str) -> Option<&str> {
+                self.0.get(key).and_then(Value::as_str)
+            }
+
+            /// A number field, as a number or numeric string.
+            fn number(&self, key: &str) -> Option<f64> {
+                self.0.get(key).and_then($crate::lenient::as_f64)
+            }
+
+            /// A non-negative integer field, as a number or numeric string.
+            fn count(&self, key: &str) -> Option<u64> {
+                self.0.get(key).and_then($crate::lenient::as_u64)
             }
 
             /// A field.

@@ -7,7 +7,7 @@
 //! round trip loses nothing, and numbers that arrive as strings (`"cpus": "1"` in the thesis Chronos
 //! jobs) are read as numbers. Read-only fields are stripped before a Marathon update exactly as the
 //! server requires. Errors are typed ([`FrameworkError`]), every request has a timeout, and only
-//! safe requests are retried (see [`http`]). Each client sits behind a trait ([`api`]) so the
+//! safe requests are retried (see [`http`]). Each client sits behind a trait ([`traits`]) so the
 //! supervisor can be tested with fakes.
 //!
 //! ```no_run
@@ -26,6 +26,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # https
+//! The clients speak plain `http` by default — Marathon, Chronos, the Mesos agents and the
+//! supervisor are reached over a cluster's own network — which keeps TLS (rustls and its C
+//! crypto library, aws-lc, a build of minutes) out of every binary. The `tls` feature turns https
+//! on for any binary that links this crate: `cargo build --release -p launcher --features
+//! frameworks/tls` (likewise `-p supervisor`, `-p cgroup-collector`, `-p shell-trap`). Without
+//! it, a client for an `https://` URL is refused when it is built, with an error naming the
+//! `url` and the feature.
+//!
 //! # Layout
 //! - [`credentials`]: [`Credentials`] and [`Auth`] — the thesis credential file
 //!   `{"url", "user", "password"}` (plus an optional DC/OS `token`).
@@ -43,10 +52,9 @@
 //! - [`mesos`]: [`MesosAgentClient`] and the `/monitor/statistics` model.
 //! - [`supervisor`]: [`SupervisorClient`] for the supervisor's thesis routes and `/api/v1`, over
 //!   the wire types of `qos_core::wire`.
-//! - [`api`]: the object-safe traits [`MarathonApi`], [`ChronosApi`], [`MesosAgentApi`] at the
+//! - [`traits`]: the object-safe traits [`MarathonApi`], [`ChronosApi`], [`MesosAgentApi`] at the
 //!   boundary with the supervisor and launcher.
 
-pub mod api;
 pub mod chronos;
 pub mod credentials;
 pub mod error;
@@ -55,8 +63,8 @@ pub mod lenient;
 pub mod marathon;
 pub mod mesos;
 pub mod supervisor;
+pub mod traits;
 
-pub use api::{ChronosApi, MarathonApi, MesosAgentApi};
 pub use chronos::{ChronosApiVersion, ChronosClient, ChronosJob, Schedule, ScheduleError};
 pub use credentials::{Auth, Credentials, CredentialsError};
 pub use error::{ErrorDetail, FrameworkError};
@@ -69,3 +77,4 @@ pub use mesos::{ExecutorStatistics, MesosAgentClient, ResourceStatistics};
 /// The URL type used throughout (re-exported from `reqwest`).
 pub use reqwest::Url;
 pub use supervisor::SupervisorClient;
+pub use traits::{ChronosApi, MarathonApi, MesosAgentApi};

@@ -32,9 +32,9 @@ pub struct ExecutorStatistics {
     /// Executor source; the task id for command tasks.
     #[serde(default)]
     pub source: String,
-    /// The measurements.
+    /// The executor's cgroup counters (CPU times, CFS periods, memory).
     pub statistics: ResourceStatistics,
-    /// Everything else.
+    /// Keys this model does not name, kept for a round trip.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -178,28 +178,10 @@ impl ResourceStatistics {
             (u, s) => Some(u.unwrap_or(0.0) + s.unwrap_or(0.0)),
         }
     }
-
-    /// Average CPUs used between an earlier sample and this one:
-    /// Δ(user + system) / Δtimestamp. `None` without CPU times, when time did not advance, or
-    /// when the counters went backwards (the container was replaced).
-    #[must_use]
-    pub fn cpu_usage_since(&self, earlier: &Self) -> Option<f64> {
-        let dt = self.timestamp - earlier.timestamp;
-        let dcpu = self.cpu_time_secs()? - earlier.cpu_time_secs()?;
-        (dt > 0.0 && dcpu >= 0.0).then(|| dcpu / dt)
-    }
-
-    /// Fraction of CFS periods that were throttled, when reported.
-    #[must_use]
-    #[allow(clippy::cast_precision_loss)]
-    pub fn throttled_fraction(&self) -> Option<f64> {
-        let periods = self.cpus_nr_periods?;
-        let throttled = self.cpus_nr_throttled?;
-        (periods > 0).then(|| throttled as f64 / periods as f64)
-    }
 }
 
 /// Client for one Mesos agent's monitoring endpoint. Clones share the remembered endpoint.
+/// Credentials matter only with the agent's `--authenticate_http_readonly`.
 #[derive(Debug, Clone)]
 pub struct MesosAgentClient {
     http: HttpCore,
@@ -207,28 +189,7 @@ pub struct MesosAgentClient {
 }
 
 impl MesosAgentClient {
-    /// A client with the default [`ClientConfig`]. Credentials matter only with
-    /// `--authenticate_http_readonly`.
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
-    pub fn new(credentials: &Credentials) -> Result<Self, FrameworkError> {
-        Self::with_config(credentials, ClientConfig::default())
-    }
-
-    /// A client with explicit settings.
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
-    pub fn with_config(
-        credentials: &Credentials,
-        config: ClientConfig,
-    ) -> Result<Self, FrameworkError> {
-        Ok(Self {
-            http: HttpCore::new(credentials, config, Flavor::MesosAgent)?,
-            legacy_path: Arc::new(AtomicBool::new(false)),
-        })
-    }
+    crate::http::client_constructors!(Flavor::MesosAgent, legacy_path: Arc::new(AtomicBool::new(false)));
 
     /// The agent's base URL.
     #[must_use]
@@ -345,27 +306,12 @@ mod tests {
         assert_eq!(s.extra.get("mem_file_bytes"), Some(&json!(7)));
         assert_eq!(stats[0].extra.get("container_id"), Some(&json!("abc")));
         assert!((s.cpu_time_secs().unwrap() - 130_850.29).abs() < 1e-6);
-        assert!((s.throttled_fraction().unwrap() - 1046.0 / 769_021.0).abs() < 1e-12);
         // Round trip keeps every field.
         assert_eq!(serde_json::to_value(&stats).unwrap(), v);
     }
 
     #[test]
-    fn usage_between_samples() {
-        let a = ResourceStatistics {
-            timestamp: 100.0,
-            cpus_user_time_secs: Some(10.0),
-            cpus_system_time_secs: Some(2.0),
-            ..ResourceStatistics::default()
-        };
-        let b = ResourceStatistics {
-            timestamp: 110.0,
-            cpus_user_time_secs: Some(16.0),
-            cpus_system_time_secs: Some(3.0),
-            ..ResourceStatistics::default()
-        };
-        assert_eq!(b.cpu_usage_since(&a), Some(0.7));
-        assert_eq!(a.cpu_usage_since(&b), None);
+    fn cpu_time_needs_a_counter() {
         assert_eq!(ResourceStatistics::default().cpu_time_secs(), None);
     }
 

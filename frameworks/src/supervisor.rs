@@ -37,26 +37,7 @@ pub struct SupervisorClient {
 }
 
 impl SupervisorClient {
-    /// A client with the default [`ClientConfig`].
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
-    pub fn new(credentials: &Credentials) -> Result<Self, FrameworkError> {
-        Self::with_config(credentials, ClientConfig::default())
-    }
-
-    /// A client with explicit settings.
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
-    pub fn with_config(
-        credentials: &Credentials,
-        config: ClientConfig,
-    ) -> Result<Self, FrameworkError> {
-        Ok(Self {
-            http: HttpCore::new(credentials, config, Flavor::Supervisor)?,
-        })
-    }
+    crate::http::client_constructors!(Flavor::Supervisor);
 
     /// The supervisor's base URL.
     #[must_use]

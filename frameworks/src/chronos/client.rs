@@ -71,7 +71,8 @@ impl ChronosClient {
     /// A client for a known API generation, with the default [`ClientConfig`].
     ///
     /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
+    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built, or for an https URL
+    /// in a build without the `tls` feature.
     pub fn new(
         credentials: &Credentials,
         version: ChronosApiVersion,
@@ -82,7 +83,8 @@ impl ChronosClient {
     /// A client for a known API generation, with explicit settings.
     ///
     /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
+    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built, or for an https URL
+    /// in a build without the `tls` feature.
     pub fn with_config(
         credentials: &Credentials,
         version: ChronosApiVersion,

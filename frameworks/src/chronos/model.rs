@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 use super::schedule::{Schedule, ScheduleError};
 use crate::error::FrameworkError;
 use crate::lenient;
-use crate::marathon::model::object_entry;
 
 /// Counters Chronos maintains itself. Its deserializer reads them back when a client sends them,
 /// so a job echoed from a GET keeps its counts; they are therefore **kept** in
@@ -84,13 +83,13 @@ impl ChronosJob {
     /// `name`.
     #[must_use]
     pub fn name(&self) -> Option<&str> {
-        self.0.get("name").and_then(Value::as_str)
+        self.text("name")
     }
 
     /// `command`.
     #[must_use]
     pub fn command(&self) -> Option<&str> {
-        self.0.get("command").and_then(Value::as_str)
+        self.text("command")
     }
 
     /// Sets `command`.
@@ -102,13 +101,7 @@ impl ChronosJob {
     /// `owner`.
     #[must_use]
     pub fn owner(&self) -> Option<&str> {
-        self.0.get("owner").and_then(Value::as_str)
-    }
-
-    /// `cpus`, as a number or a numeric string (`"1"` in the thesis jobs).
-    #[must_use]
-    pub fn cpus(&self) -> Option<f64> {
-        self.0.get("cpus").and_then(lenient::as_f64)
+        self.text("owner")
     }
 
     /// Sets `cpus` as a JSON number (Chronos accepts both forms).
@@ -132,22 +125,10 @@ impl ChronosJob {
         Ok(())
     }
 
-    /// `mem` in MB, as a number or numeric string.
-    #[must_use]
-    pub fn mem(&self) -> Option<f64> {
-        self.0.get("mem").and_then(lenient::as_f64)
-    }
-
-    /// `disk` in MB, as a number or numeric string.
-    #[must_use]
-    pub fn disk(&self) -> Option<f64> {
-        self.0.get("disk").and_then(lenient::as_f64)
-    }
-
     /// `schedule` as written.
     #[must_use]
     pub fn schedule_str(&self) -> Option<&str> {
-        self.0.get("schedule").and_then(Value::as_str)
+        self.text("schedule")
     }
 
     /// `schedule`, parsed; `Ok(None)` when absent.
@@ -156,12 +137,6 @@ impl ChronosJob {
     /// [`ScheduleError`] when the schedule is present but invalid.
     pub fn schedule(&self) -> Result<Option<Schedule>, ScheduleError> {
         self.schedule_str().map(Schedule::parse).transpose()
-    }
-
-    /// Sets `schedule`.
-    pub fn set_schedule(&mut self, schedule: &Schedule) {
-        self.0
-            .insert("schedule".to_owned(), Value::String(schedule.to_string()));
     }
 
     /// `parents` (dependency jobs); empty for scheduled jobs.
@@ -197,19 +172,19 @@ impl ChronosJob {
     /// `retries`.
     #[must_use]
     pub fn retries(&self) -> Option<u64> {
-        self.0.get("retries").and_then(lenient::as_u64)
+        self.count("retries")
     }
 
     /// `successCount` (server-maintained).
     #[must_use]
     pub fn success_count(&self) -> Option<u64> {
-        self.0.get("successCount").and_then(lenient::as_u64)
+        self.count("successCount")
     }
 
     /// `errorCount` (server-maintained).
     #[must_use]
     pub fn error_count(&self) -> Option<u64> {
-        self.0.get("errorCount").and_then(lenient::as_u64)
+        self.count("errorCount")
     }
 
     /// `lastSuccess` timestamp, when not empty.
@@ -246,29 +221,6 @@ impl ChronosJob {
             .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
             .get("value")?
             .as_str()
-    }
-
-    /// Sets one `environmentVariables` entry, replacing an entry of the same name.
-    pub fn set_env_var(&mut self, name: &str, value: impl Into<String>) {
-        let slot = self
-            .0
-            .entry("environmentVariables")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if !slot.is_array() {
-            *slot = Value::Array(Vec::new());
-        }
-        if let Value::Array(list) = slot {
-            list.retain(|e| e.get("name").and_then(Value::as_str) != Some(name));
-            let mut entry = Map::new();
-            entry.insert("name".to_owned(), Value::String(name.to_owned()));
-            entry.insert("value".to_owned(), Value::String(value.into()));
-            list.push(Value::Object(entry));
-        }
-    }
-
-    /// Sets a field of `container`, creating it if needed.
-    pub fn set_container_field(&mut self, key: impl Into<String>, value: Value) {
-        object_entry(&mut self.0, "container").insert(key.into(), value);
     }
 
     /// The body to POST: the job as is, except that `uris` is dropped when `fetch` is also a
@@ -343,17 +295,15 @@ mod tests {
 
     #[test]
     fn env_vars() {
-        let mut job = ChronosJob::new("j");
-        job.set_env_var("QOS_UUID", "1");
-        job.set_env_var("QOS_UUID", "2");
+        let job = ChronosJob::try_from(json!({
+            "name": "j",
+            "environmentVariables": [
+                {"name": "OTHER", "value": "1"},
+                {"name": "QOS_UUID", "value": "2"}
+            ]
+        }))
+        .unwrap();
         assert_eq!(job.env_var("QOS_UUID"), Some("2"));
-        assert_eq!(
-            job.get("environmentVariables")
-                .unwrap()
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(job.env_var("MISSING"), None);
     }
 }

@@ -59,7 +59,7 @@ impl ScheduleError {
         &self.input
     }
 
-    /// Why.
+    /// Which part of the schedule is wrong.
     #[must_use]
     pub fn kind(&self) -> &ScheduleErrorKind {
         &self.kind

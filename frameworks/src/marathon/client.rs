@@ -49,26 +49,7 @@ struct TasksEnvelope {
 }
 
 impl MarathonClient {
-    /// A client with the default [`ClientConfig`].
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
-    pub fn new(credentials: &Credentials) -> Result<Self, FrameworkError> {
-        Self::with_config(credentials, ClientConfig::default())
-    }
-
-    /// A client with explicit settings.
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] when the HTTP client cannot be built.
-    pub fn with_config(
-        credentials: &Credentials,
-        config: ClientConfig,
-    ) -> Result<Self, FrameworkError> {
-        Ok(Self {
-            http: HttpCore::new(credentials, config, Flavor::Marathon)?,
-        })
-    }
+    crate::http::client_constructors!(Flavor::Marathon);
 
     /// The base URL requests go to.
     #[must_use]

@@ -177,7 +177,7 @@ impl MarathonApp {
     /// `id` as written (may lack the leading `/` in a user's file).
     #[must_use]
     pub fn id(&self) -> Option<&str> {
-        self.0.get("id").and_then(Value::as_str)
+        self.text("id")
     }
 
     /// `id`, validated and normalised.
@@ -191,12 +191,6 @@ impl MarathonApp {
         AppId::parse(id)
     }
 
-    /// `cpus`, as a number or numeric string.
-    #[must_use]
-    pub fn cpus(&self) -> Option<f64> {
-        self.0.get("cpus").and_then(lenient::as_f64)
-    }
-
     /// Sets `cpus` (as a JSON number).
     ///
     /// # Errors
@@ -206,28 +200,16 @@ impl MarathonApp {
         Ok(())
     }
 
-    /// `mem` in MiB.
-    #[must_use]
-    pub fn mem(&self) -> Option<f64> {
-        self.0.get("mem").and_then(lenient::as_f64)
-    }
-
-    /// `disk` in MiB.
-    #[must_use]
-    pub fn disk(&self) -> Option<f64> {
-        self.0.get("disk").and_then(lenient::as_f64)
-    }
-
     /// `instances`.
     #[must_use]
     pub fn instances(&self) -> Option<u64> {
-        self.0.get("instances").and_then(lenient::as_u64)
+        self.count("instances")
     }
 
     /// `cmd`.
     #[must_use]
     pub fn cmd(&self) -> Option<&str> {
-        self.0.get("cmd").and_then(Value::as_str)
+        self.text("cmd")
     }
 
     /// `container.docker.image`.
@@ -243,9 +225,7 @@ impl MarathonApp {
     /// `taskKillGracePeriodSeconds`.
     #[must_use]
     pub fn task_kill_grace_period_secs(&self) -> Option<f64> {
-        self.0
-            .get("taskKillGracePeriodSeconds")
-            .and_then(lenient::as_f64)
+        self.number("taskKillGracePeriodSeconds")
     }
 
     /// One `env` entry, when it is a plain string (not a `{"secret": …}` reference).
@@ -254,26 +234,16 @@ impl MarathonApp {
         self.0.get("env")?.get(name)?.as_str()
     }
 
-    /// Sets one `env` entry, creating `env` if needed.
-    pub fn set_env_var(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        object_entry(&mut self.0, "env").insert(name.into(), Value::String(value.into()));
-    }
-
     /// One label.
     #[must_use]
     pub fn label(&self, name: &str) -> Option<&str> {
         self.0.get("labels")?.get(name)?.as_str()
     }
 
-    /// Sets one label, creating `labels` if needed.
-    pub fn set_label(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        object_entry(&mut self.0, "labels").insert(name.into(), Value::String(value.into()));
-    }
-
     /// `version` (GET only).
     #[must_use]
     pub fn version(&self) -> Option<&str> {
-        self.0.get("version").and_then(Value::as_str)
+        self.text("version")
     }
 
     /// Ids of the deployments currently affecting the app (`deployments: [{"id"}]`, GET only).
@@ -293,13 +263,13 @@ impl MarathonApp {
     /// `tasksRunning` (GET only).
     #[must_use]
     pub fn tasks_running(&self) -> Option<u64> {
-        self.0.get("tasksRunning").and_then(lenient::as_u64)
+        self.count("tasksRunning")
     }
 
     /// `tasksStaged` (GET only).
     #[must_use]
     pub fn tasks_staged(&self) -> Option<u64> {
-        self.0.get("tasksStaged").and_then(lenient::as_u64)
+        self.count("tasksStaged")
     }
 
     /// The embedded `tasks` (GET always embeds them). Entries that do not read as a task are
@@ -351,23 +321,6 @@ pub(crate) fn cpus_value(cpus: f64) -> Result<Value, FrameworkError> {
         .ok_or_else(|| {
             FrameworkError::invalid_input("cpus", format!("{cpus} is not representable"))
         })
-}
-
-/// `map[key]` as an object, replacing a missing or non-object value with `{}`.
-pub(crate) fn object_entry<'a>(
-    map: &'a mut Map<String, Value>,
-    key: &str,
-) -> &'a mut Map<String, Value> {
-    let slot = map
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    match slot {
-        Value::Object(m) => m,
-        _ => unreachable!("just made an object"),
-    }
 }
 
 /// One task (`GET /v2/apps/{id}/tasks`, RAML `Task`). Unknown keys land in `extra`.
@@ -615,10 +568,21 @@ mod tests {
 
     #[test]
     fn env_and_labels() {
-        let mut app = MarathonApp::try_from(json!({"id": "/a", "env": "oops"})).unwrap();
-        app.set_env_var("MY_UUID", "abc");
-        app.set_label("qos.uuid", "abc");
+        let app = MarathonApp::try_from(json!({
+            "id": "/a",
+            "env": {"MY_UUID": "abc", "PW": {"secret": "pw"}},
+            "labels": {"qos.uuid": "abc"}
+        }))
+        .unwrap();
         assert_eq!(app.env_var("MY_UUID"), Some("abc"));
+        assert_eq!(
+            app.env_var("PW"),
+            None,
+            "a secret reference is not a plain value"
+        );
         assert_eq!(app.label("qos.uuid"), Some("abc"));
+        assert_eq!(app.label("other"), None);
+        let odd = MarathonApp::try_from(json!({"id": "/a", "env": "oops"})).unwrap();
+        assert_eq!(odd.env_var("MY_UUID"), None);
     }
 }

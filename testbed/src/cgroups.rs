@@ -42,7 +42,6 @@ pub(crate) enum CgroupLayout {
 }
 
 /// `cpus` as a CFS quota in microseconds per [`PERIOD_US`].
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub(crate) fn quota_us(cpus: f64) -> u64 {
     ((cpus * PERIOD_US as f64).round() as u64).max(MIN_QUOTA_US)
 }
@@ -310,7 +309,6 @@ impl Cgroup {
             CgroupLayout::V1 { memory, .. } => {
                 let acct = self.acct_dir();
                 let ns = |f: &str| -> Option<f64> {
-                    #[allow(clippy::cast_precision_loss)]
                     read_trim(&acct.join(f))?
                         .parse::<u64>()
                         .ok()
@@ -322,7 +320,6 @@ impl Cgroup {
                 } else if let Some(text) = read_trim(&acct.join("cpuacct.stat")) {
                     let tck = clk_tck();
                     let map = keyed(&text);
-                    #[allow(clippy::cast_precision_loss)]
                     {
                         s.user_secs = map_get(&map, "user").unwrap_or(0) as f64 / tck;
                         s.system_secs = map_get(&map, "system").unwrap_or(0) as f64 / tck;
@@ -332,7 +329,6 @@ impl Cgroup {
                     let map = keyed(&text);
                     s.nr_periods = map_get(&map, "nr_periods");
                     s.nr_throttled = map_get(&map, "nr_throttled");
-                    #[allow(clippy::cast_precision_loss)]
                     {
                         s.throttled_secs = map_get(&map, "throttled_time").map(|n| n as f64 / 1e9);
                     }
@@ -348,7 +344,6 @@ impl Cgroup {
                 let dir = root.join(&self.rel);
                 if let Some(text) = read_trim(&dir.join("cpu.stat")) {
                     let map = keyed(&text);
-                    #[allow(clippy::cast_precision_loss)]
                     {
                         s.user_secs = map_get(&map, "user_usec").unwrap_or(0) as f64 / 1e6;
                         s.system_secs = map_get(&map, "system_usec").unwrap_or(0) as f64 / 1e6;
@@ -399,7 +394,6 @@ fn map_get(map: &[(&str, u64)], key: &str) -> Option<u64> {
 /// USER_HZ (ticks per second of `cpuacct.stat` and `/proc/<pid>/stat`).
 pub(crate) fn clk_tck() -> f64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        #[allow(clippy::cast_precision_loss)]
         Ok(Some(n)) if n > 0 => n as f64,
         _ => 100.0,
     }
@@ -415,7 +409,6 @@ pub(crate) fn proc_cpu_secs(pid: u32) -> Option<(f64, f64)> {
     // Fields 14..17 of the full line are utime, stime, cutime, cstime: 11..14 here.
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
     let tck = clk_tck();
-    #[allow(clippy::cast_precision_loss)]
     Some((
         (num(11)? + num(13)?) as f64 / tck,
         (num(12)? + num(14)?) as f64 / tck,

@@ -163,7 +163,7 @@ pub enum ConfigError {
     /// The TOML file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The file.
+        /// The config file that could not be read.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
@@ -171,7 +171,7 @@ pub enum ConfigError {
     /// The TOML file does not parse or has unknown keys.
     #[error("invalid config {path}: {message}")]
     Parse {
-        /// The file.
+        /// The config file that does not parse.
         path: PathBuf,
         /// The parser's message.
         message: String,
@@ -179,9 +179,9 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid config value {field}: {message}")]
     Value {
-        /// The key.
+        /// The TOML key of the value, e.g. `cpus_per_agent`.
         field: &'static str,
-        /// Why.
+        /// What is wrong with it and what is accepted.
         message: String,
     },
 }

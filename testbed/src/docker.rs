@@ -30,27 +30,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::cluster::{Outcome, TaskCommand, wait_kill};
 use crate::config::Config;
-
-/// A task's container, as Marathon (`container.docker`, `container.volumes`) or Chronos
-/// (`container`) describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ContainerSpec {
-    pub(crate) image: String,
-    pub(crate) network: Option<String>,
-    pub(crate) volumes: Vec<Volume>,
-    pub(crate) parameters: Vec<(String, String)>,
-    pub(crate) force_pull: bool,
-}
-
-/// A host-path volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Volume {
-    pub(crate) host_path: String,
-    pub(crate) container_path: String,
-    pub(crate) read_only: bool,
-}
+use crate::task::{ContainerSpec, Outcome, TaskCommand, wait_kill};
 
 /// One container to run.
 pub(crate) struct DockerRun<'a> {
@@ -274,7 +255,6 @@ impl DockerRuntime {
             Some(n) if n == "NONE" => "none",
             _ => "host",
         };
-        #[allow(clippy::cast_possible_truncation)]
         let host_config = HostConfig {
             nano_cpus: Some((run.cpus * 1e9).round() as i64),
             cpu_shares: i64::try_from(crate::cgroups::shares(run.cpus)).ok(),

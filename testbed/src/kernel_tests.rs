@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::cgroups::CgroupLayout;
-use crate::cluster::{Cluster, TaskCommand, TaskSpec, TaskState, TaskUpdate};
+use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::task::{TaskCommand, TaskSpec, TaskState, TaskUpdate};
 
 fn test_config() -> Config {
     Config {
@@ -83,7 +84,7 @@ async fn wait_for(
 }
 
 fn unique(name: &str) -> String {
-    format!("{name}.{}", crate::util::uuid_v4())
+    format!("{name}.{}", crate::formats::uuid_v4())
 }
 
 fn read(path: &std::path::Path) -> String {

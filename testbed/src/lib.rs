@@ -38,15 +38,18 @@
 mod agent;
 mod cgroups;
 pub mod chronos;
+pub mod cli;
 mod cluster;
 pub mod config;
 mod docker;
+mod formats;
+mod framework;
 #[cfg(test)]
 mod kernel_tests;
 pub mod marathon;
 mod recovery;
 mod server;
-mod util;
+mod task;
 
 pub use config::{ChronosVersion, Config, ConfigError, RuntimeKind};
 pub use server::{Testbed, Urls, serve};

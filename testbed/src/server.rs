@@ -41,7 +41,7 @@ impl std::fmt::Debug for Testbed {
 }
 
 impl Testbed {
-    /// The URLs.
+    /// The base URLs of the Marathon, Chronos and agent emulators.
     #[must_use]
     pub fn urls(&self) -> &Urls {
         &self.urls

@@ -41,7 +41,7 @@ pub(crate) enum Refusal {
     /// The resource's own check: 2.5.1 answers 400 with the message as text (or nothing, for
     /// `empty_in_v2`), 3.x with `{"status": "Bad Request", "message"}`.
     Check {
-        /// The message.
+        /// Chronos' own words for the refusal.
         message: String,
         /// 2.5.1 answers with an empty body.
         empty_in_v2: bool,

@@ -52,7 +52,7 @@ mod iso8601;
 pub(crate) mod job;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -64,14 +64,14 @@ use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use frameworks::Schedule;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 use self::iso8601::Generation;
-use crate::cluster::{Cluster, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink};
+use crate::cluster::Cluster;
 use crate::config::ChronosVersion;
-use crate::docker::{ContainerSpec, Volume};
-use crate::util::{iso_millis, java_double};
+use crate::formats::{iso_millis, java_double};
+use crate::framework::Framework;
+use crate::task::{ContainerSpec, TaskCommand, TaskSpec, TaskState, TaskUpdate, Volume};
 
 #[derive(Debug, Clone)]
 struct Run {
@@ -112,52 +112,34 @@ impl Job {
 }
 
 #[derive(Default)]
-struct CState {
+pub(crate) struct CState {
     jobs: BTreeMap<String, Job>,
     task_job: HashMap<String, String>,
 }
 
 /// The Chronos emulator.
 pub(crate) struct Chronos {
-    cluster: Arc<Cluster>,
-    framework_id: String,
-    state: Mutex<CState>,
-    sink: UpdateSink,
-    generation: watch::Sender<u64>,
-    stop: CancellationToken,
+    framework: Framework<CState>,
+}
+
+/// The shared scaffolding's fields and `lock`/`bump`/`stop` read as the emulator's own.
+impl std::ops::Deref for Chronos {
+    type Target = Framework<CState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.framework
+    }
 }
 
 impl Chronos {
     pub(crate) fn start(cluster: &Arc<Cluster>) -> Arc<Self> {
-        let (sink, rx) = mpsc::unbounded_channel();
-        let (generation, _) = watch::channel(0);
-        let c = Arc::new(Self {
-            framework_id: format!("{}-0001", cluster.id),
-            cluster: Arc::clone(cluster),
-            state: Mutex::new(CState::default()),
-            sink,
-            generation,
-            stop: cluster.shutdown_token().child_token(),
-        });
+        let (framework, rx) = Framework::new(cluster, 1, CState::default());
+        let c = Arc::new(Self { framework });
         let me = Arc::clone(&c);
         cluster.spawn(async move { me.update_loop(rx).await });
         let me = Arc::clone(&c);
         cluster.spawn(async move { me.scheduler().await });
         c
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stop.cancel();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, CState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn bump(&self) {
-        self.generation.send_modify(|g| *g += 1);
     }
 
     /// 2.5.1's `epsilon` (Joda period, default 60 s).
@@ -401,7 +383,7 @@ impl Chronos {
             .unwrap_or_default();
         let attempt = run.attempt;
         let env_task_id = task_id.clone();
-        let env: crate::cluster::EnvBuilder = Box::new(move |offer| {
+        let env: crate::task::EnvBuilder = Box::new(move |offer| {
             let mut env = vec![
                 ("mesos_task_id".to_owned(), env_task_id.clone()),
                 ("MESOS_TASK_ID".to_owned(), env_task_id),

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::util::java_double;
+use crate::formats::java_double;
 
 /// One validation problem (`{"path", "errors"}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +234,14 @@ pub(crate) fn normalize(
             problems: vec![p("", "error.expected.jsobject")],
         });
     };
-    // 1. Types (Play JSON readers): any mistyped known key is an "Invalid JSON" error.
+    let id_raw = check_types(obj, path_id)?;
+    let app = check_app(obj, id_raw.as_deref())?;
+    Ok(complete(obj, &app))
+}
+
+/// Step 1, the types (Play JSON readers): any mistyped known key is an "Invalid JSON" error.
+/// Returns the raw id (`path_id` wins over the body's).
+fn check_types(obj: &Map<String, Value>, path_id: Option<&str>) -> Result<Option<String>, Invalid> {
     let mut problems = Vec::new();
     for (key, kind) in FIELDS {
         if let Some(v) = obj.get(*key) {
@@ -306,30 +313,100 @@ pub(crate) fn normalize(
             problems,
         });
     }
-    // 2. Object validation (AppValidation).
+    Ok(id_raw)
+}
+
+/// What step 2 learnt of the app that step 3 needs.
+struct Checked<'a> {
+    /// The canonical id.
+    id: String,
+    /// `container`, when it is an object.
+    container: Option<&'a Value>,
+    /// `container.type`, `DOCKER` when absent.
+    ctype: &'a str,
+    /// A non-empty `cmd` is given.
+    cmd: bool,
+    /// A non-empty `args` is given.
+    args: bool,
+}
+
+/// `key` is given and not empty (`null`, `[]` and `""` count as absent).
+fn has(obj: &Map<String, Value>, key: &str) -> bool {
+    match obj.get(key) {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// `key` is given and not `null` (an empty list counts).
+fn given(obj: &Map<String, Value>, key: &str) -> bool {
+    obj.get(key).is_some_and(|v| !v.is_null())
+}
+
+/// Step 2, object validation (`AppValidation`): every rule broken, as one "Object is not valid".
+fn check_app<'a>(
+    obj: &'a Map<String, Value>,
+    id_raw: Option<&str>,
+) -> Result<Checked<'a>, Invalid> {
     let mut problems = Vec::new();
-    let id = match canonical_id(id_raw.as_deref().unwrap_or_default()) {
+    let id = match canonical_id(id_raw.unwrap_or_default()) {
         Ok(id) => id,
         Err(e) => {
             problems.push(e);
             String::new()
         }
     };
-    let has = |k: &str| match obj.get(k) {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    };
     let container = obj.get("container").filter(|c| c.is_object());
-    let cmd = has("cmd");
-    let args = has("args");
+    let cmd = has(obj, "cmd");
+    let args = has(obj, "args");
     if !((cmd ^ args) || (!(cmd && args) && container.is_some())) {
         problems.push(p(
             "/",
             "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.",
         ));
     }
+    let ctype = check_container(obj, container, &mut problems);
+    // `AppValidation.validateOldAppAPI`: both lists given (even empty) must agree.
+    if given(obj, "ports") && given(obj, "portDefinitions") {
+        let defined: Vec<Option<&Value>> = obj["portDefinitions"]
+            .as_array()
+            .map(|d| d.iter().map(|x| x.get("port")).collect())
+            .unwrap_or_default();
+        let ports: Vec<Option<&Value>> = obj["ports"]
+            .as_array()
+            .map(|d| d.iter().map(Some).collect())
+            .unwrap_or_default();
+        if defined != ports {
+            problems.push(p("/", "cannot specify both ports and port definitions"));
+        }
+    }
+    if has(obj, "uris") && has(obj, "fetch") {
+        problems.push(p("/uris", "may not be set in conjunction with fetch"));
+    }
+    check_strategies(obj, container, &mut problems);
+    if !problems.is_empty() {
+        return Err(Invalid {
+            json: false,
+            problems,
+        });
+    }
+    Ok(Checked {
+        id,
+        container,
+        ctype,
+        cmd,
+        args,
+    })
+}
+
+/// The `container` rules: its type, the Docker image, the legacy `docker.network`.
+fn check_container<'a>(
+    obj: &Map<String, Value>,
+    container: Option<&'a Value>,
+    problems: &mut Vec<Problem>,
+) -> &'a str {
     let docker = container
         .and_then(|c| c.get("docker"))
         .filter(|d| d.is_object());
@@ -356,31 +433,22 @@ pub(crate) fn normalize(
                 "error.expected.validenumvalue",
             ));
         }
-        if has("networks") {
+        if has(obj, "networks") {
             problems.push(p(
                 "/",
                 "must not specify both container.docker.network and networks",
             ));
         }
     }
-    // `AppValidation.validateOldAppAPI`: both lists given (even empty) must agree.
-    let given = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
-    if given("ports") && given("portDefinitions") {
-        let defined: Vec<Option<&Value>> = obj["portDefinitions"]
-            .as_array()
-            .map(|d| d.iter().map(|x| x.get("port")).collect())
-            .unwrap_or_default();
-        let ports: Vec<Option<&Value>> = obj["ports"]
-            .as_array()
-            .map(|d| d.iter().map(Some).collect())
-            .unwrap_or_default();
-        if defined != ports {
-            problems.push(p("/", "cannot specify both ports and port definitions"));
-        }
-    }
-    if has("uris") && has("fetch") {
-        problems.push(p("/uris", "may not be set in conjunction with fetch"));
-    }
+    ctype
+}
+
+/// Resident apps, `upgradeStrategy`, `killSelection` and `constraints`.
+fn check_strategies(
+    obj: &Map<String, Value>,
+    container: Option<&Value>,
+    problems: &mut Vec<Problem>,
+) {
     // Resident apps (1.6+: `residency` given, or implied by a persistent volume).
     let persistent = container
         .and_then(|c| c.get("volumes"))
@@ -389,7 +457,7 @@ pub(crate) fn normalize(
             v.iter()
                 .any(|v| v.get("persistent").is_some_and(|p| !p.is_null()))
         });
-    let resident = given("residency") || persistent;
+    let resident = given(obj, "residency") || persistent;
     if resident {
         if let Some(mo) = obj
             .get("upgradeStrategy")
@@ -407,7 +475,7 @@ pub(crate) fn normalize(
             Some(Value::String(s)) => s != "disabled",
             Some(_) => true,
         };
-        if given("residency") && unreachable_enabled {
+        if given(obj, "residency") && unreachable_enabled {
             problems.push(p(
                 "/",
                 "unreachableStrategy must be disabled for resident tasks",
@@ -465,16 +533,14 @@ pub(crate) fn normalize(
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(Invalid {
-            json: false,
-            problems,
-        });
-    }
-    // 3. Normalised, complete definition.
+}
+
+/// Step 3, the normalised, complete definition: Marathon's keys only, defaults filled in, in
+/// Marathon's order.
+fn complete(obj: &Map<String, Value>, app: &Checked<'_>) -> Map<String, Value> {
     let mut out = Map::new();
     let get = |k: &str| obj.get(k).filter(|v| !v.is_null()).cloned();
-    out.insert("id".into(), Value::String(id));
+    out.insert("id".into(), Value::String(app.id.clone()));
     out.insert(
         "acceptedResourceRoles".into(),
         get("acceptedResourceRoles").unwrap_or_else(|| json!(["*"])),
@@ -487,10 +553,10 @@ pub(crate) fn normalize(
         "backoffSeconds".into(),
         get("backoffSeconds").unwrap_or(json!(1)),
     );
-    if cmd {
+    if app.cmd {
         out.insert("cmd".into(), get("cmd").unwrap_or_default());
     }
-    if args {
+    if app.args {
         out.insert("args".into(), get("args").unwrap_or_default());
     }
     out.insert(
@@ -498,8 +564,8 @@ pub(crate) fn normalize(
         get("constraints").unwrap_or(json!([])),
     );
     let mut networks = get("networks");
-    if let Some(c) = container {
-        let (c, legacy_networks) = normalize_container(c, ctype);
+    if let Some(c) = app.container {
+        let (c, legacy_networks) = normalize_container(c, app.ctype);
         if networks.is_none() {
             networks = legacy_networks;
         }
@@ -513,24 +579,7 @@ pub(crate) fn normalize(
     out.insert("disk".into(), get("disk").unwrap_or(json!(0)));
     out.insert("env".into(), get("env").unwrap_or(json!({})));
     out.insert("executor".into(), get("executor").unwrap_or(json!("")));
-    let fetch = match (get("fetch"), get("uris")) {
-        (Some(f), _) => f,
-        (None, Some(Value::Array(uris))) => Value::Array(
-            uris.iter()
-                .map(|u| {
-                    let s = u.as_str().unwrap_or_default();
-                    let extract = [
-                        ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".zip",
-                    ]
-                    .iter()
-                    .any(|e| s.ends_with(e));
-                    json!({"uri": s, "extract": extract, "executable": false, "cache": false})
-                })
-                .collect(),
-        ),
-        _ => json!([]),
-    };
-    out.insert("fetch".into(), fetch);
+    out.insert("fetch".into(), fetch(get("fetch"), get("uris")));
     out.insert("gpus".into(), get("gpus").unwrap_or(json!(0)));
     out.insert(
         "healthChecks".into(),
@@ -558,17 +607,7 @@ pub(crate) fn normalize(
         n.iter()
             .all(|x| x.get("mode").and_then(Value::as_str) == Some("host"))
     });
-    let port_defs = match (get("portDefinitions"), get("ports")) {
-        (Some(pd), _) => pd,
-        (None, Some(Value::Array(ports))) => Value::Array(
-            ports
-                .iter()
-                .map(|p| json!({"port": p, "protocol": "tcp"}))
-                .collect(),
-        ),
-        _ if host_net => json!([{"port": 0, "protocol": "tcp"}]),
-        _ => json!([]),
-    };
+    let port_defs = port_definitions(get("portDefinitions"), get("ports"), host_net);
     out.insert("portDefinitions".into(), port_defs);
     out.insert(
         "readinessChecks".into(),
@@ -598,15 +637,10 @@ pub(crate) fn normalize(
         get("unreachableStrategy")
             .unwrap_or(json!({"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0})),
     );
-    let mut us = json!({"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0});
-    if let Some(Value::Object(given)) = get("upgradeStrategy") {
-        for (k, v) in given {
-            if matches!(k.as_str(), "minimumHealthCapacity" | "maximumOverCapacity") {
-                us[k] = v;
-            }
-        }
-    }
-    out.insert("upgradeStrategy".into(), us);
+    out.insert(
+        "upgradeStrategy".into(),
+        upgrade_strategy(get("upgradeStrategy")),
+    );
     // Canonical key order.
     let mut ordered = Map::new();
     for k in ORDER {
@@ -614,7 +648,56 @@ pub(crate) fn normalize(
             ordered.insert((*k).to_owned(), v);
         }
     }
-    Ok(ordered)
+    ordered
+}
+
+/// `fetch`, or the legacy `uris` read as fetch entries (archives extracted).
+fn fetch(fetch: Option<Value>, uris: Option<Value>) -> Value {
+    match (fetch, uris) {
+        (Some(f), _) => f,
+        (None, Some(Value::Array(uris))) => Value::Array(
+            uris.iter()
+                .map(|u| {
+                    let s = u.as_str().unwrap_or_default();
+                    let extract = [
+                        ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".zip",
+                    ]
+                    .iter()
+                    .any(|e| s.ends_with(e));
+                    json!({"uri": s, "extract": extract, "executable": false, "cache": false})
+                })
+                .collect(),
+        ),
+        _ => json!([]),
+    }
+}
+
+/// `portDefinitions`, or the legacy `ports`; one any-port definition on host networking.
+fn port_definitions(defs: Option<Value>, ports: Option<Value>, host_net: bool) -> Value {
+    match (defs, ports) {
+        (Some(pd), _) => pd,
+        (None, Some(Value::Array(ports))) => Value::Array(
+            ports
+                .iter()
+                .map(|p| json!({"port": p, "protocol": "tcp"}))
+                .collect(),
+        ),
+        _ if host_net => json!([{"port": 0, "protocol": "tcp"}]),
+        _ => json!([]),
+    }
+}
+
+/// `upgradeStrategy` with Marathon's defaults for what is not given.
+fn upgrade_strategy(strategy: Option<Value>) -> Value {
+    let mut us = json!({"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0});
+    if let Some(Value::Object(given)) = strategy {
+        for (k, v) in given {
+            if matches!(k.as_str(), "minimumHealthCapacity" | "maximumOverCapacity") {
+                us[k] = v;
+            }
+        }
+    }
+    us
 }
 
 fn check_string_map(

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::app::{self, Invalid};
 use super::{Action, AppRec, Deployment, MState, Marathon};
-use crate::util::{iso_millis, uuid_v4};
+use crate::formats::{iso_millis, uuid_v4};
 
 type M = State<Arc<Marathon>>;
 type Q = Query<HashMap<String, String>>;
@@ -540,7 +540,7 @@ async fn list_tasks(State(m): M, Query(q): Q) -> Response {
             a.tasks
                 .values()
                 .filter(|t| t.placed)
-                .filter(|t| !only_running || t.state == crate::cluster::TaskState::Running)
+                .filter(|t| !only_running || t.state == crate::task::TaskState::Running)
                 .map(|t| Marathon::task_json(id, t))
         })
         .collect();

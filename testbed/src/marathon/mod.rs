@@ -45,18 +45,18 @@ mod health;
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink};
-use crate::docker::{ContainerSpec, Volume};
-use crate::util::{iso_millis, java_double, uuid_v4};
+use crate::cluster::Cluster;
+use crate::formats::{iso_millis, java_double, uuid_v4};
+use crate::framework::Framework;
+use crate::task::{ContainerSpec, TaskCommand, TaskSpec, TaskState, TaskUpdate, Volume};
 
 pub(crate) use http::router;
 
@@ -117,7 +117,7 @@ struct AppRec {
 }
 
 #[derive(Default)]
-struct MState {
+pub(crate) struct MState {
     apps: BTreeMap<String, AppRec>,
     deployments: BTreeMap<String, Deployment>,
     task_app: HashMap<String, String>,
@@ -126,13 +126,17 @@ struct MState {
 
 /// The Marathon emulator.
 pub(crate) struct Marathon {
-    cluster: Arc<Cluster>,
-    framework_id: String,
+    framework: Framework<MState>,
     base: String,
-    state: Mutex<MState>,
-    sink: UpdateSink,
-    generation: watch::Sender<u64>,
-    stop: CancellationToken,
+}
+
+/// The shared scaffolding's fields and `lock`/`bump`/`stop` read as the emulator's own.
+impl std::ops::Deref for Marathon {
+    type Target = Framework<MState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.framework
+    }
 }
 
 enum Act {
@@ -142,37 +146,18 @@ enum Act {
 
 impl Marathon {
     pub(crate) fn start(cluster: &Arc<Cluster>, base: &str) -> Arc<Self> {
-        let (sink, rx) = mpsc::unbounded_channel();
-        let (generation, _) = watch::channel(0);
+        let state = MState {
+            next_service_port: 10_000,
+            ..MState::default()
+        };
+        let (framework, rx) = Framework::new(cluster, 0, state);
         let m = Arc::new(Self {
-            framework_id: format!("{}-0000", cluster.id),
-            cluster: Arc::clone(cluster),
+            framework,
             base: base.to_owned(),
-            state: Mutex::new(MState {
-                next_service_port: 10_000,
-                ..MState::default()
-            }),
-            sink,
-            generation,
-            stop: cluster.shutdown_token().child_token(),
         });
         let me = Arc::clone(&m);
         cluster.spawn(async move { me.update_loop(rx).await });
         m
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stop.cancel();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, MState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn bump(&self) {
-        self.generation.send_modify(|g| *g += 1);
     }
 
     async fn update_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<TaskUpdate>) {
@@ -366,7 +351,6 @@ impl Marathon {
     }
 
     /// Decides what to launch and kill now; returns (actions, wake-up time, app gone).
-    #[allow(clippy::too_many_lines)]
     fn plan(&self, app_id: &str) -> (Vec<Act>, Option<Instant>, bool) {
         let mut st = self.lock();
         let mut acts = Vec::new();
@@ -615,7 +599,7 @@ impl Marathon {
         let env_app_id = app_id.to_owned();
         let env_version = app.config_version.clone();
         let task_labels = labels.clone();
-        let env: crate::cluster::EnvBuilder = Box::new(move |offer| {
+        let env: crate::task::EnvBuilder = Box::new(move |offer| {
             let mut env = vec![
                 ("MARATHON_APP_VERSION".to_owned(), env_version),
                 ("HOST".to_owned(), offer.hostname.clone()),

@@ -1,4 +1,5 @@
-//! Small helpers shared by the emulators: ids, timestamps, number formatting.
+//! The frameworks' own formats, shared by the emulators: dashed UUIDs, ISO-8601 timestamps with
+//! milliseconds, Java's printing of a double, epoch seconds, shell quoting.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
@@ -37,7 +38,6 @@ pub(crate) fn java_double(v: f64) -> String {
 /// Seconds since the epoch as a float (Mesos `timestamp`).
 pub(crate) fn epoch_secs(t: DateTime<Utc>) -> f64 {
     // Milliseconds are enough and keep the value exactly representable.
-    #[allow(clippy::cast_precision_loss)]
     let ms = t.timestamp_millis() as f64;
     ms / 1000.0
 }

@@ -2,13 +2,11 @@
 //! `DOCKER_HOST` and builds `qos-busybox:latest`). Skipped with a notice when no daemon answers,
 //! unless `QOS_REQUIRE_DOCKER=1`, which makes that a failure.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use frameworks::{ChronosJob, MarathonApp};
 use serde_json::json;
-use support::*;
 use testbed::{Config, RuntimeKind};
 
 const IMAGE: &str = "qos-busybox:latest";

@@ -1,14 +1,12 @@
 //! The Marathon emulator driven through `frameworks::MarathonClient` (and raw HTTP for what a
 //! client never sends, like malformed JSON).
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use frameworks::{FrameworkError, MarathonApp};
 use serde_json::{Value, json};
-use support::*;
 
 fn app(v: Value) -> MarathonApp {
     MarathonApp::try_from(v).unwrap()

@@ -3,14 +3,12 @@
 //! prefix kills them and removes their cgroups and metadata before it serves, as a Mesos agent
 //! restarted with `--recover=cleanup` does. Real binaries, real processes, real cgroups.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use frameworks::{Credentials, MarathonApp, MarathonClient};
 use serde_json::{Value, json};
-use support::*;
+use crate::support::*;
 
 /// `testbed serve` on a free port, on the state under `dir`; returns it and its URLs.
 fn serve(dir: &Path, prefix: &str, tag: &str) -> (testkit::services::Proc, Value) {

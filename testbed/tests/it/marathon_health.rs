@@ -2,12 +2,10 @@
 //! the task's port, and a command check that fails until the test makes it pass (the unhealthy
 //! task is killed and replaced, as Marathon does).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 async fn app_json(base: &str, id: &str) -> Option<Value> {
     let r = reqwest::get(format!("{base}/v2/apps{id}")).await.ok()?;

@@ -2,13 +2,11 @@
 //! `frameworks` client's detection finds, the keys each version keeps, its error shapes, and how
 //! it schedules a start in the past (2.5.1 skips the runs; 3.x runs them).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use frameworks::{ChronosApiVersion, ChronosClient, Credentials};
 use serde_json::{Value, json};
-use support::*;
 use testbed::ChronosVersion;
 
 fn config(version: ChronosVersion) -> testbed::Config {

@@ -1,14 +1,12 @@
 //! The `testbed serve` binary: one JSON line when ready, everything stopped on SIGTERM.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use frameworks::{Credentials, MarathonApp, MarathonClient};
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test]
 async fn serve_prints_urls_and_stops_everything_on_sigterm() {

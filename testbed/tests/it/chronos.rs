@@ -1,14 +1,12 @@
 //! The Chronos emulator driven through `frameworks::ChronosClient` (2.x and 3.x paths), and raw
 //! HTTP where a client refuses to send something.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use frameworks::{ChronosJob, FrameworkError};
 use serde_json::{Value, json};
-use support::*;
 
 fn job(v: Value) -> ChronosJob {
     ChronosJob::try_from(v).unwrap()

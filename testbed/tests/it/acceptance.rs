@@ -1,13 +1,11 @@
 //! Every thesis example payload and the reference payload shapes are accepted by the emulators,
 //! through the `frameworks` clients, and stored as the real servers store them.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support::*;
 use frameworks::{ChronosJob, MarathonApp};
 use serde_json::{Value, json};
-use support::*;
 
 fn fixture(name: &str) -> Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,150 @@
+//! What the frameworks and the runtimes say about a task: what to run ([`TaskSpec`],
+//! [`TaskCommand`]), what it was offered ([`Offer`]), the Mesos states it goes through
+//! ([`TaskState`], [`TaskUpdate`]) and how it ended ([`Outcome`]). The cluster places and runs
+//! tasks; the process and Docker runtimes both speak this vocabulary, so neither imports the other.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+
+/// Builds a task's environment once it is placed (`HOST` and `PORT*` depend on the offer).
+pub(crate) type EnvBuilder = Box<dyn FnOnce(&Offer) -> Vec<(String, String)> + Send>;
+
+/// Channel on which a framework receives its tasks' status updates.
+pub(crate) type UpdateSink = mpsc::UnboundedSender<TaskUpdate>;
+
+/// What a placed task was given.
+#[derive(Debug, Clone)]
+pub(crate) struct Offer {
+    pub(crate) hostname: String,
+    pub(crate) ports: Vec<u16>,
+}
+
+/// What a task runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TaskCommand {
+    /// `/bin/sh -c <cmd>` (Marathon `cmd`, Chronos `shell: true`).
+    Shell(String),
+    /// An argument vector run directly (Marathon `args`, Chronos `shell: false`).
+    Argv(Vec<String>),
+    /// Nothing: the container image's own entrypoint/command.
+    Image,
+}
+
+/// A task to launch.
+pub(crate) struct TaskSpec {
+    pub(crate) task_id: String,
+    pub(crate) framework_id: String,
+    pub(crate) command: TaskCommand,
+    pub(crate) cpus: f64,
+    pub(crate) mem: f64,
+    pub(crate) disk: f64,
+    pub(crate) ports: usize,
+    pub(crate) env: EnvBuilder,
+    pub(crate) container: Option<ContainerSpec>,
+    /// SIGTERM → SIGKILL delay; the runtime's default (command executor 3 s, Docker 5 s) if `None`.
+    pub(crate) kill_grace: Option<Duration>,
+    /// Job UUID for the collector's `qos.json`, when the job carries one.
+    pub(crate) uuid: Option<String>,
+    /// Mesos task labels (Marathon passes the app's labels; Chronos none), shown in `/state`.
+    pub(crate) labels: Vec<(String, String)>,
+}
+
+/// Mesos task states (the subset an agent of ours produces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TaskState {
+    Staging,
+    Starting,
+    Running,
+    Killing,
+    Finished,
+    Failed,
+    Killed,
+}
+
+impl TaskState {
+    pub(crate) fn mesos_name(self) -> &'static str {
+        match self {
+            Self::Staging => "TASK_STAGING",
+            Self::Starting => "TASK_STARTING",
+            Self::Running => "TASK_RUNNING",
+            Self::Killing => "TASK_KILLING",
+            Self::Finished => "TASK_FINISHED",
+            Self::Failed => "TASK_FAILED",
+            Self::Killed => "TASK_KILLED",
+        }
+    }
+
+    pub(crate) fn is_terminal(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed | Self::Killed)
+    }
+}
+
+/// A status update.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskUpdate {
+    pub(crate) task_id: String,
+    pub(crate) state: TaskState,
+    pub(crate) agent_id: String,
+    pub(crate) host: String,
+    pub(crate) ports: Vec<u16>,
+    pub(crate) message: String,
+    pub(crate) at: DateTime<Utc>,
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Exited(i32),
+    Signaled(i32),
+    Killed(String),
+    Failed(String),
+}
+
+pub(crate) fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => Outcome::Exited(c),
+            (None, Some(sig)) => Outcome::Signaled(sig),
+            (None, None) => Outcome::Failed("unknown exit status".to_owned()),
+        },
+        Err(e) => Outcome::Failed(format!("cannot wait for the task: {e}")),
+    }
+}
+
+/// Resolves with the grace once a kill was requested (or at once when the sender is gone).
+pub(crate) async fn wait_kill(
+    rx: &mut watch::Receiver<Option<Duration>>,
+    default_grace: Duration,
+) -> Duration {
+    match rx.wait_for(Option::is_some).await {
+        Ok(g) => g.unwrap_or(default_grace),
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// A task id as one path component (task ids never hold `/`, but be safe).
+pub(crate) fn sanitize_path(id: &str) -> String {
+    id.replace(['/', '\0'], "_")
+}
+
+/// A task's container, as Marathon (`container.docker`, `container.volumes`) or Chronos
+/// (`container`) describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerSpec {
+    pub(crate) image: String,
+    pub(crate) network: Option<String>,
+    pub(crate) volumes: Vec<Volume>,
+    pub(crate) parameters: Vec<(String, String)>,
+    pub(crate) force_pull: bool,
+}
+
+/// A host-path volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Volume {
+    pub(crate) host_path: String,
+    pub(crate) container_path: String,
+    pub(crate) read_only: bool,
+}

@@ -55,10 +55,10 @@ pub struct SubmitRequest {
     pub client: ClientConfig,
 }
 
-/// What happened.
+/// A job the framework accepted: where it went and under which UUID the supervisor knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
-    /// The framework.
+    /// Marathon or Chronos.
     pub framework: Framework,
     /// The job's UUID.
     pub uuid: JobUuid,

@@ -124,6 +124,9 @@ pub struct Plan {
     invocation: String,
 }
 
+/// Checks a Chronos job and its QoS target and turns it into a [`Plan`]: a finite schedule paced
+/// as asked, the command wrapped to report each run, one run at a time, the UUID in its
+/// environment.
 pub(super) fn prepare(
     mut body: Map<String, Value>,
     origin: &str,
@@ -133,10 +136,27 @@ pub(super) fn prepare(
     pace: Pace,
     remarks: &mut Remarks,
 ) -> Result<Plan, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let Remarks { warnings, notes } = remarks;
+    let name = job_name(&body, origin)?;
+    let (iterations, deadline_at) =
+        plan_schedule(&mut body, origin, qos, submitted_at, pace, warnings, notes)?;
+    let cpus = initial_cpus(&mut body, origin, warnings)?;
+    let invocation = invocation(&mut body, origin, warnings)?;
+    one_run_after_another(&mut body, submitted_at, deadline_at, warnings);
+    set_uuid_env(&mut body, origin, uuid)?;
 
-    // name
+    Ok(Plan {
+        name,
+        iterations,
+        cpus,
+        body,
+        invocation,
+    })
+}
+
+/// `name`, checked against Chronos' rule.
+fn job_name(body: &Map<String, Value>, origin: &str) -> Result<String, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let name = match body.get("name") {
         Some(Value::String(s)) => s.clone(),
         None => {
@@ -165,7 +185,21 @@ pub(super) fn prepare(
         ));
     }
 
-    // schedule
+    Ok(name)
+}
+
+/// The schedule: finite, re-anchored when its start is long past, started before the deadline,
+/// and paced as asked. Returns the iterations and the deadline (epoch seconds).
+fn plan_schedule(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    qos: &QosSpec,
+    submitted_at: f64,
+    pace: Pace,
+    warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<(u32, f64), LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     if body.contains_key("parents") {
         return Err(field(
             "parents",
@@ -174,7 +208,7 @@ pub(super) fn prepare(
                 .into(),
         ));
     }
-    super::fields::coerce(&mut body, super::fields::CHRONOS, origin)?;
+    super::fields::coerce(body, super::fields::CHRONOS, origin)?;
     let schedule_text = match body.get("schedule") {
         Some(Value::String(s)) => s.clone(),
         None => {
@@ -217,7 +251,7 @@ pub(super) fn prepare(
     let (schedule, schedule_text) = anchor(
         schedule,
         schedule_text,
-        &body,
+        body,
         origin,
         submitted_at,
         deadline_at,
@@ -261,8 +295,18 @@ pub(super) fn prepare(
         ),
     }
 
-    // cpus
-    let cpus = match read_cpus(&body, origin)? {
+    Ok((iterations, deadline_at))
+}
+
+/// `cpus` (Chronos' default written in when absent); a disabled job or a `container` that is not
+/// an object is refused.
+fn initial_cpus(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<f64, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
+    let cpus = match read_cpus(body, origin)? {
         Some(c) => c,
         None => {
             warnings.push(format!(
@@ -293,7 +337,17 @@ pub(super) fn prepare(
         }
     }
 
-    // command
+    Ok(cpus)
+}
+
+/// How the user's command runs inside the report wrapper: `sh -c <command>`, or the quoted
+/// words of `command` and `arguments` for a `shell: false` job (switched to `shell: true`).
+fn invocation(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let shell = match body.get("shell") {
         None => true,
         Some(v) => frameworks::lenient::as_bool(v)
@@ -315,7 +369,7 @@ pub(super) fn prepare(
             ));
         }
     };
-    let invocation = if shell {
+    Ok(if shell {
         format!("sh -c {}", quote_always(&command))
     } else {
         let mut words = vec![quote_always(&command)];
@@ -347,9 +401,17 @@ pub(super) fn prepare(
                 .to_owned(),
         );
         words.join(" ")
-    };
+    })
+}
 
-    // Runs one after the other, each ending on its own.
+/// Runs one after the other, each ending on its own; exactly the requested runs: no retries, no
+/// skipped late runs.
+fn one_run_after_another(
+    body: &mut Map<String, Value>,
+    submitted_at: f64,
+    deadline_at: f64,
+    warnings: &mut Vec<String>,
+) {
     if body.get("concurrent") == Some(&Value::Bool(true)) {
         warnings.push(
             "concurrent true is replaced by false: a QoS job's runs are its iterations, one after \
@@ -395,8 +457,15 @@ pub(super) fn prepare(
             Value::String(format!("PT{}S", fmt_num(window))),
         );
     }
+}
 
-    // The UUID in the task's environment, so node agents can map the container to the job.
+/// The UUID in the task's environment, so node agents can map the container to the job.
+fn set_uuid_env(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    uuid: &JobUuid,
+) -> Result<(), LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let env = body
         .entry("environmentVariables".to_owned())
         .or_insert_with(|| Value::Array(Vec::new()));
@@ -415,13 +484,7 @@ pub(super) fn prepare(
     vars.retain(|v| v.get("name").and_then(Value::as_str) != Some("QOS_UUID"));
     vars.push(serde_json::json!({"name": "QOS_UUID", "value": uuid.as_str()}));
 
-    Ok(Plan {
-        name,
-        iterations,
-        cpus,
-        body,
-        invocation,
-    })
+    Ok(())
 }
 
 /// How far a `scheduleTimeZone` (which replaces the start's zone, keeping its fields) can move a

@@ -127,6 +127,8 @@ impl Plan {
     }
 }
 
+/// Checks a Marathon app and its QoS target and turns it into a [`Plan`]: one instance, the
+/// command handed to shell-trap, restarts that leave time to checkpoint, the `qos.*` labels.
 pub(super) fn prepare(
     mut body: Map<String, Value>,
     origin: &str,
@@ -136,9 +138,48 @@ pub(super) fn prepare(
     settings: &Settings,
     remarks: &mut super::chronos::Remarks,
 ) -> Result<Plan, LauncherError> {
-    let warnings = &mut remarks.warnings;
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
+    let id = app_id(&body, origin)?;
+    body.insert("id".into(), Value::String(id.as_str().to_owned()));
+    qos.validate_for(None, submitted_at)
+        .map_err(|e| spec_error(origin, &e))?;
+    super::fields::coerce(&mut body, super::fields::MARATHON, origin)?;
 
+    let cpus = read_cpus(&body, origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);
+
+    match body.get("instances").and_then(frameworks::lenient::as_u64) {
+        Some(1) => {}
+        None if !body.contains_key("instances") => {}
+        _ => remarks.warnings.push(format!(
+            "instances {} is replaced by 1: a QoS job is one task (its CPU is what changes)",
+            body.get("instances")
+                .map_or_else(String::new, Value::to_string)
+        )),
+    }
+    body.insert("instances".into(), Value::from(1));
+
+    let payload = take_payload(&mut body, origin)?;
+    let TakenContainer { image, handed_over } =
+        take_container(&mut body, origin, &payload, &mut remarks.warnings)?;
+    hand_over_env(&mut body, origin, handed_over, &mut remarks.warnings)?;
+    let grace_period = grace_period(&body, origin, settings, &mut remarks.warnings)?;
+    let strategy = checkpoint_strategy(&body, origin, settings, remarks)?;
+    stop_before_start(&mut body, &mut remarks.warnings);
+    qos_labels(&mut body, origin, qos, uuid)?;
+
+    Ok(Plan {
+        id: id.as_str().to_owned(),
+        cpus,
+        body,
+        image,
+        payload,
+        grace_period,
+        strategy,
+    })
+}
+
+/// `id`, validated and canonical (`/a/b`).
+fn app_id(body: &Map<String, Value>, origin: &str) -> Result<AppId, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let raw_id = match body.get("id") {
         Some(Value::String(s)) => s.clone(),
         None => {
@@ -154,33 +195,18 @@ pub(super) fn prepare(
             ));
         }
     };
-    let id = AppId::parse(&raw_id).map_err(|e| {
+    AppId::parse(&raw_id).map_err(|e| {
         let why = match &e {
             frameworks::FrameworkError::InvalidInput { reason, .. } => reason.clone(),
             other => other.to_string(),
         };
         field("id", format!("{raw_id:?} {why}"))
-    })?;
-    body.insert("id".into(), Value::String(id.as_str().to_owned()));
+    })
+}
 
-    qos.validate_for(None, submitted_at)
-        .map_err(|e| spec_error(origin, &e))?;
-    super::fields::coerce(&mut body, super::fields::MARATHON, origin)?;
-
-    let cpus = read_cpus(&body, origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);
-
-    match body.get("instances").and_then(frameworks::lenient::as_u64) {
-        Some(1) => {}
-        None if !body.contains_key("instances") => {}
-        _ => warnings.push(format!(
-            "instances {} is replaced by 1: a QoS job is one task (its CPU is what changes)",
-            body.get("instances")
-                .map_or_else(String::new, Value::to_string)
-        )),
-    }
-    body.insert("instances".into(), Value::from(1));
-
-    // What runs.
+/// What runs: `cmd`, `args` or the image's own command (both taken out of the body).
+fn take_payload(body: &mut Map<String, Value>, origin: &str) -> Result<Payload, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let cmd = body.shift_remove("cmd");
     let args = body.shift_remove("args");
     let payload = match (cmd, args) {
@@ -229,8 +255,27 @@ pub(super) fn prepare(
         }
     };
 
-    // The container: with a Docker image it goes to shell-trap (QOS_CONTAINER), without one it
-    // stays and Mesos runs shell-trap inside it (`rewrite::carry`).
+    Ok(payload)
+}
+
+/// What [`take_container`] found.
+struct TakenContainer {
+    /// The Docker image, when the container has one.
+    image: Option<String>,
+    /// The container shell-trap starts (`QOS_CONTAINER`): present only with an image.
+    handed_over: Option<Map<String, Value>>,
+}
+
+/// The container, taken out of the body: with a Docker image it is handed over to shell-trap
+/// (returned with the image), without one it stays and Mesos runs shell-trap inside it
+/// (`rewrite::carry`).
+fn take_container(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    payload: &Payload,
+    warnings: &mut Vec<String>,
+) -> Result<TakenContainer, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let mut container = match body.shift_remove("container") {
         None | Some(Value::Null) => None,
         Some(Value::Object(c)) => Some(c),
@@ -255,14 +300,14 @@ pub(super) fn prepare(
             ));
         }
     };
-    if image.is_none() && payload == Payload::ImageDefault {
+    if image.is_none() && *payload == Payload::ImageDefault {
         return Err(field(
             "cmd",
             "is missing: an app without a container image needs \"cmd\" or \"args\"".into(),
         ));
     }
     match (&image, container.as_mut()) {
-        (Some(_), Some(c)) => super::carry::docker_app(&mut body, c, origin, warnings)?,
+        (Some(_), Some(c)) => super::carry::docker_app(body, c, origin, warnings)?,
         (None, Some(c)) => {
             super::carry::image_less(c, origin)?;
             body.insert("container".into(), Value::Object(c.clone()));
@@ -270,8 +315,18 @@ pub(super) fn prepare(
         (_, None) => {}
     }
     let handed_over = container.filter(|_| image.is_some());
+    Ok(TakenContainer { image, handed_over })
+}
 
-    // Environment for shell-trap.
+/// The environment shell-trap is given: the container it starts (`QOS_CONTAINER`) and the names
+/// of the app's variables it forwards into it (`QOS_FORWARD_ENV`).
+fn hand_over_env(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    handed_over: Option<Map<String, Value>>,
+    warnings: &mut Vec<String>,
+) -> Result<(), LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let forward: Vec<String> = match body.get("env") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(env)) => env.keys().cloned().collect(),
@@ -309,18 +364,28 @@ pub(super) fn prepare(
         })
         .collect();
     if let Some(c) = handed_over {
-        let env = object_entry(&mut body, "env", origin)?;
+        let env = object_entry(body, "env", origin)?;
         env.insert(
             "QOS_CONTAINER".into(),
             Value::String(Value::Object(c).to_string()),
         );
     }
     if !forward.is_empty() {
-        let env = object_entry(&mut body, "env", origin)?;
+        let env = object_entry(body, "env", origin)?;
         env.insert("QOS_FORWARD_ENV".into(), Value::String(forward.join(" ")));
     }
 
-    // Restarts: kill first, with time to checkpoint.
+    Ok(())
+}
+
+/// `taskKillGracePeriodSeconds`: restarts kill first, with time to checkpoint.
+fn grace_period(
+    body: &Map<String, Value>,
+    origin: &str,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Result<u64, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let own_grace = match body.get("taskKillGracePeriodSeconds") {
         None | Some(Value::Null) => None,
         Some(v) if frameworks::lenient::as_u64(v).is_some() => frameworks::lenient::as_u64(v),
@@ -345,7 +410,17 @@ pub(super) fn prepare(
         ));
     }
 
-    // Checkpoint strategy: the flag, else the app's label.
+    Ok(grace_period)
+}
+
+/// The checkpoint strategy: the flag, else the app's label.
+fn checkpoint_strategy(
+    body: &Map<String, Value>,
+    origin: &str,
+    settings: &Settings,
+    remarks: &mut super::chronos::Remarks,
+) -> Result<Option<Strategy>, LauncherError> {
+    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let labelled = match body.get("labels").and_then(|l| l.get(CHECKPOINT_LABEL)) {
         None | Some(Value::Null) => None,
         Some(v) => {
@@ -366,7 +441,7 @@ pub(super) fn prepare(
             }
         }
     };
-    let strategy = match (settings.strategy, labelled) {
+    Ok(match (settings.strategy, labelled) {
         (Some(flag), Some(label)) if flag != label => {
             remarks.notes.push(format!(
                 "--strategy {} overrides the app's label {CHECKPOINT_LABEL}={}",
@@ -376,7 +451,11 @@ pub(super) fn prepare(
             Some(flag)
         }
         (flag, label) => flag.or(label),
-    };
+    })
+}
+
+/// `upgradeStrategy` 0/0: on a resize the old task is gone before the new one starts.
+fn stop_before_start(body: &mut Map<String, Value>, warnings: &mut Vec<String>) {
     let wanted = json!({"minimumHealthCapacity": 0, "maximumOverCapacity": 0});
     if let Some(old) = body.get("upgradeStrategy") {
         let same = old
@@ -395,13 +474,20 @@ pub(super) fn prepare(
         }
     }
     body.insert("upgradeStrategy".into(), wanted);
+}
 
-    // Labels.
+/// The QoS target as the `qos.*` labels the supervisor reads.
+fn qos_labels(
+    body: &mut Map<String, Value>,
+    origin: &str,
+    qos: &QosSpec,
+    uuid: &JobUuid,
+) -> Result<(), LauncherError> {
     let deadline = match qos.deadline {
         Deadline::Relative(s) => fmt_num(s),
         Deadline::Absolute(_) => qos.deadline.to_string(),
     };
-    let labels = object_entry(&mut body, "labels", origin)?;
+    let labels = object_entry(body, "labels", origin)?;
     labels.insert("qos.uuid".into(), Value::String(uuid.as_str().to_owned()));
     labels.insert("qos.duration".into(), Value::String(fmt_num(qos.duration)));
     labels.insert("qos.deadline".into(), Value::String(deadline));
@@ -410,15 +496,7 @@ pub(super) fn prepare(
         Value::String(fmt_num(qos.desv_deadline)),
     );
 
-    Ok(Plan {
-        id: id.as_str().to_owned(),
-        cpus,
-        body,
-        image,
-        payload,
-        grace_period,
-        strategy,
-    })
+    Ok(())
 }
 
 /// `body[key]` as an object (created when absent); an error when it is something else.

@@ -292,7 +292,7 @@ impl Settings {
 pub struct Prepared {
     /// The framework it goes to.
     pub framework: Framework,
-    /// Its UUID.
+    /// The UUID the supervisor knows the job by (the `QOS_UUID` of its tasks).
     pub uuid: JobUuid,
     /// Chronos job name, or canonical Marathon app id (`/a/b`).
     pub name: String,

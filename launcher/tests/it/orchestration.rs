@@ -125,6 +125,23 @@ fn creds_file(dir: &Path, name: &str, url: &str) -> String {
     p.display().to_string()
 }
 
+/// Runs `launcher -j <example> <flag> <credentials of framework_url> -i <supervisor> <extra…>`,
+/// the credentials in a temporary file (`flag`: `-m` Marathon, `-c` Chronos).
+async fn submit(
+    flag: &str,
+    framework_url: &str,
+    example_job: &str,
+    supervisor: &str,
+    extra: &[&str],
+) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = creds_file(dir.path(), "creds.json", framework_url);
+    let job = example(example_job).display().to_string();
+    let mut args = vec!["-j", job.as_str(), flag, creds.as_str(), "-i", supervisor];
+    args.extend_from_slice(extra);
+    launcher(&args).await
+}
+
 fn events_of(events: &Events) -> Vec<String> {
     events.lock().unwrap().clone()
 }
@@ -134,19 +151,13 @@ async fn marathon_thesis_form_registers_first_then_submits() {
     let events = Events::default();
     let sup = supervisor(events.clone(), json!([])).await;
     let mar = marathon(events.clone(), (201, Value::Null), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = creds_file(dir.path(), "marathon.json", &mar.url);
-    let job = example("thesis/marathon_openmpLinpack1.json");
-    let out = launcher(&[
-        "-j",
-        &job.display().to_string(),
+    let out = submit(
         "-m",
-        &creds,
-        "-i",
+        &mar.url,
+        "thesis/marathon_openmpLinpack1.json",
         &sup.url,
-        "--admin-token",
-        "adm",
-    ])
+        &["--admin-token", "adm"],
+    )
     .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -262,19 +273,13 @@ async fn chronos_3_gets_back_to_back_runs_by_default() {
         (204, String::new()),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = creds_file(dir.path(), "chronos.json", &chr.url);
-    let job = example("thesis/openmpLinpack3.json");
-    let out = launcher(&[
-        "-j",
-        &job.display().to_string(),
+    let out = submit(
         "-c",
-        &creds,
-        "-i",
+        &chr.url,
+        "thesis/openmpLinpack3.json",
         &sup.url,
-        "-o",
-        "json",
-    ])
+        &["-o", "json"],
+    )
     .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -423,20 +428,14 @@ async fn bad_qos_field_is_named() {
 async fn unreachable_supervisor_exits_3_and_submits_nothing() {
     let events = Events::default();
     let mar = marathon(events.clone(), (201, Value::Null), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = creds_file(dir.path(), "marathon.json", &mar.url);
-    let job = example("thesis/marathon_openmpLinpack1.json");
     let dead = dead_url();
-    let out = launcher(&[
-        "-j",
-        &job.display().to_string(),
+    let out = submit(
         "-m",
-        &creds,
-        "-i",
+        &mar.url,
+        "thesis/marathon_openmpLinpack1.json",
         &dead,
-        "--timeout",
-        "2",
-    ])
+        &["--timeout", "2"],
+    )
     .await;
     assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -458,17 +457,13 @@ async fn marathon_422_exits_2_and_rolls_the_registration_back() {
     let refusal = json!({"message": "Object is not valid",
                          "details": [{"path": "/upgradeStrategy/minimumHealthCapacity", "errors": ["is greater than 1"]}]});
     let mar = marathon(events.clone(), (422, refusal), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = creds_file(dir.path(), "marathon.json", &mar.url);
-    let job = example("thesis/marathon_openmpLinpack1.json");
-    let out = launcher(&[
-        "-j",
-        &job.display().to_string(),
+    let out = submit(
         "-m",
-        &creds,
-        "-i",
+        &mar.url,
+        "thesis/marathon_openmpLinpack1.json",
         &sup.url,
-    ])
+        &[],
+    )
     .await;
     assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -501,17 +496,13 @@ async fn marathon_5xx_is_ambiguous_so_the_app_is_deleted_too() {
         true,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds = creds_file(dir.path(), "marathon.json", &mar.url);
-    let job = example("thesis/marathon_openmpLinpack1.json");
-    let out = launcher(&[
-        "-j",
-        &job.display().to_string(),
+    let out = submit(
         "-m",
-        &creds,
-        "-i",
+        &mar.url,
+        "thesis/marathon_openmpLinpack1.json",
         &sup.url,
-    ])
+        &[],
+    )
     .await;
     assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
     let stderr = text(&out.stderr);

@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use demo::binaries::{Binaries, BuildOptions};
-use demo::calib;
 use demo::harness::{Stack, StackOptions};
 use demo::watch::{Fw, Ui, now_epoch};
+use demo::workload;
 use frameworks::{Credentials, FrameworkError, SupervisorClient};
 use serde_json::json;
 
@@ -472,12 +472,12 @@ async fn measure(
     layout: &Layout,
 ) -> anyhow::Result<Outcome> {
     let job = stack.work.join("job.json");
-    let repeat = calib::repeat_for(1e6, per_solve);
+    let repeat = workload::repeat_for(1e6, per_solve);
     fs::write(
         &job,
         json!({
             "id": format!("/bench-resize-{}", mode.name()),
-            "cmd": format!("exec linpack {} --repeat {repeat} --threads 1", calib::LINPACK_N),
+            "cmd": format!("exec linpack {} --repeat {repeat} --threads 1", workload::LINPACK_N),
             "cpus": SIZES[0], "mem": 256, "instances": 1,
             "qos": {"duration": 1_000_000, "deadline": 2_000_000, "desv_deadline": 0.1}
         })
@@ -755,7 +755,7 @@ async fn main() -> anyhow::Result<()> {
         no_build: false,
         profile: "release".into(),
     };
-    let (bins, per_solve) = demo::session::prepare(&opts, "bench").await?;
+    let (bins, per_solve) = demo::steps::prepare(&opts, "bench").await?;
     let _control = ControlCgroup::enter()
         .map_err(|e| {
             println!(
@@ -772,7 +772,7 @@ async fn main() -> anyhow::Result<()> {
         "resize latency: {resizes} operator resizes per mode ({} ↔ {} CPU) of `linpack {} --threads 1` ({:.1} ms CPU per solve); component logs in {}",
         SIZES[0],
         SIZES[1],
-        calib::LINPACK_N,
+        workload::LINPACK_N,
         per_solve * 1e3,
         out.display()
     );

@@ -182,7 +182,7 @@ impl Stack {
             .arg(&testbed_toml);
         let (c, urls) = Component::start("testbed", cmd, &self.logs, READY_TIMEOUT).await?;
         self.testbed = Some(c);
-        if crate::calib::prioritise(&self.prefix).is_empty()
+        if crate::workload::prioritise(&self.prefix).is_empty()
             && nix::unistd::Uid::effective().is_root()
         {
             ui.say(
@@ -457,7 +457,7 @@ impl Stack {
             .to_owned();
         ui.say(&format!(
             "docker:     private daemon at {host}; building {}",
-            crate::calib::IMAGE
+            crate::workload::IMAGE
         ));
         let status = Command::new("bash")
             .arg(root.join("examples/linpack/build-image.sh"))

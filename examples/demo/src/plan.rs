@@ -3,8 +3,8 @@
 //! files of the testbed and the supervisor.
 
 use anyhow::{Context, bail};
-use demo::calib::{IMAGE, LINPACK_N};
 use demo::watch::{Fw, JobInfo};
+use demo::workload::{IMAGE, LINPACK_N};
 use serde_json::{Value, json};
 
 use crate::cli::PolicyArg;

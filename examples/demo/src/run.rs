@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use demo::binaries::{self, BuildOptions};
-use demo::calib;
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
-use demo::session;
+use demo::steps;
 use demo::watch::{Fw, Tracked, Ui, Watcher, now_epoch};
+use demo::workload;
 use serde_json::{Value, json};
 
 use crate::cli::Args;
@@ -146,7 +146,6 @@ fn finish(
     Ok(())
 }
 
-#[allow(clippy::too_many_lines)]
 async fn body(
     args: &Args,
     ui: &Ui,
@@ -167,10 +166,10 @@ async fn body(
         no_build: args.no_build,
         profile: args.profile.clone(),
     };
-    let (bins, per_solve) = session::prepare(&opts, "demo").await?;
+    let (bins, per_solve) = steps::prepare(&opts, "demo").await?;
     ui.say(&format!(
         "LINPACK n={}: {:.1} ms of CPU per solve on one thread; job sizes are set from this",
-        calib::LINPACK_N,
+        workload::LINPACK_N,
         per_solve * 1000.0
     ));
     // 3. Testbed, supervisor, collector.
@@ -195,7 +194,7 @@ async fn body(
     ));
     let mut files = Vec::new();
     for s in &specs {
-        let repeat = calib::repeat_for(s.work, per_solve);
+        let repeat = workload::repeat_for(s.work, per_solve);
         let job = s.render(repeat, args.docker)?;
         let path = out.join("jobs").join(format!("{}.json", s.name()));
         std::fs::write(&path, serde_json::to_string_pretty(&job)? + "\n")?;
@@ -228,7 +227,7 @@ async fn body(
     }
 
     // 6. Watch.
-    let timed_out = session::watch_until_done(
+    let timed_out = steps::watch_until_done(
         ui,
         stack,
         &watcher,
@@ -240,7 +239,7 @@ async fn body(
     .await?;
 
     // 7. Summary.
-    let (rows, per_job) = session::summarize(&sup, &jobs).await?;
+    let (rows, per_job) = steps::summarize(&sup, &jobs).await?;
     let all_completed = rows.iter().all(|r| r.state == "completed");
     let mut command = String::from("cargo run --release -p demo --");
     for a in std::env::args().skip(1) {
@@ -258,7 +257,7 @@ async fn body(
         "run_id": stack.run_id,
         "cgroup_prefix": stack.prefix,
         "timed_out": timed_out,
-        "calibration": {"n": calib::LINPACK_N, "seconds_per_solve": per_solve},
+        "calibration": {"n": workload::LINPACK_N, "seconds_per_solve": per_solve},
         "jobs": rows,
         "totals": report::totals(&rows),
         "details": per_job,

@@ -8,6 +8,10 @@
 //! restarts and the work they lost, the seeds where a policy met fewer deadlines than another,
 //! and the same per kind of job.
 
+pub mod cli;
+mod real;
+mod report;
+
 use std::collections::BTreeMap;
 
 use qos_core::Policy;

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use demo::binaries::{self, BuildOptions};
-use demo::calib;
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
-use demo::session;
+use demo::steps;
 use demo::watch::{Fw, JobInfo, Tracked, Ui, Watcher, now_epoch};
+use demo::workload;
 use serde_json::{Value, json};
 
 /// `study real` options.
@@ -195,7 +195,7 @@ impl CaseJob {
         let Some(o) = v.as_object_mut() else {
             return v;
         };
-        let repeat = calib::repeat_for(self.work, per_solve);
+        let repeat = workload::repeat_for(self.work, per_solve);
         let command = if case == 2 {
             // N ± 250 for every run, drawn when the run starts; work ∝ N³.
             let n = u64::from(self.n);
@@ -203,10 +203,10 @@ impl CaseJob {
                 "n=$(shuf -i {}-{} -n 1); exec linpack {} --repeat $(( {repeat} * n * n * n / ({n} * {n} * {n}) ))",
                 n - 250,
                 n + 250,
-                calib::LINPACK_N
+                workload::LINPACK_N
             )
         } else {
-            format!("exec linpack {} --repeat {repeat}", calib::LINPACK_N)
+            format!("exec linpack {} --repeat {repeat}", workload::LINPACK_N)
         };
         o.remove("container");
         let desv = o["qos"]["desv_deadline"].clone();
@@ -360,7 +360,6 @@ fn copy_sandboxes(from: &Path, to: &Path) {
     }
 }
 
-#[allow(clippy::too_many_lines)]
 async fn body(
     args: &RealArgs,
     ui: &Ui,
@@ -370,7 +369,7 @@ async fn body(
 ) -> anyhow::Result<Value> {
     let t_start = Instant::now();
     let Setup { agents, c } = setup(args.case);
-    let (bins, per_solve) = session::prepare(&args.build, "study").await?;
+    let (bins, per_solve) = steps::prepare(&args.build, "study").await?;
     ui.say(&format!(
         "case {} · policy {} · time × {} · {} agent(s) of {} CPU (thesis CPU = {c} real) · LINPACK n={} {:.1} ms CPU/solve",
         args.case,
@@ -378,7 +377,7 @@ async fn body(
         args.scale,
         agents,
         2.0 * c,
-        calib::LINPACK_N,
+        workload::LINPACK_N,
         per_solve * 1000.0
     ));
     let jobs_spec = case_jobs(args.case, args.scale, c)?;
@@ -424,7 +423,7 @@ async fn body(
         Duration::from_secs,
     );
     let mut timeline: Vec<Value> = Vec::new();
-    let timed_out = session::watch_until_done(
+    let timed_out = steps::watch_until_done(
         ui,
         stack,
         &watcher,
@@ -443,7 +442,7 @@ async fn body(
         },
     )
     .await?;
-    let (rows, per_job) = session::summarize(&stack.urls.supervisor, &jobs).await?;
+    let (rows, per_job) = steps::summarize(&stack.urls.supervisor, &jobs).await?;
     println!("{}", report::table(&rows));
     Ok(json!({
         "case": args.case,
@@ -456,7 +455,7 @@ async fn body(
         "wall_seconds": t_start.elapsed().as_secs_f64(),
         "t0": watcher.t0,
         "timed_out": timed_out,
-        "calibration": {"n": calib::LINPACK_N, "seconds_per_solve": per_solve},
+        "calibration": {"n": workload::LINPACK_N, "seconds_per_solve": per_solve},
         "supervisor_config": supervisor_config(&args.policy, args.scale, c),
         "jobs": rows,
         "totals": report::totals(&rows),

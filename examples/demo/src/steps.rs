@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::binaries::{self, Binaries, BuildOptions};
-use crate::calib;
 use crate::harness::Stack;
 use crate::report::{self, Row};
 use crate::watch::{Tracked, Ui, Watcher, now_epoch};
+use crate::workload;
 
 /// The component binaries (built by one `cargo build` unless told not to) and LINPACK's CPU
 /// seconds per solve on one thread of this machine. `who` prefixes the progress lines.
@@ -23,7 +23,7 @@ pub async fn prepare(opts: &BuildOptions, who: &'static str) -> anyhow::Result<(
         tokio::task::spawn_blocking(move || binaries::locate(&opts, &|m| eprintln!("{who}: {m}")))
             .await??;
     let linpack = bins.get("linpack").to_path_buf();
-    let per_solve = tokio::task::spawn_blocking(move || calib::calibrate(&linpack)).await??;
+    let per_solve = tokio::task::spawn_blocking(move || workload::calibrate(&linpack)).await??;
     Ok((bins, per_solve))
 }
 

@@ -1,0 +1,362 @@
+//! The `study` command line: `simulate`, `sweep`, `real` and `report` (see `study --help`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::{SweepOptions, real, report};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use qos_core::Policy;
+use qos_core::predictive::ResizeMode;
+use qos_core::sim::{Sharing, SimConfig, SimResult, scenario, simulate};
+
+/// Reproduce the thesis case studies and compare control policies.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  study simulate --scenario case1 --policy thesis        # the thesis' Case I under its own policy
+  study simulate --scenario case3 --policy predictive --json
+  study sweep --seeds 200                          # the mixed workload, every policy vs the oracle
+  study sweep --resize-mode in-place --workload random
+  study real --case 3 --policy thesis --scale 0.1  # as root: testbed, supervisor, LINPACK
+  study report                                     # writes docs/study/README.md and plots";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SharingArg {
+    /// Hard CFS quota = allocation (qos-elastic's containers).
+    Quota,
+    /// Proportional CPU shares, idle CPU usable (the thesis' Docker-on-Mesos containers).
+    Shares,
+}
+
+impl From<SharingArg> for Sharing {
+    fn from(s: SharingArg) -> Self {
+        match s {
+            SharingArg::Quota => Sharing::Quota,
+            SharingArg::Shares => Sharing::Shares,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Through the framework: the task restarts (checkpointed or from scratch).
+    Restart,
+    /// The node agent changes the container's quota live.
+    InPlace,
+}
+
+impl From<ModeArg> for ResizeMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Restart => ResizeMode::Restart,
+            ModeArg::InPlace => ResizeMode::InPlace,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario under one policy and print per-job results and totals.
+    Simulate {
+        /// case1 | case2 | case3 | random:SEED | mixed:SEED
+        #[arg(long, default_value = "case1")]
+        scenario: String,
+        /// thesis | predictive | static
+        #[arg(long, default_value = "predictive")]
+        policy: String,
+        /// Seed of the scenario's random draws (overheads, noise, case 2's matrix sizes).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How a node's CPU is shared between tasks [default: shares for case1-3, the thesis'
+        /// infrastructure; quota for random mixes, qos-elastic's own]
+        #[arg(long, value_enum)]
+        sharing: Option<SharingArg>,
+        /// How resizes take effect.
+        #[arg(long, value_enum, default_value = "restart")]
+        resize_mode: ModeArg,
+        /// Nodes without agents: no resize can be made in place.
+        #[arg(long)]
+        no_agents: bool,
+        /// Print the full result as one JSON document (see docs/results.md for its shape). Under
+        /// quota sharing, totals carry the clairvoyant oracle's figures (oracle_met,
+        /// oracle_cpu_seconds, oracle_exact).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run many random scenarios under every policy and the clairvoyant oracle; print deadlines
+    /// met and CPU-seconds against the oracle's, restarts and lost work, the seeds where a policy
+    /// did worse than another, and the same per kind of job.
+    Sweep {
+        /// mixed (the jobs users have: progress reported or not, checkpointing or not, parallel
+        /// to serial) or random (the thesis-era LINPACK mix).
+        #[arg(long, default_value = "mixed")]
+        workload: String,
+        /// Policies to run, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "static,thesis,predictive"
+        )]
+        policies: Vec<String>,
+        /// Number of scenarios (seeds 1..=N).
+        #[arg(long, default_value_t = 200)]
+        seeds: u64,
+        /// How a node's CPU is shared between tasks (the oracle needs quota).
+        #[arg(long, value_enum, default_value = "quota")]
+        sharing: SharingArg,
+        /// How resizes take effect.
+        #[arg(long, value_enum, default_value = "restart")]
+        resize_mode: ModeArg,
+        /// Nodes without agents: no resize can be made in place.
+        #[arg(long)]
+        no_agents: bool,
+        /// Print the sweep as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a thesis case study for real (as root): the testbed's agents emulate the thesis'
+    /// nodes on this machine, with the real supervisor, launcher, shell-trap, collector and
+    /// LINPACK; times scaled by --scale, CPUs to fit 2 cores. Everything is recorded in a run
+    /// directory (target/study/real/case<N>-<policy>-<time>/).
+    Real {
+        /// 1 (six Chronos jobs), 2 (the same with N ± 250 per run) or 3 (one Marathon job).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        case: u8,
+        /// Time scale (0.1: Case I's 1800 s deadline becomes 180 s).
+        #[arg(long, default_value_t = 0.1)]
+        scale: f64,
+        /// thesis | predictive
+        #[arg(long, default_value = "predictive")]
+        policy: String,
+        /// Run directory [default: target/study/real/case<N>-<policy>-<time>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use the component binaries in this directory instead of building them.
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Do not run cargo: use the binaries next to this executable.
+        #[arg(long)]
+        no_build: bool,
+        /// Cargo profile of the component build.
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Give up after this many seconds [default: 2.5 × the longest deadline + 60].
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Write docs/study/ (README.md and PNG plots) from the newest real run of each case and
+    /// policy and from the simulator.
+    Report {
+        /// Where the real runs are [default: target/study/real].
+        #[arg(long)]
+        runs: Option<PathBuf>,
+        /// Output directory [default: docs/study].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line, runs the command, prints its error on stderr; every error exits 2.
+#[must_use]
+pub fn main_entry() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("study: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The case studies ran on the thesis' Docker-on-Mesos cluster (CPU shares); random mixes run
+/// the way qos-elastic runs containers (hard quotas).
+fn default_sharing(scenario: &str) -> Sharing {
+    if scenario.starts_with("case") {
+        Sharing::Shares
+    } else {
+        Sharing::Quota
+    }
+}
+
+fn policy(name: &str) -> Result<Policy> {
+    Policy::by_name(name)
+        .map_err(anyhow::Error::msg)
+        .context("--policy")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Real {
+            case,
+            scale,
+            policy,
+            out,
+            bin_dir,
+            no_build,
+            profile,
+            timeout,
+        } => {
+            let args = real::RealArgs {
+                case,
+                scale,
+                policy,
+                out,
+                build: demo::binaries::BuildOptions {
+                    bin_dir,
+                    no_build,
+                    profile,
+                },
+                timeout,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let dir = rt.block_on(real::run(&args))?;
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            println!("{}", dir.display());
+        }
+        Command::Report { runs, out } => {
+            let root = demo::binaries::workspace_root().unwrap_or_else(|| PathBuf::from("."));
+            let runs = runs.unwrap_or_else(|| root.join("target/study/real"));
+            let out = out.unwrap_or_else(|| root.join("docs/study"));
+            let written = report::write(&runs, &out)?;
+            println!("{}", written.display());
+        }
+        Command::Simulate {
+            scenario: name,
+            policy: p,
+            seed,
+            sharing,
+            resize_mode,
+            no_agents,
+            json,
+        } => {
+            let sharing = sharing.map_or_else(|| default_sharing(&name), Sharing::from);
+            let mut s = scenario(&name, seed, sharing).context("--scenario")?;
+            if no_agents {
+                s.cluster.agents = false;
+            }
+            let cfg = SimConfig {
+                resize_mode: resize_mode.into(),
+                oracle: sharing == Sharing::Quota,
+                ..SimConfig::default()
+            };
+            let r = simulate(&s, &policy(&p)?, cfg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_result(&r);
+            }
+        }
+        Command::Sweep {
+            workload,
+            policies,
+            seeds,
+            sharing,
+            resize_mode,
+            no_agents,
+            json,
+        } => {
+            if seeds == 0 {
+                bail!("--seeds must be at least 1");
+            }
+            if !matches!(workload.as_str(), "mixed" | "random") {
+                bail!("--workload: unknown workload {workload:?} (expected mixed or random)");
+            }
+            for p in &policies {
+                policy(p)?;
+            }
+            let opts = SweepOptions {
+                workload,
+                seeds,
+                sharing: sharing.into(),
+                resize_mode: resize_mode.into(),
+                agents: !no_agents,
+                policies,
+            };
+            let quiet = json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let sweep = crate::sweep(&opts, |done| {
+                if !quiet && (done % 20 == 0 || done == seeds) {
+                    eprint!("\r{done}/{seeds} seeds");
+                    if done == seeds {
+                        eprintln!();
+                    }
+                }
+            })
+            .map_err(anyhow::Error::msg)
+            .context("--policies")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sweep)?);
+            } else {
+                print!("{}", crate::render(&sweep));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_result(r: &SimResult) {
+    println!(
+        "scenario {} · policy {} · seed {}",
+        r.scenario, r.policy, r.seed
+    );
+    println!(
+        "{:<16} {:<9} {:>8} {:>9} {:>4} {:>8} {:>10} {:>9} {:>7} {:>8}",
+        "job",
+        "framework",
+        "deadline",
+        "finished",
+        "met",
+        "feasible",
+        "cpu-s alloc",
+        "cpu-s used",
+        "resizes",
+        "restarts"
+    );
+    for j in &r.jobs {
+        println!(
+            "{:<16} {:<9} {:>8.0} {:>9} {:>4} {:>8} {:>10.0} {:>9.0} {:>7} {:>8}",
+            j.name,
+            j.framework.as_str(),
+            j.deadline,
+            j.finished_at.map_or("-".into(), |f| format!("{f:.0}")),
+            if j.met { "yes" } else { "NO" },
+            if j.feasible { "yes" } else { "no" },
+            j.cpu_seconds_allocated,
+            j.cpu_seconds_used,
+            j.resizes,
+            j.restarts
+        );
+    }
+    let t = &r.totals;
+    println!(
+        "total: met {}/{} (feasible met {}/{}), cpu-s allocated {:.0}, used {:.0}, resizes {}, restarts {} ({} from scratch, {:.0} CPU-s lost)",
+        t.met,
+        t.jobs,
+        t.feasible_met,
+        t.feasible,
+        t.cpu_seconds_allocated,
+        t.cpu_seconds_used,
+        t.resizes,
+        t.restarts,
+        t.restarts_lost,
+        t.cpu_seconds_lost
+    );
+    if let (Some(m), Some(c)) = (t.oracle_met, t.oracle_cpu_seconds) {
+        println!(
+            "oracle: met {m} with {c:.0} CPU-s ({})",
+            if t.oracle_exact == Some(true) {
+                "exact"
+            } else {
+                "a bound"
+            }
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 /// One task's sandbox: its directory, stdout and stderr.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
-    /// The directory.
+    /// The sandbox directory (the task's working directory).
     pub dir: PathBuf,
     /// What the task printed on stdout.
     pub stdout: String,

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::*;
 use frameworks::{Credentials, MarathonApp, MarathonClient};
 use serde_json::{Value, json};
-use crate::support::*;
 
 /// `testbed serve` on a free port, on the state under `dir`; returns it and its URLs.
 fn serve(dir: &Path, prefix: &str, tag: &str) -> (testkit::services::Proc, Value) {

@@ -147,7 +147,7 @@ impl Measured {
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
-        (ticks(11) + ticks(12)) / cgroup_collector::cgroup::clk_tck() as f64
+        (ticks(11) + ticks(12)) / cgroup_collector::clk_tck() as f64
     }
 
     fn rss_kib(&self) -> u64 {

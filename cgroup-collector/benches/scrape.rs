@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use cgroup_collector::collector::{Collector, CollectorConfig, epoch_now};
-use cgroup_collector::discovery::Roots;
-use cgroup_collector::metrics::{self, AgentStats};
+use cgroup_collector::Roots;
+use cgroup_collector::{AgentStats, encode_metrics, metrics_registry};
+use cgroup_collector::{Collector, CollectorConfig, epoch_now};
 use common::{RealTree, env_usize, status_kib, thread_cpu_ns};
 
 fn config(roots: Roots, prefix: &str, meta: &Path) -> CollectorConfig {
@@ -38,7 +38,7 @@ fn config(roots: Roots, prefix: &str, meta: &Path) -> CollectorConfig {
         proc_root: PathBuf::from("/proc"),
         named: Vec::new(),
         discover: true,
-        clk_tck: cgroup_collector::cgroup::clk_tck(),
+        clk_tck: cgroup_collector::clk_tck(),
     }
 }
 
@@ -93,12 +93,12 @@ fn measure(
     // One Prometheus scrape = encoding the latest snapshot.
     let n_containers = last.containers.len();
     let snap = Arc::new(RwLock::new(Arc::new(last)));
-    let reg = metrics::registry(snap, Arc::new(AgentStats::default()));
+    let reg = metrics_registry(snap, Arc::new(AgentStats::default()));
     let mut enc = Vec::with_capacity(passes);
     let mut bytes = 0;
     for _ in 0..passes {
         let c0 = thread_cpu_ns();
-        bytes = metrics::encode(&reg).unwrap().len();
+        bytes = encode_metrics(&reg).unwrap().len();
         enc.push(thread_cpu_ns() - c0);
     }
     let enc_us = mean(&enc);
@@ -221,7 +221,7 @@ fn main() {
     let passes = env_usize("QOS_BENCH_PASSES", 50).max(1);
     println!(
         "cgroup-collector scrape benchmark (CPU time of this thread; USER_HZ {})",
-        cgroup_collector::cgroup::clk_tck()
+        cgroup_collector::clk_tck()
     );
     // QOS_BENCH_ONLY=real (or synthetic) runs one of the two, e.g. under a profiler.
     let only = std::env::var("QOS_BENCH_ONLY").unwrap_or_default();

@@ -22,14 +22,14 @@ use serde::Deserialize;
 use crate::cgroup::CgroupDirs;
 
 /// Default directory of testbed metadata files.
-pub const DEFAULT_TESTBED_META_DIR: &str = "/run/qos-testbed";
+pub(crate) const DEFAULT_TESTBED_META_DIR: &str = "/run/qos-testbed";
 
 /// Name of the testbed metadata file.
-pub const META_FILE: &str = "qos.json";
+pub(crate) const META_FILE: &str = "qos.json";
 
 /// Whether `s` is a job UUID: 32 hex digits, or 8-4-4-4-12 hex groups separated by dashes.
 #[must_use]
-pub fn is_job_uuid(s: &str) -> bool {
+pub(crate) fn is_job_uuid(s: &str) -> bool {
     let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
     if s.len() == 32 {
         return hex(s, 32);
@@ -40,7 +40,7 @@ pub fn is_job_uuid(s: &str) -> bool {
 
 /// The testbed's metadata file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct TestbedMeta {
+pub(crate) struct TestbedMeta {
     /// The job UUID.
     pub uuid: String,
     /// The framework task id.
@@ -53,7 +53,7 @@ pub struct TestbedMeta {
 
 /// What a non-Docker mapping found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Mapped {
+pub(crate) struct Mapped {
     /// Job UUID.
     pub uuid: Option<String>,
     /// Display name.
@@ -62,7 +62,7 @@ pub struct Mapped {
 
 /// Read a metadata file; `None` if absent, malformed or without a valid UUID.
 #[must_use]
-pub fn read_meta(path: &Path) -> Option<TestbedMeta> {
+pub(crate) fn read_meta(path: &Path) -> Option<TestbedMeta> {
     let text = fs::read_to_string(path).ok()?;
     let meta: TestbedMeta = serde_json::from_str(&text).ok()?;
     is_job_uuid(&meta.uuid).then_some(meta)
@@ -70,13 +70,13 @@ pub fn read_meta(path: &Path) -> Option<TestbedMeta> {
 
 /// Where the testbed metadata of `agent`/`task` lives.
 #[must_use]
-pub fn meta_path(meta_dir: &Path, agent: &str, task: &str) -> PathBuf {
+pub(crate) fn meta_path(meta_dir: &Path, agent: &str, task: &str) -> PathBuf {
     meta_dir.join(agent).join(task).join(META_FILE)
 }
 
 /// Pick `QOS_UUID`, `MESOS_TASK_ID`, `MARATHON_APP_ID` out of an `environ` blob (NUL-separated).
 #[must_use]
-pub fn parse_environ(blob: &[u8]) -> Mapped {
+pub(crate) fn parse_environ(blob: &[u8]) -> Mapped {
     let mut m = Mapped::default();
     for var in blob.split(|b| *b == 0) {
         let Ok(var) = std::str::from_utf8(var) else {
@@ -98,7 +98,7 @@ pub fn parse_environ(blob: &[u8]) -> Mapped {
 
 /// Map a non-Docker cgroup: metadata file(s) first, then the first process's environment.
 #[must_use]
-pub fn map_cgroup(dirs: &CgroupDirs, meta: Option<&Path>, proc_root: &Path) -> Mapped {
+pub(crate) fn map_cgroup(dirs: &CgroupDirs, meta: Option<&Path>, proc_root: &Path) -> Mapped {
     let in_dir = dirs.procs_dir().join(META_FILE);
     for p in meta.into_iter().chain(std::iter::once(in_dir.as_path())) {
         if let Some(m) = read_meta(p) {

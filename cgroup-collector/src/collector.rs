@@ -22,10 +22,10 @@ use crate::node::{NodeMetrics, NodeSampler};
 use crate::reader::FdBudget;
 
 /// Passes between two mapping attempts for a container whose job is not known yet.
-pub const MAP_RETRY_PASSES: u64 = 10;
+pub(crate) const MAP_RETRY_PASSES: u64 = 10;
 
 /// Passes a vanished container's counters are remembered.
-pub const FORGET_AFTER_PASSES: u64 = 3_600;
+pub(crate) const FORGET_AFTER_PASSES: u64 = 3_600;
 
 /// What a [`Collector`] looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,10 +201,10 @@ pub struct Collector {
 }
 
 /// Pause of Docker lookups after the API failed.
-pub const DOCKER_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const DOCKER_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Descriptors kept free for sockets and ordinary reads when sizing the [`FdBudget`].
-pub const RESERVED_FDS: u64 = 256;
+pub(crate) const RESERVED_FDS: u64 = 256;
 
 impl Collector {
     /// A collector; `runtime` is the Docker API used to map Docker containers (none: Docker

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::cgroup::CgroupDirs;
 
 /// Default directory under each controller root where the testbed creates its task cgroups.
-pub const DEFAULT_TESTBED_PREFIX: &str = "qos-testbed";
+pub(crate) const DEFAULT_TESTBED_PREFIX: &str = "qos-testbed";
 
 /// Which runtime a cgroup belongs to (decides how it is mapped and resized).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -139,7 +139,7 @@ fn rel_string(rel: &Path) -> String {
 
 /// One container cgroup found by a scan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Discovered {
+pub(crate) struct Discovered {
     /// Container id (Docker 64-hex id, Mesos container id, testbed task id, or the path).
     pub id: String,
     /// Runtime it belongs to.
@@ -155,7 +155,7 @@ pub struct Discovered {
 
 /// What to look for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoveryConfig {
+pub(crate) struct DiscoveryConfig {
     /// Hierarchies.
     pub roots: Roots,
     /// Testbed directory name under each root.
@@ -182,7 +182,7 @@ fn subdirs(dir: &Path) -> Vec<String> {
 
 /// A directory whose name matches a known layout; not yet checked for cgroup files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Path relative to the hierarchy root, e.g. `/docker/<id>`.
     pub rel: String,
     /// Runtime the layout belongs to.
@@ -198,7 +198,7 @@ pub struct Candidate {
 impl Candidate {
     /// Check the cgroup files (a few `stat`s) and pair v1 `cpuacct` with `cpu`.
     #[must_use]
-    pub fn resolve(self, roots: &Roots) -> Option<Discovered> {
+    pub(crate) fn resolve(self, roots: &Roots) -> Option<Discovered> {
         let sub = &self.rel[1..];
         let dirs = if self.v2 {
             let dir = roots.v2.as_ref()?.join(sub);
@@ -270,7 +270,7 @@ fn scan_root(root: &Path, prefix: &str, v2: bool, out: &mut Vec<Candidate>) {
 
 /// Every candidate under the configured roots, v1 first, then v2 (a path may appear in both).
 #[must_use]
-pub fn candidates(cfg: &DiscoveryConfig) -> Vec<Candidate> {
+pub(crate) fn candidates(cfg: &DiscoveryConfig) -> Vec<Candidate> {
     let mut out = Vec::new();
     if let Some(acct) = &cfg.roots.v1_cpuacct {
         scan_root(acct, &cfg.testbed_prefix, false, &mut out);
@@ -284,7 +284,8 @@ pub fn candidates(cfg: &DiscoveryConfig) -> Vec<Candidate> {
 /// List every container cgroup under the configured roots; a relative path found in v1 is not
 /// listed again from v2.
 #[must_use]
-pub fn discover(cfg: &DiscoveryConfig) -> Vec<Discovered> {
+#[cfg(test)]
+pub(crate) fn discover(cfg: &DiscoveryConfig) -> Vec<Discovered> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for c in candidates(cfg) {

@@ -17,10 +17,10 @@ use crate::cgroup_job::is_job_uuid;
 
 /// Per-request timeout towards the Docker daemon, seconds (a lookup runs inside a collection
 /// pass; `docker update` answers within this too).
-pub const REQUEST_TIMEOUT_SECS: u64 = 5;
+pub(crate) const REQUEST_TIMEOUT_SECS: u64 = 5;
 
 /// Docker label carrying the job UUID.
-pub const UUID_LABEL: &str = "qos.uuid";
+pub(crate) const UUID_LABEL: &str = "qos.uuid";
 
 /// What a runtime reports about a container.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,7 +78,7 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug {
 /// Docker Engine API client. Connects lazily and negotiates the API version on first use, so a
 /// daemon that starts after the agent is picked up (even when its socket does not exist yet), and
 /// an older daemon (Debian's 20.10 speaks API 1.41) is spoken to in its own version.
-pub struct DockerRuntime {
+pub(crate) struct DockerRuntime {
     host: String,
     negotiated: OnceCell<Docker>,
 }
@@ -97,7 +97,7 @@ impl DockerRuntime {
     ///
     /// # Errors
     /// [`RuntimeError::Unreachable`] for an empty host or an unsupported scheme.
-    pub fn new(host: &str) -> Result<Self, RuntimeError> {
+    pub(crate) fn new(host: &str) -> Result<Self, RuntimeError> {
         let h = host.trim();
         let scheme_ok = h.starts_with('/')
             || ["unix://", "tcp://", "http://"]
@@ -117,17 +117,11 @@ impl DockerRuntime {
         })
     }
 
-    /// The daemon address.
-    #[must_use]
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     /// Connects (if not yet) and asks the daemon for its API version: `Ok` when Docker answers.
     ///
     /// # Errors
     /// [`RuntimeError::Unreachable`] when there is no daemon (no socket, nobody listening).
-    pub async fn ping(&self) -> Result<(), RuntimeError> {
+    pub(crate) async fn ping(&self) -> Result<(), RuntimeError> {
         self.docker().await.map(drop)
     }
 

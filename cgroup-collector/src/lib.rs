@@ -4,40 +4,48 @@
 //! registers and heartbeats, and applies in-place CPU limits when asked.
 //!
 //! # Layout
-//! - [`cgroup`]: v1/v2 file readers and writers (pure parsers + path readers);
-//!   [`reader`]: files kept open and re-read with `pread` (one syscall per file per pass).
-//! - [`discovery`]: the known cgroup layouts under configurable roots.
-//! - [`cgroup_job`]: container → job UUID from testbed metadata and process environments;
-//!   [`docker_api`]: the Docker Engine API (names, labels, `docker update`).
-//! - [`counters`]: counter-reset handling (figures never decrease).
-//! - [`node`]: node metrics from `/proc`.
-//! - [`collector`]: one pass = scan → map → read → [`collector::Snapshot`].
-//! - [`source`]: the [`source::Source`] trait both sources implement: the cgroup
-//!   [`collector::Collector`], and [`mesos_source::MesosSource`], which reads a Mesos agent's
-//!   `/monitor/statistics` (`--source mesos`) with its pure part in [`mesos_map`] (entries read
+//! - `cgroup`: v1/v2 file readers and writers (pure parsers + path readers);
+//!   `reader`: files kept open and re-read with `pread` (one syscall per file per pass).
+//! - `discovery`: the known cgroup layouts under configurable roots.
+//! - `cgroup_job`: container → job UUID from testbed metadata and process environments;
+//!   `docker_api`: the Docker Engine API (names, labels, `docker update`).
+//! - `counters`: counter-reset handling (figures never decrease).
+//! - `node`: node metrics from `/proc`.
+//! - `collector`: one pass = scan → map → read → [`Snapshot`].
+//! - `source`: the `source::Source` trait both sources implement: the cgroup
+//!   [`Collector`], and `mesos_source::MesosSource`, which reads a Mesos agent's
+//!   `/monitor/statistics` (`--source mesos`) with its pure part in `mesos_map` (entries read
 //!   one by one, `/state` index, executor → job UUID).
-//! - [`metrics`]: `/metrics` encoding; [`server`]: the HTTP routes including `POST /resize`.
-//! - [`push`]: batched delivery with backoff and a bounded buffer, registration, heartbeats,
+//! - `metrics`: `/metrics` encoding; `server`: the HTTP routes including `POST /resize`.
+//! - `push`: batched delivery with backoff and a bounded buffer, registration, heartbeats,
 //!   over the workspace's typed supervisor client ([`frameworks::SupervisorClient`]).
 //! - [`config`]: validated settings; [`run`] wires it all together; [`cli`]: the binary's flags
 //!   and what it does with them.
 
-pub mod cgroup;
-pub mod cgroup_job;
+mod cgroup;
+mod cgroup_job;
 pub mod cli;
-pub mod collector;
+mod collector;
 pub mod config;
-pub mod counters;
-pub mod discovery;
-pub mod docker_api;
-pub mod mesos_map;
-pub mod mesos_source;
-pub mod metrics;
-pub mod node;
-pub mod push;
-pub mod reader;
-pub mod server;
-pub mod source;
+mod counters;
+mod discovery;
+mod docker_api;
+mod mesos_map;
+mod mesos_source;
+mod metrics;
+mod node;
+mod push;
+mod reader;
+mod server;
+mod source;
+
+pub use cgroup::{CgroupDirs, CgroupReader, clk_tck};
+pub use collector::{Collector, CollectorConfig, Snapshot, epoch_now};
+pub use counters::{Counters, Monotonic};
+pub use discovery::Roots;
+pub use docker_api::RuntimeError;
+pub use metrics::{AgentStats, encode as encode_metrics, registry as metrics_registry};
+pub use reader::FdBudget;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,11 +60,10 @@ use tokio_util::task::TaskTracker;
 
 use frameworks::{ClientConfig, Credentials, FrameworkError, MesosAgentClient, RetryPolicy};
 
-use crate::collector::{Collector, Snapshot, epoch_now};
 use crate::config::{Config, MesosConfig, SourceConfig, SupervisorConfig};
 use crate::docker_api::{ContainerRuntime, DockerRuntime};
 use crate::mesos_source::{JobRegistry, MesosSource};
-use crate::metrics::{AgentStats, SharedSnapshot};
+use crate::metrics::SharedSnapshot;
 use crate::node::NodeSampler;
 use crate::push::{HeartbeatConfig, PushConfig, Pusher, SupervisorApi};
 use crate::source::Source;
@@ -72,7 +79,7 @@ pub enum RunError {
     Config(#[from] config::ConfigError),
     /// The Docker client could not be built.
     #[error(transparent)]
-    Runtime(#[from] docker_api::RuntimeError),
+    Runtime(#[from] RuntimeError),
     /// The supervisor or Mesos agent client could not be built.
     #[error(transparent)]
     Client(#[from] FrameworkError),
@@ -144,7 +151,7 @@ async fn docker(
     let rt = DockerRuntime::new(host)?;
     let answer = match tokio::time::timeout(DOCKER_PROBE_TIMEOUT, rt.ping()).await {
         Ok(r) => r,
-        Err(_) => Err(docker_api::RuntimeError::Unreachable {
+        Err(_) => Err(RuntimeError::Unreachable {
             host: host.clone(),
             message: format!("no answer within {DOCKER_PROBE_TIMEOUT:?}"),
         }),

@@ -29,16 +29,16 @@ use crate::cgroup_job::is_job_uuid;
 use crate::counters::Counters;
 
 /// Label keys that carry a job UUID.
-pub const UUID_LABELS: [&str; 3] = ["qos.uuid", "QOS_UUID", "qos_uuid"];
+pub(crate) const UUID_LABELS: [&str; 3] = ["qos.uuid", "QOS_UUID", "qos_uuid"];
 
 /// Mesos' CFS period (`CPU_CFS_PERIOD`, 100 ms): the agent reports `cpus_limit` only, and its
 /// quota is `cpus_limit × 100 ms` per period.
-pub const MESOS_CFS_PERIOD_US: u64 = 100_000;
+pub(crate) const MESOS_CFS_PERIOD_US: u64 = 100_000;
 
 /// A statistics answer, or one entry of it, that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{field}: {message}", .entry.as_ref().map(|e| format!("{e}: ")).unwrap_or_default())]
-pub struct EntryError {
+pub(crate) struct EntryError {
     /// `entry [2] (executor "x")`, or `None` for the answer as a whole.
     pub entry: Option<String>,
     /// JSON path of the field inside the entry (`statistics.cpus_user_time_secs`), or `(answer)`.
@@ -49,7 +49,7 @@ pub struct EntryError {
 
 /// One executor's usable reading.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Executor id (the task id for command tasks).
     pub executor_id: String,
     /// Framework id.
@@ -67,7 +67,7 @@ pub struct Reading {
 impl Reading {
     /// Key of the executor: executor ids are unique per framework only.
     #[must_use]
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.framework_id, self.executor_id)
     }
 }
@@ -82,7 +82,6 @@ fn short(v: &Value) -> String {
     s
 }
 
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn ns(secs: f64) -> u64 {
     (secs * 1e9).round() as u64
 }
@@ -90,7 +89,7 @@ fn ns(secs: f64) -> u64 {
 /// Read a `/monitor/statistics` answer entry by entry: the usable readings, and one error per
 /// entry that is not (naming the entry and field). An answer that is not an array is one error.
 #[must_use]
-pub fn parse_statistics(body: &Value) -> (Vec<Reading>, Vec<EntryError>) {
+pub(crate) fn parse_statistics(body: &Value) -> (Vec<Reading>, Vec<EntryError>) {
     let Some(entries) = body.as_array() else {
         let got = match body {
             Value::Object(_) => "an object",
@@ -225,7 +224,7 @@ fn parse_entry(e: &Value) -> Result<Reading, (String, String)> {
 
 /// A job UUID among `labels`, in Mesos' `[{"key", "value"}]` form or as an object.
 #[must_use]
-pub fn uuid_in_labels(labels: &Value) -> Option<String> {
+pub(crate) fn uuid_in_labels(labels: &Value) -> Option<String> {
     let pick = |k: &str, v: &Value| {
         let v = v.as_str()?;
         (UUID_LABELS.contains(&k) && is_job_uuid(v)).then(|| v.to_owned())
@@ -242,7 +241,7 @@ pub fn uuid_in_labels(labels: &Value) -> Option<String> {
 
 /// What the agent's `/state` says about one executor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ExecutorInfo {
+pub(crate) struct ExecutorInfo {
     /// Its tasks' ids (launched and queued).
     pub task_ids: Vec<String>,
     /// Its first task's name.
@@ -255,7 +254,7 @@ pub struct ExecutorInfo {
 
 /// The agent's `/state`, indexed by executor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AgentIndex {
+pub(crate) struct AgentIndex {
     /// The agent's id.
     pub agent_id: Option<String>,
     /// `(framework id, executor id)` → what the agent says.
@@ -265,7 +264,7 @@ pub struct AgentIndex {
 impl AgentIndex {
     /// Index a `/state` answer (fields it lacks are simply not used).
     #[must_use]
-    pub fn from_state(state: &Value) -> Self {
+    pub(crate) fn from_state(state: &Value) -> Self {
         let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         let mut idx = Self {
             agent_id: text(state, "id"),
@@ -307,7 +306,7 @@ impl AgentIndex {
 
     /// What the agent says about `executor` of `framework`.
     #[must_use]
-    pub fn get(&self, framework: &str, executor: &str) -> Option<&ExecutorInfo> {
+    pub(crate) fn get(&self, framework: &str, executor: &str) -> Option<&ExecutorInfo> {
         self.executors
             .get(&(framework.to_owned(), executor.to_owned()))
     }
@@ -315,7 +314,7 @@ impl AgentIndex {
 
 /// The framework job a task belongs to, read from its id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FrameworkJob {
+pub(crate) enum FrameworkJob {
     /// A Chronos job name.
     Chronos(String),
     /// A Marathon app id in task-id form (no leading `/`, `/` written `_`).
@@ -328,7 +327,7 @@ fn dashed_uuid(s: &str) -> bool {
 
 /// Which framework job `task_id` is a task of, when its form says so.
 #[must_use]
-pub fn job_of_task(task_id: &str) -> Option<FrameworkJob> {
+pub(crate) fn job_of_task(task_id: &str) -> Option<FrameworkJob> {
     if let Some(rest) = task_id.strip_prefix("ct:") {
         let mut parts = rest.splitn(4, ':');
         let due = parts.next()?;
@@ -349,13 +348,13 @@ pub fn job_of_task(task_id: &str) -> Option<FrameworkJob> {
 
 /// A Marathon app id in the form its task ids use.
 #[must_use]
-pub fn marathon_task_prefix(app_id: &str) -> String {
+pub(crate) fn marathon_task_prefix(app_id: &str) -> String {
     app_id.trim_start_matches('/').replace('/', "_")
 }
 
 /// The supervisor's registered jobs, by framework name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct JobDirectory {
+pub(crate) struct JobDirectory {
     by_job: HashMap<FrameworkJob, String>,
 }
 
@@ -366,7 +365,7 @@ impl JobDirectory {
     /// From a `GET /api/v1/jobs` answer: `[{"uuid", "name", "framework", "state",
     /// "registered_at"}, …]`; entries without a valid uuid, name or framework are skipped.
     #[must_use]
-    pub fn from_jobs(jobs: &Value) -> Self {
+    pub(crate) fn from_jobs(jobs: &Value) -> Self {
         // Rank: active before finished, then the latest registration.
         let mut best: HashMap<FrameworkJob, (bool, f64, String)> = HashMap::new();
         for j in jobs.as_array().into_iter().flatten() {
@@ -401,19 +400,21 @@ impl JobDirectory {
 
     /// The UUID of the job `task_id` is a task of.
     #[must_use]
-    pub fn uuid_for_task(&self, task_id: &str) -> Option<&str> {
+    pub(crate) fn uuid_for_task(&self, task_id: &str) -> Option<&str> {
         self.by_job.get(&job_of_task(task_id)?).map(String::as_str)
     }
 
     /// Jobs known.
+    #[cfg(test)]
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_job.len()
     }
 
     /// Whether no job is known.
+    #[cfg(test)]
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_job.is_empty()
     }
 }
@@ -421,7 +422,7 @@ impl JobDirectory {
 /// How an executor was mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MappedBy {
+pub(crate) enum MappedBy {
     /// A `qos.uuid` label in the agent's `/state`.
     AgentLabels,
     /// The supervisor's job registry, by Chronos job name or Marathon app id.
@@ -430,7 +431,7 @@ pub enum MappedBy {
 
 /// The result of mapping one executor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ExecutorMapping {
+pub(crate) struct ExecutorMapping {
     /// Job UUID and how it was found.
     pub uuid: Option<(String, MappedBy)>,
     /// Display name: the task's name, else the task id.
@@ -441,7 +442,7 @@ pub struct ExecutorMapping {
 
 /// Map one executor, from what `/state` and the registry say (either may be absent).
 #[must_use]
-pub fn map_executor(
+pub(crate) fn map_executor(
     framework_id: &str,
     executor_id: &str,
     index: Option<&AgentIndex>,

@@ -32,7 +32,7 @@ use crate::source::Source;
 
 /// A Mesos agent's HTTP API, as far as the collector reads it.
 #[async_trait]
-pub trait AgentApi: Send + Sync + std::fmt::Debug {
+pub(crate) trait AgentApi: Send + Sync + std::fmt::Debug {
     /// The agent's base URL (for messages).
     fn url(&self) -> String;
     /// `GET /monitor/statistics` as JSON.
@@ -56,7 +56,7 @@ impl AgentApi for MesosAgentClient {
 
 /// Where registered jobs can be listed (the supervisor's `GET /api/v1/jobs`).
 #[async_trait]
-pub trait JobRegistry: Send + Sync + std::fmt::Debug {
+pub(crate) trait JobRegistry: Send + Sync + std::fmt::Debug {
     /// Every registered job, as JSON.
     async fn jobs(&self) -> Result<Value, FrameworkError>;
 }
@@ -81,7 +81,7 @@ struct Tracked {
 
 /// The source; see the module docs.
 #[derive(Debug)]
-pub struct MesosSource {
+pub(crate) struct MesosSource {
     agent: Arc<dyn AgentApi>,
     registry: Option<Arc<dyn JobRegistry>>,
     node: NodeSampler,
@@ -99,7 +99,7 @@ impl MesosSource {
     /// A source reading `agent`, mapping through `registry` when given; node metrics come from
     /// `node`.
     #[must_use]
-    pub fn new(
+    pub(crate) fn new(
         agent: Arc<dyn AgentApi>,
         registry: Option<Arc<dyn JobRegistry>>,
         node: NodeSampler,
@@ -252,7 +252,6 @@ impl Source for MesosSource {
                 tracing::info!(executor = %t.executor_id, "counter reset (executor restarted); figures continue from the previous total");
             }
             let secs = |ns: u64| ns as f64 / 1e9;
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let quota_us = r
                 .cpus_limit
                 .map(|cpus| (cpus * MESOS_CFS_PERIOD_US as f64).round() as u64);

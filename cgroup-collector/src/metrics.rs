@@ -20,7 +20,7 @@ use crate::node::{CPU_MODES, Filesystem, NetDev};
 
 /// The latest snapshot, shared by the pass loop (writer), `/metrics`, `/snapshot`, `/resize`
 /// and the heartbeat (readers).
-pub type SharedSnapshot = Arc<RwLock<Arc<Snapshot>>>;
+pub(crate) type SharedSnapshot = Arc<RwLock<Arc<Snapshot>>>;
 
 /// The agent's own counters.
 #[derive(Debug, Default)]

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::reader::{CachedFile, FdBudget};
 
 /// The eight `/proc/stat` CPU modes, in file order (guest time is already inside user/nice).
-pub const CPU_MODES: [&str; 8] = [
+pub(crate) const CPU_MODES: [&str; 8] = [
     "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
 ];
 
@@ -84,7 +84,7 @@ impl CoreTimes {
 
 /// Parsed `/proc/stat`.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct ProcStat {
+pub(crate) struct ProcStat {
     /// The aggregate `cpu` line.
     pub total: Option<CoreTimes>,
     /// One per online core.
@@ -103,7 +103,7 @@ pub struct ProcStat {
 
 /// Parse `/proc/stat`; `clk_tck` converts ticks to seconds.
 #[must_use]
-pub fn parse_stat(text: &str, clk_tck: u64) -> ProcStat {
+pub(crate) fn parse_stat(text: &str, clk_tck: u64) -> ProcStat {
     let tck = clk_tck.max(1) as f64;
     let mut s = ProcStat::default();
     for line in text.lines() {
@@ -159,7 +159,7 @@ pub struct Memory {
 
 /// Parse `/proc/meminfo`.
 #[must_use]
-pub fn parse_meminfo(text: &str) -> Memory {
+pub(crate) fn parse_meminfo(text: &str) -> Memory {
     let mut m = Memory::default();
     for line in text.lines() {
         let mut it = line.split_whitespace();
@@ -206,7 +206,7 @@ pub struct NetDev {
 
 /// Parse `/proc/net/dev`.
 #[must_use]
-pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
+pub(crate) fn parse_net_dev(text: &str) -> Vec<NetDev> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -254,7 +254,7 @@ pub struct Filesystem {
 /// Disk mounts listed in a `/proc/mounts` text: `(device, mountpoint, fstype)`, pseudo
 /// filesystems and runtime-private mounts skipped, each mount point once.
 #[must_use]
-pub fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
+pub(crate) fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -336,7 +336,7 @@ pub struct NodeMetrics {
 
 /// Reads node metrics, keeping the previous `/proc/stat` for CPU percentages.
 #[derive(Debug)]
-pub struct NodeSampler {
+pub(crate) struct NodeSampler {
     proc_root: PathBuf,
     clk_tck: u64,
     prev: Option<ProcStat>,
@@ -364,7 +364,7 @@ fn pct(busy: f64, all: f64) -> f64 {
 impl NodeSampler {
     /// A sampler over `proc_root` (normally `/proc`).
     #[must_use]
-    pub fn new(proc_root: PathBuf, clk_tck: u64) -> Self {
+    pub(crate) fn new(proc_root: PathBuf, clk_tck: u64) -> Self {
         let budget = FdBudget::new(8);
         let files = ["stat", "loadavg", "uptime", "meminfo", "net/dev", "mounts"]
             .iter()
@@ -389,14 +389,14 @@ impl NodeSampler {
 
     /// Online CPUs according to `stat` (at least 1).
     #[must_use]
-    pub fn cpu_count(&self) -> u32 {
+    pub(crate) fn cpu_count(&self) -> u32 {
         let text = fs::read_to_string(self.proc_root.join("stat")).unwrap_or_default();
         let n = parse_stat(&text, self.clk_tck).cores.len();
         u32::try_from(n).unwrap_or(u32::MAX).max(1)
     }
 
     /// Take a reading; CPU % is over the interval since the previous call.
-    pub fn sample(&mut self) -> NodeMetrics {
+    pub(crate) fn sample(&mut self) -> NodeMetrics {
         let stat = parse_stat(&self.text(STAT), self.clk_tck);
         let cpus = u32::try_from(stat.cores.len()).unwrap_or(u32::MAX).max(1);
         let (cpu_percent, per_core) = {

@@ -27,7 +27,7 @@ use crate::metrics::{AgentStats, SharedSnapshot};
 
 /// A supervisor call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// No answer (connection refused, timeout, reset).
     #[error("supervisor unreachable: {0}")]
     Unreachable(String),
@@ -44,7 +44,7 @@ pub enum PushError {
 impl PushError {
     /// Whether trying again later may succeed.
     #[must_use]
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Unreachable(_) => true,
             Self::Status { status, .. } => {
@@ -56,7 +56,7 @@ impl PushError {
 
 /// The supervisor API the agent uses.
 #[async_trait]
-pub trait SupervisorApi: Send + Sync + std::fmt::Debug {
+pub(crate) trait SupervisorApi: Send + Sync + std::fmt::Debug {
     /// `POST /api/v1/samples`.
     async fn push_samples(&self, batch: &SampleBatch) -> Result<(), PushError>;
     /// `POST /api/v1/nodes/register`.
@@ -85,7 +85,7 @@ impl From<FrameworkError> for PushError {
 ///
 /// # Errors
 /// [`FrameworkError`] when the URL or token is unusable.
-pub fn supervisor_client(
+pub(crate) fn supervisor_client(
     base: &str,
     token: Option<&str>,
     timeout: Duration,
@@ -122,7 +122,7 @@ impl SupervisorApi for SupervisorClient {
 
 /// Bounded FIFO of samples waiting for delivery (sans-IO).
 #[derive(Debug)]
-pub struct SampleBuffer {
+pub(crate) struct SampleBuffer {
     queue: VecDeque<CpuSample>,
     capacity: usize,
     /// Sequence number of the front sample: every sample ever queued has one, so a batch in
@@ -133,7 +133,7 @@ pub struct SampleBuffer {
 impl SampleBuffer {
     /// A buffer holding at most `capacity` samples (at least 1).
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             queue: VecDeque::new(),
             capacity: capacity.max(1),
@@ -142,7 +142,7 @@ impl SampleBuffer {
     }
 
     /// Append; returns how many of the oldest samples were dropped to stay within the bound.
-    pub fn extend(&mut self, samples: impl IntoIterator<Item = CpuSample>) -> u64 {
+    pub(crate) fn extend(&mut self, samples: impl IntoIterator<Item = CpuSample>) -> u64 {
         let mut dropped = 0;
         for s in samples {
             if self.queue.len() == self.capacity {
@@ -158,14 +158,14 @@ impl SampleBuffer {
     /// A copy of the oldest `max` samples (the next batch) and the sequence number just past
     /// its last sample.
     #[must_use]
-    pub fn peek(&self, max: usize) -> (Vec<CpuSample>, u64) {
+    pub(crate) fn peek(&self, max: usize) -> (Vec<CpuSample>, u64) {
         let batch: Vec<CpuSample> = self.queue.iter().take(max).cloned().collect();
         let end = self.head + batch.len() as u64;
         (batch, end)
     }
 
     /// Remove every sample before sequence number `end` still queued (a delivered batch).
-    pub fn consume_until(&mut self, end: u64) {
+    pub(crate) fn consume_until(&mut self, end: u64) {
         while self.head < end && self.queue.pop_front().is_some() {
             self.head += 1;
         }
@@ -173,20 +173,21 @@ impl SampleBuffer {
 
     /// Samples waiting.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// Whether nothing waits.
+    #[cfg(test)]
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 }
 
 /// Exponential backoff with equal jitter (sans-IO).
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     failures: u32,
@@ -195,7 +196,7 @@ pub struct Backoff {
 impl Backoff {
     /// Start at `base`, never exceed `max`.
     #[must_use]
-    pub fn new(base: Duration, max: Duration) -> Self {
+    pub(crate) fn new(base: Duration, max: Duration) -> Self {
         Self {
             base,
             max: max.max(base),
@@ -204,7 +205,7 @@ impl Backoff {
     }
 
     /// Record a failure; the delay before the next attempt given `jitter` in `[0, 1]`.
-    pub fn fail(&mut self, jitter: f64) -> Duration {
+    pub(crate) fn fail(&mut self, jitter: f64) -> Duration {
         let exp = self
             .base
             .saturating_mul(1u32 << self.failures.min(20))
@@ -214,14 +215,14 @@ impl Backoff {
     }
 
     /// Record a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }
 
 /// Push settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushConfig {
+pub(crate) struct PushConfig {
     /// Node id sent with every batch.
     pub node: String,
     /// Buffer bound, samples.
@@ -236,7 +237,7 @@ pub struct PushConfig {
 
 /// The buffer plus the wake-up the pass loop gives the push loop.
 #[derive(Debug)]
-pub struct Pusher {
+pub(crate) struct Pusher {
     cfg: PushConfig,
     buffer: Mutex<SampleBuffer>,
     wake: Notify,
@@ -246,7 +247,7 @@ pub struct Pusher {
 impl Pusher {
     /// A pusher.
     #[must_use]
-    pub fn new(cfg: PushConfig, stats: Arc<AgentStats>) -> Self {
+    pub(crate) fn new(cfg: PushConfig, stats: Arc<AgentStats>) -> Self {
         let buffer = Mutex::new(SampleBuffer::new(cfg.capacity));
         Self {
             cfg,
@@ -257,7 +258,7 @@ impl Pusher {
     }
 
     /// Queue one pass's samples and wake the push loop.
-    pub fn enqueue(&self, samples: Vec<CpuSample>) {
+    pub(crate) fn enqueue(&self, samples: Vec<CpuSample>) {
         let (dropped, len) = {
             let mut b = self
                 .buffer
@@ -331,7 +332,11 @@ impl Pusher {
     }
 
     /// The push loop: runs until `shutdown`, then makes one last bounded attempt to flush.
-    pub async fn run(self: Arc<Self>, api: Arc<dyn SupervisorApi>, shutdown: CancellationToken) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        api: Arc<dyn SupervisorApi>,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = Backoff::new(self.cfg.backoff_base, self.cfg.backoff_max);
         loop {
             tokio::select! {
@@ -353,7 +358,7 @@ impl Pusher {
 
 /// Registration and heartbeat settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatConfig {
+pub(crate) struct HeartbeatConfig {
     /// What to register.
     pub registration: NodeRegistration,
     /// Heartbeat period.
@@ -366,7 +371,7 @@ pub struct HeartbeatConfig {
 
 /// Register (retrying with backoff), then heartbeat every period from the latest snapshot;
 /// re-register when the supervisor says it does not know the node (404).
-pub async fn heartbeat_loop(
+pub(crate) async fn heartbeat_loop(
     api: Arc<dyn SupervisorApi>,
     cfg: HeartbeatConfig,
     snapshot: SharedSnapshot,

@@ -69,7 +69,7 @@ impl FdBudget {
 
 /// One kernel file, kept open between reads when the budget allows.
 #[derive(Debug)]
-pub struct CachedFile {
+pub(crate) struct CachedFile {
     path: PathBuf,
     file: Option<File>,
     budget: FdBudget,
@@ -111,7 +111,7 @@ fn pread_all(f: &File, buf: &mut Vec<u8>) -> io::Result<usize> {
 impl CachedFile {
     /// A reader of `path` (nothing is opened yet).
     #[must_use]
-    pub fn new(path: PathBuf, budget: FdBudget) -> Self {
+    pub(crate) fn new(path: PathBuf, budget: FdBudget) -> Self {
         Self {
             path,
             file: None,
@@ -121,19 +121,19 @@ impl CachedFile {
 
     /// The file's path.
     #[must_use]
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Close the descriptor (the next read reopens it).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if self.file.take().is_some() {
             self.budget.give();
         }
     }
 
     /// The whole file into `buf`, as text.
-    pub fn read<'b>(&mut self, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
+    pub(crate) fn read<'b>(&mut self, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
         let mut retried = false;
         loop {
             if self.file.is_none() {

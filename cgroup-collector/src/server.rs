@@ -39,7 +39,7 @@ use crate::metrics::{AgentStats, SharedSnapshot};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// Latest pass.
     pub snapshot: SharedSnapshot,
     /// Metrics registry.
@@ -58,7 +58,7 @@ pub struct AppState {
 
 /// An error answer.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     body: ErrorBody,
 }
@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The router.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))

@@ -8,7 +8,7 @@ use crate::collector::{Collector, Snapshot};
 
 /// A source of one [`Snapshot`] per pass.
 #[async_trait]
-pub trait Source: Send + std::fmt::Debug {
+pub(crate) trait Source: Send + std::fmt::Debug {
     /// One pass at `now` (epoch seconds): node metrics and every container's cumulative CPU.
     async fn collect(&mut self, now: f64) -> Snapshot;
     /// The node's online CPUs.

@@ -381,6 +381,9 @@ impl Args {
     ///
     /// # Errors
     /// [`SetupError::Invalid`] naming the flag and the reason.
+    ///
+    /// Long: one check per flag, in the order `--help` lists them, so that each error's wording
+    /// sits beside its flag's.
     pub fn resolve(self, env: &Environment) -> Result<Settings, SetupError> {
         check_uuid(&self.uuid)?;
         let mut supervisor = Credentials::new(&self.supervisor)

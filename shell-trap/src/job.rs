@@ -39,3 +39,19 @@ pub(crate) trait Job {
     /// For log lines.
     fn describe(&self) -> String;
 }
+
+/// How a stop by SIGTERM under `strategy` ended, from the job's exit status when it exited by
+/// the deadline (`None`: it did not, and was killed).
+pub(crate) fn stop_outcome(exited: Option<i32>, strategy: Strategy) -> StopOutcome {
+    match (exited, strategy) {
+        (Some(0), Strategy::App) => StopOutcome::Checkpointed,
+        (Some(code), Strategy::App) => StopOutcome::Failed(format!(
+            "the job exited with status {code} after SIGTERM, not 0: its checkpoint is not trusted"
+        )),
+        (Some(code), _) => StopOutcome::Stopped { code },
+        (None, Strategy::App) => StopOutcome::Failed(
+            "the job did not save its state and stop within the grace period; killed".into(),
+        ),
+        (None, _) => StopOutcome::Stopped { code: 137 },
+    }
+}

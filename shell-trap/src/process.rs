@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::cgroup::OwnCgroup;
 use crate::error::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, SetupError};
-use crate::job::{Job, StopOutcome};
+use crate::job::{Job, StopOutcome, stop_outcome};
 use crate::signals::exit_status_for;
 use crate::strategy::Strategy;
 
@@ -187,25 +187,11 @@ impl Job for ProcessJob {
             return StopOutcome::Failed("CRIU is not available for the process runtime".into());
         }
         self.signal_group(Signal::SIGTERM);
-        match (self.wait_until(deadline).await, strategy) {
-            (Some(0), Strategy::App) => StopOutcome::Checkpointed,
-            (Some(code), Strategy::App) => StopOutcome::Failed(format!(
-                "the job exited with status {code} after SIGTERM, not 0: its checkpoint is not \
-                 trusted"
-            )),
-            (Some(code), _) => StopOutcome::Stopped { code },
-            (None, s) => {
-                self.kill_now().await;
-                if s == Strategy::App {
-                    StopOutcome::Failed(
-                        "the job did not save its state and stop within the grace period; killed"
-                            .into(),
-                    )
-                } else {
-                    StopOutcome::Stopped { code: 137 }
-                }
-            }
+        let exited = self.wait_until(deadline).await;
+        if exited.is_none() {
+            self.kill_now().await;
         }
+        stop_outcome(exited, strategy)
     }
 
     async fn kill_now(&mut self) {

@@ -41,6 +41,29 @@ struct Started<J> {
     strategy: Strategy,
 }
 
+impl<J> Started<J> {
+    /// The incarnation with its job, or the start's error with the incarnation discarded.
+    fn new(
+        job: Result<J, SetupError>,
+        store: Store,
+        inc: Incarnation,
+        strategy: Strategy,
+    ) -> Result<Self, SetupError> {
+        match job {
+            Ok(job) => Ok(Self {
+                job,
+                store,
+                inc,
+                strategy,
+            }),
+            Err(e) => {
+                store.discard(&inc);
+                Err(e)
+            }
+        }
+    }
+}
+
 fn store_err(s: &Settings, e: StoreError) -> SetupError {
     match e {
         StoreError::Busy(p) => SetupError::Busy(format!(
@@ -229,19 +252,7 @@ async fn start_process(
         CgroupMode::Create => Some(OwnCgroup::create(&s.uuid, s.cpus.unwrap_or(1.0))?),
     };
     let env = job_env(s, &inc, d.strategy, &inc.dir.display().to_string());
-    let job = match ProcessJob::spawn(argv, &env, own) {
-        Ok(j) => j,
-        Err(e) => {
-            store.discard(&inc);
-            return Err(e);
-        }
-    };
-    Ok(Started {
-        job,
-        store,
-        inc,
-        strategy: d.strategy,
-    })
+    Started::new(ProcessJob::spawn(argv, &env, own), store, inc, d.strategy)
 }
 
 async fn start_docker(
@@ -281,19 +292,8 @@ async fn start_docker(
     };
     let criu_restore =
         (d.strategy == Strategy::Criu && inc.restored_from.is_some()).then(|| criu_dir(&inc));
-    let job = match docker.start(&spec, criu_restore.as_deref()).await {
-        Ok(j) => j,
-        Err(e) => {
-            store.discard(&inc);
-            return Err(e);
-        }
-    };
-    Ok(Started {
-        job,
-        store,
-        inc,
-        strategy: d.strategy,
-    })
+    let job = docker.start(&spec, criu_restore.as_deref()).await;
+    Started::new(job, store, inc, d.strategy)
 }
 
 async fn supervise<J: Job>(

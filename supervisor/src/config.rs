@@ -689,6 +689,8 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// Flags over the file over the defaults, one setting after the other (long: a line or two a
+/// setting, kept in one place so that the precedence is read once).
 fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
     let policy_name = args
         .policy

@@ -104,6 +104,8 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// Every family registered with its help text: long, a list that reads as the `/metrics`
+    /// catalogue.
     pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let m = Self {

@@ -71,3 +71,10 @@ pub fn workspace_bins(packages: &[&str]) -> BTreeMap<String, PathBuf> {
         })
         .collect()
 }
+
+/// A command for `package`'s binary of the same name, built from this tree (see
+/// [`workspace_bins`]): a test runs a service as its users do, over its command line and HTTP.
+#[must_use]
+pub fn command(package: &str) -> Command {
+    Command::new(&workspace_bins(&[package])[package])
+}

@@ -12,7 +12,8 @@
 //!   panic caught so that what it started can be stopped first.
 //! - [`procs`]: which processes of the host show a secret in their arguments.
 //! - [`services`]: the project's services started as real processes (their ready line read).
-//! - [`cgroups_or_skip`], [`root_or_skip`]: the one skip-or-fail rule of tests that need root.
+//! - [`skip_unless_required`]: the one skip-or-fail rule of tests that need something of the
+//!   machine (`QOS_REQUIRE_*`); [`cgroups_or_skip`], [`root_or_skip`], [`docker_or_skip`] on it.
 
 pub mod bins;
 mod chronos;
@@ -91,7 +92,10 @@ pub fn cgroups_or_skip(enforced: bool, note: Option<&str>, what: &str) -> bool {
     }
     skip_unless_required(
         &["QOS_REQUIRE_CGROUPS"],
-        &format!("CPU limits not enforced ({})", note.unwrap_or("?")),
+        &format!(
+            "CPU limits not enforced ({}); it needs root",
+            note.unwrap_or("?")
+        ),
         what,
     )
 }
@@ -104,18 +108,50 @@ pub fn cgroups_or_skip(enforced: bool, note: Option<&str>, what: &str) -> bool {
 pub fn root_or_skip(available: Result<(), String>, what: &str) -> bool {
     match available {
         Ok(()) => true,
-        Err(why) => skip_unless_required(&["QOS_REQUIRE_ROOT", "QOS_REQUIRE_CGROUPS"], &why, what),
+        Err(why) => skip_unless_required(
+            &["QOS_REQUIRE_ROOT", "QOS_REQUIRE_CGROUPS"],
+            &format!("{why}; it needs root"),
+            what,
+        ),
     }
 }
 
-/// A skip notice, or a failure when one of `flags` is set to 1.
-fn skip_unless_required(flags: &[&str], why: &str, what: &str) -> bool {
+/// Whether a test that needs a Docker daemon may go on: `true` when one answers at
+/// `DOCKER_HOST` (`docker version`); otherwise a notice naming `test`, and `false` — or a
+/// failure when `QOS_REQUIRE_DOCKER=1`.
+#[must_use]
+pub fn docker_or_skip(test: &str) -> bool {
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let answers = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .env("DOCKER_HOST", &host)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    answers
+        || skip_unless_required(
+            &["QOS_REQUIRE_DOCKER"],
+            &format!(
+                "no Docker daemon answers at DOCKER_HOST={host} (start one with \
+                 `eval \"$(bash scripts/docker-daemon start)\"`)"
+            ),
+            test,
+        )
+}
+
+/// The one skip-or-fail rule of tests that need something of the machine: a notice
+/// (`SKIPPED what: why`) and `false`, or a failure when one of `flags` (`QOS_REQUIRE_*`) is set
+/// to 1 — the project's test command sets them, so nothing is skipped there.
+#[must_use]
+pub fn skip_unless_required(flags: &[&str], why: &str, what: &str) -> bool {
     for flag in flags {
         assert!(
             std::env::var(flag).as_deref() != Ok("1"),
             "{what}: {why} and {flag}=1"
         );
     }
-    eprintln!("SKIPPED: {why}; {what} needs root");
+    eprintln!("SKIPPED {what}: {why}");
     false
 }

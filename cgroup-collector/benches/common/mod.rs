@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use cgroup_collector::discovery::Roots;
+use cgroup_collector::Roots;
 
 /// `key` as a number, else `default`.
 pub(crate) fn env_usize(key: &str, default: usize) -> usize {

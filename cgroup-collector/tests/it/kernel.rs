@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cgroup_collector::discovery::Roots;
+use cgroup_collector::Roots;
 use serde_json::json;
 
 use crate::util::{self, KernelCgroup};
@@ -54,7 +54,7 @@ fn v1_busy_loop_under_half_cpu_quota_matches_kernel_and_proc() {
     let snap = util::once(&["--no-discovery", "--cgroup", acct.to_str().unwrap()]);
     let c = util::container(&snap, &format!("/{name}"));
     let kernel_total = read_u64(&acct.join("cpuacct.usage")) as f64 / 1e9;
-    let tck = cgroup_collector::cgroup::clk_tck() as f64;
+    let tck = cgroup_collector::clk_tck() as f64;
     let kernel_user = keyed(&acct.join("cpuacct.stat"), "user ") as f64 / tck;
     let kernel_sys = keyed(&acct.join("cpuacct.stat"), "system ") as f64 / tck;
     let kernel_throttled = keyed(&cpu.join("cpu.stat"), "nr_throttled ");
@@ -152,7 +152,7 @@ fn v2_busy_loop_matches_kernel_and_proc() {
         within(total, proc_sched, 0.01, 0.0),
         "{total} vs schedstat {proc_sched}"
     );
-    let tck = cgroup_collector::cgroup::clk_tck() as f64;
+    let tck = cgroup_collector::clk_tck() as f64;
     assert!(
         within(total, proc_ticks, 0.01, 2.0 / tck + 0.001),
         "{total} vs utime+stime {proc_ticks}"
@@ -249,9 +249,9 @@ async fn testbed_task_discovered_mapped_and_resized_on_real_kernel() {
 /// tracker keeps the reported total from going backwards.
 #[test]
 fn cached_descriptors_follow_a_recreated_cgroup() {
-    use cgroup_collector::cgroup::{CgroupDirs, CgroupReader};
-    use cgroup_collector::counters::{Counters, Monotonic};
-    use cgroup_collector::reader::FdBudget;
+    use cgroup_collector::FdBudget;
+    use cgroup_collector::{CgroupDirs, CgroupReader};
+    use cgroup_collector::{Counters, Monotonic};
     if !util::kernel_cgroups() {
         return util::skip("recreated cgroup", "needs root");
     }

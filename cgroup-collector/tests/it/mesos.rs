@@ -10,12 +10,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frameworks::{ChronosApi, ChronosApiVersion, ChronosClient, Credentials, MarathonApi};
+use frameworks::{ChronosApiVersion, ChronosClient, Credentials};
 use frameworks::{MarathonClient, SupervisorClient};
-use qos_core::policy::Policy;
 use qos_core::wire::InitMarathonApp;
 use serde_json::{Value, json};
-use supervisor::{Clock, Deps, HttpNodeAgent, StoreMode, Supervisor};
 
 use crate::util;
 
@@ -98,9 +96,9 @@ async fn mesos_source_on_the_testbed_maps_pushes_and_matches_the_kernel() {
 
 async fn scenario(urls: testbed::Urls, dir: std::path::PathBuf) {
     let agent_url = urls.agents[0].clone();
-    let marathon =
+    let _marathon =
         Arc::new(MarathonClient::new(&Credentials::new(&urls.marathon).unwrap()).unwrap());
-    let chronos = Arc::new(
+    let _chronos = Arc::new(
         ChronosClient::new(
             &Credentials::new(&urls.chronos).unwrap(),
             ChronosApiVersion::V2,
@@ -108,23 +106,35 @@ async fn scenario(urls: testbed::Urls, dir: std::path::PathBuf) {
         .unwrap(),
     );
 
-    // The real supervisor: the registry to map through, and where samples go.
-    let sup = Supervisor::start(
-        supervisor::Config::for_tests(dir.join("s.db"), Policy::by_name("thesis").unwrap()),
-        Deps {
-            marathon: Some(marathon.clone() as Arc<dyn MarathonApi>),
-            chronos: Some(chronos.clone() as Arc<dyn ChronosApi>),
-            agent: Arc::new(HttpNodeAgent::new(Duration::from_secs(5)).unwrap()),
-            clock: Clock::system(),
-            store: StoreMode::Thread,
-        },
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sup_url = format!("http://{}", listener.local_addr().unwrap());
-    let router = sup.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    // The real supervisor, its binary: the registry to map through, and where samples go.
+    let creds = |name: &str, url: &str| {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(
+            &path,
+            json!({"url": url, "user": "", "password": ""}).to_string(),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let mut cmd = testkit::bins::command("supervisor");
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure",
+        "--policy",
+        "thesis",
+    ])
+    .args(["--db", &dir.join("s.db").display().to_string()])
+    .args(["-m", &creds("marathon", &urls.marathon)])
+    .args([
+        "-c",
+        &creds("chronos", &urls.chronos),
+        "--chronos-api",
+        "v2",
+    ]);
+    let (supervisor, ready) =
+        testkit::services::start_json_line(&mut cmd, "supervisor", &dir.join("supervisor.log"));
+    let sup_url = ready["url"].as_str().expect("a url").to_owned();
     let sup_client = SupervisorClient::new(&Credentials::new(&sup_url).unwrap()).unwrap();
 
     // Registered first, then submitted (the launcher's order): a Marathon app labelled with its
@@ -348,8 +358,7 @@ async fn scenario(urls: testbed::Urls, dir: std::path::PathBuf) {
         })
         .await;
     assert!(agent.stop(), "clean stop");
-    server.abort();
-    sup.stop().await;
+    drop(supervisor);
 }
 
 /// Run the binary with `args`; (exit code, stderr).

@@ -242,10 +242,7 @@ pub(crate) fn kernel_cgroups() -> bool {
 
 /// Skip notice (or failure when QOS_REQUIRE_CGROUPS=1).
 pub(crate) fn skip(what: &str, why: &str) {
-    if std::env::var("QOS_REQUIRE_CGROUPS").as_deref() == Ok("1") {
-        panic!("{what}: {why} (QOS_REQUIRE_CGROUPS=1)");
-    }
-    eprintln!("SKIPPED {what}: {why}");
+    let _ = testkit::skip_unless_required(&["QOS_REQUIRE_CGROUPS"], why, what);
 }
 
 /// Real cgroup directories plus the process in them; on drop the process is killed and the
@@ -308,33 +305,7 @@ impl Drop for KernelCgroup {
     }
 }
 
-/// Whether a Docker daemon answers at DOCKER_HOST; if not, panic when QOS_REQUIRE_DOCKER=1,
-/// otherwise print a skip notice and return false.
-pub(crate) fn docker_or_skip(test: &str) -> bool {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let ok = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .env("DOCKER_HOST", &host)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("QOS_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!(
-            "{test}: no Docker daemon answers at DOCKER_HOST={host} but QOS_REQUIRE_DOCKER=1; \
-             start one with `eval \"$(bash scripts/docker-daemon start)\"`"
-        );
-    }
-    eprintln!(
-        "SKIPPED {test}: no Docker daemon at DOCKER_HOST={host} \
-         (start one with `eval \"$(bash scripts/docker-daemon start)\"`, or set QOS_REQUIRE_DOCKER=1 to fail)"
-    );
-    false
-}
+pub(crate) use testkit::docker_or_skip;
 
 /// `docker ARGS…` → trimmed stdout; panics with stderr on failure.
 pub(crate) fn docker(args: &[&str]) -> String {
@@ -354,7 +325,7 @@ pub(crate) fn proc_cpu(pid: u32) -> (f64, f64) {
     let f: Vec<&str> = after.split_whitespace().collect();
     // After "pid (comm) ", field 3 (state) is index 0: utime is field 14 → index 11.
     let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    let tck = cgroup_collector::cgroup::clk_tck() as f64;
+    let tck = cgroup_collector::clk_tck() as f64;
     let sched = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
     let run_ns: u64 = sched.split_whitespace().next().unwrap().parse().unwrap();
     (ticks as f64 / tck, run_ns as f64 / 1e9)

@@ -72,11 +72,8 @@ fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
 #[test]
 fn quick_demo_runs_resizes_reports_and_leaves_nothing() {
     if !is_root() {
-        assert!(
-            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
-            "the demo needs root for its cgroups and QOS_REQUIRE_CGROUPS=1"
-        );
-        eprintln!("skipped: the demo's testbed needs root for its cgroups");
+        let why = "the demo's testbed needs root for its cgroups";
+        let _ = testkit::skip_unless_required(&["QOS_REQUIRE_CGROUPS"], why, "the quick demo");
         return;
     }
     let demo = PathBuf::from(env!("CARGO_BIN_EXE_demo"));

@@ -1,4 +1,4 @@
-//! End to end against the real supervisor (in-process, SQLite, auth on) and a fake Chronos 2.x:
+//! End to end against the real supervisor (its binary, SQLite, auth on) and a fake Chronos 2.x:
 //! a thesis-format Chronos job is submitted by the launcher binary, its rewritten command is run
 //! the scheduled number of times exactly as Chronos would (`sh -c`), each run reports with the
 //! job's own token, the supervisor completes the job and deletes it from Chronos — and never
@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::{Value, json};
+
+use testkit::services::{Proc, start_json_line};
 
 use crate::support::{CatchUnwind, Fake, Recorded, example, read_json, sandboxes};
 
@@ -74,34 +75,15 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
     )
     .unwrap();
 
-    // The supervisor, as its binary would run it.
+    // The supervisor, its binary as a user runs it.
     let db = dir.path().join("supervisor.db");
-    let args = supervisor::Args::try_parse_from([
-        "supervisor",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        &db.display().to_string(),
-        "--admin-token",
-        ADMIN,
-        "-c",
-        &creds.display().to_string(),
-        "--chronos-api",
-        "v2",
-    ])
-    .unwrap();
-    let config = args.resolve().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = supervisor::url_of(listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(supervisor::run(
-        config,
-        listener,
-        async {
-            let _ = stop_rx.await;
-        },
-        |_| {},
-    ));
+    let mut cmd = testkit::bins::command("supervisor");
+    cmd.args(["--listen", "127.0.0.1:0", "--db", &db.display().to_string()])
+        .args(["-c", &creds.display().to_string(), "--chronos-api", "v2"])
+        .env("QOS_ADMIN_TOKEN", ADMIN);
+    let log = dir.path().join("supervisor.log");
+    let (supervisor, ready) = start_json_line(&mut cmd, "supervisor", &log);
+    let url = ready["url"].as_str().expect("a url").to_owned();
 
     // A thesis-format job, scaled down: two iterations.
     let job = dir.path().join("e2e.json");
@@ -229,11 +211,10 @@ async fn chronos_job_submits_runs_reports_and_finishes_on_the_real_supervisor() 
     let out = launcher(&["list", "-i", &url, "--admin-token", ADMIN]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("e2eLinpack"));
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    drop(supervisor);
 }
 
-/// The testbed (one agent, Chronos and Marathon emulators) and the real supervisor in-process,
+/// The testbed (one agent, Chronos and Marathon emulators) and the real supervisor (its binary),
 /// with credential files for the emulators.
 struct Bed {
     dir: tempfile::TempDir,
@@ -243,8 +224,7 @@ struct Bed {
     /// The task sandboxes.
     work: std::path::PathBuf,
     url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
+    supervisor: Proc,
 }
 
 impl Bed {
@@ -279,34 +259,14 @@ impl Bed {
         .unwrap();
 
         let db = dir.path().join("supervisor.db");
-        let args = supervisor::Args::try_parse_from([
-            "supervisor",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db.display().to_string(),
-            "--admin-token",
-            ADMIN,
-            "-c",
-            &creds.display().to_string(),
-            "--chronos-api",
-            "v2",
-            "-m",
-            &marathon_creds.display().to_string(),
-        ])
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = supervisor::url_of(listener.local_addr().unwrap());
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let config = args.resolve().unwrap();
-        let server = tokio::spawn(async move {
-            let stopped = async {
-                let _ = stop_rx.await;
-            };
-            supervisor::run(config, listener, stopped, |_| {})
-                .await
-                .expect("the supervisor runs");
-        });
+        let mut cmd = testkit::bins::command("supervisor");
+        cmd.args(["--listen", "127.0.0.1:0", "--db", &db.display().to_string()])
+            .args(["-c", &creds.display().to_string(), "--chronos-api", "v2"])
+            .args(["-m", &marathon_creds.display().to_string()])
+            .env("QOS_ADMIN_TOKEN", ADMIN);
+        let log = dir.path().join("supervisor.log");
+        let (supervisor, ready) = start_json_line(&mut cmd, "supervisor", &log);
+        let url = ready["url"].as_str().expect("a url").to_owned();
         Self {
             dir,
             testbed,
@@ -314,8 +274,7 @@ impl Bed {
             marathon_creds,
             work,
             url,
-            stop,
-            server,
+            supervisor,
         }
     }
 
@@ -371,8 +330,7 @@ impl Bed {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        drop(self.supervisor);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.testbed.stop()).await;
     }
 }

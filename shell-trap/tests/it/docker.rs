@@ -12,8 +12,8 @@ use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
 use crate::util::{
-    Step, Supervisor, Trap, base_args, check_chain, docker, docker_or_skip, done_line, drive,
-    job_uuid, report_cpu, report_overheads, serial,
+    Supervisor, Trap, base_args, check_chain, docker, docker_or_skip, done_line, drive, job_uuid,
+    plan, report_cpu, report_overheads, serial,
 };
 
 /// Steps of the (optimised) counter: about 4 s of CPU.
@@ -163,24 +163,7 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
 
     let uuid = job_uuid();
     let _c = Cleanup(uuid.clone());
-    let plan = [
-        Step {
-            cpus: 1.0,
-            run_for: Some(Duration::from_millis(900)),
-        },
-        Step {
-            cpus: 0.5,
-            run_for: Some(Duration::from_millis(1200)),
-        },
-        Step {
-            cpus: 1.5,
-            run_for: Some(Duration::from_millis(900)),
-        },
-        Step {
-            cpus: 2.0,
-            run_for: None,
-        },
-    ];
+    let plan = plan(&[1.0, 0.5, 1.5, 2.0], &[900, 1200, 900]);
     let extra = [
         "--docker-opt",
         "label=team=qos",
@@ -286,16 +269,7 @@ fn docker_none_restarts_from_zero_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let uuid = job_uuid();
     let _c = Cleanup(uuid.clone());
-    let plan = [
-        Step {
-            cpus: 1.0,
-            run_for: Some(Duration::from_millis(500)),
-        },
-        Step {
-            cpus: 1.0,
-            run_for: None,
-        },
-    ];
+    let plan = plan(&[1.0, 1.0], &[500]);
     let (traps, _) = drive(
         &plan,
         |cpus| {

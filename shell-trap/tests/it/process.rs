@@ -9,8 +9,8 @@ use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
 use crate::util::{
-    Step, Supervisor, Trap, base_args, cgroup_cpu, check_chain, done_line, drive, is_root,
-    job_uuid, report_cpu, report_overheads, serial,
+    Supervisor, Trap, base_args, cgroup_cpu, check_chain, done_line, drive, is_root, job_uuid,
+    plan, report_cpu, report_overheads, serial,
 };
 
 /// Steps of the counter: about 3.5 s of CPU in a debug build.
@@ -90,24 +90,7 @@ fn app_strategy_survives_three_restarts_with_the_exact_count() {
 
     // Resized three times: 1 → 0.5 → 1.5 → 2 CPUs.
     let uuid = job_uuid();
-    let plan = [
-        Step {
-            cpus: 1.0,
-            run_for: Some(Duration::from_millis(700)),
-        },
-        Step {
-            cpus: 0.5,
-            run_for: Some(Duration::from_millis(900)),
-        },
-        Step {
-            cpus: 1.5,
-            run_for: Some(Duration::from_millis(700)),
-        },
-        Step {
-            cpus: 2.0,
-            run_for: None,
-        },
-    ];
+    let plan = plan(&[1.0, 0.5, 1.5, 2.0], &[700, 900, 700]);
     let (traps, overheads) = drive(
         &plan,
         |cpus| counter_args(&uuid, &sup, dir.path(), "app", cpus, TARGET),
@@ -208,16 +191,7 @@ fn none_strategy_restarts_from_zero_and_says_so() {
     let sup = Supervisor::start();
     let dir = tempfile::tempdir().unwrap();
     let uuid = job_uuid();
-    let plan = [
-        Step {
-            cpus: 1.0,
-            run_for: Some(Duration::from_millis(400)),
-        },
-        Step {
-            cpus: 1.0,
-            run_for: None,
-        },
-    ];
+    let plan = plan(&[1.0, 1.0], &[400]);
     let (traps, _) = drive(
         &plan,
         |cpus| counter_args(&uuid, &sup, dir.path(), "none", cpus, 300_000),

@@ -369,32 +369,7 @@ pub(crate) fn cgroup_cpu(trap: &Trap) -> Option<f64> {
     sum
 }
 
-/// Whether a Docker daemon answers at DOCKER_HOST; if not, panic when QOS_REQUIRE_DOCKER=1,
-/// otherwise print a skip notice and return false.
-pub(crate) fn docker_or_skip(test: &str) -> bool {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let ok = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("QOS_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!(
-            "{test}: no Docker daemon answers at DOCKER_HOST={host} but QOS_REQUIRE_DOCKER=1; \
-             start one with `eval \"$(bash scripts/docker-daemon start)\"`"
-        );
-    }
-    eprintln!(
-        "SKIPPED {test}: no Docker daemon at DOCKER_HOST={host} (start one with `eval \
-         \"$(bash scripts/docker-daemon start)\"`, or set QOS_REQUIRE_DOCKER=1 to fail)"
-    );
-    false
-}
+pub(crate) use testkit::docker_or_skip;
 
 /// `docker ARGS…` → (success, trimmed stdout + stderr).
 pub(crate) fn docker(args: &[&str]) -> (bool, String) {
@@ -413,6 +388,18 @@ pub(crate) fn docker(args: &[&str]) -> (bool, String) {
 pub(crate) struct Step {
     pub(crate) cpus: f64,
     pub(crate) run_for: Option<Duration>,
+}
+
+/// A resize plan from `(cpus, run for ms)` pairs; the last step (no time) runs to the end.
+pub(crate) fn plan(sizes: &[f64], run_ms: &[u64]) -> Vec<Step> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &cpus)| Step {
+            cpus,
+            run_for: run_ms.get(i).map(|&ms| Duration::from_millis(ms)),
+        })
+        .collect()
 }
 
 /// What one restart cost, measured from outside.

@@ -1,15 +1,13 @@
 //! The built binary as a process: SIGTERM checkpoints, a restart resumes bit-identically, and
 //! the supervisor-facing behaviour seen from outside.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use common::{Mode, Recorder};
+use crate::common::{Mode, Recorder};
 use linpack::run::{self, Finish, Problem, Settings};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -132,7 +130,7 @@ fn sigterm_checkpoints_and_a_restart_resumes_bit_identically() {
     // Progress resumed where it stopped rather than from zero, and reached 1.
     let after: Vec<f64> = server.requests()[before..]
         .iter()
-        .map(common::Request::fraction)
+        .map(crate::common::Request::fraction)
         .collect();
     assert!(after[0] > 0.2, "{after:?}");
     assert_eq!(*after.last().unwrap(), 1.0);

@@ -1,11 +1,9 @@
 //! Progress reports against a recording HTTP server standing in for the supervisor.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Mode, Recorder};
+use crate::common::{Mode, Recorder};
 use linpack::cli::{Signals, exit, run_cli};
 
 struct Ran {
@@ -69,7 +67,7 @@ fn reports_reach_the_supervisor_with_token_and_increasing_fractions() {
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert!(v["at"].as_f64().unwrap() > 1.6e9, "{}", r.body);
     }
-    let fractions: Vec<f64> = reqs.iter().map(common::Request::fraction).collect();
+    let fractions: Vec<f64> = reqs.iter().map(crate::common::Request::fraction).collect();
     assert_eq!(*fractions.last().unwrap(), 1.0, "{fractions:?}");
     assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
     assert!(

@@ -1,8 +1,5 @@
 //! A tiny HTTP server that records requests, standing in for the supervisor.
 
-// Each test crate uses a different part of this module.
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +23,6 @@ pub(crate) struct Request {
     pub(crate) path: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: String,
-    pub(crate) at: Instant,
 }
 
 impl Request {
@@ -153,7 +149,6 @@ fn serve(stream: TcpStream, mode: Mode, requests: &Mutex<Vec<Request>>, stop: &A
         path,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-        at: Instant::now(),
     });
     let mut stream = stream;
     if mode == Mode::Hang {

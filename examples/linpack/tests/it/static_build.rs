@@ -1,5 +1,5 @@
 //! The static build of `build-image.sh` (slow: a separate release build of the whole dependency
-//! tree). Run with `cargo test -p linpack --test static_build -- --ignored`.
+//! tree). Run with `cargo test -p linpack --test it static_build -- --ignored`.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,8 +1,10 @@
 //! The host's processes, read from `/proc` and the cgroup tree: which ones show a secret in their
 //! arguments (what `ps` shows every user of the host), whether one still runs, what it uses (CPU
-//! time, resident memory: for the tests and benchmarks that print it), which ones a cgroup holds.
+//! time, resident memory: for the tests and benchmarks that print it), which ones a cgroup holds;
+//! [`Leftovers`] kills and removes what a test left under its cgroup prefix.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// `(pid, command line)` of every process whose arguments (`/proc/<pid>/cmdline`) contain
 /// `needle`. Processes that end while being read are skipped.
@@ -75,6 +77,101 @@ pub fn in_cgroup(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// What a test left under its own cgroup prefix, killed and removed when this is dropped: the
+/// processes in `pids` and every process in a cgroup below `prefix` (in each hierarchy under
+/// `/sys/fs/cgroup`) are SIGKILLed, then the cgroups are removed, children first. A test that
+/// starts a testbed on its own prefix and may `kill -9` it (or fail before it stops it) holds
+/// one, so that a failed run leaves no task running on the machine; when the thread is panicking
+/// it first prints the state of `pids` and the files in `logs` (the services' logs). After a
+/// passing run, whose testbed cleaned up, it finds nothing to do. A `prefix` that is empty or
+/// holds a `/` or a `.` is never touched.
+#[derive(Debug)]
+pub struct Leftovers {
+    /// The test's cgroup prefix (`--cgroup-prefix` of its testbed).
+    pub prefix: String,
+    /// The processes the test watched.
+    pub pids: Vec<u32>,
+    /// Logs to show when the test failed.
+    pub logs: Vec<PathBuf>,
+}
+
+impl Leftovers {
+    /// What is left under `prefix` once this is dropped; `logs` are shown if the test fails.
+    #[must_use]
+    pub fn new(prefix: &str, logs: Vec<PathBuf>) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            pids: Vec::new(),
+            logs,
+        }
+    }
+
+    /// The prefix's directory in each hierarchy that has it.
+    fn dirs(&self) -> Vec<PathBuf> {
+        if self.prefix.is_empty() || self.prefix.contains(['/', '.']) {
+            return Vec::new();
+        }
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|h| h.path().join(&self.prefix))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+}
+
+/// `dir` and every directory below it, children before their parent.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(d) = std::fs::read_dir(dir) {
+        for e in d
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        {
+            out.extend(tree(&e.path()));
+        }
+    }
+    out.push(dir.to_owned());
+    out
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.pids {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat"));
+                eprintln!("process {p}: {}", stat.as_deref().unwrap_or("gone").trim());
+            }
+            for l in &self.logs {
+                let text = std::fs::read_to_string(l).unwrap_or_default();
+                eprintln!("--- {}\n{text}", l.display());
+            }
+        }
+        let groups: Vec<PathBuf> = self.dirs().iter().flat_map(|d| tree(d)).collect();
+        let mut pids = self.pids.clone();
+        pids.extend(groups.iter().flat_map(|g| in_cgroup(g)));
+        pids.sort_unstable();
+        pids.dedup();
+        for p in pids.iter().filter(|p| alive(**p)) {
+            if let Ok(pid) = i32::try_from(*p) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        // A cgroup can be removed once its processes have exited.
+        let until = Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|p| alive(*p)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for g in groups {
+            let _ = std::fs::remove_dir(g);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +186,12 @@ mod tests {
         assert!(alive(me) && !alive(u32::MAX));
         assert!(rss_mb(me) > 0.0);
         assert!(in_cgroup(Path::new("/nonexistent")).is_empty());
+        for prefix in ["", ".", "..", "a/b", "/"] {
+            assert!(
+                Leftovers::new(prefix, Vec::new()).dirs().is_empty(),
+                "{prefix:?}"
+            );
+        }
         let busy = std::time::Instant::now();
         while cpu_secs(me) < 0.02 && busy.elapsed().as_secs() < 5 {
             std::hint::black_box((0..1000).sum::<u64>());

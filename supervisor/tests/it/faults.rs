@@ -582,9 +582,13 @@ async fn tasks(c: &reqwest::Client, urls: &Value) -> (Vec<PathBuf>, Vec<u32>) {
         .into_iter()
         .flatten()
         .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
+        // A RUNNING task's container names its cgroup; a STAGING one has none yet (an empty
+        // string: the hierarchy's root, every process of the machine).
+        .filter(|e| e["tasks"][0]["state"] == "TASK_RUNNING")
         .filter_map(|e| {
             e["container"]
                 .as_str()
+                .filter(|c| !c.is_empty())
                 .map(|c| Path::new("/sys/fs/cgroup/cpu").join(c))
         })
         .collect();
@@ -638,6 +642,9 @@ struct Stack {
     urls: Value,
     sup: Proc,
     url: String,
+    /// Kills and removes whatever the test leaves under `prefix` (a failed test's tasks, which a
+    /// testbed killed with `kill -9` leaves running).
+    leftovers: testkit::procs::Leftovers,
 }
 
 /// The stack, or `None` (with a notice) without root.
@@ -650,6 +657,13 @@ async fn stack(what: &str, packages: &'static [&'static str], config: &str) -> O
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("qos-faults-{}", unique());
+    let leftovers = testkit::procs::Leftovers::new(
+        &prefix,
+        ["testbed-0", "testbed-1", "sup"]
+            .iter()
+            .map(|t| dir.path().join(format!("{t}.log")))
+            .collect(),
+    );
     let (bed, urls) = testkit::services::testbed(
         &bins["testbed"],
         dir.path(),
@@ -666,6 +680,7 @@ async fn stack(what: &str, packages: &'static [&'static str], config: &str) -> O
         urls,
         sup,
         url,
+        leftovers,
     })
 }
 
@@ -696,6 +711,7 @@ async fn faults_testbed_kill9_mid_resize() {
         urls,
         sup,
         url,
+        leftovers: _leftovers,
     }) = stack(
         "kill -9 of the testbed",
         &["testbed"],
@@ -862,6 +878,7 @@ async fn faults_collector_kill9_then_a_future_sample() {
         urls,
         sup,
         url,
+        leftovers: _leftovers,
     } = st;
     let c = http();
     let u = uuid(0xc011);

@@ -26,63 +26,6 @@ async fn agent_state(urls: &Value) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
-/// What a failed run leaves is killed and removed: the tasks' processes and the prefix's cgroups
-/// in every hierarchy (children first). A passing run leaves nothing for it to do.
-struct Leftovers {
-    prefix: String,
-    pids: Vec<u32>,
-    /// The testbeds' logs, shown when the run failed.
-    logs: Vec<PathBuf>,
-}
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for p in &self.pids {
-                let stat = std::fs::read_to_string(format!("/proc/{p}/stat"));
-                eprintln!(
-                    "task process {p}: {}",
-                    stat.as_deref().unwrap_or("gone").trim()
-                );
-            }
-            for l in &self.logs {
-                let text = std::fs::read_to_string(l).unwrap_or_default();
-                eprintln!("--- {}\n{text}", l.display());
-            }
-        }
-        for p in &self.pids {
-            if alive(*p) {
-                let pid = nix::unistd::Pid::from_raw(i32::try_from(*p).unwrap_or(i32::MAX));
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-        // A cgroup is removable once its processes have exited.
-        let until = std::time::Instant::now() + Duration::from_secs(5);
-        while self.pids.iter().any(|p| alive(*p)) && std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        fn remove(dir: &Path) {
-            if let Ok(d) = std::fs::read_dir(dir) {
-                for e in d
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                {
-                    remove(&e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(dir);
-        }
-        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
-            for h in hierarchies.flatten() {
-                let dir = h.path().join(&self.prefix);
-                if dir.exists() {
-                    remove(&dir);
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_testbed_kills_what_a_killed_one_left() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -95,6 +38,11 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
     }
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("qos-recovery-");
+    // A failed run leaves nothing running: what is left under the prefix is killed and removed.
+    let mut leftovers = testkit::procs::Leftovers::new(
+        &prefix,
+        vec![dir.path().join("first.log"), dir.path().join("second.log")],
+    );
     let (mut first, urls) = serve(dir.path(), &prefix, "first");
     let marathon = MarathonClient::with_config(
         &Credentials::new(urls["marathon"].as_str().unwrap()).unwrap(),
@@ -164,11 +112,7 @@ async fn a_restarted_testbed_kills_what_a_killed_one_left() {
         (cgroups.len() == 2).then_some((cgroups, pids))
     })
     .await;
-    let _leftovers = Leftovers {
-        prefix: prefix.clone(),
-        pids: pids.clone(),
-        logs: vec![dir.path().join("first.log"), dir.path().join("second.log")],
-    };
+    leftovers.pids.clone_from(&pids);
     let meta: Vec<PathBuf> = std::fs::read_dir(dir.path().join("meta"))
         .unwrap()
         .flatten()

@@ -771,17 +771,24 @@ async fn main() -> anyhow::Result<()> {
             );
         })
         .ok();
-    let out = demo::binaries::workspace_root()
+    let root = demo::binaries::workspace_root();
+    let out = root
+        .as_ref()
         .map_or_else(std::env::temp_dir, |r| r.join("target"))
         .join("bench-resize");
     fs::create_dir_all(&out)?;
+    // Shown relative to the workspace: the line goes into docs/benchmarks.md.
+    let shown = root
+        .as_ref()
+        .and_then(|r| out.strip_prefix(r).ok())
+        .unwrap_or(&out);
     println!(
-        "resize latency: {resizes} operator resizes per mode ({} ↔ {} CPU) of `linpack {} --threads 1` ({:.1} ms CPU per solve); component logs in {}",
+        "resize latency: {resizes} operator resizes per mode ({} ↔ {} CPU) of `linpack {} --threads 1` ({:.1} ms CPU per solve); component logs, each resize's figures (resizes.tsv) and the cgroup readings (samples.tsv) in {}/<mode>/",
         SIZES[0],
         SIZES[1],
         workload::LINPACK_N,
         per_solve * 1e3,
-        out.display()
+        shown.display()
     );
     println!(
         "   {:<26} {:<26} {:<28} {:<26} {:<26}",

@@ -131,25 +131,6 @@ fn kinds(j: &JobResult) -> [String; 2] {
     [head.to_owned(), format!("curve:{curve}")]
 }
 
-fn add(a: &mut Totals, b: &Totals) {
-    a.jobs += b.jobs;
-    a.met += b.met;
-    a.feasible += b.feasible;
-    a.feasible_met += b.feasible_met;
-    a.cpu_seconds_allocated += b.cpu_seconds_allocated;
-    a.cpu_seconds_used += b.cpu_seconds_used;
-    a.resizes += b.resizes;
-    a.restarts += b.restarts;
-    a.restarts_lost += b.restarts_lost;
-    a.cpu_seconds_lost += b.cpu_seconds_lost;
-    if let Some(m) = b.oracle_met {
-        *a.oracle_met.get_or_insert(0) += m;
-    }
-    if let Some(c) = b.oracle_cpu_seconds {
-        *a.oracle_cpu_seconds.get_or_insert(0.0) += c;
-    }
-}
-
 /// Runs the sweep. `progress` is called after each seed with the number done.
 ///
 /// # Errors
@@ -179,7 +160,7 @@ pub fn sweep(opts: &SweepOptions, mut progress: impl FnMut(u64)) -> Result<Sweep
         }
         for (k, r) in rs.iter().enumerate() {
             let p = &mut out[k];
-            add(&mut p.totals, &r.totals);
+            p.totals.add(&r.totals);
             if r.totals.oracle_met.is_some_and(|m| r.totals.met < m) {
                 p.seeds_below_oracle.push(seed);
             }

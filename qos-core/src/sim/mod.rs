@@ -260,6 +260,49 @@ pub struct Totals {
     pub oracle_exact: Option<bool>,
 }
 
+impl Totals {
+    /// Adds `other`'s counts and sums to these: the one place that lists what a total sums. The
+    /// oracle's figures are summed where `other` has them; `oracle_exact` is per scenario and
+    /// left as it is.
+    pub fn add(&mut self, other: &Totals) {
+        self.jobs += other.jobs;
+        self.met += other.met;
+        self.feasible += other.feasible;
+        self.feasible_met += other.feasible_met;
+        self.cpu_seconds_allocated += other.cpu_seconds_allocated;
+        self.cpu_seconds_used += other.cpu_seconds_used;
+        self.resizes += other.resizes;
+        self.restarts += other.restarts;
+        self.restarts_lost += other.restarts_lost;
+        self.cpu_seconds_lost += other.cpu_seconds_lost;
+        if let Some(m) = other.oracle_met {
+            *self.oracle_met.get_or_insert(0) += m;
+        }
+        if let Some(c) = other.oracle_cpu_seconds {
+            *self.oracle_cpu_seconds.get_or_insert(0.0) += c;
+        }
+    }
+}
+
+impl From<&JobResult> for Totals {
+    /// One job's share of a run's totals (no oracle figures: those are the scenario's).
+    fn from(r: &JobResult) -> Self {
+        Self {
+            jobs: 1,
+            met: usize::from(r.met),
+            feasible: usize::from(r.feasible),
+            feasible_met: usize::from(r.feasible && r.met),
+            cpu_seconds_allocated: r.cpu_seconds_allocated,
+            cpu_seconds_used: r.cpu_seconds_used,
+            resizes: r.resizes,
+            restarts: r.restarts,
+            restarts_lost: r.restarts_lost,
+            cpu_seconds_lost: r.cpu_seconds_lost,
+            ..Self::default()
+        }
+    }
+}
+
 /// A sampled point of a job's trajectory (for plots).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TracePoint {

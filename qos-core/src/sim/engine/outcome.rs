@@ -56,20 +56,9 @@ impl Sim {
                 }
             })
             .collect();
-        let mut totals = Totals {
-            jobs: jobs.len(),
-            ..Totals::default()
-        };
+        let mut totals = Totals::default();
         for r in &jobs {
-            totals.met += usize::from(r.met);
-            totals.feasible += usize::from(r.feasible);
-            totals.feasible_met += usize::from(r.feasible && r.met);
-            totals.cpu_seconds_allocated += r.cpu_seconds_allocated;
-            totals.cpu_seconds_used += r.cpu_seconds_used;
-            totals.resizes += r.resizes;
-            totals.restarts += r.restarts;
-            totals.restarts_lost += r.restarts_lost;
-            totals.cpu_seconds_lost += r.cpu_seconds_lost;
+            totals.add(&Totals::from(r));
         }
         if let Some(o) = &best {
             totals.oracle_met = Some(o.met);

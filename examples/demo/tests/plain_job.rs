@@ -284,6 +284,33 @@ async fn run(sc: &Scenario, bins: &Binaries) {
     if let Some(c) = chronos_view {
         assert_eq!(c["state"], "completed", "{context}");
         assert_eq!(c["phase"]["met"], true, "{context}");
+        // Its runs are tasks of their own: a resize re-posts the job and every run that starts
+        // after it (a second of margin for the re-post) runs at the new size — a node agent
+        // could reach only the run under way.
+        let resizes = c["resize_history"].as_array().cloned().unwrap_or_default();
+        let runs = c["reports"].as_array().cloned().unwrap_or_default();
+        eprintln!(
+            "{}: the Chronos job's runs at {:?} CPU, its resizes to {:?}",
+            sc.name,
+            runs.iter().map(|r| r["cpus"].clone()).collect::<Vec<_>>(),
+            resizes.iter().map(|r| r["to"].clone()).collect::<Vec<_>>()
+        );
+        for run in &runs {
+            let start = run["started_at"].as_f64().unwrap_or(f64::NAN);
+            let at = |r: &Value| r["at"].as_f64().unwrap_or(f64::NAN);
+            if resizes
+                .iter()
+                .any(|r| (start - 1.0..=start).contains(&at(r)))
+            {
+                continue;
+            }
+            if let Some(r) = resizes.iter().rev().find(|r| at(r) < start - 1.0) {
+                assert_eq!(
+                    run["cpus"], r["to"],
+                    "run {run} after resize {r}: {context}"
+                );
+            }
+        }
     }
 }
 

@@ -153,7 +153,9 @@ pub(super) async fn read_framework(sh: &Shared, job: &Job) -> Presence {
     }
 }
 
-/// Applies a resize; returns the allocation in force.
+/// Applies a resize; returns the allocation in force. A Chronos job's runs are tasks of their
+/// own: its resize re-posts the job and the next run takes the size, in either mode (a node
+/// agent could only reach the run under way, never the runs after it).
 pub(super) async fn call_resize(
     sh: &Shared,
     uuid: &str,
@@ -163,8 +165,8 @@ pub(super) async fn call_resize(
     now: f64,
 ) -> Result<Cpus, ApplyError> {
     let job = &snap.job;
-    match mode {
-        ResizeMode::InPlace => {
+    match (job.framework, mode) {
+        (Framework::Marathon, ResizeMode::InPlace) => {
             let Some(url) = &snap.node_agent else {
                 return Err(ApplyError::NotConfigured(
                     "no live node agent with an agent_url is known for the job's node".into(),
@@ -184,49 +186,44 @@ pub(super) async fn call_resize(
                 ))),
             }
         }
-        ResizeMode::Restart => match job.framework {
-            Framework::Chronos => {
-                let Some(c) = &sh.chronos else {
-                    return Err(ApplyError::NotConfigured(
-                        "no Chronos credentials (-c/--chronos): the decision cannot be applied"
-                            .into(),
-                    ));
-                };
-                // Exact-name lookup, cpus set, the whole job re-posted. No forced run: the
-                // launcher's schedule runs exactly the requested iterations (README).
-                bounded(
-                    sh,
-                    "resizing the Chronos job",
-                    c.set_job_cpus(&job.name, cpus.as_f64()),
-                )
-                .await?;
-                Ok(cpus)
+        (Framework::Chronos, _) => {
+            let Some(c) = &sh.chronos else {
+                return Err(ApplyError::NotConfigured(
+                    "no Chronos credentials (-c/--chronos): the decision cannot be applied".into(),
+                ));
+            };
+            // Exact-name lookup, cpus set, the whole job re-posted. No forced run: the
+            // launcher's schedule runs exactly the requested iterations (README).
+            bounded(
+                sh,
+                "resizing the Chronos job",
+                c.set_job_cpus(&job.name, cpus.as_f64()),
+            )
+            .await?;
+            Ok(cpus)
+        }
+        (Framework::Marathon, ResizeMode::Restart) => {
+            let Some(m) = &sh.marathon else {
+                return Err(ApplyError::NotConfigured(
+                    "no Marathon credentials (-m/--marathon): the decision cannot be applied"
+                        .into(),
+                ));
+            };
+            let stuck = snap
+                .meta
+                .locked_since
+                .is_some_and(|t| now - t >= sh.config.control.stuck_deployment_timeout);
+            if stuck {
+                tracing::warn!("a deployment has locked the app for too long; forcing the resize");
             }
-            Framework::Marathon => {
-                let Some(m) = &sh.marathon else {
-                    return Err(ApplyError::NotConfigured(
-                        "no Marathon credentials (-m/--marathon): the decision cannot be applied"
-                            .into(),
-                    ));
-                };
-                let stuck = snap
-                    .meta
-                    .locked_since
-                    .is_some_and(|t| now - t >= sh.config.control.stuck_deployment_timeout);
-                if stuck {
-                    tracing::warn!(
-                        "a deployment has locked the app for too long; forcing the resize"
-                    );
-                }
-                bounded(
-                    sh,
-                    "resizing the Marathon app",
-                    m.set_app_cpus(&job.name, cpus.as_f64(), stuck),
-                )
-                .await?;
-                Ok(cpus)
-            }
-        },
+            bounded(
+                sh,
+                "resizing the Marathon app",
+                m.set_app_cpus(&job.name, cpus.as_f64(), stuck),
+            )
+            .await?;
+            Ok(cpus)
+        }
     }
 }
 
@@ -268,7 +265,7 @@ pub(crate) async fn operator_resize(
         uuid: uuid.to_owned(),
         from: from.as_f64(),
         to: to.as_f64(),
-        mode: mode_name(mode).to_owned(),
+        mode: mode_name(snap.job.framework, mode).to_owned(),
         applied,
         decided_at: now,
     };
@@ -360,8 +357,11 @@ pub(super) async fn apply_resize_outcome(
                         uuid,
                         done,
                         "resize",
-                        json!({"from": from.as_f64(), "to": applied.as_f64(), "mode": mode_name(mode), "restart": restart}),
-                        format!("resized {from} → {applied} CPU ({})", mode_name(mode)),
+                        json!({"from": from.as_f64(), "to": applied.as_f64(), "mode": mode_name(snap.job.framework, mode), "restart": restart}),
+                        format!(
+                            "resized {from} → {applied} CPU ({})",
+                            mode_name(snap.job.framework, mode)
+                        ),
                     )),
                 ];
                 let next = idle_next(sh, &e.p.job);
@@ -394,7 +394,7 @@ pub(super) async fn apply_resize_outcome(
                         uuid,
                         done,
                         "resize_failed",
-                        json!({"from": from.as_f64(), "to": cpus.as_f64(), "mode": mode_name(mode)}),
+                        json!({"from": from.as_f64(), "to": cpus.as_f64(), "mode": mode_name(snap.job.framework, mode)}),
                         format!("resize {from} → {cpus} CPU not applied: {message}"),
                     ))]);
                 }
@@ -427,9 +427,12 @@ pub(super) async fn apply_resize_outcome(
     (next, result)
 }
 
-pub(super) fn mode_name(mode: ResizeMode) -> &'static str {
-    match mode {
-        ResizeMode::Restart => "restart",
-        ResizeMode::InPlace => "in-place",
+/// How a resize reached the job, as the history, the log and the operator's answer say it:
+/// `next-run` for a Chronos job (re-posted; see [`call_resize`]), else the mode.
+pub(super) fn mode_name(framework: Framework, mode: ResizeMode) -> &'static str {
+    match (framework, mode) {
+        (Framework::Chronos, _) => "next-run",
+        (Framework::Marathon, ResizeMode::Restart) => "restart",
+        (Framework::Marathon, ResizeMode::InPlace) => "in-place",
     }
 }

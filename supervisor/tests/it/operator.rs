@@ -180,6 +180,39 @@ async fn operator_resize_in_place_goes_to_the_node_agent() {
     h.sup.stop().await;
 }
 
+/// A Chronos job's runs are tasks of their own: in in-place mode too its resize re-posts the
+/// job (the next run takes the size); a node agent could reach only the run under way.
+#[tokio::test(start_paused = true)]
+async fn a_chronos_job_is_resized_through_chronos_in_in_place_mode() {
+    let h = Harness::start(opts(ResizeMode::InPlace)).await;
+    let u = uuid(44);
+    h.chronos.add_job("op-runs", 0.3, 4);
+    let reg = json!({"uuid": u, "name": "op-runs", "framework": "chronos", "cpus": 0.3,
+        "iterations": 4, "qos": {"duration": 20, "deadline": 3600, "desv_deadline": 0.2}});
+    let (s, v) = h
+        .admin("POST", "/api/v1/jobs", Some(&reg.to_string()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    register_node(&h, 2.0, json!({"agent_url": "http://agent1:9100"})).await;
+
+    let (s, v) = resize(&h, &u, r#"{"cpus": 0.6}"#).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((&v["to"], &v["mode"]), (&json!(0.6), &json!("next-run")));
+    assert_eq!(
+        h.chronos.puts(),
+        [0.6],
+        "the job is re-posted with the new size"
+    );
+    assert!(
+        h.agent.calls.lock().unwrap().is_empty(),
+        "no node agent call"
+    );
+    let resized = rows(&h, &u, "resize").await;
+    assert_eq!(resized.len(), 1, "{resized:?}");
+    assert_eq!(resized[0].0["mode"], "next-run");
+    h.sup.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn operator_resize_refusals_name_the_problem() {
     let h = Harness::start(opts(ResizeMode::Restart)).await;

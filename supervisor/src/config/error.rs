@@ -1,0 +1,37 @@
+//! The error every setting reports in, and the checks of one number that produce it.
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration key `{key}`: {message}")]
+pub struct ConfigError {
+    /// The offending key (TOML key, or the flag's long name).
+    pub key: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+/// The error for `key`.
+pub(super) fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// `v` must be a finite number above zero.
+pub(super) fn finite_pos(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(err(key, format!("must be a positive number, got {v}")))
+    }
+}
+
+/// `v` must be a finite number, zero or above.
+pub(super) fn finite_non_neg(key: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(err(key, format!("must be a number ≥ 0, got {v}")))
+    }
+}

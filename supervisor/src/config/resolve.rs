@@ -1,0 +1,401 @@
+//! From the command line, the environment and the TOML file to a validated [`Config`]: flags
+//! over the file over the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use frameworks::{ChronosApiVersion, Credentials};
+use qos_core::Cpus;
+use qos_core::policy::Policy;
+use qos_core::predictive::{PredictiveConfig, ResizeMode};
+use qos_core::thesis::ThesisConfig;
+use serde::Deserialize;
+
+use super::args::Args;
+use super::error::{ConfigError, err, finite_non_neg, finite_pos};
+use super::file::{FileConfig, parse_file};
+use super::resolved::{AuthConfig, Config};
+
+impl Args {
+    /// Resolves the command line, the environment and the TOML file into a validated
+    /// [`Config`].
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+                parse_file(&text)?
+            }
+            None => FileConfig::default(),
+        };
+        resolve(self, &file)
+    }
+}
+
+/// Parses a TOML configuration text (exposed for tests and tools).
+///
+/// # Errors
+/// A [`ConfigError`] naming the key.
+pub fn check_file(text: &str) -> Result<Config, ConfigError> {
+    resolve(&Args::default(), &parse_file(text)?)
+}
+
+/// A number of CPUs from the file, when given: positive and at most a million.
+fn cpus_key(key: &str, v: Option<f64>) -> Result<Option<Cpus>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(x) if x.is_finite() && x > 0.0 && x <= 1_000_000.0 => Ok(Some(Cpus::from_f64(x))),
+        Some(x) => Err(err(
+            key,
+            format!("must be a positive number of CPUs, got {x}"),
+        )),
+    }
+}
+
+/// A token from the first line of a file.
+fn read_token_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+    Ok(text.lines().next().unwrap_or("").trim().to_owned())
+}
+
+/// A framework's credential file `{"url","user","password"}`.
+fn load_credentials(key: &str, path: &Path) -> Result<Credentials, ConfigError> {
+    Credentials::load(path).map_err(|e| err(key, e.to_string()))
+}
+
+/// Flags over the file over the defaults, one setting after the other, in the order their
+/// errors are reported.
+fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
+    let (policy, resize_mode) = resolve_policy(args, file)?;
+    let listen_text = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "0.0.0.0:30000".into());
+    let listen: SocketAddr = listen_text.trim().parse().map_err(|e| {
+        err(
+            "listen",
+            format!("{listen_text:?} is not an address like 0.0.0.0:30000: {e}"),
+        )
+    })?;
+    let mut control = file.control.clone().unwrap_or_default();
+    if let Some(p) = args.control_period {
+        control.period = p;
+    }
+    if let Some(c) = args.marathon_completion {
+        control.marathon_completion = c;
+    }
+    let auth = resolve_auth(args, file)?;
+    let marathon = match args.marathon.as_ref().or(file.marathon.as_ref()) {
+        Some(p) => Some(load_credentials("marathon", p)?),
+        None => None,
+    };
+    let chronos = match args.chronos.as_ref().or(file.chronos.as_ref()) {
+        Some(p) => Some(load_credentials("chronos", p)?),
+        None => None,
+    };
+    let chronos_api = match args.chronos_api.clone().or(file.chronos_api.clone()) {
+        Some(v) => v
+            .parse::<ChronosApiVersion>()
+            .map_err(|e| err("chronos_api", e.to_string()))?,
+        None => ChronosApiVersion::V2,
+    };
+    let config = Config {
+        listen,
+        db: args
+            .db
+            .clone()
+            .or(file.db.clone())
+            .unwrap_or_else(|| PathBuf::from("supervisor.db")),
+        log_dir: args.log_dir.clone().or(file.log_dir.clone()),
+        policy,
+        resize_mode,
+        control,
+        limits: file.limits.clone().unwrap_or_default(),
+        storage: file.storage.clone().unwrap_or_default(),
+        auth,
+        marathon,
+        chronos,
+        chronos_api,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// The policy by name with the file's constants, and the resize mode.
+fn resolve_policy(args: &Args, file: &FileConfig) -> Result<(Policy, ResizeMode), ConfigError> {
+    let policy_name = args
+        .policy
+        .clone()
+        .or(file.policy.clone())
+        .unwrap_or_else(|| "predictive".into());
+    let mut policy = Policy::by_name(&policy_name).map_err(|m| err("policy", m))?;
+    let resize_mode = match args.resize_mode.clone().or(file.resize_mode.clone()) {
+        None => ResizeMode::Restart,
+        Some(m) => match m.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "restart" => ResizeMode::Restart,
+            "in-place" | "inplace" => ResizeMode::InPlace,
+            other => {
+                return Err(err(
+                    "resize_mode",
+                    format!("unknown mode {other:?} (expected restart or in-place)"),
+                ));
+            }
+        },
+    };
+    let cpus = CpuKeys::from_file(file)?;
+    match &mut policy {
+        Policy::Thesis(t) => apply_thesis(t, file, &cpus)?,
+        Policy::Predictive(p) | Policy::Static(p) => {
+            apply_predictive(p, file, &cpus, resize_mode)?;
+        }
+    }
+    Ok((policy, resize_mode))
+}
+
+/// The file's top-level CPU constants, each checked.
+struct CpuKeys {
+    min: Option<Cpus>,
+    max: Option<Cpus>,
+    increment: Option<Cpus>,
+    decrement: Option<Cpus>,
+}
+
+impl CpuKeys {
+    /// Reads and checks each key.
+    fn from_file(file: &FileConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max: cpus_key("cpu_max", file.cpu_max)?,
+            min: cpus_key("cpu_min", file.cpu_min)?,
+            increment: cpus_key("cpu_increment", file.cpu_increment)?,
+            decrement: cpus_key("cpu_decrement", file.cpu_decrement)?,
+        })
+    }
+}
+
+/// The tokens (a flag, else its file) and whether an open API is accepted.
+fn resolve_auth(args: &Args, file: &FileConfig) -> Result<AuthConfig, ConfigError> {
+    let admin_token = match (
+        &args.admin_token,
+        &args.admin_token_file,
+        &file.admin_token_file,
+    ) {
+        (Some(t), _, _) => Some(t.trim().to_owned()),
+        (None, Some(p), _) | (None, None, Some(p)) => Some(read_token_file("admin-token-file", p)?),
+        (None, None, None) => None,
+    };
+    let agent_token = match (&args.agent_token, &file.agent_token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(p)) => Some(read_token_file("agent_token_file", p)?),
+        (None, None) => None,
+    };
+    Ok(AuthConfig {
+        admin_token,
+        insecure: args.insecure || file.insecure.unwrap_or(false),
+        agent_token,
+    })
+}
+
+/// The predictive (or static) policy: the `[predictive]` table, then the top-level keys it
+/// shares with the thesis; the thesis-only ones are still checked.
+fn apply_predictive(
+    p: &mut PredictiveConfig,
+    file: &FileConfig,
+    cpus: &CpuKeys,
+    resize_mode: ResizeMode,
+) -> Result<(), ConfigError> {
+    if let Some(table) = &file.predictive {
+        *p = PredictiveConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            let msg = e.to_string();
+            let key = msg.split('`').nth(1).unwrap_or("predictive").to_owned();
+            ConfigError {
+                key: format!("predictive.{key}"),
+                message: msg.trim().to_owned(),
+            }
+        })?;
+    }
+    if let Some(v) = cpus.min {
+        p.cpu_min = v;
+    }
+    if let Some(v) = cpus.max {
+        p.cpu_max = v;
+    }
+    if let Some(v) = file.deployment_time {
+        p.deployment_time = v;
+    }
+    p.resize_mode = resize_mode;
+    for (key, v) in [
+        ("monitoring_period", file.monitoring_period),
+        ("sleeping_time", file.sleeping_time),
+    ] {
+        if let Some(v) = v {
+            finite_non_neg(key, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The thesis policy: the top-level constants and the `[thesis]` variants.
+fn apply_thesis(
+    t: &mut ThesisConfig,
+    file: &FileConfig,
+    cpus: &CpuKeys,
+) -> Result<(), ConfigError> {
+    if let Some(v) = cpus.min {
+        t.cpu_min = v;
+    }
+    if let Some(v) = cpus.max {
+        t.cpu_max = v;
+    }
+    if let Some(v) = cpus.increment {
+        t.cpu_increment = v;
+    }
+    if let Some(v) = cpus.decrement {
+        t.cpu_decrement = v;
+    }
+    if let Some(v) = file.monitoring_period {
+        finite_pos("monitoring_period", v)?;
+        t.monitoring_period = v;
+    }
+    if let Some(v) = file.deployment_time {
+        finite_non_neg("deployment_time", v)?;
+        t.deployment_time = v;
+    }
+    if let Some(v) = file.sleeping_time {
+        finite_non_neg("sleeping_time", v)?;
+        t.sleeping_time = v;
+    }
+    if let Some(x) = &file.thesis {
+        if let Some(v) = x.chronos_inf_band {
+            t.chronos_inf_band = v;
+        }
+        if let Some(v) = x.marathon_under {
+            t.marathon_under = v;
+        }
+        if let Some(v) = x.sup_margin {
+            t.sup_margin = v;
+        }
+        if let Some(v) = x.missing_cpu_as_zero {
+            t.missing_cpu_as_zero = v;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use qos_core::thesis::ChronosInfBand;
+
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_accepted() {
+        let c = check_file(include_str!("../../../examples/jobs/supervisor.toml")).unwrap();
+        assert_eq!(c.policy.name(), "predictive");
+        assert_eq!(c.continuous_period(), 5.0);
+        assert_eq!(c.limits.deadline_horizon, 7.0 * 86_400.0);
+        assert_eq!(c.limits.clock_skew, 5.0);
+    }
+
+    #[test]
+    fn thesis_constants_from_the_file() {
+        let c = check_file(
+            r#"
+policy = "thesis"
+listen = "127.0.0.1:0"
+cpu_max = 2.0
+cpu_min = 0.1
+cpu_increment = 0.3
+cpu_decrement = 0.2
+monitoring_period = 120
+deployment_time = 45
+sleeping_time = 5
+[thesis]
+chronos_inf_band = "code"
+"#,
+        )
+        .unwrap();
+        let Policy::Thesis(t) = c.policy else {
+            panic!("thesis")
+        };
+        assert_eq!(t.cpu_increment, Cpus::from_milli(300));
+        assert_eq!(t.cpu_decrement, Cpus::from_milli(200));
+        assert_eq!(t.sleeping_time, 5.0);
+        assert_eq!(t.chronos_inf_band, ChronosInfBand::Code);
+        assert_eq!(c.continuous_period(), 120.0);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = check_file("listen = \"127.0.0.1:0\"\ncpu_min = -1").unwrap_err();
+        assert_eq!(e.key, "cpu_min");
+        let e = check_file("listen = \"127.0.0.1:0\"\ncpu_min = 3\ncpu_max = 2").unwrap_err();
+        assert_eq!(e.key, "cpu_min");
+        let e = check_file("listen = \"127.0.0.1:0\"\ncpu_mx = 3").unwrap_err();
+        assert_eq!(e.key, "cpu_mx", "{e}");
+        let e = check_file("listen = \"127.0.0.1:0\"\npolicy = \"vpa\"").unwrap_err();
+        assert_eq!(e.key, "policy");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[control]\nperiod = 0").unwrap_err();
+        assert_eq!(e.key, "control.period");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[predictive]\ncooldwn = 1").unwrap_err();
+        assert!(e.key.starts_with("predictive."), "{e}");
+        let e = check_file("listen = \"nowhere\"").unwrap_err();
+        assert_eq!(e.key, "listen");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nclock_skew = -1").unwrap_err();
+        assert_eq!(e.key, "limits.clock_skew");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nheld_max_bytes = 10").unwrap_err();
+        assert_eq!(e.key, "limits.held_max_bytes");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[storage]\nwal_max_bytes = 1").unwrap_err();
+        assert_eq!(e.key, "storage.wal_max_bytes");
+        let e = check_file("listen = \"127.0.0.1:0\"\n[limits]\nskew = 1").unwrap_err();
+        assert_eq!(e.key, "skew", "{e}");
+    }
+
+    #[test]
+    fn open_api_on_a_public_address_is_refused() {
+        let e = check_file("").unwrap_err();
+        assert_eq!(e.key, "listen");
+        assert!(e.message.contains("--insecure"), "{e}");
+        assert!(check_file("insecure = true").is_ok());
+        let args = Args {
+            admin_token: Some("0123456789abcdef0123".into()),
+            ..Args::default()
+        };
+        let c = resolve(&args, &FileConfig::default()).unwrap();
+        assert!(c.auth_enabled());
+        assert_eq!(c.listen.port(), 30000);
+        let short = Args {
+            admin_token: Some("short".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            resolve(&short, &FileConfig::default()).unwrap_err().key,
+            "admin-token"
+        );
+    }
+
+    #[test]
+    fn tokens_are_never_printed() {
+        let c = Config {
+            auth: AuthConfig {
+                admin_token: Some("admin-secret-0123456789".into()),
+                agent_token: Some("agent-secret-0123456789".into()),
+                insecure: false,
+            },
+            ..Config::for_tests("x.db", Policy::default())
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn in_place_needs_the_agent_token() {
+        let e = check_file("listen = \"127.0.0.1:0\"\nresize_mode = \"in-place\"").unwrap_err();
+        assert_eq!(e.key, "agent-token");
+    }
+}

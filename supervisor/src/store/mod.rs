@@ -1,0 +1,573 @@
+//! Durable state in SQLite (WAL). A job is one small row of fixed size (its model without the
+//! lists that grow with its work) plus one row per list element in `job_items` — an iteration
+//! report, a resize, a progress segment, a restart cost — appended as they come; decisions,
+//! downsampled samples, held reports and nodes are rows of their own tables. A write costs the
+//! same for a job's ten-thousandth report as for its first.
+//!
+//! rusqlite is blocking, so the connection lives on one dedicated thread fed by a bounded
+//! channel. Callers [`Store::submit`] a batch of writes without awaiting (so it can be done while
+//! holding the state lock, which keeps writes in the order the state changed), then await the
+//! returned [`Pending`] after releasing the lock. The thread drains whatever is queued into one
+//! transaction (group commit), so many small writes cost one commit.
+//!
+//! Durability: WAL with `synchronous = NORMAL` survives a killed process (every committed
+//! transaction is in the WAL file); a power loss may lose the last transactions. Pass
+//! `full_sync` for `synchronous = FULL`.
+//!
+//! The WAL is bounded: a second connection copies it into the database in the background
+//! (passive checkpoints), and the writer itself truncates it — between two transactions, so the
+//! checkpoint always completes — as soon as it passes `wal_max_bytes`, and at least every
+//! `checkpoint_interval` (`PRAGMA wal_checkpoint(TRUNCATE)`; `journal_size_limit` as well).
+//! History is bounded by age (`Op::Prune`) and by count per job, enforced as rows are added.
+//!
+//! A failed transaction (a full disk) is rolled back and reported to every writer in it; the
+//! store counts failures ([`Store::generation`]) so that the in-memory side knows which of its
+//! writes may be missing and writes those jobs whole again.
+//!
+//! For tests that pause tokio's clock, [`Store::open_inline`] runs the same statements on the
+//! calling thread, so awaiting a write never lets paused time jump.
+
+mod error;
+mod ops;
+mod options;
+mod reads;
+mod retention;
+mod schema;
+mod writer;
+mod writes;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub(crate) use error::StoreError;
+pub use ops::HistoryRow;
+pub(crate) use ops::{Item, Op};
+pub(crate) use options::StoreOptions;
+pub(crate) use reads::Loaded;
+use reads::{history, items, load};
+use schema::open_connection;
+use writer::{Cmd, Db, lock, serve};
+
+/// Queue depth of the database thread; past it, writes are refused (503) rather than buffered
+/// without bound.
+const QUEUE: usize = 65_536;
+/// Period of the background (passive) checkpoints.
+const PASSIVE_EVERY: Duration = Duration::from_millis(250);
+
+/// Where the statements run: on the database thread, or on the caller's (inline).
+#[derive(Clone)]
+enum Backend {
+    Thread(mpsc::Sender<Cmd>),
+    Inline(Arc<Mutex<Db>>),
+}
+
+/// Handle to the database.
+#[derive(Clone)]
+pub(crate) struct Store {
+    backend: Backend,
+    /// Transactions that failed since start (see [`Store::generation`]).
+    failures: Arc<AtomicU64>,
+    /// The write-ahead log's file.
+    wal: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// A write on its way to the disk.
+#[must_use = "await the write to know it is durable"]
+pub(crate) enum Pending {
+    Done(Result<(), StoreError>),
+    Waiting(oneshot::Receiver<Result<(), StoreError>>),
+    /// A barrier: done when what was queued before it is, failed if any write failed since
+    /// it was queued (what it stands for may have been in that write).
+    Barrier(Box<Pending>, u64, Arc<AtomicU64>),
+}
+
+impl Pending {
+    /// Waits until the write is committed.
+    pub(crate) async fn wait(self) -> Result<(), StoreError> {
+        match self {
+            Self::Done(r) => r,
+            Self::Waiting(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
+            Self::Barrier(inner, generation, failures) => {
+                Box::pin(inner.wait()).await?;
+                if failures.load(Ordering::Acquire) == generation {
+                    Ok(())
+                } else {
+                    Err(StoreError::Earlier)
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating or migrating if needed) the database at `path` on its own thread, with
+    /// a background checkpointer.
+    ///
+    /// # Errors
+    /// When the file cannot be opened, switched to WAL or has an unknown schema.
+    pub(crate) fn open(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        let conn = open_connection(path, &opts)?;
+        // Checkpoints run on the writer (truncating, when due) and on their own connection
+        // (passive, copying the WAL into the database in the background).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = open_connection(path, &opts)?;
+        let failures = Arc::new(AtomicU64::new(0));
+        let checkpointing = Arc::new(Mutex::new(()));
+        let wal = wal_path(path);
+        let db = Db::new(
+            conn,
+            opts,
+            wal.clone(),
+            Some(Instant::now()),
+            Arc::clone(&checkpointing),
+            Arc::clone(&failures),
+        );
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let alive = Arc::new(());
+        let watch = Arc::downgrade(&alive);
+        std::thread::Builder::new()
+            .name("supervisor-db".into())
+            .spawn(move || {
+                serve(db, rx);
+                drop(alive);
+            })
+            .map_err(|e| StoreError::Sqlite(format!("cannot start the database thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("supervisor-db-checkpoint".into())
+            .spawn(move || {
+                while watch.strong_count() > 0 {
+                    std::thread::sleep(PASSIVE_EVERY);
+                    let _running = lock(&checkpointing);
+                    if let Err(e) =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+                let _ = checkpointer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| StoreError::Sqlite(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self {
+            backend: Backend::Thread(tx),
+            failures,
+            wal,
+        })
+    }
+
+    /// Opens the database and runs every statement on the calling thread (tests with paused
+    /// time; small embedded uses). The WAL is left to SQLite's automatic checkpoints.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub(crate) fn open_inline(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        let conn = open_connection(path, &opts)?;
+        let failures = Arc::new(AtomicU64::new(0));
+        let wal = wal_path(path);
+        Ok(Self {
+            backend: Backend::Inline(Arc::new(Mutex::new(Db::new(
+                conn,
+                opts,
+                wal.clone(),
+                None,
+                Arc::new(Mutex::new(())),
+                Arc::clone(&failures),
+            )))),
+            failures,
+            wal,
+        })
+    }
+
+    /// How many transactions have failed since start. A change means some write since the
+    /// last look may be missing from the database.
+    pub(crate) fn generation(&self) -> &Arc<AtomicU64> {
+        &self.failures
+    }
+
+    /// The WAL's size now, bytes.
+    pub(crate) fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal).map_or(0, |m| m.len())
+    }
+
+    /// Queues `ops` as one transaction; never blocks. Await the result after releasing locks.
+    pub(crate) fn submit(&self, ops: Vec<Op>) -> Pending {
+        if ops.is_empty() {
+            return Pending::Done(Ok(()));
+        }
+        self.send(ops)
+    }
+
+    /// A write that completes once everything queued before it is committed (or fails with
+    /// it): an acknowledgement that repeats an earlier one waits for that one's write.
+    pub(crate) fn barrier(&self) -> Pending {
+        match &self.backend {
+            Backend::Inline(_) => Pending::Done(Ok(())),
+            Backend::Thread(_) => {
+                let generation = self.failures.load(Ordering::Acquire);
+                Pending::Barrier(
+                    Box::new(self.send(Vec::new())),
+                    generation,
+                    Arc::clone(&self.failures),
+                )
+            }
+        }
+    }
+
+    fn send(&self, ops: Vec<Op>) -> Pending {
+        match &self.backend {
+            Backend::Inline(db) => Pending::Done(lock(db).apply(&ops)),
+            Backend::Thread(tx) => {
+                let (reply, rx) = oneshot::channel();
+                match tx.try_send(Cmd::Write(ops, Some(reply))) {
+                    Ok(()) => Pending::Waiting(rx),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        Pending::Done(Err(StoreError::Overloaded))
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        Pending::Done(Err(StoreError::Closed))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `ops` without waiting for them (write-behind; errors are logged and counted).
+    pub(crate) fn submit_detached(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        match &self.backend {
+            Backend::Inline(db) => {
+                let _ = lock(db).apply(&ops);
+            }
+            Backend::Thread(tx) => {
+                if let Err(e) = tx.try_send(Cmd::Write(ops, None)) {
+                    // Not written: what it carried must be written again.
+                    self.failures.fetch_add(1, Ordering::AcqRel);
+                    tracing::warn!(error = %e, "database queue refused a background write");
+                }
+            }
+        }
+    }
+
+    /// The newest `limit` history entries of a job, oldest first.
+    pub(crate) async fn history(
+        &self,
+        uuid: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        match &self.backend {
+            Backend::Inline(db) => history(&lock(db).conn, uuid, limit).map_err(Into::into),
+            Backend::Thread(tx) => {
+                let (reply, rx) = oneshot::channel();
+                tx.try_send(Cmd::History {
+                    uuid: uuid.to_owned(),
+                    limit,
+                    reply,
+                })
+                .map_err(|_| StoreError::Overloaded)?;
+                rx.await.unwrap_or(Err(StoreError::Closed))
+            }
+        }
+    }
+
+    /// A job's items (the lists of a job whose history is not in memory).
+    pub(crate) async fn items(&self, uuid: &str) -> Result<Vec<Item>, StoreError> {
+        match &self.backend {
+            Backend::Inline(db) => items(&lock(db).conn, uuid).map_err(Into::into),
+            Backend::Thread(tx) => {
+                let (reply, rx) = oneshot::channel();
+                tx.try_send(Cmd::Items {
+                    uuid: uuid.to_owned(),
+                    reply,
+                })
+                .map_err(|_| StoreError::Overloaded)?;
+                rx.await.unwrap_or(Err(StoreError::Closed))
+            }
+        }
+    }
+
+    /// Everything stored (finished jobs without their items).
+    pub(crate) async fn load(&self) -> Result<Loaded, StoreError> {
+        match &self.backend {
+            Backend::Inline(db) => load(&lock(db).conn).map_err(Into::into),
+            Backend::Thread(tx) => {
+                let (reply, rx) = oneshot::channel();
+                tx.send(Cmd::Load(reply))
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                rx.await.unwrap_or(Err(StoreError::Closed))
+            }
+        }
+    }
+
+    /// Waits until every write queued so far is committed.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Inline(_) => Ok(()),
+            Backend::Thread(tx) => {
+                let (reply, rx) = oneshot::channel();
+                tx.send(Cmd::Write(Vec::new(), Some(reply)))
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                rx.await.unwrap_or(Err(StoreError::Closed))
+            }
+        }
+    }
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::schema::SCHEMA_VERSION;
+    use super::*;
+
+    fn row(uuid: &str, at: f64) -> HistoryRow {
+        HistoryRow {
+            uuid: uuid.into(),
+            at,
+            kind: "decision".into(),
+            class: Some("ON_PLAN".into()),
+            action: serde_json::json!({"action": "hold"}),
+            reason: format!("r{at}"),
+            figures: serde_json::json!({}),
+        }
+    }
+
+    fn job(uuid: &str, version: u32, items: Vec<Item>, replace: bool) -> Op {
+        Op::UpsertJob {
+            uuid: uuid.into(),
+            name: "n".into(),
+            framework: "chronos".into(),
+            terminal: false,
+            archived: false,
+            updated_at: f64::from(version),
+            body: format!("{{\"v\":{version}}}"),
+            items,
+            replace_items: replace,
+        }
+    }
+
+    fn item(list: u8, idx: u32, body: &str) -> Item {
+        Item {
+            list,
+            idx,
+            body: body.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn round_trip_on_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        store
+            .submit(vec![
+                job("u", 1, vec![item(0, 0, "a"), item(0, 1, "b")], false),
+                job("u", 2, vec![item(0, 2, "c"), item(1, 0, "r")], false),
+                Op::InsertHeld {
+                    uuid: "h".into(),
+                    received_at: 1.0,
+                    body: "{}".into(),
+                },
+                Op::Decision(row("u", 1.0)),
+                Op::Decision(row("u", 2.0)),
+                Op::Decision(row("u", 3.0)),
+            ])
+            .wait()
+            .await
+            .unwrap();
+        let h = store.history("u", 2).await.unwrap();
+        assert_eq!(h.iter().map(|r| r.at).collect::<Vec<_>>(), [2.0, 3.0]);
+        drop(store);
+        let again = Store::open(&path, StoreOptions::default()).unwrap();
+        let l = again.load().await.unwrap();
+        assert_eq!(l.jobs.len(), 1);
+        assert_eq!(l.jobs[0].body, "{\"v\":2}");
+        assert_eq!(
+            l.jobs[0].items,
+            [
+                item(0, 0, "a"),
+                item(0, 1, "b"),
+                item(0, 2, "c"),
+                item(1, 0, "r")
+            ]
+        );
+        assert_eq!(l.held.len(), 1);
+        // A rewrite replaces every item.
+        again
+            .submit(vec![
+                job("u", 3, vec![item(0, 0, "z")], true),
+                Op::ExpireHeld { before: 5.0 },
+            ])
+            .wait()
+            .await
+            .unwrap();
+        let l = again.load().await.unwrap();
+        assert_eq!(l.jobs[0].items, [item(0, 0, "z")]);
+        assert!(l.held.is_empty());
+        // An archived job's items stay on disk, read when asked for.
+        let mut archived = job("u", 4, vec![], false);
+        if let Op::UpsertJob { archived: a, .. } = &mut archived {
+            *a = true;
+        }
+        again.submit(vec![archived]).wait().await.unwrap();
+        let l = again.load().await.unwrap();
+        assert!(l.jobs[0].archived && l.jobs[0].items.is_empty());
+        assert_eq!(again.items("u").await.unwrap(), [item(0, 0, "z")]);
+        again
+            .submit(vec![Op::ForgetJob { uuid: "u".into() }])
+            .wait()
+            .await
+            .unwrap();
+        assert!(again.load().await.unwrap().jobs.is_empty());
+        assert!(again.items("u").await.unwrap().is_empty());
+        assert!(again.history("u", 10).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_an_unknown_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::open_inline(&path, StoreOptions::default()).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.execute(
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let e = Store::open_inline(&path, StoreOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("schema version 99"), "{e}");
+    }
+
+    /// A database of the first schema (one body per job, its lists in it) opens, is migrated,
+    /// and its job loads with its body as it was.
+    #[tokio::test]
+    async fn a_schema_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '1');
+             CREATE TABLE jobs (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, framework TEXT NOT NULL,
+               terminal INTEGER NOT NULL, updated_at REAL NOT NULL, body TEXT NOT NULL);
+             INSERT INTO jobs VALUES ('u', 'n', 'chronos', 0, 1.0, '{\"old\":true}');
+             CREATE TABLE held (id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL,
+               received_at REAL NOT NULL, body TEXT NOT NULL);
+             CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL,
+               at REAL NOT NULL, kind TEXT NOT NULL, class TEXT, action TEXT NOT NULL,
+               reason TEXT NOT NULL, figures TEXT NOT NULL);
+             CREATE TABLE samples (uuid TEXT NOT NULL, container TEXT NOT NULL, at REAL NOT NULL,
+               cumulative_secs REAL NOT NULL);
+             INSERT INTO samples VALUES ('u', 'c', 1.0, 2.0);
+             CREATE TABLE nodes (id TEXT PRIMARY KEY, updated_at REAL NOT NULL, body TEXT NOT NULL);",
+        )
+        .unwrap();
+        drop(c);
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let l = store.load().await.unwrap();
+        assert_eq!(l.jobs[0].body, "{\"old\":true}");
+        assert!(!l.jobs[0].archived);
+        store
+            .submit(vec![Op::Sample {
+                uuid: "u".into(),
+                container: "c".into(),
+                at: 2.0,
+                client_at: 1.9,
+                cumulative_secs: 3.0,
+            }])
+            .wait()
+            .await
+            .unwrap();
+        drop(store);
+        let c = Connection::open(&path).unwrap();
+        let v: String = c
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// Rows of one job in `history` stay within the bound, the newest kept.
+    #[test]
+    fn history_is_bounded_per_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let opts = StoreOptions {
+            history_max_per_job: 16,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_inline(&path, opts).unwrap();
+        for i in 0..100 {
+            store.submit_detached(vec![
+                Op::Decision(row("a", f64::from(i))),
+                Op::Decision(row("b", f64::from(i))),
+            ]);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for u in ["a", "b"] {
+            let h = rt.block_on(store.history(u, 1000)).unwrap();
+            assert!((16..=18).contains(&h.len()), "{}", h.len());
+            assert_eq!(h.last().unwrap().at, 99.0);
+        }
+    }
+
+    /// Under writes that never stop, the writer truncates the WAL at its bound: it never grows
+    /// past a small multiple of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_constant_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let opts = StoreOptions {
+            wal_max_bytes: 256 << 10,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&path, opts).unwrap();
+        let wal = wal_path(&path);
+        let mut largest = 0;
+        let body = "x".repeat(300);
+        for round in 0..400u32 {
+            let ops = (0..20u32)
+                .map(|j| {
+                    job(
+                        &format!("job-{j}"),
+                        round,
+                        vec![item(0, round, &body)],
+                        false,
+                    )
+                })
+                .collect();
+            store.submit(ops).wait().await.unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        assert!(largest > 0);
+        assert!(
+            largest <= 3 * (256 << 10),
+            "the WAL reached {largest} bytes with a bound of {}",
+            256 << 10
+        );
+    }
+}

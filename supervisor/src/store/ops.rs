@@ -1,0 +1,84 @@
+//! What is written: one [`Op`] a change, the elements of a job's growing lists ([`Item`]) and
+//! the entries of its history ([`HistoryRow`]).
+
+use serde::{Deserialize, Serialize};
+
+/// One element of a job's growing lists (`list` numbers a list, `idx` its position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Item {
+    pub(crate) list: u8,
+    pub(crate) idx: u32,
+    pub(crate) body: String,
+}
+
+/// One write.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    /// Insert or replace a job's row; add (or, with `replace_items`, rewrite) its items.
+    UpsertJob {
+        uuid: String,
+        name: String,
+        framework: String,
+        terminal: bool,
+        /// Its lists need not be in memory (finished and cleaned up): not loaded at start.
+        archived: bool,
+        updated_at: f64,
+        body: String,
+        items: Vec<Item>,
+        replace_items: bool,
+    },
+    /// Forget a job and everything recorded of it (retention).
+    ForgetJob { uuid: String },
+    /// Hold a report for a job not yet registered.
+    InsertHeld {
+        uuid: String,
+        received_at: f64,
+        body: String,
+    },
+    /// Forget a job's held reports (applied or expired).
+    DeleteHeld { uuid: String },
+    /// Expire held reports received before `before`.
+    ExpireHeld { before: f64 },
+    /// A decision of the control loop.
+    Decision(HistoryRow),
+    /// A downsampled CPU sample: `at` when it arrived (supervisor time), `client_at` the time it
+    /// carried.
+    Sample {
+        uuid: String,
+        container: String,
+        at: f64,
+        client_at: f64,
+        cumulative_secs: f64,
+    },
+    /// Drop downsampled samples older than `before`, and the history of jobs that finished
+    /// before it.
+    Prune { before: f64 },
+    /// Insert or replace a node.
+    UpsertNode {
+        id: String,
+        updated_at: f64,
+        body: String,
+    },
+}
+
+/// One entry of a job's history: a decision, a resize (applied or failed), or a life-cycle
+/// event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    /// The job.
+    #[serde(skip)]
+    pub uuid: String,
+    /// Supervisor time, epoch seconds.
+    pub at: f64,
+    /// `decision`, `resize`, `resize_failed`, `event`.
+    pub kind: String,
+    /// The class at that moment (`ON_PLAN`, …), when a decision was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The action (`{"action": "resize", "cpus": 1.4}` …) or event details.
+    pub action: serde_json::Value,
+    /// Why, in one sentence with the inputs.
+    pub reason: String,
+    /// The figures behind it (prediction, bands, ratio, …).
+    pub figures: serde_json::Value,
+}

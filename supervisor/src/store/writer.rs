@@ -1,0 +1,192 @@
+//! The database thread: it drains queued commands into one transaction (group commit), answers
+//! reads after the writes queued before them, and truncates the WAL between transactions.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::StoreError;
+use super::ops::{HistoryRow, Item, Op};
+use super::options::StoreOptions;
+use super::reads::{Loaded, history, items, load};
+use super::retention::RowBounds;
+use super::writes::apply_one;
+
+/// Most commands folded into one transaction.
+const GROUP: usize = 4096;
+
+/// Where the outcome of a write is sent.
+pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// What the database thread is asked to do.
+pub(super) enum Cmd {
+    Write(Vec<Op>, Option<Reply>),
+    History {
+        uuid: String,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<HistoryRow>, StoreError>>,
+    },
+    Items {
+        uuid: String,
+        reply: oneshot::Sender<Result<Vec<Item>, StoreError>>,
+    },
+    Load(oneshot::Sender<Result<Loaded, StoreError>>),
+}
+
+/// The connection and what the writer keeps beside it.
+pub(super) struct Db {
+    pub(super) conn: Connection,
+    opts: StoreOptions,
+    wal: PathBuf,
+    /// When the WAL was last truncated (`None`: the writer does not truncate, inline mode).
+    last_truncate: Option<Instant>,
+    /// Held by the passive checkpointer while it runs: the writer does not wait behind it.
+    checkpointing: Arc<Mutex<()>>,
+    /// Rows per job in `history` and `samples`, and their bounds.
+    bounds: RowBounds,
+    /// Transactions that failed since start.
+    failures: Arc<AtomicU64>,
+}
+
+/// Locks `m`, whether or not a panic poisoned it (the database's state is SQLite's own).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Db {
+    /// The writer of `conn`. `last_truncate`: `None` when this writer never truncates the WAL
+    /// (inline mode); `checkpointing` is held by the passive checkpointer while it runs.
+    pub(super) fn new(
+        conn: Connection,
+        opts: StoreOptions,
+        wal: PathBuf,
+        last_truncate: Option<Instant>,
+        checkpointing: Arc<Mutex<()>>,
+        failures: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            conn,
+            bounds: RowBounds::new(&opts),
+            opts,
+            wal,
+            last_truncate,
+            checkpointing,
+            failures,
+        }
+    }
+
+    /// Applies `ops` as one transaction. A failure rolls it back, is counted, and forgets the
+    /// row counts (they may have counted rows that were not written).
+    pub(super) fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        let result = self.try_apply(ops);
+        if let Err(e) = &result {
+            self.failures.fetch_add(1, Ordering::AcqRel);
+            self.bounds.clear();
+            tracing::error!(error = %e, ops = ops.len(), "database write failed");
+        }
+        result.map_err(Into::into)
+    }
+
+    fn try_apply(&mut self, ops: &[Op]) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        for op in ops {
+            apply_one(&tx, op, &mut self.bounds)?;
+        }
+        tx.commit()
+    }
+
+    /// Truncates the WAL when it has passed its bound or the interval is over. Runs between
+    /// transactions on the writer's own connection, so nothing is appended meanwhile and the
+    /// checkpoint completes.
+    fn bound_wal(&mut self) {
+        let Some(last) = self.last_truncate else {
+            return;
+        };
+        let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+        let max = self.opts.wal_max_bytes;
+        if size < max && (size == 0 || last.elapsed() < self.opts.checkpoint_interval) {
+            return;
+        }
+        let checkpointing = Arc::clone(&self.checkpointing);
+        // Behind a running passive checkpoint, wait only when the WAL is far past its bound;
+        // otherwise try again after the next transaction.
+        let _guard = if size >= max.saturating_mul(2) {
+            lock(&checkpointing)
+        } else {
+            match checkpointing.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            }
+        };
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+            Ok(0) => self.last_truncate = Some(Instant::now()),
+            Ok(_) => {
+                tracing::warn!(
+                    wal_bytes = size,
+                    "the WAL could not be truncated: another process reads the database"
+                );
+                self.last_truncate = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, wal_bytes = size, "WAL checkpoint failed"),
+        }
+    }
+}
+
+/// Runs the database thread until every sender is gone: drains what is queued (at most
+/// [`GROUP`] commands) into one transaction, then bounds the WAL.
+pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut writes: Vec<Op> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Write(ops, reply) => {
+                    writes.extend(ops);
+                    replies.extend(reply);
+                }
+                Cmd::History { uuid, limit, reply } => {
+                    // Reads see every write queued before them.
+                    flush(&mut db, &mut writes, &mut replies);
+                    let _ = reply.send(history(&db.conn, &uuid, limit).map_err(Into::into));
+                }
+                Cmd::Items { uuid, reply } => {
+                    flush(&mut db, &mut writes, &mut replies);
+                    let _ = reply.send(items(&db.conn, &uuid).map_err(Into::into));
+                }
+                Cmd::Load(reply) => {
+                    flush(&mut db, &mut writes, &mut replies);
+                    let _ = reply.send(load(&db.conn).map_err(Into::into));
+                }
+            }
+            n += 1;
+            if n < GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        flush(&mut db, &mut writes, &mut replies);
+        db.bound_wal();
+    }
+}
+
+/// Commits the writes gathered so far as one transaction and tells each writer the outcome.
+fn flush(db: &mut Db, writes: &mut Vec<Op>, replies: &mut Vec<Reply>) {
+    if writes.is_empty() && replies.is_empty() {
+        return;
+    }
+    let result = db.apply(writes);
+    for r in replies.drain(..) {
+        let _ = r.send(result.clone());
+    }
+    writes.clear();
+}

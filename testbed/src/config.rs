@@ -165,7 +165,7 @@ pub enum ConfigError {
     Read {
         /// The config file that could not be read.
         path: PathBuf,
-        /// Why.
+        /// The I/O error that stopped the read.
         source: std::io::Error,
     },
     /// The TOML file does not parse or has unknown keys.

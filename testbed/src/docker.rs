@@ -200,82 +200,7 @@ impl DockerRuntime {
             return Outcome::Failed(e);
         }
         let _ = std::fs::create_dir_all(run.sandbox);
-        let mut env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.push("MESOS_SANDBOX=/mnt/mesos/sandbox".to_owned());
-        env.push(format!("MESOS_CONTAINER_NAME={name}"));
-        let mut labels = HashMap::from([
-            ("MESOS_TASK_ID".to_owned(), run.task_id.to_owned()),
-            (
-                crate::recovery::CLUSTER_LABEL.to_owned(),
-                run.cluster.to_owned(),
-            ),
-        ]);
-        if let Some(u) = run.uuid {
-            labels.insert("qos.uuid".to_owned(), u.to_owned());
-        }
-        let mut binds: Vec<String> = run
-            .container
-            .volumes
-            .iter()
-            .map(|v| {
-                format!(
-                    "{}:{}:{}",
-                    v.host_path,
-                    v.container_path,
-                    if v.read_only { "ro" } else { "rw" }
-                )
-            })
-            .collect();
-        binds.push(format!("{}:/mnt/mesos/sandbox:rw", run.sandbox.display()));
-        for (k, v) in &run.container.parameters {
-            match k.as_str() {
-                "label" | "l" => {
-                    let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
-                    labels.insert(lk.to_owned(), lv.to_owned());
-                }
-                "env" | "e" => env.push(v.clone()),
-                "volume" | "v" => binds.push(v.clone()),
-                other => tracing::warn!("docker parameter {other:?} is not supported; ignored"),
-            }
-        }
-        let (entrypoint, cmd) = match run.command {
-            TaskCommand::Shell(c) => (
-                Some(vec!["/bin/sh".to_owned()]),
-                Some(vec!["-c".to_owned(), c.clone()]),
-            ),
-            TaskCommand::Argv(v) => (None, Some(v.clone())),
-            TaskCommand::Image => (None, None),
-        };
-        let network = match run
-            .container
-            .network
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-        {
-            Some(n) if n == "NONE" => "none",
-            _ => "host",
-        };
-        let host_config = HostConfig {
-            nano_cpus: Some((run.cpus * 1e9).round() as i64),
-            cpu_shares: i64::try_from(crate::cgroups::shares(run.cpus)).ok(),
-            memory: Some(((run.mem.max(6.0)) * 1_048_576.0) as i64),
-            network_mode: Some(network.to_owned()),
-            binds: Some(binds),
-            cgroup_parent: run
-                .cgroup_parent
-                .filter(|_| self.cgroupfs)
-                .map(str::to_owned),
-            ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(run.container.image.clone()),
-            env: Some(env),
-            labels: Some(labels),
-            entrypoint,
-            cmd,
-            host_config: Some(host_config),
-            ..Default::default()
-        };
+        let body = run.create_body(&name, self.cgroupfs);
         let created = self
             .client
             .create_container(
@@ -371,6 +296,87 @@ impl DockerRuntime {
             }
             Some(Err(e)) => Outcome::Failed(format!("docker wait: {e}")),
             None => Outcome::Failed("docker wait ended without a status".to_owned()),
+        }
+    }
+}
+
+impl DockerRun<'_> {
+    /// The container to create, named `name`: the task's environment and the sandbox mounted as
+    /// Mesos does, its volumes, the `label`/`env`/`volume` parameters, its command, network and
+    /// limits (`--cpus`, shares, memory), under the agent's cgroup when the daemon uses cgroupfs.
+    fn create_body(&self, name: &str, cgroupfs: bool) -> ContainerCreateBody {
+        let mut env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push("MESOS_SANDBOX=/mnt/mesos/sandbox".to_owned());
+        env.push(format!("MESOS_CONTAINER_NAME={name}"));
+        let mut labels = HashMap::from([
+            ("MESOS_TASK_ID".to_owned(), self.task_id.to_owned()),
+            (
+                crate::recovery::CLUSTER_LABEL.to_owned(),
+                self.cluster.to_owned(),
+            ),
+        ]);
+        if let Some(u) = self.uuid {
+            labels.insert("qos.uuid".to_owned(), u.to_owned());
+        }
+        let mut binds: Vec<String> = self
+            .container
+            .volumes
+            .iter()
+            .map(|v| {
+                format!(
+                    "{}:{}:{}",
+                    v.host_path,
+                    v.container_path,
+                    if v.read_only { "ro" } else { "rw" }
+                )
+            })
+            .collect();
+        binds.push(format!("{}:/mnt/mesos/sandbox:rw", self.sandbox.display()));
+        for (k, v) in &self.container.parameters {
+            match k.as_str() {
+                "label" | "l" => {
+                    let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+                    labels.insert(lk.to_owned(), lv.to_owned());
+                }
+                "env" | "e" => env.push(v.clone()),
+                "volume" | "v" => binds.push(v.clone()),
+                other => tracing::warn!("docker parameter {other:?} is not supported; ignored"),
+            }
+        }
+        let (entrypoint, cmd) = match self.command {
+            TaskCommand::Shell(c) => (
+                Some(vec!["/bin/sh".to_owned()]),
+                Some(vec!["-c".to_owned(), c.clone()]),
+            ),
+            TaskCommand::Argv(v) => (None, Some(v.clone())),
+            TaskCommand::Image => (None, None),
+        };
+        let network = match self
+            .container
+            .network
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+        {
+            Some(n) if n == "NONE" => "none",
+            _ => "host",
+        };
+        let host_config = HostConfig {
+            nano_cpus: Some((self.cpus * 1e9).round() as i64),
+            cpu_shares: i64::try_from(crate::cgroups::shares(self.cpus)).ok(),
+            memory: Some(((self.mem.max(6.0)) * 1_048_576.0) as i64),
+            network_mode: Some(network.to_owned()),
+            binds: Some(binds),
+            cgroup_parent: self.cgroup_parent.filter(|_| cgroupfs).map(str::to_owned),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(self.container.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            entrypoint,
+            cmd,
+            host_config: Some(host_config),
+            ..Default::default()
         }
     }
 }

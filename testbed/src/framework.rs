@@ -3,8 +3,10 @@
 //! generation counter that wakes whoever waits for a change, and the token that stops it.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
@@ -61,5 +63,43 @@ impl<S> Framework<S> {
     /// Tells every waiter that something changed.
     pub(crate) fn bump(&self) {
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The next status update of the framework's tasks; `None` once it stops (or the cluster
+    /// dropped the channel).
+    pub(crate) async fn next_update(
+        &self,
+        updates: &mut mpsc::UnboundedReceiver<TaskUpdate>,
+    ) -> Option<TaskUpdate> {
+        tokio::select! {
+            u = updates.recv() => u,
+            () = self.stop.cancelled() => None,
+        }
+    }
+
+    /// Waits until the state changes (a bump after `generation` was last marked seen), `wake`
+    /// passes (never without one), or the framework stops; false once it stopped.
+    pub(crate) async fn wait(
+        &self,
+        generation: &mut watch::Receiver<u64>,
+        wake: Option<Instant>,
+    ) -> bool {
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = generation.changed() => r.is_ok(),
+            () = sleep => true,
+            () = self.stop.cancelled() => false,
+        }
+    }
+
+    /// Kills a task in the background: SIGTERM, SIGKILL after `grace` (or the runtime's default).
+    pub(crate) fn kill_task(&self, task_id: &str, grace: Option<Duration>) {
+        let kill = self.cluster.kill(task_id, grace);
+        self.cluster.spawn(kill);
     }
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 /// Builds a task's environment once it is placed (`HOST` and `PORT*` depend on the offer).
@@ -93,6 +94,21 @@ pub(crate) struct TaskUpdate {
     pub(crate) at: DateTime<Utc>,
 }
 
+impl TaskUpdate {
+    /// `TASK_KILLED` for a task that was never placed (no agent, host or ports), now.
+    pub(crate) fn killed_unplaced(task_id: String, message: &str) -> Self {
+        Self {
+            task_id,
+            state: TaskState::Killed,
+            agent_id: String::new(),
+            host: String::new(),
+            ports: Vec::new(),
+            message: message.to_owned(),
+            at: Utc::now(),
+        }
+    }
+}
+
 /// How a task ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -102,6 +118,29 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// The terminal state and message Mesos' command executor reports for this end.
+    pub(crate) fn terminal(self) -> (TaskState, String) {
+        match self {
+            Self::Exited(0) => (
+                TaskState::Finished,
+                "Command exited with status 0".to_owned(),
+            ),
+            Self::Exited(code) => (
+                TaskState::Failed,
+                format!("Command exited with status {code}"),
+            ),
+            Self::Signaled(sig) => (
+                TaskState::Failed,
+                format!("Command terminated with signal {sig}"),
+            ),
+            Self::Killed(m) => (TaskState::Killed, m),
+            Self::Failed(m) => (TaskState::Failed, m),
+        }
+    }
+}
+
+/// How a process's wait ended, as an [`Outcome`].
 pub(crate) fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
     match status {
@@ -147,4 +186,42 @@ pub(crate) struct Volume {
     pub(crate) host_path: String,
     pub(crate) container_path: String,
     pub(crate) read_only: bool,
+}
+
+impl ContainerSpec {
+    /// The host-path volumes of a JSON list `[{"hostPath", "containerPath", "mode"}]` (Marathon's
+    /// `container.volumes` and Chronos' `container.volumes` share the form); entries without
+    /// both paths are skipped, `mode: "RO"` mounts read-only.
+    pub(crate) fn volumes_from(list: Option<&Value>) -> Vec<Volume> {
+        list.and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| {
+                        Some(Volume {
+                            host_path: v.get("hostPath")?.as_str()?.to_owned(),
+                            container_path: v.get("containerPath")?.as_str()?.to_owned(),
+                            read_only: v.get("mode").and_then(Value::as_str) == Some("RO"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The `docker run` parameters of a JSON list `[{"key", "value"}]` (Marathon's
+    /// `container.docker.parameters`, Chronos' `container.parameters`).
+    pub(crate) fn parameters_from(list: Option<&Value>) -> Vec<(String, String)> {
+        list.and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| {
+                        Some((
+                            p.get("key")?.as_str()?.to_owned(),
+                            p.get("value")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }

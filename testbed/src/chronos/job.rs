@@ -104,7 +104,7 @@ mod jackson {
     }
 
     /// `asLong()` / `asInt()`: a number (truncated), the number a text holds, else 0.
-    #[expect(clippy::cast_possible_truncation, reason = "Java's (long) cast")]
+    // Java's (long) cast.
     pub(super) fn long(v: &Value) -> i64 {
         match v {
             Value::Number(n) => n
@@ -191,6 +191,16 @@ fn enumeration(value: &str, allowed: &[&str], what: &str) -> Result<String, Refu
     }
 }
 
+/// A refusal by a `require` of the server's resource: `empty_in_v2` when 2.5.1 answers it with
+/// an empty 400, `stack` when 3.x wraps the message in a stack trace.
+fn check(message: String, empty_in_v2: bool, stack: bool) -> Refusal {
+    Refusal::Check {
+        message,
+        empty_in_v2,
+        stack_trace_in_v3: stack,
+    }
+}
+
 /// Parses a posted job. `dependent_endpoint`: posted to `/dependency`; `existing`: a job of this
 /// name exists (Chronos checks the name, the start and `uris`/`fetch` only for new jobs).
 pub(crate) fn parse(
@@ -208,11 +218,6 @@ pub(crate) fn parse(
         ));
     };
     let name = jackson::text(required(obj, "name", "job")?);
-    let check = |message: String, empty_in_v2: bool, stack: bool| Refusal::Check {
-        message,
-        empty_in_v2,
-        stack_trace_in_v3: stack,
-    };
     if !existing && !valid_name(&name) {
         return Err(check(
             r"requirement failed: the job's name is invalid. Allowed names: '([\w\.-]+)'"
@@ -239,47 +244,11 @@ pub(crate) fn parse(
     let (schedule_text, schedule) = if dependent {
         (None, None)
     } else {
-        let text = match obj.get("schedule") {
-            Some(v) => jackson::text(v),
-            // No schedule and no parents: run once, now.
-            None => match generation {
-                Generation::V2 => "R1//PT24H".to_owned(),
-                Generation::V3 => {
-                    format!("R1/{}/PT24H", iso8601::print_date_time(now.fixed_offset()))
-                }
-            },
-        };
-        let Some(parsed) = iso8601::parse(&text, &zone, generation, now) else {
-            return Err(check(
-                format!("Cannot parse schedule '{text}' (wtf bro)"),
-                true,
-                false,
-            ));
-        };
-        if generation == Generation::V3 && !existing && parsed.start.timestamp() < 1 {
-            return Err(check(
-                format!(
-                    "Scheduled start date '{}' is before 1970!",
-                    iso8601::print_date_time(parsed.start)
-                ),
-                true,
-                false,
-            ));
-        }
-        let schedule = to_schedule(&parsed);
+        let (text, schedule) = schedule(obj, &zone, generation, existing, now)?;
         (Some(text), Some(schedule))
     };
     let uris = texts(obj.get("uris"));
-    let mut fetch = Vec::new();
-    for f in objects(obj.get("fetch"), "fetch")? {
-        fetch.push(json!({
-            "uri": f.get("uri").map(jackson::text).unwrap_or_default(),
-            "executable": f.get("executable").is_some_and(jackson::boolean),
-            "cache": f.get("cache").is_some_and(jackson::boolean),
-            "extract": f.get("extract").is_none_or(jackson::boolean),
-            "output_file": f.get("output_file").map(jackson::text).unwrap_or_default(),
-        }));
-    }
+    let fetch = fetch(obj)?;
     if !existing && !uris.is_empty() && !fetch.is_empty() {
         return Err(check(
             format!("Tried to add both uri (deprecated) and fetch parameters on {name}"),
@@ -287,23 +256,43 @@ pub(crate) fn parse(
             false,
         ));
     }
-    let mut env = Vec::new();
-    for e in objects(obj.get("environmentVariables"), "environmentVariables")? {
-        env.push(json!({
-            "name": jackson::text(required(e, "name", "environmentVariables[]")?),
-            "value": jackson::text(required(e, "value", "environmentVariables[]")?),
-        }));
+    let mut m = fields(obj, cfg, &name);
+    m.insert("fetch".into(), Value::Array(fetch));
+    m.insert("uris".into(), Value::Array(uris));
+    m.insert(
+        "environmentVariables".into(),
+        Value::Array(environment(obj)?),
+    );
+    m.insert(
+        "arguments".into(),
+        Value::Array(texts(obj.get("arguments"))),
+    );
+    m.insert("highPriority".into(), bool_or(obj, "highPriority", false));
+    m.insert("runAsUser".into(), text_or(obj, "runAsUser", "root"));
+    m.insert("concurrent".into(), bool_or(obj, "concurrent", false));
+    if let Some(c) = container(obj, generation)? {
+        m.insert("container".into(), c);
     }
-    let mut constraints = Vec::new();
-    if let Some(Value::Array(cs)) = obj.get("constraints") {
-        for c in cs {
-            let at = |i: usize| c.get(i).map(jackson::text).unwrap_or_default();
-            // Any other operator is dropped, as `JobDeserializer` does (`case _ =>`).
-            if matches!(at(1).as_str(), "EQUALS" | "LIKE" | "UNLIKE") {
-                constraints.push(json!([at(0), at(1), at(2)]));
-            }
-        }
+    m.insert("constraints".into(), Value::Array(constraints(obj)));
+    if dependent {
+        m.insert("parents".into(), json!(parents));
+    } else {
+        m.insert(
+            "schedule".into(),
+            json!(schedule_text.clone().unwrap_or_default()),
+        );
+        m.insert("scheduleTimeZone".into(), json!(zone));
     }
+    Ok(JobDef {
+        map: m,
+        schedule,
+        parents,
+        generation,
+    })
+}
+
+/// The scalar fields with the server's defaults, in `JobSerializer`'s order, up to `errorsSinceLastSuccess`.
+fn fields(obj: &Map<String, Value>, cfg: &Config, name: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("name".into(), json!(name));
     m.insert("command".into(), text_or(obj, "command", ""));
@@ -340,35 +329,102 @@ pub(crate) fn parse(
         "errorsSinceLastSuccess".into(),
         long_or(obj, "errorsSinceLastSuccess", 0),
     );
-    m.insert("fetch".into(), Value::Array(fetch));
-    m.insert("uris".into(), Value::Array(uris));
-    m.insert("environmentVariables".into(), Value::Array(env));
-    m.insert(
-        "arguments".into(),
-        Value::Array(texts(obj.get("arguments"))),
-    );
-    m.insert("highPriority".into(), bool_or(obj, "highPriority", false));
-    m.insert("runAsUser".into(), text_or(obj, "runAsUser", "root"));
-    m.insert("concurrent".into(), bool_or(obj, "concurrent", false));
-    if let Some(c) = container(obj, generation)? {
-        m.insert("container".into(), c);
+    m
+}
+
+/// A scheduled job's `schedule` text (one run now when absent) and its parse; a schedule that
+/// does not parse, or (3.x, new job) starts before 1970, is refused.
+fn schedule(
+    obj: &Map<String, Value>,
+    zone: &str,
+    generation: Generation,
+    existing: bool,
+    now: DateTime<Utc>,
+) -> Result<(String, Schedule), Refusal> {
+    let text = match obj.get("schedule") {
+        Some(v) => jackson::text(v),
+        // No schedule and no parents: run once, now.
+        None => match generation {
+            Generation::V2 => "R1//PT24H".to_owned(),
+            Generation::V3 => {
+                format!("R1/{}/PT24H", iso8601::print_date_time(now.fixed_offset()))
+            }
+        },
+    };
+    let Some(parsed) = iso8601::parse(&text, zone, generation, now) else {
+        return Err(check(
+            format!("Cannot parse schedule '{text}' (wtf bro)"),
+            true,
+            false,
+        ));
+    };
+    if generation == Generation::V3 && !existing && parsed.start.timestamp() < 1 {
+        return Err(check(
+            format!(
+                "Scheduled start date '{}' is before 1970!",
+                iso8601::print_date_time(parsed.start)
+            ),
+            true,
+            false,
+        ));
     }
-    m.insert("constraints".into(), Value::Array(constraints));
-    if dependent {
-        m.insert("parents".into(), json!(parents));
-    } else {
-        m.insert(
-            "schedule".into(),
-            json!(schedule_text.clone().unwrap_or_default()),
-        );
-        m.insert("scheduleTimeZone".into(), json!(zone));
+    let schedule = to_schedule(&parsed);
+    Ok((text, schedule))
+}
+
+/// `fetch`, each entry with the server's defaults.
+fn fetch(obj: &Map<String, Value>) -> Result<Vec<Value>, Refusal> {
+    let mut fetch = Vec::new();
+    for f in objects(obj.get("fetch"), "fetch")? {
+        fetch.push(json!({
+            "uri": f.get("uri").map(jackson::text).unwrap_or_default(),
+            "executable": f.get("executable").is_some_and(jackson::boolean),
+            "cache": f.get("cache").is_some_and(jackson::boolean),
+            "extract": f.get("extract").is_none_or(jackson::boolean),
+            "output_file": f.get("output_file").map(jackson::text).unwrap_or_default(),
+        }));
     }
-    Ok(JobDef {
-        map: m,
-        schedule,
-        parents,
-        generation,
-    })
+    Ok(fetch)
+}
+
+/// `environmentVariables`: each needs a `name` and a `value`.
+fn environment(obj: &Map<String, Value>) -> Result<Vec<Value>, Refusal> {
+    let mut env = Vec::new();
+    for e in objects(obj.get("environmentVariables"), "environmentVariables")? {
+        env.push(json!({
+            "name": jackson::text(required(e, "name", "environmentVariables[]")?),
+            "value": jackson::text(required(e, "value", "environmentVariables[]")?),
+        }));
+    }
+    Ok(env)
+}
+
+/// `constraints` with an operator the server knows (`EQUALS`, `LIKE`, `UNLIKE`); any other is
+/// dropped, as `JobDeserializer` does (`case _ =>`).
+fn constraints(obj: &Map<String, Value>) -> Vec<Value> {
+    let mut constraints = Vec::new();
+    if let Some(Value::Array(cs)) = obj.get("constraints") {
+        for c in cs {
+            let at = |i: usize| c.get(i).map(jackson::text).unwrap_or_default();
+            if matches!(at(1).as_str(), "EQUALS" | "LIKE" | "UNLIKE") {
+                constraints.push(json!([at(0), at(1), at(2)]));
+            }
+        }
+    }
+    constraints
+}
+
+/// A list of `{"key", "value"}` objects (`parameters`, `labels`, `external.options`), each
+/// needing both; `field` and `item` name the list and its entries in a refusal.
+fn key_values(list: Option<&Value>, field: &str, item: &str) -> Result<Vec<Value>, Refusal> {
+    let mut out = Vec::new();
+    for p in objects(list, field)? {
+        out.push(json!({
+            "key": jackson::text(required(p, "key", item)?),
+            "value": jackson::text(required(p, "value", item)?),
+        }));
+    }
+    Ok(out)
 }
 
 /// The scheduler's view of a parsed schedule (months and years at their nominal length).
@@ -410,52 +466,12 @@ fn container(obj: &Map<String, Value>, generation: Generation) -> Result<Option<
     };
     let mut volumes = Vec::new();
     for v in objects(c.get("volumes"), "container.volumes")? {
-        let mut o = Map::new();
-        if let Some(h) = v.get("hostPath") {
-            o.insert("hostPath".into(), json!(jackson::text(h)));
-        }
-        o.insert(
-            "containerPath".into(),
-            json!(jackson::text(required(v, "containerPath", "volumes[]")?)),
-        );
-        if let Some(mode) = v.get("mode") {
-            let mode = enumeration(
-                &jackson::text(mode).to_uppercase(),
-                &["RW", "RO"],
-                "volumes[].mode",
-            )?;
-            o.insert("mode".into(), json!(mode));
-        }
-        if let Some(ext) = v.get("external").filter(|_| generation == Generation::V3) {
-            let mut options = Vec::new();
-            for p in objects(ext.get("options"), "external.options")? {
-                options.push(json!({
-                    "key": jackson::text(required(p, "key", "options[]")?),
-                    "value": jackson::text(required(p, "value", "options[]")?),
-                }));
-            }
-            let e = ext.as_object().cloned().unwrap_or_default();
-            o.insert(
-                "external".into(),
-                json!({
-                    "name": jackson::text(required(&e, "name", "external")?),
-                    "provider": jackson::text(required(&e, "provider", "external")?),
-                    "options": options,
-                }),
-            );
-        }
-        volumes.push(Value::Object(o));
+        volumes.push(volume(v, generation)?);
     }
     let force_pull = c
         .get("forcePullImage")
         .is_some_and(|v| jackson::text(v).eq_ignore_ascii_case("true"));
-    let mut parameters = Vec::new();
-    for p in objects(c.get("parameters"), "container.parameters")? {
-        parameters.push(json!({
-            "key": jackson::text(required(p, "key", "parameters[]")?),
-            "value": jackson::text(required(p, "value", "parameters[]")?),
-        }));
-    }
+    let parameters = key_values(c.get("parameters"), "container.parameters", "parameters[]")?;
     let mut out = Map::new();
     out.insert("type".into(), json!(ctype));
     out.insert("image".into(), json!(image));
@@ -466,51 +482,7 @@ fn container(obj: &Map<String, Value>, generation: Generation) -> Result<Option<
         }
         let mut infos = Vec::new();
         for n in objects(c.get("networkInfos"), "container.networkInfos")? {
-            let mut info = Map::new();
-            info.insert(
-                "name".into(),
-                json!(jackson::text(required(n, "name", "networkInfos[]")?)),
-            );
-            if let Some(p) = n.get("protocol").filter(|p| !p.is_null()) {
-                info.insert(
-                    "protocol".into(),
-                    json!(enumeration(
-                        &jackson::text(p),
-                        &["IPv4", "IPv6"],
-                        "networkInfos[].protocol"
-                    )?),
-                );
-            }
-            let mut labels = Vec::new();
-            for l in objects(n.get("labels"), "networkInfos[].labels")? {
-                labels.push(json!({
-                    "key": jackson::text(required(l, "key", "labels[]")?),
-                    "value": jackson::text(required(l, "value", "labels[]")?),
-                }));
-            }
-            info.insert("labels".into(), Value::Array(labels));
-            let mut mappings = Vec::new();
-            for pm in objects(n.get("portMappings"), "networkInfos[].portMappings")? {
-                let mut o = Map::new();
-                o.insert(
-                    "hostPort".into(),
-                    json!(jackson::long(required(pm, "hostPort", "portMappings[]")?)),
-                );
-                o.insert(
-                    "containerPort".into(),
-                    json!(jackson::long(required(
-                        pm,
-                        "containerPort",
-                        "portMappings[]"
-                    )?)),
-                );
-                if let Some(p) = pm.get("protocol").filter(|p| !p.is_null()) {
-                    o.insert("protocol".into(), json!(jackson::text(p)));
-                }
-                mappings.push(Value::Object(o));
-            }
-            info.insert("portMappings".into(), Value::Array(mappings));
-            infos.push(Value::Object(info));
+            infos.push(network_info(n)?);
         }
         out.insert("networkInfos".into(), Value::Array(infos));
     }
@@ -518,6 +490,84 @@ fn container(obj: &Map<String, Value>, generation: Generation) -> Result<Option<
     out.insert("forcePullImage".into(), json!(force_pull));
     out.insert("parameters".into(), Value::Array(parameters));
     Ok(Some(Value::Object(out)))
+}
+
+/// One of `container.volumes`: `containerPath` required, `mode` `RW` or `RO`, and (3.x) an
+/// `external` volume's `name`, `provider` and `options`.
+fn volume(v: &Map<String, Value>, generation: Generation) -> Result<Value, Refusal> {
+    let mut o = Map::new();
+    if let Some(h) = v.get("hostPath") {
+        o.insert("hostPath".into(), json!(jackson::text(h)));
+    }
+    o.insert(
+        "containerPath".into(),
+        json!(jackson::text(required(v, "containerPath", "volumes[]")?)),
+    );
+    if let Some(mode) = v.get("mode") {
+        let mode = enumeration(
+            &jackson::text(mode).to_uppercase(),
+            &["RW", "RO"],
+            "volumes[].mode",
+        )?;
+        o.insert("mode".into(), json!(mode));
+    }
+    if let Some(ext) = v.get("external").filter(|_| generation == Generation::V3) {
+        let options = key_values(ext.get("options"), "external.options", "options[]")?;
+        let e = ext.as_object().cloned().unwrap_or_default();
+        o.insert(
+            "external".into(),
+            json!({
+                "name": jackson::text(required(&e, "name", "external")?),
+                "provider": jackson::text(required(&e, "provider", "external")?),
+                "options": options,
+            }),
+        );
+    }
+    Ok(Value::Object(o))
+}
+
+/// One of 3.x's `container.networkInfos`: `name` required, `protocol` `IPv4` or `IPv6`,
+/// `labels` and `portMappings` (`hostPort` and `containerPort` required).
+fn network_info(n: &Map<String, Value>) -> Result<Value, Refusal> {
+    let mut info = Map::new();
+    info.insert(
+        "name".into(),
+        json!(jackson::text(required(n, "name", "networkInfos[]")?)),
+    );
+    if let Some(p) = n.get("protocol").filter(|p| !p.is_null()) {
+        info.insert(
+            "protocol".into(),
+            json!(enumeration(
+                &jackson::text(p),
+                &["IPv4", "IPv6"],
+                "networkInfos[].protocol"
+            )?),
+        );
+    }
+    let labels = key_values(n.get("labels"), "networkInfos[].labels", "labels[]")?;
+    info.insert("labels".into(), Value::Array(labels));
+    let mut mappings = Vec::new();
+    for pm in objects(n.get("portMappings"), "networkInfos[].portMappings")? {
+        let mut o = Map::new();
+        o.insert(
+            "hostPort".into(),
+            json!(jackson::long(required(pm, "hostPort", "portMappings[]")?)),
+        );
+        o.insert(
+            "containerPort".into(),
+            json!(jackson::long(required(
+                pm,
+                "containerPort",
+                "portMappings[]"
+            )?)),
+        );
+        if let Some(p) = pm.get("protocol").filter(|p| !p.is_null()) {
+            o.insert("protocol".into(), json!(jackson::text(p)));
+        }
+        mappings.push(Value::Object(o));
+    }
+    info.insert("portMappings".into(), Value::Array(mappings));
+    Ok(Value::Object(info))
 }
 
 /// The job as `generation`'s `JobSerializer` writes it.

@@ -89,7 +89,8 @@ struct State {
     closed: bool,
 }
 
-/// The cluster.
+/// The emulated cluster: its agents and their cgroups, the queued and running tasks, the
+/// runtimes, and the recovery record.
 pub(crate) struct Cluster {
     pub(crate) cfg: Config,
     pub(crate) id: String,
@@ -123,63 +124,7 @@ impl Cluster {
             }
         })
         .await;
-        let (cgroups, cgroup_note) = if cfg.no_cgroups {
-            (None, Some("cgroups disabled by configuration".to_owned()))
-        } else {
-            match CgroupLayout::detect(&cfg.cgroup_root, &cfg.cgroup_prefix) {
-                Ok(l) => (Some(l), None),
-                Err(e) => (None, Some(e)),
-            }
-        };
-        let mut agents = Vec::new();
-        let mut cgroups = cgroups;
-        let mut cgroup_note = cgroup_note;
-        for index in 0..cfg.agents {
-            let agent_id = format!("{id}-S{index}");
-            let cgroup = match &cgroups {
-                Some(layout) => {
-                    let g = layout.group(&Path::new(&cfg.cgroup_prefix).join(&agent_id));
-                    match g.create(cfg.cpus_per_agent) {
-                        Ok(()) => Some(g),
-                        Err(e) => {
-                            cgroup_note = Some(format!(
-                                "cannot create agent cgroup {}: {e}",
-                                g.rel().display()
-                            ));
-                            let _ = g.destroy(Duration::ZERO);
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-            agents.push(Agent {
-                index,
-                id: agent_id,
-                hostname: cfg.hostname.clone(),
-                cpus: cfg.cpus_per_agent,
-                mem: cfg.mem_per_agent,
-                disk: cfg.disk_per_agent,
-                cgroup,
-                url: OnceLock::new(),
-            });
-        }
-        if cgroup_note.is_some() {
-            for a in &mut agents {
-                if let Some(g) = a.cgroup.take() {
-                    let _ = g.destroy(Duration::ZERO);
-                }
-            }
-            if let Some(layout) = cgroups.take() {
-                layout.remove_prefix(&cfg.cgroup_prefix);
-            }
-        }
-        if let Some(note) = &cgroup_note {
-            tracing::warn!(
-                "CPU limits are NOT enforced ({note}); tasks run as plain processes. Run as root \
-                 on a machine with writable cgroups for real limits."
-            );
-        }
+        let (agents, cgroups, cgroup_note) = agents(&cfg, &id);
         let docker = match cfg.runtime {
             RuntimeKind::Process => None,
             RuntimeKind::Docker => Some(DockerRuntime::connect(&cfg).await?),
@@ -204,17 +149,7 @@ impl Cluster {
             docker_host: docker.as_ref().map(|_| crate::docker::docker_host(&cfg)),
             tasks: Default::default(),
         };
-        let registry = match crate::recovery::Registry::open(&cfg.state_dir, record) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(
-                    "no recovery record in {} ({e}): should this testbed die without stopping, \
-                     the next one cannot clean up its tasks",
-                    cfg.state_dir.display()
-                );
-                None
-            }
-        };
+        let registry = open_registry(&cfg, record);
         let state = State {
             used: vec![Used::default(); agents.len()],
             ..State::default()
@@ -272,15 +207,10 @@ impl Cluster {
             let mut st = self.lock();
             if st.closed {
                 drop(st);
-                let _ = sink.send(TaskUpdate {
-                    task_id: spec.task_id,
-                    state: TaskState::Killed,
-                    agent_id: String::new(),
-                    host: String::new(),
-                    ports: Vec::new(),
-                    message: "the testbed is shutting down".to_owned(),
-                    at: Utc::now(),
-                });
+                let _ = sink.send(TaskUpdate::killed_unplaced(
+                    spec.task_id,
+                    "the testbed is shutting down",
+                ));
                 return;
             }
             st.pending.push_back(Pending { spec, sink });
@@ -301,15 +231,10 @@ impl Cluster {
             let mut st = self.lock();
             if let Some(pos) = st.pending.iter().position(|p| p.spec.task_id == task_id) {
                 if let Some(p) = st.pending.remove(pos) {
-                    let _ = p.sink.send(TaskUpdate {
-                        task_id: p.spec.task_id,
-                        state: TaskState::Killed,
-                        agent_id: String::new(),
-                        host: String::new(),
-                        ports: Vec::new(),
-                        message: "killed before it was launched".to_owned(),
-                        at: Utc::now(),
-                    });
+                    let _ = p.sink.send(TaskUpdate::killed_unplaced(
+                        p.spec.task_id,
+                        "killed before it was launched",
+                    ));
                 }
             } else if let Some(live) = st.live.get(task_id) {
                 let g = grace.unwrap_or(live.default_grace);
@@ -414,6 +339,89 @@ impl Cluster {
         }
         if let Some(r) = &self.registry {
             r.close();
+        }
+    }
+}
+
+/// One agent per `cfg.agents`, each with its cgroup (quota = its CPUs) when the machine's
+/// cgroups can be written. Should any cgroup fail, none is kept (limits are then enforced
+/// nowhere, not on some agents only); the note says why, and is logged.
+fn agents(cfg: &Config, id: &str) -> (Vec<Agent>, Option<CgroupLayout>, Option<String>) {
+    let (cgroups, cgroup_note) = if cfg.no_cgroups {
+        (None, Some("cgroups disabled by configuration".to_owned()))
+    } else {
+        match CgroupLayout::detect(&cfg.cgroup_root, &cfg.cgroup_prefix) {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(e)),
+        }
+    };
+    let mut agents = Vec::new();
+    let mut cgroups = cgroups;
+    let mut cgroup_note = cgroup_note;
+    for index in 0..cfg.agents {
+        let agent_id = format!("{id}-S{index}");
+        let cgroup = match &cgroups {
+            Some(layout) => {
+                let g = layout.group(&Path::new(&cfg.cgroup_prefix).join(&agent_id));
+                match g.create(cfg.cpus_per_agent) {
+                    Ok(()) => Some(g),
+                    Err(e) => {
+                        cgroup_note = Some(format!(
+                            "cannot create agent cgroup {}: {e}",
+                            g.rel().display()
+                        ));
+                        let _ = g.destroy(Duration::ZERO);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        agents.push(Agent {
+            index,
+            id: agent_id,
+            hostname: cfg.hostname.clone(),
+            cpus: cfg.cpus_per_agent,
+            mem: cfg.mem_per_agent,
+            disk: cfg.disk_per_agent,
+            cgroup,
+            url: OnceLock::new(),
+        });
+    }
+    if cgroup_note.is_some() {
+        for a in &mut agents {
+            if let Some(g) = a.cgroup.take() {
+                let _ = g.destroy(Duration::ZERO);
+            }
+        }
+        if let Some(layout) = cgroups.take() {
+            layout.remove_prefix(&cfg.cgroup_prefix);
+        }
+    }
+    if let Some(note) = &cgroup_note {
+        tracing::warn!(
+            "CPU limits are NOT enforced ({note}); tasks run as plain processes. Run as root \
+             on a machine with writable cgroups for real limits."
+        );
+    }
+    (agents, cgroups, cgroup_note)
+}
+
+/// This testbed's recovery record in `state_dir` (none, with a warning, when it cannot be
+/// written).
+fn open_registry(
+    cfg: &Config,
+    record: crate::recovery::Record,
+) -> Option<crate::recovery::Registry> {
+    match crate::recovery::Registry::open(&cfg.state_dir, record) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(
+                "no recovery record in {} ({e}): should this testbed die without stopping, \
+                 the next one cannot clean up its tasks",
+                cfg.state_dir.display()
+            );
+            None
         }
     }
 }

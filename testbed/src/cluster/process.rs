@@ -99,60 +99,45 @@ impl Cluster {
         };
         // Cleanup before the terminal update, so that a framework reacting to it finds the
         // resources free.
-        let cgroup = self
+        self.release(&a.id, &task_id).await;
+        self.wake.notify_one();
+        let (state, message) = outcome.terminal();
+        let _ = sink.send(update(state, message));
+    }
+
+    fn is_task_cgroup(&self, g: &Cgroup) -> bool {
+        g.rel().starts_with(&self.cfg.cgroup_prefix)
+    }
+
+    /// A task ended: removes its cgroup, its metadata (and its container's), tells the registry
+    /// and gives its resources back to the agent.
+    async fn release(&self, agent_id: &str, task_id: &str) {
+        let (cgroup, cid) = self
             .lock()
             .live
-            .get(&task_id)
-            .and_then(|l| l.cgroup.clone());
-        let cid = self
-            .lock()
-            .live
-            .get(&task_id)
-            .and_then(|l| l.container_id.clone());
+            .get(task_id)
+            .map(|l| (l.cgroup.clone(), l.container_id.clone()))
+            .unwrap_or_default();
         if let Some(g) = cgroup.filter(|g| self.is_task_cgroup(g)) {
             let r = tokio::task::spawn_blocking(move || g.destroy(Duration::from_secs(5))).await;
             if let Ok(Err(e)) = r {
                 tracing::warn!("task {task_id}: cgroup cleanup: {e}");
             }
         }
-        self.remove_meta(&a.id, &task_id);
+        self.remove_meta(agent_id, task_id);
         if let Some(cid) = cid {
-            self.remove_meta(&a.id, &cid);
+            self.remove_meta(agent_id, &cid);
         }
         if let Some(r) = &self.registry {
-            r.task_ended(&task_id);
+            r.task_ended(task_id);
         }
-        {
-            let mut st = self.lock();
-            if let Some(l) = st.live.remove(&task_id) {
-                let u = &mut st.used[l.agent];
-                u.cpus = (u.cpus - l.cpus).max(0.0);
-                u.mem = (u.mem - l.mem).max(0.0);
-                u.disk = (u.disk - l.disk).max(0.0);
-            }
+        let mut st = self.lock();
+        if let Some(l) = st.live.remove(task_id) {
+            let u = &mut st.used[l.agent];
+            u.cpus = (u.cpus - l.cpus).max(0.0);
+            u.mem = (u.mem - l.mem).max(0.0);
+            u.disk = (u.disk - l.disk).max(0.0);
         }
-        self.wake.notify_one();
-        let (state, message) = match outcome {
-            Outcome::Exited(0) => (
-                TaskState::Finished,
-                "Command exited with status 0".to_owned(),
-            ),
-            Outcome::Exited(code) => (
-                TaskState::Failed,
-                format!("Command exited with status {code}"),
-            ),
-            Outcome::Signaled(sig) => (
-                TaskState::Failed,
-                format!("Command terminated with signal {sig}"),
-            ),
-            Outcome::Killed(m) => (TaskState::Killed, m),
-            Outcome::Failed(m) => (TaskState::Failed, m),
-        };
-        let _ = sink.send(update(state, message));
-    }
-
-    fn is_task_cgroup(&self, g: &Cgroup) -> bool {
-        g.rel().starts_with(&self.cfg.cgroup_prefix)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -249,40 +234,7 @@ impl Cluster {
             grace = wait_kill(kill_rx, default_grace) => {
                 self.set_state(task_id, TaskState::Killing);
                 let _ = sink.send(update(TaskState::Killing, String::new()));
-                if let Some(pg) = pgid {
-                    let _ = killpg(pg, Signal::SIGTERM);
-                }
-                let mut grace = grace;
-                loop {
-                    tokio::select! {
-                        status = child.wait() => {
-                            drop(status);
-                            break;
-                        }
-                        () = tokio::time::sleep(grace) => {
-                            if let Some(pg) = pgid {
-                                let _ = killpg(pg, Signal::SIGKILL);
-                            }
-                            if let Some(g) = &cgroup {
-                                for p in g.pids() {
-                                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-                                }
-                            }
-                            let _ = child.wait().await;
-                            break;
-                        }
-                        changed = kill_rx.changed() => {
-                            // A shorter grace arrived (e.g. shutdown); restart the wait with it.
-                            if changed.is_ok() {
-                                if let Some(g) = *kill_rx.borrow() {
-                                    grace = g.min(grace);
-                                }
-                            } else {
-                                grace = Duration::ZERO;
-                            }
-                        }
-                    }
-                }
+                stop_process(&mut child, pgid, cgroup.as_ref(), kill_rx, grace).await;
                 Outcome::Killed("Command terminated on request".to_owned())
             }
         };
@@ -345,5 +297,50 @@ async fn wait_joined(g: &Cgroup, pid: u32) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// SIGTERM to the task's process group, then SIGKILL to it and to everything left in its cgroup
+/// once `grace` passes (a later, shorter grace from `kill_rx` shortens the wait); returns once
+/// the task's process is reaped.
+async fn stop_process(
+    child: &mut tokio::process::Child,
+    pgid: Option<Pid>,
+    cgroup: Option<&Cgroup>,
+    kill_rx: &mut watch::Receiver<Option<Duration>>,
+    mut grace: Duration,
+) {
+    if let Some(pg) = pgid {
+        let _ = killpg(pg, Signal::SIGTERM);
+    }
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                drop(status);
+                return;
+            }
+            () = tokio::time::sleep(grace) => {
+                if let Some(pg) = pgid {
+                    let _ = killpg(pg, Signal::SIGKILL);
+                }
+                if let Some(g) = cgroup {
+                    for p in g.pids() {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                    }
+                }
+                let _ = child.wait().await;
+                return;
+            }
+            changed = kill_rx.changed() => {
+                // A shorter grace arrived (e.g. shutdown); restart the wait with it.
+                if changed.is_ok() {
+                    if let Some(g) = *kill_rx.borrow() {
+                        grace = g.min(grace);
+                    }
+                } else {
+                    grace = Duration::ZERO;
+                }
+            }
+        }
     }
 }

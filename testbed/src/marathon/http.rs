@@ -466,13 +466,7 @@ async fn delete_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Resp
                 };
                 t.kill_requested = true;
                 let task = Marathon::task_json(&id, t);
-                let grace = app
-                    .def
-                    .get("taskKillGracePeriodSeconds")
-                    .and_then(Value::as_f64)
-                    .map(std::time::Duration::from_secs_f64);
-                let kill = m.cluster.kill(&task_id, grace);
-                m.cluster.spawn(kill);
+                m.kill_task(&task_id, app.kill_grace());
                 if scale {
                     let n = app
                         .def

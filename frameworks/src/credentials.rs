@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use reqwest::Url;
 use serde_json::{Map, Value};
 
+use crate::lenient::kind_of;
+
 /// How requests authenticate.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub enum Auth {
@@ -227,17 +229,6 @@ impl Credentials {
     #[must_use]
     pub fn auth(&self) -> &Auth {
         &self.auth
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -506,21 +506,13 @@ pub(crate) fn classify(
             method,
             url,
             status: code,
-            body: if parsed.message.is_empty() {
-                reason.to_owned()
-            } else {
-                parsed.message
-            },
+            body: message,
         },
         _ => FrameworkError::UnexpectedStatus {
             method,
             url,
             status: code,
-            body: if parsed.message.is_empty() {
-                reason.to_owned()
-            } else {
-                parsed.message
-            },
+            body: message,
         },
     }
 }

@@ -58,6 +58,20 @@ pub fn as_bool(value: &Value) -> Option<bool> {
     }
 }
 
+/// A JSON value's type as an error message names it: `null`, `a boolean`, `a number`, `a string`,
+/// `an array`, `an object`.
+#[must_use]
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// `deserialize_with` for an optional number that may arrive as a string. `null` and values of
 /// the wrong type read as `None` (tolerant by design: a field we cannot read is treated as absent).
 pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -78,10 +92,33 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The map accessors shared by the tolerant whole-object models (`ChronosJob`, `MarathonApp`):
-/// each is a newtype over the server's JSON object, so unknown fields survive a round trip.
+/// The conversions and map accessors shared by the tolerant whole-object models (`ChronosJob`,
+/// `MarathonApp`): each is a newtype over the server's JSON object, so unknown fields survive a
+/// round trip. `$what` names the object in the error for a value that is not an object.
 macro_rules! json_object_accessors {
-    ($ty:ty) => {
+    ($ty:ty, $what:literal) => {
+        impl From<Map<String, Value>> for $ty {
+            fn from(map: Map<String, Value>) -> Self {
+                Self(map)
+            }
+        }
+
+        impl TryFrom<Value> for $ty {
+            type Error = $crate::FrameworkError;
+            fn try_from(value: Value) -> Result<Self, Self::Error> {
+                match value {
+                    Value::Object(map) => Ok(Self(map)),
+                    other => Err($crate::FrameworkError::invalid_input(
+                        $what,
+                        format!(
+                            "must be a JSON object, found {}",
+                            $crate::error::truncate(&other.to_string(), 80)
+                        ),
+                    )),
+                }
+            }
+        }
+
         impl $ty {
             /// The whole object.
             #[must_use]

@@ -281,12 +281,7 @@ impl ChronosClient {
     /// [`FrameworkError::NotFound`] for an unknown job (also when a retried delete already
     /// succeeded), or any other [`FrameworkError`].
     pub async fn delete_job(&self, name: &str) -> Result<(), FrameworkError> {
-        validate_job_name(name)?;
-        let url = self.url(&["job", name]);
-        self.http
-            .execute(Request::without_body(Method::DELETE, url, true))
-            .await
-            .map(drop)
+        self.delete(&["job"], name).await
     }
 
     /// `DELETE …/task/kill/{name}`: kill the job's running tasks.
@@ -294,10 +289,16 @@ impl ChronosClient {
     /// # Errors
     /// [`FrameworkError::NotFound`] for an unknown job, or any other [`FrameworkError`].
     pub async fn kill_job_tasks(&self, name: &str) -> Result<(), FrameworkError> {
+        self.delete(&["task", "kill"], name).await
+    }
+
+    /// `DELETE …/<segments>/{name}` for a job name checked against Chronos' rule.
+    async fn delete(&self, segments: &[&str], name: &str) -> Result<(), FrameworkError> {
         validate_job_name(name)?;
-        let url = self.url(&["task", "kill", name]);
+        let mut path = segments.to_vec();
+        path.push(name);
         self.http
-            .execute(Request::without_body(Method::DELETE, url, true))
+            .execute(Request::without_body(Method::DELETE, self.url(&path), true))
             .await
             .map(drop)
     }

@@ -25,28 +25,6 @@ pub const SERVER_COUNTERS: &[&str] = &[
 #[serde(transparent)]
 pub struct ChronosJob(Map<String, Value>);
 
-impl From<Map<String, Value>> for ChronosJob {
-    fn from(map: Map<String, Value>) -> Self {
-        Self(map)
-    }
-}
-
-impl TryFrom<Value> for ChronosJob {
-    type Error = FrameworkError;
-    fn try_from(value: Value) -> Result<Self, Self::Error> {
-        match value {
-            Value::Object(map) => Ok(Self(map)),
-            other => Err(FrameworkError::invalid_input(
-                "Chronos job",
-                format!(
-                    "must be a JSON object, found {}",
-                    crate::error::truncate(&other.to_string(), 80)
-                ),
-            )),
-        }
-    }
-}
-
 /// Checks a job name against Chronos' `JobUtils.jobNamePattern` `([\w\.-]+)`: ASCII letters,
 /// digits, `_`, `.` and `-`, nothing else (no `/`, no spaces).
 ///
@@ -69,7 +47,7 @@ pub fn validate_job_name(name: &str) -> Result<(), FrameworkError> {
     Ok(())
 }
 
-crate::lenient::json_object_accessors!(ChronosJob);
+crate::lenient::json_object_accessors!(ChronosJob, "Chronos job");
 
 impl ChronosJob {
     /// A job with only a `name`.
@@ -187,22 +165,21 @@ impl ChronosJob {
         self.count("errorCount")
     }
 
+    /// A string field that is not empty (Chronos writes `""` for "never").
+    fn non_empty_text(&self, key: &str) -> Option<&str> {
+        self.text(key).filter(|s| !s.is_empty())
+    }
+
     /// `lastSuccess` timestamp, when not empty.
     #[must_use]
     pub fn last_success(&self) -> Option<&str> {
-        self.0
-            .get("lastSuccess")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+        self.non_empty_text("lastSuccess")
     }
 
     /// `lastError` timestamp, when not empty.
     #[must_use]
     pub fn last_error(&self) -> Option<&str> {
-        self.0
-            .get("lastError")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+        self.non_empty_text("lastError")
     }
 
     /// `container.image`.

@@ -232,16 +232,7 @@ impl MarathonClient {
         id: &str,
         force: bool,
     ) -> Result<DeploymentResult, FrameworkError> {
-        let id = AppId::parse(id)?;
-        let mut url = self.app_url(&id, &[]);
-        if force {
-            url.query_pairs_mut().append_pair("force", "true");
-        }
-        let resp = self
-            .http
-            .execute(Request::without_body(Method::DELETE, url, true))
-            .await?;
-        deployment_result(&resp)
+        self.app_action(Method::DELETE, id, &[], force, true).await
     }
 
     /// `POST /v2/apps/{id}/restart[?force=true]`: restarts every task without changing the app.
@@ -253,14 +244,28 @@ impl MarathonClient {
         id: &str,
         force: bool,
     ) -> Result<DeploymentResult, FrameworkError> {
+        self.app_action(Method::POST, id, &["restart"], force, false)
+            .await
+    }
+
+    /// A bodiless `method` on the app's URL (`segments` after its id, `?force=true` with
+    /// `force`) that starts a deployment; `idempotent` requests are retried.
+    async fn app_action(
+        &self,
+        method: Method,
+        id: &str,
+        segments: &[&str],
+        force: bool,
+        idempotent: bool,
+    ) -> Result<DeploymentResult, FrameworkError> {
         let id = AppId::parse(id)?;
-        let mut url = self.app_url(&id, &["restart"]);
+        let mut url = self.app_url(&id, segments);
         if force {
             url.query_pairs_mut().append_pair("force", "true");
         }
         let resp = self
             .http
-            .execute(Request::without_body(Method::POST, url, false))
+            .execute(Request::without_body(method, url, idempotent))
             .await?;
         deployment_result(&resp)
     }

@@ -140,30 +140,7 @@ impl std::str::FromStr for AppId {
 #[serde(transparent)]
 pub struct MarathonApp(Map<String, Value>);
 
-impl From<Map<String, Value>> for MarathonApp {
-    fn from(map: Map<String, Value>) -> Self {
-        Self(map)
-    }
-}
-
-impl TryFrom<Value> for MarathonApp {
-    type Error = FrameworkError;
-    fn try_from(value: Value) -> Result<Self, Self::Error> {
-        match value {
-            Value::Object(map) => Ok(Self(map)),
-            other => Err(FrameworkError::invalid_input(
-                "Marathon app",
-                format!("must be a JSON object, found {}", short(&other)),
-            )),
-        }
-    }
-}
-
-fn short(v: &Value) -> String {
-    crate::error::truncate(&v.to_string(), 80)
-}
-
-crate::lenient::json_object_accessors!(MarathonApp);
+crate::lenient::json_object_accessors!(MarathonApp, "Marathon app");
 
 impl MarathonApp {
     /// An app with only an `id`.

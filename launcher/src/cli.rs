@@ -4,23 +4,14 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use frameworks::{ClientConfig, SupervisorClient};
 use qos_core::Framework;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::error::{EXIT_INPUT, EXIT_OK, LauncherError};
-use crate::rewrite::{
-    DEFAULT_CHECKPOINT_DIR, JobUuid, Pace, ReportPolicy, Settings, Strategy, SupervisorUrl,
-};
-use crate::submit::{
-    self, ChronosApi, FrameworkClient, SubmitRequest, Submitted, load_credentials, now_epoch,
-    supervisor_client,
-};
-use crate::view::{self, JobView};
-use crate::watch;
+use crate::error::{EXIT_INPUT, EXIT_OK};
+use crate::rewrite::{DEFAULT_CHECKPOINT_DIR, Pace, Strategy};
+use crate::submit::ChronosApi;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -205,7 +196,7 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
-/// Subcommands.
+/// The subcommands; without one the launcher takes the thesis' form (`-j`, `-c`/`-m`, `-i`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Register a job with the supervisor, then submit it to its framework (rolled back on failure).
@@ -354,7 +345,7 @@ where
             return crate::error::EXIT_INTERNAL;
         }
     };
-    match runtime.block_on(dispatch(cli, out, err)) {
+    match runtime.block_on(crate::commands::dispatch(cli, out, err)) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             if output == Output::Json {
@@ -367,297 +358,5 @@ where
             let _ = writeln!(err, "error: {}", e.message);
             e.exit_code()
         }
-    }
-}
-
-fn client_config(global: &GlobalArgs) -> ClientConfig {
-    let timeout = Duration::from_secs(global.timeout.max(1));
-    ClientConfig {
-        timeout,
-        connect_timeout: timeout.min(Duration::from_secs(5)),
-        ..ClientConfig::default()
-    }
-}
-
-fn settings(global: &GlobalArgs, r: &RewriteArgs) -> Result<Settings, LauncherError> {
-    let mut s = Settings::new(SupervisorUrl::parse(&global.supervisor)?);
-    s.checkpoint_dir.clone_from(&r.checkpoint_dir);
-    s.shell_trap.clone_from(&r.shell_trap);
-    s.strategy = r.strategy;
-    s.grace_period = r.grace_period;
-    s.report = ReportPolicy {
-        attempts: r.report_attempts,
-        ..ReportPolicy::default()
-    };
-    s.pace = r.pace;
-    s.check()?;
-    Ok(s)
-}
-
-fn submit_request(
-    global: &GlobalArgs,
-    r: &RewriteArgs,
-    job_file: PathBuf,
-    framework: Option<Framework>,
-    creds: Option<PathBuf>,
-    dry_run: bool,
-) -> Result<SubmitRequest, LauncherError> {
-    Ok(SubmitRequest {
-        job_file,
-        framework,
-        creds,
-        settings: settings(global, r)?,
-        admin_token: global.admin_token.clone(),
-        uuid: r.uuid.as_deref().map(JobUuid::parse).transpose()?,
-        dry_run,
-        chronos_api: r.chronos_api,
-        client: client_config(global),
-    })
-}
-
-fn write_out(out: &mut dyn Write, text: &str) -> Result<(), LauncherError> {
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| LauncherError::internal(format!("cannot write to stdout: {e}")))
-}
-
-fn json_line(v: &Value) -> String {
-    format!(
-        "{}\n",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    )
-}
-
-async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), LauncherError> {
-    let global = cli.global.clone();
-    match cli.command {
-        None => {
-            let (framework, creds) = match (cli.credentials_chronos, cli.credentials_marathon) {
-                (Some(c), None) => (Some(Framework::Chronos), Some(c)),
-                (None, Some(m)) => (Some(Framework::Marathon), Some(m)),
-                (None, None) if cli.dry_run => (None, None),
-                _ => {
-                    return Err(LauncherError::input(
-                        "the thesis form needs -j JOB_FILE, one of -c CHRONOS_CREDENTIALS or \
-                         -m MARATHON_CREDENTIALS, and -i SUPERVISOR_URL (see --help)",
-                    ));
-                }
-            };
-            let Some(job) = cli.job_file else {
-                return Err(LauncherError::input(
-                    "the thesis form needs -j JOB_FILE (see --help for it and the subcommands)",
-                ));
-            };
-            let req = submit_request(&global, &cli.rewrite, job, framework, creds, cli.dry_run)?;
-            do_submit(&req, global.output, out, err).await
-        }
-        Some(Command::Submit(a)) => {
-            let req = submit_request(&global, &a.rewrite, a.job, a.framework, a.creds, a.dry_run)?;
-            do_submit(&req, global.output, out, err).await
-        }
-        Some(Command::Validate(a)) => {
-            let req = submit_request(&global, &a.rewrite, a.job, a.framework, None, true)?;
-            do_submit(&req, global.output, out, err).await
-        }
-        Some(Command::List) => {
-            let client = supervisor(&global)?;
-            let list = client.jobs().await.map_err(|e| {
-                LauncherError::from_framework("the supervisor", "listing the supervisor's jobs", &e)
-            })?;
-            match global.output {
-                Output::Json => write_out(out, &json_line(&list)),
-                Output::Human => {
-                    write_out(out, &view::render_list(&view::job_list(&list), now_epoch()))
-                }
-            }
-        }
-        Some(Command::Status { job }) => {
-            let client = supervisor(&global)?;
-            let uuid = view::resolve(&client, &job).await?;
-            let v = get_job(&client, &uuid).await?;
-            match global.output {
-                Output::Json => write_out(out, &json_line(&v)),
-                Output::Human => write_out(out, &view::render_status(&v, now_epoch())),
-            }
-        }
-        Some(Command::Watch { jobs, interval }) => {
-            let client = supervisor(&global)?;
-            let mut uuids = Vec::with_capacity(jobs.len());
-            for j in &jobs {
-                uuids.push(view::resolve(&client, j).await?);
-            }
-            let interval = Duration::from_secs_f64(if interval.is_finite() {
-                interval.clamp(0.1, 3600.0)
-            } else {
-                2.0
-            });
-            let finals = watch::watch(
-                &client,
-                &uuids,
-                interval,
-                global.output == Output::Json,
-                out,
-            )
-            .await?;
-            if global.output == Output::Human {
-                let mut text = String::new();
-                for v in &finals {
-                    let j = JobView(v);
-                    text.push_str(&format!(
-                        "{} {}: {} ({}, {} resizes)\n",
-                        j.uuid(),
-                        j.name(),
-                        j.state(),
-                        j.class(),
-                        j.resizes()
-                            .map_or_else(|| "?".to_owned(), |n| n.to_string())
-                    ));
-                }
-                write_out(out, &text)?;
-            }
-            Ok(())
-        }
-        Some(Command::Cancel {
-            job,
-            creds,
-            chronos_api,
-            keep_checkpoints,
-            wait,
-        }) => {
-            if !(wait.is_finite() && (0.0..=3600.0).contains(&wait)) {
-                return Err(LauncherError::input(format!(
-                    "--wait must be between 0 and 3600 seconds, got {wait}"
-                )));
-            }
-            let client = supervisor(&global)?;
-            let uuid = view::resolve(&client, &job).await?;
-            let v = get_job(&client, &uuid).await?;
-            let j = JobView(&v);
-            client
-                .cancel_job_with(&uuid, keep_checkpoints)
-                .await
-                .map_err(|e| {
-                    LauncherError::from_framework(
-                        "the supervisor",
-                        &format!("cancelling {uuid}"),
-                        &e,
-                    )
-                })?;
-            let framework: Option<Framework> = j.framework().parse().ok();
-            let mut done = None;
-            if let Some(path) = creds {
-                let framework = framework.ok_or_else(|| {
-                    LauncherError::internal(format!(
-                        "the supervisor's job {uuid} has no known framework ({:?})",
-                        j.framework()
-                    ))
-                })?;
-                let c = load_credentials(&path)?;
-                let fw =
-                    FrameworkClient::connect(framework, &c, chronos_api, &client_config(&global))
-                        .await?;
-                let what = fw
-                    .stop_and_delete(j.name(), Duration::from_secs_f64(wait))
-                    .await
-                    .map_err(|e| {
-                        LauncherError::from_framework(
-                            "the framework",
-                            &format!(
-                                "supervision of {uuid} stopped, but stopping and deleting {:?} \
-                                 in {framework:?}",
-                                j.name()
-                            ),
-                            &e,
-                        )
-                    })?;
-                done = Some((framework, what));
-            }
-            let checkpoints =
-                (framework == Some(Framework::Marathon)).then_some(if keep_checkpoints {
-                    "kept"
-                } else {
-                    "removed by shell-trap"
-                });
-            match global.output {
-                Output::Json => write_out(
-                    out,
-                    &json_line(&json!({"uuid": uuid, "name": j.name(), "cancelled": true,
-                                       "deleted_from": done.as_ref().map(|(f, _)| *f),
-                                       "stopped": done.as_ref().map(|(_, w)| w),
-                                       "checkpoints": checkpoints})),
-                ),
-                Output::Human => write_out(
-                    out,
-                    &format!(
-                        "cancelled {uuid} ({}): supervision stopped; {}{}\n",
-                        j.name(),
-                        match &done {
-                            Some((_, what)) => what.clone(),
-                            None => "the supervisor stops and deletes the framework job".to_owned(),
-                        },
-                        match checkpoints {
-                            Some(c) => format!("; checkpoints {c}"),
-                            None => String::new(),
-                        }
-                    ),
-                ),
-            }
-        }
-    }
-}
-
-fn supervisor(global: &GlobalArgs) -> Result<SupervisorClient, LauncherError> {
-    let url = SupervisorUrl::parse(&global.supervisor)?;
-    supervisor_client(&url, global.admin_token.as_deref(), &client_config(global))
-}
-
-async fn get_job(client: &SupervisorClient, uuid: &str) -> Result<Value, LauncherError> {
-    client.job(uuid).await.map_err(|e| {
-        let mut err =
-            LauncherError::from_framework("the supervisor", &format!("reading job {uuid}"), &e);
-        if e.is_not_found() {
-            err = err.with_note("see `launcher list`");
-        }
-        err
-    })
-}
-
-async fn do_submit(
-    req: &SubmitRequest,
-    output: Output,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), LauncherError> {
-    let done: Submitted = submit::submit(req).await?;
-    for n in &done.notes {
-        let _ = writeln!(err, "note: {n}");
-    }
-    for w in &done.warnings {
-        let _ = writeln!(err, "warning: {w}");
-    }
-    if done.dry_run {
-        // Exactly one JSON object, whatever --output says.
-        return write_out(out, &json_line(&done.dry_run_json()));
-    }
-    match output {
-        Output::Json => write_out(
-            out,
-            &json_line(&json!({
-                "uuid": done.uuid.as_str(), "name": done.name, "framework": done.framework,
-                "submitted": true, "warnings": done.warnings, "notes": done.notes,
-            })),
-        ),
-        Output::Human => write_out(
-            out,
-            &format!(
-                "Registered {} with the supervisor and submitted it to {}.\n\
-                 Launch completed with UUID: {}\n\
-                 Follow it with: launcher watch {}\n",
-                done.name,
-                done.framework.as_str(),
-                done.uuid,
-                done.uuid
-            ),
-        ),
     }
 }

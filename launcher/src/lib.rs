@@ -14,8 +14,10 @@
 //! - [`view`]: reading the supervisor's job objects; `list` and `status` output.
 //! - [`watch`]: live progress bars.
 //! - [`cli`]: the clap command line and [`cli::run`]; `main` is one line.
+//! - `commands`: what each command does once parsed (submit, list, status, watch, cancel).
 
 pub mod cli;
+mod commands;
 pub mod error;
 pub mod input;
 pub mod rewrite;

@@ -149,9 +149,9 @@ pub fn load_credentials(path: &Path) -> Result<Credentials, LauncherError> {
 /// A framework client.
 #[derive(Debug, Clone)]
 pub enum FrameworkClient {
-    /// Marathon.
+    /// A Marathon at the credentials' URL.
     Marathon(MarathonClient),
-    /// Chronos.
+    /// A Chronos at the credentials' URL, of the API generation asked or detected.
     Chronos(ChronosClient),
 }
 
@@ -325,55 +325,8 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
         }
         return Ok(outcome(prepared.request(Some(DRY_RUN_REPORT_TOKEN))?));
     }
-    let fw_title = match prepared.framework {
-        Framework::Chronos => "Chronos",
-        Framework::Marathon => "Marathon",
-    };
-    let creds_path = req.creds.as_deref().ok_or_else(|| {
-        LauncherError::input(format!(
-            "no {fw_title} credential file: give --creds FILE (thesis form: -{} FILE), a JSON \
-             object {{\"url\": \"http://host:port\", \"user\": \"\", \"password\": \"\"}}",
-            if prepared.framework == Framework::Chronos {
-                'c'
-            } else {
-                'm'
-            }
-        ))
-    })?;
-    let creds = load_credentials(creds_path)?;
-    let framework =
-        FrameworkClient::connect(prepared.framework, &creds, req.chronos_api, &req.client).await?;
-    if let FrameworkClient::Chronos(c) = &framework {
-        if c.api_version() == ChronosApiVersion::V2 {
-            check_pace(
-                &prepared,
-                req.settings.pace,
-                &format!("Chronos at {} speaks the 2.x API", creds.url()),
-            )?;
-        }
-    }
-
-    // Chronos upserts by name: never replace somebody else's job.
-    if let FrameworkClient::Chronos(_) = &framework {
-        match framework.exists(&prepared.name).await {
-            Ok(false) => {}
-            Ok(true) => {
-                return Err(LauncherError::input(format!(
-                    "a Chronos job named {:?} already exists at {}; submitting would replace it. \
-                     Choose another \"name\" or delete that job first",
-                    prepared.name,
-                    creds.url()
-                )));
-            }
-            Err(e) => {
-                return Err(LauncherError::from_framework(
-                    "Chronos",
-                    &format!("looking up Chronos job {:?}", prepared.name),
-                    &e,
-                ));
-            }
-        }
-    }
+    let fw_title = rewrite::framework_title(prepared.framework);
+    let (framework, creds) = connect_framework(req, &prepared, fw_title).await?;
 
     // 1. Register first.
     let supervisor = supervisor_client(
@@ -439,6 +392,62 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
             .map(|w| format!("{}{w}", rewrite::CONTROL_WARNING)),
     );
     Ok(done)
+}
+
+/// The framework's client, from the credential file, checked before anything is registered:
+/// back-to-back pacing needs Chronos 3.x, and Chronos upserts by name, so a job of that name
+/// must not exist (it would be replaced).
+async fn connect_framework(
+    req: &SubmitRequest,
+    prepared: &rewrite::Prepared,
+    fw_title: &str,
+) -> Result<(FrameworkClient, Credentials), LauncherError> {
+    let creds_path = req.creds.as_deref().ok_or_else(|| {
+        LauncherError::input(format!(
+            "no {fw_title} credential file: give --creds FILE (thesis form: -{} FILE), a JSON \
+             object {{\"url\": \"http://host:port\", \"user\": \"\", \"password\": \"\"}}",
+            if prepared.framework == Framework::Chronos {
+                'c'
+            } else {
+                'm'
+            }
+        ))
+    })?;
+    let creds = load_credentials(creds_path)?;
+    let framework =
+        FrameworkClient::connect(prepared.framework, &creds, req.chronos_api, &req.client).await?;
+    if let FrameworkClient::Chronos(c) = &framework {
+        if c.api_version() == ChronosApiVersion::V2 {
+            check_pace(
+                prepared,
+                req.settings.pace,
+                &format!("Chronos at {} speaks the 2.x API", creds.url()),
+            )?;
+        }
+    }
+
+    // Chronos upserts by name: never replace somebody else's job.
+    if let FrameworkClient::Chronos(_) = &framework {
+        match framework.exists(&prepared.name).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(LauncherError::input(format!(
+                    "a Chronos job named {:?} already exists at {}; submitting would replace it. \
+                     Choose another \"name\" or delete that job first",
+                    prepared.name,
+                    creds.url()
+                )));
+            }
+            Err(e) => {
+                return Err(LauncherError::from_framework(
+                    "Chronos",
+                    &format!("looking up Chronos job {:?}", prepared.name),
+                    &e,
+                ));
+            }
+        }
+    }
+    Ok((framework, creds))
 }
 
 /// Refuses [`Pace::BackToBack`] for a Chronos that speaks the 2.x API (`why` says how we know).

@@ -25,19 +25,19 @@ impl<'a> JobView<'a> {
         self.0.get(key).and_then(frameworks::lenient::as_f64)
     }
 
-    /// `uuid`.
+    /// The job's `uuid` (`-` when the supervisor gave none).
     #[must_use]
     pub fn uuid(&self) -> &'a str {
         self.str("uuid").unwrap_or("-")
     }
 
-    /// `name`.
+    /// The job's `name` (`-` when the supervisor gave none).
     #[must_use]
     pub fn name(&self) -> &'a str {
         self.str("name").unwrap_or("-")
     }
 
-    /// `framework`.
+    /// The job's `framework` (`-` when the supervisor gave none).
     #[must_use]
     pub fn framework(&self) -> &'a str {
         self.str("framework").unwrap_or("-")

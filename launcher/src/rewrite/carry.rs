@@ -45,8 +45,6 @@ pub(super) fn docker_app(
     warnings: &mut Vec<String>,
 ) -> Result<(), LauncherError> {
     let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
-    let present = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
-
     if present(app.get("residency")) {
         return Err(field(
             "residency",
@@ -56,6 +54,44 @@ pub(super) fn docker_app(
              state in shell-trap's checkpoint directory ($QOS_CHECKPOINT_DIR) or a hostPath volume",
         ));
     }
+    refuse_volumes(container, origin)?;
+    let docker = container.get("docker").and_then(Value::as_object);
+    refuse_mesos_only(app, container, docker, origin)?;
+    let docker_network = docker
+        .and_then(|d| d.get("network"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mappings = container
+        .get("portMappings")
+        .or_else(|| docker.and_then(|d| d.get("portMappings")));
+    warn_not_applied(
+        app,
+        container,
+        docker_network.as_deref(),
+        mappings,
+        warnings,
+    );
+    checks_on_shell_trap(app, mappings, origin, warnings)?;
+    if present(app.get("resourceLimits")) {
+        warnings.push(
+            "resourceLimits: shell-trap bounds the container by the app's cpus \
+             (MARATHON_APP_RESOURCE_CPUS), so it cannot burst beyond them"
+                .to_owned(),
+        );
+    }
+    carry_networks(app, container, docker_network.is_some(), warnings);
+    Ok(())
+}
+
+/// A value given and not `null`.
+fn present(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| !v.is_null())
+}
+
+/// A Docker volume of a QoS app is a bind mount of an absolute host path; persistent, external
+/// and secret volumes belong to the task's own container, which the job no longer runs in.
+fn refuse_volumes(container: &Map<String, Value>, origin: &str) -> Result<(), LauncherError> {
+    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
     if let Some(Value::Array(vols)) = container.get("volumes") {
         for (i, v) in vols.iter().enumerate() {
             let at = |k: &str| format!("container.volumes[{i}].{k}");
@@ -103,7 +139,18 @@ pub(super) fn docker_app(
             }
         }
     }
-    let docker = container.get("docker").and_then(Value::as_object);
+    Ok(())
+}
+
+/// What Mesos alone would apply to the container (pull secrets, GPUs, an IP per task) and what
+/// shell-trap's own reading of the container refuses.
+fn refuse_mesos_only(
+    app: &Map<String, Value>,
+    container: &Map<String, Value>,
+    docker: Option<&Map<String, Value>>,
+    origin: &str,
+) -> Result<(), LauncherError> {
+    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
     for (key, why) in [
         (
             "pullConfig",
@@ -157,7 +204,18 @@ pub(super) fn docker_app(
             &format!("{reason} (shell-trap runs the job's container and cannot apply it)"),
         ));
     }
+    Ok(())
+}
 
+/// Warnings for what is carried but not applied as Mesos would: the Mesos containerizer's
+/// settings, user networks, port mappings, fetched files.
+fn warn_not_applied(
+    app: &Map<String, Value>,
+    container: &Map<String, Value>,
+    docker_network: Option<&str>,
+    mappings: Option<&Value>,
+    warnings: &mut Vec<String>,
+) {
     if container.get("type").and_then(Value::as_str) == Some("MESOS") {
         warnings.push(
             "container.type MESOS: the Docker image runs under Docker, started by shell-trap, \
@@ -173,20 +231,13 @@ pub(super) fn docker_app(
                 .to_owned(),
         );
     }
-    let docker_network = docker
-        .and_then(|d| d.get("network"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if docker_network.as_deref() == Some("USER") {
+    if docker_network == Some("USER") {
         warnings.push(
             "container.docker.network USER: shell-trap runs the container with host networking \
              (user networks are not carried)"
                 .to_owned(),
         );
     }
-    let mappings = container
-        .get("portMappings")
-        .or_else(|| docker.and_then(|d| d.get("portMappings")));
     if mappings
         .and_then(Value::as_array)
         .is_some_and(|m| !m.is_empty())
@@ -212,6 +263,18 @@ pub(super) fn docker_app(
             ));
         }
     }
+}
+
+/// Health and readiness checks now probe the shell-trap task: a `portName` must name one of the
+/// app's `portDefinitions` (a port mapping moves to shell-trap with the container), and the
+/// checks are named in a warning.
+fn checks_on_shell_trap(
+    app: &Map<String, Value>,
+    mappings: Option<&Value>,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), LauncherError> {
+    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
     // Port names of the moved port mappings are gone from the app; the host ports Marathon
     // allocates are the app's portDefinitions.
     let mapping_names: Vec<String> = mappings
@@ -268,14 +331,6 @@ pub(super) fn docker_app(
             checks.join(", ")
         ));
     }
-    if present(app.get("resourceLimits")) {
-        warnings.push(
-            "resourceLimits: shell-trap bounds the container by the app's cpus \
-             (MARATHON_APP_RESOURCE_CPUS), so it cannot burst beyond them"
-                .to_owned(),
-        );
-    }
-    carry_networks(app, container, docker_network.is_some(), warnings);
     Ok(())
 }
 

@@ -211,7 +211,7 @@ fn convert(value: &mut Value, kind: Kind) -> Result<(), String> {
         (Int, Value::Number(n)) => match n.as_f64() {
             _ if n.is_i64() || n.is_u64() => Ok(()),
             Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
-                #[expect(clippy::cast_possible_truncation, reason = "whole and in range")]
+                // Whole and in range.
                 let whole = x as i64;
                 *value = Value::from(whole);
                 Ok(())

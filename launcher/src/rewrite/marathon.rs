@@ -56,7 +56,8 @@ use qos_core::{Deadline, QosSpec};
 use serde_json::{Map, Value, json};
 
 use super::{
-    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, fmt_num, kind_of, read_cpus, spec_error,
+    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, fmt_num, invalid_reason, kind_of,
+    read_cpus, spec_error, string_field,
 };
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
@@ -180,28 +181,13 @@ pub(super) fn prepare(
 /// `id`, validated and canonical (`/a/b`).
 fn app_id(body: &Map<String, Value>, origin: &str) -> Result<AppId, LauncherError> {
     let field = |f: &str, why: String| LauncherError::field(origin, f, why);
-    let raw_id = match body.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        None => {
-            return Err(field(
-                "id",
-                "is missing; a Marathon app needs an id such as \"/openmplinpack1\"".into(),
-            ));
-        }
-        Some(other) => {
-            return Err(field(
-                "id",
-                format!("must be a string, got {}", kind_of(other)),
-            ));
-        }
-    };
-    AppId::parse(&raw_id).map_err(|e| {
-        let why = match &e {
-            frameworks::FrameworkError::InvalidInput { reason, .. } => reason.clone(),
-            other => other.to_string(),
-        };
-        field("id", format!("{raw_id:?} {why}"))
-    })
+    let raw_id = string_field(
+        body,
+        origin,
+        "id",
+        "is missing; a Marathon app needs an id such as \"/openmplinpack1\"",
+    )?;
+    AppId::parse(&raw_id).map_err(|e| field("id", format!("{raw_id:?} {}", invalid_reason(&e))))
 }
 
 /// What runs: `cmd`, `args` or the image's own command (both taken out of the body).

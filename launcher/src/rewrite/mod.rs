@@ -439,7 +439,8 @@ pub fn prepare(
     })
 }
 
-fn framework_title(f: Framework) -> &'static str {
+/// The framework's name as a person writes it.
+pub(crate) fn framework_title(f: Framework) -> &'static str {
     match f {
         Framework::Chronos => "Chronos",
         Framework::Marathon => "Marathon",
@@ -466,17 +467,36 @@ pub(crate) fn spec_error(origin: &str, e: &qos_core::SpecError) -> LauncherError
     LauncherError::field(origin, &e.field, &e.reason)
 }
 
-/// A short description of a JSON value's type.
-pub(crate) fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// A string field's text; refused, naming the field, with `missing` when it is absent and with
+/// its type when it is not a string.
+pub(crate) fn string_field(
+    body: &Map<String, Value>,
+    origin: &str,
+    key: &str,
+    missing: &str,
+) -> Result<String, LauncherError> {
+    match body.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None => Err(LauncherError::field(origin, key, missing)),
+        Some(other) => Err(LauncherError::field(
+            origin,
+            key,
+            format!("must be a string, got {}", kind_of(other)),
+        )),
     }
 }
+
+/// What a framework's own check said was wrong with a value (its reason alone for invalid
+/// input, the whole error otherwise).
+pub(crate) fn invalid_reason(e: &frameworks::FrameworkError) -> String {
+    match e {
+        frameworks::FrameworkError::InvalidInput { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A short description of a JSON value's type (`a string`, `an object`, …).
+pub(crate) use frameworks::lenient::kind_of;
 
 /// A number the way a person writes it: `400` rather than `400.0`, `0.2` as is.
 #[must_use]

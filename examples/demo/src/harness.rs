@@ -170,7 +170,22 @@ impl Stack {
             self.docker_host = Some(self.start_docker(ui)?);
         }
 
-        // Testbed.
+        self.start_testbed(opts, bins, ui).await?;
+        self.start_supervisor(opts, bins, ui).await?;
+        self.start_collector(opts, bins, ui).await?;
+        let ui_url = format!("{}/ui", self.urls.supervisor);
+        self.urls.dashboard = probe(&ui_url).await.then_some(ui_url);
+        Ok(())
+    }
+
+    /// The testbed (its TOML in the work directory, a copy with the logs), its URLs, and the
+    /// frameworks' credential files the supervisor is given.
+    async fn start_testbed(
+        &mut self,
+        opts: &StackOptions,
+        bins: &Binaries,
+        ui: &Ui,
+    ) -> anyhow::Result<()> {
         let testbed_toml = self.work.join("testbed.toml");
         std::fs::write(&testbed_toml, self.testbed_config(opts))?;
         let _ = std::fs::copy(&testbed_toml, self.logs.join("testbed.toml"));
@@ -217,8 +232,18 @@ impl Stack {
             &creds_c,
             json!({"url": self.urls.chronos, "user": "", "password": ""}).to_string(),
         )?;
+        Ok(())
+    }
 
-        // Supervisor.
+    /// The supervisor on SQLite in the work directory, with the run's configuration and policy.
+    async fn start_supervisor(
+        &mut self,
+        opts: &StackOptions,
+        bins: &Binaries,
+        ui: &Ui,
+    ) -> anyhow::Result<()> {
+        let creds_m = self.marathon_credentials();
+        let creds_c = self.chronos_credentials();
         let sup_toml = self.work.join("supervisor.toml");
         std::fs::write(&sup_toml, &opts.supervisor_toml)?;
         let _ = std::fs::copy(&sup_toml, self.logs.join("supervisor.toml"));
@@ -251,8 +276,16 @@ impl Stack {
             opts.policy,
             self.work.display()
         ));
+        Ok(())
+    }
 
-        // Collector.
+    /// The collector, reading the testbed's cgroups every second and reporting to the supervisor.
+    async fn start_collector(
+        &mut self,
+        opts: &StackOptions,
+        bins: &Binaries,
+        ui: &Ui,
+    ) -> anyhow::Result<()> {
         let mut cmd = self.command(bins.get("cgroup-collector"));
         cmd.arg("--supervisor")
             .arg(&self.urls.supervisor)
@@ -275,8 +308,6 @@ impl Stack {
         self.urls.collector_metrics = v["metrics"].as_str().unwrap_or_default().to_owned();
         self.urls.snapshot = v["snapshot"].as_str().map(str::to_owned);
         ui.say(&format!("collector:  {}", self.urls.collector_metrics));
-        let ui_url = format!("{}/ui", self.urls.supervisor);
-        self.urls.dashboard = probe(&ui_url).await.then_some(ui_url);
         Ok(())
     }
 

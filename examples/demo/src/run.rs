@@ -1,6 +1,6 @@
 //! The demo from start to end: build, start, submit, watch, summarise, stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use demo::binaries::{self, BuildOptions};
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
 use demo::steps;
-use demo::watch::{Fw, Tracked, Ui, Watcher, now_epoch};
+use demo::watch::{Fw, Tracked, Ui, now_epoch};
 use demo::workload;
 use serde_json::{Value, json};
 
@@ -186,6 +186,59 @@ async fn body(
     let sup = stack.urls.supervisor.clone();
 
     // 5. Jobs.
+    let files = write_jobs(ui, args, out, per_solve)?;
+    ui.say("");
+    let watcher = steps::watcher(ui, stack)?;
+    let mut jobs = Vec::new();
+    for (spec, path) in files {
+        let uuid = stack.submit(&bins, &path, spec.framework)?;
+        jobs.push(Tracked::new(ui, uuid, spec.info(), now_epoch()));
+    }
+
+    // 6. Watch.
+    let timed_out = steps::watch_until_done(
+        ui,
+        stack,
+        &watcher,
+        &mut jobs,
+        Duration::from_secs(args.timeout),
+        "some jobs have not finished (--timeout)",
+        |_, _| {},
+    )
+    .await?;
+
+    // 7. Summary.
+    let (rows, per_job) = steps::summarize(&sup, &jobs).await?;
+    let all_completed = rows.iter().all(|r| r.state == "completed");
+    let run = RunFacts {
+        started,
+        wall_seconds: t_start.elapsed().as_secs_f64(),
+        t0: watcher.t0,
+        timed_out,
+        per_solve,
+    };
+    let summary = summary(args, stack, out, &run, &rows, &per_job);
+    let markdown = report::markdown(&summary, &rows, &jobs);
+    Ok(Done {
+        table: report::table(&rows),
+        markdown,
+        summary,
+        exit: if all_completed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_JOB_INCOMPLETE)
+        },
+    })
+}
+
+/// The jobs of this run, sized from LINPACK's `per_solve`, written under `out/jobs` and listed
+/// for the user; each with its file.
+fn write_jobs(
+    ui: &Ui,
+    args: &Args,
+    out: &Path,
+    per_solve: f64,
+) -> anyhow::Result<Vec<(plan::JobSpec, PathBuf)>> {
     let specs = plan::jobs(args.quick);
     ui.say(&format!(
         "\n{} jobs (from examples/jobs/local, sized for this run; files in {}):",
@@ -212,54 +265,48 @@ async fn body(
         ));
         files.push((s.clone(), path));
     }
-    ui.say("");
-    let mut watcher = Watcher::new(
-        ui.clone(),
-        &sup,
-        stack.urls.snapshot.clone(),
-        &stack.sandboxes(),
-    )?;
-    watcher.t0 = now_epoch();
-    let mut jobs = Vec::new();
-    for (spec, path) in files {
-        let uuid = stack.submit(&bins, &path, spec.framework)?;
-        jobs.push(Tracked::new(ui, uuid, spec.info(), now_epoch()));
-    }
+    Ok(files)
+}
 
-    // 6. Watch.
-    let timed_out = steps::watch_until_done(
-        ui,
-        stack,
-        &watcher,
-        &mut jobs,
-        Duration::from_secs(args.timeout),
-        "some jobs have not finished (--timeout)",
-        |_, _| {},
-    )
-    .await?;
+/// When the run started and ended, and what it measured, for its summary.
+struct RunFacts {
+    started: chrono::DateTime<chrono::Local>,
+    wall_seconds: f64,
+    t0: f64,
+    timed_out: bool,
+    per_solve: f64,
+}
 
-    // 7. Summary.
-    let (rows, per_job) = steps::summarize(&sup, &jobs).await?;
-    let all_completed = rows.iter().all(|r| r.state == "completed");
+/// `report.json`: the command, the run's facts, every job's row and details, totals, the URLs
+/// and logs of the stack.
+fn summary(
+    args: &Args,
+    stack: &Stack,
+    out: &Path,
+    run: &RunFacts,
+    rows: &[report::Row],
+    per_job: &[Value],
+) -> Value {
+    let sup = &stack.urls.supervisor;
     let mut command = String::from("cargo run --release -p demo --");
     for a in std::env::args().skip(1) {
         command.push(' ');
         command.push_str(&a);
     }
-    let summary = json!({
+    json!({
         "command": command,
         "policy": args.policy.as_str(),
         "runtime": if args.docker { "docker" } else { "process" },
         "quick": args.quick,
-        "started": started.to_rfc3339(),
-        "wall_seconds": t_start.elapsed().as_secs_f64(),
-        "t0": watcher.t0,
+        "started": run.started.to_rfc3339(),
+        "wall_seconds": run.wall_seconds,
+        "t0": run.t0,
         "run_id": stack.run_id,
         "cgroup_prefix": stack.prefix,
-        "timed_out": timed_out,
-        "calibration": {"n": workload::LINPACK_N, "seconds_per_solve": per_solve},
+        "timed_out": run.timed_out,
+        "calibration": {"n": workload::LINPACK_N, "seconds_per_solve": run.per_solve},
         "jobs": rows,
-        "totals": report::totals(&rows),
+        "totals": report::totals(rows),
         "details": per_job,
         "urls": {
             "supervisor": sup,
@@ -272,16 +319,5 @@ async fn body(
         "report": {"markdown": out.join("report.md"), "json": out.join("report.json")},
         "logs": stack.logs,
         "leftovers": [],
-    });
-    let markdown = report::markdown(&summary, &rows, &jobs);
-    Ok(Done {
-        table: report::table(&rows),
-        markdown,
-        summary,
-        exit: if all_completed {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(EXIT_JOB_INCOMPLETE)
-        },
     })
 }

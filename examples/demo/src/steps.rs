@@ -27,6 +27,20 @@ pub async fn prepare(opts: &BuildOptions, who: &'static str) -> anyhow::Result<(
     Ok((bins, per_solve))
 }
 
+/// A watcher of the stack's supervisor (with the collector's `/snapshot` and the agents'
+/// sandboxes), its clock `t0` starting now.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn watcher(ui: &Ui, stack: &Stack) -> anyhow::Result<Watcher> {
+    Watcher::new(
+        ui.clone(),
+        &stack.urls.supervisor,
+        stack.urls.snapshot.clone(),
+        &stack.sandboxes(),
+    )
+}
+
 /// Polls the supervisor every second until every job is done or `timeout` has passed (then says
 /// so, ending with `hint`); `tick` sees the seconds since `watcher.t0` and the jobs after each
 /// poll. A last poll, a little after the end, picks up the collector's final counters. Whether

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::{SweepOptions, real, report};
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use qos_core::Policy;
 use qos_core::predictive::ResizeMode;
 use qos_core::sim::{Sharing, SimConfig, SimResult, scenario, simulate};
@@ -51,6 +51,17 @@ enum ModeArg {
     InPlace,
 }
 
+/// How the simulated cluster resizes (`simulate` and `sweep` alike).
+#[derive(Debug, Clone, Copy, Args)]
+struct ResizeArgs {
+    /// How resizes take effect.
+    #[arg(long, value_enum, default_value = "restart")]
+    resize_mode: ModeArg,
+    /// Nodes without agents: no resize can be made in place.
+    #[arg(long)]
+    no_agents: bool,
+}
+
 impl From<ModeArg> for ResizeMode {
     fn from(m: ModeArg) -> Self {
         match m {
@@ -77,12 +88,9 @@ enum Command {
         /// infrastructure; quota for random mixes, qos-elastic's own]
         #[arg(long, value_enum)]
         sharing: Option<SharingArg>,
-        /// How resizes take effect.
-        #[arg(long, value_enum, default_value = "restart")]
-        resize_mode: ModeArg,
-        /// Nodes without agents: no resize can be made in place.
-        #[arg(long)]
-        no_agents: bool,
+        /// How resizes are made.
+        #[command(flatten)]
+        resize: ResizeArgs,
         /// Print the full result as one JSON document (see docs/results.md for its shape). Under
         /// quota sharing, totals carry the clairvoyant oracle's figures (oracle_met,
         /// oracle_cpu_seconds, oracle_exact).
@@ -110,12 +118,9 @@ enum Command {
         /// How a node's CPU is shared between tasks (the oracle needs quota).
         #[arg(long, value_enum, default_value = "quota")]
         sharing: SharingArg,
-        /// How resizes take effect.
-        #[arg(long, value_enum, default_value = "restart")]
-        resize_mode: ModeArg,
-        /// Nodes without agents: no resize can be made in place.
-        #[arg(long)]
-        no_agents: bool,
+        /// How resizes are made.
+        #[command(flatten)]
+        resize: ResizeArgs,
         /// Print the sweep as JSON.
         #[arg(long)]
         json: bool,
@@ -234,8 +239,11 @@ fn run(cli: Cli) -> Result<()> {
             policy: p,
             seed,
             sharing,
-            resize_mode,
-            no_agents,
+            resize:
+                ResizeArgs {
+                    resize_mode,
+                    no_agents,
+                },
             json,
         } => {
             let sharing = sharing.map_or_else(|| default_sharing(&name), Sharing::from);
@@ -260,8 +268,11 @@ fn run(cli: Cli) -> Result<()> {
             policies,
             seeds,
             sharing,
-            resize_mode,
-            no_agents,
+            resize:
+                ResizeArgs {
+                    resize_mode,
+                    no_agents,
+                },
             json,
         } => {
             if seeds == 0 {

@@ -52,7 +52,7 @@ impl Default for SweepOptions {
 /// One policy's sums over a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct PolicySweep {
-    /// The policy.
+    /// The policy, by name (`static`, `thesis`, `predictive`).
     pub policy: String,
     /// Σ of its totals over the seeds.
     pub totals: Totals,
@@ -77,15 +77,15 @@ pub struct PolicySweep {
 /// Sums over the jobs of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 pub struct KindSweep {
-    /// Jobs.
+    /// Jobs of this kind over the seeds.
     pub jobs: usize,
-    /// Met.
+    /// Those whose deadline the policy met.
     pub met: usize,
     /// Met by the oracle.
     pub oracle_met: usize,
     /// CPU-seconds allocated.
     pub cpu_seconds_allocated: f64,
-    /// Restarts.
+    /// Restarts the policy caused (resizes that restarted a task).
     pub restarts: u32,
     /// CPU-seconds lost by restarts.
     pub cpu_seconds_lost: f64,

@@ -27,7 +27,7 @@ use demo::binaries::{self, BuildOptions};
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
 use demo::steps;
-use demo::watch::{Fw, JobInfo, Tracked, Ui, Watcher, now_epoch};
+use demo::watch::{Fw, JobInfo, Tracked, Ui, now_epoch};
 use demo::workload;
 use serde_json::{Value, json};
 
@@ -390,14 +390,7 @@ async fn body(
         agent_token: None,
     };
     stack.start(&sopts, &bins, ui).await?;
-    let sup = stack.urls.supervisor.clone();
-    let mut watcher = Watcher::new(
-        ui.clone(),
-        &sup,
-        stack.urls.snapshot.clone(),
-        &stack.sandboxes(),
-    )?;
-    watcher.t0 = now_epoch();
+    let watcher = steps::watcher(ui, stack)?;
     let mut jobs = Vec::new();
     for j in &jobs_spec {
         let body = j.render(args.case, per_solve);

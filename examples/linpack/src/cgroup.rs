@@ -76,9 +76,7 @@ pub fn cpu_quota(root: &Path) -> Option<f64> {
 pub fn threads_for_quota(cpus: f64) -> usize {
     if cpus.is_finite() && cpus > 1.0 {
         // Quotas are small positive numbers: the cast cannot truncate meaningfully.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let t = cpus.ceil() as usize;
-        t
+        cpus.ceil() as usize
     } else {
         1
     }
@@ -144,7 +142,7 @@ fn ratio(quota: i64, period: i64) -> Option<f64> {
     if quota <= 0 || period <= 0 {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)] // microsecond counts are far below 2^53.
+    // Microsecond counts are far below 2^53.
     Some(quota as f64 / period as f64)
 }
 

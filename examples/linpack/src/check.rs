@@ -88,7 +88,7 @@ where
     let residual_norm = norm(&r);
     let a_norm = norm(&row_abs);
     let x_norm = norm(x);
-    #[allow(clippy::cast_precision_loss)] // n is far below 2^53.
+    // `n` is far below 2^53.
     let scaled = residual_norm / (EPSILON * a_norm * x_norm * n as f64);
     Residual {
         residual_norm,

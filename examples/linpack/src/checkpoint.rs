@@ -71,7 +71,7 @@ pub enum CheckpointError {
     /// The file could not be read.
     #[error("cannot read checkpoint {path}: {source}")]
     Io {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
         /// The I/O error.
         source: io::Error,
@@ -79,13 +79,13 @@ pub enum CheckpointError {
     /// The file does not start with the checkpoint magic.
     #[error("{path} is not a LINPACK checkpoint (bad magic)")]
     NotACheckpoint {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
     },
     /// The file was written by an incompatible version.
     #[error("{path} has checkpoint format version {found}; this build reads version {VERSION}")]
     Version {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
         /// The version found.
         found: u32,
@@ -93,7 +93,7 @@ pub enum CheckpointError {
     /// The file is shorter or longer than its header says (a torn or truncated write).
     #[error("{path} is {actual} bytes but its header says {expected}: torn or truncated file")]
     Length {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
         /// Size from the header.
         expected: u64,
@@ -103,7 +103,7 @@ pub enum CheckpointError {
     /// The checksum does not match (a torn write or a modified file).
     #[error("{path} fails its checksum (stored {stored:08x}, computed {computed:08x}): corrupt")]
     Checksum {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
         /// The stored CRC-32.
         stored: u32,
@@ -113,7 +113,7 @@ pub enum CheckpointError {
     /// The checkpoint is for another problem.
     #[error("{path} is for {found}, not for {expected}")]
     OtherProblem {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
         /// The problem in the file.
         found: Problem,
@@ -123,7 +123,7 @@ pub enum CheckpointError {
     /// The contents are well-formed but inconsistent.
     #[error("{path} has an inconsistent state: {reason}")]
     Inconsistent {
-        /// The file.
+        /// The checkpoint file refused.
         path: PathBuf,
         /// What does not fit.
         reason: String,

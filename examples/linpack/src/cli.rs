@@ -164,29 +164,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = match Cli::command().try_get_matches_from(args) {
-        Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let rendered = e.render();
-            let _ = if e.use_stderr() {
-                write!(err, "{}", rendered.ansi())
-            } else {
-                write!(out, "{rendered}")
-            };
-            return code;
-        }
-    };
-    let cli = match Cli::from_arg_matches(&matches) {
+    let cli = match parse(args, out, err) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = write!(err, "{e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let (threads, source) = match resolve_threads(cli.threads, env, root) {
         Ok(t) => t,
@@ -270,10 +250,63 @@ where
         }
     };
     let result = run::run(&settings, &signals.stop, &sink, &mut on_event);
-    let (code, wait) = match result {
+    let (code, wait) = finish(result, &settings, human, signals, &sink, out, err);
+    let _ = out.flush();
+    if let Some(r) = reporter {
+        r.finish(wait);
+    }
+    code
+}
+
+/// Parses the arguments; `--help` and `--version` print and end with 0, a usage error with 2.
+fn parse<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> Result<Cli, u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let rendered = e.render();
+            let _ = if e.use_stderr() {
+                write!(err, "{}", rendered.ansi())
+            } else {
+                write!(out, "{rendered}")
+            };
+            return Err(code);
+        }
+    };
+    match Cli::from_arg_matches(&matches) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let _ = write!(err, "{e}");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// How the run ended, told on stderr (and stdout for the JSON output); the exit status and how
+/// long the progress reporter may take to send its last figure.
+fn finish(
+    result: Result<Finish, run::RunError>,
+    settings: &Settings,
+    human: bool,
+    signals: &Signals,
+    sink: &dyn Fn(f64),
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> (u8, Duration) {
+    let n = settings.problem.n;
+    let repeats = settings.problem.repeats;
+    match result {
         Ok(Finish::Completed(summary)) => {
             sink(1.0);
-            print_summary(&summary, &settings, human, out);
+            print_summary(&summary, settings, human, out);
             let code = if summary.passed() {
                 exit::OK
             } else {
@@ -323,12 +356,7 @@ where
             let _ = writeln!(err, "linpack: error: {e}");
             (exit::ERROR, Duration::from_millis(300))
         }
-    };
-    let _ = out.flush();
-    if let Some(r) = reporter {
-        r.finish(wait);
     }
-    code
 }
 
 fn verdict(passed: bool) -> &'static str {

@@ -615,7 +615,7 @@ fn tile(lp: &[f64], up: &[f64], chunk: &mut [f64], n: usize, at: usize, nc: usiz
     }
 }
 
-#[allow(clippy::cast_precision_loss)] // counts of matrix elements are far below 2^53.
+// Counts of matrix elements are far below 2^53.
 fn count(x: usize) -> f64 {
     x as f64
 }

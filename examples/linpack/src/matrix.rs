@@ -107,7 +107,7 @@ fn mix64(x: u64) -> u64 {
 /// Maps 64 random bits to a uniform value in `[-0.5, 0.5)` (53 significant bits).
 fn to_centered_unit(bits: u64) -> f64 {
     // 2^-53 scaling of the top 53 bits is exact; the subtraction is exact too.
-    #[allow(clippy::cast_precision_loss)] // a 53-bit integer is exactly representable.
+    // A 53-bit integer is exactly representable.
     let u = (bits >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
     u - 0.5
 }

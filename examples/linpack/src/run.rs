@@ -58,7 +58,7 @@ impl RunStats {
 /// The LINPACK operation count of one solve: `2/3 n³ + 2 n²`.
 #[must_use]
 pub fn flops(n: usize) -> f64 {
-    #[allow(clippy::cast_precision_loss)] // n is far below 2^53.
+    // `n` is far below 2^53.
     let n = n as f64;
     2.0 / 3.0 * n * n * n + 2.0 * n * n
 }
@@ -163,7 +163,7 @@ impl Summary {
     /// Overall GFLOP/s: all solves' operations over their total time.
     #[must_use]
     pub fn gflops(&self) -> f64 {
-        #[allow(clippy::cast_precision_loss)] // repeat counts are small.
+        // Repeat counts are small.
         let ops = flops(self.problem.n) * self.runs.len() as f64;
         ops / self.seconds() / 1e9
     }
@@ -256,7 +256,7 @@ pub fn run(
             }
         }
     }
-    #[allow(clippy::cast_precision_loss)] // repeat counts are small.
+    // Repeat counts are small.
     let fraction = |r: usize, part: f64| (r as f64 + part) / pb.repeats as f64;
     let mut solution = Vec::new();
     while repeat < pb.repeats {

@@ -43,7 +43,7 @@ pub struct CollectorConfig {
     pub named: Vec<PathBuf>,
     /// Whether to scan the known layouts.
     pub discover: bool,
-    /// USER_HZ.
+    /// Clock ticks per second of `/proc` times (USER_HZ, `getconf CLK_TCK`).
     pub clk_tck: u64,
 }
 
@@ -54,7 +54,7 @@ pub struct ContainerSample {
     pub id: String,
     /// Display name (Docker name, Mesos task id, testbed task name), if known.
     pub name: Option<String>,
-    /// Runtime.
+    /// What runs the container (Docker, Mesos, the testbed, or a named cgroup).
     pub runtime: Runtime,
     /// Cgroup path relative to the hierarchy root.
     pub cgroup: String,
@@ -127,7 +127,7 @@ pub struct ReadFailure {
 pub struct Snapshot {
     /// When, epoch seconds.
     pub at: f64,
-    /// The node.
+    /// The node's own metrics at the same moment.
     pub node: NodeMetrics,
     /// Every container read.
     pub containers: Vec<ContainerSample>,

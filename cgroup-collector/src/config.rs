@@ -74,7 +74,7 @@ pub struct Config {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid setting `{field}`: {message}")]
 pub struct ConfigError {
-    /// The flag.
+    /// The flag (or environment variable) at fault.
     pub field: &'static str,
     /// What is wrong and what would be right.
     pub message: String,

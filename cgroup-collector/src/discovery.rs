@@ -156,7 +156,7 @@ pub(crate) struct Discovered {
 /// What to look for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DiscoveryConfig {
-    /// Hierarchies.
+    /// The mounted cgroup hierarchies to scan.
     pub roots: Roots,
     /// Testbed directory name under each root.
     pub testbed_prefix: String,

@@ -27,7 +27,7 @@ pub(crate) const UUID_LABEL: &str = "qos.uuid";
 pub struct ContainerInfo {
     /// Name without the leading `/`.
     pub name: String,
-    /// Labels.
+    /// Container labels, as Docker reports them.
     pub labels: BTreeMap<String, String>,
     /// Image reference, when known.
     pub image: Option<String>,
@@ -61,7 +61,7 @@ pub enum RuntimeError {
     Refused {
         /// HTTP status from the daemon.
         status: u16,
-        /// Its message.
+        /// The daemon's own error message.
         message: String,
     },
 }

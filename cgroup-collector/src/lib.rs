@@ -100,7 +100,7 @@ pub enum RunError {
     Listen {
         /// The address as given.
         addr: String,
-        /// Why.
+        /// The operating system's reason (in use, not permitted, …).
         source: std::io::Error,
     },
     /// The `--once` snapshot cannot be written.

@@ -125,33 +125,19 @@ impl MesosSource {
         if !self.tracked.values().any(due) {
             return;
         }
-        let index = match self.agent.state().await {
-            Ok(v) => {
-                self.state_failing = false;
-                Some(AgentIndex::from_state(&v))
-            }
-            Err(e) => {
-                if !self.state_failing {
-                    tracing::warn!(cause = %e, "cannot read the agent's /state; mapping by the supervisor's job registry only");
-                }
-                self.state_failing = true;
-                None
-            }
-        };
+        let index = warn_once(
+            &mut self.state_failing,
+            self.agent.state().await,
+            "cannot read the agent's /state; mapping by the supervisor's job registry only",
+        )
+        .map(|v| AgentIndex::from_state(&v));
         let jobs = match &self.registry {
-            Some(r) => match r.jobs().await {
-                Ok(v) => {
-                    self.registry_failing = false;
-                    Some(JobDirectory::from_jobs(&v))
-                }
-                Err(e) => {
-                    if !self.registry_failing {
-                        tracing::warn!(cause = %e, "cannot list the supervisor's jobs; mapping by agent labels only");
-                    }
-                    self.registry_failing = true;
-                    None
-                }
-            },
+            Some(r) => warn_once(
+                &mut self.registry_failing,
+                r.jobs().await,
+                "cannot list the supervisor's jobs; mapping by agent labels only",
+            )
+            .map(|v| JobDirectory::from_jobs(&v)),
             None => None,
         };
         if let Some(id) = index.as_ref().and_then(|i| i.agent_id.clone()) {
@@ -298,6 +284,24 @@ impl Source for MesosSource {
 
     fn unavailable(&self) -> Option<String> {
         self.unavailable.clone()
+    }
+}
+
+/// The value of a read that may fail on every pass: a failure is logged once (with `what`) until
+/// the read works again.
+fn warn_once<T>(failing: &mut bool, read: Result<T, FrameworkError>, what: &str) -> Option<T> {
+    match read {
+        Ok(v) => {
+            *failing = false;
+            Some(v)
+        }
+        Err(e) => {
+            if !*failing {
+                tracing::warn!(cause = %e, "{what}");
+            }
+            *failing = true;
+            None
+        }
     }
 }
 

@@ -233,11 +233,11 @@ pub(crate) fn parse_net_dev(text: &str) -> Vec<NetDev> {
 /// One mounted filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Filesystem {
-    /// Device.
+    /// Device as `/proc/mounts` names it (`/dev/vda1`, `overlay`, …).
     pub device: String,
     /// Mount point.
     pub mountpoint: String,
-    /// Type.
+    /// File-system type (`ext4`, `xfs`, …).
     pub fstype: String,
     /// Size, bytes.
     pub size: u64,
@@ -245,7 +245,7 @@ pub struct Filesystem {
     pub free: u64,
     /// Available to unprivileged users, bytes.
     pub avail: u64,
-    /// Inodes.
+    /// Total inodes.
     pub files: u64,
     /// Free inodes.
     pub files_free: u64,
@@ -316,7 +316,7 @@ pub struct NodeMetrics {
     pub cpu_seconds: Vec<CoreTimes>,
     /// Memory and swap.
     pub memory: Memory,
-    /// Disks.
+    /// Mounted file systems with their sizes and free space.
     pub filesystems: Vec<Filesystem>,
     /// Network interfaces.
     pub network: Vec<NetDev>,

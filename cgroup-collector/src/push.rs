@@ -245,7 +245,7 @@ pub(crate) struct Pusher {
 }
 
 impl Pusher {
-    /// A pusher.
+    /// A pusher for `cfg` that counts its sends and failures in `stats`.
     #[must_use]
     pub(crate) fn new(cfg: PushConfig, stats: Arc<AgentStats>) -> Self {
         let buffer = Mutex::new(SampleBuffer::new(cfg.capacity));

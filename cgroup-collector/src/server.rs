@@ -52,7 +52,7 @@ pub(crate) struct AppState {
     pub node_cpus: u32,
     /// Docker API, for Docker containers.
     pub runtime: Option<Arc<dyn ContainerRuntime>>,
-    /// USER_HZ.
+    /// Clock ticks per second of `/proc` times (USER_HZ, `getconf CLK_TCK`).
     pub clk_tck: u64,
 }
 
@@ -89,7 +89,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router.
+/// The agent's routes (`/metrics`, `/snapshot`, `/resize`, …) over `state`.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))

@@ -70,7 +70,7 @@ pub struct FileEntry {
 pub struct Manifest {
     /// [`MANIFEST_FORMAT`].
     pub format: u32,
-    /// The job.
+    /// The job's UUID (its directory's name).
     pub uuid: String,
     /// Incarnation number.
     pub incarnation: u64,
@@ -102,9 +102,9 @@ pub enum StoreError {
     /// An I/O error on a path.
     #[error("{}: {source}", .path.display())]
     Io {
-        /// The path.
+        /// The file or directory at fault.
         path: PathBuf,
-        /// The error.
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -134,9 +134,9 @@ pub enum Found {
 /// An incarnation on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// Its number.
+    /// Its incarnation number (the directory's name).
     pub seq: u64,
-    /// Its directory.
+    /// Its directory under the job's.
     pub dir: PathBuf,
     /// What it is.
     pub found: Found,

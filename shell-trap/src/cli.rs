@@ -180,9 +180,9 @@ pub enum Launch {
         /// Where it runs.
         cgroup: CgroupMode,
     },
-    /// A container.
+    /// A Docker container through the Engine API.
     Docker {
-        /// The image.
+        /// The image reference (the first word after `--`).
         image: String,
         /// The command (empty: the image's own).
         cmd: Vec<String>,
@@ -377,17 +377,9 @@ fn check_image(image: &str) -> Result<(), SetupError> {
 }
 
 impl Args {
-    /// Validates everything and resolves the defaults.
-    ///
-    /// # Errors
-    /// [`SetupError::Invalid`] naming the flag and the reason.
-    ///
-    /// Long: one check per flag, in the order `--help` lists them, so that each error's wording
-    /// sits beside its flag's.
-    pub fn resolve(self, env: &Environment) -> Result<Settings, SetupError> {
-        check_uuid(&self.uuid)?;
-        let mut supervisor = Credentials::new(&self.supervisor)
-            .map_err(|e| SetupError::invalid("--supervisor", e.to_string()))?;
+    /// The job's report token: from `--report-token-file`, else the environment; refused on
+    /// the command line, where every user of the host sees it.
+    fn report_token(&self, env: &Environment) -> Result<Option<String>, SetupError> {
         if self.report_token.is_some() {
             return Err(SetupError::invalid(
                 "--report-token",
@@ -425,6 +417,21 @@ impl Args {
                     "the token must be 1–4096 printable characters without spaces".to_owned(),
                 ));
             }
+        }
+        Ok(report_token)
+    }
+
+    /// Validates everything and resolves the defaults, one flag after the other in the order
+    /// `--help` lists them.
+    ///
+    /// # Errors
+    /// [`SetupError::Invalid`] naming the flag and the reason.
+    pub fn resolve(self, env: &Environment) -> Result<Settings, SetupError> {
+        check_uuid(&self.uuid)?;
+        let mut supervisor = Credentials::new(&self.supervisor)
+            .map_err(|e| SetupError::invalid("--supervisor", e.to_string()))?;
+        let report_token = self.report_token(env)?;
+        if let Some(t) = &report_token {
             supervisor = supervisor.with_bearer_token(t.clone());
         }
         check_checkpoint_dir(&self.checkpoint_dir)?;
@@ -459,77 +466,14 @@ impl Args {
                 ),
             ));
         }
-
-        let container = env
-            .qos_container
-            .as_deref()
-            .map(parse_marathon_container)
-            .transpose()?;
-        let first = self.command.first().cloned().unwrap_or_default();
-        if first.is_empty() {
-            return Err(SetupError::invalid(
-                "COMMAND",
-                "the words after `--` must name an image (docker) or a command (process)",
-            ));
-        }
-        let kind = match self.runtime {
-            Some(k) => k,
-            None if container.as_ref().is_some_and(|c| c.image.is_some()) => RuntimeKind::Docker,
-            None if is_executable(&first, env.path.as_deref()) => RuntimeKind::Process,
-            None => RuntimeKind::Docker,
-        };
-        let launch = match kind {
-            RuntimeKind::Process => {
-                if !self.docker_opts.is_empty() {
-                    return Err(SetupError::invalid(
-                        "--docker-opt",
-                        "applies only to the docker runtime",
-                    ));
-                }
-                if self.cgroup == CgroupMode::Create && cpus.is_none() {
-                    return Err(SetupError::invalid(
-                        "--cgroup create",
-                        "needs the CPU bound: --cpus or MARATHON_APP_RESOURCE_CPUS",
-                    ));
-                }
-                Launch::Process {
-                    argv: self.command,
-                    cgroup: self.cgroup,
-                }
-            }
-            RuntimeKind::Docker => {
-                if self.cgroup == CgroupMode::Create {
-                    return Err(SetupError::invalid(
-                        "--cgroup create",
-                        "applies only to the process runtime (Docker bounds the container with \
-                         --cpus)",
-                    ));
-                }
-                let mut words = self.command.into_iter();
-                let image = words.next().unwrap_or_default();
-                check_image(&image)?;
-                let mut options = container.unwrap_or_default();
-                if let Some(declared) = &options.image {
-                    if declared != &image {
-                        tracing::warn!(
-                            "QOS_CONTAINER names image {declared:?} but the command runs {image:?}; \
-                             running {image:?}"
-                        );
-                    }
-                }
-                for o in &self.docker_opts {
-                    options.apply_opt(o, "--docker-opt")?;
-                }
-                options
-                    .env
-                    .extend(env.forward_env.iter().map(|(k, v)| format!("{k}={v}")));
-                Launch::Docker {
-                    image,
-                    cmd: words.collect(),
-                    options: Box::new(options),
-                }
-            }
-        };
+        let launch = launch(
+            self.command,
+            &self.docker_opts,
+            self.runtime,
+            self.cgroup,
+            cpus,
+            env,
+        )?;
         let job_dir = self.checkpoint_dir.join(OsStr::new(&self.uuid));
         Ok(Settings {
             uuid: self.uuid,
@@ -546,6 +490,88 @@ impl Args {
             launch,
         })
     }
+}
+
+/// How the job runs: the runtime (given, or guessed from `QOS_CONTAINER` and the first word
+/// after `--`) and what it runs, with the checks of the flags that apply to one runtime only.
+fn launch(
+    command: Vec<String>,
+    docker_opts: &[String],
+    runtime: Option<RuntimeKind>,
+    cgroup: CgroupMode,
+    cpus: Option<f64>,
+    env: &Environment,
+) -> Result<Launch, SetupError> {
+    let container = env
+        .qos_container
+        .as_deref()
+        .map(parse_marathon_container)
+        .transpose()?;
+    let first = command.first().cloned().unwrap_or_default();
+    if first.is_empty() {
+        return Err(SetupError::invalid(
+            "COMMAND",
+            "the words after `--` must name an image (docker) or a command (process)",
+        ));
+    }
+    let kind = match runtime {
+        Some(k) => k,
+        None if container.as_ref().is_some_and(|c| c.image.is_some()) => RuntimeKind::Docker,
+        None if is_executable(&first, env.path.as_deref()) => RuntimeKind::Process,
+        None => RuntimeKind::Docker,
+    };
+    Ok(match kind {
+        RuntimeKind::Process => {
+            if !docker_opts.is_empty() {
+                return Err(SetupError::invalid(
+                    "--docker-opt",
+                    "applies only to the docker runtime",
+                ));
+            }
+            if cgroup == CgroupMode::Create && cpus.is_none() {
+                return Err(SetupError::invalid(
+                    "--cgroup create",
+                    "needs the CPU bound: --cpus or MARATHON_APP_RESOURCE_CPUS",
+                ));
+            }
+            Launch::Process {
+                argv: command,
+                cgroup,
+            }
+        }
+        RuntimeKind::Docker => {
+            if cgroup == CgroupMode::Create {
+                return Err(SetupError::invalid(
+                    "--cgroup create",
+                    "applies only to the process runtime (Docker bounds the container with \
+                     --cpus)",
+                ));
+            }
+            let mut words = command.into_iter();
+            let image = words.next().unwrap_or_default();
+            check_image(&image)?;
+            let mut options = container.unwrap_or_default();
+            if let Some(declared) = &options.image {
+                if declared != &image {
+                    tracing::warn!(
+                        "QOS_CONTAINER names image {declared:?} but the command runs {image:?}; \
+                         running {image:?}"
+                    );
+                }
+            }
+            for o in docker_opts {
+                options.apply_opt(o, "--docker-opt")?;
+            }
+            options
+                .env
+                .extend(env.forward_env.iter().map(|(k, v)| format!("{k}={v}")));
+            Launch::Docker {
+                image,
+                cmd: words.collect(),
+                options: Box::new(options),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

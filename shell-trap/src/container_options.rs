@@ -23,7 +23,7 @@ pub struct ContainerOptions {
     pub binds: Vec<String>,
     /// `NAME=value` entries.
     pub env: Vec<String>,
-    /// Labels.
+    /// Container labels (`--docker-opt label=k=v`, Marathon's `labels`).
     pub labels: BTreeMap<String, String>,
     /// Network mode; `None` means `host`.
     pub network: Option<String>,

@@ -30,7 +30,7 @@ pub enum SetupError {
     /// The checkpoint directory cannot be used.
     #[error("checkpoint directory {path}: {reason}")]
     Store {
-        /// The directory.
+        /// The checkpoint directory, as given.
         path: String,
         /// What went wrong.
         reason: String,

@@ -22,7 +22,7 @@ pub struct Reporter {
 /// How a report ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Accepted.
+    /// The supervisor accepted the report.
     Sent {
         /// Attempts made.
         attempts: u32,

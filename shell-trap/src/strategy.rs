@@ -26,7 +26,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// Its name.
+    /// Its `--strategy` value (`criu`, `app`, `none`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {

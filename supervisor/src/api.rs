@@ -35,6 +35,7 @@ use crate::config::ControlConfig;
 use crate::control;
 use crate::error::{ApiError, from_json_error};
 use crate::service::{self, Registration, ReportOutcome, Shared, check_uuid, ct_eq};
+use crate::state::HeldReport;
 
 /// A request body, size-limited, with JSON errors for every rejection.
 pub(crate) struct Body(pub(crate) Bytes);
@@ -347,13 +348,16 @@ async fn update_task(
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     let u: UpdateTask = parse(&b)?;
-    check_uuid("uuid", &u.uuid)?;
-    let in_body = token_in_body(&b);
-    let hold = may_report(&sh, &headers, in_body.as_deref(), &u.uuid, true)?;
     let uuid = u.uuid.clone();
-    Ok(outcome(
-        sh.report(&uuid, service::iteration(u), hold).await?,
-    ))
+    let in_body = token_in_body(&b);
+    thesis_report(
+        &sh,
+        &headers,
+        in_body.as_deref(),
+        uuid,
+        service::iteration(u),
+    )
+    .await
 }
 
 async fn init_marathon_app(
@@ -362,10 +366,8 @@ async fn init_marathon_app(
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     let m: InitMarathonApp = parse(&b)?;
-    check_uuid("uuid", &m.uuid)?;
-    let hold = may_report(&sh, &headers, None, &m.uuid, true)?;
     let uuid = m.uuid.clone();
-    Ok(outcome(sh.report(&uuid, service::started(m), hold).await?))
+    thesis_report(&sh, &headers, None, uuid, service::started(m)).await
 }
 
 async fn end_marathon_app(
@@ -374,10 +376,22 @@ async fn end_marathon_app(
     Body(b): Body,
 ) -> Result<Response, ApiError> {
     let e: EndMarathonApp = parse(&b)?;
-    check_uuid("uuid", &e.uuid)?;
-    let hold = may_report(&sh, &headers, None, &e.uuid, true)?;
     let uuid = e.uuid.clone();
-    Ok(outcome(sh.report(&uuid, service::ended(e), hold).await?))
+    thesis_report(&sh, &headers, None, uuid, service::ended(e)).await
+}
+
+/// A thesis report of job `uuid`: the UUID checked, the caller allowed to report for it (or
+/// also to hold the report of a job not registered yet), then the report applied.
+async fn thesis_report(
+    sh: &Shared,
+    headers: &HeaderMap,
+    in_body: Option<&str>,
+    uuid: String,
+    report: HeldReport,
+) -> Result<Response, ApiError> {
+    check_uuid("uuid", &uuid)?;
+    let hold = may_report(sh, headers, in_body, &uuid, true)?;
+    Ok(outcome(sh.report(&uuid, report, hold).await?))
 }
 
 async fn register_job(

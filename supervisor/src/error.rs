@@ -50,7 +50,7 @@ impl ApiError {
         }
     }
 
-    /// 404.
+    /// 404 Not Found, with `message` as its body's error.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
@@ -70,7 +70,7 @@ impl ApiError {
         }
     }
 
-    /// 401.
+    /// 401 Unauthorized: a missing or wrong bearer token.
     pub fn unauthorized() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,

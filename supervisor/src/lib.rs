@@ -68,7 +68,7 @@ pub enum StartError {
     /// The database could not be opened or loaded.
     #[error("database {path}: {message}")]
     Database {
-        /// The file.
+        /// The database file, as configured.
         path: String,
         /// What went wrong.
         message: String,
@@ -84,7 +84,7 @@ pub enum StartError {
     Listen {
         /// The address from the configuration.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's reason (in use, not permitted, …).
         source: std::io::Error,
     },
     /// The log file cannot be opened.
@@ -128,7 +128,7 @@ pub struct Deps {
     pub chronos: Option<Arc<dyn ChronosApi>>,
     /// Node agents (in-place resizes).
     pub agent: Arc<dyn NodeAgent>,
-    /// The clock.
+    /// Where "now" comes from: the system clock, or a test's.
     pub clock: Clock,
     /// How the database is driven.
     pub store: StoreMode,

@@ -43,6 +43,17 @@ pub(crate) fn check_len(field: &str, s: &str, max: usize, required: bool) -> Res
     Ok(())
 }
 
+/// A collection of `len` entries has at most `max`.
+pub(crate) fn check_count(field: &str, len: usize, max: usize) -> Result<(), ApiError> {
+    if len > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} has {len} entries; at most {max} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
 /// A client's epoch time, checked against the supervisor's clock: finite, after 1970, and not
 /// more than `skew` seconds ahead of `now`. Within the tolerance it is kept as sent (a re-sent
 /// report must read back the same to be recognised as a duplicate). Returns it.

@@ -20,7 +20,7 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
 static PAGE: LazyLock<String> =
     LazyLock::new(|| HTML.replacen("/*CSS*/", CSS, 1).replacen("/*JS*/", JS, 1));
 
-/// The page.
+/// The operator page (`GET /ui`): one self-contained HTML document.
 pub(crate) async fn page() -> Response {
     (
         [

@@ -41,7 +41,7 @@ pub enum CgroupError {
     Io {
         /// `read` or `write`.
         op: &'static str,
-        /// The file.
+        /// The cgroup file read or written.
         path: PathBuf,
         /// The OS error.
         #[source]
@@ -50,9 +50,9 @@ pub enum CgroupError {
     /// A key the format requires is absent.
     #[error("{path}: missing field `{field}`")]
     MissingField {
-        /// The key.
+        /// The key that is missing.
         field: &'static str,
-        /// The file.
+        /// The cgroup file read.
         path: PathBuf,
     },
     /// A value is not a number of the expected kind.
@@ -62,7 +62,7 @@ pub enum CgroupError {
         field: &'static str,
         /// The text found.
         value: String,
-        /// The file.
+        /// The cgroup file read.
         path: PathBuf,
     },
     /// The cgroup has no CPU limit file: in v2 the `cpu` controller is not enabled for it (see

@@ -12,9 +12,9 @@ use crate::strategy::Strategy;
 /// Everything needed to create the container of one incarnation.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec<'a> {
-    /// The job.
+    /// The job's UUID (names the container and its labels).
     pub uuid: &'a str,
-    /// Image.
+    /// Image reference to run.
     pub image: &'a str,
     /// Command (empty: the image's).
     pub cmd: &'a [String],
@@ -26,7 +26,7 @@ pub struct ContainerSpec<'a> {
     pub env: Vec<(String, String)>,
     /// Strategy in use.
     pub strategy: Strategy,
-    /// The incarnation.
+    /// The incarnation this container restores, if any (its checkpoint and mount).
     pub inc: Option<&'a Incarnation>,
     /// `qos.owner` label value.
     pub owner: String,

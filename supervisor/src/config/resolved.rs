@@ -44,7 +44,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How the database is kept.
     pub storage: StorageConfig,
-    /// Authentication.
+    /// Tokens and whether an open API is accepted.
     pub auth: AuthConfig,
     /// Marathon credentials (`-m`); `None`: Marathon jobs are watched but not resized.
     pub marathon: Option<Credentials>,

@@ -19,16 +19,7 @@ impl Shared {
             )
         })?;
         limits::check_len("hostname", &reg.hostname, limits::MAX_HOSTNAME, true)?;
-        if reg.labels.len() > limits::MAX_LABELS {
-            return Err(ApiError::invalid(
-                "labels",
-                format!(
-                    "labels has {} entries; at most {} are accepted",
-                    reg.labels.len(),
-                    limits::MAX_LABELS
-                ),
-            ));
-        }
+        limits::check_count("labels", reg.labels.len(), limits::MAX_LABELS)?;
         for (k, v) in &reg.labels {
             let field = format!("labels.{}", limits::truncate(k, 64));
             limits::check_len(&field, k, limits::MAX_NAME, true)?;
@@ -87,16 +78,11 @@ impl Shared {
         }
         let now = self.clock.now();
         self.client_time("at", beat.at, now)?;
-        if beat.allocated_by_job.len() > limits::MAX_JOBS_PER_NODE {
-            return Err(ApiError::invalid(
-                "allocated_by_job",
-                format!(
-                    "allocated_by_job has {} entries; at most {} are accepted",
-                    beat.allocated_by_job.len(),
-                    limits::MAX_JOBS_PER_NODE
-                ),
-            ));
-        }
+        limits::check_count(
+            "allocated_by_job",
+            beat.allocated_by_job.len(),
+            limits::MAX_JOBS_PER_NODE,
+        )?;
         for (uuid, cpus) in &beat.allocated_by_job {
             let field = format!("allocated_by_job.{}", limits::truncate(uuid, 64));
             check_uuid(&field, uuid)?;

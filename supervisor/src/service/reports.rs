@@ -345,15 +345,12 @@ pub(crate) fn apply_report(
             .map_err(obs_err)?
         }
         HeldReport::Started(m) => {
-            if matches!(job.work, Work::Iterative(_)) {
-                return Err(ApiError::invalid(
-                    "uuid",
-                    format!(
-                        "initMarathonApp is for Marathon jobs; {} is a Chronos job (its runs report with updateTask)",
-                        entry.p.uuid
-                    ),
-                ));
-            }
+            marathon_only(
+                &job.work,
+                &entry.p.uuid,
+                "initMarathonApp",
+                " (its runs report with updateTask)",
+            )?;
             let at = when("started_at", m.started_at)?;
             if let Some(strategy) = &m.strategy {
                 // shell-trap says which strategy it runs with: whether a restart keeps the work.
@@ -369,15 +366,7 @@ pub(crate) fn apply_report(
             .map_err(obs_err)?
         }
         HeldReport::Ended(e) => {
-            if matches!(job.work, Work::Iterative(_)) {
-                return Err(ApiError::invalid(
-                    "uuid",
-                    format!(
-                        "endMarathonApp is for Marathon jobs; {} is a Chronos job",
-                        entry.p.uuid
-                    ),
-                ));
-            }
+            marathon_only(&job.work, &entry.p.uuid, "endMarathonApp", "")?;
             let at = when("finished_at", e.finished_at)?;
             job.observe(Observation::Ended {
                 at,
@@ -433,6 +422,18 @@ pub(crate) fn apply_report(
         }
     }
     Ok(effect)
+}
+
+/// Refuses a report of a Marathon task's life (`route`) for a Chronos job; `hint` ends the
+/// message.
+fn marathon_only(work: &Work, uuid: &str, route: &str, hint: &str) -> Result<(), ApiError> {
+    if matches!(work, Work::Iterative(_)) {
+        return Err(ApiError::invalid(
+            "uuid",
+            format!("{route} is for Marathon jobs; {uuid} is a Chronos job{hint}"),
+        ));
+    }
+    Ok(())
 }
 
 fn cumulative(s: &CpuSample) -> f64 {

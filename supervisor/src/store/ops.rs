@@ -65,7 +65,7 @@ pub(crate) enum Op {
 /// event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRow {
-    /// The job.
+    /// The job's UUID (the row's key; not in the JSON, which is served per job).
     #[serde(skip)]
     pub uuid: String,
     /// Supervisor time, epoch seconds.

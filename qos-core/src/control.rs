@@ -141,9 +141,11 @@ impl Controller {
         };
         // A running task restarted to a new size is placed anew by its framework: it may move
         // to the roomiest node.
-        let moves = mode == ResizeMode::Restart
-            && matches!(job.work, Work::Continuous(_))
-            && job.phase == Phase::Running;
+        let moves = match job.work {
+            // Each iteration is a new task, placed wherever an offer fits.
+            Work::Iterative(_) => true,
+            Work::Continuous(_) => mode == ResizeMode::Restart && job.phase == Phase::Running,
+        };
         let elsewhere = if moves { ctx.unplaced_room } else { None };
         let widest = |here: Option<Cpus>| match (here, elsewhere) {
             (Some(h), Some(e)) => Some(h.max(e)),

@@ -604,6 +604,21 @@ pub fn decide_placing(
         // cannot turn into speed (or that a restart would cost more than they give) are waste.
         let best = f.earliest(lo, hi, cfg.granularity, tolerance);
         let best_finish = f.finish(best);
+        if let Some(probe) = probe_one_cpu(&f, lo).filter(|_| {
+            // Late by more than a whole iteration: not a forecast's noise away from making it.
+            best_finish - q.deadline_at > f.overhead_per_unit + f.time(best)
+        }) {
+            return Decision {
+                class: Class::AtRisk,
+                action: Action::Resize { cpus: probe },
+                reason: format!(
+                    "{basis}; at best ({best} CPU) it finishes {}; measured only at {current} CPU, whether CPUs past the first make it faster is the model's guess: its next iteration runs at {probe} CPU (at worst {:.0} s slower), and the next report says what the others give",
+                    vs_deadline(best_finish - q.deadline_at),
+                    f.time(probe) - f.time(current)
+                ),
+                figures,
+            };
+        }
         let why = format!(
             "{basis}; at best ({best} CPU{}) it finishes {}",
             if best == current || !restart {
@@ -774,6 +789,16 @@ pub fn decide_placing(
         format!("{basis}; {current} CPU is what it needs"),
         figures,
     )
+}
+
+/// For a job sized anew at each unit that cannot meet its deadline at any size and has been
+/// measured at one allocation only, above one CPU: one CPU, to try for one unit. Past one CPU the
+/// model's shape is its prior until a second size is measured, and a late job that cannot use
+/// its CPUs would otherwise hold them to the end.
+fn probe_one_cpu(f: &Forecast, lo: Cpus) -> Option<Cpus> {
+    let only = f.measured_from.filter(|&m| Some(m) == f.measured_to)?;
+    (f.per_unit_sizing && f.units > 1.0 && only == f.current && only > Cpus::ONE && lo <= Cpus::ONE)
+        .then_some(Cpus::ONE)
 }
 
 /// `"37 s late"`, `"12 s early"` or `"on the deadline"` for a finish `delta` seconds after it.

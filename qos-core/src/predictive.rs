@@ -552,6 +552,28 @@ pub fn decide_placing(
             },
             None => {
                 let w = waited.unwrap_or(0.0);
+                // A job sized anew at each unit: this unit at `hi`, at its worst, and the ones
+                // after it at `cpu_max` may still make the deadline — then starting now loses
+                // nothing the next sizing cannot win back.
+                if f.per_unit_sizing && f.units > 1.0 && hi > Cpus::ZERO {
+                    let top = f.model.time(cfg.cpu_max).min(f.time(cfg.cpu_max));
+                    let then = f.from
+                        + f.units * f.overhead_per_unit
+                        + f.time(hi)
+                        + (f.units - 1.0) * top;
+                    if then <= target {
+                        return Decision {
+                            class: classify(job, then, margin),
+                            action: Action::Resize { cpus: hi },
+                            reason: format!(
+                                "{basis}; its next task has waited for a node with {current} CPU free; {hi} CPU of the roomiest node for this iteration and {} for the ones after it finish it {}: start it now at {hi} CPU",
+                                cfg.cpu_max,
+                                vs_deadline(then - q.deadline_at)
+                            ),
+                            figures,
+                        };
+                    }
+                }
                 // What starting now at `hi` costs against starting now at `current`: for an
                 // iterative job one unit (the next one is sized again), else all that is left.
                 let per_unit = f.per_unit_sizing && f.units > 1.0;

@@ -413,6 +413,36 @@ mod tests {
     }
 
     #[test]
+    fn a_chronos_job_is_sized_for_the_roomiest_node_not_only_its_last() {
+        // Four iterations of 400 s due in 1800 s: more than 1 CPU. Its last node has 0.5 CPU
+        // free, another node 2: its next iteration is a new task, placed wherever it fits.
+        let qos = QosSpec {
+            duration: 400.0,
+            deadline: Deadline::Relative(1800.0),
+            desv_deadline: 0.2,
+        }
+        .resolve(0.0);
+        let job = Job::iterative("c", qos, 4, Cpus::ONE);
+        let c = predictive();
+        let mut cx = ctx(0.0, Some(node(0.5, true)));
+        cx.unplaced_room = Some(Cpus::from_f64(2.0));
+        let v = c.decide(&job, &cx);
+        assert!(
+            v.decision.resize_to().is_some_and(|to| to > Cpus::ONE),
+            "{v:?}"
+        );
+        // With no other node known, its last node's room is the cap.
+        cx.unplaced_room = None;
+        let v = c.decide(&job, &cx);
+        assert!(
+            v.decision
+                .resize_to()
+                .is_none_or(|to| to <= Cpus::from_f64(0.5)),
+            "{v:?}"
+        );
+    }
+
+    #[test]
     fn warns_of_restarts_from_scratch_and_of_out_of_reach_deadlines() {
         let c = predictive();
         let mut job = marathon(48.0, 45.0, 0.3);

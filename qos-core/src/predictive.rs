@@ -626,7 +626,7 @@ pub fn decide_placing(
         // cannot turn into speed (or that a restart would cost more than they give) are waste.
         let best = f.earliest(lo, hi, cfg.granularity, tolerance);
         let best_finish = f.finish(best);
-        if let Some(probe) = probe_one_cpu(&f, lo).filter(|_| {
+        if let Some(probe) = probe_one_cpu(&f, lo, hi).filter(|_| {
             // Late by more than a whole iteration: not a forecast's noise away from making it.
             best_finish - q.deadline_at > f.overhead_per_unit + f.time(best)
         }) {
@@ -814,12 +814,14 @@ pub fn decide_placing(
 }
 
 /// For a job sized anew at each unit that cannot meet its deadline at any size and has been
-/// measured at one allocation only, above one CPU: one CPU, to try for one unit. Past one CPU the
+/// measured at one allocation only, above one CPU: one CPU (when `[lo, hi]` allows it), to try
+/// for one unit. Past one CPU the
 /// model's shape is its prior until a second size is measured, and a late job that cannot use
 /// its CPUs would otherwise hold them to the end.
-fn probe_one_cpu(f: &Forecast, lo: Cpus) -> Option<Cpus> {
+fn probe_one_cpu(f: &Forecast, lo: Cpus, hi: Cpus) -> Option<Cpus> {
     let only = f.measured_from.filter(|&m| Some(m) == f.measured_to)?;
-    (f.per_unit_sizing && f.units > 1.0 && only == f.current && only > Cpus::ONE && lo <= Cpus::ONE)
+    let within = lo <= Cpus::ONE && Cpus::ONE <= hi;
+    (f.per_unit_sizing && f.units > 1.0 && only == f.current && only > Cpus::ONE && within)
         .then_some(Cpus::ONE)
 }
 
@@ -992,8 +994,9 @@ mod tests {
         // 10 iterations of 130 s due in 1800 s: needs 2 CPU, and its next task waits for a node
         // with 2 CPU free while the roomiest has 1. Starting the next iteration at 1 CPU costs
         // that iteration's slowdown; waiting costs what it waits.
+        // Due in 1500 s it has too little slack to win one slow iteration back later.
         let cfg = PredictiveConfig::default();
-        let mut job = chronos(10, 130.0, 1800.0);
+        let mut job = chronos(10, 130.0, 1500.0);
         job.observe(Observation::Resized {
             at: 0.0,
             cpus: Cpus::from_milli(2000),
@@ -1018,6 +1021,76 @@ mod tests {
         // Not waiting (room enough, or no wait reported): the usual decision.
         let d = decide_placing(&cfg, &job, 150.0, Some(Cpus::from_milli(2000)), Some(1e6));
         assert_ne!(d.resize_to(), Some(Cpus::ONE), "{d:?}");
+    }
+
+    /// The job of the test above at 2 CPU, one iteration measured (100 s), its next task waiting
+    /// for room at `now` = 150 s.
+    fn measured_at_two(deadline: f64) -> Job {
+        let mut job = chronos(10, 130.0, deadline);
+        job.observe(Observation::Resized {
+            at: 0.0,
+            cpus: Cpus::from_milli(2000),
+            restart: false,
+        })
+        .unwrap();
+        report(&mut job, 40.0, 140.0);
+        job
+    }
+
+    #[test]
+    fn a_waiting_task_starts_small_at_once_when_the_iterations_after_it_can_win_it_back() {
+        // Due in 1800 s: one iteration at 1 CPU (at worst twice as long) and the eight after it
+        // at 2 CPU still make the deadline; waiting would only spend the slack.
+        let cfg = PredictiveConfig::default();
+        let job = measured_at_two(1800.0);
+        let d = decide_placing(&cfg, &job, 150.0, Some(Cpus::ONE), Some(10.0));
+        assert_eq!(d.resize_to(), Some(Cpus::ONE), "{d:?}");
+        assert!(
+            d.reason.contains("for this iteration and 2 for the ones after it"),
+            "{}",
+            d.reason
+        );
+        // Due in 1500 s it cannot (the test above): it waits.
+        let d = decide_placing(&cfg, &measured_at_two(1500.0), 150.0, Some(Cpus::ONE), Some(10.0));
+        assert_eq!(d.action, Action::Hold, "{d:?}");
+    }
+
+    #[test]
+    fn a_hopeless_iterative_job_measured_at_one_size_tries_one_cpu_once() {
+        // Due in 900 s, nine iterations of about 141 s (overhead included) at 2 CPU left at
+        // 150 s: some 520 s late at any size, more than an iteration. Whether its second CPU
+        // helps is the prior's guess: its next iteration runs at 1 CPU and is measured.
+        let cfg = PredictiveConfig::default();
+        let mut job = measured_at_two(900.0);
+        let d = decide(&cfg, &job, 150.0, None);
+        assert_eq!(
+            (d.class, d.resize_to()),
+            (Class::AtRisk, Some(Cpus::ONE)),
+            "{d:?}"
+        );
+        assert!(d.reason.contains("measured only at 2 CPU"), "{}", d.reason);
+        // Late by less than an iteration: a forecast's noise from making it, it keeps its CPUs.
+        let close = decide(&cfg, &measured_at_two(1400.0), 150.0, None);
+        assert_eq!(close.class, Class::AtRisk, "{close:?}");
+        assert_ne!(close.resize_to(), Some(Cpus::ONE), "{close:?}");
+        // Measured at 1 CPU too: no second probe; its model has two sizes to go by.
+        job.observe(Observation::Resized {
+            at: 150.0,
+            cpus: Cpus::ONE,
+            restart: false,
+        })
+        .unwrap();
+        report(&mut job, 190.0, 290.0);
+        let d = decide(&cfg, &job, 290.0, None);
+        assert!(!d.reason.contains("measured only at"), "{}", d.reason);
+        // A cap below one CPU: no probe above it.
+        let capped = decide(&cfg, &measured_at_two(900.0), 150.0, Some(Cpus::from_milli(500)));
+        assert!(
+            capped
+                .resize_to()
+                .is_none_or(|c| c <= Cpus::from_milli(500)),
+            "{capped:?}"
+        );
     }
 
     #[test]

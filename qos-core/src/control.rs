@@ -8,7 +8,8 @@
 //! that turns a policy's wish into what is done is here, once:
 //!
 //! - **caps**: a job never gets more than its node has room for (or, not placed yet, more than
-//!   the roomiest node could take);
+//!   the roomiest node could take; a Chronos job's next run, a new task placed wherever an offer
+//!   fits, and a task restarted to a new size may have the roomiest node's room too);
 //! - **arbitration**: when jobs share a node, its CPUs go least laxity first
 //!   ([`crate::policy::arbitrate`]); a job is not grown above its grant ("hold above grant");
 //! - **stale data**: the thesis policy is not allowed to act on a frozen CPU counter (the
@@ -79,7 +80,7 @@ pub struct Context {
     /// The most the roomiest live node could take, when any node is known: the cap of a job
     /// not placed (or whose node is unknown or dead, or whose task waits for room) — a larger
     /// task would wait for room that may not come — and where a running task restarted to a
-    /// new size may move.
+    /// new size, or a Chronos job's next run, may go.
     pub unplaced_room: Option<Cpus>,
     /// Whether the framework has the job; before it does, a resize can only fail.
     pub in_framework: bool,
@@ -139,8 +140,8 @@ impl Controller {
             (Some(n), false) => Some(n.room),
             _ => ctx.unplaced_room,
         };
-        // A running task restarted to a new size is placed anew by its framework: it may move
-        // to the roomiest node.
+        // A running task restarted to a new size, and a Chronos job's next run, are placed anew
+        // by their framework: they may go to the roomiest node.
         let moves = match job.work {
             // Each iteration is a new task, placed wherever an offer fits.
             Work::Iterative(_) => true,

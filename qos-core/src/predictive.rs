@@ -20,11 +20,15 @@
 //!   each iteration, tries a smaller size for one iteration priced that way, the iterations after
 //!   it as the model says: the next report measures it and the rest is sized again.
 //! - **Waiting for room**: a task sized larger than any node has free starts at the roomiest
-//!   node's size when that still meets the deadline, or once it has waited as long as starting
-//!   there would cost (the ski-rental rule: never more than twice the better choice's loss).
+//!   node's size when that still meets the deadline — for a Chronos job, when that iteration
+//!   there (at its worst) and the ones after it at `cpu_max` do, since the next sizing wins the
+//!   time back — or once it has waited as long as starting there would cost (the ski-rental
+//!   rule: never more than twice the better choice's loss).
 //! - `AT_RISK` at once when even the largest allowed allocation cannot make it; the job then gets
 //!   the *smallest* allocation that minimises its lateness under the learned speed-up (a job that
-//!   cannot use a second CPU is not given one).
+//!   cannot use a second CPU is not given one). A Chronos job late at any size by more than an
+//!   iteration, measured at one allocation only (above one CPU), runs its next iteration at one
+//!   CPU once: past one CPU its speed-up is the prior's guess until a second size is measured.
 
 use serde::{Deserialize, Serialize};
 

@@ -561,10 +561,8 @@ pub fn decide_placing(
                 // nothing the next sizing cannot win back.
                 if f.per_unit_sizing && f.units > 1.0 && hi > Cpus::ZERO {
                     let top = f.model.time(cfg.cpu_max).min(f.time(cfg.cpu_max));
-                    let then = f.from
-                        + f.units * f.overhead_per_unit
-                        + f.time(hi)
-                        + (f.units - 1.0) * top;
+                    let then =
+                        f.from + f.units * f.overhead_per_unit + f.time(hi) + (f.units - 1.0) * top;
                     if then <= target {
                         return Decision {
                             class: classify(job, then, margin),
@@ -1050,12 +1048,19 @@ mod tests {
         let d = decide_placing(&cfg, &job, 150.0, Some(Cpus::ONE), Some(10.0));
         assert_eq!(d.resize_to(), Some(Cpus::ONE), "{d:?}");
         assert!(
-            d.reason.contains("for this iteration and 2 for the ones after it"),
+            d.reason
+                .contains("for this iteration and 2 for the ones after it"),
             "{}",
             d.reason
         );
         // Due in 1500 s it cannot (the test above): it waits.
-        let d = decide_placing(&cfg, &measured_at_two(1500.0), 150.0, Some(Cpus::ONE), Some(10.0));
+        let d = decide_placing(
+            &cfg,
+            &measured_at_two(1500.0),
+            150.0,
+            Some(Cpus::ONE),
+            Some(10.0),
+        );
         assert_eq!(d.action, Action::Hold, "{d:?}");
     }
 
@@ -1088,7 +1093,12 @@ mod tests {
         let d = decide(&cfg, &job, 290.0, None);
         assert!(!d.reason.contains("measured only at"), "{}", d.reason);
         // A cap below one CPU: no probe above it.
-        let capped = decide(&cfg, &measured_at_two(900.0), 150.0, Some(Cpus::from_milli(500)));
+        let capped = decide(
+            &cfg,
+            &measured_at_two(900.0),
+            150.0,
+            Some(Cpus::from_milli(500)),
+        );
         assert!(
             capped
                 .resize_to()

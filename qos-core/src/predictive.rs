@@ -998,14 +998,7 @@ mod tests {
         // that iteration's slowdown; waiting costs what it waits.
         // Due in 1500 s it has too little slack to win one slow iteration back later.
         let cfg = PredictiveConfig::default();
-        let mut job = chronos(10, 130.0, 1500.0);
-        job.observe(Observation::Resized {
-            at: 0.0,
-            cpus: Cpus::from_milli(2000),
-            restart: false,
-        })
-        .unwrap();
-        report(&mut job, 40.0, 140.0);
+        let job = measured_at_two(1500.0);
         let room = Some(Cpus::ONE);
         let f = forecast(&cfg, &job, 150.0).unwrap();
         let slowdown = f.time(Cpus::ONE) - f.time(Cpus::from_milli(2000));

@@ -33,92 +33,27 @@
 //!   refuses rather than touching the first one's files or container.
 //! - When the job ends by itself, the whole `<uuid>/` directory is removed.
 
+mod error;
+mod files;
+mod manifest;
+
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 
-/// Manifest format version.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub use error::StoreError;
+use error::io_err;
+use files::{copy_verified, fsync_dir, fsync_tree, make_inc_dir, remove_any, safe_rel, walk};
+pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest};
 
 const INC_PREFIX: &str = "inc-";
 const MANIFEST_SUFFIX: &str = ".manifest";
 const TMP_SUFFIX: &str = ".tmp";
 const LOCK: &str = "lock";
-
-/// One file of a sealed checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Path relative to the incarnation directory, `/`-separated.
-    pub path: String,
-    /// Size in bytes (regular files).
-    #[serde(default)]
-    pub size: u64,
-    /// CRC-32 of the content (regular files) or of the link target (symlinks).
-    pub crc32: u32,
-    /// The link target, for a symlink.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symlink: Option<String>,
-}
-
-/// The seal of a complete incarnation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// [`MANIFEST_FORMAT`].
-    pub format: u32,
-    /// The job's UUID (its directory's name).
-    pub uuid: String,
-    /// Incarnation number.
-    pub incarnation: u64,
-    /// `app` or `criu`.
-    pub strategy: String,
-    /// Epoch seconds.
-    pub sealed_at: f64,
-    /// The incarnation it was restored from, if any.
-    pub restored_from: Option<u64>,
-    /// Every file (directories are implied).
-    pub files: Vec<FileEntry>,
-}
-
-impl Manifest {
-    /// Total bytes of the regular files.
-    #[must_use]
-    pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
-    }
-}
-
-/// A store error.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Another process holds the job's lock.
-    #[error("another shell-trap holds {0} (a live incarnation of this job on this host)")]
-    Busy(PathBuf),
-    /// An I/O error on a path.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file or directory at fault.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
-    },
-    /// A checkpoint is not what its manifest says, or has something that cannot be sealed.
-    #[error("{0}")]
-    Corrupt(String),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
 
 /// The state of one incarnation found on disk.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,12 +106,6 @@ pub fn epoch_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(dir))
-}
-
 fn inc_name(seq: u64) -> String {
     format!("{INC_PREFIX}{seq:06}")
 }
@@ -188,24 +117,6 @@ fn parse_seq(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
-}
-
-/// A relative path of normal components only.
-fn safe_rel(path: &str) -> Option<PathBuf> {
-    let p = Path::new(path);
-    (!path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_))))
-        .then(|| p.to_owned())
-}
-
-fn remove_any(path: &Path) {
-    let r = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => return,
-    };
-    if let Err(e) = r {
-        tracing::warn!("cannot remove {}: {e}", path.display());
-    }
 }
 
 impl Store {
@@ -548,153 +459,6 @@ impl Store {
             tracing::warn!("cannot remove {}: {e}", self.dir.display());
         }
     }
-}
-
-fn make_inc_dir(path: &Path) -> Result<(), StoreError> {
-    remove_any(path);
-    fs::create_dir(path).map_err(io_err(path))?;
-    // World-writable so a container running as another user can write its checkpoint; the job
-    // directory above it is 0700, so no other host user can reach it.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o777)).map_err(io_err(path))
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> Result<(), StoreError> {
-    for e in fs::read_dir(dir).map_err(io_err(dir))? {
-        let e = e.map_err(io_err(dir))?;
-        let p = e.path();
-        let rel = p
-            .strip_prefix(root)
-            .ok()
-            .and_then(Path::to_str)
-            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", p.display())))?
-            .to_owned();
-        let md = fs::symlink_metadata(&p).map_err(io_err(&p))?;
-        if md.is_dir() {
-            walk(root, &p, out)?;
-        } else if md.file_type().is_symlink() {
-            let target = fs::read_link(&p).map_err(io_err(&p))?;
-            let target = target
-                .to_str()
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("{} links to a non-UTF-8 path", p.display()))
-                })?
-                .to_owned();
-            out.push(FileEntry {
-                path: rel,
-                size: 0,
-                crc32: crc32fast::hash(target.as_bytes()),
-                symlink: Some(target),
-            });
-        } else if md.is_file() {
-            let (size, crc) = hash_file(&p, None)?;
-            out.push(FileEntry {
-                path: rel,
-                size,
-                crc32: crc,
-                symlink: None,
-            });
-        } else {
-            return Err(StoreError::Corrupt(format!(
-                "{} is not a regular file, directory or symlink; a checkpoint cannot hold it",
-                p.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn open_nofollow(p: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(p)
-        .map_err(io_err(p))
-}
-
-/// Size and CRC-32 of a file; with `copy_to`, also writes the content there (fsynced).
-fn hash_file(p: &Path, mut copy_to: Option<&mut File>) -> Result<(u64, u32), StoreError> {
-    let mut f = open_nofollow(p)?;
-    let mut h = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(p))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-        if let Some(out) = copy_to.as_deref_mut() {
-            out.write_all(&buf[..n]).map_err(io_err(p))?;
-        }
-    }
-    if let Some(out) = copy_to {
-        out.sync_all().map_err(io_err(p))?;
-    } else {
-        // Make the job's own writes durable before the seal refers to them.
-        f.sync_all().map_err(io_err(p))?;
-    }
-    Ok((size, h.finalize()))
-}
-
-fn fsync_tree(dir: &Path) -> Result<(), StoreError> {
-    for e in fs::read_dir(dir).map_err(io_err(dir))? {
-        let p = e.map_err(io_err(dir))?.path();
-        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            fsync_tree(&p)?;
-        }
-    }
-    fsync_dir(dir)
-}
-
-fn copy_verified(src: &Path, dst: &Path, m: &Manifest) -> Result<(), StoreError> {
-    for f in &m.files {
-        let rel = safe_rel(&f.path)
-            .ok_or_else(|| StoreError::Corrupt(format!("unsafe path {:?}", f.path)))?;
-        let from = src.join(&rel);
-        let to = dst.join(&rel);
-        if let Some(parent) = to.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o777)
-                .create(parent)
-                .map_err(io_err(parent))?;
-        }
-        if let Some(target) = &f.symlink {
-            let actual = fs::read_link(&from).map_err(|_| {
-                StoreError::Corrupt(format!("{} is not the symlink its manifest says", f.path))
-            })?;
-            if actual.to_str() != Some(target.as_str())
-                || crc32fast::hash(target.as_bytes()) != f.crc32
-            {
-                return Err(StoreError::Corrupt(format!("symlink {} changed", f.path)));
-            }
-            std::os::unix::fs::symlink(target, &to).map_err(io_err(&to))?;
-            continue;
-        }
-        let md = fs::symlink_metadata(&from)
-            .map_err(|_| StoreError::Corrupt(format!("{} is missing", f.path)))?;
-        if !md.is_file() {
-            return Err(StoreError::Corrupt(format!(
-                "{} is not a regular file",
-                f.path
-            )));
-        }
-        let mut out = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(md.permissions().mode() & 0o777)
-            .open(&to)
-            .map_err(io_err(&to))?;
-        let (size, crc) = hash_file(&from, Some(&mut out))?;
-        if size != f.size || crc != f.crc32 {
-            return Err(StoreError::Corrupt(format!(
-                "{}: {size} bytes with CRC-32 {crc:08x}, the manifest says {} bytes with {:08x}",
-                f.path, f.size, f.crc32
-            )));
-        }
-    }
-    fsync_tree(dst)
 }
 
 #[cfg(test)]

@@ -211,17 +211,24 @@ impl ContainerSpec {
     /// The `docker run` parameters of a JSON list `[{"key", "value"}]` (Marathon's
     /// `container.docker.parameters`, Chronos' `container.parameters`).
     pub(crate) fn parameters_from(list: Option<&Value>) -> Vec<(String, String)> {
-        list.and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|p| {
-                        Some((
-                            p.get("key")?.as_str()?.to_owned(),
-                            p.get("value")?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        string_pairs(list, "key", "value")
     }
+}
+
+/// The `(name, value)` pairs of a JSON list of objects, each read from its `name` and `value`
+/// fields (`key`/`value` for Docker parameters, `name`/`value` for Chronos' environment);
+/// entries without both as strings are skipped.
+pub(crate) fn string_pairs(list: Option<&Value>, name: &str, value: &str) -> Vec<(String, String)> {
+    list.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| {
+                    Some((
+                        p.get(name)?.as_str()?.to_owned(),
+                        p.get(value)?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Chronos, Run, job};
 use crate::formats::{iso_millis, java_double};
-use crate::task::{ContainerSpec, EnvBuilder, TaskCommand, TaskSpec};
+use crate::task::{ContainerSpec, EnvBuilder, TaskCommand, TaskSpec, string_pairs};
 
 impl Chronos {
     /// The task of one run of a job.
@@ -115,19 +115,7 @@ fn command(m: &Map<String, Value>, run: &Run, in_container: bool) -> TaskCommand
 
 /// The job's `environmentVariables` (`[{"name", "value"}]`).
 fn user_env(m: &Map<String, Value>) -> Vec<(String, String)> {
-    m.get("environmentVariables")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    Some((
-                        e.get("name")?.as_str()?.to_owned(),
-                        e.get("value")?.as_str()?.to_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    string_pairs(m.get("environmentVariables"), "name", "value")
 }
 
 /// The built-in variables (`mesos_task_id`, `CHRONOS_*`, `HOST` of the offer), then the job's

@@ -70,6 +70,17 @@ fn invalid(e: &Invalid) -> Response {
     reply(StatusCode::UNPROCESSABLE_ENTITY, &e.body(), None)
 }
 
+/// The app exists and no deployment holds it (or `force` overrides): 404 or 409 otherwise.
+fn unlocked(st: &MState, id: &str, force: bool) -> Result<(), Response> {
+    let Some(app) = st.apps.get(id).filter(|a| !a.deleted) else {
+        return Err(not_found(id));
+    };
+    match app.deployment.clone().filter(|_| !force) {
+        Some(d) => Err(locked(&[d])),
+        None => Ok(()),
+    }
+}
+
 fn locked(deployments: &[String]) -> Response {
     let first = deployments.first().cloned().unwrap_or_default();
     reply(
@@ -440,11 +451,8 @@ async fn delete_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Resp
         let mut st = m.lock();
         match t {
             Target::App(id) | Target::Restart(id) => {
-                let Some(app) = st.apps.get(&id).filter(|a| !a.deleted) else {
-                    return not_found(&id);
-                };
-                if let Some(d) = app.deployment.clone().filter(|_| !force) {
-                    return locked(&[d]);
+                if let Err(r) = unlocked(&st, &id, force) {
+                    return r;
                 }
                 let version = new_version();
                 let dep = start_deployment(&mut st, &id, Action::Stop, &version);
@@ -503,11 +511,8 @@ async fn post_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Respon
     };
     let resp = {
         let mut st = m.lock();
-        let Some(app) = st.apps.get(&id).filter(|a| !a.deleted) else {
-            return not_found(&id);
-        };
-        if let Some(d) = app.deployment.clone().filter(|_| !force) {
-            return locked(&[d]);
+        if let Err(r) = unlocked(&st, &id, force) {
+            return r;
         }
         let version = new_version();
         let dep = start_deployment(&mut st, &id, Action::Restart, &version);

@@ -180,14 +180,15 @@ pub(super) fn prepare(
 
 /// `id`, validated and canonical (`/a/b`).
 fn app_id(body: &Map<String, Value>, origin: &str) -> Result<AppId, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let raw_id = string_field(
         body,
         origin,
         "id",
         "is missing; a Marathon app needs an id such as \"/openmplinpack1\"",
     )?;
-    AppId::parse(&raw_id).map_err(|e| field("id", format!("{raw_id:?} {}", invalid_reason(&e))))
+    AppId::parse(&raw_id).map_err(|e| {
+        LauncherError::field(origin, "id", format!("{raw_id:?} {}", invalid_reason(&e)))
+    })
 }
 
 /// What runs: `cmd`, `args` or the image's own command (both taken out of the body).
@@ -431,8 +432,8 @@ fn checkpoint_strategy(
         (Some(flag), Some(label)) if flag != label => {
             remarks.notes.push(format!(
                 "--strategy {} overrides the app's label {CHECKPOINT_LABEL}={}",
-                flag.as_str(),
-                label.as_str()
+                flag.flag_value(),
+                label.flag_value()
             ));
             Some(flag)
         }
@@ -524,7 +525,7 @@ impl Plan {
             quote(&settings.checkpoint_dir),
         ];
         if let Some(s) = self.strategy {
-            words.extend(["--strategy".into(), s.as_str().into()]);
+            words.extend(["--strategy".into(), s.flag_value()]);
         }
         // shell-trap must be done before Marathon's SIGKILL: its own default (25 s) fits only
         // the launcher's default period (30 s).

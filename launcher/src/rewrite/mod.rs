@@ -190,15 +190,12 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The flag value.
+    /// The flag value (`auto`, `criu`, `app`, `none`): clap's name for the variant, the name
+    /// shell-trap's own `--strategy` parses too.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Criu => "criu",
-            Self::App => "app",
-            Self::None => "none",
-        }
+    pub fn flag_value(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map_or_else(String::new, |v| v.get_name().to_owned())
     }
 }
 
@@ -407,7 +404,7 @@ pub fn prepare(
         }
     };
     let checkpoint = match &plan {
-        Plan::Marathon(p) => Some(p.strategy().as_str().to_owned()),
+        Plan::Marathon(p) => Some(p.strategy().flag_value()),
         Plan::Chronos(_) => None,
     };
     let registration = JobRegistration {

@@ -295,7 +295,7 @@ fn the_strategy_comes_from_the_flag_else_the_label() {
         s.strategy = flag;
         let p = checkpoint_app(&labels, &s).unwrap();
         assert_eq!(strategy_in(&p).as_deref(), sent, "{label:?} {flag:?}");
-        let overridden = label.is_some_and(|l| flag.is_some_and(|f| f.as_str() != l.trim()));
+        let overridden = label.is_some_and(|l| flag.is_some_and(|f| f.flag_value() != l.trim()));
         assert_eq!(
             p.notes,
             if overridden {

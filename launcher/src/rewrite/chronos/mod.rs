@@ -161,23 +161,22 @@ pub(super) fn prepare(
 
 /// `name`, checked against Chronos' rule.
 fn job_name(body: &Map<String, Value>, origin: &str) -> Result<String, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let name = string_field(
         body,
         origin,
         "name",
         "is missing; a Chronos job needs a name",
     )?;
-    if let Err(e) = validate_job_name(&name) {
+    validate_job_name(&name).map_err(|e| {
         let why = invalid_reason(&e);
-        return Err(field(
+        LauncherError::field(
+            origin,
             "name",
             format!(
                 "{name:?} {why} (Chronos' rule [\\w.-]+; it is also written into the job's report)"
             ),
-        ));
-    }
-
+        )
+    })?;
     Ok(name)
 }
 

@@ -239,20 +239,16 @@ fn run(cli: Cli) -> Result<()> {
             policy: p,
             seed,
             sharing,
-            resize:
-                ResizeArgs {
-                    resize_mode,
-                    no_agents,
-                },
+            resize,
             json,
         } => {
             let sharing = sharing.map_or_else(|| default_sharing(&name), Sharing::from);
             let mut s = scenario(&name, seed, sharing).context("--scenario")?;
-            if no_agents {
+            if resize.no_agents {
                 s.cluster.agents = false;
             }
             let cfg = SimConfig {
-                resize_mode: resize_mode.into(),
+                resize_mode: resize.resize_mode.into(),
                 oracle: sharing == Sharing::Quota,
                 ..SimConfig::default()
             };
@@ -268,11 +264,7 @@ fn run(cli: Cli) -> Result<()> {
             policies,
             seeds,
             sharing,
-            resize:
-                ResizeArgs {
-                    resize_mode,
-                    no_agents,
-                },
+            resize,
             json,
         } => {
             if seeds == 0 {
@@ -288,8 +280,8 @@ fn run(cli: Cli) -> Result<()> {
                 workload,
                 seeds,
                 sharing: sharing.into(),
-                resize_mode: resize_mode.into(),
-                agents: !no_agents,
+                resize_mode: resize.resize_mode.into(),
+                agents: !resize.no_agents,
                 policies,
             };
             let quiet = json || !std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -330,53 +330,57 @@ fn prediction_and_cpu_panels(
     let mut cpu = Vec::new();
     for policy in POLICIES {
         let run = runs.get(&(case, policy.to_owned()));
-        let mut series = run.map(real_prediction).unwrap_or_default();
-        let cut = clip(&mut series, CLIP);
-        pred.push(Panel {
-            title: format!(
-                "real, {policy} policy{}",
-                if cut { " (clipped at ±1000 s)" } else { "" }
-            ),
-            x_desc: "time (s, thesis scale)".into(),
-            y_desc: "prediction − deadline (s)".into(),
-            series,
-            hlines: vec![0.0],
-            points: true,
-        });
-        cpu.push(Panel {
-            title: format!("real, {policy} policy"),
-            x_desc: "time (s, thesis scale)".into(),
-            y_desc: "CPUs allocated (thesis CPUs)".into(),
-            series: run.map(real_cpu).unwrap_or_default(),
-            hlines: Vec::new(),
-            points: false,
-        });
+        let (p, c) = panel_pair(
+            &format!("real, {policy} policy"),
+            "time (s, thesis scale)",
+            "CPUs allocated (thesis CPUs)",
+            run.map(real_prediction).unwrap_or_default(),
+            run.map(real_cpu).unwrap_or_default(),
+        );
+        pred.push(p);
+        cpu.push(c);
     }
     for policy in POLICIES {
         let r = simulated(case, policy)?;
-        let mut series = sim_series(&r, |p| p.prediction_vs_deadline);
-        let cut = clip(&mut series, CLIP);
-        pred.push(Panel {
-            title: format!(
-                "simulated, {policy} policy{}",
-                if cut { " (clipped at ±1000 s)" } else { "" }
-            ),
-            x_desc: "time (s)".into(),
-            y_desc: "prediction − deadline (s)".into(),
-            series,
-            hlines: vec![0.0],
-            points: true,
-        });
-        cpu.push(Panel {
-            title: format!("simulated, {policy} policy"),
-            x_desc: "time (s)".into(),
-            y_desc: "CPUs allocated".into(),
-            series: steps(sim_series(&r, |p| Some(p.cpus.as_f64()))),
-            hlines: Vec::new(),
-            points: false,
-        });
+        let (p, c) = panel_pair(
+            &format!("simulated, {policy} policy"),
+            "time (s)",
+            "CPUs allocated",
+            sim_series(&r, |p| p.prediction_vs_deadline),
+            steps(sim_series(&r, |p| Some(p.cpus.as_f64()))),
+        );
+        pred.push(p);
+        cpu.push(c);
     }
     Ok((pred, cpu))
+}
+
+/// One run's prediction panel (clipped at ±[`CLIP`], as its title then says) and CPU panel.
+fn panel_pair(
+    title: &str,
+    x_desc: &str,
+    cpu_y_desc: &str,
+    mut prediction: Vec<Series>,
+    cpus: Vec<Series>,
+) -> (Panel, Panel) {
+    let cut = clip(&mut prediction, CLIP);
+    let pred = Panel {
+        title: format!("{title}{}", if cut { " (clipped at ±1000 s)" } else { "" }),
+        x_desc: x_desc.into(),
+        y_desc: "prediction − deadline (s)".into(),
+        series: prediction,
+        hlines: vec![0.0],
+        points: true,
+    };
+    let cpu = Panel {
+        title: title.to_owned(),
+        x_desc: x_desc.into(),
+        y_desc: cpu_y_desc.into(),
+        series: cpus,
+        hlines: Vec::new(),
+        points: false,
+    };
+    (pred, cpu)
 }
 
 /// Cases I and II: the iteration durations of the real runs (thesis Figures 22–27).

@@ -12,32 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use frameworks::{ChronosApi, ChronosJob, FrameworkError, MarathonApi};
 use serde_json::{Map, Value, json};
-use tokio::task::JoinHandle;
 
+pub use crate::wire::Served;
+use crate::wire::try_serve as serve;
 use crate::{FakeChronos, FakeMarathon};
-
-/// A running fake server; stops when dropped.
-#[derive(Debug)]
-pub struct Served {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    handle: JoinHandle<()>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
-async fn serve(router: Router) -> std::io::Result<Served> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let handle = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Ok(Served { url, handle })
-}
 
 fn error(e: &FrameworkError) -> Response {
     let (status, body) = match e {

@@ -7,21 +7,34 @@
 //! - [`http`]: the same fakes served over real HTTP on `127.0.0.1:0` with the REST routes the
 //!   real clients call (Marathon `/v2/apps`, Chronos 2.x `/scheduler/*`), for end-to-end tests
 //!   of binaries.
+//! - [`wire`]: recording HTTP servers for tests of clients: a scripted one, flaky, hanging and
+//!   dead addresses.
 //! - [`bins`]: other packages' binaries built from this tree, for end-to-end tests.
 //! - [`sandbox`]: the task sandboxes a testbed leaves, read back; [`CatchUnwind`]: a scenario's
 //!   panic caught so that what it started can be stopped first.
 //! - [`procs`]: which processes of the host show a secret in their arguments.
 //! - [`services`]: the project's services started as real processes (their ready line read).
+//! - [`cgroups`]: cgroup fixture trees, and real cgroups removed when a test ends.
+//! - [`child`]: a child process in its own process group, its output read line by line.
+//! - [`names`]: names and job UUIDs no other test uses; [`wait`]: a condition polled, bounded;
+//!   [`docker`]: the `docker` command line.
+//! - [`assert_contains`]: a text holds each of several parts.
 //! - [`skip_unless_required`]: the one skip-or-fail rule of tests that need something of the
 //!   machine (`QOS_REQUIRE_*`); [`cgroups_or_skip`], [`root_or_skip`], [`docker_or_skip`] on it.
 
 pub mod bins;
+pub mod cgroups;
+pub mod child;
 mod chronos;
+pub mod docker;
 pub mod http;
 mod marathon;
+pub mod names;
 pub mod procs;
 pub mod sandbox;
 pub mod services;
+pub mod wait;
+pub mod wire;
 
 pub use chronos::{ChronosCall, FakeChronos};
 pub use marathon::{FakeMarathon, MarathonCall};
@@ -57,7 +70,9 @@ fn not_found(method: &str, url: &str, message: String) -> FrameworkError {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, whether or not a test thread that held it panicked (a failed assertion must not
+/// hide behind a poisoned lock).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -79,6 +94,21 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Err(p) => std::task::Poll::Ready(Err(p)),
         }
+    }
+}
+
+/// Whether this test runs as root (real cgroups, mounts).
+#[must_use]
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Asserts that `text` (a program's output, a message) holds every one of `parts`, naming the
+/// first missing one and showing `text`.
+#[track_caller]
+pub fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no {part:?} in:\n{text}");
     }
 }
 

@@ -8,11 +8,13 @@ use axum::http::StatusCode;
 use frameworks::{ChronosApi, ChronosApiVersion, ChronosClient, ChronosJob, FrameworkError};
 use serde_json::json;
 
-use crate::support::chronos::FakeChronos;
-use crate::support::misc::fixed;
-use crate::support::{creds, fast_config, fixture_json, lock};
+use testkit::lock;
+use testkit::wire::chronos::ChronosServer;
+use testkit::wire::fixed;
 
-fn client(fake: &FakeChronos, version: ChronosApiVersion) -> ChronosClient {
+use crate::support::{creds, fast_config, fixture_json};
+
+fn client(fake: &ChronosServer, version: ChronosApiVersion) -> ChronosClient {
     ChronosClient::with_config(&creds(&fake.url), version, fast_config()).expect("client")
 }
 
@@ -23,7 +25,7 @@ fn thesis_job(n: u8) -> ChronosJob {
 #[tokio::test]
 async fn detects_both_generations() {
     for version in [ChronosApiVersion::V2, ChronosApiVersion::V3] {
-        let fake = FakeChronos::start(version).await;
+        let fake = ChronosServer::start(version).await;
         let detected = ChronosClient::detect(&creds(&fake.url), fast_config())
             .await
             .expect("detect");
@@ -57,7 +59,7 @@ async fn detect_reports_auth_failures_at_once() {
 #[tokio::test]
 async fn thesis_jobs_are_accepted_by_both_generations() {
     for version in [ChronosApiVersion::V2, ChronosApiVersion::V3] {
-        let fake = FakeChronos::start(version).await;
+        let fake = ChronosServer::start(version).await;
         let chronos = client(&fake, version);
         for n in 1..=6 {
             chronos.put_job(&thesis_job(n)).await.expect("upsert");
@@ -93,7 +95,7 @@ async fn thesis_jobs_are_accepted_by_both_generations() {
 
 #[tokio::test]
 async fn dependent_jobs_go_to_the_dependency_endpoint() {
-    let fake = FakeChronos::start(ChronosApiVersion::V3).await;
+    let fake = ChronosServer::start(ChronosApiVersion::V3).await;
     let chronos = client(&fake, ChronosApiVersion::V3);
     chronos.put_job(&thesis_job(1)).await.expect("parent");
     let mut child = ChronosJob::new("after-linpack");
@@ -115,7 +117,7 @@ async fn dependent_jobs_go_to_the_dependency_endpoint() {
 /// exact name must still be found, and only it.
 #[tokio::test]
 async fn find_is_exact_despite_substring_search_and_default_limit() {
-    let fake = FakeChronos::start(ChronosApiVersion::V2).await;
+    let fake = ChronosServer::start(ChronosApiVersion::V2).await;
     for i in 0..15 {
         fake.insert_job(
             json!({"name": format!("JOB1{i}"), "schedule": "R1//PT1M", "command": "true"}),
@@ -159,7 +161,7 @@ async fn find_is_exact_despite_substring_search_and_default_limit() {
 #[tokio::test]
 async fn resize_reposts_the_whole_job_with_numeric_cpus() {
     for version in [ChronosApiVersion::V2, ChronosApiVersion::V3] {
-        let fake = FakeChronos::start(version).await;
+        let fake = ChronosServer::start(version).await;
         // As stored by a real server: every serializer field, plus uris mirrored from fetch.
         fake.insert_job(fixture_json("chronos/job_get_3x.json"));
         let chronos = client(&fake, version);
@@ -198,7 +200,7 @@ async fn resize_reposts_the_whole_job_with_numeric_cpus() {
 
 #[tokio::test]
 async fn resize_of_a_thesis_job_keeps_string_fields() {
-    let fake = FakeChronos::start(ChronosApiVersion::V2).await;
+    let fake = ChronosServer::start(ChronosApiVersion::V2).await;
     let chronos = client(&fake, ChronosApiVersion::V2);
     chronos.put_job(&thesis_job(1)).await.expect("submit");
     chronos
@@ -218,7 +220,7 @@ async fn resize_of_a_thesis_job_keeps_string_fields() {
 #[tokio::test]
 async fn start_delete_and_kill() {
     for version in [ChronosApiVersion::V2, ChronosApiVersion::V3] {
-        let fake = FakeChronos::start(version).await;
+        let fake = ChronosServer::start(version).await;
         let chronos = client(&fake, version);
         chronos.put_job(&thesis_job(2)).await.expect("submit");
 
@@ -241,10 +243,7 @@ async fn start_delete_and_kill() {
             fake.last_request().param("arguments").as_deref(),
             Some("--size 4000")
         );
-        assert_eq!(
-            lock(&fake.state).started,
-            ["openmpLinpack2", "openmpLinpack2"]
-        );
+        assert_eq!(fake.state().started, ["openmpLinpack2", "openmpLinpack2"]);
 
         chronos
             .kill_job_tasks("openmpLinpack2")
@@ -255,7 +254,7 @@ async fn start_delete_and_kill() {
                 .path
                 .ends_with("/scheduler/task/kill/openmpLinpack2")
         );
-        assert_eq!(lock(&fake.state).killed, ["openmpLinpack2"]);
+        assert_eq!(fake.state().killed, ["openmpLinpack2"]);
 
         chronos.delete_job("openmpLinpack2").await.expect("delete");
         assert_eq!(fake.last_request().method, "DELETE");
@@ -297,7 +296,7 @@ async fn start_delete_and_kill() {
 
 #[tokio::test]
 async fn bad_names_and_schedules_are_refused_before_sending() {
-    let fake = FakeChronos::start(ChronosApiVersion::V3).await;
+    let fake = ChronosServer::start(ChronosApiVersion::V3).await;
     let chronos = client(&fake, ChronosApiVersion::V3);
     let mut job = thesis_job(1);
     job.insert("name", json!("bad name"));
@@ -412,7 +411,7 @@ async fn trait_objects_real_and_fake() {
             .is_not_found()
     );
 
-    let fake = FakeChronos::start(ChronosApiVersion::V3).await;
+    let fake = ChronosServer::start(ChronosApiVersion::V3).await;
     let real: Arc<dyn ChronosApi> = Arc::new(client(&fake, ChronosApiVersion::V3));
     real.put_job(&thesis_job(4)).await.expect("put");
     real.start_job("openmpLinpack4").await.expect("start");

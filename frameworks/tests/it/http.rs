@@ -10,9 +10,10 @@ use frameworks::{
 };
 use serde_json::json;
 
-use crate::support::marathon::FakeMarathon;
-use crate::support::misc::{Flaky, fixed, hanging, refused_url};
-use crate::support::{base64, creds, fast_config, fixture, fixture_json};
+use testkit::wire::marathon::MarathonServer;
+use testkit::wire::{Flaky, Hanging, base64, dead_url, fixed};
+
+use crate::support::{creds, fast_config, fixture, fixture_json};
 
 fn marathon(url: &str, config: ClientConfig) -> MarathonClient {
     MarathonClient::with_config(&creds(url), config).expect("client")
@@ -20,7 +21,7 @@ fn marathon(url: &str, config: ClientConfig) -> MarathonClient {
 
 #[tokio::test]
 async fn basic_auth_is_sent_and_401_is_typed() {
-    let fake = FakeMarathon::with_basic_auth("admin", "s3cret").await;
+    let fake = MarathonServer::with_basic_auth("admin", "s3cret").await;
     let authed = MarathonClient::with_config(
         &creds(&fake.url).with_basic_auth("admin", "s3cret"),
         fast_config(),
@@ -67,7 +68,7 @@ async fn basic_auth_is_sent_and_401_is_typed() {
 
 #[tokio::test]
 async fn credential_file_with_dcos_token() {
-    let fake = FakeMarathon::with_token("eyJhbGciOi.payload.sig").await;
+    let fake = MarathonServer::with_token("eyJhbGciOi.payload.sig").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("marathon.json");
     std::fs::write(
@@ -260,7 +261,7 @@ async fn deployment_id_may_come_from_the_header_only() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_out() {
-    let server = hanging().await;
+    let server = Hanging::start().await;
     let config = ClientConfig {
         timeout: Duration::from_millis(300),
         retry: RetryPolicy {
@@ -315,7 +316,7 @@ async fn a_server_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn refused_connections_are_unreachable_and_retried() {
-    let url = refused_url().await;
+    let url = dead_url();
     let config = ClientConfig {
         retry: RetryPolicy {
             max_attempts: 3,

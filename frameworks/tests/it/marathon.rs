@@ -6,10 +6,11 @@ use frameworks::marathon::READ_ONLY_APP_KEYS;
 use frameworks::{FrameworkError, MarathonApi, MarathonApp, MarathonClient, UpdateOptions};
 use serde_json::{Map, json};
 
-use crate::support::marathon::FakeMarathon;
+use testkit::wire::marathon::MarathonServer;
+
 use crate::support::{creds, fast_config, fixture_json};
 
-fn client(fake: &FakeMarathon) -> MarathonClient {
+fn client(fake: &MarathonServer) -> MarathonClient {
     MarathonClient::with_config(&creds(&fake.url), fast_config()).expect("client")
 }
 
@@ -19,7 +20,7 @@ fn thesis_app() -> MarathonApp {
 
 #[tokio::test]
 async fn create_returns_deployment_id_from_header_and_normalises_id() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let marathon = client(&fake);
     let mut app = thesis_app();
     app.insert("id", json!("openmplinpack1"));
@@ -47,7 +48,7 @@ async fn create_returns_deployment_id_from_header_and_normalises_id() {
 
 #[tokio::test]
 async fn duplicate_create_is_a_conflict() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let marathon = client(&fake);
     marathon
         .create_app(&thesis_app())
@@ -74,7 +75,7 @@ async fn duplicate_create_is_a_conflict() {
 
 #[tokio::test]
 async fn validation_errors_carry_marathon_details() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let marathon = client(&fake);
     let mut app = thesis_app();
     app.insert(
@@ -105,7 +106,7 @@ async fn validation_errors_carry_marathon_details() {
 
 #[tokio::test]
 async fn apps_without_a_valid_id_are_refused_before_sending() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let marathon = client(&fake);
     let mut app = thesis_app();
     app.remove("id");
@@ -120,7 +121,7 @@ async fn apps_without_a_valid_id_are_refused_before_sending() {
 
 #[tokio::test]
 async fn nested_ids_and_missing_apps() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let stored = fixture_json("marathon/app_get_1_10.json")["app"].clone();
     fake.insert_app(stored);
     let marathon = client(&fake);
@@ -159,7 +160,7 @@ async fn nested_ids_and_missing_apps() {
 /// goes back unchanged, and no read-only key is sent.
 #[tokio::test]
 async fn full_update_round_trips_unknown_fields_and_strips_read_only_keys() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let original = fixture_json("marathon/app_get_1_4.json")["app"].clone();
     fake.insert_app(original.clone());
     let marathon = client(&fake);
@@ -239,7 +240,7 @@ async fn full_update_round_trips_unknown_fields_and_strips_read_only_keys() {
 
 #[tokio::test]
 async fn resize_is_a_partial_update_with_only_cpus() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     fake.insert_app(fixture_json("marathon/app_get_1_4.json")["app"].clone());
     let marathon = client(&fake);
     let result = marathon
@@ -288,7 +289,7 @@ async fn resize_is_a_partial_update_with_only_cpus() {
 
 #[tokio::test]
 async fn locked_apps_report_blocking_deployments_and_force_overrides() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     fake.insert_app(fixture_json("marathon/app_get_1_4.json")["app"].clone());
     fake.lock_app("/qos/job-a", "97c136bf-5a28-4821-9d94-480d9fbb01c8");
     let marathon = client(&fake);
@@ -351,7 +352,7 @@ async fn locked_apps_report_blocking_deployments_and_force_overrides() {
 
 #[tokio::test]
 async fn delete_list_and_info() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let marathon = client(&fake);
     marathon.create_app(&thesis_app()).await.expect("create");
     let apps = marathon.list_apps().await.expect("list");
@@ -382,7 +383,7 @@ async fn delete_list_and_info() {
 
 #[tokio::test]
 async fn usable_as_a_trait_object() {
-    let fake = FakeMarathon::start().await;
+    let fake = MarathonServer::start().await;
     let api: Arc<dyn MarathonApi> = Arc::new(client(&fake));
     api.create_app(&thesis_app()).await.expect("create");
     api.set_app_cpus("/openmplinpack1", 1.4, false)

@@ -1,19 +1,18 @@
 //! `MesosAgentClient` against fake agents of both generations.
 
-use std::sync::atomic::Ordering;
-
 use frameworks::{FrameworkError, MesosAgentApi, MesosAgentClient};
 
-use crate::support::misc::FakeAgent;
+use testkit::wire::agent::AgentServer;
+
 use crate::support::{creds, fast_config, fixture};
 
-fn client(agent: &FakeAgent) -> MesosAgentClient {
+fn client(agent: &AgentServer) -> MesosAgentClient {
     MesosAgentClient::with_config(&creds(&agent.url), fast_config()).expect("client")
 }
 
 #[tokio::test]
 async fn reads_monitor_statistics() {
-    let agent = FakeAgent::start(true, false, &fixture("mesos/statistics.json")).await;
+    let agent = AgentServer::start(true, false, &fixture("mesos/statistics.json")).await;
     let mesos = client(&agent);
     let stats = mesos.statistics().await.expect("statistics");
     assert_eq!(stats.len(), 2);
@@ -51,7 +50,7 @@ async fn reads_monitor_statistics() {
             .is_none()
     );
     assert_eq!(
-        agent.legacy_hits.load(Ordering::SeqCst),
+        agent.state().legacy_hits,
         0,
         "no fallback on a modern agent"
     );
@@ -59,21 +58,21 @@ async fn reads_monitor_statistics() {
 
 #[tokio::test]
 async fn falls_back_to_the_json_endpoint_once_and_remembers() {
-    let agent = FakeAgent::start(false, true, &fixture("mesos/statistics.json")).await;
+    let agent = AgentServer::start(false, true, &fixture("mesos/statistics.json")).await;
     let mesos = client(&agent);
     assert_eq!(mesos.statistics().await.expect("legacy").len(), 2);
     assert_eq!(mesos.statistics().await.expect("legacy again").len(), 2);
     assert_eq!(
-        agent.modern_hits.load(Ordering::SeqCst),
+        agent.state().modern_hits,
         1,
         "the modern path is tried once"
     );
-    assert_eq!(agent.legacy_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(agent.state().legacy_hits, 2);
 }
 
 #[tokio::test]
 async fn neither_endpoint_is_not_found() {
-    let agent = FakeAgent::start(false, false, "[]").await;
+    let agent = AgentServer::start(false, false, "[]").await;
     let api: Box<dyn MesosAgentApi> = Box::new(client(&agent));
     let err = api.statistics().await.expect_err("404");
     match err {

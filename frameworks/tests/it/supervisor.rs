@@ -10,13 +10,14 @@ use qos_core::wire::{
 };
 use serde_json::json;
 
-use crate::support::misc::Flaky;
-use crate::support::supervisor::{ADMIN_TOKEN, FakeSupervisor};
-use crate::support::{creds, fast_config, lock};
+use testkit::wire::Flaky;
+use testkit::wire::supervisor::{ADMIN_TOKEN, SupervisorServer};
+
+use crate::support::{creds, fast_config};
 
 const UUID: &str = "0f8b6c1e2d3a4b5c6d7e8f9a0b1c2d3e";
 
-fn admin(fake: &FakeSupervisor) -> SupervisorClient {
+fn admin(fake: &SupervisorServer) -> SupervisorClient {
     SupervisorClient::with_config(
         &creds(&fake.url).with_bearer_token(ADMIN_TOKEN),
         fast_config(),
@@ -44,7 +45,7 @@ fn registration() -> JobRegistration {
 
 #[tokio::test]
 async fn thesis_routes_post_the_wire_types() {
-    let fake = FakeSupervisor::start().await;
+    let fake = SupervisorServer::start().await;
     let client = anonymous(&fake.url);
     client
         .init_task(&InitTask {
@@ -106,7 +107,7 @@ async fn thesis_routes_post_the_wire_types() {
 
 #[tokio::test]
 async fn jobs_register_report_and_cancel() {
-    let fake = FakeSupervisor::start().await;
+    let fake = SupervisorServer::start().await;
     let client = admin(&fake);
     let registered = client
         .register_job(&registration())
@@ -206,7 +207,7 @@ async fn jobs_register_report_and_cancel() {
 
 #[tokio::test]
 async fn nodes_and_samples() {
-    let fake = FakeSupervisor::start().await;
+    let fake = SupervisorServer::start().await;
     let client = admin(&fake);
     let beat = Heartbeat {
         at: 5.0,
@@ -233,7 +234,7 @@ async fn nodes_and_samples() {
         })
         .await
         .expect("register node");
-    assert!(lock(&fake.state).nodes.contains("node-1"));
+    assert!(fake.state().nodes.contains("node-1"));
     client.heartbeat("node-1", &beat).await.expect("heartbeat");
     assert_eq!(fake.last_request().path, "/api/v1/nodes/node-1/heartbeat");
     assert_eq!(

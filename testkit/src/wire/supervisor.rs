@@ -3,61 +3,33 @@
 //! mutating routes and per-job report tokens for progress.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use qos_core::wire::{JobRegistration, Registered};
 use serde_json::{Value, json};
 
-use super::{Log, Recorded, Server, lock, serve};
+use super::{Emulator, Recorded, json_response};
 
-pub(crate) const ADMIN_TOKEN: &str = "admin-token";
+/// The admin token the emulated supervisor accepts on its mutating routes.
+pub const ADMIN_TOKEN: &str = "admin-token";
 
+/// The emulated supervisor's state, open to tests.
 #[derive(Debug, Default)]
-pub(crate) struct SupervisorState {
-    pub(crate) jobs: BTreeMap<String, Value>,
-    pub(crate) nodes: BTreeSet<String>,
+pub struct SupervisorState {
+    /// Registered jobs by UUID: the view `GET /api/v1/jobs/{uuid}` returns.
+    pub jobs: BTreeMap<String, Value>,
+    /// Registered node ids.
+    pub nodes: BTreeSet<String>,
 }
 
-pub(crate) struct FakeSupervisor {
-    pub(crate) url: String,
-    pub(crate) state: Arc<Mutex<SupervisorState>>,
-    pub(crate) log: Log,
-    _server: Server,
-}
+/// A supervisor on a loopback port (report tokens are `rt-<uuid>`).
+pub type SupervisorServer = Emulator<SupervisorState>;
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<SupervisorState>>,
-    log: Log,
-}
-
-impl FakeSupervisor {
-    pub(crate) async fn start() -> Self {
-        let shared = Shared {
-            state: Arc::default(),
-            log: Log::default(),
-        };
-        let router = Router::new().fallback(handle).with_state(shared.clone());
-        let server = serve(router).await;
-        Self {
-            url: server.url.clone(),
-            state: shared.state,
-            log: shared.log,
-            _server: server,
-        }
-    }
-
-    pub(crate) fn requests(&self) -> Vec<Recorded> {
-        lock(&self.log).clone()
-    }
-
-    pub(crate) fn last_request(&self) -> Recorded {
-        self.requests().pop().expect("at least one request")
+impl Emulator<SupervisorState> {
+    /// Without jobs or nodes.
+    pub async fn start() -> Self {
+        Self::serve(SupervisorState::default(), handle).await
     }
 }
 
@@ -66,39 +38,17 @@ fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> 
     if let Some(f) = field {
         inner["field"] = json!(f);
     }
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "error": inner }).to_string(),
-    )
-        .into_response()
+    json_response(status, &json!({ "error": inner }))
 }
 
-fn ok_json(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-async fn handle(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    lock(&shared.log).push(Recorded::new(&method, &uri, &headers, &body));
-    let mut st = lock(&shared.state);
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+fn handle(st: &mut SupervisorState, req: &Recorded) -> Response {
+    let (method, body) = (req.method.clone(), &req.body);
+    let bearer = req
+        .header(header::AUTHORIZATION.as_str())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     let admin = bearer.as_deref() == Some(ADMIN_TOKEN);
-    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let unauthorized = || {
         error(
             StatusCode::UNAUTHORIZED,
@@ -111,7 +61,7 @@ async fn handle(
     match (method, segments.as_slice()) {
         (Method::GET, ["healthz" | "readyz"]) => (StatusCode::OK, "ok").into_response(),
         (Method::POST, ["initTask" | "updateTask" | "initMarathonApp" | "endMarathonApp"]) => {
-            if serde_json::from_slice::<Value>(&body).is_err() {
+            if serde_json::from_slice::<Value>(body).is_err() {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "invalid_json",
@@ -125,7 +75,7 @@ async fn handle(
             if !admin {
                 return unauthorized();
             }
-            let reg: JobRegistration = match serde_json::from_slice(&body) {
+            let reg: JobRegistration = match serde_json::from_slice(body) {
                 Ok(r) => r,
                 Err(e) => {
                     return error(
@@ -153,17 +103,17 @@ async fn handle(
                 report_token: format!("rt-{}", reg.uuid),
                 warnings: Vec::new(),
             };
-            ok_json(
+            json_response(
                 StatusCode::CREATED,
                 &serde_json::to_value(answer).expect("json"),
             )
         }
-        (Method::GET, ["api", "v1", "jobs"]) => ok_json(
+        (Method::GET, ["api", "v1", "jobs"]) => json_response(
             StatusCode::OK,
             &Value::Array(st.jobs.values().cloned().collect()),
         ),
         (Method::GET, ["api", "v1", "jobs", uuid]) => match st.jobs.get(*uuid) {
-            Some(job) => ok_json(StatusCode::OK, job),
+            Some(job) => json_response(StatusCode::OK, job),
             None => error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -172,7 +122,7 @@ async fn handle(
             ),
         },
         (Method::GET, ["api", "v1", "jobs", uuid, "history"]) => match st.jobs.get(*uuid) {
-            Some(_) => ok_json(StatusCode::OK, &json!([])),
+            Some(_) => json_response(StatusCode::OK, &json!([])),
             None => error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -199,7 +149,7 @@ async fn handle(
             if !(admin || own) {
                 return unauthorized();
             }
-            let fraction = serde_json::from_slice::<Value>(&body)
+            let fraction = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|v| v["fraction"].as_f64());
             match (st.jobs.get_mut(*uuid), fraction) {
@@ -237,13 +187,13 @@ async fn handle(
             if !admin {
                 return unauthorized();
             }
-            let id = serde_json::from_slice::<Value>(&body)
+            let id = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|v| v["id"].as_str().map(str::to_owned));
             match id {
                 Some(id) => {
                     st.nodes.insert(id);
-                    ok_json(StatusCode::OK, &json!({"registered": true}))
+                    json_response(StatusCode::OK, &json!({"registered": true}))
                 }
                 None => error(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -268,7 +218,7 @@ async fn handle(
                 )
             }
         }
-        (Method::GET, ["api", "v1", "nodes"]) => ok_json(
+        (Method::GET, ["api", "v1", "nodes"]) => json_response(
             StatusCode::OK,
             &json!(
                 st.nodes

@@ -2,96 +2,59 @@
 //! 204 on upsert/start/delete/kill, 400 with a stack trace (3.x) or an empty body (2.x) on errors,
 //! and the case-insensitive substring search with its default limit of 10.
 
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use frameworks::{ChronosApiVersion, Schedule};
 use serde_json::{Map, Value, json};
 
-use super::{Log, Recorded, Server, lock, percent_decode, serve};
+use super::{Emulator, Recorded, json_response, percent_decode};
 
+/// The emulated Chronos' state, open to tests.
 #[derive(Debug)]
-pub(crate) struct ChronosState {
-    pub(crate) version: ChronosApiVersion,
+pub struct ChronosState {
+    /// The API it speaks (where it is mounted, how it reports errors).
+    pub version: ChronosApiVersion,
     /// Jobs in insertion order (as Chronos' DAG iteration would give them).
-    pub(crate) jobs: Vec<Map<String, Value>>,
+    pub jobs: Vec<Map<String, Value>>,
     /// Names of jobs started with `PUT job/{name}`.
-    pub(crate) started: Vec<String>,
+    pub started: Vec<String>,
     /// Names whose tasks were killed.
-    pub(crate) killed: Vec<String>,
+    pub killed: Vec<String>,
 }
 
-pub(crate) struct FakeChronos {
-    pub(crate) url: String,
-    pub(crate) state: Arc<Mutex<ChronosState>>,
-    pub(crate) log: Log,
-    _server: Server,
-}
+/// A Chronos on a loopback port.
+pub type ChronosServer = Emulator<ChronosState>;
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<ChronosState>>,
-    log: Log,
-}
-
-impl FakeChronos {
-    pub(crate) async fn start(version: ChronosApiVersion) -> Self {
+impl Emulator<ChronosState> {
+    /// A Chronos of API `version`, without jobs.
+    pub async fn start(version: ChronosApiVersion) -> Self {
         let state = ChronosState {
             version,
             jobs: Vec::new(),
             started: Vec::new(),
             killed: Vec::new(),
         };
-        let shared = Shared {
-            state: Arc::new(Mutex::new(state)),
-            log: Log::default(),
-        };
-        let router = Router::new().fallback(handle).with_state(shared.clone());
-        let server = serve(router).await;
-        Self {
-            url: server.url.clone(),
-            state: shared.state,
-            log: shared.log,
-            _server: server,
-        }
+        Self::serve(state, handle).await
     }
 
-    pub(crate) fn insert_job(&self, job: Value) {
+    /// Stores a job object as is (as if Chronos had it).
+    pub fn insert_job(&self, job: Value) {
         let Value::Object(map) = job else {
             panic!("job must be an object")
         };
-        lock(&self.state).jobs.push(map);
+        self.state().jobs.push(map);
     }
 
-    pub(crate) fn job(&self, name: &str) -> Option<Value> {
-        lock(&self.state)
+    /// The job named `name`.
+    #[must_use]
+    pub fn job(&self, name: &str) -> Option<Value> {
+        self.state()
             .jobs
             .iter()
             .find(|j| j.get("name").and_then(Value::as_str) == Some(name))
             .cloned()
             .map(Value::Object)
     }
-
-    pub(crate) fn requests(&self) -> Vec<Recorded> {
-        lock(&self.log).clone()
-    }
-
-    pub(crate) fn last_request(&self) -> Recorded {
-        self.requests().pop().expect("at least one request")
-    }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// Chronos' answer to an `IllegalArgumentException` from `require(...)`: 3.x sends an
@@ -120,28 +83,14 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-async fn handle(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    lock(&shared.log).push(Recorded::new(&method, &uri, &headers, &body));
-    let mut st = lock(&shared.state);
+fn handle(st: &mut ChronosState, req: &Recorded) -> Response {
+    let (method, body) = (req.method.clone(), &req.body);
     let version = st.version;
     let prefix = match version {
         ChronosApiVersion::V2 => "/scheduler/",
         ChronosApiVersion::V3 => "/v1/scheduler/",
     };
-    let Some(rest) = uri.path().strip_prefix(prefix) else {
+    let Some(rest) = req.path.strip_prefix(prefix) else {
         // Jetty's 404 page for paths outside the Jersey mount.
         return (
             StatusCode::NOT_FOUND,
@@ -185,11 +134,13 @@ async fn handle(
             json_response(StatusCode::OK, &Value::Array(jobs))
         }
         (Method::GET, ["jobs", "search"]) => {
-            let name = query_param(&uri, "name").unwrap_or_default().to_lowercase();
-            let limit: usize = query_param(&uri, "limit")
+            let name = req.param("name").unwrap_or_default().to_lowercase();
+            let limit: usize = req
+                .param("limit")
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(10);
-            let offset: usize = query_param(&uri, "offset")
+            let offset: usize = req
+                .param("offset")
                 .and_then(|o| o.parse().ok())
                 .unwrap_or(0);
             let hits: Vec<Value> = st
@@ -209,7 +160,7 @@ async fn handle(
             json_response(StatusCode::OK, &Value::Array(hits))
         }
         (Method::POST, [kind @ ("iso8601" | "dependency")]) => {
-            let Ok(Value::Object(mut job)) = serde_json::from_slice::<Value>(&body) else {
+            let Ok(Value::Object(mut job)) = serde_json::from_slice::<Value>(body) else {
                 return bad_request(version, "could not parse the job");
             };
             let name = job
@@ -254,20 +205,20 @@ async fn handle(
                 job.remove("async");
                 job.remove("epsilon");
             }
-            match find(&st, &name) {
+            match find(st, &name) {
                 Some(i) => st.jobs[i] = job,
                 None => st.jobs.push(job),
             }
             StatusCode::NO_CONTENT.into_response()
         }
         (Method::PUT, ["job", name]) => {
-            if find(&st, name).is_none() {
+            if find(st, name).is_none() {
                 return bad_request(version, &format!("Job '{name}' not found"));
             }
             st.started.push((*name).to_owned());
             StatusCode::NO_CONTENT.into_response()
         }
-        (Method::DELETE, ["job", name]) => match find(&st, name) {
+        (Method::DELETE, ["job", name]) => match find(st, name) {
             Some(i) => {
                 st.jobs.remove(i);
                 StatusCode::NO_CONTENT.into_response()
@@ -275,7 +226,7 @@ async fn handle(
             None => bad_request(version, &format!("JobSchedule '{name}' not found")),
         },
         (Method::DELETE, ["task", "kill", name]) => {
-            if find(&st, name).is_none() {
+            if find(st, name).is_none() {
                 return bad_request(version, &format!("JobSchedule '{name}' not found"));
             }
             st.killed.push((*name).to_owned());

@@ -1,114 +1,86 @@
-//! A fake Marathon 1.x answering the `/v2` subset the client uses, with Marathon's real status
-//! codes, headers and error bodies.
+//! A Marathon 1.x answering the `/v2` subset the clients use, with Marathon's real status
+//! codes, headers and error bodies (its recorded answers are `frameworks/tests/fixtures`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{Log, Recorded, Server, base64, lock, serve};
+use super::{Emulator, Recorded, base64, json_response};
 
-/// The fake's state, open to tests.
+/// `GET /v2/info` of a real Marathon 1.10.
+const INFO: &str = include_str!("../../../frameworks/tests/fixtures/marathon/info.json");
+/// Marathon's 422 for an invalid app (`minimumHealthCapacity` above 1).
+const INVALID_422: &str =
+    include_str!("../../../frameworks/tests/fixtures/marathon/error_invalid_422.json");
+/// Marathon's answer to an app without an id.
+const INVALID_JSON: &str =
+    include_str!("../../../frameworks/tests/fixtures/marathon/error_invalid_json_400.json");
+
+fn fixture(text: &str) -> Value {
+    serde_json::from_str(text).expect("a recorded Marathon answer is JSON")
+}
+
+/// The emulated Marathon's state, open to tests.
 #[derive(Debug, Default)]
-pub(crate) struct MarathonState {
+pub struct MarathonState {
     /// App id → the object `GET /v2/apps/{id}` returns (AppInfo).
-    pub(crate) apps: BTreeMap<String, Value>,
+    pub apps: BTreeMap<String, Value>,
     /// App id → deployment id that locks it.
-    pub(crate) locks: BTreeMap<String, String>,
+    pub locks: BTreeMap<String, String>,
     /// Expected `Authorization` header value, when auth is on.
-    pub(crate) expected_auth: Option<String>,
+    pub expected_auth: Option<String>,
     deployments: u64,
 }
 
-pub(crate) struct FakeMarathon {
-    pub(crate) url: String,
-    pub(crate) state: Arc<Mutex<MarathonState>>,
-    pub(crate) log: Log,
-    _server: Server,
-}
+/// A Marathon on a loopback port.
+pub type MarathonServer = Emulator<MarathonState>;
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<MarathonState>>,
-    log: Log,
-}
-
-impl FakeMarathon {
-    pub(crate) async fn start() -> Self {
-        Self::start_with(MarathonState::default()).await
+impl Emulator<MarathonState> {
+    /// Without authentication.
+    pub async fn start() -> Self {
+        Self::serve(MarathonState::default(), handle).await
     }
 
     /// With HTTP Basic auth required (`--http_credentials user:password`).
-    pub(crate) async fn with_basic_auth(user: &str, password: &str) -> Self {
+    pub async fn with_basic_auth(user: &str, password: &str) -> Self {
         let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
-        Self::start_with(MarathonState {
-            expected_auth: Some(expected),
-            ..MarathonState::default()
-        })
-        .await
+        Self::with_auth(expected).await
     }
 
     /// With a DC/OS token required.
-    pub(crate) async fn with_token(token: &str) -> Self {
-        Self::start_with(MarathonState {
-            expected_auth: Some(format!("token={token}")),
-            ..MarathonState::default()
-        })
-        .await
+    pub async fn with_token(token: &str) -> Self {
+        Self::with_auth(format!("token={token}")).await
     }
 
-    async fn start_with(state: MarathonState) -> Self {
-        let shared = Shared {
-            state: Arc::new(Mutex::new(state)),
-            log: Log::default(),
+    async fn with_auth(expected: String) -> Self {
+        let state = MarathonState {
+            expected_auth: Some(expected),
+            ..MarathonState::default()
         };
-        let router = Router::new().fallback(handle).with_state(shared.clone());
-        let server = serve(router).await;
-        Self {
-            url: server.url.clone(),
-            state: shared.state,
-            log: shared.log,
-            _server: server,
-        }
+        Self::serve(state, handle).await
     }
 
     /// Stores an AppInfo object as is (as if Marathon had it).
-    pub(crate) fn insert_app(&self, app: Value) {
+    pub fn insert_app(&self, app: Value) {
         let id = app["id"].as_str().expect("app id").to_owned();
-        lock(&self.state).apps.insert(id, app);
+        self.state().apps.insert(id, app);
     }
 
-    pub(crate) fn app(&self, id: &str) -> Option<Value> {
-        lock(&self.state).apps.get(id).cloned()
+    /// The AppInfo of app `id`.
+    #[must_use]
+    pub fn app(&self, id: &str) -> Option<Value> {
+        self.state().apps.get(id).cloned()
     }
 
-    pub(crate) fn lock_app(&self, id: &str, deployment: &str) {
-        lock(&self.state)
+    /// Makes deployment `deployment` lock app `id` (a 409 for changes without `force`).
+    pub fn lock_app(&self, id: &str, deployment: &str) {
+        self.state()
             .locks
             .insert(id.to_owned(), deployment.to_owned());
     }
-
-    pub(crate) fn requests(&self) -> Vec<Recorded> {
-        lock(&self.log).clone()
-    }
-
-    pub(crate) fn last_request(&self) -> Recorded {
-        self.requests().pop().expect("at least one request")
-    }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
@@ -133,19 +105,10 @@ fn deployment_result(status: StatusCode, deployment: &str) -> Response {
     )
 }
 
-async fn handle(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    lock(&shared.log).push(Recorded::new(&method, &uri, &headers, &body));
-    let mut st = lock(&shared.state);
+fn handle(st: &mut MarathonState, req: &Recorded) -> Response {
+    let (method, body) = (&req.method, &req.body);
     if let Some(expected) = &st.expected_auth {
-        let got = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let got = req.header(header::AUTHORIZATION.as_str());
         if got != Some(expected.as_str()) {
             // Jetty's BasicAuthenticator: challenge header and an HTML page.
             return (
@@ -159,19 +122,14 @@ async fn handle(
                 .into_response();
         }
     }
-    let force = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "force=true"));
-    let partial = !uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "partialUpdate=false"));
-    let path = uri.path().trim_end_matches('/');
+    let query = req.query.as_deref();
+    let force = query.is_some_and(|q| q.split('&').any(|p| p == "force=true"));
+    let partial = !query.is_some_and(|q| q.split('&').any(|p| p == "partialUpdate=false"));
+    let path = req.path.trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
 
     match (method.clone(), segments.as_slice()) {
-        (Method::GET, ["v2", "info"]) => {
-            json_response(StatusCode::OK, &super::fixture_json("marathon/info.json"))
-        }
+        (Method::GET, ["v2", "info"]) => json_response(StatusCode::OK, &fixture(INFO)),
         (Method::GET, ["v2", "deployments"]) => {
             let list: Vec<Value> = st
                 .locks
@@ -189,7 +147,7 @@ async fn handle(
             let apps: Vec<Value> = st.apps.values().cloned().collect();
             json_response(StatusCode::OK, &json!({ "apps": apps }))
         }
-        (Method::POST, ["v2", "apps"]) => create(&mut st, &body),
+        (Method::POST, ["v2", "apps"]) => create(st, body),
         (Method::GET, ["v2", "apps", rest @ .., "tasks"]) => {
             let id = format!("/{}", rest.join("/"));
             match st.apps.get(&id) {
@@ -208,7 +166,7 @@ async fn handle(
             if let Some(dep) = st.locks.get(&id).filter(|_| !force) {
                 return locked(dep);
             }
-            let dep = next_deployment(&mut st);
+            let dep = next_deployment(st);
             deployment_result(StatusCode::OK, &dep)
         }
         (Method::GET, ["v2", "apps", rest @ ..]) => {
@@ -220,7 +178,7 @@ async fn handle(
         }
         (Method::PUT, ["v2", "apps", rest @ ..]) => {
             let id = format!("/{}", rest.join("/"));
-            update(&mut st, &id, &body, force, partial)
+            update(st, &id, body, force, partial)
         }
         (Method::DELETE, ["v2", "apps", rest @ ..]) => {
             let id = format!("/{}", rest.join("/"));
@@ -230,7 +188,7 @@ async fn handle(
             if st.apps.remove(&id).is_none() {
                 return message(StatusCode::NOT_FOUND, &format!("App '{id}' does not exist"));
             }
-            let dep = next_deployment(&mut st);
+            let dep = next_deployment(st);
             deployment_result(StatusCode::OK, &dep)
         }
         _ => message(StatusCode::NOT_FOUND, "Not Found"),
@@ -278,7 +236,7 @@ fn validate(app: &Map<String, Value>) -> Result<(), Response> {
     if capacity.is_some_and(|c| c > 1.0) {
         return Err(json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &super::fixture_json("marathon/error_invalid_422.json"),
+            &fixture(INVALID_422),
         ));
     }
     let non_empty = |k: &str| {
@@ -301,10 +259,7 @@ fn create(st: &mut MarathonState, body: &Bytes) -> Response {
         Err(r) => return r,
     };
     let Some(id) = app.get("id").and_then(Value::as_str).map(str::to_owned) else {
-        return json_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &super::fixture_json("marathon/error_invalid_json_400.json"),
-        );
+        return json_response(StatusCode::UNPROCESSABLE_ENTITY, &fixture(INVALID_JSON));
     };
     if let Err(r) = validate(&app) {
         return r;

@@ -20,7 +20,7 @@ use launcher::rewrite::{self, JobUuid, ReportPolicy, Settings, SupervisorUrl};
 use qos_core::Framework;
 use serde_json::{Value, json};
 
-use crate::support::{Fake, Recorded, dead_url};
+use testkit::wire::{Recorded, Scripted, dead_url};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus")
@@ -246,7 +246,7 @@ async fn chronos_sample_job_with_a_2012_start_runs_all_its_iterations() {
     let reports: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = Arc::clone(&reports);
     let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
-    let sup = Fake::start(
+    let sup = Scripted::start(
         move |r: &Recorded, _| match (r.method.as_str(), r.path.as_str()) {
             ("POST", "/api/v1/jobs") => (
                 201,
@@ -341,7 +341,7 @@ async fn corpus_command_apps_run_under_shell_trap_on_the_testbed() {
 
 async fn command_apps_scenario(bed: &testbed::Testbed, bins: &BTreeMap<String, PathBuf>) {
     let (started_tx, started_rx) = tokio::sync::watch::channel(Vec::<String>::new());
-    let sup = Fake::start(
+    let sup = Scripted::start(
         move |r: &Recorded, _| match (r.method.as_str(), r.path.as_str()) {
             ("POST", "/api/v1/jobs") => (
                 201,

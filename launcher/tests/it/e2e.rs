@@ -20,14 +20,15 @@ use serde_json::{Value, json};
 
 use testkit::services::{Proc, start_json_line};
 
-use crate::support::{CatchUnwind, Fake, Recorded, example, read_json, sandboxes};
+use crate::support::{CatchUnwind, example, read_json, sandboxes};
+use testkit::wire::{Recorded, Scripted};
 
 const ADMIN: &str = "e2e-admin-token-0123456789";
 
 /// A stateful Chronos 2.x: remembers the posted job, answers searches, deletes.
-async fn chronos() -> Fake {
+async fn chronos() -> Scripted {
     let jobs: Arc<Mutex<Vec<Value>>> = Arc::default();
-    Fake::start(move |r: &Recorded, _| {
+    Scripted::start(move |r: &Recorded, _| {
         let mut jobs = jobs.lock().unwrap();
         match (r.method.as_str(), r.path.as_str()) {
             ("GET", "/scheduler/jobs" | "/scheduler/jobs/search") => {

@@ -337,7 +337,7 @@ fn a_short_kill_grace_period_is_warned_about() {
 
 #[test]
 fn every_example_job_validates() {
-    let dir = crate::support::workspace().join("examples/jobs");
+    let dir = testkit::bins::workspace_root().join("examples/jobs");
     let mut n = 0;
     for sub in ["thesis", "local"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {

@@ -11,7 +11,7 @@ use launcher::rewrite::{self, JobUuid, ReportPolicy, Settings, SupervisorUrl};
 use qos_core::Framework;
 use serde_json::{Value, json};
 
-use crate::support::{Fake, dead_url};
+use testkit::wire::{Scripted, dead_url};
 
 const UUID: &str = "00112233445566778899aabbccddeeff";
 const TOKEN: &str = "tok_EN-1.2~3+4/5=";
@@ -163,7 +163,7 @@ async fn literal_run(image: Image) {
     // While a report is being answered its sender is alive: no process may show the token.
     let exposed: std::sync::Arc<std::sync::Mutex<Vec<(u32, String)>>> = Default::default();
     let seen = std::sync::Arc::clone(&exposed);
-    let sup = Fake::start(move |_, _| {
+    let sup = Scripted::start(move |_, _| {
         seen.lock()
             .unwrap()
             .extend(testkit::procs::argv_containing(TOKEN));
@@ -295,7 +295,7 @@ async fn output_equals_plain_sh_c() {
 async fn briefly_unreachable_supervisor_loses_no_report() {
     for image in [Image::Curl, Image::BusyBoxWget] {
         // The first two tries get 503, the third is taken.
-        let sup = Fake::start(|_, i| {
+        let sup = Scripted::start(|_, i| {
             if i < 2 {
                 (503, "down".into())
             } else {

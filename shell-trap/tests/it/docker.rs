@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
+use testkit::assert_contains;
+
 use crate::util::{
-    Supervisor, Trap, base_args, check_chain, docker, docker_or_skip, done_line, drive, job_uuid,
-    plan, report_cpu, report_overheads, serial,
+    Scene, Trap, check_chain, docker_or_skip, done_line, drive, job_uuid, plan, report_cpu,
+    report_overheads,
 };
 
 /// Steps of the (optimised) counter: about 4 s of CPU.
@@ -51,7 +53,7 @@ fn image() -> &'static str {
         );
         let bin = std::fs::read(rootfs.join("qos-counter")).unwrap();
         let tag = format!("qos-counter-test:{:08x}", crc32fast::hash(&bin));
-        if docker(&["image", "inspect", &tag]).0 {
+        if testkit::docker::run(&["image", "inspect", &tag]).ok {
             return tag;
         }
         let tar = Command::new("tar")
@@ -63,16 +65,20 @@ fn image() -> &'static str {
             .status()
             .unwrap();
         assert!(tar.success());
-        let (ok, text) = docker(&[
+        testkit::docker::ok(&[
             "import",
             "--change",
             "LABEL qos.checkpoint=app",
             dir.join("rootfs.tar").to_str().unwrap(),
             &tag,
         ]);
-        assert!(ok, "docker import: {text}");
         tag
     })
+}
+
+/// A Docker test's [`Scene`], or `None` (after a notice) when no daemon answers.
+fn scene(test: &str) -> Option<Scene> {
+    docker_or_skip(test).then(Scene::start)
 }
 
 /// Removes the container even when the test fails.
@@ -85,72 +91,62 @@ impl Drop for Cleanup {
 }
 
 fn inspect(name: &str) -> Option<Value> {
-    let (ok, text) = docker(&["inspect", name]);
-    ok.then(|| serde_json::from_str::<Value>(&text).unwrap()[0].clone())
+    let ran = testkit::docker::run(&["inspect", name]);
+    ran.ok
+        .then(|| serde_json::from_str::<Value>(&ran.stdout).unwrap()[0].clone())
 }
 
 fn trap_args(
+    s: &Scene,
     uuid: &str,
-    sup: &Supervisor,
-    dir: &Path,
     strategy: &str,
     cpus: f64,
     extra: &[&str],
     job: &[String],
 ) -> Vec<String> {
-    let mut a = base_args(uuid, sup, dir);
-    a.extend([
-        "--strategy".into(),
-        strategy.into(),
-        "--cpus".into(),
-        cpus.to_string(),
-        "--grace".into(),
-        "15".into(),
-    ]);
+    trap_args_in(s, s.dir(), uuid, strategy, cpus, extra, job)
+}
+
+/// [`trap_args`] with the checkpoint directory in `dir`.
+fn trap_args_in(
+    s: &Scene,
+    dir: &Path,
+    uuid: &str,
+    strategy: &str,
+    cpus: f64,
+    extra: &[&str],
+    job: &[String],
+) -> Vec<String> {
+    let cpus = cpus.to_string();
+    let mut a = s.args_in(
+        dir,
+        uuid,
+        &["--strategy", strategy, "--cpus", &cpus, "--grace", "15"],
+    );
     a.extend(extra.iter().map(|s| (*s).to_owned()));
     a.push("--".into());
-    a.push(image().into());
     a.extend(job.iter().cloned());
     a
 }
 
+/// The counter's image and command line, counting to `target`.
 fn counter_cmd(target: u64) -> Vec<String> {
-    vec!["/qos-counter".into(), target.to_string()]
-}
-
-fn restored_flags(sup: &Supervisor, uuid: &str) -> Vec<bool> {
-    sup.of("initMarathonApp")
-        .iter()
-        .filter(|r| r.body["uuid"] == uuid)
-        .map(|r| r.body["restored"].as_bool().unwrap())
-        .collect()
+    vec![image().into(), "/qos-counter".into(), target.to_string()]
 }
 
 #[test]
 fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
-    if !docker_or_skip("docker_app_checkpoints_survive_three_resizes") {
+    let Some(s) = scene("docker_app_checkpoints_survive_three_resizes") else {
         return;
-    }
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    };
     image();
 
     let u0 = job_uuid();
     let _c0 = Cleanup(u0.clone());
-    let mut base = Trap::spawn(
-        &trap_args(
-            &u0,
-            &sup,
-            dir.path(),
-            "auto",
-            2.0,
-            &[],
-            &counter_cmd(TARGET),
-        ),
-        &[],
+    let (base, st) = s.run(
+        &trap_args(&s, &u0, "auto", 2.0, &[], &counter_cmd(TARGET)),
+        Duration::from_secs(180),
     );
-    let (st, _) = base.wait(Duration::from_secs(180));
     assert!(st.success(), "{}\n{}", base.stdout(), base.stderr());
     assert!(
         base.stderr().contains("auto: CRIU cannot be used")
@@ -172,17 +168,7 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
     ];
     let (traps, overheads) = drive(
         &plan,
-        |cpus| {
-            trap_args(
-                &uuid,
-                &sup,
-                dir.path(),
-                "auto",
-                cpus,
-                &extra,
-                &counter_cmd(TARGET),
-            )
-        },
+        |cpus| trap_args(&s, &uuid, "auto", cpus, &extra, &counter_cmd(TARGET)),
         |i, trap| {
             let c =
                 inspect(&uuid).unwrap_or_else(|| panic!("no container {uuid}: {}", trap.stderr()));
@@ -220,11 +206,7 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
                 "{mounts:?}"
             );
             if i > 0 {
-                assert!(
-                    trap.stdout().contains("qos-counter: resumed at"),
-                    "{}",
-                    trap.stdout()
-                );
+                assert_contains(&trap.stdout(), &["qos-counter: resumed at"]);
             }
         },
         Duration::from_secs(15),
@@ -233,7 +215,7 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
     assert_eq!(f["count"], TARGET);
     assert_eq!(f["digest"], b["digest"]);
     assert_eq!(f["incarnations"], 4);
-    let outs: Vec<String> = traps.iter().map(Trap::stdout).collect();
+    let outs: Vec<String> = traps.iter().map(|t| t.stdout()).collect();
     check_chain(&outs, TARGET);
     report_cpu(
         "DOCKER JOB CPU (the counter's own)",
@@ -242,9 +224,10 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
     );
     report_overheads("docker runtime, app strategy", &overheads);
 
-    sup.wait_for("endMarathonApp", 2, Duration::from_secs(5));
-    assert_eq!(restored_flags(&sup, &uuid), [false, true, true, true]);
-    let end = sup
+    s.sup.wait_for("endMarathonApp", 2, Duration::from_secs(5));
+    assert_eq!(s.sup.restored_flags(&uuid), [false, true, true, true]);
+    let end = s
+        .sup
         .of("endMarathonApp")
         .into_iter()
         .find(|r| r.body["uuid"] == uuid.as_str())
@@ -256,46 +239,25 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
     );
     assert!(inspect(&uuid).is_none(), "the container was not removed");
     assert!(inspect(&u0).is_none());
-    assert!(!dir.path().join(&uuid).exists(), "checkpoints left");
+    assert!(!s.dir().join(&uuid).exists(), "checkpoints left");
 }
 
 #[test]
 fn docker_none_restarts_from_zero_and_says_so() {
-    if !docker_or_skip("docker_none_restarts_from_zero_and_says_so") {
+    let Some(s) = scene("docker_none_restarts_from_zero_and_says_so") else {
         return;
-    }
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let uuid = job_uuid();
     let _c = Cleanup(uuid.clone());
     let plan = plan(&[1.0, 1.0], &[500]);
     let (traps, _) = drive(
         &plan,
-        |cpus| {
-            trap_args(
-                &uuid,
-                &sup,
-                dir.path(),
-                "none",
-                cpus,
-                &[],
-                &counter_cmd(1_000_000),
-            )
-        },
+        |cpus| trap_args(&s, &uuid, "none", cpus, &[], &counter_cmd(1_000_000)),
         |_, _| {},
         Duration::from_secs(15),
     );
-    assert!(
-        traps[0].stderr().contains("the work done so far is lost"),
-        "{}",
-        traps[0].stderr()
-    );
-    assert!(
-        traps[1].stdout().contains("starting from 0/1000000"),
-        "{}",
-        traps[1].stdout()
-    );
+    assert_contains(&traps[0].stderr(), &["the work done so far is lost"]);
+    assert_contains(&traps[1].stdout(), &["starting from 0/1000000"]);
     assert!(
         traps[1]
             .stderr()
@@ -305,34 +267,22 @@ fn docker_none_restarts_from_zero_and_says_so() {
         traps[0].stderr()
     );
     assert_eq!(done_line(&traps[1])["resumed"], false);
-    sup.wait_for("endMarathonApp", 1, Duration::from_secs(5));
-    assert_eq!(restored_flags(&sup, &uuid), [false, false]);
+    s.sup.wait_for("endMarathonApp", 1, Duration::from_secs(5));
+    assert_eq!(s.sup.restored_flags(&uuid), [false, false]);
     assert!(inspect(&uuid).is_none());
 }
 
 #[test]
 fn docker_criu_is_refused_with_the_reason_and_falls_back_only_when_configured() {
-    if !docker_or_skip("docker_criu_is_refused_with_the_reason") {
+    let Some(s) = scene("docker_criu_is_refused_with_the_reason") else {
         return;
-    }
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let uuid = job_uuid();
     let _c = Cleanup(uuid.clone());
-    let mut t = Trap::spawn(
-        &trap_args(
-            &uuid,
-            &sup,
-            dir.path(),
-            "criu",
-            1.0,
-            &[],
-            &counter_cmd(1000),
-        ),
-        &[],
+    let (t, st) = s.run(
+        &trap_args(&s, &uuid, "criu", 1.0, &[], &counter_cmd(1000)),
+        Duration::from_secs(60),
     );
-    let (st, _) = t.wait(Duration::from_secs(60));
     assert_eq!(st.code(), Some(125), "{}", t.stderr());
     let err = t.stderr();
     assert!(err.contains("--strategy criu refused: "), "{err}");
@@ -349,37 +299,28 @@ fn docker_criu_is_refused_with_the_reason_and_falls_back_only_when_configured() 
         err.lines().find(|l| l.contains("refused")).unwrap()
     );
     assert!(inspect(&uuid).is_none(), "a container was created");
-    assert!(sup.reports().is_empty());
+    assert!(s.sup.reports().is_empty());
 
-    let mut t = Trap::spawn(
+    let (t, st) = s.run(
         &trap_args(
+            &s,
             &uuid,
-            &sup,
-            dir.path(),
             "criu",
             1.0,
             &["--fallback", "app"],
             &counter_cmd(1000),
         ),
-        &[],
+        Duration::from_secs(60),
     );
-    let (st, _) = t.wait(Duration::from_secs(60));
     assert!(st.success(), "{}", t.stderr());
-    assert!(
-        t.stderr().contains("falling back to --fallback app"),
-        "{}",
-        t.stderr()
-    );
+    assert_contains(&t.stderr(), &["falling back to --fallback app"]);
 }
 
 #[test]
 fn docker_exit_status_marathon_container_options_and_cleanup() {
-    if !docker_or_skip("docker_exit_status_and_cleanup") {
+    let Some(s) = scene("docker_exit_status_and_cleanup") else {
         return;
-    }
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    };
 
     // The Marathon container object from the launcher, and forwarded app variables.
     let uuid = job_uuid();
@@ -396,13 +337,7 @@ fn docker_exit_status_marathon_container_options_and_cleanup() {
         ("QOS_FORWARD_ENV", "FOO MISSING"),
         ("FOO", "bar"),
     ];
-    let mut args = base_args(&uuid, &sup, dir.path());
-    args.extend([
-        "--strategy".into(),
-        "app".into(),
-        "--".into(),
-        image().into(),
-    ]);
+    let mut args = s.args(&uuid, &["--strategy", "app", "--"]);
     args.extend(counter_cmd(50_000_000));
     let mut t = Trap::spawn(&args, &env);
     t.wait_stdout("qos-counter: starting", Duration::from_secs(60))
@@ -435,87 +370,71 @@ fn docker_exit_status_marathon_container_options_and_cleanup() {
         inspect(&uuid).is_none(),
         "the container of a stopped incarnation is removed"
     );
-    assert!(dir.path().join(&uuid).exists(), "its checkpoint is kept");
+    assert!(s.dir().join(&uuid).exists(), "its checkpoint is kept");
 
     // The job's own exit status (2: usage error) is shell-trap's, and is reported.
     let uuid = job_uuid();
     let _c2 = Cleanup(uuid.clone());
-    let mut t = Trap::spawn(
+    let (t, st) = s.run(
         &trap_args(
+            &s,
             &uuid,
-            &sup,
-            dir.path(),
             "app",
             1.0,
             &[],
-            &["/qos-counter".into()],
+            &[image().into(), "/qos-counter".into()],
         ),
-        &[],
+        Duration::from_secs(60),
     );
-    let (st, _) = t.wait(Duration::from_secs(60));
     assert_eq!(st.code(), Some(2), "{}", t.stderr());
     assert!(
         t.stderr().contains("usage: qos-counter"),
         "container stderr is streamed"
     );
-    let end = sup
+    let end = s
+        .sup
         .wait_for("endMarathonApp", 1, Duration::from_secs(5))
         .into_iter()
         .find(|r| r.body["uuid"] == uuid.as_str())
         .unwrap();
     assert_eq!(end.body["exit_code"], 2.0);
     assert!(inspect(&uuid).is_none());
-    assert!(!dir.path().join(&uuid).exists());
+    assert!(!s.dir().join(&uuid).exists());
 
     // An image that is not there (and no registry): 125 with the reason.
     let uuid = job_uuid();
-    let mut args = base_args(&uuid, &sup, dir.path());
-    args.extend([
-        "--runtime".into(),
-        "docker".into(),
-        "--".into(),
-        "qos-no-such-image:1".into(),
-    ]);
-    let mut t = Trap::spawn(&args, &[]);
-    let (st, _) = t.wait(Duration::from_secs(120));
+    let args = s.args(&uuid, &["--runtime", "docker", "--", "qos-no-such-image:1"]);
+    let (t, st) = s.run(&args, Duration::from_secs(120));
     assert_eq!(st.code(), Some(125), "{}", t.stderr());
-    assert!(t.stderr().contains("cannot be pulled"), "{}", t.stderr());
+    assert_contains(&t.stderr(), &["cannot be pulled"]);
 }
 
 #[test]
 fn docker_a_live_container_is_never_removed_and_an_orphan_is_checkpointed_first() {
-    if !docker_or_skip("docker_a_live_container_is_never_removed") {
+    let Some(s) = scene("docker_a_live_container_is_never_removed") else {
         return;
-    }
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let other_dir = tempfile::tempdir().unwrap();
     let uuid = job_uuid();
     let _c = Cleanup(uuid.clone());
     let job = counter_cmd(50_000_000);
 
-    let mut a = Trap::spawn(
-        &trap_args(&uuid, &sup, dir.path(), "app", 1.0, &[], &job),
-        &[],
-    );
+    let mut a = Trap::spawn(&trap_args(&s, &uuid, "app", 1.0, &[], &job), &[]);
     a.wait_stdout("qos-counter: starting", Duration::from_secs(60))
         .unwrap_or_else(|| panic!("{}", a.stderr()));
     let first_id = inspect(&uuid).unwrap()["Id"].as_str().unwrap().to_owned();
 
     // Another task of the same UUID (another checkpoint dir, so no shared lock): the container
     // belongs to a live shell-trap, so it waits its grace period and refuses — never `rm -f`.
-    let mut args = trap_args(&uuid, &sup, other_dir.path(), "app", 1.0, &[], &job);
+    let mut args = trap_args_in(&s, other_dir.path(), &uuid, "app", 1.0, &[], &job);
     let g = args.iter().position(|x| x == "--grace").unwrap();
     args[g + 1] = "1".into();
     let mut b = Trap::spawn(&args, &[]);
     let (st, _) = b.wait(Duration::from_secs(60));
     assert_eq!(st.code(), Some(125), "{}", b.stderr());
-    assert!(
-        b.stderr()
-            .contains("refusing to remove an un-checkpointed container"),
-        "{}",
-        b.stderr()
+    assert_contains(
+        &b.stderr(),
+        &["refusing to remove an un-checkpointed container"],
     );
     let c = inspect(&uuid).unwrap();
     assert_eq!(c["Id"], first_id.as_str());
@@ -528,10 +447,7 @@ fn docker_a_live_container_is_never_removed_and_an_orphan_is_checkpointed_first(
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(inspect(&uuid).unwrap()["State"]["Running"], true);
     let t0 = Instant::now();
-    let mut c = Trap::spawn(
-        &trap_args(&uuid, &sup, dir.path(), "app", 1.0, &[], &job),
-        &[],
-    );
+    let mut c = Trap::spawn(&trap_args(&s, &uuid, "app", 1.0, &[], &job), &[]);
     let resumed = c
         .wait_stdout("qos-counter: resumed at", Duration::from_secs(60))
         .unwrap_or_else(|| panic!("{}\n{}", c.stdout(), c.stderr()));
@@ -565,7 +481,7 @@ fn docker_linpack_resumes_bit_identically_after_a_resize() {
         return;
     }
     const LINPACK: &str = "qos-linpack:latest";
-    if !docker(&["image", "inspect", LINPACK]).0 {
+    if !testkit::docker::run(&["image", "inspect", LINPACK]).ok {
         let msg = format!(
             "{LINPACK} is not on the daemon: build it with `bash examples/linpack/build-image.sh`"
         );
@@ -576,28 +492,14 @@ fn docker_linpack_resumes_bit_identically_after_a_resize() {
         eprintln!("SKIPPED docker_linpack_resumes_bit_identically_after_a_resize: {msg}");
         return;
     }
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
-    let job: Vec<String> = ["/linpack", "2000", "--repeat", "6", "--output", "json"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let args = |uuid: &str, cpus: f64| {
-        let mut a = base_args(uuid, &sup, dir.path());
-        a.extend([
-            "--strategy".into(),
-            "app".into(),
-            "--cpus".into(),
-            cpus.to_string(),
-            "--grace".into(),
-            "15".into(),
-            "--".into(),
-            LINPACK.into(),
-        ]);
-        a.extend(job.iter().cloned());
-        a
-    };
+    let s = Scene::start();
+    let job: Vec<String> = [
+        LINPACK, "/linpack", "2000", "--repeat", "6", "--output", "json",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let args = |uuid: &str, cpus: f64| trap_args(&s, uuid, "app", cpus, &[], &job);
     let result = |t: &Trap| -> Value {
         let line = t
             .stdout_lines()
@@ -631,7 +533,7 @@ fn docker_linpack_resumes_bit_identically_after_a_resize() {
     first.signal(Signal::SIGTERM);
     let (st, _) = first.wait(Duration::from_secs(30));
     assert!(st.success(), "{}\n{}", first.stdout(), first.stderr());
-    assert!(first.stderr().contains("sealed"), "{}", first.stderr());
+    assert_contains(&first.stderr(), &["sealed"]);
     let mut second = Trap::spawn(&args(&uuid, 2.0), &[]);
     assert!(
         second.wait(Duration::from_secs(180)).0.success(),
@@ -647,9 +549,10 @@ fn docker_linpack_resumes_bit_identically_after_a_resize() {
     );
     assert_eq!(r["residual"], b["residual"]);
     assert_eq!(r["passed"], true);
-    assert_eq!(restored_flags(&sup, &uuid), [false, true]);
+    assert_eq!(s.sup.restored_flags(&uuid), [false, true]);
     // Its progress reports carry the job's own token, passed in by shell-trap.
-    let progress: Vec<_> = sup
+    let progress: Vec<_> = s
+        .sup
         .of("progress")
         .into_iter()
         .filter(|p| p.auth.as_deref() == Some(format!("Bearer token-{uuid}").as_str()))
@@ -659,5 +562,5 @@ fn docker_linpack_resumes_bit_identically_after_a_resize() {
         "no progress report from the container"
     );
     assert!(inspect(&uuid).is_none());
-    assert!(!dir.path().join(&uuid).exists());
+    assert!(!s.dir().join(&uuid).exists());
 }

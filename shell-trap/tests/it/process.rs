@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
+use testkit::assert_contains;
+
 use crate::util::{
-    Supervisor, Trap, base_args, cgroup_cpu, check_chain, done_line, drive, is_root, job_uuid,
-    plan, report_cpu, report_overheads, serial,
+    Scene, Supervisor, Trap, base_args, cgroup_cpu, check_chain, done_line, drive, is_root,
+    job_uuid, plan, report_cpu, report_overheads, serial,
 };
 
 /// Steps of the counter: about 3.5 s of CPU in a debug build.
@@ -65,35 +67,22 @@ fn job_pid(trap: &Trap) -> i32 {
         .unwrap_or_else(|| panic!("no pid in {:?}", line.text))
 }
 
-fn restored_flags(sup: &Supervisor, uuid: &str) -> Vec<bool> {
-    sup.of("initMarathonApp")
-        .iter()
-        .filter(|r| r.body["uuid"] == uuid)
-        .map(|r| r.body["restored"].as_bool().unwrap())
-        .collect()
-}
-
 #[test]
 fn app_strategy_survives_three_restarts_with_the_exact_count() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
 
     // The same job without restarts, through the same wrapper, running at the same time as the
     // restarted one: both see the same machine (on a shared VM a concurrent compiler changes the
     // CPU time of the same work by tens of per cent).
     let u0 = job_uuid();
-    let mut base = Trap::spawn(
-        &counter_args(&u0, &sup, dir.path(), "app", 2.0, TARGET),
-        &[],
-    );
+    let mut base = Trap::spawn(&counter_args(&u0, &s.sup, s.dir(), "app", 2.0, TARGET), &[]);
 
     // Resized three times: 1 → 0.5 → 1.5 → 2 CPUs.
     let uuid = job_uuid();
     let plan = plan(&[1.0, 0.5, 1.5, 2.0], &[700, 900, 700]);
     let (traps, overheads) = drive(
         &plan,
-        |cpus| counter_args(&uuid, &sup, dir.path(), "app", cpus, TARGET),
+        |cpus| counter_args(&uuid, &s.sup, s.dir(), "app", cpus, TARGET),
         |i, trap| {
             if i > 0 {
                 assert!(
@@ -140,7 +129,7 @@ fn app_strategy_survives_three_restarts_with_the_exact_count() {
     }
 
     // No step done twice or skipped: each incarnation resumed where the last one checkpointed.
-    let outs: Vec<String> = traps.iter().map(Trap::stdout).collect();
+    let outs: Vec<String> = traps.iter().map(|t| t.stdout()).collect();
     check_chain(&outs, TARGET);
     let cpu_b = b["cpu_seconds"].as_f64().unwrap();
     let cpu_f = f["cpu_seconds"].as_f64().unwrap();
@@ -153,13 +142,14 @@ fn app_strategy_survives_three_restarts_with_the_exact_count() {
     report_overheads("process runtime, app strategy", &overheads);
 
     // Reports: one start per incarnation (restores flagged), one end with the exit status.
-    let inits = sup.wait_for("initMarathonApp", 5, Duration::from_secs(5));
+    let inits = s.sup.wait_for("initMarathonApp", 5, Duration::from_secs(5));
     assert_eq!(
-        restored_flags(&sup, &uuid),
+        s.sup.restored_flags(&uuid),
         [false, true, true, true],
         "{inits:?}"
     );
-    let ends: Vec<_> = sup
+    let ends: Vec<_> = s
+        .sup
         .of("endMarathonApp")
         .into_iter()
         .filter(|r| r.body["uuid"] == uuid.as_str())
@@ -170,7 +160,7 @@ fn app_strategy_survives_three_restarts_with_the_exact_count() {
         ends[0].auth.as_deref(),
         Some(format!("Bearer token-{uuid}").as_str())
     );
-    for r in sup.reports() {
+    for r in s.sup.reports() {
         assert!(r.auth.is_some(), "{r:?}");
         assert!(
             r.body["started_at"]
@@ -181,146 +171,99 @@ fn app_strategy_survives_three_restarts_with_the_exact_count() {
         );
     }
     // The job ended: its checkpoints are gone.
-    assert!(!dir.path().join(&uuid).exists());
-    assert!(!dir.path().join(&u0).exists());
+    assert!(!s.dir().join(&uuid).exists());
+    assert!(!s.dir().join(&u0).exists());
 }
 
 #[test]
 fn none_strategy_restarts_from_zero_and_says_so() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
     let uuid = job_uuid();
     let plan = plan(&[1.0, 1.0], &[400]);
     let (traps, _) = drive(
         &plan,
-        |cpus| counter_args(&uuid, &sup, dir.path(), "none", cpus, 300_000),
+        |cpus| counter_args(&uuid, &s.sup, s.dir(), "none", cpus, 300_000),
         |_, _| {},
         Duration::from_secs(10),
     );
     let first = &traps[0];
-    assert!(
-        first.stderr().contains("strategy none"),
-        "{}",
-        first.stderr()
+    assert_contains(&first.stderr(), &["strategy none"]);
+    assert_contains(
+        &first.stderr(),
+        &["without a checkpoint (strategy none): the work done so far is lost"],
     );
-    assert!(
-        first
-            .stderr()
-            .contains("without a checkpoint (strategy none): the work done so far is lost"),
-        "{}",
-        first.stderr()
-    );
-    assert!(first.stdout().contains("stopped at"), "{}", first.stdout());
+    assert_contains(&first.stdout(), &["stopped at"]);
     let second = &traps[1];
-    assert!(
-        second
-            .stdout()
-            .contains("qos-counter: starting from 0/300000"),
-        "{}",
-        second.stdout()
-    );
-    assert!(
-        second
-            .stderr()
-            .contains("incarnation 2: starting from scratch (strategy none)"),
-        "{}",
-        second.stderr()
+    assert_contains(&second.stdout(), &["qos-counter: starting from 0/300000"]);
+    assert_contains(
+        &second.stderr(),
+        &["incarnation 2: starting from scratch (strategy none)"],
     );
     let f = done_line(second);
     assert_eq!(f["count"], 300_000);
     assert_eq!(f["resumed"], false);
-    sup.wait_for("endMarathonApp", 1, Duration::from_secs(5));
-    assert_eq!(restored_flags(&sup, &uuid), [false, false]);
-    assert!(!dir.path().join(&uuid).exists());
+    s.sup.wait_for("endMarathonApp", 1, Duration::from_secs(5));
+    assert_eq!(s.sup.restored_flags(&uuid), [false, false]);
+    assert!(!s.dir().join(&uuid).exists());
 }
 
 #[test]
 fn criu_is_refused_for_processes_unless_a_fallback_is_configured() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
     let uuid = job_uuid();
-    let mut a = base_args(&uuid, &sup, dir.path());
-    a.extend([
-        "--strategy".into(),
-        "criu".into(),
-        "--".into(),
-        "/bin/true".into(),
-    ]);
-    let mut t = Trap::spawn(&a, &[]);
-    let (st, _) = t.wait(Duration::from_secs(20));
+    let args = s.args(&uuid, &["--strategy", "criu", "--", "/bin/true"]);
+    let (t, st) = s.run(&args, Duration::from_secs(20));
     assert_eq!(st.code(), Some(125));
-    assert!(
-        t.stderr()
-            .contains("--strategy criu refused: CRIU checkpoints need the docker runtime"),
-        "{}",
-        t.stderr()
+    assert_contains(
+        &t.stderr(),
+        &["--strategy criu refused: CRIU checkpoints need the docker runtime"],
     );
-    assert!(sup.reports().is_empty(), "nothing ran, nothing reported");
+    assert!(s.sup.reports().is_empty(), "nothing ran, nothing reported");
 
-    let mut a = base_args(&uuid, &sup, dir.path());
-    a.extend([
-        "--strategy".into(),
-        "criu".into(),
-        "--fallback".into(),
-        "app".into(),
-        "--".into(),
-        crate::util::counter().into(),
-        "1000".into(),
-    ]);
-    let mut t = Trap::spawn(&a, &[]);
-    let (st, _) = t.wait(Duration::from_secs(20));
-    assert!(st.success(), "{}", t.stderr());
-    assert!(
-        t.stderr().contains("falling back to --fallback app"),
-        "{}",
-        t.stderr()
+    let args = s.args(
+        &uuid,
+        &[
+            "--strategy",
+            "criu",
+            "--fallback",
+            "app",
+            "--",
+            crate::util::counter(),
+            "1000",
+        ],
     );
+    let (t, st) = s.run(&args, Duration::from_secs(20));
+    assert!(st.success(), "{}", t.stderr());
+    assert_contains(&t.stderr(), &["falling back to --fallback app"]);
 }
 
 #[test]
 fn exit_statuses_are_propagated_and_reported() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
     for (cmd, want) in [("exit 7", 7), ("exit 0", 0), ("kill -9 $$", 137)] {
         let uuid = job_uuid();
-        let mut a = base_args(&uuid, &sup, dir.path());
-        a.extend(["--".into(), "/bin/sh".into(), "-c".into(), cmd.into()]);
-        let mut t = Trap::spawn(&a, &[]);
-        let (st, _) = t.wait(Duration::from_secs(20));
+        let args = s.args(&uuid, &["--", "/bin/sh", "-c", cmd]);
+        let (t, st) = s.run(&args, Duration::from_secs(20));
         assert_eq!(st.code(), Some(want), "{cmd}: {}", t.stderr());
-        let end = sup
-            .of("endMarathonApp")
-            .into_iter()
-            .find(|r| r.body["uuid"] == uuid.as_str())
+        let end = s
+            .sup
+            .end_of(&uuid)
             .unwrap_or_else(|| panic!("{cmd}: no end report\n{}", t.stderr()));
         assert_eq!(end.body["exit_code"], Value::from(f64::from(want)), "{cmd}");
-        assert!(!dir.path().join(&uuid).exists(), "{cmd}: checkpoints left");
+        assert!(!s.dir().join(&uuid).exists(), "{cmd}: checkpoints left");
     }
     for (cmd, want) in [("/nonexistent/job", 127), ("/etc/passwd", 126)] {
         let uuid = job_uuid();
-        let mut a = base_args(&uuid, &sup, dir.path());
-        a.extend([
-            "--runtime".into(),
-            "process".into(),
-            "--".into(),
-            cmd.into(),
-        ]);
-        let mut t = Trap::spawn(&a, &[]);
-        let (st, _) = t.wait(Duration::from_secs(20));
+        let args = s.args(&uuid, &["--runtime", "process", "--", cmd]);
+        let (t, st) = s.run(&args, Duration::from_secs(20));
         assert_eq!(st.code(), Some(want), "{cmd}: {}", t.stderr());
-        assert!(t.stderr().contains("cannot execute"), "{}", t.stderr());
+        assert_contains(&t.stderr(), &["cannot execute"]);
     }
     // Invalid arguments: 125, before anything starts.
     for bad in [["--uuid", "a/b"], ["--cpus", "0"]] {
         let uuid = job_uuid();
-        let mut a = base_args(&uuid, &sup, dir.path());
-        a.extend(bad.iter().map(|s| (*s).to_owned()));
-        a.extend(["--".into(), "/bin/true".into()]);
-        let mut t = Trap::spawn(&a, &[]);
-        let (st, _) = t.wait(Duration::from_secs(20));
+        let args = s.args(&uuid, &[bad[0], bad[1], "--", "/bin/true"]);
+        let (t, st) = s.run(&args, Duration::from_secs(20));
         assert_eq!(st.code(), Some(125), "{bad:?}: {}", t.stderr());
         assert!(t.stderr().contains(bad[0]), "{}", t.stderr());
     }
@@ -344,13 +287,11 @@ fn stubborn(uuid: &str, sup: &Supervisor, dir: &Path, grace: &str) -> Vec<String
 
 #[test]
 fn the_grace_period_bounds_the_stop_and_a_second_signal_stops_at_once() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
 
     // Grace 2 s: the job ignores SIGTERM, so shell-trap kills it and says the checkpoint failed.
     let uuid = job_uuid();
-    let mut t = Trap::spawn(&stubborn(&uuid, &sup, dir.path(), "2"), &[]);
+    let mut t = Trap::spawn(&stubborn(&uuid, &s.sup, s.dir(), "2"), &[]);
     t.wait_stdout("ready", Duration::from_secs(10)).unwrap();
     let pid = job_pid(&t);
     let t0 = Instant::now();
@@ -365,11 +306,14 @@ fn the_grace_period_bounds_the_stop_and_a_second_signal_stops_at_once() {
             .contains("did not save its state and stop within the grace period")
     );
     assert!(!pid_alive(pid), "the job {pid} outlived shell-trap");
-    assert!(sup.of("endMarathonApp").is_empty(), "a stop is not an end");
+    assert!(
+        s.sup.of("endMarathonApp").is_empty(),
+        "a stop is not an end"
+    );
 
     // Grace 20 s, but a second signal (SIGINT, like an impatient Ctrl-C) stops at once.
     let uuid = job_uuid();
-    let mut t = Trap::spawn(&stubborn(&uuid, &sup, dir.path(), "20"), &[]);
+    let mut t = Trap::spawn(&stubborn(&uuid, &s.sup, s.dir(), "20"), &[]);
     t.wait_stdout("ready", Duration::from_secs(10)).unwrap();
     let pid = job_pid(&t);
     t.signal(Signal::SIGTERM);
@@ -385,21 +329,15 @@ fn the_grace_period_bounds_the_stop_and_a_second_signal_stops_at_once() {
     let (st, at) = t.wait(Duration::from_secs(10));
     assert_eq!(st.code(), Some(130), "{}", t.stderr());
     assert!(at - t0 < Duration::from_secs(2), "{:?}", at - t0);
-    assert!(
-        t.stderr().contains("second signal SIGINT"),
-        "{}",
-        t.stderr()
-    );
+    assert_contains(&t.stderr(), &["second signal SIGINT"]);
     assert!(!pid_alive(pid));
 }
 
 #[test]
 fn a_killed_incarnation_is_not_restored_and_its_job_dies_with_it() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
     let uuid = job_uuid();
-    let args = |cpus| counter_args(&uuid, &sup, dir.path(), "app", cpus, TARGET);
+    let args = |cpus| counter_args(&uuid, &s.sup, s.dir(), "app", cpus, TARGET);
 
     // Incarnation 1 checkpoints normally.
     let mut t1 = Trap::spawn(&args(1.0), &[]);
@@ -434,7 +372,7 @@ fn a_killed_incarnation_is_not_restored_and_its_job_dies_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!pid_alive(pid), "the job survived its shell-trap's SIGKILL");
-    assert!(dir.path().join(&uuid).join("inc-000002").exists());
+    assert!(s.dir().join(&uuid).join("inc-000002").exists());
     if is_root() {
         // Its cgroup is left behind by the SIGKILL; the next incarnation reuses it.
         assert!(Path::new(&format!("/sys/fs/cgroup/cpu/shell-trap-{uuid}")).exists());
@@ -455,7 +393,7 @@ fn a_killed_incarnation_is_not_restored_and_its_job_dies_with_it() {
     );
     assert!(t3.wait(Duration::from_secs(120)).0.success());
     assert_eq!(done_line(&t3)["count"], TARGET);
-    assert!(!dir.path().join(&uuid).exists());
+    assert!(!s.dir().join(&uuid).exists());
     if is_root() {
         assert!(!Path::new(&format!("/sys/fs/cgroup/cpu/shell-trap-{uuid}")).exists());
     }
@@ -463,12 +401,10 @@ fn a_killed_incarnation_is_not_restored_and_its_job_dies_with_it() {
 
 #[test]
 fn one_live_incarnation_per_uuid_and_signals_before_the_start() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
     let uuid = job_uuid();
     let job = |grace: &str| {
-        let mut a = base_args(&uuid, &sup, dir.path());
+        let mut a = base_args(&uuid, &s.sup, s.dir());
         a.extend([
             "--strategy".into(),
             "none".into(),
@@ -495,7 +431,7 @@ fn one_live_incarnation_per_uuid_and_signals_before_the_start() {
     let (st, at) = b.wait(Duration::from_secs(10));
     assert_eq!(st.code(), Some(125), "{}", b.stderr());
     assert!(at - t0 >= Duration::from_millis(900));
-    assert!(b.stderr().contains("is still held"), "{}", b.stderr());
+    assert_contains(&b.stderr(), &["is still held"]);
     assert!(
         a.child.try_wait().unwrap().is_none(),
         "the first one was disturbed"
@@ -508,11 +444,7 @@ fn one_live_incarnation_per_uuid_and_signals_before_the_start() {
     c.signal(Signal::SIGTERM);
     let (st, _) = c.wait(Duration::from_secs(5));
     assert_eq!(st.code(), Some(0), "{}", c.stderr());
-    assert!(
-        c.stderr().contains("before the job started"),
-        "{}",
-        c.stderr()
-    );
+    assert_contains(&c.stderr(), &["before the job started"]);
 
     a.signal(Signal::SIGTERM);
     assert_eq!(
@@ -522,7 +454,8 @@ fn one_live_incarnation_per_uuid_and_signals_before_the_start() {
         a.stderr()
     );
     // Only the first incarnation ever started.
-    let inits: Vec<_> = sup
+    let inits: Vec<_> = s
+        .sup
         .of("initMarathonApp")
         .into_iter()
         .filter(|r| r.body["uuid"] == uuid.as_str())
@@ -584,12 +517,9 @@ fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
         "stop took {took:?}: bounded by the 3 s grace, not the 60 s report timeout"
     );
     assert!(first.stdout().contains("qos-counter: checkpointed at"));
-    assert!(
-        first
-            .stderr()
-            .contains("the start report was not delivered before the grace period ended"),
-        "{}",
-        first.stderr()
+    assert_contains(
+        &first.stderr(),
+        &["the start report was not delivered before the grace period ended"],
     );
     assert!(
         accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1,
@@ -605,7 +535,7 @@ fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
     let (st, _) = second.wait(Duration::from_secs(120));
     assert!(st.success(), "{}", second.stderr());
     check_chain(&[first.stdout(), second.stdout()], TARGET);
-    assert_eq!(restored_flags(&sup, &uuid), [true]);
+    assert_eq!(sup.restored_flags(&uuid), [true]);
 }
 
 /// A cancelled job (the supervisor's view says `cancelled`): on SIGTERM shell-trap stops it
@@ -613,14 +543,12 @@ fn a_hanging_supervisor_never_delays_the_start_or_the_checkpoint() {
 /// restart included; cancelled with `keep_checkpoints`, it saves the work as for a restart.
 #[test]
 fn a_cancelled_job_leaves_no_checkpoint_unless_asked_to_keep_them() {
-    let _g = serial();
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scene::start();
     for keep in [false, true] {
         let uuid = job_uuid();
-        let job_dir = dir.path().join(&uuid);
+        let job_dir = s.dir().join(&uuid);
         // A first incarnation stopped for a restart: a sealed checkpoint.
-        let args = counter_args(&uuid, &sup, dir.path(), "app", 1.0, TARGET);
+        let args = counter_args(&uuid, &s.sup, s.dir(), "app", 1.0, TARGET);
         let mut t = Trap::spawn(&args, &[]);
         t.wait_stdout("qos-counter: starting from 0", Duration::from_secs(10))
             .unwrap();
@@ -638,24 +566,16 @@ fn a_cancelled_job_leaves_no_checkpoint_unless_asked_to_keep_them() {
         if keep {
             view["keep_checkpoints"] = serde_json::json!(true);
         }
-        sup.set_job(&uuid, view);
+        s.sup.set_job(&uuid, view);
         t.signal(Signal::SIGTERM);
         let (st, _) = t.wait(Duration::from_secs(20));
         assert!(st.success(), "{}", t.stderr());
         assert!(!pid_alive(pid), "the job {pid} outlived shell-trap");
         if keep {
-            assert!(
-                t.stderr().contains("checkpoint of incarnation"),
-                "{}",
-                t.stderr()
-            );
+            assert_contains(&t.stderr(), &["checkpoint of incarnation"]);
             assert!(job_dir.exists(), "kept: {}", t.stderr());
         } else {
-            assert!(
-                t.stderr().contains("the job was cancelled"),
-                "{}",
-                t.stderr()
-            );
+            assert_contains(&t.stderr(), &["the job was cancelled"]);
             assert!(
                 !job_dir.exists(),
                 "{} is left: {}",

@@ -1,21 +1,23 @@
-//! Helpers: a recording fake supervisor, the real shell-trap binary run like Marathon runs it
-//! (own process group, SIGTERM to the group, SIGKILL after the grace), output captured line by
-//! line with timestamps.
+//! What only shell-trap's tests use: the binary under test run like Marathon runs it (own
+//! process group, SIGTERM to the group, SIGKILL after the grace: `testkit::child`), a stand-in
+//! supervisor recording the reports it sends, restart plans driven from outside, and the checks
+//! of the counting job's output.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use serde_json::Value;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use testkit::child::Watched;
+use testkit::lock;
+use testkit::wire::{Recorded, Scripted};
+
+pub(crate) use testkit::names::job_uuid;
+pub(crate) use testkit::{docker_or_skip, is_root};
 
 /// The binary under test.
 pub(crate) fn bin() -> &'static str {
@@ -30,29 +32,13 @@ pub(crate) fn counter() -> &'static str {
 /// Tests that measure CPU time or use Docker run one at a time (2-core machines).
 pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock(&LOCK)
 }
 
-/// A job UUID no other test uses: 32 hex digits.
-pub(crate) fn job_uuid() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:08x}{:08x}", nanos as u64, std::process::id(), n)
-}
-
-/// Whether we can create cgroups (root).
-pub(crate) fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// One report received by the fake supervisor.
+/// One report received by the stand-in supervisor.
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
+    /// `initMarathonApp`, `endMarathonApp` or `progress`.
     pub(crate) route: String,
     pub(crate) body: Value,
     pub(crate) auth: Option<String>,
@@ -60,91 +46,74 @@ pub(crate) struct Report {
     pub(crate) at: Instant,
 }
 
-/// A fake supervisor on 127.0.0.1 recording `/initMarathonApp` and `/endMarathonApp`.
+impl Report {
+    /// The report a request is, if it is one (a `POST` to a report route).
+    fn of(r: &Recorded) -> Option<Self> {
+        if r.method != "POST" {
+            return None;
+        }
+        let route = match r.path.as_str() {
+            "/initMarathonApp" => "initMarathonApp",
+            "/endMarathonApp" => "endMarathonApp",
+            p if p.starts_with("/api/v1/jobs/") && p.ends_with("/progress") => "progress",
+            _ => return None,
+        };
+        Some(Self {
+            route: route.to_owned(),
+            body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            auth: r.header("authorization").map(str::to_owned),
+            at: r.at,
+        })
+    }
+}
+
+/// A supervisor on 127.0.0.1 recording `/initMarathonApp`, `/endMarathonApp` and progress, and
+/// answering `GET /api/v1/jobs/{uuid}` with the views a test sets.
 pub(crate) struct Supervisor {
     pub(crate) url: String,
-    reports: Arc<Mutex<Vec<Report>>>,
+    server: Scripted,
     /// What `GET /api/v1/jobs/{uuid}` answers, per UUID (404 for the others).
-    jobs: Arc<Mutex<std::collections::HashMap<String, Value>>>,
-    _rt: tokio::runtime::Runtime,
+    jobs: Arc<Mutex<HashMap<String, Value>>>,
 }
 
 impl Supervisor {
     pub(crate) fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let reports: Arc<Mutex<Vec<Report>>> = Arc::default();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        async fn record(
-            route: &'static str,
-            State(r): State<Arc<Mutex<Vec<Report>>>>,
-            headers: HeaderMap,
-            body: String,
-        ) -> &'static str {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            r.lock().unwrap().push(Report {
-                route: route.to_owned(),
-                body: serde_json::from_str(&body).unwrap_or(Value::Null),
-                auth,
-                at: Instant::now(),
-            });
-            "ok"
-        }
-        let jobs: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
-        let views = jobs.clone();
-        let app = Router::new()
-            .route(
-                "/api/v1/jobs/{uuid}",
-                axum::routing::get(
-                    move |axum::extract::Path(uuid): axum::extract::Path<String>| async move {
-                        match views.lock().unwrap().get(&uuid) {
-                            Some(v) => (axum::http::StatusCode::OK, axum::Json(v.clone())),
-                            None => (
-                                axum::http::StatusCode::NOT_FOUND,
-                                axum::Json(serde_json::json!({"error": {"code": "not_found"}})),
-                            ),
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/initMarathonApp",
-                post(|s, h, b| record("initMarathonApp", s, h, b)),
-            )
-            .route(
-                "/endMarathonApp",
-                post(|s, h, b| record("endMarathonApp", s, h, b)),
-            )
-            .route(
-                "/api/v1/jobs/{uuid}/progress",
-                post(|s, h, b| record("progress", s, h, b)),
-            )
-            .with_state(reports.clone());
-        rt.spawn(async move { axum::serve(listener, app).await });
+        let jobs: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let views = Arc::clone(&jobs);
+        let server = Scripted::blocking(move |r, _| {
+            if Report::of(r).is_some() {
+                return (200, "ok".to_owned());
+            }
+            let uuid = r
+                .path
+                .strip_prefix("/api/v1/jobs/")
+                .filter(|u| !u.contains('/'));
+            match (r.method.as_str(), uuid) {
+                ("GET", Some(uuid)) => match lock(&views).get(uuid) {
+                    Some(v) => (200, v.to_string()),
+                    None => (404, json!({"error": {"code": "not_found"}}).to_string()),
+                },
+                _ => (404, String::new()),
+            }
+        });
         Self {
-            url,
-            reports,
+            url: server.url.clone(),
+            server,
             jobs,
-            _rt: rt,
         }
     }
 
     /// Makes `GET /api/v1/jobs/{uuid}` answer `view`.
     pub(crate) fn set_job(&self, uuid: &str, view: Value) {
-        self.jobs.lock().unwrap().insert(uuid.to_owned(), view);
+        lock(&self.jobs).insert(uuid.to_owned(), view);
     }
 
     pub(crate) fn reports(&self) -> Vec<Report> {
-        self.reports.lock().unwrap().clone()
+        self.server
+            .requests()
+            .iter()
+            .filter_map(Report::of)
+            .collect()
     }
 
     pub(crate) fn of(&self, route: &str) -> Vec<Report> {
@@ -154,48 +123,104 @@ impl Supervisor {
             .collect()
     }
 
-    /// Waits until `n` reports of `route` arrived.
+    /// Whether each start of job `uuid` reported to the supervisor was a restore, in order.
+    pub(crate) fn restored_flags(&self, uuid: &str) -> Vec<bool> {
+        self.of("initMarathonApp")
+            .iter()
+            .filter(|r| r.body["uuid"] == uuid)
+            .map(|r| r.body["restored"].as_bool().unwrap())
+            .collect()
+    }
+
+    /// The end report of job `uuid`, waiting up to 5 s for it.
+    pub(crate) fn end_of(&self, uuid: &str) -> Option<Report> {
+        testkit::wait::blocking(Duration::from_secs(5), Duration::from_millis(20), || {
+            self.of("endMarathonApp")
+                .into_iter()
+                .find(|r| r.body["uuid"] == uuid)
+        })
+    }
+
+    /// Waits until `n` reports of `route` arrived; those that did after `timeout`.
     pub(crate) fn wait_for(&self, route: &str, n: usize, timeout: Duration) -> Vec<Report> {
-        let until = Instant::now() + timeout;
-        loop {
-            let got = self.of(route);
-            if got.len() >= n || Instant::now() > until {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        testkit::wait::blocking(timeout, Duration::from_millis(20), || {
+            Some(self.of(route)).filter(|got| got.len() >= n)
+        })
+        .unwrap_or_else(|| self.of(route))
     }
 }
 
-/// A line of output and when it was read.
-#[derive(Debug, Clone)]
-pub(crate) struct Line {
-    pub(crate) at: Instant,
-    pub(crate) text: String,
-}
-
 /// A running shell-trap.
-pub(crate) struct Trap {
-    pub(crate) child: Child,
-    pub(crate) spawned: Instant,
-    out: Arc<Mutex<Vec<Line>>>,
-    err: Arc<Mutex<Vec<Line>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+pub(crate) struct Trap(Watched);
+
+impl Deref for Trap {
+    type Target = Watched;
+    fn deref(&self) -> &Watched {
+        &self.0
+    }
 }
 
-fn pump(
-    r: impl std::io::Read + Send + 'static,
-    into: Arc<Mutex<Vec<Line>>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(text) = line else { break };
-            into.lock().unwrap().push(Line {
-                at: Instant::now(),
-                text,
-            });
+impl DerefMut for Trap {
+    fn deref_mut(&mut self) -> &mut Watched {
+        &mut self.0
+    }
+}
+
+impl Trap {
+    /// Starts shell-trap with `args`, in its own process group, with `env` set.
+    pub(crate) fn spawn(args: &[String], env: &[(&str, &str)]) -> Self {
+        Self(Watched::spawn(
+            "shell-trap",
+            Command::new(bin())
+                .args(args)
+                .env_remove("MARATHON_APP_RESOURCE_CPUS")
+                .env("RUST_LOG", "shell_trap=debug")
+                .envs(env.iter().copied()),
+        ))
+    }
+}
+
+/// What every test of a shell-trap run starts with: the tests one at a time (they measure CPU
+/// time or use Docker), a stand-in supervisor and a checkpoint directory.
+pub(crate) struct Scene {
+    pub(crate) sup: Supervisor,
+    dir: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Scene {
+    pub(crate) fn start() -> Self {
+        let serial = serial();
+        Self {
+            sup: Supervisor::start(),
+            dir: tempfile::tempdir().unwrap(),
+            _serial: serial,
         }
-    })
+    }
+
+    /// The checkpoint directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// [`base_args`] for job `uuid`, then `more`.
+    pub(crate) fn args(&self, uuid: &str, more: &[&str]) -> Vec<String> {
+        self.args_in(self.dir(), uuid, more)
+    }
+
+    /// [`Scene::args`] with the checkpoint directory (and the token file) in `dir`.
+    pub(crate) fn args_in(&self, dir: &Path, uuid: &str, more: &[&str]) -> Vec<String> {
+        let mut a = base_args(uuid, &self.sup, dir);
+        a.extend(more.iter().map(|s| (*s).to_owned()));
+        a
+    }
+
+    /// shell-trap with `args`, waited for (at most `within`): it and its exit status.
+    pub(crate) fn run(&self, args: &[String], within: Duration) -> (Trap, ExitStatus) {
+        let mut t = Trap::spawn(args, &[]);
+        let (st, _) = t.wait(within);
+        (t, st)
+    }
 }
 
 /// Common flags: `--uuid U --supervisor URL --checkpoint-dir D --report-token-file F`, the
@@ -216,129 +241,6 @@ pub(crate) fn base_args(uuid: &str, sup: &Supervisor, dir: &Path) -> Vec<String>
         "--report-timeout".into(),
         "5".into(),
     ]
-}
-
-impl Trap {
-    /// Starts shell-trap with `args`, in its own process group, with `env` set.
-    pub(crate) fn spawn(args: &[String], env: &[(&str, &str)]) -> Self {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .env_remove("MARATHON_APP_RESOURCE_CPUS")
-            .env("RUST_LOG", "shell_trap=debug")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let spawned = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        let out: Arc<Mutex<Vec<Line>>> = Arc::default();
-        let err: Arc<Mutex<Vec<Line>>> = Arc::default();
-        let readers = vec![
-            pump(child.stdout.take().unwrap(), out.clone()),
-            pump(child.stderr.take().unwrap(), err.clone()),
-        ];
-        Self {
-            child,
-            spawned,
-            out,
-            err,
-            readers,
-        }
-    }
-
-    pub(crate) fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// Like Marathon's executor: the signal goes to the task's whole process group.
-    pub(crate) fn signal(&self, sig: Signal) {
-        let _ = killpg(self.pid(), sig);
-    }
-
-    /// The first stdout line containing `needle`, waiting up to `timeout`.
-    pub(crate) fn wait_stdout(&self, needle: &str, timeout: Duration) -> Option<Line> {
-        wait_line(&self.out, needle, timeout)
-    }
-
-    /// The first stderr line containing `needle`, waiting up to `timeout`.
-    pub(crate) fn wait_stderr(&self, needle: &str, timeout: Duration) -> Option<Line> {
-        wait_line(&self.err, needle, timeout)
-    }
-
-    /// Waits for the exit up to `timeout` (then SIGKILLs the group, as Mesos would, and panics).
-    pub(crate) fn wait(&mut self, timeout: Duration) -> (ExitStatus, Instant) {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let at = Instant::now();
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                return (st, at);
-            }
-            if Instant::now() > until {
-                self.signal(Signal::SIGKILL);
-                let _ = self.child.wait();
-                panic!(
-                    "shell-trap did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    pub(crate) fn stdout(&self) -> String {
-        join(&self.out)
-    }
-
-    pub(crate) fn stderr(&self) -> String {
-        join(&self.err)
-    }
-
-    pub(crate) fn stdout_lines(&self) -> Vec<Line> {
-        self.out.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Trap {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.signal(Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn join(lines: &Mutex<Vec<Line>>) -> String {
-    lines
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|l| l.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn wait_line(lines: &Mutex<Vec<Line>>, needle: &str, timeout: Duration) -> Option<Line> {
-    let until = Instant::now() + timeout;
-    loop {
-        if let Some(l) = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.text.contains(needle))
-        {
-            return Some(l.clone());
-        }
-        if Instant::now() > until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// The counter's final JSON line.
@@ -367,19 +269,6 @@ pub(crate) fn cgroup_cpu(trap: &Trap) -> Option<f64> {
         }
     }
     sum
-}
-
-pub(crate) use testkit::docker_or_skip;
-
-/// `docker ARGS…` → (success, trimmed stdout + stderr).
-pub(crate) fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_owned())
 }
 
 /// One incarnation of a restart plan: its CPUs, and how long it runs before Marathon's SIGTERM

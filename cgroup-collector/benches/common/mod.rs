@@ -147,14 +147,6 @@ impl Drop for RealTree {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        for d in self.dirs.iter().rev() {
-            // A cgroup whose last thread has just exited may take a moment to be removable.
-            for _ in 0..50 {
-                if fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        testkit::cgroups::remove_all(&self.dirs);
     }
 }

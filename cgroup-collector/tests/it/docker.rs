@@ -51,34 +51,25 @@ async fn docker_container_named_by_uuid_is_mapped_sampled_and_resized_in_place()
     let other = util::unique("qos-it-plain");
     let _guard = Containers(vec![uuid.clone(), other.clone()]);
     let busy = "while :; do :; done";
-    let id = util::docker(&[
-        "run",
-        "-d",
-        "--name",
-        &uuid,
-        "--network",
-        "none",
-        "--cpus",
-        "0.5",
-        IMAGE,
-        "sh",
-        "-c",
-        busy,
-    ]);
-    util::docker(&[
-        "run",
-        "-d",
-        "--name",
-        &other,
-        "--network",
-        "none",
-        "--cpus",
-        "0.5",
-        IMAGE,
-        "sh",
-        "-c",
-        busy,
-    ]);
+    // A busy container bounded to half a CPU.
+    let run_busy = |name: &str| {
+        util::docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--cpus",
+            "0.5",
+            IMAGE,
+            "sh",
+            "-c",
+            busy,
+        ])
+    };
+    let id = run_busy(&uuid);
+    run_busy(&other);
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
 

@@ -22,17 +22,6 @@ const COMPONENTS: [&str; 7] = [
     "burn",
 ];
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn marked_processes(run: &str) -> Vec<String> {
     let needle = format!("QOS_DEMO_RUN={run}");
     let mut found = Vec::new();
@@ -71,7 +60,7 @@ fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn quick_demo_runs_resizes_reports_and_leaves_nothing() {
-    if !is_root() {
+    if !testkit::is_root() {
         let why = "the demo's testbed needs root for its cgroups";
         let _ = testkit::skip_unless_required(&["QOS_REQUIRE_CGROUPS"], why, "the quick demo");
         return;

@@ -32,10 +32,6 @@ const RUNS: u32 = 4;
 const CHRONOS_DEADLINE: f64 = 24.0;
 const TOKEN: &str = "plain-job-agent-token-0123456789";
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
 fn bins() -> Binaries {
     // The binaries `cargo test --workspace` has just built next to this test, or a build.
     let exe = std::env::current_exe().expect("the test's path");
@@ -316,7 +312,11 @@ async fn run(sc: &Scenario, bins: &Binaries) {
 
 #[test]
 fn a_plain_job_that_cannot_checkpoint_meets_a_deadline_that_needs_a_grow() {
-    if !testkit::cgroups_or_skip(is_root(), Some("not root"), "the plain-job end-to-end test") {
+    if !testkit::cgroups_or_skip(
+        testkit::is_root(),
+        Some("not root"),
+        "the plain-job end-to-end test",
+    ) {
         return;
     }
     let bins = bins();

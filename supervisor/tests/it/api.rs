@@ -6,7 +6,6 @@ use qos_core::job::Framework;
 use qos_core::spec::QosSpec;
 use qos_core::wire::{Heartbeat, JobRegistration, NodeRegistration, ProgressReport};
 use serde_json::json;
-use supervisor::config::AuthConfig;
 use testkit::ChronosCall;
 
 use crate::support::{ADMIN, Harness, Opts, T0, assert_error, uuid};
@@ -141,7 +140,7 @@ async fn thesis_routes_as_the_thesis_sends_them() {
         r#"{{"framework": "marathon", "name": "openmplinpack1", "job_duration": "400", "deadline": "480", "desv_deadline": "0.1", "uuid": "{m}"}}"#
     );
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     let (s, r) = h
@@ -192,9 +191,8 @@ async fn reports_before_registration_are_held_then_applied() {
         .await;
     assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("held")));
     assert_eq!(
-        h.call("GET", &format!("/api/v1/jobs/{u}"), None, &[])
-            .await
-            .0,
+        h.status("GET", &format!("/api/v1/jobs/{u}"), None, &[])
+            .await,
         StatusCode::NOT_FOUND
     );
     let (s, _) = h
@@ -510,15 +508,7 @@ async fn versioned_api_register_progress_history_cancel_nodes_samples() {
 
 #[tokio::test]
 async fn tokens_admin_and_per_job() {
-    let auth = AuthConfig {
-        admin_token: Some(ADMIN.into()),
-        ..AuthConfig::default()
-    };
-    let h = Harness::start(Opts {
-        auth,
-        ..Opts::default()
-    })
-    .await;
+    let h = Harness::start(Opts::admin_token(false)).await;
     let u = uuid(7);
     let other = uuid(8);
     let reg = |id: &str, name: &str| {
@@ -571,25 +561,23 @@ async fn tokens_admin_and_per_job() {
         None,
     );
     assert_eq!(
-        h.call(
+        h.status(
             "POST",
             "/initMarathonApp",
             Some(&start),
             &[("authorization", &own)]
         )
-        .await
-        .0,
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        h.call(
+        h.status(
             "POST",
             &format!("/api/v1/jobs/{u}/progress"),
             Some(r#"{"fraction": 0.1}"#),
             &[("authorization", &own)]
         )
-        .await
-        .0,
+        .await,
         StatusCode::NO_CONTENT
     );
     assert_error(
@@ -606,31 +594,28 @@ async fn tokens_admin_and_per_job() {
     );
     // A job's token reads its own job only; lists need the admin token.
     assert_eq!(
-        h.call(
+        h.status(
             "GET",
             &format!("/api/v1/jobs/{u}"),
             None,
             &[("authorization", &own)]
         )
-        .await
-        .0,
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        h.call(
+        h.status(
             "GET",
             &format!("/api/v1/jobs/{other}"),
             None,
             &[("authorization", &own)]
         )
-        .await
-        .0,
+        .await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        h.call("GET", "/api/v1/jobs", None, &[("authorization", &own)])
-            .await
-            .0,
+        h.status("GET", "/api/v1/jobs", None, &[("authorization", &own)])
+            .await,
         StatusCode::UNAUTHORIZED
     );
     // A job token cannot hold reports for unknown jobs.
@@ -707,46 +692,34 @@ async fn tokens_admin_and_per_job() {
     );
     // Open routes.
     for p in ["/", "/healthz", "/readyz", "/metrics"] {
-        assert_eq!(h.call("GET", p, None, &[]).await.0, StatusCode::OK, "{p}");
+        assert_eq!(h.status("GET", p, None, &[]).await, StatusCode::OK, "{p}");
     }
     h.sup.stop().await;
 }
 
 #[tokio::test]
 async fn insecure_leaves_only_the_thesis_routes_open() {
-    let auth = AuthConfig {
-        admin_token: Some(ADMIN.into()),
-        insecure: true,
-        ..AuthConfig::default()
-    };
-    let h = Harness::start(Opts {
-        auth,
-        ..Opts::default()
-    })
-    .await;
+    let h = Harness::start(Opts::admin_token(true)).await;
     let u = uuid(10);
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init_task_chronos(&u, "j")), &[])
-            .await
-            .0,
+        h.status("POST", "/initTask", Some(&init_task_chronos(&u, "j")), &[])
+            .await,
         StatusCode::OK
     );
     assert_eq!(
-        h.call(
+        h.status(
             "POST",
             "/updateTask",
             Some(&update_task(&u, "j", T0, T0 + 1.0)),
             &[]
         )
-        .await
-        .0,
+        .await,
         StatusCode::OK
     );
     let reg = json!({"uuid": uuid(11), "name": "k", "framework": "marathon", "qos": {"duration": 100, "deadline": 1000, "desv_deadline": 0.2}, "cpus": 1});
     assert_eq!(
-        h.call("POST", "/api/v1/jobs", Some(&reg.to_string()), &[])
-            .await
-            .0,
+        h.status("POST", "/api/v1/jobs", Some(&reg.to_string()), &[])
+            .await,
         StatusCode::UNAUTHORIZED
     );
     h.sup.stop().await;
@@ -755,15 +728,7 @@ async fn insecure_leaves_only_the_thesis_routes_open() {
 /// The typed client of frameworks against the real server over TCP: the routes match.
 #[tokio::test]
 async fn the_frameworks_client_speaks_this_api() {
-    let auth = AuthConfig {
-        admin_token: Some(ADMIN.into()),
-        ..AuthConfig::default()
-    };
-    let h = Harness::start(Opts {
-        auth,
-        ..Opts::default()
-    })
-    .await;
+    let h = Harness::start(Opts::admin_token(false)).await;
     let (url, server) = h.serve_tcp().await;
     let admin =
         SupervisorClient::new(&Credentials::new(&url).unwrap().with_bearer_token(ADMIN)).unwrap();

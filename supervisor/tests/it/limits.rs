@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use qos_core::policy::Policy;
 use serde_json::{Value, json};
-use supervisor::config::AuthConfig;
 use supervisor::{Clock, StoreMode};
 use tokio::time::{Instant, sleep_until};
 
@@ -286,14 +285,13 @@ async fn a_future_dated_sample_cannot_cause_a_resize() {
         h.marathon.add_app("/openmplinpack1", 1.5);
         let init = json!({"framework": "marathon", "name": "openmplinpack1", "job_duration": "400", "deadline": "480", "desv_deadline": "0.1", "uuid": u}).to_string();
         assert_eq!(
-            h.call("POST", "/initTask", Some(&init), &[]).await.0,
+            h.status("POST", "/initTask", Some(&init), &[]).await,
             StatusCode::OK
         );
         let started = json!({"uuid": u, "started_at": T0}).to_string();
         assert_eq!(
-            h.call("POST", "/initMarathonApp", Some(&started), &[])
-                .await
-                .0,
+            h.status("POST", "/initMarathonApp", Some(&started), &[])
+                .await,
             StatusCode::OK
         );
         let start = Instant::now();
@@ -555,15 +553,7 @@ async fn marathon_reports_for_a_chronos_job_are_refused() {
 /// job's token; the admin does.
 #[tokio::test]
 async fn an_anonymous_re_registration_never_returns_the_token() {
-    let h = Harness::start(Opts {
-        auth: AuthConfig {
-            admin_token: Some(ADMIN.into()),
-            insecure: true,
-            ..AuthConfig::default()
-        },
-        ..Opts::default()
-    })
-    .await;
+    let h = Harness::start(Opts::admin_token(true)).await;
     let u = uuid(6);
     let init = json!({"framework": "chronos", "name": "linpack", "job_duration": 10, "deadline": T0 + 3600.0, "desv_deadline": 0.2, "uuid": u, "iterations": 2}).to_string();
     let (st, first) = h.call("POST", "/initTask", Some(&init), &[]).await;
@@ -648,7 +638,7 @@ async fn held_reports_are_bounded_in_bytes() {
     // Registering a job applies its held report and frees its room.
     let init = json!({"framework": "chronos", "name": "linpack", "job_duration": 1, "deadline": now + 3600.0, "desv_deadline": 0.2, "uuid": uuid(1000), "iterations": 2}).to_string();
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     let (st, v) = h

@@ -92,6 +92,20 @@ impl Default for Opts {
     }
 }
 
+impl Opts {
+    /// With the admin token [`ADMIN`] required; `insecure`: the thesis routes stay open.
+    pub(crate) fn admin_token(insecure: bool) -> Self {
+        Self {
+            auth: AuthConfig {
+                admin_token: Some(ADMIN.into()),
+                insecure,
+                ..AuthConfig::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
 impl Harness {
     pub(crate) async fn start(opts: Opts) -> Self {
         let (dir, db) = match opts.db {
@@ -173,6 +187,17 @@ impl Harness {
             headers,
         )
         .await
+    }
+
+    /// The status [`Harness::call`] answers.
+    pub(crate) async fn status(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> StatusCode {
+        self.call(method, path, body, headers).await.0
     }
 
     /// Serves the router over TCP on a free loopback port: its base URL and the server task.

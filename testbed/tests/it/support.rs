@@ -71,22 +71,7 @@ pub fn small() -> Config {
 }
 
 /// A name nobody else uses (tests run in parallel, also across processes).
-pub fn unique(prefix: &str) -> String {
-    let n: u64 = rand_u64();
-    format!("{prefix}{:08x}", n & 0xffff_ffff)
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
-}
+pub use testkit::names::unique;
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `within`.
 pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
@@ -94,33 +79,21 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait::until(what, within, Duration::from_millis(50), || {
+        let seen = check();
+        async move { seen.await.ok_or("not yet") }
+    })
+    .await
 }
 
-/// Whether real cgroups are used by this testbed; prints a notice when not.
+/// Whether real cgroups are used by this testbed; a notice when not (a failure under
+/// `QOS_REQUIRE_CGROUPS=1`).
 pub fn cgroups(bed: &Bed) -> bool {
-    if !bed.testbed.cpu_limits_enforced() {
-        assert!(
-            std::env::var("QOS_REQUIRE_CGROUPS").as_deref() != Ok("1"),
-            "CPU limits not enforced ({}) and QOS_REQUIRE_CGROUPS=1",
-            bed.testbed.cpu_limits_note().unwrap_or("?")
-        );
-        eprintln!(
-            "NOTICE: CPU limits not enforced ({}); skipping cgroup checks",
-            bed.testbed.cpu_limits_note().unwrap_or("?")
-        );
-    }
-    bed.testbed.cpu_limits_enforced()
+    testkit::cgroups_or_skip(
+        bed.testbed.cpu_limits_enforced(),
+        bed.testbed.cpu_limits_note(),
+        "the cgroup checks",
+    )
 }
 
 /// `<cgroup root>/cpu/<prefix>/<agent>/<task>`.

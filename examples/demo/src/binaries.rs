@@ -78,8 +78,9 @@ pub fn locate(args: &BuildOptions, say: &dyn Fn(&str)) -> anyhow::Result<Binarie
             };
             from_dir(&dir).context(
                 "the component binaries are not next to the demo (build them with \
-                 `cargo build --release -p testbed -p supervisor -p launcher -p cgroup-collector \
-                 -p shell-trap -p linpack -p burn`, or pass --bin-dir)",
+                 `cargo build --release --bin testbed --bin supervisor --bin launcher \
+                 --bin cgroup-collector --bin shell-trap --bin linpack --bin burn`, or pass \
+                 --bin-dir)",
             )
         }
     }
@@ -114,12 +115,15 @@ fn build(root: &Path, profile: &str, say: &dyn Fn(&str)) -> anyhow::Result<Binar
         .arg(profile)
         .arg("--message-format")
         .arg("json-render-diagnostics");
+    // `--bin`, not `-p`: with no package named, cargo resolves features over the whole
+    // workspace, as it did for `cargo run --release --bin demo`, so the dependencies that build
+    // built are reused as they are instead of built again with other features.
     for p in COMPONENTS {
-        cmd.arg("-p").arg(p);
+        cmd.arg("--bin").arg(p);
     }
     say(&format!(
-        "building the components: cargo build --profile {profile} -p {}",
-        COMPONENTS.join(" -p ")
+        "building the components: cargo build --profile {profile} --bin {}",
+        COMPONENTS.join(" --bin ")
     ));
     // stdout: JSON messages (the artifacts' paths); stderr: cargo's progress, shown as is.
     let mut child = cmd

@@ -30,11 +30,11 @@ shows their progress and every resize with its reason, prints a summary and writ
 Everything it started is stopped at the end, on error and on Ctrl-C.
 
 Examples:
-  cargo run --release -p demo                      # predictive policy, about 3 minutes
-  cargo run --release -p demo -- --policy thesis   # the 2017 controller on the same jobs
-  cargo run --release -p demo -- --quick           # one Chronos and one Marathon job, ~1 minute
-  cargo run --release -p demo -- --docker          # tasks in Docker containers (private daemon)
-  cargo run --release -p demo -- --keep            # leave the services up afterwards
+  cargo run --release --bin demo                    # predictive policy, about 3 minutes
+  cargo run --release --bin demo -- --policy thesis # the 2017 controller on the same jobs
+  cargo run --release --bin demo -- --quick         # one Chronos and one Marathon job, ~1 minute
+  cargo run --release --bin demo -- --docker        # tasks in Docker containers (private daemon)
+  cargo run --release --bin demo -- --keep          # leave the services up afterwards
 
 Exit status: 0 every job completed, 1 the demo failed, 2 bad flags, 4 a job did not complete,
 130 interrupted.";

@@ -1,5 +1,5 @@
 //! A local qos-elastic installation as processes, and the live view of its jobs: used by the
-//! `demo` binary (`cargo run --release -p demo`) and by `study real`.
+//! `demo` binary (`cargo run --release --bin demo`) and by `study real`.
 //!
 //! - [`binaries`]: build (one `cargo build`) or find the component binaries;
 //! - [`workload`]: the LINPACK jobs: their order and image, a solve timed on this machine, the

@@ -1,6 +1,6 @@
 //! `demo`: qos-elastic in one command.
 //!
-//! `cargo run --release -p demo` builds the components, starts a testbed (Marathon and Chronos
+//! `cargo run --release --bin demo` builds the components, starts a testbed (Marathon and Chronos
 //! emulators whose agents run tasks as real processes in cgroups), the supervisor and the node
 //! collector on loopback ports, submits a few Chronos and Marathon LINPACK jobs with the
 //! launcher, shows their progress and every resize with its reason, prints a summary table, writes

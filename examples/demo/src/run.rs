@@ -288,7 +288,7 @@ fn summary(
     per_job: &[Value],
 ) -> Value {
     let sup = &stack.urls.supervisor;
-    let mut command = String::from("cargo run --release -p demo --");
+    let mut command = String::from("cargo run --release --bin demo --");
     for a in std::env::args().skip(1) {
         command.push(' ');
         command.push_str(&a);

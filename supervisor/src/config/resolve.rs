@@ -218,15 +218,9 @@ fn apply_predictive(
             }
         })?;
     }
-    if let Some(v) = cpus.min {
-        p.cpu_min = v;
-    }
-    if let Some(v) = cpus.max {
-        p.cpu_max = v;
-    }
-    if let Some(v) = file.deployment_time {
-        p.deployment_time = v;
-    }
+    set(&mut p.cpu_min, cpus.min);
+    set(&mut p.cpu_max, cpus.max);
+    set(&mut p.deployment_time, file.deployment_time);
     p.resize_mode = resize_mode;
     for (key, v) in [
         ("monitoring_period", file.monitoring_period),
@@ -245,18 +239,10 @@ fn apply_thesis(
     file: &FileConfig,
     cpus: &CpuKeys,
 ) -> Result<(), ConfigError> {
-    if let Some(v) = cpus.min {
-        t.cpu_min = v;
-    }
-    if let Some(v) = cpus.max {
-        t.cpu_max = v;
-    }
-    if let Some(v) = cpus.increment {
-        t.cpu_increment = v;
-    }
-    if let Some(v) = cpus.decrement {
-        t.cpu_decrement = v;
-    }
+    set(&mut t.cpu_min, cpus.min);
+    set(&mut t.cpu_max, cpus.max);
+    set(&mut t.cpu_increment, cpus.increment);
+    set(&mut t.cpu_decrement, cpus.decrement);
     if let Some(v) = file.monitoring_period {
         finite_pos("monitoring_period", v)?;
         t.monitoring_period = v;
@@ -270,20 +256,19 @@ fn apply_thesis(
         t.sleeping_time = v;
     }
     if let Some(x) = &file.thesis {
-        if let Some(v) = x.chronos_inf_band {
-            t.chronos_inf_band = v;
-        }
-        if let Some(v) = x.marathon_under {
-            t.marathon_under = v;
-        }
-        if let Some(v) = x.sup_margin {
-            t.sup_margin = v;
-        }
-        if let Some(v) = x.missing_cpu_as_zero {
-            t.missing_cpu_as_zero = v;
-        }
+        set(&mut t.chronos_inf_band, x.chronos_inf_band);
+        set(&mut t.marathon_under, x.marathon_under);
+        set(&mut t.sup_margin, x.sup_margin);
+        set(&mut t.missing_cpu_as_zero, x.missing_cpu_as_zero);
     }
     Ok(())
+}
+
+/// A setting given in the file replaces its default.
+fn set<T>(slot: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *slot = v;
+    }
 }
 
 #[cfg(test)]

@@ -334,6 +334,20 @@ fn parse_u64(text: &str, field: &'static str, path: &Path) -> Result<u64, Cgroup
     })
 }
 
+/// A limit from the texts of its quota (`None`: unlimited) and period; `fields` name the two in
+/// errors, as the file does.
+fn limit(
+    quota: Option<&str>,
+    period: &str,
+    fields: [&'static str; 2],
+    path: &Path,
+) -> Result<CpuLimit, CgroupError> {
+    Ok(CpuLimit {
+        quota_us: quota.map(|q| parse_u64(q, fields[0], path)).transpose()?,
+        period_us: parse_u64(period, fields[1], path)?,
+    })
+}
+
 /// A flat-keyed file (`key value` per line), e.g. `cpuacct.stat` or `cpu.stat`.
 fn keyed<'a>(text: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
     text.lines().filter_map(|l| {
@@ -359,7 +373,7 @@ fn required(text: &str, key: &'static str, path: &Path) -> Result<u64, CgroupErr
 /// cgroup v1 files.
 pub(crate) mod v1 {
     use super::{
-        CgroupError, CpuLimit, CpuUsage, Path, Throttling, field, fs, io, parse_u64, read,
+        CgroupError, CpuLimit, CpuUsage, Path, Throttling, field, fs, io, limit, parse_u64, read,
         read_opt, required, write,
     };
 
@@ -408,15 +422,13 @@ pub(crate) mod v1 {
         path: &Path,
     ) -> Result<CpuLimit, CgroupError> {
         let q = quota.trim();
-        let quota_us = if q.starts_with('-') {
-            None
-        } else {
-            Some(parse_u64(q, "cfs_quota_us", path)?)
-        };
-        Ok(CpuLimit {
-            quota_us,
-            period_us: parse_u64(period, "cfs_period_us", path)?,
-        })
+        let unlimited = q.starts_with('-');
+        limit(
+            (!unlimited).then_some(q),
+            period,
+            ["cfs_quota_us", "cfs_period_us"],
+            path,
+        )
     }
 
     /// Read the CFS limit in the `cpu` directory `dir`.
@@ -453,8 +465,8 @@ pub(crate) mod v1 {
 /// cgroup v2 files.
 pub(crate) mod v2 {
     use super::{
-        CgroupError, CpuLimit, CpuUsage, Path, Throttling, field, parse_u64, read, read_opt,
-        required, write,
+        CgroupError, CpuLimit, CpuUsage, Path, Throttling, field, limit, read, read_opt, required,
+        write,
     };
 
     /// Parse v2 `cpu.stat`: usage always; throttling only when the cpu controller adds its keys.
@@ -498,15 +510,12 @@ pub(crate) mod v2 {
             field: "period",
             path: path.to_path_buf(),
         })?;
-        let quota_us = if quota == "max" {
-            None
-        } else {
-            Some(parse_u64(quota, "quota", path)?)
-        };
-        Ok(CpuLimit {
-            quota_us,
-            period_us: parse_u64(period, "period", path)?,
-        })
+        limit(
+            (quota != "max").then_some(quota),
+            period,
+            ["quota", "period"],
+            path,
+        )
     }
 
     /// Read `cpu.max` in `dir` (`None` when the cpu controller is not enabled there).

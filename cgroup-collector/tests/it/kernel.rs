@@ -11,7 +11,22 @@ use serde_json::json;
 
 use crate::util::{self, KernelCgroup};
 
-const BUSY: Duration = Duration::from_millis(1500);
+/// The CPU-seconds a busy loop runs for before it is read: awaited on the kernel's own counter
+/// (a fixed sleep gave it a fraction of that on a loaded machine).
+const BUSY_CPU: f64 = 0.6;
+
+/// Waits until the kernel has counted `secs` CPU-seconds in `usage` (its reading), polling every
+/// 20 ms — as long as that takes on a loaded machine, up to a minute.
+fn busy_until(secs: f64, usage: impl Fn() -> f64) {
+    let limit = Instant::now() + Duration::from_secs(60);
+    while usage() < secs {
+        assert!(
+            Instant::now() < limit,
+            "the busy loop did not reach {secs} CPU-s in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 fn within(a: f64, b: f64, rel: f64, abs: f64) -> bool {
     (a - b).abs() <= (rel * b.abs()).max(abs)
@@ -47,7 +62,9 @@ fn v1_busy_loop_under_half_cpu_quota_matches_kernel_and_proc() {
 
     let t0 = Instant::now();
     let pid = cg.spawn_busy_loop(&[&acct, &cpu]);
-    std::thread::sleep(BUSY);
+    busy_until(BUSY_CPU, || {
+        read_u64(&acct.join("cpuacct.usage")) as f64 / 1e9
+    });
     util::freeze(pid);
     let wall = t0.elapsed().as_secs_f64();
 
@@ -66,7 +83,7 @@ fn v1_busy_loop_under_half_cpu_quota_matches_kernel_and_proc() {
     );
 
     let total = c["total_secs"].as_f64().unwrap();
-    assert!(total > 0.3, "the busy loop ran: {c}");
+    assert!(total >= BUSY_CPU, "the busy loop ran: {c}");
     // Same figures as the kernel's files (1 %).
     assert!(
         within(total, kernel_total, 0.01, 0.0),
@@ -106,14 +123,14 @@ fn v1_busy_loop_under_half_cpu_quota_matches_kernel_and_proc() {
         "a 0.5-CPU quota over {wall:.2}s allowed {total}s"
     );
     assert_eq!(c["nr_throttled"].as_u64(), Some(kernel_throttled));
-    if total >= 0.4 * wall {
-        // It ran near its quota, so the kernel must have throttled it (on a machine busy with
-        // other work the loop may never reach 50 ms in a period; then there is nothing to see).
-        assert!(
-            kernel_throttled > 0 && c["throttled_secs"].as_f64().unwrap() > 0.0,
-            "{c}"
-        );
-    }
+    // Throttled time is reported exactly when the kernel throttled. (Whether it did depends on
+    // the machine: a loop that shares its CPUs with other work may never reach 50 ms in a
+    // period, even running at 40 % of the wall time.)
+    assert_eq!(
+        kernel_throttled > 0,
+        c["throttled_secs"].as_f64().unwrap() > 0.0,
+        "{c}"
+    );
 }
 
 #[test]
@@ -129,7 +146,9 @@ fn v2_busy_loop_matches_kernel_and_proc() {
     let mut cg = KernelCgroup::create(&[&v2_root], &name);
     let dir = v2_root.join(&name);
     let pid = cg.spawn_busy_loop(&[&dir]);
-    std::thread::sleep(BUSY);
+    busy_until(BUSY_CPU, || {
+        keyed(&dir.join("cpu.stat"), "usage_usec ") as f64 / 1e6
+    });
     util::freeze(pid);
 
     let snap = util::once(&["--no-discovery", "--cgroup", dir.to_str().unwrap()]);
@@ -144,7 +163,7 @@ fn v2_busy_loop_matches_kernel_and_proc() {
         c["total_secs"], c["user_secs"], c["system_secs"]
     );
     let total = c["total_secs"].as_f64().unwrap();
-    assert!(total > 0.3, "busy loop for 1.5 s: {c}");
+    assert!(total >= BUSY_CPU, "the busy loop ran: {c}");
     assert!(within(total, k_total, 0.01, 0.0));
     assert!(within(c["user_secs"].as_f64().unwrap(), k_user, 0.01, 0.0));
     assert!(within(c["system_secs"].as_f64().unwrap(), k_sys, 0.01, 0.0));
@@ -279,7 +298,7 @@ fn cached_descriptors_follow_a_recreated_cgroup() {
     let first = {
         let mut cg = KernelCgroup::create(&[&acct_root], &name);
         let pid = cg.spawn_busy_loop(&[&dir]);
-        std::thread::sleep(Duration::from_millis(300));
+        busy_until(0.05, || read_u64(&dir.join("cpuacct.usage")) as f64 / 1e9);
         util::freeze(pid);
         let s = reader.read(100, &mut buf).unwrap();
         assert!(s.usage.total_ns > 10_000_000, "{s:?}");

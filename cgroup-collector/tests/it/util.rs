@@ -201,14 +201,31 @@ pub(crate) fn proc_cpu(pid: u32) -> (f64, f64) {
     (ticks as f64 / tck, run_ns as f64 / 1e9)
 }
 
-/// Stop a process (SIGSTOP) so its counters hold still while everything is read.
+/// Stop a process (SIGSTOP) so its counters hold still while everything is read: returns once
+/// the kernel shows it stopped (state `T` in `/proc/<pid>/stat`), when its last run is counted.
 pub(crate) fn freeze(pid: u32) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    let stopped = || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let (_, after) = s.rsplit_once(") ")?;
+                after.split_whitespace().next().map(|st| st == "T")
+            })
+            .unwrap_or(false)
+    };
+    let limit = Instant::now() + Duration::from_secs(10);
+    while !stopped() {
+        assert!(
+            Instant::now() < limit,
+            "process {pid} did not stop on SIGSTOP"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Epoch seconds now.

@@ -104,10 +104,7 @@ async fn thesis_routes_as_the_thesis_sends_them() {
         "invalid_field",
         Some("cpus"),
     );
-    let (s, r) = h
-        .call("POST", "/updateTask", Some(&ran("\"0.4\"")), &[])
-        .await;
-    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("applied")));
+    h.applied("/updateTask", &ran("\"0.4\"")).await;
 
     let (s, job) = h.call("GET", &format!("/api/v1/jobs/{u}"), None, &[]).await;
     assert_eq!(s, StatusCode::OK);
@@ -143,30 +140,16 @@ async fn thesis_routes_as_the_thesis_sends_them() {
         h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
-    let (s, r) = h
-        .call(
-            "POST",
-            "/initMarathonApp",
-            Some(&format!(
-                r#"{{"uuid": "{m}", "started_at": "{}"}}"#,
-                T0 + 5.0
-            )),
-            &[],
-        )
-        .await;
-    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("applied")));
-    let (s, r) = h
-        .call(
-            "POST",
-            "/endMarathonApp",
-            Some(&format!(
-                r#"{{"uuid": "{m}", "finished_at": "{}"}}"#,
-                T0 + 393.0
-            )),
-            &[],
-        )
-        .await;
-    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("applied")));
+    h.applied(
+        "/initMarathonApp",
+        &format!(r#"{{"uuid": "{m}", "started_at": "{}"}}"#, T0 + 5.0),
+    )
+    .await;
+    h.applied(
+        "/endMarathonApp",
+        &format!(r#"{{"uuid": "{m}", "finished_at": "{}"}}"#, T0 + 393.0),
+    )
+    .await;
     let (_, job) = h.call("GET", &format!("/api/v1/jobs/{m}"), None, &[]).await;
     assert_eq!(job["state"], "completed", "{job}");
     h.sup.stop().await;

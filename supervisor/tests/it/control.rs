@@ -100,9 +100,8 @@ impl MarathonTask<'_> {
         // As shell-trap reports it: the task checkpoints itself (`app`), like LINPACK.
         let started = json!({"uuid": self.uuid, "started_at": T0, "strategy": "app"}).to_string();
         assert_eq!(
-            h.call("POST", "/initMarathonApp", Some(&started), &[])
-                .await
-                .0,
+            h.status("POST", "/initMarathonApp", Some(&started), &[])
+                .await,
             StatusCode::OK
         );
         for t in 1..=horizon {
@@ -134,7 +133,7 @@ impl MarathonTask<'_> {
                 let body =
                     json!({"uuid": self.uuid, "started_at": now, "restored": true, "strategy": "app"}).to_string();
                 assert_eq!(
-                    h.call("POST", "/initMarathonApp", Some(&body), &[]).await.0,
+                    h.status("POST", "/initMarathonApp", Some(&body), &[]).await,
                     StatusCode::OK
                 );
             }
@@ -159,7 +158,7 @@ impl MarathonTask<'_> {
             if total >= self.work - 1e-9 {
                 let end = json!({"uuid": self.uuid, "finished_at": now}).to_string();
                 assert_eq!(
-                    h.call("POST", "/endMarathonApp", Some(&end), &[]).await.0,
+                    h.status("POST", "/endMarathonApp", Some(&end), &[]).await,
                     StatusCode::OK
                 );
                 return Some(f64::from(t));
@@ -174,7 +173,18 @@ async fn register_case3(h: &Harness, u: &str) {
     // The thesis' Case III: duration 400, deadline 480, desv 0.1, at 1 CPU.
     let init = json!({"framework": "marathon", "name": "openmplinpack1", "job_duration": "400", "deadline": "480", "desv_deadline": "0.1", "uuid": u}).to_string();
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
+        StatusCode::OK
+    );
+}
+
+/// [`register_case3`], and its task started at `T0` (`/initMarathonApp`).
+async fn start_case3(h: &Harness, u: &str) {
+    register_case3(h, u).await;
+    let started = json!({"uuid": u, "started_at": T0}).to_string();
+    assert_eq!(
+        h.status("POST", "/initMarathonApp", Some(&started), &[])
+            .await,
         StatusCode::OK
     );
 }
@@ -281,7 +291,7 @@ async fn thesis_chronos_worked_example() {
     let u = uuid(5);
     let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": "400", "deadline": format!("{}", T0 + 1800.0), "desv_deadline": "0.2", "uuid": u, "iterations": "4"}).to_string();
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     let start = Instant::now();
@@ -395,7 +405,7 @@ async fn chronos_outage_is_retried() {
     let u = uuid(7);
     let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 4}).to_string();
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -403,9 +413,8 @@ async fn chronos_outage_is_retried() {
     let start = Instant::now();
     sleep_until(start + Duration::from_secs(524)).await;
     assert_eq!(
-        h.call("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
-            .await
-            .0,
+        h.status("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
+            .await,
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -484,14 +493,7 @@ async fn in_place_goes_to_the_node_agent() {
 async fn missing_cpu_data_never_resizes() {
     let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
     let u = uuid(9);
-    register_case3(&h, &u).await;
-    let started = json!({"uuid": u, "started_at": T0}).to_string();
-    assert_eq!(
-        h.call("POST", "/initMarathonApp", Some(&started), &[])
-            .await
-            .0,
-        StatusCode::OK
-    );
+    start_case3(&h, &u).await;
     tokio::time::sleep(Duration::from_secs(500)).await;
     assert!(h.marathon.resizes().is_empty());
     let d = decisions(&history(&h, &u).await);
@@ -547,7 +549,7 @@ async fn metrics_per_job_and_retirement() {
     let u = uuid(11);
     let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 2}).to_string();
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     let start = Instant::now();
@@ -686,14 +688,7 @@ async fn a_short_node_serves_least_laxity_first() {
 async fn stale_cpu_data_never_resizes() {
     let h = Harness::start(opts(Policy::by_name("thesis").unwrap())).await;
     let u = uuid(14);
-    register_case3(&h, &u).await;
-    let started = json!({"uuid": u, "started_at": T0}).to_string();
-    assert_eq!(
-        h.call("POST", "/initMarathonApp", Some(&started), &[])
-            .await
-            .0,
-        StatusCode::OK
-    );
+    start_case3(&h, &u).await;
     let start = Instant::now();
     for t in 1..=150u32 {
         sleep_until(start + Duration::from_secs(u64::from(t))).await;
@@ -736,7 +731,7 @@ async fn a_failed_marathon_task_is_removed() {
     let end =
         json!({"uuid": u, "finished_at": format!("{}", T0 + 50.0), "exit_code": "137"}).to_string();
     assert_eq!(
-        h.call("POST", "/endMarathonApp", Some(&end), &[]).await.0,
+        h.status("POST", "/endMarathonApp", Some(&end), &[]).await,
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -922,16 +917,15 @@ async fn a_chronos_job_gone_from_chronos_is_marked_lost() {
     let u = uuid(21);
     let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 4}).to_string();
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     h.chronos.remove_job("openmpLinpack1");
     sleep_until(Instant::now() + Duration::from_secs(524)).await;
     assert_eq!(
-        h.call("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
-            .await
-            .0,
+        h.status("POST", "/updateTask", Some(&update(&u, 45.0, 525.0)), &[])
+            .await,
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_secs(120)).await;

@@ -36,7 +36,7 @@ async fn everything_is_back_after_a_restart() {
         T0 + 1800.0
     );
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     assert_eq!(
@@ -59,9 +59,8 @@ async fn everything_is_back_after_a_restart() {
     );
     let start = format!(r#"{{"uuid": "{m}", "started_at": {T0}}}"#);
     assert_eq!(
-        h.call("POST", "/initMarathonApp", Some(&start), &[])
-            .await
-            .0,
+        h.status("POST", "/initMarathonApp", Some(&start), &[])
+            .await,
         StatusCode::OK
     );
     let batch = json!({"node": "node-1", "samples": [{"uuid": m, "container_id": "c1", "at": T0 + 10.0, "user_secs": 8.0, "system_secs": 1.0, "total_secs": 9.0}]});
@@ -126,7 +125,7 @@ async fn everything_is_back_after_a_restart() {
         T0 + 1800.0
     );
     assert_eq!(
-        h.call("POST", "/initTask", Some(&init), &[]).await.0,
+        h.status("POST", "/initTask", Some(&init), &[]).await,
         StatusCode::OK
     );
     assert_eq!(

@@ -189,6 +189,16 @@ impl Harness {
         .await
     }
 
+    /// Posts the thesis report `body` to `path` and asserts the supervisor applied it.
+    pub(crate) async fn applied(&self, path: &str, body: &str) {
+        let (s, r) = self.call("POST", path, Some(body), &[]).await;
+        assert_eq!(
+            (s, r["status"].as_str()),
+            (StatusCode::OK, Some("applied")),
+            "{path}: {r}"
+        );
+    }
+
     /// The status [`Harness::call`] answers.
     pub(crate) async fn status(
         &self,

@@ -159,7 +159,7 @@ macro_rules! json_object_accessors {
                 self.0.get(key).and_then($crate::lenient::as_u64)
             }
 
-            /// A field.
+            /// A field as the server wrote it (`None` when absent).
             #[must_use]
             pub fn get(&self, key: &str) -> Option<&Value> {
                 self.0.get(key)

@@ -58,7 +58,7 @@ pub struct LauncherError {
 }
 
 impl LauncherError {
-    /// Bad input.
+    /// Bad input that is not one field's (a missing flag, an unreadable file); exit status 2.
     pub fn input(message: impl Into<String>) -> Self {
         Self {
             kind: Kind::Input,

@@ -89,7 +89,7 @@ pub struct Config {
     pub mem_per_agent: f64,
     /// Disk of each agent, MiB (bookkeeping only).
     pub disk_per_agent: f64,
-    /// Task runtime.
+    /// How tasks run: processes in the agents' cgroups, or Docker containers.
     pub runtime: RuntimeKind,
     /// Host name the agents report (tasks' `HOST`, Marathon's task `host`).
     pub hostname: String,

@@ -124,6 +124,17 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
 }
 
+impl Row {
+    /// `met`, `missed` (written as given) for a completed job, else its state.
+    fn result<'a>(&'a self, missed: &'a str) -> &'a str {
+        match (self.state.as_str(), self.met) {
+            ("completed", Some(true)) => "met",
+            ("completed", _) => missed,
+            (other, _) => other,
+        }
+    }
+}
+
 /// The summary table (plain text).
 #[must_use]
 pub fn table(rows: &[Row]) -> String {
@@ -139,11 +150,7 @@ pub fn table(rows: &[Row]) -> String {
         "", "", "s", "s", "", "allocated", "used", "start→end", ""
     );
     for r in rows {
-        let result = match (r.state.as_str(), r.met) {
-            ("completed", Some(true)) => "met".to_owned(),
-            ("completed", _) => "MISSED".to_owned(),
-            (other, _) => other.to_owned(),
-        };
+        let result = r.result("MISSED");
         let _ = writeln!(
             s,
             "{:<22} {:<9} {:>8.0} {:>9} {:<7} {:>10.1} {:>9.1} {:>9} {:>8}",
@@ -224,11 +231,7 @@ pub fn markdown(summary: &Value, rows: &[Row], jobs: &[Tracked]) -> String {
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let result = match (r.state.as_str(), r.met) {
-            ("completed", Some(true)) => "met",
-            ("completed", _) => "**missed**",
-            (other, _) => other,
-        };
+        let result = r.result("**missed**");
         let _ = writeln!(
             s,
             "| {} | {} | {:.0} | {} | {result} | {:.1} | {:.1} | {:.1} → {} | {} | {} |",

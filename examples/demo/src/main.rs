@@ -4,10 +4,7 @@
 //! emulators whose agents run tasks as real processes in cgroups), the supervisor and the node
 //! collector on loopback ports, submits a few Chronos and Marathon LINPACK jobs with the
 //! launcher, shows their progress and every resize with its reason, prints a summary table, writes
-//! a report, and stops everything it started — on success, on error and on Ctrl-C.
-//!
-//! Modules: `cli` (flags), `plan` (the jobs and the supervisor's configuration), `run` (the
-//! sequence); the machinery is the `demo` library.
+//! a report, and stops everything it started. `cli`: flags, `plan`: the jobs, `run`: the sequence.
 
 mod cli;
 mod plan;

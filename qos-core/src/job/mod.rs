@@ -15,12 +15,20 @@
 //! incarnation from zero. The CPU-seconds of the earlier incarnations are then *lost*
 //! ([`CpuAccount::lost`]): they no longer count as progress, and they are reported as waste.
 
-use std::collections::BTreeMap;
+mod cpu;
+mod observation;
+mod work;
+
+pub use cpu::CpuAccount;
+pub use observation::{Effect, Observation, ObserveError};
+pub use work::{ContinuousWork, IterationReport, IterativeWork, ResizeRecord, Segment, Work};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::Cpus;
 use crate::spec::ResolvedQos;
+use observation::bad;
+use work::{continuous_progress, extend_segment};
 
 /// The framework a job runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -143,315 +151,6 @@ impl Phase {
                 | Self::Cancelled { .. }
                 | Self::Lost { .. }
         )
-    }
-}
-
-/// One finished iteration of an iterative job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IterationReport {
-    /// When the iteration's command started, epoch seconds.
-    pub started_at: f64,
-    /// When it finished, epoch seconds.
-    pub finished_at: f64,
-    /// The agent it ran on.
-    pub hostname: String,
-    /// The allocation it ran with: as reported, or (when zero) filled in by [`Job::observe`]
-    /// from the job's allocation.
-    #[serde(default)]
-    pub cpus: Cpus,
-}
-
-impl IterationReport {
-    /// Measured run time of the iteration.
-    pub fn duration(&self) -> f64 {
-        self.finished_at - self.started_at
-    }
-}
-
-/// Cumulative CPU time of a job across containers, robust to restarts and re-sent samples, split
-/// into the CPU-seconds that still count as progress and those of incarnations whose work was
-/// lost.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CpuAccount {
-    /// Per container (`source`): CPU-seconds banked from earlier counter resets plus the last
-    /// cumulative value seen, and the incarnation the container belongs to.
-    sources: BTreeMap<String, SourceCounter>,
-    /// Time of the newest sample, epoch seconds.
-    last_sample_at: Option<f64>,
-    /// The incarnation new containers belong to (0 before the first start is known).
-    #[serde(default)]
-    incarnation: u32,
-    /// Containers of incarnations before this one did work that was lost.
-    #[serde(default)]
-    useful_from: u32,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct SourceCounter {
-    banked: f64,
-    last: f64,
-    #[serde(default)]
-    incarnation: u32,
-    /// When the container was first sampled.
-    #[serde(default)]
-    first_at: f64,
-}
-
-impl SourceCounter {
-    fn total(&self) -> f64 {
-        self.banked + self.last
-    }
-}
-
-/// A container first sampled this long before its incarnation's start report belongs to that
-/// incarnation: the collector may sample a new container a moment before the task's own report
-/// of its start arrives.
-const START_SKEW: f64 = 2.0;
-
-impl CpuAccount {
-    /// Records a cumulative CPU-seconds reading of one container. A value lower than the
-    /// previous one of the same source means the counter was reset (container recreated): the
-    /// previous value is banked. Returns the CPU-seconds this sample added.
-    pub fn record(&mut self, source: &str, cumulative_secs: f64, at: f64) -> f64 {
-        let incarnation = self.incarnation;
-        let c = self
-            .sources
-            .entry(source.to_owned())
-            .or_insert_with(|| SourceCounter {
-                incarnation,
-                first_at: at,
-                ..SourceCounter::default()
-            });
-        let added = if cumulative_secs + 1e-9 < c.last {
-            c.banked += c.last;
-            cumulative_secs
-        } else {
-            cumulative_secs - c.last
-        };
-        c.last = cumulative_secs;
-        self.last_sample_at = Some(self.last_sample_at.map_or(at, |t| t.max(at)));
-        added
-    }
-
-    /// Whether `source` has been sampled before.
-    pub fn knows(&self, source: &str) -> bool {
-        self.sources.contains_key(source)
-    }
-
-    /// How many containers have been sampled.
-    pub fn containers(&self) -> usize {
-        self.sources.len()
-    }
-
-    /// A new incarnation of the task started at `at`; `keeps_work` says whether it resumed the
-    /// work of the earlier ones (restored a checkpoint). Containers first sampled from just
-    /// before `at` on belong to it.
-    pub fn begin_incarnation(&mut self, at: f64, keeps_work: bool) {
-        let previous = self.incarnation;
-        self.incarnation += 1;
-        for c in self.sources.values_mut() {
-            if c.incarnation == previous && c.first_at >= at - START_SKEW {
-                c.incarnation = self.incarnation;
-            }
-        }
-        if !keeps_work {
-            self.useful_from = self.incarnation;
-        }
-    }
-
-    /// Total CPU-seconds consumed so far by all containers of the job.
-    pub fn total(&self) -> f64 {
-        // `+ 0.0`: an empty sum is −0.0, which reads badly in a job's view.
-        self.sources.values().map(SourceCounter::total).sum::<f64>() + 0.0
-    }
-
-    /// CPU-seconds that still count as progress (those of incarnations whose work was kept).
-    pub fn useful(&self) -> f64 {
-        self.sources
-            .values()
-            .filter(|c| c.incarnation >= self.useful_from)
-            .map(SourceCounter::total)
-            .sum::<f64>()
-            + 0.0
-    }
-
-    /// CPU-seconds of incarnations whose work was lost by a restart from scratch.
-    pub fn lost(&self) -> f64 {
-        self.sources
-            .values()
-            .filter(|c| c.incarnation < self.useful_from)
-            .map(SourceCounter::total)
-            .sum::<f64>()
-            + 0.0
-    }
-
-    /// Time of the newest sample.
-    pub fn last_sample_at(&self) -> Option<f64> {
-        self.last_sample_at
-    }
-}
-
-/// A stretch of a continuous job run at one allocation: the evidence the speed-up model learns from.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Segment {
-    /// The allocation during the segment.
-    pub cpus: Cpus,
-    /// Start of the segment (first progress point at this allocation).
-    pub from_at: f64,
-    /// Progress fraction at the start.
-    pub from_progress: f64,
-    /// Latest progress point seen in the segment.
-    pub to_at: f64,
-    /// Progress fraction at that point.
-    pub to_progress: f64,
-}
-
-impl Segment {
-    /// Observed seconds per whole job at this allocation, if the segment made visible progress.
-    pub fn secs_per_job(&self) -> Option<f64> {
-        let dp = self.to_progress - self.from_progress;
-        let dt = self.to_at - self.from_at;
-        (dp > 1e-4 && dt > 0.0).then(|| dt / dp)
-    }
-}
-
-/// Iterative (Chronos) work.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IterativeWork {
-    /// Iterations requested (`R<n>` in the schedule).
-    pub total: u32,
-    /// Reports received, in arrival order, without duplicates.
-    pub reports: Vec<IterationReport>,
-}
-
-/// Continuous (Marathon) work.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct ContinuousWork {
-    /// First start of the task (the thesis' `init_time[0]`).
-    pub started_at: Option<f64>,
-    /// Start of the current incarnation (first start or last restore).
-    pub incarnation_started_at: Option<f64>,
-    /// Restarts completed: the task started again after an earlier incarnation, restored or not.
-    pub restarts: u32,
-    /// Restarts that started the work again from scratch (nothing restored): their earlier
-    /// incarnations' CPU-seconds are [`CpuAccount::lost`].
-    #[serde(default)]
-    pub restarts_lost: u32,
-    /// Measured restart costs: seconds from the restart request to the restored task running.
-    pub restart_costs: Vec<f64>,
-    /// CPU time consumed.
-    pub cpu: CpuAccount,
-    /// Latest application-reported progress `(at, fraction)`, if the application reports any.
-    pub app_progress: Option<(f64, f64)>,
-    /// Progress segments per allocation, oldest first.
-    pub segments: Vec<Segment>,
-    /// When the task ended, if it has.
-    pub ended_at: Option<f64>,
-}
-
-/// The kind of work and what has been observed of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Work {
-    /// Chronos-style iterations.
-    Iterative(IterativeWork),
-    /// Marathon-style single long task.
-    Continuous(ContinuousWork),
-}
-
-/// A resize that was applied to the job.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ResizeRecord {
-    /// When it was applied.
-    pub at: f64,
-    /// Allocation before.
-    pub from: Cpus,
-    /// Allocation after.
-    pub to: Cpus,
-}
-
-/// Something that happened to a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Observation {
-    /// The task started: its first incarnation, or a new one after a restart or a crash.
-    Started {
-        /// When.
-        at: f64,
-        /// Whether it resumed from a checkpoint: `Some(true)` restored, `Some(false)` started from
-        /// scratch, `None` not said (a thesis-era reporter) — then a restart this supervisor
-        /// requested of a job known to checkpoint is taken as restored, anything else as not.
-        restored: Option<bool>,
-    },
-    /// An iteration finished (iterative jobs).
-    Iteration(IterationReport),
-    /// A cumulative CPU-time reading of one of the job's containers.
-    CpuSample {
-        /// When it was read.
-        at: f64,
-        /// Which container (id); counters are cumulative per source.
-        source: String,
-        /// Cumulative CPU-seconds (user + system).
-        cumulative_secs: f64,
-    },
-    /// The application reported how far it is.
-    Progress {
-        /// When.
-        at: f64,
-        /// Fraction done, in `[0, 1]`.
-        fraction: f64,
-    },
-    /// A new allocation is in force (or, in restart mode, was requested and the restart begins).
-    Resized {
-        /// When.
-        at: f64,
-        /// The new allocation.
-        cpus: Cpus,
-        /// Whether the change restarts the task (restart mode on a continuous job).
-        restart: bool,
-    },
-    /// The task ended by itself.
-    Ended {
-        /// When.
-        at: f64,
-        /// Whether it succeeded (exit code 0).
-        success: bool,
-    },
-    /// A user cancelled the job.
-    Cancelled {
-        /// When.
-        at: f64,
-    },
-    /// The framework no longer has the job (see [`Phase::Lost`]).
-    Lost {
-        /// When.
-        at: f64,
-    },
-}
-
-/// What an observation did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
-    /// The job's state changed.
-    Applied,
-    /// It repeated something already known (idempotent re-delivery); nothing changed.
-    Duplicate,
-}
-
-/// An observation that cannot apply to this job.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ObserveError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why.
-    pub reason: String,
-}
-
-fn bad(field: &'static str, reason: impl Into<String>) -> ObserveError {
-    ObserveError {
-        field,
-        reason: reason.into(),
     }
 }
 
@@ -587,114 +286,10 @@ impl Job {
                 at,
                 source,
                 cumulative_secs,
-            } => {
-                if !cumulative_secs.is_finite() || cumulative_secs < 0.0 {
-                    return Err(bad(
-                        "cumulative_secs",
-                        format!("must be a non-negative number, got {cumulative_secs}"),
-                    ));
-                }
-                let back = match &self.work {
-                    Work::Continuous(w) => {
-                        matches!(self.phase, Phase::Restarting { .. })
-                            && w.cpu.last_sample_at().is_some()
-                            && !w.cpu.knows(&source)
-                    }
-                    Work::Iterative(_) => false,
-                };
-                if back {
-                    // A new container after a restart request: the task is back (a thesis-era
-                    // task sends no notification of its restart).
-                    let restored = self.restart_would_restore();
-                    self.on_started(at, restored)?;
-                }
-                let duration = self.qos.duration;
-                let cpus = self.cpus;
-                match &mut self.work {
-                    Work::Continuous(w) => {
-                        let added = w.cpu.record(&source, cumulative_secs, at);
-                        if w.app_progress.is_none() {
-                            // Uncapped: a job that needs more than it declared keeps showing
-                            // its speed after its declared CPU-seconds are used up.
-                            let p = w.cpu.useful() / duration;
-                            extend_segment(w, cpus, at, p);
-                        }
-                        if self.phase == Phase::Pending {
-                            self.phase = Phase::Running;
-                        }
-                        Ok(if added > 0.0 {
-                            Effect::Applied
-                        } else {
-                            Effect::Duplicate
-                        })
-                    }
-                    // Chronos containers are measured too, but progress comes from reports.
-                    Work::Iterative(_) => Ok(Effect::Duplicate),
-                }
-            }
-            Observation::Progress { at, fraction } => {
-                if !(0.0..=1.0).contains(&fraction) {
-                    return Err(bad(
-                        "fraction",
-                        format!("must be in [0, 1], got {fraction}"),
-                    ));
-                }
-                let cpus = self.cpus;
-                match &mut self.work {
-                    Work::Continuous(w) => {
-                        if w.app_progress.is_none() {
-                            // Switch the learning evidence from the CPU proxy to real progress;
-                            // before any restart, the task started from zero.
-                            w.segments.clear();
-                            if let (Some(start), 0) = (w.started_at, w.restarts) {
-                                extend_segment(w, cpus, start, 0.0);
-                            }
-                        }
-                        if w.app_progress
-                            .is_some_and(|(t, f)| t == at && f == fraction)
-                        {
-                            return Ok(Effect::Duplicate);
-                        }
-                        w.app_progress = Some((at, fraction));
-                        extend_segment(w, cpus, at, fraction);
-                        Ok(Effect::Applied)
-                    }
-                    Work::Iterative(_) => Err(bad(
-                        "fraction",
-                        "iterative jobs report progress by iterations, not fractions",
-                    )),
-                }
-            }
-            Observation::Resized { at, cpus, restart } => {
-                if cpus == self.cpus {
-                    return Ok(Effect::Duplicate);
-                }
-                self.resizes.push(ResizeRecord {
-                    at,
-                    from: self.cpus,
-                    to: cpus,
-                });
-                self.cpus = cpus;
-                if restart && matches!(self.work, Work::Continuous(_)) {
-                    self.phase = Phase::Restarting { since: at };
-                }
-                Ok(Effect::Applied)
-            }
-            Observation::Ended { at, success } => {
-                let met = at <= self.qos.deadline_at;
-                match &mut self.work {
-                    Work::Continuous(w) => {
-                        w.ended_at = Some(at);
-                        self.phase = if success {
-                            Phase::Completed { at, met }
-                        } else {
-                            Phase::Failed { at }
-                        };
-                    }
-                    Work::Iterative(_) => self.phase = Phase::Failed { at },
-                }
-                Ok(Effect::Applied)
-            }
+            } => self.on_cpu_sample(at, &source, cumulative_secs),
+            Observation::Progress { at, fraction } => self.on_progress(at, fraction),
+            Observation::Resized { at, cpus, restart } => Ok(self.on_resized(at, cpus, restart)),
+            Observation::Ended { at, success } => Ok(self.on_ended(at, success)),
             Observation::Cancelled { at } => {
                 self.phase = Phase::Cancelled { at };
                 Ok(Effect::Applied)
@@ -704,6 +299,128 @@ impl Job {
                 Ok(Effect::Applied)
             }
         }
+    }
+
+    /// A cumulative CPU reading of one of its containers: progress for a job that reports only
+    /// CPU time, and the sign that a task restarted without saying so is back.
+    fn on_cpu_sample(
+        &mut self,
+        at: f64,
+        source: &str,
+        cumulative_secs: f64,
+    ) -> Result<Effect, ObserveError> {
+        if !cumulative_secs.is_finite() || cumulative_secs < 0.0 {
+            return Err(bad(
+                "cumulative_secs",
+                format!("must be a non-negative number, got {cumulative_secs}"),
+            ));
+        }
+        let back = match &self.work {
+            Work::Continuous(w) => {
+                matches!(self.phase, Phase::Restarting { .. })
+                    && w.cpu.last_sample_at().is_some()
+                    && !w.cpu.knows(source)
+            }
+            Work::Iterative(_) => false,
+        };
+        if back {
+            // A new container after a restart request: the task is back (a thesis-era
+            // task sends no notification of its restart).
+            let restored = self.restart_would_restore();
+            self.on_started(at, restored)?;
+        }
+        let duration = self.qos.duration;
+        let cpus = self.cpus;
+        match &mut self.work {
+            Work::Continuous(w) => {
+                let added = w.cpu.record(source, cumulative_secs, at);
+                if w.app_progress.is_none() {
+                    // Uncapped: a job that needs more than it declared keeps showing
+                    // its speed after its declared CPU-seconds are used up.
+                    let p = w.cpu.useful() / duration;
+                    extend_segment(w, cpus, at, p);
+                }
+                if self.phase == Phase::Pending {
+                    self.phase = Phase::Running;
+                }
+                Ok(if added > 0.0 {
+                    Effect::Applied
+                } else {
+                    Effect::Duplicate
+                })
+            }
+            // Chronos containers are measured too, but progress comes from reports.
+            Work::Iterative(_) => Ok(Effect::Duplicate),
+        }
+    }
+
+    /// The application's own progress: it replaces the CPU-time proxy as the speed evidence.
+    fn on_progress(&mut self, at: f64, fraction: f64) -> Result<Effect, ObserveError> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(bad(
+                "fraction",
+                format!("must be in [0, 1], got {fraction}"),
+            ));
+        }
+        let cpus = self.cpus;
+        match &mut self.work {
+            Work::Continuous(w) => {
+                if w.app_progress.is_none() {
+                    // Switch the learning evidence from the CPU proxy to real progress;
+                    // before any restart, the task started from zero.
+                    w.segments.clear();
+                    if let (Some(start), 0) = (w.started_at, w.restarts) {
+                        extend_segment(w, cpus, start, 0.0);
+                    }
+                }
+                if w.app_progress
+                    .is_some_and(|(t, f)| t == at && f == fraction)
+                {
+                    return Ok(Effect::Duplicate);
+                }
+                w.app_progress = Some((at, fraction));
+                extend_segment(w, cpus, at, fraction);
+                Ok(Effect::Applied)
+            }
+            Work::Iterative(_) => Err(bad(
+                "fraction",
+                "iterative jobs report progress by iterations, not fractions",
+            )),
+        }
+    }
+
+    /// A new allocation in force (in restart mode, the restart begins).
+    fn on_resized(&mut self, at: f64, cpus: Cpus, restart: bool) -> Effect {
+        if cpus == self.cpus {
+            return Effect::Duplicate;
+        }
+        self.resizes.push(ResizeRecord {
+            at,
+            from: self.cpus,
+            to: cpus,
+        });
+        self.cpus = cpus;
+        if restart && matches!(self.work, Work::Continuous(_)) {
+            self.phase = Phase::Restarting { since: at };
+        }
+        Effect::Applied
+    }
+
+    /// The task ended by itself.
+    fn on_ended(&mut self, at: f64, success: bool) -> Effect {
+        let met = at <= self.qos.deadline_at;
+        match &mut self.work {
+            Work::Continuous(w) => {
+                w.ended_at = Some(at);
+                self.phase = if success {
+                    Phase::Completed { at, met }
+                } else {
+                    Phase::Failed { at }
+                };
+            }
+            Work::Iterative(_) => self.phase = Phase::Failed { at },
+        }
+        Effect::Applied
     }
 
     /// Whether a start that did not say if it restored is taken as a restore: only a restart
@@ -799,36 +516,6 @@ impl Job {
             Phase::Running
         };
         Ok(Effect::Applied)
-    }
-}
-
-fn continuous_progress(w: &ContinuousWork, duration: f64) -> f64 {
-    if w.ended_at.is_some() {
-        return 1.0;
-    }
-    match w.app_progress {
-        Some((_, f)) => f,
-        None => (w.cpu.useful() / duration).min(1.0),
-    }
-}
-
-fn extend_segment(w: &mut ContinuousWork, cpus: Cpus, at: f64, progress: f64) {
-    // A restart makes a new segment even at the same size: the restart gap is not speed.
-    let incarnation = w.incarnation_started_at.unwrap_or(f64::NEG_INFINITY);
-    match w.segments.last_mut() {
-        Some(s) if s.cpus == cpus && s.from_at >= incarnation => {
-            if at > s.to_at {
-                s.to_at = at;
-                s.to_progress = progress.max(s.to_progress);
-            }
-        }
-        _ => w.segments.push(Segment {
-            cpus,
-            from_at: at,
-            from_progress: progress,
-            to_at: at,
-            to_progress: progress,
-        }),
     }
 }
 

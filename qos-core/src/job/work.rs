@@ -1,0 +1,138 @@
+//! The work of a job: iterations reported (Chronos) or one long task measured by CPU time and
+//! progress (Marathon), and the resizes applied to it.
+
+use serde::{Deserialize, Serialize};
+
+use super::CpuAccount;
+use crate::cpu::Cpus;
+
+/// One finished iteration of an iterative job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationReport {
+    /// When the iteration's command started, epoch seconds.
+    pub started_at: f64,
+    /// When it finished, epoch seconds.
+    pub finished_at: f64,
+    /// The agent it ran on.
+    pub hostname: String,
+    /// The allocation it ran with: as reported, or (when zero) filled in by [`Job::observe`]
+    /// from the job's allocation.
+    #[serde(default)]
+    pub cpus: Cpus,
+}
+
+impl IterationReport {
+    /// Measured run time of the iteration.
+    pub fn duration(&self) -> f64 {
+        self.finished_at - self.started_at
+    }
+}
+
+/// A stretch of a continuous job run at one allocation: the evidence the speed-up model learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The allocation during the segment.
+    pub cpus: Cpus,
+    /// Start of the segment (first progress point at this allocation).
+    pub from_at: f64,
+    /// Progress fraction at the start.
+    pub from_progress: f64,
+    /// Latest progress point seen in the segment.
+    pub to_at: f64,
+    /// Progress fraction at that point.
+    pub to_progress: f64,
+}
+
+impl Segment {
+    /// Observed seconds per whole job at this allocation, if the segment made visible progress.
+    pub fn secs_per_job(&self) -> Option<f64> {
+        let dp = self.to_progress - self.from_progress;
+        let dt = self.to_at - self.from_at;
+        (dp > 1e-4 && dt > 0.0).then(|| dt / dp)
+    }
+}
+
+/// Iterative (Chronos) work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterativeWork {
+    /// Iterations requested (`R<n>` in the schedule).
+    pub total: u32,
+    /// Reports received, in arrival order, without duplicates.
+    pub reports: Vec<IterationReport>,
+}
+
+/// Continuous (Marathon) work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContinuousWork {
+    /// First start of the task (the thesis' `init_time[0]`).
+    pub started_at: Option<f64>,
+    /// Start of the current incarnation (first start or last restore).
+    pub incarnation_started_at: Option<f64>,
+    /// Restarts completed: the task started again after an earlier incarnation, restored or not.
+    pub restarts: u32,
+    /// Restarts that started the work again from scratch (nothing restored): their earlier
+    /// incarnations' CPU-seconds are [`CpuAccount::lost`].
+    #[serde(default)]
+    pub restarts_lost: u32,
+    /// Measured restart costs: seconds from the restart request to the restored task running.
+    pub restart_costs: Vec<f64>,
+    /// CPU time consumed.
+    pub cpu: CpuAccount,
+    /// Latest application-reported progress `(at, fraction)`, if the application reports any.
+    pub app_progress: Option<(f64, f64)>,
+    /// Progress segments per allocation, oldest first.
+    pub segments: Vec<Segment>,
+    /// When the task ended, if it has.
+    pub ended_at: Option<f64>,
+}
+
+/// The kind of work and what has been observed of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// Chronos-style iterations.
+    Iterative(IterativeWork),
+    /// Marathon-style single long task.
+    Continuous(ContinuousWork),
+}
+
+/// A resize that was applied to the job.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ResizeRecord {
+    /// When it was applied.
+    pub at: f64,
+    /// Allocation before.
+    pub from: Cpus,
+    /// Allocation after.
+    pub to: Cpus,
+}
+
+pub(super) fn continuous_progress(w: &ContinuousWork, duration: f64) -> f64 {
+    if w.ended_at.is_some() {
+        return 1.0;
+    }
+    match w.app_progress {
+        Some((_, f)) => f,
+        None => (w.cpu.useful() / duration).min(1.0),
+    }
+}
+
+pub(super) fn extend_segment(w: &mut ContinuousWork, cpus: Cpus, at: f64, progress: f64) {
+    // A restart makes a new segment even at the same size: the restart gap is not speed.
+    let incarnation = w.incarnation_started_at.unwrap_or(f64::NEG_INFINITY);
+    match w.segments.last_mut() {
+        Some(s) if s.cpus == cpus && s.from_at >= incarnation => {
+            if at > s.to_at {
+                s.to_at = at;
+                s.to_progress = progress.max(s.to_progress);
+            }
+        }
+        _ => w.segments.push(Segment {
+            cpus,
+            from_at: at,
+            from_progress: progress,
+            to_at: at,
+            to_progress: progress,
+        }),
+    }
+}

@@ -302,7 +302,8 @@ pub(crate) async fn operator_resize(
 }
 
 /// Applies a resize and records the outcome; returns when to look at the job again and what
-/// was applied (or why not).
+/// was applied (or why not). Long on purpose: the outcome's every effect (job, history, metrics,
+/// node reservation, backoff, strikes) is written under one lock, in one place.
 pub(super) async fn apply_resize_outcome(
     sh: &Arc<Shared>,
     uuid: &str,

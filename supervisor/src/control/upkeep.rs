@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// Removes a finished job from its framework (the thesis left them running forever).
+/// Removes a finished job from its framework (the thesis left them running forever). Long on
+/// purpose: the cleanup per framework and its one record, side by side.
 pub(super) async fn cleanup(sh: &Arc<Shared>, uuid: &str, job: &Job, failures: u32) -> Next {
     let outcome: Result<String, ApplyError> = match job.framework {
         Framework::Chronos => match &sh.chronos {

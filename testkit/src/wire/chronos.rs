@@ -83,6 +83,7 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// Long on purpose: the emulated routes, one arm each, as the API reference lists them.
 fn handle(st: &mut ChronosState, req: &Recorded) -> Response {
     let (method, body) = (req.method.clone(), &req.body);
     let version = st.version;

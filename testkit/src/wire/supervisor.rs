@@ -41,6 +41,7 @@ fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> 
     json_response(status, &json!({ "error": inner }))
 }
 
+/// Long on purpose: the emulated routes, one arm each, as the supervisor's README lists them.
 fn handle(st: &mut SupervisorState, req: &Recorded) -> Response {
     let (method, body) = (req.method.clone(), &req.body);
     let bearer = req

@@ -139,6 +139,8 @@ impl Solver<'_> {
         (verdict, found)
     }
 
+    /// Long on purpose: one search — jobs alone, the exact branch and bound, then the bound where
+    /// exact is too slow — whose steps share the same tables.
     pub(super) fn solve(mut self) -> Oracle {
         let n = self.preps.len();
         let alone: Vec<Option<(f64, Vec<Opt>)>> = self.preps.iter().map(Prep::alone).collect();

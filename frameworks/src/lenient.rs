@@ -58,19 +58,8 @@ pub fn as_bool(value: &Value) -> Option<bool> {
     }
 }
 
-/// A JSON value's type as an error message names it: `null`, `a boolean`, `a number`, `a string`,
-/// `an array`, `an object`.
-#[must_use]
-pub fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+/// A JSON value's type as an error message names it (qos-core's one wording).
+pub use qos_core::spec::kind_of;
 
 /// `deserialize_with` for an optional number that may arrive as a string. `null` and values of
 /// the wrong type read as `None` (tolerant by design: a field we cannot read is treated as absent).

@@ -97,7 +97,7 @@ impl QosSpec {
                 field: "qos".into(),
                 reason: format!(
                     "must be an object like {{\"duration\": 400, \"deadline\": 1800, \"desv_deadline\": 0.2}}, got {}",
-                    kind(value)
+                    kind_of(value)
                 ),
             });
         };
@@ -304,7 +304,10 @@ fn looks_like_timestamp(s: &str) -> bool {
     s.trim().parse::<f64>().is_err()
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A JSON value's type as an error message names it: `null`, `a boolean`, `a number`, `a string`,
+/// `an array`, `an object` (the one wording for every crate that reads JSON).
+#[must_use]
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -323,7 +326,7 @@ fn number(v: Option<&Value>, field: &str) -> Result<f64, SpecError> {
         Some(other) => {
             return Err(SpecError::new(
                 field,
-                format!("must be a number, got {}", kind(other)),
+                format!("must be a number, got {}", kind_of(other)),
             ));
         }
     };

@@ -114,7 +114,7 @@ impl ApiError {
     /// The wire body (message and field cut to a bounded length: they may quote the input).
     #[must_use]
     pub fn body(&self) -> ErrorBody {
-        let cut = |s: &str| crate::limits::truncate(s, crate::limits::MAX_MESSAGE).into_owned();
+        let cut = |s: &str| truncate(s, MAX_MESSAGE).into_owned();
         ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
@@ -182,6 +182,21 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// Longest message of an error answer, bytes (messages quote what they refuse).
+const MAX_MESSAGE: usize = 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
+pub(crate) fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +221,11 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("uuid"));
         let e = parse::<UpdateTask>("{").unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("hello", 10), "hello");
     }
 }

@@ -12,7 +12,8 @@
 //!   accepts (string lengths, collection sizes, client clocks).
 //! - `control`: the reconcile loop (queue, runner, reconcile, error policy, cleanup).
 //! - `store`: SQLite on a dedicated thread with group commit, a job as a small row plus a row
-//!   per report, resize and segment, the WAL bounded; `state`: the in-memory model.
+//!   per report, resize and segment, the WAL bounded; `state`: the in-memory model;
+//!   `summary`: what stays in memory of a finished job.
 //! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`; `ui`: `GET /ui`.
 //! - [`clock`]: epoch seconds on tokio's clock (pausable in tests).
 //!
@@ -35,6 +36,7 @@ mod metrics;
 mod service;
 mod state;
 mod store;
+mod summary;
 mod ui;
 
 use std::future::Future;

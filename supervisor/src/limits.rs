@@ -8,6 +8,7 @@
 //! file name, a DNS name and a Prometheus label can all hold.
 
 use crate::error::ApiError;
+pub(crate) use crate::error::truncate;
 
 /// Job names (Chronos job name, Marathon app id), node names, container ids and names, label
 /// keys and values.
@@ -20,8 +21,6 @@ pub(crate) const MAX_URL: usize = 2048;
 pub(crate) const MAX_LABELS: usize = 64;
 /// Entries of a heartbeat's per-job breakdown.
 pub(crate) const MAX_JOBS_PER_NODE: usize = 4096;
-/// Longest message of an error answer, bytes (messages quote what they refuse).
-pub(crate) const MAX_MESSAGE: usize = 1024;
 
 /// `s` is at most `max` bytes (and, when `required`, not empty).
 pub(crate) fn check_len(field: &str, s: &str, max: usize, required: bool) -> Result<(), ApiError> {
@@ -88,18 +87,6 @@ pub(crate) fn not_before(field: &str, t: f64, earliest: f64, what: &str) -> Resu
     Ok(())
 }
 
-/// `s` cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
-pub(crate) fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return s.into();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end]).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,11 +111,5 @@ mod tests {
         assert!(client_time("at", f64::NAN, 200.0, 5.0).is_err());
         assert!(client_time("at", -1.0, 200.0, 5.0).is_err());
         assert!(not_before("started_at", 5.0, 10.0, "x").is_err());
-    }
-
-    #[test]
-    fn truncation_keeps_characters_whole() {
-        assert_eq!(truncate("héllo", 2), "h…");
-        assert_eq!(truncate("hello", 10), "hello");
     }
 }

@@ -460,7 +460,7 @@ impl JobGauges {
     }
 
     /// Updates the series of a job whose lists are not in memory, from its summary.
-    pub(crate) fn update_summary(&self, job: &Job, s: &crate::state::Summary) {
+    pub(crate) fn update_summary(&self, job: &Job, s: &crate::summary::Summary) {
         self.update(job, None);
         self.remaining.set(f64::from(s.remaining_iterations));
         if let Some(x) = s.last_iteration_secs {

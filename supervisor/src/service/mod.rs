@@ -38,8 +38,9 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits;
 use crate::metrics::{JobLabels, Metrics};
-use crate::state::{JobEntry, PersistedJob, Runtime, Saved, State, Summary};
+use crate::state::{JobEntry, PersistedJob, Runtime, Saved, State};
 use crate::store::{Store, StoreError};
+use crate::summary::Summary;
 
 /// Everything the handlers, the control loop and the housekeeping share.
 pub(crate) struct Shared {

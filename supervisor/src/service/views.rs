@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 
 use super::{Shared, store_err};
 use crate::error::ApiError;
-use crate::state::{HeldReport, JobEntry, PersistedJob, Runtime, Summary};
+use crate::state::{HeldReport, JobEntry, PersistedJob, Runtime};
 use crate::store::StoreError;
+use crate::summary::Summary;
 
 impl Shared {
     /// `GET /api/v1/jobs`.

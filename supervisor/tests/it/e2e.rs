@@ -163,12 +163,19 @@ async fn thesis_jobs_end_to_end_over_http() {
     let job: Value = get_json(&http, &format!("{url}/api/v1/jobs/{mu}")).await;
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["cpus"], 0.6);
-    let hist: Value = get_json(&http, &format!("{url}/api/v1/jobs/{cu}/history")).await;
-    assert!(
-        hist.as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["kind"] == "completed" && r["reason"].as_str().unwrap().contains("deleted")),
-        "{hist}"
-    );
+    // The Chronos job's cleanup row is written once Chronos has answered the DELETE: await it.
+    let history = format!("{url}/api/v1/jobs/{cu}/history");
+    testkit::wait::until(
+        "the Chronos job's \"completed … deleted\" history row",
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || async {
+            let hist: Value = get_json(&http, &history).await;
+            let deleted = hist.as_array().unwrap().iter().any(|r| {
+                r["kind"] == "completed" && r["reason"].as_str().unwrap().contains("deleted")
+            });
+            if deleted { Ok(()) } else { Err(hist) }
+        },
+    )
+    .await;
 }

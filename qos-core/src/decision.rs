@@ -118,6 +118,16 @@ impl Decision {
         }
     }
 
+    /// A decision to change the allocation to `cpus`.
+    pub fn resize(class: Class, cpus: Cpus, reason: impl Into<String>, figures: Figures) -> Self {
+        Self {
+            class,
+            action: Action::Resize { cpus },
+            reason: reason.into(),
+            figures,
+        }
+    }
+
     /// The verdict on a job whose work is all done (`None` while it is not), the same under
     /// every policy.
     pub fn completed(job: &Job) -> Option<Self> {

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::Cpus;
-use crate::decision::{Action, Class, Decision, Figures};
+use crate::decision::{Class, Decision, Figures};
 use crate::job::{Job, Phase, Work};
 
 /// Which lower band the Chronos controller uses.
@@ -142,12 +142,12 @@ pub fn decide(cfg: &ThesisConfig, job: &Job, now: f64) -> Decision {
 
 fn finish(cfg: &ThesisConfig, job: &Job, class: Class, figures: Figures, why: &str) -> Decision {
     match step(cfg, job.cpus, class) {
-        Some(cpus) => Decision {
+        Some(cpus) => Decision::resize(
             class,
-            action: Action::Resize { cpus },
-            reason: format!("{why}; {} {} → {cpus} CPU", step_word(class), job.cpus),
+            cpus,
+            format!("{why}; {} {} → {cpus} CPU", step_word(class), job.cpus),
             figures,
-        },
+        ),
         None => {
             let tail = match class {
                 Class::Under | Class::Over => format!("; already at the bound ({} CPU)", job.cpus),
@@ -270,6 +270,7 @@ fn decide_marathon(cfg: &ThesisConfig, job: &Job, now: f64) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::Action;
     use crate::job::{IterationReport, Observation};
     use crate::spec::{Deadline, QosSpec};
 

@@ -114,6 +114,7 @@ impl Default for PredictiveConfig {
 mod decide;
 mod forecast;
 
+pub use decide::decide_placing;
 pub use forecast::{Forecast, forecast};
 
 /// Seconds of slack a job has at `now` if it ran at `cpu_max` from here: negative means it cannot
@@ -134,18 +135,6 @@ pub fn margin(cfg: &PredictiveConfig, job: &Job) -> f64 {
 /// (its current allocation plus the node's free CPU), `None` for no node limit.
 pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) -> Decision {
     decide_placing(cfg, job, now, cap, None)
-}
-
-/// [`decide`] for a job whose next task may have `waited` seconds for a node with room: then
-/// the decision taken at its last report is taken again with what is free now (`cap`).
-pub fn decide_placing(
-    cfg: &PredictiveConfig,
-    job: &Job,
-    now: f64,
-    cap: Option<Cpus>,
-    waited: Option<f64>,
-) -> Decision {
-    decide::placing(cfg, job, now, cap, waited)
 }
 
 #[cfg(test)]

@@ -189,30 +189,44 @@ pub(crate) struct Volume {
 }
 
 impl ContainerSpec {
-    /// The host-path volumes of a JSON list `[{"hostPath", "containerPath", "mode"}]` (Marathon's
-    /// `container.volumes` and Chronos' `container.volumes` share the form); entries without
-    /// both paths are skipped, `mode: "RO"` mounts read-only.
-    pub(crate) fn volumes_from(list: Option<&Value>) -> Vec<Volume> {
-        list.and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|v| {
-                        Some(Volume {
-                            host_path: v.get("hostPath")?.as_str()?.to_owned(),
-                            container_path: v.get("containerPath")?.as_str()?.to_owned(),
-                            read_only: v.get("mode").and_then(Value::as_str) == Some("RO"),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// A container of `image` on `network`, as both frameworks describe the rest: host-path
+    /// `volumes` (Marathon's and Chronos' `container.volumes`), and the Docker object's
+    /// `parameters` and `forcePullImage` (Marathon's `container.docker`, Chronos' `container`).
+    pub(crate) fn from_json(
+        image: String,
+        network: Option<String>,
+        volumes: Option<&Value>,
+        docker: &Value,
+    ) -> Self {
+        Self {
+            image,
+            network,
+            volumes: volumes_from(volumes),
+            parameters: string_pairs(docker.get("parameters"), "key", "value"),
+            force_pull: docker
+                .get("forcePullImage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
     }
+}
 
-    /// The `docker run` parameters of a JSON list `[{"key", "value"}]` (Marathon's
-    /// `container.docker.parameters`, Chronos' `container.parameters`).
-    pub(crate) fn parameters_from(list: Option<&Value>) -> Vec<(String, String)> {
-        string_pairs(list, "key", "value")
-    }
+/// The host-path volumes of a JSON list `[{"hostPath", "containerPath", "mode"}]`; entries
+/// without both paths are skipped, `mode: "RO"` mounts read-only.
+fn volumes_from(list: Option<&Value>) -> Vec<Volume> {
+    list.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| {
+                    Some(Volume {
+                        host_path: v.get("hostPath")?.as_str()?.to_owned(),
+                        container_path: v.get("containerPath")?.as_str()?.to_owned(),
+                        read_only: v.get("mode").and_then(Value::as_str) == Some("RO"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The `(name, value)` pairs of a JSON list of objects, each read from its `name` and `value`

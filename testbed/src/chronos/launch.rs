@@ -64,16 +64,12 @@ struct Resources {
 /// The job's `container` (Docker), when it names an image.
 fn container(m: &Map<String, Value>) -> Option<ContainerSpec> {
     let c = m.get("container")?;
-    Some(ContainerSpec {
-        image: c.get("image")?.as_str()?.to_owned(),
-        network: c.get("network").and_then(Value::as_str).map(str::to_owned),
-        volumes: ContainerSpec::volumes_from(c.get("volumes")),
-        parameters: ContainerSpec::parameters_from(c.get("parameters")),
-        force_pull: c
-            .get("forcePullImage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-    })
+    Some(ContainerSpec::from_json(
+        c.get("image")?.as_str()?.to_owned(),
+        c.get("network").and_then(Value::as_str).map(str::to_owned),
+        c.get("volumes"),
+        c,
+    ))
 }
 
 /// `shell: true` (the default): `command` through `/bin/sh -c` (the image's own command when it

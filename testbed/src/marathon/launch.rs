@@ -137,16 +137,12 @@ fn container(def: &Map<String, Value>) -> Option<ContainerSpec> {
         .and_then(|n| n.get("mode"))
         .and_then(Value::as_str)
         .unwrap_or("host");
-    Some(ContainerSpec {
+    Some(ContainerSpec::from_json(
         image,
-        network: Some(if mode == "host" { "HOST" } else { "BRIDGE" }.to_owned()),
-        volumes: ContainerSpec::volumes_from(c.get("volumes")),
-        parameters: ContainerSpec::parameters_from(d.get("parameters")),
-        force_pull: d
-            .get("forcePullImage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-    })
+        Some(if mode == "host" { "HOST" } else { "BRIDGE" }.to_owned()),
+        c.get("volumes"),
+        d,
+    ))
 }
 
 /// The string values of a JSON object (`labels`, `env`), in order; other values are skipped.

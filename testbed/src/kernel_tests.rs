@@ -59,6 +59,11 @@ fn spec(id: &str, cmd: &str, cpus: f64) -> TaskSpec {
     }
 }
 
+/// The task's `TASK_RUNNING` update, within 10 s.
+async fn running(rx: &mut mpsc::UnboundedReceiver<TaskUpdate>, id: &str) -> TaskUpdate {
+    wait_for(rx, id, TaskState::Running, Duration::from_secs(10)).await
+}
+
 async fn wait_for(
     rx: &mut mpsc::UnboundedReceiver<TaskUpdate>,
     id: &str,
@@ -104,7 +109,7 @@ async fn quota_equals_requested_cpus_and_cleanup_removes_everything() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = unique("quota");
     cluster.launch(spec(&id, "sleep 60", 0.5), tx);
-    wait_for(&mut rx, &id, TaskState::Running, Duration::from_secs(10)).await;
+    running(&mut rx, &id).await;
     let rel = cluster.task_cgroup(&id).expect("task cgroup");
     let agent_rel = rel.parent().unwrap().to_owned();
     let root = PathBuf::from("/sys/fs/cgroup");
@@ -182,7 +187,7 @@ async fn busy_task_under_half_a_cpu_gets_half_the_wall_time() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = unique("busy");
     cluster.launch(spec(&id, "while :; do :; done", 0.5), tx);
-    let up = wait_for(&mut rx, &id, TaskState::Running, Duration::from_secs(10)).await;
+    let up = running(&mut rx, &id).await;
     let agent = cluster
         .agents
         .iter()
@@ -231,13 +236,7 @@ async fn sigterm_first_then_sigkill_after_the_grace_period() {
         ready.display()
     );
     cluster.launch(spec(&stubborn, &cmd, 0.2), tx.clone());
-    wait_for(
-        &mut rx,
-        &stubborn,
-        TaskState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
+    running(&mut rx, &stubborn).await;
     // The trap is in place once the shell has gone past it.
     let until = Instant::now() + Duration::from_secs(10);
     while !ready.exists() {
@@ -271,13 +270,7 @@ async fn sigterm_first_then_sigkill_after_the_grace_period() {
     // A task that exits on SIGTERM goes at once, whatever the grace.
     let polite = unique("polite");
     cluster.launch(spec(&polite, "sleep 60", 0.2), tx);
-    wait_for(
-        &mut rx,
-        &polite,
-        TaskState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
+    running(&mut rx, &polite).await;
     let t = Instant::now();
     cluster.kill(&polite, Some(Duration::from_secs(20))).await;
     assert!(
@@ -301,9 +294,9 @@ async fn least_loaded_placement_and_waiting_for_room() {
     let b = unique("b");
     let c = unique("c");
     cluster.launch(spec(&a, "sleep 60", 0.6), tx.clone());
-    let ua = wait_for(&mut rx, &a, TaskState::Running, Duration::from_secs(10)).await;
+    let ua = running(&mut rx, &a).await;
     cluster.launch(spec(&b, "sleep 60", 0.6), tx.clone());
-    let ub = wait_for(&mut rx, &b, TaskState::Running, Duration::from_secs(10)).await;
+    let ub = running(&mut rx, &b).await;
     assert_ne!(
         ua.agent_id, ub.agent_id,
         "the second task must go to the idle agent"
@@ -316,7 +309,7 @@ async fn least_loaded_placement_and_waiting_for_room() {
         "c does not fit anywhere yet"
     );
     cluster.kill(&a, None).await;
-    let uc = wait_for(&mut rx, &c, TaskState::Running, Duration::from_secs(10)).await;
+    let uc = running(&mut rx, &c).await;
     assert_eq!(uc.agent_id, ua.agent_id);
     let end = wait_for(&mut rx, &c, TaskState::Failed, Duration::from_secs(10)).await;
     assert_eq!(end.message, "Command exited with status 3");
@@ -350,7 +343,7 @@ async fn without_cgroups_tasks_still_run_and_are_measured() {
         ),
         tx,
     );
-    wait_for(&mut rx, &id, TaskState::Running, Duration::from_secs(10)).await;
+    running(&mut rx, &id).await;
     let until = Instant::now() + Duration::from_secs(10);
     while !out.exists() {
         assert!(Instant::now() < until, "the task wrote no environment");

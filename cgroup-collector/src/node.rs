@@ -89,6 +89,14 @@ pub(crate) struct ProcStat {
     pub total: Option<CoreTimes>,
     /// One per online core.
     pub cores: Vec<CoreTimes>,
+    /// The other lines.
+    pub kernel: KernelActivity,
+}
+
+/// What `/proc/stat` tells besides CPU times (its `btime`, `ctxt`, `processes`, `procs_running`
+/// and `procs_blocked` lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct KernelActivity {
     /// Boot time, epoch seconds.
     pub boot_time: u64,
     /// Context switches since boot.
@@ -127,11 +135,11 @@ pub(crate) fn parse_stat(text: &str, clk_tck: u64) -> ProcStat {
         }
         let v = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         match key {
-            "btime" => s.boot_time = v,
-            "ctxt" => s.context_switches = v,
-            "processes" => s.forks = v,
-            "procs_running" => s.procs_running = v,
-            "procs_blocked" => s.procs_blocked = v,
+            "btime" => s.kernel.boot_time = v,
+            "ctxt" => s.kernel.context_switches = v,
+            "processes" => s.kernel.forks = v,
+            "procs_running" => s.kernel.procs_running = v,
+            "procs_blocked" => s.kernel.procs_blocked = v,
             _ => {}
         }
     }
@@ -298,8 +306,6 @@ pub struct NodeMetrics {
     pub cpus: u32,
     /// Seconds since boot.
     pub uptime_secs: f64,
-    /// Boot time, epoch seconds.
-    pub boot_time: u64,
     /// Load averages.
     pub load1: f64,
     /// 5-minute load.
@@ -324,14 +330,10 @@ pub struct NodeMetrics {
     pub processes: u64,
     /// Threads (scheduling entities, `loadavg`).
     pub threads: u64,
-    /// Runnable processes.
-    pub procs_running: u64,
-    /// Processes blocked on I/O.
-    pub procs_blocked: u64,
-    /// Context switches since boot.
-    pub context_switches: u64,
-    /// Forks since boot.
-    pub forks: u64,
+    /// Boot time, context switches, forks, runnable and blocked processes (`stat`; flat in the
+    /// JSON snapshot).
+    #[serde(flatten)]
+    pub kernel: KernelActivity,
 }
 
 /// Reads node metrics, keeping the previous `/proc/stat` for CPU percentages.
@@ -485,7 +487,6 @@ impl NodeSampler {
             hostname,
             cpus,
             uptime_secs,
-            boot_time: stat.boot_time,
             load1: lnum(0),
             load5: lnum(1),
             load15: lnum(2),
@@ -498,10 +499,7 @@ impl NodeSampler {
             network: parse_net_dev(&self.text(NET_DEV)),
             processes,
             threads,
-            procs_running: stat.procs_running,
-            procs_blocked: stat.procs_blocked,
-            context_switches: stat.context_switches,
-            forks: stat.forks,
+            kernel: stat.kernel,
         };
         self.prev = Some(stat);
         m
@@ -553,7 +551,7 @@ mod tests {
             ("node-a", 2, 2, 345)
         );
         assert_eq!(
-            (m.load1, m.uptime_secs, m.boot_time),
+            (m.load1, m.uptime_secs, m.kernel.boot_time),
             (0.5, 12345.67, 1_700_000_000)
         );
         assert!((m.cpu_percent - 20.0).abs() < 1e-9, "{}", m.cpu_percent); // 200 busy of 1000
@@ -583,6 +581,6 @@ mod tests {
         assert_eq!(m.cpu_percent_per_core, vec![100.0, 0.0]);
         assert!((m.cpu_percent - 50.0).abs() < 1e-9);
         assert!((m.free_cpus - 1.0).abs() < 1e-9);
-        assert_eq!(m.context_switches, 120);
+        assert_eq!(m.kernel.context_switches, 120);
     }
 }

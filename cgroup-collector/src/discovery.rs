@@ -303,39 +303,30 @@ pub(crate) fn discover(cfg: &DiscoveryConfig) -> Vec<Discovered> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v1_cgroup(acct_root: &Path, cpu_root: &Path, rel: &str) {
-        let a = acct_root.join(rel);
-        fs::create_dir_all(&a).unwrap();
-        fs::write(a.join("cpuacct.usage"), "0\n").unwrap();
-        fs::write(a.join("cpuacct.stat"), "user 0\nsystem 0\n").unwrap();
-        let c = cpu_root.join(rel);
-        fs::create_dir_all(&c).unwrap();
-        fs::write(c.join("cpu.cfs_quota_us"), "-1\n").unwrap();
-        fs::write(c.join("cpu.cfs_period_us"), "100000\n").unwrap();
-    }
+    use testkit::cgroups::{fixture_v1, fixture_v2};
 
     #[test]
     fn finds_every_layout_once() {
         let tmp = tempfile::tempdir().unwrap();
         let base = tmp.path();
-        let (acct, cpu) = (base.join("cpuacct"), base.join("cpu"));
+        let cpu = base.join("cpu");
         let id = "a".repeat(64);
         let id2 = "b".repeat(64);
-        v1_cgroup(&acct, &cpu, &format!("docker/{id}"));
-        v1_cgroup(&acct, &cpu, &format!("system.slice/docker-{id2}.scope"));
-        v1_cgroup(&acct, &cpu, "system.slice/ssh.service");
-        v1_cgroup(&acct, &cpu, "docker/not-a-container");
-        v1_cgroup(&acct, &cpu, "mesos/0b1e2f3a-1111-2222-3333-444455556666");
-        v1_cgroup(&acct, &cpu, "qos-testbed/agent1/task-7");
-        let u = base.join("unified/qos-testbed/agent2/task-9");
-        fs::create_dir_all(&u).unwrap();
-        fs::write(u.join("cgroup.controllers"), "").unwrap();
-        fs::write(
-            u.join("cpu.stat"),
-            "usage_usec 1\nuser_usec 1\nsystem_usec 0\n",
-        )
-        .unwrap();
+        let (docker, scope) = (
+            format!("docker/{id}"),
+            format!("system.slice/docker-{id2}.scope"),
+        );
+        for rel in [
+            docker.as_str(),
+            scope.as_str(),
+            "system.slice/ssh.service",
+            "docker/not-a-container",
+            "mesos/0b1e2f3a-1111-2222-3333-444455556666",
+            "qos-testbed/agent1/task-7",
+        ] {
+            fixture_v1(base, rel, 0, 0, 0, -1);
+        }
+        fixture_v2(base, "qos-testbed/agent2/task-9", 1, 1, 0);
         // The same task in v2 as in v1 is listed once (from v1).
         let dup = base.join("unified/qos-testbed/agent1/task-7");
         fs::create_dir_all(&dup).unwrap();

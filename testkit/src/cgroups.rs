@@ -1,7 +1,7 @@
-//! Cgroup trees for tests: [`fixture_v1`] writes the files of a v1 cgroup into a plain
-//! directory (a fixture tree a reader can be pointed at, no root needed); [`Scratch`] makes
-//! real cgroups in the kernel's hierarchies and removes them, with what runs in them, when it
-//! drops.
+//! Cgroup trees for tests: [`fixture_v1`] and [`fixture_v2`] write the files of a v1 or v2
+//! cgroup into a plain directory (a fixture tree a reader can be pointed at, no root needed);
+//! [`Scratch`] makes real cgroups in the kernel's hierarchies and removes them, with what runs
+//! in them, when it drops.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,28 @@ pub fn fixture_v1(
         c.join("cpu.stat"),
         "nr_periods 10\nnr_throttled 4\nthrottled_time 250000000\n".to_owned(),
     );
+}
+
+/// Writes a v2 cgroup `rel` into the fixture tree at `root`, as the hybrid layout's `unified`
+/// hierarchy holds it: `unified/<rel>` with no controllers enabled (an empty
+/// `cgroup.controllers`) and a `cpu.stat` of `usage_us`, `user_us` and `system_us`.
+///
+/// # Panics
+/// When a file cannot be written.
+pub fn fixture_v2(root: &Path, rel: &str, usage_us: u64, user_us: u64, system_us: u64) -> PathBuf {
+    let dir = root.join("unified").join(rel);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for (file, text) in [
+        ("cgroup.controllers", String::new()),
+        (
+            "cpu.stat",
+            format!("usage_usec {usage_us}\nuser_usec {user_us}\nsystem_usec {system_us}\n"),
+        ),
+    ] {
+        let path = dir.join(file);
+        fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    dir
 }
 
 /// Whether real v1 cgroups can be made here: root, and a v1 `cpuacct` hierarchy.

@@ -339,12 +339,12 @@ mod tests {
     #[test]
     fn cached_reader_skips_only_files_that_cannot_have_changed() {
         let tmp = tempfile::tempdir().unwrap();
-        let acct = tmp.path().join("cpuacct/t");
-        let cpu = tmp.path().join("cpu/t");
-        fs::create_dir_all(&acct).unwrap();
-        fs::create_dir_all(&cpu).unwrap();
         // A quota comfortably above the bandwidth slack of this machine's CPUs, per period.
         let quota_us = bandwidth_slack_ns() / 1_000 * 4 + 100_000;
+        let quota = i64::try_from(quota_us).unwrap();
+        testkit::cgroups::fixture_v1(tmp.path(), "t", 0, 0, 0, quota);
+        let acct = tmp.path().join("cpuacct/t");
+        let cpu = tmp.path().join("cpu/t");
         let set = |usage: u64, user: u64, stat: &str| {
             fs::write(acct.join("cpuacct.usage"), format!("{usage}\n")).unwrap();
             fs::write(
@@ -354,8 +354,6 @@ mod tests {
             .unwrap();
             fs::write(cpu.join("cpu.stat"), stat).unwrap();
         };
-        fs::write(cpu.join("cpu.cfs_quota_us"), format!("{quota_us}\n")).unwrap();
-        fs::write(cpu.join("cpu.cfs_period_us"), "100000\n").unwrap();
         let stat =
             |p: u64, t: u64| format!("nr_periods {p}\nnr_throttled {t}\nthrottled_time {t}\n");
         set(1_000_000_000, 100, &stat(10, 1));

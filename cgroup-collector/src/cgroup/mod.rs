@@ -632,19 +632,9 @@ mod tests {
     #[test]
     fn fixture_dirs_read_and_write() {
         let tmp = tempfile::tempdir().unwrap();
+        testkit::cgroups::fixture_v1(tmp.path(), "docker/abc", 2_000_000_000, 150, 40, 50_000);
         let acct = tmp.path().join("cpuacct/docker/abc");
         let cpu = tmp.path().join("cpu/docker/abc");
-        fs::create_dir_all(&acct).unwrap();
-        fs::create_dir_all(&cpu).unwrap();
-        fs::write(acct.join("cpuacct.usage"), "2000000000\n").unwrap();
-        fs::write(acct.join("cpuacct.stat"), "user 150\nsystem 40\n").unwrap();
-        fs::write(cpu.join("cpu.cfs_quota_us"), "50000\n").unwrap();
-        fs::write(cpu.join("cpu.cfs_period_us"), "100000\n").unwrap();
-        fs::write(
-            cpu.join("cpu.stat"),
-            "nr_periods 3\nnr_throttled 1\nthrottled_time 5\n",
-        )
-        .unwrap();
         let dirs = CgroupDirs::V1 {
             cpuacct: acct.clone(),
             cpu: Some(cpu.clone()),
@@ -653,7 +643,7 @@ mod tests {
         assert_eq!(s.usage.total_ns, 2_000_000_000);
         assert_eq!(s.usage.user_ns, 1_500_000_000);
         assert_eq!(s.limit.unwrap().cpus(), Some(0.5));
-        assert_eq!(s.throttling.unwrap().nr_throttled, 1);
+        assert_eq!(s.throttling.unwrap().nr_throttled, 4);
         let l = dirs.write_cpus(1.25).unwrap();
         assert_eq!(l.quota_us, Some(125_000));
         assert_eq!(
@@ -677,14 +667,7 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(cached.read(100, &mut buf).unwrap().usage, s.usage);
 
-        let v2dir = tmp.path().join("unified/t");
-        fs::create_dir_all(&v2dir).unwrap();
-        fs::write(v2dir.join("cgroup.controllers"), "").unwrap();
-        fs::write(
-            v2dir.join("cpu.stat"),
-            "usage_usec 10\nuser_usec 6\nsystem_usec 4\n",
-        )
-        .unwrap();
+        let v2dir = testkit::cgroups::fixture_v2(tmp.path(), "t", 10, 6, 4);
         let d2 = CgroupDirs::detect(&v2dir).unwrap();
         assert_eq!(d2.version(), 2);
         assert_eq!(d2.read(100).unwrap().limit, None);

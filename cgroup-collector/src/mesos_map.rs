@@ -593,31 +593,31 @@ mod tests {
 
     #[test]
     fn task_ids_of_both_frameworks() {
-        use FrameworkJob::{Chronos, Marathon};
-        assert_eq!(
-            job_of_task("ct:1499688000000:0:openmpLinpack1:"),
-            Some(Chronos("openmpLinpack1".into()))
-        );
-        assert_eq!(
-            job_of_task("ct:1:2:job.with-dots:a b:c"),
-            Some(Chronos("job.with-dots".into()))
-        );
-        assert_eq!(job_of_task("ct:x:0:job:"), None);
-        assert_eq!(job_of_task("ct:1:0::"), None);
-        assert_eq!(
-            job_of_task("grp_my.app.instance-0b1e2f3a-1111-2222-3333-444455556666._app.1"),
-            Some(Marathon("grp_my.app".into()))
-        );
-        assert_eq!(
-            job_of_task("linpack.marathon-0b1e2f3a-1111-2222-3333-444455556666"),
-            Some(Marathon("linpack".into()))
-        );
-        assert_eq!(
-            job_of_task("web.0b1e2f3a-1111-2222-3333-444455556666"),
-            Some(Marathon("web".into()))
-        );
-        assert_eq!(job_of_task("web.1"), None);
-        assert_eq!(job_of_task("plain"), None);
+        let chronos = |n: &str| Some(FrameworkJob::Chronos(n.into()));
+        let marathon = |n: &str| Some(FrameworkJob::Marathon(n.into()));
+        let cases = [
+            (
+                "ct:1499688000000:0:openmpLinpack1:",
+                chronos("openmpLinpack1"),
+            ),
+            ("ct:1:2:job.with-dots:a b:c", chronos("job.with-dots")),
+            ("ct:x:0:job:", None),
+            ("ct:1:0::", None),
+            (
+                "grp_my.app.instance-0b1e2f3a-1111-2222-3333-444455556666._app.1",
+                marathon("grp_my.app"),
+            ),
+            (
+                "linpack.marathon-0b1e2f3a-1111-2222-3333-444455556666",
+                marathon("linpack"),
+            ),
+            ("web.0b1e2f3a-1111-2222-3333-444455556666", marathon("web")),
+            ("web.1", None),
+            ("plain", None),
+        ];
+        for (task, want) in cases {
+            assert_eq!(job_of_task(task), want, "{task}");
+        }
         assert_eq!(marathon_task_prefix("/grp/my.app"), "grp_my.app");
     }
 

@@ -158,51 +158,38 @@ mod tests {
 
     #[test]
     fn decisions() {
+        use Strategy::{App, Criu, None as Nothing};
         let works = Ok(());
         let broken = Err("vdso: Unexpected rt vDSO area bounds".to_owned());
-        let d = |a, f, c: &Result<(), String>, app| decide(a, f, c, app);
 
-        assert_eq!(
-            d(StrategyArg::Criu, None, &works, false).unwrap().strategy,
-            Strategy::Criu
-        );
-        let e = d(StrategyArg::Criu, None, &broken, true).unwrap_err();
+        // (asked, fallback, criu works, app declared) → strategy.
+        let cases = [
+            (StrategyArg::Criu, None, &works, false, Criu),
+            (StrategyArg::Criu, Some(Fallback::App), &broken, false, App),
+            (
+                StrategyArg::Criu,
+                Some(Fallback::None),
+                &broken,
+                false,
+                Nothing,
+            ),
+            (StrategyArg::Auto, None, &works, true, Criu),
+            (StrategyArg::Auto, None, &broken, true, App),
+            (StrategyArg::Auto, None, &broken, false, Nothing),
+            (StrategyArg::Auto, Some(Fallback::App), &broken, false, App),
+            (StrategyArg::App, None, &broken, false, App),
+            (StrategyArg::None, None, &works, true, Nothing),
+        ];
+        for (asked, fallback, criu, app, want) in cases {
+            let got = decide(asked, fallback, criu, app).unwrap().strategy;
+            assert_eq!(got, want, "{asked:?} {fallback:?} {criu:?} app={app}");
+        }
+
+        let e = decide(StrategyArg::Criu, None, &broken, true).unwrap_err();
         assert!(e.contains("vDSO") && e.contains("refused"), "{e}");
-        let fb = d(StrategyArg::Criu, Some(Fallback::App), &broken, false).unwrap();
-        assert_eq!(fb.strategy, Strategy::App);
-        assert!(fb.why.contains("vDSO"));
-        assert_eq!(
-            d(StrategyArg::Criu, Some(Fallback::None), &broken, false)
-                .unwrap()
-                .strategy,
-            Strategy::None
-        );
-
-        assert_eq!(
-            d(StrategyArg::Auto, None, &works, true).unwrap().strategy,
-            Strategy::Criu
-        );
-        assert_eq!(
-            d(StrategyArg::Auto, None, &broken, true).unwrap().strategy,
-            Strategy::App
-        );
-        let none = d(StrategyArg::Auto, None, &broken, false).unwrap();
-        assert_eq!(none.strategy, Strategy::None);
-        assert!(none.why.contains("qos.checkpoint=app"));
-        assert_eq!(
-            d(StrategyArg::Auto, Some(Fallback::App), &broken, false)
-                .unwrap()
-                .strategy,
-            Strategy::App
-        );
-
-        assert_eq!(
-            d(StrategyArg::App, None, &broken, false).unwrap().strategy,
-            Strategy::App
-        );
-        assert_eq!(
-            d(StrategyArg::None, None, &works, true).unwrap().strategy,
-            Strategy::None
-        );
+        let fb = decide(StrategyArg::Criu, Some(Fallback::App), &broken, false).unwrap();
+        assert!(fb.why.contains("vDSO"), "{}", fb.why);
+        let none = decide(StrategyArg::Auto, None, &broken, false).unwrap();
+        assert!(none.why.contains("qos.checkpoint=app"), "{}", none.why);
     }
 }

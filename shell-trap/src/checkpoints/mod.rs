@@ -479,6 +479,20 @@ mod tests {
         fs::write(p, body).unwrap();
     }
 
+    /// The next incarnation (restoring the last seal), its `state` file then set to `body`.
+    fn next_with_state(s: &Store, body: &[u8]) -> Incarnation {
+        let i = s.prepare(Some("app")).unwrap();
+        write(&i.dir, "state", body);
+        i
+    }
+
+    /// The next incarnation with `state` = `body`, sealed.
+    fn sealed_with_state(s: &Store, body: &[u8]) -> Incarnation {
+        let i = next_with_state(s, body);
+        s.seal(&i, "app").unwrap();
+        i
+    }
+
     #[test]
     fn first_start_then_seal_then_restore() {
         let (_t, s) = store();
@@ -517,12 +531,9 @@ mod tests {
     #[test]
     fn unsealed_and_temporary_are_never_restored_and_are_cleaned() {
         let (_t, s) = store();
-        let i1 = s.prepare(Some("app")).unwrap();
-        write(&i1.dir, "state", b"good");
-        s.seal(&i1, "app").unwrap();
+        sealed_with_state(&s, b"good");
         // Incarnation 2 was killed while checkpointing: no seal.
-        let i2 = s.prepare(Some("app")).unwrap();
-        write(&i2.dir, "state", b"half-writ");
+        let i2 = next_with_state(&s, b"half-writ");
         // A leftover temporary from a crash while preparing incarnation 3.
         fs::create_dir(s.dir().join("inc-000003.tmp")).unwrap();
         fs::write(s.dir().join("inc-000003.manifest.tmp"), b"{").unwrap();
@@ -537,11 +548,8 @@ mod tests {
     #[test]
     fn a_corrupt_seal_falls_back_to_an_older_one_or_to_scratch() {
         let (_t, s) = store();
-        let i1 = s.prepare(Some("app")).unwrap();
-        write(&i1.dir, "state", b"one");
-        s.seal(&i1, "app").unwrap();
-        let i2 = s.prepare(Some("app")).unwrap();
-        write(&i2.dir, "state", b"two");
+        sealed_with_state(&s, b"one");
+        let i2 = next_with_state(&s, b"two");
         // Seal 2 without pruning 1, as if the prune had not happened yet.
         let m2 = Manifest {
             format: MANIFEST_FORMAT,
@@ -595,9 +603,7 @@ mod tests {
     #[test]
     fn without_restore_everything_earlier_goes() {
         let (_t, s) = store();
-        let i1 = s.prepare(Some("app")).unwrap();
-        write(&i1.dir, "state", b"x");
-        s.seal(&i1, "app").unwrap();
+        let i1 = sealed_with_state(&s, b"x");
         let i2 = s.prepare(None).unwrap();
         assert_eq!((i2.seq, i2.restored_from), (2, None));
         assert!(!i1.dir.exists());

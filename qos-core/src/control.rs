@@ -283,32 +283,16 @@ fn hold_with(decision: &Decision, why: &str) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Observation;
+    use crate::fixtures::{chronos, cpu_sample, started};
     use crate::predictive::PredictiveConfig;
-    use crate::spec::{Deadline, QosSpec};
 
     fn marathon(duration: f64, deadline: f64, cpus: f64) -> Job {
-        let qos = QosSpec {
-            duration,
-            deadline: Deadline::Relative(deadline),
-            desv_deadline: 0.1,
-        }
-        .resolve(0.0);
-        Job::continuous("m", qos, Cpus::from_f64(cpus))
+        crate::fixtures::marathon(duration, deadline, Cpus::from_f64(cpus))
     }
 
     fn running(job: &mut Job, cpu: f64, at: f64) {
-        job.observe(Observation::Started {
-            at: 0.0,
-            restored: None,
-        })
-        .unwrap();
-        job.observe(Observation::CpuSample {
-            at,
-            source: "c1".into(),
-            cumulative_secs: cpu,
-        })
-        .unwrap();
+        job.observe(started(0.0)).unwrap();
+        job.observe(cpu_sample(at, cpu)).unwrap();
     }
 
     fn ctx(now: f64, node: Option<NodeView>) -> Context {
@@ -417,13 +401,7 @@ mod tests {
     fn a_chronos_job_is_sized_for_the_roomiest_node_not_only_its_last() {
         // Four iterations of 400 s due in 1800 s: more than 1 CPU. Its last node has 0.5 CPU
         // free, another node 2: its next iteration is a new task, placed wherever it fits.
-        let qos = QosSpec {
-            duration: 400.0,
-            deadline: Deadline::Relative(1800.0),
-            desv_deadline: 0.2,
-        }
-        .resolve(0.0);
-        let job = Job::iterative("c", qos, 4, Cpus::ONE);
+        let job = chronos(4, 400.0, 1800.0);
         let c = predictive();
         let mut cx = ctx(0.0, Some(node(0.5, true)));
         cx.unplaced_room = Some(Cpus::from_f64(2.0));

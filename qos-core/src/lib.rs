@@ -25,6 +25,8 @@
 pub mod control;
 pub mod cpu;
 pub mod decision;
+#[cfg(test)]
+mod fixtures;
 pub mod job;
 pub mod policy;
 pub mod predictive;

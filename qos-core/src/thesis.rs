@@ -271,34 +271,19 @@ fn decide_marathon(cfg: &ThesisConfig, job: &Job, now: f64) -> Decision {
 mod tests {
     use super::*;
     use crate::decision::Action;
-    use crate::job::{IterationReport, Observation};
-    use crate::spec::{Deadline, QosSpec};
+    use crate::fixtures::{chronos, cpu_sample, marathon, report, resized, started};
+    use crate::job::Observation;
 
-    fn chronos_job(iterations: u32, duration: f64, desv: f64) -> Job {
-        let qos = QosSpec {
-            duration,
-            deadline: Deadline::Relative(1800.0),
-            desv_deadline: desv,
-        }
-        .resolve(0.0);
-        Job::iterative("openmpLinpack1", qos, iterations, Cpus::ONE)
-    }
-
-    fn report(job: &mut Job, s: f64, f: f64) {
-        job.observe(Observation::Iteration(IterationReport {
-            started_at: s,
-            finished_at: f,
-            hostname: "a".into(),
-            cpus: Cpus::ZERO,
-        }))
-        .unwrap();
+    /// openmpLinpack1 of the worked example, `iterations` of `duration` seconds due in 1800 s.
+    fn chronos_job(iterations: u32, duration: f64) -> Job {
+        chronos(iterations, duration, 1800.0)
     }
 
     /// thesis-code.md §3.5 worked example: openmpLinpack1, R4, duration 400, desv 0.2,
     /// deadline 1800 → deadline_sup = t0+1710, deadline_inf = t0+360 (code) or t0+1440 (text).
     #[test]
     fn worked_example_bands() {
-        let job = chronos_job(4, 400.0, 0.2);
+        let job = chronos_job(4, 400.0);
         let code = ThesisConfig {
             chronos_inf_band: ChronosInfBand::Code,
             ..Default::default()
@@ -314,19 +299,14 @@ mod tests {
     #[test]
     fn worked_example_predictions_and_classes() {
         let cfg = ThesisConfig::default();
-        let mut job = chronos_job(4, 400.0, 0.2);
+        let mut job = chronos_job(4, 400.0);
         report(&mut job, 45.0, 525.0); // k=1: 525 + 3·445 = 1860 > 1710 → UNDER
         let d = decide(&cfg, &job, 525.0);
         assert_eq!(d.figures.prediction, Some(1860.0));
         assert_eq!(d.class, Class::Under);
         assert_eq!(d.resize_to(), Some(Cpus::from_milli(1400)));
         // Level-triggered callers may ask again: the same report is not acted on twice.
-        job.observe(Observation::Resized {
-            at: 525.0,
-            cpus: Cpus::from_milli(1400),
-            restart: false,
-        })
-        .unwrap();
+        job.observe(resized(525.0, Cpus::from_milli(1400))).unwrap();
         let again = decide(&cfg, &job, 530.0);
         assert_eq!(again.action, Action::Hold);
         report(&mut job, 560.0, 880.0); // k=2: 880 + 2·445 = 1770 → UNDER
@@ -342,7 +322,7 @@ mod tests {
             ..Default::default()
         };
         let text = ThesisConfig::default();
-        let mut job = chronos_job(4, 400.0, 0.2);
+        let mut job = chronos_job(4, 400.0);
         report(&mut job, 0.0, 100.0); // a very fast first iteration: 100 + 3·445 = 1435
         assert_eq!(decide(&code, &job, 100.0).class, Class::OnPlan);
         let d = decide(&text, &job, 100.0);
@@ -353,7 +333,7 @@ mod tests {
     #[test]
     fn at_the_bound_nothing_is_sent() {
         let cfg = ThesisConfig::default();
-        let mut job = chronos_job(4, 400.0, 0.2);
+        let mut job = chronos_job(4, 400.0);
         job.cpus = cfg.cpu_max;
         report(&mut job, 45.0, 1000.0);
         let d = decide(&cfg, &job, 1000.0);
@@ -365,7 +345,7 @@ mod tests {
     #[test]
     fn last_report_completes() {
         let cfg = ThesisConfig::default();
-        let mut job = chronos_job(1, 400.0, 0.2);
+        let mut job = chronos_job(1, 400.0);
         report(&mut job, 45.0, 500.0);
         assert_eq!(
             decide(&cfg, &job, 500.0).action,
@@ -374,28 +354,9 @@ mod tests {
     }
 
     fn marathon_job() -> Job {
-        let qos = QosSpec {
-            duration: 400.0,
-            deadline: Deadline::Relative(480.0),
-            desv_deadline: 0.1,
-        }
-        .resolve(0.0);
-        let mut job = Job::continuous("openmplinpack1", qos, Cpus::ONE);
-        job.observe(Observation::Started {
-            at: 0.0,
-            restored: None,
-        })
-        .unwrap();
+        let mut job = marathon(400.0, 480.0, Cpus::ONE);
+        job.observe(started(0.0)).unwrap();
         job
-    }
-
-    fn sample(job: &mut Job, at: f64, cum: f64) {
-        job.observe(Observation::CpuSample {
-            at,
-            source: "c1".into(),
-            cumulative_secs: cum,
-        })
-        .unwrap();
     }
 
     /// Case III: at t = 120 the desired consumption is 120/480 × 400 = 100 CPU-s.
@@ -419,13 +380,13 @@ mod tests {
             ..Default::default()
         };
         let mut job = marathon_job();
-        sample(&mut job, 120.0, 92.0); // ratio 0.92: text UNDER needs < 0.9, code < 0.95
+        job.observe(cpu_sample(120.0, 92.0)).unwrap(); // ratio 0.92: text UNDER needs < 0.9, code < 0.95
         assert_eq!(decide(&text, &job, 120.0).class, Class::OnPlan);
         let d = decide(&code, &job, 120.0);
         assert_eq!(d.class, Class::Under);
         assert_eq!(d.resize_to(), Some(Cpus::from_milli(1400)));
         let mut fast = marathon_job();
-        sample(&mut fast, 120.0, 240.0);
+        fast.observe(cpu_sample(120.0, 240.0)).unwrap();
         let d = decide(&text, &fast, 120.0);
         assert_eq!(
             (d.class, d.resize_to()),
@@ -449,7 +410,7 @@ mod tests {
             Some(Cpus::from_milli(1400))
         );
         // Samples from before a restart do not count as fresh data for the new incarnation.
-        sample(&mut job, 100.0, 100.0);
+        job.observe(cpu_sample(100.0, 100.0)).unwrap();
         job.observe(Observation::Resized {
             at: 120.0,
             cpus: Cpus::from_milli(600),

@@ -522,31 +522,19 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Deadline, QosSpec};
-
-    fn qos(duration: f64, deadline: f64) -> ResolvedQos {
-        QosSpec {
-            duration,
-            deadline: Deadline::Relative(deadline),
-            desv_deadline: 0.2,
-        }
-        .resolve(0.0)
-    }
-
-    fn report(s: f64, f: f64) -> Observation {
-        Observation::Iteration(IterationReport {
-            started_at: s,
-            finished_at: f,
-            hostname: "agent1".into(),
-            cpus: Cpus::ZERO,
-        })
-    }
+    use crate::fixtures::{chronos, cpu_sample, iteration, marathon, resized, started};
 
     #[test]
     fn repeated_iteration_report_counts_once() {
-        let mut job = Job::iterative("j", qos(400.0, 1800.0), 4, Cpus::ONE);
-        assert_eq!(job.observe(report(10.0, 450.0)).unwrap(), Effect::Applied);
-        assert_eq!(job.observe(report(10.0, 450.0)).unwrap(), Effect::Duplicate);
+        let mut job = chronos(4, 400.0, 1800.0);
+        assert_eq!(
+            job.observe(iteration(10.0, 450.0)).unwrap(),
+            Effect::Applied
+        );
+        assert_eq!(
+            job.observe(iteration(10.0, 450.0)).unwrap(),
+            Effect::Duplicate
+        );
         assert_eq!(job.remaining_iterations(), 3);
         assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);
     }
@@ -554,14 +542,9 @@ mod tests {
     #[test]
     fn a_reported_size_is_kept() {
         // Resized to 1.4 after the first run, but the second run had already started at 1.0.
-        let mut job = Job::iterative("j", qos(400.0, 1800.0), 4, Cpus::ONE);
-        job.observe(report(10.0, 450.0)).unwrap();
-        job.observe(Observation::Resized {
-            at: 451.0,
-            cpus: Cpus::from_milli(1400),
-            restart: false,
-        })
-        .unwrap();
+        let mut job = chronos(4, 400.0, 1800.0);
+        job.observe(iteration(10.0, 450.0)).unwrap();
+        job.observe(resized(451.0, Cpus::from_milli(1400))).unwrap();
         job.observe(Observation::Iteration(IterationReport {
             started_at: 451.0,
             finished_at: 890.0,
@@ -570,14 +553,14 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);
-        job.observe(report(891.0, 1200.0)).unwrap();
+        job.observe(iteration(891.0, 1200.0)).unwrap();
         assert_eq!(job.last_report().unwrap().cpus, Cpus::from_milli(1400));
     }
 
     #[test]
     fn a_lost_job_is_terminal_and_takes_no_more_reports() {
-        let mut job = Job::iterative("j", qos(400.0, 1800.0), 4, Cpus::ONE);
-        job.observe(report(10.0, 450.0)).unwrap();
+        let mut job = chronos(4, 400.0, 1800.0);
+        job.observe(iteration(10.0, 450.0)).unwrap();
         assert_eq!(
             job.observe(Observation::Lost { at: 500.0 }).unwrap(),
             Effect::Applied
@@ -585,7 +568,7 @@ mod tests {
         assert_eq!(job.phase, Phase::Lost { at: 500.0 });
         assert!(job.phase.is_terminal());
         assert_eq!(
-            job.observe(report(460.0, 900.0)).unwrap(),
+            job.observe(iteration(460.0, 900.0)).unwrap(),
             Effect::Duplicate
         );
         assert_eq!(job.remaining_iterations(), 3);
@@ -593,9 +576,9 @@ mod tests {
 
     #[test]
     fn last_iteration_completes_and_judges_deadline() {
-        let mut job = Job::iterative("j", qos(10.0, 100.0), 2, Cpus::ONE);
-        job.observe(report(0.0, 40.0)).unwrap();
-        job.observe(report(45.0, 101.0)).unwrap();
+        let mut job = chronos(2, 10.0, 100.0);
+        job.observe(iteration(0.0, 40.0)).unwrap();
+        job.observe(iteration(45.0, 101.0)).unwrap();
         assert_eq!(
             job.phase,
             Phase::Completed {
@@ -605,18 +588,18 @@ mod tests {
         );
         // Extra runs after completion are ignored.
         assert_eq!(
-            job.observe(report(110.0, 120.0)).unwrap(),
+            job.observe(iteration(110.0, 120.0)).unwrap(),
             Effect::Duplicate
         );
     }
 
     #[test]
     fn bad_reports_are_rejected_with_the_field() {
-        let mut job = Job::iterative("j", qos(10.0, 100.0), 2, Cpus::ONE);
-        let e = job.observe(report(50.0, 40.0)).unwrap_err();
+        let mut job = chronos(2, 10.0, 100.0);
+        let e = job.observe(iteration(50.0, 40.0)).unwrap_err();
         assert_eq!(e.field, "finished_at");
-        let mut m = Job::continuous("m", qos(10.0, 100.0), Cpus::ONE);
-        assert_eq!(m.observe(report(0.0, 1.0)).unwrap_err().field, "uuid");
+        let mut m = marathon(10.0, 100.0, Cpus::ONE);
+        assert_eq!(m.observe(iteration(0.0, 1.0)).unwrap_err().field, "uuid");
         let e = m
             .observe(Observation::Progress {
                 at: 1.0,
@@ -643,12 +626,8 @@ mod tests {
 
     #[test]
     fn restart_cost_is_measured() {
-        let mut job = Job::continuous("m", qos(400.0, 480.0), Cpus::ONE);
-        job.observe(Observation::Started {
-            at: 0.0,
-            restored: None,
-        })
-        .unwrap();
+        let mut job = marathon(400.0, 480.0, Cpus::ONE);
+        job.observe(started(0.0)).unwrap();
         job.observe(Observation::Resized {
             at: 120.0,
             cpus: Cpus::from_f64(1.4),
@@ -671,18 +650,9 @@ mod tests {
 
     #[test]
     fn progress_prefers_the_application() {
-        let mut job = Job::continuous("m", qos(100.0, 480.0), Cpus::ONE);
-        job.observe(Observation::Started {
-            at: 0.0,
-            restored: None,
-        })
-        .unwrap();
-        job.observe(Observation::CpuSample {
-            at: 10.0,
-            source: "c".into(),
-            cumulative_secs: 10.0,
-        })
-        .unwrap();
+        let mut job = marathon(100.0, 480.0, Cpus::ONE);
+        job.observe(started(0.0)).unwrap();
+        job.observe(cpu_sample(10.0, 10.0)).unwrap();
         assert!((job.progress() - 0.1).abs() < 1e-12);
         job.observe(Observation::Progress {
             at: 11.0,

@@ -141,28 +141,8 @@ pub fn decide(cfg: &PredictiveConfig, job: &Job, now: f64, cap: Option<Cpus>) ->
 mod tests {
     use super::*;
     use crate::decision::{Action, Class};
-    use crate::job::{IterationReport, Observation};
-    use crate::spec::{Deadline, QosSpec};
-
-    fn chronos(iterations: u32, duration: f64, deadline: f64) -> Job {
-        let qos = QosSpec {
-            duration,
-            deadline: Deadline::Relative(deadline),
-            desv_deadline: 0.2,
-        }
-        .resolve(0.0);
-        Job::iterative("j", qos, iterations, Cpus::ONE)
-    }
-
-    fn report(job: &mut Job, s: f64, f: f64) {
-        job.observe(Observation::Iteration(IterationReport {
-            started_at: s,
-            finished_at: f,
-            hostname: "a".into(),
-            cpus: Cpus::ZERO,
-        }))
-        .unwrap();
-    }
+    use crate::fixtures::{chronos, cpu_sample, report, resized, started};
+    use crate::job::Observation;
 
     #[test]
     fn initial_sizing_grows_a_job_that_cannot_make_it_at_one_cpu() {
@@ -217,12 +197,7 @@ mod tests {
         // again once that iteration is measured).
         let cfg = PredictiveConfig::default();
         let mut job = chronos(10, 100.0, 3000.0);
-        job.observe(Observation::Resized {
-            at: 0.0,
-            cpus: Cpus::from_milli(2000),
-            restart: false,
-        })
-        .unwrap();
+        job.observe(resized(0.0, Cpus::from_milli(2000))).unwrap();
         report(&mut job, 45.0, 120.0);
         let d = decide(&cfg, &job, 120.0, None);
         let to = d.resize_to().expect("shrinks after one iteration");
@@ -271,12 +246,7 @@ mod tests {
     /// for room at `now` = 150 s.
     fn measured_at_two(deadline: f64) -> Job {
         let mut job = chronos(10, 130.0, deadline);
-        job.observe(Observation::Resized {
-            at: 0.0,
-            cpus: Cpus::from_milli(2000),
-            restart: false,
-        })
-        .unwrap();
+        job.observe(resized(0.0, Cpus::from_milli(2000))).unwrap();
         report(&mut job, 40.0, 140.0);
         job
     }
@@ -325,12 +295,7 @@ mod tests {
         assert_eq!(close.class, Class::AtRisk, "{close:?}");
         assert_ne!(close.resize_to(), Some(Cpus::ONE), "{close:?}");
         // Measured at 1 CPU too: no second probe; its model has two sizes to go by.
-        job.observe(Observation::Resized {
-            at: 150.0,
-            cpus: Cpus::ONE,
-            restart: false,
-        })
-        .unwrap();
+        job.observe(resized(150.0, Cpus::ONE)).unwrap();
         report(&mut job, 190.0, 290.0);
         let d = decide(&cfg, &job, 290.0, None);
         assert!(!d.reason.contains("measured only at"), "{}", d.reason);
@@ -374,30 +339,16 @@ mod tests {
         let mut job = chronos(4, 400.0, 1800.0);
         let d = decide(&cfg, &job, 0.0, None);
         let cpus = d.resize_to().unwrap();
-        job.observe(Observation::Resized {
-            at: 0.0,
-            cpus,
-            restart: false,
-        })
-        .unwrap();
+        job.observe(resized(0.0, cpus)).unwrap();
         assert_eq!(decide(&cfg, &job, 1.0, None).action, Action::Hold);
     }
 
+    /// A LINPACK-like Marathon job at 1 CPU, started at 0: it checkpoints, so a restart keeps
+    /// its work.
     fn marathon(duration: f64, deadline: f64) -> Job {
-        let qos = QosSpec {
-            duration,
-            deadline: Deadline::Relative(deadline),
-            desv_deadline: 0.1,
-        }
-        .resolve(0.0);
-        let mut job = Job::continuous("m", qos, Cpus::ONE);
-        // LINPACK-like: it checkpoints, so a restart keeps its work.
+        let mut job = crate::fixtures::marathon(duration, deadline, Cpus::ONE);
         job.checkpointing = crate::job::Checkpointing::Able;
-        job.observe(Observation::Started {
-            at: 0.0,
-            restored: None,
-        })
-        .unwrap();
+        job.observe(started(0.0)).unwrap();
         job
     }
 
@@ -408,12 +359,7 @@ mod tests {
         let d = decide(&cfg, &job, 60.0, None);
         assert_eq!((d.class, d.action), (Class::NoData, Action::Hold));
         let mut job = marathon(400.0, 480.0);
-        job.observe(Observation::CpuSample {
-            at: 10.0,
-            source: "c".into(),
-            cumulative_secs: 10.0,
-        })
-        .unwrap();
+        job.observe(cpu_sample(10.0, 10.0)).unwrap();
         let d = decide(&cfg, &job, 100.0, None);
         assert_eq!(d.class, Class::NoData);
         assert!(d.reason.contains("stale"), "{}", d.reason);
@@ -476,18 +422,11 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::job::{IterationReport, Observation};
-    use crate::spec::{Deadline, QosSpec};
+    use crate::fixtures::{qos, report, resized};
     use crate::speedup::SpeedModel;
 
     fn chronos_job(iterations: u32, duration: f64, deadline: f64, cpus: Cpus) -> Job {
-        let qos = QosSpec {
-            duration,
-            deadline: Deadline::Relative(deadline),
-            desv_deadline: 0.2,
-        }
-        .resolve(0.0);
-        Job::iterative("p", qos, iterations, cpus)
+        Job::iterative("p", qos(duration, deadline, 0.2), iterations, cpus)
     }
 
     proptest! {
@@ -506,9 +445,7 @@ mod properties {
             let mut job = chronos_job(iterations, duration, deadline, Cpus::from_milli(start_milli));
             let mut t = 0.0;
             for _ in 0..done.min(iterations.saturating_sub(1)) {
-                job.observe(Observation::Iteration(IterationReport {
-                    started_at: t + 30.0, finished_at: t + 30.0 + it_secs, hostname: "n".into(), cpus: Cpus::ZERO,
-                })).unwrap();
+                report(&mut job, t + 30.0, t + 30.0 + it_secs);
                 t += 30.0 + it_secs;
             }
             let cap = Cpus::from_milli(cap_milli);
@@ -569,13 +506,10 @@ mod properties {
                         direction = Some(grow);
                     }
                     resizes += 1;
-                    job.observe(Observation::Resized { at: t, cpus: c, restart: false }).unwrap();
+                    job.observe(resized(t, c)).unwrap();
                 }
                 let secs = truth.time(job.cpus);
-                job.observe(Observation::Iteration(IterationReport {
-                    started_at: t + cfg.deployment_time, finished_at: t + cfg.deployment_time + secs,
-                    hostname: "n".into(), cpus: Cpus::ZERO,
-                })).unwrap();
+                report(&mut job, t + cfg.deployment_time, t + cfg.deployment_time + secs);
                 t += cfg.deployment_time + secs;
             }
             // Shrinks step down as each smaller size is measured (below the smallest measured

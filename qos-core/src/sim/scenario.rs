@@ -22,6 +22,24 @@ pub struct Scenario {
     pub jobs: Vec<JobSpec>,
 }
 
+impl Scenario {
+    /// Scenario `name` of `jobs` (put in submission order) on the thesis' cluster.
+    fn on_thesis_cluster(
+        name: String,
+        seed: u64,
+        sharing: Sharing,
+        mut jobs: Vec<JobSpec>,
+    ) -> Self {
+        jobs.sort_by(|a, b| a.submit_at.total_cmp(&b.submit_at));
+        Self {
+            name,
+            seed,
+            cluster: thesis_cluster(sharing),
+            jobs,
+        }
+    }
+}
+
 /// An unknown scenario name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown scenario {0:?} (expected case1, case2, case3, random:SEED or mixed:SEED)")]
@@ -113,12 +131,7 @@ fn chronos_case(name: &str, seed: u64, n_jitter: f64, sharing: Sharing) -> Scena
             }
         })
         .collect();
-    Scenario {
-        name: name.into(),
-        seed,
-        cluster: thesis_cluster(sharing),
-        jobs,
-    }
+    Scenario::on_thesis_cluster(name.into(), seed, sharing, jobs)
 }
 
 fn case3(seed: u64, sharing: Sharing) -> Scenario {
@@ -143,12 +156,7 @@ fn case3(seed: u64, sharing: Sharing) -> Scenario {
         },
         kind: "marathon/progress/checkpoint/linpack".into(),
     };
-    Scenario {
-        name: "case3".into(),
-        seed,
-        cluster: thesis_cluster(sharing),
-        jobs: vec![job],
-    }
+    Scenario::on_thesis_cluster("case3".into(), seed, sharing, vec![job])
 }
 
 /// A random mix of Chronos and Marathon LINPACK jobs on the thesis' cluster, with deadlines
@@ -220,13 +228,7 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
         };
         jobs.push(job);
     }
-    jobs.sort_by(|a, b| a.submit_at.total_cmp(&b.submit_at));
-    Scenario {
-        name: format!("random:{seed}"),
-        seed,
-        cluster: thesis_cluster(sharing),
-        jobs,
-    }
+    Scenario::on_thesis_cluster(format!("random:{seed}"), seed, sharing, jobs)
 }
 
 /// How a job's time falls with more CPUs, in the mixed workload.
@@ -357,13 +359,7 @@ fn mixed(seed: u64, sharing: Sharing) -> Scenario {
         };
         jobs.push(job);
     }
-    jobs.sort_by(|a, b| a.submit_at.total_cmp(&b.submit_at));
-    Scenario {
-        name: format!("mixed:{seed}"),
-        seed,
-        cluster: thesis_cluster(sharing),
-        jobs,
-    }
+    Scenario::on_thesis_cluster(format!("mixed:{seed}"), seed, sharing, jobs)
 }
 
 /// Builds scenario `name` (`case1`, `case2`, `case3`, `random:SEED`, `mixed:SEED`) with `seed`

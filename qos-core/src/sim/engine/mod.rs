@@ -90,6 +90,37 @@ struct SimJob {
     lost_by_shrinks: f64,
 }
 
+impl SimJob {
+    /// Its task runs from `now`: a continuous job's CPU counter starts again at zero (a new
+    /// incarnation), and the supervisor is told (`restored`: from a checkpoint).
+    fn task_started(
+        &mut self,
+        log: &mut Option<Vec<Recorded>>,
+        i: usize,
+        now: f64,
+        restored: bool,
+    ) {
+        if let WorkSpec::Continuous { .. } = self.spec.work {
+            self.incarnation += 1;
+            self.cpu_base = self.cpu_used;
+        }
+        let started = Observation::Started {
+            at: now,
+            restored: Some(restored),
+        };
+        observe(log, now, i, &mut self.job, started);
+    }
+
+    /// What the collector reports at `now` of the CPU its current task has used.
+    fn cpu_sample(&self, now: f64) -> Observation {
+        Observation::CpuSample {
+            at: now,
+            source: format!("incarnation-{}", self.incarnation),
+            cumulative_secs: self.cpu_used - self.cpu_base,
+        }
+    }
+}
+
 struct Sim {
     /// What the supervisor would have seen and decided, when recording.
     log: Option<Vec<Recorded>>,
@@ -442,20 +473,7 @@ impl Sim {
         }
         j.state = Some(TaskState::Running);
         j.iteration_started_at = now;
-        if let WorkSpec::Continuous { .. } = j.spec.work {
-            j.incarnation += 1;
-            j.cpu_base = j.cpu_used;
-        }
-        observe(
-            &mut self.log,
-            now,
-            i,
-            &mut j.job,
-            Observation::Started {
-                at: now,
-                restored: Some(false),
-            },
-        );
+        j.task_started(&mut self.log, i, now, false);
     }
 
     fn on_restored(&mut self, i: usize) {
@@ -486,19 +504,8 @@ impl Sim {
                     j.unit_progress = 0.0;
                     j.restarts_lost += 1;
                 }
-                j.incarnation += 1;
-                j.cpu_base = j.cpu_used;
                 j.restarts += 1;
-                observe(
-                    &mut self.log,
-                    now,
-                    i,
-                    &mut j.job,
-                    Observation::Started {
-                        at: now,
-                        restored: Some(checkpoint),
-                    },
-                );
+                j.task_started(&mut self.log, i, now, checkpoint);
             }
             None => {
                 // No room anywhere yet: stay checkpointed and try again shortly.
@@ -532,11 +539,7 @@ impl Sim {
                 },
             ) = (j.state, &j.spec.work)
             {
-                let sample = Observation::CpuSample {
-                    at: now,
-                    source: format!("incarnation-{}", j.incarnation),
-                    cumulative_secs: j.cpu_used - j.cpu_base,
-                };
+                let sample = j.cpu_sample(now);
                 observe(&mut self.log, now, i, &mut j.job, sample);
                 if *reports_progress {
                     let progress = Observation::Progress {
@@ -617,11 +620,7 @@ impl Sim {
             }
             WorkSpec::Continuous { .. } => {
                 let j = &mut self.jobs[i];
-                let sample = Observation::CpuSample {
-                    at: now,
-                    source: format!("incarnation-{}", j.incarnation),
-                    cumulative_secs: j.cpu_used - j.cpu_base,
-                };
+                let sample = j.cpu_sample(now);
                 observe(&mut self.log, now, i, &mut j.job, sample);
                 let ended = Observation::Ended {
                     at: now,

@@ -342,18 +342,21 @@ pub(crate) struct NodeSampler {
     proc_root: PathBuf,
     clk_tck: u64,
     prev: Option<ProcStat>,
-    /// `stat`, `loadavg`, `uptime`, `meminfo`, `net/dev`, `mounts`, kept open ([`CachedFile`]).
-    files: Vec<CachedFile>,
+    files: ProcFiles,
     buf: Vec<u8>,
     hostname: Option<String>,
 }
 
-const STAT: usize = 0;
-const LOADAVG: usize = 1;
-const UPTIME: usize = 2;
-const MEMINFO: usize = 3;
-const NET_DEV: usize = 4;
-const MOUNTS: usize = 5;
+/// The files read at every sample, kept open ([`CachedFile`]).
+#[derive(Debug)]
+struct ProcFiles {
+    stat: CachedFile,
+    loadavg: CachedFile,
+    uptime: CachedFile,
+    meminfo: CachedFile,
+    net_dev: CachedFile,
+    mounts: CachedFile,
+}
 
 fn pct(busy: f64, all: f64) -> f64 {
     if all > 0.0 {
@@ -368,10 +371,15 @@ impl NodeSampler {
     #[must_use]
     pub(crate) fn new(proc_root: PathBuf, clk_tck: u64) -> Self {
         let budget = FdBudget::new(8);
-        let files = ["stat", "loadavg", "uptime", "meminfo", "net/dev", "mounts"]
-            .iter()
-            .map(|f| CachedFile::new(proc_root.join(f), budget.clone()))
-            .collect();
+        let open = |f: &str| CachedFile::new(proc_root.join(f), budget.clone());
+        let files = ProcFiles {
+            stat: open("stat"),
+            loadavg: open("loadavg"),
+            uptime: open("uptime"),
+            meminfo: open("meminfo"),
+            net_dev: open("net/dev"),
+            mounts: open("mounts"),
+        };
         Self {
             proc_root,
             clk_tck,
@@ -382,8 +390,9 @@ impl NodeSampler {
         }
     }
 
-    fn text(&mut self, which: usize) -> String {
-        self.files[which]
+    /// The current text of one of [`ProcFiles`] (empty when it cannot be read).
+    fn text(&mut self, which: fn(&mut ProcFiles) -> &mut CachedFile) -> String {
+        which(&mut self.files)
             .read(&mut self.buf)
             .map(str::to_string)
             .unwrap_or_default()
@@ -399,7 +408,7 @@ impl NodeSampler {
 
     /// Take a reading; CPU % is over the interval since the previous call.
     pub(crate) fn sample(&mut self) -> NodeMetrics {
-        let stat = parse_stat(&self.text(STAT), self.clk_tck);
+        let stat = parse_stat(&self.text(|f| &mut f.stat), self.clk_tck);
         let cpus = u32::try_from(stat.cores.len()).unwrap_or(u32::MAX).max(1);
         let (cpu_percent, per_core) = {
             let delta = |now: &CoreTimes, before: Option<&CoreTimes>| match before {
@@ -423,7 +432,7 @@ impl NodeSampler {
                 .collect();
             (total, per)
         };
-        let load = self.text(LOADAVG);
+        let load = self.text(|f| &mut f.loadavg);
         let lf: Vec<&str> = load.split_whitespace().collect();
         let lnum = |i: usize| lf.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         let threads = lf
@@ -432,7 +441,7 @@ impl NodeSampler {
             .and_then(|(_, t)| t.parse().ok())
             .unwrap_or(0);
         let uptime_secs = self
-            .text(UPTIME)
+            .text(|f| &mut f.uptime)
             .split_whitespace()
             .next()
             .and_then(|v| v.parse().ok())
@@ -448,7 +457,7 @@ impl NodeSampler {
                     .count() as u64
             })
             .unwrap_or(0);
-        let filesystems = parse_mounts(&self.text(MOUNTS))
+        let filesystems = parse_mounts(&self.text(|f| &mut f.mounts))
             .into_iter()
             .filter_map(|(device, mountpoint, fstype)| {
                 let (size, free, avail, files, files_free) = statvfs(Path::new(&mountpoint))?;
@@ -494,9 +503,9 @@ impl NodeSampler {
             free_cpus: f64::from(cpus) * (1.0 - cpu_percent / 100.0),
             cpu_percent_per_core: per_core,
             cpu_seconds: stat.cores.clone(),
-            memory: parse_meminfo(&self.text(MEMINFO)),
+            memory: parse_meminfo(&self.text(|f| &mut f.meminfo)),
             filesystems,
-            network: parse_net_dev(&self.text(NET_DEV)),
+            network: parse_net_dev(&self.text(|f| &mut f.net_dev)),
             processes,
             threads,
             kernel: stat.kernel,

@@ -379,7 +379,7 @@ impl Step<'_> {
 
     /// It needs no more than it has: shrink when it is worth it, or hold.
     fn shrink_or_hold(&self, needed: Cpus, figures: Figures) -> Decision {
-        let (cfg, f, current) = (self.cfg, &self.f, self.current);
+        let current = self.current;
         let class = self.class();
         // Shrinks aim for an earlier target, so noise early in a job does not shrink it too far.
         let needed = self
@@ -393,36 +393,40 @@ impl Step<'_> {
                 figures,
             );
         }
-        if self.restart() && !self.job.restart_keeps_work() {
-            return Decision::hold(
+        match self.why_not_shrink(needed) {
+            Some(why) => Decision::hold(class, self.reason(why), figures),
+            None => Decision::resize(
                 class,
+                needed,
                 self.reason(format_args!(
-                    "{needed} CPU would do, but it cannot checkpoint: a restart would throw its work away"
+                    "{needed} CPU suffice: shrink {current} → {needed}"
                 )),
                 figures,
-            );
+            ),
+        }
+    }
+
+    /// Why a shrink to `needed`, which would do, is not worth it now (`None`: it is).
+    fn why_not_shrink(&self, needed: Cpus) -> Option<String> {
+        let (cfg, f, current) = (self.cfg, &self.f, self.current);
+        if self.restart() && !self.job.restart_keeps_work() {
+            return Some(format!(
+                "{needed} CPU would do, but it cannot checkpoint: a restart would throw its work away"
+            ));
         }
         let saving = current - needed;
         if saving < cfg.hysteresis {
-            return Decision::hold(
-                class,
-                self.reason(format_args!(
-                    "{needed} CPU would do, but freeing {saving} is below the hysteresis of {}",
-                    cfg.hysteresis
-                )),
-                figures,
-            );
+            return Some(format!(
+                "{needed} CPU would do, but freeing {saving} is below the hysteresis of {}",
+                cfg.hysteresis
+            ));
         }
         let since_resize = self.since_resize();
         if since_resize < cfg.cooldown {
-            return Decision::hold(
-                class,
-                self.reason(format_args!(
-                    "could shrink to {needed}, cooling down ({since_resize:.0} s since the last resize, {} s needed)",
-                    cfg.cooldown
-                )),
-                figures,
-            );
+            return Some(format!(
+                "could shrink to {needed}, cooling down ({since_resize:.0} s since the last resize, {} s needed)",
+                cfg.cooldown
+            ));
         }
         if f.change_cost > 0.0 {
             // Compare CPU-seconds allocated from now to the finish. A restart holds the current
@@ -431,24 +435,13 @@ impl Step<'_> {
             let run_after = (f.finish(needed) - self.now - f.change_cost).max(0.0);
             let shrink = current.as_f64() * f.change_cost + needed.as_f64() * run_after;
             if shrink >= stay {
-                return Decision::hold(
-                    class,
-                    self.reason(format_args!(
-                        "shrinking to {needed} would allocate {shrink:.0} CPU-s to finish against {stay:.0} staying, because of the {:.0} s restart",
-                        f.change_cost
-                    )),
-                    figures,
-                );
+                return Some(format!(
+                    "shrinking to {needed} would allocate {shrink:.0} CPU-s to finish against {stay:.0} staying, because of the {:.0} s restart",
+                    f.change_cost
+                ));
             }
         }
-        Decision::resize(
-            class,
-            needed,
-            self.reason(format_args!(
-                "{needed} CPU suffice: shrink {current} → {needed}"
-            )),
-            figures,
-        )
+        None
     }
 }
 

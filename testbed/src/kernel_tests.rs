@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::cgroups::CgroupLayout;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::task::{TaskCommand, TaskSpec, TaskState, TaskUpdate};
+use crate::task::{Resources, TaskCommand, TaskSpec, TaskState, TaskUpdate};
 
 fn test_config() -> Config {
     Config {
@@ -41,9 +41,11 @@ fn spec(id: &str, cmd: &str, cpus: f64) -> TaskSpec {
         task_id: id.to_owned(),
         framework_id: "test-framework".to_owned(),
         command: TaskCommand::Shell(cmd.to_owned()),
-        cpus,
-        mem: 32.0,
-        disk: 0.0,
+        resources: Resources {
+            cpus,
+            mem: 32.0,
+            disk: 0.0,
+        },
         ports: 1,
         env: Box::new(move |offer| {
             vec![

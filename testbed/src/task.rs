@@ -38,9 +38,7 @@ pub(crate) struct TaskSpec {
     pub(crate) task_id: String,
     pub(crate) framework_id: String,
     pub(crate) command: TaskCommand,
-    pub(crate) cpus: f64,
-    pub(crate) mem: f64,
-    pub(crate) disk: f64,
+    pub(crate) resources: Resources,
     pub(crate) ports: usize,
     pub(crate) env: EnvBuilder,
     pub(crate) container: Option<ContainerSpec>,
@@ -50,6 +48,39 @@ pub(crate) struct TaskSpec {
     pub(crate) uuid: Option<String>,
     /// Mesos task labels (Marathon passes the app's labels; Chronos none), shown in `/state`.
     pub(crate) labels: Vec<(String, String)>,
+}
+
+/// CPUs, memory and disk (MB), as Mesos counts them: what a task asks for, what an agent offers
+/// and what the tasks placed on an agent hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Resources {
+    pub(crate) cpus: f64,
+    pub(crate) mem: f64,
+    pub(crate) disk: f64,
+}
+
+impl Resources {
+    /// Whether `ask` fits in what `used` leaves of these (with a slack for sums of fractions).
+    pub(crate) fn has_room(&self, used: &Self, ask: &Self) -> bool {
+        const SLACK: f64 = 1e-9;
+        self.cpus - used.cpus + SLACK >= ask.cpus
+            && self.mem - used.mem + SLACK >= ask.mem
+            && self.disk - used.disk + SLACK >= ask.disk
+    }
+
+    /// Takes `r` on.
+    pub(crate) fn add(&mut self, r: &Self) {
+        self.cpus += r.cpus;
+        self.mem += r.mem;
+        self.disk += r.disk;
+    }
+
+    /// Gives `r` back (never below zero).
+    pub(crate) fn release(&mut self, r: &Self) {
+        self.cpus = (self.cpus - r.cpus).max(0.0);
+        self.mem = (self.mem - r.mem).max(0.0);
+        self.disk = (self.disk - r.disk).max(0.0);
+    }
 }
 
 /// Mesos task states (the subset an agent of ours produces).

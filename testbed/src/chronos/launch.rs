@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Chronos, Run, job};
 use crate::formats::{iso_millis, java_double};
-use crate::task::{ContainerSpec, EnvBuilder, TaskCommand, TaskSpec, string_pairs};
+use crate::task::{ContainerSpec, EnvBuilder, Resources, TaskCommand, TaskSpec, string_pairs};
 
 impl Chronos {
     /// The task of one run of a job.
@@ -25,6 +25,7 @@ impl Chronos {
             .iter()
             .find(|(k, _)| k == "QOS_UUID")
             .map(|(_, v)| v.clone());
+        // Chronos' defaults: 0.1 CPUs, 128 MB, 256 MB of disk.
         let resources = Resources {
             cpus: m.get("cpus").and_then(Value::as_f64).unwrap_or(0.1),
             mem: m.get("mem").and_then(Value::as_f64).unwrap_or(128.0),
@@ -40,9 +41,7 @@ impl Chronos {
             task_id,
             framework_id: self.framework_id.clone(),
             command,
-            cpus: resources.cpus,
-            mem: resources.mem,
-            disk: resources.disk,
+            resources,
             ports: 0,
             env,
             container,
@@ -51,14 +50,6 @@ impl Chronos {
             labels: Vec::new(),
         }
     }
-}
-
-/// A job's `cpus`, `mem` and `disk` (Chronos' defaults 0.1, 128 and 256).
-#[derive(Clone, Copy)]
-struct Resources {
-    cpus: f64,
-    mem: f64,
-    disk: f64,
 }
 
 /// The job's `container` (Docker), when it names an image.

@@ -31,8 +31,8 @@ use crate::config::{Config, RuntimeKind};
 use crate::docker::DockerRuntime;
 use crate::formats::{epoch_secs, shell_quote, uuid_v4};
 use crate::task::{
-    Offer, Outcome, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink, sanitize_path,
-    status_outcome, wait_kill,
+    Offer, Outcome, Resources, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink,
+    sanitize_path, status_outcome, wait_kill,
 };
 
 /// One emulated agent.
@@ -42,18 +42,10 @@ pub(crate) struct Agent {
     /// Mesos agent id, `<cluster uuid>-S<n>`; also the agent's cgroup directory name.
     pub(crate) id: String,
     pub(crate) hostname: String,
-    pub(crate) cpus: f64,
-    pub(crate) mem: f64,
-    pub(crate) disk: f64,
+    /// What it offers.
+    pub(crate) resources: Resources,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) url: OnceLock<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Used {
-    cpus: f64,
-    mem: f64,
-    disk: f64,
 }
 
 struct Pending {
@@ -68,9 +60,7 @@ struct Live {
     executor_name: String,
     command_line: String,
     labels: Vec<(String, String)>,
-    cpus: f64,
-    mem: f64,
-    disk: f64,
+    resources: Resources,
     ports: Vec<u16>,
     state: TaskState,
     pid: Option<u32>,
@@ -85,7 +75,8 @@ struct Live {
 struct State {
     pending: VecDeque<Pending>,
     live: HashMap<String, Live>,
-    used: Vec<Used>,
+    /// Per agent, what its tasks hold.
+    used: Vec<Resources>,
     closed: bool,
 }
 
@@ -151,7 +142,7 @@ impl Cluster {
         };
         let registry = open_registry(&cfg, record);
         let state = State {
-            used: vec![Used::default(); agents.len()],
+            used: vec![Resources::default(); agents.len()],
             ..State::default()
         };
         let cluster = Arc::new(Self {
@@ -381,9 +372,11 @@ fn agents(cfg: &Config, id: &str) -> (Vec<Agent>, Option<CgroupLayout>, Option<S
             index,
             id: agent_id,
             hostname: cfg.hostname.clone(),
-            cpus: cfg.cpus_per_agent,
-            mem: cfg.mem_per_agent,
-            disk: cfg.disk_per_agent,
+            resources: Resources {
+                cpus: cfg.cpus_per_agent,
+                mem: cfg.mem_per_agent,
+                disk: cfg.disk_per_agent,
+            },
             cgroup,
             url: OnceLock::new(),
         });

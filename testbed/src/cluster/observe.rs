@@ -25,8 +25,8 @@ impl Cluster {
                     id: id.clone(),
                     framework_id: l.framework_id.clone(),
                     executor_name: l.executor_name.clone(),
-                    cpus: l.cpus,
-                    mem: l.mem,
+                    cpus: l.resources.cpus,
+                    mem: l.resources.mem,
                     pid: l.pid,
                     cgroup: l.cgroup.clone(),
                 })
@@ -83,7 +83,7 @@ impl Cluster {
             if l.agent != agent {
                 continue;
             }
-            let resources = json!({"cpus": l.cpus, "mem": l.mem, "disk": l.disk,
+            let resources = json!({"cpus": l.resources.cpus, "mem": l.resources.mem, "disk": l.resources.disk,
                 "ports": ports_ranges(&l.ports)});
             let mut task = json!({
                 "id": id, "name": id, "framework_id": l.framework_id, "executor_id": "",
@@ -124,7 +124,7 @@ impl Cluster {
             "pid": format!("slave(1)@{}:{port}", a.hostname),
             "hostname": a.hostname,
             "port": port,
-            "resources": {"cpus": a.cpus, "mem": a.mem, "disk": a.disk, "gpus": 0,
+            "resources": {"cpus": a.resources.cpus, "mem": a.resources.mem, "disk": a.resources.disk, "gpus": 0,
                 "ports": "[31000-32000]"},
             "used_resources": {"cpus": used.cpus, "mem": used.mem, "disk": used.disk, "gpus": 0},
             "attributes": {},

@@ -25,22 +25,14 @@ impl Cluster {
             }
             let mut i = 0;
             while i < st.pending.len() {
-                let (cpus, mem, disk) = {
-                    let s = &st.pending[i].spec;
-                    (s.cpus, s.mem, s.disk)
-                };
+                let ask = st.pending[i].spec.resources;
                 let best = self
                     .agents
                     .iter()
-                    .filter(|a| {
-                        let u = st.used[a.index];
-                        a.cpus - u.cpus + 1e-9 >= cpus
-                            && a.mem - u.mem + 1e-9 >= mem
-                            && a.disk - u.disk + 1e-9 >= disk
-                    })
+                    .filter(|a| a.resources.has_room(&st.used[a.index], &ask))
                     .max_by(|a, b| {
-                        let fa = a.cpus - st.used[a.index].cpus;
-                        let fb = b.cpus - st.used[b.index].cpus;
+                        let fa = a.resources.cpus - st.used[a.index].cpus;
+                        let fb = b.resources.cpus - st.used[b.index].cpus;
                         fa.total_cmp(&fb).then(b.index.cmp(&a.index))
                     })
                     .map(|a| a.index);
@@ -49,10 +41,7 @@ impl Cluster {
                     continue;
                 };
                 let Some(p) = st.pending.remove(i) else { break };
-                let u = &mut st.used[agent];
-                u.cpus += cpus;
-                u.mem += mem;
-                u.disk += disk;
+                st.used[agent].add(&ask);
                 let (kill_tx, kill_rx) = watch::channel(None);
                 let (done_tx, done_rx) = watch::channel(false);
                 let docker = p.spec.container.is_some() && self.docker.is_some();
@@ -78,9 +67,7 @@ impl Cluster {
                         ),
                         command_line,
                         labels: p.spec.labels.clone(),
-                        cpus,
-                        mem,
-                        disk,
+                        resources: ask,
                         ports: ports.clone(),
                         state: TaskState::Staging,
                         pid: None,

@@ -51,8 +51,8 @@ impl Cluster {
                 container,
                 command: &spec.command,
                 env: &env,
-                cpus: spec.cpus,
-                mem: spec.mem,
+                cpus: spec.resources.cpus,
+                mem: spec.resources.mem,
                 cgroup_parent: parent.as_deref(),
                 uuid: spec.uuid.as_deref(),
                 sandbox: &sandbox,
@@ -87,7 +87,7 @@ impl Cluster {
                 a,
                 &task_id,
                 &spec.command,
-                spec.cpus,
+                spec.resources.cpus,
                 &env,
                 &sandbox,
                 &mut kill_rx,
@@ -133,10 +133,7 @@ impl Cluster {
         }
         let mut st = self.lock();
         if let Some(l) = st.live.remove(task_id) {
-            let u = &mut st.used[l.agent];
-            u.cpus = (u.cpus - l.cpus).max(0.0);
-            u.mem = (u.mem - l.mem).max(0.0);
-            u.disk = (u.disk - l.disk).max(0.0);
+            st.used[l.agent].release(&l.resources);
         }
     }
 

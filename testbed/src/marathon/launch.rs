@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{AppRec, MTask, Marathon, app};
 use crate::formats::{iso_millis, java_double, uuid_v4};
-use crate::task::{ContainerSpec, EnvBuilder, TaskCommand, TaskSpec, TaskState};
+use crate::task::{ContainerSpec, EnvBuilder, Resources, TaskCommand, TaskSpec, TaskState};
 
 impl Marathon {
     /// A new task of `app` (not yet launched) and its record.
@@ -19,12 +19,13 @@ impl Marathon {
         let def = &app.def;
         let task_id = format!("{}.instance-{}._app.1", app::task_prefix(app_id), uuid_v4());
         let num = |k: &str, d: f64| def.get(k).and_then(Value::as_f64).unwrap_or(d);
+        // Marathon's defaults: 1 CPU, 128 MB, no disk, no GPU.
         let resources = Resources {
             cpus: num("cpus", 1.0),
             mem: num("mem", 128.0),
             disk: num("disk", 0.0),
-            gpus: num("gpus", 0.0),
         };
+        let gpus = num("gpus", 0.0);
         let port_defs: Vec<Value> = def
             .get("portDefinitions")
             .and_then(Value::as_array)
@@ -44,6 +45,7 @@ impl Marathon {
             app_id: app_id.to_owned(),
             version: app.config_version.clone(),
             resources,
+            gpus,
             labels: labels.clone(),
             port_names: port_defs
                 .iter()
@@ -56,9 +58,7 @@ impl Marathon {
             task_id: task_id.clone(),
             framework_id: self.framework_id.clone(),
             command: command(def),
-            cpus: resources.cpus,
-            mem: resources.mem,
-            disk: resources.disk,
+            resources,
             ports: port_defs.len(),
             env: env.builder(),
             container,
@@ -82,15 +82,6 @@ impl Marathon {
         };
         (spec, task)
     }
-}
-
-/// An app's `cpus`, `mem`, `disk` and `gpus` (Marathon's defaults 1, 128, 0 and 0).
-#[derive(Clone, Copy)]
-struct Resources {
-    cpus: f64,
-    mem: f64,
-    disk: f64,
-    gpus: f64,
 }
 
 /// Each port definition's service port: its `port`, or the next free one from 10000 for 0.
@@ -162,6 +153,7 @@ struct TaskEnv {
     app_id: String,
     version: String,
     resources: Resources,
+    gpus: f64,
     labels: Vec<(String, String)>,
     port_names: Vec<Option<String>>,
     image: Option<String>,
@@ -178,6 +170,7 @@ impl TaskEnv {
                 app_id,
                 version,
                 resources: r,
+                gpus,
                 labels,
                 port_names,
                 image,
@@ -189,7 +182,7 @@ impl TaskEnv {
                 ("MARATHON_APP_RESOURCE_CPUS".to_owned(), java_double(r.cpus)),
                 (
                     "MARATHON_APP_RESOURCE_GPUS".to_owned(),
-                    java_double(r.gpus).trim_end_matches(".0").to_owned(),
+                    java_double(gpus).trim_end_matches(".0").to_owned(),
                 ),
                 ("MARATHON_APP_RESOURCE_MEM".to_owned(), java_double(r.mem)),
                 ("MARATHON_APP_RESOURCE_DISK".to_owned(), java_double(r.disk)),

@@ -1,13 +1,14 @@
 //! An in-memory Chronos.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use frameworks::{ChronosApi, ChronosJob, FrameworkError};
 use serde_json::Value;
 
-use crate::{lock, not_found};
+use crate::not_found;
+use crate::recorder::Recorder;
 
 /// One call the fake received.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,22 +30,27 @@ pub enum ChronosCall {
     Kill(String),
 }
 
-#[derive(Debug, Default)]
-struct State {
-    jobs: BTreeMap<String, ChronosJob>,
-    calls: Vec<ChronosCall>,
-    failures: VecDeque<FrameworkError>,
-    down: bool,
-}
-
 /// An in-memory Chronos: jobs by exact name, every call recorded, failures on demand.
 #[derive(Debug, Default)]
 pub struct FakeChronos {
-    state: Mutex<State>,
+    rec: Recorder<BTreeMap<String, ChronosJob>, ChronosCall>,
 }
 
 fn url(name: &str) -> String {
     format!("http://chronos.fake/scheduler/job/{name}")
+}
+
+/// `Ok` when the job `exists`, else Chronos' 404 for `method` on it, `"{what} '{name}' not found"`.
+fn found(exists: bool, method: &str, name: &str, what: &str) -> Result<(), FrameworkError> {
+    if exists {
+        Ok(())
+    } else {
+        Err(not_found(
+            method,
+            &url(name),
+            format!("{what} '{name}' not found"),
+        ))
+    }
 }
 
 impl FakeChronos {
@@ -60,25 +66,26 @@ impl FakeChronos {
         job.insert("cpus", Value::from(cpus));
         job.insert("schedule", Value::from(format!("R{iterations}//PT1S")));
         job.insert("command", Value::from("true"));
-        lock(&self.state).jobs.insert(name.to_owned(), job);
+        self.rec.state(|jobs| jobs.insert(name.to_owned(), job));
     }
 
     /// The job's `cpus`, if it exists.
     #[must_use]
     pub fn cpus(&self, name: &str) -> Option<f64> {
-        lock(&self.state).jobs.get(name).and_then(ChronosJob::cpus)
+        self.rec
+            .state(|jobs| jobs.get(name).and_then(ChronosJob::cpus))
     }
 
     /// Whether the job exists.
     #[must_use]
     pub fn exists(&self, name: &str) -> bool {
-        lock(&self.state).jobs.contains_key(name)
+        self.rec.state(|jobs| jobs.contains_key(name))
     }
 
     /// Every call so far.
     #[must_use]
     pub fn calls(&self) -> Vec<ChronosCall> {
-        lock(&self.state).calls.clone()
+        self.rec.calls()
     }
 
     /// The `cpus` of every `put_job` so far.
@@ -95,42 +102,27 @@ impl FakeChronos {
 
     /// The next call fails with `error`.
     pub fn fail_next(&self, error: FrameworkError) {
-        lock(&self.state).failures.push_back(error);
+        self.rec.fail_next(error);
     }
 
     /// Every call fails as unreachable while `down`.
     pub fn set_down(&self, down: bool) {
-        lock(&self.state).down = down;
+        self.rec.set_down(down);
     }
 
     /// Removes a job behind its users' backs (as an operator's `DELETE …/job/{name}` would).
     pub fn remove_job(&self, name: &str) {
-        lock(&self.state).jobs.remove(name);
-    }
-
-    fn enter(
-        &self,
-        call: ChronosCall,
-        method: &str,
-        u: &str,
-    ) -> Result<std::sync::MutexGuard<'_, State>, FrameworkError> {
-        let mut st = lock(&self.state);
-        st.calls.push(call);
-        if st.down {
-            return Err(crate::unreachable(method, u));
-        }
-        if let Some(e) = st.failures.pop_front() {
-            return Err(e);
-        }
-        Ok(st)
+        self.rec.state(|jobs| jobs.remove(name));
     }
 }
 
 #[async_trait]
 impl ChronosApi for FakeChronos {
     async fn find_job(&self, name: &str) -> Result<Option<ChronosJob>, FrameworkError> {
-        let st = self.enter(ChronosCall::Find(name.to_owned()), "GET", &url(name))?;
-        Ok(st.jobs.get(name).cloned())
+        let books = self
+            .rec
+            .enter(ChronosCall::Find(name.to_owned()), "GET", &url(name))?;
+        Ok(books.state.get(name).cloned())
     }
 
     async fn get_job(&self, name: &str) -> Result<ChronosJob, FrameworkError> {
@@ -145,7 +137,7 @@ impl ChronosApi for FakeChronos {
 
     async fn put_job(&self, job: &ChronosJob) -> Result<(), FrameworkError> {
         let name = job.name().unwrap_or_default().to_owned();
-        let mut st = self.enter(
+        let mut books = self.rec.enter(
             ChronosCall::Put {
                 name: name.clone(),
                 cpus: job.cpus(),
@@ -153,46 +145,33 @@ impl ChronosApi for FakeChronos {
             "POST",
             "http://chronos.fake/scheduler/iso8601",
         )?;
-        st.jobs.insert(name, job.clone());
+        books.state.insert(name, job.clone());
         Ok(())
     }
 
     async fn start_job(&self, name: &str) -> Result<(), FrameworkError> {
-        let st = self.enter(ChronosCall::Start(name.to_owned()), "PUT", &url(name))?;
-        if st.jobs.contains_key(name) {
-            Ok(())
-        } else {
-            Err(not_found(
-                "PUT",
-                &url(name),
-                format!("Job '{name}' not found"),
-            ))
-        }
+        let books = self
+            .rec
+            .enter(ChronosCall::Start(name.to_owned()), "PUT", &url(name))?;
+        found(books.state.contains_key(name), "PUT", name, "Job")
     }
 
     async fn delete_job(&self, name: &str) -> Result<(), FrameworkError> {
-        let mut st = self.enter(ChronosCall::Delete(name.to_owned()), "DELETE", &url(name))?;
-        if st.jobs.remove(name).is_some() {
-            Ok(())
-        } else {
-            Err(not_found(
-                "DELETE",
-                &url(name),
-                format!("Job '{name}' not found"),
-            ))
-        }
+        let mut books =
+            self.rec
+                .enter(ChronosCall::Delete(name.to_owned()), "DELETE", &url(name))?;
+        found(books.state.remove(name).is_some(), "DELETE", name, "Job")
     }
 
     async fn kill_job_tasks(&self, name: &str) -> Result<(), FrameworkError> {
-        let st = self.enter(ChronosCall::Kill(name.to_owned()), "DELETE", &url(name))?;
-        if st.jobs.contains_key(name) {
-            Ok(())
-        } else {
-            Err(not_found(
-                "DELETE",
-                &url(name),
-                format!("JobSchedule '{name}' not found"),
-            ))
-        }
+        let books = self
+            .rec
+            .enter(ChronosCall::Kill(name.to_owned()), "DELETE", &url(name))?;
+        found(
+            books.state.contains_key(name),
+            "DELETE",
+            name,
+            "JobSchedule",
+        )
     }
 }

@@ -45,6 +45,14 @@ fn error(e: &FrameworkError) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Chronos' answer to a change: `204 No Content`, or the error as the real server words it.
+fn no_content(done: Result<(), FrameworkError>) -> Response {
+    match done {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(&e),
+    }
+}
+
 fn flag(q: &Map<String, Value>, name: &str) -> bool {
     q.get(name).and_then(Value::as_str) == Some("true")
 }
@@ -213,28 +221,16 @@ pub async fn serve_chronos(fake: Arc<FakeChronos>) -> std::io::Result<Served> {
         let Ok(job) = serde_json::from_slice::<ChronosJob>(&body) else {
             return (StatusCode::BAD_REQUEST, "not a job").into_response();
         };
-        match f.put_job(&job).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => error(&e),
-        }
+        no_content(f.put_job(&job).await)
     }
     async fn start(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
-        match f.start_job(&name).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => error(&e),
-        }
+        no_content(f.start_job(&name).await)
     }
     async fn delete(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
-        match f.delete_job(&name).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => error(&e),
-        }
+        no_content(f.delete_job(&name).await)
     }
     async fn kill(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
-        match f.kill_job_tasks(&name).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => error(&e),
-        }
+        no_content(f.kill_job_tasks(&name).await)
     }
     let router = Router::new()
         .route("/scheduler/jobs/search", get(search))

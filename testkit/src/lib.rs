@@ -31,6 +31,7 @@ pub mod http;
 mod marathon;
 pub mod names;
 pub mod procs;
+mod recorder;
 pub mod sandbox;
 pub mod services;
 pub mod wait;
@@ -151,8 +152,7 @@ pub fn root_or_skip(available: Result<(), String>, what: &str) -> bool {
 /// failure when `QOS_REQUIRE_DOCKER=1`.
 #[must_use]
 pub fn docker_or_skip(test: &str) -> bool {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host = docker::host();
     let answers = std::process::Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .env("DOCKER_HOST", &host)

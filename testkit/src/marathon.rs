@@ -1,7 +1,7 @@
 //! An in-memory Marathon.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use frameworks::{
@@ -10,7 +10,8 @@ use frameworks::{
 };
 use serde_json::{Value, json};
 
-use crate::{lock, not_found};
+use crate::not_found;
+use crate::recorder::Recorder;
 
 /// One call the fake received.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,18 +52,15 @@ pub enum MarathonCall {
 #[derive(Debug, Default)]
 struct State {
     apps: BTreeMap<String, MarathonApp>,
-    calls: Vec<MarathonCall>,
-    failures: VecDeque<FrameworkError>,
     /// App id → deployment that locks it (changes refused unless forced).
     locks: BTreeMap<String, String>,
-    down: bool,
     deployments: u64,
 }
 
 /// An in-memory Marathon: apps by id, every call recorded, failures on demand.
 #[derive(Debug, Default)]
 pub struct FakeMarathon {
-    state: Mutex<State>,
+    rec: Recorder<State, MarathonCall>,
 }
 
 fn canon(id: &str) -> String {
@@ -90,37 +88,36 @@ impl FakeMarathon {
                         &AppId::parse(&id).unwrap_or_else(|_| AppId::parse("/x").expect("valid")),
                     )
                 });
-        lock(&self.state).apps.insert(id, app);
+        self.rec.state(|s| s.apps.insert(id, app));
+    }
+
+    /// What `read` finds in the app, if it exists.
+    fn app<T>(&self, id: &str, read: impl FnOnce(&MarathonApp) -> Option<T>) -> Option<T> {
+        self.rec.state(|s| s.apps.get(&canon(id)).and_then(read))
     }
 
     /// The app's `cpus`, if it exists.
     #[must_use]
     pub fn cpus(&self, id: &str) -> Option<f64> {
-        lock(&self.state)
-            .apps
-            .get(&canon(id))
-            .and_then(MarathonApp::cpus)
+        self.app(id, MarathonApp::cpus)
     }
 
     /// The app's `instances`, if it exists.
     #[must_use]
     pub fn instances(&self, id: &str) -> Option<u64> {
-        lock(&self.state)
-            .apps
-            .get(&canon(id))
-            .and_then(MarathonApp::instances)
+        self.app(id, MarathonApp::instances)
     }
 
     /// Whether the app exists.
     #[must_use]
     pub fn exists(&self, id: &str) -> bool {
-        lock(&self.state).apps.contains_key(&canon(id))
+        self.rec.state(|s| s.apps.contains_key(&canon(id)))
     }
 
     /// Every call so far.
     #[must_use]
     pub fn calls(&self) -> Vec<MarathonCall> {
-        lock(&self.state).calls.clone()
+        self.rec.calls()
     }
 
     /// The `set_app_cpus` calls so far, as `(cpus, force)`.
@@ -137,46 +134,28 @@ impl FakeMarathon {
 
     /// The next call fails with `error` (queued; one error per call).
     pub fn fail_next(&self, error: FrameworkError) {
-        lock(&self.state).failures.push_back(error);
+        self.rec.fail_next(error);
     }
 
     /// A deployment locks the app: changes are refused with 409 unless forced.
     pub fn lock_app(&self, id: &str, deployment: &str) {
-        lock(&self.state)
-            .locks
-            .insert(canon(id), deployment.to_owned());
+        self.rec
+            .state(|s| s.locks.insert(canon(id), deployment.to_owned()));
     }
 
     /// Releases the lock.
     pub fn unlock_app(&self, id: &str) {
-        lock(&self.state).locks.remove(&canon(id));
+        self.rec.state(|s| s.locks.remove(&canon(id)));
     }
 
     /// Every call fails as unreachable while `down`.
     pub fn set_down(&self, down: bool) {
-        lock(&self.state).down = down;
+        self.rec.set_down(down);
     }
 
     /// Removes an app behind its users' backs (as an operator's `DELETE /v2/apps/{id}` would).
     pub fn remove_app(&self, id: &str) {
-        lock(&self.state).apps.remove(&canon(id));
-    }
-
-    fn enter(
-        &self,
-        call: MarathonCall,
-        method: &str,
-        u: &str,
-    ) -> Result<std::sync::MutexGuard<'_, State>, FrameworkError> {
-        let mut st = lock(&self.state);
-        st.calls.push(call);
-        if st.down {
-            return Err(crate::unreachable(method, u));
-        }
-        if let Some(e) = st.failures.pop_front() {
-            return Err(e);
-        }
-        Ok(st)
+        self.rec.state(|s| s.apps.remove(&canon(id)));
     }
 
     fn change(
@@ -188,8 +167,8 @@ impl FakeMarathon {
     ) -> Result<DeploymentResult, FrameworkError> {
         let id = canon(id);
         let u = url(&id);
-        let mut st = self.enter(call, "PUT", &u)?;
-        if let Some(dep) = st.locks.get(&id).cloned() {
+        let mut st = self.rec.enter(call, "PUT", &u)?;
+        if let Some(dep) = st.state.locks.get(&id).cloned() {
             if !force {
                 return Err(FrameworkError::Locked {
                     method: "PUT".into(),
@@ -198,9 +177,9 @@ impl FakeMarathon {
                     deployments: vec![dep],
                 });
             }
-            st.locks.remove(&id);
+            st.state.locks.remove(&id);
         }
-        let Some(app) = st.apps.get_mut(&id) else {
+        let Some(app) = st.state.apps.get_mut(&id) else {
             // As Marathon: a PUT to an unknown id creates the app, and a partial body (only
             // `cpus` or `instances`) is not a valid app.
             return Err(FrameworkError::Invalid {
@@ -219,8 +198,8 @@ impl FakeMarathon {
             });
         };
         f(app);
-        st.deployments += 1;
-        let n = st.deployments;
+        st.state.deployments += 1;
+        let n = st.state.deployments;
         Ok(DeploymentResult {
             deployment_id: format!("dep-{n}"),
             version: Some("2026-01-01T00:00:00.000Z".into()),
@@ -233,8 +212,11 @@ impl MarathonApi for FakeMarathon {
     async fn get_app(&self, id: &str) -> Result<MarathonApp, FrameworkError> {
         let id = canon(id);
         let u = url(&id);
-        let st = self.enter(MarathonCall::GetApp(id.clone()), "GET", &u)?;
-        st.apps
+        let st = self
+            .rec
+            .enter(MarathonCall::GetApp(id.clone()), "GET", &u)?;
+        st.state
+            .apps
             .get(&id)
             .cloned()
             .ok_or_else(|| not_found("GET", &u, format!("App '{id}' does not exist")))
@@ -243,15 +225,17 @@ impl MarathonApi for FakeMarathon {
     async fn create_app(&self, app: &MarathonApp) -> Result<CreatedApp, FrameworkError> {
         let id = canon(app.id().unwrap_or("/unnamed"));
         let u = url(&id);
-        let mut st = self.enter(MarathonCall::CreateApp(id.clone()), "POST", &u)?;
-        if st.apps.contains_key(&id) {
+        let mut st = self
+            .rec
+            .enter(MarathonCall::CreateApp(id.clone()), "POST", &u)?;
+        if st.state.apps.contains_key(&id) {
             return Err(FrameworkError::Conflict {
                 method: "POST".into(),
                 url: u,
                 message: format!("An app with id [{id}] already exists."),
             });
         }
-        st.apps.insert(id.clone(), app.clone());
+        st.state.apps.insert(id.clone(), app.clone());
         Ok(CreatedApp {
             app: app.clone(),
             deployment_id: Some("dep-create".into()),
@@ -292,7 +276,7 @@ impl MarathonApi for FakeMarathon {
     async fn delete_app(&self, id: &str, force: bool) -> Result<DeploymentResult, FrameworkError> {
         let id = canon(id);
         let u = url(&id);
-        let mut st = self.enter(
+        let mut st = self.rec.enter(
             MarathonCall::Delete {
                 id: id.clone(),
                 force,
@@ -300,16 +284,16 @@ impl MarathonApi for FakeMarathon {
             "DELETE",
             &u,
         )?;
-        if st.locks.contains_key(&id) && !force {
+        if st.state.locks.contains_key(&id) && !force {
             return Err(FrameworkError::Locked {
                 method: "DELETE".into(),
                 url: u,
                 message: "App is locked by one or more deployments.".into(),
-                deployments: st.locks.get(&id).cloned().into_iter().collect(),
+                deployments: st.state.locks.get(&id).cloned().into_iter().collect(),
             });
         }
-        st.locks.remove(&id);
-        if st.apps.remove(&id).is_none() {
+        st.state.locks.remove(&id);
+        if st.state.apps.remove(&id).is_none() {
             return Err(not_found(
                 "DELETE",
                 &u,
@@ -325,8 +309,8 @@ impl MarathonApi for FakeMarathon {
     async fn app_tasks(&self, id: &str) -> Result<Vec<MarathonTask>, FrameworkError> {
         let id = canon(id);
         let u = url(&id);
-        let st = self.enter(MarathonCall::Tasks(id.clone()), "GET", &u)?;
-        if st.apps.contains_key(&id) {
+        let st = self.rec.enter(MarathonCall::Tasks(id.clone()), "GET", &u)?;
+        if st.state.apps.contains_key(&id) {
             Ok(Vec::new())
         } else {
             Err(not_found("GET", &u, format!("App '{id}' does not exist")))
@@ -334,7 +318,7 @@ impl MarathonApi for FakeMarathon {
     }
 
     async fn deployments(&self) -> Result<Vec<Deployment>, FrameworkError> {
-        let _st = self.enter(
+        let _st = self.rec.enter(
             MarathonCall::Deployments,
             "GET",
             "http://marathon.fake/v2/deployments",

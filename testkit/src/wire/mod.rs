@@ -4,13 +4,14 @@
 //! - [`serve`]: any axum router on a fresh loopback port, stopped when the [`Served`] drops.
 //! - [`Scripted`]: a server whose every answer a closure gives (`(status, body)`), for a test
 //!   that plays the supervisor, Marathon or Chronos with a few lines; [`Scripted::blocking`]
-//!   runs one on its own runtime for tests that are not async.
+//!   runs one on its own runtime for tests that are not async, and [`Scripted::hanging`]
+//!   records every request and never answers it.
 //! - [`Emulator`]: a server with state that answers like a real system: [`marathon`] (Marathon
 //!   1.x `/v2`), [`chronos`] (Chronos 2.x and 3.x), [`supervisor`] (the supervisor's thesis and
 //!   `/api/v1` routes), [`agent`] (the Mesos agent's statistics), with the real systems' status
 //!   codes, headers and error bodies.
 //! - [`Flaky`] (`failures` errors, then a fixed answer) and [`fixed`]; [`Hanging`] (accepts
-//!   and never answers); [`dead_url`] (nothing listens there).
+//!   connections, counts them and never reads them); [`dead_url`] (nothing listens there).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -132,6 +133,15 @@ pub type Answer = (u16, String);
 
 type Script = dyn Fn(&Recorded, usize) -> Answer + Send + Sync;
 
+/// How a [`Scripted`] server replies to each request it recorded.
+#[derive(Clone)]
+enum Reply {
+    /// With what the script answers.
+    Script(Arc<Script>),
+    /// Never: the request is held open until the server stops.
+    Hang,
+}
+
 /// A recording server whose answers a closure gives; stops when dropped.
 pub struct Scripted {
     /// `http://127.0.0.1:PORT`.
@@ -153,8 +163,26 @@ impl Scripted {
     pub async fn start(
         script: impl Fn(&Recorded, usize) -> Answer + Send + Sync + 'static,
     ) -> Self {
+        Self::replying(Reply::Script(Arc::new(script))).await
+    }
+
+    /// [`Scripted::start`] on a runtime of its own (one worker thread), for a test that is not
+    /// async; the runtime stops when this drops.
+    #[must_use]
+    pub fn blocking(script: impl Fn(&Recorded, usize) -> Answer + Send + Sync + 'static) -> Self {
+        Self::blocking_replying(Reply::Script(Arc::new(script)))
+    }
+
+    /// A server on a runtime of its own (as [`Scripted::blocking`]) that records every request
+    /// and never answers it: the client waits until its own timeout (a hung service).
+    #[must_use]
+    pub fn hanging() -> Self {
+        Self::blocking_replying(Reply::Hang)
+    }
+
+    async fn replying(reply: Reply) -> Self {
         let log = Log::default();
-        let served = serve(Self::router(Arc::clone(&log), Arc::new(script))).await;
+        let served = serve(Self::router(Arc::clone(&log), reply)).await;
         Self {
             url: served.url.clone(),
             log,
@@ -163,24 +191,21 @@ impl Scripted {
         }
     }
 
-    /// [`Scripted::start`] on a runtime of its own (one worker thread), for a test that is not
-    /// async; the runtime stops when this drops.
-    #[must_use]
-    pub fn blocking(script: impl Fn(&Recorded, usize) -> Answer + Send + Sync + 'static) -> Self {
+    fn blocking_replying(reply: Reply) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let mut this = runtime.block_on(Self::start(script));
+        let mut this = runtime.block_on(Self::replying(reply));
         this._runtime = Some(runtime);
         this
     }
 
-    fn router(log: Log, script: Arc<Script>) -> Router {
+    fn router(log: Log, reply: Reply) -> Router {
         Router::new()
             .fallback(
-                |State((log, script)): State<(Log, Arc<Script>)>,
+                |State((log, reply)): State<(Log, Reply)>,
                  method: Method,
                  uri: Uri,
                  headers: HeaderMap,
@@ -190,6 +215,9 @@ impl Scripted {
                         let mut l = lock(&log);
                         l.push(rec.clone());
                         l.len() - 1
+                    };
+                    let Reply::Script(script) = reply else {
+                        return std::future::pending().await;
                     };
                     let (status, body) = script(&rec, index);
                     let status = StatusCode::from_u16(status).expect("valid status");
@@ -201,7 +229,7 @@ impl Scripted {
                     (status, [(header::CONTENT_TYPE, ct)], body).into_response()
                 },
             )
-            .with_state((log, script))
+            .with_state((log, reply))
     }
 
     /// Every request received so far.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::common::{Mode, Recorder};
+use crate::common::{fraction, reported_past, supervisor};
 use linpack::run::{self, Finish, Problem, Settings};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -69,19 +69,19 @@ fn sigterm_checkpoints_and_a_restart_resumes_bit_identically() {
         other => panic!("{other:?}"),
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = Recorder::start(Mode::Answer);
+    let server = supervisor();
     let args = ["200", "--repeat", "12", "--seed", "5", "--output", "json"];
     let child = linpack()
         .args(args)
         .env("QOS_CHECKPOINT_DIR", dir.path())
         .env("LINPACK_THREADS", "2")
-        .env("QOS_SUPERVISOR_URL", server.url())
+        .env("QOS_SUPERVISOR_URL", &server.url)
         .env("QOS_UUID", "job-7")
         .env("QOS_PROGRESS_INTERVAL", "0.02")
         .spawn()
         .unwrap();
     assert!(
-        server.wait_for(Duration::from_secs(20), |r| r.fraction() > 0.2),
+        reported_past(&server, 0.2, Duration::from_secs(20)),
         "no progress past 20%"
     );
     // An orchestrator and a wrapper may both send SIGTERM: the second must not cut the save.
@@ -108,7 +108,7 @@ fn sigterm_checkpoints_and_a_restart_resumes_bit_identically() {
         .args(args)
         .env("QOS_CHECKPOINT_DIR", dir.path())
         .env("LINPACK_THREADS", "1")
-        .env("QOS_SUPERVISOR_URL", server.url())
+        .env("QOS_SUPERVISOR_URL", &server.url)
         .env("QOS_UUID", "job-7")
         .output()
         .unwrap();
@@ -128,25 +128,22 @@ fn sigterm_checkpoints_and_a_restart_resumes_bit_identically() {
     );
     assert!(!file.exists());
     // Progress resumed where it stopped rather than from zero, and reached 1.
-    let after: Vec<f64> = server.requests()[before..]
-        .iter()
-        .map(crate::common::Request::fraction)
-        .collect();
+    let after: Vec<f64> = server.requests()[before..].iter().map(fraction).collect();
     assert!(after[0] > 0.2, "{after:?}");
     assert_eq!(*after.last().unwrap(), 1.0);
 }
 
 #[test]
 fn sigterm_without_checkpoint_dir_exits_143() {
-    let server = Recorder::start(Mode::Answer);
+    let server = supervisor();
     let child = linpack()
         .args(["150", "--repeat", "1000"])
-        .env("QOS_SUPERVISOR_URL", server.url())
+        .env("QOS_SUPERVISOR_URL", &server.url)
         .env("QOS_UUID", "job-8")
         .env("QOS_PROGRESS_INTERVAL", "0.02")
         .spawn()
         .unwrap();
-    assert!(server.wait_for(Duration::from_secs(20), |r| r.fraction() > 0.0));
+    assert!(reported_past(&server, 0.0, Duration::from_secs(20)));
     let (out, took) = terminate(child, 1);
     assert_eq!(out.status.code(), Some(143));
     assert!(took < Duration::from_secs(3), "{took:?}");

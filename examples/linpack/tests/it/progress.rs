@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{Mode, Recorder};
+use crate::common::{fraction, supervisor};
 use linpack::cli::{Signals, exit, run_cli};
+use testkit::wire::Scripted;
 
 struct Ran {
     code: u8,
@@ -40,9 +41,9 @@ fn run(args: &[&str], env: &[(&str, String)]) -> Ran {
 
 #[test]
 fn reports_reach_the_supervisor_with_token_and_increasing_fractions() {
-    let server = Recorder::start(Mode::Answer);
+    let server = supervisor();
     let env = [
-        ("QOS_SUPERVISOR_URL", format!("{}/", server.url())),
+        ("QOS_SUPERVISOR_URL", format!("{}/", server.url)),
         ("QOS_UUID", "job-42".to_owned()),
         ("QOS_REPORT_TOKEN", "tok-123".to_owned()),
         ("QOS_PROGRESS_INTERVAL", "0.05".to_owned()),
@@ -64,10 +65,10 @@ fn reports_reach_the_supervisor_with_token_and_increasing_fractions() {
                 .unwrap()
                 .starts_with("application/json")
         );
-        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        assert!(v["at"].as_f64().unwrap() > 1.6e9, "{}", r.body);
+        let v = r.json();
+        assert!(v["at"].as_f64().unwrap() > 1.6e9, "{v}");
     }
-    let fractions: Vec<f64> = reqs.iter().map(crate::common::Request::fraction).collect();
+    let fractions: Vec<f64> = reqs.iter().map(fraction).collect();
     assert_eq!(*fractions.last().unwrap(), 1.0, "{fractions:?}");
     assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
     assert!(
@@ -85,9 +86,9 @@ fn reports_reach_the_supervisor_with_token_and_increasing_fractions() {
 
 #[test]
 fn hanging_supervisor_does_not_slow_the_computation() {
-    let server = Recorder::start(Mode::Hang);
+    let server = Scripted::hanging();
     let env = [
-        ("QOS_SUPERVISOR_URL", server.url()),
+        ("QOS_SUPERVISOR_URL", server.url.clone()),
         ("QOS_UUID", "job-2".to_owned()),
         ("QOS_PROGRESS_INTERVAL", "0.01".to_owned()),
     ];

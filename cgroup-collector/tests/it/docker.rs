@@ -70,8 +70,7 @@ async fn docker_container_named_by_uuid_is_mapped_sampled_and_resized_in_place()
     };
     let id = run_busy(&uuid);
     run_busy(&other);
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host = testkit::docker::host();
 
     let agent = util::Agent::start(&[
         "--docker-host",

@@ -21,8 +21,8 @@
 //! listing each query that still errs or returns nothing. The testbed (tasks, cgroups), the
 //! collector, Prometheus and the supervisor are stopped whatever happened.
 //!
-//! Skipped with a notice without `prometheus` on the PATH (unless `CI` or
-//! `QOS_REQUIRE_PROMETHEUS=1`), and when the testbed cannot enforce CPU limits — not root — (unless
+//! Skipped with a notice without `prometheus` on the PATH (unless `QOS_REQUIRE_PROMETHEUS=1`),
+//! and when the testbed cannot enforce CPU limits — not root — (unless
 //! `QOS_REQUIRE_CGROUPS=1`): unbounded, the Marathon job would need no resize.
 
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ use frameworks::{
 use serde_json::{Value, json};
 
 use crate::grafana::queries;
-use crate::support::{Proc, on_path, required, start_json_line, start_supervisor, uuid};
+use crate::support::{Proc, on_path, start_json_line, start_supervisor, uuid};
 use crate::testbed::{CatchUnwind, dump, poll};
 
 /// The predictive policy at the testbed's scale (as the Marathon restart test in `testbed.rs`):
@@ -165,11 +165,11 @@ fn chronos_command(sup: &str, name: &str, u: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     let Some(prometheus) = on_path("prometheus") else {
-        assert!(
-            !required("QOS_REQUIRE_PROMETHEUS"),
-            "prometheus is not installed (apt-get install prometheus; scripts/test does it)"
+        let _ = testkit::skip_unless_required(
+            &["QOS_REQUIRE_PROMETHEUS"],
+            "no `prometheus` on the PATH (apt-get install prometheus; scripts/test does it)",
+            "every_dashboard_query_returns_series_from_a_real_prometheus",
         );
-        eprintln!("SKIPPED: no `prometheus` on the PATH (apt-get install prometheus)");
         return;
     };
     let started = Instant::now();

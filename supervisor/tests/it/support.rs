@@ -300,12 +300,6 @@ pub(crate) fn target_dir() -> PathBuf {
     exe.ancestors().nth(3).unwrap().to_path_buf()
 }
 
-/// Whether a missing tool must fail the test instead of skipping it.
-pub(crate) fn required(flag: &str) -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
-        || std::env::var(flag).is_ok_and(|v| v == "1")
-}
-
 /// `name` on the PATH.
 pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)

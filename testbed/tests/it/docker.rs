@@ -8,39 +8,22 @@ use crate::support::*;
 use frameworks::{ChronosJob, MarathonApp};
 use serde_json::json;
 use testbed::{Config, RuntimeKind};
+use testkit::docker;
 
 const IMAGE: &str = "qos-busybox:latest";
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///run/qos-docker.sock".to_owned())
-}
-
-fn docker(args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
 
 /// A docker testbed, or `None` (after a notice) when Docker is not usable and not required.
 async fn docker_bed() -> Option<Bed> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cfg = Config {
         runtime: RuntimeKind::Docker,
-        docker_host: Some(docker_host()),
+        docker_host: Some(docker::host()),
         ..small()
     };
     let why = match testbed::serve(cfg.clone(), listener, std::future::pending()).await {
         Ok(tb) => {
             tb.stop().await;
-            if docker(&["image", "inspect", IMAGE]).is_some() {
+            if docker::run(&["image", "inspect", IMAGE]).ok {
                 return Some(start(cfg).await);
             }
             format!("image {IMAGE} is missing (bash scripts/docker-daemon image-busybox)")
@@ -90,12 +73,12 @@ async fn marathon_docker_app_runs_as_a_bounded_container_and_is_removed() {
     .await;
     assert_eq!(task.id, task_id);
     let agent = task.slave_id.clone().unwrap();
-    let inspect = docker(&[
-        "inspect", "-f",
+    let inspect = docker::ok(&[
+        "inspect",
+        "-f",
         "{{.Id}}|{{.HostConfig.NanoCpus}}|{{.HostConfig.NetworkMode}}|{{index .Config.Labels \"MESOS_TASK_ID\"}}|{{.HostConfig.CgroupParent}}|{{.HostConfig.CpuShares}}",
         &task_id,
-    ])
-    .expect("a container named after the task id");
+    ]);
     let parts: Vec<&str> = inspect.split('|').collect();
     assert_eq!(parts[1], "500000000");
     assert_eq!(parts[2], "host");
@@ -119,7 +102,7 @@ async fn marathon_docker_app_runs_as_a_bounded_container_and_is_removed() {
     wait_for(
         "the container to be removed",
         Duration::from_secs(15),
-        || async { docker(&["inspect", &task_id]).is_none().then_some(()) },
+        || async { (!docker::run(&["inspect", &task_id]).ok).then_some(()) },
     )
     .await;
     bed.testbed.stop().await;

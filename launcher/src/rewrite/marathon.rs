@@ -56,8 +56,8 @@ use qos_core::{Deadline, QosSpec};
 use serde_json::{Map, Value, json};
 
 use super::{
-    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, fmt_num, invalid_reason, kind_of,
-    read_cpus, spec_error, string_field,
+    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, checked_field, fmt_num, kind_of,
+    read_cpus, spec_error,
 };
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
@@ -180,15 +180,14 @@ pub(super) fn prepare(
 
 /// `id`, validated and canonical (`/a/b`).
 fn app_id(body: &Map<String, Value>, origin: &str) -> Result<AppId, LauncherError> {
-    let raw_id = string_field(
+    checked_field(
         body,
         origin,
         "id",
         "is missing; a Marathon app needs an id such as \"/openmplinpack1\"",
-    )?;
-    AppId::parse(&raw_id).map_err(|e| {
-        LauncherError::field(origin, "id", format!("{raw_id:?} {}", invalid_reason(&e)))
-    })
+        AppId::parse,
+        "",
+    )
 }
 
 /// What runs: `cmd`, `args` or the image's own command (both taken out of the body).

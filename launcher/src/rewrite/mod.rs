@@ -483,9 +483,27 @@ pub(crate) fn string_field(
     }
 }
 
+/// A string field that the framework's own `check` accepts: what `check` makes of its text; the
+/// field refused as [`string_field`] refuses it, or with `"{text:?} {reason}{rule}"` when `check`
+/// does (`rule` names the rule for the user, or is empty).
+pub(crate) fn checked_field<T>(
+    body: &Map<String, Value>,
+    origin: &str,
+    key: &str,
+    missing: &str,
+    check: impl FnOnce(&str) -> Result<T, frameworks::FrameworkError>,
+    rule: &str,
+) -> Result<T, LauncherError> {
+    let text = string_field(body, origin, key, missing)?;
+    check(&text).map_err(|e| {
+        let reason = invalid_reason(&e);
+        LauncherError::field(origin, key, format!("{text:?} {reason}{rule}"))
+    })
+}
+
 /// What a framework's own check said was wrong with a value (its reason alone for invalid
 /// input, the whole error otherwise).
-pub(crate) fn invalid_reason(e: &frameworks::FrameworkError) -> String {
+fn invalid_reason(e: &frameworks::FrameworkError) -> String {
     match e {
         frameworks::FrameworkError::InvalidInput { reason, .. } => reason.clone(),
         other => other.to_string(),

@@ -94,7 +94,7 @@ use serde_json::{Map, Value};
 
 pub use self::report::{TOKEN_VAR, report_command};
 use self::schedule::plan_schedule;
-use super::{JobUuid, Pace, Settings, fmt_num, invalid_reason, kind_of, read_cpus, string_field};
+use super::{JobUuid, Pace, Settings, checked_field, fmt_num, kind_of, read_cpus, string_field};
 use crate::error::LauncherError;
 use crate::shell::quote_always;
 
@@ -161,23 +161,14 @@ pub(super) fn prepare(
 
 /// `name`, checked against Chronos' rule.
 fn job_name(body: &Map<String, Value>, origin: &str) -> Result<String, LauncherError> {
-    let name = string_field(
+    checked_field(
         body,
         origin,
         "name",
         "is missing; a Chronos job needs a name",
-    )?;
-    validate_job_name(&name).map_err(|e| {
-        let why = invalid_reason(&e);
-        LauncherError::field(
-            origin,
-            "name",
-            format!(
-                "{name:?} {why} (Chronos' rule [\\w.-]+; it is also written into the job's report)"
-            ),
-        )
-    })?;
-    Ok(name)
+        |name| validate_job_name(name).map(|()| name.to_owned()),
+        " (Chronos' rule [\\w.-]+; it is also written into the job's report)",
+    )
 }
 
 /// `cpus` (Chronos' default written in when absent); a disabled job or a `container` that is not

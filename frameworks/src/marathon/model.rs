@@ -111,7 +111,11 @@ impl AppId {
     }
 }
 
-fn valid_segment(segment: &str) -> bool {
+/// Whether one `/`-separated segment of an app id follows Marathon's rule (`state/PathId.scala`):
+/// dot-separated labels of lowercase letters, digits and `-`, none empty, none beginning or ending
+/// with `-`. `.` and `..` (relative segments) are not labels and fail here.
+#[must_use]
+pub fn valid_segment(segment: &str) -> bool {
     segment.split('.').all(|label| {
         !label.is_empty()
             && label

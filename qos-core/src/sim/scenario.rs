@@ -176,13 +176,8 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
         let cpus = Cpus::from_milli(rng.random_range(5..=15) * 100);
         let job = if rng.random_bool(0.6) {
             let iterations = rng.random_range(2..=12);
-            let overheads: Vec<f64> = (0..iterations)
-                .map(|_| rng.random_range(30.0..=45.0))
-                .collect();
-            let models = (0..iterations)
-                .map(|_| noisy(&mut rng, truth, 0.05))
-                .collect();
-            let need = iterations as f64 * (truth.t1() + 37.5);
+            let work = drawn_iterations(&mut rng, truth, iterations);
+            let need = f64::from(iterations) * (truth.t1() + 37.5);
             JobSpec {
                 name: format!("chronos-{k}"),
                 submit_at,
@@ -193,10 +188,7 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
                 },
                 cpus,
                 threads: Cpus::from_milli(2000),
-                work: WorkSpec::Iterative {
-                    iterations: models,
-                    overheads,
-                },
+                work,
                 kind: "chronos/iterations/linpack".into(),
             }
         } else {
@@ -229,6 +221,17 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
         jobs.push(job);
     }
     Scenario::on_thesis_cluster(format!("random:{seed}"), seed, sharing, jobs)
+}
+
+/// The work of a random workload's Chronos job: `count` iterations, each 5 % off `truth`,
+/// and their deployment overheads.
+fn drawn_iterations(rng: &mut ChaCha8Rng, truth: SpeedModel, count: i32) -> WorkSpec {
+    let overheads: Vec<f64> = (0..count).map(|_| rng.random_range(30.0..=45.0)).collect();
+    let models = (0..count).map(|_| noisy(rng, truth, 0.05)).collect();
+    WorkSpec::Iterative {
+        iterations: models,
+        overheads,
+    }
 }
 
 /// How a job's time falls with more CPUs, in the mixed workload.
@@ -297,13 +300,8 @@ fn mixed(seed: u64, sharing: Sharing) -> Scenario {
         let threads = Cpus::from_milli(threads);
         let job = if chronos {
             let iterations = rng.random_range(2..=10);
-            let overheads: Vec<f64> = (0..iterations)
-                .map(|_| rng.random_range(30.0..=45.0))
-                .collect();
-            let models = (0..iterations)
-                .map(|_| noisy(&mut rng, truth, 0.05))
-                .collect();
-            let need = iterations as f64 * (t1 + 37.5);
+            let work = drawn_iterations(&mut rng, truth, iterations);
+            let need = f64::from(iterations) * (t1 + 37.5);
             JobSpec {
                 name: format!("chronos-{k}"),
                 submit_at,
@@ -314,10 +312,7 @@ fn mixed(seed: u64, sharing: Sharing) -> Scenario {
                 },
                 cpus,
                 threads,
-                work: WorkSpec::Iterative {
-                    iterations: models,
-                    overheads,
-                },
+                work,
                 kind: format!("chronos/iterations/{}", curve.name()),
             }
         } else {

@@ -44,15 +44,6 @@ pub(crate) const PATH_ID_REGEX: &str = r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9]
 /// Last segments refused since Marathon 1.8.
 const RESERVED: &[&str] = &["restart", "tasks", "versions"];
 
-fn label_ok(label: &str) -> bool {
-    !label.is_empty()
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-}
-
 /// Validates and canonicalises an app id (relative ids are taken against `/`).
 pub(crate) fn canonical_id(raw: &str) -> Result<String, Problem> {
     let bad = || Problem {
@@ -73,7 +64,7 @@ pub(crate) fn canonical_id(raw: &str) -> Result<String, Problem> {
             ".." => {
                 segments.pop();
             }
-            s if s.split('.').all(label_ok) => segments.push(s),
+            s if frameworks::marathon::valid_segment(s) => segments.push(s),
             _ => return Err(bad()),
         }
     }

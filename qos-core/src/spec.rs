@@ -493,6 +493,22 @@ mod tests {
                 "unknown",
             ),
             (json!([1, 2]), "qos", "object"),
+            // Implausible numbers.
+            (
+                json!({"duration": 1e300, "deadline": 100, "desv_deadline": 0.1}),
+                "qos.duration",
+                "at most",
+            ),
+            (
+                json!({"duration": 1, "deadline": 1e300, "desv_deadline": 0.1}),
+                "qos.deadline",
+                "at most",
+            ),
+            (
+                json!({"duration": 1, "deadline": "1e400", "desv_deadline": 0.1}),
+                "qos.deadline",
+                "finite",
+            ),
         ];
         for (input, field, reason) in cases {
             let e = err(&input);
@@ -563,28 +579,6 @@ mod tests {
 
     #[test]
     fn implausible_numbers_are_refused_with_the_field() {
-        let cases = [
-            (
-                json!({"duration": 1e300, "deadline": 100, "desv_deadline": 0.1}),
-                "qos.duration",
-                "at most",
-            ),
-            (
-                json!({"duration": 1, "deadline": 1e300, "desv_deadline": 0.1}),
-                "qos.deadline",
-                "at most",
-            ),
-            (
-                json!({"duration": 1, "deadline": "1e400", "desv_deadline": 0.1}),
-                "qos.deadline",
-                "finite",
-            ),
-        ];
-        for (input, field, reason) in cases {
-            let e = err(&input);
-            assert_eq!(e.field, field, "{input}");
-            assert!(e.reason.contains(reason), "{input}: {e}");
-        }
         let far = QosSpec {
             duration: 1.0,
             deadline: Deadline::Absolute(1e300),

@@ -56,8 +56,8 @@ use qos_core::{Deadline, QosSpec};
 use serde_json::{Map, Value, json};
 
 use super::{
-    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, checked_field, fmt_num, kind_of,
-    read_cpus, spec_error,
+    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, Submission, checked_field, fmt_num,
+    kind_of, read_cpus, spec_error,
 };
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
@@ -132,13 +132,16 @@ impl Plan {
 /// command handed to shell-trap, restarts that leave time to checkpoint, the `qos.*` labels.
 pub(super) fn prepare(
     mut body: Map<String, Value>,
-    origin: &str,
-    qos: &QosSpec,
-    uuid: &JobUuid,
-    submitted_at: f64,
-    settings: &Settings,
+    submission: Submission<'_>,
     remarks: &mut super::chronos::Remarks,
 ) -> Result<Plan, LauncherError> {
+    let Submission {
+        origin,
+        qos,
+        uuid,
+        submitted_at,
+        settings,
+    } = submission;
     let id = app_id(&body, origin)?;
     body.insert("id".into(), Value::String(id.as_str().to_owned()));
     qos.validate_for(None, submitted_at)

@@ -354,6 +354,22 @@ pub fn detect_framework(job: &Value) -> Option<Framework> {
 /// default controller.
 pub const CONTROL_WARNING: &str = "control: ";
 
+/// What every framework's rewrite starts from besides the job's body: where the job was read,
+/// its QoS target, the UUID it gets, when it is submitted, and the rewrite settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Submission<'a> {
+    /// The job file, for error messages.
+    pub(crate) origin: &'a str,
+    /// The job's `qos` block.
+    pub(crate) qos: &'a QosSpec,
+    /// The UUID the supervisor will know the job by.
+    pub(crate) uuid: &'a JobUuid,
+    /// Submission time, epoch seconds.
+    pub(crate) submitted_at: f64,
+    /// Supervisor URL, shell-trap, pace, report retries….
+    pub(crate) settings: &'a Settings,
+}
+
 /// Validates `job` (read from `origin`) for `framework` and prepares its rewrite.
 ///
 /// # Errors
@@ -377,29 +393,20 @@ pub fn prepare(
     let mut body = obj.clone();
     let qos = take_qos(&mut body, origin)?;
     let mut remarks = chronos::Remarks::default();
+    let submission = Submission {
+        origin,
+        qos: &qos,
+        uuid: &uuid,
+        submitted_at,
+        settings,
+    };
     let (name, iterations, cpus, plan) = match framework {
         Framework::Chronos => {
-            let p = chronos::prepare(
-                body,
-                origin,
-                &qos,
-                &uuid,
-                submitted_at,
-                settings.pace,
-                &mut remarks,
-            )?;
+            let p = chronos::prepare(body, submission, &mut remarks)?;
             (p.name.clone(), Some(p.iterations), p.cpus, Plan::Chronos(p))
         }
         Framework::Marathon => {
-            let p = marathon::prepare(
-                body,
-                origin,
-                &qos,
-                &uuid,
-                submitted_at,
-                settings,
-                &mut remarks,
-            )?;
+            let p = marathon::prepare(body, submission, &mut remarks)?;
             (p.id.clone(), None, p.cpus, Plan::Marathon(p))
         }
     };

@@ -37,8 +37,8 @@
 //! that (Eq. 1: `finished_at + remaining × (duration + deployment_time)`) — but scheduled and
 //! forced runs overlapped and were double-counted (thesis-code.md §3.5, §8 item 6). Here the count
 //! stays finite and nothing is forced: Chronos itself runs the job exactly `n` times, paced by
-//! [`Pace`] (`--pace`):
-//! - [`Pace::BackToBack`] (default, the thesis' behaviour): the period is replaced by `PT1S`; the
+//! [`Pace`](super::Pace) (`--pace`):
+//! - [`Pace::BackToBack`](super::Pace::BackToBack) (default, the thesis' behaviour): the period is replaced by `PT1S`; the
 //!   count and the start are kept exactly as written (`R4//PT5M` → `R4//PT1S`,
 //!   `R3/2030-01-01T00:00:00Z/PT10M` → `R3/2030-01-01T00:00:00Z/PT1S`; printed by
 //!   [`Schedule`](frameworks::chronos::Schedule), the user's start text kept). A job's runs
@@ -51,7 +51,7 @@
 //!   job is still running (`MesosJobFramework.generateLaunchableTasks`), so only the first of the
 //!   `n` runs would happen — the launcher refuses back-to-back pacing on a 2.x API
 //!   ([`crate::submit`]).
-//! - [`Pace::Schedule`]: the schedule is kept as written, period included, and runs start on it;
+//! - [`Pace::Schedule`](super::Pace::Schedule): the schedule is kept as written, period included, and runs start on it;
 //!   the launcher warns when the schedule itself makes the deadline unreachable (nothing starts a
 //!   run earlier). On Chronos 2.x the period must exceed a run's length, for the reason above.
 //!
@@ -89,19 +89,20 @@ mod schedule;
 use std::time::Duration;
 
 use frameworks::chronos::validate_job_name;
-use qos_core::QosSpec;
 use serde_json::{Map, Value};
 
 pub use self::report::{TOKEN_VAR, report_command};
 use self::schedule::plan_schedule;
-use super::{JobUuid, Pace, Settings, checked_field, fmt_num, kind_of, read_cpus, string_field};
+use super::{
+    JobUuid, Settings, Submission, checked_field, fmt_num, kind_of, read_cpus, string_field,
+};
 use crate::error::LauncherError;
 use crate::shell::quote_always;
 
 /// Chronos' default `cpus` (`--mesos_task_cpu`) when a job does not set it.
 pub const CHRONOS_DEFAULT_CPUS: f64 = 0.1;
 
-/// The period [`Pace::BackToBack`] writes: short enough that the next run is due by the time the
+/// The period [`Pace::BackToBack`](super::Pace::BackToBack) writes: short enough that the next run is due by the time the
 /// previous one has ended, a whole second so that every Chronos parses it.
 pub const BACK_TO_BACK_PERIOD: Duration = Duration::from_secs(1);
 
@@ -110,7 +111,7 @@ pub const BACK_TO_BACK_PERIOD: Duration = Duration::from_secs(1);
 pub(super) struct Remarks {
     /// Fields overridden, defaults assumed, deadlines the schedule makes unreachable.
     pub(super) warnings: Vec<String>,
-    /// Deliberate changes worth a line (the period replaced by [`Pace::BackToBack`]).
+    /// Deliberate changes worth a line (the period replaced by [`Pace::BackToBack`](super::Pace::BackToBack)).
     pub(super) notes: Vec<String>,
 }
 
@@ -134,13 +135,17 @@ pub struct Plan {
 /// environment.
 pub(super) fn prepare(
     mut body: Map<String, Value>,
-    origin: &str,
-    qos: &QosSpec,
-    uuid: &JobUuid,
-    submitted_at: f64,
-    pace: Pace,
+    submission: Submission<'_>,
     remarks: &mut Remarks,
 ) -> Result<Plan, LauncherError> {
+    let Submission {
+        origin,
+        qos,
+        uuid,
+        submitted_at,
+        settings,
+    } = submission;
+    let pace = settings.pace;
     let Remarks { warnings, notes } = remarks;
     let name = job_name(&body, origin)?;
     let (iterations, deadline_at) =

@@ -16,7 +16,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, MatchedPath, Path, RawQuery, Request, State};
+use std::convert::Infallible;
+
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +37,7 @@ use tokio::time::Instant;
 use crate::config::ControlConfig;
 use crate::control;
 use crate::error::{ApiError, from_json_error};
-use crate::service::{self, Registration, ReportOutcome, Shared, check_uuid, ct_eq};
+use crate::service::{Registration, ReportOutcome, Shared, check_uuid, ct_eq};
 use crate::state::HeldReport;
 
 /// A request body, size-limited, with JSON errors for every rejection.
@@ -120,48 +123,72 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Whether the caller presented the admin token (not merely: the API is open).
-fn presented_admin(sh: &Shared, headers: &HeaderMap) -> bool {
-    match &sh.config.auth.admin_token {
-        None => false,
-        Some(t) => bearer(headers).is_some_and(|b| ct_eq(b.as_bytes(), t.as_bytes())),
+/// Who is calling: the shared state and the bearer token the request presents, if any. Its
+/// methods say what the caller may do; every handler that authorises takes one.
+pub(crate) struct Caller {
+    sh: Arc<Shared>,
+    token: Option<String>,
+}
+
+impl FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, sh: &Arc<Shared>) -> Result<Self, Infallible> {
+        Ok(Self {
+            sh: Arc::clone(sh),
+            token: bearer(&parts.headers).map(str::to_owned),
+        })
     }
 }
 
-fn is_admin(sh: &Shared, headers: &HeaderMap) -> bool {
-    match &sh.config.auth.admin_token {
-        None => true,
-        Some(t) => bearer(headers).is_some_and(|b| ct_eq(b.as_bytes(), t.as_bytes())),
+impl Caller {
+    /// Whether the caller presented the admin token (not merely: the API is open).
+    fn presented_admin(&self) -> bool {
+        match (&self.sh.config.auth.admin_token, &self.token) {
+            (Some(t), Some(b)) => ct_eq(b.as_bytes(), t.as_bytes()),
+            _ => false,
+        }
     }
-}
 
-fn require_admin(sh: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    if is_admin(sh, headers) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
+    /// Whether the caller may do what the admin token allows (any caller, when none is set).
+    fn is_admin(&self) -> bool {
+        self.sh.config.auth.admin_token.is_none() || self.presented_admin()
     }
-}
 
-/// Who may report for `uuid`. `Ok(true)`: may also hold reports for an unknown job. `in_body`:
-/// the job's report token sent in the body (`report_token`) by a reporter that cannot send a
-/// header without putting the token in its arguments (the Chronos wrapper's wget path).
-fn may_report(
-    sh: &Shared,
-    headers: &HeaderMap,
-    in_body: Option<&str>,
-    uuid: &str,
-    thesis: bool,
-) -> Result<bool, ApiError> {
-    if is_admin(sh, headers) || (thesis && sh.config.auth.insecure) {
-        return Ok(true);
+    fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        }
     }
-    match bearer(headers)
-        .or(in_body)
-        .and_then(|t| sh.is_report_token(uuid, t))
-    {
-        Some(true) => Ok(false),
-        _ => Err(ApiError::unauthorized()),
+
+    /// Who may report for `uuid`. `Ok(true)`: may also hold reports for an unknown job.
+    /// `in_body`: the job's report token sent in the body (`report_token`) by a reporter that
+    /// cannot send a header without putting the token in its arguments (the Chronos wrapper's
+    /// wget path).
+    fn may_report(
+        &self,
+        in_body: Option<&str>,
+        uuid: &str,
+        thesis: bool,
+    ) -> Result<bool, ApiError> {
+        if self.is_admin() || (thesis && self.sh.config.auth.insecure) {
+            return Ok(true);
+        }
+        match self
+            .token
+            .as_deref()
+            .or(in_body)
+            .and_then(|t| self.sh.is_report_token(uuid, t))
+        {
+            Some(true) => Ok(false),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+
+    fn may_read_job(&self, uuid: &str) -> Result<(), ApiError> {
+        self.may_report(None, uuid, false).map(drop)
     }
 }
 
@@ -177,25 +204,15 @@ fn token_in_body(bytes: &[u8]) -> Option<String> {
         .and_then(|w| w.report_token)
 }
 
-fn may_read_job(sh: &Shared, headers: &HeaderMap, uuid: &str) -> Result<(), ApiError> {
-    if is_admin(sh, headers) {
-        return Ok(());
-    }
-    match bearer(headers).and_then(|t| sh.is_report_token(uuid, t)) {
-        Some(true) => Ok(()),
-        _ => Err(ApiError::unauthorized()),
-    }
-}
-
 /// The router over the shared state.
 pub(crate) fn router(sh: Arc<Shared>) -> Router {
     let limit = sh.config.control.max_body_bytes;
     let thesis = Router::new()
         .route("/", get(welcome))
         .route("/initTask", post(init_task))
-        .route("/updateTask", post(update_task))
-        .route("/initMarathonApp", post(init_marathon_app))
-        .route("/endMarathonApp", post(end_marathon_app));
+        .route("/updateTask", post(thesis_report::<UpdateTask>))
+        .route("/initMarathonApp", post(thesis_report::<InitMarathonApp>))
+        .route("/endMarathonApp", post(thesis_report::<EndMarathonApp>));
     let v1 = Router::new()
         .route("/api/v1/jobs", get(list_jobs).post(register_job))
         .route("/api/v1/jobs/{uuid}", get(get_job).delete(cancel_job))
@@ -326,109 +343,83 @@ fn outcome(o: ReportOutcome) -> Response {
     (StatusCode::OK, Json(json!({"status": o}))).into_response()
 }
 
-async fn init_task(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
+async fn init_task(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
     let t: InitTask = parse(&b)?;
-    if !(is_admin(&sh, &headers) || sh.config.auth.insecure) {
+    if !(c.is_admin() || c.sh.config.auth.insecure) {
         return Err(ApiError::unauthorized());
     }
     // A repeat answers the job's existing token only to whoever holds the admin token: an
     // anonymous caller (the thesis' routes under --insecure) repeating a known uuid and name
     // must not learn it.
-    let r = sh.init_task(t, presented_admin(&sh, &headers)).await?;
+    let r = c.sh.init_task(t, c.presented_admin()).await?;
     Ok(registration(r, StatusCode::OK))
 }
 
-async fn update_task(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
-    let u: UpdateTask = parse(&b)?;
-    let uuid = u.uuid.clone();
-    let in_body = token_in_body(&b);
-    thesis_report(
-        &sh,
-        &headers,
-        in_body.as_deref(),
-        uuid,
-        service::iteration(u),
-    )
-    .await
+/// The body of a thesis report: the job it is of, and the report it makes.
+trait ThesisReport: DeserializeOwned + Into<HeldReport> {
+    /// Whether the body may carry the job's `report_token` (`/updateTask`).
+    const TOKEN_IN_BODY: bool = false;
+    fn uuid(&self) -> &str;
 }
 
-async fn init_marathon_app(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
-    let m: InitMarathonApp = parse(&b)?;
-    let uuid = m.uuid.clone();
-    thesis_report(&sh, &headers, None, uuid, service::started(m)).await
+impl ThesisReport for UpdateTask {
+    const TOKEN_IN_BODY: bool = true;
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
 }
 
-async fn end_marathon_app(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
-    let e: EndMarathonApp = parse(&b)?;
-    let uuid = e.uuid.clone();
-    thesis_report(&sh, &headers, None, uuid, service::ended(e)).await
+impl ThesisReport for InitMarathonApp {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
 }
 
-/// A thesis report of job `uuid`: the UUID checked, the caller allowed to report for it (or
-/// also to hold the report of a job not registered yet), then the report applied.
-async fn thesis_report(
-    sh: &Shared,
-    headers: &HeaderMap,
-    in_body: Option<&str>,
-    uuid: String,
-    report: HeldReport,
-) -> Result<Response, ApiError> {
+impl ThesisReport for EndMarathonApp {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+}
+
+/// A thesis report (`/updateTask`, `/initMarathonApp`, `/endMarathonApp`) of its job: the UUID
+/// checked, the caller allowed to report for it (or also to hold the report of a job not
+/// registered yet), then the report applied.
+async fn thesis_report<R: ThesisReport>(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
+    let report: R = parse(&b)?;
+    let uuid = report.uuid().to_owned();
+    let in_body = if R::TOKEN_IN_BODY {
+        token_in_body(&b)
+    } else {
+        None
+    };
     check_uuid("uuid", &uuid)?;
-    let hold = may_report(sh, headers, in_body, &uuid, true)?;
-    Ok(outcome(sh.report(&uuid, report, hold).await?))
+    let hold = c.may_report(in_body.as_deref(), &uuid, true)?;
+    Ok(outcome(c.sh.report(&uuid, report.into(), hold).await?))
 }
 
-async fn register_job(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
+async fn register_job(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
+    c.require_admin()?;
     let reg: JobRegistration = parse(&b)?;
-    let r = sh.register(reg, false, false, true).await?;
+    let r = c.sh.register(reg, false, false, true).await?;
     Ok(registration(r, StatusCode::CREATED))
 }
 
-async fn list_jobs(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
-    Ok(Json(sh.jobs_view()).into_response())
+async fn list_jobs(c: Caller) -> Result<Response, ApiError> {
+    c.require_admin()?;
+    Ok(Json(c.sh.jobs_view()).into_response())
 }
 
-async fn get_job(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Id(uuid, _): Id<JobParam>,
-) -> Result<Response, ApiError> {
-    may_read_job(&sh, &headers, &uuid)?;
-    Ok(Json(sh.job_view(&uuid).await?).into_response())
+async fn get_job(c: Caller, Id(uuid, _): Id<JobParam>) -> Result<Response, ApiError> {
+    c.may_read_job(&uuid)?;
+    Ok(Json(c.sh.job_view(&uuid).await?).into_response())
 }
 
 async fn cancel_job(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
+    c: Caller,
     Id(uuid, _): Id<JobParam>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
+    c.require_admin()?;
     let mut keep = false;
     let query = query.unwrap_or_default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -450,59 +441,51 @@ async fn cancel_job(
             }
         }
     }
-    sh.cancel(&uuid, keep).await?;
+    c.sh.cancel(&uuid, keep).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn job_history(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Id(uuid, _): Id<JobParam>,
-) -> Result<Response, ApiError> {
-    may_read_job(&sh, &headers, &uuid)?;
-    if !sh.lock().jobs.contains_key(&uuid) {
+async fn job_history(c: Caller, Id(uuid, _): Id<JobParam>) -> Result<Response, ApiError> {
+    c.may_read_job(&uuid)?;
+    if !c.sh.lock().jobs.contains_key(&uuid) {
         return Err(ApiError::not_found(format!("no job {uuid}")));
     }
-    let rows = sh
-        .store
-        .history(&uuid, 1000)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let rows =
+        c.sh.store
+            .history(&uuid, 1000)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(rows).into_response())
 }
 
 async fn job_progress(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
+    c: Caller,
     Id(uuid, _): Id<JobParam>,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    check_uuid("uuid", &uuid)?;
-    let hold = may_report(&sh, &headers, None, &uuid, false)?;
+    let hold = c.may_report(None, &uuid, false)?;
     let p: ProgressReport = parse(&b)?;
     if !p.fraction.is_finite() || !(0.0..=1.0).contains(&p.fraction) {
         return Err(ApiError::invalid("fraction", "fraction must be in [0, 1]"));
     }
     let p = ProgressReport {
-        at: Some(p.at.unwrap_or_else(|| sh.clock.now())),
+        at: Some(p.at.unwrap_or_else(|| c.sh.clock.now())),
         ..p
     };
-    sh.report(&uuid, service::progress(p), hold).await?;
+    c.sh.report(&uuid, HeldReport::Progress(p), hold).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// An operator's resize: recorded as a decision with the reason `operator` and applied as the
 /// controller's resizes are; answers once it is in force (or why it is not).
 async fn resize_job(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
+    c: Caller,
     Id(uuid, _): Id<JobParam>,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
-    check_uuid("uuid", &uuid)?;
+    c.require_admin()?;
     let r: JobResize = parse(&b)?;
-    let (lo, hi) = sh.config.policy.bounds();
+    let (lo, hi) = c.sh.config.policy.bounds();
     if !r.cpus.is_finite() || Cpus::from_f64(r.cpus) < lo || Cpus::from_f64(r.cpus) > hi {
         return Err(ApiError::invalid(
             "cpus",
@@ -512,48 +495,36 @@ async fn resize_job(
             ),
         ));
     }
-    let done = control::operator_resize(&sh, &uuid, Cpus::from_f64(r.cpus)).await?;
+    let done = control::operator_resize(&c.sh, &uuid, Cpus::from_f64(r.cpus)).await?;
     Ok(Json(done).into_response())
 }
 
-async fn samples(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
+async fn samples(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
+    c.require_admin()?;
     let batch: SampleBatch = parse(&b)?;
-    let v = sh.samples(batch)?;
+    let v = c.sh.samples(batch)?;
     Ok((StatusCode::ACCEPTED, Json(v)).into_response())
 }
 
-async fn register_node(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Body(b): Body,
-) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
+async fn register_node(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
+    c.require_admin()?;
     let reg: NodeRegistration = parse(&b)?;
-    sh.register_node(reg).await?;
+    c.sh.register_node(reg).await?;
     Ok(Json(json!({"registered": true})).into_response())
 }
 
 async fn heartbeat(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
+    c: Caller,
     Id(id, _): Id<NodeParam>,
     Body(b): Body,
 ) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
+    c.require_admin()?;
     let beat: Heartbeat = parse(&b)?;
-    sh.heartbeat(&id, beat)?;
+    c.sh.heartbeat(&id, beat)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_nodes(
-    State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_admin(&sh, &headers)?;
-    Ok(Json(sh.nodes_view()).into_response())
+async fn list_nodes(c: Caller) -> Result<Response, ApiError> {
+    c.require_admin()?;
+    Ok(Json(c.sh.nodes_view()).into_response())
 }

@@ -481,14 +481,18 @@ impl JobGauges {
 mod tests {
     use super::*;
 
+    fn labels(uuid: &str, name: &str, framework: &str) -> JobLabels {
+        JobLabels {
+            uuid: uuid.into(),
+            name: name.into(),
+            framework: framework.into(),
+        }
+    }
+
     #[test]
     fn series_and_retirement() {
         let m = Metrics::new();
-        let g = m.job(JobLabels {
-            uuid: "u1".into(),
-            name: "j".into(),
-            framework: "chronos".into(),
-        });
+        let g = m.job(labels("u1", "j", "chronos"));
         g.resized();
         m.request("/updateTask", "POST", 200, 0.001);
         let text = m.encode();
@@ -513,11 +517,7 @@ mod tests {
         use qos_core::{Cpus, Job};
 
         let m = Metrics::new();
-        let g = m.job(JobLabels {
-            uuid: "m1".into(),
-            name: "app".into(),
-            framework: "marathon".into(),
-        });
+        let g = m.job(labels("m1", "app", "marathon"));
         let qos = QosSpec {
             duration: 400.0,
             deadline: Deadline::Relative(480.0),

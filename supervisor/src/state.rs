@@ -368,6 +368,24 @@ pub(crate) enum HeldReport {
     Sample { node: String, sample: CpuSample },
 }
 
+impl From<UpdateTask> for HeldReport {
+    fn from(u: UpdateTask) -> Self {
+        Self::Iteration(u)
+    }
+}
+
+impl From<InitMarathonApp> for HeldReport {
+    fn from(m: InitMarathonApp) -> Self {
+        Self::Started(m)
+    }
+}
+
+impl From<EndMarathonApp> for HeldReport {
+    fn from(e: EndMarathonApp) -> Self {
+        Self::Ended(e)
+    }
+}
+
 /// Held reports of one unknown UUID.
 #[derive(Debug, Default)]
 pub(crate) struct Held {

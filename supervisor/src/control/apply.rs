@@ -227,19 +227,6 @@ pub(super) async fn call_resize(
     }
 }
 
-pub(super) async fn apply_resize(
-    sh: &Arc<Shared>,
-    uuid: &str,
-    snap: &Snapshot,
-    cpus: Cpus,
-    mode: ResizeMode,
-    now: f64,
-) -> Next {
-    apply_resize_outcome(sh, uuid, snap, cpus, mode, now)
-        .await
-        .0
-}
-
 /// An operator's resize (`POST /api/v1/jobs/{uuid}/resize`): recorded as a decision with the
 /// reason `operator`, then applied through the controller's own path ([`apply_resize`]: the
 /// framework or the node agent, the history, the metrics, the node's reservation). It runs
@@ -279,10 +266,7 @@ pub(crate) async fn operator_resize(
         figures: qos_core::Figures::default(),
     };
     record_decision(sh, uuid, now, &decision, snap.meta.want);
-    match apply_resize_outcome(sh, uuid, &snap, cpus, mode, now)
-        .await
-        .1
-    {
+    match apply_resize(sh, uuid, &snap, cpus, mode, now).await.1 {
         Ok(applied) => Ok(answer(applied, true)),
         Err(e) => {
             let (status, code) = match &e {
@@ -304,7 +288,7 @@ pub(crate) async fn operator_resize(
 /// Applies a resize and records the outcome; returns when to look at the job again and what
 /// was applied (or why not). Long on purpose: the outcome's every effect (job, history, metrics,
 /// node reservation, backoff, strikes) is written under one lock, in one place.
-pub(super) async fn apply_resize_outcome(
+pub(super) async fn apply_resize(
     sh: &Arc<Shared>,
     uuid: &str,
     snap: &Snapshot,

@@ -425,7 +425,11 @@ pub(crate) async fn reconcile(sh: &Arc<Shared>, uuid: &str) -> Next {
             Next::After(Duration::from_secs_f64(WAIT_GRACE))
         }
         Action::Hold | Action::Complete { .. } => idle_next(sh, &snap.job),
-        Action::Resize { cpus } => apply_resize(sh, uuid, &snap, cpus, verdict.mode, now).await,
+        Action::Resize { cpus } => {
+            apply_resize(sh, uuid, &snap, cpus, verdict.mode, now)
+                .await
+                .0
+        }
     }
 }
 

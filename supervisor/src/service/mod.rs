@@ -17,7 +17,7 @@ mod reports;
 mod upkeep;
 mod views;
 
-pub(crate) use reports::{apply_report, ended, iteration, progress, started};
+pub(crate) use reports::apply_report;
 pub(crate) use upkeep::{load, maintain};
 pub(crate) use views::state_json;
 

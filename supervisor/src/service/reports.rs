@@ -2,9 +2,7 @@
 //! is not registered yet, then turned into observations of the job.
 
 use qos_core::job::{Effect, IterationReport, Observation, Phase};
-use qos_core::wire::{
-    CpuSample, EndMarathonApp, InitMarathonApp, ProgressReport, SampleBatch, UpdateTask,
-};
+use qos_core::wire::{CpuSample, SampleBatch};
 use qos_core::{Checkpointing, Cpus, Work};
 use serde_json::{Value, json};
 
@@ -442,24 +440,4 @@ fn cumulative(s: &CpuSample) -> f64 {
     } else {
         s.user_secs + s.system_secs
     }
-}
-
-/// The thesis `/updateTask` body as a report.
-pub(crate) fn iteration(u: UpdateTask) -> HeldReport {
-    HeldReport::Iteration(u)
-}
-
-/// The thesis `/initMarathonApp` body as a report.
-pub(crate) fn started(m: InitMarathonApp) -> HeldReport {
-    HeldReport::Started(m)
-}
-
-/// The thesis `/endMarathonApp` body as a report.
-pub(crate) fn ended(e: EndMarathonApp) -> HeldReport {
-    HeldReport::Ended(e)
-}
-
-/// A progress report with its time filled in.
-pub(crate) fn progress(p: ProgressReport) -> HeldReport {
-    HeldReport::Progress(p)
 }

@@ -289,28 +289,40 @@ fn case_section(
         ["I", "II", "III"][usize::from(case - 1)]
     );
     let (pred, cpu) = prediction_and_cpu_panels(runs, case)?;
-    let f_pred = format!("case{case}-prediction.png");
-    let f_cpu = format!("case{case}-cpu.png");
-    plot(
-        &out.join(&f_pred),
-        &format!("Case {case}: prediction − deadline per job (thesis Figure 21)"),
-        2,
-        &pred,
-    )?;
-    plot(
-        &out.join(&f_cpu),
-        &format!("Case {case}: CPUs allocated per job"),
-        2,
-        &cpu,
-    )?;
-    let _ = writeln!(
-        md,
-        "![prediction − deadline]({f_pred})\n\n![CPUs allocated]({f_cpu})\n"
-    );
-    if case < 3 {
-        iterations_figure(md, out, runs, case)?;
+    let last = if case < 3 {
+        (
+            "iterations",
+            "iteration durations",
+            "iteration durations (thesis Figures 22–27)",
+            iterations_panels(runs, case),
+        )
     } else {
-        ratio_figure(md, out, runs)?;
+        (
+            "ratio",
+            "CPU-time ratio",
+            "the Marathon job's CPU-time ratio (thesis Figure 30)",
+            ratio_panels(runs),
+        )
+    };
+    let figures = [
+        (
+            "prediction",
+            "prediction − deadline",
+            "prediction − deadline per job (thesis Figure 21)",
+            pred,
+        ),
+        ("cpu", "CPUs allocated", "CPUs allocated per job", cpu),
+        last,
+    ];
+    for (name, alt, title, panels) in figures {
+        let file = format!("case{case}-{name}.png");
+        plot(
+            &out.join(&file),
+            &format!("Case {case}: {title}"),
+            2,
+            &panels,
+        )?;
+        let _ = writeln!(md, "![{alt}]({file})\n");
     }
     for policy in POLICIES {
         if let Some(run) = runs.get(&(case, policy.to_owned())) {
@@ -384,13 +396,8 @@ fn panel_pair(
 }
 
 /// Cases I and II: the iteration durations of the real runs (thesis Figures 22–27).
-fn iterations_figure(
-    md: &mut String,
-    out: &Path,
-    runs: &BTreeMap<(u8, String), Run>,
-    case: u8,
-) -> anyhow::Result<()> {
-    let panels: Vec<Panel> = POLICIES
+fn iterations_panels(runs: &BTreeMap<(u8, String), Run>, case: u8) -> Vec<Panel> {
+    POLICIES
         .iter()
         .map(|policy| Panel {
             title: format!("real, {policy} policy"),
@@ -403,24 +410,11 @@ fn iterations_figure(
             hlines: Vec::new(),
             points: true,
         })
-        .collect();
-    let f = format!("case{case}-iterations.png");
-    plot(
-        &out.join(&f),
-        &format!("Case {case}: iteration durations (thesis Figures 22–27)"),
-        2,
-        &panels,
-    )?;
-    let _ = writeln!(md, "![iteration durations]({f})\n");
-    Ok(())
+        .collect()
 }
 
 /// Case III: the Marathon job's CPU-time ratio, real and simulated (thesis Figure 30).
-fn ratio_figure(
-    md: &mut String,
-    out: &Path,
-    runs: &BTreeMap<(u8, String), Run>,
-) -> anyhow::Result<()> {
+fn ratio_panels(runs: &BTreeMap<(u8, String), Run>) -> Vec<Panel> {
     let real: Vec<Series> = POLICIES
         .iter()
         .filter_map(|p| runs.get(&(3, (*p).to_owned())))
@@ -439,7 +433,7 @@ fn ratio_figure(
             marks: Vec::new(),
         })
         .collect();
-    let panels = [
+    vec![
         Panel {
             title: "real: CPU-s consumed / desired (Eq. 3); vertical lines: resizes".into(),
             x_desc: "time (s, thesis scale)".into(),
@@ -456,15 +450,7 @@ fn ratio_figure(
             hlines: vec![0.9, 1.0, 1.1],
             points: true,
         },
-    ];
-    plot(
-        &out.join("case3-ratio.png"),
-        "Case 3: the Marathon job's CPU-time ratio (thesis Figure 30)",
-        2,
-        &panels,
-    )?;
-    let _ = writeln!(md, "![CPU-time ratio](case3-ratio.png)\n");
-    Ok(())
+    ]
 }
 
 fn acceptance(case: u8, thesis: &Run, pred: &Run) -> String {

@@ -21,11 +21,8 @@ pub(crate) const CPU_MAX: f64 = 1.5;
 /// One job of the demo.
 #[derive(Debug, Clone)]
 pub(crate) struct JobSpec {
-    /// The file it is made from, relative to the workspace.
-    pub(crate) base_file: &'static str,
-    base: &'static str,
-    /// Its framework.
-    pub(crate) framework: Fw,
+    /// The job file it is made from.
+    pub(crate) base: Base,
     /// Chronos: the schedule (`R<n>//PT<p>S`).
     schedule: Option<&'static str>,
     /// Chronos: iterations.
@@ -44,18 +41,39 @@ pub(crate) struct JobSpec {
     pub(crate) story: &'static str,
 }
 
-const CHRONOS_1: &str = include_str!("../../jobs/local/openmpLinpack1.json");
-const CHRONOS_3: &str = include_str!("../../jobs/local/openmpLinpack3.json");
-const MARATHON_1: &str = include_str!("../../jobs/local/marathon_openmpLinpack1.json");
+/// A job file of `examples/jobs/local` that the demo's jobs are made from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Base {
+    /// The file, relative to the workspace.
+    pub(crate) file: &'static str,
+    /// Its text, built into the binary.
+    text: &'static str,
+    /// Its framework.
+    pub(crate) framework: Fw,
+}
+
+/// The [`Base`] of `examples/jobs/local/$name`: its path written once, for the report and for
+/// `include_str!`.
+macro_rules! base {
+    ($name:literal, $framework:expr) => {
+        Base {
+            file: concat!("examples/jobs/local/", $name),
+            text: include_str!(concat!("../../jobs/local/", $name)),
+            framework: $framework,
+        }
+    };
+}
+
+const CHRONOS_1: Base = base!("openmpLinpack1.json", Fw::Chronos);
+const CHRONOS_3: Base = base!("openmpLinpack3.json", Fw::Chronos);
+const MARATHON_1: Base = base!("marathon_openmpLinpack1.json", Fw::Marathon);
 
 /// The jobs of a run.
 pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
     if quick {
         return vec![
             JobSpec {
-                base_file: "examples/jobs/local/openmpLinpack1.json",
                 base: CHRONOS_1,
-                framework: Fw::Chronos,
                 schedule: Some("R3//PT12S"),
                 iterations: 3,
                 cpus: 0.4,
@@ -66,9 +84,7 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
                 story: "starts too small (3 × 15 s at 0.4 CPU > 40 s): grows",
             },
             JobSpec {
-                base_file: "examples/jobs/local/marathon_openmpLinpack1.json",
                 base: MARATHON_1,
-                framework: Fw::Marathon,
                 schedule: None,
                 iterations: 1,
                 cpus: 0.3,
@@ -83,9 +99,7 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
     }
     vec![
         JobSpec {
-            base_file: "examples/jobs/local/openmpLinpack1.json",
             base: CHRONOS_1,
-            framework: Fw::Chronos,
             schedule: Some("R4//PT20S"),
             iterations: 4,
             cpus: 0.5,
@@ -97,9 +111,7 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
                     its first iterations are measured",
         },
         JobSpec {
-            base_file: "examples/jobs/local/openmpLinpack3.json",
             base: CHRONOS_3,
-            framework: Fw::Chronos,
             schedule: Some("R5//PT20S"),
             iterations: 5,
             cpus: 1.0,
@@ -110,9 +122,7 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
             story: "over-provisioned (5 × 5 CPU-s take 25 s at 1 CPU, the deadline is 130 s): shrinks",
         },
         JobSpec {
-            base_file: "examples/jobs/local/marathon_openmpLinpack1.json",
             base: MARATHON_1,
-            framework: Fw::Marathon,
             schedule: None,
             iterations: 1,
             cpus: 0.4,
@@ -129,10 +139,10 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
 impl JobSpec {
     /// The job file: the base file with this run's schedule, size, QoS and calibrated command.
     pub(crate) fn render(&self, repeat: u64, docker: bool) -> anyhow::Result<Value> {
-        let mut v: Value = serde_json::from_str(self.base)
-            .with_context(|| format!("{} is not JSON", self.base_file))?;
+        let mut v: Value = serde_json::from_str(self.base.text)
+            .with_context(|| format!("{} is not JSON", self.base.file))?;
         let Some(o) = v.as_object_mut() else {
-            bail!("{} is not a JSON object", self.base_file);
+            bail!("{} is not a JSON object", self.base.file);
         };
         let program = if docker { "/linpack_openmp" } else { "linpack" };
         let command = format!("{program} {LINPACK_N} --repeat {repeat}");
@@ -143,7 +153,7 @@ impl JobSpec {
             "qos".into(),
             json!({"duration": self.duration, "deadline": self.deadline, "desv_deadline": self.desv}),
         );
-        match self.framework {
+        match self.base.framework {
             Fw::Chronos => {
                 if let Some(s) = self.schedule {
                     o.insert("schedule".into(), json!(s));
@@ -178,18 +188,18 @@ impl JobSpec {
     pub(crate) fn info(&self) -> JobInfo {
         JobInfo {
             name: self.name(),
-            framework: self.framework,
+            framework: self.base.framework,
             deadline: self.deadline,
             cpus: self.cpus,
             story: self.story.to_owned(),
-            file: self.base_file.to_owned(),
+            file: self.base.file.to_owned(),
         }
     }
 
     /// The job's name (Chronos) or app id (Marathon) in the base file.
     pub(crate) fn name(&self) -> String {
-        let v: Value = serde_json::from_str(self.base).unwrap_or(Value::Null);
-        match self.framework {
+        let v: Value = serde_json::from_str(self.base.text).unwrap_or(Value::Null);
+        match self.base.framework {
             Fw::Chronos => v["name"].as_str().unwrap_or("job").to_owned(),
             Fw::Marathon => v["id"]
                 .as_str()

@@ -191,7 +191,7 @@ async fn body(
     let watcher = steps::watcher(ui, stack)?;
     let mut jobs = Vec::new();
     for (spec, path) in files {
-        let uuid = stack.submit(&bins, &path, spec.framework)?;
+        let uuid = stack.submit(&bins, &path, spec.base.framework)?;
         jobs.push(Tracked::new(ui, uuid, spec.info(), now_epoch()));
     }
 
@@ -251,14 +251,14 @@ fn write_jobs(
         let job = s.render(repeat, args.docker)?;
         let path = out.join("jobs").join(format!("{}.json", s.name()));
         std::fs::write(&path, serde_json::to_string_pretty(&job)? + "\n")?;
-        let what = match s.framework {
+        let what = match s.base.framework {
             Fw::Chronos => format!("{} × {:.0} CPU-s", s.iterations, s.duration),
             Fw::Marathon => format!("{:.0} CPU-s", s.duration),
         };
         ui.say(&format!(
             "  {:<22} {:<8} {what:<12} deadline {:>3.0} s, starts at {:.2} CPU: {}",
             s.name(),
-            s.framework.as_str(),
+            s.base.framework.as_str(),
             s.deadline,
             s.cpus,
             s.story

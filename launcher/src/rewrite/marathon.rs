@@ -132,23 +132,17 @@ impl Plan {
 /// command handed to shell-trap, restarts that leave time to checkpoint, the `qos.*` labels.
 pub(super) fn prepare(
     mut body: Map<String, Value>,
-    submission: Submission<'_>,
+    job: Submission<'_>,
     remarks: &mut super::chronos::Remarks,
 ) -> Result<Plan, LauncherError> {
-    let Submission {
-        origin,
-        qos,
-        uuid,
-        submitted_at,
-        settings,
-    } = submission;
-    let id = app_id(&body, origin)?;
+    let id = app_id(&body, job.origin)?;
     body.insert("id".into(), Value::String(id.as_str().to_owned()));
-    qos.validate_for(None, submitted_at)
-        .map_err(|e| spec_error(origin, &e))?;
-    super::fields::coerce(&mut body, super::fields::MARATHON, origin)?;
+    job.qos
+        .validate_for(None, job.submitted_at)
+        .map_err(|e| spec_error(job.origin, &e))?;
+    super::fields::coerce(&mut body, super::fields::MARATHON, job.origin)?;
 
-    let cpus = read_cpus(&body, origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);
+    let cpus = read_cpus(&body, job.origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);
 
     match body.get("instances").and_then(frameworks::lenient::as_u64) {
         Some(1) => {}
@@ -161,14 +155,14 @@ pub(super) fn prepare(
     }
     body.insert("instances".into(), Value::from(1));
 
-    let payload = take_payload(&mut body, origin)?;
+    let payload = take_payload(&mut body, job.origin)?;
     let TakenContainer { image, handed_over } =
-        take_container(&mut body, origin, &payload, &mut remarks.warnings)?;
-    hand_over_env(&mut body, origin, handed_over, &mut remarks.warnings)?;
-    let grace_period = grace_period(&body, origin, settings, &mut remarks.warnings)?;
-    let strategy = checkpoint_strategy(&body, origin, settings, remarks)?;
+        take_container(&mut body, job.origin, &payload, &mut remarks.warnings)?;
+    hand_over_env(&mut body, job.origin, handed_over, &mut remarks.warnings)?;
+    let grace_period = grace_period(&body, job.origin, job.settings, &mut remarks.warnings)?;
+    let strategy = checkpoint_strategy(&body, job.origin, job.settings, remarks)?;
     stop_before_start(&mut body, &mut remarks.warnings);
-    qos_labels(&mut body, origin, qos, uuid)?;
+    qos_labels(&mut body, job.origin, job.qos, job.uuid)?;
 
     Ok(Plan {
         id: id.as_str().to_owned(),

@@ -135,25 +135,24 @@ pub struct Plan {
 /// environment.
 pub(super) fn prepare(
     mut body: Map<String, Value>,
-    submission: Submission<'_>,
+    job: Submission<'_>,
     remarks: &mut Remarks,
 ) -> Result<Plan, LauncherError> {
-    let Submission {
-        origin,
-        qos,
-        uuid,
-        submitted_at,
-        settings,
-    } = submission;
-    let pace = settings.pace;
     let Remarks { warnings, notes } = remarks;
-    let name = job_name(&body, origin)?;
-    let (iterations, deadline_at) =
-        plan_schedule(&mut body, origin, qos, submitted_at, pace, warnings, notes)?;
-    let cpus = initial_cpus(&mut body, origin, warnings)?;
-    let invocation = invocation(&mut body, origin, warnings)?;
-    one_run_after_another(&mut body, submitted_at, deadline_at, warnings);
-    set_uuid_env(&mut body, origin, uuid)?;
+    let name = job_name(&body, job.origin)?;
+    let (iterations, deadline_at) = plan_schedule(
+        &mut body,
+        job.origin,
+        job.qos,
+        job.submitted_at,
+        job.settings.pace,
+        warnings,
+        notes,
+    )?;
+    let cpus = initial_cpus(&mut body, job.origin, warnings)?;
+    let invocation = invocation(&mut body, job.origin, warnings)?;
+    one_run_after_another(&mut body, job.submitted_at, deadline_at, warnings);
+    set_uuid_env(&mut body, job.origin, job.uuid)?;
 
     Ok(Plan {
         name,

@@ -31,6 +31,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::lu::{Lu, Stage};
+use crate::matrix::Matrix;
 use crate::run::{Problem, RunStats};
 
 /// File magic.
@@ -399,8 +400,8 @@ fn parse(payload: &[u8], len: u64, expected: &Problem) -> Result<Checkpoint, Ref
             ipiv.push(r.usize()?);
         }
         let b = r.f64s(n)?;
-        let a = r.f64s(n * n)?;
-        let lu = Lu::from_parts(n, nb, a, ipiv, k, stage)
+        let a = Matrix::from_column_major(n, r.f64s(n * n)?);
+        let lu = Lu::from_parts(a, nb, ipiv, k, stage)
             .map_err(|e| Refusal::Inconsistent(e.to_string()))?;
         if !(elapsed.is_finite() && elapsed >= 0.0) {
             return Err(Refusal::Inconsistent(format!("elapsed time {elapsed}")));
@@ -468,7 +469,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::{self, Matrix};
+    use crate::matrix;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     fn problem() -> Problem {

@@ -123,29 +123,22 @@ impl Lu {
         }
     }
 
-    /// Rebuilds a factorisation state saved from [`Lu::matrix`], [`Lu::pivots`],
-    /// [`Lu::column`] and [`Lu::stage`], checking that the parts are consistent.
+    /// Rebuilds a factorisation state saved from [`Lu::matrix`] (with [`Lu::n`]),
+    /// [`Lu::pivots`], [`Lu::column`] and [`Lu::stage`], checking that the parts are consistent.
     ///
     /// # Errors
     /// [`LuError::Inconsistent`] when sizes, indices or the stage do not fit together.
     pub fn from_parts(
-        n: usize,
+        matrix: Matrix,
         nb: usize,
-        a: Vec<f64>,
         ipiv: Vec<usize>,
         k: usize,
         stage: Stage,
     ) -> Result<Self, LuError> {
         let bad = |m: String| Err(LuError::Inconsistent(m));
+        let n = matrix.n();
         if !(1..=MAX_BLOCK).contains(&nb) {
             return bad(format!("block size {nb} outside 1..={MAX_BLOCK}"));
-        }
-        if a.len() != n * n {
-            return bad(format!(
-                "matrix has {} entries, expected {}",
-                a.len(),
-                n * n
-            ));
         }
         if ipiv.len() != n {
             return bad(format!("{} pivots, expected {n}", ipiv.len()));
@@ -179,7 +172,7 @@ impl Lu {
         let mut lu = Self {
             n,
             nb,
-            a,
+            a: matrix.into_vec(),
             ipiv,
             k,
             stage,
@@ -766,9 +759,8 @@ mod tests {
 
             // Round-trip through the saved parts, as a checkpoint does.
             lu = Lu::from_parts(
-                lu.n(),
+                Matrix::from_column_major(lu.n(), lu.matrix().to_vec()),
                 lu.block(),
-                lu.matrix().to_vec(),
                 lu.pivots().to_vec(),
                 lu.column(),
                 lu.stage(),
@@ -812,9 +804,8 @@ mod tests {
                 } => "update with the next panel factored",
             });
             let mut lu = Lu::from_parts(
-                n,
+                Matrix::from_column_major(n, lu.matrix().to_vec()),
                 16,
-                lu.matrix().to_vec(),
                 lu.pivots().to_vec(),
                 lu.column(),
                 lu.stage(),
@@ -854,7 +845,7 @@ mod tests {
 
     #[test]
     fn from_parts_rejects_inconsistent_state() {
-        let ok = |k, stage| Lu::from_parts(4, 2, vec![0.0; 16], vec![0, 1, 2, 3], k, stage);
+        let ok = |k, stage| Lu::from_parts(Matrix::zeros(4), 2, vec![0, 1, 2, 3], k, stage);
         let update = |upto, next_factored| Stage::Update {
             upto,
             next_factored,
@@ -866,8 +857,9 @@ mod tests {
         assert!(ok(2, update(3, false)).is_err());
         assert!(ok(0, update(3, true)).is_err());
         assert!(ok(2, update(4, true)).is_err());
-        assert!(Lu::from_parts(4, 2, vec![0.0; 15], vec![0, 1, 2, 3], 0, Stage::Panel).is_err());
-        assert!(Lu::from_parts(4, 2, vec![0.0; 16], vec![1, 0, 2, 3], 0, Stage::Panel).is_err());
-        assert!(Lu::from_parts(4, 0, vec![0.0; 16], vec![0, 1, 2, 3], 0, Stage::Panel).is_err());
+        let m = Matrix::zeros(4);
+        assert!(Lu::from_parts(m.clone(), 2, vec![0, 1, 2], 0, Stage::Panel).is_err());
+        assert!(Lu::from_parts(m.clone(), 2, vec![1, 0, 2, 3], 0, Stage::Panel).is_err());
+        assert!(Lu::from_parts(m, 0, vec![0, 1, 2, 3], 0, Stage::Panel).is_err());
     }
 }

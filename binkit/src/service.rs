@@ -1,19 +1,10 @@
-//! What the workspace's service binaries (supervisor, cgroup-collector, shell-trap, testbed) do
-//! alike, written once:
-//!
-//! - [`init_tracing`]: `RUST_LOG` (else the binary's default filter) to stderr, or appended to a
-//!   log file;
-//! - [`shutdown_signal`]: the future that resolves on the first SIGINT or SIGTERM, and
-//!   [`exit_on_second_interrupt`] for binaries whose drain may take a while;
-//! - `docker::ensure_image` (feature `docker`): an image made present on a Docker daemon, as a
-//!   Mesos agent does before it starts a container.
+//! What the long-running services share: logging, the shutdown signal, the listening socket.
 
-#[cfg(feature = "docker")]
-pub mod docker;
-
+use std::fmt;
 use std::io;
 use std::path::Path;
 
+use tokio::net::{TcpListener, ToSocketAddrs};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber: the filter from `RUST_LOG`, else `default_filter`
@@ -86,4 +77,41 @@ pub fn exit_on_second_interrupt() {
             std::process::exit(130);
         }
     });
+}
+
+/// An address a service cannot listen on: `cannot listen on ADDR: REASON`.
+#[derive(Debug)]
+pub struct ListenError {
+    /// The address as given.
+    pub addr: String,
+    /// The operating system's reason (in use, not permitted, …).
+    pub source: io::Error,
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.addr, self.source)
+    }
+}
+
+impl std::error::Error for ListenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Binds a TCP listener on `addr` (`host:port`; port 0 picks a free one).
+///
+/// # Errors
+/// A [`ListenError`] naming `addr`.
+pub async fn listen<A>(addr: A) -> Result<TcpListener, ListenError>
+where
+    A: ToSocketAddrs + fmt::Display,
+{
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ListenError {
+            addr: addr.to_string(),
+            source,
+        })
 }

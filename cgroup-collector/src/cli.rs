@@ -245,12 +245,7 @@ pub async fn main_with(args: Args) -> Result<(), RunError> {
             _ => Ok(()),
         };
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.listen.clone(),
-            source,
-        })?;
+    let listener = binkit::listen(&args.listen).await?;
     crate::run_with(config, listener, binkit::shutdown_signal(), |ready| {
         let line = serde_json::json!({
             "metrics": ready.metrics_url,

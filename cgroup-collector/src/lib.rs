@@ -96,13 +96,8 @@ pub enum RunError {
     #[error("{0}")]
     Flags(String),
     /// The listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address as given.
-        addr: String,
-        /// The operating system's reason (in use, not permitted, …).
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] binkit::ListenError),
     /// The `--once` snapshot cannot be written.
     #[error("{0}")]
     Output(String),
@@ -114,7 +109,7 @@ impl RunError {
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::NoSuchCgroup(_) | Self::Flags(_) | Self::Listen { .. } => 2,
+            Self::Config(_) | Self::NoSuchCgroup(_) | Self::Flags(_) | Self::Listen(_) => 2,
             Self::Runtime(_) | Self::Client(_) | Self::Agent(_) | Self::Io(_) | Self::Output(_) => {
                 1
             }

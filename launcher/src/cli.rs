@@ -5,11 +5,11 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use qos_core::Framework;
 use serde_json::json;
 
-use crate::error::{EXIT_INPUT, EXIT_OK};
+use crate::error::EXIT_OK;
 use crate::rewrite::{DEFAULT_CHECKPOINT_DIR, Pace, Strategy};
 use crate::submit::ChronosApi;
 
@@ -314,25 +314,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = match Cli::command().try_get_matches_from(args) {
-        Ok(m) => m,
-        Err(e) => {
-            let rendered = e.render();
-            return if e.use_stderr() {
-                let _ = write!(err, "{}", rendered.ansi());
-                EXIT_INPUT
-            } else {
-                let _ = write!(out, "{rendered}");
-                EXIT_OK
-            };
-        }
-    };
-    let cli = match Cli::from_arg_matches(&matches) {
+    let cli: Cli = match binkit::cli::parse(args, out, err) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = write!(err, "{e}");
-            return EXIT_INPUT;
-        }
+        Err(code) => return code,
     };
     let output = cli.global.output;
     let runtime = match tokio::runtime::Builder::new_current_thread()

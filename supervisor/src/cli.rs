@@ -3,8 +3,6 @@
 //! print `{"url": URL}` once serving, and run until SIGINT/SIGTERM (a second SIGINT exits at
 //! once).
 
-use tokio::net::TcpListener;
-
 use crate::{Args, StartError};
 
 /// Runs the binary for `args` to the end.
@@ -30,13 +28,7 @@ pub fn main_with(mut args: Args) -> Result<(), StartError> {
         return Ok(());
     }
     rt.block_on(async move {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = binkit::listen(config.listen).await?;
         let shutdown = async {
             binkit::shutdown_signal().await;
             binkit::exit_on_second_interrupt();

@@ -82,13 +82,8 @@ pub enum StartError {
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
     /// The listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address from the configuration.
-        addr: SocketAddr,
-        /// The operating system's reason (in use, not permitted, …).
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] binkit::ListenError),
     /// The log file cannot be opened.
     #[error("{0}")]
     Logging(String),
@@ -105,7 +100,7 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::Client(_) | Self::Logging(_) => 2,
-            Self::Listen { .. } => 3,
+            Self::Listen(_) => 3,
             Self::Database { .. } | Self::Serve(_) | Self::Runtime(_) => 1,
         }
     }
@@ -454,10 +449,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&str),
 ) -> Result<(), StartError> {
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| binkit::ListenError {
+            addr: config.listen.to_string(),
+            source,
+        })?;
     let deps = Deps::from_config(&config)?;
     let sup = Supervisor::start(config, deps).await?;
     let url = url_of(addr);

@@ -16,14 +16,9 @@ pub enum CliError {
     /// The configuration file or a flag is wrong (exit code 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The Marathon + Chronos address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The `--listen` address.
-        addr: String,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
+    /// The Marathon + Chronos address (`--listen`) cannot be bound.
+    #[error(transparent)]
+    Listen(#[from] binkit::ListenError),
     /// The cluster did not start (cgroups, Docker, the agents' ports, recovery).
     #[error(transparent)]
     Start(anyhow::Error),
@@ -164,12 +159,7 @@ impl ServeArgs {
 
 async fn serve(args: &ServeArgs) -> Result<(), CliError> {
     let cfg = args.config()?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|source| CliError::Listen {
-            addr: args.listen.clone(),
-            source,
-        })?;
+    let listener = binkit::listen(&args.listen).await?;
     let tb = crate::serve(cfg, listener, binkit::shutdown_signal())
         .await
         .map_err(CliError::Start)?;

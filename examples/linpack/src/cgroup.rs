@@ -151,8 +151,17 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A temporary directory standing for `/`, holding `files` (path below it, content).
+    pub(crate) fn fake_root(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            write(t.path(), rel, text);
+        }
+        t
+    }
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);
@@ -162,17 +171,14 @@ mod tests {
 
     #[test]
     fn v2_quota_of_own_cgroup_and_tightest_ancestor() {
-        let t = tempfile::tempdir().unwrap();
+        let t = fake_root(&[
+            ("proc/self/cgroup", "0::/testbed/job-1/task\n"),
+            ("sys/fs/cgroup/cpu.max", "max 100000\n"),
+            ("sys/fs/cgroup/testbed/cpu.max", "max 100000\n"),
+            ("sys/fs/cgroup/testbed/job-1/cpu.max", "150000 100000\n"),
+            ("sys/fs/cgroup/testbed/job-1/task/cpu.max", "max 100000\n"),
+        ]);
         let r = t.path();
-        write(r, "proc/self/cgroup", "0::/testbed/job-1/task\n");
-        write(r, "sys/fs/cgroup/cpu.max", "max 100000\n");
-        write(r, "sys/fs/cgroup/testbed/cpu.max", "max 100000\n");
-        write(r, "sys/fs/cgroup/testbed/job-1/cpu.max", "150000 100000\n");
-        write(
-            r,
-            "sys/fs/cgroup/testbed/job-1/task/cpu.max",
-            "max 100000\n",
-        );
         assert_eq!(cpu_quota(r), Some(1.5));
         assert_eq!(default_threads(r), (2, ThreadSource::CgroupQuota(1.5)));
         // A tighter limit on the leaf wins.
@@ -187,14 +193,14 @@ mod tests {
 
     #[test]
     fn v2_unlimited_and_namespaced_container() {
-        let t = tempfile::tempdir().unwrap();
+        let t = fake_root(&[
+            ("proc/self/cgroup", "0::/user.slice/session-1.scope\n"),
+            (
+                "sys/fs/cgroup/user.slice/session-1.scope/cpu.max",
+                "max 100000\n",
+            ),
+        ]);
         let r = t.path();
-        write(r, "proc/self/cgroup", "0::/user.slice/session-1.scope\n");
-        write(
-            r,
-            "sys/fs/cgroup/user.slice/session-1.scope/cpu.max",
-            "max 100000\n",
-        );
         assert_eq!(cpu_quota(r), None);
         // Inside a container with a cgroup namespace the own path is "/" and the limit sits on
         // the mount's root; with a host path that is not visible, the mount root is read too.
@@ -206,48 +212,40 @@ mod tests {
 
     #[test]
     fn v1_cpu_cpuacct_hierarchy() {
-        let t = tempfile::tempdir().unwrap();
+        let quota = "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us";
+        let t = fake_root(&[
+            (
+                "proc/self/cgroup",
+                "12:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n1:name=systemd:/docker/x\n",
+            ),
+            ("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n"),
+            ("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n"),
+            (quota, "50000\n"),
+            (
+                "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_period_us",
+                "100000\n",
+            ),
+        ]);
         let r = t.path();
-        write(
-            r,
-            "proc/self/cgroup",
-            "12:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n1:name=systemd:/docker/x\n",
-        );
-        write(r, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
-        write(r, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-        write(
-            r,
-            "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us",
-            "50000\n",
-        );
-        write(
-            r,
-            "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_period_us",
-            "100000\n",
-        );
         assert_eq!(cpu_quota(r), Some(0.5));
-        write(
-            r,
-            "sys/fs/cgroup/cpu,cpuacct/docker/x/cpu.cfs_quota_us",
-            "-1\n",
-        );
+        write(r, quota, "-1\n");
         assert_eq!(cpu_quota(r), None);
     }
 
     #[test]
     fn v1_plain_cpu_mount() {
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        write(r, "proc/self/cgroup", "3:cpu:/mesos/c1\n");
-        write(r, "sys/fs/cgroup/cpu/mesos/c1/cpu.cfs_quota_us", "300000");
-        write(r, "sys/fs/cgroup/cpu/mesos/c1/cpu.cfs_period_us", "100000");
-        assert_eq!(cpu_quota(r), Some(3.0));
+        let t = fake_root(&[
+            ("proc/self/cgroup", "3:cpu:/mesos/c1\n"),
+            ("sys/fs/cgroup/cpu/mesos/c1/cpu.cfs_quota_us", "300000"),
+            ("sys/fs/cgroup/cpu/mesos/c1/cpu.cfs_period_us", "100000"),
+        ]);
+        assert_eq!(cpu_quota(t.path()), Some(3.0));
         assert_eq!(threads_for_quota(3.0), 3);
     }
 
     #[test]
     fn missing_or_garbage_files_mean_no_quota() {
-        let t = tempfile::tempdir().unwrap();
+        let t = fake_root(&[]);
         let r = t.path();
         assert_eq!(cpu_quota(r), None);
         assert_eq!(default_threads(r).1, ThreadSource::Available);

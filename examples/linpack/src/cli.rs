@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 
 use crate::cgroup::{self, ThreadSource};
 use crate::lu::{DEFAULT_BLOCK, MAX_BLOCK};
@@ -164,7 +164,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match parse(args, out, err) {
+    // `--help` and `--version` end with 0, a usage error with 2 (`exit::USAGE`).
+    let cli: Cli = match binkit::cli::parse(args, out, err) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -256,38 +257,6 @@ where
         r.finish(wait);
     }
     code
-}
-
-/// Parses the arguments; `--help` and `--version` print and end with 0, a usage error with 2.
-fn parse<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> Result<Cli, u8>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    let matches = match Cli::command().try_get_matches_from(args) {
-        Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let rendered = e.render();
-            let _ = if e.use_stderr() {
-                write!(err, "{}", rendered.ansi())
-            } else {
-                write!(out, "{rendered}")
-            };
-            return Err(code);
-        }
-    };
-    match Cli::from_arg_matches(&matches) {
-        Ok(c) => Ok(c),
-        Err(e) => {
-            let _ = write!(err, "{e}");
-            Err(exit::USAGE)
-        }
-    }
 }
 
 /// How the run ended, told on stderr (and stdout for the JSON output); the exit status and how
@@ -501,12 +470,11 @@ mod tests {
 
     #[test]
     fn thread_resolution_order() {
-        let root = tempfile::tempdir().unwrap();
+        let root = crate::cgroup::tests::fake_root(&[
+            ("proc/self/cgroup", "0::/job\n"),
+            ("sys/fs/cgroup/job/cpu.max", "120000 100000\n"),
+        ]);
         let r = root.path();
-        std::fs::create_dir_all(r.join("proc/self")).unwrap();
-        std::fs::create_dir_all(r.join("sys/fs/cgroup/job")).unwrap();
-        std::fs::write(r.join("proc/self/cgroup"), "0::/job\n").unwrap();
-        std::fs::write(r.join("sys/fs/cgroup/job/cpu.max"), "120000 100000\n").unwrap();
         let none = |_: &str| None;
         let env = |k: &str| (k == "LINPACK_THREADS").then(|| "5".to_owned());
         let flag = NonZeroUsize::new(7);

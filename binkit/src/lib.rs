@@ -19,6 +19,4 @@ pub mod docker;
 mod service;
 
 #[cfg(feature = "service")]
-pub use service::{
-    ListenError, exit_on_second_interrupt, init_tracing, listen, shutdown_signal,
-};
+pub use service::{ListenError, exit_on_second_interrupt, init_tracing, listen, shutdown_signal};

@@ -8,8 +8,8 @@
 //!   listening socket, or a [`ListenError`] that names the address;
 //! - feature `docker`: `docker::ensure_image`, an image made present on a Docker daemon, as a
 //!   Mesos agent does before it starts a container;
-//! - feature `cli` (launcher, linpack): `cli::parse`, a clap command line parsed into a value or
-//!   into the exit status once clap's help, version or usage error is written.
+//! - feature `cli` (launcher, linpack): `cli::run`, a clap command line parsed and run over given
+//!   streams, or answered with clap's help, version or usage error and its exit status.
 
 #[cfg(feature = "cli")]
 pub mod cli;

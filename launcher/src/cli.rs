@@ -314,33 +314,31 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli: Cli = match binkit::cli::parse(args, out, err) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let output = cli.global.output;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
-            return crate::error::EXIT_INTERNAL;
-        }
-    };
-    match runtime.block_on(crate::commands::dispatch(cli, out, err)) {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            if output == Output::Json {
-                let body = json!({"error": {
-                    "kind": e.kind.as_str(), "message": e.message, "field": e.field,
-                    "exit_code": e.exit_code()
-                }});
-                let _ = writeln!(out, "{body}");
+    binkit::cli::run(args, out, err, |cli: Cli, out, err| {
+        let output = cli.global.output;
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+                return crate::error::EXIT_INTERNAL;
             }
-            let _ = writeln!(err, "error: {}", e.message);
-            e.exit_code()
+        };
+        match runtime.block_on(crate::commands::dispatch(cli, out, err)) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                if output == Output::Json {
+                    let body = json!({"error": {
+                        "kind": e.kind.as_str(), "message": e.message, "field": e.field,
+                        "exit_code": e.exit_code()
+                    }});
+                    let _ = writeln!(out, "{body}");
+                }
+                let _ = writeln!(err, "error: {}", e.message);
+                e.exit_code()
+            }
         }
-    }
+    })
 }

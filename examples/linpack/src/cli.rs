@@ -165,98 +165,96 @@ where
     T: Into<OsString> + Clone,
 {
     // `--help` and `--version` end with 0, a usage error with 2 (`exit::USAGE`).
-    let cli: Cli = match binkit::cli::parse(args, out, err) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let (threads, source) = match resolve_threads(cli.threads, env, root) {
-        Ok(t) => t,
-        Err(msg) => {
-            let _ = writeln!(err, "linpack: {msg}");
-            return exit::USAGE;
+    binkit::cli::run(args, out, err, |cli: Cli, out, err| {
+        let (threads, source) = match resolve_threads(cli.threads, env, root) {
+            Ok(t) => t,
+            Err(msg) => {
+                let _ = writeln!(err, "linpack: {msg}");
+                return exit::USAGE;
+            }
+        };
+        let checkpoint_dir = env("QOS_CHECKPOINT_DIR")
+            .filter(|d| !d.trim().is_empty())
+            .map(PathBuf::from);
+        let (progress, warnings) = ProgressConfig::from_lookup(env);
+        for w in warnings {
+            let _ = writeln!(err, "linpack: {w}");
         }
-    };
-    let checkpoint_dir = env("QOS_CHECKPOINT_DIR")
-        .filter(|d| !d.trim().is_empty())
-        .map(PathBuf::from);
-    let (progress, warnings) = ProgressConfig::from_lookup(env);
-    for w in warnings {
-        let _ = writeln!(err, "linpack: {w}");
-    }
-    let settings = Settings {
-        problem: Problem {
-            n: cli.n as usize,
-            seed: cli.seed,
-            repeats: cli.repeat as usize,
-        },
-        block: usize::try_from(cli.block).unwrap_or(DEFAULT_BLOCK),
-        threads,
-        checkpoint_dir,
-    };
-    let human = cli.output == Output::Human;
-    if human {
-        let _ = writeln!(
-            out,
-            "LINPACK  n={}  seed={}  repeats={}  block={}  threads={} ({source})",
-            cli.n, cli.seed, cli.repeat, cli.block, threads
-        );
-        let _ = writeln!(
-            out,
-            "{:>5} {:>12} {:>12} {:>12}  check",
-            "run", "seconds", "GFLOP/s", "residual"
-        );
-    }
-    let reporter = progress.map(Reporter::start);
-    let sink = |f: f64| {
-        if let Some(r) = &reporter {
-            r.set(f);
-        }
-    };
-    let n = settings.problem.n;
-    let repeats = settings.problem.repeats;
-    let mut on_event = |e: Event<'_>| match e {
-        Event::Resumed {
-            path,
-            repeat,
-            column,
-        } => {
+        let settings = Settings {
+            problem: Problem {
+                n: cli.n as usize,
+                seed: cli.seed,
+                repeats: cli.repeat as usize,
+            },
+            block: usize::try_from(cli.block).unwrap_or(DEFAULT_BLOCK),
+            threads,
+            checkpoint_dir,
+        };
+        let human = cli.output == Output::Human;
+        if human {
             let _ = writeln!(
-                err,
-                "linpack: resuming from {}: repeat {}/{repeats}, column {column}/{n}",
-                path.display(),
-                repeat + 1
+                out,
+                "LINPACK  n={}  seed={}  repeats={}  block={}  threads={} ({source})",
+                cli.n, cli.seed, cli.repeat, cli.block, threads
+            );
+            let _ = writeln!(
+                out,
+                "{:>5} {:>12} {:>12} {:>12}  check",
+                "run", "seconds", "GFLOP/s", "residual"
             );
         }
-        Event::CheckpointRefused(e) => {
-            let _ = writeln!(
-                err,
-                "linpack: ignoring checkpoint: {e}; starting from scratch"
-            );
-        }
-        Event::RunFinished { index, stats, .. } => {
-            if human {
+        let reporter = progress.map(Reporter::start);
+        let sink = |f: f64| {
+            if let Some(r) = &reporter {
+                r.set(f);
+            }
+        };
+        let n = settings.problem.n;
+        let repeats = settings.problem.repeats;
+        let mut on_event = |e: Event<'_>| match e {
+            Event::Resumed {
+                path,
+                repeat,
+                column,
+            } => {
                 let _ = writeln!(
-                    out,
-                    "{:>5} {:>12.4} {:>12.3} {:>12.4e}  {}",
-                    index + 1,
-                    stats.seconds,
-                    stats.gflops(n),
-                    stats.residual,
-                    verdict(stats.passed)
+                    err,
+                    "linpack: resuming from {}: repeat {}/{repeats}, column {column}/{n}",
+                    path.display(),
+                    repeat + 1
                 );
             }
+            Event::CheckpointRefused(e) => {
+                let _ = writeln!(
+                    err,
+                    "linpack: ignoring checkpoint: {e}; starting from scratch"
+                );
+            }
+            Event::RunFinished { index, stats, .. } => {
+                if human {
+                    let _ = writeln!(
+                        out,
+                        "{:>5} {:>12.4} {:>12.3} {:>12.4e}  {}",
+                        index + 1,
+                        stats.seconds,
+                        stats.gflops(n),
+                        stats.residual,
+                        verdict(stats.passed)
+                    );
+                }
+            }
+            Event::Warning(w) => {
+                let _ = writeln!(err, "linpack: warning: {w}");
+            }
+        };
+        let result = run::run(&settings, &signals.stop, &sink, &mut on_event);
+        let (code, wait) = finish(result, &settings, human, signals, &sink, out, err);
+        let _ = out.flush();
+        if let Some(r) = reporter {
+            r.finish(wait);
         }
-        Event::Warning(w) => {
-            let _ = writeln!(err, "linpack: warning: {w}");
-        }
-    };
-    let result = run::run(&settings, &signals.stop, &sink, &mut on_event);
-    let (code, wait) = finish(result, &settings, human, signals, &sink, out, err);
-    let _ = out.flush();
-    if let Some(r) = reporter {
-        r.finish(wait);
-    }
-    code
+        code
+    })
 }
 
 /// How the run ended, told on stderr (and stdout for the JSON output); the exit status and how

@@ -18,6 +18,30 @@ pub(super) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The error of a TOML value that does not deserialize: the key is the path to the value
+/// (`control.period`, or an unknown key itself: `limits.skew`); `prefix` is the table the value
+/// was read from (`predictive`), and an error with no path names `whole`.
+pub(super) fn from_toml(
+    prefix: Option<&str>,
+    whole: &str,
+    e: &serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let message = e.inner().message().trim().to_owned();
+    let mut parts: Vec<String> = prefix.into_iter().map(str::to_owned).collect();
+    parts.extend(
+        e.path()
+            .iter()
+            .map(ToString::to_string)
+            .filter(|s| !s.is_empty()),
+    );
+    let key = if parts.is_empty() {
+        whole.to_owned()
+    } else {
+        parts.join(".")
+    };
+    ConfigError { key, message }
+}
+
 /// `v` must be a finite number above zero.
 pub(super) fn finite_pos(key: &str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 {

@@ -47,17 +47,12 @@ pub(super) struct ThesisExtra {
     pub(super) missing_cpu_as_zero: Option<bool>,
 }
 
-/// Parses the file; an error names the key toml complains of (the file itself otherwise).
+/// Parses the file; an error names the key it is about (`listen`, `control.period`, an unknown
+/// `limits.skew`), or `config` for text that is not TOML.
 pub(super) fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let msg = e.message().to_owned();
-        // toml names unknown keys in the message; point at the file otherwise.
-        let key = msg
-            .split('`')
-            .nth(1)
-            .filter(|k| !k.is_empty())
-            .unwrap_or("config")
-            .to_owned();
-        ConfigError { key, message: msg }
-    })
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+        key: "config".to_owned(),
+        message: e.message().trim().to_owned(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| super::error::from_toml(None, "config", &e))
 }

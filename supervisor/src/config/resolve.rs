@@ -9,10 +9,9 @@ use qos_core::Cpus;
 use qos_core::policy::Policy;
 use qos_core::predictive::{PredictiveConfig, ResizeMode};
 use qos_core::thesis::ThesisConfig;
-use serde::Deserialize;
 
 use super::args::Args;
-use super::error::{ConfigError, err, finite_non_neg, finite_pos};
+use super::error::{ConfigError, err, finite_non_neg, finite_pos, from_toml};
 use super::file::{FileConfig, parse_file};
 use super::resolved::{AuthConfig, Config};
 
@@ -209,14 +208,8 @@ fn apply_predictive(
     resize_mode: ResizeMode,
 ) -> Result<(), ConfigError> {
     if let Some(table) = &file.predictive {
-        *p = PredictiveConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
-            let msg = e.to_string();
-            let key = msg.split('`').nth(1).unwrap_or("predictive").to_owned();
-            ConfigError {
-                key: format!("predictive.{key}"),
-                message: msg.trim().to_owned(),
-            }
-        })?;
+        *p = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+            .map_err(|e| from_toml(Some("predictive"), "predictive", &e))?;
     }
     set(&mut p.cpu_min, cpus.min);
     set(&mut p.cpu_max, cpus.max);
@@ -326,11 +319,25 @@ chronos_inf_band = "code"
             ("[limits]\nclock_skew = -1", "limits.clock_skew"),
             ("[limits]\nheld_max_bytes = 10", "limits.held_max_bytes"),
             ("[storage]\nwal_max_bytes = 1", "storage.wal_max_bytes"),
-            ("[limits]\nskew = 1", "skew"),
+            ("[limits]\nskew = 1", "limits.skew"),
+            ("insecure = \"yes\"", "insecure"),
+            ("[control]\nperiod = \"2s\"", "control.period"),
+            ("[storage]\nfull_sync = \"yes\"", "storage.full_sync"),
+            ("[predictive]\ncooldown = \"1\"", "predictive.cooldown"),
+            (
+                "[thesis]\nchronos_inf_band = \"both\"",
+                "thesis.chronos_inf_band",
+            ),
+            ("cpu_max = [1]", "cpu_max"),
         ] {
             let e = check_file(&format!("listen = \"127.0.0.1:0\"\n{text}")).unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
         }
+        let e = check_file("listen = 5").unwrap_err();
+        assert_eq!(e.key, "listen", "{e}");
+        assert!(e.message.contains("expected a string"), "{e}");
+        let e = check_file("listen = ").unwrap_err();
+        assert_eq!(e.key, "config", "{e}");
         let e = check_file("listen = \"nowhere\"").unwrap_err();
         assert_eq!(e.key, "listen");
     }

@@ -1,15 +1,11 @@
-//! The command line (clap; every flag also reads an environment variable) and [`run`], which the
-//! binary's `main` calls.
+//! The command line (clap; every flag also reads an environment variable); [`crate::run`] parses
+//! it and runs the command.
 
-use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use qos_core::Framework;
-use serde_json::json;
 
-use crate::error::EXIT_OK;
 use crate::rewrite::{DEFAULT_CHECKPOINT_DIR, Pace, Strategy};
 use crate::submit::ChronosApi;
 
@@ -295,50 +291,4 @@ pub struct ValidateArgs {
 
 fn parse_framework(s: &str) -> Result<Framework, String> {
     s.parse()
-}
-
-/// The binary's entry point: real arguments, stdout and stderr.
-#[must_use]
-pub fn main_entry() -> std::process::ExitCode {
-    let code = run(
-        std::env::args_os(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr(),
-    );
-    std::process::ExitCode::from(code)
-}
-
-/// Parses `args`, runs the command, writes to `out`/`err`; returns the exit status.
-pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    binkit::cli::run(args, out, err, |cli: Cli, out, err| {
-        let output = cli.global.output;
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = writeln!(err, "error: cannot start the async runtime: {e}");
-                return crate::error::EXIT_INTERNAL;
-            }
-        };
-        match runtime.block_on(crate::commands::dispatch(cli, out, err)) {
-            Ok(()) => EXIT_OK,
-            Err(e) => {
-                if output == Output::Json {
-                    let body = json!({"error": {
-                        "kind": e.kind.as_str(), "message": e.message, "field": e.field,
-                        "exit_code": e.exit_code()
-                    }});
-                    let _ = writeln!(out, "{body}");
-                }
-                let _ = writeln!(err, "error: {}", e.message);
-                e.exit_code()
-            }
-        }
-    })
 }

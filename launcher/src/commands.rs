@@ -1,6 +1,8 @@
-//! What each command does once its arguments are parsed: `submit` and `validate` (and the thesis'
+//! [`run`]: the command line parsed, then done (exit status from the typed error). What each
+//! command does once its arguments are parsed: `submit` and `validate` (and the thesis'
 //! form), `list`, `status`, `watch` and `cancel`, written to the given streams as text or JSON.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use qos_core::Framework;
 use serde_json::{Value, json};
 
 use crate::cli::{Cli, Command, GlobalArgs, Output, RewriteArgs};
-use crate::error::LauncherError;
+use crate::error::{EXIT_INTERNAL, EXIT_OK, LauncherError};
 use crate::rewrite::{JobUuid, ReportPolicy, Settings, SupervisorUrl};
 use crate::submit::{
     self, ChronosApi, FrameworkClient, SubmitRequest, Submitted, load_credentials, now_epoch,
@@ -75,6 +77,52 @@ fn json_line(v: &Value) -> String {
         "{}\n",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     )
+}
+
+/// The binary's entry point: real arguments, stdout and stderr.
+#[must_use]
+pub fn main_entry() -> std::process::ExitCode {
+    let code = run(
+        std::env::args_os(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    );
+    std::process::ExitCode::from(code)
+}
+
+/// Parses `args`, runs the command, writes to `out`/`err`; returns the exit status.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    binkit::cli::run(args, out, err, |cli: Cli, out, err| {
+        let output = cli.global.output;
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+                return EXIT_INTERNAL;
+            }
+        };
+        match runtime.block_on(dispatch(cli, out, err)) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                if output == Output::Json {
+                    let body = json!({"error": {
+                        "kind": e.kind.as_str(), "message": e.message, "field": e.field,
+                        "exit_code": e.exit_code()
+                    }});
+                    let _ = writeln!(out, "{body}");
+                }
+                let _ = writeln!(err, "error: {}", e.message);
+                e.exit_code()
+            }
+        }
+    })
 }
 
 pub(crate) async fn dispatch(

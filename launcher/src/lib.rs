@@ -13,8 +13,9 @@
 //! - [`submit`]: register first, then submit, roll back on failure.
 //! - [`view`]: reading the supervisor's job objects; `list` and `status` output.
 //! - [`watch`]: live progress bars.
-//! - [`cli`]: the clap command line and [`cli::run`]; `main` is one line.
-//! - `commands`: what each command does once parsed (submit, list, status, watch, cancel).
+//! - [`cli`]: the clap command line (declarations only).
+//! - `commands`: [`run`] (parse, then do) and what each command does once parsed (submit, list,
+//!   status, watch, cancel); `main` is one line.
 
 pub mod cli;
 mod commands;
@@ -26,4 +27,5 @@ pub mod submit;
 pub mod view;
 pub mod watch;
 
+pub use commands::{main_entry, run};
 pub use error::LauncherError;

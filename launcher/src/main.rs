@@ -1,5 +1,5 @@
 //! `launcher`: see `launcher --help` and the library docs.
 
 fn main() -> std::process::ExitCode {
-    launcher::cli::main_entry()
+    launcher::main_entry()
 }

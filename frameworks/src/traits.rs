@@ -41,20 +41,13 @@ pub trait MarathonApi: Send + Sync {
     async fn deployments(&self) -> Result<Vec<Deployment>, FrameworkError>;
 
     /// Sets the app's instance count (`PUT {"instances": n}`), e.g. 0 to stop it but keep its
-    /// definition. The default answers [`FrameworkError::InvalidInput`] (not supported), so
-    /// implementations that predate it keep compiling.
+    /// definition.
     async fn scale_app(
         &self,
         id: &str,
         instances: u32,
         force: bool,
-    ) -> Result<DeploymentResult, FrameworkError> {
-        let _ = (instances, force);
-        Err(FrameworkError::invalid_input(
-            format!("Marathon app id {id:?}"),
-            "scaling is not supported by this client",
-        ))
-    }
+    ) -> Result<DeploymentResult, FrameworkError>;
 }
 
 /// What the supervisor and launcher do with Chronos.

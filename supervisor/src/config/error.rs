@@ -18,12 +18,15 @@ pub(super) fn err(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The key a configuration error names when it is about the file as a whole (text that is not
+/// TOML, or an error with no path).
+pub(super) const WHOLE_FILE: &str = "config";
+
 /// The error of a TOML value that does not deserialize: the key is the path to the value
-/// (`control.period`, or an unknown key itself: `limits.skew`); `prefix` is the table the value
-/// was read from (`predictive`), and an error with no path names `whole`.
+/// (`control.period`, or an unknown key itself: `limits.skew`), behind `prefix`, the table the
+/// value was read from (`predictive`); [`WHOLE_FILE`] when there is no path at all.
 pub(super) fn from_toml(
     prefix: Option<&str>,
-    whole: &str,
     e: &serde_path_to_error::Error<toml::de::Error>,
 ) -> ConfigError {
     let message = e.inner().message().trim().to_owned();
@@ -35,7 +38,7 @@ pub(super) fn from_toml(
             .filter(|s| !s.is_empty()),
     );
     let key = if parts.is_empty() {
-        whole.to_owned()
+        WHOLE_FILE.to_owned()
     } else {
         parts.join(".")
     };

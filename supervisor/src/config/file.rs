@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use qos_core::thesis::{ChronosInfBand, MarathonUnderThreshold};
 use serde::Deserialize;
 
-use super::error::ConfigError;
+use super::error::{ConfigError, WHOLE_FILE, from_toml};
 use super::sections::{ControlConfig, LimitsConfig, StorageConfig};
 
 /// The file: the thesis constants at the top level, the optional sections below.
@@ -51,8 +51,8 @@ pub(super) struct ThesisExtra {
 /// `limits.skew`), or `config` for text that is not TOML.
 pub(super) fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
-        key: "config".to_owned(),
+        key: WHOLE_FILE.to_owned(),
         message: e.message().trim().to_owned(),
     })?;
-    serde_path_to_error::deserialize(de).map_err(|e| super::error::from_toml(None, "config", &e))
+    serde_path_to_error::deserialize(de).map_err(|e| from_toml(None, &e))
 }

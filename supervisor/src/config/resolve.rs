@@ -209,7 +209,7 @@ fn apply_predictive(
 ) -> Result<(), ConfigError> {
     if let Some(table) = &file.predictive {
         *p = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| from_toml(Some("predictive"), "predictive", &e))?;
+            .map_err(|e| from_toml(Some("predictive"), &e))?;
     }
     set(&mut p.cpu_min, cpus.min);
     set(&mut p.cpu_max, cpus.max);

@@ -135,56 +135,96 @@ impl Row {
     }
 }
 
+/// The plain-text table's columns: width, and whether the cell is left-aligned (text) or
+/// right-aligned (figures).
+const COLUMNS: [(usize, bool); 9] = [
+    (22, true),
+    (9, true),
+    (8, false),
+    (9, false),
+    (7, true),
+    (10, false),
+    (9, false),
+    (9, false),
+    (8, false),
+];
+
+/// One line of the plain-text table: each cell padded to its column.
+fn line(s: &mut String, cells: [&str; 9]) {
+    let padded: Vec<String> = COLUMNS
+        .iter()
+        .zip(cells)
+        .map(|(&(width, left), cell)| {
+            if left {
+                format!("{cell:<width$}")
+            } else {
+                format!("{cell:>width$}")
+            }
+        })
+        .collect();
+    let _ = writeln!(s, "{}", padded.join(" "));
+}
+
 /// The summary table (plain text).
 #[must_use]
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<22} {:<9} {:>8} {:>9} {:<7} {:>10} {:>9} {:>9} {:>8}",
-        "job", "framework", "deadline", "finished", "result", "CPU-s", "CPU-s", "CPU", "resizes"
+    line(
+        &mut s,
+        [
+            "job",
+            "framework",
+            "deadline",
+            "finished",
+            "result",
+            "CPU-s",
+            "CPU-s",
+            "CPU",
+            "resizes",
+        ],
     );
-    let _ = writeln!(
-        s,
-        "{:<22} {:<9} {:>8} {:>9} {:<7} {:>10} {:>9} {:>9} {:>8}",
-        "", "", "s", "s", "", "allocated", "used", "start→end", ""
+    line(
+        &mut s,
+        ["", "", "s", "s", "", "allocated", "used", "start→end", ""],
     );
     for r in rows {
-        let result = r.result("MISSED");
-        let _ = writeln!(
-            s,
-            "{:<22} {:<9} {:>8.0} {:>9} {:<7} {:>10.1} {:>9.1} {:>9} {:>8}",
-            r.name,
-            r.framework,
-            r.deadline,
-            opt(r.finished, 0),
-            result,
-            r.cpu_seconds_allocated,
-            r.cpu_seconds_used,
-            format!("{:.1}→{}", r.initial_cpus, opt(r.final_cpus, 1)),
-            if r.restarts > 0 {
-                format!("{} ({}r)", r.resizes, r.restarts)
-            } else {
-                r.resizes.to_string()
-            }
+        let resizes = if r.restarts > 0 {
+            format!("{} ({}r)", r.resizes, r.restarts)
+        } else {
+            r.resizes.to_string()
+        };
+        line(
+            &mut s,
+            [
+                &r.name,
+                r.framework,
+                &format!("{:.0}", r.deadline),
+                &opt(r.finished, 0),
+                r.result("MISSED"),
+                &format!("{:.1}", r.cpu_seconds_allocated),
+                &format!("{:.1}", r.cpu_seconds_used),
+                &format!("{:.1}→{}", r.initial_cpus, opt(r.final_cpus, 1)),
+                &resizes,
+            ],
         );
     }
     let met = rows.iter().filter(|r| r.met == Some(true)).count();
     let alloc: f64 = rows.iter().map(|r| r.cpu_seconds_allocated).sum();
     let used: f64 = rows.iter().map(|r| r.cpu_seconds_used).sum();
     let resizes: u64 = rows.iter().map(|r| r.resizes).sum();
-    let _ = writeln!(
-        s,
-        "{:<22} {:<9} {:>8} {:>9} {:<7} {:>10.1} {:>9.1} {:>9} {:>8}",
-        "total",
-        "",
-        "",
-        "",
-        format!("{met}/{}", rows.len()),
-        alloc,
-        used,
-        "",
-        resizes
+    line(
+        &mut s,
+        [
+            "total",
+            "",
+            "",
+            "",
+            &format!("{met}/{}", rows.len()),
+            &format!("{alloc:.1}"),
+            &format!("{used:.1}"),
+            "",
+            &resizes.to_string(),
+        ],
     );
     s
 }
@@ -314,4 +354,76 @@ pub fn write(dir: &Path, summary: &Value, md: &str) -> anyhow::Result<()> {
     )?;
     std::fs::write(dir.join("report.md"), md)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A completed job that met its deadline: (name, framework, deadline, finished),
+    /// CPU-seconds (allocated, used), CPUs (start, end), (resizes, restarts).
+    fn row(
+        (name, framework, deadline, finished): (&str, &'static str, f64, f64),
+        (allocated, used): (f64, f64),
+        (initial, end): (f64, f64),
+        (resizes, restarts): (u64, u32),
+    ) -> Row {
+        Row {
+            name: name.into(),
+            uuid: String::new(),
+            framework,
+            deadline,
+            state: "completed".into(),
+            finished: Some(finished),
+            met: Some(true),
+            cpu_seconds_allocated: allocated,
+            cpu_seconds_used: used,
+            initial_cpus: initial,
+            final_cpus: Some(end),
+            resizes,
+            restarts,
+        }
+    }
+
+    /// The table of the demo's README, from the rows of that run (its totals here are the sums
+    /// of the rounded figures).
+    #[test]
+    fn the_table_lines_up_as_in_the_readme() {
+        let rows = [
+            row(
+                ("local-openmpLinpack1", "chronos", 100.0, 92.0),
+                (53.7, 52.7),
+                (0.5, 0.7),
+                (2, 0),
+            ),
+            row(
+                ("local-openmpLinpack3", "chronos", 130.0, 104.0),
+                (24.5, 23.7),
+                (1.0, 0.1),
+                (2, 0),
+            ),
+            row(
+                ("local-openmplinpack1", "marathon", 110.0, 93.0),
+                (46.2, 45.8),
+                (0.4, 0.5),
+                (1, 1),
+            ),
+        ];
+        let expected = "\
+job                    framework deadline  finished result       CPU-s     CPU-s       CPU  resizes
+                                        s         s          allocated      used start→end         
+local-openmpLinpack1   chronos        100        92 met           53.7      52.7   0.5→0.7        2
+local-openmpLinpack3   chronos        130       104 met           24.5      23.7   1.0→0.1        2
+local-openmplinpack1   marathon       110        93 met           46.2      45.8   0.4→0.5   1 (1r)
+total                                               3/3          124.4     122.2                  5
+";
+        assert_eq!(table(&rows), expected);
+        let mut missed = rows[0].clone();
+        missed.met = Some(false);
+        missed.final_cpus = None;
+        assert!(
+            table(&[missed]).contains(" MISSED  "),
+            "a missed deadline is shouted"
+        );
+    }
 }

@@ -198,14 +198,7 @@ async fn resize_is_authenticated_bounded_and_only_for_mapped_containers() {
     util::fixture_meta(&meta, "a1", "job", &job);
     util::fixture_v1(root, "qos-testbed/a1/unmapped", 1, 0, 0, 50_000);
     // A v2 task without the cpu controller (like the hybrid `unified` tree).
-    let v2 = root.join("unified/qos-testbed/a1/v2job");
-    fs::create_dir_all(&v2).unwrap();
-    fs::write(v2.join("cgroup.controllers"), "").unwrap();
-    fs::write(
-        v2.join("cpu.stat"),
-        "usage_usec 10\nuser_usec 5\nsystem_usec 5\n",
-    )
-    .unwrap();
+    util::fixture_v2(root, "qos-testbed/a1/v2job", 10, 5, 5);
     util::fixture_meta(&meta, "a1", "v2job", &job_v2);
 
     let args = [

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub(crate) use testkit::cgroups::{
-    Scratch as KernelCgroup, fixture_v1, kernel_v1 as kernel_cgroups,
+    Scratch as KernelCgroup, fixture_v1, fixture_v2, kernel_v1 as kernel_cgroups,
 };
 pub(crate) use testkit::docker::ok as docker;
 pub(crate) use testkit::docker_or_skip;

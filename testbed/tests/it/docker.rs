@@ -1,6 +1,7 @@
 //! The Docker runtime against the private daemon (`scripts/test.d/docker.up` exports
 //! `DOCKER_HOST` and builds `qos-busybox:latest`). Skipped with a notice when no daemon answers,
-//! unless `QOS_REQUIRE_DOCKER=1`, which makes that a failure.
+//! the `docker` CLI is missing or the image is, unless `QOS_REQUIRE_DOCKER=1`, which makes that
+//! a failure.
 
 use std::time::Duration;
 
@@ -23,10 +24,20 @@ async fn docker_bed() -> Option<Bed> {
     let why = match testbed::serve(cfg.clone(), listener, std::future::pending()).await {
         Ok(tb) => {
             tb.stop().await;
-            if docker::run(&["image", "inspect", IMAGE]).ok {
-                return Some(start(cfg).await);
+            // The tests inspect containers with the `docker` CLI, which a machine may lack
+            // although a daemon answers.
+            match std::process::Command::new("docker")
+                .arg("--version")
+                .output()
+            {
+                Err(e) => format!("the docker CLI cannot be run ({e})"),
+                Ok(_) if docker::run(&["image", "inspect", IMAGE]).ok => {
+                    return Some(start(cfg).await);
+                }
+                Ok(_) => {
+                    format!("image {IMAGE} is missing (bash scripts/docker-daemon image-busybox)")
+                }
             }
-            format!("image {IMAGE} is missing (bash scripts/docker-daemon image-busybox)")
         }
         Err(e) => format!("{e:#}"),
     };

@@ -373,10 +373,11 @@ async fn do_submit(
     err: &mut dyn Write,
 ) -> Result<(), LauncherError> {
     let done: Submitted = submit::submit(req).await?;
-    for n in &done.notes {
+    let job = &done.prepared;
+    for n in &job.notes {
         let _ = writeln!(err, "note: {n}");
     }
-    for w in &done.warnings {
+    for w in &job.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
     if done.dry_run {
@@ -387,8 +388,8 @@ async fn do_submit(
         Output::Json => write_out(
             out,
             &json_line(&json!({
-                "uuid": done.uuid.as_str(), "name": done.name, "framework": done.framework,
-                "submitted": true, "warnings": done.warnings, "notes": done.notes,
+                "uuid": job.uuid.as_str(), "name": job.name, "framework": job.framework,
+                "submitted": true, "warnings": job.warnings, "notes": job.notes,
             })),
         ),
         Output::Human => write_out(
@@ -397,10 +398,10 @@ async fn do_submit(
                 "Registered {} with the supervisor and submitted it to {}.\n\
                  Launch completed with UUID: {}\n\
                  Follow it with: launcher watch {}\n",
-                done.name,
-                done.framework.as_str(),
-                done.uuid,
-                done.uuid
+                job.name,
+                job.framework.as_str(),
+                job.uuid,
+                job.uuid
             ),
         ),
     }

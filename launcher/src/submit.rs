@@ -14,7 +14,6 @@ use frameworks::{
     MarathonApp, MarathonClient, SupervisorClient,
 };
 use qos_core::Framework;
-use qos_core::wire::JobRegistration;
 use serde_json::Value;
 
 use crate::error::{Kind, LauncherError, classify};
@@ -55,24 +54,16 @@ pub struct SubmitRequest {
     pub client: ClientConfig,
 }
 
-/// A job the framework accepted: where it went and under which UUID the supervisor knows it.
+/// A job the framework accepted: the validated job, the exact body sent, and whether it was only
+/// a dry run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
-    /// Marathon or Chronos.
-    pub framework: Framework,
-    /// The job's UUID.
-    pub uuid: JobUuid,
-    /// Chronos job name or Marathon app id.
-    pub name: String,
+    /// The validated job: framework, UUID, name, registration, warnings and notes. After a real
+    /// submission its control warnings are the supervisor's (see [`rewrite::CONTROL_WARNING`]).
+    pub prepared: rewrite::Prepared,
     /// The exact body sent (or, for a dry run, that would be sent; the report token is then
     /// [`DRY_RUN_REPORT_TOKEN`]).
     pub request: Value,
-    /// The registration sent (or that would be sent).
-    pub registration: JobRegistration,
-    /// Warnings from the rewrite.
-    pub warnings: Vec<String>,
-    /// Notes from the rewrite (deliberate changes, such as a period replaced by `--pace`).
-    pub notes: Vec<String>,
     /// True when nothing was contacted.
     pub dry_run: bool,
 }
@@ -82,12 +73,13 @@ impl Submitted {
     /// "warnings", "notes"}` (the warnings and notes are also printed on stderr).
     #[must_use]
     pub fn dry_run_json(&self) -> Value {
+        let p = &self.prepared;
         serde_json::json!({
-            "framework": self.framework,
+            "framework": p.framework,
             "request": self.request,
-            "registration": self.registration,
-            "warnings": self.warnings,
-            "notes": self.notes,
+            "registration": p.registration,
+            "warnings": p.warnings,
+            "notes": p.notes,
         })
     }
 }
@@ -304,17 +296,7 @@ impl FrameworkClient {
 /// the supervisor or framework cannot be reached, internal (1) otherwise. When the error comes
 /// after the registration, its message says what the rollback did.
 pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
-    let prepared = prepare(req)?;
-    let outcome = |request: Value| Submitted {
-        framework: prepared.framework,
-        uuid: prepared.uuid.clone(),
-        name: prepared.name.clone(),
-        request,
-        registration: prepared.registration.clone(),
-        warnings: prepared.warnings.clone(),
-        notes: prepared.notes.clone(),
-        dry_run: req.dry_run,
-    };
+    let mut prepared = prepare(req)?;
     if req.dry_run {
         if req.chronos_api == ChronosApi::V2 {
             check_pace(
@@ -323,7 +305,12 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
                 "--chronos-api v2 selects Chronos 2.x",
             )?;
         }
-        return Ok(outcome(prepared.request(Some(DRY_RUN_REPORT_TOKEN))?));
+        let request = prepared.request(Some(DRY_RUN_REPORT_TOKEN))?;
+        return Ok(Submitted {
+            prepared,
+            request,
+            dry_run: true,
+        });
     }
     let fw_title = rewrite::framework_title(prepared.framework);
     let (framework, creds) = connect_framework(req, &prepared, fw_title).await?;
@@ -380,18 +367,22 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
         let fw = ambiguous.then_some(&framework);
         return Err(rollback(&supervisor, fw, &prepared.uuid, &prepared.name, err).await);
     }
-    let mut done = outcome(request);
     // The supervisor knows its policy and resize mode: its warnings replace the launcher's
     // guesses at them.
-    done.warnings
+    prepared
+        .warnings
         .retain(|w| !w.starts_with(rewrite::CONTROL_WARNING));
-    done.warnings.extend(
+    prepared.warnings.extend(
         registered
             .warnings
             .iter()
             .map(|w| format!("{}{w}", rewrite::CONTROL_WARNING)),
     );
-    Ok(done)
+    Ok(Submitted {
+        prepared,
+        request,
+        dry_run: false,
+    })
 }
 
 /// The framework's client, from the credential file, checked before anything is registered:

@@ -32,7 +32,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::kind_of;
+use super::{Origin, kind_of};
 use crate::error::LauncherError;
 
 /// Checks an app whose `container` has a Docker image, which is about to leave the app for
@@ -41,12 +41,11 @@ use crate::error::LauncherError;
 pub(super) fn docker_app(
     app: &mut Map<String, Value>,
     container: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(), LauncherError> {
-    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
     if present(app.get("residency")) {
-        return Err(field(
+        return Err(origin.field(
             "residency",
             "a resident app keeps its state on persistent volumes Marathon reserves for the \
              task's own container, but a QoS app's container is started by shell-trap on the \
@@ -90,13 +89,12 @@ fn present(v: Option<&Value>) -> bool {
 
 /// A Docker volume of a QoS app is a bind mount of an absolute host path; persistent, external
 /// and secret volumes belong to the task's own container, which the job no longer runs in.
-fn refuse_volumes(container: &Map<String, Value>, origin: &str) -> Result<(), LauncherError> {
-    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
+fn refuse_volumes(container: &Map<String, Value>, origin: Origin<'_>) -> Result<(), LauncherError> {
     if let Some(Value::Array(vols)) = container.get("volumes") {
         for (i, v) in vols.iter().enumerate() {
             let at = |k: &str| format!("container.volumes[{i}].{k}");
             if present(v.get("persistent")) {
-                return Err(field(
+                return Err(origin.field(
                     &at("persistent"),
                     "a persistent volume is reserved by Marathon for the task's own container, \
                      which a QoS app does not run in (shell-trap starts the job's container on the \
@@ -105,7 +103,7 @@ fn refuse_volumes(container: &Map<String, Value>, origin: &str) -> Result<(), La
                 ));
             }
             if present(v.get("external")) {
-                return Err(field(
+                return Err(origin.field(
                     &at("external"),
                     "an external volume (DVDI, e.g. REX-Ray) is attached by Mesos to the task's own \
                      container, which a QoS app does not run in; mount the volume on the agents and \
@@ -113,7 +111,7 @@ fn refuse_volumes(container: &Map<String, Value>, origin: &str) -> Result<(), La
                 ));
             }
             if present(v.get("secret")) {
-                return Err(field(
+                return Err(origin.field(
                     &at("secret"),
                     "a secret volume is written by Mesos into the task's own container, which a \
                      QoS app does not run in; pass the secret as an env entry \
@@ -123,13 +121,13 @@ fn refuse_volumes(container: &Map<String, Value>, origin: &str) -> Result<(), La
             match v.get("hostPath") {
                 Some(Value::String(h)) if h.starts_with('/') => {}
                 Some(other) => {
-                    return Err(field(
+                    return Err(origin.field(
                         &at("hostPath"),
-                        &format!("must be an absolute path on the agents, got {other}"),
+                        format!("must be an absolute path on the agents, got {other}"),
                     ));
                 }
                 None => {
-                    return Err(field(
+                    return Err(origin.field(
                         &at("hostPath"),
                         "is missing: a Docker volume of a QoS app is a bind mount of an \
                          absolute path on the agent (persistent, external and secret volumes \
@@ -148,9 +146,8 @@ fn refuse_mesos_only(
     app: &Map<String, Value>,
     container: &Map<String, Value>,
     docker: Option<&Map<String, Value>>,
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<(), LauncherError> {
-    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
     for (key, why) in [
         (
             "pullConfig",
@@ -166,7 +163,7 @@ fn refuse_mesos_only(
         ),
     ] {
         if present(docker.and_then(|d| d.get(key))) {
-            return Err(field(&format!("container.docker.{key}"), why));
+            return Err(origin.field(&format!("container.docker.{key}"), why));
         }
     }
     if app
@@ -174,7 +171,7 @@ fn refuse_mesos_only(
         .and_then(Value::as_f64)
         .is_some_and(|g| g > 0.0)
     {
-        return Err(field(
+        return Err(origin.field(
             "gpus",
             "the job's container is started by shell-trap through Docker, which is given no GPU \
              (and Marathon allows GPUs only with the Mesos containerizer); remove gpus, or run the \
@@ -182,7 +179,7 @@ fn refuse_mesos_only(
         ));
     }
     if present(app.get("ipAddress")) {
-        return Err(field(
+        return Err(origin.field(
             "ipAddress",
             "an IP per task puts the task (shell-trap), not the job's container, on that network; \
              remove ipAddress and give the container's network in container.docker.network \
@@ -199,9 +196,9 @@ fn refuse_mesos_only(
         let path = flag
             .strip_prefix("QOS_CONTAINER ")
             .map_or_else(|| "container".to_owned(), |p| format!("container.{p}"));
-        return Err(field(
+        return Err(origin.field(
             &path,
-            &format!("{reason} (shell-trap runs the job's container and cannot apply it)"),
+            format!("{reason} (shell-trap runs the job's container and cannot apply it)"),
         ));
     }
     Ok(())
@@ -271,10 +268,9 @@ fn warn_not_applied(
 fn checks_on_shell_trap(
     app: &Map<String, Value>,
     mappings: Option<&Value>,
-    origin: &str,
+    origin: Origin<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(), LauncherError> {
-    let field = |f: &str, why: &str| LauncherError::field(origin, f, why);
     // Port names of the moved port mappings are gone from the app; the host ports Marathon
     // allocates are the app's portDefinitions.
     let mapping_names: Vec<String> = mappings
@@ -301,9 +297,9 @@ fn checks_on_shell_trap(
                         } else {
                             "no port of the app"
                         };
-                        return Err(field(
+                        return Err(origin.field(
                             &format!("{key}[{i}].portName"),
-                            &format!(
+                            format!(
                                 "{name:?} names {whose}; Marathon refuses a check whose port it \
                                  cannot find. Add a portDefinitions entry named {name:?} (a host \
                                  port, with the container on host networking) or remove the check"
@@ -388,38 +384,34 @@ fn carry_networks(
 /// Checks the `container` an app without a Docker image keeps (shell-trap runs inside it).
 pub(super) fn image_less(
     container: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<(), LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     if container.get("appc").is_some_and(|a| !a.is_null()) {
-        return Err(field(
+        return Err(origin.field(
             "container.appc",
             "AppC images cannot be run: the job runs through shell-trap, which starts Docker \
-             images (container.docker.image) or, without an image, the command itself"
-                .into(),
+             images (container.docker.image) or, without an image, the command itself",
         ));
     }
     match container.get("type") {
         Some(Value::String(t)) if t == "MESOS" => {}
         None | Some(Value::Null) => {
-            return Err(field(
+            return Err(origin.field(
                 "container.type",
                 "is missing: Marathon then takes DOCKER, which needs container.docker.image; \
                  write \"type\": \"MESOS\" to run the command in a Mesos container without an \
-                 image"
-                    .into(),
+                 image",
             ));
         }
         Some(Value::String(t)) if t == "DOCKER" => {
-            return Err(field(
+            return Err(origin.field(
                 "container.docker.image",
                 "is missing: a DOCKER container needs an image (or use \"type\": \"MESOS\" to \
-                 run the command in a Mesos container without an image)"
-                    .into(),
+                 run the command in a Mesos container without an image)",
             ));
         }
         Some(other) => {
-            return Err(field(
+            return Err(origin.field(
                 "container.type",
                 format!(
                     "must be \"DOCKER\" or \"MESOS\", got {}",

@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::kind_of;
+use super::{Origin, kind_of};
 use crate::error::LauncherError;
 
 /// What a field holds.
@@ -113,7 +113,7 @@ pub(super) const CHRONOS: &[(&str, Kind)] = &[
 pub(super) fn coerce(
     body: &mut Map<String, Value>,
     schema: &[(&str, Kind)],
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<(), LauncherError> {
     for (path, kind) in schema {
         let segments: Vec<&str> = path.split('.').collect();
@@ -127,7 +127,7 @@ fn visit_map(
     segments: &[&str],
     shown: &str,
     kind: Kind,
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<(), LauncherError> {
     let Some((first, rest)) = segments.split_first() else {
         return Ok(());
@@ -163,10 +163,10 @@ fn visit_value(
     rest: &[&str],
     shown: &str,
     kind: Kind,
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<(), LauncherError> {
     if rest.is_empty() {
-        return convert(value, kind).map_err(|why| LauncherError::field(origin, shown, why));
+        return convert(value, kind).map_err(|why| origin.field(shown, why));
     }
     match value {
         Value::Object(m) => visit_map(m, rest, shown, kind, origin),
@@ -257,7 +257,7 @@ mod tests {
         let Value::Object(mut m) = v else {
             unreachable!()
         };
-        coerce(&mut m, schema, "job.json")
+        coerce(&mut m, schema, Origin("job.json"))
             .map(|()| Value::Object(m))
             .map_err(|e| e.message)
     }

@@ -56,8 +56,8 @@ use qos_core::{Deadline, QosSpec};
 use serde_json::{Map, Value, json};
 
 use super::{
-    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Settings, Strategy, Submission, checked_field, fmt_num,
-    kind_of, read_cpus, spec_error,
+    DEFAULT_GRACE_PERIOD_SECS, JobUuid, Origin, Settings, Strategy, Submission, checked_field,
+    fmt_num, kind_of, read_cpus, spec_error,
 };
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
@@ -176,7 +176,7 @@ pub(super) fn prepare(
 }
 
 /// `id`, validated and canonical (`/a/b`).
-fn app_id(body: &Map<String, Value>, origin: &str) -> Result<AppId, LauncherError> {
+fn app_id(body: &Map<String, Value>, origin: Origin<'_>) -> Result<AppId, LauncherError> {
     checked_field(
         body,
         origin,
@@ -188,29 +188,28 @@ fn app_id(body: &Map<String, Value>, origin: &str) -> Result<AppId, LauncherErro
 }
 
 /// What runs: `cmd`, `args` or the image's own command (both taken out of the body).
-fn take_payload(body: &mut Map<String, Value>, origin: &str) -> Result<Payload, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
+fn take_payload(
+    body: &mut Map<String, Value>,
+    origin: Origin<'_>,
+) -> Result<Payload, LauncherError> {
     let cmd = body.shift_remove("cmd");
     let args = body.shift_remove("args");
     let payload = match (cmd, args) {
         (Some(Value::String(_)), Some(a)) if !a.is_null() => {
-            return Err(field(
+            return Err(origin.field(
                 "cmd",
-                "and args are both set; Marathon accepts only one of them".into(),
+                "and args are both set; Marathon accepts only one of them",
             ));
         }
         (Some(Value::String(c)), _) if !c.trim().is_empty() => Payload::Shell(c),
         (Some(Value::String(_)), _) => {
-            return Err(field(
-                "cmd",
-                "is empty; remove it or give the command to run".into(),
-            ));
+            return Err(origin.field("cmd", "is empty; remove it or give the command to run"));
         }
         (Some(Value::Null) | None, Some(Value::Array(a))) => {
             let mut words = Vec::with_capacity(a.len());
             for (i, w) in a.iter().enumerate() {
                 let Some(s) = w.as_str() else {
-                    return Err(field(
+                    return Err(origin.field(
                         &format!("args[{i}]"),
                         format!("must be a string, got {}", kind_of(w)),
                     ));
@@ -225,13 +224,10 @@ fn take_payload(body: &mut Map<String, Value>, origin: &str) -> Result<Payload, 
         }
         (Some(Value::Null) | None, None | Some(Value::Null)) => Payload::ImageDefault,
         (Some(other), _) => {
-            return Err(field(
-                "cmd",
-                format!("must be a string, got {}", kind_of(&other)),
-            ));
+            return Err(origin.field("cmd", format!("must be a string, got {}", kind_of(&other))));
         }
         (_, Some(other)) => {
-            return Err(field(
+            return Err(origin.field(
                 "args",
                 format!("must be an array of strings, got {}", kind_of(&other)),
             ));
@@ -254,16 +250,15 @@ struct TakenContainer {
 /// (`rewrite::carry`).
 fn take_container(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     payload: &Payload,
     warnings: &mut Vec<String>,
 ) -> Result<TakenContainer, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let mut container = match body.shift_remove("container") {
         None | Some(Value::Null) => None,
         Some(Value::Object(c)) => Some(c),
         Some(other) => {
-            return Err(field(
+            return Err(origin.field(
                 "container",
                 format!("must be an object, got {}", kind_of(&other)),
             ));
@@ -277,16 +272,16 @@ fn take_container(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
         Some(other) => {
-            return Err(field(
+            return Err(origin.field(
                 "container.docker.image",
                 format!("must be a non-empty string, got {other}"),
             ));
         }
     };
     if image.is_none() && *payload == Payload::ImageDefault {
-        return Err(field(
+        return Err(origin.field(
             "cmd",
-            "is missing: an app without a container image needs \"cmd\" or \"args\"".into(),
+            "is missing: an app without a container image needs \"cmd\" or \"args\"",
         ));
     }
     match (&image, container.as_mut()) {
@@ -305,19 +300,15 @@ fn take_container(
 /// of the app's variables it forwards into it (`QOS_FORWARD_ENV`).
 fn hand_over_env(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     handed_over: Option<Map<String, Value>>,
     warnings: &mut Vec<String>,
 ) -> Result<(), LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let forward: Vec<String> = match body.get("env") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(env)) => env.keys().cloned().collect(),
         Some(other) => {
-            return Err(field(
-                "env",
-                format!("must be an object, got {}", kind_of(other)),
-            ));
+            return Err(origin.field("env", format!("must be an object, got {}", kind_of(other))));
         }
     };
     for reserved in [
@@ -326,9 +317,9 @@ fn hand_over_env(
         "SHELL_TRAP_REPORT_TOKEN",
     ] {
         if forward.iter().any(|k| k == reserved) {
-            return Err(field(
+            return Err(origin.field(
                 &format!("env.{reserved}"),
-                "is reserved for the launcher's hand-over to shell-trap; rename it".into(),
+                "is reserved for the launcher's hand-over to shell-trap; rename it",
             ));
         }
     }
@@ -364,16 +355,15 @@ fn hand_over_env(
 /// `taskKillGracePeriodSeconds`: restarts kill first, with time to checkpoint.
 fn grace_period(
     body: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     settings: &Settings,
     warnings: &mut Vec<String>,
 ) -> Result<u64, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let own_grace = match body.get("taskKillGracePeriodSeconds") {
         None | Some(Value::Null) => None,
         Some(v) if frameworks::lenient::as_u64(v).is_some() => frameworks::lenient::as_u64(v),
         Some(v) => {
-            return Err(field(
+            return Err(origin.field(
                 "taskKillGracePeriodSeconds",
                 format!("must be a whole number of seconds, got {v}"),
             ));
@@ -399,11 +389,10 @@ fn grace_period(
 /// The checkpoint strategy: the flag, else the app's label.
 fn checkpoint_strategy(
     body: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     settings: &Settings,
     remarks: &mut super::chronos::Remarks,
 ) -> Result<Option<Strategy>, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let labelled = match body.get("labels").and_then(|l| l.get(CHECKPOINT_LABEL)) {
         None | Some(Value::Null) => None,
         Some(v) => {
@@ -413,7 +402,7 @@ fn checkpoint_strategy(
             match parsed {
                 Some(s) => Some(s),
                 None => {
-                    return Err(field(
+                    return Err(origin.field(
                         &format!("labels.{CHECKPOINT_LABEL}"),
                         format!(
                             "must be one of \"auto\", \"criu\", \"app\" or \"none\" (shell-trap's \
@@ -462,7 +451,7 @@ fn stop_before_start(body: &mut Map<String, Value>, warnings: &mut Vec<String>) 
 /// The QoS target as the `qos.*` labels the supervisor reads.
 fn qos_labels(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     qos: &QosSpec,
     uuid: &JobUuid,
 ) -> Result<(), LauncherError> {
@@ -486,7 +475,7 @@ fn qos_labels(
 fn object_entry<'a>(
     body: &'a mut Map<String, Value>,
     key: &str,
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<&'a mut Map<String, Value>, LauncherError> {
     let slot = body
         .entry(key.to_owned())
@@ -496,11 +485,7 @@ fn object_entry<'a>(
     }
     match slot {
         Value::Object(m) => Ok(m),
-        other => Err(LauncherError::field(
-            origin,
-            key,
-            format!("must be an object, got {}", kind_of(other)),
-        )),
+        other => Err(origin.field(key, format!("must be an object, got {}", kind_of(other)))),
     }
 }
 

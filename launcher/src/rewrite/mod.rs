@@ -354,12 +354,29 @@ pub fn detect_framework(job: &Value) -> Option<Framework> {
 /// default controller.
 pub const CONTROL_WARNING: &str = "control: ";
 
+/// Where a job was read (the job file), for error messages: every refusal names it and the field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a>(&'a str);
+
+impl Origin<'_> {
+    /// Bad input in one field of the job: `"<origin>: field <field>: <reason>"`.
+    pub(crate) fn field(self, field: &str, reason: impl fmt::Display) -> LauncherError {
+        LauncherError::field(self.0, field, reason)
+    }
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// What every framework's rewrite starts from besides the job's body: where the job was read,
 /// its QoS target, the UUID it gets, when it is submitted, and the rewrite settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Submission<'a> {
     /// The job file, for error messages.
-    pub(crate) origin: &'a str,
+    pub(crate) origin: Origin<'a>,
     /// The job's `qos` block.
     pub(crate) qos: &'a QosSpec,
     /// The UUID the supervisor will know the job by.
@@ -383,6 +400,7 @@ pub fn prepare(
     submitted_at: f64,
 ) -> Result<Prepared, LauncherError> {
     settings.check()?;
+    let origin = Origin(origin);
     let Some(obj) = job.as_object() else {
         return Err(LauncherError::input(format!(
             "{origin}: the job file must hold one JSON object (a {} job with a \"qos\" block), not {}",
@@ -452,10 +470,9 @@ pub(crate) fn framework_title(f: Framework) -> &'static str {
 }
 
 /// Removes and validates the `qos` block.
-fn take_qos(body: &mut Map<String, Value>, origin: &str) -> Result<QosSpec, LauncherError> {
+fn take_qos(body: &mut Map<String, Value>, origin: Origin<'_>) -> Result<QosSpec, LauncherError> {
     let Some(raw) = body.shift_remove("qos") else {
-        return Err(LauncherError::field(
-            origin,
+        return Err(origin.field(
             "qos",
             "is missing; add the job's QoS target, e.g. \
              \"qos\": {\"duration\": 400, \"deadline\": 1800, \"desv_deadline\": 0.2} \
@@ -463,30 +480,26 @@ fn take_qos(body: &mut Map<String, Value>, origin: &str) -> Result<QosSpec, Laun
              RFC 3339 time; desv_deadline: tolerated deviation, a fraction in [0, 1))",
         ));
     };
-    QosSpec::from_json(&raw).map_err(|e| LauncherError::field(origin, &e.field, &e.reason))
+    QosSpec::from_json(&raw).map_err(|e| origin.field(&e.field, &e.reason))
 }
 
 /// Maps a `qos-core` validation error to a field error of `origin`.
-pub(crate) fn spec_error(origin: &str, e: &qos_core::SpecError) -> LauncherError {
-    LauncherError::field(origin, &e.field, &e.reason)
+pub(crate) fn spec_error(origin: Origin<'_>, e: &qos_core::SpecError) -> LauncherError {
+    origin.field(&e.field, &e.reason)
 }
 
 /// A string field's text; refused, naming the field, with `missing` when it is absent and with
 /// its type when it is not a string.
 pub(crate) fn string_field(
     body: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     key: &str,
     missing: &str,
 ) -> Result<String, LauncherError> {
     match body.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
-        None => Err(LauncherError::field(origin, key, missing)),
-        Some(other) => Err(LauncherError::field(
-            origin,
-            key,
-            format!("must be a string, got {}", kind_of(other)),
-        )),
+        None => Err(origin.field(key, missing)),
+        Some(other) => Err(origin.field(key, format!("must be a string, got {}", kind_of(other)))),
     }
 }
 
@@ -495,7 +508,7 @@ pub(crate) fn string_field(
 /// does (`rule` names the rule for the user, or is empty).
 pub(crate) fn checked_field<T>(
     body: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     key: &str,
     missing: &str,
     check: impl FnOnce(&str) -> Result<T, frameworks::FrameworkError>,
@@ -504,7 +517,7 @@ pub(crate) fn checked_field<T>(
     let text = string_field(body, origin, key, missing)?;
     check(&text).map_err(|e| {
         let reason = invalid_reason(&e);
-        LauncherError::field(origin, key, format!("{text:?} {reason}{rule}"))
+        origin.field(key, format!("{text:?} {reason}{rule}"))
     })
 }
 
@@ -533,14 +546,13 @@ pub fn fmt_num(x: f64) -> String {
 /// Reads `cpus` from a job: a positive number or numeric string; `None` when absent.
 pub(crate) fn read_cpus(
     body: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
 ) -> Result<Option<f64>, LauncherError> {
     match body.get("cpus") {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match frameworks::lenient::as_f64(v) {
             Some(c) if c > 0.0 => Ok(Some(c)),
-            _ => Err(LauncherError::field(
-                origin,
+            _ => Err(origin.field(
                 "cpus",
                 format!("must be a positive number (or numeric string such as \"1\"), got {v}"),
             )),

@@ -94,7 +94,7 @@ use serde_json::{Map, Value};
 pub use self::report::{TOKEN_VAR, report_command};
 use self::schedule::plan_schedule;
 use super::{
-    JobUuid, Settings, Submission, checked_field, fmt_num, kind_of, read_cpus, string_field,
+    JobUuid, Origin, Settings, Submission, checked_field, fmt_num, kind_of, read_cpus, string_field,
 };
 use crate::error::LauncherError;
 use crate::shell::quote_always;
@@ -164,7 +164,7 @@ pub(super) fn prepare(
 }
 
 /// `name`, checked against Chronos' rule.
-fn job_name(body: &Map<String, Value>, origin: &str) -> Result<String, LauncherError> {
+fn job_name(body: &Map<String, Value>, origin: Origin<'_>) -> Result<String, LauncherError> {
     checked_field(
         body,
         origin,
@@ -179,10 +179,9 @@ fn job_name(body: &Map<String, Value>, origin: &str) -> Result<String, LauncherE
 /// an object is refused.
 fn initial_cpus(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<f64, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let cpus = match read_cpus(body, origin)? {
         Some(c) => c,
         None => {
@@ -200,14 +199,11 @@ fn initial_cpus(
         .and_then(frameworks::lenient::as_bool)
         .unwrap_or(false)
     {
-        return Err(field(
-            "disabled",
-            "is true, so the job would never run; remove it".into(),
-        ));
+        return Err(origin.field("disabled", "is true, so the job would never run; remove it"));
     }
     if let Some(c) = body.get("container") {
         if !c.is_object() {
-            return Err(field(
+            return Err(origin.field(
                 "container",
                 format!("must be an object, got {}", kind_of(c)),
             ));
@@ -221,19 +217,18 @@ fn initial_cpus(
 /// words of `command` and `arguments` for a `shell: false` job (switched to `shell: true`).
 fn invocation(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<String, LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let shell = match body.get("shell") {
         None => true,
         Some(v) => frameworks::lenient::as_bool(v)
-            .ok_or_else(|| field("shell", format!("must be true or false, got {v}")))?,
+            .ok_or_else(|| origin.field("shell", format!("must be true or false, got {v}")))?,
     };
     let missing = "is missing or empty; a QoS Chronos job needs the command each iteration runs";
     let command = string_field(body, origin, "command", missing)?;
     if command.trim().is_empty() {
-        return Err(field("command", missing.into()));
+        return Err(origin.field("command", missing));
     }
     Ok(if shell {
         format!("sh -c {}", quote_always(&command))
@@ -244,7 +239,7 @@ fn invocation(
             Some(Value::Array(args)) => {
                 for (i, a) in args.iter().enumerate() {
                     let Some(s) = a.as_str() else {
-                        return Err(field(
+                        return Err(origin.field(
                             &format!("arguments[{i}]"),
                             format!("must be a string, got {}", kind_of(a)),
                         ));
@@ -253,7 +248,7 @@ fn invocation(
                 }
             }
             Some(other) => {
-                return Err(field(
+                return Err(origin.field(
                     "arguments",
                     format!("must be an array, got {}", kind_of(other)),
                 ));
@@ -328,10 +323,9 @@ fn one_run_after_another(
 /// The UUID in the task's environment, so node agents can map the container to the job.
 fn set_uuid_env(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     uuid: &JobUuid,
 ) -> Result<(), LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     let env = body
         .entry("environmentVariables".to_owned())
         .or_insert_with(|| Value::Array(Vec::new()));
@@ -339,7 +333,7 @@ fn set_uuid_env(
         *env = Value::Array(Vec::new());
     }
     let Value::Array(vars) = env else {
-        return Err(field(
+        return Err(origin.field(
             "environmentVariables",
             format!(
                 "must be an array of {{\"name\", \"value\"}}, got {}",

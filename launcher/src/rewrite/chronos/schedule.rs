@@ -8,26 +8,24 @@ use serde_json::{Map, Value};
 
 use super::BACK_TO_BACK_PERIOD;
 use crate::error::LauncherError;
-use crate::rewrite::{Pace, fmt_num, spec_error, string_field};
+use crate::rewrite::{Origin, Pace, fmt_num, spec_error, string_field};
 
 /// The schedule: finite, re-anchored when its start is long past, started before the deadline,
 /// and paced as asked. Returns the iterations and the deadline (epoch seconds).
 pub(super) fn plan_schedule(
     body: &mut Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     qos: &QosSpec,
     submitted_at: f64,
     pace: Pace,
     warnings: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<(u32, f64), LauncherError> {
-    let field = |f: &str, why: String| LauncherError::field(origin, f, why);
     if body.contains_key("parents") {
-        return Err(field(
+        return Err(origin.field(
             "parents",
             "dependent jobs are not supported for QoS: give the job its own finite \
-             \"schedule\" (e.g. \"R4//PT5M\") instead of \"parents\""
-                .into(),
+             \"schedule\" (e.g. \"R4//PT5M\") instead of \"parents\"",
         ));
     }
     crate::rewrite::fields::coerce(body, crate::rewrite::fields::CHRONOS, origin)?;
@@ -38,9 +36,10 @@ pub(super) fn plan_schedule(
         "is missing; a QoS Chronos job needs a finite repeating schedule such as \"R4//PT5M\" \
          (4 iterations, 5 minutes apart, starting now)",
     )?;
-    let schedule = Schedule::parse(&schedule_text).map_err(|e| field("schedule", e.to_string()))?;
+    let schedule =
+        Schedule::parse(&schedule_text).map_err(|e| origin.field("schedule", e.to_string()))?;
     let Some(reps) = schedule.repetitions() else {
-        return Err(field(
+        return Err(origin.field(
             "schedule",
             format!(
                 "{schedule_text:?} repeats forever (R/…); QoS needs a finite number of iterations \
@@ -52,7 +51,7 @@ pub(super) fn plan_schedule(
         ));
     };
     let iterations = u32::try_from(reps).map_err(|_| {
-        field(
+        origin.field(
             "schedule",
             format!("{reps} iterations is too many (at most {})", u32::MAX),
         )
@@ -72,7 +71,7 @@ pub(super) fn plan_schedule(
     body.insert("schedule".into(), Value::String(schedule_text.clone()));
     if let Some(start) = schedule.start() {
         if start.timestamp() as f64 >= deadline_at {
-            return Err(field(
+            return Err(origin.field(
                 "schedule",
                 format!(
                     "starts at {start}, which is not before the deadline; move the start \
@@ -127,7 +126,7 @@ fn anchor(
     schedule: Schedule,
     text: String,
     body: &Map<String, Value>,
-    origin: &str,
+    origin: Origin<'_>,
     submitted_at: f64,
     deadline_at: f64,
     warnings: &mut Vec<String>,
@@ -140,8 +139,7 @@ fn anchor(
         Some(Value::String(e)) => Schedule::parse(&format!("R1//{}", e.trim()))
             .map(|s| s.period_secs())
             .map_err(|_| {
-                LauncherError::field(
-                    origin,
+                origin.field(
                     "epsilon",
                     format!(
                         "{e:?} is not an ISO 8601 duration such as \"PT60S\" (how late a run may \
@@ -150,8 +148,7 @@ fn anchor(
                 )
             })?,
         Some(other) => {
-            return Err(LauncherError::field(
-                origin,
+            return Err(origin.field(
                 "epsilon",
                 format!("must be an ISO 8601 duration such as \"PT60S\", got {other}"),
             ));

@@ -50,7 +50,7 @@ fn spec(id: &str, cmd: &str, cpus: f64) -> TaskSpec {
         env: Box::new(move |offer| {
             vec![
                 ("MESOS_TASK_ID".to_owned(), id_owned),
-                ("HOST".to_owned(), offer.hostname.clone()),
+                ("HOST".to_owned(), offer.host.clone()),
                 ("PORT0".to_owned(), offer.ports[0].to_string()),
             ]
         }),
@@ -193,7 +193,7 @@ async fn busy_task_under_half_a_cpu_gets_half_the_wall_time() {
     let agent = cluster
         .agents
         .iter()
-        .position(|a| a.id == up.agent_id)
+        .position(|a| a.id == up.placement.agent_id)
         .unwrap();
     let cpu = |c: &Cluster| {
         let s = &c.statistics(agent)[0].statistics;
@@ -300,7 +300,7 @@ async fn least_loaded_placement_and_waiting_for_room() {
     cluster.launch(spec(&b, "sleep 60", 0.6), tx.clone());
     let ub = running(&mut rx, &b).await;
     assert_ne!(
-        ua.agent_id, ub.agent_id,
+        ua.placement.agent_id, ub.placement.agent_id,
         "the second task must go to the idle agent"
     );
     cluster.launch(spec(&c, "exit 3", 0.6), tx);
@@ -312,7 +312,7 @@ async fn least_loaded_placement_and_waiting_for_room() {
     );
     cluster.kill(&a, None).await;
     let uc = running(&mut rx, &c).await;
-    assert_eq!(uc.agent_id, ua.agent_id);
+    assert_eq!(uc.placement.agent_id, ua.placement.agent_id);
     let end = wait_for(&mut rx, &c, TaskState::Failed, Duration::from_secs(10)).await;
     assert_eq!(end.message, "Command exited with status 3");
     cluster.shutdown().await;

@@ -1,5 +1,5 @@
 //! What the frameworks and the runtimes say about a task: what to run ([`TaskSpec`],
-//! [`TaskCommand`]), what it was offered ([`Offer`]), the Mesos states it goes through
+//! [`TaskCommand`]), where it was placed ([`Placement`]), the Mesos states it goes through
 //! ([`TaskState`], [`TaskUpdate`]) and how it ended ([`Outcome`]). The cluster places and runs
 //! tasks; the process and Docker runtimes both speak this vocabulary, so neither imports the other.
 
@@ -9,16 +9,19 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-/// Builds a task's environment once it is placed (`HOST` and `PORT*` depend on the offer).
-pub(crate) type EnvBuilder = Box<dyn FnOnce(&Offer) -> Vec<(String, String)> + Send>;
+/// Builds a task's environment once it is placed (`HOST` and `PORT*` depend on the placement).
+pub(crate) type EnvBuilder = Box<dyn FnOnce(&Placement) -> Vec<(String, String)> + Send>;
 
 /// Channel on which a framework receives its tasks' status updates.
 pub(crate) type UpdateSink = mpsc::UnboundedSender<TaskUpdate>;
 
-/// What a placed task was given.
-#[derive(Debug, Clone)]
-pub(crate) struct Offer {
-    pub(crate) hostname: String,
+/// Where a task was placed: its agent, the agent's host name and the host ports the task was
+/// given — what its environment is built from, what its status updates carry and what the
+/// frameworks show (empty in an update of a task that was never placed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub(crate) agent_id: String,
+    pub(crate) host: String,
     pub(crate) ports: Vec<u16>,
 }
 
@@ -118,9 +121,7 @@ impl TaskState {
 pub(crate) struct TaskUpdate {
     pub(crate) task_id: String,
     pub(crate) state: TaskState,
-    pub(crate) agent_id: String,
-    pub(crate) host: String,
-    pub(crate) ports: Vec<u16>,
+    pub(crate) placement: Placement,
     pub(crate) message: String,
     pub(crate) at: DateTime<Utc>,
 }
@@ -131,9 +132,7 @@ impl TaskUpdate {
         Self {
             task_id,
             state: TaskState::Killed,
-            agent_id: String::new(),
-            host: String::new(),
-            ports: Vec::new(),
+            placement: Placement::default(),
             message: message.to_owned(),
             at: Utc::now(),
         }

@@ -126,7 +126,7 @@ fn env(
             ("MESOS_TASK_ID".to_owned(), task_id),
             ("CHRONOS_JOB_OWNER".to_owned(), owner),
             ("CHRONOS_JOB_NAME".to_owned(), name),
-            ("HOST".to_owned(), offer.hostname.clone()),
+            ("HOST".to_owned(), offer.host.clone()),
             (
                 "CHRONOS_RESOURCE_MEM".to_owned(),
                 java_double(resources.mem),

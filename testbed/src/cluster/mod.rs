@@ -31,7 +31,7 @@ use crate::config::{Config, RuntimeKind};
 use crate::docker::DockerRuntime;
 use crate::formats::{epoch_secs, shell_quote, uuid_v4};
 use crate::task::{
-    Offer, Outcome, Resources, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink,
+    Outcome, Placement, Resources, TaskCommand, TaskSpec, TaskState, TaskUpdate, UpdateSink,
     sanitize_path, status_outcome, wait_kill,
 };
 
@@ -299,15 +299,10 @@ impl Cluster {
         };
         self.shutdown.cancel();
         for p in pending {
-            let _ = p.sink.send(TaskUpdate {
-                task_id: p.spec.task_id,
-                state: TaskState::Killed,
-                agent_id: String::new(),
-                host: String::new(),
-                ports: Vec::new(),
-                message: "the testbed is shutting down".to_owned(),
-                at: Utc::now(),
-            });
+            let _ = p.sink.send(TaskUpdate::killed_unplaced(
+                p.spec.task_id,
+                "the testbed is shutting down",
+            ));
         }
         let waits: Vec<_> = live.iter().map(|id| self.kill(id, None)).collect();
         futures_util::future::join_all(waits).await;

@@ -23,21 +23,20 @@ impl Cluster {
         let Pending { spec, sink } = p;
         let a = &self.agents[agent];
         let task_id = spec.task_id.clone();
+        let placement = Placement {
+            agent_id: a.id.clone(),
+            host: a.hostname.clone(),
+            ports,
+        };
         let update = |state: TaskState, message: String| TaskUpdate {
             task_id: task_id.clone(),
             state,
-            agent_id: a.id.clone(),
-            host: a.hostname.clone(),
-            ports: ports.clone(),
+            placement: placement.clone(),
             message,
             at: Utc::now(),
         };
         let _ = sink.send(update(TaskState::Staging, String::new()));
-        let offer = Offer {
-            hostname: a.hostname.clone(),
-            ports: ports.clone(),
-        };
-        let env = (spec.env)(&offer);
+        let env = (spec.env)(&placement);
         let sandbox = self.sandbox_of(&a.id, &task_id);
         let meta = self.write_meta(&a.id, &task_id, spec.uuid.as_deref());
         let outcome = if kill_rx.borrow().is_some() {

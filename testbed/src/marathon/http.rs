@@ -285,7 +285,7 @@ async fn get_rest(State(m): M, Path(rest): Path<String>) -> Response {
                 let tasks: Vec<Value> = a
                     .tasks
                     .values()
-                    .filter(|t| t.placed)
+                    .filter(|t| t.placement.is_some())
                     .map(|t| Marathon::task_json(&id, t))
                     .collect();
                 reply(StatusCode::OK, &json!({ "tasks": tasks }), None)
@@ -538,7 +538,7 @@ async fn list_tasks(State(m): M, Query(q): Q) -> Response {
         .flat_map(|(id, a)| {
             a.tasks
                 .values()
-                .filter(|t| t.placed)
+                .filter(|t| t.placement.is_some())
                 .filter(|t| !only_running || t.state == crate::task::TaskState::Running)
                 .map(|t| Marathon::task_json(id, t))
         })

@@ -70,10 +70,7 @@ impl Marathon {
             id: task_id,
             version: app.config_version.clone(),
             state: TaskState::Staging,
-            placed: false,
-            agent_id: String::new(),
-            host: String::new(),
-            ports: Vec::new(),
+            placement: None,
             service_ports,
             staged_at: iso_millis(Utc::now()),
             started_at: None,
@@ -147,7 +144,7 @@ fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// What a task's environment is made of, before the offer gives its host and ports.
+/// What a task's environment is made of, before its placement gives its host and ports.
 struct TaskEnv {
     task_id: String,
     app_id: String,
@@ -178,7 +175,7 @@ impl TaskEnv {
             } = self;
             let mut env = vec![
                 ("MARATHON_APP_VERSION".to_owned(), version),
-                ("HOST".to_owned(), offer.hostname.clone()),
+                ("HOST".to_owned(), offer.host.clone()),
                 ("MARATHON_APP_RESOURCE_CPUS".to_owned(), java_double(r.cpus)),
                 (
                     "MARATHON_APP_RESOURCE_GPUS".to_owned(),

@@ -59,7 +59,7 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::formats::iso_millis;
 use crate::framework::Framework;
-use crate::task::{TaskSpec, TaskState, TaskUpdate};
+use crate::task::{Placement, TaskSpec, TaskState, TaskUpdate};
 
 pub(crate) use http::router;
 
@@ -70,10 +70,8 @@ struct MTask {
     /// The app version (config) it runs.
     version: String,
     state: TaskState,
-    placed: bool,
-    agent_id: String,
-    host: String,
-    ports: Vec<u16>,
+    /// Where it runs, from its first status update on.
+    placement: Option<Placement>,
     service_ports: Vec<u64>,
     staged_at: String,
     started_at: Option<String>,
@@ -193,9 +191,9 @@ impl Marathon {
             let unexpected = !t.kill_requested && !app.deleted;
             if u.state == TaskState::Failed {
                 app.last_task_failure = Some(json!({
-                    "appId": app_id, "host": u.host, "message": u.message,
+                    "appId": app_id, "host": u.placement.host, "message": u.message,
                     "state": u.state.mesos_name(), "taskId": u.task_id,
-                    "timestamp": iso_millis(u.at), "version": t.version, "slaveId": u.agent_id,
+                    "timestamp": iso_millis(u.at), "version": t.version, "slaveId": u.placement.agent_id,
                 }));
             }
             if unexpected {
@@ -220,23 +218,21 @@ impl Marathon {
         } else {
             t.state = u.state;
             if u.state == TaskState::Staging {
-                t.placed = true;
-                t.agent_id.clone_from(&u.agent_id);
-                t.host.clone_from(&u.host);
-                t.ports.clone_from(&u.ports);
+                t.placement = Some(u.placement.clone());
                 t.staged_at = iso_millis(u.at);
             }
             if u.state == TaskState::Running && t.started_at.is_none() {
                 t.started_at = Some(iso_millis(u.at));
+                let placement = t.placement.clone().unwrap_or_default();
                 let checks = health::checks(&app.def);
                 if !checks.is_empty() {
                     t.health = vec![health::Health::default(); checks.len()];
                     let target = health::Target {
                         task_id: t.id.clone(),
                         app_id: app_id.clone(),
-                        host: t.host.clone(),
-                        ports: t.ports.clone(),
-                        sandbox: self.cluster.sandbox_of(&t.agent_id, &t.id),
+                        sandbox: self.cluster.sandbox_of(&placement.agent_id, &t.id),
+                        host: placement.host,
+                        ports: placement.ports,
                     };
                     return Some((app_id, checks, target));
                 }

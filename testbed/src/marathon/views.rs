@@ -5,22 +5,24 @@
 use serde_json::{Value, json};
 
 use super::{Action, Deployment, MState, MTask, Marathon};
-use crate::task::TaskState;
+use crate::task::{Placement, TaskState};
 
 impl Marathon {
     pub(super) fn task_json(app_id: &str, t: &MTask) -> Value {
+        let unplaced = Placement::default();
+        let p = t.placement.as_ref().unwrap_or(&unplaced);
         let mut v = json!({
             "appId": app_id,
             "id": t.id,
-            "host": t.host,
-            "slaveId": t.agent_id,
+            "host": p.host,
+            "slaveId": p.agent_id,
             "state": t.state.mesos_name(),
             "stagedAt": t.staged_at,
             "startedAt": t.started_at,
             "version": t.version,
-            "ports": t.ports,
+            "ports": p.ports,
             "servicePorts": t.service_ports,
-            "ipAddresses": [{"ipAddress": t.host, "protocol": "IPv4"}],
+            "ipAddresses": [{"ipAddress": p.host, "protocol": "IPv4"}],
             "localVolumes": [],
             "role": "*",
         });
@@ -40,7 +42,11 @@ impl Marathon {
             "versionInfo".into(),
             json!({"lastScalingAt": app.last_scaling_at, "lastConfigChangeAt": app.config_version}),
         );
-        let placed: Vec<&MTask> = app.tasks.values().filter(|t| t.placed).collect();
+        let placed: Vec<&MTask> = app
+            .tasks
+            .values()
+            .filter(|t| t.placement.is_some())
+            .collect();
         let count = |s: TaskState| placed.iter().filter(|t| t.state == s).count();
         m.insert(
             "tasksStaged".into(),

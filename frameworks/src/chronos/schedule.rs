@@ -599,36 +599,29 @@ mod tests {
 
     #[test]
     fn errors() {
+        use ScheduleErrorKind::{
+            BadRepetitions, BadStart, CalendarPeriod, MissingPeriod, MissingR, MissingSlash,
+            ZeroPeriod,
+        };
         let kind = |t: &str| Schedule::parse(t).unwrap_err().kind().clone();
-        assert_eq!(kind("4//PT5M"), ScheduleErrorKind::MissingR);
-        assert_eq!(
-            kind("Rx//PT5M"),
-            ScheduleErrorKind::BadRepetitions("x".into())
-        );
-        assert_eq!(
-            kind("R-1//PT5M"),
-            ScheduleErrorKind::BadRepetitions("-1".into())
-        );
-        assert_eq!(
-            kind("R99999999999999999999//PT5M"),
-            ScheduleErrorKind::BadRepetitions("99999999999999999999".into())
-        );
-        assert_eq!(kind("R4"), ScheduleErrorKind::MissingSlash);
-        assert_eq!(kind("R4//T5M"), ScheduleErrorKind::MissingPeriod);
-        assert_eq!(kind("R4/PT5M"), ScheduleErrorKind::MissingPeriod);
-        assert_eq!(
-            kind("R4/yesterday/PT5M"),
-            ScheduleErrorKind::BadStart("yesterday".into())
-        );
-        assert_eq!(
-            kind("R4//P1M"),
-            ScheduleErrorKind::CalendarPeriod("P1M".into())
-        );
-        assert_eq!(
-            kind("R4//P1Y"),
-            ScheduleErrorKind::CalendarPeriod("P1Y".into())
-        );
-        assert_eq!(kind("R4//PT0S"), ScheduleErrorKind::ZeroPeriod);
+        for (text, expect) in [
+            ("4//PT5M", MissingR),
+            ("Rx//PT5M", BadRepetitions("x".into())),
+            ("R-1//PT5M", BadRepetitions("-1".into())),
+            (
+                "R99999999999999999999//PT5M",
+                BadRepetitions("99999999999999999999".into()),
+            ),
+            ("R4", MissingSlash),
+            ("R4//T5M", MissingPeriod),
+            ("R4/PT5M", MissingPeriod),
+            ("R4/yesterday/PT5M", BadStart("yesterday".into())),
+            ("R4//P1M", CalendarPeriod("P1M".into())),
+            ("R4//P1Y", CalendarPeriod("P1Y".into())),
+            ("R4//PT0S", ZeroPeriod),
+        ] {
+            assert_eq!(kind(text), expect, "{text}");
+        }
         for bad in [
             "R4//P",
             "R4//PT",

@@ -159,6 +159,65 @@ fn case3(seed: u64, sharing: Sharing) -> Scenario {
     Scenario::on_thesis_cluster("case3".into(), seed, sharing, vec![job])
 }
 
+/// What the user of job `index` of a random workload files, drawn in this order in both random
+/// workloads before the job's own draws.
+struct Filed {
+    index: usize,
+    /// The user's estimate of the 1-CPU duration, off by up to ±30 %.
+    estimate: f64,
+    /// Deadline factor against what the job needs at 1 CPU: < 0.75 is usually infeasible even
+    /// at 2 CPUs.
+    factor: f64,
+    submit_at: f64,
+    cpus: Cpus,
+    threads: Cpus,
+}
+
+impl Filed {
+    /// Draws the filing of job `index`, whose 1-CPU duration is `t1`, that runs `threads` and
+    /// files from `min_tenths` tenths of a CPU up to 1.5 CPU.
+    fn draw(rng: &mut ChaCha8Rng, index: usize, t1: f64, min_tenths: u32, threads: Cpus) -> Self {
+        let estimate = (t1 * rng.random_range(0.7..=1.3)).round().max(1.0);
+        let factor = rng.random_range(0.65..=1.8);
+        let submit_at = rng.random_range(0.0..=600.0_f64).round();
+        let cpus = Cpus::from_milli(rng.random_range(min_tenths..=15) * 100);
+        Self {
+            index,
+            estimate,
+            factor,
+            submit_at,
+            cpus,
+            threads,
+        }
+    }
+
+    /// The `framework` job (`chronos`, `marathon`) of `work` and `kind`, filed with `duration`,
+    /// due `factor` times `need` (its seconds at 1 CPU) after its submission.
+    fn job(
+        &self,
+        framework: &str,
+        duration: f64,
+        need: f64,
+        desv_deadline: f64,
+        work: WorkSpec,
+        kind: String,
+    ) -> JobSpec {
+        JobSpec {
+            name: format!("{framework}-{}", self.index),
+            submit_at: self.submit_at,
+            qos: QosSpec {
+                duration,
+                deadline: Deadline::Relative((need * self.factor).round()),
+                desv_deadline,
+            },
+            cpus: self.cpus,
+            threads: self.threads,
+            work,
+            kind,
+        }
+    }
+}
+
 /// A random mix of Chronos and Marathon LINPACK jobs on the thesis' cluster, with deadlines
 /// drawn around what each job needs at 1 CPU — some loose, some tight, some infeasible.
 fn random(seed: u64, sharing: Sharing) -> Scenario {
@@ -168,70 +227,52 @@ fn random(seed: u64, sharing: Sharing) -> Scenario {
     for k in 0..count {
         let n = rng.random_range(3000.0..=6500.0_f64).round();
         let truth = linpack(n);
-        // The user's estimate of the 1-CPU duration is off by up to ±30 %.
-        let estimate = (truth.t1() * rng.random_range(0.7..=1.3)).round().max(1.0);
-        // Deadline factor against the 1-CPU need: < 0.75 is usually infeasible even at 2 CPUs.
-        let factor = rng.random_range(0.65..=1.8);
-        let submit_at = rng.random_range(0.0..=600.0_f64).round();
-        let cpus = Cpus::from_milli(rng.random_range(5..=15) * 100);
+        let filed = Filed::draw(&mut rng, k, truth.t1(), 5, Cpus::from_milli(2000));
         let job = if rng.random_bool(0.6) {
-            let iterations = rng.random_range(2..=12);
-            let work = drawn_iterations(&mut rng, truth, iterations);
-            let need = f64::from(iterations) * (truth.t1() + 37.5);
-            JobSpec {
-                name: format!("chronos-{k}"),
-                submit_at,
-                qos: QosSpec {
-                    duration: estimate,
-                    deadline: Deadline::Relative((need * factor).round()),
-                    desv_deadline: rng.random_range(0.05..=0.3),
-                },
-                cpus,
-                threads: Cpus::from_milli(2000),
-                work,
-                kind: "chronos/iterations/linpack".into(),
-            }
+            let (work, need) = drawn_iterations(&mut rng, truth, truth.t1(), 12);
+            let desv_deadline = rng.random_range(0.05..=0.3);
+            let kind = "chronos/iterations/linpack".into();
+            filed.job("chronos", filed.estimate, need, desv_deadline, work, kind)
         } else {
             let scale = rng.random_range(1.0..=4.0_f64).round();
             let speed = SpeedModel {
                 alpha: truth.alpha * scale,
                 beta: truth.beta * scale,
             };
-            let need = speed.t1();
-            JobSpec {
-                name: format!("marathon-{k}"),
-                submit_at,
-                qos: QosSpec {
-                    duration: (estimate * scale).round(),
-                    deadline: Deadline::Relative((need * factor).round()),
-                    desv_deadline: rng.random_range(0.05..=0.3),
-                },
-                cpus,
-                threads: Cpus::from_milli(2000),
-                work: WorkSpec::Continuous {
-                    speed: noisy(&mut rng, speed, 0.03),
-                    deploy: rng.random_range(5.0..=15.0),
-                    restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
-                    reports_progress: rng.random_bool(0.5),
-                    checkpoint: true,
-                },
-                kind: "marathon/linpack".into(),
-            }
+            let desv_deadline = rng.random_range(0.05..=0.3);
+            let work = WorkSpec::Continuous {
+                speed: noisy(&mut rng, speed, 0.03),
+                deploy: rng.random_range(5.0..=15.0),
+                restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
+                reports_progress: rng.random_bool(0.5),
+                checkpoint: true,
+            };
+            let duration = (filed.estimate * scale).round();
+            let kind = "marathon/linpack".into();
+            filed.job("marathon", duration, speed.t1(), desv_deadline, work, kind)
         };
         jobs.push(job);
     }
     Scenario::on_thesis_cluster(format!("random:{seed}"), seed, sharing, jobs)
 }
 
-/// The work of a random workload's Chronos job: `count` iterations, each 5 % off `truth`,
-/// and their deployment overheads.
-fn drawn_iterations(rng: &mut ChaCha8Rng, truth: SpeedModel, count: i32) -> WorkSpec {
+/// The work of a random workload's Chronos job: 2 to `max_iterations` iterations, each 5 % off
+/// `truth` (whose 1-CPU duration is `t1`), and their deployment overheads; and what it needs at
+/// 1 CPU, overheads included.
+fn drawn_iterations(
+    rng: &mut ChaCha8Rng,
+    truth: SpeedModel,
+    t1: f64,
+    max_iterations: i32,
+) -> (WorkSpec, f64) {
+    let count = rng.random_range(2..=max_iterations);
     let overheads: Vec<f64> = (0..count).map(|_| rng.random_range(30.0..=45.0)).collect();
     let models = (0..count).map(|_| noisy(rng, truth, 0.05)).collect();
-    WorkSpec::Iterative {
+    let work = WorkSpec::Iterative {
         iterations: models,
         overheads,
-    }
+    };
+    (work, f64::from(count) * (t1 + 37.5))
 }
 
 /// How a job's time falls with more CPUs, in the mixed workload.
@@ -291,66 +332,45 @@ fn mixed(seed: u64, sharing: Sharing) -> Scenario {
             Curve::Amdahl => (SpeedModel::new(t1, rng.random_range(0.1..=0.95)), 2000),
             Curve::Serial => (SpeedModel::new(t1, 0.0), 1000),
         };
-        // The user's estimate of the 1-CPU duration is off by up to ±30 %.
-        let estimate = (t1 * rng.random_range(0.7..=1.3)).round().max(1.0);
-        let factor = rng.random_range(0.65..=1.8);
-        let submit_at = rng.random_range(0.0..=600.0_f64).round();
-        let cpus = Cpus::from_milli(rng.random_range(3..=15) * 100);
+        let filed = Filed::draw(&mut rng, k, t1, 3, Cpus::from_milli(threads));
         let desv_deadline = rng.random_range(0.05..=0.3);
-        let threads = Cpus::from_milli(threads);
         let job = if chronos {
-            let iterations = rng.random_range(2..=10);
-            let work = drawn_iterations(&mut rng, truth, iterations);
-            let need = f64::from(iterations) * (t1 + 37.5);
-            JobSpec {
-                name: format!("chronos-{k}"),
-                submit_at,
-                qos: QosSpec {
-                    duration: estimate,
-                    deadline: Deadline::Relative((need * factor).round()),
-                    desv_deadline,
-                },
-                cpus,
-                threads,
-                work,
-                kind: format!("chronos/iterations/{}", curve.name()),
-            }
+            let (work, need) = drawn_iterations(&mut rng, truth, t1, 10);
+            let kind = format!("chronos/iterations/{}", curve.name());
+            filed.job("chronos", filed.estimate, need, desv_deadline, work, kind)
         } else {
             let reports_progress = rng.random_bool(0.5);
             let checkpoint = rng.random_bool(0.5);
             let deploy = rng.random_range(5.0..=15.0);
-            JobSpec {
-                name: format!("marathon-{k}"),
-                submit_at,
-                qos: QosSpec {
-                    duration: estimate,
-                    deadline: Deadline::Relative(((deploy + t1) * factor).round()),
-                    desv_deadline,
+            let work = WorkSpec::Continuous {
+                speed: noisy(&mut rng, truth, 0.03),
+                deploy,
+                restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
+                reports_progress,
+                checkpoint,
+            };
+            let kind = format!(
+                "marathon/{}/{}/{}",
+                if reports_progress {
+                    "progress"
+                } else {
+                    "cpu-time"
                 },
-                cpus,
-                threads,
-                work: WorkSpec::Continuous {
-                    speed: noisy(&mut rng, truth, 0.03),
-                    deploy,
-                    restart_costs: (0..16).map(|_| rng.random_range(10.0..=30.0)).collect(),
-                    reports_progress,
-                    checkpoint,
+                if checkpoint {
+                    "checkpoint"
+                } else {
+                    "no-checkpoint"
                 },
-                kind: format!(
-                    "marathon/{}/{}/{}",
-                    if reports_progress {
-                        "progress"
-                    } else {
-                        "cpu-time"
-                    },
-                    if checkpoint {
-                        "checkpoint"
-                    } else {
-                        "no-checkpoint"
-                    },
-                    curve.name()
-                ),
-            }
+                curve.name()
+            );
+            filed.job(
+                "marathon",
+                filed.estimate,
+                deploy + t1,
+                desv_deadline,
+                work,
+                kind,
+            )
         };
         jobs.push(job);
     }

@@ -426,95 +426,41 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_reason() {
+        // A valid spec with one key set to a bad value (or removed, for `None`).
         let cases = [
-            (
-                json!({"deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "missing",
-            ),
-            (
-                json!({"duration": -3, "deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "positive",
-            ),
-            (
-                json!({"duration": 0, "deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "greater than zero",
-            ),
-            (
-                json!({"duration": "NaN", "deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "NaN",
-            ),
-            (
-                json!({"duration": "abc", "deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "number",
-            ),
-            (
-                json!({"duration": true, "deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "boolean",
-            ),
-            (
-                json!({"duration": "inf", "deadline": 1, "desv_deadline": 0.1}),
-                "qos.duration",
-                "finite",
-            ),
-            (
-                json!({"duration": 1, "deadline": 0, "desv_deadline": 0.1}),
-                "qos.deadline",
-                "greater than zero",
-            ),
-            (
-                json!({"duration": 1, "deadline": "tomorrow", "desv_deadline": 0.1}),
-                "qos.deadline",
-                "RFC 3339",
-            ),
-            (
-                json!({"duration": 1, "deadline": 5, "desv_deadline": 1.0}),
-                "qos.desv_deadline",
-                "[0, 1)",
-            ),
-            (
-                json!({"duration": 1, "deadline": 5, "desv_deadline": -0.1}),
-                "qos.desv_deadline",
-                "[0, 1)",
-            ),
-            (
-                json!({"duration": 1, "deadline": 5}),
-                "qos.desv_deadline",
-                "missing",
-            ),
-            (
-                json!({"duration": 1, "deadline": 5, "desv_deadline": 0.1, "dead_line": 3}),
-                "qos.dead_line",
-                "unknown",
-            ),
-            (json!([1, 2]), "qos", "object"),
+            ("duration", None, "missing"),
+            ("duration", Some(json!(-3)), "positive"),
+            ("duration", Some(json!(0)), "greater than zero"),
+            ("duration", Some(json!("NaN")), "NaN"),
+            ("duration", Some(json!("abc")), "number"),
+            ("duration", Some(json!(true)), "boolean"),
+            ("duration", Some(json!("inf")), "finite"),
+            ("deadline", Some(json!(0)), "greater than zero"),
+            ("deadline", Some(json!("tomorrow")), "RFC 3339"),
+            ("desv_deadline", Some(json!(1.0)), "[0, 1)"),
+            ("desv_deadline", Some(json!(-0.1)), "[0, 1)"),
+            ("desv_deadline", None, "missing"),
+            ("dead_line", Some(json!(3)), "unknown"),
             // Implausible numbers.
-            (
-                json!({"duration": 1e300, "deadline": 100, "desv_deadline": 0.1}),
-                "qos.duration",
-                "at most",
-            ),
-            (
-                json!({"duration": 1, "deadline": 1e300, "desv_deadline": 0.1}),
-                "qos.deadline",
-                "at most",
-            ),
-            (
-                json!({"duration": 1, "deadline": "1e400", "desv_deadline": 0.1}),
-                "qos.deadline",
-                "finite",
-            ),
+            ("duration", Some(json!(1e300)), "at most"),
+            ("deadline", Some(json!(1e300)), "at most"),
+            ("deadline", Some(json!("1e400")), "finite"),
         ];
-        for (input, field, reason) in cases {
+        for (key, value, reason) in cases {
+            let mut input = json!({"duration": 1, "deadline": 100, "desv_deadline": 0.1});
+            match value {
+                Some(value) => input[key] = value,
+                None => {
+                    input.as_object_mut().unwrap().remove(key);
+                }
+            }
             let e = err(&input);
-            assert_eq!(e.field, field, "{input}");
+            assert_eq!(e.field, format!("qos.{key}"), "{input}");
             assert!(e.reason.contains(reason), "{input}: {e}");
         }
+        let e = err(&json!([1, 2]));
+        assert_eq!(e.field, "qos");
+        assert!(e.reason.contains("object"), "{e}");
     }
 
     #[test]
@@ -533,14 +479,18 @@ mod tests {
         );
     }
 
+    /// A one-second job due at epoch second `at`.
+    fn due_at(at: f64) -> QosSpec {
+        QosSpec {
+            duration: 1.0,
+            deadline: Deadline::Absolute(at),
+            desv_deadline: 0.1,
+        }
+    }
+
     #[test]
     fn absolute_deadline_in_the_past() {
-        let spec = QosSpec {
-            duration: 1.0,
-            deadline: Deadline::Absolute(100.0),
-            desv_deadline: 0.1,
-        };
-        let e = spec.validate_for(None, 200.0).unwrap_err();
+        let e = due_at(100.0).validate_for(None, 200.0).unwrap_err();
         assert!(e.reason.contains("past"), "{e}");
     }
 
@@ -579,18 +529,10 @@ mod tests {
 
     #[test]
     fn implausible_numbers_are_refused_with_the_field() {
-        let far = QosSpec {
-            duration: 1.0,
-            deadline: Deadline::Absolute(1e300),
-            desv_deadline: 0.1,
-        };
-        let e = far.validate_for(None, 1.5e9).unwrap_err();
+        let e = due_at(1e300).validate_for(None, 1.5e9).unwrap_err();
         assert_eq!(e.field, "qos.deadline");
         assert!(e.reason.contains("at most"), "{e}");
-        let nan = QosSpec {
-            deadline: Deadline::Absolute(f64::NAN),
-            ..far
-        };
+        let nan = due_at(f64::NAN);
         assert_eq!(nan.check().unwrap_err().field, "qos.deadline");
     }
 

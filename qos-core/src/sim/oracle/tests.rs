@@ -142,14 +142,20 @@ fn solve(nodes: &[Cpus], jobs: &[OracleJob], bounds: &OracleBounds) -> Oracle {
     o
 }
 
+/// The oracle's exact answer with the default bounds, its schedule checked.
+fn solve_exact(nodes: &[Cpus], jobs: &[OracleJob]) -> Oracle {
+    let o = solve(nodes, jobs, &OracleBounds::default());
+    assert!(o.exact, "{}", o.method);
+    o
+}
+
 #[test]
 fn one_job_gets_the_cheapest_allocation_that_meets_its_deadline() {
     let nodes = [c(2.0)];
     // Linear speed-up, 100 CPU-s of work, 10 s deployment held at the allocation, 100 s window:
     // 10 + 100/c ≤ 100 needs c ≥ 1.11, so 1.2 (93.3 s, 112 CPU-s); 1.1 is 0.9 s late.
     let jobs = [job(5.0, 105.0, 2.0, vec![unit(10.0, 0.0, 100.0)])];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
-    assert!(o.exact, "{}", o.method);
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!(o.met, 1);
     let u = o.per_job[0].units[0];
     assert_eq!(u.cpus, c(1.2));
@@ -170,8 +176,7 @@ fn a_job_no_allocation_can_save_is_not_met_and_not_charged() {
         job(0.0, 40.0, 4.0, vec![unit(0.0, 0.0, 100.0)]),
         job(0.0, 200.0, 2.0, vec![unit(10.0, 0.0, 100.0)]),
     ];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
-    assert!(o.exact);
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!((o.met, o.feasible_alone), (1, 1));
     assert_eq!(o.per_job[0].alone_cpu_seconds, None);
     assert!(!o.per_job[0].met && o.per_job[1].met);
@@ -189,8 +194,7 @@ fn two_jobs_that_cannot_both_fit_meet_one_the_cheaper() {
         job(0.0, 100.0, 2.0, vec![unit(0.0, 0.0, 160.0)]),
         job(0.0, 100.0, 2.0, vec![unit(0.0, 0.0, 150.0)]),
     ];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
-    assert!(o.exact, "{}", o.method);
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!((o.met, o.feasible_alone), (1, 2));
     assert!(o.per_job[1].met && !o.per_job[0].met);
     assert!(close(o.cpu_seconds, 150.0), "{}", o.cpu_seconds);
@@ -206,8 +210,7 @@ fn jobs_that_fit_one_after_the_other_are_both_met() {
         job(0.0, 100.0, 1.0, vec![unit(0.0, 50.0, 0.0)]),
         job(0.0, 100.0, 1.0, vec![unit(0.0, 50.0, 0.0)]),
     ];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
-    assert!(o.exact);
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!(o.met, 2);
     let mut starts: Vec<f64> = o.per_job.iter().map(|p| p.units[0].start).collect();
     starts.sort_by(f64::total_cmp);
@@ -229,8 +232,7 @@ fn chronos_iterations_get_their_own_allocations() {
         2.0,
         vec![unit(0.0, 0.0, 100.0), unit(0.0, 100.0, 0.0)],
     )];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
-    assert!(o.exact);
+    let o = solve_exact(&nodes, &jobs);
     let cpus: Vec<Cpus> = o.per_job[0].units.iter().map(|u| u.cpus).collect();
     assert_eq!(cpus, [c(2.0), c(1.0)]);
     assert!(close(o.cpu_seconds, 200.0), "{}", o.cpu_seconds);
@@ -241,15 +243,15 @@ fn cpus_beyond_the_threads_are_never_bought() {
     let nodes = [c(2.0)];
     // One thread: 100 s of work takes 100 s at 1 CPU and at 2. Due at 100 s: exactly 1 CPU.
     let jobs = [job(0.0, 100.0, 1.0, vec![unit(0.0, 0.0, 100.0)])];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!(o.met, 1);
     assert_eq!(o.per_job[0].units[0].cpus, c(1.0));
     assert!(close(o.cpu_seconds, 100.0));
     // Due at 60 s it would need 1.67 effective CPUs: more allocation does not help.
     let late = [job(0.0, 60.0, 1.0, vec![unit(0.0, 0.0, 100.0)])];
-    let o = solve(&nodes, &late, &OracleBounds::default());
+    let o = solve_exact(&nodes, &late);
     assert_eq!((o.met, o.feasible_alone), (0, 0));
-    assert!(o.exact && o.cpu_seconds == 0.0);
+    assert_eq!(o.cpu_seconds, 0.0);
 }
 
 #[test]
@@ -260,13 +262,12 @@ fn packing_needs_the_search_and_a_small_budget_gives_a_bound() {
     let jobs: Vec<OracleJob> = (0..3)
         .map(|_| job(0.0, 100.0, 2.0, vec![unit(0.0, 0.0, 120.0)]))
         .collect();
-    let bounds = OracleBounds::default();
-    let o = solve(&nodes, &jobs, &bounds);
-    assert!(o.exact, "{}", o.method);
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!(o.met, 2);
     assert!(o.search_nodes > 0);
     assert!(close(o.cpu_seconds, 240.0));
 
+    let bounds = OracleBounds::default();
     let b = oracle_with_budget(&nodes, &jobs, &bounds, 0).unwrap();
     check_schedule(&nodes, &jobs, &bounds, &b).unwrap();
     assert!(!b.exact);
@@ -285,8 +286,7 @@ fn a_cheaper_set_of_the_same_size_is_preferred() {
         job(0.0, 100.0, 1.0, vec![unit(0.0, 60.0, 0.0)]),
         job(0.0, 100.0, 1.0, vec![unit(0.0, 30.0, 0.0)]),
     ];
-    let o = solve(&nodes, &jobs, &OracleBounds::default());
-    assert!(o.exact);
+    let o = solve_exact(&nodes, &jobs);
     assert_eq!(o.met, 2);
     assert!(!o.per_job[0].met && o.per_job[1].met && o.per_job[2].met);
     assert!(close(o.cpu_seconds, 90.0));

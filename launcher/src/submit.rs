@@ -31,6 +31,17 @@ pub enum ChronosApi {
     V3,
 }
 
+impl ChronosApi {
+    /// The generation asked for; `None` for [`ChronosApi::Auto`] (probe the server).
+    fn version(self) -> Option<ChronosApiVersion> {
+        match self {
+            Self::Auto => None,
+            Self::V2 => Some(ChronosApiVersion::V2),
+            Self::V3 => Some(ChronosApiVersion::V3),
+        }
+    }
+}
+
 /// What to submit, and how.
 #[derive(Debug, Clone)]
 pub struct SubmitRequest {
@@ -165,27 +176,20 @@ impl FrameworkClient {
             Framework::Marathon => {
                 Self::Marathon(MarathonClient::with_config(creds, config.clone()).map_err(build)?)
             }
-            Framework::Chronos => {
-                Self::Chronos(match api {
-                    ChronosApi::V2 => {
-                        ChronosClient::with_config(creds, ChronosApiVersion::V2, config.clone())
-                            .map_err(build)?
-                    }
-                    ChronosApi::V3 => {
-                        ChronosClient::with_config(creds, ChronosApiVersion::V3, config.clone())
-                            .map_err(build)?
-                    }
-                    ChronosApi::Auto => ChronosClient::detect(creds, config.clone())
-                        .await
-                        .map_err(|e| {
-                            LauncherError::from_framework(
-                                "Chronos",
-                                &format!("contacting Chronos at {}", creds.url()),
-                                &e,
-                            )
-                        })?,
-                })
-            }
+            Framework::Chronos => Self::Chronos(match api.version() {
+                Some(version) => {
+                    ChronosClient::with_config(creds, version, config.clone()).map_err(build)?
+                }
+                None => ChronosClient::detect(creds, config.clone())
+                    .await
+                    .map_err(|e| {
+                        LauncherError::from_framework(
+                            "Chronos",
+                            &format!("contacting Chronos at {}", creds.url()),
+                            &e,
+                        )
+                    })?,
+            }),
         })
     }
 
@@ -340,13 +344,13 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
             "the supervisor registered UUID {:?} instead of {}",
             registered.uuid, prepared.uuid
         ));
-        return Err(rollback(&supervisor, None, &prepared.uuid, &prepared.name, e).await);
+        return Err(rollback(&supervisor, None, &prepared, e).await);
     }
 
     // 2. Then submit.
     let request = match prepared.request(Some(&registered.report_token)) {
         Ok(r) => r,
-        Err(e) => return Err(rollback(&supervisor, None, &prepared.uuid, &prepared.name, e).await),
+        Err(e) => return Err(rollback(&supervisor, None, &prepared, e).await),
     };
     if let Err(e) = framework.submit(&request).await {
         let ambiguous = matches!(
@@ -365,7 +369,7 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
             &e,
         );
         let fw = ambiguous.then_some(&framework);
-        return Err(rollback(&supervisor, fw, &prepared.uuid, &prepared.name, err).await);
+        return Err(rollback(&supervisor, fw, &prepared, err).await);
     }
     // The supervisor knows its policy and resize mode: its warnings replace the launcher's
     // guesses at them.
@@ -460,15 +464,15 @@ fn check_pace(prepared: &rewrite::Prepared, pace: Pace, why: &str) -> Result<(),
     )))
 }
 
-/// Undoes a registration (and, when `framework` is given, deletes the job there if it exists),
-/// and says so in the returned error.
+/// Undoes the registration of `prepared` (and, when `framework` is given, deletes the job there
+/// if it exists), and says so in the returned error.
 async fn rollback(
     supervisor: &SupervisorClient,
     framework: Option<&FrameworkClient>,
-    uuid: &JobUuid,
-    name: &str,
+    prepared: &rewrite::Prepared,
     err: LauncherError,
 ) -> LauncherError {
+    let (uuid, name) = (&prepared.uuid, prepared.name.as_str());
     let mut notes = Vec::new();
     if let Some(fw) = framework {
         match fw.exists(name).await {

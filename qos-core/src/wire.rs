@@ -26,15 +26,17 @@ pub mod lenient {
         }
     }
 
+    /// `v` as a finite number, or the error every reader of a number gives.
+    fn finite<E: serde::de::Error>(v: &Value) -> Result<f64, E> {
+        match to_f64(v) {
+            Some(x) if x.is_finite() => Ok(x),
+            _ => Err(E::custom(format!("expected a number, got {v}"))),
+        }
+    }
+
     /// A finite `f64` from a number or numeric string.
     pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        let v = Value::deserialize(d)?;
-        match to_f64(&v) {
-            Some(x) if x.is_finite() => Ok(x),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a number, got {v}"
-            ))),
-        }
+        finite(&Value::deserialize(d)?)
     }
 
     /// An optional finite `f64` from a number, a numeric string, or null/absent.
@@ -43,12 +45,7 @@ pub mod lenient {
         if v.is_null() {
             return Ok(None);
         }
-        match to_f64(&v) {
-            Some(x) if x.is_finite() => Ok(Some(x)),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a number, got {v}"
-            ))),
-        }
+        finite(&v).map(Some)
     }
 
     /// An optional non-negative whole number from a number, a numeric string, or null/absent.

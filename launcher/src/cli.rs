@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use qos_core::Framework;
 
-use crate::rewrite::{DEFAULT_CHECKPOINT_DIR, Pace, Strategy};
+use crate::rewrite::{Pace, ShellTrap};
 use crate::submit::ChronosApi;
 
 const EXAMPLES: &str = "\
@@ -112,25 +112,9 @@ pub struct RewriteArgs {
     /// Use this UUID instead of a fresh random one (32 hex digits, or the dashed form).
     #[arg(long, env = "QOS_LAUNCHER_UUID", value_name = "UUID")]
     pub uuid: Option<String>,
-    /// Marathon: shell-trap's checkpoint directory on the agents.
-    #[arg(long, env = "QOS_LAUNCHER_CHECKPOINT_DIR", default_value = DEFAULT_CHECKPOINT_DIR, value_name = "DIR")]
-    pub checkpoint_dir: String,
-    /// Marathon: the shell-trap binary on the agents (a name on their PATH, or a path).
-    #[arg(
-        long,
-        env = "QOS_SHELL_TRAP",
-        default_value = "shell-trap",
-        value_name = "PATH"
-    )]
-    pub shell_trap: String,
-    /// Marathon: how shell-trap saves the job's work when a resize restarts its task (its
-    /// --strategy) [default: the app's label "qos.checkpoint", else shell-trap's auto].
-    #[arg(long, env = "QOS_STRATEGY", value_enum, value_name = "STRATEGY")]
-    pub strategy: Option<Strategy>,
-    /// Marathon: taskKillGracePeriodSeconds, from Marathon's SIGTERM to its SIGKILL; shell-trap
-    /// gets it minus min(5 s, a fifth) to checkpoint [default: the app's own, else 30].
-    #[arg(long, env = "QOS_GRACE_PERIOD", value_name = "SECS")]
-    pub grace_period: Option<u32>,
+    /// Marathon: shell-trap on the agents.
+    #[command(flatten)]
+    pub shell_trap: ShellTrap,
     /// Chronos: tries of each iteration report before it is given up (backoff 1 s doubling to 60 s).
     #[arg(long, env = "QOS_REPORT_ATTEMPTS", default_value_t = 10, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -32,10 +32,7 @@ fn client_config(global: &GlobalArgs) -> ClientConfig {
 
 fn settings(global: &GlobalArgs, r: &RewriteArgs) -> Result<Settings, LauncherError> {
     let mut s = Settings::new(SupervisorUrl::parse(&global.supervisor)?);
-    s.checkpoint_dir.clone_from(&r.checkpoint_dir);
     s.shell_trap.clone_from(&r.shell_trap);
-    s.strategy = r.strategy;
-    s.grace_period = r.grace_period;
     s.report = ReportPolicy {
         attempts: r.report_attempts,
         ..ReportPolicy::default()

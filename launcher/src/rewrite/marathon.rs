@@ -370,6 +370,7 @@ fn grace_period(
         }
     };
     let grace_period = settings
+        .shell_trap
         .grace_period
         .map(u64::from)
         .or(own_grace)
@@ -413,7 +414,7 @@ fn checkpoint_strategy(
             }
         }
     };
-    Ok(match (settings.strategy, labelled) {
+    Ok(match (settings.shell_trap.strategy, labelled) {
         (Some(flag), Some(label)) if flag != label => {
             remarks.notes.push(format!(
                 "--strategy {} overrides the app's label {CHECKPOINT_LABEL}={}",
@@ -497,13 +498,13 @@ impl Plan {
         // tear down the task's cgroup while shell-trap is still checkpointing.
         let mut words: Vec<String> = vec![
             "exec".into(),
-            quote(&settings.shell_trap),
+            quote(&settings.shell_trap.binary),
             "--uuid".into(),
             quote(uuid.as_str()),
             "--supervisor".into(),
             quote(settings.supervisor.as_str()),
             "--checkpoint-dir".into(),
-            quote(&settings.checkpoint_dir),
+            quote(&settings.shell_trap.checkpoint_dir),
         ];
         if let Some(s) = self.strategy {
             words.extend(["--strategy".into(), s.flag_value()]);

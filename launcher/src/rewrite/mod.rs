@@ -224,21 +224,54 @@ impl Pace {
     }
 }
 
+/// The default `--shell-trap`: the binary found on the agents' PATH.
+pub const DEFAULT_SHELL_TRAP: &str = "shell-trap";
+
+/// Marathon: how a task's command, shell-trap, runs the job on the agents and saves its work
+/// when a resize restarts it. Declared once for the rewrite and the command line: the fields'
+/// docs are the `--help` text of the flags.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ShellTrap {
+    /// Marathon: shell-trap's checkpoint directory on the agents.
+    #[arg(long, env = "QOS_LAUNCHER_CHECKPOINT_DIR", default_value = DEFAULT_CHECKPOINT_DIR, value_name = "DIR")]
+    pub checkpoint_dir: String,
+    /// Marathon: the shell-trap binary on the agents (a name on their PATH, or a path).
+    #[arg(
+        long = "shell-trap",
+        env = "QOS_SHELL_TRAP",
+        default_value = DEFAULT_SHELL_TRAP,
+        value_name = "PATH"
+    )]
+    pub binary: String,
+    /// Marathon: how shell-trap saves the job's work when a resize restarts its task (its
+    /// --strategy) [default: the app's label "qos.checkpoint", else shell-trap's auto].
+    #[arg(long, env = "QOS_STRATEGY", value_enum, value_name = "STRATEGY")]
+    pub strategy: Option<Strategy>,
+    /// Marathon: taskKillGracePeriodSeconds, from Marathon's SIGTERM to its SIGKILL; shell-trap
+    /// gets it minus min(5 s, a fifth) to checkpoint [default: the app's own, else 30].
+    #[arg(long, env = "QOS_GRACE_PERIOD", value_name = "SECS")]
+    pub grace_period: Option<u32>,
+}
+
+impl Default for ShellTrap {
+    fn default() -> Self {
+        Self {
+            checkpoint_dir: DEFAULT_CHECKPOINT_DIR.to_owned(),
+            binary: DEFAULT_SHELL_TRAP.to_owned(),
+            strategy: None,
+            grace_period: None,
+        }
+    }
+}
+
 /// Everything the rewrite needs besides the job file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Where containers and shell-trap report.
     pub supervisor: SupervisorUrl,
-    /// Marathon: shell-trap's `--checkpoint-dir` (absolute path on the agents).
-    pub checkpoint_dir: String,
-    /// Marathon: how the agents find shell-trap (a name on their PATH, or an absolute path).
-    pub shell_trap: String,
-    /// Marathon: shell-trap's `--strategy` forced by a flag; `None` takes the app's label
-    /// `qos.checkpoint`, else shell-trap's default (`auto`).
-    pub strategy: Option<Strategy>,
-    /// Marathon: `taskKillGracePeriodSeconds` forced by a flag; `None` keeps the app's own value,
-    /// else [`DEFAULT_GRACE_PERIOD_SECS`]. shell-trap's `--grace` is derived from it.
-    pub grace_period: Option<u32>,
+    /// Marathon: shell-trap's binary, checkpoint directory and strategy, and the grace period it
+    /// gets (`None` fields keep the app's own choice, see [`ShellTrap`]).
+    pub shell_trap: ShellTrap,
     /// Chronos: how iteration reports are retried.
     pub report: ReportPolicy,
     /// Chronos: how runs are paced; [`Pace::BackToBack`] by default.
@@ -251,10 +284,7 @@ impl Settings {
     pub fn new(supervisor: SupervisorUrl) -> Self {
         Self {
             supervisor,
-            checkpoint_dir: DEFAULT_CHECKPOINT_DIR.to_owned(),
-            shell_trap: "shell-trap".to_owned(),
-            strategy: None,
-            grace_period: None,
+            shell_trap: ShellTrap::default(),
             report: ReportPolicy::default(),
             pace: Pace::default(),
         }
@@ -265,16 +295,19 @@ impl Settings {
     /// # Errors
     /// [`LauncherError`] (input) naming the flag.
     pub fn check(&self) -> Result<(), LauncherError> {
-        if !self.checkpoint_dir.starts_with('/') || self.checkpoint_dir.contains(['\n', '\0']) {
+        let ShellTrap {
+            checkpoint_dir,
+            binary,
+            ..
+        } = &self.shell_trap;
+        if !checkpoint_dir.starts_with('/') || checkpoint_dir.contains(['\n', '\0']) {
             return Err(LauncherError::input(format!(
-                "--checkpoint-dir {:?} must be an absolute path on the agents (one line)",
-                self.checkpoint_dir
+                "--checkpoint-dir {checkpoint_dir:?} must be an absolute path on the agents (one line)"
             )));
         }
-        if self.shell_trap.trim().is_empty() || self.shell_trap.contains(['\n', '\0']) {
+        if binary.trim().is_empty() || binary.contains(['\n', '\0']) {
             return Err(LauncherError::input(format!(
-                "--shell-trap {:?} must name the shell-trap binary on the agents",
-                self.shell_trap
+                "--shell-trap {binary:?} must name the shell-trap binary on the agents"
             )));
         }
         if self.report.attempts == 0 {

@@ -171,8 +171,8 @@ fn marathon_thesis_openmp_linpack1() {
 #[test]
 fn marathon_big_app_passes_everything_through() {
     let mut s = settings();
-    s.strategy = Some(Strategy::App);
-    s.checkpoint_dir = "/shared/checkpoints".into();
+    s.shell_trap.strategy = Some(Strategy::App);
+    s.shell_trap.checkpoint_dir = "/shared/checkpoints".into();
     let input = data("marathon_big.json");
     let out = check(
         "marathon_big",
@@ -222,7 +222,7 @@ fn marathon_big_app_passes_everything_through() {
 #[test]
 fn marathon_command_app_runs_as_process() {
     let mut s = settings();
-    s.grace_period = Some(12);
+    s.shell_trap.grace_period = Some(12);
     let out = check(
         "marathon_command_app",
         Framework::Marathon,
@@ -292,7 +292,7 @@ fn the_strategy_comes_from_the_flag_else_the_label() {
     ] {
         let labels = label.map_or_else(|| json!({}), |l| json!({"qos.checkpoint": l}));
         let mut s = settings();
-        s.strategy = flag;
+        s.shell_trap.strategy = flag;
         let p = checkpoint_app(&labels, &s).unwrap();
         assert_eq!(strategy_in(&p).as_deref(), sent, "{label:?} {flag:?}");
         let overridden = label.is_some_and(|l| flag.is_some_and(|f| f.flag_value() != l.trim()));
@@ -321,7 +321,7 @@ fn the_strategy_comes_from_the_flag_else_the_label() {
 #[test]
 fn a_short_kill_grace_period_is_warned_about() {
     let mut s = settings();
-    s.grace_period = Some(3);
+    s.shell_trap.grace_period = Some(3);
     let p = checkpoint_app(&json!({}), &s).unwrap();
     let req = p.request(Some(TOKEN)).unwrap();
     assert_eq!(req["taskKillGracePeriodSeconds"], 3);

@@ -391,7 +391,7 @@ async fn marathon_command_reaches_shell_trap_as_exact_words() {
     )
     .unwrap();
     let mut settings = Settings::new(SupervisorUrl::parse("http://127.0.0.1:30000").unwrap());
-    settings.shell_trap = fake_trap.display().to_string();
+    settings.shell_trap.binary = fake_trap.display().to_string();
     let app = json!({"id": "/x", "cmd": NASTY, "container": {"docker": {"image": "img:1"}},
                      "qos": {"duration": 1, "deadline": 60, "desv_deadline": 0}});
     let prepared = rewrite::prepare(

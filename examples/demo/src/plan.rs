@@ -23,10 +23,8 @@ pub(crate) const CPU_MAX: f64 = 1.5;
 pub(crate) struct JobSpec {
     /// The job file it is made from.
     pub(crate) base: Base,
-    /// Chronos: the schedule (`R<n>//PT<p>S`).
-    schedule: Option<&'static str>,
-    /// Chronos: iterations.
-    pub(crate) iterations: u32,
+    /// Chronos: its runs and their period (Marathon: none, the app runs once).
+    schedule: Option<Schedule>,
     /// Initial CPUs.
     pub(crate) cpus: f64,
     /// `qos.duration`: CPU-seconds per iteration (Chronos) or in total (Marathon).
@@ -39,6 +37,20 @@ pub(crate) struct JobSpec {
     pub(crate) desv: f64,
     /// What to watch for.
     pub(crate) story: &'static str,
+}
+
+/// A Chronos job's repetitions: `runs` runs, one every `period` seconds.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    runs: u32,
+    period: u32,
+}
+
+impl Schedule {
+    /// Chronos' ISO 8601 form, `R<runs>//PT<period>S` (no start: at once).
+    fn iso8601(self) -> String {
+        format!("R{}//PT{}S", self.runs, self.period)
+    }
 }
 
 /// A job file of `examples/jobs/local` that the demo's jobs are made from.
@@ -74,8 +86,10 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
         return vec![
             JobSpec {
                 base: CHRONOS_1,
-                schedule: Some("R3//PT12S"),
-                iterations: 3,
+                schedule: Some(Schedule {
+                    runs: 3,
+                    period: 12,
+                }),
                 cpus: 0.4,
                 duration: 6.0,
                 work: 6.0,
@@ -86,7 +100,6 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
             JobSpec {
                 base: MARATHON_1,
                 schedule: None,
-                iterations: 1,
                 cpus: 0.3,
                 duration: 8.0,
                 work: 14.0,
@@ -100,8 +113,10 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
     vec![
         JobSpec {
             base: CHRONOS_1,
-            schedule: Some("R4//PT20S"),
-            iterations: 4,
+            schedule: Some(Schedule {
+                runs: 4,
+                period: 20,
+            }),
             cpus: 0.5,
             duration: 10.0,
             work: 14.0,
@@ -112,8 +127,10 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
         },
         JobSpec {
             base: CHRONOS_3,
-            schedule: Some("R5//PT20S"),
-            iterations: 5,
+            schedule: Some(Schedule {
+                runs: 5,
+                period: 20,
+            }),
             cpus: 1.0,
             duration: 5.0,
             work: 5.0,
@@ -124,7 +141,6 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
         JobSpec {
             base: MARATHON_1,
             schedule: None,
-            iterations: 1,
             cpus: 0.4,
             duration: 30.0,
             work: 48.0,
@@ -137,6 +153,11 @@ pub(crate) fn jobs(quick: bool) -> Vec<JobSpec> {
 }
 
 impl JobSpec {
+    /// Its runs: a Chronos job's scheduled ones, a Marathon app's one.
+    pub(crate) fn iterations(&self) -> u32 {
+        self.schedule.map_or(1, |s| s.runs)
+    }
+
     /// The job file: the base file with this run's schedule, size, QoS and calibrated command.
     pub(crate) fn render(&self, repeat: u64, docker: bool) -> anyhow::Result<Value> {
         let mut v: Value = serde_json::from_str(self.base.text)
@@ -156,7 +177,7 @@ impl JobSpec {
         match self.base.framework {
             Fw::Chronos => {
                 if let Some(s) = self.schedule {
-                    o.insert("schedule".into(), json!(s));
+                    o.insert("schedule".into(), json!(s.iso8601()));
                 }
                 // Chronos' job files carry numbers as strings, as the thesis wrote them.
                 o.insert("cpus".into(), json!(fmt_cpus(self.cpus)));
@@ -278,4 +299,29 @@ pub(crate) fn supervisor_config(policy: PolicyArg, timing: Timing) -> String {
         policy = policy.as_str(),
         cooldown = control_period * 2.0,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Chronos jobs' schedules in the job files: runs and period, at once.
+    #[test]
+    fn chronos_jobs_are_scheduled_as_many_times_as_they_iterate() {
+        for (quick, expected) in [
+            (true, vec!["R3//PT12S"]),
+            (false, vec!["R4//PT20S", "R5//PT20S"]),
+        ] {
+            let schedules: Vec<String> = jobs(quick)
+                .iter()
+                .filter_map(|j| {
+                    let v = j.render(1, false).expect("renders");
+                    let s = v["schedule"].as_str()?.to_owned();
+                    assert!(s.starts_with(&format!("R{}//", j.iterations())), "{s}");
+                    Some(s)
+                })
+                .collect();
+            assert_eq!(schedules, expected);
+        }
+    }
 }

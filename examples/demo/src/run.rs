@@ -252,7 +252,7 @@ fn write_jobs(
         let path = out.join("jobs").join(format!("{}.json", s.name()));
         std::fs::write(&path, serde_json::to_string_pretty(&job)? + "\n")?;
         let what = match s.base.framework {
-            Fw::Chronos => format!("{} × {:.0} CPU-s", s.iterations, s.duration),
+            Fw::Chronos => format!("{} × {:.0} CPU-s", s.iterations(), s.duration),
             Fw::Marathon => format!("{:.0} CPU-s", s.duration),
         };
         ui.say(&format!(

@@ -19,14 +19,18 @@ pub const COMPONENTS: [&str; 7] = [
     "burn",
 ];
 
-/// Where the binaries come from.
-#[derive(Debug, Clone)]
+/// Where the binaries come from: the flags `--bin-dir`, `--no-build` and `--profile` of the
+/// demo and of `study real`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BuildOptions {
-    /// Use the binaries in this directory.
+    /// Use the component binaries in this directory instead of building them.
+    #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
-    /// Do not run cargo: use the binaries next to this executable.
+    /// Do not run cargo: use the binaries next to this executable (or --bin-dir).
+    #[arg(long)]
     pub no_build: bool,
-    /// Cargo profile of the build.
+    /// Cargo profile of the component build (`release`, or `dev` for debug binaries).
+    #[arg(long, default_value = "release", value_name = "PROFILE")]
     pub profile: String,
 }
 

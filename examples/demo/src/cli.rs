@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use demo::binaries::BuildOptions;
 
 /// Control policy of the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,15 +66,9 @@ pub(crate) struct Args {
     /// A shorter run: one Chronos and one Marathon job, about a minute.
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Use the component binaries in this directory instead of building them.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) bin_dir: Option<PathBuf>,
-    /// Do not run cargo: use the binaries next to this executable (or --bin-dir).
-    #[arg(long)]
-    pub(crate) no_build: bool,
-    /// Cargo profile of the component build (`release`, or `dev` for debug binaries).
-    #[arg(long, default_value = "release", value_name = "PROFILE")]
-    pub(crate) profile: String,
+    /// Where the component binaries come from.
+    #[command(flatten)]
+    pub(crate) build: BuildOptions,
     /// Directory for the report and the logs [default: target/demo/<time> in the workspace].
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,

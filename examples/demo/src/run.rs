@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use demo::binaries::{self, BuildOptions};
+use demo::binaries;
 use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
 use demo::report;
 use demo::steps;
@@ -161,12 +161,7 @@ async fn body(
         );
     }
     // 1. Binaries; 2. LINPACK on this machine.
-    let opts = BuildOptions {
-        bin_dir: args.bin_dir.clone(),
-        no_build: args.no_build,
-        profile: args.profile.clone(),
-    };
-    let (bins, per_solve) = steps::prepare(&opts, "demo").await?;
+    let (bins, per_solve) = steps::prepare(&args.build, "demo").await?;
     ui.say(&format!(
         "LINPACK n={}: {:.1} ms of CPU per solve on one thread; job sizes are set from this",
         workload::LINPACK_N,

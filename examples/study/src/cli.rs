@@ -129,32 +129,7 @@ enum Command {
     /// nodes on this machine, with the real supervisor, launcher, shell-trap, collector and
     /// LINPACK; times scaled by --scale, CPUs to fit 2 cores. Everything is recorded in a run
     /// directory (target/study/real/case<N>-<policy>-<time>/).
-    Real {
-        /// 1 (six Chronos jobs), 2 (the same with N ± 250 per run) or 3 (one Marathon job).
-        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
-        case: u8,
-        /// Time scale (0.1: Case I's 1800 s deadline becomes 180 s).
-        #[arg(long, default_value_t = 0.1)]
-        scale: f64,
-        /// thesis | predictive
-        #[arg(long, default_value = "predictive")]
-        policy: String,
-        /// Run directory [default: target/study/real/case<N>-<policy>-<time>].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Use the component binaries in this directory instead of building them.
-        #[arg(long)]
-        bin_dir: Option<PathBuf>,
-        /// Do not run cargo: use the binaries next to this executable.
-        #[arg(long)]
-        no_build: bool,
-        /// Cargo profile of the component build.
-        #[arg(long, default_value = "release")]
-        profile: String,
-        /// Give up after this many seconds [default: 2.5 × the longest deadline + 60].
-        #[arg(long)]
-        timeout: Option<u64>,
-    },
+    Real(real::RealArgs),
     /// Write docs/study/ (README.md and PNG plots) from the newest real run of each case and
     /// policy and from the simulator.
     Report {
@@ -197,28 +172,7 @@ fn policy(name: &str) -> Result<Policy> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Real {
-            case,
-            scale,
-            policy,
-            out,
-            bin_dir,
-            no_build,
-            profile,
-            timeout,
-        } => {
-            let args = real::RealArgs {
-                case,
-                scale,
-                policy,
-                out,
-                build: demo::binaries::BuildOptions {
-                    bin_dir,
-                    no_build,
-                    profile,
-                },
-                timeout,
-            };
+        Command::Real(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -361,5 +315,40 @@ fn print_result(r: &SimResult) {
                 "a bound"
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_takes_the_demos_build_flags() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Real(a)) => a,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let a = parse(&["study", "real", "--case", "3"]);
+        assert_eq!((a.case, a.scale, a.policy.as_str()), (3, 0.1, "predictive"));
+        assert_eq!(
+            (a.build.bin_dir, a.build.no_build, a.build.profile.as_str()),
+            (None, false, "release")
+        );
+        let a = parse(&[
+            "study",
+            "real",
+            "--case",
+            "1",
+            "--bin-dir",
+            "/b",
+            "--no-build",
+            "--profile",
+            "dev",
+        ]);
+        assert_eq!(
+            (a.build.bin_dir, a.build.no_build, a.build.profile.as_str()),
+            (Some(PathBuf::from("/b")), true, "dev")
+        );
+        assert!(Cli::try_parse_from(["study", "real", "--case", "4"]).is_err());
     }
 }

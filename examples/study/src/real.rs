@@ -32,13 +32,25 @@ use demo::workload;
 use serde_json::{Value, json};
 
 /// `study real` options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RealArgs {
+    /// 1 (six Chronos jobs), 2 (the same with N ± 250 per run) or 3 (one Marathon job).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub(crate) case: u8,
+    /// Time scale (0.1: Case I's 1800 s deadline becomes 180 s).
+    #[arg(long, default_value_t = 0.1)]
     pub(crate) scale: f64,
+    /// thesis | predictive
+    #[arg(long, default_value = "predictive")]
     pub(crate) policy: String,
+    /// Run directory [default: target/study/real/case<N>-<policy>-<time>].
+    #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Where the component binaries come from.
+    #[command(flatten)]
     pub(crate) build: BuildOptions,
+    /// Give up after this many seconds [default: 2.5 × the longest deadline + 60].
+    #[arg(long)]
     pub(crate) timeout: Option<u64>,
 }
 

@@ -239,15 +239,23 @@ pub enum Command {
     },
 }
 
-/// `submit` options.
+/// The job of `submit` and `validate`: its file and its framework.
 #[derive(Debug, Args)]
-pub struct SubmitArgs {
+pub struct JobArgs {
     /// The job file.
     #[arg(value_name = "JOB_FILE")]
-    pub job: PathBuf,
+    pub file: PathBuf,
     /// The framework [default: guessed from the job's fields].
     #[arg(long, short = 'f', env = "QOS_FRAMEWORK", value_parser = parse_framework)]
     pub framework: Option<Framework>,
+}
+
+/// `submit` options.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job file and its framework.
+    #[command(flatten)]
+    pub job: JobArgs,
     /// The framework's credential file ({"url", "user", "password"}).
     #[arg(long, env = "QOS_CREDS", value_name = "FILE")]
     pub creds: Option<PathBuf>,
@@ -262,12 +270,9 @@ pub struct SubmitArgs {
 /// `validate` options.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The job file.
-    #[arg(value_name = "JOB_FILE")]
-    pub job: PathBuf,
-    /// The framework [default: guessed from the job's fields].
-    #[arg(long, short = 'f', env = "QOS_FRAMEWORK", value_parser = parse_framework)]
-    pub framework: Option<Framework>,
+    /// The job file and its framework.
+    #[command(flatten)]
+    pub job: JobArgs,
     /// Rewrite options.
     #[command(flatten)]
     pub rewrite: RewriteArgs,

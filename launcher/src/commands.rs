@@ -11,7 +11,7 @@ use frameworks::{ClientConfig, SupervisorClient};
 use qos_core::Framework;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command, GlobalArgs, Output, RewriteArgs};
+use crate::cli::{Cli, Command, GlobalArgs, JobArgs, Output, RewriteArgs};
 use crate::error::{EXIT_INTERNAL, EXIT_OK, LauncherError};
 use crate::rewrite::{JobUuid, ReportPolicy, Settings, SupervisorUrl};
 use crate::submit::{
@@ -45,14 +45,13 @@ fn settings(global: &GlobalArgs, r: &RewriteArgs) -> Result<Settings, LauncherEr
 fn submit_request(
     global: &GlobalArgs,
     r: &RewriteArgs,
-    job_file: PathBuf,
-    framework: Option<Framework>,
+    job: JobArgs,
     creds: Option<PathBuf>,
     dry_run: bool,
 ) -> Result<SubmitRequest, LauncherError> {
     Ok(SubmitRequest {
-        job_file,
-        framework,
+        job_file: job.file,
+        framework: job.framework,
         creds,
         settings: settings(global, r)?,
         admin_token: global.admin_token.clone(),
@@ -131,11 +130,11 @@ pub(crate) async fn dispatch(
     match cli.command {
         None => thesis_form(cli, out, err).await,
         Some(Command::Submit(a)) => {
-            let req = submit_request(&global, &a.rewrite, a.job, a.framework, a.creds, a.dry_run)?;
+            let req = submit_request(&global, &a.rewrite, a.job, a.creds, a.dry_run)?;
             do_submit(&req, global.output, out, err).await
         }
         Some(Command::Validate(a)) => {
-            let req = submit_request(&global, &a.rewrite, a.job, a.framework, None, true)?;
+            let req = submit_request(&global, &a.rewrite, a.job, None, true)?;
             do_submit(&req, global.output, out, err).await
         }
         Some(Command::List) => {
@@ -197,12 +196,13 @@ async fn thesis_form(
             ));
         }
     };
-    let Some(job) = cli.job_file else {
+    let Some(file) = cli.job_file else {
         return Err(LauncherError::input(
             "the thesis form needs -j JOB_FILE (see --help for it and the subcommands)",
         ));
     };
-    let req = submit_request(&global, &cli.rewrite, job, framework, creds, cli.dry_run)?;
+    let job = JobArgs { file, framework };
+    let req = submit_request(&global, &cli.rewrite, job, creds, cli.dry_run)?;
     do_submit(&req, global.output, out, err).await
 }
 

@@ -15,6 +15,42 @@ use crate::cleanup;
 use crate::components::{self, Component};
 use crate::watch::{Fw, Ui};
 
+/// When a run on a local installation started, and the names made from that.
+#[derive(Debug, Clone)]
+pub struct RunStamp {
+    /// The start.
+    pub started: chrono::DateTime<chrono::Local>,
+    /// The start as `%Y%m%d-%H%M%S`, for the run directory's name.
+    pub stamp: String,
+    /// `<pid>-<stamp>`: the run's id for [`Stack::new`].
+    pub id: String,
+}
+
+impl RunStamp {
+    /// A run starting now.
+    #[must_use]
+    pub fn now() -> Self {
+        let started = chrono::Local::now();
+        let stamp = started.format("%Y%m%d-%H%M%S").to_string();
+        let id = format!("{}-{stamp}", std::process::id());
+        Self { started, stamp, id }
+    }
+}
+
+/// A run's directory: `given`, else `target/<under>` in the workspace (in the temporary
+/// directory outside a checkout).
+#[must_use]
+pub fn run_dir(given: Option<&Path>, under: &Path) -> PathBuf {
+    given.map_or_else(
+        || {
+            binaries::workspace_root()
+                .map_or_else(std::env::temp_dir, |r| r.join("target"))
+                .join(under)
+        },
+        Path::to_path_buf,
+    )
+}
+
 /// How long each component may take to print its address.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -540,4 +576,23 @@ async fn probe(url: &str) -> bool {
         return false;
     };
     matches!(c.get(url).send().await, Ok(r) if r.status().is_success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_named_by_its_start_and_kept_under_target() {
+        let run = RunStamp::now();
+        assert_eq!(run.stamp, run.started.format("%Y%m%d-%H%M%S").to_string());
+        assert_eq!(run.id, format!("{}-{}", std::process::id(), run.stamp));
+        let given = Path::new("/somewhere/else");
+        assert_eq!(run_dir(Some(given), Path::new("demo/x")), given);
+        let root = binaries::workspace_root().expect("tests run in the checkout");
+        assert_eq!(
+            run_dir(None, Path::new("demo/x")),
+            root.join("target/demo/x")
+        );
+    }
 }

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use demo::binaries;
-use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
+use demo::harness::{RunStamp, Stack, StackOptions, interrupted, report_leftovers, run_dir};
 use demo::report;
 use demo::steps;
 use demo::watch::{Fw, Tracked, Ui, now_epoch};
@@ -24,26 +23,18 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Runs the demo; the exit status.
 pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let ui = Ui::new();
-    let started = chrono::Local::now();
-    let stamp = started.format("%Y%m%d-%H%M%S").to_string();
-    let run_id = format!("{}-{stamp}", std::process::id());
+    let run = RunStamp::now();
     let work = tempfile::Builder::new()
         .prefix("qos-demo-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let out = match &args.out {
-        Some(d) => d.clone(),
-        None => binaries::workspace_root()
-            .map_or_else(std::env::temp_dir, |r| r.join("target"))
-            .join("demo")
-            .join(&stamp),
-    };
+    let out = run_dir(args.out.as_deref(), &Path::new("demo").join(&run.stamp));
     std::fs::create_dir_all(out.join("logs"))
         .with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::create_dir_all(out.join("jobs"))?;
-    let mut stack = Stack::new(&run_id, "qos-demo", work.path(), &out.join("logs"));
+    let mut stack = Stack::new(&run.id, "qos-demo", work.path(), &out.join("logs"));
 
-    let body = body(args, &ui, &mut stack, &out, started);
+    let body = body(args, &ui, &mut stack, &out, run.started);
     let result = tokio::select! {
         r = body => r.map(Some),
         () = interrupted() => Ok(None),

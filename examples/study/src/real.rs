@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use demo::binaries::{self, BuildOptions};
-use demo::harness::{Stack, StackOptions, interrupted, report_leftovers};
+use demo::binaries::BuildOptions;
+use demo::harness::{RunStamp, Stack, StackOptions, interrupted, report_leftovers, run_dir};
 use demo::report;
 use demo::steps;
 use demo::watch::{Fw, JobInfo, Tracked, Ui, now_epoch};
@@ -298,22 +298,15 @@ pub(crate) async fn run(args: &RealArgs) -> anyhow::Result<PathBuf> {
         bail!("--policy must be thesis or predictive");
     }
     let ui = Ui::new();
-    let started = chrono::Local::now();
-    let stamp = started.format("%Y%m%d-%H%M%S").to_string();
-    let run_id = format!("{}-{stamp}", std::process::id());
-    let dir = match &args.out {
-        Some(d) => d.clone(),
-        None => binaries::workspace_root()
-            .map_or_else(std::env::temp_dir, |r| r.join("target"))
-            .join("study/real")
-            .join(format!("case{}-{}-{stamp}", args.case, args.policy)),
-    };
+    let run = RunStamp::now();
+    let name = format!("case{}-{}-{}", args.case, args.policy, run.stamp);
+    let dir = run_dir(args.out.as_deref(), &Path::new("study/real").join(name));
     std::fs::create_dir_all(dir.join("jobs"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let work = tempfile::Builder::new().prefix("qos-study-").tempdir()?;
-    let mut stack = Stack::new(&run_id, "qos-study", work.path(), &dir.join("logs"));
+    let mut stack = Stack::new(&run.id, "qos-study", work.path(), &dir.join("logs"));
     let result = {
-        let body = body(args, &ui, &mut stack, &dir, started);
+        let body = body(args, &ui, &mut stack, &dir, run.started);
         tokio::select! {
             r = body => r.map(Some),
             () = interrupted() => Ok(None),

@@ -12,7 +12,7 @@ use crate::{Args, StartError};
 pub fn main_with(mut args: Args) -> Result<(), StartError> {
     if args.dump_state {
         // Nothing is served: any address will do.
-        args.listen = Some("127.0.0.1:0".into());
+        args.settings.listen = Some("127.0.0.1:0".into());
     }
     let config = args.resolve()?;
     let log_file = config.log_dir.as_ref().map(|d| d.join("supervisor.log"));

@@ -1,6 +1,9 @@
 //! Settings: the command line (clap, every flag also an environment variable), the optional TOML
 //! file, and the resolved, validated [`Config`] the library runs with.
 //!
+//! The settings both give ([`Settings`]: `listen`, `db`, `policy`, the framework credentials, …)
+//! are declared once, read by clap as flags and by serde as the file's top-level keys.
+//!
 //! Precedence: command line > environment > TOML file > defaults. Everything is validated
 //! before anything starts; an error names the key (`cpu_min`, `--listen`, …) and says why.
 //!
@@ -43,9 +46,11 @@ mod file;
 mod resolve;
 mod resolved;
 mod sections;
+mod settings;
 
 pub use args::Args;
 pub use error::ConfigError;
 pub use resolve::check_file;
 pub use resolved::{AuthConfig, Config};
 pub use sections::{ControlConfig, LimitsConfig, MarathonCompletion, StorageConfig};
+pub use settings::Settings;

@@ -14,6 +14,7 @@ use super::args::Args;
 use super::error::{ConfigError, err, finite_non_neg, finite_pos, from_toml};
 use super::file::{FileConfig, parse_file};
 use super::resolved::{AuthConfig, Config};
+use super::settings::Settings;
 
 impl Args {
     /// Resolves the command line, the environment and the TOML file into a validated
@@ -69,12 +70,9 @@ fn load_credentials(key: &str, path: &Path) -> Result<Credentials, ConfigError> 
 /// Flags over the file over the defaults, one setting after the other, in the order their
 /// errors are reported.
 fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
-    let (policy, resize_mode) = resolve_policy(args, file)?;
-    let listen_text = args
-        .listen
-        .clone()
-        .or(file.listen.clone())
-        .unwrap_or_else(|| "0.0.0.0:30000".into());
+    let given = args.settings.over(&file.settings);
+    let (policy, resize_mode) = resolve_policy(&given, file)?;
+    let listen_text = given.listen.as_deref().unwrap_or("0.0.0.0:30000");
     let listen: SocketAddr = listen_text.trim().parse().map_err(|e| {
         err(
             "listen",
@@ -88,16 +86,16 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
     if let Some(c) = args.marathon_completion {
         control.marathon_completion = c;
     }
-    let auth = resolve_auth(args, file)?;
-    let marathon = match args.marathon.as_ref().or(file.marathon.as_ref()) {
+    let auth = resolve_auth(args, &given, file)?;
+    let marathon = match &given.marathon {
         Some(p) => Some(load_credentials("marathon", p)?),
         None => None,
     };
-    let chronos = match args.chronos.as_ref().or(file.chronos.as_ref()) {
+    let chronos = match &given.chronos {
         Some(p) => Some(load_credentials("chronos", p)?),
         None => None,
     };
-    let chronos_api = match args.chronos_api.clone().or(file.chronos_api.clone()) {
+    let chronos_api = match given.chronos_api {
         Some(v) => v
             .parse::<ChronosApiVersion>()
             .map_err(|e| err("chronos_api", e.to_string()))?,
@@ -105,12 +103,8 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
     };
     let config = Config {
         listen,
-        db: args
-            .db
-            .clone()
-            .or(file.db.clone())
-            .unwrap_or_else(|| PathBuf::from("supervisor.db")),
-        log_dir: args.log_dir.clone().or(file.log_dir.clone()),
+        db: given.db.unwrap_or_else(|| PathBuf::from("supervisor.db")),
+        log_dir: given.log_dir,
         policy,
         resize_mode,
         control,
@@ -126,14 +120,13 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
 }
 
 /// The policy by name with the file's constants, and the resize mode.
-fn resolve_policy(args: &Args, file: &FileConfig) -> Result<(Policy, ResizeMode), ConfigError> {
-    let policy_name = args
-        .policy
-        .clone()
-        .or(file.policy.clone())
-        .unwrap_or_else(|| "predictive".into());
-    let mut policy = Policy::by_name(&policy_name).map_err(|m| err("policy", m))?;
-    let resize_mode = match args.resize_mode.clone().or(file.resize_mode.clone()) {
+fn resolve_policy(
+    given: &Settings,
+    file: &FileConfig,
+) -> Result<(Policy, ResizeMode), ConfigError> {
+    let policy_name = given.policy.as_deref().unwrap_or("predictive");
+    let mut policy = Policy::by_name(policy_name).map_err(|m| err("policy", m))?;
+    let resize_mode = match &given.resize_mode {
         None => ResizeMode::Restart,
         Some(m) => match m.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "restart" => ResizeMode::Restart,
@@ -177,15 +170,15 @@ impl CpuKeys {
 }
 
 /// The tokens (a flag, else its file) and whether an open API is accepted.
-fn resolve_auth(args: &Args, file: &FileConfig) -> Result<AuthConfig, ConfigError> {
-    let admin_token = match (
-        &args.admin_token,
-        &args.admin_token_file,
-        &file.admin_token_file,
-    ) {
-        (Some(t), _, _) => Some(t.trim().to_owned()),
-        (None, Some(p), _) | (None, None, Some(p)) => Some(read_token_file("admin-token-file", p)?),
-        (None, None, None) => None,
+fn resolve_auth(
+    args: &Args,
+    given: &Settings,
+    file: &FileConfig,
+) -> Result<AuthConfig, ConfigError> {
+    let admin_token = match (&args.admin_token, &given.admin_token_file) {
+        (Some(t), _) => Some(t.trim().to_owned()),
+        (None, Some(p)) => Some(read_token_file("admin-token-file", p)?),
+        (None, None) => None,
     };
     let agent_token = match (&args.agent_token, &file.agent_token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
@@ -194,7 +187,7 @@ fn resolve_auth(args: &Args, file: &FileConfig) -> Result<AuthConfig, ConfigErro
     };
     Ok(AuthConfig {
         admin_token,
-        insecure: args.insecure || file.insecure.unwrap_or(false),
+        insecure: given.insecure,
         agent_token,
     })
 }

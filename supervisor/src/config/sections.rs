@@ -240,6 +240,11 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
+    /// `checkpoint_interval` as a [`Duration`].
+    pub(crate) fn checkpoint_every(&self) -> Duration {
+        ControlConfig::dur(self.checkpoint_interval)
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.wal_max_bytes < 64 << 10 {
             return Err(err("storage.wal_max_bytes", "must be at least 65536"));

@@ -365,14 +365,7 @@ fn open_shared(
     config: Config,
     deps: Deps,
 ) -> Result<(Arc<Shared>, mpsc::UnboundedReceiver<String>), StartError> {
-    let storage = &config.storage;
-    let opts = store::StoreOptions {
-        full_sync: storage.full_sync,
-        wal_max_bytes: storage.wal_max_bytes,
-        checkpoint_interval: ControlConfig::dur(storage.checkpoint_interval),
-        history_max_per_job: storage.history_max_per_job,
-        samples_max_per_job: storage.samples_max_per_job,
-    };
+    let opts = config.storage.clone();
     let store = match deps.store {
         StoreMode::Thread => Store::open(&config.db, opts),
         StoreMode::Inline => Store::open_inline(&config.db, opts),

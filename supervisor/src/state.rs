@@ -504,7 +504,8 @@ mod tests {
     use qos_core::wire::{Heartbeat, NodeRegistration};
 
     use super::*;
-    use crate::store::{Store, StoreOptions};
+    use crate::config::StorageConfig;
+    use crate::store::Store;
 
     fn entry(uuid: &str, job: Job, store: &Store) -> JobEntry {
         JobEntry {
@@ -543,7 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_reads_back_as_it_was_written() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_inline(&dir.path().join("s.db"), StoreOptions::default()).unwrap();
+        let store = Store::open_inline(&dir.path().join("s.db"), StorageConfig::default()).unwrap();
         let qos = QosSpec {
             duration: 10.0,
             deadline: Deadline::Relative(1e5),

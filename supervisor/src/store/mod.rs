@@ -11,8 +11,9 @@
 //! transaction (group commit), so many small writes cost one commit.
 //!
 //! Durability: WAL with `synchronous = NORMAL` survives a killed process (every committed
-//! transaction is in the WAL file); a power loss may lose the last transactions. Pass
-//! `full_sync` for `synchronous = FULL`.
+//! transaction is in the WAL file); a power loss may lose the last transactions. Set
+//! `full_sync` for `synchronous = FULL`. Every bound below is a field of the
+//! [`StorageConfig`] the store is opened with: the file's `[storage]` section.
 //!
 //! The WAL is bounded: a second connection copies it into the database in the background
 //! (passive checkpoints), and the writer itself truncates it — between two transactions, so the
@@ -29,7 +30,6 @@
 
 mod error;
 mod ops;
-mod options;
 mod reads;
 mod retention;
 mod schema;
@@ -43,10 +43,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::StorageConfig;
+
 pub(crate) use error::StoreError;
 pub use ops::HistoryRow;
 pub(crate) use ops::{Item, Op};
-pub(crate) use options::StoreOptions;
 pub(crate) use reads::Loaded;
 use reads::{history, items, load};
 use schema::open_connection;
@@ -115,7 +116,7 @@ impl Store {
     ///
     /// # Errors
     /// When the file cannot be opened, switched to WAL or has an unknown schema.
-    pub(crate) fn open(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: &Path, opts: StorageConfig) -> Result<Self, StoreError> {
         let conn = open_connection(path, &opts)?;
         // Checkpoints run on the writer (truncating, when due) and on their own connection
         // (passive, copying the WAL into the database in the background).
@@ -169,7 +170,7 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::open`].
-    pub(crate) fn open_inline(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+    pub(crate) fn open_inline(path: &Path, opts: StorageConfig) -> Result<Self, StoreError> {
         let conn = open_connection(path, &opts)?;
         let failures = Arc::new(AtomicU64::new(0));
         let wal = wal_path(path);
@@ -376,7 +377,7 @@ mod tests {
     async fn round_trip_on_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let store = Store::open(&path, StorageConfig::default()).unwrap();
         store
             .submit(vec![
                 job("u", 1, vec![item(0, 0, "a"), item(0, 1, "b")], false),
@@ -396,7 +397,7 @@ mod tests {
         let h = store.history("u", 2).await.unwrap();
         assert_eq!(h.iter().map(|r| r.at).collect::<Vec<_>>(), [2.0, 3.0]);
         drop(store);
-        let again = Store::open(&path, StoreOptions::default()).unwrap();
+        let again = Store::open(&path, StorageConfig::default()).unwrap();
         let l = again.load().await.unwrap();
         assert_eq!(l.jobs.len(), 1);
         assert_eq!(l.jobs[0].body, "{\"v\":2}");
@@ -445,7 +446,7 @@ mod tests {
     fn refuses_an_unknown_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        drop(Store::open_inline(&path, StoreOptions::default()).unwrap());
+        drop(Store::open_inline(&path, StorageConfig::default()).unwrap());
         let c = Connection::open(&path).unwrap();
         c.execute(
             "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
@@ -453,7 +454,7 @@ mod tests {
         )
         .unwrap();
         drop(c);
-        let e = Store::open_inline(&path, StoreOptions::default()).unwrap_err();
+        let e = Store::open_inline(&path, StorageConfig::default()).unwrap_err();
         assert!(e.to_string().contains("schema version 99"), "{e}");
     }
 
@@ -482,7 +483,7 @@ mod tests {
         )
         .unwrap();
         drop(c);
-        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let store = Store::open(&path, StorageConfig::default()).unwrap();
         let l = store.load().await.unwrap();
         assert_eq!(l.jobs[0].body, "{\"old\":true}");
         assert!(!l.jobs[0].archived);
@@ -514,9 +515,9 @@ mod tests {
     fn history_is_bounded_per_job() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let opts = StoreOptions {
+        let opts = StorageConfig {
             history_max_per_job: 16,
-            ..StoreOptions::default()
+            ..StorageConfig::default()
         };
         let store = Store::open_inline(&path, opts).unwrap();
         for i in 0..100 {
@@ -541,9 +542,9 @@ mod tests {
     async fn the_wal_stays_bounded_under_constant_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let opts = StoreOptions {
+        let opts = StorageConfig {
             wal_max_bytes: 256 << 10,
-            ..StoreOptions::default()
+            ..StorageConfig::default()
         };
         let store = Store::open(&path, opts).unwrap();
         let wal = wal_path(&path);

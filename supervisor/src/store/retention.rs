@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Transaction, params};
 
-use super::options::StoreOptions;
+use crate::config::StorageConfig;
 
 /// Which table a per-job row count is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,7 +23,7 @@ pub(super) struct RowBounds {
 }
 
 impl RowBounds {
-    pub(super) fn new(opts: &StoreOptions) -> Self {
+    pub(super) fn new(opts: &StorageConfig) -> Self {
         Self {
             counts: HashMap::new(),
             history_max: opts.history_max_per_job,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::error::StoreError;
-use super::options::StoreOptions;
+use crate::config::StorageConfig;
 
 /// The schema this code writes and reads.
 pub(super) const SCHEMA_VERSION: &str = "2";
@@ -71,7 +71,7 @@ UPDATE meta SET value = '2' WHERE key = 'schema_version';
 
 /// Opens `path` in WAL mode with `opts`' sync mode and WAL bound, creating the tables or
 /// migrating an older schema; refuses a schema it does not know.
-pub(super) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {
+pub(super) fn open_connection(path: &Path, opts: &StorageConfig) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

@@ -11,10 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::StoreError;
 use super::ops::{HistoryRow, Item, Op};
-use super::options::StoreOptions;
 use super::reads::{Loaded, history, items, load};
 use super::retention::RowBounds;
 use super::writes::apply_one;
+use crate::config::StorageConfig;
 
 /// Most commands folded into one transaction.
 const GROUP: usize = 4096;
@@ -40,7 +40,7 @@ pub(super) enum Cmd {
 /// The connection and what the writer keeps beside it.
 pub(super) struct Db {
     pub(super) conn: Connection,
-    opts: StoreOptions,
+    opts: StorageConfig,
     wal: PathBuf,
     /// When the WAL was last truncated (`None`: the writer does not truncate, inline mode).
     last_truncate: Option<Instant>,
@@ -62,7 +62,7 @@ impl Db {
     /// (inline mode); `checkpointing` is held by the passive checkpointer while it runs.
     pub(super) fn new(
         conn: Connection,
-        opts: StoreOptions,
+        opts: StorageConfig,
         wal: PathBuf,
         last_truncate: Option<Instant>,
         checkpointing: Arc<Mutex<()>>,
@@ -108,7 +108,7 @@ impl Db {
         };
         let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
         let max = self.opts.wal_max_bytes;
-        if size < max && (size == 0 || last.elapsed() < self.opts.checkpoint_interval) {
+        if size < max && (size == 0 || last.elapsed() < self.opts.checkpoint_every()) {
             return;
         }
         let checkpointing = Arc::clone(&self.checkpointing);

@@ -5,7 +5,8 @@
 //! `{"error": {"code", "message", "field"?}}`.
 //!
 //! Authorisation (when an admin token is configured):
-//! - admin token: registration, cancellation, operator resizes, samples, node registration and heartbeats, lists;
+//! - admin token (the handlers that take an [`Admin`] or an [`AdminBody`]): registration,
+//!   cancellation, operator resizes, samples, node registration and heartbeats, lists;
 //! - a job's report token (or the admin token): that job's reports (`/updateTask`,
 //!   `/initMarathonApp`, `/endMarathonApp`, progress) and its own views; with `--insecure` the
 //!   thesis routes stay open, because the thesis' containers send no token. `/updateTask` also
@@ -134,14 +135,48 @@ impl FromRequestParts<Arc<Shared>> for Caller {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, sh: &Arc<Shared>) -> Result<Self, Infallible> {
-        Ok(Self {
-            sh: Arc::clone(sh),
-            token: bearer(&parts.headers).map(str::to_owned),
-        })
+        Ok(Self::new(sh, &parts.headers))
+    }
+}
+
+/// A caller allowed what the admin token allows ([`Caller::require_admin`]): its extraction
+/// refuses anyone else with 401. The shared state is all its routes need of it.
+pub(crate) struct Admin(pub(crate) Arc<Shared>);
+
+impl FromRequestParts<Arc<Shared>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, sh: &Arc<Shared>) -> Result<Self, ApiError> {
+        let c = Caller::new(sh, &parts.headers);
+        c.require_admin()?;
+        Ok(Self(c.sh))
+    }
+}
+
+/// The JSON body of an admin route, parsed as `T`, behind the same check as [`Admin`]: the
+/// body is read (bounded: 413 first), then the caller checked (401), then the JSON parsed (400
+/// naming the field) — a caller without the token learns nothing of what its body would get.
+pub(crate) struct AdminBody<T>(pub(crate) Arc<Shared>, pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Shared>> for AdminBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, sh: &Arc<Shared>) -> Result<Self, ApiError> {
+        let c = Caller::new(sh, req.headers());
+        let Body(b) = Body::from_request(req, sh).await?;
+        c.require_admin()?;
+        Ok(Self(c.sh, parse(&b)?))
     }
 }
 
 impl Caller {
+    fn new(sh: &Arc<Shared>, headers: &HeaderMap) -> Self {
+        Self {
+            sh: Arc::clone(sh),
+            token: bearer(headers).map(str::to_owned),
+        }
+    }
+
     /// Whether the caller presented the admin token (not merely: the API is open).
     fn presented_admin(&self) -> bool {
         match (&self.sh.config.auth.admin_token, &self.token) {
@@ -397,16 +432,15 @@ async fn thesis_report<R: ThesisReport>(c: Caller, Body(b): Body) -> Result<Resp
     Ok(outcome(c.sh.report(&uuid, report.into(), hold).await?))
 }
 
-async fn register_job(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    let reg: JobRegistration = parse(&b)?;
-    let r = c.sh.register(reg, false, false, true).await?;
+async fn register_job(
+    AdminBody(sh, reg): AdminBody<JobRegistration>,
+) -> Result<Response, ApiError> {
+    let r = sh.register(reg, false, false, true).await?;
     Ok(registration(r, StatusCode::CREATED))
 }
 
-async fn list_jobs(c: Caller) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    Ok(Json(c.sh.jobs_view()).into_response())
+async fn list_jobs(Admin(sh): Admin) -> Response {
+    Json(sh.jobs_view()).into_response()
 }
 
 async fn get_job(c: Caller, Id(uuid, _): Id<JobParam>) -> Result<Response, ApiError> {
@@ -415,11 +449,10 @@ async fn get_job(c: Caller, Id(uuid, _): Id<JobParam>) -> Result<Response, ApiEr
 }
 
 async fn cancel_job(
-    c: Caller,
     Id(uuid, _): Id<JobParam>,
+    Admin(sh): Admin,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    c.require_admin()?;
     let mut keep = false;
     let query = query.unwrap_or_default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -441,7 +474,7 @@ async fn cancel_job(
             }
         }
     }
-    c.sh.cancel(&uuid, keep).await?;
+    sh.cancel(&uuid, keep).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -479,13 +512,10 @@ async fn job_progress(
 /// An operator's resize: recorded as a decision with the reason `operator` and applied as the
 /// controller's resizes are; answers once it is in force (or why it is not).
 async fn resize_job(
-    c: Caller,
     Id(uuid, _): Id<JobParam>,
-    Body(b): Body,
+    AdminBody(sh, r): AdminBody<JobResize>,
 ) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    let r: JobResize = parse(&b)?;
-    let (lo, hi) = c.sh.config.policy.bounds();
+    let (lo, hi) = sh.config.policy.bounds();
     if !r.cpus.is_finite() || Cpus::from_f64(r.cpus) < lo || Cpus::from_f64(r.cpus) > hi {
         return Err(ApiError::invalid(
             "cpus",
@@ -495,36 +525,30 @@ async fn resize_job(
             ),
         ));
     }
-    let done = control::operator_resize(&c.sh, &uuid, Cpus::from_f64(r.cpus)).await?;
+    let done = control::operator_resize(&sh, &uuid, Cpus::from_f64(r.cpus)).await?;
     Ok(Json(done).into_response())
 }
 
-async fn samples(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    let batch: SampleBatch = parse(&b)?;
-    let v = c.sh.samples(batch)?;
+async fn samples(AdminBody(sh, batch): AdminBody<SampleBatch>) -> Result<Response, ApiError> {
+    let v = sh.samples(batch)?;
     Ok((StatusCode::ACCEPTED, Json(v)).into_response())
 }
 
-async fn register_node(c: Caller, Body(b): Body) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    let reg: NodeRegistration = parse(&b)?;
-    c.sh.register_node(reg).await?;
+async fn register_node(
+    AdminBody(sh, reg): AdminBody<NodeRegistration>,
+) -> Result<Response, ApiError> {
+    sh.register_node(reg).await?;
     Ok(Json(json!({"registered": true})).into_response())
 }
 
 async fn heartbeat(
-    c: Caller,
     Id(id, _): Id<NodeParam>,
-    Body(b): Body,
+    AdminBody(sh, beat): AdminBody<Heartbeat>,
 ) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    let beat: Heartbeat = parse(&b)?;
-    c.sh.heartbeat(&id, beat)?;
+    sh.heartbeat(&id, beat)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_nodes(c: Caller) -> Result<Response, ApiError> {
-    c.require_admin()?;
-    Ok(Json(c.sh.nodes_view()).into_response())
+async fn list_nodes(Admin(sh): Admin) -> Response {
+    Json(sh.nodes_view()).into_response()
 }

@@ -6,8 +6,8 @@
 //!   repeats for a given CPU time, the testbed's cgroups given their CPU;
 //! - [`components`]: a component process (own process group, ready on its JSON line, stopped
 //!   with SIGTERM then SIGKILL of the group);
-//! - [`harness`]: testbed + supervisor + collector started together, jobs submitted with the
-//!   launcher, everything stopped and swept;
+//! - [`harness`]: a run's stamp and directory; testbed + supervisor + collector started
+//!   together, jobs submitted with the launcher, everything stopped and swept;
 //! - [`cleanup`]: what a run leaves behind (marked processes, cgroups), found and removed;
 //! - [`watch`]: progress bars from the supervisor's API, resize and checkpoint lines;
 //! - [`report`]: the summary table and report files;

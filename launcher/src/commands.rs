@@ -385,7 +385,7 @@ async fn do_submit(
         Output::Json => write_out(
             out,
             &json_line(&json!({
-                "uuid": job.uuid.as_str(), "name": job.name, "framework": job.framework,
+                "uuid": job.uuid.as_str(), "name": job.name(), "framework": job.framework(),
                 "submitted": true, "warnings": job.warnings, "notes": job.notes,
             })),
         ),
@@ -395,8 +395,8 @@ async fn do_submit(
                 "Registered {} with the supervisor and submitted it to {}.\n\
                  Launch completed with UUID: {}\n\
                  Follow it with: launcher watch {}\n",
-                job.name,
-                job.framework.as_str(),
+                job.name(),
+                job.framework().as_str(),
                 job.uuid,
                 job.uuid
             ),

@@ -86,7 +86,7 @@ impl Submitted {
     pub fn dry_run_json(&self) -> Value {
         let p = &self.prepared;
         serde_json::json!({
-            "framework": p.framework,
+            "framework": p.framework(),
             "request": self.request,
             "registration": p.registration,
             "warnings": p.warnings,
@@ -316,7 +316,7 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
             dry_run: true,
         });
     }
-    let fw_title = rewrite::framework_title(prepared.framework);
+    let fw_title = rewrite::framework_title(prepared.framework());
     let (framework, creds) = connect_framework(req, &prepared, fw_title).await?;
 
     // 1. Register first.
@@ -363,7 +363,7 @@ pub async fn submit(req: &SubmitRequest) -> Result<Submitted, LauncherError> {
             fw_title,
             &format!(
                 "submitting {:?} to {fw_title} at {}",
-                prepared.name,
+                prepared.name(),
                 creds.url()
             ),
             &e,
@@ -401,7 +401,7 @@ async fn connect_framework(
         LauncherError::input(format!(
             "no {fw_title} credential file: give --creds FILE (thesis form: -{} FILE), a JSON \
              object {{\"url\": \"http://host:port\", \"user\": \"\", \"password\": \"\"}}",
-            if prepared.framework == Framework::Chronos {
+            if prepared.framework() == Framework::Chronos {
                 'c'
             } else {
                 'm'
@@ -410,7 +410,8 @@ async fn connect_framework(
     })?;
     let creds = load_credentials(creds_path)?;
     let framework =
-        FrameworkClient::connect(prepared.framework, &creds, req.chronos_api, &req.client).await?;
+        FrameworkClient::connect(prepared.framework(), &creds, req.chronos_api, &req.client)
+            .await?;
     if let FrameworkClient::Chronos(c) = &framework {
         if c.api_version() == ChronosApiVersion::V2 {
             check_pace(
@@ -423,20 +424,20 @@ async fn connect_framework(
 
     // Chronos upserts by name: never replace somebody else's job.
     if let FrameworkClient::Chronos(_) = &framework {
-        match framework.exists(&prepared.name).await {
+        match framework.exists(prepared.name()).await {
             Ok(false) => {}
             Ok(true) => {
                 return Err(LauncherError::input(format!(
                     "a Chronos job named {:?} already exists at {}; submitting would replace it. \
                      Choose another \"name\" or delete that job first",
-                    prepared.name,
+                    prepared.name(),
                     creds.url()
                 )));
             }
             Err(e) => {
                 return Err(LauncherError::from_framework(
                     "Chronos",
-                    &format!("looking up Chronos job {:?}", prepared.name),
+                    &format!("looking up Chronos job {:?}", prepared.name()),
                     &e,
                 ));
             }
@@ -450,7 +451,7 @@ async fn connect_framework(
 /// and discards a queued run whose job is still running; with a 1 s period, only the first of the
 /// runs would happen (see [`crate::rewrite::chronos`]).
 fn check_pace(prepared: &rewrite::Prepared, pace: Pace, why: &str) -> Result<(), LauncherError> {
-    if prepared.framework != Framework::Chronos || pace != Pace::BackToBack {
+    if prepared.framework() != Framework::Chronos || pace != Pace::BackToBack {
         return Ok(());
     }
     let runs = prepared.registration.iterations.unwrap_or(0);
@@ -460,7 +461,7 @@ fn check_pace(prepared: &rewrite::Prepared, pace: Pace, why: &str) -> Result<(),
          so only the first of the {runs} runs of {:?} would happen. Give --pace schedule (or \
          QOS_PACE=schedule) with a period longer than one run, or use Chronos 3.x; nothing was \
          registered or submitted",
-        prepared.name
+        prepared.name()
     )))
 }
 
@@ -472,7 +473,7 @@ async fn rollback(
     prepared: &rewrite::Prepared,
     err: LauncherError,
 ) -> LauncherError {
-    let (uuid, name) = (&prepared.uuid, prepared.name.as_str());
+    let (uuid, name) = (&prepared.uuid, prepared.name());
     let mut notes = Vec::new();
     if let Some(fw) = framework {
         match fw.exists(name).await {

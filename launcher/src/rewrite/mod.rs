@@ -320,13 +320,10 @@ impl Settings {
 /// A validated job, ready to register and then to render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
-    /// The framework it goes to.
-    pub framework: Framework,
     /// The UUID the supervisor knows the job by (the `QOS_UUID` of its tasks).
     pub uuid: JobUuid,
-    /// Chronos job name, or canonical Marathon app id (`/a/b`).
-    pub name: String,
-    /// What to register with the supervisor (`POST /api/v1/jobs`).
+    /// What to register with the supervisor (`POST /api/v1/jobs`); it holds the job's
+    /// [`framework`](Self::framework) and [`name`](Self::name) too.
     pub registration: JobRegistration,
     /// Things the user should know (fields the launcher overrode, defaults it assumed).
     pub warnings: Vec<String>,
@@ -343,6 +340,18 @@ enum Plan {
 }
 
 impl Prepared {
+    /// The framework it goes to.
+    #[must_use]
+    pub fn framework(&self) -> Framework {
+        self.registration.framework
+    }
+
+    /// Chronos job name, or canonical Marathon app id (`/a/b`).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.registration.name
+    }
+
     /// The exact body to send to the framework, with `report_token` (from the registration
     /// answer; `None` or empty when the supervisor runs without auth) embedded.
     ///
@@ -467,7 +476,7 @@ pub fn prepare(
     };
     let registration = JobRegistration {
         uuid: uuid.as_str().to_owned(),
-        name: name.clone(),
+        name,
         framework,
         qos,
         iterations,
@@ -483,9 +492,7 @@ pub fn prepare(
         remarks.warnings.push(format!("{CONTROL_WARNING}{w}"));
     }
     Ok(Prepared {
-        framework,
         uuid,
-        name,
         registration,
         warnings: remarks.warnings,
         notes: remarks.notes,

@@ -286,10 +286,10 @@ fn print_result(r: &SimResult) {
             j.finished_at.map_or("-".into(), |f| format!("{f:.0}")),
             if j.met { "yes" } else { "NO" },
             if j.feasible { "yes" } else { "no" },
-            j.cpu_seconds_allocated,
-            j.cpu_seconds_used,
-            j.resizes,
-            j.restarts
+            j.usage.cpu_seconds_allocated,
+            j.usage.cpu_seconds_used,
+            j.usage.resizes,
+            j.usage.restarts
         );
     }
     let t = &r.totals;
@@ -299,12 +299,12 @@ fn print_result(r: &SimResult) {
         t.jobs,
         t.feasible_met,
         t.feasible,
-        t.cpu_seconds_allocated,
-        t.cpu_seconds_used,
-        t.resizes,
-        t.restarts,
-        t.restarts_lost,
-        t.cpu_seconds_lost
+        t.usage.cpu_seconds_allocated,
+        t.usage.cpu_seconds_used,
+        t.usage.resizes,
+        t.usage.restarts,
+        t.usage.restarts_lost,
+        t.usage.cpu_seconds_lost
     );
     if let (Some(m), Some(c)) = (t.oracle_met, t.oracle_cpu_seconds) {
         println!(

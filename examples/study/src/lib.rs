@@ -174,12 +174,12 @@ pub fn sweep(opts: &SweepOptions, mut progress: impl FnMut(u64)) -> Result<Sweep
             }
             for j in &r.jobs {
                 if let (true, Some(o)) = (j.met, j.oracle_cpu_seconds) {
-                    both[k].0 += j.cpu_seconds_allocated;
+                    both[k].0 += j.usage.cpu_seconds_allocated;
                     both[k].1 += o;
                 }
                 if j.kind.contains("no-checkpoint") {
-                    p.restarts_of_unable += j.restarts;
-                    p.lost_by_unable += j.cpu_seconds_lost;
+                    p.restarts_of_unable += j.usage.restarts;
+                    p.lost_by_unable += j.usage.cpu_seconds_lost;
                 }
                 p.lost_by_shrinks += j.cpu_seconds_lost_by_shrinks;
                 for kind in kinds(j) {
@@ -187,9 +187,9 @@ pub fn sweep(opts: &SweepOptions, mut progress: impl FnMut(u64)) -> Result<Sweep
                     e.jobs += 1;
                     e.met += usize::from(j.met);
                     e.oracle_met += usize::from(j.oracle_cpu_seconds.is_some());
-                    e.cpu_seconds_allocated += j.cpu_seconds_allocated;
-                    e.restarts += j.restarts;
-                    e.cpu_seconds_lost += j.cpu_seconds_lost;
+                    e.cpu_seconds_allocated += j.usage.cpu_seconds_allocated;
+                    e.restarts += j.usage.restarts;
+                    e.cpu_seconds_lost += j.usage.cpu_seconds_lost;
                 }
             }
         }
@@ -258,10 +258,10 @@ pub fn render(s: &Sweep) -> String {
             p.policy,
             t.met,
             ratio(p.met_vs_oracle),
-            t.cpu_seconds_allocated,
+            t.usage.cpu_seconds_allocated,
             ratio(p.cpu_vs_oracle),
-            t.restarts,
-            t.cpu_seconds_lost,
+            t.usage.restarts,
+            t.usage.cpu_seconds_lost,
             if p.restarts_of_unable == 0 {
                 "–".into()
             } else {

@@ -48,7 +48,7 @@ fn thesis_case3_finishes_in_time_with_restarts() {
     let r = run("case3", "thesis", Sharing::Shares);
     let job = &r.jobs[0];
     assert!(job.met, "{job:?}");
-    assert!(job.restarts >= 2, "{job:?}");
+    assert!(job.usage.restarts >= 2, "{job:?}");
 }
 
 /// The mixed workload under each policy and the oracle, 200 seeds (what docs/results.md reports).
@@ -86,7 +86,7 @@ fn mixed_workload_restart_mode_against_the_oracle_and_the_baselines() {
     assert!(met >= 0.96, "met/oracle {met:.3}");
     assert!(cpu <= 1.15, "cpu-s/oracle {cpu:.3}");
     // Jobs that cannot checkpoint are resized in place where agents can: no work lost at all.
-    assert_eq!(p.totals.cpu_seconds_lost, 0.0, "{:?}", p.totals);
+    assert_eq!(p.totals.usage.cpu_seconds_lost, 0.0, "{:?}", p.totals);
     // The thesis policy restarts them from scratch.
     assert!(policy(&s, "thesis").lost_by_unable > 0.0);
 }
@@ -111,8 +111,8 @@ fn mixed_workload_without_agents_never_loses_work_to_a_shrink() {
 fn mixed_workload_in_place_restarts_nothing() {
     let s = mixed(ResizeMode::InPlace, true);
     for p in &s.policies {
-        assert_eq!(p.totals.restarts, 0, "{}", p.policy);
-        assert_eq!(p.totals.cpu_seconds_lost, 0.0, "{}", p.policy);
+        assert_eq!(p.totals.usage.restarts, 0, "{}", p.policy);
+        assert_eq!(p.totals.usage.cpu_seconds_lost, 0.0, "{}", p.policy);
     }
     let p = policy(&s, "predictive");
     assert_eq!(p.seeds_fewer_met_than.get("static"), None);
@@ -132,9 +132,9 @@ fn sweep_200_random_seeds_never_fewer_deadlines_and_fewer_cpu_seconds() {
     assert_eq!(p.seeds_fewer_met_than.get("thesis"), None);
     assert!(p.totals.met > t.totals.met);
     assert!(
-        p.totals.cpu_seconds_allocated < t.totals.cpu_seconds_allocated,
+        p.totals.usage.cpu_seconds_allocated < t.totals.usage.cpu_seconds_allocated,
         "{} ≥ {}",
-        p.totals.cpu_seconds_allocated,
-        t.totals.cpu_seconds_allocated
+        p.totals.usage.cpu_seconds_allocated,
+        t.totals.usage.cpu_seconds_allocated
     );
 }

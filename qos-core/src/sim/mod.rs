@@ -36,6 +36,7 @@ mod scenario;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::ops::AddAssign;
 
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +182,41 @@ impl Default for SimConfig {
     }
 }
 
+/// What a job used — or, summed, a run's jobs: the CPU-seconds allocated and consumed, the resizes
+/// applied and the restarts they caused, with the work those threw away. One declaration for
+/// [`JobResult`] and [`Totals`], which serialize it inline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Usage {
+    /// CPU-seconds reserved: ∫ allocation dt over the tasks' lives.
+    pub cpu_seconds_allocated: f64,
+    /// CPU-seconds actually consumed.
+    pub cpu_seconds_used: f64,
+    /// Resizes applied.
+    pub resizes: u32,
+    /// Task restarts caused by resizes.
+    pub restarts: u32,
+    /// Restarts that started the work again from zero (the job could not checkpoint); absent
+    /// from results written before it was counted.
+    #[serde(default)]
+    pub restarts_lost: u32,
+    /// CPU-seconds consumed by work that a restart threw away; absent from results written
+    /// before it was counted.
+    #[serde(default)]
+    pub cpu_seconds_lost: f64,
+}
+
+impl AddAssign for Usage {
+    /// Sums every figure: the one place that lists what a usage sums.
+    fn add_assign(&mut self, other: Usage) {
+        self.cpu_seconds_allocated += other.cpu_seconds_allocated;
+        self.cpu_seconds_used += other.cpu_seconds_used;
+        self.resizes += other.resizes;
+        self.restarts += other.restarts;
+        self.restarts_lost += other.restarts_lost;
+        self.cpu_seconds_lost += other.cpu_seconds_lost;
+    }
+}
+
 /// What happened to one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobResult {
@@ -198,19 +234,11 @@ pub struct JobResult {
     pub met: bool,
     /// Could it have been met at all (alone, at `cpu_max`, no resizes)?
     pub feasible: bool,
-    /// CPU-seconds reserved for it: ∫ allocation dt over its tasks' lives.
-    pub cpu_seconds_allocated: f64,
-    /// CPU-seconds it actually consumed.
-    pub cpu_seconds_used: f64,
-    /// Resizes applied.
-    pub resizes: u32,
-    /// Task restarts caused by resizes.
-    pub restarts: u32,
-    /// Restarts that started the work again from zero (the job could not checkpoint).
-    pub restarts_lost: u32,
-    /// CPU-seconds consumed by work that a restart threw away.
-    pub cpu_seconds_lost: f64,
-    /// The part of `cpu_seconds_lost` thrown away by restarts that shrank the job.
+    /// The CPU-seconds it was allocated and used, its resizes and the restarts they caused
+    /// (serialized inline: `cpu_seconds_allocated`, `cpu_seconds_used`, …).
+    #[serde(flatten)]
+    pub usage: Usage,
+    /// The part of `usage.cpu_seconds_lost` thrown away by restarts that shrank the job.
     pub cpu_seconds_lost_by_shrinks: f64,
     /// Allocation at the end.
     pub final_cpus: Cpus,
@@ -234,20 +262,9 @@ pub struct Totals {
     pub feasible: usize,
     /// Feasible deadlines met.
     pub feasible_met: usize,
-    /// Σ CPU-seconds allocated.
-    pub cpu_seconds_allocated: f64,
-    /// Σ CPU-seconds used.
-    pub cpu_seconds_used: f64,
-    /// Σ resizes.
-    pub resizes: u32,
-    /// Σ restarts.
-    pub restarts: u32,
-    /// Σ restarts that lost the work done.
-    #[serde(default)]
-    pub restarts_lost: u32,
-    /// Σ CPU-seconds of work lost by restarts.
-    #[serde(default)]
-    pub cpu_seconds_lost: f64,
+    /// Σ of the jobs' usage (serialized inline, like a job's).
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Deadlines the clairvoyant oracle meets on the same nodes ([`oracle`]), when computed.
     #[serde(default)]
     pub oracle_met: Option<usize>,
@@ -269,12 +286,7 @@ impl Totals {
         self.met += other.met;
         self.feasible += other.feasible;
         self.feasible_met += other.feasible_met;
-        self.cpu_seconds_allocated += other.cpu_seconds_allocated;
-        self.cpu_seconds_used += other.cpu_seconds_used;
-        self.resizes += other.resizes;
-        self.restarts += other.restarts;
-        self.restarts_lost += other.restarts_lost;
-        self.cpu_seconds_lost += other.cpu_seconds_lost;
+        self.usage += other.usage;
         if let Some(m) = other.oracle_met {
             *self.oracle_met.get_or_insert(0) += m;
         }
@@ -292,12 +304,7 @@ impl From<&JobResult> for Totals {
             met: usize::from(r.met),
             feasible: usize::from(r.feasible),
             feasible_met: usize::from(r.feasible && r.met),
-            cpu_seconds_allocated: r.cpu_seconds_allocated,
-            cpu_seconds_used: r.cpu_seconds_used,
-            resizes: r.resizes,
-            restarts: r.restarts,
-            restarts_lost: r.restarts_lost,
-            cpu_seconds_lost: r.cpu_seconds_lost,
+            usage: r.usage,
             ..Self::default()
         }
     }

@@ -27,7 +27,7 @@ fn every_job_finishes_and_accounts_cpu() {
                         "{name}/{policy}/{sharing:?}: {j:?}"
                     );
                     assert!(
-                        j.cpu_seconds_used > 0.0 && j.cpu_seconds_allocated > 0.0,
+                        j.usage.cpu_seconds_used > 0.0 && j.usage.cpu_seconds_allocated > 0.0,
                         "{j:?}"
                     );
                 }
@@ -43,7 +43,7 @@ fn quota_allocation_bounds_use() {
         let r = run("case1", policy, 2, Sharing::Quota);
         for j in &r.jobs {
             assert!(
-                j.cpu_seconds_used <= j.cpu_seconds_allocated + 1e-6,
+                j.usage.cpu_seconds_used <= j.usage.cpu_seconds_allocated + 1e-6,
                 "{policy}: {j:?}"
             );
         }
@@ -80,4 +80,56 @@ fn thirty_simulated_minutes_are_fast() {
         "{} decisions",
         r.trace.len()
     );
+}
+
+#[test]
+fn totals_sum_the_jobs_usage_and_serialize_it_inline() {
+    let r = run("case1", "thesis", 1, Sharing::Shares);
+    let mut sum = Usage::default();
+    for j in &r.jobs {
+        sum += j.usage;
+    }
+    assert_eq!(r.totals.usage, sum);
+    assert!(
+        sum.resizes > 0 && sum.cpu_seconds_allocated > 0.0,
+        "{sum:?}"
+    );
+
+    let t = Totals {
+        jobs: 2,
+        met: 1,
+        feasible: 2,
+        feasible_met: 1,
+        usage: Usage {
+            cpu_seconds_allocated: 10.5,
+            cpu_seconds_used: 7.25,
+            resizes: 3,
+            restarts: 2,
+            restarts_lost: 1,
+            cpu_seconds_lost: 2.0,
+        },
+        oracle_met: Some(2),
+        oracle_cpu_seconds: Some(9.0),
+        oracle_exact: Some(true),
+    };
+    let text = serde_json::to_string(&t).unwrap();
+    assert_eq!(
+        text,
+        r#"{"jobs":2,"met":1,"feasible":2,"feasible_met":1,"cpu_seconds_allocated":10.5,"cpu_seconds_used":7.25,"resizes":3,"restarts":2,"restarts_lost":1,"cpu_seconds_lost":2.0,"oracle_met":2,"oracle_cpu_seconds":9.0,"oracle_exact":true}"#
+    );
+    assert_eq!(serde_json::from_str::<Totals>(&text).unwrap(), t);
+}
+
+#[test]
+fn totals_written_before_lost_work_was_counted_still_read() {
+    let old = r#"{"jobs":1,"met":1,"feasible":1,"feasible_met":1,"cpu_seconds_allocated":4.0,"cpu_seconds_used":3,"resizes":1,"restarts":0}"#;
+    let t: Totals = serde_json::from_str(old).unwrap();
+    assert_eq!(t.usage.cpu_seconds_used, 3.0);
+    assert_eq!((t.usage.restarts_lost, t.usage.cpu_seconds_lost), (0, 0.0));
+    assert_eq!(t.oracle_met, None);
+    let missing =
+        serde_json::from_str::<Totals>(r#"{"jobs":1,"met":1,"feasible":1,"feasible_met":1}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(missing.contains("cpu_seconds_allocated"), "{missing}");
 }

@@ -76,7 +76,7 @@ async fn the_supervisor_decides_what_the_simulator_decided() {
     let (result, log) = simulate_recorded(&scenario(), &policy, cfg);
     assert!(result.jobs[0].met, "{:#?}", result.jobs);
     assert!(
-        result.jobs[0].restarts >= 1,
+        result.jobs[0].usage.restarts >= 1,
         "the run grows it by a restart"
     );
 

@@ -177,9 +177,9 @@ fn sim_column(r: &SimResult) -> Column {
     };
     Column {
         met: format!("{}/{}{finished}", t.met, t.jobs),
-        cpu: format!("{:.0}", t.cpu_seconds_allocated),
-        resizes: t.resizes.to_string(),
-        restarts: t.restarts.to_string(),
+        cpu: format!("{:.0}", t.usage.cpu_seconds_allocated),
+        resizes: t.usage.resizes.to_string(),
+        restarts: t.usage.restarts.to_string(),
     }
 }
 

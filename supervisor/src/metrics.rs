@@ -15,6 +15,8 @@ use prometheus_client::registry::Registry;
 use qos_core::job::Phase;
 use qos_core::{Class, Decision, Job};
 
+use crate::summary::Summary;
+
 /// Labels of every per-job series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct JobLabels {
@@ -403,23 +405,13 @@ impl JobGauges {
     /// Updates the series from a job and, when there is one, the decision just made.
     pub(crate) fn update(&self, job: &Job, decision: Option<&Decision>) {
         self.cpu.set(job.cpus.as_f64());
-        self.remaining.set(f64::from(job.remaining_iterations()));
-        if let Some(r) = job.last_report() {
-            self.last_iteration.set(r.duration());
-        }
+        self.show(&Summary::of(job));
         if let qos_core::Work::Continuous(w) = &job.work {
             self.consumed.set(w.cpu.total());
             self.restarts
                 .get_or_create(&self.labels)
                 .set(f64::from(w.restarts));
             self.lost_work.get_or_create(&self.labels).set(w.cpu.lost());
-            if !w.restart_costs.is_empty() {
-                let mean = w.restart_costs.iter().sum::<f64>() / w.restart_costs.len() as f64;
-                self.restart_cost.get_or_create(&self.labels).set(mean);
-            }
-            if let (Some(start), Some(end)) = (w.started_at, w.ended_at) {
-                self.last_iteration.set(end - start);
-            }
         }
         let Some(d) = decision else { return };
         let f = &d.figures;
@@ -460,8 +452,13 @@ impl JobGauges {
     }
 
     /// Updates the series of a job whose lists are not in memory, from its summary.
-    pub(crate) fn update_summary(&self, job: &Job, s: &crate::summary::Summary) {
+    pub(crate) fn update_summary(&self, job: &Job, s: &Summary) {
         self.update(job, None);
+        self.show(s);
+    }
+
+    /// The series a [`Summary`] holds: computed from a job in memory, or kept for one that is not.
+    fn show(&self, s: &Summary) {
         self.remaining.set(f64::from(s.remaining_iterations));
         if let Some(x) = s.last_iteration_secs {
             self.last_iteration.set(x);

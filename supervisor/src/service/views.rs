@@ -73,14 +73,7 @@ fn job_view(p: &PersistedJob, rt: &Runtime, summary: Option<&Summary>, detail: b
         ),
         None => (meta.last_class.map(qos_core::Class::as_str), None),
     };
-    let (progress, remaining, resizes) = match summary {
-        Some(s) => (s.progress, s.remaining_iterations, s.resizes),
-        None => (
-            job.progress(),
-            job.remaining_iterations(),
-            job.resizes.len(),
-        ),
-    };
+    let figures = summary.cloned().unwrap_or_else(|| Summary::of(job));
     let mut v = json!({
         "uuid": p.uuid,
         "name": job.name,
@@ -89,13 +82,13 @@ fn job_view(p: &PersistedJob, rt: &Runtime, summary: Option<&Summary>, detail: b
         "phase": job.phase,
         "class": class,
         "cpus": job.cpus.as_f64(),
-        "progress": progress,
-        "remaining_iterations": remaining,
+        "progress": figures.progress,
+        "remaining_iterations": figures.remaining_iterations,
         "qos": job.qos,
         "prediction": decision.as_ref().and_then(|d| d["figures"]["prediction"].as_f64()),
         "node": meta.node,
         "registered_at": meta.registered_at,
-        "resizes": resizes,
+        "resizes": figures.resizes,
         "cleaned_up": meta.cleaned_up,
     });
     if let Some(why) = &meta.lost_reason {

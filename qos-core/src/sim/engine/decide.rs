@@ -111,7 +111,7 @@ impl Sim {
                 }
             }
             (WorkSpec::Continuous { restart_costs, .. }, ResizeMode::Restart, true) => {
-                let cost = restart_costs[(j.restarts as usize) % restart_costs.len().max(1)];
+                let cost = restart_costs[(j.usage.restarts as usize) % restart_costs.len().max(1)];
                 j.shrinking = cpus < j.job.cpus;
                 let _ = j.job.observe(Observation::Resized {
                     at: now,

@@ -64,9 +64,9 @@ struct SimJob {
     iteration: usize,
     iteration_started_at: f64,
     effective: Cpus,
-    cpu_used: f64,
-    allocated: f64,
-    restarts: u32,
+    /// What it has used so far, but for `usage.resizes` (left at zero): the resizes are the job's
+    /// own record (`job.resizes`), counted into its result at the end.
+    usage: Usage,
     finished_at: Option<f64>,
     incarnation: u32,
     /// CPU-seconds used before the current incarnation (its counter starts at zero).
@@ -78,10 +78,6 @@ struct SimJob {
     submitted: bool,
     /// Its last uncapped wish (its claim on a short node).
     want: Option<Cpus>,
-    /// Restarts that threw the work away.
-    restarts_lost: u32,
-    /// CPU-seconds of work thrown away.
-    lost: f64,
     /// Seconds spent waiting for an offer that fits.
     waited: f64,
     /// The restart under way shrinks the job.
@@ -102,7 +98,7 @@ impl SimJob {
     ) {
         if let WorkSpec::Continuous { .. } = self.spec.work {
             self.incarnation += 1;
-            self.cpu_base = self.cpu_used;
+            self.cpu_base = self.usage.cpu_seconds_used;
         }
         let started = Observation::Started {
             at: now,
@@ -116,7 +112,7 @@ impl SimJob {
         Observation::CpuSample {
             at: now,
             source: format!("incarnation-{}", self.incarnation),
-            cumulative_secs: self.cpu_used - self.cpu_base,
+            cumulative_secs: self.usage.cpu_seconds_used - self.cpu_base,
         }
     }
 }
@@ -180,9 +176,7 @@ pub(super) fn run_scenario(
                     iteration: 0,
                     iteration_started_at: 0.0,
                     effective: Cpus::ZERO,
-                    cpu_used: 0.0,
-                    allocated: 0.0,
-                    restarts: 0,
+                    usage: Usage::default(),
                     finished_at: None,
                     incarnation: 0,
                     cpu_base: 0.0,
@@ -190,8 +184,6 @@ pub(super) fn run_scenario(
                     last_node: None,
                     submitted: false,
                     want: None,
-                    restarts_lost: 0,
-                    lost: 0.0,
                     waited: 0.0,
                     shrinking: false,
                     lost_by_shrinks: 0.0,
@@ -357,14 +349,14 @@ impl Sim {
                     j.state,
                     Some(TaskState::Deploying | TaskState::Running | TaskState::Restarting)
                 ) {
-                    j.allocated += j.held.as_f64() * dt;
+                    j.usage.cpu_seconds_allocated += j.held.as_f64() * dt;
                 }
                 if j.state == Some(TaskState::Waiting) {
                     j.waited += dt;
                 }
                 if j.state == Some(TaskState::Running) {
                     j.unit_progress = (j.unit_progress + rate * dt).min(1.0);
-                    j.cpu_used += rate * dt * t1;
+                    j.usage.cpu_seconds_used += rate * dt * t1;
                 }
             }
         }
@@ -498,13 +490,13 @@ impl Sim {
                     // Started again from zero: everything this job consumed so far was for
                     // nothing.
                     if j.shrinking {
-                        j.lost_by_shrinks += j.cpu_used - j.lost;
+                        j.lost_by_shrinks += j.usage.cpu_seconds_used - j.usage.cpu_seconds_lost;
                     }
-                    j.lost = j.cpu_used;
+                    j.usage.cpu_seconds_lost = j.usage.cpu_seconds_used;
                     j.unit_progress = 0.0;
-                    j.restarts_lost += 1;
+                    j.usage.restarts_lost += 1;
                 }
-                j.restarts += 1;
+                j.usage.restarts += 1;
                 j.task_started(&mut self.log, i, now, checkpoint);
             }
             None => {

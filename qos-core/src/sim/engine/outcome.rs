@@ -39,12 +39,8 @@ impl Sim {
                         && !matches!(j.job.phase, Phase::Failed { .. }),
                     feasible: j.spec.finish_alone(cpu_max) <= deadline,
                     usage: Usage {
-                        cpu_seconds_allocated: j.allocated,
-                        cpu_seconds_used: j.cpu_used,
                         resizes: j.job.resizes.len() as u32,
-                        restarts: j.restarts,
-                        restarts_lost: j.restarts_lost,
-                        cpu_seconds_lost: j.lost,
+                        ..j.usage
                     },
                     cpu_seconds_lost_by_shrinks: j.lost_by_shrinks,
                     final_cpus: j.job.cpus,

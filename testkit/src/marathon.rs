@@ -248,13 +248,15 @@ impl MarathonApi for FakeMarathon {
         cpus: f64,
         force: bool,
     ) -> Result<DeploymentResult, FrameworkError> {
+        // As the client: a size Marathon would reject is refused before anything is sent.
+        let value = frameworks::marathon::cpus_value(cpus)?;
         let call = MarathonCall::SetCpus {
             id: canon(id),
             cpus,
             force,
         };
         self.change(id, force, call, |app| {
-            let _ = app.set_cpus(cpus);
+            app.insert("cpus", value);
         })
     }
 
@@ -324,5 +326,29 @@ impl MarathonApi for FakeMarathon {
             "http://marathon.fake/v2/deployments",
         )?;
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_size_marathon_rejects_is_refused_before_any_call() {
+        let fake = FakeMarathon::new();
+        fake.add_app("/job", 1.0);
+        for bad in [f64::NAN, f64::INFINITY, 0.0, -1.0] {
+            let err = fake.set_app_cpus("/job", bad, false).await.unwrap_err();
+            assert!(
+                matches!(&err, FrameworkError::InvalidInput { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("cpus"), "{err}");
+        }
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        assert_eq!(fake.cpus("/job"), Some(1.0));
+        fake.set_app_cpus("/job", 1.5, false).await.unwrap();
+        assert_eq!(fake.cpus("/job"), Some(1.5));
+        assert_eq!(fake.resizes(), vec![(1.5, false)]);
     }
 }

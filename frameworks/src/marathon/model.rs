@@ -289,8 +289,11 @@ impl MarathonApp {
     }
 }
 
-/// `cpus` as a JSON number, refusing what Marathon would reject.
-pub(crate) fn cpus_value(cpus: f64) -> Result<Value, FrameworkError> {
+/// `cpus` as a JSON number, refusing what Marathon would reject (not finite, below 0.001).
+///
+/// # Errors
+/// [`FrameworkError::InvalidInput`] naming `cpus`.
+pub fn cpus_value(cpus: f64) -> Result<Value, FrameworkError> {
     if !cpus.is_finite() || cpus < 0.001 {
         return Err(FrameworkError::invalid_input(
             "cpus",

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::{SweepOptions, real, report};
+use crate::{Resizing, SweepOptions, real, report};
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{EnumValueParser, TypedValueParser};
+use clap::{Parser, Subcommand, ValueEnum};
 use qos_core::Policy;
 use qos_core::predictive::ResizeMode;
 use qos_core::sim::{Sharing, SimConfig, SimResult, scenario, simulate};
@@ -51,17 +52,6 @@ enum ModeArg {
     InPlace,
 }
 
-/// How the simulated cluster resizes (`simulate` and `sweep` alike).
-#[derive(Debug, Clone, Copy, Args)]
-struct ResizeArgs {
-    /// How resizes take effect.
-    #[arg(long, value_enum, default_value = "restart")]
-    resize_mode: ModeArg,
-    /// Nodes without agents: no resize can be made in place.
-    #[arg(long)]
-    no_agents: bool,
-}
-
 impl From<ModeArg> for ResizeMode {
     fn from(m: ModeArg) -> Self {
         match m {
@@ -69,6 +59,16 @@ impl From<ModeArg> for ResizeMode {
             ModeArg::InPlace => ResizeMode::InPlace,
         }
     }
+}
+
+/// Parses `--sharing` by its spellings and their help above, into the simulator's [`Sharing`].
+pub(crate) fn sharing_parser() -> impl TypedValueParser<Value = Sharing> {
+    EnumValueParser::<SharingArg>::new().map(Sharing::from)
+}
+
+/// Parses `--resize-mode` by its spellings and their help above, into a [`ResizeMode`].
+pub(crate) fn resize_mode_parser() -> impl TypedValueParser<Value = ResizeMode> {
+    EnumValueParser::<ModeArg>::new().map(ResizeMode::from)
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,11 +86,11 @@ enum Command {
         seed: u64,
         /// How a node's CPU is shared between tasks [default: shares for case1-3, the thesis'
         /// infrastructure; quota for random mixes, qos-elastic's own]
-        #[arg(long, value_enum)]
-        sharing: Option<SharingArg>,
+        #[arg(long, value_parser = sharing_parser())]
+        sharing: Option<Sharing>,
         /// How resizes are made.
         #[command(flatten)]
-        resize: ResizeArgs,
+        resize: Resizing,
         /// Print the full result as one JSON document (see docs/results.md for its shape). Under
         /// quota sharing, totals carry the clairvoyant oracle's figures (oracle_met,
         /// oracle_cpu_seconds, oracle_exact).
@@ -101,26 +101,8 @@ enum Command {
     /// met and CPU-seconds against the oracle's, restarts and lost work, the seeds where a policy
     /// did worse than another, and the same per kind of job.
     Sweep {
-        /// mixed (the jobs users have: progress reported or not, checkpointing or not, parallel
-        /// to serial) or random (the thesis-era LINPACK mix).
-        #[arg(long, default_value = "mixed")]
-        workload: String,
-        /// Policies to run, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "static,thesis,predictive"
-        )]
-        policies: Vec<String>,
-        /// Number of scenarios (seeds 1..=N).
-        #[arg(long, default_value_t = 200)]
-        seeds: u64,
-        /// How a node's CPU is shared between tasks (the oracle needs quota).
-        #[arg(long, value_enum, default_value = "quota")]
-        sharing: SharingArg,
-        /// How resizes are made.
         #[command(flatten)]
-        resize: ResizeArgs,
+        options: SweepOptions,
         /// Print the sweep as JSON.
         #[arg(long)]
         json: bool,
@@ -196,13 +178,11 @@ fn run(cli: Cli) -> Result<()> {
             resize,
             json,
         } => {
-            let sharing = sharing.map_or_else(|| default_sharing(&name), Sharing::from);
+            let sharing = sharing.unwrap_or_else(|| default_sharing(&name));
             let mut s = scenario(&name, seed, sharing).context("--scenario")?;
-            if resize.no_agents {
-                s.cluster.agents = false;
-            }
+            s.cluster.agents &= resize.agents;
             let cfg = SimConfig {
-                resize_mode: resize.resize_mode.into(),
+                resize_mode: resize.resize_mode,
                 oracle: sharing == Sharing::Quota,
                 ..SimConfig::default()
             };
@@ -213,33 +193,17 @@ fn run(cli: Cli) -> Result<()> {
                 print_result(&r);
             }
         }
-        Command::Sweep {
-            workload,
-            policies,
-            seeds,
-            sharing,
-            resize,
-            json,
-        } => {
+        Command::Sweep { options, json } => {
+            let seeds = options.seeds;
             if seeds == 0 {
                 bail!("--seeds must be at least 1");
             }
+            let workload = &options.workload;
             if !matches!(workload.as_str(), "mixed" | "random") {
                 bail!("--workload: unknown workload {workload:?} (expected mixed or random)");
             }
-            for p in &policies {
-                policy(p)?;
-            }
-            let opts = SweepOptions {
-                workload,
-                seeds,
-                sharing: sharing.into(),
-                resize_mode: resize.resize_mode.into(),
-                agents: !resize.no_agents,
-                policies,
-            };
             let quiet = json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let sweep = crate::sweep(&opts, |done| {
+            let sweep = crate::sweep(&options, |done| {
                 if !quiet && (done % 20 == 0 || done == seeds) {
                     eprint!("\r{done}/{seeds} seeds");
                     if done == seeds {
@@ -350,5 +314,70 @@ mod tests {
             (Some(PathBuf::from("/b")), true, "dev")
         );
         assert!(Cli::try_parse_from(["study", "real", "--case", "4"]).is_err());
+    }
+
+    #[test]
+    fn sweep_flags_are_the_options_a_sweep_reports() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Sweep { options, .. }) => options,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let d = parse(&["study", "sweep"]);
+        assert_eq!(d, SweepOptions::default());
+        assert_eq!(
+            (
+                d.workload.as_str(),
+                d.seeds,
+                d.sharing,
+                d.policies.join(",")
+            ),
+            (
+                "mixed",
+                200,
+                Sharing::Quota,
+                "static,thesis,predictive".into()
+            )
+        );
+        assert_eq!(
+            d.resize,
+            Resizing {
+                resize_mode: ResizeMode::Restart,
+                agents: true
+            }
+        );
+        let o = parse(&[
+            "study",
+            "sweep",
+            "--workload",
+            "random",
+            "--seeds",
+            "2",
+            "--sharing",
+            "shares",
+            "--resize-mode",
+            "in-place",
+            "--no-agents",
+            "--policies",
+            "thesis",
+        ]);
+        let expected = SweepOptions {
+            workload: "random".into(),
+            policies: vec!["thesis".into()],
+            seeds: 2,
+            sharing: Sharing::Shares,
+            resize: Resizing {
+                resize_mode: ResizeMode::InPlace,
+                agents: false,
+            },
+        };
+        assert_eq!(o, expected);
+        // The sweep's JSON opens with what was swept, as docs/results.md lists it.
+        let json = serde_json::to_string(&crate::sweep(&o, |_| {}).unwrap()).unwrap();
+        assert!(
+            json.starts_with(
+                r#"{"workload":"random","seeds":2,"resize_mode":"in-place","agents":false,"oracle_met":null,"#
+            ),
+            "{json}"
+        );
     }
 }

@@ -19,34 +19,55 @@ use qos_core::predictive::ResizeMode;
 use qos_core::sim::{JobResult, Sharing, SimConfig, SimResult, Totals, scenario, simulate};
 use serde::Serialize;
 
-/// What to sweep.
-#[derive(Debug, Clone, PartialEq)]
+/// What to sweep: the `study sweep` options (bar `--json`), and the head of the [`Sweep`] made
+/// with them.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 pub struct SweepOptions {
-    /// `mixed` or `random` (scenarios `<workload>:<seed>`).
+    /// mixed (the jobs users have: progress reported or not, checkpointing or not, parallel
+    /// to serial) or random (the thesis-era LINPACK mix).
+    #[arg(long, default_value = "mixed")]
     pub workload: String,
-    /// Seeds `1..=seeds`.
-    pub seeds: u64,
-    /// How nodes share CPU (the oracle is computed under quotas only).
-    pub sharing: Sharing,
-    /// How resizes take effect.
-    pub resize_mode: ResizeMode,
-    /// Whether nodes run agents that can resize in place.
-    pub agents: bool,
-    /// The policies, by name.
+    /// Policies to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "static,thesis,predictive"
+    )]
+    #[serde(skip)] // a sweep names them in its per-policy results
     pub policies: Vec<String>,
+    /// Number of scenarios (seeds 1..=N).
+    #[arg(long, default_value_t = 200)]
+    pub seeds: u64,
+    /// How a node's CPU is shared between tasks (the oracle needs quota).
+    #[arg(long, value_parser = cli::sharing_parser(), default_value = "quota")]
+    #[serde(skip)]
+    // not in a sweep's JSON (docs/results.md); under shares its oracle figures are null
+    pub sharing: Sharing,
+    /// How resizes are made.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub resize: Resizing,
 }
 
 impl Default for SweepOptions {
+    /// `study sweep`'s defaults: the mixed workload, 200 seeds, quotas, resizes by restart with
+    /// node agents, the static, thesis and predictive policies.
     fn default() -> Self {
-        Self {
-            workload: "mixed".into(),
-            seeds: 200,
-            sharing: Sharing::Quota,
-            resize_mode: ResizeMode::Restart,
-            agents: true,
-            policies: vec!["static".into(), "thesis".into(), "predictive".into()],
-        }
+        let cmd = <Self as clap::Args>::augment_args(clap::Command::new("sweep"));
+        <Self as clap::FromArgMatches>::from_arg_matches(&cmd.get_matches_from(["sweep"]))
+            .expect("every sweep option has a default")
     }
+}
+
+/// How the simulated cluster resizes (`simulate` and `sweep` alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args, Serialize)]
+pub struct Resizing {
+    /// How resizes take effect.
+    #[arg(long, value_parser = cli::resize_mode_parser(), default_value = "restart")]
+    pub resize_mode: ResizeMode,
+    /// Nodes without agents: no resize can be made in place.
+    #[arg(long = "no-agents", action = clap::ArgAction::SetFalse)]
+    pub agents: bool,
 }
 
 /// One policy's sums over a sweep.
@@ -94,14 +115,10 @@ pub struct KindSweep {
 /// A whole sweep.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sweep {
-    /// The workload swept.
-    pub workload: String,
-    /// Seeds run.
-    pub seeds: u64,
-    /// `restart` or `in-place`.
-    pub resize_mode: ResizeMode,
-    /// Whether nodes had agents.
-    pub agents: bool,
+    /// What was swept; the JSON carries its workload, seeds, resize mode and whether nodes had
+    /// agents (the policies are named in `policies` below).
+    #[serde(flatten)]
+    pub options: SweepOptions,
     /// Deadlines the oracle met (or bounded), summed.
     pub oracle_met: Option<usize>,
     /// Seeds where the oracle's figures are exact.
@@ -116,9 +133,9 @@ pub struct Sweep {
 fn run_seed(opts: &SweepOptions, policies: &[Policy], seed: u64) -> Vec<SimResult> {
     let mut s = scenario(&format!("{}:{seed}", opts.workload), seed, opts.sharing)
         .expect("random and mixed scenarios always build");
-    s.cluster.agents = opts.agents;
+    s.cluster.agents = opts.resize.agents;
     let cfg = SimConfig {
-        resize_mode: opts.resize_mode,
+        resize_mode: opts.resize.resize_mode,
         oracle: opts.sharing == Sharing::Quota,
         ..SimConfig::default()
     };
@@ -202,10 +219,7 @@ pub fn sweep(opts: &SweepOptions, mut progress: impl FnMut(u64)) -> Result<Sweep
         p.cpu_vs_oracle = (theirs > 0.0).then(|| mine / theirs);
     }
     Ok(Sweep {
-        workload: opts.workload.clone(),
-        seeds: opts.seeds,
-        resize_mode: opts.resize_mode,
-        agents: opts.agents,
+        options: opts.clone(),
         oracle_met,
         oracle_exact_seeds: exact,
         feasible,
@@ -222,13 +236,13 @@ fn ratio(x: Option<f64>) -> String {
 pub fn render(s: &Sweep) -> String {
     let mut out = format!(
         "{} seeds of the {} workload, resizes by {}{}: {} jobs, {} feasible alone, oracle meets {} ({} of {} seeds exact)\n",
-        s.seeds,
-        s.workload,
-        match s.resize_mode {
+        s.options.seeds,
+        s.options.workload,
+        match s.options.resize.resize_mode {
             ResizeMode::Restart => "restart",
             ResizeMode::InPlace => "in-place",
         },
-        if s.agents {
+        if s.options.resize.agents {
             ", node agents can resize in place"
         } else {
             ", no node agents"
@@ -237,7 +251,7 @@ pub fn render(s: &Sweep) -> String {
         s.feasible,
         s.oracle_met.map_or_else(|| "–".into(), |m| m.to_string()),
         s.oracle_exact_seeds,
-        s.seeds
+        s.options.seeds
     );
     out += &format!(
         "{:<11} {:>6} {:>10} {:>12} {:>10} {:>9} {:>10} {:>12} {:>12}\n",

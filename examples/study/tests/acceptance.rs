@@ -4,7 +4,7 @@
 use qos_core::Policy;
 use qos_core::predictive::ResizeMode;
 use qos_core::sim::{Sharing, SimConfig, scenario, simulate};
-use study::{PolicySweep, Sweep, SweepOptions, sweep};
+use study::{PolicySweep, Resizing, Sweep, SweepOptions, sweep};
 
 fn run(name: &str, policy: &str, sharing: Sharing) -> qos_core::sim::SimResult {
     let s = scenario(name, 1, sharing).unwrap();
@@ -54,8 +54,10 @@ fn thesis_case3_finishes_in_time_with_restarts() {
 /// The mixed workload under each policy and the oracle, 200 seeds (what docs/results.md reports).
 fn mixed(resize_mode: ResizeMode, agents: bool) -> Sweep {
     let opts = SweepOptions {
-        resize_mode,
-        agents,
+        resize: Resizing {
+            resize_mode,
+            agents,
+        },
         ..SweepOptions::default()
     };
     sweep(&opts, |_| {}).unwrap()

@@ -1,7 +1,5 @@
 //! The TOML file as written: every key optional, unknown keys refused.
 
-use std::path::PathBuf;
-
 use qos_core::thesis::{ChronosInfBand, MarathonUnderThreshold};
 use serde::Deserialize;
 
@@ -16,7 +14,6 @@ pub(super) struct FileConfig {
     /// The keys the command line has as well (read in a pass of their own: see [`parse_file`]).
     #[serde(skip)]
     pub(super) settings: Settings,
-    pub(super) agent_token_file: Option<PathBuf>,
     pub(super) cpu_max: Option<f64>,
     pub(super) cpu_min: Option<f64>,
     pub(super) cpu_increment: Option<f64>,

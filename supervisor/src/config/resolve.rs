@@ -86,7 +86,7 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
     if let Some(c) = args.marathon_completion {
         control.marathon_completion = c;
     }
-    let auth = resolve_auth(args, &given, file)?;
+    let auth = resolve_auth(args, &given)?;
     let marathon = match &given.marathon {
         Some(p) => Some(load_credentials("marathon", p)?),
         None => None,
@@ -170,19 +170,15 @@ impl CpuKeys {
 }
 
 /// The tokens (a flag, else its file) and whether an open API is accepted.
-fn resolve_auth(
-    args: &Args,
-    given: &Settings,
-    file: &FileConfig,
-) -> Result<AuthConfig, ConfigError> {
+fn resolve_auth(args: &Args, given: &Settings) -> Result<AuthConfig, ConfigError> {
     let admin_token = match (&args.admin_token, &given.admin_token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(p)) => Some(read_token_file("admin-token-file", p)?),
         (None, None) => None,
     };
-    let agent_token = match (&args.agent_token, &file.agent_token_file) {
+    let agent_token = match (&args.agent_token, &given.agent_token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
-        (None, Some(p)) => Some(read_token_file("agent_token_file", p)?),
+        (None, Some(p)) => Some(read_token_file("agent-token-file", p)?),
         (None, None) => None,
     };
     Ok(AuthConfig {
@@ -377,5 +373,51 @@ chronos_inf_band = "code"
     fn in_place_needs_the_agent_token() {
         let e = check_file("listen = \"127.0.0.1:0\"\nresize_mode = \"in-place\"").unwrap_err();
         assert_eq!(e.key, "agent-token");
+    }
+
+    #[test]
+    fn the_agent_token_comes_from_a_flag_its_file_or_the_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (by_flag, by_key) = (dir.path().join("flag"), dir.path().join("key"));
+        std::fs::write(&by_flag, "agent-from-flag-0123456789\n").unwrap();
+        std::fs::write(&by_key, "agent-from-key-0123456789\n").unwrap();
+        let file = parse_file(&format!(
+            "listen = \"127.0.0.1:0\"\nresize_mode = \"in-place\"\nagent_token_file = {:?}",
+            by_key.display().to_string()
+        ))
+        .unwrap();
+        let token = |args: &Args| resolve(args, &file).map(|c| c.auth.agent_token);
+        assert_eq!(
+            token(&Args::default()).unwrap().as_deref(),
+            Some("agent-from-key-0123456789")
+        );
+        let mut flag = Args::default();
+        flag.settings.agent_token_file = Some(by_flag);
+        assert_eq!(
+            token(&flag).unwrap().as_deref(),
+            Some("agent-from-flag-0123456789")
+        );
+        let given = Args {
+            agent_token: Some("agent-given-0123456789".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            token(&given).unwrap().as_deref(),
+            Some("agent-given-0123456789")
+        );
+        let mut missing = Args::default();
+        missing.settings.agent_token_file = Some(dir.path().join("absent"));
+        assert_eq!(token(&missing).unwrap_err().key, "agent-token-file");
+        let both = <Args as clap::Parser>::try_parse_from([
+            "supervisor",
+            "--agent-token",
+            "x",
+            "--agent-token-file",
+            "/f",
+        ]);
+        assert!(
+            both.is_err(),
+            "--agent-token and --agent-token-file together"
+        );
     }
 }

@@ -38,6 +38,9 @@ pub struct Settings {
     /// File holding the admin token (first line).
     #[arg(long, env = "QOS_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the node agents' token (first line).
+    #[arg(long, env = "QOS_AGENT_TOKEN_FILE", conflicts_with = "agent_token")]
+    pub agent_token_file: Option<PathBuf>,
     /// Allow an open API on a non-loopback address, and leave the thesis routes open.
     #[arg(long, env = "QOS_INSECURE")]
     pub insecure: bool,
@@ -67,6 +70,10 @@ impl Settings {
                 .admin_token_file
                 .clone()
                 .or_else(|| lower.admin_token_file.clone()),
+            agent_token_file: self
+                .agent_token_file
+                .clone()
+                .or_else(|| lower.agent_token_file.clone()),
             insecure: self.insecure || lower.insecure,
         }
     }

@@ -57,7 +57,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     DEFAULT_GRACE_PERIOD_SECS, JobUuid, Origin, Settings, Strategy, Submission, checked_field,
-    fmt_num, kind_of, read_cpus, spec_error,
+    fmt_num, kind_of, read_cpus,
 };
 use crate::error::LauncherError;
 use crate::shell::{quote, quote_always};
@@ -139,7 +139,7 @@ pub(super) fn prepare(
     body.insert("id".into(), Value::String(id.as_str().to_owned()));
     job.qos
         .validate_for(None, job.submitted_at)
-        .map_err(|e| spec_error(job.origin, &e))?;
+        .map_err(|e| job.origin.spec_error(&e))?;
     super::fields::coerce(&mut body, super::fields::MARATHON, job.origin)?;
 
     let cpus = read_cpus(&body, job.origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);

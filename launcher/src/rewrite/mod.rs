@@ -405,6 +405,11 @@ impl Origin<'_> {
     pub(crate) fn field(self, field: &str, reason: impl fmt::Display) -> LauncherError {
         LauncherError::field(self.0, field, reason)
     }
+
+    /// A `qos-core` validation error, as bad input in the field it names.
+    pub(crate) fn spec_error(self, e: &qos_core::SpecError) -> LauncherError {
+        self.field(&e.field, &e.reason)
+    }
 }
 
 impl fmt::Display for Origin<'_> {
@@ -520,12 +525,7 @@ fn take_qos(body: &mut Map<String, Value>, origin: Origin<'_>) -> Result<QosSpec
              RFC 3339 time; desv_deadline: tolerated deviation, a fraction in [0, 1))",
         ));
     };
-    QosSpec::from_json(&raw).map_err(|e| origin.field(&e.field, &e.reason))
-}
-
-/// Maps a `qos-core` validation error to a field error of `origin`.
-pub(crate) fn spec_error(origin: Origin<'_>, e: &qos_core::SpecError) -> LauncherError {
-    origin.field(&e.field, &e.reason)
+    QosSpec::from_json(&raw).map_err(|e| origin.spec_error(&e))
 }
 
 /// A string field's text; refused, naming the field, with `missing` when it is absent and with

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::BACK_TO_BACK_PERIOD;
 use crate::error::LauncherError;
-use crate::rewrite::{Origin, Pace, fmt_num, spec_error, string_field};
+use crate::rewrite::{Origin, Pace, fmt_num, string_field};
 
 /// The schedule: finite, re-anchored when its start is long past, started before the deadline,
 /// and paced as asked. Returns the iterations and the deadline (epoch seconds).
@@ -57,7 +57,7 @@ pub(super) fn plan_schedule(
         )
     })?;
     qos.validate_for(Some(iterations), submitted_at)
-        .map_err(|e| spec_error(origin, &e))?;
+        .map_err(|e| origin.spec_error(&e))?;
     let deadline_at = qos.deadline.at(submitted_at);
     let (schedule, schedule_text) = anchor(
         schedule,

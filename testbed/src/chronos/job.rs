@@ -60,12 +60,10 @@ impl Refusal {
     }
 }
 
-/// Chronos' `JobUtils.jobNamePattern`, `([\w\.-]+)`.
+/// Chronos' `JobUtils.jobNamePattern`, `([\w\.-]+)`: Java's `\w` is ASCII only, so `café` is
+/// refused; the rule is the client's own ([`frameworks::chronos::validate_job_name`]).
 pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    frameworks::chronos::validate_job_name(name).is_ok()
 }
 
 /// Jackson's `JsonNode` coercions, as Chronos' deserializer calls them.
@@ -710,6 +708,14 @@ mod tests {
         for g in [Generation::V2, Generation::V3] {
             assert!(p(json!({"name": "a b"}), g).is_err());
             assert!(p(json!({"name": "a/b"}), g).is_err());
+            // Java's `\w` is ASCII only: `([\w\.-]+)` refuses letters beyond it.
+            for name in ["café", "日本", "job\u{a0}1"] {
+                let e = p(json!({"name": name}), g).unwrap_err();
+                assert!(
+                    e.message().contains("the job's name is invalid"),
+                    "{name}: {e:?}"
+                );
+            }
             assert!(p(json!({"command": "x"}), g).is_err(), "no name");
             let e = p(json!({"name": "a", "schedule": "nope"}), g).unwrap_err();
             assert_eq!(e.message(), "Cannot parse schedule 'nope' (wtf bro)");

@@ -265,4 +265,212 @@ mod tests {
                 .starts_with("must fully match regular expression")
         );
     }
+
+    /// The first problem Marathon reports for `app` (path, error), `None` when it takes it.
+    fn verdict(app: Value) -> Option<(String, String)> {
+        normalize(&app, None)
+            .err()
+            .map(|e| (e.problems[0].path.clone(), e.problems[0].error.clone()))
+    }
+
+    /// `SchedulingValidation.complyWithAppConstraintRules`: the docs' constraints are taken
+    /// (`docs/docs/constraints.md`), and a value an operator does not take is refused in
+    /// Marathon's words.
+    #[test]
+    fn constraints_as_marathon_checks_them() {
+        let with = |c: Value| json!({"id": "/c", "cmd": "sleep 60", "instances": 3, "constraints": c});
+        for taken in [
+            json!([["rack_id", "CLUSTER", "rack-1"]]),
+            json!([["rack_id", "CLUSTER"]]),
+            json!([["hostname", "CLUSTER", "a.specific.node.com"]]),
+            json!([["rack_id", "LIKE", "rack-[1-3]"]]),
+            json!([["rack_id", "UNLIKE", "rack-[7-9]"]]),
+            json!([["rack_id", "MAX_PER", "2"]]),
+            json!([["hostname", "UNIQUE"]]),
+            json!([["rack_id", "GROUP_BY", "3"]]),
+            json!([["rack_id", "GROUP_BY"]]),
+            json!([["rack_id", "IS", "rack-1"]]),
+            json!([["level", "IS", "0.8"]]),
+            json!([["hostname", "LIKE", "srv2.*"]]),
+            json!([["rack_id", "LIKE", "(?!rack-9).*"]]),
+        ] {
+            assert_eq!(verdict(with(taken.clone())), None, "{taken}");
+        }
+        for (refused, error) in [
+            (json!([["hostname", "UNIQUE", "x"]]), "UNIQUE does not accept a value"),
+            (json!([["rack_id", "MAX_PER", "two"]]), "MAX_PER requires an integer value"),
+            (json!([["rack_id", "MAX_PER"]]), "MAX_PER requires an integer value"),
+            (
+                json!([["rack_id", "GROUP_BY", "x"]]),
+                "GROUP BY must define an integer value or else no value at all",
+            ),
+            (
+                json!([["rack_id", "LIKE"]]),
+                "LIKE and UNLIKE require a non-empty, regular expression value",
+            ),
+            (json!([["rack_id", "LIKE", "rack-[1-"]]), "is not a valid regular expression"),
+            (
+                json!([["rack_id", "IS", "rack 1"]]),
+                "IS only supports Mesos text and float values (see http://mesos.apache.org/documentation/latest/attributes-resources/)",
+            ),
+            (json!([["", "UNIQUE"]]), "illegal constraint specification"),
+            (json!([["hostname", "unique"]]), "illegal constraint specification"),
+            (
+                json!([["hostname", "NOPE"]]),
+                "operator must be one of the following UNIQUE, CLUSTER, GROUP_BY, LIKE, MAX_PER, UNLIKE or IS",
+            ),
+            (json!([["hostname"]]), "Each constraint must have either 2 or 3 fields"),
+            (json!([["rack_id", "MAX_PER", 2]]), "Each constraint must have either 2 or 3 fields"),
+        ] {
+            assert_eq!(
+                verdict(with(refused.clone())),
+                Some(("/constraints(0)".to_owned(), error.to_owned())),
+                "{refused}"
+            );
+        }
+    }
+
+    /// `NetworkValidation` and where ports may be declared (`validateCanonicalAppAPI`), with no
+    /// `--default_network_name`.
+    #[test]
+    fn networks_and_ports_as_marathon_checks_them() {
+        let docker = |extra: Value| {
+            let mut app = json!({"id": "/n", "container": {"type": "DOCKER",
+                "docker": {"image": "python:3"}}});
+            for (k, v) in extra.as_object().unwrap() {
+                if k == "portMappings" {
+                    app["container"][k] = v.clone();
+                } else {
+                    app[k] = v.clone();
+                }
+            }
+            app
+        };
+        for taken in [
+            docker(json!({"networks": [{"mode": "container/bridge"}],
+                "portMappings": [{"containerPort": 8080, "hostPort": 0}]})),
+            docker(json!({"networks": [{"mode": "host"}]})),
+            docker(json!({"networks": [{"mode": "container", "name": "dcos"}]})),
+            json!({"id": "/n", "cmd": "x", "networks": [{"mode": "host"}],
+                "portDefinitions": [{"port": 0}, {"port": 0}]}),
+        ] {
+            assert_eq!(verdict(taken.clone()), None, "{taken}");
+        }
+        for (refused, path, error) in [
+            (
+                docker(json!({"networks": [{"mode": "bogus"}]})),
+                "/networks(0)/mode",
+                "error.expected.validenumvalue",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "container"}]})),
+                "/networks",
+                "Network name must be specified when container network is selected.",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "host", "name": "x"}]})),
+                "/networks",
+                "Host networks may not have names or labels",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "container/bridge", "name": "x"}]})),
+                "/networks",
+                "Bridge networks may not have names",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "host"}, {"mode": "container/bridge"}]})),
+                "/networks",
+                "May specify a single host network, single bridge network, or else 1-to-n container networks",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "container", "name": "a"},
+                    {"mode": "container", "name": "a"}]})),
+                "/networks",
+                "Duplicate networks are not allowed",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "container", "name": "a"},
+                    {"mode": "container", "name": "b"}]})),
+                "/",
+                "may only specify a single container network when using the Docker container engine",
+            ),
+            (
+                docker(json!({"networks": [{"mode": "host"}],
+                    "portMappings": [{"containerPort": 80}]})),
+                "/",
+                "portMappings are not allowed with host-networking",
+            ),
+            (
+                json!({"id": "/n", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+                    "portDefinitions": [{"port": 0}]}),
+                "/",
+                "portDefinitions are only allowed with host-networking",
+            ),
+            (
+                json!({"id": "/n", "cmd": "x", "portDefinitions": [{"port": 10000}, {"port": 10000}]}),
+                "/portDefinitions",
+                "Ports must be unique.",
+            ),
+            (
+                json!({"id": "/n", "cmd": "x", "portDefinitions": [{"port": 0, "name": "a"},
+                    {"port": 0, "name": "a"}]}),
+                "/portDefinitions",
+                "Port names must be unique.",
+            ),
+            (
+                json!({"id": "/n", "cmd": "x", "ports": [10000, 10000]}),
+                "/",
+                "ports must be unique",
+            ),
+        ] {
+            assert_eq!(
+                verdict(refused.clone()),
+                Some((path.to_owned(), error.to_owned())),
+                "{refused}"
+            );
+        }
+    }
+
+    /// `portIndexIsValid`: a Marathon health check names a port the app has.
+    #[test]
+    fn health_checks_name_a_port_the_app_has() {
+        let bad = Some((
+            "/healthChecks(0)".to_owned(),
+            "Health check port indices must address an element of the ports array or container port mappings."
+                .to_owned(),
+        ));
+        let app = |hc: Value, extra: Value| {
+            let mut a = json!({"id": "/h", "cmd": "python3 -m http.server $PORT0", "healthChecks": [hc]});
+            for (k, v) in extra.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            a
+        };
+        // The one any-port definition Marathon adds on host networking.
+        assert_eq!(verdict(app(json!({"protocol": "HTTP", "path": "/"}), json!({}))), None);
+        assert_eq!(verdict(app(json!({"portIndex": 0}), json!({}))), None);
+        assert_eq!(verdict(app(json!({"protocol": "TCP", "portIndex": 1}), json!({}))), bad);
+        assert_eq!(
+            verdict(app(json!({"protocol": "HTTP", "portIndex": 1}), json!({"ports": [0, 0]}))),
+            None
+        );
+        assert_eq!(
+            verdict(app(json!({"protocol": "HTTP"}), json!({"portDefinitions": [{"port": 0}, {"port": 0}]}))),
+            bad,
+            "two ports and no portIndex"
+        );
+        assert_eq!(
+            verdict(app(json!({"protocol": "HTTP", "port": 8080}), json!({"portDefinitions": []}))),
+            None
+        );
+        assert_eq!(
+            verdict(app(json!({"protocol": "COMMAND", "command": {"value": "true"}}), json!({"portDefinitions": []}))),
+            None
+        );
+        assert_eq!(
+            verdict(app(json!({"protocol": "HTTP"}), json!({"networks": [{"mode": "container/bridge"}]}))),
+            bad,
+            "a bridged app without port mappings has no port"
+        );
+    }
 }

@@ -138,6 +138,19 @@ pub(super) fn check_types(
     {
         problems.push(p("/cmd", "error.minLength"));
     }
+    for (i, n) in items(obj.get("networks")).iter().enumerate() {
+        match n.get("mode") {
+            None | Some(Value::Null) if n.is_object() => {}
+            None | Some(Value::Null) => {
+                problems.push(p(&format!("/networks({i})"), "error.expected.jsobject"));
+            }
+            Some(Value::String(m)) if matches!(m.as_str(), "container" | "container/bridge" | "host") => {}
+            Some(_) => problems.push(p(
+                &format!("/networks({i})/mode"),
+                "error.expected.validenumvalue",
+            )),
+        }
+    }
     check_string_map(obj.get("labels"), "/labels", false, &mut problems);
     check_string_map(obj.get("env"), "/env", true, &mut problems);
     for key in [
@@ -220,6 +233,9 @@ pub(super) fn check_app<'a>(
         problems.push(p("/uris", "may not be set in conjunction with fetch"));
     }
     check_strategies(obj, container, &mut problems);
+    check_networks(obj, container, ctype, &mut problems);
+    check_unique_ports(obj, container, &mut problems);
+    check_health_ports(obj, container, &mut problems);
     if !problems.is_empty() {
         return Err(Invalid {
             json: false,
@@ -341,30 +357,267 @@ fn check_strategies(
             problems.push(p("/killSelection", "error.expected.validenumvalue"));
         }
     }
-    if let Some(Value::Array(cs)) = obj.get("constraints") {
-        for (i, c) in cs.iter().enumerate() {
-            let ok = c.as_array().is_some_and(|a| {
-                (2..=3).contains(&a.len())
-                    && a.iter().all(Value::is_string)
-                    && matches!(
-                        a[1].as_str(),
-                        Some(
-                            "UNIQUE"
-                                | "CLUSTER"
-                                | "GROUP_BY"
-                                | "LIKE"
-                                | "UNLIKE"
-                                | "MAX_PER"
-                                | "IS"
-                        )
-                    )
-            });
-            if !ok {
-                problems.push(p(
-                    &format!("/constraints({i})"),
-                    "Each constraint must have either 2 or 3 fields and a valid operator",
-                ));
-            }
+    check_constraints(obj, problems);
+}
+
+/// `SchedulingValidation.complyWithAppConstraintRules`: each constraint is 2 or 3 strings, a
+/// field, a known operator, and a value the operator takes; every broken rule at
+/// `/constraints(i)` in Marathon's words.
+fn check_constraints(obj: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    let Some(Value::Array(cs)) = obj.get("constraints") else {
+        return;
+    };
+    for (i, c) in cs.iter().enumerate() {
+        if let Some(why) = constraint_problem(c) {
+            problems.push(p(&format!("/constraints({i})"), why));
+        }
+    }
+}
+
+/// What Marathon says of one constraint, `None` when it takes it.
+fn constraint_problem(c: &Value) -> Option<&'static str> {
+    let words: Option<Vec<&str>> = c
+        .as_array()
+        .and_then(|a| a.iter().map(Value::as_str).collect());
+    let Some(words) = words.filter(|w| (2..=3).contains(&w.len())) else {
+        return Some("Each constraint must have either 2 or 3 fields");
+    };
+    let (field, op, value) = (words[0], words[1], words.get(2).copied());
+    if field.is_empty() {
+        return Some("illegal constraint specification");
+    }
+    let known = [
+        "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
+    ];
+    if !known.contains(&op.to_ascii_uppercase().as_str()) {
+        return Some(
+            "operator must be one of the following UNIQUE, CLUSTER, GROUP_BY, LIKE, MAX_PER, UNLIKE or IS",
+        );
+    }
+    // The validation reads the operator in any case, but the app is then stored through
+    // `Protos.Constraint.Operator.valueOf`, which knows only the upper-case names.
+    if !known.contains(&op) {
+        return Some("illegal constraint specification");
+    }
+    let int = |v: &str| v.parse::<i32>().is_ok();
+    match (op, value) {
+        ("UNIQUE", Some(_)) => Some("UNIQUE does not accept a value"),
+        ("GROUP_BY", Some(v)) if !int(v) => {
+            Some("GROUP BY must define an integer value or else no value at all")
+        }
+        ("MAX_PER", v) if !v.is_some_and(int) => Some("MAX_PER requires an integer value"),
+        ("LIKE" | "UNLIKE", None) => {
+            Some("LIKE and UNLIKE require a non-empty, regular expression value")
+        }
+        ("LIKE" | "UNLIKE", Some(v)) if !java_regex(v) => Some("is not a valid regular expression"),
+        ("IS", v)
+            if !v.unwrap_or_default().bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'/' | b'.' | b'-')
+            }) =>
+        {
+            Some(
+                "IS only supports Mesos text and float values (see http://mesos.apache.org/documentation/latest/attributes-resources/)",
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `java.util.regex.Pattern.compile` takes `pattern`: its syntax read by `regex-syntax`, with
+/// the look-arounds and back-references Java has and it does not counted as valid.
+fn java_regex(pattern: &str) -> bool {
+    use regex_syntax::ast::ErrorKind;
+    match regex_syntax::ast::parse::Parser::new().parse(pattern) {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            ErrorKind::UnsupportedLookAround | ErrorKind::UnsupportedBackreference
+        ),
+    }
+}
+
+/// The network rules (`NetworkValidation.ramlNetworksValidator`, `defaultNetworkNameValidator`
+/// with no `--default_network_name`, `complyWithDockerNetworkingRules`) and where ports may be
+/// declared for them (`validateCanonicalAppAPI`).
+fn check_networks(
+    obj: &Map<String, Value>,
+    container: Option<&Value>,
+    ctype: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(Value::Array(nets)) = obj.get("networks") else {
+        return;
+    };
+    // (mode, name) of each network; `mode` defaults to `container`.
+    let nets: Vec<(&str, Option<&str>, bool)> = nets
+        .iter()
+        .map(|n| {
+            let mode = n.get("mode").and_then(Value::as_str).unwrap_or("container");
+            let name = n.get("name").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let labels = n
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_some_and(|l| !l.is_empty());
+            (mode, name, labels)
+        })
+        .collect();
+    let count = |m: &str| nets.iter().filter(|n| n.0 == m).count();
+    let (host, bridge, named) = (count("host"), count("container/bridge"), count("container"));
+    let mut rule = |ok: bool, why: &str| {
+        if !ok {
+            problems.push(p("/networks", why));
+        }
+    };
+    rule(
+        !nets
+            .iter()
+            .any(|(m, name, labels)| *m == "host" && (name.is_some() || *labels)),
+        "Host networks may not have names or labels",
+    );
+    rule(
+        !nets
+            .iter()
+            .any(|(m, name, _)| *m == "container/bridge" && name.is_some()),
+        "Bridge networks may not have names",
+    );
+    let mut names: Vec<&str> = nets.iter().filter_map(|n| n.1).collect();
+    names.sort_unstable();
+    let unnamed = nets
+        .iter()
+        .filter(|(m, name, _)| *m == "container" && name.is_none())
+        .count();
+    rule(
+        unnamed < 2 && names.windows(2).all(|w| w[0] != w[1]),
+        "Duplicate networks are not allowed",
+    );
+    rule(
+        (host <= 1 && bridge == 0 && named == 0)
+            || (host == 0 && bridge <= 1 && named == 0)
+            || (host == 0 && bridge == 0 && named > 0),
+        "May specify a single host network, single bridge network, or else 1-to-n container networks",
+    );
+    rule(
+        unnamed == 0,
+        "Network name must be specified when container network is selected.",
+    );
+    if container.is_some() && ctype == "DOCKER" && named > 1 {
+        problems.push(p(
+            "/",
+            "may only specify a single container network when using the Docker container engine",
+        ));
+    }
+    let mappings = container
+        .and_then(|c| c.get("portMappings"))
+        .and_then(Value::as_array)
+        .is_some_and(|m| !m.is_empty());
+    if host > 0 && mappings {
+        problems.push(p("/", "portMappings are not allowed with host-networking"));
+    }
+    let definitions = obj
+        .get("portDefinitions")
+        .and_then(Value::as_array)
+        .is_some_and(|d| !d.is_empty());
+    if nets.iter().any(|n| n.0 != "host") && definitions {
+        problems.push(p("/", "portDefinitions are only allowed with host-networking"));
+    }
+}
+
+/// The elements of an array field (none when absent or of another type).
+fn items(v: Option<&Value>) -> &[Value] {
+    v.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// Some value is given twice in `values` (the `null`s, left out, are not values).
+fn repeats<'a>(values: impl Iterator<Item = &'a Value>) -> bool {
+    let mut seen: Vec<&Value> = Vec::new();
+    for v in values.filter(|v| !v.is_null()) {
+        if seen.contains(&v) {
+            return true;
+        }
+        seen.push(v);
+    }
+    false
+}
+
+/// Ports and port names declared twice (`portDefinitionsValidator`, `validateOldAppAPI`,
+/// `portMappingsIndependentOfNetworks`); port 0 (any port) may repeat.
+fn check_unique_ports(
+    obj: &Map<String, Value>,
+    container: Option<&Value>,
+    problems: &mut Vec<Problem>,
+) {
+    let any_port = |v: &&Value| v.as_i64() != Some(0);
+    let definitions = items(obj.get("portDefinitions"));
+    if repeats(definitions.iter().filter_map(|d| d.get("name"))) {
+        problems.push(p("/portDefinitions", "Port names must be unique."));
+    }
+    if repeats(definitions.iter().filter_map(|d| d.get("port")).filter(any_port)) {
+        problems.push(p("/portDefinitions", "Ports must be unique."));
+    }
+    if repeats(items(obj.get("ports")).iter().filter(any_port)) {
+        problems.push(p("/", "ports must be unique"));
+    }
+    for (path, mappings) in [
+        ("/container/portMappings", container.and_then(|c| c.get("portMappings"))),
+        (
+            "/container/docker/portMappings",
+            container
+                .and_then(|c| c.get("docker"))
+                .and_then(|d| d.get("portMappings")),
+        ),
+    ] {
+        if repeats(items(mappings).iter().filter_map(|m| m.get("name"))) {
+            problems.push(p(path, "Port names must be unique."));
+        }
+    }
+}
+
+/// `portIndexIsValid`: a Marathon health check (HTTP, HTTPS, TCP, without `command`) must name a
+/// port the app has — by `portIndex`, by `port`, or, without either, the app's only port. The
+/// ports are the container's port mappings if it has any, else the port definitions (or legacy
+/// `ports`), else, on host networking, the one any-port definition Marathon adds.
+fn check_health_ports(
+    obj: &Map<String, Value>,
+    container: Option<&Value>,
+    problems: &mut Vec<Problem>,
+) {
+    let mappings = container.map_or(0, |c| {
+        items(c.get("portMappings"))
+            .len()
+            .max(items(c.get("docker").and_then(|d| d.get("portMappings"))).len())
+    });
+    let host_networking = items(obj.get("networks"))
+        .iter()
+        .all(|n| n.get("mode").and_then(Value::as_str) == Some("host"))
+        && container
+            .and_then(|c| c.get("docker"))
+            .and_then(|d| d.get("network"))
+            .and_then(Value::as_str)
+            .is_none_or(|n| n == "HOST");
+    let ports = if mappings > 0 {
+        mappings
+    } else if given(obj, "portDefinitions") {
+        items(obj.get("portDefinitions")).len()
+    } else if given(obj, "ports") {
+        items(obj.get("ports")).len()
+    } else {
+        usize::from(host_networking)
+    };
+    for (i, hc) in items(obj.get("healthChecks")).iter().enumerate() {
+        let protocol = hc.get("protocol").and_then(Value::as_str).unwrap_or("HTTP");
+        let command = hc.get("command").is_some_and(|c| !c.is_null());
+        if command || !matches!(protocol, "HTTP" | "HTTPS" | "TCP") {
+            continue;
+        }
+        let ok = match hc.get("portIndex").and_then(Value::as_i64) {
+            Some(idx) => usize::try_from(idx).is_ok_and(|idx| idx < ports),
+            None => hc.get("port").is_some_and(|p| !p.is_null()) || ports == 1,
+        };
+        if !ok {
+            problems.push(p(
+                &format!("/healthChecks({i})"),
+                "Health check port indices must address an element of the ports array or container port mappings.",
+            ));
         }
     }
 }

@@ -161,13 +161,18 @@ pub struct EndMarathonApp {
     pub exit_code: Option<f64>,
 }
 
+/// The longest job name ([`JobRegistration::name`]) the supervisor registers, in bytes of
+/// UTF-8. Neither Marathon nor Chronos documents a limit; 255 bytes is what a file name, a DNS
+/// name and a Prometheus label can all hold.
+pub const MAX_NAME_BYTES: usize = 255;
+
 /// `POST /api/v1/jobs`: register a job before it is submitted to its framework.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobRegistration {
     /// The job's UUID.
     pub uuid: String,
-    /// Chronos job name or Marathon app id.
+    /// Chronos job name or Marathon app id, at most [`MAX_NAME_BYTES`].
     pub name: String,
     /// Framework it runs on.
     pub framework: Framework,

@@ -11,8 +11,8 @@ use crate::error::ApiError;
 pub(crate) use crate::error::truncate;
 
 /// Job names (Chronos job name, Marathon app id), node names, container ids and names, label
-/// keys and values.
-pub(crate) const MAX_NAME: usize = 255;
+/// keys and values: the registration's own bound, which the launcher checks before registering.
+pub(crate) const MAX_NAME: usize = qos_core::wire::MAX_NAME_BYTES;
 /// Host names (RFC 1035: 253 characters in text form).
 pub(crate) const MAX_HOSTNAME: usize = 253;
 /// A node agent's URL.

@@ -475,6 +475,20 @@ pub fn prepare(
             (p.id.clone(), None, p.cpus, Plan::Marathon(p))
         }
     };
+    if name.len() > qos_core::wire::MAX_NAME_BYTES {
+        let field = match framework {
+            Framework::Chronos => "name",
+            Framework::Marathon => "id",
+        };
+        return Err(origin.field(
+            field,
+            format!(
+                "is {} bytes long; the supervisor registers names of at most {} bytes",
+                name.len(),
+                qos_core::wire::MAX_NAME_BYTES
+            ),
+        ));
+    }
     let checkpoint = match &plan {
         Plan::Marathon(p) => Some(p.strategy().flag_value()),
         Plan::Chronos(_) => None,

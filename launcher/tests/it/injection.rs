@@ -369,6 +369,35 @@ fn hostile_names_are_refused() {
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("id"), "{id:?}: {e}");
     }
+    // Names the supervisor would refuse at registration are refused before, by validate too: a
+    // 7 MiB name went through `validate` and was printed whole.
+    let prepare = |framework, job: &Value| {
+        rewrite::prepare(
+            framework,
+            job,
+            "job.json",
+            &settings,
+            JobUuid::parse(UUID).unwrap(),
+            1_700_000_000.0,
+        )
+    };
+    let mut job = chronos_job("true");
+    job["name"] = json!("a".repeat(7 << 20));
+    let e = prepare(Framework::Chronos, &job).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("name"));
+    assert!(
+        e.message.ends_with(
+            "is 7340032 bytes long; the supervisor registers names of at most 255 bytes"
+        ),
+        "{}",
+        &e.message[..e.message.len().min(300)]
+    );
+    job["name"] = json!("a".repeat(255));
+    prepare(Framework::Chronos, &job).expect("255 bytes is a name");
+    let app = json!({"id": format!("/grp/{}", "b".repeat(300)), "cmd": "true",
+        "qos": {"duration": 1, "deadline": 60, "desv_deadline": 0}});
+    let e = prepare(Framework::Marathon, &app).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("id"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

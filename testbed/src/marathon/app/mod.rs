@@ -278,7 +278,8 @@ mod tests {
     /// Marathon's words.
     #[test]
     fn constraints_as_marathon_checks_them() {
-        let with = |c: Value| json!({"id": "/c", "cmd": "sleep 60", "instances": 3, "constraints": c});
+        let with =
+            |c: Value| json!({"id": "/c", "cmd": "sleep 60", "instances": 3, "constraints": c});
         for taken in [
             json!([["rack_id", "CLUSTER", "rack-1"]]),
             json!([["rack_id", "CLUSTER"]]),
@@ -297,9 +298,18 @@ mod tests {
             assert_eq!(verdict(with(taken.clone())), None, "{taken}");
         }
         for (refused, error) in [
-            (json!([["hostname", "UNIQUE", "x"]]), "UNIQUE does not accept a value"),
-            (json!([["rack_id", "MAX_PER", "two"]]), "MAX_PER requires an integer value"),
-            (json!([["rack_id", "MAX_PER"]]), "MAX_PER requires an integer value"),
+            (
+                json!([["hostname", "UNIQUE", "x"]]),
+                "UNIQUE does not accept a value",
+            ),
+            (
+                json!([["rack_id", "MAX_PER", "two"]]),
+                "MAX_PER requires an integer value",
+            ),
+            (
+                json!([["rack_id", "MAX_PER"]]),
+                "MAX_PER requires an integer value",
+            ),
             (
                 json!([["rack_id", "GROUP_BY", "x"]]),
                 "GROUP BY must define an integer value or else no value at all",
@@ -308,19 +318,31 @@ mod tests {
                 json!([["rack_id", "LIKE"]]),
                 "LIKE and UNLIKE require a non-empty, regular expression value",
             ),
-            (json!([["rack_id", "LIKE", "rack-[1-"]]), "is not a valid regular expression"),
+            (
+                json!([["rack_id", "LIKE", "rack-[1-"]]),
+                "is not a valid regular expression",
+            ),
             (
                 json!([["rack_id", "IS", "rack 1"]]),
                 "IS only supports Mesos text and float values (see http://mesos.apache.org/documentation/latest/attributes-resources/)",
             ),
             (json!([["", "UNIQUE"]]), "illegal constraint specification"),
-            (json!([["hostname", "unique"]]), "illegal constraint specification"),
+            (
+                json!([["hostname", "unique"]]),
+                "illegal constraint specification",
+            ),
             (
                 json!([["hostname", "NOPE"]]),
                 "operator must be one of the following UNIQUE, CLUSTER, GROUP_BY, LIKE, MAX_PER, UNLIKE or IS",
             ),
-            (json!([["hostname"]]), "Each constraint must have either 2 or 3 fields"),
-            (json!([["rack_id", "MAX_PER", 2]]), "Each constraint must have either 2 or 3 fields"),
+            (
+                json!([["hostname"]]),
+                "Each constraint must have either 2 or 3 fields",
+            ),
+            (
+                json!([["rack_id", "MAX_PER", 2]]),
+                "Each constraint must have either 2 or 3 fields",
+            ),
         ] {
             assert_eq!(
                 verdict(with(refused.clone())),
@@ -440,35 +462,57 @@ mod tests {
                 .to_owned(),
         ));
         let app = |hc: Value, extra: Value| {
-            let mut a = json!({"id": "/h", "cmd": "python3 -m http.server $PORT0", "healthChecks": [hc]});
+            let mut a =
+                json!({"id": "/h", "cmd": "python3 -m http.server $PORT0", "healthChecks": [hc]});
             for (k, v) in extra.as_object().unwrap() {
                 a[k] = v.clone();
             }
             a
         };
         // The one any-port definition Marathon adds on host networking.
-        assert_eq!(verdict(app(json!({"protocol": "HTTP", "path": "/"}), json!({}))), None);
-        assert_eq!(verdict(app(json!({"portIndex": 0}), json!({}))), None);
-        assert_eq!(verdict(app(json!({"protocol": "TCP", "portIndex": 1}), json!({}))), bad);
         assert_eq!(
-            verdict(app(json!({"protocol": "HTTP", "portIndex": 1}), json!({"ports": [0, 0]}))),
+            verdict(app(json!({"protocol": "HTTP", "path": "/"}), json!({}))),
+            None
+        );
+        assert_eq!(verdict(app(json!({"portIndex": 0}), json!({}))), None);
+        assert_eq!(
+            verdict(app(json!({"protocol": "TCP", "portIndex": 1}), json!({}))),
+            bad
+        );
+        assert_eq!(
+            verdict(app(
+                json!({"protocol": "HTTP", "portIndex": 1}),
+                json!({"ports": [0, 0]})
+            )),
             None
         );
         assert_eq!(
-            verdict(app(json!({"protocol": "HTTP"}), json!({"portDefinitions": [{"port": 0}, {"port": 0}]}))),
+            verdict(app(
+                json!({"protocol": "HTTP"}),
+                json!({"portDefinitions": [{"port": 0}, {"port": 0}]})
+            )),
             bad,
             "two ports and no portIndex"
         );
         assert_eq!(
-            verdict(app(json!({"protocol": "HTTP", "port": 8080}), json!({"portDefinitions": []}))),
+            verdict(app(
+                json!({"protocol": "HTTP", "port": 8080}),
+                json!({"portDefinitions": []})
+            )),
             None
         );
         assert_eq!(
-            verdict(app(json!({"protocol": "COMMAND", "command": {"value": "true"}}), json!({"portDefinitions": []}))),
+            verdict(app(
+                json!({"protocol": "COMMAND", "command": {"value": "true"}}),
+                json!({"portDefinitions": []})
+            )),
             None
         );
         assert_eq!(
-            verdict(app(json!({"protocol": "HTTP"}), json!({"networks": [{"mode": "container/bridge"}]}))),
+            verdict(app(
+                json!({"protocol": "HTTP"}),
+                json!({"networks": [{"mode": "container/bridge"}]})
+            )),
             bad,
             "a bridged app without port mappings has no port"
         );

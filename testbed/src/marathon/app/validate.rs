@@ -144,7 +144,8 @@ pub(super) fn check_types(
             None | Some(Value::Null) => {
                 problems.push(p(&format!("/networks({i})"), "error.expected.jsobject"));
             }
-            Some(Value::String(m)) if matches!(m.as_str(), "container" | "container/bridge" | "host") => {}
+            Some(Value::String(m))
+                if matches!(m.as_str(), "container" | "container/bridge" | "host") => {}
             Some(_) => problems.push(p(
                 &format!("/networks({i})/mode"),
                 "error.expected.validenumvalue",
@@ -411,9 +412,10 @@ fn constraint_problem(c: &Value) -> Option<&'static str> {
         }
         ("LIKE" | "UNLIKE", Some(v)) if !java_regex(v) => Some("is not a valid regular expression"),
         ("IS", v)
-            if !v.unwrap_or_default().bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'/' | b'.' | b'-')
-            }) =>
+            if !v
+                .unwrap_or_default()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'/' | b'.' | b'-')) =>
         {
             Some(
                 "IS only supports Mesos text and float values (see http://mesos.apache.org/documentation/latest/attributes-resources/)",
@@ -453,7 +455,10 @@ fn check_networks(
         .iter()
         .map(|n| {
             let mode = n.get("mode").and_then(Value::as_str).unwrap_or("container");
-            let name = n.get("name").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let name = n
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
             let labels = n
                 .get("labels")
                 .and_then(Value::as_object)
@@ -518,7 +523,10 @@ fn check_networks(
         .and_then(Value::as_array)
         .is_some_and(|d| !d.is_empty());
     if nets.iter().any(|n| n.0 != "host") && definitions {
-        problems.push(p("/", "portDefinitions are only allowed with host-networking"));
+        problems.push(p(
+            "/",
+            "portDefinitions are only allowed with host-networking",
+        ));
     }
 }
 
@@ -551,14 +559,22 @@ fn check_unique_ports(
     if repeats(definitions.iter().filter_map(|d| d.get("name"))) {
         problems.push(p("/portDefinitions", "Port names must be unique."));
     }
-    if repeats(definitions.iter().filter_map(|d| d.get("port")).filter(any_port)) {
+    if repeats(
+        definitions
+            .iter()
+            .filter_map(|d| d.get("port"))
+            .filter(any_port),
+    ) {
         problems.push(p("/portDefinitions", "Ports must be unique."));
     }
     if repeats(items(obj.get("ports")).iter().filter(any_port)) {
         problems.push(p("/", "ports must be unique"));
     }
     for (path, mappings) in [
-        ("/container/portMappings", container.and_then(|c| c.get("portMappings"))),
+        (
+            "/container/portMappings",
+            container.and_then(|c| c.get("portMappings")),
+        ),
         (
             "/container/docker/portMappings",
             container

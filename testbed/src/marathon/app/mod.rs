@@ -267,8 +267,8 @@ mod tests {
     }
 
     /// The first problem Marathon reports for `app` (path, error), `None` when it takes it.
-    fn verdict(app: Value) -> Option<(String, String)> {
-        normalize(&app, None)
+    fn verdict(app: &Value) -> Option<(String, String)> {
+        normalize(app, None)
             .err()
             .map(|e| (e.problems[0].path.clone(), e.problems[0].error.clone()))
     }
@@ -295,7 +295,7 @@ mod tests {
             json!([["hostname", "LIKE", "srv2.*"]]),
             json!([["rack_id", "LIKE", "(?!rack-9).*"]]),
         ] {
-            assert_eq!(verdict(with(taken.clone())), None, "{taken}");
+            assert_eq!(verdict(&with(taken.clone())), None, "{taken}");
         }
         for (refused, error) in [
             (
@@ -345,7 +345,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                verdict(with(refused.clone())),
+                verdict(&with(refused.clone())),
                 Some(("/constraints(0)".to_owned(), error.to_owned())),
                 "{refused}"
             );
@@ -376,7 +376,7 @@ mod tests {
             json!({"id": "/n", "cmd": "x", "networks": [{"mode": "host"}],
                 "portDefinitions": [{"port": 0}, {"port": 0}]}),
         ] {
-            assert_eq!(verdict(taken.clone()), None, "{taken}");
+            assert_eq!(verdict(&taken), None, "{taken}");
         }
         for (refused, path, error) in [
             (
@@ -446,7 +446,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                verdict(refused.clone()),
+                verdict(&refused),
                 Some((path.to_owned(), error.to_owned())),
                 "{refused}"
             );
@@ -471,23 +471,23 @@ mod tests {
         };
         // The one any-port definition Marathon adds on host networking.
         assert_eq!(
-            verdict(app(json!({"protocol": "HTTP", "path": "/"}), json!({}))),
+            verdict(&app(json!({"protocol": "HTTP", "path": "/"}), json!({}))),
             None
         );
-        assert_eq!(verdict(app(json!({"portIndex": 0}), json!({}))), None);
+        assert_eq!(verdict(&app(json!({"portIndex": 0}), json!({}))), None);
         assert_eq!(
-            verdict(app(json!({"protocol": "TCP", "portIndex": 1}), json!({}))),
+            verdict(&app(json!({"protocol": "TCP", "portIndex": 1}), json!({}))),
             bad
         );
         assert_eq!(
-            verdict(app(
+            verdict(&app(
                 json!({"protocol": "HTTP", "portIndex": 1}),
                 json!({"ports": [0, 0]})
             )),
             None
         );
         assert_eq!(
-            verdict(app(
+            verdict(&app(
                 json!({"protocol": "HTTP"}),
                 json!({"portDefinitions": [{"port": 0}, {"port": 0}]})
             )),
@@ -495,21 +495,21 @@ mod tests {
             "two ports and no portIndex"
         );
         assert_eq!(
-            verdict(app(
+            verdict(&app(
                 json!({"protocol": "HTTP", "port": 8080}),
                 json!({"portDefinitions": []})
             )),
             None
         );
         assert_eq!(
-            verdict(app(
+            verdict(&app(
                 json!({"protocol": "COMMAND", "command": {"value": "true"}}),
                 json!({"portDefinitions": []})
             )),
             None
         );
         assert_eq!(
-            verdict(app(
+            verdict(&app(
                 json!({"protocol": "HTTP"}),
                 json!({"networks": [{"mode": "container/bridge"}]})
             )),

@@ -35,6 +35,13 @@ pub struct Forecast {
     /// that (or than one CPU: below it a quota slows any CPU-bound job in proportion) made it no
     /// faster — the loss is certain, a speed-up nobody has seen is not.
     pub measured_to: Option<Cpus>,
+    /// For a job whose only progress signal is its CPU time: the largest allocation above one
+    /// CPU it has been seen at, and the parallel fraction the CPUs it used there imply (a
+    /// CPU-bound job uses all of one CPU; past it, `used = 1 / (1 − p + p / cpus)`). Its CPU
+    /// time *is* its progress, so no allocation above that one is priced faster than that
+    /// fraction allows: a single-threaded job seen using one CPU of 1.4 is not grown for a
+    /// speed-up the prior's shape guessed.
+    pub used_at: Option<(Cpus, f64)>,
     /// The allocation in force.
     pub current: Cpus,
     /// Each unit is sized anew (Chronos iterations): a size below the smallest measured one is
@@ -71,12 +78,17 @@ impl Forecast {
     }
 
     /// Seconds per unit at `cpus`: the model, and no less than proportional slowing below the
-    /// smallest measured allocation.
+    /// smallest measured allocation, and no more speed-up above the largest one than the CPUs
+    /// a job measured by its CPU time used there allow.
     pub fn time(&self, cpus: Cpus) -> f64 {
         let t = self.model.time(cpus);
-        match self.measured_from {
-            Some(lo) if cpus < lo && cpus > Cpus::ZERO => {
+        match (self.measured_from, self.used_at) {
+            (Some(lo), _) if cpus < lo && cpus > Cpus::ZERO => {
                 t.max(self.model.time(lo) * lo.as_f64() / cpus.as_f64())
+            }
+            (_, Some((at, p))) if cpus > at => {
+                let shape = SpeedModel::new(1.0, p);
+                t.max(self.model.time(at) * shape.time(cpus) / shape.time(at))
             }
             _ => t,
         }
@@ -211,6 +223,7 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
         ),
         measured_from: measured_from(&samples),
         measured_to: measured_to(&samples),
+        used_at: None,
         model,
         current: job.cpus,
         per_unit_sizing: true,
@@ -266,6 +279,11 @@ fn continuous_forecast(
         expected: (1.0, 1.0),
         measured_from: measured_from(&samples),
         measured_to: measured_to(&samples),
+        used_at: if w.app_progress.is_none() {
+            used_at(&samples, job.qos.duration)
+        } else {
+            None
+        },
         model,
         current: job.cpus,
         per_unit_sizing: false,
@@ -339,6 +357,26 @@ fn measured_from(samples: &[Sample]) -> Option<Cpus> {
         .filter(|s| s.weight >= 1.0)
         .map(|s| s.cpus)
         .min()
+}
+
+/// For a job whose samples measure its CPU time (`secs` per `duration` CPU-seconds): the
+/// largest allocation above one CPU it was seen at, and the parallel fraction of the Amdahl
+/// shape that uses, at that allocation, the CPUs it used (the largest of its samples there).
+fn used_at(samples: &[Sample], duration: f64) -> Option<(Cpus, f64)> {
+    let at = samples
+        .iter()
+        .map(|s| s.cpus)
+        .filter(|&c| c > Cpus::ONE)
+        .max()?;
+    let used = samples
+        .iter()
+        .filter(|s| s.cpus == at)
+        .map(|s| duration / s.secs)
+        .fold(0.0, f64::max);
+    // used = 1 / (1 − p + p / at)  ⇒  p = (1 − 1 / used) / (1 − 1 / at).
+    let a = at.as_f64();
+    let p = (1.0 - 1.0 / used.max(1.0)) / (1.0 - 1.0 / a);
+    Some((at, p.clamp(0.0, 1.0)))
 }
 
 /// The largest allocation the job has been seen running at.

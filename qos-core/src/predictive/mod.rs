@@ -18,7 +18,10 @@
 //! - **Sizes nobody has measured**: below the smallest allocation a job was measured at, time is
 //!   priced as growing in proportion (the worst case) — except that a Chronos job, sized anew at
 //!   each iteration, tries a smaller size for one iteration priced that way, the iterations after
-//!   it as the model says: the next report measures it and the rest is sized again.
+//!   it as the model says: the next report measures it and the rest is sized again. Above the
+//!   largest allocation a job that reports only its CPU time was seen at, no size is priced
+//!   faster than the parallel fraction its CPU use there implies (a single-threaded job seen
+//!   using one CPU of 1.4 is not grown for a speed-up the prior guessed).
 //! - **Waiting for room**: a task sized larger than any node has free starts at the roomiest
 //!   node's size when that still meets the deadline — for a Chronos job, when that iteration
 //!   there (at its worst) and the ones after it at `cpu_max` do, since the next sizing wins the
@@ -381,6 +384,58 @@ mod tests {
         let cpus = d.resize_to().expect("grows");
         assert!(cpus > Cpus::ONE, "{d:?}");
         assert_eq!(d.class, Class::Under);
+    }
+
+    /// A Marathon job of 676 CPU-seconds due `deadline` s after its submission at 0 that
+    /// reports only its CPU time and checkpoints, started at 0 at 1.4 CPU, that used `rate`
+    /// CPU-seconds a second until `now`.
+    fn cpu_time_job_at(rate: f64, now: u32, deadline: f64) -> Job {
+        let mut job = crate::fixtures::marathon(676.0, deadline, Cpus::from_milli(1400));
+        job.checkpointing = crate::job::Checkpointing::Able;
+        job.observe(started(0.0)).unwrap();
+        for t in (10..=now).step_by(10) {
+            job.observe(cpu_sample(f64::from(t), rate * f64::from(t)))
+                .unwrap();
+        }
+        job
+    }
+
+    #[test]
+    fn a_cpu_time_job_seen_using_one_cpu_of_more_is_not_grown_by_a_restart() {
+        // Single-threaded: at 1.4 CPU it used one CPU-second a second, so its quota did not
+        // hold it back and more CPUs buy nothing; a restart would only cost its time. (Priced
+        // with the prior's parallel fraction rescaled to that speed, 1.6 CPU looked faster.)
+        let cfg = PredictiveConfig::default();
+        let job = cpu_time_job_at(1.0, 60, 900.0);
+        let d = decide(&cfg, &job, 60.0, None);
+        assert!(
+            d.resize_to().is_none_or(|c| c <= Cpus::from_milli(1400)),
+            "{d:?}"
+        );
+        // Not in place either: there a grow costs nothing, and buys nothing.
+        let inplace = PredictiveConfig {
+            resize_mode: ResizeMode::InPlace,
+            ..cfg
+        };
+        let d = decide(&inplace, &job, 60.0, None);
+        assert!(
+            d.resize_to().is_none_or(|c| c <= Cpus::from_milli(1400)),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_cpu_time_job_using_its_quota_as_a_parallel_one_would_is_still_grown() {
+        // At 1.4 CPU it used 1.35 CPU-seconds a second, as a job 90 % parallel does: CPUs past
+        // 1.4 still make it faster, and due in 640 s it needs them.
+        let cfg = PredictiveConfig::default();
+        let used = 1.0 / (0.1 + 0.9 / 1.4);
+        let job = cpu_time_job_at(used, 60, 640.0);
+        let d = decide(&cfg, &job, 60.0, None);
+        assert!(
+            d.resize_to().is_some_and(|c| c > Cpus::from_milli(1400)),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,6 @@ pub mod model;
 
 pub use client::{DEPLOYMENT_HEADER, MarathonClient, UpdateOptions};
 pub use model::{
-    AppId, CreatedApp, Deployment, DeploymentAction, DeploymentResult, MarathonApp, MarathonInfo,
-    MarathonTask, READ_ONLY_APP_KEYS, cpus_value, valid_segment,
+    APP_MINIMUMS, AppId, CreatedApp, Deployment, DeploymentAction, DeploymentResult, MarathonApp,
+    MarathonInfo, MarathonTask, READ_ONLY_APP_KEYS, cpus_value, valid_segment,
 };

@@ -289,12 +289,26 @@ impl MarathonApp {
     }
 }
 
+/// The lower bounds Marathon's RAML `App` type (1.10, `app.raml`) puts on an app's numbers, as
+/// `(field, minimum)`: a value below is refused with a 422 at `/<field>` (`error.min`).
+pub const APP_MINIMUMS: &[(&str, f64)] = &[
+    ("cpus", 0.001),
+    ("mem", 0.0),
+    ("disk", 0.0),
+    ("gpus", 0.0),
+    ("instances", 0.0),
+    ("backoffSeconds", 0.0),
+    ("backoffFactor", 1.0),
+    ("maxLaunchDelaySeconds", 0.0),
+    ("taskKillGracePeriodSeconds", 0.0),
+];
+
 /// `cpus` as a JSON number, refusing what Marathon would reject (not finite, below 0.001).
 ///
 /// # Errors
 /// [`FrameworkError::InvalidInput`] naming `cpus`.
 pub fn cpus_value(cpus: f64) -> Result<Value, FrameworkError> {
-    if !cpus.is_finite() || cpus < 0.001 {
+    if !cpus.is_finite() || cpus < APP_MINIMUMS[0].1 {
         return Err(FrameworkError::invalid_input(
             "cpus",
             format!("{cpus} is not a finite number of at least 0.001 (Marathon's minimum)"),

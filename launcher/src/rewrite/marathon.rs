@@ -141,6 +141,18 @@ pub(super) fn prepare(
         .validate_for(None, job.submitted_at)
         .map_err(|e| job.origin.spec_error(&e))?;
     super::fields::coerce(&mut body, super::fields::MARATHON, job.origin)?;
+    for (key, min) in frameworks::marathon::APP_MINIMUMS {
+        if let Some(v) = body.get(*key).and_then(Value::as_f64).filter(|v| v < min) {
+            return Err(job.origin.field(
+                key,
+                format!(
+                    "must be at least {} (Marathon refuses less), got {}",
+                    fmt_num(*min),
+                    fmt_num(v)
+                ),
+            ));
+        }
+    }
 
     let cpus = read_cpus(&body, job.origin)?.unwrap_or(MARATHON_DEFAULT_CPUS);
 

@@ -198,6 +198,56 @@ fn numbers_and_booleans_written_as_strings_are_sent_typed() {
     }
 }
 
+/// The lower bounds of Marathon's `App` type are checked before anything is registered: a
+/// `cpus` of 0.0001 or a `mem` of -1 went through `validate`, was registered, and only
+/// Marathon's 422 (`/mem`: `error.min`) at submit time refused it.
+#[test]
+fn numbers_below_marathons_minimums_are_refused_naming_the_field() {
+    for (field, value, message) in [
+        (
+            "cpus",
+            json!(0.0001),
+            "field cpus: must be at least 0.001 (Marathon refuses less), got 0.0001",
+        ),
+        (
+            "cpus",
+            json!("0.0005"),
+            "field cpus: must be at least 0.001 (Marathon refuses less), got 0.0005",
+        ),
+        (
+            "mem",
+            json!(-1),
+            "field mem: must be at least 0 (Marathon refuses less), got -1",
+        ),
+        (
+            "disk",
+            json!(-0.5),
+            "field disk: must be at least 0 (Marathon refuses less), got -0.5",
+        ),
+        (
+            "backoffFactor",
+            json!(0.5),
+            "field backoffFactor: must be at least 1 (Marathon refuses less), got 0.5",
+        ),
+        (
+            "instances",
+            json!(-1),
+            "field instances: must be at least 0 (Marathon refuses less), got -1",
+        ),
+    ] {
+        let mut app = json!({"id": "/a", "cmd": "sleep 1"});
+        app[field] = value;
+        let e = prepare(Framework::Marathon, app, Pace::Schedule).unwrap_err();
+        assert!(e.contains(message), "{e}");
+    }
+    prepare(
+        Framework::Marathon,
+        json!({"id": "/a", "cmd": "sleep 1", "cpus": 0.001, "mem": 0, "disk": 0, "backoffFactor": 1}),
+        Pace::Schedule,
+    )
+    .expect("Marathon's minimums themselves are taken");
+}
+
 /// Each feature shell-trap cannot carry for a Docker app is refused, naming the field and the
 /// fix; none is dropped silently.
 #[test]

@@ -106,28 +106,12 @@ pub(super) fn check_types(
     if id_raw.is_none() && !problems.iter().any(|x| x.path == "/id") {
         problems.push(p("/id", "error.path.missing"));
     }
-    for (key, min) in [
-        ("cpus", 0.001),
-        ("mem", 0.0),
-        ("disk", 0.0),
-        ("backoffFactor", 1.0),
-    ] {
+    for (key, min) in frameworks::marathon::APP_MINIMUMS {
         if obj
-            .get(key)
+            .get(*key)
             .and_then(Value::as_f64)
-            .is_some_and(|v| v < min)
+            .is_some_and(|v| v < *min)
         {
-            problems.push(p(&format!("/{key}"), "error.min"));
-        }
-    }
-    for key in [
-        "instances",
-        "gpus",
-        "backoffSeconds",
-        "maxLaunchDelaySeconds",
-        "taskKillGracePeriodSeconds",
-    ] {
-        if obj.get(key).and_then(Value::as_i64).is_some_and(|v| v < 0) {
             problems.push(p(&format!("/{key}"), "error.min"));
         }
     }

@@ -4,6 +4,13 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
 
+/// A request body read as the frameworks' Jackson reads a byte stream: a leading UTF-8
+/// byte-order mark is skipped (`ByteSourceJsonBootstrapper`), so a body saved by an editor that
+/// writes one is taken, as Marathon and Chronos take it.
+pub(crate) fn json_body(body: &[u8]) -> serde_json::Result<serde_json::Value> {
+    serde_json::from_slice(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body))
+}
+
 /// A random (version 4) UUID in the dashed lowercase form Marathon and Mesos print.
 pub(crate) fn uuid_v4() -> String {
     let mut b: [u8; 16] = rand::rng().random();

@@ -103,7 +103,7 @@ fn job_not_found(generation: Generation, name: &str) -> Response {
 }
 
 async fn upsert(c: &Chronos, generation: Generation, body: &[u8], dependent: bool) -> Response {
-    let body: Value = match serde_json::from_slice(body) {
+    let body: Value = match crate::formats::json_body(body) {
         Ok(b) => b,
         Err(e) => {
             return bad_request(

@@ -94,7 +94,7 @@ fn locked(deployments: &[String]) -> Response {
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| {
+    crate::formats::json_body(body).map_err(|e| {
         reply(
             StatusCode::BAD_REQUEST,
             &json!({"message": "Invalid JSON", "details": e.to_string()}),

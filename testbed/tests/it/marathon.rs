@@ -182,6 +182,14 @@ async fn error_bodies_and_codes_are_marathons() {
     let (s, b) = post("{\"id\": ".to_owned()).await;
     assert_eq!((s, b["message"].as_str()), (400, Some("Invalid JSON")));
     assert!(b["details"].is_string());
+    // Marathon's Jackson reads the body as bytes and skips a UTF-8 byte-order mark.
+    let bom_id = format!("/{}", unique("bom-"));
+    let (s, b) = post(format!(
+        "\u{feff}{}",
+        json!({"id": bom_id, "cmd": "sleep 1", "instances": 0})
+    ))
+    .await;
+    assert_eq!((s, b["id"].as_str()), (201, Some(bom_id.as_str())), "{b}");
     // Through the client: typed errors.
     let e = bed.marathon.get_app("/nope/app").await.unwrap_err();
     assert!(

@@ -2,8 +2,9 @@
 //!
 //! The [`Collector`] owns the per-container state that must survive between passes: the job
 //! mapping (looked up once per container, retried every [`MAP_RETRY_PASSES`] passes while
-//! unknown) and the counter-reset tracker. Containers that vanish are remembered for
-//! [`FORGET_AFTER_PASSES`] passes so one restarted under the same id keeps monotonic figures.
+//! unknown) and the counter-reset tracker. A container that vanishes is dropped with its open
+//! files at once; only its reset tracker is remembered ([`Departed`], bounded in time and
+//! number), so one restarted under the same id keeps monotonic figures.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use serde::Serialize;
 use crate::cgroup::CgroupDirs;
 use crate::cgroup::CgroupReader;
 use crate::cgroup_job::{map_cgroup, meta_path};
-use crate::counters::{Counters, Monotonic};
+use crate::counters::{Counters, Departed, Monotonic};
 use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, candidates};
 use crate::docker_api::{ContainerRuntime, RuntimeError};
 use crate::node::{NodeMetrics, NodeSampler};
@@ -23,9 +24,6 @@ use crate::reader::FdBudget;
 
 /// Passes between two mapping attempts for a container whose job is not known yet.
 pub(crate) const MAP_RETRY_PASSES: u64 = 10;
-
-/// Passes a vanished container's counters are remembered.
-pub(crate) const FORGET_AFTER_PASSES: u64 = 3_600;
 
 /// What a [`Collector`] looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,8 +186,11 @@ pub struct Collector {
     discovery: DiscoveryConfig,
     runtime: Option<Arc<dyn ContainerRuntime>>,
     node: NodeSampler,
-    /// By cgroup path: a pass reads them in this order, which is the snapshot's.
+    /// By cgroup path, the containers of the last scan: a pass reads them in this order, which
+    /// is the snapshot's.
     tracked: BTreeMap<String, Tracked>,
+    /// The reset trackers of containers that vanished.
+    departed: Departed,
     pass: u64,
     resets_total: u64,
     budget: FdBudget,
@@ -234,6 +235,7 @@ impl Collector {
             runtime,
             node,
             tracked: BTreeMap::new(),
+            departed: Departed::default(),
             pass: 0,
             resets_total: 0,
             budget,
@@ -327,6 +329,7 @@ impl Collector {
                 }
                 None => {
                     let reader = CgroupReader::new(&d.dirs, &self.budget);
+                    let counters = self.departed.take(&d.cgroup);
                     self.tracked.insert(
                         d.cgroup.clone(),
                         Tracked {
@@ -337,7 +340,7 @@ impl Collector {
                             image: None,
                             mapped: false,
                             next_map_try: 0,
-                            counters: Monotonic::default(),
+                            counters,
                             reader,
                             last_seen: pass,
                         },
@@ -345,13 +348,17 @@ impl Collector {
                 }
             }
         }
-        for t in self.tracked.values_mut() {
-            if t.last_seen + 1 == pass {
-                t.reader.close(); // vanished this pass: do not pin the removed cgroup
+        // Vanished: its files are closed (not pinning the removed cgroup) and only its reset
+        // tracker is kept.
+        let departed = &mut self.departed;
+        self.tracked.retain(|key, t| {
+            let here = t.last_seen == pass;
+            if !here {
+                departed.remember(key.clone(), std::mem::take(&mut t.counters), t.last_seen);
             }
-        }
-        self.tracked
-            .retain(|_, t| pass - t.last_seen <= FORGET_AFTER_PASSES);
+            here
+        });
+        departed.expire(pass);
     }
 
     /// Step 2: map new containers to jobs (Docker through its API, others from files).
@@ -611,5 +618,61 @@ mod tests {
             quota = c.collect(2.0).await.containers[0].quota_cpus;
         }
         assert_eq!(quota, Some(0.5));
+    }
+
+    #[tokio::test]
+    async fn containers_that_come_and_go_leave_bounded_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        // One container restarts under the same path between churn batches: its figures
+        // continue from the previous total (the reset is remembered across its absence).
+        let kept = "qos-testbed/a/kept";
+        v1(tmp.path(), kept, true);
+        fs::write(
+            tmp.path().join("cpuacct").join(kept).join("cpuacct.usage"),
+            "5000000000\n",
+        )
+        .unwrap();
+        let mut c = Collector::with_budget(cfg(tmp.path()), None, FdBudget::new(64));
+        c.departed = Departed::with_cap(300);
+        let s0 = c.collect(0.0).await;
+        assert_eq!(s0.containers.len(), 1, "{s0:?}");
+        assert_eq!(s0.containers[0].total_secs, 5.0);
+        fs::remove_dir_all(tmp.path().join("cpuacct").join(kept)).unwrap();
+        // Thousands of short-lived containers, each seen in one pass and then gone.
+        for batch in 0..12 {
+            let rels: Vec<String> = (0..100)
+                .map(|i| format!("qos-testbed/a/t{batch}-{i}"))
+                .collect();
+            for rel in &rels {
+                v1(tmp.path(), rel, false);
+            }
+            let s = c.collect(f64::from(batch)).await;
+            assert_eq!(s.containers.len(), if batch == 0 { 100 } else { 101 });
+            for rel in &rels {
+                fs::remove_dir_all(tmp.path().join("cpuacct").join(rel)).unwrap();
+            }
+            if batch == 0 {
+                v1(tmp.path(), kept, true); // back, its counter from zero again
+            }
+        }
+        let s = c.collect(20.0).await;
+        assert_eq!(s.errors, []);
+        let back = &s.containers[0];
+        assert_eq!(
+            (back.cgroup.as_str(), back.resets),
+            ("/qos-testbed/a/kept", 1)
+        );
+        assert!(
+            (back.total_secs - 5.000_001).abs() < 1e-9,
+            "{}",
+            back.total_secs
+        );
+        assert_eq!(s.containers.len(), 1, "gone containers leave the snapshot");
+        assert_eq!(c.tracked.len(), 1, "only what is there is tracked");
+        assert_eq!(
+            c.departed.len(),
+            300,
+            "1,200 came and went, 300 are remembered"
+        );
     }
 }

@@ -9,8 +9,21 @@
 //!   offsets of every field, and the reset is counted;
 //! - any other field that drops on its own (never seen from the kernel, but cheap to guard) is
 //!   held at its previous reported value until it catches up.
+//!
+//! A container that vanishes leaves only its tracker behind, in [`Departed`]: for
+//! [`FORGET_AFTER_PASSES`] passes and at most [`MAX_DEPARTED`] containers (the oldest
+//! departures go first), so a node where thousands of short jobs come and go keeps bounded
+//! state, and one restarted under the same id still continues from its previous totals.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
+
+/// Passes a vanished container's counters are remembered.
+pub(crate) const FORGET_AFTER_PASSES: u64 = 3_600;
+
+/// Vanished containers remembered at most (a few hundred bytes each).
+pub(crate) const MAX_DEPARTED: usize = 4_096;
 
 /// Raw cumulative counters of one cgroup (ns and counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -77,6 +90,64 @@ impl Monotonic {
     }
 }
 
+/// The trackers of containers that vanished, by container key, with the pass they were last
+/// seen in; bounded in time ([`FORGET_AFTER_PASSES`]) and in number (a cap, oldest out first).
+#[derive(Debug, Clone)]
+pub(crate) struct Departed {
+    left: HashMap<String, (Monotonic, u64)>,
+    cap: usize,
+}
+
+impl Default for Departed {
+    fn default() -> Self {
+        Self::with_cap(MAX_DEPARTED)
+    }
+}
+
+impl Departed {
+    /// Remembering at most `cap` containers.
+    #[must_use]
+    pub(crate) fn with_cap(cap: usize) -> Self {
+        Self {
+            left: HashMap::new(),
+            cap,
+        }
+    }
+
+    /// `key` was last seen in pass `last_seen` with `counters`.
+    pub(crate) fn remember(&mut self, key: String, counters: Monotonic, last_seen: u64) {
+        self.left.insert(key, (counters, last_seen));
+        while self.left.len() > self.cap {
+            let oldest = self
+                .left
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.left.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    /// The tracker of `key` if it vanished earlier (it is back), else a fresh one.
+    pub(crate) fn take(&mut self, key: &str) -> Monotonic {
+        self.left.remove(key).map(|(m, _)| m).unwrap_or_default()
+    }
+
+    /// Forgets what left more than [`FORGET_AFTER_PASSES`] before `pass`.
+    pub(crate) fn expire(&mut self, pass: u64) {
+        self.left
+            .retain(|_, (_, seen)| pass - *seen <= FORGET_AFTER_PASSES);
+    }
+
+    /// Containers remembered.
+    #[must_use]
+    pub(crate) fn len(&self) -> usize {
+        self.left.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +172,23 @@ mod tests {
         assert_eq!(m.resets(), 1);
         // A lone field dropping (total still rising) is held, not a reset.
         assert_eq!(m.observe(c(50, 10)).0, c(200, 110));
+    }
+
+    #[test]
+    fn departed_containers_are_bounded_in_number_and_time() {
+        let mut d = Departed::with_cap(3);
+        let mut m = Monotonic::default();
+        m.observe(c(100, 60));
+        for (i, seen) in [(0, 5), (1, 1), (2, 7), (3, 6)] {
+            d.remember(format!("c{i}"), m.clone(), seen);
+        }
+        assert_eq!(d.len(), 3, "the oldest departure (c1) made room");
+        assert_eq!(d.take("c1").observe(c(10, 5)), (c(10, 5), false));
+        // Back after vanishing: continues from its previous totals.
+        assert_eq!(d.take("c0").observe(c(10, 5)), (c(110, 65), true));
+        assert_eq!(d.len(), 2);
+        d.expire(7 + FORGET_AFTER_PASSES);
+        assert_eq!(d.len(), 1, "c3 left at pass 6 expired, c2 (pass 7) stays");
     }
 
     proptest! {

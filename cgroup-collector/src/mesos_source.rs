@@ -19,10 +19,8 @@ use async_trait::async_trait;
 use frameworks::{FrameworkError, MesosAgentClient, SupervisorClient};
 use serde_json::Value;
 
-use crate::collector::{
-    ContainerSample, FORGET_AFTER_PASSES, MAP_RETRY_PASSES, ReadFailure, Snapshot,
-};
-use crate::counters::Monotonic;
+use crate::collector::{ContainerSample, MAP_RETRY_PASSES, ReadFailure, Snapshot};
+use crate::counters::{Departed, Monotonic};
 use crate::discovery::Runtime;
 use crate::mesos_map::{
     AgentIndex, JobDirectory, MESOS_CFS_PERIOD_US, MappedBy, map_executor, parse_statistics,
@@ -86,6 +84,8 @@ pub(crate) struct MesosSource {
     registry: Option<Arc<dyn JobRegistry>>,
     node: NodeSampler,
     tracked: HashMap<String, Tracked>,
+    /// The reset trackers of executors that vanished.
+    departed: Departed,
     agent_id: Option<String>,
     pass: u64,
     resets_total: u64,
@@ -109,6 +109,7 @@ impl MesosSource {
             registry,
             node,
             tracked: HashMap::new(),
+            departed: Departed::default(),
             agent_id: None,
             pass: 0,
             resets_total: 0,
@@ -210,13 +211,15 @@ impl Source for MesosSource {
             })
             .collect();
         for r in &readings {
-            let t = self.tracked.entry(r.key()).or_insert_with(|| Tracked {
+            let key = r.key();
+            let departed = &mut self.departed;
+            let t = self.tracked.entry(key).or_insert_with_key(|key| Tracked {
                 executor_id: r.executor_id.clone(),
                 uuid: None,
                 name: None,
                 container: None,
                 next_map_try: 0,
-                counters: Monotonic::default(),
+                counters: departed.take(key),
                 last_seen: pass,
             });
             t.last_seen = pass;
@@ -264,8 +267,15 @@ impl Source for MesosSource {
             });
         }
         containers.sort_by(|a, b| a.cgroup.cmp(&b.cgroup).then_with(|| a.id.cmp(&b.id)));
-        self.tracked
-            .retain(|_, t| pass - t.last_seen <= FORGET_AFTER_PASSES);
+        let departed = &mut self.departed;
+        self.tracked.retain(|key, t| {
+            let here = t.last_seen == pass;
+            if !here {
+                departed.remember(key.clone(), std::mem::take(&mut t.counters), t.last_seen);
+            }
+            here
+        });
+        departed.expire(pass);
         Snapshot {
             at: now,
             node: self.node.sample(),

@@ -80,7 +80,7 @@ pub enum CredentialsError {
          {{\"url\": \"http://host:port\", \"user\": \"...\", \"password\": \"...\"}}: {reason}"
     )]
     Syntax {
-        /// The file (or `<inline>`).
+        /// The credential file.
         origin: String,
         /// The parser's message.
         reason: String,
@@ -88,15 +88,21 @@ pub enum CredentialsError {
     /// A required field is absent.
     #[error("credential file {origin}: missing field \"{field}\"")]
     MissingField {
-        /// The file (or `<inline>`).
+        /// The credential file.
         origin: String,
         /// The JSON key that is missing (`url`, …).
         field: &'static str,
     },
+    /// A URL given directly ([`Credentials::new`], e.g. from a command-line flag) is unusable.
+    #[error("URL {reason}")]
+    Url {
+        /// What is wrong with it (quoting it).
+        reason: String,
+    },
     /// A field has the wrong type or an unusable value.
     #[error("credential file {origin}: field \"{field}\" {reason}")]
     InvalidField {
-        /// The file (or `<inline>`).
+        /// The credential file.
         origin: String,
         /// The JSON key whose value is refused.
         field: &'static str,
@@ -105,16 +111,14 @@ pub enum CredentialsError {
     },
 }
 
-const INLINE: &str = "<inline>";
-
 impl Credentials {
     /// Credentials for `url` without authentication.
     ///
     /// # Errors
-    /// [`CredentialsError::InvalidField`] (field `url`) when the URL is not an absolute `http`/`https`
-    /// URL with a host, or has a query or fragment.
+    /// [`CredentialsError::Url`] when the URL is not an absolute `http`/`https` URL with a host,
+    /// or has a query or fragment.
     pub fn new(url: &str) -> Result<Self, CredentialsError> {
-        let (url, userinfo) = normalize_url(url, INLINE)?;
+        let (url, userinfo) = normalize_url(url, None)?;
         let auth = match userinfo {
             Some((user, password)) => Auth::Basic { user, password },
             None => Auth::None,
@@ -180,7 +184,7 @@ impl Credentials {
                 origin: origin.to_owned(),
                 field: "url",
             })?;
-        let (url, userinfo) = normalize_url(&url, origin)?;
+        let (url, userinfo) = normalize_url(&url, Some(origin))?;
         let user = string_field(&obj, "user", origin)?.unwrap_or_default();
         let password = string_field(&obj, "password", origin)?.unwrap_or_default();
         let token = string_field(&obj, "token", origin)?.unwrap_or_default();
@@ -251,11 +255,15 @@ fn string_field(
 type UserInfo = Option<(String, String)>;
 
 /// Parses and normalises a base URL; returns any `user:password@` part separately.
-fn normalize_url(raw: &str, origin: &str) -> Result<(Url, UserInfo), CredentialsError> {
-    let bad = |reason: String| CredentialsError::InvalidField {
-        origin: origin.to_owned(),
-        field: "url",
-        reason,
+/// `origin`: the credential file the URL comes from; `None` when it was given directly.
+fn normalize_url(raw: &str, origin: Option<&str>) -> Result<(Url, UserInfo), CredentialsError> {
+    let bad = |reason: String| match origin {
+        Some(origin) => CredentialsError::InvalidField {
+            origin: origin.to_owned(),
+            field: "url",
+            reason,
+        },
+        None => CredentialsError::Url { reason },
     };
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -373,6 +381,19 @@ mod tests {
             .with_bearer_token("t0ps3cret");
         assert_eq!(c.auth(), &Auth::Bearer("t0ps3cret".into()));
         assert!(!format!("{c:?}").contains("t0ps3cret"));
+    }
+
+    #[test]
+    fn a_url_given_directly_is_refused_as_a_url_not_as_a_credential_file() {
+        for (url, why) in [
+            ("http://", "empty host"),
+            ("ftp://x", "must use http or https"),
+            ("", "is empty"),
+        ] {
+            let e = Credentials::new(url).unwrap_err().to_string();
+            assert!(e.starts_with("URL ") && e.contains(why), "{e}");
+            assert!(!e.contains("credential file"), "{e}");
+        }
     }
 
     #[test]

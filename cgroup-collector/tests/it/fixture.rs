@@ -182,6 +182,14 @@ fn bad_flags_exit_2_with_a_clear_message() {
     let (code, err) = run(&["--once", "--cgroup-root", root, "--supervisor", "ftp://x"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("supervisor"), "{err}");
+    // Accepted by a prefix check, refused by the client only once the agent ran (exit 1, as a
+    // "credential file <inline>"): the same rule as the client's now, before anything starts.
+    for url in ["http://", "http://sup:99999", "http://sup:30000/?a=1"] {
+        let (code, err) = run(&["--once", "--cgroup-root", root, "--supervisor", url]);
+        assert_eq!(code, Some(2), "{url}: {err}");
+        assert!(err.contains("`supervisor`") && err.contains(url), "{err}");
+        assert!(!err.contains("credential file"), "{err}");
+    }
     let empty = tempfile::tempdir().unwrap();
     let (code, err) = run(&["--once", "--cgroup-root", empty.path().to_str().unwrap()]);
     assert_eq!(code, Some(2));

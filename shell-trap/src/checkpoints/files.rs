@@ -100,8 +100,10 @@ fn open_nofollow(p: &Path) -> Result<File, StoreError> {
         .map_err(io_err(p))
 }
 
-/// Size and CRC-32 of a file; with `copy_to`, also writes the content there (fsynced).
-fn hash_file(p: &Path, mut copy_to: Option<&mut File>) -> Result<(u64, u32), StoreError> {
+/// Size and CRC-32 of a file; with `copy_to` (a file and its path), also writes the content there
+/// (fsynced). A failed read names `p`, a failed write the copy (a full disk under the copy is
+/// not a fault of the sealed source).
+fn hash_file(p: &Path, mut copy_to: Option<(&mut File, &Path)>) -> Result<(u64, u32), StoreError> {
     let mut f = open_nofollow(p)?;
     let mut h = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -113,12 +115,12 @@ fn hash_file(p: &Path, mut copy_to: Option<&mut File>) -> Result<(u64, u32), Sto
         }
         h.update(&buf[..n]);
         size += n as u64;
-        if let Some(out) = copy_to.as_deref_mut() {
-            out.write_all(&buf[..n]).map_err(io_err(p))?;
+        if let Some((out, to)) = copy_to.as_mut() {
+            out.write_all(&buf[..n]).map_err(io_err(to))?;
         }
     }
-    if let Some(out) = copy_to {
-        out.sync_all().map_err(io_err(p))?;
+    if let Some((out, to)) = copy_to {
+        out.sync_all().map_err(io_err(to))?;
     } else {
         // Make the job's own writes durable before the seal refers to them.
         f.sync_all().map_err(io_err(p))?;
@@ -178,7 +180,7 @@ pub(super) fn copy_verified(src: &Path, dst: &Path, m: &Manifest) -> Result<(), 
             .mode(md.permissions().mode() & 0o777)
             .open(&to)
             .map_err(io_err(&to))?;
-        let (size, crc) = hash_file(&from, Some(&mut out))?;
+        let (size, crc) = hash_file(&from, Some((&mut out, &to)))?;
         if size != f.size || crc != f.crc32 {
             return Err(StoreError::Corrupt(format!(
                 "{}: {size} bytes with CRC-32 {crc:08x}, the manifest says {} bytes with {:08x}",
@@ -187,4 +189,28 @@ pub(super) fn copy_verified(src: &Path, dst: &Path, m: &Manifest) -> Result<(), 
         }
     }
     fsync_tree(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_copy_names_the_copy_not_the_sealed_source() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("state");
+        fs::write(&src, b"some state").unwrap();
+        // /dev/full: every write fails with ENOSPC, as on a full checkpoint disk.
+        let mut full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let e = hash_file(&src, Some((&mut full, Path::new("/dev/full")))).unwrap_err();
+        let StoreError::Io { path, source } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(source.raw_os_error(), Some(28), "{source}");
+        assert_eq!(
+            path,
+            Path::new("/dev/full"),
+            "the sealed source is intact; the copy failed"
+        );
+    }
 }

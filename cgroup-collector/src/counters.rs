@@ -142,6 +142,7 @@ impl Departed {
     }
 
     /// Containers remembered.
+    #[cfg(test)]
     #[must_use]
     pub(crate) fn len(&self) -> usize {
         self.left.len()

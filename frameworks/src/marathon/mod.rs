@@ -11,5 +11,6 @@ pub mod model;
 pub use client::{DEPLOYMENT_HEADER, MarathonClient, UpdateOptions};
 pub use model::{
     APP_MINIMUMS, AppId, CreatedApp, Deployment, DeploymentAction, DeploymentResult, MarathonApp,
-    MarathonInfo, MarathonTask, READ_ONLY_APP_KEYS, cpus_value, valid_segment,
+    MarathonInfo, MarathonTask, READ_ONLY_APP_KEYS, cpus_value, undefined_env_secrets,
+    valid_segment,
 };

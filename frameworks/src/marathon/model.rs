@@ -303,6 +303,24 @@ pub const APP_MINIMUMS: &[(&str, f64)] = &[
     ("taskKillGracePeriodSeconds", 0.0),
 ];
 
+/// The `env` entries of an app that reference a secret its `secrets` does not define, as
+/// `(variable, secret)`: Marathon refuses each with a 422 at `/env/<variable>/secret`,
+/// "references an undefined secret" (`SecretValidation.secretValidator`).
+#[must_use]
+pub fn undefined_env_secrets(app: &Map<String, Value>) -> Vec<(String, String)> {
+    let defined = app.get("secrets").and_then(Value::as_object);
+    let Some(env) = app.get("env").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    env.iter()
+        .filter_map(|(name, v)| {
+            let secret = v.get("secret")?.as_str()?;
+            (!defined.is_some_and(|d| d.contains_key(secret)))
+                .then(|| (name.clone(), secret.to_owned()))
+        })
+        .collect()
+}
+
 /// `cpus` as a JSON number, refusing what Marathon would reject (not finite, below 0.001).
 ///
 /// # Errors

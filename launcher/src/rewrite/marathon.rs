@@ -323,6 +323,18 @@ fn hand_over_env(
             return Err(origin.field("env", format!("must be an object, got {}", kind_of(other))));
         }
     };
+    if let Some((name, secret)) = frameworks::marathon::undefined_env_secrets(body)
+        .into_iter()
+        .next()
+    {
+        return Err(origin.field(
+            &format!("env.{name}.secret"),
+            format!(
+                "references the secret {secret:?}, which \"secrets\" does not define (Marathon \
+                 refuses it); add \"secrets\": {{{secret:?}: {{\"source\": \"…\"}}}}"
+            ),
+        ));
+    }
     for reserved in [
         "QOS_CONTAINER",
         "QOS_FORWARD_ENV",

@@ -248,6 +248,24 @@ fn numbers_below_marathons_minimums_are_refused_naming_the_field() {
     .expect("Marathon's minimums themselves are taken");
 }
 
+/// An `env` secret the app's `secrets` does not define is refused before anything is
+/// registered, as Marathon refuses it ("references an undefined secret"); the example of
+/// Marathon's secrets page goes through.
+#[test]
+fn an_env_secret_must_be_defined() {
+    let app = json!({"id": "/app-with-secrets", "cmd": "sleep 100",
+        "env": {"DATABASE_PW": {"secret": "secretpassword"}},
+        "secrets": {"secretpassword": {"source": "databasepassword"}}});
+    prepare(Framework::Marathon, app.clone(), Pace::Schedule).expect("the docs' example");
+    let mut undefined = app;
+    undefined["env"]["DATABASE_PW"]["secret"] = json!("pw");
+    let e = prepare(Framework::Marathon, undefined, Pace::Schedule).unwrap_err();
+    assert!(
+        e.contains("field env.DATABASE_PW.secret: references the secret \"pw\", which \"secrets\" does not define"),
+        "{e}"
+    );
+}
+
 /// Each feature shell-trap cannot carry for a Docker app is refused, naming the field and the
 /// fix; none is dropped silently.
 #[test]

@@ -453,6 +453,31 @@ mod tests {
         }
     }
 
+    /// `SecretValidation`: an `env` secret must be one the app's `secrets` defines
+    /// (`docs/docs/secrets.md`'s example is taken).
+    #[test]
+    fn env_secrets_must_be_defined() {
+        let app = json!({"id": "/app-with-secrets", "cmd": "sleep 100",
+            "env": {"DATABASE_PW": {"secret": "secretpassword"}},
+            "secrets": {"secretpassword": {"source": "databasepassword"}}});
+        assert_eq!(verdict(&app), None);
+        let mut undefined = app.clone();
+        undefined["env"]["DATABASE_PW"]["secret"] = json!("other");
+        assert_eq!(
+            verdict(&undefined),
+            Some((
+                "/env/DATABASE_PW/secret".to_owned(),
+                "references an undefined secret".to_owned()
+            ))
+        );
+        let mut none = app;
+        none.as_object_mut().unwrap().remove("secrets");
+        assert_eq!(
+            verdict(&none).map(|(path, _)| path).as_deref(),
+            Some("/env/DATABASE_PW/secret")
+        );
+    }
+
     /// `portIndexIsValid`: a Marathon health check names a port the app has.
     #[test]
     fn health_checks_name_a_port_the_app_has() {

@@ -221,6 +221,12 @@ pub(super) fn check_app<'a>(
     check_networks(obj, container, ctype, &mut problems);
     check_unique_ports(obj, container, &mut problems);
     check_health_ports(obj, container, &mut problems);
+    for (name, _) in frameworks::marathon::undefined_env_secrets(obj) {
+        problems.push(p(
+            &format!("/env/{name}/secret"),
+            "references an undefined secret",
+        ));
+    }
     if !problems.is_empty() {
         return Err(Invalid {
             json: false,

@@ -8,7 +8,9 @@
 //!   wrapper and schedule, the Marathon shell-trap command; the contracts with the supervisor and
 //!   shell-trap are documented in [`rewrite::chronos`] and [`rewrite::marathon`].
 //! - [`shell`]: single-quote shell quoting and strict character sets.
-//! - [`input`]: reading job files with `file:line:column` syntax errors.
+//! - [`input`]: reading job files: `file:line:column` for a syntax error, text that is not UTF-8
+//!   or a key given twice (named as a field); a byte-order mark skipped; empty files,
+//!   directories and files over 4 MiB refused as such.
 //! - [`error`]: [`LauncherError`] and the exit codes (2 bad input, 3 unreachable, 1 internal).
 //! - [`submit`]: register first, then submit, roll back on failure.
 //! - [`view`]: reading the supervisor's job objects; `list` and `status` output.

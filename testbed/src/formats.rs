@@ -1,4 +1,5 @@
-//! The frameworks' own formats, shared by the emulators: dashed UUIDs, ISO-8601 timestamps with
+//! The frameworks' own formats, shared by the emulators: request bodies as Jackson reads them,
+//! Java regular expressions, dashed UUIDs, ISO-8601 timestamps with
 //! milliseconds, Java's printing of a double, epoch seconds, shell quoting.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -9,6 +10,19 @@ use rand::Rng;
 /// writes one is taken, as Marathon and Chronos take it.
 pub(crate) fn json_body(body: &[u8]) -> serde_json::Result<serde_json::Value> {
     serde_json::from_slice(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body))
+}
+
+/// `java.util.regex.Pattern.compile` takes `pattern`: its syntax read by `regex-syntax`, with
+/// the look-arounds and back-references Java has and it does not counted as valid.
+pub(crate) fn java_regex(pattern: &str) -> bool {
+    use regex_syntax::ast::ErrorKind;
+    match regex_syntax::ast::parse::Parser::new().parse(pattern) {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            ErrorKind::UnsupportedLookAround | ErrorKind::UnsupportedBackreference
+        ),
+    }
 }
 
 /// A random (version 4) UUID in the dashed lowercase form Marathon and Mesos print.

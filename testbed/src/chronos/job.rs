@@ -271,7 +271,7 @@ pub(crate) fn parse(
     if let Some(c) = container(obj, generation)? {
         m.insert("container".into(), c);
     }
-    m.insert("constraints".into(), Value::Array(constraints(obj)));
+    m.insert("constraints".into(), Value::Array(constraints(obj)?));
     if dependent {
         m.insert("parents".into(), json!(parents));
     } else {
@@ -398,18 +398,36 @@ fn environment(obj: &Map<String, Value>) -> Result<Vec<Value>, Refusal> {
 }
 
 /// `constraints` with an operator the server knows (`EQUALS`, `LIKE`, `UNLIKE`); any other is
-/// dropped, as `JobDeserializer` does (`case _ =>`).
-fn constraints(obj: &Map<String, Value>) -> Vec<Value> {
+/// dropped, as `JobDeserializer` does (`case _ =>`). A constraint without an operator, a known
+/// operator without a value (`c.get(2).asText` on `null`) and a `LIKE`/`UNLIKE` value that is
+/// not a regular expression (`value.r`) throw in the deserializer: the job is refused.
+fn constraints(obj: &Map<String, Value>) -> Result<Vec<Value>, Refusal> {
     let mut constraints = Vec::new();
     if let Some(Value::Array(cs)) = obj.get("constraints") {
-        for c in cs {
-            let at = |i: usize| c.get(i).map(jackson::text).unwrap_or_default();
-            if matches!(at(1).as_str(), "EQUALS" | "LIKE" | "UNLIKE") {
-                constraints.push(json!([at(0), at(1), at(2)]));
+        for (i, c) in cs.iter().enumerate() {
+            let at = |k: usize| c.as_array().and_then(|a| a.get(k)).map(jackson::text);
+            let Some(op) = at(1) else {
+                return Err(Refusal::Mapping(format!(
+                    "java.lang.NullPointerException: constraints[{i}] has no operator"
+                )));
+            };
+            if !matches!(op.as_str(), "EQUALS" | "LIKE" | "UNLIKE") {
+                continue;
             }
+            let Some(value) = at(2) else {
+                return Err(Refusal::Mapping(format!(
+                    "java.lang.NullPointerException: constraints[{i}] ({op}) has no value"
+                )));
+            };
+            if op != "EQUALS" && !crate::formats::java_regex(&value) {
+                return Err(Refusal::Mapping(format!(
+                    "java.util.regex.PatternSyntaxException: {value:?} (constraints[{i}])"
+                )));
+            }
+            constraints.push(json!([at(0).unwrap_or_default(), op, value]));
         }
     }
-    constraints
+    Ok(constraints)
 }
 
 /// A list of `{"key", "value"}` objects (`parameters`, `labels`, `external.options`), each
@@ -739,6 +757,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message().contains("is before 1970"));
+        // Constraints as the deserializer reads them: unknown operators dropped, a missing
+        // operator or value and a broken LIKE regex thrown.
+        for g in [Generation::V2, Generation::V3] {
+            let with = |c: Value| p(json!({"name": "a", "constraints": c}), g);
+            let j = with(json!([
+                ["rack", "EQUALS", "r1"],
+                ["rack", "GROUP_BY"],
+                ["host", "LIKE", "h-[0-9]+"]
+            ]))
+            .unwrap();
+            assert_eq!(
+                j.map["constraints"],
+                json!([["rack", "EQUALS", "r1"], ["host", "LIKE", "h-[0-9]+"]])
+            );
+            for bad in [
+                json!([["rack", "EQUALS"]]),
+                json!([["rack"]]),
+                json!(["rack"]),
+                json!([["rack", "LIKE", "r-[1-"]]),
+            ] {
+                assert!(
+                    matches!(with(bad.clone()), Err(Refusal::Mapping(_))),
+                    "{bad}"
+                );
+            }
+        }
         let j = p(json!({"name": "a"}), Generation::V2).unwrap();
         assert_eq!(j.map["schedule"], "R1//PT24H");
         assert_eq!(j.map["cpus"], json!(0.1));

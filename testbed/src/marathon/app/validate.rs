@@ -400,7 +400,9 @@ fn constraint_problem(c: &Value) -> Option<&'static str> {
         ("LIKE" | "UNLIKE", None) => {
             Some("LIKE and UNLIKE require a non-empty, regular expression value")
         }
-        ("LIKE" | "UNLIKE", Some(v)) if !java_regex(v) => Some("is not a valid regular expression"),
+        ("LIKE" | "UNLIKE", Some(v)) if !crate::formats::java_regex(v) => {
+            Some("is not a valid regular expression")
+        }
         ("IS", v)
             if !v
                 .unwrap_or_default()
@@ -412,19 +414,6 @@ fn constraint_problem(c: &Value) -> Option<&'static str> {
             )
         }
         _ => None,
-    }
-}
-
-/// `java.util.regex.Pattern.compile` takes `pattern`: its syntax read by `regex-syntax`, with
-/// the look-arounds and back-references Java has and it does not counted as valid.
-fn java_regex(pattern: &str) -> bool {
-    use regex_syntax::ast::ErrorKind;
-    match regex_syntax::ast::parse::Parser::new().parse(pattern) {
-        Ok(_) => true,
-        Err(e) => matches!(
-            e.kind(),
-            ErrorKind::UnsupportedLookAround | ErrorKind::UnsupportedBackreference
-        ),
     }
 }
 

@@ -60,10 +60,23 @@ pub(crate) struct Mapped {
     pub name: Option<String>,
 }
 
-/// Read a metadata file; `None` if absent, malformed or without a valid UUID.
+/// Largest metadata file read (the testbed writes about a hundred bytes).
+const MAX_META_BYTES: u64 = 64 * 1024;
+
+/// Read a metadata file; `None` if absent, malformed, larger than [`MAX_META_BYTES`] or without
+/// a valid UUID.
 #[must_use]
 pub(crate) fn read_meta(path: &Path) -> Option<TestbedMeta> {
-    let text = fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(path)
+        .ok()?
+        .take(MAX_META_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    if text.len() as u64 > MAX_META_BYTES {
+        return None;
+    }
     let meta: TestbedMeta = serde_json::from_str(&text).ok()?;
     is_job_uuid(&meta.uuid).then_some(meta)
 }
@@ -178,6 +191,16 @@ mod tests {
             Some("bbbbbbbb-1111-2222-3333-444455556666")
         );
         assert_eq!(m.name.as_deref(), Some("t1"));
+        // A metadata file of megabytes is not read (it would be read again every few passes).
+        let huge = format!(
+            r#"{{"uuid": "bbbbbbbb-1111-2222-3333-444455556666", "name": "{}"}}"#,
+            "x".repeat(7 << 20)
+        );
+        fs::write(&meta, huge).unwrap();
+        assert_eq!(
+            map_cgroup(&dirs, Some(&meta), &proc_root).uuid.as_deref(),
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        );
         fs::write(&meta, r#"{"uuid": "not-a-uuid"}"#).unwrap();
         assert_eq!(
             map_cgroup(&dirs, Some(&meta), &proc_root).uuid.as_deref(),

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qos_core::wire::CpuSample;
+use qos_core::wire::{CpuSample, MAX_NAME_BYTES};
 use serde::Serialize;
 
 use crate::cgroup::CgroupDirs;
@@ -93,14 +93,53 @@ pub struct ContainerSample {
     pub resets: u32,
 }
 
+/// `s` cut at a character boundary to at most [`MAX_NAME_BYTES`] bytes, `…` included.
+fn cut(s: &str) -> &str {
+    let mut end = MAX_NAME_BYTES - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A display name within the supervisor's bound: cut, with an ellipsis, when longer.
+fn wire_name(name: &str) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        name.to_owned()
+    } else {
+        format!("{}…", cut(name))
+    }
+}
+
+/// A container id within the supervisor's bound: when longer, cut and followed by a hash of
+/// the whole id, so two long ids that differ only at the end (two instances of one Marathon
+/// app) stay two containers.
+fn wire_id(id: &str) -> String {
+    if id.len() <= MAX_NAME_BYTES {
+        return id.to_owned();
+    }
+    // FNV-1a, 64 bits: stable across runs and versions (a std hasher is not).
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let tail = format!("~{hash:016x}");
+    let head = cut(id);
+    let mut end = (MAX_NAME_BYTES - tail.len()).min(head.len());
+    while !head.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{tail}", &head[..end])
+}
+
 impl ContainerSample {
-    /// The wire form pushed to the supervisor.
+    /// The wire form pushed to the supervisor. Its id and name are kept within the supervisor's
+    /// bound ([`MAX_NAME_BYTES`]), which refuses a whole batch with one field over it.
     #[must_use]
     pub fn to_wire(&self, at: f64) -> CpuSample {
         CpuSample {
             uuid: self.uuid.clone(),
-            container_id: self.id.clone(),
-            name: self.name.clone(),
+            container_id: wire_id(&self.id),
+            name: self.name.as_deref().map(wire_name),
             at: self.at.unwrap_or(at),
             user_secs: self.user_secs,
             system_secs: self.system_secs,
@@ -402,8 +441,10 @@ impl Collector {
                         .as_ref()
                         .map(|agent| meta_path(&self.cfg.testbed_meta_dir, agent, &t.found.id));
                     let m = map_cgroup(&t.found.dirs, meta.as_deref(), &self.cfg.proc_root);
-                    if m.name.is_some() {
-                        t.name = m.name;
+                    if let Some(name) = m.name {
+                        // A name from a file or an environment can be of any length: it is a
+                        // label of every container series, so it keeps the supervisor's bound.
+                        t.name = Some(wire_name(&name));
                     }
                     if m.uuid.is_some() {
                         t.uuid = m.uuid;
@@ -673,6 +714,61 @@ mod tests {
             c.departed.len(),
             300,
             "1,200 came and went, 300 are remembered"
+        );
+    }
+
+    #[test]
+    fn samples_fit_the_supervisors_bounds_whatever_the_names() {
+        // A Marathon task id of a long app id (the launcher takes app ids up to 255 bytes; the
+        // task id adds `.instance-<uuid>._app.1`), as an executor id or a display name: the
+        // supervisor refuses a whole batch with one field over its bound, so every sample of the
+        // node would be lost.
+        let app = format!("/{}", "å".repeat(140));
+        let task = |n: u32| {
+            format!(
+                "{}.instance-0b1e2f3a-1111-2222-3333-44445555666{n}._app.1",
+                &app[1..]
+            )
+        };
+        let sample = |id: String| ContainerSample {
+            id: id.clone(),
+            name: Some(id),
+            runtime: Runtime::MesosAgent,
+            cgroup: String::new(),
+            agent: None,
+            dirs: None,
+            uuid: None,
+            image: None,
+            at: None,
+            user_secs: 0.0,
+            system_secs: 0.0,
+            total_secs: 0.0,
+            quota_cpus: None,
+            quota_us: None,
+            period_us: None,
+            nr_periods: None,
+            nr_throttled: None,
+            throttled_secs: None,
+            resets: 0,
+        };
+        let (a, b) = (sample(task(1)).to_wire(1.0), sample(task(2)).to_wire(1.0));
+        let max = qos_core::wire::MAX_NAME_BYTES;
+        for w in [&a, &b] {
+            let name = w.name.as_deref().unwrap();
+            assert!(w.container_id.len() <= max && name.len() <= max, "{w:?}");
+            assert!(
+                name.starts_with(&app[1..101]) && name.ends_with('…'),
+                "{name}"
+            );
+        }
+        assert_ne!(
+            a.container_id, b.container_id,
+            "two instances stay two containers"
+        );
+        let short = sample("web.1".into()).to_wire(1.0);
+        assert_eq!(
+            (short.container_id.as_str(), short.name.as_deref()),
+            ("web.1", Some("web.1"))
         );
     }
 }

@@ -53,6 +53,33 @@ pub(crate) fn check_count(field: &str, len: usize, max: usize) -> Result<(), Api
     Ok(())
 }
 
+/// A number of CPUs a client sizes something with (a job's registration, the size an iteration
+/// ran with): finite, at least one millicore — the finest size a job is held in
+/// ([`qos_core::Cpus`]) and the least Marathon accepts; anything smaller would be 0 CPU — and at
+/// most `max`. Returns it as [`qos_core::Cpus`].
+pub(crate) fn check_cpus(field: &str, cpus: f64, max: f64) -> Result<qos_core::Cpus, ApiError> {
+    if !cpus.is_finite() || !(MIN_CPUS..=max).contains(&cpus) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be between {MIN_CPUS} and {max} CPUs, got {cpus}"),
+        ));
+    }
+    Ok(qos_core::Cpus::from_f64(cpus))
+}
+
+/// One millicore: the least a job is sized with.
+pub(crate) const MIN_CPUS: f64 = 0.001;
+
+/// A number for a message: `{:.prec$}` while it is of a plausible size, scientific past it (a
+/// client's 1e308 prints as `1e308`, not as 309 digits).
+fn readable(x: f64, prec: usize) -> String {
+    if x.abs() < 1e15 {
+        format!("{x:.prec$}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// A client's epoch time, checked against the supervisor's clock: finite, after 1970, and not
 /// more than `skew` seconds ahead of `now`. Within the tolerance it is kept as sent (a re-sent
 /// report must read back the same to be recognised as a duplicate). Returns it.
@@ -67,8 +94,9 @@ pub(crate) fn client_time(field: &str, t: f64, now: f64, skew: f64) -> Result<f6
         return Err(ApiError::invalid(
             field,
             format!(
-                "{field} is {:.1} s ahead of the supervisor's clock ({t:.3} > {now:.3}); at most {skew} s is tolerated — check the sender's clock",
-                t - now
+                "{field} is {} s ahead of the supervisor's clock ({} > {now:.3}); at most {skew} s is tolerated — check the sender's clock",
+                readable(t - now, 1),
+                readable(t, 3),
             ),
         ));
     }
@@ -81,7 +109,11 @@ pub(crate) fn not_before(field: &str, t: f64, earliest: f64, what: &str) -> Resu
     if t < earliest {
         return Err(ApiError::invalid(
             field,
-            format!("{field} ({t:.3}) is {:.0} s before {what}", earliest - t),
+            format!(
+                "{field} ({}) is {} s before {what}",
+                readable(t, 3),
+                readable(earliest - t, 0)
+            ),
         ));
     }
     Ok(())

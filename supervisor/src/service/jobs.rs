@@ -128,12 +128,7 @@ impl Shared {
                     .map_err(|e| ApiError::invalid("name", e.to_string()))?;
             }
         }
-        if !reg.cpus.is_finite() || reg.cpus <= 0.0 || reg.cpus > 1e6 {
-            return Err(ApiError::invalid(
-                "cpus",
-                format!("cpus must be a positive number, got {}", reg.cpus),
-            ));
-        }
+        limits::check_cpus("cpus", reg.cpus, 1e6)?;
         let horizon = self.config.limits.deadline_horizon;
         let submitted = match reg.submitted_at {
             Some(t) => {

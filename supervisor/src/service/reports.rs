@@ -323,13 +323,7 @@ pub(crate) fn apply_report(
             }
             let ran_with = match u.cpus {
                 None => Cpus::ZERO,
-                Some(c) if (0.001..=10_000.0).contains(&c) => Cpus::from_f64(c),
-                Some(c) => {
-                    return Err(ApiError::invalid(
-                        "cpus",
-                        format!("cpus must be between 0.001 and 10000, got {c}"),
-                    ));
-                }
+                Some(c) => limits::check_cpus("cpus", c, 10_000.0)?,
             };
             if !u.hostname.is_empty() && u.hostname.len() <= limits::MAX_HOSTNAME {
                 meta.node = Some(u.hostname.clone());

@@ -269,6 +269,59 @@ async fn implausible_qos_numbers_are_refused_or_normalised() {
     h.sup.stop().await;
 }
 
+/// A size below a millicore (the finest a job is sized in, and the least Marathon takes) would
+/// register a job at 0 CPU: refused naming `cpus`, as a report's `cpus` is. A client time far
+/// out of range is refused with a message a person can read (not a 300-digit number).
+#[tokio::test]
+async fn sizes_below_a_millicore_and_absurd_times_are_refused_readably() {
+    let h = Harness::start(Opts::default()).await;
+    let qos = json!({"duration": 10, "deadline": 100, "desv_deadline": 0.2});
+    for (i, cpus) in [(1, json!(1e-320)), (2, json!(0.0004)), (3, json!(5e-324))] {
+        let reg = json!({"uuid": uuid(i), "name": "j", "framework": "chronos", "qos": qos, "iterations": 3, "cpus": cpus});
+        let got = h
+            .admin("POST", "/api/v1/jobs", Some(&reg.to_string()))
+            .await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("cpus"),
+        );
+        assert!(
+            got.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("0.001"),
+            "{}",
+            got.1
+        );
+    }
+    let reg = json!({"uuid": uuid(4), "name": "j", "framework": "chronos", "qos": qos, "iterations": 3, "cpus": 0.001});
+    let (st, v) = h
+        .admin("POST", "/api/v1/jobs", Some(&reg.to_string()))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, job) = h
+        .admin("GET", &format!("/api/v1/jobs/{}", uuid(4)), None)
+        .await;
+    assert_eq!(job["cpus"].as_f64(), Some(0.001), "{job}");
+    let got = h
+        .admin("POST", "/updateTask", Some(&update(&uuid(4), 1e308, 1e308)))
+        .await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("started_at"),
+    );
+    let message = got.1["error"]["message"].as_str().unwrap();
+    assert!(
+        message.len() < 300 && !message.contains("00000000000"),
+        "{message}"
+    );
+    h.sup.stop().await;
+}
+
 /// A dead collector, then one sample dated a day ahead (the attack): refused, and the
 /// job stays `NO_DATA` with no resize — under both policies.
 #[tokio::test(start_paused = true)]

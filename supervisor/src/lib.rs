@@ -15,6 +15,7 @@
 //!   per report, resize and segment, the WAL bounded; `state`: the in-memory model;
 //!   `summary`: what stays in memory of a finished job.
 //! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`; `ui`: `GET /ui`.
+//! - `http`: the accept loop, with a connection cap and a request-head timeout.
 //! - [`clock`]: epoch seconds on tokio's clock (pausable in tests).
 //!
 //! # Guarantees
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod config;
 mod control;
 mod error;
+mod http;
 mod limits;
 mod metrics;
 mod service;
@@ -263,12 +265,12 @@ impl Supervisor {
                 http_stop.cancel();
             });
         }
-        let graceful = http_stop.clone();
-        let mut server = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { graceful.cancelled().await })
-                .into_future(),
-        );
+        let c = &self.shared.config.control;
+        let limits = http::ConnLimits {
+            max_connections: http::connection_cap(c.max_connections),
+            header_timeout: ControlConfig::dur(c.header_timeout),
+        };
+        let mut server = tokio::spawn(http::serve(listener, app, limits, http_stop.clone()));
         let result = tokio::select! {
             r = &mut server => r,
             () = http_stop.cancelled() => match tokio::time::timeout(drain, &mut server).await {
@@ -276,15 +278,12 @@ impl Supervisor {
                 Err(_) => {
                     tracing::warn!("requests still running after the drain timeout; closing");
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             },
         };
         self.stop().await;
-        match result {
-            Ok(r) => r.map_err(StartError::Serve),
-            Err(e) => Err(StartError::Serve(std::io::Error::other(e.to_string()))),
-        }
+        result.map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))
     }
 
     /// Stops the control loop (bounded drain) and writes everything pending.

@@ -60,6 +60,14 @@ pub struct ControlConfig {
     pub drain_timeout: f64,
     /// Per-request timeout of the HTTP API, seconds.
     pub request_timeout: f64,
+    /// A connection that has not sent a complete request head this long after it opened or
+    /// after its last answer (an idle keep-alive connection, a client sending its headers a
+    /// byte at a time) is closed, seconds.
+    pub header_timeout: f64,
+    /// Most client connections open at once; past it new ones wait in the listen backlog until
+    /// one closes. Kept below the process' open-file limit (`ulimit -n`) less what the
+    /// database and the framework clients need, whatever is configured.
+    pub max_connections: usize,
     /// CPU data older than this is stale: a running Marathon job is then `NO_DATA` and never
     /// resized (the predictive policy has its own `stale_after`; this bound applies to the
     /// thesis policy, which had none), seconds.
@@ -94,6 +102,8 @@ impl Default for ControlConfig {
             held_max_jobs: 10_000,
             drain_timeout: 10.0,
             request_timeout: 30.0,
+            header_timeout: 30.0,
+            max_connections: 1024,
             stale_after: 30.0,
             retention: 7.0 * 86_400.0,
             max_body_bytes: 1 << 20,
@@ -122,6 +132,7 @@ impl ControlConfig {
             ("control.flush_interval", self.flush_interval),
             ("control.drain_timeout", self.drain_timeout),
             ("control.request_timeout", self.request_timeout),
+            ("control.header_timeout", self.header_timeout),
             ("control.stale_after", self.stale_after),
             ("control.retention", self.retention),
             ("control.default_cpus", self.default_cpus),
@@ -154,6 +165,9 @@ impl ControlConfig {
                     self.backoff_base
                 ),
             ));
+        }
+        if self.max_connections == 0 {
+            return Err(err("control.max_connections", "must be at least 1"));
         }
         if self.max_concurrency == 0 {
             return Err(err("control.max_concurrency", "must be at least 1"));

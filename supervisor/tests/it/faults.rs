@@ -13,6 +13,8 @@
 //!   not recorded, bounded in time, and the API keeps answering; then it applies;
 //! - hostile inputs (the issue's, and more) under a stream of reports: each a 4xx in the one
 //!   JSON shape, no 5xx, memory bounded, no acknowledged report lost;
+//! - slowloris: connections that never finish a request head, and an idle keep-alive one, are
+//!   closed after `control.header_timeout`; at most `control.max_connections` are open at once;
 //! - `disk_full`: the database on a small tmpfs that fills while reports stream in: a clear 503
 //!   (`storage_full`), nothing acknowledged lost (checked after `kill -9`), the refused reports
 //!   taken when space returns.

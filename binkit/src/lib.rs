@@ -3,9 +3,10 @@
 //!
 //! - feature `service` (supervisor, cgroup-collector, shell-trap, testbed):
 //!   [`init_tracing`]: `RUST_LOG` (else the binary's default filter) to stderr, or appended to a
-//!   log file; [`shutdown_signal`]: the future that resolves on the first SIGINT or SIGTERM, and
-//!   [`exit_on_second_interrupt`] for binaries whose drain may take a while; [`listen`]: the
-//!   listening socket, or a [`ListenError`] that names the address;
+//!   log file kept bounded by rotation ([`LogFile`]); [`shutdown_signal`]: the future that
+//!   resolves on the first SIGINT or SIGTERM, and [`exit_on_second_interrupt`] for binaries
+//!   whose drain may take a while; [`listen`]: the listening socket, or a [`ListenError`] that
+//!   names the address;
 //! - feature `docker`: `docker::ensure_image`, an image made present on a Docker daemon, as a
 //!   Mesos agent does before it starts a container;
 //! - feature `cli` (launcher, linpack): `cli::run`, a clap command line parsed and run over given
@@ -16,7 +17,11 @@ pub mod cli;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "service")]
+mod logfile;
+#[cfg(feature = "service")]
 mod service;
 
+#[cfg(feature = "service")]
+pub use logfile::LogFile;
 #[cfg(feature = "service")]
 pub use service::{ListenError, exit_on_second_interrupt, init_tracing, listen, shutdown_signal};

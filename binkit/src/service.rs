@@ -2,28 +2,31 @@
 
 use std::fmt;
 use std::io;
-use std::path::Path;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tracing_subscriber::EnvFilter;
 
+use crate::logfile::{LogFile, Rotating};
+
 /// Installs the global tracing subscriber: the filter from `RUST_LOG`, else `default_filter`
 /// (e.g. `"supervisor=info,warn"`); lines without their module path. With `log_file`, lines are
-/// appended to that file (its directory created) without colours; otherwise they go to stderr,
-/// coloured when stderr is a terminal.
+/// appended to that file (its directory created) without colours, the file rotated as
+/// [`LogFile`] says so that it stays bounded; otherwise they go to stderr, coloured when stderr
+/// is a terminal.
 ///
 /// # Errors
 /// The log file's directory cannot be created or the file cannot be opened (the message names
 /// the path).
-pub fn init_tracing(default_filter: &str, log_file: Option<&Path>) -> Result<(), String> {
+pub fn init_tracing(default_filter: &str, log_file: Option<LogFile<'_>>) -> Result<(), String> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
     match log_file {
-        Some(path) => {
-            let file = open_log(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+        Some(log) => {
+            let file =
+                Rotating::open(log).map_err(|e| format!("log file {}: {e}", log.path.display()))?;
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
@@ -35,16 +38,6 @@ pub fn init_tracing(default_filter: &str, log_file: Option<&Path>) -> Result<(),
         }
     }
     Ok(())
-}
-
-fn open_log(path: &Path) -> io::Result<std::fs::File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
 }
 
 /// Resolves on the first SIGINT or SIGTERM (and logs it). When the handlers cannot be

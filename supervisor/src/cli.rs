@@ -16,7 +16,12 @@ pub fn main_with(mut args: Args) -> Result<(), StartError> {
     }
     let config = args.resolve()?;
     let log_file = config.log_dir.as_ref().map(|d| d.join("supervisor.log"));
-    binkit::init_tracing("supervisor=info,frameworks=warn,warn", log_file.as_deref())
+    let log = log_file.as_deref().map(|path| binkit::LogFile {
+        path,
+        max_bytes: config.storage.log_max_bytes,
+        keep: config.storage.log_keep,
+    });
+    binkit::init_tracing("supervisor=info,frameworks=warn,warn", log)
         .map_err(StartError::Logging)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -239,6 +239,12 @@ pub struct StorageConfig {
     /// `synchronous = FULL`: every acknowledged write also survives a power loss (slower);
     /// `NORMAL` (the default) survives a killed process.
     pub full_sync: bool,
+    /// The log file (`--log-dir`) is rotated past this many bytes: `supervisor.log` becomes
+    /// `supervisor.log.1`, the older ones shift up.
+    pub log_max_bytes: u64,
+    /// Rotated log files kept beside `supervisor.log` (the log directory holds at most about
+    /// `(log_keep + 1) × log_max_bytes`).
+    pub log_keep: usize,
 }
 
 impl Default for StorageConfig {
@@ -249,6 +255,8 @@ impl Default for StorageConfig {
             history_max_per_job: 10_000,
             samples_max_per_job: 10_000,
             full_sync: false,
+            log_max_bytes: 64 << 20,
+            log_keep: 4,
         }
     }
 }
@@ -264,6 +272,9 @@ impl StorageConfig {
             return Err(err("storage.wal_max_bytes", "must be at least 65536"));
         }
         finite_pos("storage.checkpoint_interval", self.checkpoint_interval)?;
+        if self.log_max_bytes < 4096 {
+            return Err(err("storage.log_max_bytes", "must be at least 4096"));
+        }
         for (key, v) in [
             ("storage.history_max_per_job", self.history_max_per_job),
             ("storage.samples_max_per_job", self.samples_max_per_job),

@@ -15,6 +15,8 @@
 //!   JSON shape, no 5xx, memory bounded, no acknowledged report lost;
 //! - slowloris: connections that never finish a request head, and an idle keep-alive one, are
 //!   closed after `control.header_timeout`; at most `control.max_connections` are open at once;
+//! - a long day's log: `--log-dir` holds `supervisor.log` and `storage.log_keep` rotated files,
+//!   each within `storage.log_max_bytes`;
 //! - `disk_full`: the database on a small tmpfs that fills while reports stream in: a clear 503
 //!   (`storage_full`), nothing acknowledged lost (checked after `kill -9`), the refused reports
 //!   taken when space returns.
@@ -691,6 +693,74 @@ async fn faults_idle_and_slow_connections_are_bounded() {
         "{most} descriptors open with a cap of {MAX} connections ({before} at rest)"
     );
     assert!(log.contains("connection limit reached"), "{log}");
+}
+
+/// A long day's log: every decision is an INFO line (1.5 MB/s under a steady stream of
+/// registrations, reports and deletions), so `--log-dir` grew without end. With
+/// `storage.log_max_bytes` and `storage.log_keep` the directory holds `supervisor.log` and at
+/// most `log_keep` rotated files, each within the bound, the newest lines in `supervisor.log`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_the_log_directory_stays_bounded() {
+    const MAX: u64 = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let config = dir.path().join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\nlog_max_bytes = {MAX}\nlog_keep = 2\n"),
+    )
+    .unwrap();
+    let (sup, url) = supervisor(
+        dir.path(),
+        "sup",
+        "127.0.0.1:0",
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--log-dir".as_ref(),
+            logs.as_os_str(),
+        ],
+    );
+    let c = http();
+    let jobs = chronos_jobs(&c, &url, 150, 3, 7).await;
+    let last = &jobs.last().unwrap().0;
+    // The last registration's lines are written once its decision is logged.
+    until(
+        "the last job's decision in the log",
+        Duration::from_secs(20),
+        async || {
+            std::fs::read_to_string(logs.join("supervisor.log"))
+                .is_ok_and(|l| l.contains(last.as_str()))
+        },
+    )
+    .await;
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    files.sort();
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    assert!(alive(sup.0.id()));
+    row(
+        "faults_the_log_directory_stays_bounded",
+        json!({"fault": "a day's log in minutes (150 jobs, 4 kB bound)",
+            "load": "150 registrations, each an INFO decision", "survived": 1,
+            "bad_inputs": 0, "acked": 150, "lost": 0,
+            "detail": format!("log directory {total} bytes in {files:?}")}),
+    );
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["supervisor.log", "supervisor.log.1", "supervisor.log.2"],
+        "{files:?}"
+    );
+    assert!(files.iter().all(|f| f.1 <= MAX), "{files:?}");
 }
 
 /// Root needed (real cgroups); a notice, or a failure under `QOS_REQUIRE_ROOT=1` or

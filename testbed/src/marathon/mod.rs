@@ -37,8 +37,11 @@
 //!   deployment done once its new tasks are healthy.
 //!
 //! # Simplifications (documented, not hidden)
-//! No readiness checks, no constraints, no groups API, no event stream, no pods; `DELETE /v2/deployments/{id}` without
-//! `force` cancels without rolling back (it answers like Marathon, with a new deployment id).
+//! No readiness checks, no groups API, no event stream, no pods; `constraints` are checked as
+//! Marathon checks them (operators, values) but not applied at placement: any agent with room
+//! takes the task, where Marathon would leave it waiting for an agent with the attribute;
+//! `DELETE /v2/deployments/{id}` without `force` cancels without rolling back (it answers like
+//! Marathon, with a new deployment id).
 
 pub(crate) mod app;
 mod health;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::cgroup::CgroupDirs;
 use crate::cgroup::CgroupReader;
 use crate::cgroup_job::{map_cgroup, meta_path};
-use crate::counters::{Counters, Departed, Monotonic};
+use crate::counters::{Counters, Departed, Monotonic, Tracker};
 use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, candidates};
 use crate::docker_api::{ContainerRuntime, RuntimeError};
 use crate::node::{NodeMetrics, NodeSampler};
@@ -218,6 +218,15 @@ struct Tracked {
     last_seen: u64,
 }
 
+impl Tracker for Tracked {
+    fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+    fn counters(&mut self) -> &mut Monotonic {
+        &mut self.counters
+    }
+}
+
 /// The collection state; see the module docs.
 #[derive(Debug)]
 pub struct Collector {
@@ -389,15 +398,8 @@ impl Collector {
         }
         // Vanished: its files are closed (not pinning the removed cgroup) and only its reset
         // tracker is kept.
-        let departed = &mut self.departed;
-        self.tracked.retain(|key, t| {
-            let here = t.last_seen == pass;
-            if !here {
-                departed.remember(key.clone(), std::mem::take(&mut t.counters), t.last_seen);
-            }
-            here
-        });
-        departed.expire(pass);
+        let tracked = &mut self.tracked;
+        self.departed.leave(pass, |keep| tracked.retain(keep));
     }
 
     /// Step 2: map new containers to jobs (Docker through its API, others from files).

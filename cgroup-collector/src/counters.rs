@@ -90,6 +90,14 @@ impl Monotonic {
     }
 }
 
+/// What a source keeps per container, as far as [`Departed`] needs it.
+pub(crate) trait Tracker {
+    /// The pass the container was last seen in.
+    fn last_seen(&self) -> u64;
+    /// Its reset tracker.
+    fn counters(&mut self) -> &mut Monotonic;
+}
+
 /// The trackers of containers that vanished, by container key, with the pass they were last
 /// seen in; bounded in time ([`FORGET_AFTER_PASSES`]) and in number (a cap, oldest out first).
 #[derive(Debug, Clone)]
@@ -128,6 +136,23 @@ impl Departed {
                 None => break,
             };
         }
+    }
+
+    /// Drops from `tracked` (a `BTreeMap` or `HashMap` by container key) every container not
+    /// seen in `pass`, remembering its reset tracker, and forgets what expired.
+    pub(crate) fn leave<T: Tracker>(
+        &mut self,
+        pass: u64,
+        retain: impl FnOnce(&mut dyn FnMut(&String, &mut T) -> bool),
+    ) {
+        retain(&mut |key, t| {
+            let seen = t.last_seen();
+            if seen != pass {
+                self.remember(key.clone(), std::mem::take(t.counters()), seen);
+            }
+            seen == pass
+        });
+        self.expire(pass);
     }
 
     /// The tracker of `key` if it vanished earlier (it is back), else a fresh one.

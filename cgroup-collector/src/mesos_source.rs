@@ -20,7 +20,7 @@ use frameworks::{FrameworkError, MesosAgentClient, SupervisorClient};
 use serde_json::Value;
 
 use crate::collector::{ContainerSample, MAP_RETRY_PASSES, ReadFailure, Snapshot};
-use crate::counters::{Departed, Monotonic};
+use crate::counters::{Departed, Monotonic, Tracker};
 use crate::discovery::Runtime;
 use crate::mesos_map::{
     AgentIndex, JobDirectory, MESOS_CFS_PERIOD_US, MappedBy, map_executor, parse_statistics,
@@ -75,6 +75,15 @@ struct Tracked {
     next_map_try: u64,
     counters: Monotonic,
     last_seen: u64,
+}
+
+impl Tracker for Tracked {
+    fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+    fn counters(&mut self) -> &mut Monotonic {
+        &mut self.counters
+    }
 }
 
 /// The source; see the module docs.
@@ -267,15 +276,8 @@ impl Source for MesosSource {
             });
         }
         containers.sort_by(|a, b| a.cgroup.cmp(&b.cgroup).then_with(|| a.id.cmp(&b.id)));
-        let departed = &mut self.departed;
-        self.tracked.retain(|key, t| {
-            let here = t.last_seen == pass;
-            if !here {
-                departed.remember(key.clone(), std::mem::take(&mut t.counters), t.last_seen);
-            }
-            here
-        });
-        departed.expire(pass);
+        let tracked = &mut self.tracked;
+        self.departed.leave(pass, |keep| tracked.retain(keep));
         Snapshot {
             at: now,
             node: self.node.sample(),

@@ -58,27 +58,43 @@ pub(crate) struct Mapped {
     pub uuid: Option<String>,
     /// Display name.
     pub name: Option<String>,
+    /// A metadata file that exists but could not be used, and why (the mapping then falls back
+    /// to the process environment).
+    pub problem: Option<String>,
 }
 
 /// Largest metadata file read (the testbed writes about a hundred bytes).
 const MAX_META_BYTES: u64 = 64 * 1024;
 
-/// Read a metadata file; `None` if absent, malformed, larger than [`MAX_META_BYTES`] or without
-/// a valid UUID.
-#[must_use]
-pub(crate) fn read_meta(path: &Path) -> Option<TestbedMeta> {
+/// Read a metadata file: `Ok(None)` if absent; `Err` naming the file and what is wrong when
+/// it is unreadable, malformed, larger than [`MAX_META_BYTES`] or without a valid UUID.
+pub(crate) fn read_meta(path: &Path) -> Result<Option<TestbedMeta>, String> {
     use std::io::Read;
+    let bad = |why: String| format!("{}: {why}", path.display());
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
     let mut text = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(MAX_META_BYTES + 1)
+    file.take(MAX_META_BYTES + 1)
         .read_to_string(&mut text)
-        .ok()?;
+        .map_err(|e| bad(e.to_string()))?;
     if text.len() as u64 > MAX_META_BYTES {
-        return None;
+        return Err(bad(format!("larger than {MAX_META_BYTES} bytes; not read")));
     }
-    let meta: TestbedMeta = serde_json::from_str(&text).ok()?;
-    is_job_uuid(&meta.uuid).then_some(meta)
+    let meta: TestbedMeta = serde_json::from_str(&text).map_err(|e| {
+        bad(format!(
+            "not {{\"uuid\": \"<job uuid>\", \"task_id\": \"…\"}}: {e}"
+        ))
+    })?;
+    if !is_job_uuid(&meta.uuid) {
+        return Err(bad(format!(
+            "uuid {:?} is not a job UUID (32 hex digits or 8-4-4-4-12)",
+            meta.uuid
+        )));
+    }
+    Ok(Some(meta))
 }
 
 /// Where the testbed metadata of `agent`/`task` lives.
@@ -113,26 +129,31 @@ pub(crate) fn parse_environ(blob: &[u8]) -> Mapped {
 #[must_use]
 pub(crate) fn map_cgroup(dirs: &CgroupDirs, meta: Option<&Path>, proc_root: &Path) -> Mapped {
     let in_dir = dirs.procs_dir().join(META_FILE);
+    let mut problem = None;
     for p in meta.into_iter().chain(std::iter::once(in_dir.as_path())) {
-        if let Some(m) = read_meta(p) {
-            return Mapped {
-                uuid: Some(m.uuid),
-                name: m.name.or(m.task_id),
-            };
-        }
-    }
-    let Ok(pids) = dirs.pids() else {
-        return Mapped::default();
-    };
-    for pid in pids.into_iter().take(4) {
-        if let Ok(blob) = fs::read(proc_root.join(pid.to_string()).join("environ")) {
-            let m = parse_environ(&blob);
-            if m.uuid.is_some() || m.name.is_some() {
-                return m;
+        match read_meta(p) {
+            Ok(Some(m)) => {
+                return Mapped {
+                    uuid: Some(m.uuid),
+                    name: m.name.or(m.task_id),
+                    problem: None,
+                };
             }
+            Ok(None) => {}
+            Err(why) => problem = problem.or(Some(why)),
         }
     }
-    Mapped::default()
+    let from_env = dirs.pids().ok().and_then(|pids| {
+        pids.into_iter().take(4).find_map(|pid| {
+            let blob = fs::read(proc_root.join(pid.to_string()).join("environ")).ok()?;
+            let m = parse_environ(&blob);
+            (m.uuid.is_some() || m.name.is_some()).then_some(m)
+        })
+    });
+    Mapped {
+        problem,
+        ..from_env.unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -197,14 +218,27 @@ mod tests {
             "x".repeat(7 << 20)
         );
         fs::write(&meta, huge).unwrap();
-        assert_eq!(
-            map_cgroup(&dirs, Some(&meta), &proc_root).uuid.as_deref(),
-            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
-        );
-        fs::write(&meta, r#"{"uuid": "not-a-uuid"}"#).unwrap();
-        assert_eq!(
-            map_cgroup(&dirs, Some(&meta), &proc_root).uuid.as_deref(),
-            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
-        );
+        let m = map_cgroup(&dirs, Some(&meta), &proc_root);
+        assert_eq!(m.uuid.as_deref(), Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        let why = m.problem.unwrap();
+        assert!(why.contains("qos.json: larger than 65536 bytes"), "{why}");
+        // Each unusable file is reported naming the file and what is wrong, not ignored.
+        for (text, says) in [
+            (
+                r#"{"uuid": "not-a-uuid"}"#,
+                r#"uuid "not-a-uuid" is not a job UUID"#,
+            ),
+            (r#"{"uuid": 7}"#, "invalid type: integer `7`"),
+            ("{", "EOF while parsing"),
+        ] {
+            fs::write(&meta, text).unwrap();
+            let m = map_cgroup(&dirs, Some(&meta), &proc_root);
+            assert_eq!(m.uuid.as_deref(), Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+            let why = m.problem.unwrap();
+            assert!(
+                why.contains(&meta.display().to_string()) && why.contains(says),
+                "{why}"
+            );
+        }
     }
 }

@@ -216,6 +216,8 @@ struct Tracked {
     counters: Monotonic,
     reader: CgroupReader,
     last_seen: u64,
+    /// An unusable metadata file was logged.
+    meta_warned: bool,
 }
 
 impl Tracker for Tracked {
@@ -391,6 +393,7 @@ impl Collector {
                             counters,
                             reader,
                             last_seen: pass,
+                            meta_warned: false,
                         },
                     );
                 }
@@ -443,6 +446,12 @@ impl Collector {
                         .as_ref()
                         .map(|agent| meta_path(&self.cfg.testbed_meta_dir, agent, &t.found.id));
                     let m = map_cgroup(&t.found.dirs, meta.as_deref(), &self.cfg.proc_root);
+                    if let Some(why) = &m.problem {
+                        // Once per container: the mapping is retried every few passes.
+                        if !std::mem::replace(&mut t.meta_warned, true) {
+                            tracing::warn!(container = %t.found.id, "job metadata unusable, the container is mapped from its environment if it can be: {why}");
+                        }
+                    }
                     if let Some(name) = m.name {
                         // A name from a file or an environment can be of any length: it is a
                         // label of every container series, so it keeps the supervisor's bound.

@@ -12,6 +12,9 @@ pub(crate) enum PolicyArg {
     Thesis,
     /// qos-elastic's controller: computes the CPU each job needs.
     Predictive,
+    /// Never resizes: every job keeps the size it was filed with (what happens without
+    /// qos-elastic), the baseline the predictive policy must never do worse than.
+    Static,
 }
 
 impl PolicyArg {
@@ -19,6 +22,7 @@ impl PolicyArg {
         match self {
             Self::Thesis => "thesis",
             Self::Predictive => "predictive",
+            Self::Static => "static",
         }
     }
 }
@@ -33,6 +37,7 @@ Everything it started is stopped at the end, on error and on Ctrl-C.
 Examples:
   cargo run --release --bin demo                    # predictive policy, about 3 minutes
   cargo run --release --bin demo -- --policy thesis # the 2017 controller on the same jobs
+  cargo run --release --bin demo -- --policy static # the same jobs left at their filed sizes
   cargo run --release --bin demo -- --quick         # one Chronos and one Marathon job, ~1 minute
   cargo run --release --bin demo -- --docker        # tasks in Docker containers (private daemon)
   cargo run --release --bin demo -- --keep          # leave the services up afterwards

@@ -324,4 +324,23 @@ mod tests {
             assert_eq!(schedules, expected);
         }
     }
+
+    /// `--policy static` runs the supervisor with the static policy (the jobs as filed): the
+    /// baseline the predictive policy is compared with on the same jobs.
+    #[test]
+    fn every_policy_of_the_command_line_reaches_the_supervisor() {
+        use clap::ValueEnum;
+        for p in PolicyArg::value_variants() {
+            let toml = supervisor_config(*p, Timing::for_run(true));
+            assert!(
+                toml.contains(&format!("policy = \"{}\"", p.as_str())),
+                "{toml}"
+            );
+        }
+        let names: Vec<&str> = PolicyArg::value_variants()
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        assert_eq!(names, ["thesis", "predictive", "static"]);
+    }
 }

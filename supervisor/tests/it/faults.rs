@@ -76,6 +76,14 @@ fn supervisor(dir: &Path, tag: &str, listen: &str, extra: &[&std::ffi::OsStr]) -
     (p, v["url"].as_str().unwrap().to_owned())
 }
 
+/// [`supervisor`] on loopback (log `dir/sup.log`) with `toml` as its `--config` file.
+fn supervisor_configured(dir: &Path, toml: &str, extra: &[&std::ffi::OsStr]) -> (Proc, String) {
+    let config = dir.join("supervisor.toml");
+    std::fs::write(&config, toml).unwrap();
+    let args = [&["--config".as_ref(), config.as_os_str()], extra].concat();
+    supervisor(dir, "sup", "127.0.0.1:0", &args)
+}
+
 /// SIGTERM, and wait: a clean stop.
 fn term(p: &mut Proc) {
     let _ = nix::sys::signal::kill(
@@ -590,17 +598,10 @@ async fn faults_idle_and_slow_connections_are_bounded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const MAX: usize = 16;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("supervisor.toml");
-    std::fs::write(
-        &config,
-        format!("[control]\nheader_timeout = 1\nmax_connections = {MAX}\n"),
-    )
-    .unwrap();
-    let (sup, url) = supervisor(
+    let (sup, url) = supervisor_configured(
         dir.path(),
-        "sup",
-        "127.0.0.1:0",
-        &["--config".as_ref(), config.as_os_str()],
+        &format!("[control]\nheader_timeout = 1\nmax_connections = {MAX}\n"),
+        &[],
     );
     let pid = sup.0.id();
     let addr = url.trim_start_matches("http://").to_owned();
@@ -704,22 +705,10 @@ async fn faults_the_log_directory_stays_bounded() {
     const MAX: u64 = 4096;
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
-    let config = dir.path().join("supervisor.toml");
-    std::fs::write(
-        &config,
-        format!("[storage]\nlog_max_bytes = {MAX}\nlog_keep = 2\n"),
-    )
-    .unwrap();
-    let (sup, url) = supervisor(
+    let (sup, url) = supervisor_configured(
         dir.path(),
-        "sup",
-        "127.0.0.1:0",
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--log-dir".as_ref(),
-            logs.as_os_str(),
-        ],
+        &format!("[storage]\nlog_max_bytes = {MAX}\nlog_keep = 2\n"),
+        &["--log-dir".as_ref(), logs.as_os_str()],
     );
     let c = http();
     let jobs = chronos_jobs(&c, &url, 150, 3, 7).await;

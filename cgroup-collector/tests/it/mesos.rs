@@ -315,16 +315,22 @@ async fn scenario(urls: testbed::Urls, dir: std::path::PathBuf) {
         (frozen - kernel_split).abs() < 1e-6,
         "collector {frozen} vs cpuacct.usage_user + usage_sys {kernel_split}"
     );
-    // The split counters are sampled at scheduler ticks, so they differ a little from the exact
-    // run time; the agent (like a real one reading cpuacct.stat) can be no closer than that.
+    // The split counters are sampled at scheduler ticks, so they differ from the exact run time;
+    // the agent (like a real one reading cpuacct.stat) can be no closer than that. A count of
+    // whole ticks over n ticks of a CPU the task shares is off by about √n ticks: 2 % on an idle
+    // machine, 11–13 % measured under a load of 7 on 2 CPUs for the ~3 s this task runs. Allowed:
+    // 10 % and three times √n ticks (still far from a figure in the wrong unit).
+    let tick = 1.0 / cgroup_collector::clk_tck() as f64;
     for (what, exact) in [
         ("cpuacct.usage", kernel_exact),
         ("schedstat", proc_run),
         ("utime+stime", proc_ticks),
     ] {
+        let sampling = 3.0 * (exact / tick).sqrt() * tick;
         assert!(
-            (frozen - exact).abs() <= 0.1 * exact,
-            "collector {frozen} vs {what} {exact}"
+            (frozen - exact).abs() <= 0.1 * exact + sampling,
+            "collector {frozen} vs {what} {exact} (allowed {:.3} s)",
+            0.1 * exact + sampling
         );
     }
     assert!(

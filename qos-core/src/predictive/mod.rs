@@ -535,11 +535,11 @@ mod properties {
 
         /// A job whose iterations take exactly what the model predicts is never flapped: after
         /// the first sizing (which allows for more work than declared), its resizes all go the
-        /// same way (shrinks step down as each smaller size is measured), there are few of
-        /// them, and it meets its deadline.
+        /// same way (shrinks step down as each smaller size is measured), they settle whatever
+        /// the job's length, and it meets its deadline.
         #[test]
         fn no_flapping_on_a_steady_job(
-            iterations in 4u32..20,
+            iterations in 4u32..40,
             t1 in 20.0f64..300.0,
             slack in 1.05f64..2.5,
         ) {
@@ -568,8 +568,12 @@ mod properties {
                 t += cfg.deployment_time + secs;
             }
             // Shrinks step down as each smaller size is measured (below the smallest measured
-            // size, time is assumed to grow in proportion): a few, never one per iteration.
-            prop_assert!(resizes <= 2 + iterations / 2, "{resizes} resizes");
+            // size, time is assumed to grow in proportion). A short job overshot by its first
+            // sizing may step down at every run (free for a Chronos job, whose every run is a new
+            // task: 1.7, 1.5, 1.3, 1.0, 0.8 for 5 runs of 42 s with 5 % slack); a long one
+            // settles: the steps do not grow with the job's length (at most 7 in 200,000 random
+            // draws of these ranges), so more than 10 resizes is a job resized run after run.
+            prop_assert!(resizes <= 1 + (iterations - 1).min(9), "{resizes} resizes");
             prop_assert!(t <= deadline, "finished {t} after {deadline}");
         }
     }

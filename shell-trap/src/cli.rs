@@ -99,7 +99,9 @@ pub struct Args {
     #[arg(long, env = "SHELL_TRAP_SUPERVISOR", value_name = "URL")]
     pub supervisor: String,
 
-    /// Absolute directory for checkpoints; shell-trap uses `<DIR>/<UUID>/`.
+    /// Absolute directory for checkpoints; shell-trap uses `<DIR>/<UUID>/`. When that cannot be
+    /// created or written, strategies `none` and `auto` run the job without checkpoints (and
+    /// without the job's lock), with a warning; `app` and `criu` are refused.
     #[arg(long, env = "SHELL_TRAP_CHECKPOINT_DIR", value_name = "DIR")]
     pub checkpoint_dir: PathBuf,
 

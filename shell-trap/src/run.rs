@@ -1,7 +1,9 @@
 //! One incarnation from start to exit.
 //!
 //! 1. **Prepare** (a SIGTERM/SIGINT now exits 0 at once: nothing runs yet, nothing to save):
-//!    lock the job's store (waiting up to the grace period for a live previous incarnation),
+//!    lock the job's store (waiting up to the grace period for a live previous incarnation; a
+//!    directory that cannot be used leaves strategy `none` running without the store, with a
+//!    warning, and refuses the strategies that need it),
 //!    deal with a leftover container (docker), choose the strategy, prepare the incarnation
 //!    directory (restoring the newest complete checkpoint for `app`/`criu`), start the job.
 //! 2. **Report the start** in the background: `/initMarathonApp {uuid, started_at, restored}`.
@@ -36,7 +38,9 @@ use crate::strategy::{Decision, Strategy, decide};
 /// A started job and what goes with it.
 struct Started<J> {
     job: J,
-    store: Store,
+    /// The job's locked store; `None` when the checkpoint directory cannot be used (strategy
+    /// `none` only).
+    store: Option<Store>,
     inc: Incarnation,
     strategy: Strategy,
 }
@@ -45,7 +49,7 @@ impl<J> Started<J> {
     /// The incarnation with its job, or the start's error with the incarnation discarded.
     fn new(
         job: Result<J, SetupError>,
-        store: Store,
+        store: Option<Store>,
         inc: Incarnation,
         strategy: Strategy,
     ) -> Result<Self, SetupError> {
@@ -57,7 +61,9 @@ impl<J> Started<J> {
                 strategy,
             }),
             Err(e) => {
-                store.discard(&inc);
+                if let Some(store) = store {
+                    store.discard(&inc);
+                }
                 Err(e)
             }
         }
@@ -75,6 +81,55 @@ fn store_err(s: &Settings, e: StoreError) -> SetupError {
         )),
         other => SetupError::store(&s.job_dir, other),
     }
+}
+
+/// The job's store, or why the checkpoint directory cannot be used. A live incarnation holding
+/// the lock is an error: that is the lock doing its work, not an unusable directory.
+async fn open_store(s: &Settings) -> Result<Result<Store, String>, SetupError> {
+    match Store::open_waiting(&s.job_dir, &s.uuid, s.grace).await {
+        Ok(store) => Ok(Ok(store)),
+        Err(e @ StoreError::Busy(_)) => Err(store_err(s, e)),
+        Err(StoreError::Io { path, source }) if path == s.job_dir => Ok(Err(format!(
+            "checkpoint directory {} cannot be used: {source}",
+            s.job_dir.display()
+        ))),
+        Err(e) => Ok(Err(format!(
+            "checkpoint directory {} cannot be used: {e}",
+            s.job_dir.display()
+        ))),
+    }
+}
+
+/// The decision taken and the incarnation prepared, with the job's store when there is one.
+async fn prepare_run(
+    s: &Settings,
+    store: Result<Store, String>,
+    d: &Decision,
+) -> Result<(Option<Store>, Incarnation), SetupError> {
+    let store = match store {
+        Ok(store) => store,
+        Err(why) => {
+            tracing::warn!(
+                "{why}: running job {} without its lock and without checkpoints (strategy none) \
+                 — a second shell-trap of this job is not excluded, a restart begins from \
+                 scratch and nothing can be restored",
+                s.uuid
+            );
+            tracing::info!("checkpoint strategy none ({})", d.why);
+            let inc = Incarnation {
+                seq: 1,
+                dir: s.job_dir.clone(),
+                restored_from: None,
+                restored_bytes: 0,
+            };
+            return Ok((None, inc));
+        }
+    };
+    log_decision(d);
+    let restore = (d.strategy != Strategy::None).then_some(d.strategy);
+    let (store, inc) = prepare_inc(s, store, restore).await?;
+    log_incarnation(&inc, d.strategy);
+    Ok((Some(store), inc))
 }
 
 /// A flag value as written on the command line.
@@ -233,20 +288,16 @@ async fn start_process(
     argv: &[String],
     cgroup: CgroupMode,
 ) -> Result<Started<ProcessJob>, SetupError> {
-    let store = Store::open_waiting(&s.job_dir, &s.uuid, s.grace)
-        .await
-        .map_err(|e| store_err(s, e))?;
+    let store = open_store(s).await?;
     let criu = Err(
         "CRIU checkpoints need the docker runtime (docker checkpoint); the process \
                     runtime has app and none"
             .to_owned(),
     );
-    let d =
-        decide(s.strategy, s.fallback, &criu, s.app_checkpoint).map_err(SetupError::Strategy)?;
-    log_decision(&d);
-    let restore = (d.strategy != Strategy::None).then_some(d.strategy);
-    let (store, inc) = prepare_inc(s, store, restore).await?;
-    log_incarnation(&inc, d.strategy);
+    let dir = store.as_ref().map(|_| ()).map_err(Clone::clone);
+    let d = decide(s.strategy, s.fallback, &criu, s.app_checkpoint, &dir)
+        .map_err(SetupError::Strategy)?;
+    let (store, inc) = prepare_run(s, store, &d).await?;
     let own = match cgroup {
         CgroupMode::Inherit => None,
         CgroupMode::Create => Some(OwnCgroup::create(&s.uuid, s.cpus.unwrap_or(1.0))?),
@@ -261,23 +312,27 @@ async fn start_docker(
     cmd: &[String],
     options: &crate::container_options::ContainerOptions,
 ) -> Result<Started<crate::docker::DockerJob>, SetupError> {
-    let store = Store::open_waiting(&s.job_dir, &s.uuid, s.grace)
-        .await
-        .map_err(|e| store_err(s, e))?;
+    let store = open_store(s).await?;
     let docker = DockerClient::connect().await?;
-    docker.adopt_existing(&s.uuid, &store, s.grace).await?;
+    docker
+        .adopt_existing(&s.uuid, store.as_ref().ok(), s.grace)
+        .await?;
     let labels = docker.prepare_image(image, options.force_pull).await?;
     let declared = labels.get("qos.checkpoint").map(String::as_str) == Some("app");
     let criu = match s.strategy {
         StrategyArg::Criu | StrategyArg::Auto => docker.criu_status().await,
         StrategyArg::App | StrategyArg::None => Err("not probed".to_owned()),
     };
-    let d = decide(s.strategy, s.fallback, &criu, s.app_checkpoint || declared)
-        .map_err(SetupError::Strategy)?;
-    log_decision(&d);
-    let restore = (d.strategy != Strategy::None).then_some(d.strategy);
-    let (store, inc) = prepare_inc(s, store, restore).await?;
-    log_incarnation(&inc, d.strategy);
+    let dir = store.as_ref().map(|_| ()).map_err(Clone::clone);
+    let d = decide(
+        s.strategy,
+        s.fallback,
+        &criu,
+        s.app_checkpoint || declared,
+        &dir,
+    )
+    .map_err(SetupError::Strategy)?;
+    let (store, inc) = prepare_run(s, store, &d).await?;
     let env = job_env(s, &inc, d.strategy, CONTAINER_CHECKPOINT_DIR);
     let spec = ContainerSpec {
         uuid: &s.uuid,
@@ -287,7 +342,7 @@ async fn start_docker(
         cpus: s.cpus,
         env,
         strategy: d.strategy,
-        inc: Some(&inc),
+        inc: store.is_some().then_some(&inc),
         owner: owner_token(),
     };
     let criu_restore =
@@ -365,8 +420,9 @@ async fn ended<J: Job>(
             let _ = tokio::time::timeout(s.grace.mul_f64(0.8), &mut report).await;
         }
     }
-    let store = st.store;
-    let _ = tokio::task::spawn_blocking(move || store.remove_all()).await;
+    if let Some(store) = st.store {
+        let _ = tokio::task::spawn_blocking(move || store.remove_all()).await;
+    }
     st.job.cleanup().await;
     Ok(code)
 }
@@ -411,40 +467,47 @@ async fn stop<J: Job>(
         }
     };
     let code = match outcome {
-        StopOutcome::Checkpointed => {
-            let store = st.store;
-            let inc = st.inc.clone();
-            let strategy = st.strategy;
-            let (store, sealed) = tokio::task::spawn_blocking(move || {
-                let r = store.seal(&inc, strategy.as_str());
-                (store, r)
-            })
-            .await
-            .map_err(|e| SetupError::Runtime(format!("sealing: {e}")))?;
-            st.store = store;
-            match sealed {
-                Ok(m) => {
-                    tracing::info!(
-                        "checkpoint of incarnation {} sealed ({} files, {} bytes) {:.3} s after {sig}",
-                        st.inc.seq,
-                        m.files.len(),
-                        m.bytes(),
-                        t0.elapsed().as_secs_f64()
-                    );
-                    if m.files.is_empty() {
-                        tracing::warn!("the job saved nothing in its checkpoint directory");
+        StopOutcome::Checkpointed => match st.store.take() {
+            None => {
+                tracing::error!(
+                    "the job checkpointed, but there is no checkpoint directory to seal it in"
+                );
+                EXIT_CHECKPOINT_FAILED
+            }
+            Some(store) => {
+                let inc = st.inc.clone();
+                let strategy = st.strategy;
+                let (store, sealed) = tokio::task::spawn_blocking(move || {
+                    let r = store.seal(&inc, strategy.as_str());
+                    (store, r)
+                })
+                .await
+                .map_err(|e| SetupError::Runtime(format!("sealing: {e}")))?;
+                st.store = Some(store);
+                match sealed {
+                    Ok(m) => {
+                        tracing::info!(
+                            "checkpoint of incarnation {} sealed ({} files, {} bytes) {:.3} s after {sig}",
+                            st.inc.seq,
+                            m.files.len(),
+                            m.bytes(),
+                            t0.elapsed().as_secs_f64()
+                        );
+                        if m.files.is_empty() {
+                            tracing::warn!("the job saved nothing in its checkpoint directory");
+                        }
+                        EXIT_STOPPED
                     }
-                    EXIT_STOPPED
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "cannot seal the checkpoint: {e}; the next start restores the previous \
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot seal the checkpoint: {e}; the next start restores the previous \
                          complete checkpoint, if any"
-                    );
-                    EXIT_CHECKPOINT_FAILED
+                        );
+                        EXIT_CHECKPOINT_FAILED
+                    }
                 }
             }
-        }
+        },
         StopOutcome::Stopped { code } => {
             tracing::info!("the job stopped (status {code}) without a checkpoint");
             EXIT_STOPPED
@@ -517,7 +580,9 @@ async fn discard<J: Job>(
     let store = st.store;
     let dir = s.job_dir.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        store.remove_all();
+        if let Some(store) = store {
+            store.remove_all();
+        }
         if dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!("cannot remove {}: {e}", dir.display());

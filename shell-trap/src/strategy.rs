@@ -7,6 +7,10 @@
 //! - `app` and `none` are always possible.
 //! - `auto`: `criu` if it works, else `app` if the job declares support (image label
 //!   `qos.checkpoint=app`, or `--app-checkpoint` / `SHELL_TRAP_APP_CHECKPOINT`), else `none`.
+//! - `criu` and `app` need the checkpoint directory; `none` does not. When the directory cannot
+//!   be used, `auto` (and `--fallback none`) runs the job with `none`: nothing proves yet that
+//!   the job would ever checkpoint, and running it without checkpoints is never worse than not
+//!   running it at all. An explicit `--strategy app` or `criu` (or `--fallback app`) is refused.
 
 use std::fmt;
 use std::process::Stdio;
@@ -53,11 +57,46 @@ pub struct Decision {
 }
 
 /// Picks the strategy. `criu` is `Ok(())` when CRIU works, else `Err(reason)`;
-/// `app_supported` says whether the job declared app-assisted checkpoints.
+/// `app_supported` says whether the job declared app-assisted checkpoints; `dir` is `Ok(())`
+/// when the checkpoint directory can be used, else `Err(reason)` (naming it).
 ///
 /// # Errors
-/// The refusal message when `criu` was asked for, does not work, and no fallback is configured.
+/// The refusal message when `criu` was asked for, does not work, and no fallback is configured;
+/// or when the strategy asked for (`app`, `criu`, `--fallback app`) needs the directory and it
+/// cannot be used.
 pub fn decide(
+    asked: StrategyArg,
+    fallback: Option<Fallback>,
+    criu: &Result<(), String>,
+    app_supported: bool,
+    dir: &Result<(), String>,
+) -> Result<Decision, String> {
+    let d = decide_for_usable_dir(asked, fallback, criu, app_supported)?;
+    match dir {
+        Err(reason) if d.strategy != Strategy::None => {
+            if asked == StrategyArg::Auto || fallback == Some(Fallback::None) {
+                Ok(Decision {
+                    strategy: Strategy::None,
+                    why: format!(
+                        "{} would have been used ({}), but {reason}",
+                        d.strategy, d.why
+                    ),
+                })
+            } else {
+                Err(format!(
+                    "checkpoint strategy {} refused: {reason}, and {} needs it. Make it \
+                     writable, or use --strategy none (or auto) to run the job without \
+                     checkpoints",
+                    d.strategy, d.strategy
+                ))
+            }
+        }
+        _ => Ok(d),
+    }
+}
+
+/// [`decide`] for a usable checkpoint directory.
+fn decide_for_usable_dir(
     asked: StrategyArg,
     fallback: Option<Fallback>,
     criu: &Result<(), String>,
@@ -181,15 +220,63 @@ mod tests {
             (StrategyArg::None, None, &works, true, Nothing),
         ];
         for (asked, fallback, criu, app, want) in cases {
-            let got = decide(asked, fallback, criu, app).unwrap().strategy;
+            let got = decide(asked, fallback, criu, app, &Ok(()))
+                .unwrap()
+                .strategy;
             assert_eq!(got, want, "{asked:?} {fallback:?} {criu:?} app={app}");
         }
 
-        let e = decide(StrategyArg::Criu, None, &broken, true).unwrap_err();
+        let e = decide(StrategyArg::Criu, None, &broken, true, &Ok(())).unwrap_err();
         assert!(e.contains("vDSO") && e.contains("refused"), "{e}");
-        let fb = decide(StrategyArg::Criu, Some(Fallback::App), &broken, false).unwrap();
+        let fb = decide(
+            StrategyArg::Criu,
+            Some(Fallback::App),
+            &broken,
+            false,
+            &Ok(()),
+        )
+        .unwrap();
         assert!(fb.why.contains("vDSO"), "{}", fb.why);
-        let none = decide(StrategyArg::Auto, None, &broken, false).unwrap();
+        let none = decide(StrategyArg::Auto, None, &broken, false, &Ok(())).unwrap();
         assert!(none.why.contains("qos.checkpoint=app"), "{}", none.why);
+    }
+
+    #[test]
+    fn an_unusable_directory_leaves_none_or_refuses() {
+        let works = Ok(());
+        let broken = Err("no criu".to_owned());
+        let dir = Err("checkpoint directory /ro/u cannot be used: read-only".to_owned());
+        // What does not need the directory runs without it; what does is refused.
+        let runs = [
+            (StrategyArg::None, None, &works, true),
+            (StrategyArg::Auto, None, &works, true),
+            (StrategyArg::Auto, None, &broken, true),
+            (StrategyArg::Auto, None, &broken, false),
+            (StrategyArg::Auto, Some(Fallback::App), &broken, false),
+            (StrategyArg::Criu, Some(Fallback::None), &works, false),
+            (StrategyArg::Criu, Some(Fallback::None), &broken, false),
+        ];
+        for (asked, fallback, criu, app) in runs {
+            let d = decide(asked, fallback, criu, app, &dir).unwrap();
+            assert_eq!(
+                d.strategy,
+                Strategy::None,
+                "{asked:?} {fallback:?} {criu:?}"
+            );
+        }
+        let auto = decide(StrategyArg::Auto, None, &broken, true, &dir).unwrap();
+        assert!(auto.why.starts_with("app would have been used") && auto.why.contains("/ro/u"));
+        let refused = [
+            (StrategyArg::App, None, &works),
+            (StrategyArg::Criu, None, &works),
+            (StrategyArg::Criu, Some(Fallback::App), &broken),
+        ];
+        for (asked, fallback, criu) in refused {
+            let e = decide(asked, fallback, criu, false, &dir).unwrap_err();
+            assert!(
+                e.contains("refused") && e.contains("/ro/u"),
+                "{asked:?}: {e}"
+            );
+        }
     }
 }

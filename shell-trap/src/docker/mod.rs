@@ -171,7 +171,7 @@ impl DockerClient {
     pub async fn adopt_existing(
         &self,
         uuid: &str,
-        store: &Store,
+        store: Option<&Store>,
         grace: Duration,
     ) -> Result<(), SetupError> {
         let info = match self.client.inspect_container(uuid, None).await {
@@ -227,13 +227,14 @@ impl DockerClient {
                  checkpointing it ({strategy}) before removing it"
             );
             // Its checkpoint can be sealed only if it is in this store (the same
-            // --checkpoint-dir), at the place its label names.
-            let ours = |seq: u64| {
+            // --checkpoint-dir), at the place its label names — and not at all without one.
+            let ours = |store: &Store, seq: u64| {
                 labels
                     .get("qos.checkpoint-dir")
                     .is_some_and(|d| Path::new(d) == store.incarnation_dir(seq))
             };
-            let inc = seq.filter(|s| ours(*s)).map(|seq| Incarnation {
+            let mine = store.zip(seq).filter(|(store, seq)| ours(store, *seq));
+            let inc = mine.map(|(store, seq)| Incarnation {
                 seq,
                 dir: store.incarnation_dir(seq),
                 restored_from: labels.get("qos.restored-from").and_then(|s| s.parse().ok()),
@@ -249,8 +250,8 @@ impl DockerClient {
             let outcome = job
                 .checkpoint_and_stop(strategy, Instant::now() + grace)
                 .await;
-            match (&outcome, inc) {
-                (StopOutcome::Checkpointed, Some(inc)) if inc.dir.is_dir() => {
+            match (&outcome, inc.zip(store)) {
+                (StopOutcome::Checkpointed, Some((inc, store))) if inc.dir.is_dir() => {
                     match store.seal(&inc, strategy.as_str()) {
                         Ok(m) => tracing::info!(
                             "sealed the orphan's checkpoint (incarnation {}, {} bytes)",

@@ -585,3 +585,70 @@ fn a_cancelled_job_leaves_no_checkpoint_unless_asked_to_keep_them() {
         }
     }
 }
+
+/// A checkpoint directory that cannot be created (a path under a regular file: ENOTDIR, as root
+/// too): a job that does not checkpoint runs anyway, with one warning naming the directory and
+/// what is lost; a strategy that needs the directory is refused (125) naming it.
+#[test]
+fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
+    let s = Scene::start();
+    let blocker = s.dir().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let bad = blocker.join("checkpoints");
+    let bad_arg = bad.display().to_string();
+    let args = |uuid: &str, more: &[&str]| {
+        let mut a = s.args(uuid, more);
+        let i = a.iter().position(|x| x == "--checkpoint-dir").unwrap();
+        a[i + 1].clone_from(&bad_arg);
+        a
+    };
+    let job = ["--", "/bin/sh", "-c", "echo the job ran; exit 3"];
+    for how in [
+        &["--strategy", "none"][..],
+        &["--strategy", "auto"],
+        &["--strategy", "auto", "--app-checkpoint"],
+        &["--strategy", "criu", "--fallback", "none"],
+    ] {
+        let uuid = job_uuid();
+        let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
+        let err = t.stderr();
+        assert_eq!(st.code(), Some(3), "{how:?}: {err}");
+        assert_contains(&t.stdout(), &["the job ran"]);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{how:?}: one warning: {err}");
+        assert_contains(
+            warnings[0],
+            &[
+                &bad_arg,
+                "Not a directory",
+                "a second shell-trap of this job is not excluded",
+                "nothing can be restored",
+            ],
+        );
+        let end = s
+            .sup
+            .end_of(&uuid)
+            .unwrap_or_else(|| panic!("{how:?}: no end report\n{err}"));
+        assert_eq!(end.body["exit_code"], Value::from(3.0), "{how:?}");
+        assert_eq!(s.sup.restored_flags(&uuid), [false], "{how:?}");
+    }
+    // What needs the directory is refused before anything runs, naming it.
+    for how in [
+        &["--strategy", "app"][..],
+        &["--strategy", "criu", "--fallback", "app"],
+    ] {
+        let uuid = job_uuid();
+        let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
+        let err = t.stderr();
+        assert_eq!(st.code(), Some(125), "{how:?}: {err}");
+        assert_contains(&err, &[&bad_arg, "Not a directory", "refused"]);
+        assert!(!t.stdout().contains("the job ran"), "{how:?}: {err}");
+        assert!(
+            s.sup
+                .reports()
+                .iter()
+                .all(|r| r.body["uuid"] != uuid.as_str()),
+            "{how:?}: nothing ran, nothing reported"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::cgroup::CgroupDirs;
 use crate::cgroup::CgroupReader;
 use crate::cgroup_job::{map_cgroup, meta_path};
-use crate::counters::{Counters, Departed, Monotonic, Tracker};
+use crate::counters::{Counters, Departed, Trail};
 use crate::discovery::{Discovered, DiscoveryConfig, Roots, Runtime, candidates};
 use crate::docker_api::{ContainerRuntime, RuntimeError};
 use crate::node::{NodeMetrics, NodeSampler};
@@ -213,19 +213,15 @@ struct Tracked {
     image: Option<String>,
     mapped: bool,
     next_map_try: u64,
-    counters: Monotonic,
+    trail: Trail,
     reader: CgroupReader,
-    last_seen: u64,
     /// An unusable metadata file was logged.
     meta_warned: bool,
 }
 
-impl Tracker for Tracked {
-    fn last_seen(&self) -> u64 {
-        self.last_seen
-    }
-    fn counters(&mut self) -> &mut Monotonic {
-        &mut self.counters
+impl AsMut<Trail> for Tracked {
+    fn as_mut(&mut self) -> &mut Trail {
+        &mut self.trail
     }
 }
 
@@ -327,7 +323,7 @@ impl Collector {
         let mut fresh: Vec<Discovered> = Vec::new();
         let mut fresh_keys: HashSet<String> = HashSet::new();
         let seen = |tracked: &BTreeMap<String, Tracked>, fresh: &HashSet<String>, rel: &str| {
-            fresh.contains(rel) || tracked.get(rel).is_some_and(|t| t.last_seen == pass)
+            fresh.contains(rel) || tracked.get(rel).is_some_and(|t| t.trail.last_seen == pass)
         };
         if self.cfg.discover {
             for c in candidates(&self.discovery) {
@@ -343,7 +339,7 @@ impl Collector {
                         && t.found.runtime == c.runtime
                         && !recheck
                     {
-                        t.last_seen = pass;
+                        t.trail.last_seen = pass;
                         continue;
                     }
                 }
@@ -375,11 +371,11 @@ impl Collector {
                         t.dirs = Arc::new(d.dirs.clone());
                     }
                     t.found = d;
-                    t.last_seen = pass;
+                    t.trail.last_seen = pass;
                 }
                 None => {
                     let reader = CgroupReader::new(&d.dirs, &self.budget);
-                    let counters = self.departed.take(&d.cgroup);
+                    let trail = self.departed.arrive(&d.cgroup, pass);
                     self.tracked.insert(
                         d.cgroup.clone(),
                         Tracked {
@@ -390,9 +386,8 @@ impl Collector {
                             image: None,
                             mapped: false,
                             next_map_try: 0,
-                            counters,
+                            trail,
                             reader,
-                            last_seen: pass,
                             meta_warned: false,
                         },
                     );
@@ -413,7 +408,7 @@ impl Collector {
             .docker_retry_at
             .is_some_and(|t| tokio::time::Instant::now() < t);
         for t in self.tracked.values_mut() {
-            if t.mapped || t.last_seen != pass || t.next_map_try > pass {
+            if t.mapped || t.trail.last_seen != pass || t.next_map_try > pass {
                 continue;
             }
             t.next_map_try = pass + MAP_RETRY_PASSES;
@@ -480,7 +475,11 @@ impl Collector {
         let mut containers = Vec::with_capacity(self.tracked.len());
         let mut errors = Vec::new();
         // In cgroup path order (the map's), as the snapshot lists them.
-        for t in self.tracked.values_mut().filter(|t| t.last_seen == pass) {
+        for t in self
+            .tracked
+            .values_mut()
+            .filter(|t| t.trail.last_seen == pass)
+        {
             let stats = match t.reader.read(self.cfg.clk_tck, &mut self.buf) {
                 Ok(s) => s,
                 Err(e) if e.is_not_found() => continue, // exited since the scan
@@ -493,7 +492,7 @@ impl Collector {
                 }
             };
             let th = stats.throttling;
-            let (c, reset) = t.counters.observe(Counters {
+            let (c, reset) = t.trail.counters.observe(Counters {
                 total_ns: stats.usage.total_ns,
                 user_ns: stats.usage.user_ns,
                 system_ns: stats.usage.system_ns,
@@ -525,7 +524,7 @@ impl Collector {
                 nr_periods: th.map(|_| c.nr_periods),
                 nr_throttled: th.map(|_| c.nr_throttled),
                 throttled_secs: th.map(|_| secs(c.throttled_ns)),
-                resets: t.counters.resets(),
+                resets: t.trail.counters.resets(),
             });
         }
         Snapshot {

@@ -90,19 +90,21 @@ impl Monotonic {
     }
 }
 
-/// What a source keeps per container, as far as [`Departed`] needs it.
-pub(crate) trait Tracker {
-    /// The pass the container was last seen in.
-    fn last_seen(&self) -> u64;
-    /// Its reset tracker.
-    fn counters(&mut self) -> &mut Monotonic;
+/// A container's reset tracker and the pass it was last seen in: what a source keeps of every
+/// container for [`Departed`], and all [`Departed`] keeps of one that vanished.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Trail {
+    /// Its counters made monotonic.
+    pub(crate) counters: Monotonic,
+    /// The pass it was last seen in.
+    pub(crate) last_seen: u64,
 }
 
-/// The trackers of containers that vanished, by container key, with the pass they were last
-/// seen in; bounded in time ([`FORGET_AFTER_PASSES`]) and in number (a cap, oldest out first).
+/// The trails of containers that vanished, by container key; bounded in time
+/// ([`FORGET_AFTER_PASSES`]) and in number (a cap, oldest out first).
 #[derive(Debug, Clone)]
 pub(crate) struct Departed {
-    left: HashMap<String, (Monotonic, u64)>,
+    left: HashMap<String, Trail>,
     cap: usize,
 }
 
@@ -122,14 +124,14 @@ impl Departed {
         }
     }
 
-    /// `key` was last seen in pass `last_seen` with `counters`.
-    pub(crate) fn remember(&mut self, key: String, counters: Monotonic, last_seen: u64) {
-        self.left.insert(key, (counters, last_seen));
+    /// `key` vanished, leaving `trail`.
+    pub(crate) fn remember(&mut self, key: String, trail: Trail) {
+        self.left.insert(key, trail);
         while self.left.len() > self.cap {
             let oldest = self
                 .left
                 .iter()
-                .min_by_key(|(_, (_, seen))| *seen)
+                .min_by_key(|(_, t)| t.last_seen)
                 .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => self.left.remove(&k),
@@ -139,31 +141,40 @@ impl Departed {
     }
 
     /// Drops from `tracked` (a `BTreeMap` or `HashMap` by container key) every container not
-    /// seen in `pass`, remembering its reset tracker, and forgets what expired.
-    pub(crate) fn leave<T: Tracker>(
+    /// seen in `pass`, remembering its trail, and forgets what expired.
+    pub(crate) fn leave<T: AsMut<Trail>>(
         &mut self,
         pass: u64,
         retain: impl FnOnce(&mut dyn FnMut(&String, &mut T) -> bool),
     ) {
         retain(&mut |key, t| {
-            let seen = t.last_seen();
-            if seen != pass {
-                self.remember(key.clone(), std::mem::take(t.counters()), seen);
+            let trail = t.as_mut();
+            let here = trail.last_seen == pass;
+            if !here {
+                self.remember(key.clone(), std::mem::take(trail));
             }
-            seen == pass
+            here
         });
         self.expire(pass);
     }
 
-    /// The tracker of `key` if it vanished earlier (it is back), else a fresh one.
-    pub(crate) fn take(&mut self, key: &str) -> Monotonic {
-        self.left.remove(key).map(|(m, _)| m).unwrap_or_default()
+    /// The trail of `key`, seen in `pass`: its earlier counters if it vanished before (it is
+    /// back), else fresh ones.
+    pub(crate) fn arrive(&mut self, key: &str, pass: u64) -> Trail {
+        Trail {
+            counters: self
+                .left
+                .remove(key)
+                .map(|t| t.counters)
+                .unwrap_or_default(),
+            last_seen: pass,
+        }
     }
 
     /// Forgets what left more than [`FORGET_AFTER_PASSES`] before `pass`.
     pub(crate) fn expire(&mut self, pass: u64) {
         self.left
-            .retain(|_, (_, seen)| pass - *seen <= FORGET_AFTER_PASSES);
+            .retain(|_, t| pass - t.last_seen <= FORGET_AFTER_PASSES);
     }
 
     /// Containers remembered.
@@ -205,13 +216,20 @@ mod tests {
         let mut d = Departed::with_cap(3);
         let mut m = Monotonic::default();
         m.observe(c(100, 60));
-        for (i, seen) in [(0, 5), (1, 1), (2, 7), (3, 6)] {
-            d.remember(format!("c{i}"), m.clone(), seen);
+        for (i, last_seen) in [(0, 5), (1, 1), (2, 7), (3, 6)] {
+            let trail = Trail {
+                counters: m.clone(),
+                last_seen,
+            };
+            d.remember(format!("c{i}"), trail);
         }
         assert_eq!(d.len(), 3, "the oldest departure (c1) made room");
-        assert_eq!(d.take("c1").observe(c(10, 5)), (c(10, 5), false));
+        let mut back = d.arrive("c1", 8);
+        assert_eq!(back.last_seen, 8);
+        assert_eq!(back.counters.observe(c(10, 5)), (c(10, 5), false));
         // Back after vanishing: continues from its previous totals.
-        assert_eq!(d.take("c0").observe(c(10, 5)), (c(110, 65), true));
+        let mut back = d.arrive("c0", 8);
+        assert_eq!(back.counters.observe(c(10, 5)), (c(110, 65), true));
         assert_eq!(d.len(), 2);
         d.expire(7 + FORGET_AFTER_PASSES);
         assert_eq!(d.len(), 1, "c3 left at pass 6 expired, c2 (pass 7) stays");

@@ -20,7 +20,7 @@ use frameworks::{FrameworkError, MesosAgentClient, SupervisorClient};
 use serde_json::Value;
 
 use crate::collector::{ContainerSample, MAP_RETRY_PASSES, ReadFailure, Snapshot};
-use crate::counters::{Departed, Monotonic, Tracker};
+use crate::counters::{Departed, Trail};
 use crate::discovery::Runtime;
 use crate::mesos_map::{
     AgentIndex, JobDirectory, MESOS_CFS_PERIOD_US, MappedBy, map_executor, parse_statistics,
@@ -73,16 +73,12 @@ struct Tracked {
     name: Option<String>,
     container: Option<String>,
     next_map_try: u64,
-    counters: Monotonic,
-    last_seen: u64,
+    trail: Trail,
 }
 
-impl Tracker for Tracked {
-    fn last_seen(&self) -> u64 {
-        self.last_seen
-    }
-    fn counters(&mut self) -> &mut Monotonic {
-        &mut self.counters
+impl AsMut<Trail> for Tracked {
+    fn as_mut(&mut self) -> &mut Trail {
+        &mut self.trail
     }
 }
 
@@ -131,7 +127,8 @@ impl MesosSource {
     /// Look up every executor seen in this pass that is due for a mapping attempt.
     async fn map_due(&mut self) {
         let pass = self.pass;
-        let due = |t: &Tracked| t.uuid.is_none() && t.last_seen == pass && t.next_map_try <= pass;
+        let due =
+            |t: &Tracked| t.uuid.is_none() && t.trail.last_seen == pass && t.next_map_try <= pass;
         if !self.tracked.values().any(due) {
             return;
         }
@@ -228,10 +225,9 @@ impl Source for MesosSource {
                 name: None,
                 container: None,
                 next_map_try: 0,
-                counters: departed.take(key),
-                last_seen: pass,
+                trail: departed.arrive(key, pass),
             });
-            t.last_seen = pass;
+            t.trail.last_seen = pass;
         }
         self.map_due().await;
         let mut containers = Vec::with_capacity(readings.len());
@@ -244,7 +240,7 @@ impl Source for MesosSource {
                 });
                 continue;
             };
-            let (c, reset) = t.counters.observe(r.counters);
+            let (c, reset) = t.trail.counters.observe(r.counters);
             if reset {
                 self.resets_total += 1;
                 tracing::info!(executor = %t.executor_id, "counter reset (executor restarted); figures continue from the previous total");
@@ -272,7 +268,7 @@ impl Source for MesosSource {
                 nr_periods: r.throttling.then_some(c.nr_periods),
                 nr_throttled: r.throttling.then_some(c.nr_throttled),
                 throttled_secs: r.throttling.then(|| secs(c.throttled_ns)),
-                resets: t.counters.resets(),
+                resets: t.trail.counters.resets(),
             });
         }
         containers.sort_by(|a, b| a.cgroup.cmp(&b.cgroup).then_with(|| a.id.cmp(&b.id)));

@@ -201,7 +201,6 @@ fn forget_expired(sh: &Shared, now: f64) {
     if expired.is_empty() {
         return;
     }
-    let mut ops = Vec::with_capacity(expired.len());
     for uuid in &expired {
         if let Some(e) = st.jobs.remove(uuid) {
             if let Some(g) = &e.rt.gauges {
@@ -209,12 +208,11 @@ fn forget_expired(sh: &Shared, now: f64) {
             }
             move_node(st, uuid, e.p.meta.node.as_deref(), None);
         }
-        ops.push(Op::ForgetJob { uuid: uuid.clone() });
     }
     st.retiring.retain(|(_, u)| st.jobs.contains_key(u));
     tracing::info!(
         jobs = expired.len(),
         "jobs finished more than control.retention ago forgotten"
     );
-    sh.store.submit_detached(ops);
+    sh.store.forget_jobs(&expired);
 }

@@ -19,6 +19,9 @@
 //! (passive checkpoints), and the writer itself truncates it — between two transactions, so the
 //! checkpoint always completes — as soon as it passes `wal_max_bytes`, and at least every
 //! `checkpoint_interval` (`PRAGMA wal_checkpoint(TRUNCATE)`; `journal_size_limit` as well).
+//! No transaction grows without limit, since its pages stay in the WAL until it ends: the writer
+//! groups at most a bounded weight of writes, and a retention pass forgets jobs a few dozen a
+//! transaction ([`Store::forget_jobs`]).
 //! History is bounded by age (`Op::Prune`) and by count per job, enforced as rows are added.
 //!
 //! A failed transaction (a full disk) is rolled back and reported to every writer in it; the
@@ -74,6 +77,9 @@ pub(crate) struct Store {
     failures: Arc<AtomicU64>,
     /// The write-ahead log's file.
     wal: PathBuf,
+    /// The largest WAL seen after a transaction (see [`Store::take_wal_peak`]).
+    #[cfg(test)]
+    wal_peak: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,6 +131,7 @@ impl Store {
         let failures = Arc::new(AtomicU64::new(0));
         let checkpointing = Arc::new(Mutex::new(()));
         let wal = wal_path(path);
+        let wal_peak = Arc::new(AtomicU64::new(0));
         let db = Db::new(
             conn,
             opts,
@@ -132,6 +139,7 @@ impl Store {
             Some(Instant::now()),
             Arc::clone(&checkpointing),
             Arc::clone(&failures),
+            Arc::clone(&wal_peak),
         );
         let (tx, rx) = mpsc::channel(QUEUE);
         let alive = Arc::new(());
@@ -162,6 +170,8 @@ impl Store {
             backend: Backend::Thread(tx),
             failures,
             wal,
+            #[cfg(test)]
+            wal_peak,
         })
     }
 
@@ -174,6 +184,7 @@ impl Store {
         let conn = open_connection(path, &opts)?;
         let failures = Arc::new(AtomicU64::new(0));
         let wal = wal_path(path);
+        let wal_peak = Arc::new(AtomicU64::new(0));
         Ok(Self {
             backend: Backend::Inline(Arc::new(Mutex::new(Db::new(
                 conn,
@@ -182,9 +193,12 @@ impl Store {
                 None,
                 Arc::new(Mutex::new(())),
                 Arc::clone(&failures),
+                Arc::clone(&wal_peak),
             )))),
             failures,
             wal,
+            #[cfg(test)]
+            wal_peak,
         })
     }
 
@@ -197,6 +211,27 @@ impl Store {
     /// The WAL's size now, bytes.
     pub(crate) fn wal_bytes(&self) -> u64 {
         std::fs::metadata(&self.wal).map_or(0, |m| m.len())
+    }
+
+    /// The largest WAL the writer has seen at the end of a transaction since the last call
+    /// (before it truncated it), bytes; 0 in inline mode, where SQLite checkpoints by itself.
+    #[cfg(test)]
+    pub(crate) fn take_wal_peak(&self) -> u64 {
+        self.wal_peak.swap(0, Ordering::AcqRel)
+    }
+
+    /// Queues the forgetting of `uuids` (retention) without waiting for it, a bounded number
+    /// of jobs a transaction (their weight makes one [`writer::GROUP`]), so that the WAL is
+    /// truncated between them rather than holding every deleted page of a large pass.
+    pub(crate) fn forget_jobs(&self, uuids: &[String]) {
+        for chunk in uuids.chunks(writer::GROUP / ops::FORGET_WEIGHT) {
+            self.submit_detached(
+                chunk
+                    .iter()
+                    .map(|u| Op::ForgetJob { uuid: u.clone() })
+                    .collect(),
+            );
+        }
     }
 
     /// Queues `ops` as one transaction; never blocks. Await the result after releasing locks.
@@ -534,6 +569,50 @@ mod tests {
             assert!((16..=18).contains(&h.len()), "{}", h.len());
             assert_eq!(h.last().unwrap().at, 99.0);
         }
+    }
+
+    /// A retention pass forgetting thousands of jobs at once leaves the WAL near its bound: it
+    /// deletes them a bounded number at a time, the WAL truncated in between (in one
+    /// transaction, 8000 jobs grew it to more than 11 times its bound).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forgetting_many_jobs_keeps_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let bound = 1 << 20;
+        let opts = StorageConfig {
+            wal_max_bytes: bound,
+            ..StorageConfig::default()
+        };
+        let store = Store::open(&path, opts).unwrap();
+        let body = "x".repeat(200);
+        let uuids: Vec<String> = (0..8000).map(|i| format!("job-{i:05}")).collect();
+        for chunk in uuids.chunks(50) {
+            let mut ops = Vec::new();
+            for u in chunk {
+                ops.push(job(
+                    u,
+                    1,
+                    (0..4).map(|i| item(0, i, &body)).collect(),
+                    false,
+                ));
+                ops.extend((0..4).map(|i| Op::Decision(row(u, f64::from(i)))));
+            }
+            store.submit(ops).wait().await.unwrap();
+        }
+        let filled = std::fs::metadata(&path).unwrap().len();
+        store.take_wal_peak();
+        store.forget_jobs(&uuids);
+        store.sync().await.unwrap();
+        assert!(store.load().await.unwrap().jobs.is_empty());
+        let peak = store.take_wal_peak();
+        assert!(peak > 0);
+        // Truncated once past the bound (waiting behind a passive checkpoint only past twice
+        // it), plus the one transaction before: as under constant writes, at most three times.
+        assert!(
+            peak <= 3 * bound,
+            "forgetting 8000 jobs ({filled} bytes of database) grew the WAL to {peak} bytes \
+             with a bound of {bound}"
+        );
     }
 
     /// Under writes that never stop, the writer truncates the WAL at its bound: it never grows

@@ -61,6 +61,22 @@ pub(crate) enum Op {
     },
 }
 
+/// What a forget weighs in a transaction: it deletes every row of a job (its items, history and
+/// samples), where any other write adds or changes a few.
+pub(crate) const FORGET_WEIGHT: usize = 64;
+
+impl Op {
+    /// Its share of a transaction's bound ([`FORGET_WEIGHT`] for what deletes many rows, 1 for
+    /// the rest): the writer commits before the sum passes it, so that the WAL can be truncated
+    /// in between.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Self::ForgetJob { .. } | Self::Prune { .. } => FORGET_WEIGHT,
+            _ => 1,
+        }
+    }
+}
+
 /// One entry of a job's history: a decision, a resize (applied or failed), or a life-cycle
 /// event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

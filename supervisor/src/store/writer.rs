@@ -1,5 +1,6 @@
-//! The database thread: it drains queued commands into one transaction (group commit), answers
-//! reads after the writes queued before them, and truncates the WAL between transactions.
+//! The database thread: it drains queued commands into one transaction (group commit) of a
+//! bounded size, answers reads after the writes queued before them, and truncates the WAL
+//! between transactions.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +17,11 @@ use super::retention::RowBounds;
 use super::writes::apply_one;
 use crate::config::StorageConfig;
 
-/// Most commands folded into one transaction.
-const GROUP: usize = 4096;
+/// Most commands folded into one transaction, and most operations by weight ([`Op::weight`]):
+/// a transaction's WAL pages stay in the WAL until it ends, so the WAL can only be kept near its
+/// bound if no transaction grows without limit. A single command is never split (its writes
+/// belong together).
+pub(super) const GROUP: usize = 4096;
 
 /// Where the outcome of a write is sent.
 pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
@@ -50,6 +54,8 @@ pub(super) struct Db {
     bounds: RowBounds,
     /// Transactions that failed since start.
     failures: Arc<AtomicU64>,
+    /// The largest WAL the writer has seen after a transaction (before truncating it), bytes.
+    wal_peak: Arc<AtomicU64>,
 }
 
 /// Locks `m`, whether or not a panic poisoned it (the database's state is SQLite's own).
@@ -67,8 +73,10 @@ impl Db {
         last_truncate: Option<Instant>,
         checkpointing: Arc<Mutex<()>>,
         failures: Arc<AtomicU64>,
+        wal_peak: Arc<AtomicU64>,
     ) -> Self {
         Self {
+            wal_peak,
             conn,
             bounds: RowBounds::new(&opts),
             opts,
@@ -107,6 +115,7 @@ impl Db {
             return;
         };
         let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+        self.wal_peak.fetch_max(size, Ordering::AcqRel);
         let max = self.opts.wal_max_bytes;
         if size < max && (size == 0 || last.elapsed() < self.opts.checkpoint_every()) {
             return;
@@ -142,7 +151,7 @@ impl Db {
 }
 
 /// Runs the database thread until every sender is gone: drains what is queued (at most
-/// [`GROUP`] commands) into one transaction, then bounds the WAL.
+/// [`GROUP`] commands, or writes of that weight) into one transaction, then bounds the WAL.
 pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
     while let Some(first) = rx.blocking_recv() {
         let mut writes: Vec<Op> = Vec::new();
@@ -150,6 +159,10 @@ pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
         let mut next = Some(first);
         let mut n = 0;
         while let Some(cmd) = next.take() {
+            n += match &cmd {
+                Cmd::Write(ops, _) => ops.iter().map(Op::weight).sum::<usize>().max(1),
+                _ => 1,
+            };
             match cmd {
                 Cmd::Write(ops, reply) => {
                     writes.extend(ops);
@@ -169,7 +182,6 @@ pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
                     let _ = reply.send(load(&db.conn).map_err(Into::into));
                 }
             }
-            n += 1;
             if n < GROUP {
                 next = rx.try_recv().ok();
             }

@@ -7,6 +7,10 @@
 //!   resolves on the first SIGINT or SIGTERM, and [`exit_on_second_interrupt`] for binaries
 //!   whose drain may take a while; [`listen`]: the listening socket, or a [`ListenError`] that
 //!   names the address;
+//! - feature `http` (supervisor, cgroup-collector): [`http::serve`], an axum router served on a
+//!   listener with at most [`http::ConnLimits::max_connections`] connections open (kept below the
+//!   open-file limit by [`http::connection_cap`]) and every connection that sends no complete
+//!   request head within [`http::ConnLimits::header_timeout`] closed;
 //! - feature `docker`: `docker::ensure_image`, an image made present on a Docker daemon, as a
 //!   Mesos agent does before it starts a container;
 //! - feature `cli` (launcher, linpack): `cli::run`, a clap command line parsed and run over given
@@ -16,6 +20,8 @@
 pub mod cli;
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "service")]
 mod logfile;
 #[cfg(feature = "service")]

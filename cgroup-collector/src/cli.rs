@@ -94,6 +94,14 @@ pub struct Args {
     /// Address for /metrics, /snapshot, /healthz and /resize (`127.0.0.1:0` picks a port).
     #[arg(long, default_value = "0.0.0.0:9105", env = "QOS_COLLECTOR_LISTEN")]
     pub listen: String,
+    /// Most HTTP connections open at once (lowered to what the open-file limit leaves); past
+    /// it, new ones wait in the listen backlog until one closes.
+    #[arg(long, default_value_t = 256, env = "QOS_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a complete request head, from its opening or its
+    /// last answer (an idle keep-alive connection included); then it is closed.
+    #[arg(long, default_value_t = 30.0, env = "QOS_HEADER_TIMEOUT")]
+    pub header_timeout: f64,
     /// Node id (default: host name).
     #[arg(long, env = "QOS_NODE_ID")]
     pub node_id: Option<String>,
@@ -215,6 +223,8 @@ impl Args {
             docker_host: (!a.no_docker).then(|| a.docker_host.clone()),
             supervisor,
             resize_token: a.resize_token.clone(),
+            max_connections: a.max_connections,
+            header_timeout: secs("header-timeout", a.header_timeout)?,
         };
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
@@ -227,7 +237,7 @@ impl Args {
 /// # Errors
 /// A [`RunError`]; [`RunError::exit_code`] gives the process' exit status.
 pub async fn main_with(args: Args) -> Result<(), RunError> {
-    binkit::init_tracing("cgroup_collector=info", None).map_err(RunError::Flags)?;
+    binkit::init_tracing("cgroup_collector=info,warn", None).map_err(RunError::Flags)?;
     let config = args.config().map_err(RunError::Flags)?;
     if args.once {
         let snap = crate::once(&config).await?;

@@ -68,6 +68,10 @@ pub struct Config {
     pub supervisor: Option<SupervisorConfig>,
     /// Bearer token required by `POST /resize`; `None` disables resizing.
     pub resize_token: Option<String>,
+    /// Most HTTP connections open at once (lowered to what the open-file limit leaves).
+    pub max_connections: usize,
+    /// Longest wait for a connection's complete request head (idle keep-alive included).
+    pub header_timeout: Duration,
 }
 
 /// A setting is unusable.
@@ -109,6 +113,12 @@ impl Config {
                 "period",
                 format!("must be between 10 ms and 1 h, got {:?}", self.period),
             ));
+        }
+        if self.max_connections == 0 {
+            return Err(err("max-connections", "must be at least 1"));
+        }
+        if self.header_timeout.is_zero() {
+            return Err(err("header-timeout", "must be > 0"));
         }
         let c = &self.collector;
         if let SourceConfig::Mesos(m) = &self.source {

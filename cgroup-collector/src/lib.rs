@@ -205,7 +205,15 @@ fn source(
     registry: Option<Arc<dyn JobRegistry>>,
 ) -> Result<Box<dyn Source>, RunError> {
     Ok(match &config.source {
-        SourceConfig::Cgroups => Box::new(Collector::new(config.collector.clone(), runtime)),
+        // The HTTP connections' descriptors are kept out of the cgroup files' budget.
+        SourceConfig::Cgroups => Box::new(Collector::with_budget(
+            config.collector.clone(),
+            runtime,
+            FdBudget::from_rlimit(
+                collector::RESERVED_FDS
+                    .saturating_add(u64::try_from(config.max_connections).unwrap_or(u64::MAX)),
+            ),
+        )),
         SourceConfig::Mesos(m) => Box::new(MesosSource::new(
             Arc::new(mesos_client(m)?),
             registry,
@@ -325,12 +333,20 @@ pub async fn run_with(
         metrics_url: format!("{base_url}/metrics"),
         base_url,
     });
-    let serve_token = tasks.token.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { serve_token.cancelled().await })
-            .await
-    });
+    let limits = binkit::http::ConnLimits {
+        max_connections: binkit::http::connection_cap(
+            config.max_connections,
+            collector::RESERVED_FDS,
+            "--max-connections",
+        ),
+        header_timeout: config.header_timeout,
+    };
+    let server = tokio::spawn(binkit::http::serve(
+        listener,
+        app,
+        limits,
+        tasks.token.clone(),
+    ));
     shutdown.await;
     tracing::info!("shutting down");
     tasks.token.cancel();
@@ -342,7 +358,7 @@ pub async fn run_with(
         tracing::warn!("tasks did not stop within the grace period");
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(r)) => r?,
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(cause = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
     }

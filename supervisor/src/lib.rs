@@ -15,7 +15,7 @@
 //!   per report, resize and segment, the WAL bounded; `state`: the in-memory model;
 //!   `summary`: what stays in memory of a finished job.
 //! - [`agent`]: the node agent's in-place `POST /resize`; `metrics`: `/metrics`; `ui`: `GET /ui`.
-//! - `http`: the accept loop, with a connection cap and a request-head timeout.
+//! - The API is served by `binkit::http::serve`: a connection cap and a request-head timeout.
 //! - [`clock`]: epoch seconds on tokio's clock (pausable in tests).
 //!
 //! # Guarantees
@@ -32,7 +32,6 @@ pub mod clock;
 pub mod config;
 mod control;
 mod error;
-mod http;
 mod limits;
 mod metrics;
 mod service;
@@ -62,6 +61,10 @@ pub use store::HistoryRow;
 use crate::config::ControlConfig;
 use crate::service::Shared;
 use crate::store::Store;
+
+/// File descriptors kept beside the API's connections for everything else: the database and its
+/// WAL, the framework and node-agent clients, the log file.
+const RESERVED_FDS: u64 = 64;
 
 /// Why the supervisor could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -266,11 +269,20 @@ impl Supervisor {
             });
         }
         let c = &self.shared.config.control;
-        let limits = http::ConnLimits {
-            max_connections: http::connection_cap(c.max_connections),
+        let limits = binkit::http::ConnLimits {
+            max_connections: binkit::http::connection_cap(
+                c.max_connections,
+                RESERVED_FDS,
+                "control.max_connections",
+            ),
             header_timeout: ControlConfig::dur(c.header_timeout),
         };
-        let mut server = tokio::spawn(http::serve(listener, app, limits, http_stop.clone()));
+        let mut server = tokio::spawn(binkit::http::serve(
+            listener,
+            app,
+            limits,
+            http_stop.clone(),
+        ));
         let result = tokio::select! {
             r = &mut server => r,
             () = http_stop.cancelled() => match tokio::time::timeout(drain, &mut server).await {

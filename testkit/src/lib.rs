@@ -12,6 +12,8 @@
 //! - [`bins`]: other packages' binaries built from this tree, for end-to-end tests.
 //! - [`sandbox`]: the task sandboxes a testbed leaves, read back; [`CatchUnwind`]: a scenario's
 //!   panic caught so that what it started can be stopped first.
+//! - [`flood`]: hostile HTTP clients: connections that never finish a request head, a
+//!   keep-alive connection left idle, and whether the server closed them.
 //! - [`procs`]: which processes of the host show a secret in their arguments.
 //! - [`services`]: the project's services started as real processes (their ready line read).
 //! - [`cgroups`]: cgroup fixture trees, and real cgroups removed when a test ends.
@@ -27,6 +29,7 @@ pub mod cgroups;
 pub mod child;
 mod chronos;
 pub mod docker;
+pub mod flood;
 pub mod http;
 mod marathon;
 pub mod names;

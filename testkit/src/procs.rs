@@ -1,6 +1,6 @@
 //! The host's processes, read from `/proc` and the cgroup tree: which ones show a secret in their
 //! arguments (what `ps` shows every user of the host), whether one still runs, what it uses (CPU
-//! time, resident memory: for the tests and benchmarks that print it), which ones a cgroup holds;
+//! time, resident memory, open descriptors: for the tests and benchmarks that print it), which ones a cgroup holds;
 //! [`Leftovers`] kills and removes what a test left under its cgroup prefix.
 
 use std::path::{Path, PathBuf};
@@ -65,6 +65,12 @@ pub fn rss_mb(pid: u32) -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The file descriptors process `pid` has open (`/proc/<pid>/fd`); 0 when it is gone.
+#[must_use]
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
 /// The processes in the cgroup at `dir` (its `cgroup.procs`; none when it is gone).

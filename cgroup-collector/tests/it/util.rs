@@ -67,7 +67,7 @@ impl Agent {
             Command::new(bin())
                 .args(["--listen", "127.0.0.1:0"])
                 .args(args)
-                .env("RUST_LOG", "cgroup_collector=debug")
+                .env("RUST_LOG", "cgroup_collector=debug,warn")
                 .env("NO_COLOR", "1"),
             "cgroup-collector",
             &log.path().join("agent.log"),
@@ -80,6 +80,16 @@ impl Agent {
             metrics,
             log,
         }
+    }
+
+    /// The agent's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.proc_.0.id()
+    }
+
+    /// What the agent has logged so far.
+    pub(crate) fn log(&self) -> String {
+        fs::read_to_string(self.log.path().join("agent.log")).unwrap_or_default()
     }
 
     /// `GET /snapshot`.
@@ -162,7 +172,7 @@ impl Drop for Agent {
             self.stop();
         }
         if std::thread::panicking() {
-            let log = fs::read_to_string(self.log.path().join("agent.log")).unwrap_or_default();
+            let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             eprintln!("--- agent log (last 60 lines) ---");
             for l in tail.into_iter().rev() {

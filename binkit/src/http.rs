@@ -1,10 +1,11 @@
-//! The API served over TCP with bounds a hostile client cannot pass: at most
-//! `control.max_connections` connections at once (kept below the open-file limit), and a
-//! connection that has not sent a complete request head `control.header_timeout` after it
-//! opened or after its last answer — an idle keep-alive connection, a client sending its headers
-//! a byte at a time — is closed. (`axum::serve` has neither: 20,000 connections that never
-//! finished a request head took every file descriptor, and the API stopped answering until
-//! they went away.) A stop ends accepting; open connections finish their request and close.
+//! An axum router served over TCP with bounds a hostile client cannot pass: at most
+//! [`ConnLimits::max_connections`] connections at once (kept below the open-file limit by
+//! [`connection_cap`]), and a connection that has not sent a complete request head
+//! [`ConnLimits::header_timeout`] after it opened or after its last answer — an idle keep-alive
+//! connection, a client sending its headers a byte at a time — is closed. (`axum::serve` has
+//! neither: 20,000 connections that never finished a request head took every file descriptor,
+//! and the service stopped answering until they went away.) A stop ends accepting; open
+//! connections finish their request and close.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,27 +18,26 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// The bounds on the API's connections.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnLimits {
-    /// Most connections open at once.
-    pub(crate) max_connections: usize,
-    /// Longest wait for a complete request head.
-    pub(crate) header_timeout: Duration,
+/// The bounds on a server's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Most connections open at once; past it, new ones wait in the listen backlog (holding no
+    /// descriptor of the process) until one closes.
+    pub max_connections: usize,
+    /// Longest wait for a complete request head, from the connection's opening or its last
+    /// answer.
+    pub header_timeout: Duration,
 }
 
-/// File descriptors kept for everything else: the database and its WAL, the framework and
-/// node-agent clients, the log file.
-const RESERVED_FDS: u64 = 64;
-
-/// `configured`, lowered to what the process' open-file limit leaves beside [`RESERVED_FDS`]
-/// (with a warning saying so).
-pub(crate) fn connection_cap(configured: usize) -> usize {
+/// `configured` (the setting named `setting`), lowered to what the process' open-file limit
+/// leaves beside `reserved` descriptors for everything else (with a warning saying so).
+#[must_use]
+pub fn connection_cap(configured: usize, reserved: u64, setting: &str) -> usize {
     use nix::sys::resource::{Resource, getrlimit};
     let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return configured;
     };
-    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS))
+    let room = usize::try_from(soft.saturating_sub(reserved))
         .unwrap_or(usize::MAX)
         .max(1);
     if room < configured {
@@ -45,7 +45,7 @@ pub(crate) fn connection_cap(configured: usize) -> usize {
             configured,
             open_file_limit = soft,
             serving = room,
-            "control.max_connections is above what the open-file limit leaves (ulimit -n, less {RESERVED_FDS} for the database and clients); serving at most {room} connections"
+            "{setting} is above what the open-file limit leaves (ulimit -n, less {reserved} for other files and clients); serving at most {room} connections"
         );
         return room;
     }
@@ -53,8 +53,9 @@ pub(crate) fn connection_cap(configured: usize) -> usize {
 }
 
 /// Serves `app` on `listener` within `limits` until `stop`, then lets the open connections
-/// finish their request.
-pub(crate) async fn serve(
+/// finish their request. A failed accept (no descriptor left) is logged and retried a moment
+/// later; the loop ends only at `stop`.
+pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,

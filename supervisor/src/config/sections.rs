@@ -45,6 +45,9 @@ pub struct ControlConfig {
     pub history_hold_interval: f64,
     /// Series of finished jobs are removed from `/metrics` after this long, seconds.
     pub metrics_retention: f64,
+    /// At most this many finished jobs keep their series in `/metrics` (about 1.8 kB each);
+    /// past it the oldest finished leave first, whatever `metrics_retention`.
+    pub metrics_max_finished: usize,
     /// Write-behind period for CPU samples, seconds (reports are written through).
     pub flush_interval: f64,
     /// One sample per job and container is kept in the database at most this often, seconds.
@@ -95,6 +98,7 @@ impl Default for ControlConfig {
             marathon_completion: MarathonCompletion::Delete,
             history_hold_interval: 60.0,
             metrics_retention: 3600.0,
+            metrics_max_finished: 10_000,
             flush_interval: 1.0,
             sample_downsample: 10.0,
             default_cpus: 1.0,

@@ -178,7 +178,7 @@ pub(super) fn upkeep(sh: &Shared, last_prune: &mut f64) {
     let mut st = sh.lock();
     let st = &mut *st;
     while let Some(&(at, _)) = st.retiring.front() {
-        if now - at < c.metrics_retention {
+        if now - at < c.metrics_retention && st.retiring.len() <= c.metrics_max_finished {
             break;
         }
         if let Some((_, uuid)) = st.retiring.pop_front() {

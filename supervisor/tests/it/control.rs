@@ -596,6 +596,38 @@ async fn metrics_per_job_and_retirement() {
     h.sup.stop().await;
 }
 
+/// Past `control.metrics_max_finished` finished jobs, the oldest finished leaves `/metrics`
+/// first, long before `metrics_retention`.
+#[tokio::test(start_paused = true)]
+async fn metrics_keep_at_most_the_bound_of_finished_jobs() {
+    let mut o = opts(Policy::by_name("thesis").unwrap());
+    o.configure = Some(Box::new(|c| c.control.metrics_max_finished = 1));
+    let h = Harness::start(o).await;
+    h.chronos.add_job("openmpLinpack1", 1.0, 4);
+    let (a, b) = (uuid(21), uuid(22));
+    let start = Instant::now();
+    for (i, u) in [&a, &b].into_iter().enumerate() {
+        let init = json!({"framework": "chronos", "name": "openmpLinpack1", "job_duration": 400, "deadline": T0 + 1800.0, "desv_deadline": 0.2, "uuid": u, "iterations": 1}).to_string();
+        assert_eq!(
+            h.status("POST", "/initTask", Some(&init), &[]).await,
+            StatusCode::OK
+        );
+        let at = 10.0 + 10.0 * i as f64;
+        sleep_until(start + Duration::from_secs_f64(at)).await;
+        h.call("POST", "/updateTask", Some(&update(u, at - 5.0, at)), &[])
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let (_, text) = h.call("GET", "/metrics", None, &[]).await;
+    let text = text.as_str().unwrap();
+    assert!(!text.contains(&a), "the first finished left: {text}");
+    assert!(
+        metric(text, "qos_deadline_met", &b).is_some(),
+        "the last finished stays: {text}"
+    );
+    h.sup.stop().await;
+}
+
 /// Two jobs on one node that is short of CPU: the node's CPUs go to the job with less slack
 /// first, and the allocations never exceed what the node has.
 #[tokio::test(start_paused = true)]

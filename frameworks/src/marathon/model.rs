@@ -44,13 +44,17 @@ pub const READ_ONLY_APP_KEYS: &[&str] = &[
 /// lowercase letters, digits, `-` and `.` as Marathon's `PathId` rule demands
 /// (`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`).
 ///
-/// Parsing adds a missing leading `/` (Marathon makes relative ids absolute against `/`) and drops
-/// a trailing `/`. The relative segments `.` and `..` are refused.
+/// Parsing reads the id as Marathon 1.10 does: its RAML `PathId` pattern allows, between the
+/// `/`s, a valid segment, `..` or nothing; the id is then canonicalised against `/` — a missing
+/// leading `/` is added, empty segments (`//`, a trailing `/`) are dropped and `..` takes away
+/// the segment before it (`/a/../b` is `/b`; `..` at the top stays at the top). A `.` segment
+/// does not match the pattern and is refused, as Marathon refuses it; so is an id that
+/// resolves to the root (`/a/..`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AppId(String);
 
 impl AppId {
-    /// Validates and normalises an app id.
+    /// Validates and canonicalises an app id.
     ///
     /// # Errors
     /// [`FrameworkError::InvalidInput`] naming the id and the offending segment.
@@ -58,27 +62,41 @@ impl AppId {
         let bad = |reason: String| {
             FrameworkError::invalid_input(format!("Marathon app id {id:?}"), reason)
         };
-        let trimmed = id.trim().trim_start_matches('/').trim_end_matches('/');
-        if trimmed.is_empty() {
+        let trimmed = id.trim();
+        if trimmed.trim_matches('/').is_empty() {
             return Err(bad("is empty".to_owned()));
         }
+        let mut segments: Vec<&str> = Vec::new();
         for segment in trimmed.split('/') {
-            if segment.is_empty() {
-                return Err(bad("has an empty segment (\"//\")".to_owned()));
-            }
-            if segment == "." || segment == ".." {
-                return Err(bad(format!(
-                    "uses the relative segment {segment:?}; give the full id"
-                )));
-            }
-            if !valid_segment(segment) {
-                return Err(bad(format!(
-                    "segment {segment:?} may only contain lowercase letters, digits, '-' and '.', \
-                     and its dot-separated parts may not begin or end with '-'"
-                )));
+            match segment {
+                "" => {}
+                ".." => {
+                    segments.pop();
+                }
+                "." => {
+                    return Err(bad(
+                        "uses the segment \".\", which Marathon refuses (its id pattern allows \
+                         \"..\" but not \".\"); leave it out"
+                            .to_owned(),
+                    ));
+                }
+                s if valid_segment(s) => segments.push(s),
+                s => {
+                    return Err(bad(format!(
+                        "segment {s:?} may only contain lowercase letters, digits, '-' and '.', \
+                         and its dot-separated parts may not begin or end with '-'"
+                    )));
+                }
             }
         }
-        Ok(Self(format!("/{trimmed}")))
+        if segments.is_empty() {
+            return Err(bad(
+                "resolves to the root \"/\" (each \"..\" takes away the segment before it); \
+                 an app id needs at least one path element"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self(format!("/{}", segments.join("/"))))
     }
 
     /// The canonical id, starting with `/`.
@@ -287,6 +305,17 @@ impl MarathonApp {
         }
         body
     }
+}
+
+/// The shortest `cmd` Marathon 1.10 takes, in UTF-16 units: its RAML `App` refuses `""`
+/// (`minLength: 1`, `error.minLength` at `/cmd`) and `AppValidation` refuses one more
+/// (`cmd.length() > 1`, Java's `length()` counting UTF-16 units: "must not be an empty string").
+pub const CMD_MIN_UTF16_UNITS: usize = 2;
+
+/// True when Marathon refuses `cmd` for its length (see [`CMD_MIN_UTF16_UNITS`]).
+#[must_use]
+pub fn cmd_too_short(cmd: &str) -> bool {
+    cmd.encode_utf16().count() < CMD_MIN_UTF16_UNITS
 }
 
 /// The lower bounds Marathon's RAML `App` type (1.10, `app.raml`) puts on an app's numbers, as
@@ -508,10 +537,29 @@ mod tests {
             ["a.b-c", "x1"]
         );
         for bad in [
-            "", "/", "/A", "/a//b", "/-a", "/a-", "/a/../b", "/a b", "/a_b", "/a.-b",
+            "", "/", "/A", "/-a", "/a-", "/a b", "/a_b", "/a.-b", "/a/./b", ".", "/a/..", "/..",
         ] {
             assert!(AppId::parse(bad).is_err(), "{bad:?} should be refused");
         }
+        // Marathon 1.10 canonicalises these (PathId.canonicalPath after its RAML pattern).
+        for (given, canonical) in [
+            ("/a/../b", "/b"),
+            ("/../a", "/a"),
+            ("a/b/../../c/d", "/c/d"),
+            ("/a//b", "/a/b"),
+            ("//a/b//", "/a/b"),
+            ("/a/b/..", "/a"),
+        ] {
+            assert_eq!(
+                AppId::parse(given).unwrap().as_str(),
+                canonical,
+                "{given:?}"
+            );
+        }
+        let e = AppId::parse("/a/./b").unwrap_err().to_string();
+        assert!(e.contains("\".\"") && e.contains("/a/./b"), "{e}");
+        let e = AppId::parse("/a/..").unwrap_err().to_string();
+        assert!(e.contains("root"), "{e}");
         let e = AppId::parse("/Grp/app").unwrap_err().to_string();
         assert!(e.contains("\"Grp\""), "{e}");
     }

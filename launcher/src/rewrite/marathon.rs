@@ -136,6 +136,14 @@ pub(super) fn prepare(
     remarks: &mut super::chronos::Remarks,
 ) -> Result<Plan, LauncherError> {
     let id = app_id(&body, job.origin)?;
+    if let Some(given) = body.get("id").and_then(Value::as_str) {
+        if given.split('/').any(|s| s == "..") {
+            remarks.warnings.push(format!(
+                "id {given:?} is app {id}: Marathon resolves \"..\" (it takes away the segment \
+                 before it)"
+            ));
+        }
+    }
     body.insert("id".into(), Value::String(id.as_str().to_owned()));
     job.qos
         .validate_for(None, job.submitted_at)
@@ -213,9 +221,19 @@ fn take_payload(
                 "and args are both set; Marathon accepts only one of them",
             ));
         }
+        (Some(Value::String(c)), _) if frameworks::marathon::cmd_too_short(&c) => {
+            return Err(origin.field(
+                "cmd",
+                format!(
+                    "must not be an empty string (Marathon refuses a cmd of fewer than \
+                     {} characters, got {c:?}); give the command to run",
+                    frameworks::marathon::CMD_MIN_UTF16_UNITS
+                ),
+            ));
+        }
         (Some(Value::String(c)), _) if !c.trim().is_empty() => Payload::Shell(c),
         (Some(Value::String(_)), _) => {
-            return Err(origin.field("cmd", "is empty; remove it or give the command to run"));
+            return Err(origin.field("cmd", "is blank; remove it or give the command to run"));
         }
         (Some(Value::Null) | None, Some(Value::Array(a))) => {
             let mut words = Vec::with_capacity(a.len());

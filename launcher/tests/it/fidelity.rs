@@ -179,12 +179,12 @@ fn numbers_and_booleans_written_as_strings_are_sent_typed() {
     for (framework, job, field) in [
         (
             Framework::Marathon,
-            json!({"id": "/a", "cmd": "x", "mem": "64MB"}),
+            json!({"id": "/a", "cmd": "true", "mem": "64MB"}),
             "field mem: must be a number, got \"64MB\"",
         ),
         (
             Framework::Marathon,
-            json!({"id": "/a", "cmd": "x", "portDefinitions": [{"port": "http"}]}),
+            json!({"id": "/a", "cmd": "true", "portDefinitions": [{"port": "http"}]}),
             "field portDefinitions[0].port: must be a whole number",
         ),
         (
@@ -246,6 +246,74 @@ fn numbers_below_marathons_minimums_are_refused_naming_the_field() {
         Pace::Schedule,
     )
     .expect("Marathon's minimums themselves are taken");
+}
+
+/// Marathon 1.10 refuses a `cmd` of fewer than two characters (`AppValidation`: Java's
+/// `length() > 1`, in UTF-16 units) with "must not be an empty string"; the launcher refuses it
+/// before anything is registered, with that wording and the field.
+#[test]
+fn a_cmd_marathon_finds_too_short_is_refused_with_its_wording() {
+    for cmd in ["x", " ", "é"] {
+        let e = prepare(
+            Framework::Marathon,
+            json!({"id": "/a", "cmd": cmd}),
+            Pace::Schedule,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("field cmd: must not be an empty string") && e.contains("2 characters"),
+            "{cmd:?}: {e}"
+        );
+    }
+    // Two characters (an emoji is two UTF-16 units for Marathon's Java) are taken.
+    for cmd in ["ls", "😀"] {
+        prepare(
+            Framework::Marathon,
+            json!({"id": "/a", "cmd": cmd}),
+            Pace::Schedule,
+        )
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    }
+}
+
+/// Marathon 1.10 canonicalises an app id against `/` (`PathId.canonicalPath`): `..` takes away
+/// the segment before it and empty segments go, so `/a/../b` is app `/b`. The launcher submits
+/// the id Marathon will use, and says so; what Marathon refuses (`.`, an id that resolves to the
+/// root) is refused naming the field.
+#[test]
+fn an_app_id_is_read_the_way_marathon_reads_it() {
+    for (given, canonical) in [
+        ("/a/../b", "/b"),
+        ("/grp//job/", "/grp/job"),
+        ("x/../../y", "/y"),
+    ] {
+        let p = prepare(
+            Framework::Marathon,
+            json!({"id": given, "cmd": "sleep 1"}),
+            Pace::Schedule,
+        )
+        .unwrap_or_else(|e| panic!("{given:?}: {e}"));
+        assert_eq!(request(&p)["id"], canonical, "{given:?}");
+        assert_eq!(p.registration.name, canonical, "{given:?}");
+        if given.contains("..") {
+            assert!(
+                p.warnings
+                    .iter()
+                    .any(|w| w.contains(given) && w.contains(canonical)),
+                "{given:?}: {:?}",
+                p.warnings
+            );
+        }
+    }
+    for (given, why) in [("/a/./b", "\".\""), ("/a/..", "root")] {
+        let e = prepare(
+            Framework::Marathon,
+            json!({"id": given, "cmd": "sleep 1"}),
+            Pace::Schedule,
+        )
+        .unwrap_err();
+        assert!(e.contains("field id") && e.contains(why), "{given:?}: {e}");
+    }
 }
 
 /// An `env` secret the app's `secrets` does not define is refused before anything is

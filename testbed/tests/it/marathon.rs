@@ -158,15 +158,34 @@ async fn error_bodies_and_codes_are_marathons() {
             (status, r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let (s, b) = post(json!({"id": "/Bad_Id", "cmd": "x"}).to_string()).await;
+    // The id is held to the RAML `PathId` pattern while the JSON is read.
+    for bad in ["/Bad_Id", "/a/./b"] {
+        let (s, b) = post(json!({"id": bad, "cmd": "true"}).to_string()).await;
+        assert_eq!(s, 422, "{bad}");
+        assert_eq!(
+            b,
+            json!({"message": "Invalid JSON", "details": [{"path": "/id", "errors": ["error.pattern"]}]}),
+            "{bad}"
+        );
+    }
+    // `AppValidation`: a cmd needs two characters.
+    let (s, b) = post(json!({"id": "/short", "cmd": "x"}).to_string()).await;
     assert_eq!(s, 422);
-    assert_eq!(b["message"], "Object is not valid");
-    assert_eq!(b["details"][0]["path"], "/id");
-    assert!(
-        b["details"][0]["errors"][0]
-            .as_str()
-            .unwrap()
-            .contains("must fully match regular expression")
+    assert_eq!(
+        b,
+        json!({"message": "Object is not valid", "details": [{"path": "/", "errors": ["must not be an empty string"]}]})
+    );
+    // `..` and empty segments are canonicalised, not refused.
+    let leaf = unique("dotdot-");
+    let (s, b) = post(
+        json!({"id": format!("/grp/../{leaf}//"), "cmd": "sleep 1", "instances": 0}).to_string(),
+    )
+    .await;
+    let canonical = format!("/{leaf}");
+    assert_eq!(
+        (s, b["id"].as_str()),
+        (201, Some(canonical.as_str())),
+        "{b}"
     );
     let (s, b) = post(json!({"id": "/nocmd"}).to_string()).await;
     assert_eq!(s, 422);
@@ -174,9 +193,9 @@ async fn error_bodies_and_codes_are_marathons() {
         b["details"][0]["errors"][0],
         "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."
     );
-    let (s, _) = post(json!({"id": "/both", "cmd": "x", "args": ["y"]}).to_string()).await;
+    let (s, _) = post(json!({"id": "/both", "cmd": "true", "args": ["y"]}).to_string()).await;
     assert_eq!(s, 422);
-    let (s, b) = post(json!({"cmd": "x"}).to_string()).await;
+    let (s, b) = post(json!({"cmd": "true"}).to_string()).await;
     assert_eq!((s, b["message"].as_str()), (422, Some("Invalid JSON")));
     assert_eq!(b["details"][0]["errors"][0], "error.path.missing");
     let (s, b) = post("{\"id\": ".to_owned()).await;
@@ -207,7 +226,7 @@ async fn error_bodies_and_codes_are_marathons() {
     let e = bed
         .marathon
         .create_app(&app(
-            json!({"id": "/x", "cmd": "a", "upgradeStrategy": {"minimumHealthCapacity": 2}}),
+            json!({"id": "/x", "cmd": "ls", "upgradeStrategy": {"minimumHealthCapacity": 2}}),
         ))
         .await
         .unwrap_err();

@@ -60,7 +60,9 @@ pub(crate) fn canonical_id(raw: &str) -> Result<String, Problem> {
     let mut segments: Vec<&str> = Vec::new();
     for seg in trimmed.split('/') {
         match seg {
-            "." => {}
+            // `PathId` drops empty segments (`/a//b` is `/a/b`); a `.` reaches here only from a
+            // URL path (the body's id is held to the RAML pattern first, which refuses it).
+            "" | "." => {}
             ".." => {
                 segments.pop();
             }
@@ -149,30 +151,33 @@ mod tests {
         let refused = |v: Value| normalize(&v, None).unwrap_err().body();
         // Both port forms: refused unless they name the same ports.
         let b = refused(
-            json!({"id": "/a", "cmd": "x", "ports": [0], "portDefinitions": [{"port": 10000}]}),
+            json!({"id": "/a", "cmd": "true", "ports": [0], "portDefinitions": [{"port": 10000}]}),
         );
         assert_eq!(
             b,
             json!({"message": "Object is not valid", "details": [
                 {"path": "/", "errors": ["cannot specify both ports and port definitions"]}]})
         );
-        let b =
-            refused(json!({"id": "/a", "cmd": "x", "ports": [], "portDefinitions": [{"port": 0}]}));
+        let b = refused(
+            json!({"id": "/a", "cmd": "true", "ports": [], "portDefinitions": [{"port": 0}]}),
+        );
         assert_eq!(b["details"][0]["path"], "/");
         normalize(
-            &json!({"id": "/a", "cmd": "x", "ports": [10000], "portDefinitions": [{"port": 10000, "protocol": "tcp"}]}),
+            &json!({"id": "/a", "cmd": "true", "ports": [10000], "portDefinitions": [{"port": 10000, "protocol": "tcp"}]}),
             None,
         )
         .expect("the same ports in both forms (a re-posted GET of Marathon 1.4)");
         // Both fetch forms.
-        let b = refused(json!({"id": "/a", "cmd": "x", "uris": ["http://x/a.tgz"],
-            "fetch": [{"uri": "http://x/a.tgz"}]}));
+        let b = refused(
+            json!({"id": "/a", "cmd": "true", "uris": ["http://x/a.tgz"],
+            "fetch": [{"uri": "http://x/a.tgz"}]}),
+        );
         assert_eq!(
             b["details"],
             json!([{"path": "/uris", "errors": ["may not be set in conjunction with fetch"]}])
         );
         // Resident apps: no over-capacity, unreachable strategy disabled.
-        let resident = json!({"id": "/db", "cmd": "x", "residency": {"taskLostBehavior": "WAIT_FOREVER"},
+        let resident = json!({"id": "/db", "cmd": "true", "residency": {"taskLostBehavior": "WAIT_FOREVER"},
             "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 1},
             "unreachableStrategy": {"inactiveAfterSeconds": 60, "expungeAfterSeconds": 120}});
         let b = refused(resident);
@@ -184,7 +189,7 @@ mod tests {
             ])
         );
         normalize(
-            &json!({"id": "/db", "cmd": "x", "residency": {}, "unreachableStrategy": "disabled",
+            &json!({"id": "/db", "cmd": "true", "residency": {}, "unreachableStrategy": "disabled",
                 "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}}),
             None,
         )
@@ -239,18 +244,18 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = normalize(&json!({"cmd": "x"}), None).unwrap_err();
+        let e = normalize(&json!({"cmd": "true"}), None).unwrap_err();
         assert!(e.json);
         assert_eq!(e.body()["details"][0]["path"], "/id");
         let e = normalize(&json!({"id": "/x"}), None).unwrap_err();
         assert!(!e.json);
         assert_eq!(e.body()["message"], "Object is not valid");
-        let e = normalize(&json!({"id": "/x", "cmd": "a", "args": ["b"]}), None).unwrap_err();
+        let e = normalize(&json!({"id": "/x", "cmd": "ls", "args": ["b"]}), None).unwrap_err();
         assert_eq!(e.problems[0].path, "/");
-        let e = normalize(&json!({"id": "/x", "cmd": "a", "cpus": "1"}), None).unwrap_err();
+        let e = normalize(&json!({"id": "/x", "cmd": "ls", "cpus": "1"}), None).unwrap_err();
         assert_eq!(e.problems[0].error, "error.expected.jsnumber");
         let e = normalize(
-            &json!({"id": "/x", "cmd": "a", "upgradeStrategy": {"minimumHealthCapacity": 2}}),
+            &json!({"id": "/x", "cmd": "ls", "upgradeStrategy": {"minimumHealthCapacity": 2}}),
             None,
         )
         .unwrap_err();
@@ -258,12 +263,27 @@ mod tests {
             e.body(),
             json!({"message": "Object is not valid", "details": [{"path": "/upgradeStrategy/minimumHealthCapacity", "errors": ["is greater than 1"]}]})
         );
-        let e = normalize(&json!({"id": "/Bad", "cmd": "a"}), None).unwrap_err();
-        assert!(
-            e.problems[0]
-                .error
-                .starts_with("must fully match regular expression")
+        for bad in ["/Bad", "/a/./b", "/a b"] {
+            let e = normalize(&json!({"id": bad, "cmd": "ls"}), None).unwrap_err();
+            assert_eq!(
+                e.body(),
+                json!({"message": "Invalid JSON", "details": [{"path": "/id", "errors": ["error.pattern"]}]}),
+                "{bad}"
+            );
+        }
+        let e = normalize(&json!({"id": "/x", "cmd": "a"}), None).unwrap_err();
+        assert_eq!(
+            e.body(),
+            json!({"message": "Object is not valid", "details": [{"path": "/", "errors": ["must not be an empty string"]}]})
         );
+        let e = normalize(&json!({"id": "/x", "cmd": ""}), None).unwrap_err();
+        assert_eq!(e.problems[0].error, "error.minLength");
+        for (given, canonical) in [("/a/../b", "/b"), ("/a//b/", "/a/b"), ("../c", "/c")] {
+            let app = normalize(&json!({"id": given, "cmd": "ls"}), None).unwrap();
+            assert_eq!(app["id"], canonical, "{given}");
+        }
+        // From a URL path (PUT /v2/apps/a/./b) `.` is dropped as `PathId` drops it.
+        assert_eq!(canonical_id("/a/./b").unwrap(), "/a/b");
     }
 
     /// The first problem Marathon reports for `app` (path, error), `None` when it takes it.
@@ -373,7 +393,7 @@ mod tests {
                 "portMappings": [{"containerPort": 8080, "hostPort": 0}]})),
             docker(json!({"networks": [{"mode": "host"}]})),
             docker(json!({"networks": [{"mode": "container", "name": "dcos"}]})),
-            json!({"id": "/n", "cmd": "x", "networks": [{"mode": "host"}],
+            json!({"id": "/n", "cmd": "true", "networks": [{"mode": "host"}],
                 "portDefinitions": [{"port": 0}, {"port": 0}]}),
         ] {
             assert_eq!(verdict(&taken), None, "{taken}");
@@ -423,24 +443,24 @@ mod tests {
                 "portMappings are not allowed with host-networking",
             ),
             (
-                json!({"id": "/n", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+                json!({"id": "/n", "cmd": "true", "networks": [{"mode": "container/bridge"}],
                     "portDefinitions": [{"port": 0}]}),
                 "/",
                 "portDefinitions are only allowed with host-networking",
             ),
             (
-                json!({"id": "/n", "cmd": "x", "portDefinitions": [{"port": 10000}, {"port": 10000}]}),
+                json!({"id": "/n", "cmd": "true", "portDefinitions": [{"port": 10000}, {"port": 10000}]}),
                 "/portDefinitions",
                 "Ports must be unique.",
             ),
             (
-                json!({"id": "/n", "cmd": "x", "portDefinitions": [{"port": 0, "name": "a"},
+                json!({"id": "/n", "cmd": "true", "portDefinitions": [{"port": 0, "name": "a"},
                     {"port": 0, "name": "a"}]}),
                 "/portDefinitions",
                 "Port names must be unique.",
             ),
             (
-                json!({"id": "/n", "cmd": "x", "ports": [10000, 10000]}),
+                json!({"id": "/n", "cmd": "true", "ports": [10000, 10000]}),
                 "/",
                 "ports must be unique",
             ),

@@ -103,6 +103,13 @@ pub(super) fn check_types(
         (None, Some(b)) => Some(b.to_owned()),
         (None, None) => None,
     };
+    if obj
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !matches_path_id_pattern(id))
+    {
+        problems.push(p("/id", "error.pattern"));
+    }
     if id_raw.is_none() && !problems.iter().any(|x| x.path == "/id") {
         problems.push(p("/id", "error.path.missing"));
     }
@@ -162,6 +169,16 @@ pub(super) fn check_types(
     Ok(id_raw)
 }
 
+/// The RAML `PathId` pattern of an app's `id` (1.10, `stringTypes.raml`:
+/// `^(\/?((\.\.)|(<segment>))?($|\/))+$`, `minLength: 1`): between the `/`s a valid segment,
+/// `..` or nothing — so `/a/../b` and `/a//b` pass (to be canonicalised) and `/a/./b` does not.
+fn matches_path_id_pattern(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .split('/')
+            .all(|s| s.is_empty() || s == ".." || frameworks::marathon::valid_segment(s))
+}
+
 /// `key` is given and not empty (`null`, `[]` and `""` count as absent).
 fn has(obj: &Map<String, Value>, key: &str) -> bool {
     match obj.get(key) {
@@ -198,6 +215,14 @@ pub(super) fn check_app<'a>(
             "/",
             "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.",
         ));
+    }
+    if obj
+        .get("cmd")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.is_empty() && frameworks::marathon::cmd_too_short(c))
+    {
+        // `AppValidation.validateCanonicalAppAPI`: `cmd.length() > 1`, reported on the app.
+        problems.push(p("/", "must not be an empty string"));
     }
     let ctype = check_container(obj, container, &mut problems);
     // `AppValidation.validateOldAppAPI`: both lists given (even empty) must agree.

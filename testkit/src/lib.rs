@@ -37,6 +37,7 @@ pub mod procs;
 mod recorder;
 pub mod sandbox;
 pub mod services;
+pub mod tmpfs;
 pub mod wait;
 pub mod wire;
 

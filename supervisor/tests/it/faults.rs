@@ -1125,42 +1125,6 @@ async fn faults_collector_kill9_then_a_future_sample() {
     term(&mut bed);
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cannot mount a tmpfs: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Self { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// Fills the file system of `dir` with `file` until it is full.
 fn fill(file: &Path) -> u64 {
     use std::io::Write;
@@ -1207,7 +1171,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
 /// returns the refused reports are taken (re-sent, as a reporter retries) and new ones too.
 #[tokio::test]
 async fn disk_full() {
-    let fs = match Tmpfs::mount("3m") {
+    let fs = match testkit::tmpfs::Tmpfs::mount("3m") {
         Ok(fs) => fs,
         Err(why) => {
             assert!(!testkit::root_or_skip(Err(why), "faults::disk_full"));

@@ -83,53 +83,71 @@ fn store_err(s: &Settings, e: StoreError) -> SetupError {
     }
 }
 
+/// Why the checkpoint directory cannot be used, naming it.
+fn unusable(s: &Settings, e: &StoreError) -> String {
+    match e {
+        StoreError::Io { path, source } if *path == s.job_dir => format!(
+            "checkpoint directory {} cannot be used: {source}",
+            s.job_dir.display()
+        ),
+        other => format!(
+            "checkpoint directory {} cannot be used: {other}",
+            s.job_dir.display()
+        ),
+    }
+}
+
 /// The job's store, or why the checkpoint directory cannot be used. A live incarnation holding
 /// the lock is an error: that is the lock doing its work, not an unusable directory.
 async fn open_store(s: &Settings) -> Result<Result<Store, String>, SetupError> {
     match Store::open_waiting(&s.job_dir, &s.uuid, s.grace).await {
         Ok(store) => Ok(Ok(store)),
         Err(e @ StoreError::Busy(_)) => Err(store_err(s, e)),
-        Err(StoreError::Io { path, source }) if path == s.job_dir => Ok(Err(format!(
-            "checkpoint directory {} cannot be used: {source}",
-            s.job_dir.display()
-        ))),
-        Err(e) => Ok(Err(format!(
-            "checkpoint directory {} cannot be used: {e}",
-            s.job_dir.display()
-        ))),
+        Err(e) => Ok(Err(unusable(s, &e))),
     }
 }
 
 /// The decision taken and the incarnation prepared, with the job's store when there is one.
+/// A directory that fails while the incarnation is prepared (after the lock was taken: a full
+/// disk, a permission changed) is an unusable directory like one that fails at the start: the
+/// decision is taken again without it ([`Decision::without_dir`]).
 async fn prepare_run(
     s: &Settings,
     store: Result<Store, String>,
-    d: &Decision,
-) -> Result<(Option<Store>, Incarnation), SetupError> {
-    let store = match store {
-        Ok(store) => store,
-        Err(why) => {
-            tracing::warn!(
-                "{why}: running job {} without its lock and without checkpoints (strategy none) \
-                 — a second shell-trap of this job is not excluded, a restart begins from \
-                 scratch and nothing can be restored",
-                s.uuid
-            );
-            tracing::info!("checkpoint strategy none ({})", d.why);
-            let inc = Incarnation {
-                seq: 1,
-                dir: s.job_dir.clone(),
-                restored_from: None,
-                restored_bytes: 0,
-            };
-            return Ok((None, inc));
+    d: Decision,
+) -> Result<(Option<Store>, Incarnation, Decision), SetupError> {
+    let failed = match store {
+        Ok(store) => {
+            let restore = (d.strategy != Strategy::None).then_some(d.strategy);
+            match prepare_inc(store, restore).await? {
+                Ok((store, inc)) => {
+                    log_decision(&d);
+                    log_incarnation(&inc, d.strategy);
+                    return Ok((Some(store), inc, d));
+                }
+                Err(e @ StoreError::Newer { .. }) => return Err(store_err(s, e)),
+                Err(e) => unusable(s, &e),
+            }
         }
+        Err(why) => why,
     };
-    log_decision(d);
-    let restore = (d.strategy != Strategy::None).then_some(d.strategy);
-    let (store, inc) = prepare_inc(s, store, restore).await?;
-    log_incarnation(&inc, d.strategy);
-    Ok((Some(store), inc))
+    let d = d
+        .without_dir(s.strategy, s.fallback, &failed)
+        .map_err(SetupError::Strategy)?;
+    tracing::warn!(
+        "{failed}: running job {} without its lock and without checkpoints (strategy none) — a \
+         second shell-trap of this job is not excluded, a restart begins from scratch and \
+         nothing can be restored",
+        s.uuid
+    );
+    tracing::info!("checkpoint strategy none ({})", d.why);
+    let inc = Incarnation {
+        seq: 1,
+        dir: s.job_dir.clone(),
+        restored_from: None,
+        restored_bytes: 0,
+    };
+    Ok((None, inc, d))
 }
 
 /// A flag value as written on the command line.
@@ -203,20 +221,18 @@ async fn run_inner(s: &Settings, signals: &mut Signals) -> Result<i32, SetupErro
     }
 }
 
-/// `prepare` on the blocking pool.
+/// `prepare` on the blocking pool; the store is dropped (its lock released) when it fails.
 async fn prepare_inc(
-    s: &Settings,
     store: Store,
     restore: Option<Strategy>,
-) -> Result<(Store, Incarnation), SetupError> {
-    let (store, r) = tokio::task::spawn_blocking(move || {
-        let r = store.prepare(restore.map(Strategy::as_str));
-        (store, r)
+) -> Result<Result<(Store, Incarnation), StoreError>, SetupError> {
+    tokio::task::spawn_blocking(move || {
+        store
+            .prepare(restore.map(Strategy::as_str))
+            .map(|inc| (store, inc))
     })
     .await
-    .map_err(|e| SetupError::Runtime(format!("preparing the checkpoint directory: {e}")))?;
-    let inc = r.map_err(|e| store_err(s, e))?;
-    Ok((store, inc))
+    .map_err(|e| SetupError::Runtime(format!("preparing the checkpoint directory: {e}")))
 }
 
 fn log_decision(d: &Decision) {
@@ -297,7 +313,7 @@ async fn start_process(
     let dir = store.as_ref().map(|_| ()).map_err(Clone::clone);
     let d = decide(s.strategy, s.fallback, &criu, s.app_checkpoint, &dir)
         .map_err(SetupError::Strategy)?;
-    let (store, inc) = prepare_run(s, store, &d).await?;
+    let (store, inc, d) = prepare_run(s, store, d).await?;
     let own = match cgroup {
         CgroupMode::Inherit => None,
         CgroupMode::Create => Some(OwnCgroup::create(&s.uuid, s.cpus.unwrap_or(1.0))?),
@@ -332,7 +348,7 @@ async fn start_docker(
         &dir,
     )
     .map_err(SetupError::Strategy)?;
-    let (store, inc) = prepare_run(s, store, &d).await?;
+    let (store, inc, d) = prepare_run(s, store, d).await?;
     let env = job_env(s, &inc, d.strategy, CONTAINER_CHECKPOINT_DIR);
     let spec = ContainerSpec {
         uuid: &s.uuid,

@@ -73,25 +73,41 @@ pub fn decide(
 ) -> Result<Decision, String> {
     let d = decide_for_usable_dir(asked, fallback, criu, app_supported)?;
     match dir {
-        Err(reason) if d.strategy != Strategy::None => {
-            if asked == StrategyArg::Auto || fallback == Some(Fallback::None) {
-                Ok(Decision {
-                    strategy: Strategy::None,
-                    why: format!(
-                        "{} would have been used ({}), but {reason}",
-                        d.strategy, d.why
-                    ),
-                })
-            } else {
-                Err(format!(
-                    "checkpoint strategy {} refused: {reason}, and {} needs it. Make it \
-                     writable, or use --strategy none (or auto) to run the job without \
-                     checkpoints",
-                    d.strategy, d.strategy
-                ))
-            }
+        Err(reason) => d.without_dir(asked, fallback, reason),
+        Ok(()) => Ok(d),
+    }
+}
+
+impl Decision {
+    /// This decision once the checkpoint directory turns out unusable (`reason` names it), at
+    /// the start or while the incarnation is prepared: `none` stays; what `auto` or
+    /// `--fallback none` chose becomes `none`; an explicit `app` or `criu` is refused.
+    ///
+    /// # Errors
+    /// The refusal message, naming the directory, when the strategy asked for needs it.
+    pub fn without_dir(
+        self,
+        asked: StrategyArg,
+        fallback: Option<Fallback>,
+        reason: &str,
+    ) -> Result<Self, String> {
+        if self.strategy == Strategy::None {
+            Ok(self)
+        } else if asked == StrategyArg::Auto || fallback == Some(Fallback::None) {
+            Ok(Self {
+                strategy: Strategy::None,
+                why: format!(
+                    "{} would have been used ({}), but {reason}",
+                    self.strategy, self.why
+                ),
+            })
+        } else {
+            Err(format!(
+                "checkpoint strategy {} refused: {reason}, and {} needs it. Make it writable, \
+                 or use --strategy none (or auto) to run the job without checkpoints",
+                self.strategy, self.strategy
+            ))
         }
-        _ => Ok(d),
     }
 }
 

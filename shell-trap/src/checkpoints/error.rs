@@ -19,6 +19,24 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The newest checkpoint was sealed by a newer shell-trap (a manifest format this one does
+    /// not read): it is left untouched, and restoring is refused rather than losing it.
+    #[error(
+        "checkpoint {} was sealed by a newer shell-trap (its manifest {} has format {format}; \
+         this shell-trap {} reads format {}): it is left untouched and the job is not started, \
+         so that its work is not lost. Run the job with the newer shell-trap to restore it, or \
+         to start it from scratch remove {} and its manifest",
+        .dir.display(), .manifest.display(), env!("CARGO_PKG_VERSION"),
+        super::manifest::MANIFEST_FORMAT, .dir.display()
+    )]
+    Newer {
+        /// The checkpoint's directory.
+        dir: PathBuf,
+        /// Its manifest.
+        manifest: PathBuf,
+        /// The manifest's format.
+        format: u32,
+    },
     /// A checkpoint is not what its manifest says, or has something that cannot be sealed.
     #[error("{0}")]
     Corrupt(String),

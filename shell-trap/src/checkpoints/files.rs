@@ -139,9 +139,25 @@ pub(super) fn fsync_tree(dir: &Path) -> Result<(), StoreError> {
     fsync_dir(dir)
 }
 
-/// Copies the files `m` lists from `src` to `dst`, checking each against its size and CRC-32
-/// (and each symlink against its target), then fsyncs `dst`.
-pub(super) fn copy_verified(src: &Path, dst: &Path, m: &Manifest) -> Result<(), StoreError> {
+/// How a sealed checkpoint's files reach the next incarnation's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Restore {
+    /// Copied: the job may do anything to its files, the sealed ones stay as they were.
+    Copy,
+    /// Hard-linked (when a copy does not fit in the free space): no data is written, and the
+    /// sealed files stay intact as long as the job replaces its files (new file, rename) rather
+    /// than rewriting them in place.
+    Link,
+}
+
+/// Restores the files `m` lists from `src` into `dst` (`how`: copied or hard-linked), checking
+/// each against its size and CRC-32 (and each symlink against its target), then fsyncs `dst`.
+pub(super) fn restore_verified(
+    src: &Path,
+    dst: &Path,
+    m: &Manifest,
+    how: Restore,
+) -> Result<(), StoreError> {
     for f in &m.files {
         let rel = safe_rel(&f.path)
             .ok_or_else(|| StoreError::Corrupt(format!("unsafe path {:?}", f.path)))?;
@@ -174,13 +190,21 @@ pub(super) fn copy_verified(src: &Path, dst: &Path, m: &Manifest) -> Result<(), 
                 f.path
             )));
         }
-        let mut out = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(md.permissions().mode() & 0o777)
-            .open(&to)
-            .map_err(io_err(&to))?;
-        let (size, crc) = hash_file(&from, Some((&mut out, &to)))?;
+        let (size, crc) = match how {
+            Restore::Copy => {
+                let mut out = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(md.permissions().mode() & 0o777)
+                    .open(&to)
+                    .map_err(io_err(&to))?;
+                hash_file(&from, Some((&mut out, &to)))?
+            }
+            Restore::Link => {
+                fs::hard_link(&from, &to).map_err(io_err(&to))?;
+                hash_file(&to, None)?
+            }
+        };
         if size != f.size || crc != f.crc32 {
             return Err(StoreError::Corrupt(format!(
                 "{}: {size} bytes with CRC-32 {crc:08x}, the manifest says {} bytes with {:08x}",

@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 /// Manifest format version.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// The one field every manifest format has, read before the rest: a manifest of a newer format
+/// (written by a newer shell-trap) may not parse as this one, and must not be taken for a torn
+/// or forged one.
+#[derive(Debug, Deserialize)]
+pub(super) struct FormatOnly {
+    /// The manifest's format.
+    pub(super) format: u32,
+}
+
 /// One file of a sealed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {

@@ -25,12 +25,18 @@
 //! - Starting an incarnation: the newest complete incarnation is **copied** (verified) into a new
 //!   `inc-N.tmp/`, fsynced, and renamed to `inc-N/`; the job then works in `inc-N/`, so the
 //!   sealed source stays intact until a newer seal replaces it (a job killed mid-checkpoint falls
-//!   back to it). Temporaries, unsealed directories and corrupt seals are deleted (stale); sealed
+//!   back to it). When a copy does not fit in the free space (or runs out of it), the files are
+//!   hard-linked instead, with a warning: the seal stays intact while the job replaces its files
+//!   rather than rewriting them in place (an in-place rewrite is caught by the CRC-32 at the next
+//!   start: never restored wrong). Temporaries, unsealed directories and corrupt seals are deleted (stale); sealed
 //!   ones older than the newest are deleted too. Only paths made of normal components are
 //!   copied, and symlinks are copied as symlinks (never followed).
 //! - One live owner: the `lock` is held for the whole run, so a second shell-trap of the same
 //!   UUID on this host waits (up to the grace period, while the first one checkpoints) and then
 //!   refuses rather than touching the first one's files or container.
+//! - A seal of a newer manifest format (a newer shell-trap wrote it) is neither deleted nor
+//!   restored: restoring refuses ([`StoreError::Newer`], naming it) when it is the newest seal,
+//!   and a fresh incarnation (`prepare(None)`) leaves it in place.
 //! - When the job ends by itself, the whole `<uuid>/` directory is removed.
 
 mod error;
@@ -47,7 +53,10 @@ use nix::fcntl::{Flock, FlockArg};
 
 pub use error::StoreError;
 use error::io_err;
-use files::{copy_verified, fsync_dir, fsync_tree, make_inc_dir, remove_any, safe_rel, walk};
+use files::{
+    Restore, fsync_dir, fsync_tree, make_inc_dir, remove_any, restore_verified, safe_rel, walk,
+};
+use manifest::FormatOnly;
 pub use manifest::{FileEntry, MANIFEST_FORMAT, Manifest};
 
 const INC_PREFIX: &str = "inc-";
@@ -64,6 +73,9 @@ pub enum Found {
     Unsealed(String),
     /// A temporary (`.tmp`) directory or manifest.
     Temporary,
+    /// Sealed by a newer shell-trap: its manifest has a format this one does not read. Never
+    /// deleted (but by [`Store::remove_all`] when the job is over) and never restored.
+    Newer(u32),
 }
 
 /// An incarnation on disk.
@@ -96,6 +108,53 @@ pub struct Store {
     dir: PathBuf,
     uuid: String,
     _lock: Flock<File>,
+}
+
+/// The space left on a file system for an unprivileged writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FreeSpace {
+    /// Bytes available.
+    bytes: u64,
+    /// The fragment size files are allocated in.
+    block: u64,
+}
+
+impl FreeSpace {
+    /// Whether a copy of the files of `m` fits, each rounded up to whole blocks, with one block
+    /// per file and 1 MiB to spare for directories and the manifest.
+    fn fits(self, m: &Manifest) -> bool {
+        let block = self.block.max(1);
+        let need = m.files.iter().fold(1u64 << 20, |acc, f| {
+            acc.saturating_add(
+                f.size
+                    .div_ceil(block)
+                    .saturating_add(1)
+                    .saturating_mul(block),
+            )
+        });
+        need <= self.bytes
+    }
+}
+
+/// The free space of the file system of `dir` (`statvfs`), `None` when it cannot be told.
+fn free_space(dir: &Path) -> Option<FreeSpace> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    let block = u64::from(st.fragment_size());
+    Some(FreeSpace {
+        bytes: u64::from(st.blocks_available()).saturating_mul(block),
+        block,
+    })
+}
+
+/// ENOSPC or EDQUOT.
+fn out_of_space(e: &StoreError) -> bool {
+    use nix::errno::Errno;
+    let StoreError::Io { source, .. } = e else {
+        return false;
+    };
+    source
+        .raw_os_error()
+        .is_some_and(|n| n == Errno::ENOSPC as i32 || n == Errno::EDQUOT as i32)
 }
 
 /// Epoch seconds now.
@@ -265,6 +324,11 @@ impl Store {
             }
             Err(e) => return Found::Unsealed(format!("manifest unreadable: {e}")),
         };
+        if let Ok(head) = serde_json::from_slice::<FormatOnly>(&text) {
+            if head.format > MANIFEST_FORMAT {
+                return Found::Newer(head.format);
+            }
+        }
         let m: Manifest = match serde_json::from_slice(&text) {
             Ok(m) => m,
             Err(e) => return Found::Unsealed(format!("manifest unparsable: {e}")),
@@ -301,10 +365,11 @@ impl Store {
     /// Removes the incarnations `doomed` picks.
     fn prune_where(&self, doomed: impl Fn(&Entry) -> bool) -> Result<(), StoreError> {
         for e in self.scan()? {
-            if !doomed(&e) {
+            if !doomed(&e) || matches!(e.found, Found::Newer(_)) {
                 continue;
             }
             match &e.found {
+                Found::Newer(_) => {}
                 Found::Unsealed(why) => {
                     tracing::info!("removing stale checkpoint {} ({why})", e.dir.display());
                 }
@@ -331,8 +396,42 @@ impl Store {
     /// # Errors
     /// [`StoreError::Io`] when the directory cannot be created or written.
     pub fn prepare(&self, restore: Option<&str>) -> Result<Incarnation, StoreError> {
+        self.prepare_with(restore, free_space)
+    }
+
+    /// [`Store::prepare`] with `free` telling the free space of a directory.
+    fn prepare_with(
+        &self,
+        restore: Option<&str>,
+        free: impl Fn(&Path) -> Option<FreeSpace>,
+    ) -> Result<Incarnation, StoreError> {
         let entries = self.scan()?;
         let seq = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+        let newest_seal = entries
+            .iter()
+            .filter(|e| matches!(e.found, Found::Sealed(_) | Found::Newer(_)))
+            .max_by_key(|e| e.seq);
+        if let Some(Entry {
+            seq: newer,
+            dir,
+            found: Found::Newer(format),
+        }) = newest_seal
+        {
+            let manifest = self.manifest_path(*newer);
+            if restore.is_some() {
+                return Err(StoreError::Newer {
+                    dir: dir.clone(),
+                    manifest,
+                    format: *format,
+                });
+            }
+            tracing::warn!(
+                "checkpoint {} was sealed by a newer shell-trap (manifest format {format}): \
+                 strategy none does not restore it, and it is left untouched for a newer \
+                 shell-trap to restore",
+                dir.display()
+            );
+        }
         let mut sealed: Vec<Manifest> = Vec::new();
         for e in entries {
             if let Found::Sealed(m) = e.found {
@@ -356,7 +455,23 @@ impl Store {
         while let Some(m) = sealed.pop() {
             make_inc_dir(&tmp)?;
             let src = self.dir.join(inc_name(m.incarnation));
-            match copy_verified(&src, &tmp, &m) {
+            let space = free(&self.dir);
+            let mut how = match space {
+                Some(space) if !space.fits(&m) => {
+                    self.linking(&m, seq, &format!("{} bytes free", space.bytes));
+                    Restore::Link
+                }
+                _ => Restore::Copy,
+            };
+            let mut restored = restore_verified(&src, &tmp, &m, how);
+            if how == Restore::Copy && restored.as_ref().is_err_and(out_of_space) {
+                // The space went while copying (or the estimate was wrong): link instead.
+                self.linking(&m, seq, "the copy ran out of space");
+                make_inc_dir(&tmp)?;
+                how = Restore::Link;
+                restored = restore_verified(&src, &tmp, &m, how);
+            }
+            match restored {
                 Ok(()) => {
                     fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
                     fsync_dir(&self.dir)?;
@@ -394,6 +509,21 @@ impl Store {
             restored_from: None,
             restored_bytes: 0,
         })
+    }
+
+    /// Says why and with what risk seal `m` is hard-linked into incarnation `seq`.
+    fn linking(&self, m: &Manifest, seq: u64, why: &str) {
+        tracing::warn!(
+            "the checkpoint of incarnation {} ({} bytes) does not fit beside itself on {} ({why}): \
+             its files are hard-linked into incarnation {seq} instead of copied. The sealed \
+             checkpoint stays intact while the job replaces its checkpoint files (writes a new \
+             file and renames it over the old); a file rewritten in place changes the sealed \
+             checkpoint too, and should the job then die before its next checkpoint is sealed, \
+             the sealed one no longer verifies and the job starts from scratch",
+            m.incarnation,
+            m.bytes(),
+            self.dir.display()
+        );
     }
 
     /// Seals `inc` after its job checkpointed and stopped: hashes and fsyncs every file, writes
@@ -579,6 +709,183 @@ mod tests {
         let i4 = s.prepare(Some("app")).unwrap();
         assert_eq!(i4.restored_from, None);
         assert_eq!(fs::read_dir(&i4.dir).unwrap().count(), 0);
+    }
+
+    /// A checkpoint sealed by a newer shell-trap (manifest format 2, perhaps not even parsable
+    /// as format 1) after a rollback: restoring refuses, naming it and what to do, and leaves
+    /// every byte of it; strategy `none` runs fresh beside it and leaves it too; a seal of this
+    /// incarnation does not prune it; only the end of the job removes it.
+    #[test]
+    fn a_checkpoint_of_a_newer_format_is_never_deleted_nor_restored() {
+        let (_t, s) = store();
+        let i1 = sealed_with_state(&s, b"old work");
+        let i2 = next_with_state(&s, b"newer work");
+        let newer = serde_json::json!({
+            "format": 2, "uuid": U, "incarnation": 2, "strategy": "app",
+            "files": {"state": {"size": 10, "xxh3": "0123"}},
+        });
+        let mpath = s.manifest_path(2);
+        fs::write(&mpath, serde_json::to_vec(&newer).unwrap()).unwrap();
+        let manifest_before = fs::read(&mpath).unwrap();
+        assert_eq!(s.check_sealed(2), Found::Newer(2));
+
+        let e = s.prepare(Some("app")).unwrap_err();
+        assert!(matches!(e, StoreError::Newer { format: 2, .. }), "{e}");
+        let text = e.to_string();
+        for want in [
+            &i2.dir.display().to_string(),
+            &mpath.display().to_string(),
+            "format 2",
+            "newer shell-trap",
+            "left untouched",
+            "remove",
+        ] {
+            assert!(text.contains(want), "{want:?} in {text}");
+        }
+        assert_eq!(fs::read(i2.dir.join("state")).unwrap(), b"newer work");
+        assert_eq!(fs::read(&mpath).unwrap(), manifest_before);
+        // The older seal is not touched by a refused restore either.
+        assert!(i1.dir.exists());
+
+        // Strategy none: a fresh incarnation beside it; it stays, through a seal too.
+        let i3 = s.prepare(None).unwrap();
+        assert_eq!((i3.seq, i3.restored_from), (3, None));
+        assert_eq!(fs::read(i2.dir.join("state")).unwrap(), b"newer work");
+        assert_eq!(fs::read(&mpath).unwrap(), manifest_before);
+        s.seal(&i3, "app").unwrap();
+        assert_eq!(fs::read(i2.dir.join("state")).unwrap(), b"newer work");
+        assert_eq!(fs::read(&mpath).unwrap(), manifest_before);
+
+        // A manifest of format 1 that does not parse is still a torn one (removed as stale).
+        fs::write(s.manifest_path(3), b"{\"format\":1,").unwrap();
+        assert!(matches!(s.check_sealed(3), Found::Unsealed(_)));
+
+        let dir = s.dir().to_owned();
+        s.remove_all();
+        assert!(!dir.exists(), "the end of the job removes everything");
+    }
+
+    fn ino(p: &Path) -> u64 {
+        fs::metadata(p).unwrap().ino()
+    }
+
+    /// A crash in the middle of a restore by hard links: the temporary holds links to some of
+    /// the sealed files. Nothing of the seal is lost: the next start deletes the temporary (only
+    /// names go) and restores the whole seal.
+    fn crash_mid_link_restores_the_seal(s: &Store, sealed: &Incarnation, next: u64, big: &[u8]) {
+        let tmp = s.dir().join(format!("{}.tmp", inc_name(next)));
+        fs::create_dir(&tmp).unwrap();
+        fs::hard_link(sealed.dir.join("big"), tmp.join("big")).unwrap();
+        let i = s.prepare_with(Some("app"), |_| Some(NONE_FREE)).unwrap();
+        assert_eq!((i.seq, i.restored_from), (next + 1, Some(sealed.seq)));
+        assert_eq!(fs::read(i.dir.join("big")).unwrap(), big);
+        assert_eq!(fs::read(i.dir.join("small")).unwrap(), b"meta");
+        assert!(!tmp.exists());
+        assert!(matches!(s.check_sealed(sealed.seq), Found::Sealed(_)));
+        s.discard(&i);
+    }
+
+    const NONE_FREE: FreeSpace = FreeSpace {
+        bytes: 0,
+        block: 4096,
+    };
+
+    /// A checkpoint that does not fit twice in the free space is hard-linked, not copied: it
+    /// restores, the sealed checkpoint stays intact while the job replaces its files (a crash
+    /// before the next seal falls back to it), and a crash mid-restore loses nothing. A file
+    /// rewritten in place is caught by its CRC: never restored wrong.
+    #[test]
+    fn a_checkpoint_that_does_not_fit_twice_is_linked_and_still_kept_intact() {
+        let (_t, s) = store();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let i1 = s.prepare(Some("app")).unwrap();
+        write(&i1.dir, "big", &big);
+        write(&i1.dir, "small", b"meta");
+        s.seal(&i1, "app").unwrap();
+
+        // Enough room: copied, as before.
+        let room = FreeSpace {
+            bytes: 1 << 30,
+            block: 4096,
+        };
+        let copied = s.prepare_with(Some("app"), |_| Some(room)).unwrap();
+        assert_ne!(ino(&copied.dir.join("big")), ino(&i1.dir.join("big")));
+        s.discard(&copied);
+
+        // No room: linked, same inode, same bytes.
+        let i2 = s.prepare_with(Some("app"), |_| Some(NONE_FREE)).unwrap();
+        assert_eq!(i2.restored_from, Some(1));
+        assert_eq!(ino(&i2.dir.join("big")), ino(&i1.dir.join("big")));
+        assert_eq!(fs::read(i2.dir.join("big")).unwrap(), big);
+        // The job replaces its state (new file, rename) and dies before a seal: seal 1 is intact
+        // and restored.
+        write(&i2.dir, "big.new", b"half of a new state");
+        fs::rename(i2.dir.join("big.new"), i2.dir.join("big")).unwrap();
+        assert_eq!(fs::read(i1.dir.join("big")).unwrap(), big);
+        crash_mid_link_restores_the_seal(&s, &i1, 4, &big);
+
+        // A file rewritten in place changes the seal too: its CRC says so, it is not restored.
+        let i6 = s.prepare_with(Some("app"), |_| Some(NONE_FREE)).unwrap();
+        fs::write(i6.dir.join("big"), vec![0u8; big.len()]).unwrap();
+        let i7 = s.prepare_with(Some("app"), |_| Some(NONE_FREE)).unwrap();
+        assert_eq!(i7.restored_from, None, "never restored wrong");
+    }
+
+    /// The same on a real file system with little room (a 4 MiB tmpfs; root, else skipped with
+    /// a notice unless `QOS_REQUIRE_ROOT`): a 2.5 MiB checkpoint — more than half the free
+    /// space — restores, by the free-space estimate and, when the estimate is wrong, after the
+    /// copy runs out of space; a crash mid-restore loses nothing.
+    #[test]
+    fn a_checkpoint_bigger_than_half_the_free_space_restores_on_a_small_tmpfs() {
+        let fs_ = match testkit::tmpfs::Tmpfs::mount("4m") {
+            Ok(fs_) => fs_,
+            Err(why) => {
+                assert!(!testkit::root_or_skip(
+                    Err(why),
+                    "shell-trap checkpoints: a checkpoint bigger than half the free space"
+                ));
+                return;
+            }
+        };
+        let s = Store::open(&fs_.path().join(U), U).unwrap();
+        let big: Vec<u8> = (0..(5u32 << 19)).map(|i| (i % 253) as u8).collect();
+        let i1 = s.prepare(Some("app")).unwrap();
+        write(&i1.dir, "big", &big);
+        write(&i1.dir, "small", b"meta");
+        s.seal(&i1, "app").unwrap();
+        let free = free_space(s.dir()).unwrap();
+        assert!(
+            2 * big.len() as u64 > free.bytes,
+            "{} bytes free: the checkpoint must be more than half",
+            free.bytes
+        );
+
+        let i2 = s.prepare(Some("app")).unwrap();
+        assert_eq!(i2.restored_from, Some(1));
+        assert_eq!(fs::read(i2.dir.join("big")).unwrap(), big);
+        s.discard(&i2);
+
+        // The estimate says it fits: the copy runs out of space, and the restore links.
+        let lie = FreeSpace {
+            bytes: 1 << 30,
+            block: 4096,
+        };
+        let i3 = s.prepare_with(Some("app"), |_| Some(lie)).unwrap();
+        assert_eq!(i3.restored_from, Some(1));
+        assert_eq!(fs::read(i3.dir.join("big")).unwrap(), big);
+        assert_eq!(ino(&i3.dir.join("big")), ino(&i1.dir.join("big")));
+        assert!(!s.dir().join(format!("{}.tmp", inc_name(i3.seq))).exists());
+        s.discard(&i3);
+
+        crash_mid_link_restores_the_seal(&s, &i1, 4, &big);
+        // The restored incarnation checkpoints (a new file) and seals: the next one restores it.
+        let i6 = s.prepare(Some("app")).unwrap();
+        fs::remove_file(i6.dir.join("big")).unwrap();
+        write(&i6.dir, "big", &big[..1000]);
+        s.seal(&i6, "app").unwrap();
+        let i7 = s.prepare(Some("app")).unwrap();
+        assert_eq!(i7.restored_from, Some(i6.seq));
+        assert_eq!(fs::read(i7.dir.join("big")).unwrap(), &big[..1000]);
     }
 
     #[test]

@@ -652,3 +652,135 @@ fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
         );
     }
 }
+
+/// The checkpoint directory fails only *after* the job's lock is taken: `<dir>/<uuid>/lock`
+/// fits in PATH_MAX but the incarnation directory `<dir>/<uuid>/inc-000001.tmp` does not
+/// (ENAMETOOLONG, as root too — the same path as a disk that fills or a permission that changes
+/// while the incarnation is prepared). A job that does not checkpoint still runs, with one
+/// warning naming the directory and what is lost; what needs the directory is refused (125)
+/// naming it.
+#[test]
+fn a_checkpoint_directory_failing_after_the_lock_never_keeps_a_plain_job_from_running() {
+    let s = Scene::start();
+    // Linux PATH_MAX is 4096 bytes with the NUL: the job directory gets 4085, so `/lock` (5
+    // more) fits and `/inc-000001.tmp` (15 more) does not.
+    let uuid_len = job_uuid().len();
+    let mut base = s.dir().join("deep");
+    while base.as_os_str().len() + 1 + uuid_len < 4085 {
+        let room = 4085 - (base.as_os_str().len() + 1 + uuid_len) - 1;
+        base = base.join("d".repeat(room.clamp(1, 200)));
+    }
+    let base_arg = base.display().to_string();
+    let args = |uuid: &str, more: &[&str]| {
+        let mut a = s.args(uuid, more);
+        let i = a.iter().position(|x| x == "--checkpoint-dir").unwrap();
+        a[i + 1].clone_from(&base_arg);
+        a
+    };
+    let job = ["--", "/bin/sh", "-c", "echo the job ran; exit 3"];
+    for how in [
+        &["--strategy", "none"][..],
+        &["--strategy", "auto"],
+        &["--strategy", "auto", "--app-checkpoint"],
+        &["--strategy", "criu", "--fallback", "none"],
+    ] {
+        let uuid = job_uuid();
+        let job_dir = base.join(&uuid);
+        assert_eq!(job_dir.as_os_str().len(), 4085);
+        let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
+        let err = t.stderr();
+        assert_eq!(st.code(), Some(3), "{how:?}: {err}");
+        assert_contains(&t.stdout(), &["the job ran"]);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{how:?}: one warning: {err}");
+        assert_contains(
+            warnings[0],
+            &[
+                &job_dir.display().to_string(),
+                "File name too long",
+                "without checkpoints",
+                "nothing can be restored",
+            ],
+        );
+        let end = s
+            .sup
+            .end_of(&uuid)
+            .unwrap_or_else(|| panic!("{how:?}: no end report\n{err}"));
+        assert_eq!(end.body["exit_code"], Value::from(3.0), "{how:?}");
+    }
+    for how in [
+        &["--strategy", "app"][..],
+        &["--strategy", "criu", "--fallback", "app"],
+    ] {
+        let uuid = job_uuid();
+        let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
+        let err = t.stderr();
+        assert_eq!(st.code(), Some(125), "{how:?}: {err}");
+        assert_contains(
+            &err,
+            &[
+                &base.join(&uuid).display().to_string(),
+                "File name too long",
+                "refused",
+            ],
+        );
+        assert!(!t.stdout().contains("the job ran"), "{how:?}: {err}");
+    }
+}
+
+/// After a rollback, the job's newest checkpoint was sealed by a newer shell-trap (manifest
+/// format 2). A strategy that would restore it refuses to start (125), naming the checkpoint and
+/// how to proceed, and leaves it untouched; `none` runs the job from scratch beside it, with a
+/// warning, without touching it.
+#[test]
+fn a_checkpoint_sealed_by_a_newer_shell_trap_is_kept_and_named() {
+    let s = Scene::start();
+    let uuid = job_uuid();
+    let job_dir = s.dir().join(&uuid);
+    let inc = job_dir.join("inc-000001");
+    std::fs::create_dir_all(&inc).unwrap();
+    std::fs::write(inc.join("state"), b"hours of work").unwrap();
+    let manifest = job_dir.join("inc-000001.manifest");
+    let body = serde_json::json!({"format": 2, "uuid": uuid, "incarnation": 1,
+        "strategy": "app", "chunks": [{"path": "state", "len": 13}]});
+    std::fs::write(&manifest, body.to_string()).unwrap();
+
+    let job = [
+        "--",
+        "/bin/sh",
+        "-c",
+        "test -f \"$0\" && echo the checkpoint is there; echo the job ran",
+    ];
+    let state = inc.join("state").display().to_string();
+    let mut refused = s.args(&uuid, &["--strategy", "app"]);
+    refused.extend(job.iter().map(|x| (*x).to_owned()));
+    refused.push(state.clone());
+    let (t, st) = s.run(&refused, Duration::from_secs(20));
+    let err = t.stderr();
+    assert_eq!(st.code(), Some(125), "{err}");
+    assert_contains(
+        &err,
+        &[
+            &manifest.display().to_string(),
+            "format 2",
+            "newer shell-trap",
+            "left untouched",
+            "to start it from scratch remove",
+        ],
+    );
+    assert!(!t.stdout().contains("the job ran"), "{err}");
+    assert_eq!(std::fs::read(inc.join("state")).unwrap(), b"hours of work");
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        body.to_string()
+    );
+
+    let mut none = s.args(&uuid, &["--strategy", "none"]);
+    none.extend(job.iter().map(|x| (*x).to_owned()));
+    none.push(state);
+    let (t, st) = s.run(&none, Duration::from_secs(20));
+    let err = t.stderr();
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert_contains(&t.stdout(), &["the checkpoint is there", "the job ran"]);
+    assert_contains(&err, &["newer shell-trap", "left untouched"]);
+}

@@ -139,9 +139,9 @@ impl FreeSpace {
 /// The free space of the file system of `dir` (`statvfs`), `None` when it cannot be told.
 fn free_space(dir: &Path) -> Option<FreeSpace> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
-    let block = u64::from(st.fragment_size());
+    let block = st.fragment_size();
     Some(FreeSpace {
-        bytes: u64::from(st.blocks_available()).saturating_mul(block),
+        bytes: st.blocks_available().saturating_mul(block),
         block,
     })
 }

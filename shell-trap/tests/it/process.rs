@@ -586,20 +586,14 @@ fn a_cancelled_job_leaves_no_checkpoint_unless_asked_to_keep_them() {
     }
 }
 
-/// A checkpoint directory that cannot be created (a path under a regular file: ENOTDIR, as root
-/// too): a job that does not checkpoint runs anyway, with one warning naming the directory and
-/// what is lost; a strategy that needs the directory is refused (125) naming it.
-#[test]
-fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
-    let s = Scene::start();
-    let blocker = s.dir().join("a-file");
-    std::fs::write(&blocker, "").unwrap();
-    let bad = blocker.join("checkpoints");
-    let bad_arg = bad.display().to_string();
+/// With checkpoint directory `dir` unusable (its job directory failing with `error`): a job that
+/// does not checkpoint runs anyway, with one warning naming the job's directory and what is
+/// lost; a strategy that needs the directory is refused (125) naming it, and nothing runs.
+fn plain_runs_and_what_needs_the_directory_is_refused(s: &Scene, dir: &Path, error: &str) {
     let args = |uuid: &str, more: &[&str]| {
         let mut a = s.args(uuid, more);
         let i = a.iter().position(|x| x == "--checkpoint-dir").unwrap();
-        a[i + 1].clone_from(&bad_arg);
+        a[i + 1] = dir.display().to_string();
         a
     };
     let job = ["--", "/bin/sh", "-c", "echo the job ran; exit 3"];
@@ -619,8 +613,9 @@ fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
         assert_contains(
             warnings[0],
             &[
-                &bad_arg,
-                "Not a directory",
+                &dir.join(&uuid).display().to_string(),
+                error,
+                "without checkpoints",
                 "a second shell-trap of this job is not excluded",
                 "nothing can be restored",
             ],
@@ -641,7 +636,10 @@ fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
         let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
         let err = t.stderr();
         assert_eq!(st.code(), Some(125), "{how:?}: {err}");
-        assert_contains(&err, &[&bad_arg, "Not a directory", "refused"]);
+        assert_contains(
+            &err,
+            &[&dir.join(&uuid).display().to_string(), error, "refused"],
+        );
         assert!(!t.stdout().contains("the job ran"), "{how:?}: {err}");
         assert!(
             s.sup
@@ -653,12 +651,24 @@ fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
     }
 }
 
+/// A checkpoint directory that cannot be created (a path under a regular file: ENOTDIR, as root
+/// too).
+#[test]
+fn an_unusable_checkpoint_directory_never_keeps_a_plain_job_from_running() {
+    let s = Scene::start();
+    let blocker = s.dir().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    plain_runs_and_what_needs_the_directory_is_refused(
+        &s,
+        &blocker.join("checkpoints"),
+        "Not a directory",
+    );
+}
+
 /// The checkpoint directory fails only *after* the job's lock is taken: `<dir>/<uuid>/lock`
 /// fits in PATH_MAX but the incarnation directory `<dir>/<uuid>/inc-000001.tmp` does not
 /// (ENAMETOOLONG, as root too — the same path as a disk that fills or a permission that changes
-/// while the incarnation is prepared). A job that does not checkpoint still runs, with one
-/// warning naming the directory and what is lost; what needs the directory is refused (125)
-/// naming it.
+/// while the incarnation is prepared).
 #[test]
 fn a_checkpoint_directory_failing_after_the_lock_never_keeps_a_plain_job_from_running() {
     let s = Scene::start();
@@ -666,66 +676,17 @@ fn a_checkpoint_directory_failing_after_the_lock_never_keeps_a_plain_job_from_ru
     // more) fits and `/inc-000001.tmp` (15 more) does not.
     let uuid_len = job_uuid().len();
     let mut base = s.dir().join("deep");
-    while base.as_os_str().len() + 1 + uuid_len < 4085 {
-        let room = 4085 - (base.as_os_str().len() + 1 + uuid_len) - 1;
-        base = base.join("d".repeat(room.clamp(1, 200)));
+    loop {
+        let gap = 4085 - (base.as_os_str().len() + 1 + uuid_len);
+        if gap == 0 {
+            break;
+        }
+        // Components of at most 255 bytes (NAME_MAX); the last one takes what is left.
+        let name_len = if gap > 256 { 200 } else { gap - 1 };
+        base = base.join("d".repeat(name_len));
     }
-    let base_arg = base.display().to_string();
-    let args = |uuid: &str, more: &[&str]| {
-        let mut a = s.args(uuid, more);
-        let i = a.iter().position(|x| x == "--checkpoint-dir").unwrap();
-        a[i + 1].clone_from(&base_arg);
-        a
-    };
-    let job = ["--", "/bin/sh", "-c", "echo the job ran; exit 3"];
-    for how in [
-        &["--strategy", "none"][..],
-        &["--strategy", "auto"],
-        &["--strategy", "auto", "--app-checkpoint"],
-        &["--strategy", "criu", "--fallback", "none"],
-    ] {
-        let uuid = job_uuid();
-        let job_dir = base.join(&uuid);
-        assert_eq!(job_dir.as_os_str().len(), 4085);
-        let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
-        let err = t.stderr();
-        assert_eq!(st.code(), Some(3), "{how:?}: {err}");
-        assert_contains(&t.stdout(), &["the job ran"]);
-        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
-        assert_eq!(warnings.len(), 1, "{how:?}: one warning: {err}");
-        assert_contains(
-            warnings[0],
-            &[
-                &job_dir.display().to_string(),
-                "File name too long",
-                "without checkpoints",
-                "nothing can be restored",
-            ],
-        );
-        let end = s
-            .sup
-            .end_of(&uuid)
-            .unwrap_or_else(|| panic!("{how:?}: no end report\n{err}"));
-        assert_eq!(end.body["exit_code"], Value::from(3.0), "{how:?}");
-    }
-    for how in [
-        &["--strategy", "app"][..],
-        &["--strategy", "criu", "--fallback", "app"],
-    ] {
-        let uuid = job_uuid();
-        let (t, st) = s.run(&args(&uuid, &[how, &job].concat()), Duration::from_secs(20));
-        let err = t.stderr();
-        assert_eq!(st.code(), Some(125), "{how:?}: {err}");
-        assert_contains(
-            &err,
-            &[
-                &base.join(&uuid).display().to_string(),
-                "File name too long",
-                "refused",
-            ],
-        );
-        assert!(!t.stdout().contains("the job ran"), "{how:?}: {err}");
-    }
+    assert_eq!(base.as_os_str().len() + 1 + uuid_len, 4085);
+    plain_runs_and_what_needs_the_directory_is_refused(&s, &base, "File name too long");
 }
 
 /// After a rollback, the job's newest checkpoint was sealed by a newer shell-trap (manifest

@@ -420,25 +420,33 @@ async fn run(o: Options) {
     let wal_at_kill = file_len(&wal);
     drop(sup);
     let (sup, ready) = start(dir.path(), o.wal_max, &served.url);
-    let jobs: Value = http
-        .get(format!("{}/api/v1/jobs", sup.url))
-        .send()
-        .await
-        .expect("jobs")
-        .json()
-        .await
-        .expect("jobs JSON");
-    let stored: u64 = jobs
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|j| {
-                    j["iterations"].as_u64().unwrap_or(0)
-                        - j["remaining_iterations"].as_u64().unwrap_or(0)
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+    // Every job, a page at a time (the list answers at most 10,000 jobs a request).
+    let (mut stored, mut offset) = (0u64, 0usize);
+    loop {
+        let page: Value = http
+            .get(format!(
+                "{}/api/v1/jobs?limit=10000&offset={offset}",
+                sup.url
+            ))
+            .send()
+            .await
+            .expect("jobs")
+            .json()
+            .await
+            .expect("jobs JSON");
+        let page = page.as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        stored += page
+            .iter()
+            .map(|j| {
+                j["iterations"].as_u64().unwrap_or(0)
+                    - j["remaining_iterations"].as_u64().unwrap_or(0)
+            })
+            .sum::<u64>();
+    }
     let lost = stored_before.saturating_sub(stored);
     let ready_ms = ready.as_secs_f64() * 1000.0;
     println!(

@@ -19,9 +19,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use std::convert::Infallible;
 
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{
+    FromRequest, FromRequestParts, MatchedPath, Path, Query, RawQuery, Request, State,
+};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,7 +40,9 @@ use tokio::time::Instant;
 use crate::config::ControlConfig;
 use crate::control;
 use crate::error::{ApiError, from_json_error};
-use crate::service::{Registration, ReportOutcome, Shared, check_uuid, ct_eq};
+use crate::service::{
+    JobsQuery, Registration, ReportOutcome, Shared, check_uuid, ct_eq, no_parameters,
+};
 use crate::state::HeldReport;
 
 /// A request body, size-limited, with JSON errors for every rejection.
@@ -439,11 +443,40 @@ async fn register_job(
     Ok(registration(r, StatusCode::CREATED))
 }
 
-async fn list_jobs(Admin(sh): Admin) -> Response {
-    Json(sh.jobs_view()).into_response()
+/// The decoded query string of a view (`?limit=100&state=active`), pairs in their order.
+pub(crate) struct Params(pub(crate) Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<Vec<(String, String)>>::from_request_parts(parts, state).await {
+            Ok(Query(pairs)) => Ok(Self(pairs)),
+            Err(e) => Err(ApiError::invalid("query", e.body_text())),
+        }
+    }
 }
 
-async fn get_job(c: Caller, Id(uuid, _): Id<JobParam>) -> Result<Response, ApiError> {
+/// One page of the jobs that match the query; `X-Total-Count` says how many match in all.
+async fn list_jobs(Admin(sh): Admin, Params(q): Params) -> Result<Response, ApiError> {
+    let q = JobsQuery::parse(&q)?;
+    let page = sh.jobs_view(&q);
+    Ok((
+        [(
+            HeaderName::from_static("x-total-count"),
+            page.total.to_string(),
+        )],
+        Json(page.jobs),
+    )
+        .into_response())
+}
+
+async fn get_job(
+    c: Caller,
+    Id(uuid, _): Id<JobParam>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    no_parameters(&q)?;
     c.may_read_job(&uuid)?;
     Ok(Json(c.sh.job_view(&uuid).await?).into_response())
 }
@@ -478,7 +511,12 @@ async fn cancel_job(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn job_history(c: Caller, Id(uuid, _): Id<JobParam>) -> Result<Response, ApiError> {
+async fn job_history(
+    c: Caller,
+    Id(uuid, _): Id<JobParam>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    no_parameters(&q)?;
     c.may_read_job(&uuid)?;
     if !c.sh.lock().jobs.contains_key(&uuid) {
         return Err(ApiError::not_found(format!("no job {uuid}")));
@@ -549,6 +587,7 @@ async fn heartbeat(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_nodes(Admin(sh): Admin) -> Response {
-    Json(sh.nodes_view()).into_response()
+async fn list_nodes(Admin(sh): Admin, Params(q): Params) -> Result<Response, ApiError> {
+    no_parameters(&q)?;
+    Ok(Json(sh.nodes_view()).into_response())
 }

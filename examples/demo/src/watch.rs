@@ -222,7 +222,14 @@ impl Watcher {
     /// One poll: every job's summary and new history, the collector's counters; bars and
     /// event lines updated.
     pub async fn poll(&self, jobs: &mut [Tracked]) {
-        let list = self.get(&format!("{}/api/v1/jobs", self.supervisor)).await;
+        // Newest first: this run's jobs lead whatever else the supervisor remembers (the list
+        // answers one page).
+        let list = self
+            .get(&format!(
+                "{}/api/v1/jobs?order=desc&limit=10000",
+                self.supervisor
+            ))
+            .await;
         let snapshot = match &self.snapshot {
             Some(u) => self.get(u).await,
             None => None,

@@ -2,31 +2,230 @@
 //! and the whole state as JSON (`--dump-state`).
 
 use qos_core::Work;
-use qos_core::job::Phase;
+use qos_core::job::{Framework, Phase};
 use serde_json::{Value, json};
 
 use super::{Shared, store_err};
-use crate::error::ApiError;
+use crate::error::{ApiError, truncate};
 use crate::state::{HeldReport, JobEntry, PersistedJob, Runtime};
 use crate::store::StoreError;
 use crate::summary::Summary;
 
+/// Jobs in one page of `GET /api/v1/jobs` unless `limit` says otherwise: a supervisor keeps
+/// finished jobs for `control.retention` (7 days), so the list grows with the work — 100,000
+/// jobs would be 60 MB of JSON in one answer.
+pub(crate) const DEFAULT_PAGE: usize = 1000;
+/// The largest `limit` accepted.
+pub(crate) const MAX_PAGE: usize = 10_000;
+
+/// Which jobs `GET /api/v1/jobs?state=…` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateFilter {
+    /// Not ended: pending, running, restarting.
+    Active,
+    /// Ended: completed, failed, cancelled, lost.
+    Finished,
+    /// One phase, by its name in the views (`running`, `lost`, …).
+    Phase(&'static str),
+}
+
+const PHASES: [&str; 7] = [
+    "pending",
+    "running",
+    "restarting",
+    "completed",
+    "failed",
+    "cancelled",
+    "lost",
+];
+
+impl StateFilter {
+    fn admits(self, phase: Phase) -> bool {
+        match self {
+            Self::Active => !phase.is_terminal(),
+            Self::Finished => phase.is_terminal(),
+            Self::Phase(name) => phase_name(phase) == name,
+        }
+    }
+}
+
+/// The query of `GET /api/v1/jobs`: filters, order and the page. Every parameter is checked; an
+/// unknown, repeated or out-of-range one is refused naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobsQuery {
+    limit: usize,
+    offset: usize,
+    state: Option<StateFilter>,
+    framework: Option<Framework>,
+    newest_first: bool,
+}
+
+impl Default for JobsQuery {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_PAGE,
+            offset: 0,
+            state: None,
+            framework: None,
+            newest_first: false,
+        }
+    }
+}
+
+/// A whole number in `[lo, hi]`, or a 422 naming `field`.
+fn whole(field: &str, v: &str, lo: usize, hi: usize) -> Result<usize, ApiError> {
+    match v.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} must be a whole number from {lo} to {hi}, got {:?}",
+                truncate(v, 64)
+            ),
+        )),
+    }
+}
+
+impl JobsQuery {
+    /// The parameters, decoded.
+    pub(crate) fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+        let mut q = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in pairs {
+            let k = k.as_str();
+            if seen.contains(&k) {
+                return Err(ApiError::invalid(
+                    k,
+                    format!("query parameter {k:?} is given more than once"),
+                ));
+            }
+            match k {
+                "limit" => q.limit = whole(k, v, 1, MAX_PAGE)?,
+                // Past the end is an empty page; the bound only keeps the number a number.
+                "offset" => q.offset = whole(k, v, 0, u32::MAX as usize)?,
+                "state" => {
+                    q.state = Some(match v.as_str() {
+                        "active" => StateFilter::Active,
+                        "finished" => StateFilter::Finished,
+                        other => StateFilter::Phase(
+                            PHASES.into_iter().find(|p| *p == other).ok_or_else(|| {
+                                ApiError::invalid(
+                                    k,
+                                    format!(
+                                        "state must be active, finished or one of {}, got {:?}",
+                                        PHASES.join(", "),
+                                        truncate(other, 64)
+                                    ),
+                                )
+                            })?,
+                        ),
+                    });
+                }
+                "framework" => {
+                    q.framework = Some(match v.as_str() {
+                        "chronos" => Framework::Chronos,
+                        "marathon" => Framework::Marathon,
+                        other => {
+                            return Err(ApiError::invalid(
+                                k,
+                                format!(
+                                    "framework must be chronos or marathon, got {:?}",
+                                    truncate(other, 64)
+                                ),
+                            ));
+                        }
+                    });
+                }
+                "order" => {
+                    q.newest_first = match v.as_str() {
+                        "asc" => false,
+                        "desc" => true,
+                        other => {
+                            return Err(ApiError::invalid(
+                                k,
+                                format!(
+                                    "order must be asc (oldest registration first) or desc, \
+                                     got {:?}",
+                                    truncate(other, 64)
+                                ),
+                            ));
+                        }
+                    };
+                }
+                other => return Err(unknown_parameter(other, JOBS_PARAMETERS)),
+            }
+            seen.push(k);
+        }
+        Ok(q)
+    }
+}
+
+const JOBS_PARAMETERS: &str = "limit, offset, state, framework, order";
+
+/// A 422 for a query parameter a view does not take, naming it and those it does.
+fn unknown_parameter(name: &str, known: &str) -> ApiError {
+    let name = truncate(name, 64);
+    let takes = if known.is_empty() {
+        "this view takes no query parameters".to_owned()
+    } else {
+        format!("this view takes {known}")
+    };
+    let message = format!("unknown query parameter {name:?}: {takes}");
+    ApiError::invalid(name, message)
+}
+
+/// A view that takes no query parameters (one job, its history, the nodes) refuses any.
+pub(crate) fn no_parameters(pairs: &[(String, String)]) -> Result<(), ApiError> {
+    match pairs.first() {
+        Some((k, _)) => Err(unknown_parameter(k, "")),
+        None => Ok(()),
+    }
+}
+
+/// One page of the job list and how many jobs match in all.
+pub(crate) struct JobsPage {
+    pub(crate) jobs: Value,
+    pub(crate) total: usize,
+}
+
 impl Shared {
-    /// `GET /api/v1/jobs`.
-    pub(crate) fn jobs_view(&self) -> Value {
+    /// `GET /api/v1/jobs`: the jobs that match `q`, in registration order (or newest first),
+    /// one page of them.
+    pub(crate) fn jobs_view(&self, q: &JobsQuery) -> JobsPage {
         let st = self.lock();
-        let mut jobs: Vec<&JobEntry> = st.jobs.values().collect();
-        jobs.sort_by(|a, b| {
-            a.p.meta
-                .registered_at
-                .total_cmp(&b.p.meta.registered_at)
-                .then_with(|| a.p.uuid.cmp(&b.p.uuid))
-        });
-        Value::Array(
-            jobs.into_iter()
-                .map(|e| job_view(&e.p, &e.rt, e.rt.archived.as_ref(), false))
-                .collect(),
-        )
+        let mut jobs: Vec<&JobEntry> = st
+            .jobs
+            .values()
+            .filter(|e| q.state.is_none_or(|s| s.admits(e.p.job.phase)))
+            .filter(|e| q.framework.is_none_or(|f| e.p.job.framework == f))
+            .collect();
+        let total = jobs.len();
+        let order = |a: &&JobEntry, b: &&JobEntry| {
+            let o =
+                a.p.meta
+                    .registered_at
+                    .total_cmp(&b.p.meta.registered_at)
+                    .then_with(|| a.p.uuid.cmp(&b.p.uuid));
+            if q.newest_first { o.reverse() } else { o }
+        };
+        // Only the jobs up to the page's end are put in order: the rest are partitioned off in
+        // linear time (the state lock is held; 100,000 finished jobs are common).
+        let end = q.offset.saturating_add(q.limit).min(total);
+        if end < total {
+            jobs.select_nth_unstable_by(end, order);
+            jobs.truncate(end);
+        }
+        jobs.sort_unstable_by(order);
+        let jobs = jobs
+            .get(q.offset.min(end)..)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| job_view(&e.p, &e.rt, e.rt.archived.as_ref(), false))
+            .collect();
+        JobsPage {
+            jobs: Value::Array(jobs),
+            total,
+        }
     }
 
     /// `GET /api/v1/jobs/{uuid}`: a finished job's history of reports and resizes is read from

@@ -18,3 +18,4 @@ mod replay;
 mod support;
 mod testbed;
 mod ui;
+mod views;

@@ -5,8 +5,10 @@
   const SVG = "http://www.w3.org/2000/svg";
   const CLASSES = ["UNDER_PERFORMANT", "ON_PLAN", "OVER_PERFORMANT", "AT_RISK", "NO_DATA"];
   const $ = (id) => document.getElementById(id);
+  // The job list is read a page at a time: a supervisor keeps finished jobs for days.
+  const PAGE = 100;
   let selected = null;
-  let lastJobs = [];
+  let offset = 0;
   let timer = null;
 
   // ---- token (kept for this tab only) -------------------------------------------------
@@ -19,7 +21,8 @@
     refresh();
   });
 
-  async function api(path) {
+  // The body of a GET, and the `X-Total-Count` of a list.
+  async function apiPage(path) {
     const headers = { "Accept": "application/json" };
     const t = token();
     if (t) headers["Authorization"] = "Bearer " + t;
@@ -30,27 +33,56 @@
       try { const b = await r.json(); if (b && b.error) msg = b.error.message || msg; } catch (_) { /* not JSON */ }
       throw new Error(path + ": " + msg);
     }
-    return r.json();
+    const total = Number(r.headers.get("X-Total-Count"));
+    return [await r.json(), isFinite(total) ? total : null];
   }
+  async function api(path) { return (await apiPage(path))[0]; }
 
   // ---- helpers --------------------------------------------------------------------------
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") e.className = v; else if (k === "title") e.title = v; else e.setAttribute(k, v);
+      if (k === "class") e.className = v; else if (k === "title") e.title = shown(v); else e.setAttribute(k, v);
     }
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+    // Every text is the client's string made visible (see `shown`), never markup.
+    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(shown(c)));
     return e;
   }
   function num(x, d) { return (x == null || !isFinite(x)) ? "–" : Number(x).toFixed(d); }
+  // A length of time (≥ 0 s) in the unit that reads best, up to years.
+  function span(a) {
+    if (a < 120) return a.toFixed(0) + " s";
+    if (a < 7200) return (a / 60).toFixed(1) + " min";
+    if (a < 172800) return (a / 3600).toFixed(1) + " h";
+    if (a < 31557600) return (a / 86400).toFixed(1) + " d";
+    return (a / 31557600).toFixed(1) + " y";
+  }
   function secs(s) {
     if (s == null || !isFinite(s)) return "–";
-    const a = Math.abs(s), sign = s < 0 ? "−" : "+";
-    if (a < 120) return sign + a.toFixed(0) + " s";
-    if (a < 7200) return sign + (a / 60).toFixed(1) + " min";
-    return sign + (a / 3600).toFixed(1) + " h";
+    if (Math.abs(s) < 0.5) return "0 s";
+    return (s < 0 ? "−" : "+") + span(Math.abs(s));
   }
-  function clock(t) { return t == null ? "–" : new Date(t * 1000).toLocaleTimeString([], { hour12: false }); }
+  // Time left to a deadline: "overdue by …" once it has passed.
+  function left(s) {
+    if (s == null || !isFinite(s)) return "–";
+    return s >= 0 ? span(s) : "overdue by " + span(-s);
+  }
+  const two = (n) => String(n).padStart(2, "0");
+  // Wall-clock time; with its date when it is not within 12 hours of now.
+  function clock(t) {
+    if (t == null || !isFinite(t) || Math.abs(t) > 8.64e12) return "–";
+    const d = new Date(t * 1000);
+    const hms = two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+    if (Math.abs(t - Date.now() / 1000) < 43200) return hms;
+    return d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + " " + hms.slice(0, 5);
+  }
+  // A client's string as text an operator can trust: control, zero-width and bidi-override
+  // characters (which hide text, or reverse what follows) are shown as their code points.
+  function shown(s) {
+    if (s == null) return "";
+    return String(s).replace(/[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g,
+      (c) => "⟨U+" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "⟩");
+  }
   function classBadge(c) {
     const known = CLASSES.includes(c) ? c : "none";
     return el("span", { class: "class " + known }, c || "—");
@@ -63,31 +95,44 @@
   }
   function setStatus(text, error) {
     const s = $("status");
-    s.textContent = text;
+    s.textContent = shown(text);
     s.className = "status" + (error ? " error" : "");
   }
 
   // ---- jobs -----------------------------------------------------------------------------
-  function renderJobs(jobs) {
-    lastJobs = jobs;
+  function listQuery() {
+    const state = $("job-state").value, fw = $("job-framework").value;
+    // Newest first, so the jobs of the moment lead whatever the supervisor still remembers.
+    let q = "?limit=" + PAGE + "&offset=" + offset + "&order=desc";
+    if (state) q += "&state=" + state;
+    if (fw) q += "&framework=" + fw;
+    return q;
+  }
+  function renderJobs(jobs, total) {
     const tb = $("jobs").tBodies[0];
     tb.replaceChildren();
-    $("job-count").textContent = "(" + jobs.length + ")";
+    const state = $("job-state").value;
+    total = total == null ? jobs.length : total;
+    $("job-count").textContent = "(" + total.toLocaleString("en") + (state ? " " + state : "") + ")";
+    $("page-info").textContent = jobs.length ? (offset + 1).toLocaleString("en") + "–" + (offset + jobs.length).toLocaleString("en") + " of " + total.toLocaleString("en") : "";
+    $("prev").disabled = offset === 0;
+    $("next").disabled = offset + jobs.length >= total;
     $("no-jobs").hidden = jobs.length > 0;
+    $("no-jobs").textContent = state === "active" ? "No active jobs." : state === "finished" ? "No finished jobs." : "No jobs registered yet.";
     const now = Date.now() / 1000;
     for (const j of jobs) {
       const q = j.qos || {};
       const pvd = j.prediction != null && q.deadline_at != null ? j.prediction - q.deadline_at : null;
       const pcell = el("td", { class: "num " + (pvd == null ? "" : pvd > 0 ? "late" : "early") }, secs(pvd));
       const tr = el("tr", { "data-uuid": j.uuid, "data-class": j.class || "" },
-        el("td", { title: j.uuid }, j.name),
+        el("td", { class: "name", title: j.uuid }, j.name),
         el("td", {}, j.framework),
         el("td", j.state === "lost" ? { class: "lost", title: j.lost_reason || "" } : {}, j.state),
         el("td", {}, classBadge(j.class)),
         el("td", {}, progressBar(j.progress)),
         pcell,
-        el("td", { class: "num" }, ["completed", "failed", "cancelled", "lost"].includes(j.state) ? "done"
-          : q.deadline_at != null ? secs(q.deadline_at - now) : "–"),
+        ["completed", "failed", "cancelled", "lost"].includes(j.state) ? el("td", { class: "num" }, "done")
+          : el("td", { class: "num" + (q.deadline_at != null && q.deadline_at < now ? " late" : "") }, q.deadline_at != null ? left(q.deadline_at - now) : "–"),
         el("td", { class: "num" }, num(j.cpus, 2)),
         el("td", { class: "num" }, j.resizes == null ? "–" : j.resizes));
       if (j.uuid === selected) tr.classList.add("selected");
@@ -106,7 +151,7 @@
   function renderJob(job, rows) {
     $("job-view").hidden = false;
     const q = job.qos || {};
-    $("job-title").replaceChildren(el("span", {}, job.name + " "), classBadge(job.class));
+    $("job-title").replaceChildren(el("bdi", {}, job.name), " ", classBadge(job.class));
     const facts = [
       ["framework", job.framework], ["state", job.state], ["CPU", num(job.cpus, 2)],
       ["progress", ((Number(job.progress) || 0) * 100).toFixed(0) + " %"],
@@ -114,6 +159,7 @@
       ["resizes", job.resizes], ["node", job.node || "–"],
     ];
     if (job.remaining_iterations != null && job.framework === "chronos") facts.push(["iterations left", job.remaining_iterations]);
+    if (job.cpu_seconds != null) facts.push(["CPU used", num(job.cpu_seconds, 1) + " CPU-s"]);
     if (job.lost_reason) facts.push(["lost", job.lost_reason]);
     if (job.framework === "marathon") {
       facts.push(["checkpoints", job.checkpointing === "able" ? "yes" : job.checkpointing === "unable" ? "no" : "unknown"]);
@@ -122,7 +168,7 @@
       if (job.restarts_lost) facts.push(["lost work", num(job.cpu_seconds_lost, 1) + " CPU-s in " + job.restarts_lost + " restart(s) from scratch"]);
     }
     if (job.last_error) facts.push(["last error", job.last_error]);
-    $("job-facts").replaceChildren(...facts.map(([k, v]) => el("span", {}, k + ": ", el("b", {}, v))));
+    $("job-facts").replaceChildren(...facts.map(([k, v]) => el("span", {}, k + ": ", el("bdi", {}, el("b", {}, v)))));
 
     // CPU over time: the allocation before the first resize, then each applied resize.
     const now = Date.now() / 1000;
@@ -258,18 +304,20 @@
   async function refresh() {
     clearTimeout(timer);
     try {
-      const [jobs, nodes] = await Promise.all([api("/api/v1/jobs"), api("/api/v1/nodes")]);
-      renderJobs(jobs);
-      renderNodes(nodes);
-      if (selected && jobs.some((j) => j.uuid === selected)) {
-        const [job, rows] = await Promise.all([
-          api("/api/v1/jobs/" + encodeURIComponent(selected)),
-          api("/api/v1/jobs/" + encodeURIComponent(selected) + "/history"),
-        ]);
-        renderJob(job, rows);
-      } else {
-        $("job-view").hidden = true;
+      const [[jobs, total], nodes] = await Promise.all([apiPage("/api/v1/jobs" + listQuery()), api("/api/v1/nodes")]);
+      if (!jobs.length && offset > 0 && total != null) {
+        // The list shrank below this page (jobs finished or were forgotten): its last page.
+        offset = Math.max(0, Math.floor((total - 1) / PAGE) * PAGE);
+        return refresh();
       }
+      renderJobs(jobs, total);
+      renderNodes(nodes);
+      // The selected job is shown whether or not it is on this page of the list.
+      const shownJob = selected && await Promise.all([
+        api("/api/v1/jobs/" + encodeURIComponent(selected)),
+        api("/api/v1/jobs/" + encodeURIComponent(selected) + "/history"),
+      ]).catch((e) => { if (/no job/.test(e.message)) return null; throw e; });
+      if (shownJob) renderJob(shownJob[0], shownJob[1]); else $("job-view").hidden = true;
       setStatus("updated " + clock(Date.now() / 1000), false);
     } catch (e) {
       setStatus(e.message, true);
@@ -277,10 +325,14 @@
     timer = setTimeout(refresh, POLL_MS);
   }
 
-  const m = /^#job=([0-9A-Za-z-]+)$/.exec(location.hash);
+  for (const id of ["job-state", "job-framework"]) $(id).addEventListener("change", () => { offset = 0; refresh(); });
+  $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); refresh(); });
+  $("next").addEventListener("click", () => { offset += PAGE; refresh(); });
+
+  const m = /^#job=([0-9A-Za-z_-]+)$/.exec(location.hash);
   if (m) selected = m[1];
   window.addEventListener("hashchange", () => {
-    const h = /^#job=([0-9A-Za-z-]+)$/.exec(location.hash);
+    const h = /^#job=([0-9A-Za-z_-]+)$/.exec(location.hash);
     if (h && h[1] !== selected) select(h[1]);
   });
   refresh();

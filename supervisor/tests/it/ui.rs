@@ -80,12 +80,7 @@ fn console_errors(stderr: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_page_in_headless_chromium() {
-    let Some(bin) = on_path("chromium").or_else(|| on_path("chromium-browser")) else {
-        let _ = testkit::skip_unless_required(
-            &["QOS_REQUIRE_CHROMIUM"],
-            "no `chromium` on the PATH (apt-get install chromium; scripts/test does it)",
-            "ui_page_in_headless_chromium",
-        );
+    let Some(bin) = chromium_or_skip("ui_page_in_headless_chromium") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -284,4 +279,159 @@ async fn ui_page_in_headless_chromium() {
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// The Chromium binary, or `None` after the skip notice (a failure under
+/// `QOS_REQUIRE_CHROMIUM=1`).
+fn chromium_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let bin = on_path("chromium").or_else(|| on_path("chromium-browser"));
+    if bin.is_none() {
+        let _ = testkit::skip_unless_required(
+            &["QOS_REQUIRE_CHROMIUM"],
+            "no `chromium` on the PATH (apt-get install chromium; scripts/test does it)",
+            test,
+        );
+    }
+    bin
+}
+
+/// Posts `body` to `url`, asserting success.
+async fn post_ok(http: &reqwest::Client, url: &str, body: &Value) {
+    let r = http.post(url).body(body.to_string()).send().await.unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{url}: {status} {:?}", r.text().await);
+}
+
+/// Chromium's DOM of `url` (the page polled once), failing on any console message.
+fn dom_of(bin: &Path, profile: &Path, url: &str) -> String {
+    let run = chromium(bin, profile, &["--dump-dom".into()], url);
+    let console = console_errors(&run.stderr);
+    assert!(console.is_empty(), "console: {console:#?}");
+    assert!(
+        run.stdout.contains("updated "),
+        "the page did not load:\n{}",
+        run.stdout
+    );
+    run.stdout
+}
+
+/// What clients send is shown as text, never as markup: a report's host name (the job's node)
+/// and a node's host name with HTML, `</script>` and quotes, a 255-byte job name; bidi overrides
+/// and zero-width characters (which reverse or hide what an operator reads) are shown as their
+/// code points; a deadline days past and one a year ahead read as such, with their dates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_shows_client_strings_as_text() {
+    let Some(bin) = chromium_or_skip("ui_shows_client_strings_as_text") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sup, url) = start_supervisor(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let t = crate::support::now();
+    // Job names are the frameworks' (`[A-Za-z0-9_.-]`, lowercase for Marathon): only long.
+    let (hostile, long) = (uuid(0x5000), uuid(0x5001));
+    let host = "<img src=x onerror=alert(1)></script><script>alert(2)</script>\"q' &amp; \u{202e}exe.evil zero\u{200b}width\u{feff}";
+    for (u, name, hostname) in [
+        (&hostile, "hostile".to_owned(), host),
+        (&long, "x".repeat(255), "n1"),
+    ] {
+        let init = json!({"framework": "chronos", "name": name, "job_duration": 20, "deadline": t + 600.0, "desv_deadline": 0.2, "uuid": u, "iterations": 3});
+        post_ok(&http, &format!("{url}/initTask"), &init).await;
+        let report = json!({"name": name, "started_at": t - 30.0, "finished_at": t - 2.0, "hostname": hostname, "uuid": u});
+        post_ok(&http, &format!("{url}/updateTask"), &report).await;
+    }
+    // Submitted four days ago with a day to finish: three days overdue. And a year ahead.
+    let (past, year) = (uuid(0x5100), uuid(0x5101));
+    let reg = json!({"uuid": past, "name": "overdue", "framework": "marathon", "qos": {"duration": 3600, "deadline": 86_400, "desv_deadline": 0.1}, "cpus": 1.0, "submitted_at": t - 4.0 * 86_400.0});
+    post_ok(&http, &format!("{url}/api/v1/jobs"), &reg).await;
+    let year_at = t + 364.0 * 86_400.0;
+    let init = json!({"framework": "chronos", "name": "a-year-ahead", "job_duration": 20, "deadline": year_at, "desv_deadline": 0.2, "uuid": year, "iterations": 3});
+    post_ok(&http, &format!("{url}/initTask"), &init).await;
+    post_ok(
+        &http,
+        &format!("{url}/api/v1/nodes/register"),
+        &json!({"id": "node-x", "hostname": "<img src=x onerror=alert(3)>\u{202e}", "cpus": 2, "memory_bytes": 4_000_000_000_u64}),
+    )
+    .await;
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+
+    let dom = dom_of(&bin, &profile, &format!("{url}/ui#job={hostile}"));
+    // Nothing became an element: the page's one script, no image.
+    assert_eq!(dom.matches("<script").count(), 1, "{dom}");
+    assert!(!dom.contains("<img"), "{dom}");
+    let shown = "node: <bdi><b>&lt;img src=x onerror=alert(1)&gt;&lt;/script&gt;&lt;script&gt;alert(2)&lt;/script&gt;\"q' &amp;amp; ⟨U+202E⟩exe.evil zero⟨U+200B⟩width⟨U+FEFF⟩</b></bdi>";
+    assert!(
+        dom.contains(shown),
+        "{shown} not in the job's facts:\n{dom}"
+    );
+    for hidden in ['\u{202e}', '\u{200b}', '\u{feff}'] {
+        assert!(!dom.contains(hidden), "{hidden:?} reached the page:\n{dom}");
+    }
+    // The node's host name is its row's tooltip, as text.
+    assert!(
+        dom.contains("title=\"&lt;img src=x onerror=alert(3)&gt;⟨U+202E⟩\""),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!(">{}</td>", "x".repeat(255))), "{dom}");
+    let row = |u: &str| {
+        let at = dom.find(&format!("data-uuid=\"{u}\"")).expect("row");
+        dom[at..at + dom[at..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(row(&past).contains(">overdue by 3.0 d<"), "{}", row(&past));
+    assert!(row(&year).contains(">364.0 d<"), "{}", row(&year));
+
+    // The deadline a year ahead is shown with its date.
+    let dom = dom_of(&bin, &profile, &format!("{url}/ui#job={year}"));
+    let out = Command::new("date")
+        .args(["-d", &format!("@{}", year_at.floor()), "+%Y-%m-%d %H:%M"])
+        .output()
+        .unwrap();
+    let deadline = format!(
+        "deadline: <bdi><b>{}</b>",
+        String::from_utf8(out.stdout).unwrap().trim()
+    );
+    assert!(dom.contains(&deadline), "{deadline} not in:\n{dom}");
+}
+
+/// 150 jobs: the page lists one page of 100, newest first, says how many there are, and pages
+/// on; a job's view shows whether or not the job is on the page listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_lists_jobs_a_page_at_a_time() {
+    let Some(bin) = chromium_or_skip("ui_lists_jobs_a_page_at_a_time") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sup, url) = start_supervisor(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let mut uuids = Vec::new();
+    for i in 0..150u32 {
+        let u = uuid(0x6000 + i);
+        let init = json!({"framework": "marathon", "name": format!("job-{i:03}"), "job_duration": 40, "deadline": 600, "desv_deadline": 0.1, "uuid": u});
+        post_ok(&http, &format!("{url}/initTask"), &init).await;
+        uuids.push(u);
+    }
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    // The oldest job selected: not on the first page (newest first), shown all the same.
+    let dom = dom_of(&bin, &profile, &format!("{url}/ui#job={}", uuids[0]));
+    assert_eq!(dom.matches("data-uuid=").count(), 100, "{dom}");
+    assert!(
+        dom.contains(">job-149</td>") && dom.contains(">job-050</td>"),
+        "{dom}"
+    );
+    assert!(!dom.contains(">job-049</td>"), "{dom}");
+    assert!(
+        dom.contains("<span id=\"page-info\">1–100 of 150</span>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<span id=\"job-count\" class=\"count\">(150)</span>"),
+        "{dom}"
+    );
+    assert!(
+        !dom.contains("id=\"job-view\" hidden"),
+        "job view hidden:\n{dom}"
+    );
+    assert!(dom.contains("<bdi>job-000</bdi>"), "{dom}");
 }

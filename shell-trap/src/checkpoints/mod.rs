@@ -169,13 +169,18 @@ fn inc_name(seq: u64) -> String {
     format!("{INC_PREFIX}{seq:06}")
 }
 
+/// Incarnation numbers are below this (a billion restarts of one job are not coming); a name
+/// with a larger number is not one of shell-trap's and is left alone — counting on from it
+/// would overflow (`inc-18446744073709551615`).
+const MAX_SEQ: u64 = 1_000_000_000;
+
 /// Parses `inc-000012` → 12.
 fn parse_seq(name: &str) -> Option<u64> {
     let digits = name.strip_prefix(INC_PREFIX)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&n| n < MAX_SEQ)
 }
 
 impl Store {
@@ -905,6 +910,21 @@ mod tests {
         m.uuid = "other".into();
         fs::write(s.manifest_path(1), serde_json::to_vec(&m).unwrap()).unwrap();
         assert!(matches!(s.check_sealed(1), Found::Unsealed(w) if w.contains("another")));
+    }
+
+    /// A directory named with the largest incarnation number (hostile or corrupted content of
+    /// the job's directory) made the next number overflow: a panic while preparing (exit 125).
+    /// It is not one of shell-trap's names: left alone, and counting starts at 1.
+    #[test]
+    fn an_incarnation_number_out_of_range_is_not_counted_on() {
+        let (_t, s) = store();
+        let odd = s.dir().join(format!("{INC_PREFIX}{}", u64::MAX));
+        fs::create_dir(&odd).unwrap();
+        fs::create_dir(s.dir().join(format!("{INC_PREFIX}{MAX_SEQ}"))).unwrap();
+        let i = s.prepare(Some("app")).unwrap();
+        assert_eq!(i.seq, 1);
+        assert!(odd.exists());
+        assert_eq!(parse_seq("inc-000999999999"), Some(999_999_999));
     }
 
     #[test]

@@ -314,7 +314,8 @@
       renderNodes(nodes);
       // The selected job is shown whether or not it is on this page of the list.
       const shownJob = selected && await Promise.all([
-        api("/api/v1/jobs/" + encodeURIComponent(selected)),
+        // Without its iteration reports (a Chronos job may have a million): the page shows none.
+        api("/api/v1/jobs/" + encodeURIComponent(selected) + "?reports=0"),
         api("/api/v1/jobs/" + encodeURIComponent(selected) + "/history"),
       ]).catch((e) => { if (/no job/.test(e.message)) return null; throw e; });
       if (shownJob) renderJob(shownJob[0], shownJob[1]); else $("job-view").hidden = true;

@@ -41,7 +41,8 @@ use crate::config::ControlConfig;
 use crate::control;
 use crate::error::{ApiError, from_json_error};
 use crate::service::{
-    JobsQuery, Registration, ReportOutcome, Shared, check_uuid, ct_eq, no_parameters,
+    JobsQuery, Registration, ReportOutcome, Shared, check_uuid, ct_eq, detail_reports,
+    no_parameters,
 };
 use crate::state::HeldReport;
 
@@ -476,9 +477,9 @@ async fn get_job(
     Id(uuid, _): Id<JobParam>,
     Params(q): Params,
 ) -> Result<Response, ApiError> {
-    no_parameters(&q)?;
+    let reports = detail_reports(&q)?;
     c.may_read_job(&uuid)?;
-    Ok(Json(c.sh.job_view(&uuid).await?).into_response())
+    Ok(Json(c.sh.job_view(&uuid, reports).await?).into_response())
 }
 
 async fn cancel_job(

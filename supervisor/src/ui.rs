@@ -1,7 +1,8 @@
 //! `GET /ui`: the supervisor's own live page — one HTML document with its CSS and JavaScript
 //! embedded in the binary (no build step, no external resources). It polls one page of
 //! `/api/v1/jobs` (100 jobs, newest first, filtered by state and framework), `/api/v1/nodes` and,
-//! for the selected job (listed on that page or not), `/api/v1/jobs/{uuid}` and its `/history`
+//! for the selected job (listed on that page or not), `/api/v1/jobs/{uuid}?reports=0` (its
+//! iteration reports are not shown, and a job may have a million) and its `/history`
 //! every 2 s; with an admin token configured the page asks for it and keeps it in
 //! `sessionStorage`. Every string is set as text, with control, zero-width and bidi-override
 //! characters shown as their code points (`⟨U+202E⟩`): a client's host name cannot hide or

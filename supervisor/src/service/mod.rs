@@ -19,7 +19,7 @@ mod views;
 
 pub(crate) use reports::apply_report;
 pub(crate) use upkeep::{load, maintain};
-pub(crate) use views::{JobsQuery, no_parameters, state_json};
+pub(crate) use views::{JobsQuery, detail_reports, no_parameters, state_json};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

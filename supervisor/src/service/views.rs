@@ -174,6 +174,32 @@ fn unknown_parameter(name: &str, known: &str) -> ApiError {
     ApiError::invalid(name, message)
 }
 
+/// The query of `GET /api/v1/jobs/{uuid}`: `reports`, how many of a Chronos job's newest
+/// iteration reports to include (all without it; a job may have a million).
+pub(crate) fn detail_reports(pairs: &[(String, String)]) -> Result<usize, ApiError> {
+    let mut reports = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "reports" if reports.is_some() => {
+                return Err(ApiError::invalid(
+                    "reports",
+                    "query parameter \"reports\" is given more than once",
+                ));
+            }
+            "reports" => {
+                reports = Some(whole(
+                    "reports",
+                    v,
+                    0,
+                    qos_core::spec::MAX_ITERATIONS as usize,
+                )?)
+            }
+            other => return Err(unknown_parameter(other, "reports")),
+        }
+    }
+    Ok(reports.unwrap_or(usize::MAX))
+}
+
 /// A view that takes no query parameters (one job, its history, the nodes) refuses any.
 pub(crate) fn no_parameters(pairs: &[(String, String)]) -> Result<(), ApiError> {
     match pairs.first() {
@@ -220,7 +246,7 @@ impl Shared {
             .get(q.offset.min(end)..)
             .unwrap_or_default()
             .iter()
-            .map(|e| job_view(&e.p, &e.rt, e.rt.archived.as_ref(), false))
+            .map(|e| job_view(&e.p, &e.rt, e.rt.archived.as_ref(), None))
             .collect();
         JobsPage {
             jobs: Value::Array(jobs),
@@ -230,20 +256,21 @@ impl Shared {
 
     /// `GET /api/v1/jobs/{uuid}`: a finished job's history of reports and resizes is read from
     /// the database.
-    pub(crate) async fn job_view(&self, uuid: &str) -> Result<Value, ApiError> {
+    /// At most `reports` of its newest iteration reports.
+    pub(crate) async fn job_view(&self, uuid: &str, reports: usize) -> Result<Value, ApiError> {
         let not_found = || ApiError::not_found(format!("no job {uuid}"));
         {
             let st = self.lock();
             let e = st.jobs.get(uuid).ok_or_else(not_found)?;
             if e.rt.archived.is_none() {
-                return Ok(job_view(&e.p, &e.rt, None, true));
+                return Ok(job_view(&e.p, &e.rt, None, Some(reports)));
             }
         }
         let items = self.store.items(uuid).await.map_err(|e| store_err(&e))?;
         let st = self.lock();
         let e = st.jobs.get(uuid).ok_or_else(not_found)?;
         let whole = e.whole(Some(&items)).map_err(|m| ApiError::internal(&m))?;
-        Ok(job_view(&whole, &e.rt, None, true))
+        Ok(job_view(&whole, &e.rt, None, Some(reports)))
     }
 }
 
@@ -260,7 +287,13 @@ fn phase_name(p: Phase) -> &'static str {
 }
 
 /// A job's view. `summary`: its lists are not in memory (archived), show the summary instead.
-fn job_view(p: &PersistedJob, rt: &Runtime, summary: Option<&Summary>, detail: bool) -> Value {
+/// `detail`: the detail view, with at most this many of its newest iteration reports.
+fn job_view(
+    p: &PersistedJob,
+    rt: &Runtime,
+    summary: Option<&Summary>,
+    detail: Option<usize>,
+) -> Value {
     let job = &p.job;
     let meta = &p.meta;
     let (class, decision) = match &rt.last_decision {
@@ -309,12 +342,14 @@ fn job_view(p: &PersistedJob, rt: &Runtime, summary: Option<&Summary>, detail: b
         v["restarts_lost"] = json!(w.restarts_lost);
         v["cpu_seconds_lost"] = json!(w.cpu.lost());
     }
-    if detail {
+    if let Some(newest) = detail {
         v["decision"] = decision.unwrap_or(Value::Null);
         v["resize_history"] = json!(job.resizes);
         v["last_error"] = json!(rt.last_error);
         match &job.work {
-            Work::Iterative(w) => v["reports"] = json!(w.reports),
+            Work::Iterative(w) => {
+                v["reports"] = json!(&w.reports[w.reports.len().saturating_sub(newest)..]);
+            }
             // What is known of the task: restarts and their costs, CPU per container,
             // progress segments (the speed model's evidence), its end.
             Work::Continuous(w) => v["work"] = json!(w),

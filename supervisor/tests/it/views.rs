@@ -167,9 +167,10 @@ async fn views_refuse_bad_query_parameters_naming_them() {
     let message = invalid(&h, &format!("/api/v1/jobs?limit={long}"), "limit").await;
     assert!(message.len() < 1000, "{message}");
 
-    // The views that take no parameters say so, naming the one given.
+    // A parameter a view does not take is named.
     for (path, field) in [
         (format!("/api/v1/jobs/{u}?verbose=1"), "verbose"),
+        (format!("/api/v1/jobs/{u}?reports=1&limit=1"), "limit"),
         (format!("/api/v1/jobs/{u}/history?limit=5"), "limit"),
         ("/api/v1/nodes?offset=0".to_owned(), "offset"),
     ] {
@@ -186,5 +187,55 @@ async fn views_refuse_bad_query_parameters_naming_them() {
             StatusCode::OK,
             "{path}"
         );
+    }
+}
+
+/// A job's view answers every iteration report, or with `reports=N` the newest N (the page asks
+/// for none: a job may have a million, 98 bytes each).
+#[tokio::test]
+async fn views_job_detail_bounds_its_reports() {
+    let h = Harness::start(Opts::default()).await;
+    let u = uuid(0x200);
+    let init = json!({"framework": "chronos", "name": "r", "job_duration": 20, "deadline": T0 + 600.0, "desv_deadline": 0.2, "uuid": u, "iterations": 5});
+    let (s, r) = h
+        .call("POST", "/initTask", Some(&init.to_string()), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    for i in 0..3 {
+        let at = T0 - 30.0 + f64::from(i) * 10.0;
+        h.applied(
+            "/updateTask",
+            &json!({"name": "r", "started_at": at, "finished_at": at + 5.0, "hostname": "n1", "uuid": u}).to_string(),
+        )
+        .await;
+    }
+    let started = |v: &Value| -> Vec<f64> {
+        v["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["started_at"].as_f64().unwrap())
+            .collect()
+    };
+    let (s, all, _) = get(&h, &format!("/api/v1/jobs/{u}")).await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    assert_eq!(started(&all), [T0 - 30.0, T0 - 20.0, T0 - 10.0]);
+    for (n, want) in [
+        ("1000000", vec![T0 - 30.0, T0 - 20.0, T0 - 10.0]),
+        ("2", vec![T0 - 20.0, T0 - 10.0]),
+        ("0", vec![]),
+    ] {
+        let (s, v, _) = get(&h, &format!("/api/v1/jobs/{u}?reports={n}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(started(&v), want, "reports={n}");
+        assert_eq!(v["remaining_iterations"], 2);
+    }
+    for query in [
+        "reports=-1",
+        "reports=x",
+        "reports=1000001",
+        "reports=1&reports=2",
+    ] {
+        invalid(&h, &format!("/api/v1/jobs/{u}?{query}"), "reports").await;
     }
 }

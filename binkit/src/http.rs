@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The bounds on a server's connections.
@@ -54,7 +55,7 @@ pub fn connection_cap(configured: usize, reserved: u64, setting: &str) -> usize 
 
 /// Serves `app` on `listener` within `limits` until `stop`, then lets the open connections
 /// finish their request. A failed accept (no descriptor left) is logged and retried a moment
-/// later; the loop ends only at `stop`.
+/// later; the loop ends only at `stop`. A flood costs two log lines (see [`Saturation`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -66,40 +67,35 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let mut full = false;
-    loop {
-        let permit = match Arc::clone(&permits).try_acquire_owned() {
-            Ok(p) => {
-                full = false;
-                p
-            }
+    let mut limit = Saturation::new(limits);
+    'serve: loop {
+        let (permit, waited) = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => (p, false),
             Err(_) => {
-                if !full {
-                    full = true;
-                    tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connection limit reached; new connections wait until one closes"
-                    );
-                }
-                tokio::select! {
+                limit.full(Instant::now());
+                let p = tokio::select! {
                     () = stop.cancelled() => break,
                     p = Arc::clone(&permits).acquire_owned() => match p {
                         Ok(p) => p,
                         Err(_) => break,
                     },
-                }
+                };
+                // Full until this very moment.
+                limit.full(Instant::now());
+                (p, true)
             }
         };
-        let stream = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    accept_failed(&e).await;
-                    continue;
-                }
-            },
+        let stream = loop {
+            tokio::select! {
+                () = stop.cancelled() => break 'serve,
+                r = listener.accept() => match r {
+                    Ok((stream, _)) => break stream,
+                    Err(e) => accept_failed(&e).await,
+                },
+                () = limit.clear_at() => limit.cleared(Instant::now()),
+            }
         };
+        limit.accepted(waited);
         let _ = stream.set_nodelay(true);
         let conn =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
@@ -113,6 +109,88 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The connection limit's episodes of saturation, logged as two lines whatever their length: one
+/// when the limit is reached, one when it clears — once [`Saturation::quiet`] has passed without
+/// the limit being full — saying how long it lasted and how many connections waited for a free
+/// one. (A line each time the limit filled again was 45 lines for 2,000 stalled connections.)
+#[derive(Debug)]
+struct Saturation {
+    max_connections: usize,
+    /// How long the limit must stay clear to end an episode: a header timeout (the longest a
+    /// stalled connection holds its place, so a flood of them fills the limit again within it),
+    /// at least a second.
+    quiet: Duration,
+    episode: Option<Episode>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    since: Instant,
+    /// The last moment the limit was seen full.
+    last_full: Instant,
+    /// Connections accepted after waiting for a free place.
+    waited: u64,
+}
+
+impl Saturation {
+    fn new(limits: ConnLimits) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            quiet: limits.header_timeout.max(Duration::from_secs(1)),
+            episode: None,
+        }
+    }
+
+    /// The limit is full at `now`.
+    fn full(&mut self, now: Instant) {
+        match &mut self.episode {
+            Some(e) => e.last_full = now,
+            None => {
+                tracing::warn!(
+                    max_connections = self.max_connections,
+                    "connection limit reached; new connections wait until one closes"
+                );
+                self.episode = Some(Episode {
+                    since: now,
+                    last_full: now,
+                    waited: 0,
+                });
+            }
+        }
+    }
+
+    /// A connection was accepted; `waited` whether it waited for a free place.
+    fn accepted(&mut self, waited: bool) {
+        if let (Some(e), true) = (&mut self.episode, waited) {
+            e.waited += 1;
+        }
+    }
+
+    /// When the episode ends (never, outside one).
+    async fn clear_at(&self) {
+        match self.episode {
+            Some(e) => tokio::time::sleep_until(e.last_full + self.quiet).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The episode ended: its line.
+    fn cleared(&mut self, now: Instant) {
+        if let Some(e) = self.episode.take() {
+            let full_for = e.last_full.duration_since(e.since);
+            tracing::warn!(
+                max_connections = self.max_connections,
+                full_for_secs = full_for.as_secs_f64(),
+                waited = e.waited,
+                "connection limit cleared: it was full for {:.1} s and {} connections waited for a free place; none has for {:.1} s",
+                full_for.as_secs_f64(),
+                e.waited,
+                now.duration_since(e.last_full).as_secs_f64(),
+            );
+        }
+    }
 }
 
 /// An accept that failed: a connection the client gave up on is nothing; anything else (no

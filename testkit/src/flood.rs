@@ -91,6 +91,17 @@ pub async fn most_open_fds(pid: u32, over: Duration) -> usize {
     most
 }
 
+/// How many lines of a server's `log` say its connection limit was reached, and cleared: a
+/// flood must cost a bounded number of lines, not one each time the limit fills again.
+#[must_use]
+pub fn limit_lines(log: &str) -> (usize, usize) {
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    (
+        count("connection limit reached"),
+        count("connection limit cleared"),
+    )
+}
+
 /// What a flood of a server left, for [`Bounded::check`].
 #[derive(Debug, Clone, Copy)]
 pub struct Bounded {

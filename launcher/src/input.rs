@@ -7,16 +7,13 @@
 //! - text that is not UTF-8 is refused at the line and column of its first bad byte;
 //! - an empty file, a directory, or a file over [`MAX_FILE_BYTES`] is refused as such (the file
 //!   is never read whole into memory past that bound);
-//! - a key given twice in one object is refused naming the field: Marathon and Chronos would
-//!   silently keep only the last value.
+//! - a key given twice in one object is refused naming the field ([`qos_core::json`]): Marathon
+//!   and Chronos would silently keep only the last value.
 
-use std::cell::RefCell;
-use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use qos_core::json::StrictError;
+use serde_json::Value;
 
 use crate::error::LauncherError;
 
@@ -33,26 +30,19 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// [`LauncherError`] (input) when the file cannot be read, is a directory, is larger than
 /// [`MAX_FILE_BYTES`], or is not JSON (see [`parse_json_bytes`]).
 pub fn read_json_file(path: &Path, what: &str) -> Result<Value, LauncherError> {
+    use binkit::file::ReadError;
     let shown = path.display();
-    let cannot =
-        |e: std::io::Error| LauncherError::input(format!("cannot read {what} {shown}: {e}"));
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    if file.metadata().map_err(cannot)?.is_dir() {
-        return Err(LauncherError::input(format!(
-            "{shown} is a directory; give the {what} itself"
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(LauncherError::input(format!(
+    let bytes = binkit::file::read_at_most(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => LauncherError::input(format!("cannot read {what} {shown}: {e}")),
+        ReadError::Directory => {
+            LauncherError::input(format!("{shown} is a directory; give the {what} itself"))
+        }
+        ReadError::TooLarge { .. } => LauncherError::input(format!(
             "{shown}: the {what} is larger than {} MiB; a {what} is one job of a few KiB \
              (Marathon and Chronos keep each job in one ZooKeeper node of 1 MiB)",
             MAX_FILE_BYTES / (1024 * 1024)
-        )));
-    }
+        )),
+    })?;
     parse_json_bytes(&bytes, &shown.to_string(), what)
 }
 
@@ -93,139 +83,44 @@ pub fn parse_json_bytes(bytes: &[u8], origin: &str, what: &str) -> Result<Value,
 /// [`LauncherError`] (input) with `origin:line:column`, the parser's reason and the line itself;
 /// a key given twice in one object is refused naming its field.
 pub fn parse_json(text: &str, origin: &str, what: &str) -> Result<Value, LauncherError> {
-    let duplicate = RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Strict {
-        path: Place::Root,
-        duplicate: &duplicate,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
-    parsed.map_err(|e| {
-        let (line, column) = (e.line(), e.column());
-        let mut error = match duplicate.into_inner() {
-            Some(field) => LauncherError::field(
-                &format!("{origin}:{line}:{column}"),
-                &field,
-                "is given twice; Marathon and Chronos would silently keep only the last \
+    qos_core::json::parse(text.as_bytes()).map_err(
+        |StrictError {
+             error: e,
+             duplicate,
+         }| {
+            let (line, column) = (e.line(), e.column());
+            let mut error = match duplicate {
+                Some(field) => LauncherError::field(
+                    &format!("{origin}:{line}:{column}"),
+                    &field,
+                    "is given twice; Marathon and Chronos would silently keep only the last \
                  value, so keep one",
-            ),
-            None => {
-                let full = e.to_string();
-                let reason = full
-                    .strip_suffix(&format!(" at line {line} column {column}"))
-                    .unwrap_or(&full);
-                LauncherError::input(format!(
-                    "{origin}:{line}:{column}: the {what} is not valid JSON: {reason}"
-                ))
-            }
-        };
-        if let Some(src) = line.checked_sub(1).and_then(|i| text.lines().nth(i)) {
-            let shown: String = src.chars().take(200).collect();
-            let caret_at = column.saturating_sub(1).min(shown.chars().count());
-            let pad: String = shown
-                .chars()
-                .take(caret_at)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            error
-                .message
-                .push_str(&format!("\n    {shown}\n    {pad}^"));
-        }
-        error
-    })
-}
-
-/// Where a value sits in the file, for naming a duplicate key the way every other message
-/// names a field (`container.docker.image`, `env.A`, `fetch[0].uri`).
-#[derive(Clone, Copy)]
-enum Place<'a> {
-    Root,
-    Key(&'a Place<'a>, &'a str),
-    Index(&'a Place<'a>, usize),
-}
-
-impl fmt::Display for Place<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Root => Ok(()),
-            Self::Key(Self::Root, k) => f.write_str(k),
-            Self::Key(parent, k) => write!(f, "{parent}.{k}"),
-            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
-        }
-    }
-}
-
-/// A `serde_json::Value` that refuses a key given twice in one object (recording its path in
-/// `duplicate`); serde_json's own `Value` keeps the last one silently.
-struct Strict<'a, 'p> {
-    path: Place<'p>,
-    duplicate: &'a RefCell<Option<String>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Strict<'_, '_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict<'_, '_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        loop {
-            let seed = Strict {
-                path: Place::Index(&self.path, items.len()),
-                duplicate: self.duplicate,
+                ),
+                None => {
+                    let full = e.to_string();
+                    let reason = full
+                        .strip_suffix(&format!(" at line {line} column {column}"))
+                        .unwrap_or(&full);
+                    LauncherError::input(format!(
+                        "{origin}:{line}:{column}: the {what} is not valid JSON: {reason}"
+                    ))
+                }
             };
-            match seq.next_element_seed(seed)? {
-                Some(v) => items.push(v),
-                None => return Ok(Value::Array(items)),
+            if let Some(src) = line.checked_sub(1).and_then(|i| text.lines().nth(i)) {
+                let shown: String = src.chars().take(200).collect();
+                let caret_at = column.saturating_sub(1).min(shown.chars().count());
+                let pad: String = shown
+                    .chars()
+                    .take(caret_at)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                error
+                    .message
+                    .push_str(&format!("\n    {shown}\n    {pad}^"));
             }
-        }
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                *self.duplicate.borrow_mut() = Some(Place::Key(&self.path, &key).to_string());
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
-            }
-            let value = map.next_value_seed(Strict {
-                path: Place::Key(&self.path, &key),
-                duplicate: self.duplicate,
-            })?;
-            out.insert(key, value);
-        }
-        Ok(Value::Object(out))
-    }
+            error
+        },
+    )
 }
 
 #[cfg(test)]

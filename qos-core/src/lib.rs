@@ -14,6 +14,8 @@
 //! - [`control`]: the one controller — a job's decision on its node (caps, arbitration, stale
 //!   data, resize mode, framework presence), the same for the supervisor and the simulator.
 //! - [`wire`]: the supervisor API's wire types, shared by every component that talks to it.
+//! - [`json`]: JSON read strictly — a key given twice is refused, naming its path (job files,
+//!   the supervisor's bodies).
 //! - [`sim`]: a deterministic discrete-event cluster simulator and the thesis scenarios, and
 //!   [`sim::oracle`], the clairvoyant offline schedule a policy is measured against (the most
 //!   deadlines that can be met and the fewest CPU-seconds that meet them).
@@ -28,6 +30,7 @@ pub mod decision;
 #[cfg(test)]
 mod fixtures;
 pub mod job;
+pub mod json;
 pub mod policy;
 pub mod predictive;
 pub mod sim;

@@ -113,9 +113,16 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body is empty; a JSON object is expected",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let v = serde_path_to_error::deserialize(de).map_err(|e| from_json_error(&e))?;
-    Ok(v)
+    // Read strictly first: a key given twice is refused naming its path, where serde keeps the
+    // last of a map's keys silently and refuses a struct's without saying where.
+    let value = qos_core::json::parse(bytes).map_err(|e| match e.duplicate {
+        Some(field) => ApiError::invalid(
+            field.clone(),
+            format!("{field} is given twice; keep one (which was meant is not known)"),
+        ),
+        None => ApiError::bad_json(format!("the body is not valid JSON: {}", e.error)),
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| from_json_error(&e))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

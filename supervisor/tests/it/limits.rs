@@ -946,3 +946,60 @@ async fn size_abuse_keeps_memory_and_the_database_bounded() {
         db_after - db_before
     );
 }
+
+/// A key given twice in one object is refused naming its path: serde kept the last of a map's
+/// keys silently (a heartbeat's `allocated_by_job`) and refused a struct's as `field: "body"`.
+#[tokio::test]
+async fn a_key_given_twice_is_refused_naming_it() {
+    let h = Harness::start(Opts::default()).await;
+    let u = uuid(7);
+    let reg = format!(
+        r#"{{"uuid": "{u}", "name": "linpack", "framework": "chronos", "iterations": 3, "cpus": 1,
+            "qos": {{"duration": 10, "deadline": 3600, "deadline": 60, "desv_deadline": 0.2}}}}"#
+    );
+    assert_error(
+        &h.admin("POST", "/api/v1/jobs", Some(&reg)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("qos.deadline"),
+    );
+    let now = h.sup.now();
+    let twice = format!(
+        r#"{{"name": "linpack", "finished_at": {now}, "started_at": {now}, "hostname": "a",
+            "uuid": "{u}", "uuid": "{}"}}"#,
+        uuid(8)
+    );
+    let got = h.call("POST", "/updateTask", Some(&twice), &[]).await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("uuid"),
+    );
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("uuid is given twice"),
+        "{}",
+        got.1
+    );
+    let node = json!({"id": "n1", "hostname": "n1", "cpus": 4, "memory_bytes": 1 << 30});
+    assert_eq!(
+        h.admin("POST", "/api/v1/nodes/register", Some(&node.to_string()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let beat = format!(
+        r#"{{"at": {now}, "free_cpus": 1, "allocated_by_job": {{"{u}": 1.0, "{u}": 3.0}}}}"#
+    );
+    assert_error(
+        &h.admin("POST", "/api/v1/nodes/n1/heartbeat", Some(&beat))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some(&format!("allocated_by_job.{u}")),
+    );
+    h.sup.stop().await;
+}

@@ -14,12 +14,15 @@
 //! - feature `docker`: `docker::ensure_image`, an image made present on a Docker daemon, as a
 //!   Mesos agent does before it starts a container;
 //! - feature `cli` (launcher, linpack): `cli::run`, a clap command line parsed and run over given
-//!   streams, or answered with clap's help, version or usage error and its exit status.
+//!   streams, or answered with clap's help, version or usage error and its exit status;
+//! - always: [`file::read_at_most`], a file read whole but never past a bound (the launcher's
+//!   job files, the collector's metadata files), a directory said to be one.
 
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "docker")]
 pub mod docker;
+pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "service")]

@@ -69,21 +69,14 @@ const MAX_META_BYTES: u64 = 64 * 1024;
 /// Read a metadata file: `Ok(None)` if absent; `Err` naming the file and what is wrong when
 /// it is unreadable, malformed, larger than [`MAX_META_BYTES`] or without a valid UUID.
 pub(crate) fn read_meta(path: &Path) -> Result<Option<TestbedMeta>, String> {
-    use std::io::Read;
+    use binkit::file::ReadError;
     let bad = |why: String| format!("{}: {why}", path.display());
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match binkit::file::read_at_most(path, MAX_META_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let mut text = String::new();
-    file.take(MAX_META_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| bad(e.to_string()))?;
-    if text.len() as u64 > MAX_META_BYTES {
-        return Err(bad(format!("larger than {MAX_META_BYTES} bytes; not read")));
-    }
-    let meta: TestbedMeta = serde_json::from_str(&text).map_err(|e| {
+    let meta: TestbedMeta = serde_json::from_slice(&bytes).map_err(|e| {
         bad(format!(
             "not {{\"uuid\": \"<job uuid>\", \"task_id\": \"…\"}}: {e}"
         ))

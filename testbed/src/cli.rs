@@ -107,6 +107,14 @@ struct ServeArgs {
     /// (default: both prefixes over one job store).
     #[arg(long, value_name = "2|3|both")]
     chronos_version: Option<ChronosVersion>,
+    /// Most connections each server (Marathon + Chronos, each agent) keeps open at once; more
+    /// wait in the listen backlog [default: 256].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds a connection may take to send a complete request head (from its opening or its
+    /// last answer) before it is closed [default: 30].
+    #[arg(long)]
+    header_timeout_secs: Option<f64>,
 }
 
 impl ServeArgs {
@@ -151,6 +159,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.chronos_version {
             cfg.chronos_version = v;
+        }
+        if let Some(v) = self.max_connections {
+            cfg.max_connections = v;
+        }
+        if let Some(v) = self.header_timeout_secs {
+            cfg.header_timeout_secs = v;
         }
         cfg.validate()?;
         Ok(cfg)

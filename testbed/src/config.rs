@@ -9,6 +9,8 @@
 //! meta_dir = "/run/qos-testbed"
 //! state_dir = "/var/lib/qos-testbed"   # recovery records (see the recovery module)
 //! chronos_failure_retry_ms = 60000
+//! max_connections = 256        # per server (Marathon + Chronos, each agent)
+//! header_timeout_secs = 30.0   # a connection with no complete request head by then is closed
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -128,6 +130,13 @@ pub struct Config {
     pub chronos_version: ChronosVersion,
     /// Docker daemon address; `DOCKER_HOST` (or the local default socket) when unset.
     pub docker_host: Option<String>,
+    /// Most connections each server (Marathon + Chronos, each agent) keeps open at once; past
+    /// it, new ones wait in the listen backlog until one closes. Lowered to what the open-file
+    /// limit leaves (with a warning).
+    pub max_connections: usize,
+    /// Longest wait for a complete request head, seconds, from a connection's opening or its
+    /// last answer: a client that stalls (or an idle keep-alive connection) is closed after it.
+    pub header_timeout_secs: f64,
 }
 
 impl Default for Config {
@@ -153,6 +162,8 @@ impl Default for Config {
             chronos_default_disk: 256.0,
             chronos_version: ChronosVersion::Both,
             docker_host: None,
+            max_connections: 256,
+            header_timeout_secs: 30.0,
         }
     }
 }
@@ -242,6 +253,17 @@ impl Config {
             if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
                 return bad(field, "must be between 0 and 3600 seconds");
             }
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if !(self.header_timeout_secs.is_finite()
+            && (0.01..=3600.0).contains(&self.header_timeout_secs))
+        {
+            return bad(
+                "header_timeout_secs",
+                "must be between 0.01 and 3600 seconds",
+            );
         }
         Ok(())
     }

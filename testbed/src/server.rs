@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -11,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+
+/// Descriptors kept clear of the servers' connections: tasks' pipes, cgroup files, the Docker
+/// and health-check clients, recovery records.
+const RESERVED_FDS: u64 = 256;
 
 /// Where a running testbed answers; the binary prints this as its one JSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,15 +106,20 @@ where
     let stop = CancellationToken::new();
     let mut servers: Vec<JoinHandle<()>> = Vec::new();
     let mut agent_urls = Vec::new();
+    // Every server within bounds a stuck client cannot pass: a capped number of connections
+    // (together below the open-file limit) and a request-head timeout.
+    let servers_n = cluster.agents.len() + 1;
+    let limits = binkit::http::ConnLimits {
+        max_connections: (binkit::http::connection_cap(
+            cluster.cfg.max_connections.saturating_mul(servers_n),
+            RESERVED_FDS,
+            &format!("max_connections × {servers_n} servers"),
+        ) / servers_n)
+            .max(1),
+        header_timeout: Duration::from_secs_f64(cluster.cfg.header_timeout_secs),
+    };
     let serve_until = |l: TcpListener, router: axum::Router, token: CancellationToken| {
-        tokio::spawn(async move {
-            let r = axum::serve(l, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-            if let Err(e) = r {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        })
+        tokio::spawn(binkit::http::serve(l, router, limits, token))
     };
     let http_stop = CancellationToken::new();
     for a in &cluster.agents {

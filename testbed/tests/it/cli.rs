@@ -95,3 +95,65 @@ async fn serve_prints_urls_and_stops_everything_on_sigterm() {
     let cg = std::path::Path::new("/sys/fs/cgroup/cpu/qos-testbed").join(&agent);
     assert!(!cg.exists(), "{} left behind", cg.display());
 }
+
+/// Marathon + Chronos and an agent under hostile clients: 60 connections that never finish a
+/// request head and an idle keep-alive one, against servers capped at 16 connections with a 1 s
+/// header timeout. Each is closed by the testbed, its descriptors stay within the cap, an honest
+/// request is answered while they stall, and the flood costs two log lines (limit reached,
+/// cleared). Before, the emulators served with `axum::serve`: no cap, and a stalled connection
+/// stayed open for ever, so a stuck client could take every descriptor of the testbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_are_closed_and_the_emulators_still_answer() {
+    use testkit::flood;
+    const MAX: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("testbed.log");
+    let (tb, urls) = testkit::services::start_json_line(
+        Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--agents", "1"])
+            .args(["--no-cgroups", "--max-connections", &MAX.to_string()])
+            .args(["--header-timeout-secs", "1"])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--meta-dir")
+            .arg(dir.path().join("meta")),
+        "testbed",
+        &log,
+    );
+    let pid = tb.0.id();
+    let client = reqwest::Client::new();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut cleared = 0;
+    for (base, path) in [
+        (urls["marathon"].as_str().unwrap(), "/v2/apps"),
+        (urls["agents"][0].as_str().unwrap(), "/state"),
+    ] {
+        let addr = base.trim_start_matches("http://").to_owned();
+        let (seen, honest) = flood::flood(&addr, path, 60, (pid, MAX), async {
+            client
+                .get(format!("{base}{path}"))
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+        .await;
+        assert!(alive(pid));
+        assert_eq!(honest.ok(), Some(200), "GET {base}{path} while 60 stall");
+        seen.check();
+        // Reached once and cleared once (a header timeout after the limit was last full),
+        // however often the limit filled again meanwhile.
+        cleared += 1;
+        wait_for(
+            "the connection limit cleared",
+            Duration::from_secs(15),
+            || {
+                let log = read_log();
+                async move { (flood::limit_lines(&log).1 >= cleared).then_some(()) }
+            },
+        )
+        .await;
+        let log = read_log();
+        assert_eq!(flood::limit_lines(&log), (cleared, cleared), "{log}");
+    }
+}

@@ -17,6 +17,9 @@ impl Cpus {
     pub const ZERO: Self = Self(0);
     /// One whole CPU.
     pub const ONE: Self = Self(1000);
+    /// The finest step an allocation is held in, one millicore: the smallest that is not zero
+    /// (a finer size rounds to a whole number of millicores, [`Cpus::from_f64`]).
+    pub const MILLICORE: Self = Self(1);
 
     /// From millicores.
     pub const fn from_milli(milli: u32) -> Self {
@@ -37,8 +40,8 @@ impl Cpus {
     }
 
     /// As a float number of CPUs (what frameworks put in their JSON).
-    pub fn as_f64(self) -> f64 {
-        f64::from(self.0) / 1000.0
+    pub const fn as_f64(self) -> f64 {
+        self.0 as f64 / 1000.0
     }
 
     /// The thesis' increase: `+step` if that stays within `max`, else `max` if not already there,

@@ -67,8 +67,10 @@ pub(crate) fn check_cpus(field: &str, cpus: f64, max: f64) -> Result<qos_core::C
     Ok(qos_core::Cpus::from_f64(cpus))
 }
 
-/// One millicore: the least a job is sized with.
-pub(crate) const MIN_CPUS: f64 = 0.001;
+/// The least a job is sized with: the smallest non-zero size [`qos_core::Cpus`] holds (one
+/// millicore; below half of it a size rounds to 0 CPU). That Marathon's own minimum is the same
+/// value (`frameworks::marathon::APP_MINIMUMS`) is its own rule, checked where apps are written.
+pub(crate) const MIN_CPUS: f64 = qos_core::Cpus::MILLICORE.as_f64();
 
 /// A number for a message: `{:.prec$}` while it is of a plausible size, scientific past it (a
 /// client's 1e308 prints as `1e308`, not as 309 digits).

@@ -55,6 +55,14 @@ pub(crate) struct JobMeta {
     /// The framework is known to have the job (a probe found it): resizes can be applied.
     #[serde(default)]
     pub(crate) in_framework: bool,
+    /// Position of the first element kept of each of its lists (numbered as in `job_items`):
+    /// past `storage.items_max_per_job` the oldest are forgotten, in memory and in the database.
+    #[serde(default, skip_serializing_if = "no_offsets")]
+    pub(crate) items_from: [u32; LISTS],
+}
+
+fn no_offsets(from: &[u32; LISTS]) -> bool {
+    from.iter().all(|&n| n == 0)
 }
 
 /// The persisted form of a job.
@@ -91,6 +99,8 @@ pub(crate) struct Runtime {
     /// The job's lists are not in memory (finished and cleaned up; its history is read from
     /// the database when asked for): what the views show instead.
     pub(crate) archived: Option<Summary>,
+    /// Elements kept of each of its lists (`storage.items_max_per_job`; 0: all of them).
+    pub(crate) items_max: usize,
 }
 
 /// A supervised job.
@@ -109,6 +119,7 @@ impl JobEntry {
     /// restart costs are only pushed; a progress segment is pushed or its last one extended
     /// (so the last segment is always written again); a list that shrinks is written whole.
     pub(crate) fn op(&mut self, now: f64) -> Op {
+        let trimmed = self.trim();
         let generation = self.rt.store_failures.load(Ordering::Acquire);
         let summary = self
             .rt
@@ -123,7 +134,8 @@ impl JobEntry {
             summary: &summary,
         })
         .unwrap_or_default();
-        let lens = lists.lens();
+        let offsets = self.p.meta.items_from;
+        let lens = lists.ends(offsets);
         let (items, replace_items) = if self.rt.archived.is_some() {
             (Vec::new(), false)
         } else {
@@ -134,9 +146,9 @@ impl JobEntry {
                 {
                     let mut from = s.lens;
                     from[usize::from(SEGMENTS)] = from[usize::from(SEGMENTS)].saturating_sub(1);
-                    (lists.items(from), false)
+                    (lists.items(from, offsets), false)
                 }
-                _ => (lists.items([0; LISTS]), true),
+                _ => (lists.items(offsets.map(|o| o as usize), offsets), true),
             }
         };
         lists.put(&mut self.p.job);
@@ -151,7 +163,38 @@ impl JobEntry {
             body,
             items,
             replace_items,
+            items_from: trimmed.then_some(offsets),
         }
+    }
+
+    /// Forgets the oldest elements of each list longer than `items_max` by an eighth (so that
+    /// the database deletes them in batches), down to `items_max`; whether any went. Iteration
+    /// reports forgotten still count as done.
+    fn trim(&mut self) -> bool {
+        let max = self.rt.items_max;
+        if max == 0 || self.rt.archived.is_some() {
+            return false;
+        }
+        let lens = Lists::lens_of(&self.p.job);
+        let mut trimmed = false;
+        for (list, &len) in lens.iter().enumerate() {
+            if len <= max + max / 8 {
+                continue;
+            }
+            let n = len - max;
+            let job = &mut self.p.job;
+            match (u8::try_from(list).unwrap_or(u8::MAX), &mut job.work) {
+                (REPORTS, Work::Iterative(w)) => w.forget_oldest(n),
+                (RESIZES, _) => drop(job.resizes.drain(..n)),
+                (SEGMENTS, Work::Continuous(w)) => drop(w.segments.drain(..n)),
+                (RESTART_COSTS, Work::Continuous(w)) => drop(w.restart_costs.drain(..n)),
+                _ => continue,
+            }
+            let from = &mut self.p.meta.items_from[list];
+            *from = from.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            trimmed = true;
+        }
+        trimmed
     }
 
     /// Whether a write may be missing from the database since this job's last one (a failed
@@ -175,7 +218,7 @@ impl JobEntry {
     pub(crate) fn whole(&self, items: Option<&[Item]>) -> Result<PersistedJob, String> {
         let mut p = self.p.clone();
         if let (Some(_), Some(items)) = (&self.rt.archived, items) {
-            let (lists, _) = Lists::from_items(items)?;
+            let (lists, _) = Lists::from_items(items, p.meta.items_from)?;
             lists.put(&mut p.job);
         }
         Ok(p)
@@ -200,7 +243,7 @@ pub(crate) fn decode_job(
         None => Ok((p, None, false)),
         Some(summary) if archived => Ok((p, Some(summary), true)),
         Some(_) => {
-            let (lists, whole) = Lists::from_items(items)?;
+            let (lists, whole) = Lists::from_items(items, p.meta.items_from)?;
             lists.put(&mut p.job);
             Ok((p, None, whole))
         }
@@ -211,7 +254,7 @@ pub(crate) fn decode_job(
 pub(crate) fn saved_after_load(p: &PersistedJob, whole: bool, generation: u64) -> Option<Saved> {
     whole.then(|| Saved {
         generation,
-        lens: Lists::lens_of(&p.job),
+        lens: ends(Lists::lens_of(&p.job), p.meta.items_from),
     })
 }
 
@@ -230,7 +273,17 @@ const REPORTS: u8 = 0;
 const RESIZES: u8 = 1;
 const SEGMENTS: u8 = 2;
 const RESTART_COSTS: u8 = 3;
-const LISTS: usize = 4;
+pub(crate) const LISTS: usize = 4;
+
+/// Where each list ends (its position past the last element): what is kept of it, `lens`, after
+/// what was forgotten, `offsets`.
+fn ends(lens: [usize; LISTS], offsets: [u32; LISTS]) -> [usize; LISTS] {
+    let mut out = lens;
+    for (n, o) in out.iter_mut().zip(offsets) {
+        *n += o as usize;
+    }
+    out
+}
 
 impl Lists {
     /// Moves the lists out of `job` (cheap: no element is copied).
@@ -279,36 +332,58 @@ impl Lists {
         ]
     }
 
-    /// The elements from `from` on, as rows.
-    fn items(&self, from: [usize; LISTS]) -> Vec<Item> {
-        fn rows<T: Serialize>(out: &mut Vec<Item>, list: u8, v: &[T], from: usize) {
-            for (i, x) in v.iter().enumerate().skip(from) {
+    /// Where each list ends, its first element at position `offsets` ([`ends`]).
+    fn ends(&self, offsets: [u32; LISTS]) -> [usize; LISTS] {
+        ends(self.lens(), offsets)
+    }
+
+    /// The elements from position `from` on, as rows; the first kept element of each list is at
+    /// position `offsets`.
+    fn items(&self, from: [usize; LISTS], offsets: [u32; LISTS]) -> Vec<Item> {
+        fn rows<T: Serialize>(out: &mut Vec<Item>, list: u8, v: &[T], from: usize, offset: u32) {
+            let skip = from.saturating_sub(offset as usize);
+            for (i, x) in v.iter().enumerate().skip(skip) {
                 out.push(Item {
                     list,
-                    idx: u32::try_from(i).unwrap_or(u32::MAX),
+                    idx: u32::try_from(i).unwrap_or(u32::MAX).saturating_add(offset),
                     body: serde_json::to_string(x).unwrap_or_default(),
                 });
             }
         }
         let mut out = Vec::new();
-        rows(&mut out, REPORTS, &self.reports, from[0]);
-        rows(&mut out, RESIZES, &self.resizes, from[1]);
-        rows(&mut out, SEGMENTS, &self.segments, from[2]);
-        rows(&mut out, RESTART_COSTS, &self.restart_costs, from[3]);
+        rows(&mut out, REPORTS, &self.reports, from[0], offsets[0]);
+        rows(&mut out, RESIZES, &self.resizes, from[1], offsets[1]);
+        rows(&mut out, SEGMENTS, &self.segments, from[2], offsets[2]);
+        rows(
+            &mut out,
+            RESTART_COSTS,
+            &self.restart_costs,
+            from[3],
+            offsets[3],
+        );
         out
     }
 
-    /// The lists from rows (ordered by list, then position). `Ok((lists, whole))`: `whole` is
-    /// false when positions are missing (a write lost in a failure), and the job must be
-    /// written whole again.
-    pub(crate) fn from_items(items: &[Item]) -> Result<(Self, bool), String> {
+    /// The lists from rows (ordered by list, then position), each list's first kept element at
+    /// position `offsets`. `Ok((lists, whole))`: `whole` is false when positions are missing (a
+    /// write lost in a failure) or left over below `offsets`, and the job must be written whole
+    /// again.
+    pub(crate) fn from_items(
+        items: &[Item],
+        offsets: [u32; LISTS],
+    ) -> Result<(Self, bool), String> {
         fn parse<T: serde::de::DeserializeOwned>(it: &Item) -> Result<T, String> {
             serde_json::from_str(&it.body).map_err(|e| format!("item {}/{}: {e}", it.list, it.idx))
         }
         let mut l = Self::default();
         let mut whole = true;
         for it in items {
-            let expected = l.lens().get(usize::from(it.list)).copied();
+            let expected = l.ends(offsets).get(usize::from(it.list)).copied();
+            if expected.is_some_and(|_| it.idx < offsets[usize::from(it.list)]) {
+                // Forgotten, and still stored: not kept, written again without it.
+                whole = false;
+                continue;
+            }
             if expected != Some(it.idx as usize) {
                 whole = false;
             }
@@ -536,6 +611,87 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.0.uuid.cmp(&b.0.uuid));
         out
+    }
+
+    /// A long job's lists are bounded (`storage.items_max_per_job`), in memory and in the
+    /// database: the oldest go in batches, reports forgotten still count as done, a lost write
+    /// is rewritten whole from the first element kept, and what is read back is what is kept.
+    #[tokio::test]
+    async fn a_long_job_keeps_its_newest_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_inline(&dir.path().join("s.db"), StorageConfig::default()).unwrap();
+        let qos = QosSpec {
+            duration: 10.0,
+            deadline: Deadline::Relative(1e7),
+            desv_deadline: 0.2,
+        }
+        .resolve(0.0);
+        let max = 16;
+        let mut c = entry("c", Job::iterative("c", qos, 500, Cpus::ONE), &store);
+        let mut m = entry("m", Job::continuous("m", qos, Cpus::ONE), &store);
+        c.rt.items_max = max;
+        m.rt.items_max = max;
+        m.p.job
+            .observe(Observation::Started {
+                at: 0.0,
+                restored: None,
+            })
+            .unwrap();
+        for k in 0..500u32 {
+            let t = f64::from(k) * 10.0;
+            c.p.job
+                .observe(Observation::Iteration(IterationReport {
+                    started_at: t,
+                    finished_at: t + 9.0,
+                    hostname: "agent".into(),
+                    cpus: Cpus::ZERO,
+                }))
+                .unwrap();
+            // Resized by a restart every step: a resize, a segment and a restart cost each.
+            let cpus = Cpus::from_milli(1000 + 100 * (k % 2 + 1));
+            m.p.job
+                .observe(Observation::Resized {
+                    at: t,
+                    cpus,
+                    restart: true,
+                })
+                .unwrap();
+            m.p.job
+                .observe(Observation::Started {
+                    at: t + 3.0,
+                    restored: Some(true),
+                })
+                .unwrap();
+            m.p.job
+                .observe(Observation::Progress {
+                    at: t + 5.0,
+                    fraction: f64::from(k) / 1000.0,
+                })
+                .unwrap();
+            if k == 300 {
+                drop(c.op(t));
+                drop(m.op(t));
+                store.generation().fetch_add(1, Ordering::AcqRel);
+                continue;
+            }
+            store.submit(vec![c.op(t), m.op(t)]).wait().await.unwrap();
+            let back = read_back(&store).await;
+            assert_eq!((&back[0].0, back[0].2), (&c.p, true), "step {k}");
+            assert_eq!((&back[1].0, back[1].2), (&m.p, true), "step {k}");
+            for (e, lists) in [(&c, 1), (&m, 3)] {
+                let rows = store.items(&e.p.uuid).await.unwrap().len();
+                assert!(rows <= lists * (max + max / 8), "{rows} rows at step {k}");
+                let kept = Lists::lens_of(&e.p.job);
+                assert!(kept.iter().all(|&n| n <= max + max / 8), "{kept:?}");
+            }
+            assert_eq!(c.p.job.remaining_iterations(), 500 - k - 1, "step {k}");
+        }
+        assert!(matches!(
+            c.p.job.phase,
+            qos_core::job::Phase::Completed { .. }
+        ));
+        assert!(c.p.meta.items_from[0] > 400, "{:?}", c.p.meta.items_from);
+        assert!(m.p.meta.items_from.iter().skip(1).all(|&n| n > 400));
     }
 
     /// A Chronos and a Marathon job, written after every observation (rows appended, the last

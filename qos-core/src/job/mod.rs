@@ -194,6 +194,7 @@ impl Job {
             work: Work::Iterative(IterativeWork {
                 total: iterations,
                 reports: Vec::new(),
+                forgotten: 0,
             }),
             resizes: Vec::new(),
             checkpointing: Checkpointing::Unknown,
@@ -217,7 +218,7 @@ impl Job {
     /// Iterations not yet reported (0 for continuous jobs).
     pub fn remaining_iterations(&self) -> u32 {
         match &self.work {
-            Work::Iterative(w) => w.total.saturating_sub(w.reports.len() as u32),
+            Work::Iterative(w) => w.total.saturating_sub(w.done()),
             Work::Continuous(_) => 0,
         }
     }
@@ -264,7 +265,7 @@ impl Job {
     /// application-reported progress, or CPU time against the QoS duration.
     pub fn progress(&self) -> f64 {
         match &self.work {
-            Work::Iterative(w) if w.total > 0 => w.reports.len() as f64 / f64::from(w.total),
+            Work::Iterative(w) if w.total > 0 => f64::from(w.done()) / f64::from(w.total),
             Work::Iterative(_) => 1.0,
             Work::Continuous(w) => continuous_progress(w, self.qos.duration),
         }
@@ -490,15 +491,22 @@ impl Job {
                 "iteration reports are for iterative (Chronos) jobs",
             ));
         };
-        let dup = w.reports.iter().any(|r| {
-            r.started_at == report.started_at
-                && r.finished_at == report.finished_at
-                && r.hostname == report.hostname
-        });
+        // Iterations run one after another: once the oldest reports are forgotten, one that
+        // ended before the oldest kept began is a repeat of a forgotten one.
+        let before_kept = w.forgotten > 0
+            && w.reports
+                .first()
+                .is_some_and(|first| report.finished_at <= first.started_at);
+        let dup = before_kept
+            || w.reports.iter().any(|r| {
+                r.started_at == report.started_at
+                    && r.finished_at == report.finished_at
+                    && r.hostname == report.hostname
+            });
         if dup {
             return Ok(Effect::Duplicate);
         }
-        if w.reports.len() as u32 >= w.total {
+        if w.done() >= w.total {
             // More runs than requested (e.g. a framework retry): not counted, nothing to do.
             return Ok(Effect::Duplicate);
         }
@@ -507,7 +515,7 @@ impl Job {
         }
         let finished_at = report.finished_at;
         w.reports.push(report);
-        self.phase = if w.reports.len() as u32 == w.total {
+        self.phase = if w.done() == w.total {
             Phase::Completed {
                 at: finished_at,
                 met: finished_at <= self.qos.deadline_at,
@@ -537,6 +545,33 @@ mod tests {
         );
         assert_eq!(job.remaining_iterations(), 3);
         assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);
+    }
+
+    /// The oldest reports forgotten (a bounded list) still count: remaining iterations,
+    /// progress and completion are as if they were kept, and a repeat of a forgotten one is
+    /// not counted again.
+    #[test]
+    fn forgotten_reports_still_count() {
+        let mut job = chronos(4, 400.0, 1800.0);
+        job.observe(iteration(10.0, 450.0)).unwrap();
+        job.observe(iteration(460.0, 900.0)).unwrap();
+        let Work::Iterative(w) = &mut job.work else {
+            unreachable!()
+        };
+        w.forget_oldest(1);
+        assert_eq!((w.reports.len(), w.forgotten, w.done()), (1, 1, 2));
+        assert_eq!(job.remaining_iterations(), 2);
+        assert!((job.progress() - 0.5).abs() < 1e-12);
+        assert_eq!(
+            job.observe(iteration(10.0, 450.0)).unwrap(),
+            Effect::Duplicate
+        );
+        assert_eq!(job.remaining_iterations(), 2);
+        job.observe(iteration(910.0, 1300.0)).unwrap();
+        job.observe(iteration(1310.0, 1700.0)).unwrap();
+        assert!(matches!(job.phase, Phase::Completed { met: true, .. }));
+        let back: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
     }
 
     #[test]

@@ -57,8 +57,34 @@ impl Segment {
 pub struct IterativeWork {
     /// Iterations requested (`R<n>` in the schedule).
     pub total: u32,
-    /// Reports received, in arrival order, without duplicates.
+    /// Reports received, in arrival order, without duplicates: the newest ones, past
+    /// [`IterativeWork::forgotten`] older ones.
     pub reports: Vec<IterationReport>,
+    /// Reports received and counted as done whose details are no longer kept (a job's lists
+    /// are bounded: the oldest go first, [`IterativeWork::forget_oldest`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forgotten: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl IterativeWork {
+    /// Iterations reported so far, kept or forgotten.
+    pub fn done(&self) -> u32 {
+        self.forgotten
+            .saturating_add(u32::try_from(self.reports.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Forgets the details of the `n` oldest reports kept, still counting them as done.
+    pub fn forget_oldest(&mut self, n: usize) {
+        let n = n.min(self.reports.len());
+        self.reports.drain(..n);
+        self.forgotten = self
+            .forgotten
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
 }
 
 /// Continuous (Marathon) work.

@@ -240,6 +240,11 @@ pub struct StorageConfig {
     pub history_max_per_job: usize,
     /// Downsampled CPU samples kept per job in the database.
     pub samples_max_per_job: usize,
+    /// Elements kept of each of a job's growing lists — iteration reports, resizes, progress
+    /// segments, restart costs — in memory and in the database; past it (by an eighth, so that
+    /// they go in batches) the oldest are forgotten. Forgotten reports still count as done; the
+    /// forecasts then learn from the newest ones.
+    pub items_max_per_job: usize,
     /// `synchronous = FULL`: every acknowledged write also survives a power loss (slower);
     /// `NORMAL` (the default) survives a killed process.
     pub full_sync: bool,
@@ -258,6 +263,7 @@ impl Default for StorageConfig {
             checkpoint_interval: 10.0,
             history_max_per_job: 10_000,
             samples_max_per_job: 10_000,
+            items_max_per_job: 10_000,
             full_sync: false,
             log_max_bytes: 64 << 20,
             log_keep: 4,
@@ -282,6 +288,7 @@ impl StorageConfig {
         for (key, v) in [
             ("storage.history_max_per_job", self.history_max_per_job),
             ("storage.samples_max_per_job", self.samples_max_per_job),
+            ("storage.items_max_per_job", self.items_max_per_job),
         ] {
             if v < 16 {
                 return Err(err(key, format!("must be at least 16, got {v}")));

@@ -188,6 +188,7 @@ impl Shared {
             rt: Runtime {
                 gauges: Some(gauges),
                 store_failures: Arc::clone(self.store.generation()),
+                items_max: self.config.storage.items_max_per_job,
                 saved,
                 archived,
                 ..Runtime::default()

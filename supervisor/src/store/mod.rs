@@ -397,6 +397,7 @@ mod tests {
             body: format!("{{\"v\":{version}}}"),
             items,
             replace_items: replace,
+            items_from: None,
         }
     }
 

@@ -26,6 +26,9 @@ pub(crate) enum Op {
         body: String,
         items: Vec<Item>,
         replace_items: bool,
+        /// The oldest elements of its lists were forgotten: the rows of each list `l` below
+        /// position `items_from[l]` are deleted.
+        items_from: Option<[u32; 4]>,
     },
     /// Forget a job and everything recorded of it (retention).
     ForgetJob { uuid: String },

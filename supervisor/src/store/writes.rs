@@ -22,6 +22,7 @@ pub(super) fn apply_one(
             body,
             items,
             replace_items,
+            items_from,
         } => {
             tx.prepare_cached(
                 "INSERT INTO jobs (uuid, name, framework, terminal, archived, updated_at, body)
@@ -33,6 +34,9 @@ pub(super) fn apply_one(
                 uuid, name, framework, terminal, archived, updated_at, body
             ])?;
             write_items(tx, uuid, items, *replace_items)?;
+            if let Some(from) = items_from {
+                forget_items(tx, uuid, from)?;
+            }
         }
         Op::ForgetJob { uuid } => forget_job(tx, uuid, bounds)?,
         Op::InsertHeld {
@@ -98,6 +102,18 @@ fn write_items(
     )?;
     for it in items {
         insert.execute(params![uuid, it.list, it.idx, it.body])?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows of a job's list `l` below position `from[l]` (its oldest, forgotten).
+fn forget_items(tx: &Transaction<'_>, uuid: &str, from: &[u32; 4]) -> Result<(), rusqlite::Error> {
+    let mut delete =
+        tx.prepare_cached("DELETE FROM job_items WHERE uuid = ?1 AND list = ?2 AND idx < ?3")?;
+    for (list, &below) in (0u8..).zip(from) {
+        if below > 0 {
+            delete.execute(params![uuid, list, below])?;
+        }
     }
     Ok(())
 }

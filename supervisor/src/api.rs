@@ -354,6 +354,8 @@ async fn readyz(State(sh): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
+    sh.metrics
+        .store_wal(sh.store.wal_bytes(), sh.store.wal_peak_bytes());
     (
         [(
             header::CONTENT_TYPE,

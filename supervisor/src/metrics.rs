@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use qos_core::job::Phase;
 use qos_core::{Class, Decision, Job};
 
@@ -99,6 +99,8 @@ pub(crate) struct Metrics {
     decisions: Counter,
     clock_skew_refusals: Counter,
     held_refusals: Counter,
+    store_wal: Gauge,
+    store_wal_peak: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -136,6 +138,8 @@ impl Metrics {
             decisions: Counter::default(),
             clock_skew_refusals: Counter::default(),
             held_refusals: Counter::default(),
+            store_wal: Gauge::default(),
+            store_wal_peak: Gauge::default(),
         };
         registry.register(
             "qos_prediction_vs_deadline_seconds",
@@ -263,6 +267,19 @@ impl Metrics {
              (count or bytes)",
             m.held_refusals.clone(),
         );
+        registry.register_with_unit(
+            "qos_store_wal",
+            "Size of the database's write-ahead log at this scrape",
+            Unit::Bytes,
+            m.store_wal.clone(),
+        );
+        registry.register_with_unit(
+            "qos_store_wal_peak",
+            "Largest the database's write-ahead log has been at the end of a transaction since \
+             start (storage.wal_max_bytes keeps it to about twice that bound)",
+            Unit::Bytes,
+            m.store_wal_peak.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             ..m
@@ -384,6 +401,13 @@ impl Metrics {
 
     pub(crate) fn decided(&self) {
         self.decisions.inc();
+    }
+
+    /// The database's WAL: its size now and the largest it has been, bytes.
+    pub(crate) fn store_wal(&self, now: u64, peak: u64) {
+        self.store_wal.set(i64::try_from(now).unwrap_or(i64::MAX));
+        self.store_wal_peak
+            .set(i64::try_from(peak).unwrap_or(i64::MAX));
     }
 
     /// Decisions made so far.

@@ -107,6 +107,11 @@ impl Db {
         tx.commit()
     }
 
+    /// The WAL's size now, bytes.
+    fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal).map_or(0, |m| m.len())
+    }
+
     /// Truncates the WAL when it has passed its bound or the interval is over. Runs between
     /// transactions on the writer's own connection, so nothing is appended meanwhile and the
     /// checkpoint completes.
@@ -114,17 +119,27 @@ impl Db {
         let Some(last) = self.last_truncate else {
             return;
         };
-        let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+        let size = self.wal_bytes();
         self.wal_peak.fetch_max(size, Ordering::AcqRel);
         let max = self.opts.wal_max_bytes;
         if size < max && (size == 0 || last.elapsed() < self.opts.checkpoint_every()) {
             return;
         }
         let checkpointing = Arc::clone(&self.checkpointing);
-        // Behind a running passive checkpoint, wait only when the WAL is far past its bound;
-        // otherwise try again after the next transaction.
-        let _guard = if size >= max.saturating_mul(2) {
-            lock(&checkpointing)
+        // Past the bound, wait for a running passive checkpoint to end (it copies the same
+        // pages the truncation would): committing on meanwhile grows the WAL by every
+        // transaction for as long as it runs, and a passive checkpoint of a large WAL under
+        // writes runs for hundreds of milliseconds. Only due by the interval, try again after
+        // the next transaction instead.
+        let waited = Instant::now();
+        let _guard = if size >= max {
+            let g = lock(&checkpointing);
+            tracing::debug!(
+                wal_bytes = size,
+                waited_ms = waited.elapsed().as_secs_f64() * 1e3,
+                "the WAL is past its bound: waited for the passive checkpoint"
+            );
+            g
         } else {
             match checkpointing.try_lock() {
                 Ok(g) => g,
@@ -132,11 +147,18 @@ impl Db {
                 Err(std::sync::TryLockError::WouldBlock) => return,
             }
         };
-        match self
+        let t0 = Instant::now();
+        let r = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                 r.get::<_, i64>(0)
-            }) {
+            });
+        tracing::debug!(
+            wal_bytes = size,
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "WAL truncated"
+        );
+        match r {
             Ok(0) => self.last_truncate = Some(Instant::now()),
             Ok(_) => {
                 tracing::warn!(
@@ -196,7 +218,21 @@ fn flush(db: &mut Db, writes: &mut Vec<Op>, replies: &mut Vec<Reply>) {
     if writes.is_empty() && replies.is_empty() {
         return;
     }
+    // What each transaction adds to the WAL, for whoever diagnoses its size (debug level).
+    let traced = tracing::enabled!(tracing::Level::DEBUG);
+    let wal_before = if traced { db.wal_bytes() } else { 0 };
+    let t0 = Instant::now();
     let result = db.apply(writes);
+    if traced {
+        tracing::debug!(
+            ops = writes.len(),
+            writers = replies.len(),
+            wal_before,
+            wal_after = db.wal_bytes(),
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "transaction"
+        );
+    }
     for r in replies.drain(..) {
         let _ = r.send(result.clone());
     }

@@ -486,6 +486,18 @@ async fn versioned_api_register_progress_history_cancel_nodes_samples() {
         ),
         "{text}"
     );
+    // The database's WAL: its size at the scrape, and the largest it was after a transaction
+    // (the registration and the cancellation were written, so it was more than empty).
+    let gauge = |name: &str| -> f64 {
+        let text = text.as_str().unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert!(gauge("qos_store_wal_bytes") >= 0.0);
+    assert!(gauge("qos_store_wal_peak_bytes") > 0.0);
     h.sup.stop().await;
 }
 

@@ -600,6 +600,53 @@ mod tests {
         }
     }
 
+    /// A Chronos job `c` of `iterations` and a Marathon job `m` started at 0, both due
+    /// `deadline` seconds after 0.
+    fn two_jobs(store: &Store, iterations: u32, deadline: f64) -> (JobEntry, JobEntry) {
+        let qos = QosSpec {
+            duration: 10.0,
+            deadline: Deadline::Relative(deadline),
+            desv_deadline: 0.2,
+        }
+        .resolve(0.0);
+        let c = entry("c", Job::iterative("c", qos, iterations, Cpus::ONE), store);
+        let mut m = entry("m", Job::continuous("m", qos, Cpus::ONE), store);
+        m.p.job
+            .observe(Observation::Started {
+                at: 0.0,
+                restored: None,
+            })
+            .unwrap();
+        (c, m)
+    }
+
+    /// An iteration that ran from `t` for 9 s on `hostname`.
+    fn iteration(t: f64, hostname: String) -> Observation {
+        Observation::Iteration(IterationReport {
+            started_at: t,
+            finished_at: t + 9.0,
+            hostname,
+            cpus: Cpus::ZERO,
+        })
+    }
+
+    /// `e` resized to `cpus` at `t` by a restart, restored 3 s later.
+    fn restarted(e: &mut JobEntry, t: f64, cpus: Cpus) {
+        e.p.job
+            .observe(Observation::Resized {
+                at: t,
+                cpus,
+                restart: true,
+            })
+            .unwrap();
+        e.p.job
+            .observe(Observation::Started {
+                at: t + 3.0,
+                restored: Some(true),
+            })
+            .unwrap();
+    }
+
     async fn read_back(store: &Store) -> Vec<(PersistedJob, Option<Summary>, bool)> {
         let mut out: Vec<_> = store
             .load()
@@ -620,48 +667,15 @@ mod tests {
     async fn a_long_job_keeps_its_newest_items() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_inline(&dir.path().join("s.db"), StorageConfig::default()).unwrap();
-        let qos = QosSpec {
-            duration: 10.0,
-            deadline: Deadline::Relative(1e7),
-            desv_deadline: 0.2,
-        }
-        .resolve(0.0);
         let max = 16;
-        let mut c = entry("c", Job::iterative("c", qos, 500, Cpus::ONE), &store);
-        let mut m = entry("m", Job::continuous("m", qos, Cpus::ONE), &store);
+        let (mut c, mut m) = two_jobs(&store, 500, 1e7);
         c.rt.items_max = max;
         m.rt.items_max = max;
-        m.p.job
-            .observe(Observation::Started {
-                at: 0.0,
-                restored: None,
-            })
-            .unwrap();
         for k in 0..500u32 {
             let t = f64::from(k) * 10.0;
-            c.p.job
-                .observe(Observation::Iteration(IterationReport {
-                    started_at: t,
-                    finished_at: t + 9.0,
-                    hostname: "agent".into(),
-                    cpus: Cpus::ZERO,
-                }))
-                .unwrap();
+            c.p.job.observe(iteration(t, "agent".into())).unwrap();
             // Resized by a restart every step: a resize, a segment and a restart cost each.
-            let cpus = Cpus::from_milli(1000 + 100 * (k % 2 + 1));
-            m.p.job
-                .observe(Observation::Resized {
-                    at: t,
-                    cpus,
-                    restart: true,
-                })
-                .unwrap();
-            m.p.job
-                .observe(Observation::Started {
-                    at: t + 3.0,
-                    restored: Some(true),
-                })
-                .unwrap();
+            restarted(&mut m, t, Cpus::from_milli(1000 + 100 * (k % 2 + 1)));
             m.p.job
                 .observe(Observation::Progress {
                     at: t + 5.0,
@@ -701,29 +715,11 @@ mod tests {
     async fn a_job_reads_back_as_it_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_inline(&dir.path().join("s.db"), StorageConfig::default()).unwrap();
-        let qos = QosSpec {
-            duration: 10.0,
-            deadline: Deadline::Relative(1e5),
-            desv_deadline: 0.2,
-        }
-        .resolve(0.0);
-        let mut c = entry("c", Job::iterative("c", qos, 60, Cpus::ONE), &store);
-        let mut m = entry("m", Job::continuous("m", qos, Cpus::ONE), &store);
-        m.p.job
-            .observe(Observation::Started {
-                at: 0.0,
-                restored: None,
-            })
-            .unwrap();
+        let (mut c, mut m) = two_jobs(&store, 60, 1e5);
         for k in 0..60u32 {
             let t = f64::from(k) * 10.0;
             c.p.job
-                .observe(Observation::Iteration(IterationReport {
-                    started_at: t,
-                    finished_at: t + 9.0,
-                    hostname: format!("agent{}", k % 3),
-                    cpus: Cpus::ZERO,
-                }))
+                .observe(iteration(t, format!("agent{}", k % 3)))
                 .unwrap();
             let _ = m.p.job.observe(Observation::CpuSample {
                 at: t,
@@ -740,22 +736,16 @@ mod tests {
                     .unwrap();
             }
             if k % 20 == 19 {
-                for e in [&mut c, &mut m] {
-                    let cpus = e.p.job.cpus + Cpus::from_milli(100);
-                    e.p.job
-                        .observe(Observation::Resized {
-                            at: t,
-                            cpus,
-                            restart: true,
-                        })
-                        .unwrap();
-                }
-                m.p.job
-                    .observe(Observation::Started {
-                        at: t + 3.0,
-                        restored: Some(true),
+                let cpus = c.p.job.cpus + Cpus::from_milli(100);
+                c.p.job
+                    .observe(Observation::Resized {
+                        at: t,
+                        cpus,
+                        restart: true,
                     })
                     .unwrap();
+                let cpus = m.p.job.cpus + Cpus::from_milli(100);
+                restarted(&mut m, t, cpus);
             }
             if k == 41 {
                 // A write that never reached the disk (its transaction failed): the next is

@@ -102,6 +102,31 @@ pub fn limit_lines(log: &str) -> (usize, usize) {
     )
 }
 
+/// Waits (at most 15 s) until the log `read` returns says the connection limit cleared
+/// `floods` times, then asserts that it was reached as many times: one pair of lines a flood.
+///
+/// # Panics
+/// The lines do not come, or there are more.
+pub async fn assert_limit_logged_once_a_flood(read: impl Fn() -> String, floods: usize) {
+    let log = crate::wait::until(
+        "the connection limit cleared",
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || {
+            let log = read();
+            async move {
+                if limit_lines(&log).1 >= floods {
+                    Ok(log)
+                } else {
+                    Err(limit_lines(&log))
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(limit_lines(&log), (floods, floods), "{log}");
+}
+
 /// What a flood of a server left, for [`Bounded::check`].
 #[derive(Debug, Clone, Copy)]
 pub struct Bounded {

@@ -622,14 +622,7 @@ async fn faults_idle_and_slow_connections_are_bounded() {
     // The flood cost two lines: the limit reached, then cleared (once a header timeout passed
     // with the limit never full), however often it filled again meanwhile.
     let read = || std::fs::read_to_string(dir.path().join("sup.log")).unwrap_or_default();
-    until(
-        "the connection limit cleared",
-        Duration::from_secs(15),
-        async || flood::limit_lines(&read()).1 > 0,
-    )
-    .await;
-    let log = read();
-    assert_eq!(flood::limit_lines(&log), (1, 1), "{log}");
+    flood::assert_limit_logged_once_a_flood(read, 1).await;
 }
 
 /// A long day's log: every decision is an INFO line (1.5 MB/s under a steady stream of

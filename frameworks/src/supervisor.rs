@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use qos_core::wire::{
     EndMarathonApp, Heartbeat, InitMarathonApp, InitTask, JobRegistration, JobResize, JobResized,
-    NodeRegistration, ProgressReport, Registered, SampleBatch, UpdateTask,
+    MAX_JOBS_PAGE, NodeRegistration, ProgressReport, Registered, SampleBatch, UpdateTask,
 };
 
 use crate::credentials::Credentials;
@@ -113,12 +113,43 @@ impl SupervisorClient {
         resp.json("a registration answer ({\"uuid\", \"report_token\"})")
     }
 
-    /// `GET /api/v1/jobs`, as JSON.
+    /// `GET /api/v1/jobs`: every job the supervisor remembers, as one JSON array (oldest first).
     ///
     /// # Errors
     /// Any [`FrameworkError`].
     pub async fn jobs(&self) -> Result<Value, FrameworkError> {
-        self.get_value(&["api", "v1", "jobs"], "a job list").await
+        self.jobs_matching(&[]).await
+    }
+
+    /// `GET /api/v1/jobs?…` with `filter` (e.g. `[("state", "active")]`): every matching job, as
+    /// one JSON array (oldest first). The supervisor answers a page at a time; this reads pages of
+    /// [`MAX_JOBS_PAGE`] until a short one.
+    ///
+    /// # Errors
+    /// Any [`FrameworkError`].
+    pub async fn jobs_matching(&self, filter: &[(&str, &str)]) -> Result<Value, FrameworkError> {
+        let mut all = Vec::new();
+        loop {
+            let mut url = self.http.endpoint(["api", "v1", "jobs"]);
+            url.query_pairs_mut()
+                .extend_pairs(filter)
+                .append_pair("limit", &MAX_JOBS_PAGE.to_string())
+                .append_pair("offset", &all.len().to_string());
+            let page: Value = self
+                .http
+                .execute(Request::get(url))
+                .await?
+                .json("a job list")?;
+            let Value::Array(page) = page else {
+                // Not a list: handed back as it came, for the caller to say what it got.
+                return Ok(page);
+            };
+            let short = page.len() < MAX_JOBS_PAGE;
+            all.extend(page);
+            if short {
+                return Ok(Value::Array(all));
+            }
+        }
     }
 
     /// `GET /api/v1/jobs/{uuid}`, as JSON.

@@ -166,6 +166,10 @@ pub struct EndMarathonApp {
 /// name and a Prometheus label can all hold.
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// The most jobs one page of `GET /api/v1/jobs` holds (its `limit`); clients that want every
+/// job read pages of this size until a short one.
+pub const MAX_JOBS_PAGE: usize = 10_000;
+
 /// `POST /api/v1/jobs`: register a job before it is submitted to its framework.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

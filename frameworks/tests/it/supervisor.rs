@@ -305,3 +305,31 @@ async fn reports_are_retried_but_registrations_are_not() {
     ));
     assert_eq!(server.hits(), 1);
 }
+
+/// The supervisor answers its job list a page at a time (1000 jobs unless `limit` says
+/// otherwise, at most `MAX_JOBS_PAGE`); `jobs()` reads every page, so a collector or a launcher
+/// that looks a job up by name finds it however many jobs came before it.
+#[tokio::test]
+async fn every_job_is_listed_however_many_pages_they_take() {
+    let fake = SupervisorServer::start().await;
+    let n = 2 * qos_core::wire::MAX_JOBS_PAGE + 1;
+    fake.state().jobs.extend((0..n).map(|i| {
+        let uuid = format!("{i:032x}");
+        (
+            uuid.clone(),
+            json!({"uuid": uuid, "name": format!("job-{i}")}),
+        )
+    }));
+    let all = admin(&fake).jobs().await.expect("jobs");
+    let all = all.as_array().expect("a list");
+    assert_eq!(all.len(), n);
+    assert_eq!(all[n - 1]["name"], format!("job-{}", n - 1));
+    // Without a limit, one request sees only the first page.
+    let first: serde_json::Value = reqwest::get(format!("{}/api/v1/jobs", fake.url))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(first.as_array().map(Vec::len), Some(1000));
+}

@@ -16,7 +16,7 @@ use crate::summary::Summary;
 /// jobs would be 60 MB of JSON in one answer.
 pub(crate) const DEFAULT_PAGE: usize = 1000;
 /// The largest `limit` accepted.
-pub(crate) const MAX_PAGE: usize = 10_000;
+pub(crate) const MAX_PAGE: usize = qos_core::wire::MAX_JOBS_PAGE;
 
 /// Which jobs `GET /api/v1/jobs?state=…` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use qos_core::wire::{JobRegistration, Registered};
+use qos_core::wire::{JobRegistration, MAX_JOBS_PAGE, Registered};
 use serde_json::{Value, json};
 
 use super::{Emulator, Recorded, json_response};
@@ -39,6 +39,32 @@ fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> 
         inner["field"] = json!(f);
     }
     json_response(status, &json!({ "error": inner }))
+}
+
+/// `limit` and `offset` of a job-list query, as the supervisor reads them: one page of 1000
+/// jobs unless `limit` (1 to [`MAX_JOBS_PAGE`]) says otherwise; `Err` names a bad parameter.
+/// Other parameters (filters, order) are not emulated.
+fn page(query: Option<&str>) -> Result<(usize, usize), &'static str> {
+    let (mut limit, mut offset) = (1000, 0);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_JOBS_PAGE).contains(n))
+                    .ok_or("limit")?;
+            }
+            "offset" => offset = v.parse().map_err(|_| "offset")?,
+            _ => {}
+        }
+    }
+    Ok((limit, offset))
 }
 
 /// Long on purpose: the emulated routes, one arm each, as the supervisor's README lists them.
@@ -109,10 +135,18 @@ fn handle(st: &mut SupervisorState, req: &Recorded) -> Response {
                 &serde_json::to_value(answer).expect("json"),
             )
         }
-        (Method::GET, ["api", "v1", "jobs"]) => json_response(
-            StatusCode::OK,
-            &Value::Array(st.jobs.values().cloned().collect()),
-        ),
+        (Method::GET, ["api", "v1", "jobs"]) => match page(req.query.as_deref()) {
+            Ok((limit, offset)) => json_response(
+                StatusCode::OK,
+                &Value::Array(st.jobs.values().skip(offset).take(limit).cloned().collect()),
+            ),
+            Err(field) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                &format!("{field} is out of range"),
+                Some(field),
+            ),
+        },
         (Method::GET, ["api", "v1", "jobs", uuid]) => match st.jobs.get(*uuid) {
             Some(job) => json_response(StatusCode::OK, job),
             None => error(

@@ -30,7 +30,7 @@ fn image() -> &'static str {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qos-counter-image");
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/qos-counter.rs");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/qos-counter/main.rs");
         let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
         let out = Command::new(rustc)
             .args([

@@ -258,6 +258,41 @@ fn dashboards_are_well_formed() {
                 }
             }
         }
+        // Bounded panels: over All a per-job panel (one series per `{{name}}`) draws at most the
+        // 20 most pressing jobs (the same ranking in every panel, so they show the same jobs); a
+        // per-container panel its top 20. Selected values go in as Grafana's `regex` format in a
+        // raw (backquoted) string, where a `"` or `\` in a value cannot break the query.
+        for p in panels(d) {
+            let title = p["title"].as_str().unwrap_or("?");
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = t["expr"].as_str().unwrap_or_default();
+                let legend = t["legendFormat"].as_str().unwrap_or_default();
+                let where_ = format!("{file}: panel {title:?}: {expr:?}");
+                for var in ["job", "node"] {
+                    let refs = expr.matches(&format!("${var}")).count()
+                        + expr.matches(&format!("${{{var}")).count();
+                    let quoted = expr.matches(&format!("=~`${{{var}:regex}}`")).count();
+                    if refs != quoted {
+                        errors.push(format!(
+                            "{where_}: ${var} not as =~`${{{var}:regex}}` ({quoted} of {refs})"
+                        ));
+                    }
+                }
+                // A series per job (`name`) or per container (`name` of cAdvisor).
+                let per_item = legend.contains("{{name}}");
+                let bound = if file.starts_with("nodes") {
+                    "topk(20, "
+                } else {
+                    "and on (name) topk(20, "
+                };
+                if per_item && !expr.contains(bound) {
+                    errors.push(format!("{where_}: series per name not bounded by {bound:?}"));
+                }
+                if per_item != title.ends_with("(top 20)") {
+                    errors.push(format!("{where_}: the title does not say whether (top 20)"));
+                }
+            }
+        }
         // Every `$var` anywhere in the dashboard is defined.
         let mut strings = Vec::new();
         all_strings(d, &mut strings);

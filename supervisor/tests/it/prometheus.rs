@@ -72,13 +72,75 @@ fn free_port() -> u16 {
 
 /// The query with Grafana's variables replaced by what a user would select ("All").
 fn substitute(expr: &str) -> String {
-    expr.replace("$__rate_interval", "30s")
+    substitute_with(expr, None, None)
+}
+
+/// Grafana's `regex` format (`${var:regex}`): each value regex-escaped (`kbn.regexEscape`),
+/// several joined as `(a|b)`.
+fn grafana_regex(values: &[&str]) -> String {
+    let esc: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let mut out = String::new();
+            for c in v.chars() {
+                if "\\^$*+?.()|[]{}/".contains(c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        })
+        .collect();
+    if esc.len() == 1 {
+        esc[0].clone()
+    } else {
+        format!("({})", esc.join("|"))
+    }
+}
+
+/// What Grafana's Prometheus data source writes for a bare `$var` of a multi-value variable
+/// (its default escaping without the `prometheusSpecialCharsInLabelValues` feature): regex
+/// metacharacters escaped for a double-quoted string, `"` left as it is.
+fn grafana_prometheus_default(values: &[&str]) -> String {
+    let esc: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let mut out = String::new();
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\\\\\"),
+                    '\'' => out.push_str("\\\\'"),
+                    c if "$^*{}[]+?.()|".contains(c) => {
+                        out.push_str("\\\\");
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out
+        })
+        .collect();
+    format!("({})", esc.join("|"))
+}
+
+/// The query with Grafana's variables replaced: `job` and `node` as All (`None`) or the values
+/// selected, formatted as Grafana formats them.
+fn substitute_with(expr: &str, job: Option<&[&str]>, node: Option<&[&str]>) -> String {
+    let mut e = expr
+        .replace("$__rate_interval", "30s")
         .replace("$__interval", "5s")
-        .replace("$__range", "5m")
-        .replace("${job}", ".*")
-        .replace("${node}", ".*")
-        .replace("$job", ".*")
-        .replace("$node", ".*")
+        .replace("$__range", "5m");
+    for (var, sel) in [("job", job), ("node", node)] {
+        let (regex, plain) = match sel {
+            None => (".*".to_owned(), ".*".to_owned()),
+            Some(v) => (grafana_regex(v), grafana_prometheus_default(v)),
+        };
+        e = e
+            .replace(&format!("${{{var}:regex}}"), &regex)
+            .replace(&format!("${{{var}}}"), &plain)
+            .replace(&format!("${var}"), &plain);
+    }
+    e
 }
 
 /// `application/x-www-form-urlencoded` value encoding.
@@ -548,4 +610,170 @@ async fn live(
         resize["action"]["from"], resize["action"]["to"]
     );
     qs.len()
+}
+
+/// Jobs of each framework registered for the bound test: more than a panel draws.
+const MANY: usize = 25;
+/// The most series a per-job panel draws over All (the dashboards' `topk`).
+const TOP: usize = 20;
+
+/// With more jobs than a panel draws, every panel query at the dashboards' defaults (All) stays
+/// within [`TOP`] series, and the per-job ones draw exactly [`TOP`] (the bound bites, nothing is
+/// dropped below it); selecting jobs draws exactly those, names with `.` and `/` included; a
+/// node value with a `"` leaves every node query valid. Against a real Prometheus scraping the
+/// real supervisor, with jobs registered through the thesis routes (no framework runs them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_queries_stay_bounded_over_many_jobs_and_escape_selected_values() {
+    let Some(prometheus) = on_path("prometheus") else {
+        let _ = testkit::skip_unless_required(
+            &["QOS_REQUIRE_PROMETHEUS"],
+            "no `prometheus` on the PATH (apt-get install prometheus; scripts/test does it)",
+            "dashboard_queries_stay_bounded_over_many_jobs_and_escape_selected_values",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sup, sup) = start_supervisor(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let t0 = crate::support::now();
+    // Marathon app ids may hold `.` (a regex metacharacter) and `/`.
+    let odd = "/odd.name-v1";
+    for fw in ["marathon", "chronos"] {
+        for i in 0..MANY {
+            let name = if fw == "marathon" && i == 0 {
+                odd.to_owned()
+            } else {
+                format!("/many-marathon-{i:02}")
+            };
+            let body = if fw == "marathon" {
+                json!({"framework": fw, "name": name, "job_duration": 20 + i, "deadline": 600,
+                    "desv_deadline": 0.1, "uuid": uuid(0x1000 + i as u32)})
+            } else {
+                json!({"framework": fw, "name": format!("many-chronos-{i:02}"),
+                    "job_duration": 20 + i, "deadline": t0 + 600.0, "desv_deadline": 0.2,
+                    "uuid": uuid(0x2000 + i as u32), "iterations": 3})
+            };
+            let r = http
+                .post(format!("{sup}/initTask"))
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{body}: {:?}", r.text().await);
+        }
+    }
+
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir_all(prom_dir.join("targets")).unwrap();
+    let config = std::fs::read_to_string(crate::grafana::grafana_dir().join("prometheus.yml"))
+        .unwrap()
+        .replace("scrape_interval: 5s", "scrape_interval: 1s");
+    std::fs::write(prom_dir.join("prometheus.yml"), config).unwrap();
+    let target = sup.trim_start_matches("http://").to_owned();
+    std::fs::write(
+        prom_dir.join("targets/supervisor.json"),
+        json!([{"targets": [target], "labels": {}}]).to_string(),
+    )
+    .unwrap();
+    std::fs::write(prom_dir.join("targets/collectors.json"), "[]").unwrap();
+    let port = free_port();
+    let prom_log = dir.path().join("prometheus.log");
+    let _prom = Proc(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                prom_dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&prom_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let query = |expr: String| {
+        let http = http.clone();
+        let url = format!("{api}/query");
+        async move {
+            let v = prometheus_json(&http, &url, &[("query", &expr)]).await;
+            (v, expr)
+        }
+    };
+    // Every job scraped.
+    let scraped = poll(Duration::from_secs(30), || async {
+        let (v, _) = query("count by (framework) (qos_cpu_allocated)".to_owned()).await;
+        let r = v["data"]["result"].as_array()?.clone();
+        (r.len() == 2 && r.iter().all(|s| s["value"][1] == MANY.to_string())).then_some(())
+    })
+    .await;
+    assert!(
+        scraped.is_some(),
+        "the {MANY} jobs of each framework never all appeared in Prometheus\n--- prometheus log ---\n{}",
+        tail(&prom_log, 20)
+    );
+
+    let panels: Vec<_> = queries()
+        .into_iter()
+        .filter(|q| !q.panel.starts_with("variable "))
+        .collect();
+    let mut errors = Vec::new();
+    let mut full = 0;
+    for q in &panels {
+        let (v, expr) = query(substitute(&q.expr)).await;
+        let n = v["data"]["result"].as_array().map_or(0, Vec::len);
+        let where_ = format!("{} / {}", q.dashboard, q.panel);
+        if v["status"] != "success" {
+            errors.push(format!("{where_}: error {}: {expr}", v["error"]));
+        } else if n > TOP {
+            errors.push(format!("{where_}: {n} series over All (> {TOP}): {expr}"));
+        } else if n == TOP {
+            full += 1;
+        } else if q.expr.starts_with("qos_cpu_allocated") || q.panel.starts_with("Class") {
+            // Every registered job has an allocation and a class: the bound must bite.
+            errors.push(format!("{where_}: {n} series over All, want {TOP}: {expr}"));
+        }
+    }
+    if full < 4 {
+        errors.push(format!("only {full} panel queries drew {TOP} series"));
+    }
+
+    // Selected jobs: exactly those, whatever their names hold.
+    let picked = [odd, "/many-marathon-03", "/many-marathon-17"];
+    for q in panels
+        .iter()
+        .filter(|q| q.dashboard == "marathon-qos.json" && q.expr.starts_with("qos_cpu_allocated"))
+    {
+        let (v, expr) = query(substitute_with(&q.expr, Some(&picked), None)).await;
+        let mut got: Vec<String> = v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["metric"]["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = picked.iter().map(|s| (*s).to_owned()).collect();
+        want.sort();
+        if got != want {
+            errors.push(format!(
+                "{} / {}: selected {want:?}, drew {got:?} ({}): {expr}",
+                q.dashboard, q.panel, v["error"]
+            ));
+        }
+    }
+    // A selected value with a quote and a backslash keeps every query valid.
+    let hostile = [r#"node"1\a:9100"#, "127.0.0.1:9100"];
+    for q in &panels {
+        let (v, expr) = query(substitute_with(&q.expr, Some(&hostile), Some(&hostile))).await;
+        if v["status"] != "success" {
+            errors.push(format!(
+                "{} / {}: with {hostile:?} selected: error {}: {expr}",
+                q.dashboard, q.panel, v["error"]
+            ));
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }

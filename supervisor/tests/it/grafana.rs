@@ -286,7 +286,9 @@ fn dashboards_are_well_formed() {
                     "and on (name) topk(20, "
                 };
                 if per_item && !expr.contains(bound) {
-                    errors.push(format!("{where_}: series per name not bounded by {bound:?}"));
+                    errors.push(format!(
+                        "{where_}: series per name not bounded by {bound:?}"
+                    ));
                 }
                 if per_item != title.ends_with("(top 20)") {
                     errors.push(format!("{where_}: the title does not say whether (top 20)"));

@@ -707,7 +707,10 @@ async fn dashboard_queries_stay_bounded_over_many_jobs_and_escape_selected_value
     let scraped = poll(Duration::from_secs(30), || async {
         let (v, _) = query("count by (framework) (qos_cpu_allocated)".to_owned()).await;
         let r = v["data"]["result"].as_array()?.clone();
-        (r.len() == 2 && r.iter().all(|s| s["value"][1] == MANY.to_string())).then_some(())
+        (r.len() == 2
+            && r.iter()
+                .all(|s| s["value"][1].as_str().and_then(|n| n.parse().ok()) == Some(MANY)))
+        .then_some(())
     })
     .await;
     assert!(

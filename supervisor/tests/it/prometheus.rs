@@ -143,6 +143,55 @@ fn substitute_with(expr: &str, job: Option<&[&str]>, node: Option<&[&str]>) -> S
     e
 }
 
+/// Prometheus on a free port with the committed scrape configuration at a 1 s interval, its
+/// targets files pointing at `supervisor` and (unless empty) `collector` (`host:port`), its
+/// data and log under `dir`. Returns the process (killed when dropped), the API's base URL and
+/// the log file.
+fn start_prometheus(
+    prometheus: &Path,
+    dir: &Path,
+    supervisor: &str,
+    collector: &str,
+) -> (Proc, String, PathBuf) {
+    let prom_dir = dir.join("prometheus");
+    std::fs::create_dir_all(prom_dir.join("targets")).unwrap();
+    let config = std::fs::read_to_string(crate::grafana::grafana_dir().join("prometheus.yml"))
+        .unwrap()
+        .replace("scrape_interval: 5s", "scrape_interval: 1s");
+    assert!(config.contains("scrape_interval: 1s"));
+    std::fs::write(prom_dir.join("prometheus.yml"), config).unwrap();
+    for (file, target) in [
+        ("supervisor.json", supervisor),
+        ("collectors.json", collector),
+    ] {
+        let targets = if target.is_empty() {
+            json!([])
+        } else {
+            json!([{"targets": [target], "labels": {}}])
+        };
+        std::fs::write(prom_dir.join("targets").join(file), targets.to_string()).unwrap();
+    }
+    let port = free_port();
+    let log = dir.join("prometheus.log");
+    let proc = Proc(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                prom_dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    (proc, format!("http://127.0.0.1:{port}/api/v1"), log)
+}
+
 /// `application/x-www-form-urlencoded` value encoding.
 fn encode(s: &str) -> String {
     let mut out = String::new();
@@ -352,42 +401,8 @@ async fn live(
             .unwrap()
             .to_owned()
     };
-    let prom_dir = dir.join("prometheus");
-    std::fs::create_dir_all(prom_dir.join("targets")).unwrap();
-    let config = std::fs::read_to_string(crate::grafana::grafana_dir().join("prometheus.yml"))
-        .unwrap()
-        .replace("scrape_interval: 5s", "scrape_interval: 1s");
-    assert!(config.contains("scrape_interval: 1s"));
-    std::fs::write(prom_dir.join("prometheus.yml"), config).unwrap();
-    for (file, target) in [
-        ("supervisor.json", hostport(&sup)),
-        ("collectors.json", hostport(&col_metrics)),
-    ] {
-        std::fs::write(
-            prom_dir.join("targets").join(file),
-            json!([{"targets": [target], "labels": {}}]).to_string(),
-        )
-        .unwrap();
-    }
-    let port = free_port();
-    let prom_log = dir.join("prometheus.log");
-    let _prom = Proc(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                prom_dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&prom_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let (_prom, api, prom_log) =
+        start_prometheus(prometheus, dir, &hostport(&sup), &hostport(&col_metrics));
 
     // The job mix, registered first and then submitted (the launcher's order).
     let http = reqwest::Client::new();
@@ -663,38 +678,8 @@ async fn dashboard_queries_stay_bounded_over_many_jobs_and_escape_selected_value
         }
     }
 
-    let prom_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(prom_dir.join("targets")).unwrap();
-    let config = std::fs::read_to_string(crate::grafana::grafana_dir().join("prometheus.yml"))
-        .unwrap()
-        .replace("scrape_interval: 5s", "scrape_interval: 1s");
-    std::fs::write(prom_dir.join("prometheus.yml"), config).unwrap();
     let target = sup.trim_start_matches("http://").to_owned();
-    std::fs::write(
-        prom_dir.join("targets/supervisor.json"),
-        json!([{"targets": [target], "labels": {}}]).to_string(),
-    )
-    .unwrap();
-    std::fs::write(prom_dir.join("targets/collectors.json"), "[]").unwrap();
-    let port = free_port();
-    let prom_log = dir.path().join("prometheus.log");
-    let _prom = Proc(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                prom_dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&prom_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let (_prom, api, prom_log) = start_prometheus(&prometheus, dir.path(), &target, "");
     let query = |expr: String| {
         let http = http.clone();
         let url = format!("{api}/query");

@@ -171,9 +171,7 @@ pub(super) fn upkeep(sh: &Shared, last_prune: &mut f64) {
     let c = &sh.config.control;
     if now - *last_prune >= 600.0 {
         *last_prune = now;
-        sh.store.submit_detached(vec![Op::Prune {
-            before: now - c.retention,
-        }]);
+        sh.store.prune(now - c.retention);
     }
     let mut st = sh.lock();
     let st = &mut *st;

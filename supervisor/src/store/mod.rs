@@ -23,8 +23,9 @@
 //! WAL stays within its bound and one transaction.
 //! No transaction grows without limit, since its pages stay in the WAL until it ends: the writer
 //! groups at most a bounded weight of writes, and a retention pass forgets jobs a few dozen a
-//! transaction ([`Store::forget_jobs`]).
-//! History is bounded by age (`Op::Prune`) and by count per job, enforced as rows are added.
+//! transaction ([`Store::forget_jobs`]), and a prune deletes a few hundred rows a transaction
+//! ([`Store::prune`]).
+//! History is bounded by age ([`Store::prune`]) and by count per job, enforced as rows are added.
 //!
 //! A failed transaction (a full disk) is rolled back and reported to every writer in it; the
 //! store counts failures ([`Store::generation`]) so that the in-memory side knows which of its
@@ -254,6 +255,22 @@ impl Store {
                     .map(|u| Op::ForgetJob { uuid: u.clone() })
                     .collect(),
             );
+        }
+    }
+
+    /// Queues the retention prune without waiting for it: downsampled samples older than
+    /// `before`, and the history of jobs that finished before it, deleted a bounded number of
+    /// rows a transaction (after every write queued before it, before any queued after), the
+    /// WAL truncated in between. A failure is logged and counted; the next prune deletes what
+    /// is left.
+    pub(crate) fn prune(&self, before: f64) {
+        match &self.backend {
+            Backend::Inline(db) => lock(db).prune(before),
+            Backend::Thread(tx) => {
+                if let Err(e) = tx.try_send(Cmd::Prune { before }) {
+                    tracing::warn!(error = %e, "database queue refused a prune");
+                }
+            }
         }
     }
 
@@ -635,6 +652,93 @@ mod tests {
             peak <= 2 * bound,
             "forgetting 8000 jobs ({filled} bytes of database) grew the WAL to {peak} bytes \
              with a bound of {bound}"
+        );
+    }
+
+    /// A retention prune of many jobs' samples and of finished jobs' history leaves the WAL near
+    /// its bound: it deletes a bounded number of rows a transaction, the WAL truncated in
+    /// between (in one transaction, it grew the WAL to several times its bound), and deletes
+    /// exactly what it did in one: every sample older than the cut, and the history of the jobs
+    /// that finished before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pruning_many_samples_keeps_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let bound = 1 << 20;
+        let opts = StorageConfig {
+            wal_max_bytes: bound,
+            ..StorageConfig::default()
+        };
+        let store = Store::open(&path, opts).unwrap();
+        let (jobs, samples, decisions) = (200u32, 500u32, 100u32);
+        // Even jobs finished at 1.0 (before the cut), odd ones run on.
+        let mut ops = Vec::new();
+        for j in 0..jobs {
+            let mut op = job(&format!("job-{j:03}"), 1, vec![], false);
+            if let Op::UpsertJob { terminal, .. } = &mut op {
+                *terminal = j % 2 == 0;
+            }
+            ops.push(op);
+        }
+        store.submit(ops).wait().await.unwrap();
+        // Samples arrive for every job in turn, as they do; half of them before the cut.
+        for at in 0..samples {
+            let ops = (0..jobs)
+                .map(|j| Op::Sample {
+                    uuid: format!("job-{j:03}"),
+                    container: format!("container-of-job-{j:03}"),
+                    at: f64::from(at),
+                    client_at: f64::from(at),
+                    cumulative_secs: f64::from(at) * 0.5,
+                })
+                .collect();
+            store.submit(ops).wait().await.unwrap();
+        }
+        for at in 0..decisions {
+            let ops = (0..jobs)
+                .map(|j| Op::Decision(row(&format!("job-{j:03}"), f64::from(at))))
+                .collect();
+            store.submit(ops).wait().await.unwrap();
+        }
+        store.sync().await.unwrap();
+        let cut = f64::from(samples / 2);
+        store.take_wal_peak();
+        store.prune(cut);
+        store.sync().await.unwrap();
+        let peak = store.take_wal_peak();
+        let c = Connection::open(&path).unwrap();
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT count(*) FROM samples WHERE at < 250"),
+            0,
+            "samples older than the cut are gone"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM samples"),
+            i64::from(jobs * samples / 2),
+            "newer samples are kept"
+        );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM history WHERE uuid IN \
+                   (SELECT uuid FROM jobs WHERE terminal = 1)"
+            ),
+            0,
+            "the history of jobs finished before the cut is gone"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM history"),
+            i64::from(jobs / 2 * decisions),
+            "the history of running jobs is kept"
+        );
+        assert!(peak > 0);
+        // Truncated as soon as it is past the bound: the bound and one transaction at most.
+        assert!(
+            peak <= 2 * bound,
+            "pruning {} samples and {} decisions grew the WAL to {peak} bytes with a bound of \
+             {bound}",
+            jobs * samples / 2,
+            jobs / 2 * decisions
         );
     }
 

@@ -53,9 +53,6 @@ pub(crate) enum Op {
         client_at: f64,
         cumulative_secs: f64,
     },
-    /// Drop downsampled samples older than `before`, and the history of jobs that finished
-    /// before it.
-    Prune { before: f64 },
     /// Insert or replace a node.
     UpsertNode {
         id: String,
@@ -69,12 +66,12 @@ pub(crate) enum Op {
 pub(crate) const FORGET_WEIGHT: usize = 64;
 
 impl Op {
-    /// Its share of a transaction's bound ([`FORGET_WEIGHT`] for what deletes many rows, 1 for
-    /// the rest): the writer commits before the sum passes it, so that the WAL can be truncated
+    /// Its share of a transaction's bound ([`FORGET_WEIGHT`] for a forget, 1 for the rest):
+    /// the writer commits before the sum passes it, so that the WAL can be truncated
     /// in between.
     pub(crate) fn weight(&self) -> usize {
         match self {
-            Self::ForgetJob { .. } | Self::Prune { .. } => FORGET_WEIGHT,
+            Self::ForgetJob { .. } => FORGET_WEIGHT,
             _ => 1,
         }
     }

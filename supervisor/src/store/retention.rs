@@ -95,21 +95,89 @@ impl RowBounds {
     }
 }
 
-/// Drops downsampled samples older than `before`, and the history of jobs that finished before
-/// it.
-pub(super) fn prune(
-    tx: &Transaction<'_>,
+/// A retention prune under way: downsampled samples older than `before`, and the history of
+/// jobs that finished before it, deleted a bounded number of rows a transaction ([`Pruning::step`])
+/// so that the WAL can be truncated between them. Nothing else is written until it is done, so
+/// it deletes what one transaction would have.
+pub(super) struct Pruning {
     before: f64,
-    bounds: &mut RowBounds,
-) -> Result<(), rusqlite::Error> {
-    tx.prepare_cached("DELETE FROM samples WHERE at < ?1")?
-        .execute(params![before])?;
-    tx.prepare_cached(
-        "DELETE FROM history WHERE uuid IN
-           (SELECT uuid FROM jobs WHERE terminal = 1 AND updated_at < ?1)",
-    )?
-    .execute(params![before])?;
-    // Counts of pruned rows are read again at the next insert.
-    bounds.clear();
-    Ok(())
+    /// Samples are deleted in rowid order: the last rowid looked at (`None` once all are gone).
+    samples_after: Option<i64>,
+    /// The jobs whose history is still to delete (read at the first step that reaches them).
+    finished: Option<Vec<String>>,
+}
+
+impl Pruning {
+    pub(super) fn new(before: f64) -> Self {
+        Self {
+            before,
+            samples_after: Some(i64::MIN),
+            finished: None,
+        }
+    }
+
+    /// Deletes at most `rows` rows in `tx`; `true` once nothing is left to delete.
+    pub(super) fn step(
+        &mut self,
+        tx: &Transaction<'_>,
+        rows: usize,
+        bounds: &mut RowBounds,
+    ) -> Result<bool, rusqlite::Error> {
+        // Counts of pruned rows are read again at the next insert.
+        bounds.clear();
+        let limit = i64::try_from(rows.max(1)).unwrap_or(i64::MAX);
+        let mut left = limit;
+        if let Some(after) = self.samples_after {
+            let last: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT max(rowid) FROM (SELECT rowid FROM samples
+                       WHERE rowid > ?1 AND at < ?2 ORDER BY rowid LIMIT ?3)",
+                )?
+                .query_row(params![after, self.before, left], |r| r.get(0))?;
+            match last {
+                None => self.samples_after = None,
+                Some(last) => {
+                    let n = tx
+                        .prepare_cached(
+                            "DELETE FROM samples WHERE rowid > ?1 AND rowid <= ?2 AND at < ?3",
+                        )?
+                        .execute(params![after, last, self.before])?;
+                    let n = i64::try_from(n).unwrap_or(i64::MAX);
+                    if n >= left {
+                        // Perhaps more.
+                        self.samples_after = Some(last);
+                        return Ok(false);
+                    }
+                    self.samples_after = None;
+                    left -= n;
+                }
+            }
+        }
+        let finished = match &mut self.finished {
+            Some(f) => f,
+            None => {
+                let uuids = tx
+                    .prepare_cached("SELECT uuid FROM jobs WHERE terminal = 1 AND updated_at < ?1")?
+                    .query_map(params![self.before], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                self.finished.insert(uuids)
+            }
+        };
+        let mut delete = tx.prepare_cached(
+            "DELETE FROM history WHERE id IN
+               (SELECT id FROM history WHERE uuid = ?1 ORDER BY id LIMIT ?2)",
+        )?;
+        while let Some(uuid) = finished.last() {
+            let n = delete.execute(params![uuid, left])?;
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            if n < left {
+                finished.pop();
+            }
+            left -= n;
+            if left <= 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }

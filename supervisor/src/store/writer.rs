@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::StoreError;
 use super::ops::{HistoryRow, Item, Op};
 use super::reads::{Loaded, history, items, load};
-use super::retention::RowBounds;
+use super::retention::{Pruning, RowBounds};
 use super::writes::apply_one;
 use crate::config::StorageConfig;
 
@@ -39,6 +39,21 @@ pub(super) enum Cmd {
         reply: oneshot::Sender<Result<Vec<Item>, StoreError>>,
     },
     Load(oneshot::Sender<Result<Loaded, StoreError>>),
+    /// Drop downsampled samples older than `before`, and the history of jobs that finished
+    /// before it (retention), a bounded number of rows a transaction.
+    Prune {
+        before: f64,
+    },
+}
+
+/// Most rows a prune deletes in one transaction, for a WAL bound of `wal_max_bytes`: a deleted
+/// row dirties at most a table page and an index page (8 KiB with SQLite's 4 KiB pages), so a
+/// transaction stays within a quarter of the bound (64 rows at least, 4096 at most: 512 for the
+/// default 16 MiB).
+fn prune_rows(wal_max_bytes: u64) -> usize {
+    usize::try_from(wal_max_bytes / (32 << 10))
+        .unwrap_or(usize::MAX)
+        .clamp(64, 4096)
 }
 
 /// The connection and what the writer keeps beside it.
@@ -105,6 +120,33 @@ impl Db {
             apply_one(&tx, op, &mut self.bounds)?;
         }
         tx.commit()
+    }
+
+    /// Prunes what is older than `before` ([`Pruning`]), [`prune_rows`] rows a transaction,
+    /// bounding the WAL between them. A failure is counted and logged as any write's, and ends
+    /// the prune (the next one deletes what is left).
+    pub(super) fn prune(&mut self, before: f64) {
+        let rows = prune_rows(self.opts.wal_max_bytes);
+        let mut pruning = Pruning::new(before);
+        let mut transactions = 0u64;
+        loop {
+            transactions += 1;
+            let step = self.conn.transaction().and_then(|tx| {
+                let done = pruning.step(&tx, rows, &mut self.bounds)?;
+                tx.commit().map(|()| done)
+            });
+            match step {
+                Ok(true) => break,
+                Ok(false) => self.bound_wal(),
+                Err(e) => {
+                    self.failures.fetch_add(1, Ordering::AcqRel);
+                    self.bounds.clear();
+                    tracing::error!(error = %e, before, "database prune failed");
+                    break;
+                }
+            }
+        }
+        tracing::debug!(before, transactions, rows, "pruned");
     }
 
     /// The WAL's size now, bytes.
@@ -202,6 +244,12 @@ pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
                 Cmd::Load(reply) => {
                     flush(&mut db, &mut writes, &mut replies);
                     let _ = reply.send(load(&db.conn).map_err(Into::into));
+                }
+                Cmd::Prune { before } => {
+                    // After the writes queued before it, in transactions of its own.
+                    flush(&mut db, &mut writes, &mut replies);
+                    db.bound_wal();
+                    db.prune(before);
                 }
             }
             if n < GROUP {

@@ -3,7 +3,7 @@
 use rusqlite::{Transaction, params};
 
 use super::ops::{HistoryRow, Item, Op};
-use super::retention::{Counted, RowBounds, prune};
+use super::retention::{Counted, RowBounds};
 
 /// Writes `op`; `bounds` keeps the per-job history and samples within their bounds.
 pub(super) fn apply_one(
@@ -70,7 +70,6 @@ pub(super) fn apply_one(
             .execute(params![uuid, container, at, cumulative_secs, client_at])?;
             bounds.added(tx, Counted::Samples, uuid)?;
         }
-        Op::Prune { before } => prune(tx, *before, bounds)?,
         Op::UpsertNode {
             id,
             updated_at,

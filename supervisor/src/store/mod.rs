@@ -449,6 +449,18 @@ mod tests {
         }
     }
 
+    /// A store on its thread in a new directory, its WAL bounded at `bound` bytes.
+    fn open_with_wal_bound(bound: u64) -> (tempfile::TempDir, PathBuf, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let opts = StorageConfig {
+            wal_max_bytes: bound,
+            ..StorageConfig::default()
+        };
+        let store = Store::open(&path, opts).unwrap();
+        (dir, path, store)
+    }
+
     #[tokio::test]
     async fn round_trip_on_the_thread() {
         let dir = tempfile::tempdir().unwrap();
@@ -617,14 +629,8 @@ mod tests {
     /// transaction, 8000 jobs grew it to more than 11 times its bound).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn forgetting_many_jobs_keeps_the_wal_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
         let bound = 1 << 20;
-        let opts = StorageConfig {
-            wal_max_bytes: bound,
-            ..StorageConfig::default()
-        };
-        let store = Store::open(&path, opts).unwrap();
+        let (_dir, path, store) = open_with_wal_bound(bound);
         let body = "x".repeat(200);
         let uuids: Vec<String> = (0..8000).map(|i| format!("job-{i:05}")).collect();
         for chunk in uuids.chunks(50) {
@@ -662,14 +668,8 @@ mod tests {
     /// that finished before it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pruning_many_samples_keeps_the_wal_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
         let bound = 1 << 20;
-        let opts = StorageConfig {
-            wal_max_bytes: bound,
-            ..StorageConfig::default()
-        };
-        let store = Store::open(&path, opts).unwrap();
+        let (_dir, path, store) = open_with_wal_bound(bound);
         let (jobs, samples, decisions) = (200u32, 500u32, 100u32);
         // Even jobs finished at 1.0 (before the cut), odd ones run on.
         let mut ops = Vec::new();
@@ -749,14 +749,8 @@ mod tests {
     /// large WAL taking 100–430 ms while forget transactions added 2.2 MB each.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_waits_for_a_long_passive_checkpoint_past_the_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
         let bound: u64 = 256 << 10;
-        let opts = StorageConfig {
-            wal_max_bytes: bound,
-            ..StorageConfig::default()
-        };
-        let store = Store::open(&path, opts).unwrap();
+        let (_dir, _path, store) = open_with_wal_bound(bound);
         let body = "x".repeat(2000);
         let write = |round: u32| {
             store.submit(
@@ -823,13 +817,7 @@ mod tests {
     /// past a small multiple of it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_stays_bounded_under_constant_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let opts = StorageConfig {
-            wal_max_bytes: 256 << 10,
-            ..StorageConfig::default()
-        };
-        let store = Store::open(&path, opts).unwrap();
+        let (_dir, path, store) = open_with_wal_bound(256 << 10);
         let wal = wal_path(&path);
         let mut largest = 0;
         let body = "x".repeat(300);

@@ -22,7 +22,8 @@
 //! `checkpoint_interval` (`PRAGMA wal_checkpoint(TRUNCATE)`; `journal_size_limit` as well): the
 //! WAL stays within its bound and one transaction.
 //! No transaction grows without limit, since its pages stay in the WAL until it ends: the writer
-//! groups at most a bounded weight of writes, and a retention pass forgets jobs a few dozen a
+//! groups at most a bounded weight of writes (and at most a quarter of the WAL's bound in bytes),
+//! and a retention pass forgets jobs a few dozen a
 //! transaction ([`Store::forget_jobs`]), and a prune deletes a few hundred rows a transaction
 //! ([`Store::prune`]).
 //! History is bounded by age ([`Store::prune`]) and by count per job, enforced as rows are added.
@@ -810,6 +811,62 @@ mod tests {
             peak <= bound + 2 * growth,
             "with a passive checkpoint running, the WAL reached {peak} bytes; bound {bound}, \
              largest transaction {growth}"
+        );
+    }
+
+    /// Writes queued while the writer is stalled (here behind a passive checkpoint, past the
+    /// bound) are grouped into transactions of a bounded size in bytes, not only in count: 64
+    /// writes of 64 KiB each made one 4 MiB transaction against a 256 KiB bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_in_a_stall_are_grouped_within_a_size() {
+        let bound: u64 = 256 << 10;
+        let (_dir, _path, store) = open_with_wal_bound(bound);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let mutex = Arc::clone(&store.checkpointing);
+        let holder = std::thread::spawn(move || {
+            let _running = lock(&mutex);
+            held_tx.send(()).unwrap();
+            let _ = released.recv();
+        });
+        held_rx.recv().unwrap();
+        let big = "x".repeat(64 << 10);
+        // Past the bound: the writer answers, then waits for the (held) checkpoint before it
+        // takes anything else from its queue.
+        let mut round = 0;
+        while store.wal_bytes() < bound {
+            store
+                .submit(vec![job(
+                    &format!("fill-{round}"),
+                    1,
+                    vec![item(0, 0, &big)],
+                    false,
+                )])
+                .wait()
+                .await
+                .unwrap();
+            round += 1;
+        }
+        let queued: Vec<Pending> = (0..64)
+            .map(|j| {
+                store.submit(vec![job(
+                    &format!("job-{j}"),
+                    1,
+                    vec![item(0, 0, &big)],
+                    false,
+                )])
+            })
+            .collect();
+        store.take_wal_peak();
+        release.send(()).unwrap();
+        for p in queued {
+            p.wait().await.unwrap();
+        }
+        holder.join().unwrap();
+        let peak = store.take_wal_peak();
+        assert!(
+            peak <= 2 * bound,
+            "64 writes of 64 KiB queued in a stall grew the WAL to {peak} bytes; bound {bound}"
         );
     }
 

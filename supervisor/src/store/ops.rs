@@ -77,6 +77,21 @@ impl Op {
     }
 }
 
+impl Op {
+    /// About what it writes, bytes (its text: bodies, items, reasons): the writer also commits
+    /// before a transaction's sum passes a share of the WAL's bound.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Self::UpsertJob { body, items, .. } => {
+                body.len() + items.iter().map(|i| i.body.len()).sum::<usize>()
+            }
+            Self::InsertHeld { body, .. } | Self::UpsertNode { body, .. } => body.len(),
+            Self::Decision(h) => h.reason.len() + 64,
+            _ => 64,
+        }
+    }
+}
+
 /// One entry of a job's history: a decision, a resize (applied or failed), or a life-cycle
 /// event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

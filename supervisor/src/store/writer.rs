@@ -149,6 +149,12 @@ impl Db {
         tracing::debug!(before, transactions, rows, "pruned");
     }
 
+    /// Most bytes of writes ([`Op::bytes`]) grouped into one transaction: a quarter of the WAL's
+    /// bound, so that writes queued during a stall do not make one transaction far past it.
+    fn group_bytes(&self) -> usize {
+        usize::try_from(self.opts.wal_max_bytes / 4).unwrap_or(usize::MAX)
+    }
+
     /// The WAL's size now, bytes.
     fn wal_bytes(&self) -> u64 {
         std::fs::metadata(&self.wal).map_or(0, |m| m.len())
@@ -215,18 +221,23 @@ impl Db {
 }
 
 /// Runs the database thread until every sender is gone: drains what is queued (at most
-/// [`GROUP`] commands, or writes of that weight) into one transaction, then bounds the WAL.
+/// [`GROUP`] commands, or writes of that weight, or of a quarter of the WAL's bound in bytes)
+/// into one transaction, then bounds the WAL.
 pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
     while let Some(first) = rx.blocking_recv() {
         let mut writes: Vec<Op> = Vec::new();
         let mut replies: Vec<Reply> = Vec::new();
         let mut next = Some(first);
         let mut n = 0;
+        let mut bytes = 0;
         while let Some(cmd) = next.take() {
             n += match &cmd {
                 Cmd::Write(ops, _) => ops.iter().map(Op::weight).sum::<usize>().max(1),
                 _ => 1,
             };
+            if let Cmd::Write(ops, _) = &cmd {
+                bytes += ops.iter().map(Op::bytes).sum::<usize>();
+            }
             match cmd {
                 Cmd::Write(ops, reply) => {
                     writes.extend(ops);
@@ -252,7 +263,7 @@ pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
                     db.prune(before);
                 }
             }
-            if n < GROUP {
+            if n < GROUP && bytes < db.group_bytes() {
                 next = rx.try_recv().ok();
             }
         }

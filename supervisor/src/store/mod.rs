@@ -462,6 +462,23 @@ mod tests {
         (dir, path, store)
     }
 
+    /// Stands for a passive checkpoint that runs until told (a send on, or the drop of, the
+    /// returned sender; then join the thread): returns once it is running.
+    fn hold_the_checkpoint(
+        store: &Store,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let mutex = Arc::clone(&store.checkpointing);
+        let holder = std::thread::spawn(move || {
+            let _running = lock(&mutex);
+            held_tx.send(()).unwrap();
+            let _ = released.recv();
+        });
+        held_rx.recv().unwrap();
+        (release, holder)
+    }
+
     #[tokio::test]
     async fn round_trip_on_the_thread() {
         let dir = tempfile::tempdir().unwrap();
@@ -769,15 +786,7 @@ mod tests {
         };
         // A passive checkpoint that does not end until the writer is seen waiting for it (a
         // write not answered for a while) or the WAL is four times past its bound.
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
-        let mutex = Arc::clone(&store.checkpointing);
-        let holder = std::thread::spawn(move || {
-            let _running = lock(&mutex);
-            held_tx.send(()).unwrap();
-            let _ = released.recv();
-        });
-        held_rx.recv().unwrap();
+        let (release, holder) = hold_the_checkpoint(&store);
         store.take_wal_peak();
         let mut growth = 0;
         let mut holding = true;
@@ -821,15 +830,7 @@ mod tests {
     async fn writes_queued_in_a_stall_are_grouped_within_a_size() {
         let bound: u64 = 256 << 10;
         let (_dir, _path, store) = open_with_wal_bound(bound);
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
-        let mutex = Arc::clone(&store.checkpointing);
-        let holder = std::thread::spawn(move || {
-            let _running = lock(&mutex);
-            held_tx.send(()).unwrap();
-            let _ = released.recv();
-        });
-        held_rx.recv().unwrap();
+        let (release, holder) = hold_the_checkpoint(&store);
         let big = "x".repeat(64 << 10);
         // Past the bound: the writer answers, then waits for the (held) checkpoint before it
         // takes anything else from its queue.

@@ -231,32 +231,31 @@ pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
         let mut n = 0;
         let mut bytes = 0;
         while let Some(cmd) = next.take() {
-            n += match &cmd {
-                Cmd::Write(ops, _) => ops.iter().map(Op::weight).sum::<usize>().max(1),
-                _ => 1,
-            };
-            if let Cmd::Write(ops, _) = &cmd {
-                bytes += ops.iter().map(Op::bytes).sum::<usize>();
-            }
             match cmd {
                 Cmd::Write(ops, reply) => {
+                    n += ops.iter().map(Op::weight).sum::<usize>().max(1);
+                    bytes += ops.iter().map(Op::bytes).sum::<usize>();
                     writes.extend(ops);
                     replies.extend(reply);
                 }
                 Cmd::History { uuid, limit, reply } => {
+                    n += 1;
                     // Reads see every write queued before them.
                     flush(&mut db, &mut writes, &mut replies);
                     let _ = reply.send(history(&db.conn, &uuid, limit).map_err(Into::into));
                 }
                 Cmd::Items { uuid, reply } => {
+                    n += 1;
                     flush(&mut db, &mut writes, &mut replies);
                     let _ = reply.send(items(&db.conn, &uuid).map_err(Into::into));
                 }
                 Cmd::Load(reply) => {
+                    n += 1;
                     flush(&mut db, &mut writes, &mut replies);
                     let _ = reply.send(load(&db.conn).map_err(Into::into));
                 }
                 Cmd::Prune { before } => {
+                    n += 1;
                     // After the writes queued before it, in transactions of its own.
                     flush(&mut db, &mut writes, &mut replies);
                     db.bound_wal();

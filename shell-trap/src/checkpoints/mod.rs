@@ -370,11 +370,12 @@ impl Store {
     /// Removes the incarnations `doomed` picks.
     fn prune_where(&self, doomed: impl Fn(&Entry) -> bool) -> Result<(), StoreError> {
         for e in self.scan()? {
-            if !doomed(&e) || matches!(e.found, Found::Newer(_)) {
+            if !doomed(&e) {
                 continue;
             }
             match &e.found {
-                Found::Newer(_) => {}
+                // Written by a newer shell-trap: never removed here.
+                Found::Newer(_) => continue,
                 Found::Unsealed(why) => {
                     tracing::info!("removing stale checkpoint {} ({why})", e.dir.display());
                 }

@@ -93,9 +93,9 @@ pub struct ContainerSample {
     pub resets: u32,
 }
 
-/// `s` cut at a character boundary to at most [`MAX_NAME_BYTES`] bytes, `…` included.
-fn cut(s: &str) -> &str {
-    let mut end = MAX_NAME_BYTES - '…'.len_utf8();
+/// `s` cut at a character boundary to at most `max` bytes (`s` is longer than `max`).
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -107,7 +107,7 @@ fn wire_name(name: &str) -> String {
     if name.len() <= MAX_NAME_BYTES {
         name.to_owned()
     } else {
-        format!("{}…", cut(name))
+        format!("{}…", cut(name, MAX_NAME_BYTES - '…'.len_utf8()))
     }
 }
 
@@ -123,12 +123,7 @@ fn wire_id(id: &str) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
     let tail = format!("~{hash:016x}");
-    let head = cut(id);
-    let mut end = (MAX_NAME_BYTES - tail.len()).min(head.len());
-    while !head.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{tail}", &head[..end])
+    format!("{}{tail}", cut(id, MAX_NAME_BYTES - tail.len()))
 }
 
 impl ContainerSample {

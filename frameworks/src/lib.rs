@@ -70,8 +70,8 @@ pub use credentials::{Auth, Credentials, CredentialsError};
 pub use error::{ErrorDetail, FrameworkError};
 pub use http::{ClientConfig, RetryPolicy};
 pub use marathon::{
-    AppId, CreatedApp, Deployment, DeploymentResult, MarathonApp, MarathonClient, MarathonInfo,
-    MarathonTask, UpdateOptions,
+    AppChange, AppId, CreatedApp, Deployment, DeploymentResult, MarathonApp, MarathonClient,
+    MarathonInfo, MarathonTask, UpdateOptions,
 };
 pub use mesos::{ExecutorStatistics, MesosAgentClient, ResourceStatistics};
 /// The URL type used throughout (re-exported from `reqwest`).

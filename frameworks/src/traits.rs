@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::chronos::{ChronosClient, ChronosJob};
 use crate::error::FrameworkError;
 use crate::marathon::{
-    CreatedApp, Deployment, DeploymentResult, MarathonApp, MarathonClient, MarathonTask,
+    AppChange, CreatedApp, Deployment, DeploymentResult, MarathonApp, MarathonClient, MarathonTask,
 };
 use crate::mesos::{ExecutorStatistics, MesosAgentClient};
 
@@ -22,14 +22,24 @@ pub trait MarathonApi: Send + Sync {
     /// Submits a new app.
     async fn create_app(&self, app: &MarathonApp) -> Result<CreatedApp, FrameworkError>;
 
-    /// Resizes the app (`PUT {"cpus": …}`); Marathon restarts its tasks.
-    /// [`FrameworkError::Locked`] while another deployment holds it, unless `force`.
+    /// Sets one field of the app (`PUT` with only that field, [`AppChange::field`]).
+    /// [`FrameworkError::Locked`] while another deployment holds it, unless the change forces.
+    async fn change_app(
+        &self,
+        id: &str,
+        change: AppChange,
+    ) -> Result<DeploymentResult, FrameworkError>;
+
+    /// Resizes the app (`PUT {"cpus": …}`); Marathon restarts its tasks. A `cpus` Marathon
+    /// would reject is refused before anything is sent.
     async fn set_app_cpus(
         &self,
         id: &str,
         cpus: f64,
         force: bool,
-    ) -> Result<DeploymentResult, FrameworkError>;
+    ) -> Result<DeploymentResult, FrameworkError> {
+        self.change_app(id, AppChange::Cpus { cpus, force }).await
+    }
 
     /// Removes the app and stops its tasks.
     async fn delete_app(&self, id: &str, force: bool) -> Result<DeploymentResult, FrameworkError>;
@@ -47,7 +57,10 @@ pub trait MarathonApi: Send + Sync {
         id: &str,
         instances: u32,
         force: bool,
-    ) -> Result<DeploymentResult, FrameworkError>;
+    ) -> Result<DeploymentResult, FrameworkError> {
+        self.change_app(id, AppChange::Instances { instances, force })
+            .await
+    }
 }
 
 /// What the supervisor and launcher do with Chronos.
@@ -97,13 +110,12 @@ impl MarathonApi for MarathonClient {
         Self::create_app(self, app).await
     }
 
-    async fn set_app_cpus(
+    async fn change_app(
         &self,
         id: &str,
-        cpus: f64,
-        force: bool,
+        change: AppChange,
     ) -> Result<DeploymentResult, FrameworkError> {
-        Self::set_app_cpus(self, id, cpus, force).await
+        Self::change_app(self, id, change).await
     }
 
     async fn delete_app(&self, id: &str, force: bool) -> Result<DeploymentResult, FrameworkError> {
@@ -116,17 +128,6 @@ impl MarathonApi for MarathonClient {
 
     async fn deployments(&self) -> Result<Vec<Deployment>, FrameworkError> {
         Self::deployments(self).await
-    }
-
-    async fn scale_app(
-        &self,
-        id: &str,
-        instances: u32,
-        force: bool,
-    ) -> Result<DeploymentResult, FrameworkError> {
-        let mut patch = serde_json::Map::new();
-        patch.insert("instances".to_owned(), serde_json::Value::from(instances));
-        Self::patch_app(self, id, &patch, force).await
     }
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use frameworks::{
-    AppId, CreatedApp, Deployment, DeploymentResult, FrameworkError, MarathonApi, MarathonApp,
-    MarathonTask,
+    AppChange, AppId, CreatedApp, Deployment, DeploymentResult, FrameworkError, MarathonApi,
+    MarathonApp, MarathonTask,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::not_found;
 use crate::recorder::Recorder;
@@ -242,36 +242,26 @@ impl MarathonApi for FakeMarathon {
         })
     }
 
-    async fn set_app_cpus(
+    async fn change_app(
         &self,
         id: &str,
-        cpus: f64,
-        force: bool,
+        change: AppChange,
     ) -> Result<DeploymentResult, FrameworkError> {
-        // As the client: a size Marathon would reject is refused before anything is sent.
-        let value = frameworks::marathon::cpus_value(cpus)?;
-        let call = MarathonCall::SetCpus {
-            id: canon(id),
-            cpus,
-            force,
+        // As the client: a value Marathon would reject is refused before anything is sent.
+        let (field, value) = change.field()?;
+        let call = match change {
+            AppChange::Cpus { cpus, force } => MarathonCall::SetCpus {
+                id: canon(id),
+                cpus,
+                force,
+            },
+            AppChange::Instances { instances, .. } => MarathonCall::Scale {
+                id: canon(id),
+                instances,
+            },
         };
-        self.change(id, force, call, |app| {
-            app.insert("cpus", value);
-        })
-    }
-
-    async fn scale_app(
-        &self,
-        id: &str,
-        instances: u32,
-        force: bool,
-    ) -> Result<DeploymentResult, FrameworkError> {
-        let call = MarathonCall::Scale {
-            id: canon(id),
-            instances,
-        };
-        self.change(id, force, call, |app| {
-            app.insert("instances", Value::from(instances));
+        self.change(id, change.force(), call, |app| {
+            app.insert(field, value);
         })
     }
 

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::model::{
-    AppId, CreatedApp, Deployment, DeploymentResult, MarathonApp, MarathonInfo, MarathonTask,
-    cpus_value,
+    AppChange, AppId, CreatedApp, Deployment, DeploymentResult, MarathonApp, MarathonInfo,
+    MarathonTask,
 };
 use crate::credentials::Credentials;
 use crate::error::FrameworkError;
@@ -179,6 +179,21 @@ impl MarathonClient {
         .await
     }
 
+    /// A one-field partial update: [`MarathonClient::patch_app`] with only the field `change`
+    /// sets.
+    ///
+    /// # Errors
+    /// As [`AppChange::field`]; otherwise as [`MarathonClient::update_app`].
+    pub async fn change_app(
+        &self,
+        id: &str,
+        change: AppChange,
+    ) -> Result<DeploymentResult, FrameworkError> {
+        let (field, value) = change.field()?;
+        let patch = Map::from_iter([(field.to_owned(), value)]);
+        self.patch_app(id, &patch, change.force()).await
+    }
+
     /// The preferred resize: `PUT /v2/apps/{id}` with `{"cpus": cpus}`. Marathon restarts the
     /// app's tasks with the new size (a `RestartApplication` deployment).
     ///
@@ -191,9 +206,7 @@ impl MarathonClient {
         cpus: f64,
         force: bool,
     ) -> Result<DeploymentResult, FrameworkError> {
-        let mut patch = Map::new();
-        patch.insert("cpus".to_owned(), cpus_value(cpus)?);
-        self.patch_app(id, &patch, force).await
+        self.change_app(id, AppChange::Cpus { cpus, force }).await
     }
 
     async fn put(

@@ -10,7 +10,7 @@ pub mod model;
 
 pub use client::{DEPLOYMENT_HEADER, MarathonClient, UpdateOptions};
 pub use model::{
-    APP_MINIMUMS, AppId, CMD_MIN_UTF16_UNITS, CreatedApp, Deployment, DeploymentAction,
+    APP_MINIMUMS, AppChange, AppId, CMD_MIN_UTF16_UNITS, CreatedApp, Deployment, DeploymentAction,
     DeploymentResult, MarathonApp, MarathonInfo, MarathonTask, READ_ONLY_APP_KEYS, cmd_too_short,
     cpus_value, undefined_env_secrets, valid_segment,
 };

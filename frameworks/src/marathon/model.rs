@@ -368,6 +368,49 @@ pub fn cpus_value(cpus: f64) -> Result<Value, FrameworkError> {
         })
 }
 
+/// A one-field partial update of an app (`PUT /v2/apps/{id}` with only that field): what the
+/// supervisor changes in an app it runs. `force` (`?force=true`) overrides a deployment that
+/// holds the app; without it Marathon answers [`FrameworkError::Locked`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AppChange {
+    /// `{"cpus": …}`: a resize; Marathon restarts the app's tasks with the new size.
+    Cpus {
+        /// The new size.
+        cpus: f64,
+        /// `?force=true`.
+        force: bool,
+    },
+    /// `{"instances": n}`: e.g. 0 to stop the app but keep its definition.
+    Instances {
+        /// The new count.
+        instances: u32,
+        /// `?force=true`.
+        force: bool,
+    },
+}
+
+impl AppChange {
+    /// The field it sets and its JSON value, refusing a `cpus` Marathon would reject — the one
+    /// rule for the client and for anything that stands in for Marathon.
+    ///
+    /// # Errors
+    /// As [`cpus_value`].
+    pub fn field(self) -> Result<(&'static str, Value), FrameworkError> {
+        Ok(match self {
+            Self::Cpus { cpus, .. } => ("cpus", cpus_value(cpus)?),
+            Self::Instances { instances, .. } => ("instances", Value::from(instances)),
+        })
+    }
+
+    /// Whether it overrides a deployment that holds the app (`?force=true`).
+    #[must_use]
+    pub fn force(self) -> bool {
+        match self {
+            Self::Cpus { force, .. } | Self::Instances { force, .. } => force,
+        }
+    }
+}
+
 /// One task (`GET /v2/apps/{id}/tasks`, RAML `Task`). Unknown keys land in `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -518,6 +561,29 @@ impl MarathonInfo {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_app_change_names_its_field_and_refuses_what_marathon_would() {
+        let resize = AppChange::Cpus {
+            cpus: 1.5,
+            force: true,
+        };
+        assert_eq!(resize.field().unwrap(), ("cpus", json!(1.5)));
+        assert!(resize.force());
+        let stop = AppChange::Instances {
+            instances: 0,
+            force: false,
+        };
+        assert_eq!(stop.field().unwrap(), ("instances", json!(0)));
+        assert!(!stop.force());
+        let err = AppChange::Cpus {
+            cpus: f64::NAN,
+            force: false,
+        }
+        .field()
+        .unwrap_err();
+        assert!(err.to_string().contains("cpus"), "{err}");
+    }
 
     #[test]
     fn app_ids() {

@@ -44,6 +44,69 @@ pub fn alive(pid: u32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
+/// One process, told apart from a later one that reuses its pid (pids wrap at
+/// `/proc/sys/kernel/pid_max`, 32,768 on many hosts, and a busy test run can go round in
+/// seconds): its pid and its start time (`/proc/<pid>/stat` field 22, clock ticks after boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    /// The process id.
+    pub pid: u32,
+    /// When it started, clock ticks after boot.
+    pub start: u64,
+}
+
+impl Process {
+    /// The process that has `pid` now; `None` when there is none.
+    #[must_use]
+    pub fn of(pid: u32) -> Option<Self> {
+        let (_, start) = stat_state_and_start(pid)?;
+        Some(Self { pid, start })
+    }
+
+    /// Whether this very process still runs (not a zombie, and its pid not taken by another).
+    #[must_use]
+    pub fn alive(&self) -> bool {
+        stat_state_and_start(self.pid)
+            .is_some_and(|(state, start)| state != 'Z' && start == self.start)
+    }
+
+    /// What it is, for a failure message: pid, state, command line and cgroup (or "gone").
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let Some((state, start)) = stat_state_and_start(self.pid) else {
+            return format!("{}: gone", self.pid);
+        };
+        if start != self.start {
+            return format!("{}: gone (pid now reused)", self.pid);
+        }
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid))
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .trim_end()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", self.pid))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("cpu"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!("{} [{state}] {cmdline:?} in {cgroup}", self.pid)
+    }
+}
+
+/// `(state, start time)` from `/proc/<pid>/stat`: the fields after the command's closing `)`.
+fn stat_state_and_start(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 3 is the state; the start time is field 22, the 19th after it.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
 /// CPU time (user + system) process `pid` has used, seconds (`/proc/<pid>/stat`, USER_HZ =
 /// 100); 0 when it cannot be read.
 #[must_use]
@@ -190,6 +253,30 @@ mod tests {
         assert!(argv_containing(&first).iter().any(|(p, _)| *p == me));
         assert!(argv_containing("no-process-has-this-9f1c2e7a").is_empty());
         assert!(alive(me) && !alive(u32::MAX));
+        let this = Process::of(me).unwrap();
+        assert!(
+            this.alive() && this.describe().contains(&first),
+            "{}",
+            this.describe()
+        );
+        let earlier = Process {
+            start: this.start.saturating_sub(1),
+            ..this
+        };
+        assert!(
+            !earlier.alive(),
+            "a reused pid is not the process that had it"
+        );
+        assert!(Process::of(u32::MAX).is_none());
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let sleeper = Process::of(child.id()).unwrap();
+        assert!(sleeper.alive() && sleeper.describe().contains("sleep 60"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!sleeper.alive() && sleeper.describe().ends_with("gone"));
         assert!(rss_mb(me) > 0.0);
         assert!(in_cgroup(Path::new("/nonexistent")).is_empty());
         for prefix in ["", ".", "..", "a/b", "/"] {

@@ -424,7 +424,7 @@ async fn put_rest(State(m): M, Path(rest): Path<String>, Query(q): Q, body: Byte
                 let dep = start_deployment(&mut st, &id, action, &version);
                 if let Some(a) = st.apps.get_mut(&id) {
                     a.version.clone_from(&version);
-                    a.versions.push(version.clone());
+                    a.add_version(version.clone());
                     if upgrade {
                         a.config_version.clone_from(&version);
                         a.backoff = None;
@@ -519,7 +519,7 @@ async fn post_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Respon
         if let Some(a) = st.apps.get_mut(&id) {
             a.version.clone_from(&version);
             a.config_version.clone_from(&version);
-            a.versions.push(version.clone());
+            a.add_version(version.clone());
             a.backoff = None;
         }
         deployment_reply(StatusCode::OK, &dep, &version)

@@ -36,6 +36,9 @@
 //!   `tasksUnhealthy` on the app, a task killed (and replaced) after `maxConsecutiveFailures`, a
 //!   deployment done once its new tasks are healthy.
 //!
+//! - An app keeps its 50 newest versions (Marathon's `zk_max_versions` default), as
+//!   `/v2/apps/{id}/versions` lists them.
+//!
 //! # Simplifications (documented, not hidden)
 //! No readiness checks, no groups API, no event stream, no pods; `constraints` are checked as
 //! Marathon checks them (operators, values) but not applied at placement: any agent with room
@@ -106,18 +109,33 @@ struct Deployment {
     action: Action,
 }
 
+/// How many versions of an app are kept (`/v2/apps/{id}/versions`): Marathon's `zk_max_versions`
+/// default (50; it applies to every store), the oldest forgotten past it.
+const MAX_VERSIONS: usize = 50;
+
 #[derive(Debug)]
 struct AppRec {
     def: Map<String, Value>,
     version: String,
     config_version: String,
     last_scaling_at: String,
+    /// Oldest first, at most [`MAX_VERSIONS`] ([`AppRec::add_version`]).
     versions: Vec<String>,
     tasks: BTreeMap<String, MTask>,
     backoff: Option<Backoff>,
     last_task_failure: Option<Value>,
     deployment: Option<String>,
     deleted: bool,
+}
+
+impl AppRec {
+    /// Records a new version; past [`MAX_VERSIONS`] the oldest are forgotten, as Marathon's
+    /// store does, so an app changed every second keeps 50 versions, not one per change.
+    fn add_version(&mut self, version: String) {
+        self.versions.push(version);
+        let extra = self.versions.len().saturating_sub(MAX_VERSIONS);
+        self.versions.drain(..extra);
+    }
 }
 
 #[derive(Default)]

@@ -482,3 +482,30 @@ async fn force_cancels_a_running_deployment() {
     assert_eq!(a.cpus(), Some(0.4));
     bed.testbed.stop().await;
 }
+
+/// Marathon keeps the newest `zk_max_versions` (50) versions of an app, not every one it had: an
+/// app resized every second for a day would otherwise keep 86,400 and answer them all.
+#[tokio::test]
+async fn an_app_keeps_its_fifty_newest_versions() {
+    let bed = start(small()).await;
+    let id = format!("/qos/{}", unique("versions-"));
+    bed.marathon
+        .create_app(&app(
+            json!({"id": id, "cmd": "sleep 60", "cpus": 0.1, "mem": 16, "instances": 0}),
+        ))
+        .await
+        .unwrap();
+    let mut last = String::new();
+    for i in 0..60 {
+        let cpus = 0.1 + f64::from(i) / 1000.0;
+        let done = bed.marathon.set_app_cpus(&id, cpus, true).await.unwrap();
+        last = done.version.expect("a PUT answers its version");
+    }
+    let url = format!("{}/v2/apps{id}/versions", bed.testbed.urls().marathon);
+    let got: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let versions = got["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 50, "{got}");
+    assert_eq!(versions[0], json!(last), "newest first");
+    let app = bed.marathon.get_app(&id).await.unwrap();
+    assert_eq!(app.version(), Some(last.as_str()));
+}

@@ -132,7 +132,7 @@ impl Registry {
             record: Mutex::new(record),
             _lock: lock,
         };
-        reg.write()?;
+        reg.update(|_| {})?;
         Ok(reg)
     }
 
@@ -142,20 +142,28 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::io::Result<()> {
-        let rec = self.lock().clone();
+    /// Writes `rec` through the one temporary file: the caller holds the record's lock, so
+    /// writes never interleave in it nor rename each other's (or an older) record into place.
+    fn write(&self, rec: &Record) -> std::io::Result<()> {
         let path = record_path(&self.dir, &rec.cluster_id);
         let tmp = record_tmp_path(&self.dir, &rec.cluster_id);
         let mut f = File::create(&tmp)?;
         // No fsync: the record must survive the testbed's death, which keeps the page cache
         // (a machine that loses power loses its processes and cgroups too).
-        f.write_all(&serde_json::to_vec(&rec).map_err(std::io::Error::other)?)?;
+        f.write_all(&serde_json::to_vec(rec).map_err(std::io::Error::other)?)?;
         fs::rename(&tmp, &path)
     }
 
-    fn update(&self, f: impl FnOnce(&mut Record)) {
-        f(&mut self.lock());
-        if let Err(e) = self.write() {
+    /// Changes the record and rewrites it, under its lock (tasks start and end on many threads).
+    fn update(&self, f: impl FnOnce(&mut Record)) -> std::io::Result<()> {
+        let mut rec = self.lock();
+        f(&mut rec);
+        self.write(&rec)
+    }
+
+    /// [`Self::update`], a failure logged.
+    fn update_logged(&self, f: impl FnOnce(&mut Record)) {
+        if let Err(e) = self.update(f) {
             tracing::warn!(
                 "cannot update the recovery record in {}: {e}",
                 self.dir.display()
@@ -168,7 +176,7 @@ impl Registry {
         let Some(start) = start_ticks(pid) else {
             return;
         };
-        self.update(|r| {
+        self.update_logged(|r| {
             r.tasks
                 .insert(task_id.to_owned(), TaskProcess { pid, start });
         });
@@ -177,7 +185,7 @@ impl Registry {
     /// A process task is gone.
     pub(crate) fn task_ended(&self, task_id: &str) {
         if self.lock().tasks.contains_key(task_id) {
-            self.update(|r| {
+            self.update_logged(|r| {
                 r.tasks.remove(task_id);
             });
         }
@@ -351,6 +359,66 @@ mod tests {
         let a = start_ticks(me).unwrap();
         assert_eq!(start_ticks(me), Some(a));
         assert_eq!(start_ticks(u32::MAX), None);
+    }
+
+    /// Tasks start and end on many threads at once (the agents' task loops): every update is
+    /// written, and the record on disk ends as the one in memory.
+    #[test]
+    fn concurrent_updates_are_all_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(
+            dir.path(),
+            Record {
+                cluster_id: "busy".into(),
+                ..Record::default()
+            },
+        )
+        .unwrap();
+        let failures: Vec<String> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let reg = &reg;
+                    s.spawn(move || {
+                        let mut failures = Vec::new();
+                        for k in 0..100 {
+                            let id = format!("t{t}-{k}");
+                            let p = TaskProcess { pid: 1, start: k };
+                            let started = reg.update(|r| {
+                                r.tasks.insert(id.clone(), p);
+                            });
+                            let ended = reg.update(|r| {
+                                r.tasks.remove(&id);
+                            });
+                            failures.extend(started.err().into_iter().chain(ended.err()));
+                        }
+                        let last = format!("t{t}-last");
+                        failures.extend(
+                            reg.update(|r| {
+                                r.tasks.insert(last, TaskProcess { pid: 1, start: 0 });
+                            })
+                            .err(),
+                        );
+                        failures
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .map(|e| e.to_string())
+                .collect()
+        });
+        assert!(
+            failures.is_empty(),
+            "{} updates failed: {failures:?}",
+            failures.len()
+        );
+        let on_disk: Record =
+            serde_json::from_slice(&fs::read(record_path(dir.path(), "busy")).unwrap()).unwrap();
+        let expected: Vec<String> = (0..8).map(|t| format!("t{t}-last")).collect();
+        assert_eq!(on_disk.tasks.keys().cloned().collect::<Vec<_>>(), expected);
+        assert!(!record_tmp_path(dir.path(), "busy").exists());
+        reg.close();
     }
 
     #[tokio::test]

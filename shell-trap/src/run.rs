@@ -108,9 +108,10 @@ async fn open_store(s: &Settings) -> Result<Result<Store, String>, SetupError> {
 }
 
 /// The decision taken and the incarnation prepared, with the job's store when there is one.
-/// A directory that fails while the incarnation is prepared (after the lock was taken: a full
-/// disk, a permission changed) is an unusable directory like one that fails at the start: the
-/// decision is taken again without it ([`Decision::without_dir`]).
+/// The one place an unusable checkpoint directory changes the decision
+/// ([`Decision::without_dir`]): one that could not be opened (`store` is why) and one that fails
+/// while the incarnation is prepared (after the lock was taken: a full disk, a permission
+/// changed) alike.
 async fn prepare_run(
     s: &Settings,
     store: Result<Store, String>,
@@ -310,9 +311,8 @@ async fn start_process(
                     runtime has app and none"
             .to_owned(),
     );
-    let dir = store.as_ref().map(|_| ()).map_err(Clone::clone);
-    let d = decide(s.strategy, s.fallback, &criu, s.app_checkpoint, &dir)
-        .map_err(SetupError::Strategy)?;
+    let d =
+        decide(s.strategy, s.fallback, &criu, s.app_checkpoint).map_err(SetupError::Strategy)?;
     let (store, inc, d) = prepare_run(s, store, d).await?;
     let own = match cgroup {
         CgroupMode::Inherit => None,
@@ -339,15 +339,8 @@ async fn start_docker(
         StrategyArg::Criu | StrategyArg::Auto => docker.criu_status().await,
         StrategyArg::App | StrategyArg::None => Err("not probed".to_owned()),
     };
-    let dir = store.as_ref().map(|_| ()).map_err(Clone::clone);
-    let d = decide(
-        s.strategy,
-        s.fallback,
-        &criu,
-        s.app_checkpoint || declared,
-        &dir,
-    )
-    .map_err(SetupError::Strategy)?;
+    let d = decide(s.strategy, s.fallback, &criu, s.app_checkpoint || declared)
+        .map_err(SetupError::Strategy)?;
     let (store, inc, d) = prepare_run(s, store, d).await?;
     let env = job_env(s, &inc, d.strategy, CONTAINER_CHECKPOINT_DIR);
     let spec = ContainerSpec {

@@ -56,28 +56,6 @@ pub struct Decision {
     pub why: String,
 }
 
-/// Picks the strategy. `criu` is `Ok(())` when CRIU works, else `Err(reason)`;
-/// `app_supported` says whether the job declared app-assisted checkpoints; `dir` is `Ok(())`
-/// when the checkpoint directory can be used, else `Err(reason)` (naming it).
-///
-/// # Errors
-/// The refusal message when `criu` was asked for, does not work, and no fallback is configured;
-/// or when the strategy asked for (`app`, `criu`, `--fallback app`) needs the directory and it
-/// cannot be used.
-pub fn decide(
-    asked: StrategyArg,
-    fallback: Option<Fallback>,
-    criu: &Result<(), String>,
-    app_supported: bool,
-    dir: &Result<(), String>,
-) -> Result<Decision, String> {
-    let d = decide_for_usable_dir(asked, fallback, criu, app_supported)?;
-    match dir {
-        Err(reason) => d.without_dir(asked, fallback, reason),
-        Ok(()) => Ok(d),
-    }
-}
-
 impl Decision {
     /// This decision once the checkpoint directory turns out unusable (`reason` names it), at
     /// the start or while the incarnation is prepared: `none` stays; what `auto` or
@@ -111,8 +89,14 @@ impl Decision {
     }
 }
 
-/// [`decide`] for a usable checkpoint directory.
-fn decide_for_usable_dir(
+/// Picks the strategy, for a checkpoint directory that can be used (one that cannot is
+/// [`Decision::without_dir`], applied where the directory is opened and prepared). `criu` is
+/// `Ok(())` when CRIU works, else `Err(reason)`; `app_supported` says whether the job declared
+/// app-assisted checkpoints.
+///
+/// # Errors
+/// The refusal message when `criu` was asked for, does not work, and no fallback is configured.
+pub fn decide(
     asked: StrategyArg,
     fallback: Option<Fallback>,
     criu: &Result<(), String>,
@@ -236,24 +220,15 @@ mod tests {
             (StrategyArg::None, None, &works, true, Nothing),
         ];
         for (asked, fallback, criu, app, want) in cases {
-            let got = decide(asked, fallback, criu, app, &Ok(()))
-                .unwrap()
-                .strategy;
+            let got = decide(asked, fallback, criu, app).unwrap().strategy;
             assert_eq!(got, want, "{asked:?} {fallback:?} {criu:?} app={app}");
         }
 
-        let e = decide(StrategyArg::Criu, None, &broken, true, &Ok(())).unwrap_err();
+        let e = decide(StrategyArg::Criu, None, &broken, true).unwrap_err();
         assert!(e.contains("vDSO") && e.contains("refused"), "{e}");
-        let fb = decide(
-            StrategyArg::Criu,
-            Some(Fallback::App),
-            &broken,
-            false,
-            &Ok(()),
-        )
-        .unwrap();
+        let fb = decide(StrategyArg::Criu, Some(Fallback::App), &broken, false).unwrap();
         assert!(fb.why.contains("vDSO"), "{}", fb.why);
-        let none = decide(StrategyArg::Auto, None, &broken, false, &Ok(())).unwrap();
+        let none = decide(StrategyArg::Auto, None, &broken, false).unwrap();
         assert!(none.why.contains("qos.checkpoint=app"), "{}", none.why);
     }
 
@@ -261,7 +236,10 @@ mod tests {
     fn an_unusable_directory_leaves_none_or_refuses() {
         let works = Ok(());
         let broken = Err("no criu".to_owned());
-        let dir = Err("checkpoint directory /ro/u cannot be used: read-only".to_owned());
+        let dir = "checkpoint directory /ro/u cannot be used: read-only";
+        let decide = |asked, fallback, criu, app| {
+            decide(asked, fallback, criu, app).and_then(|d| d.without_dir(asked, fallback, dir))
+        };
         // What does not need the directory runs without it; what does is refused.
         let runs = [
             (StrategyArg::None, None, &works, true),
@@ -273,14 +251,14 @@ mod tests {
             (StrategyArg::Criu, Some(Fallback::None), &broken, false),
         ];
         for (asked, fallback, criu, app) in runs {
-            let d = decide(asked, fallback, criu, app, &dir).unwrap();
+            let d = decide(asked, fallback, criu, app).unwrap();
             assert_eq!(
                 d.strategy,
                 Strategy::None,
                 "{asked:?} {fallback:?} {criu:?}"
             );
         }
-        let auto = decide(StrategyArg::Auto, None, &broken, true, &dir).unwrap();
+        let auto = decide(StrategyArg::Auto, None, &broken, true).unwrap();
         assert!(auto.why.starts_with("app would have been used") && auto.why.contains("/ro/u"));
         let refused = [
             (StrategyArg::App, None, &works),
@@ -288,7 +266,7 @@ mod tests {
             (StrategyArg::Criu, Some(Fallback::App), &broken),
         ];
         for (asked, fallback, criu) in refused {
-            let e = decide(asked, fallback, criu, false, &dir).unwrap_err();
+            let e = decide(asked, fallback, criu, false).unwrap_err();
             assert!(
                 e.contains("refused") && e.contains("/ro/u"),
                 "{asked:?}: {e}"

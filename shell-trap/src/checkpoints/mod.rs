@@ -329,14 +329,16 @@ impl Store {
             }
             Err(e) => return Found::Unsealed(format!("manifest unreadable: {e}")),
         };
-        if let Ok(head) = serde_json::from_slice::<FormatOnly>(&text) {
-            if head.format > MANIFEST_FORMAT {
-                return Found::Newer(head.format);
-            }
-        }
-        let m: Manifest = match serde_json::from_slice(&text) {
+        let m = match serde_json::from_slice::<Manifest>(&text) {
+            Ok(m) if m.format > MANIFEST_FORMAT => return Found::Newer(m.format),
             Ok(m) => m,
-            Err(e) => return Found::Unsealed(format!("manifest unparsable: {e}")),
+            // Only a manifest this shell-trap cannot read is read again, for its format alone.
+            Err(e) => {
+                return match serde_json::from_slice::<FormatOnly>(&text) {
+                    Ok(head) if head.format > MANIFEST_FORMAT => Found::Newer(head.format),
+                    _ => Found::Unsealed(format!("manifest unparsable: {e}")),
+                };
+            }
         };
         if m.format != MANIFEST_FORMAT || m.incarnation != seq || m.uuid != self.uuid {
             return Found::Unsealed(format!(
@@ -715,6 +717,20 @@ mod tests {
         let i4 = s.prepare(Some("app")).unwrap();
         assert_eq!(i4.restored_from, None);
         assert_eq!(fs::read_dir(&i4.dir).unwrap().count(), 0);
+    }
+
+    /// A newer format whose manifest happens to read as this one's is still a newer seal, not
+    /// this format's (the manifest is read once; its format decides).
+    #[test]
+    fn a_newer_manifest_that_reads_as_this_format_is_still_newer() {
+        let (_t, s) = store();
+        let i1 = sealed_with_state(&s, b"work");
+        let mpath = s.manifest_path(i1.seq);
+        let mut m: Manifest = serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+        assert!(matches!(s.check_sealed(i1.seq), Found::Sealed(ref got) if *got == m));
+        m.format = MANIFEST_FORMAT + 1;
+        fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(s.check_sealed(i1.seq), Found::Newer(MANIFEST_FORMAT + 1));
     }
 
     /// A checkpoint sealed by a newer shell-trap (manifest format 2, perhaps not even parsable

@@ -100,6 +100,10 @@ struct ServeArgs {
     /// Docker daemon (default: DOCKER_HOST, else the local socket).
     #[arg(long)]
     docker_host: Option<String>,
+    /// Seconds an ended task's sandbox is kept before it is removed (Mesos' `--gc_delay`;
+    /// 0: as the task ends) [default: 3600].
+    #[arg(long)]
+    sandbox_gc_delay_secs: Option<f64>,
     /// Delay before Chronos retries a failed run, milliseconds.
     #[arg(long)]
     chronos_failure_retry_ms: Option<u64>,
@@ -153,6 +157,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.docker_host {
             cfg.docker_host = Some(v.clone());
+        }
+        if let Some(v) = self.sandbox_gc_delay_secs {
+            cfg.sandbox_gc_delay_secs = v;
         }
         if let Some(v) = self.chronos_failure_retry_ms {
             cfg.chronos_failure_retry_ms = v;

@@ -9,6 +9,7 @@
 //! meta_dir = "/run/qos-testbed"
 //! state_dir = "/var/lib/qos-testbed"   # recovery records (see the recovery module)
 //! chronos_failure_retry_ms = 60000
+//! sandbox_gc_delay_secs = 3600.0   # an ended task's sandbox is removed after this
 //! max_connections = 256        # per server (Marathon + Chronos, each agent)
 //! header_timeout_secs = 30.0   # a connection with no complete request head by then is closed
 //! ```
@@ -112,6 +113,10 @@ pub struct Config {
     /// Sandboxes (task working directories with `stdout`/`stderr`); a fresh temporary directory,
     /// removed at shutdown, when unset.
     pub work_dir: Option<PathBuf>,
+    /// Seconds an ended task's sandbox is kept before it is removed, as a Mesos agent's
+    /// `--gc_delay` (one week there; an hour here, where tasks come and go in minutes). 0 removes
+    /// it as the task ends.
+    pub sandbox_gc_delay_secs: f64,
     /// Kill grace (SIGTERM → SIGKILL) of process tasks without their own, seconds: Mesos' command
     /// executor uses 3 s.
     pub process_kill_grace_secs: f64,
@@ -154,6 +159,7 @@ impl Default for Config {
             meta_dir: PathBuf::from("/run/qos-testbed"),
             state_dir: PathBuf::from("/var/lib/qos-testbed"),
             work_dir: None,
+            sandbox_gc_delay_secs: 3600.0,
             process_kill_grace_secs: 3.0,
             docker_kill_grace_secs: 5.0,
             chronos_failure_retry_ms: 60_000,
@@ -253,6 +259,14 @@ impl Config {
             if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
                 return bad(field, "must be between 0 and 3600 seconds");
             }
+        }
+        if !(self.sandbox_gc_delay_secs.is_finite()
+            && (0.0..=604_800.0).contains(&self.sandbox_gc_delay_secs))
+        {
+            return bad(
+                "sandbox_gc_delay_secs",
+                "must be between 0 and 604800 seconds (one week)",
+            );
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");

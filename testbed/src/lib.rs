@@ -20,6 +20,11 @@
 //! Without root (or with `no_cgroups`) tasks still run, and the testbed warns that CPU limits
 //! are not enforced (`/state` says so too).
 //!
+//! Each task runs in its sandbox `<work_dir>/agents/<agent id>/tasks/<task>/` (its `stdout` and
+//! `stderr` there), removed `sandbox_gc_delay_secs` (default an hour) after the task ended, as a
+//! Mesos agent removes it after `--gc_delay`: the work directory holds the sandboxes of the
+//! running tasks and of the last hour's, not of every task that ever ran.
+//!
 //! # Recovery after a crash
 //! Each testbed keeps a locked record of what to clean in `state_dir`; one that starts kills the
 //! tasks and removes the cgroups, containers and metadata of every testbed that died (`kill -9`)

@@ -6,6 +6,7 @@
 //! The frameworks (Marathon and Chronos emulators) submit [`TaskSpec`]s and receive
 //! [`TaskUpdate`]s on a channel, as a Mesos framework receives status updates.
 
+mod gc;
 mod observe;
 mod placement;
 mod process;
@@ -77,6 +78,8 @@ struct State {
     live: HashMap<String, Live>,
     /// Per agent, what its tasks hold.
     used: Vec<Resources>,
+    /// The sandboxes of ended tasks until they are removed.
+    sandbox_gc: gc::SandboxGc,
     closed: bool,
 }
 
@@ -143,6 +146,7 @@ impl Cluster {
         let registry = open_registry(&cfg, record);
         let state = State {
             used: vec![Resources::default(); agents.len()],
+            sandbox_gc: gc::SandboxGc::new(Duration::from_secs_f64(cfg.sandbox_gc_delay_secs)),
             ..State::default()
         };
         let cluster = Arc::new(Self {

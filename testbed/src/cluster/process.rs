@@ -108,8 +108,9 @@ impl Cluster {
         g.rel().starts_with(&self.cfg.cgroup_prefix)
     }
 
-    /// A task ended: removes its cgroup, its metadata (and its container's), tells the registry
-    /// and gives its resources back to the agent.
+    /// A task ended: removes its cgroup, its metadata (and its container's), tells the registry,
+    /// gives its resources back to the agent, and removes the sandboxes that are due (its own
+    /// `sandbox_gc_delay_secs` later).
     async fn release(&self, agent_id: &str, task_id: &str) {
         let (cgroup, cid) = self
             .lock()
@@ -130,9 +131,32 @@ impl Cluster {
         if let Some(r) = &self.registry {
             r.task_ended(task_id);
         }
-        let mut st = self.lock();
-        if let Some(l) = st.live.remove(task_id) {
-            st.used[l.agent].release(&l.resources);
+        let due: Vec<PathBuf> = {
+            let mut st = self.lock();
+            if let Some(l) = st.live.remove(task_id) {
+                st.used[l.agent].release(&l.resources);
+            }
+            let now = tokio::time::Instant::now();
+            let sandbox = self.sandbox_of(agent_id, task_id);
+            st.sandbox_gc.ended(task_id, sandbox, now);
+            let due = st.sandbox_gc.due(now);
+            // A task id that runs again (a Chronos retry of the same run) keeps its sandbox.
+            due.into_iter()
+                .filter(|e| !st.live.contains_key(&e.task_id))
+                .map(|e| e.sandbox)
+                .collect()
+        };
+        if !due.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for dir in due {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!("sandbox {}: cannot remove it: {e}", dir.display());
+                        }
+                    }
+                }
+            })
+            .await;
         }
     }
 

@@ -269,7 +269,7 @@ pub(crate) struct Lists {
 }
 
 /// The lists, numbered as in `job_items.list`.
-const REPORTS: u8 = 0;
+pub(crate) const REPORTS: u8 = 0;
 const RESIZES: u8 = 1;
 const SEGMENTS: u8 = 2;
 const RESTART_COSTS: u8 = 3;
@@ -693,7 +693,7 @@ mod tests {
             assert_eq!((&back[0].0, back[0].2), (&c.p, true), "step {k}");
             assert_eq!((&back[1].0, back[1].2), (&m.p, true), "step {k}");
             for (e, lists) in [(&c, 1), (&m, 3)] {
-                let rows = store.items(&e.p.uuid).await.unwrap().len();
+                let rows = store.items(&e.p.uuid, usize::MAX).await.unwrap().len();
                 assert!(rows <= lists * (max + max / 8), "{rows} rows at step {k}");
                 let kept = Lists::lens_of(&e.p.job);
                 assert!(kept.iter().all(|&n| n <= max + max / 8), "{kept:?}");
@@ -784,7 +784,7 @@ mod tests {
         store.submit(vec![c.op(701.0)]).wait().await.unwrap();
         let back = read_back(&store).await;
         assert_eq!(back[0].1.as_ref(), Some(&summary));
-        let items = store.items("c").await.unwrap();
+        let items = store.items("c", usize::MAX).await.unwrap();
         assert_eq!(c.whole(Some(&items)).unwrap(), before);
     }
 

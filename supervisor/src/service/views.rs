@@ -266,11 +266,22 @@ impl Shared {
                 return Ok(job_view(&e.p, &e.rt, None, Some(reports)));
             }
         }
-        let items = self.store.items(uuid).await.map_err(|e| store_err(&e))?;
+        // Only the reports it answers are read; its figures are its summary's (they count
+        // every report).
+        let items = self
+            .store
+            .items(uuid, reports)
+            .await
+            .map_err(|e| store_err(&e))?;
         let st = self.lock();
         let e = st.jobs.get(uuid).ok_or_else(not_found)?;
         let whole = e.whole(Some(&items)).map_err(|m| ApiError::internal(&m))?;
-        Ok(job_view(&whole, &e.rt, None, Some(reports)))
+        Ok(job_view(
+            &whole,
+            &e.rt,
+            e.rt.archived.as_ref(),
+            Some(reports),
+        ))
     }
 }
 
@@ -404,7 +415,7 @@ pub(crate) async fn state_json(sh: &Shared) -> Result<Value, StoreError> {
         (jobs, archived, held, nodes)
     };
     for uuid in archived {
-        let items = sh.store.items(&uuid).await?;
+        let items = sh.store.items(&uuid, usize::MAX).await?;
         let st = sh.lock();
         if let Some(e) = st.jobs.get(&uuid) {
             let whole = e.whole(Some(&items)).map_err(StoreError::Sqlite)?;

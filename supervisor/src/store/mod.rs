@@ -357,14 +357,16 @@ impl Store {
         }
     }
 
-    /// A job's items (the lists of a job whose history is not in memory).
-    pub(crate) async fn items(&self, uuid: &str) -> Result<Vec<Item>, StoreError> {
+    /// A job's items (the lists of a job whose history is not in memory), of its iteration
+    /// reports only the newest `reports` (all: `usize::MAX`).
+    pub(crate) async fn items(&self, uuid: &str, reports: usize) -> Result<Vec<Item>, StoreError> {
         match &self.backend {
-            Backend::Inline(db) => items(&lock(db).conn, uuid).map_err(Into::into),
+            Backend::Inline(db) => items(&lock(db).conn, uuid, reports).map_err(Into::into),
             Backend::Thread(tx) => {
                 let (reply, rx) = oneshot::channel();
                 tx.try_send(Cmd::Items {
                     uuid: uuid.to_owned(),
+                    reports,
                     reply,
                 })
                 .map_err(|_| StoreError::Overloaded)?;
@@ -537,14 +539,17 @@ mod tests {
         again.submit(vec![archived]).wait().await.unwrap();
         let l = again.load().await.unwrap();
         assert!(l.jobs[0].archived && l.jobs[0].items.is_empty());
-        assert_eq!(again.items("u").await.unwrap(), [item(0, 0, "z")]);
+        assert_eq!(
+            again.items("u", usize::MAX).await.unwrap(),
+            [item(0, 0, "z")]
+        );
         again
             .submit(vec![Op::ForgetJob { uuid: "u".into() }])
             .wait()
             .await
             .unwrap();
         assert!(again.load().await.unwrap().jobs.is_empty());
-        assert!(again.items("u").await.unwrap().is_empty());
+        assert!(again.items("u", usize::MAX).await.unwrap().is_empty());
         assert!(again.history("u", 10).await.unwrap().is_empty());
     }
 

@@ -39,7 +39,7 @@ pub(super) fn load(conn: &Connection) -> Result<Loaded, rusqlite::Error> {
         let items = if archived {
             Vec::new()
         } else {
-            items(conn, &uuid)?
+            items(conn, &uuid, usize::MAX)?
         };
         out.jobs.push(LoadedJob {
             archived,
@@ -58,19 +58,39 @@ pub(super) fn load(conn: &Connection) -> Result<Loaded, rusqlite::Error> {
     Ok(out)
 }
 
-/// A job's items, by list then position.
-pub(super) fn items(conn: &Connection, uuid: &str) -> Result<Vec<Item>, rusqlite::Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT list, idx, body FROM job_items WHERE uuid = ?1 ORDER BY list, idx",
-    )?;
-    let rows = stmt.query_map(params![uuid], |r| {
+/// A job's items, by list then position: of its iteration reports (list
+/// [`crate::state::REPORTS`]) only the newest `reports` (all: `usize::MAX`), of the other lists
+/// every element. Each part is read by its key range: a view that answers a few reports of a job
+/// that has a million reads a few rows.
+pub(super) fn items(
+    conn: &Connection,
+    uuid: &str,
+    reports: usize,
+) -> Result<Vec<Item>, rusqlite::Error> {
+    fn item(r: &rusqlite::Row<'_>) -> Result<Item, rusqlite::Error> {
         Ok(Item {
             list: r.get(0)?,
             idx: r.get(1)?,
             body: r.get(2)?,
         })
-    })?;
-    rows.collect()
+    }
+    let list = crate::state::REPORTS;
+    let mut stmt = conn.prepare_cached(
+        "SELECT list, idx, body FROM job_items WHERE uuid = ?1 AND list = ?2
+         ORDER BY idx DESC LIMIT ?3",
+    )?;
+    let limit = i64::try_from(reports).unwrap_or(i64::MAX);
+    let mut out = stmt
+        .query_map(params![uuid, list, limit], item)?
+        .collect::<Result<Vec<_>, _>>()?;
+    out.reverse();
+    let mut stmt = conn.prepare_cached(
+        "SELECT list, idx, body FROM job_items WHERE uuid = ?1 AND list > ?2 ORDER BY list, idx",
+    )?;
+    for it in stmt.query_map(params![uuid, list], item)? {
+        out.push(it?);
+    }
+    Ok(out)
 }
 
 /// The newest `limit` history entries of a job, oldest first.

@@ -36,6 +36,7 @@ pub(super) enum Cmd {
     },
     Items {
         uuid: String,
+        reports: usize,
         reply: oneshot::Sender<Result<Vec<Item>, StoreError>>,
     },
     Load(oneshot::Sender<Result<Loaded, StoreError>>),
@@ -244,10 +245,14 @@ pub(super) fn serve(mut db: Db, mut rx: mpsc::Receiver<Cmd>) {
                     flush(&mut db, &mut writes, &mut replies);
                     let _ = reply.send(history(&db.conn, &uuid, limit).map_err(Into::into));
                 }
-                Cmd::Items { uuid, reply } => {
+                Cmd::Items {
+                    uuid,
+                    reports,
+                    reply,
+                } => {
                     n += 1;
                     flush(&mut db, &mut writes, &mut replies);
-                    let _ = reply.send(items(&db.conn, &uuid).map_err(Into::into));
+                    let _ = reply.send(items(&db.conn, &uuid, reports).map_err(Into::into));
                 }
                 Cmd::Load(reply) => {
                     n += 1;

@@ -416,6 +416,30 @@ async fn ok(h: &Harness, method: &str, path: &str, body: &Value) -> Value {
     v
 }
 
+/// A supervisor on `db` (written inline, the admin token required, its controller's period an
+/// hour: only what the test does happens), its clock at [`T0`], one node registered with 4 CPUs.
+async fn with_a_node(db: &std::path::Path, policy: qos_core::policy::Policy) -> Harness {
+    let h = Harness::start(Opts {
+        policy,
+        db: Some(db.to_path_buf()),
+        store: supervisor::StoreMode::Inline,
+        clock: Some(Clock::starting_at(T0)),
+        auth: supervisor::config::AuthConfig {
+            admin_token: Some(crate::support::ADMIN.into()),
+            ..Default::default()
+        },
+        configure: Some(Box::new(|c| c.control.period = 3600.0)),
+    })
+    .await;
+    crate::control::register_node(&h, 4.0, json!({})).await;
+    crate::control::heartbeat(
+        &h,
+        &json!({"at": T0, "free_cpus": 3.0, "allocated_cpus": 1.0, "load1": 0.5}),
+    )
+    .await;
+    h
+}
+
 /// Chronos and Marathon jobs through their lives — reports, resizes (the operator's and the
 /// controller's), a restart, CPU samples, progress, a finished job whose lists left memory, a
 /// cancelled one, held reports, a node — then the state rebuilt from the database by a fresh
@@ -426,25 +450,8 @@ async fn the_state_rebuilt_from_the_database_is_the_state_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let policy = qos_core::policy::Policy::by_name("thesis").unwrap();
-    let h = Harness::start(Opts {
-        policy,
-        db: Some(db.clone()),
-        store: supervisor::StoreMode::Inline,
-        clock: Some(Clock::starting_at(T0)),
-        auth: supervisor::config::AuthConfig {
-            admin_token: Some(crate::support::ADMIN.into()),
-            ..Default::default()
-        },
-        configure: Some(Box::new(|c| c.control.period = 3600.0)),
-    })
-    .await;
+    let h = with_a_node(&db, policy).await;
     let step = || tokio::time::advance(Duration::from_secs(1));
-    crate::control::register_node(&h, 4.0, json!({})).await;
-    crate::control::heartbeat(
-        &h,
-        &json!({"at": T0, "free_cpus": 3.0, "allocated_cpus": 1.0, "load1": 0.5}),
-    )
-    .await;
     let qos = json!({"duration": 10, "deadline": 36_000, "desv_deadline": 0.2});
     // A: a Chronos job run to its end (then deleted from Chronos, its lists archived).
     let (a, b, c, d, f) = (uuid(1), uuid(2), uuid(3), uuid(4), uuid(6));
@@ -690,4 +697,89 @@ async fn kill_9_keeps_every_acknowledged_write_and_restarts_fast() {
         wal as f64 / 1e6,
         ready.as_secs_f64() * 1000.0
     );
+}
+
+/// An archived job's detail reads from the database only the iteration reports it answers
+/// (`?reports=N`: the newest N), not all of them (a job may have a million). Shown by an old
+/// report row made unreadable behind the supervisor's back: the views that leave it out still
+/// answer, the one that includes it fails.
+#[tokio::test(start_paused = true)]
+async fn an_archived_jobs_detail_reads_only_the_reports_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let h = with_a_node(&db, qos_core::policy::Policy::default()).await;
+    let a = uuid(1);
+    h.chronos.add_job("linpack-a", 1.0, 5);
+    let qos = json!({"duration": 10, "deadline": 36_000, "desv_deadline": 0.2});
+    let reg = json!({"uuid": a, "name": "linpack-a", "framework": "chronos", "qos": qos, "iterations": 5, "cpus": 1});
+    ok(&h, "POST", "/api/v1/jobs", &reg).await;
+    for k in 0..5 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let now = h.sup.now();
+        let r = json!({"name": "linpack-a", "started_at": now - 0.8, "finished_at": now, "hostname": "agent1", "uuid": a});
+        ok(&h, "POST", "/updateTask", &r).await;
+        if k == 2 {
+            let resize = json!({"cpus": 1.5});
+            ok(&h, "POST", &format!("/api/v1/jobs/{a}/resize"), &resize).await;
+        }
+    }
+    // Finished, cleaned up and archived (its lists left memory).
+    let mut view = Value::Null;
+    for _ in 0..50 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        view = h.admin("GET", &format!("/api/v1/jobs/{a}"), None).await.1;
+        if view["cleaned_up"] == true {
+            break;
+        }
+    }
+    assert_eq!(
+        (&view["state"], &view["cleaned_up"]),
+        (&json!("completed"), &json!(true)),
+        "{view}"
+    );
+    h.sup.flush().await.unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let archived: bool = conn
+        .query_row("SELECT archived FROM jobs WHERE uuid = ?1", [&a], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(archived, "{view}");
+    // The oldest report (list 0, position 0) unreadable.
+    let changed = conn
+        .execute(
+            "UPDATE job_items SET body = 'not json' WHERE uuid = ?1 AND list = 0 AND idx = 0",
+            [&a],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    // Once its lists have left memory (at the next upkeep), the whole view reads every report
+    // from the database, and fails on the one it cannot read (logged, not answered).
+    let mut whole = (StatusCode::OK, Value::Null);
+    for _ in 0..50 {
+        whole = h.admin("GET", &format!("/api/v1/jobs/{a}"), None).await;
+        if whole.0 != StatusCode::OK {
+            break;
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(whole.0, StatusCode::INTERNAL_SERVER_ERROR, "{}", whole.1);
+    for n in [0, 2, 4] {
+        let (s, v) = h
+            .admin("GET", &format!("/api/v1/jobs/{a}?reports={n}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "reports={n}: {v}");
+        assert_eq!(v["reports"].as_array().map(Vec::len), Some(n), "{v}");
+        // The figures are the whole job's, not the reports read.
+        assert_eq!(
+            (&v["progress"], &v["remaining_iterations"]),
+            (&json!(1.0), &json!(0)),
+            "{v}"
+        );
+        let resizes = v["resize_history"].as_array().map_or(0, Vec::len);
+        assert!(resizes >= 1 && v["resizes"] == resizes, "{v}");
+    }
+    h.sup.stop().await;
 }

@@ -50,16 +50,15 @@ impl Framework {
     }
 }
 
+/// The wire name exactly ([`Framework::as_str`]), as the registration body and the API's
+/// `framework` query parameter take it: `Chronos` or ` chronos ` is not a framework name.
 impl std::str::FromStr for Framework {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "chronos" => Ok(Self::Chronos),
-            "marathon" => Ok(Self::Marathon),
-            other => Err(format!(
-                "unknown framework {other:?} (expected chronos or marathon)"
-            )),
-        }
+        [Self::Chronos, Self::Marathon]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown framework {s:?} (expected chronos or marathon)"))
     }
 }
 
@@ -531,6 +530,24 @@ impl Job {
 mod tests {
     use super::*;
     use crate::fixtures::{chronos, cpu_sample, iteration, marathon, resized, started};
+
+    /// One rule for a framework's name, the wire's: lowercase, exactly.
+    #[test]
+    fn a_framework_is_named_in_lowercase_exactly() {
+        for f in [Framework::Chronos, Framework::Marathon] {
+            assert_eq!(f.as_str().parse::<Framework>(), Ok(f));
+            let wire: Framework = serde_json::from_value(serde_json::json!(f.as_str())).unwrap();
+            assert_eq!(wire, f);
+        }
+        for bad in ["Chronos", "MARATHON", " chronos", "marathon ", "", "mesos"] {
+            let e = bad.parse::<Framework>().unwrap_err();
+            assert!(e.contains("chronos or marathon"), "{bad:?}: {e}");
+            assert!(
+                serde_json::from_value::<Framework>(serde_json::json!(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn repeated_iteration_report_counts_once() {

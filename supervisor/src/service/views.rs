@@ -122,19 +122,15 @@ impl JobsQuery {
                     });
                 }
                 "framework" => {
-                    q.framework = Some(match v.as_str() {
-                        "chronos" => Framework::Chronos,
-                        "marathon" => Framework::Marathon,
-                        other => {
-                            return Err(ApiError::invalid(
-                                k,
-                                format!(
-                                    "framework must be chronos or marathon, got {:?}",
-                                    truncate(other, 64)
-                                ),
-                            ));
-                        }
-                    });
+                    q.framework = Some(v.parse().map_err(|_| {
+                        ApiError::invalid(
+                            k,
+                            format!(
+                                "framework must be chronos or marathon, got {:?}",
+                                truncate(v, 64)
+                            ),
+                        )
+                    })?);
                 }
                 "order" => {
                     q.newest_first = match v.as_str() {

@@ -154,6 +154,9 @@ async fn views_refuse_bad_query_parameters_naming_them() {
         ("state=bogus", "state"),
         ("state=", "state"),
         ("framework=mesos", "framework"),
+        // As registered and as documented: lowercase, exactly.
+        ("framework=Chronos", "framework"),
+        ("framework=%20marathon", "framework"),
         ("order=up", "order"),
         ("limit=1&limit=2", "limit"),
         ("page=2", "page"),

@@ -2,12 +2,26 @@
 //! [`ConnLimits::max_connections`] connections at once (kept below the open-file limit by
 //! [`connection_cap`]), and a connection that has not sent a complete request head
 //! [`ConnLimits::header_timeout`] after it opened or after its last answer — an idle keep-alive
-//! connection, a client sending its headers a byte at a time — is closed. (`axum::serve` has
+//! connection, a client sending its headers a byte at a time — is closed; a request's body is due
+//! in full the same time after its head. (`axum::serve` has
 //! neither: 20,000 connections that never finished a request head took every file descriptor,
 //! and the service stopped answering until they went away.) A stop ends accepting; open
 //! connections finish their request and close.
+//!
+//! A request hyper cannot read (a target longer than [`MAX_TARGET_BYTES`], a head larger than
+//! [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] headers, a malformed request line or
+//! header) is answered 414, 431 or 400 with a JSON body naming the part at fault —
+//! `{"error": {"code", "message", "field"}}` — where hyper alone sends an empty one (see
+//! `explain`: hyper has no hook for that answer, so it is mended on the socket).
+
+mod explain;
+mod served;
+
+pub use explain::MAX_TARGET_BYTES;
+pub use served::{BodyTimedOut, Due};
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +33,17 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Most bytes of a request head (request line and headers) read: a connection's read buffer
+/// grows to it (hyper checks it once a read leaves the head unfinished, so a head of up to about
+/// twice it may still be read whole). Four times the 8 KiB a real Marathon or Chronos (Jetty)
+/// reads. hyper's default, 417,792, let 300 connections each sending a 400 KB head hold 116 MB of
+/// the supervisor's memory (1024 connections: about 800 MB); at 32 KiB a connection holds at most
+/// 64 KiB.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Most header fields a request may have: hyper's default.
+pub const MAX_HEADERS: usize = 100;
+
 /// The bounds on a server's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnLimits {
@@ -26,7 +51,9 @@ pub struct ConnLimits {
     /// descriptor of the process) until one closes.
     pub max_connections: usize,
     /// Longest wait for a complete request head, from the connection's opening or its last
-    /// answer.
+    /// answer; and for a request's whole body, from its head (a body still arriving then — a
+    /// byte at a time, or chunked without its end — fails with [`BodyTimedOut`], which the
+    /// handler reading it answers as a bad body).
     pub header_timeout: Duration,
 }
 
@@ -66,7 +93,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
     let mut limit = Saturation::new(limits);
     'serve: loop {
         let (permit, waited) = match Arc::clone(&permits).try_acquire_owned() {
@@ -97,8 +126,15 @@ pub async fn serve(
         };
         limit.accepted(waited);
         let _ = stream.set_nodelay(true);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // The service's answers, counted, tell hyper's own answers apart on the socket.
+        let answers = Arc::new(AtomicU64::new(0));
+        let io = explain::Explained::new(stream, Arc::clone(&answers), MAX_HEAD_BYTES, MAX_HEADERS);
+        let service = served::Served::new(
+            TowerToHyperService::new(app.clone()),
+            answers,
+            limits.header_timeout,
+        );
+        let conn = http.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -9,8 +9,10 @@
 //!   names the address;
 //! - feature `http` (supervisor, cgroup-collector): [`http::serve`], an axum router served on a
 //!   listener with at most [`http::ConnLimits::max_connections`] connections open (kept below the
-//!   open-file limit by [`http::connection_cap`]) and every connection that sends no complete
-//!   request head within [`http::ConnLimits::header_timeout`] closed;
+//!   open-file limit by [`http::connection_cap`]), every connection that sends no complete
+//!   request head within [`http::ConnLimits::header_timeout`] closed, every request body due in
+//!   full the same time after its head, and the requests hyper cannot read (too long a target, too
+//!   large a head, a malformed one) answered with a JSON body naming the part at fault;
 //! - feature `docker`: `docker::ensure_image`, an image made present on a Docker daemon, as a
 //!   Mesos agent does before it starts a container;
 //! - feature `cli` (launcher, linpack): `cli::run`, a clap command line parsed and run over given

@@ -175,21 +175,28 @@ impl Bounded {
 }
 
 /// Floods the server at `addr` (process `pid`, capped at `max_connections`): a keep-alive
-/// connection answered on `GET path` then left idle, and `n` [`stalled`] ones; `during` runs
-/// while they stall (an honest client), and the most descriptors the server holds meanwhile are
-/// sampled. Then waits (bounded) for the server to close them all. Returns what it saw, for
-/// [`Bounded::check`], and `during`'s output.
-pub async fn flood<T>(
+/// connection answered on `GET path` then left idle, and `n` [`stalled`] ones. While they stall an
+/// honest client (reqwest, 20 s at most) sends `GET path` too, and the most descriptors the
+/// server holds meanwhile are sampled. Then waits (bounded) for the server to close them all.
+/// Returns what it saw, for [`Bounded::check`], and the status of the honest request.
+pub async fn flood(
     addr: &str,
     path: &str,
     n: usize,
     (pid, max_connections): (u32, usize),
-    during: impl std::future::Future<Output = T>,
-) -> (Bounded, T) {
+) -> (Bounded, reqwest::Result<u16>) {
     let before = crate::procs::open_fds(pid);
     let mut idle = idle_after_answer(addr, path).await;
     let mut hostile = stalled(addr, path, n).await;
-    let (out, most) = tokio::join!(during, most_open_fds(pid, Duration::from_secs(2)));
+    let honest = async {
+        reqwest::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    let (out, most) = tokio::join!(honest, most_open_fds(pid, Duration::from_secs(2)));
     // One deadline for them all: each is cut a header timeout after it is accepted.
     let closed = count_closed(&mut hostile, Duration::from_secs(30)).await;
     let idle_closed = closed_by_server(&mut idle, Duration::from_secs(10)).await;

@@ -254,6 +254,25 @@ mod tests {
         assert_eq!(e.problems[0].path, "/");
         let e = normalize(&json!({"id": "/x", "cmd": "ls", "cpus": "1"}), None).unwrap_err();
         assert_eq!(e.problems[0].error, "error.expected.jsnumber");
+        // An integer field takes what Marathon's Play reader does, a 32-bit int: 2^40 instances
+        // were taken, and the emulator made a task for each (2.5 GB in seconds, then no answer).
+        for n in [
+            json!(1_099_511_627_776_u64),
+            json!(2_147_483_648_u64),
+            json!(1.5),
+            json!(1e12),
+        ] {
+            let app = json!({"id": "/x", "cmd": "ls", "instances": n});
+            let e = normalize(&app, None).unwrap_err();
+            assert!(e.json, "{n}");
+            assert_eq!(
+                (e.problems[0].path.as_str(), e.problems[0].error.as_str()),
+                ("/instances", "error.expected.int"),
+                "{n}"
+            );
+        }
+        let most = json!({"id": "/x", "cmd": "ls", "instances": 2_147_483_647});
+        assert_eq!(normalize(&most, None).unwrap()["instances"], 2_147_483_647);
         let e = normalize(
             &json!({"id": "/x", "cmd": "ls", "upgradeStrategy": {"minimumHealthCapacity": 2}}),
             None,

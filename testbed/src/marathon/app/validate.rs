@@ -19,25 +19,33 @@ enum Kind {
 }
 
 impl Kind {
-    fn check(self, v: &Value) -> bool {
-        match self {
+    /// What Play's reader says of `v`, when it is not of this kind. An `Int` is a 32-bit one,
+    /// as Play reads it: a number that is not one is `error.expected.int` (2^40 `instances`
+    /// were taken, and a task made for each).
+    fn problem(self, v: &Value) -> Option<&'static str> {
+        let fits = match self {
             Self::Number => v.is_number(),
-            Self::Int => v.is_i64() || v.is_u64(),
+            Self::Int if v.is_number() => {
+                return v
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .is_none()
+                    .then_some("error.expected.int");
+            }
+            Self::Int => false,
             Self::Str => v.is_string(),
             Self::Bool => v.is_boolean(),
             Self::Obj => v.is_object(),
             Self::Arr => v.is_array(),
             Self::ObjOrStr => v.is_object() || v.is_string(),
-        }
-    }
-    fn error(self) -> &'static str {
-        match self {
+        };
+        (!fits).then_some(match self {
             Self::Number | Self::Int => "error.expected.jsnumber",
             Self::Str => "error.expected.jsstring",
             Self::Bool => "error.expected.jsboolean",
             Self::Obj | Self::ObjOrStr => "error.expected.jsobject",
             Self::Arr => "error.expected.jsarray",
-        }
+        })
     }
 }
 
@@ -93,8 +101,8 @@ pub(super) fn check_types(
     let mut problems = Vec::new();
     for (key, kind) in FIELDS {
         if let Some(v) = obj.get(*key) {
-            if !v.is_null() && !kind.check(v) {
-                problems.push(p(&format!("/{key}"), kind.error()));
+            if let Some(error) = kind.problem(v).filter(|_| !v.is_null()) {
+                problems.push(p(&format!("/{key}"), error));
             }
         }
     }

@@ -40,7 +40,8 @@ pub struct Forecast {
     /// CPU-bound job uses all of one CPU; past it, `used = 1 / (1 − p + p / cpus)`). Its CPU
     /// time *is* its progress, so no allocation above that one is priced faster than that
     /// fraction allows: a single-threaded job seen using one CPU of 1.4 is not grown for a
-    /// speed-up the prior's shape guessed.
+    /// speed-up the prior's shape guessed. Below it the same fraction prices every size, so a
+    /// job seen using one CPU of two is shrunk to one where that costs nothing.
     pub used_at: Option<(Cpus, f64)>,
     /// The allocation in force.
     pub current: Cpus,
@@ -79,10 +80,18 @@ impl Forecast {
 
     /// Seconds per unit at `cpus`: the model, and no less than proportional slowing below the
     /// smallest measured allocation, and no more speed-up above the largest one than the CPUs
-    /// a job measured by its CPU time used there allow.
+    /// a job measured by its CPU time used there allow. For such a job (once a stretch of 5 %
+    /// of it is measured) the CPUs it used there also price every size below that one: its CPU
+    /// time is its progress, so a job that used one CPU of two runs as fast on one (the Amdahl
+    /// shape its use implies, slowing in proportion below one CPU) — not twice as slow, as the
+    /// worst case below the smallest measured size, or the prior's shape, would have it.
     pub fn time(&self, cpus: Cpus) -> f64 {
         let t = self.model.time(cpus);
         match (self.measured_from, self.used_at) {
+            (Some(_), Some((at, p))) if cpus < at && cpus > Cpus::ZERO => {
+                let shape = SpeedModel::new(1.0, p);
+                self.model.time(at) * shape.time(cpus) / shape.time(at)
+            }
             (Some(lo), _) if cpus < lo && cpus > Cpus::ZERO => {
                 t.max(self.model.time(lo) * lo.as_f64() / cpus.as_f64())
             }

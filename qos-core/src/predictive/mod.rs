@@ -21,7 +21,9 @@
 //!   it as the model says: the next report measures it and the rest is sized again. Above the
 //!   largest allocation a job that reports only its CPU time was seen at, no size is priced
 //!   faster than the parallel fraction its CPU use there implies (a single-threaded job seen
-//!   using one CPU of 1.4 is not grown for a speed-up the prior guessed).
+//!   using one CPU of 1.4 is not grown for a speed-up the prior guessed), and no size below it
+//!   slower than that fraction says (a job grown to two CPUs that uses one is shrunk to one
+//!   where a resize costs nothing, rather than held at two for fear of the worst case).
 //! - **Waiting for room**: a task sized larger than any node has free starts at the roomiest
 //!   node's size when that still meets the deadline — for a Chronos job, when that iteration
 //!   there (at its worst) and the ones after it at `cpu_max` do, since the next sizing wins the
@@ -434,6 +436,73 @@ mod tests {
         let d = decide(&cfg, &job, 60.0, None);
         assert!(
             d.resize_to().is_some_and(|c| c > Cpus::from_milli(1400)),
+            "{d:?}"
+        );
+    }
+
+    /// A Marathon job that declares 3000 CPU-seconds, due 787 s after its submission at 0,
+    /// that reports only its CPU time and cannot checkpoint, started at 0 at 1 CPU and grown
+    /// in place to 2 at once, that used `rate` CPU-seconds a second until `now`.
+    fn grown_in_place_at(rate: f64, now: u32) -> Job {
+        let mut job = crate::fixtures::marathon(3000.0, 787.0, Cpus::ONE);
+        job.checkpointing = crate::job::Checkpointing::Unable;
+        job.observe(started(0.0)).unwrap();
+        job.observe(resized(0.0, Cpus::from_milli(2000))).unwrap();
+        for t in (10..=now).step_by(10) {
+            job.observe(cpu_sample(f64::from(t), rate * f64::from(t)))
+                .unwrap();
+        }
+        job
+    }
+
+    #[test]
+    fn a_cpu_time_job_seen_using_one_cpu_of_two_is_shrunk_in_place_to_one() {
+        // Grown to 2 CPU on the declared work (far more than it needs), it used one CPU-second
+        // a second there: its CPU time is its progress, so one CPU runs it as fast. (Priced as
+        // the worst case below the only size it was measured at, one CPU looked twice as slow
+        // and it held two CPUs to its end, one of them idle.)
+        let cfg = PredictiveConfig {
+            resize_mode: ResizeMode::InPlace,
+            ..PredictiveConfig::default()
+        };
+        let job = grown_in_place_at(1.0, 160);
+        let f = forecast(&cfg, &job, 160.0).unwrap();
+        assert!(
+            (f.time(Cpus::ONE) - f.time(Cpus::from_milli(2000))).abs() < 1e-6,
+            "{f:?}"
+        );
+        assert!(
+            (f.time(Cpus::from_milli(500)) - 2.0 * f.time(Cpus::ONE)).abs() < 1e-6,
+            "below one CPU a quota slows it in proportion: {f:?}"
+        );
+        let d = decide(&cfg, &job, 160.0, None);
+        assert_eq!(d.resize_to(), Some(Cpus::ONE), "{d:?}");
+        // Measured at one CPU as fast as at two, it is not grown back.
+        let mut job = job;
+        job.observe(resized(160.0, Cpus::ONE)).unwrap();
+        for t in (170..=330).step_by(10) {
+            job.observe(cpu_sample(f64::from(t), f64::from(t))).unwrap();
+        }
+        let d = decide(&cfg, &job, 330.0, None);
+        assert!(d.resize_to().is_none_or(|c| c <= Cpus::ONE), "{d:?}");
+    }
+
+    #[test]
+    fn a_cpu_time_job_using_both_its_cpus_is_not_shrunk_below_them() {
+        // The same job using two CPU-seconds a second at 2 CPU: one CPU would halve its speed.
+        let cfg = PredictiveConfig {
+            resize_mode: ResizeMode::InPlace,
+            ..PredictiveConfig::default()
+        };
+        let job = grown_in_place_at(2.0, 160);
+        let f = forecast(&cfg, &job, 160.0).unwrap();
+        assert!(
+            (f.time(Cpus::ONE) - 2.0 * f.time(Cpus::from_milli(2000))).abs() < 1e-6,
+            "{f:?}"
+        );
+        let d = decide(&cfg, &job, 160.0, None);
+        assert!(
+            d.resize_to().is_none_or(|c| c >= Cpus::from_milli(2000)),
             "{d:?}"
         );
     }

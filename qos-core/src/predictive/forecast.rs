@@ -40,9 +40,15 @@ pub struct Forecast {
     /// CPU-bound job uses all of one CPU; past it, `used = 1 / (1 − p + p / cpus)`). Its CPU
     /// time *is* its progress, so no allocation above that one is priced faster than that
     /// fraction allows: a single-threaded job seen using one CPU of 1.4 is not grown for a
-    /// speed-up the prior's shape guessed. Below it the same fraction prices every size, so a
-    /// job seen using one CPU of two is shrunk to one where that costs nothing.
+    /// speed-up the prior's shape guessed. Below it the same fraction prices the sizes down to
+    /// [`Forecast::filed`], so a job grown to two CPUs that uses one is shrunk back to one
+    /// where that costs nothing.
     pub used_at: Option<(Cpus, f64)>,
+    /// The allocation the job was filed with (before its first resize). The CPUs a job
+    /// measured by its CPU time used price sizes below the largest it was seen at only down to
+    /// this one: CPU time at an allocation cannot show a need for more than it, so a job with a
+    /// serial phase first is never shrunk below what leaving it alone would have given it.
+    pub filed: Cpus,
     /// The allocation in force.
     pub current: Cpus,
     /// Each unit is sized anew (Chronos iterations): a size below the smallest measured one is
@@ -81,14 +87,16 @@ impl Forecast {
     /// Seconds per unit at `cpus`: the model, and no less than proportional slowing below the
     /// smallest measured allocation, and no more speed-up above the largest one than the CPUs
     /// a job measured by its CPU time used there allow. For such a job (once a stretch of 5 %
-    /// of it is measured) the CPUs it used there also price every size below that one: its CPU
-    /// time is its progress, so a job that used one CPU of two runs as fast on one (the Amdahl
-    /// shape its use implies, slowing in proportion below one CPU) — not twice as slow, as the
-    /// worst case below the smallest measured size, or the prior's shape, would have it.
+    /// of it is measured) the CPUs it used there also price the sizes below that one down to
+    /// the size it was filed with: its CPU time is its progress, so a job that used one CPU of
+    /// two runs as fast on one (the Amdahl shape its use implies, slowing in proportion below
+    /// one CPU) — not twice as slow, as the worst case below the smallest measured size, or the
+    /// prior's shape, would have it. Below the filed size the worst case stands: a job in a
+    /// serial phase shows nothing of the parallel phase that may follow.
     pub fn time(&self, cpus: Cpus) -> f64 {
         let t = self.model.time(cpus);
         match (self.measured_from, self.used_at) {
-            (Some(_), Some((at, p))) if cpus < at && cpus > Cpus::ZERO => {
+            (Some(_), Some((at, p))) if cpus < at && cpus >= self.filed && cpus > Cpus::ZERO => {
                 let shape = SpeedModel::new(1.0, p);
                 self.model.time(at) * shape.time(cpus) / shape.time(at)
             }
@@ -234,6 +242,7 @@ fn iterative_forecast(cfg: &PredictiveConfig, job: &Job, w: &IterativeWork, now:
         measured_to: measured_to(&samples),
         used_at: None,
         model,
+        filed: filed(job),
         current: job.cpus,
         per_unit_sizing: true,
     }
@@ -294,6 +303,7 @@ fn continuous_forecast(
             None
         },
         model,
+        filed: filed(job),
         current: job.cpus,
         per_unit_sizing: false,
     };
@@ -356,6 +366,12 @@ fn continuous_forecast(
         expected: (expected, redo(expected, whole_expected)),
         ..base
     })
+}
+
+/// The allocation `job` was filed with: the one its first resize started from (the oldest
+/// kept, once its lists are bounded), or the one in force if it was never resized.
+fn filed(job: &Job) -> Cpus {
+    job.resizes.first().map_or(job.cpus, |r| r.from)
 }
 
 /// The smallest allocation measured well enough to extrapolate down from: a whole iteration,

@@ -22,8 +22,9 @@
 //!   largest allocation a job that reports only its CPU time was seen at, no size is priced
 //!   faster than the parallel fraction its CPU use there implies (a single-threaded job seen
 //!   using one CPU of 1.4 is not grown for a speed-up the prior guessed), and no size below it
-//!   slower than that fraction says (a job grown to two CPUs that uses one is shrunk to one
-//!   where a resize costs nothing, rather than held at two for fear of the worst case).
+//!   slower than that fraction says, down to the size it was filed with (a job grown to two
+//!   CPUs that uses one is shrunk back to one where a resize costs nothing, rather than held at
+//!   two for fear of the worst case; below its filed size the worst case stands).
 //! - **Waiting for room**: a task sized larger than any node has free starts at the roomiest
 //!   node's size when that still meets the deadline — for a Chronos job, when that iteration
 //!   there (at its worst) and the ones after it at `cpu_max` do, since the next sizing wins the
@@ -441,10 +442,11 @@ mod tests {
     }
 
     /// A Marathon job that declares 3000 CPU-seconds, due 787 s after its submission at 0,
-    /// that reports only its CPU time and cannot checkpoint, started at 0 at 1 CPU and grown
-    /// in place to 2 at once, that used `rate` CPU-seconds a second until `now`.
-    fn grown_in_place_at(rate: f64, now: u32) -> Job {
-        let mut job = crate::fixtures::marathon(3000.0, 787.0, Cpus::ONE);
+    /// that reports only its CPU time and cannot checkpoint, filed at `filed` and started at
+    /// 0, at 2 CPU from then on (grown in place at once if filed smaller), that used `rate`
+    /// CPU-seconds a second until `now`.
+    fn at_two_from(filed: Cpus, rate: f64, now: u32) -> Job {
+        let mut job = crate::fixtures::marathon(3000.0, 787.0, filed);
         job.checkpointing = crate::job::Checkpointing::Unable;
         job.observe(started(0.0)).unwrap();
         job.observe(resized(0.0, Cpus::from_milli(2000))).unwrap();
@@ -455,30 +457,32 @@ mod tests {
         job
     }
 
+    /// The default configuration with resizes in place.
+    fn in_place() -> PredictiveConfig {
+        PredictiveConfig {
+            resize_mode: ResizeMode::InPlace,
+            ..PredictiveConfig::default()
+        }
+    }
+
     #[test]
     fn a_cpu_time_job_seen_using_one_cpu_of_two_is_shrunk_in_place_to_one() {
         // Grown to 2 CPU on the declared work (far more than it needs), it used one CPU-second
         // a second there: its CPU time is its progress, so one CPU runs it as fast. (Priced as
         // the worst case below the only size it was measured at, one CPU looked twice as slow
         // and it held two CPUs to its end, one of them idle.)
-        let cfg = PredictiveConfig {
-            resize_mode: ResizeMode::InPlace,
-            ..PredictiveConfig::default()
-        };
-        let job = grown_in_place_at(1.0, 160);
+        let cfg = in_place();
+        let mut job = at_two_from(Cpus::ONE, 1.0, 160);
         let f = forecast(&cfg, &job, 160.0).unwrap();
+        let at_two = f.time(Cpus::from_milli(2000));
+        assert!((f.time(Cpus::ONE) - at_two).abs() < 1e-6, "{f:?}");
         assert!(
-            (f.time(Cpus::ONE) - f.time(Cpus::from_milli(2000))).abs() < 1e-6,
-            "{f:?}"
-        );
-        assert!(
-            (f.time(Cpus::from_milli(500)) - 2.0 * f.time(Cpus::ONE)).abs() < 1e-6,
-            "below one CPU a quota slows it in proportion: {f:?}"
+            (f.time(Cpus::from_milli(500)) - 4.0 * at_two).abs() < 1e-6,
+            "below the size it was filed with, the worst case: {f:?}"
         );
         let d = decide(&cfg, &job, 160.0, None);
         assert_eq!(d.resize_to(), Some(Cpus::ONE), "{d:?}");
         // Measured at one CPU as fast as at two, it is not grown back.
-        let mut job = job;
         job.observe(resized(160.0, Cpus::ONE)).unwrap();
         for t in (170..=330).step_by(10) {
             job.observe(cpu_sample(f64::from(t), f64::from(t))).unwrap();
@@ -488,22 +492,23 @@ mod tests {
     }
 
     #[test]
-    fn a_cpu_time_job_using_both_its_cpus_is_not_shrunk_below_them() {
-        // The same job using two CPU-seconds a second at 2 CPU: one CPU would halve its speed.
-        let cfg = PredictiveConfig {
-            resize_mode: ResizeMode::InPlace,
-            ..PredictiveConfig::default()
-        };
-        let job = grown_in_place_at(2.0, 160);
-        let f = forecast(&cfg, &job, 160.0).unwrap();
+    fn a_cpu_time_job_is_not_shrunk_below_what_it_uses_or_was_filed_with() {
+        let two = Cpus::from_milli(2000);
+        // Filed at 2 CPU and using one so far: it may be in a serial phase before a parallel
+        // one, which CPU time at one CPU could never show. Leaving it alone would give it two.
+        // Using both of its 2 CPU: one would halve its speed.
+        for (filed, rate) in [(two, 1.0), (Cpus::ONE, 2.0)] {
+            let job = at_two_from(filed, rate, 160);
+            let d = decide(&in_place(), &job, 160.0, None);
+            assert!(
+                d.resize_to().is_none_or(|c| c >= two),
+                "{filed} {rate}: {d:?}"
+            );
+        }
+        let f = forecast(&in_place(), &at_two_from(Cpus::ONE, 2.0, 160), 160.0).unwrap();
         assert!(
-            (f.time(Cpus::ONE) - 2.0 * f.time(Cpus::from_milli(2000))).abs() < 1e-6,
+            (f.time(Cpus::ONE) - 2.0 * f.time(two)).abs() < 1e-6,
             "{f:?}"
-        );
-        let d = decide(&cfg, &job, 160.0, None);
-        assert!(
-            d.resize_to().is_none_or(|c| c >= Cpus::from_milli(2000)),
-            "{d:?}"
         );
     }
 

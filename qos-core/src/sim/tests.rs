@@ -133,3 +133,69 @@ fn totals_written_before_lost_work_was_counted_still_read() {
             .to_string();
     assert!(missing.contains("cpu_seconds_allocated"), "{missing}");
 }
+
+/// One job alone on a 2-CPU node with a node agent: `work` CPU-seconds on one thread that
+/// report only their CPU time and cannot checkpoint, declared as `declared`, filed at `cpus`,
+/// due `deadline` s after submission; its result under `policy`.
+fn single_threaded_alone(declared: f64, cpus: Cpus, deadline: f64, policy: &str) -> JobResult {
+    use crate::spec::{Deadline, QosSpec};
+    use crate::speedup::SpeedModel;
+    let job = JobSpec {
+        name: "serial".into(),
+        submit_at: 0.0,
+        qos: QosSpec {
+            duration: declared,
+            deadline: Deadline::Relative(deadline),
+            desv_deadline: 0.1,
+        },
+        cpus,
+        threads: Cpus::ONE,
+        work: WorkSpec::Continuous {
+            speed: SpeedModel::new(600.0, 0.0),
+            deploy: 5.0,
+            restart_costs: vec![3.0],
+            reports_progress: false,
+            checkpoint: false,
+        },
+        kind: String::new(),
+    };
+    let s = Scenario {
+        name: "serial-alone".into(),
+        seed: 0,
+        cluster: ClusterSpec {
+            nodes: vec![Cpus::from_milli(2000)],
+            sharing: Sharing::Quota,
+            agents: true,
+        },
+        jobs: vec![job],
+    };
+    let mut r = simulate(&s, &Policy::by_name(policy).unwrap(), SimConfig::default());
+    r.jobs.remove(0)
+}
+
+#[test]
+fn a_single_threaded_job_grown_on_its_declared_work_gives_the_idle_cpu_back() {
+    // 600 CPU-s on one thread, declared as 3000, filed at 1 CPU, due in 787 s: predictive
+    // grows it to 2 CPU (3000 CPU-s cannot fit at 1), sees it use one, and shrinks it back in
+    // place. It held both to its end before: 1210 CPU-s allocated against 605 left alone.
+    let alone = single_threaded_alone(3000.0, Cpus::ONE, 787.0, "static");
+    let pred = single_threaded_alone(3000.0, Cpus::ONE, 787.0, "predictive");
+    assert!(alone.met && pred.met, "{alone:?} {pred:?}");
+    assert_eq!(pred.finished_at, alone.finished_at, "{pred:?}");
+    assert_eq!(pred.final_cpus, Cpus::ONE, "{pred:?}");
+    let (a, p) = (
+        alone.usage.cpu_seconds_allocated,
+        pred.usage.cpu_seconds_allocated,
+    );
+    assert!(
+        (a - 605.0).abs() < 1.0 && p < 800.0,
+        "static {a:.0}, predictive {p:.0}"
+    );
+    // Filed at 2 CPU it keeps them: using one so far says nothing of a later parallel phase.
+    let filed_two = single_threaded_alone(3000.0, Cpus::from_milli(2000), 787.0, "predictive");
+    assert_eq!(
+        filed_two.final_cpus,
+        Cpus::from_milli(2000),
+        "{filed_two:?}"
+    );
+}

@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use frameworks::{ChronosApiVersion, ChronosClient, Credentials, MarathonClient};
+//! use frameworks::{ChronosApiVersion, ChronosClient, Credentials, MarathonApi, MarathonClient};
 //!
 //! let marathon = MarathonClient::new(&Credentials::load("marathon.json")?)?;
 //! let app = marathon.get_app("/openmplinpack1").await?;

@@ -30,8 +30,10 @@ pub trait MarathonApi: Send + Sync {
         change: AppChange,
     ) -> Result<DeploymentResult, FrameworkError>;
 
-    /// Resizes the app (`PUT {"cpus": …}`); Marathon restarts its tasks. A `cpus` Marathon
-    /// would reject is refused before anything is sent.
+    /// The preferred resize: `PUT /v2/apps/{id}` with `{"cpus": cpus}`. Marathon restarts the
+    /// app's tasks with the new size (a `RestartApplication` deployment). A `cpus` Marathon would
+    /// reject (non-finite, < 0.001) is refused with [`FrameworkError::InvalidInput`] before
+    /// anything is sent.
     async fn set_app_cpus(
         &self,
         id: &str,

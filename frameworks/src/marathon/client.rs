@@ -194,21 +194,6 @@ impl MarathonClient {
         self.patch_app(id, &patch, change.force()).await
     }
 
-    /// The preferred resize: `PUT /v2/apps/{id}` with `{"cpus": cpus}`. Marathon restarts the
-    /// app's tasks with the new size (a `RestartApplication` deployment).
-    ///
-    /// # Errors
-    /// [`FrameworkError::InvalidInput`] for a non-finite or < 0.001 `cpus`; otherwise as
-    /// [`MarathonClient::update_app`].
-    pub async fn set_app_cpus(
-        &self,
-        id: &str,
-        cpus: f64,
-        force: bool,
-    ) -> Result<DeploymentResult, FrameworkError> {
-        self.change_app(id, AppChange::Cpus { cpus, force }).await
-    }
-
     async fn put(
         &self,
         id: &AppId,

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use frameworks::{
-    ChronosApiVersion, ChronosClient, ClientConfig, FrameworkError, MarathonApp, MarathonClient,
-    RetryPolicy,
+    ChronosApiVersion, ChronosClient, ClientConfig, FrameworkError, MarathonApi, MarathonApp,
+    MarathonClient, RetryPolicy,
 };
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! The acceptance path: the job runs as a Marathon app on the testbed's Marathon emulator
 //! (process runtime, task cgroups bounded by the app's `cpus`), shell-trap is the app's command
 //! exactly as the launcher writes it, and the job is resized three times with
-//! `frameworks::MarathonClient::set_app_cpus` — the emulator restarts the task each time
+//! `frameworks::MarathonApi::set_app_cpus` on the Marathon client — the emulator restarts the task each time
 //! (kill first: SIGTERM to the task's process group, the grace period, then the new task with the
 //! new `MARATHON_APP_RESOURCE_CPUS`).
 
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use frameworks::{ClientConfig, Credentials, MarathonApp, MarathonClient, RetryPolicy};
+use frameworks::{
+    ClientConfig, Credentials, MarathonApi, MarathonApp, MarathonClient, RetryPolicy,
+};
 use serde_json::{Value, json};
 
 use crate::util::{

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
-use frameworks::{FrameworkError, MarathonApp};
+use frameworks::{FrameworkError, MarathonApi, MarathonApp};
 use serde_json::{Value, json};
 
 fn app(v: Value) -> MarathonApp {

@@ -11,6 +11,7 @@
 //! | 401 | `unauthorized` | token missing or wrong |
 //! | 403 | `resize_disabled` | the agent has no resize token configured |
 //! | 400 | `invalid_body` | not a `ResizeRequest` |
+//! | 422 | `invalid_field` (`uuid`) | not a job UUID (1 to 64 characters of `[A-Za-z0-9_-]`) |
 //! | 422 | `invalid_field` (`cpus`) | not finite, ≤ 0, above the node's CPUs, or below the kernel's minimum quota |
 //! | 404 | `not_found` | no container seen by the agent is mapped to that job UUID |
 //! | 409 | `no_cpu_controller` | the cgroup has no CPU limit file (v2 without the cpu controller) |
@@ -195,6 +196,14 @@ async fn do_resize(
             None,
         )
     })?;
+    if let Some(m) = qos_core::wire::uuid_problem("uuid", &req.uuid) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            m,
+            Some("uuid"),
+        ));
+    }
     let invalid = |m: String| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

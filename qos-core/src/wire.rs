@@ -315,6 +315,24 @@ pub struct Heartbeat {
     pub load1: f64,
 }
 
+/// What is wrong with `uuid` as a job UUID — 1 to 64 characters of `[A-Za-z0-9_-]` (the thesis
+/// uses 32 hex digits) — said of `field`; `None` when it is one.
+#[must_use]
+pub fn uuid_problem(field: &str, uuid: &str) -> Option<String> {
+    if uuid.is_empty() || uuid.len() > 64 {
+        return Some(format!("{field} must be 1 to 64 characters long"));
+    }
+    if !uuid
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Some(format!(
+            "{field} may only contain letters, digits, '-' and '_'"
+        ));
+    }
+    None
+}
+
 /// `POST /resize` on a node agent: set a container's CPU limit live.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResizeRequest {

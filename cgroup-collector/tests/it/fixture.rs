@@ -274,14 +274,30 @@ async fn resize_is_authenticated_bounded_and_only_for_mapped_containers() {
             409,
             "no_cpu_controller",
         ),
+        // Not a job UUID: refused naming it, not echoed (a 1 MB one was, in the answer and in a
+        // WARN line of the log).
+        (
+            Some("t0k"),
+            json!({"uuid": "u".repeat(1 << 20), "cpus": 1.0}),
+            422,
+            "invalid_field",
+        ),
+        (
+            Some("t0k"),
+            json!({"uuid": "../x", "cpus": 1.0}),
+            422,
+            "invalid_field",
+        ),
     ];
     for (token, body, status, code) in cases {
         let (st, b) = agent.resize(token, body.clone()).await;
+        let shown: String = body.to_string().chars().take(200).collect();
         assert_eq!(
             (st, b["error"]["code"].as_str()),
             (status, Some(code)),
-            "{body} → {b}"
+            "{shown} → {b}"
         );
+        assert!(b.to_string().len() < 1000, "{shown} → {b}");
         assert_eq!(
             fs::read_to_string(&quota).unwrap().trim(),
             "50000",

@@ -112,24 +112,12 @@ fn store_err(e: &StoreError) -> ApiError {
     }
 }
 
-/// Validates a job UUID: 1–64 characters of `[A-Za-z0-9_-]` (the thesis uses 32 hex digits).
+/// Validates a job UUID ([`qos_core::wire::uuid_problem`]).
 pub(crate) fn check_uuid(field: &str, uuid: &str) -> Result<(), ApiError> {
-    if uuid.is_empty() || uuid.len() > 64 {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be 1 to 64 characters long"),
-        ));
+    match qos_core::wire::uuid_problem(field, uuid) {
+        Some(m) => Err(ApiError::invalid(field, m)),
+        None => Ok(()),
     }
-    if !uuid
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} may only contain letters, digits, '-' and '_'"),
-        ));
-    }
-    Ok(())
 }
 
 fn new_token() -> String {

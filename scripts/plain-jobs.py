@@ -33,7 +33,11 @@ CASES = [
     ("plain-c-loose", "chronos", 2, 4, 4, 0.5, 60),
     ("serial-c-tight", "chronos", 1, 4, 4, 0.5, 30),
     ("serial-c-loose", "chronos", 1, 4, 4, 0.5, 60),
+    # declares five times the CPU-s it needs (run it on a stack started with --in-place)
+    ("serial-m-overdeclared", "marathon", 1, 20, 1, 1.0, 40),
 ]
+# Declared CPU-s (qos.duration) where it is not the work done.
+DECLARED = {"serial-m-overdeclared": 100}
 
 
 def get(path):
@@ -62,7 +66,7 @@ for name, fw, threads, work_s, runs, filed, deadline in CASES:
         continue
     jid = f"{name}-{label}-{os.getpid()}"
     cmd = f"{burn} --work {work_s} --threads {threads}"
-    qos = {"duration": work_s, "deadline": deadline, "desv_deadline": 0.1}
+    qos = {"duration": DECLARED.get(name, work_s), "deadline": deadline, "desv_deadline": 0.1}
     if fw == "marathon":
         job = {"id": "/" + jid, "cmd": cmd, "cpus": filed, "mem": 64, "instances": 1, "qos": qos}
         creds = ["-m", f"{work}/marathon.json", "--strategy", "none"]

@@ -71,6 +71,11 @@ pub(crate) struct Args {
     /// A shorter run: one Chronos and one Marathon job, about a minute.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Let the node collector resize containers in place (the supervisor and the collector
+    /// share a token made for the run): a job that cannot checkpoint is then resized in place
+    /// instead of by a restart that loses its work.
+    #[arg(long)]
+    pub(crate) in_place: bool,
     /// Where the component binaries come from.
     #[command(flatten)]
     pub(crate) build: BuildOptions,

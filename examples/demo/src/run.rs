@@ -166,7 +166,10 @@ async fn body(
         docker: args.docker,
         supervisor_toml: plan::supervisor_config(args.policy, timing),
         policy: args.policy.as_str().to_owned(),
-        agent_token: None,
+        // Loopback only, and gone with the run: unique is enough.
+        agent_token: args
+            .in_place
+            .then(|| format!("demo-agent-{}-{}", std::process::id(), now_epoch())),
     };
     stack.start(&opts, &bins, ui).await?;
     let sup = stack.urls.supervisor.clone();

@@ -1,7 +1,7 @@
 //! Tests of the agents and the process runtime against the real kernel (cgroups need root; they
 //! are skipped with a notice otherwise).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -203,23 +203,43 @@ async fn busy_task_under_half_a_cpu_gets_half_the_wall_time() {
             s.cpus_nr_throttled.unwrap_or(0),
         )
     };
+    // The kernel's own count, read just before and just after the testbed reads it.
+    let rel = cluster.task_cgroup(&id).expect("task cgroup");
+    let stat = ["cpu", ""]
+        .iter()
+        .map(|h| {
+            Path::new("/sys/fs/cgroup")
+                .join(h)
+                .join(&rel)
+                .join("cpu.stat")
+        })
+        .find(|p| p.exists())
+        .expect("the task's cpu.stat (cgroup v1 or v2)");
+    let kernel_throttled = || {
+        std::fs::read_to_string(&stat)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled ")?.trim().parse::<u64>().ok())
+            .unwrap()
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (t0, c0, _) = cpu(&cluster);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = kernel_throttled();
     let (t1, c1, throttled) = cpu(&cluster);
+    let after = kernel_throttled();
     let share = (c1 - c0) / (t1 - t0);
     // The quota is the bound (what other load on the machine leaves can only lower the share).
     assert!(
         share > 0.02 && share <= 0.6,
         "a busy loop under 0.5 CPU used {share:.3} CPU"
     );
-    if share >= 0.4 {
-        // It ran near its quota, so the kernel must have throttled it.
-        assert!(
-            throttled > 0,
-            "no CFS throttling recorded at {share:.3} CPU"
-        );
-    }
+    // Throttling as the kernel counted it. (Whether it throttled at all is the machine's: a loop
+    // that shares its CPUs with other work may never reach its 50 ms in a period, even at 45 %.)
+    assert!(
+        (before..=after).contains(&throttled),
+        "cpus_nr_throttled {throttled} at {share:.3} CPU, the kernel's {before} then {after}"
+    );
     cluster.shutdown().await;
 }
 

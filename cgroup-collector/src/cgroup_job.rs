@@ -182,6 +182,18 @@ mod tests {
         assert_eq!((m.uuid, m.name.as_deref()), (None, Some("app.1234")));
     }
 
+    /// A cgroup v2 directory holding process 4242, whose `environ` (under the returned proc
+    /// root) is `environ`.
+    fn one_process_cgroup(tmp: &Path, environ: &[u8]) -> (CgroupDirs, PathBuf) {
+        let cg = tmp.join("cg");
+        fs::create_dir_all(&cg).unwrap();
+        fs::write(cg.join("cgroup.procs"), "4242\n").unwrap();
+        let proc_root = tmp.join("proc");
+        fs::create_dir_all(proc_root.join("4242")).unwrap();
+        fs::write(proc_root.join("4242/environ"), environ).unwrap();
+        (CgroupDirs::V2 { dir: cg }, proc_root)
+    }
+
     /// The testbed writes a `qos.json` for every task, with `"uuid": ""` for one that runs no QoS
     /// job (most tasks). That is no job, not an unusable file: with one warning per such task
     /// the node's log grew by a line (≈ 380 bytes) for every plain task that started — 2,872
@@ -189,13 +201,7 @@ mod tests {
     #[test]
     fn a_task_of_no_job_is_not_a_problem() {
         let tmp = tempfile::tempdir().unwrap();
-        let cg = tmp.path().join("cg");
-        fs::create_dir_all(&cg).unwrap();
-        fs::write(cg.join("cgroup.procs"), "4242\n").unwrap();
-        let proc_root = tmp.path().join("proc");
-        fs::create_dir_all(proc_root.join("4242")).unwrap();
-        fs::write(proc_root.join("4242/environ"), b"PATH=/bin\0").unwrap();
-        let dirs = CgroupDirs::V2 { dir: cg };
+        let (dirs, proc_root) = one_process_cgroup(tmp.path(), b"PATH=/bin\0");
         let meta = meta_path(&tmp.path().join("meta"), "agent1", "web.instance-1._app.1");
         fs::create_dir_all(meta.parent().unwrap()).unwrap();
         for text in [
@@ -228,17 +234,8 @@ mod tests {
     #[test]
     fn meta_file_then_environ() {
         let tmp = tempfile::tempdir().unwrap();
-        let cg = tmp.path().join("cg");
-        fs::create_dir_all(&cg).unwrap();
-        fs::write(cg.join("cgroup.procs"), "4242\n").unwrap();
-        let proc_root = tmp.path().join("proc");
-        fs::create_dir_all(proc_root.join("4242")).unwrap();
-        fs::write(
-            proc_root.join("4242/environ"),
-            b"QOS_UUID=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\0",
-        )
-        .unwrap();
-        let dirs = CgroupDirs::V2 { dir: cg.clone() };
+        let (dirs, proc_root) =
+            one_process_cgroup(tmp.path(), b"QOS_UUID=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\0");
         assert_eq!(
             map_cgroup(&dirs, None, &proc_root).uuid.as_deref(),
             Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")

@@ -457,12 +457,11 @@ async fn live(
         .unwrap();
         marathon.create_app(&app).await.unwrap();
     }
-    // Chronos: 3 runs two seconds apart, to the end (a run still going when the next falls due
-    // would drop that one, as Chronos does); 3 runs a minute apart, the first reported. A
+    // Chronos: 3 runs a second apart, to the end; 3 runs a minute apart, the first reported. A
     // deadline the policy's prior (45 s of deployment per iteration) can meet at their size:
     // grown to the whole agent, a job's later runs could not be placed beside the Marathon tasks.
     for (u, name, schedule) in [
-        (&c_done, "qos-prom-chronos-done", "R3//PT2S"),
+        (&c_done, "qos-prom-chronos-done", "R3//PT1S"),
         (&c_running, "qos-prom-chronos-running", "R3//PT60S"),
     ] {
         register(json!({"uuid": u, "name": name, "framework": "chronos",

@@ -23,10 +23,7 @@
 //!
 //!   `R0`/exhausted jobs are not scheduled and the last run sets `disabled: true`; `R/…` repeats
 //!   forever.
-//! - Runs of one job never overlap (unless `concurrent: true`, 3.x): a run that comes up while
-//!   the job runs (due, on demand, a dependent's, a retry) is dropped, as Chronos' offer loop
-//!   drops a queued task whose job is running (`MesosJobFramework.generateLaunchableTasks`), so
-//!   nothing piles up behind a job whose runs outlast its period.
+//! - Runs of one job never overlap (unless `concurrent: true`, 3.x).
 //! - Failures are retried `retries` times (default 2) after `chronos_failure_retry_ms`
 //!   (Chronos' `--failure_retry`, 60 s); only the final failure counts: `errorCount`,
 //!   `errorsSinceLastSuccess`, `lastError`. Success: `successCount`, `lastSuccess`,

@@ -180,23 +180,11 @@ impl Job {
         }
     }
 
-    /// The next queued run, if it may start now. Runs never overlap (unless `concurrent`): a run
-    /// that comes up while the job runs is dropped, as Chronos' offer loop drops "the head of the
-    /// task queue [that] appears to already be running", so the queue of a job whose runs outlast
-    /// its period stays empty instead of growing by a run a period.
+    /// The next queued run, if it may start now (runs never overlap unless `concurrent`).
     fn next_launch(&mut self, concurrent: bool) -> Option<Run> {
         if concurrent || self.running.is_empty() {
             self.queue.pop_front()
         } else {
-            let job = self.def.map.get("name").and_then(Value::as_str);
-            for run in self.queue.drain(..) {
-                tracing::debug!(
-                    job = job.unwrap_or_default(),
-                    due_ms = run.due_ms,
-                    attempt = run.attempt,
-                    "a run of a job that is already running is dropped"
-                );
-            }
             None
         }
     }

@@ -170,9 +170,7 @@ async fn runs_of_one_job_never_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let name = unique("slow-");
-    // 3.x: the second run, due while the first runs, is taken once the first has ended (2.5.1
-    // would drop it: a_run_due_while_the_job_runs_is_dropped_not_queued).
-    bed.chronos_v3
+    bed.chronos
         .add_scheduled_job(&job(json!({
             "name": name, "schedule": "R2//PT1S", "cpus": 0.1,
             "command": format!("echo start $(date +%s.%N) >> {0}; sleep 2; echo end $(date +%s.%N) >> {0}", log.display()),
@@ -478,9 +476,13 @@ async fn sandboxes_of_ended_tasks_are_removed_after_the_gc_delay() {
         })))
         .await
         .unwrap();
-    let state = done_and_idle(&bed, &name).await;
-    assert!(!lines(&ran).is_empty(), "no run ({state})");
-    // Removed before the run's end is told: none is left once the job is idle.
+    wait_for("three runs", Duration::from_secs(30), || async {
+        let j = bed.chronos.get_job(&name).await.ok()?;
+        (j.success_count() == Some(3)).then_some(())
+    })
+    .await;
+    assert_eq!(lines(&ran).len(), 3);
+    // Removed before the run's end is told: none is left once the third run counted.
     let left = testkit::sandbox::sandboxes(work.path());
     assert!(
         left.is_empty(),
@@ -488,65 +490,4 @@ async fn sandboxes_of_ended_tasks_are_removed_after_the_gc_delay() {
         left.iter().map(|s| &s.dir).collect::<Vec<_>>()
     );
     bed.testbed.stop().await;
-}
-
-/// Chronos launches a queued run only when the job is not running: a run that comes up while
-/// the previous one still runs is dropped ("The head of the task queue appears to already be
-/// running", `MesosJobFramework.generateLaunchableTasks`), not kept. The emulator kept every one,
-/// so a 2.5.1 job whose runs outlast its period piled up a run a period without end (283 after 7
-/// minutes of a one-second job of 3-second runs in the soak), to run back to back long after its
-/// schedule ended.
-#[tokio::test]
-async fn a_run_due_while_the_job_runs_is_dropped_not_queued() {
-    let bed = start(small()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let starts = dir.path().join("starts");
-    let name = unique("busy-");
-    // Five runs due a second apart, each lasting 2.5 s: the first runs, and only a run due once
-    // the one before has ended may follow (at most two more).
-    bed.chronos
-        .add_scheduled_job(&job(json!({
-            "name": name, "schedule": "R5//PT1S", "cpus": 0.1, "epsilon": "PT1H",
-            "command": format!("echo start >> {}; sleep 2.5", starts.display()),
-        })))
-        .await
-        .unwrap();
-    let state = done_and_idle(&bed, &name).await;
-    let runs = lines(&starts).len();
-    assert!(
-        (1..=3).contains(&runs),
-        "{runs} runs of a job that can run at most 3 of its 5 due runs ({state})"
-    );
-    bed.testbed.stop().await;
-}
-
-/// Waits (polling, up to 60 s) until job `name`'s schedule is exhausted (`disabled`) and it has
-/// nothing running or queued; returns its `/graph/csv` line. A timeout says what it last saw.
-async fn done_and_idle(bed: &Bed, name: &str) -> String {
-    let url = format!("{}/scheduler/graph/csv", bed.testbed.urls().chronos);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let disabled = bed
-            .chronos
-            .get_job(name)
-            .await
-            .map(|j| j.get("disabled").cloned());
-        let csv = match reqwest::get(&url).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(e) => e.to_string(),
-        };
-        let line = csv
-            .lines()
-            .find(|l| l.starts_with(&format!("node,{name},")))
-            .unwrap_or_default()
-            .to_owned();
-        if matches!(&disabled, Ok(Some(d)) if d == &json!(true)) && line.ends_with(",idle") {
-            return line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {name}: not done and idle within 60 s; disabled {disabled:?}, graph line {line:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -216,8 +216,7 @@ async fn busy_task_under_half_a_cpu_gets_half_the_wall_time() {
         .find(|p| p.exists())
         .expect("the task's cpu.stat (cgroup v1 or v2)");
     let kernel_throttled = || {
-        std::fs::read_to_string(&stat)
-            .unwrap()
+        read(&stat)
             .lines()
             .find_map(|l| l.strip_prefix("nr_throttled ")?.trim().parse::<u64>().ok())
             .unwrap()

@@ -18,13 +18,11 @@ pub fn argv_containing(needle: &str) -> Vec<(u32, String)> {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(raw) = std::fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline"))
-        else {
+        let Some(line) = cmdline(pid) else {
             continue;
         };
-        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
         if line.contains(needle) {
-            found.push((pid, line.trim_end().to_owned()));
+            found.push((pid, line));
         }
     }
     found
@@ -34,14 +32,18 @@ pub fn argv_containing(needle: &str) -> Vec<(u32, String)> {
 /// reap it no longer runs).
 #[must_use]
 pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
+    stat_state_and_start(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// Process `pid`'s arguments (`/proc/<pid>/cmdline`) joined by spaces; `None` once it is gone.
+fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim_end()
+            .to_owned(),
+    )
 }
 
 /// One process, told apart from a later one that reuses its pid (pids wrap at
@@ -79,14 +81,7 @@ impl Process {
         if start != self.start {
             return format!("{}: gone (pid now reused)", self.pid);
         }
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid))
-            .map(|raw| {
-                String::from_utf8_lossy(&raw)
-                    .replace('\0', " ")
-                    .trim_end()
-                    .to_owned()
-            })
-            .unwrap_or_default();
+        let cmdline = cmdline(self.pid).unwrap_or_default();
         let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", self.pid))
             .unwrap_or_default()
             .lines()
@@ -273,7 +268,13 @@ mod tests {
             .spawn()
             .unwrap();
         let sleeper = Process::of(child.id()).unwrap();
-        assert!(sleeper.alive() && sleeper.describe().contains("sleep 60"));
+        assert!(sleeper.alive());
+        // Until the child has exec'd, its command line is still this test's.
+        let described =
+            crate::wait::blocking(Duration::from_secs(10), Duration::from_millis(1), || {
+                Some(sleeper.describe()).filter(|d| d.contains("sleep 60"))
+            });
+        assert!(described.is_some(), "{}", sleeper.describe());
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!sleeper.alive() && sleeper.describe().ends_with("gone"));

@@ -8,9 +8,11 @@
 //!    directory (restoring the newest complete checkpoint for `app`/`criu`), start the job.
 //! 2. **Report the start** in the background: `/initMarathonApp {uuid, started_at, restored}`.
 //! 3. **Supervise**: forward SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2; wait for the job's exit or a stop.
-//! 4. **The job ends by itself**: report `/endMarathonApp {uuid, finished_at, exit_code}` (after
-//!    the start report; for `--report-timeout` at most, cut to the grace period if a SIGTERM
-//!    comes meanwhile), delete the job's checkpoints, remove the container, exit with its status.
+//! 4. **The job ends by itself**: delete the job's checkpoints, remove the container (or kill
+//!    what the job left in its process group and remove its cgroup), then report
+//!    `/endMarathonApp {uuid, finished_at, exit_code}` (after the start report; for
+//!    `--report-timeout` at most, cut to the grace period if a SIGTERM comes meanwhile) — so
+//!    nothing of the job is left once the supervisor knows it ended — and exit with its status.
 //! 5. **SIGTERM/SIGINT**: within `--grace` seconds — checkpoint (`criu`) or ask the job to save
 //!    and stop (`app`: SIGTERM, exit 0 expected) or just stop it (`none`, with a warning that the
 //!    work is lost), seal the checkpoint, remove the container, exit 0. Nothing is reported as an
@@ -416,6 +418,12 @@ async fn ended<J: Job>(
         }
     };
     tracing::info!("the job exited by itself with status {code}");
+    // Nothing of the job is left by the time the supervisor hears of its end: it deletes the app
+    // then (which stops this process), and whoever looks next must find nothing.
+    if let Some(store) = st.store.take() {
+        let _ = tokio::task::spawn_blocking(move || store.remove_all()).await;
+    }
+    st.job.cleanup().await;
     let until = deadline.unwrap_or_else(|| Instant::now() + s.report_timeout);
     let report = async {
         let _ = tokio::time::timeout_at(until, init).await;
@@ -429,10 +437,6 @@ async fn ended<J: Job>(
             let _ = tokio::time::timeout(s.grace.mul_f64(0.8), &mut report).await;
         }
     }
-    if let Some(store) = st.store {
-        let _ = tokio::task::spawn_blocking(move || store.remove_all()).await;
-    }
-    st.job.cleanup().await;
     Ok(code)
 }
 

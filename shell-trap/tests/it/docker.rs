@@ -240,6 +240,11 @@ fn docker_app_checkpoints_survive_three_resizes_with_the_exact_count() {
     assert!(inspect(&uuid).is_none(), "the container was not removed");
     assert!(inspect(&u0).is_none());
     assert!(!s.dir().join(&uuid).exists(), "checkpoints left");
+    assert_eq!(
+        s.sup.checkpoints_at_end(&uuid),
+        Some(false),
+        "left at the end report"
+    );
 }
 
 #[test]

@@ -170,7 +170,9 @@ fn app_strategy_survives_three_restarts_with_the_exact_count() {
                 > 1.0e9
         );
     }
-    // The job ended: its checkpoints are gone.
+    // The job ended: its checkpoints are gone, already when the supervisor heard of the end
+    // (it deletes the app then, and a user may look at once).
+    assert_eq!(s.sup.checkpoints_at_end(&uuid), Some(false));
     assert!(!s.dir().join(&uuid).exists());
     assert!(!s.dir().join(&u0).exists());
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -74,14 +74,36 @@ pub(crate) struct Supervisor {
     server: Scripted,
     /// What `GET /api/v1/jobs/{uuid}` answers, per UUID (404 for the others).
     jobs: Arc<Mutex<HashMap<String, Value>>>,
+    /// Per UUID, whether the job's checkpoint directory still existed when its end report
+    /// arrived (only with [`Supervisor::watching`]).
+    left_at_end: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl Supervisor {
     pub(crate) fn start() -> Self {
+        Self::serve(None)
+    }
+
+    /// A supervisor that, when a job's end report arrives, notes whether `<checkpoints>/<uuid>`
+    /// is still there: once the supervisor learns a job ended, nothing of it may be left.
+    pub(crate) fn watching(checkpoints: &Path) -> Self {
+        Self::serve(Some(checkpoints.to_owned()))
+    }
+
+    fn serve(checkpoints: Option<PathBuf>) -> Self {
         let jobs: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let views = Arc::clone(&jobs);
+        let left_at_end: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
+        let left = Arc::clone(&left_at_end);
         let server = Scripted::blocking(move |r, _| {
-            if Report::of(r).is_some() {
+            if let Some(report) = Report::of(r) {
+                if let (Some(root), "endMarathonApp", Some(uuid)) = (
+                    &checkpoints,
+                    report.route.as_str(),
+                    report.body["uuid"].as_str(),
+                ) {
+                    lock(&left).insert(uuid.to_owned(), root.join(uuid).exists());
+                }
                 return (200, "ok".to_owned());
             }
             let uuid = r
@@ -100,7 +122,14 @@ impl Supervisor {
             url: server.url.clone(),
             server,
             jobs,
+            left_at_end,
         }
+    }
+
+    /// Whether job `uuid`'s checkpoint directory was still there when its end report arrived
+    /// (`None`: no end report seen, or not [`Supervisor::watching`]).
+    pub(crate) fn checkpoints_at_end(&self, uuid: &str) -> Option<bool> {
+        lock(&self.left_at_end).get(uuid).copied()
     }
 
     /// Makes `GET /api/v1/jobs/{uuid}` answer `view`.
@@ -191,9 +220,10 @@ pub(crate) struct Scene {
 impl Scene {
     pub(crate) fn start() -> Self {
         let serial = serial();
+        let dir = tempfile::tempdir().unwrap();
         Self {
-            sup: Supervisor::start(),
-            dir: tempfile::tempdir().unwrap(),
+            sup: Supervisor::watching(dir.path()),
+            dir,
             _serial: serial,
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! # What runs where
 //! One [`serve`] call starts:
-//! - one HTTP server (the `listener` given) for **Marathon** (`/v2/apps`, `/v2/tasks`,
+//! - one HTTP server (the `listener` given) for **Marathon** (`/v2/apps`, `/v2/tasks`, `/v2/queue`,
 //!   `/v2/deployments`, `/v2/info`, `/ping`) and **Chronos** (`/scheduler/*` as 2.5.1 and/or
 //!   `/v1/scheduler/*` as 3.0.2: [`ChronosVersion`], `--chronos-version 2|3|both`);
 //! - one HTTP server per **agent** (`/monitor/statistics`, `/state`), on the same IP.

@@ -91,6 +91,9 @@ pub(crate) struct Cluster {
     pub(crate) agents: Vec<Agent>,
     state: Mutex<State>,
     wake: Notify,
+    /// Bumped whenever a task's resources are given back: a framework holding a launch queue (a
+    /// count, not tasks) waits on it for room, as for an offer.
+    room: watch::Sender<u64>,
     cgroups: Option<CgroupLayout>,
     /// Why CPU limits are not enforced, when they are not.
     pub(crate) cgroup_note: Option<String>,
@@ -155,6 +158,7 @@ impl Cluster {
             agents,
             state: Mutex::new(state),
             wake: Notify::new(),
+            room: watch::channel(0).0,
             cgroups,
             cgroup_note,
             docker,
@@ -181,6 +185,12 @@ impl Cluster {
     /// True when CPU limits are enforced by cgroups.
     pub(crate) fn limits_enforced(&self) -> bool {
         self.cgroups.is_some()
+    }
+
+    /// Changes whenever resources are given back (a task ended): what a framework waiting for room
+    /// ([`Cluster::launch_if_room`]) waits on.
+    pub(crate) fn room_freed(&self) -> watch::Receiver<u64> {
+        self.room.subscribe()
     }
 
     /// A token cancelled when the testbed stops.

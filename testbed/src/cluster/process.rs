@@ -100,6 +100,7 @@ impl Cluster {
         // resources free.
         self.release(&a.id, &task_id).await;
         self.wake.notify_one();
+        self.room.send_modify(|n| *n = n.wrapping_add(1));
         let (state, message) = outcome.terminal();
         let _ = sink.send(update(state, message));
     }

@@ -43,10 +43,7 @@ pub(crate) fn router(m: Arc<Marathon>) -> Router {
             "/v2/deployments/{id}",
             axum::routing::delete(delete_deployment),
         )
-        .route(
-            "/v2/queue",
-            get(|| async { axum::Json(json!({"queue": []})) }),
-        )
+        .route("/v2/queue", get(queue))
         .with_state(m)
 }
 
@@ -171,6 +168,8 @@ fn insert_app(m: &Arc<Marathon>, st: &mut MState, def: Map<String, Value>) -> (S
             last_scaling_at: version.clone(),
             versions: vec![version.clone()],
             tasks: Default::default(),
+            queued: 0,
+            queued_since: None,
             backoff: None,
             last_task_failure: None,
             deployment: Some(dep.clone()),
@@ -544,6 +543,32 @@ async fn list_tasks(State(m): M, Query(q): Q) -> Response {
         })
         .collect();
     reply(StatusCode::OK, &json!({ "tasks": tasks }), None)
+}
+
+/// The launch queue: one entry per app with instances waiting for room, its `count` and the
+/// launch back-off's `delay` (`timeLeftSeconds`, `overdue` once it has passed).
+async fn queue(State(m): M) -> Response {
+    let st = m.lock();
+    let now = tokio::time::Instant::now();
+    let queue: Vec<Value> = st
+        .apps
+        .iter()
+        .filter(|(_, a)| !a.deleted && a.queued > 0)
+        .map(|(_, a)| {
+            let left = a.backoff.map_or(0.0, |b| {
+                b.until.saturating_duration_since(now).as_secs_f64()
+            });
+            let mut app = a.def.clone();
+            app.insert("version".into(), json!(a.version));
+            json!({
+                "count": a.queued,
+                "delay": {"timeLeftSeconds": left.ceil() as u64, "overdue": left == 0.0},
+                "since": a.queued_since,
+                "app": app,
+            })
+        })
+        .collect();
+    reply(StatusCode::OK, &json!({ "queue": queue }), None)
 }
 
 async fn list_deployments(State(m): M) -> Response {

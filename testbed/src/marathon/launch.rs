@@ -18,14 +18,8 @@ impl Marathon {
     ) -> (TaskSpec, MTask) {
         let def = &app.def;
         let task_id = format!("{}.instance-{}._app.1", app::task_prefix(app_id), uuid_v4());
-        let num = |k: &str, d: f64| def.get(k).and_then(Value::as_f64).unwrap_or(d);
-        // Marathon's defaults: 1 CPU, 128 MB, no disk, no GPU.
-        let resources = Resources {
-            cpus: num("cpus", 1.0),
-            mem: num("mem", 128.0),
-            disk: num("disk", 0.0),
-        };
-        let gpus = num("gpus", 0.0);
+        let resources = resources(def);
+        let gpus = def.get("gpus").and_then(Value::as_f64).unwrap_or(0.0);
         let port_defs: Vec<Value> = def
             .get("portDefinitions")
             .and_then(Value::as_array)
@@ -78,6 +72,16 @@ impl Marathon {
             health: Vec::new(),
         };
         (spec, task)
+    }
+}
+
+/// What a task of the app asks of an agent: Marathon's defaults are 1 CPU, 128 MB, no disk.
+pub(super) fn resources(def: &Map<String, Value>) -> Resources {
+    let num = |k: &str, d: f64| def.get(k).and_then(Value::as_f64).unwrap_or(d);
+    Resources {
+        cpus: num("cpus", 1.0),
+        mem: num("mem", 128.0),
+        disk: num("disk", 0.0),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Marathon emulator (`/v2/apps`, `/v2/tasks`, `/v2/deployments`, `/v2/info`, `/ping`), modelled
-//! on Marathon 1.5–1.10.
+//! Marathon emulator (`/v2/apps`, `/v2/tasks`, `/v2/queue`, `/v2/deployments`, `/v2/info`,
+//! `/ping`), modelled on Marathon 1.5–1.10.
 //!
 //! # What is reproduced
 //! - App definitions are read as Marathon reads them ([`app`]): unknown keys dropped, defaults
@@ -19,6 +19,12 @@
 //!   progress. So `{0, 0}` kills first (SIGTERM, then SIGKILL after the grace, then the new task
 //!   starts), and the default `{1, 1}` starts the new task first — which, as on a real cluster,
 //!   waits until an agent has room for it next to the old one.
+//! - The launch queue is a count, as Marathon's: an instance becomes a task only when an agent
+//!   has room for it (an offer fits), so `tasks`, `tasksStaged`/`tasksRunning` and the memory
+//!   held follow what runs, not `instances` (2^31 − 1 is a valid `instances`). `/v2/queue`
+//!   lists each app with instances waiting: `count`, `delay` (`timeLeftSeconds` of the launch
+//!   back-off, `overdue` once it passed), `since`, `app`. A waiting launch is tried again
+//!   whenever a task of the cluster gives its resources back.
 //! - Kills: SIGTERM, then SIGKILL after `taskKillGracePeriodSeconds` (the command executor's
 //!   3 s when unset; 5 s for Docker tasks).
 //! - Tasks that end on their own (finished or failed) are relaunched after the back-off:
@@ -65,7 +71,7 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::formats::iso_millis;
 use crate::framework::Framework;
-use crate::task::{Placement, TaskSpec, TaskState, TaskUpdate};
+use crate::task::{Placement, TaskState, TaskUpdate};
 
 pub(crate) use http::router;
 
@@ -121,7 +127,12 @@ struct AppRec {
     last_scaling_at: String,
     /// Oldest first, at most [`MAX_VERSIONS`] ([`AppRec::add_version`]).
     versions: Vec<String>,
+    /// Placed tasks only: an instance no agent has room for is a count in `queued`.
     tasks: BTreeMap<String, MTask>,
+    /// The launch queue: instances of the current version waiting for room (`/v2/queue`).
+    queued: usize,
+    /// When `queued` last became non-zero.
+    queued_since: Option<String>,
     backoff: Option<Backoff>,
     last_task_failure: Option<Value>,
     deployment: Option<String>,
@@ -159,12 +170,6 @@ impl std::ops::Deref for Marathon {
     fn deref(&self) -> &Self::Target {
         &self.framework
     }
-}
-
-/// What an app's controller asks of the cluster: launch a task, or kill one (with its grace).
-enum Act {
-    Launch(Box<TaskSpec>),
-    Kill(String, Option<Duration>),
 }
 
 impl Marathon {

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Act, AppRec, MState, MTask, Marathon};
+use super::{AppRec, MState, MTask, Marathon};
+use crate::formats::iso_millis;
 use crate::task::TaskState;
 
 impl Marathon {
@@ -21,39 +23,55 @@ impl Marathon {
 
     async fn controller(self: Arc<Self>, app_id: String) {
         let mut generation = self.generation.subscribe();
+        let mut room = self.cluster.room_freed();
         loop {
             generation.mark_unchanged();
-            let (acts, wake, finished) = self.plan(&app_id);
-            let had_acts = !acts.is_empty();
-            for a in acts {
-                match a {
-                    Act::Launch(spec) => self.cluster.launch(*spec, self.sink.clone()),
-                    Act::Kill(id, grace) => self.kill_task(&id, grace),
-                }
+            room.mark_unchanged();
+            let round = self.plan(&app_id);
+            for (id, grace) in &round.kills {
+                self.kill_task(id, *grace);
             }
-            if finished {
+            if round.gone {
                 return;
             }
-            if had_acts {
+            if round.launched || !round.kills.is_empty() {
                 continue;
             }
-            if !self.wait(&mut generation, wake).await {
-                return;
+            let queued = self.lock().apps.get(&app_id).is_some_and(|a| a.queued > 0);
+            // A queued launch waits for an offer: room given back by any task of the cluster.
+            let offer = async {
+                if queued {
+                    let _ = room.changed().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                going = self.wait(&mut generation, round.wake) => if !going { return },
+                () = offer => {}
             }
         }
     }
 
-    /// Decides what to launch and kill now; returns (actions, wake-up time, app gone).
-    fn plan(&self, app_id: &str) -> (Vec<Act>, Option<Instant>, bool) {
+    /// Decides what to kill and launches what fits now. Instances that do not fit stay a count
+    /// in the app's launch queue, as in Marathon's: a task exists only once an agent took it.
+    fn plan(&self, app_id: &str) -> Round {
         let mut st = self.lock();
         let st = &mut *st;
         let Some(app) = st.apps.get_mut(app_id) else {
-            return (Vec::new(), None, true);
+            return Round {
+                gone: true,
+                ..Round::default()
+            };
         };
         let grace = app.kill_grace();
         if app.deleted {
-            let (acts, gone) = stop_deleted(st, app_id, grace);
-            return (acts, None, gone);
+            let (kills, gone) = stop_deleted(st, app_id, grace);
+            return Round {
+                kills,
+                gone,
+                ..Round::default()
+            };
         }
         let n = app.instances();
         let now = Instant::now();
@@ -64,37 +82,77 @@ impl Marathon {
         } else {
             app.scale(n, backing_off)
         };
-        let mut acts = Vec::new();
+        let mut kills = Vec::new();
         for id in &to_kill {
             if let Some(t) = app.tasks.get_mut(id) {
                 t.kill_requested = true;
-                acts.push(Act::Kill(id.clone(), grace));
+                kills.push((id.clone(), grace));
             }
         }
-        for _ in 0..launches {
-            let (spec, task) = self.task_for(app_id, app, &mut st.next_service_port);
+        let ask = super::launch::resources(&app.def);
+        let mut launched = 0;
+        while launched < launches {
+            let mut made = None;
+            let placed = self.cluster.launch_if_room(
+                ask,
+                || {
+                    let (spec, task) = self.task_for(app_id, app, &mut st.next_service_port);
+                    made = Some(task);
+                    spec
+                },
+                &self.sink,
+            );
+            let (Some(placement), Some(mut task)) = (placed, made) else {
+                break;
+            };
+            task.placement = Some(placement);
             st.task_app.insert(task.id.clone(), app_id.to_owned());
             app.tasks.insert(task.id.clone(), task);
-            acts.push(Act::Launch(Box::new(spec)));
+            launched += 1;
         }
-        if acts.is_empty() && app.deployed(n) {
+        app.set_queued(n, &iso_millis(Utc::now()));
+        if kills.is_empty() && launched == 0 && app.deployed(n) {
             if let Some(d) = app.deployment.take() {
                 st.deployments.remove(&d);
             }
         }
-        (acts, backoff_until, false)
+        Round {
+            kills,
+            launched: launched > 0,
+            wake: backoff_until,
+            gone: false,
+        }
     }
 }
 
+/// What one round of an app's controller decided.
+#[derive(Default)]
+struct Round {
+    /// Tasks to kill, each with its grace.
+    kills: Vec<(String, Option<Duration>)>,
+    /// Whether a task was launched (another round may launch more).
+    launched: bool,
+    /// When the launch back-off ends.
+    wake: Option<Instant>,
+    /// The app is gone: the controller ends.
+    gone: bool,
+}
+
 /// A deleted app: kills its tasks; once none is left, removes it and its deployment (true).
-fn stop_deleted(st: &mut MState, app_id: &str, grace: Option<Duration>) -> (Vec<Act>, bool) {
+fn stop_deleted(
+    st: &mut MState,
+    app_id: &str,
+    grace: Option<Duration>,
+) -> (Vec<(String, Option<Duration>)>, bool) {
     let mut acts = Vec::new();
     let Some(app) = st.apps.get_mut(app_id) else {
         return (acts, true);
     };
+    app.queued = 0;
+    app.queued_since = None;
     for t in app.tasks.values_mut().filter(|t| !t.kill_requested) {
         t.kill_requested = true;
-        acts.push(Act::Kill(t.id.clone(), grace));
+        acts.push((t.id.clone(), grace));
     }
     if !app.tasks.is_empty() {
         return (acts, false);
@@ -114,6 +172,20 @@ impl MTask {
 }
 
 impl AppRec {
+    /// The launch queue's count after this round: the instances of the current version not
+    /// running or starting (`n` less the live tasks of the current version not being killed);
+    /// `since` is when the queue last went from empty to not.
+    fn set_queued(&mut self, n: usize, now: &str) {
+        let (_, new) = self.tasks_by_version();
+        let active = new.iter().filter(|t| !t.kill_requested).count();
+        self.queued = n.saturating_sub(active);
+        if self.queued == 0 {
+            self.queued_since = None;
+        } else if self.queued_since.is_none() {
+            self.queued_since = Some(now.to_owned());
+        }
+    }
+
     /// `taskKillGracePeriodSeconds`, when set.
     pub(super) fn kill_grace(&self) -> Option<Duration> {
         self.def

@@ -7,6 +7,7 @@ mod chronos;
 mod chronos_versions;
 mod cli;
 mod docker;
+mod hostile;
 mod marathon;
 mod marathon_health;
 mod recovery;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -58,11 +59,20 @@ pub(crate) fn router(c: &Arc<Chronos>) -> Router {
 
 /// A 400 as `generation` writes it: 2.5.1 the plain message (or nothing), 3.x an `ApiResult`.
 fn bad_request(generation: Generation, message: &str) -> Response {
+    error(generation, StatusCode::BAD_REQUEST, message)
+}
+
+/// An error as `generation` writes it: 2.5.1 the plain message, 3.x an `ApiResult`
+/// (`{"status": <reason phrase>, "message"}`).
+fn error(generation: Generation, status: StatusCode, message: &str) -> Response {
     match generation {
-        Generation::V2 => (StatusCode::BAD_REQUEST, message.to_owned()).into_response(),
+        Generation::V2 => (status, message.to_owned()).into_response(),
         Generation::V3 => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"status": "Bad Request", "message": message})),
+            status,
+            axum::Json(json!({
+                "status": status.canonical_reason().unwrap_or_default(),
+                "message": message,
+            })),
         )
             .into_response(),
     }
@@ -134,12 +144,18 @@ async fn upsert(c: &Chronos, generation: Generation, body: &[u8], dependent: boo
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn post_iso(State((c, g)): C, body: Bytes) -> Response {
-    upsert(&c, g, &body, false).await
+async fn post_iso(State((c, g)): C, body: Result<Bytes, BytesRejection>) -> Response {
+    match body {
+        Ok(b) => upsert(&c, g, &b, false).await,
+        Err(e) => error(g, e.status(), &e.body_text()),
+    }
 }
 
-async fn post_dep(State((c, g)): C, body: Bytes) -> Response {
-    upsert(&c, g, &body, true).await
+async fn post_dep(State((c, g)): C, body: Result<Bytes, BytesRejection>) -> Response {
+    match body {
+        Ok(b) => upsert(&c, g, &b, true).await,
+        Err(e) => error(g, e.status(), &e.body_text()),
+    }
 }
 
 fn jobs_json(st: &CState, g: Generation) -> Vec<Value> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,8 +91,11 @@ fn locked(deployments: &[String]) -> Response {
     )
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Response> {
-    crate::formats::json_body(body).map_err(|e| {
+/// The request's body read as JSON; a body that did not arrive (in full within its deadline, or
+/// within the size bound) answered as Marathon answers errors, `{"message"}`.
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
+    let body = body.map_err(|e| message(e.status(), &e.body_text()))?;
+    crate::formats::json_body(&body).map_err(|e| {
         reply(
             StatusCode::BAD_REQUEST,
             &json!({"message": "Invalid JSON", "details": e.to_string()}),
@@ -180,8 +184,8 @@ fn insert_app(m: &Arc<Marathon>, st: &mut MState, def: Map<String, Value>) -> (S
     (dep, version)
 }
 
-async fn create_app(State(m): M, body: Bytes) -> Response {
-    let body = match parse_body(&body) {
+async fn create_app(State(m): M, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match parse_body(body) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -362,7 +366,12 @@ fn start_deployment(st: &mut MState, id: &str, action: Action, version: &str) ->
     dep
 }
 
-async fn put_rest(State(m): M, Path(rest): Path<String>, Query(q): Q, body: Bytes) -> Response {
+async fn put_rest(
+    State(m): M,
+    Path(rest): Path<String>,
+    Query(q): Q,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let id = match target(&rest) {
         Ok(Target::App(id)) => id,
         Ok(_) => {
@@ -370,7 +379,7 @@ async fn put_rest(State(m): M, Path(rest): Path<String>, Query(q): Q, body: Byte
         }
         Err(r) => return r,
     };
-    let body = match parse_body(&body) {
+    let body = match parse_body(body) {
         Ok(b) => b,
         Err(r) => return r,
     };

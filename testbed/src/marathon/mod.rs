@@ -5,7 +5,9 @@
 //! - App definitions are read as Marathon reads them ([`app`]): unknown keys dropped, defaults
 //!   filled in, legacy `container.docker.network` turned into `networks`, the real error bodies
 //!   (422 "Invalid JSON" / "Object is not valid" with `details`, 400 for malformed JSON, 404
-//!   `App '/x' does not exist`, 409 duplicate id, 409 locked with `deployments`).
+//!   `App '/x' does not exist`, 409 duplicate id, 409 locked with `deployments`; a body that
+//!   did not arrive in full within the header timeout of its head, 400, or is past axum's 2 MiB,
+//!   413, are `{"message"}` too).
 //! - Every change is a deployment (`Marathon-Deployment-Id` header, `/v2/deployments` until it
 //!   is done): create = `StartApplication` + `ScaleApplication`, a change of anything but
 //!   `instances` = `RestartApplication` (new tasks with the new resources and environment), an

@@ -182,3 +182,69 @@ async fn instances_past_the_cluster_are_a_queued_count_not_tasks() {
     })
     .await;
 }
+
+/// Sends `head` (a request head with its blank line) and `body`, then reads the answer until the
+/// server closes; returns the status, the `content-type` and the body.
+async fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(read.is_ok(), "no answer within 30 s; got {text:?}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_owned())
+}
+
+/// A body that never arrives in full (here the first 7 of 100 bytes, due 2 s after its head)
+/// and one past the size bound are answered in each server's own error shape: Marathon's
+/// `{"message"}`, Chronos 3.x's `{"status", "message"}`. Before, both answered axum's
+/// text/plain "Failed to buffer the request body".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_and_oversized_bodies_are_answered_in_the_servers_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tb, base) = serve(dir.path());
+    let addr = base.trim_start_matches("http://").to_owned();
+    let big = vec![b' '; 3 << 20];
+    for (path, shape) in [("/v2/apps", "message"), ("/v1/scheduler/iso8601", "status")] {
+        let head = |len: usize| {
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                 content-length: {len}\r\nconnection: close\r\n\r\n"
+            )
+        };
+        let (status, ctype, body) = raw(&addr, &head(100), b"{\"id\": ").await;
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path}: {status} {ctype} {body:?}: {e}"));
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(ctype.starts_with("application/json"), "{path}: {ctype}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("did not arrive in full")),
+            "{path}: {v}"
+        );
+        assert!(v.get(shape).is_some(), "{path}: {v}");
+        let (status, ctype, body) = raw(&addr, &head(big.len()), &big).await;
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path}: {status} {ctype} {body:?}: {e}"));
+        assert_eq!(status, 413, "{path}: {body}");
+        assert!(ctype.starts_with("application/json"), "{path}: {ctype}");
+        assert!(v.get(shape).is_some(), "{path}: {v}");
+    }
+}

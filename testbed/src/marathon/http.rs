@@ -145,14 +145,24 @@ async fn list_apps(State(m): M, Query(q): Q) -> Response {
     reply(StatusCode::OK, &json!({ "apps": apps }), None)
 }
 
-fn new_version() -> String {
-    iso_millis(Utc::now())
+/// A new version of app `id` (a timestamp to the millisecond, as Marathon's): never the same as
+/// or before the app's last one, though two changes come within the same millisecond.
+fn new_version(st: &MState, id: &str) -> String {
+    next_version(st.apps.get(id).map(|a| a.version.as_str()), Utc::now())
+}
+
+/// `now` to the millisecond, or 1 ms past `last` when that is not before it.
+fn next_version(last: Option<&str>, now: chrono::DateTime<Utc>) -> String {
+    let after = last
+        .and_then(|l| chrono::DateTime::parse_from_rfc3339(l).ok())
+        .map(|l| l.with_timezone(&Utc) + chrono::TimeDelta::milliseconds(1));
+    iso_millis(after.filter(|a| *a > now).unwrap_or(now))
 }
 
 /// Registers a new app and its deployment; returns the deployment id.
 fn insert_app(m: &Arc<Marathon>, st: &mut MState, def: Map<String, Value>) -> (String, String) {
     let id = def["id"].as_str().unwrap_or_default().to_owned();
-    let version = new_version();
+    let version = new_version(st, &id);
     let dep = uuid_v4();
     st.deployments.insert(
         dep.clone(),
@@ -422,7 +432,7 @@ async fn put_rest(
                     Ok(d) => d,
                     Err(e) => return invalid(&e),
                 };
-                let version = new_version();
+                let version = new_version(&st, &id);
                 let upgrade = app::is_upgrade(&current, &def);
                 let action = if upgrade {
                     Action::Restart
@@ -462,7 +472,7 @@ async fn delete_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Resp
                 if let Err(r) = unlocked(&st, &id, force) {
                     return r;
                 }
-                let version = new_version();
+                let version = new_version(&st, &id);
                 let dep = start_deployment(&mut st, &id, Action::Stop, &version);
                 if let Some(a) = st.apps.get_mut(&id) {
                     a.deleted = true;
@@ -491,7 +501,7 @@ async fn delete_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Resp
                         .unwrap_or(1);
                     app.def
                         .insert("instances".into(), json!(n.saturating_sub(1)));
-                    let version = new_version();
+                    let version = next_version(Some(&app.version), Utc::now());
                     app.version.clone_from(&version);
                     app.last_scaling_at.clone_from(&version);
                     let dep = start_deployment(&mut st, &id, Action::Scale, &version);
@@ -522,7 +532,7 @@ async fn post_rest(State(m): M, Path(rest): Path<String>, Query(q): Q) -> Respon
         if let Err(r) = unlocked(&st, &id, force) {
             return r;
         }
-        let version = new_version();
+        let version = new_version(&st, &id);
         let dep = start_deployment(&mut st, &id, Action::Restart, &version);
         if let Some(a) = st.apps.get_mut(&id) {
             a.version.clone_from(&version);
@@ -608,10 +618,42 @@ async fn delete_deployment(State(m): M, Path(id): Path<String>, Query(q): Q) -> 
         if force {
             StatusCode::ACCEPTED.into_response()
         } else {
-            let version = new_version();
+            let version = new_version(&st, &d.app);
             deployment_reply(StatusCode::OK, &uuid_v4(), &version)
         }
     };
     m.bump();
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_made_within_one_millisecond_differ_and_increase() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let first = next_version(None, now);
+        assert_eq!(first, "2026-01-02T03:04:05.678Z");
+        let second = next_version(Some(&first), now);
+        let third = next_version(Some(&second), now);
+        assert_eq!(
+            [second.as_str(), third.as_str()],
+            ["2026-01-02T03:04:05.679Z", "2026-01-02T03:04:05.680Z"]
+        );
+        // A clock that went back does not take a version back either.
+        let earlier = now - chrono::TimeDelta::seconds(5);
+        assert_eq!(
+            next_version(Some(&third), earlier),
+            "2026-01-02T03:04:05.681Z"
+        );
+        // Time moving on is used as it is.
+        let later = now + chrono::TimeDelta::seconds(1);
+        assert_eq!(
+            next_version(Some(&third), later),
+            "2026-01-02T03:04:06.678Z"
+        );
+    }
 }

@@ -45,7 +45,9 @@
 //!   deployment done once its new tasks are healthy.
 //!
 //! - An app keeps its 50 newest versions (Marathon's `zk_max_versions` default), as
-//!   `/v2/apps/{id}/versions` lists them.
+//!   `/v2/apps/{id}/versions` lists them. A version is the change's time to the millisecond,
+//!   1 ms past the app's last one when that is not earlier, so that two changes in the same
+//!   millisecond (or a clock set back) never share a version.
 //!
 //! # Simplifications (documented, not hidden)
 //! No readiness checks, no groups API, no event stream, no pods; `constraints` are checked as

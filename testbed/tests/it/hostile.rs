@@ -248,3 +248,54 @@ async fn unfinished_and_oversized_bodies_are_answered_in_the_servers_shape() {
         assert!(v.get(shape).is_some(), "{path}: {v}");
     }
 }
+
+/// Thirty changes of one app sent at once (many within one millisecond): every version Marathon
+/// answers and lists is its own, newest first, each later than the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_within_one_millisecond_get_their_own_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tb, base) = serve(dir.path());
+    let id = format!("/{}", unique("versions-"));
+    let (s, b) = call(
+        reqwest::Method::POST,
+        format!("{base}/v2/apps"),
+        Some(json!({"id": id, "cmd": "sleep 60", "cpus": 0.1, "mem": 16, "instances": 0})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let puts = (0..30).map(|i| {
+        call(
+            reqwest::Method::PUT,
+            format!("{base}/v2/apps{id}?force=true"),
+            Some(json!({"cpus": 0.1 + f64::from(i) / 1000.0})),
+        )
+    });
+    let mut answered: Vec<String> = futures_util::future::join_all(puts)
+        .await
+        .into_iter()
+        .map(|(s, b)| {
+            assert_eq!(s, 200, "{b}");
+            b["version"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    answered.sort();
+    answered.dedup();
+    assert_eq!(answered.len(), 30, "{answered:?}");
+    let (_, v) = call(
+        reqwest::Method::GET,
+        format!("{base}/v2/apps{id}/versions"),
+        None,
+    )
+    .await;
+    let listed: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(listed.len(), 31, "{v}");
+    assert!(
+        listed.windows(2).all(|w| w[0] > w[1]),
+        "newest first, none the same: {listed:?}"
+    );
+}

@@ -1,7 +1,8 @@
-//! The host's processes, read from `/proc` and the cgroup tree: which ones show a secret in their
-//! arguments (what `ps` shows every user of the host), whether one still runs, what it uses (CPU
-//! time, resident memory, open descriptors: for the tests and benchmarks that print it), which ones a cgroup holds;
-//! [`Leftovers`] kills and removes what a test left under its cgroup prefix.
+//! The host's processes, read from `/proc` (through the `procfs` crate) and the cgroup tree: which
+//! ones show a secret in their arguments (what `ps` shows every user of the host), whether one
+//! still runs, what it uses (CPU time, resident memory, open descriptors: for the tests and
+//! benchmarks that print it), which ones a cgroup holds; [`Leftovers`] kills and removes what a
+//! test left under its cgroup prefix.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,22 +11,21 @@ use std::time::{Duration, Instant};
 /// `needle`. Processes that end while being read are skipped.
 #[must_use]
 pub fn argv_containing(needle: &str) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
     };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Some(line) = cmdline(pid) else {
-            continue;
-        };
-        if line.contains(needle) {
-            found.push((pid, line));
-        }
-    }
-    found
+    all.flatten()
+        .filter_map(|p| {
+            let line = p.cmdline().ok()?.join(" ");
+            let pid = u32::try_from(p.pid).ok()?;
+            line.contains(needle).then_some((pid, line))
+        })
+        .collect()
+}
+
+/// Process `pid` as `procfs` reads it; `None` when there is none.
+fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
 /// Whether process `pid` exists and is not a zombie (a killed process waiting for its parent to
@@ -37,13 +37,7 @@ pub fn alive(pid: u32) -> bool {
 
 /// Process `pid`'s arguments (`/proc/<pid>/cmdline`) joined by spaces; `None` once it is gone.
 fn cmdline(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        String::from_utf8_lossy(&raw)
-            .replace('\0', " ")
-            .trim_end()
-            .to_owned(),
-    )
+    Some(process(pid)?.cmdline().ok()?.join(" "))
 }
 
 /// One process, told apart from a later one that reuses its pid (pids wrap at
@@ -92,43 +86,33 @@ impl Process {
     }
 }
 
-/// `(state, start time)` from `/proc/<pid>/stat`: the fields after the command's closing `)`.
+/// `(state, start time in clock ticks after boot)` from `/proc/<pid>/stat`.
 fn stat_state_and_start(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // Field 3 is the state; the start time is field 22, the 19th after it.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let stat = process(pid)?.stat().ok()?;
+    Some((stat.state, stat.starttime))
 }
 
-/// CPU time (user + system) process `pid` has used, seconds (`/proc/<pid>/stat`, USER_HZ =
-/// 100); 0 when it cannot be read.
+/// CPU time (user + system) process `pid` has used, seconds (`/proc/<pid>/stat`); 0 when it
+/// cannot be read.
 #[must_use]
 pub fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    process(pid).and_then(|p| p.stat().ok()).map_or(0.0, |s| {
+        (s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64
+    })
 }
 
 /// The resident memory of process `pid` (`VmRSS`), MiB; 0 when it is gone.
 #[must_use]
 pub fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    process(pid)
+        .and_then(|p| p.status().ok()?.vmrss)
+        .map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
 /// The file descriptors process `pid` has open (`/proc/<pid>/fd`); 0 when it is gone.
 #[must_use]
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+    process(pid).and_then(|p| p.fd_count().ok()).unwrap_or(0)
 }
 
 /// The processes in the cgroup at `dir` (its `cgroup.procs`; none when it is gone).

@@ -14,38 +14,24 @@ pub const MARKER: &str = "QOS_DEMO_RUN";
 /// Processes (pid, command) whose environment carries `QOS_DEMO_RUN=<run>`.
 #[must_use]
 pub fn marked_processes(run: &str) -> Vec<(i32, String)> {
-    let needle = format!("{MARKER}={run}");
     let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return found;
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
     };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if u32::try_from(pid).is_ok_and(|p| p == me) {
-            continue;
-        }
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            let cmd = std::fs::read(e.path().join("cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .trim()
-                        .to_owned()
-                })
-                .unwrap_or_default();
+    all.flatten()
+        .filter(|p| u32::try_from(p.pid).is_ok_and(|p| p != me))
+        .filter(|p| {
+            p.environ().is_ok_and(|env| {
+                env.get(std::ffi::OsStr::new(MARKER))
+                    .is_some_and(|v| v.as_encoded_bytes() == run.as_bytes())
+            })
+        })
+        .filter_map(|p| {
             // Zombies have an empty command line and hold nothing.
-            if !cmd.is_empty() {
-                found.push((pid, cmd));
-            }
-        }
-    }
-    found
+            let cmd = p.cmdline().ok()?.join(" ");
+            (!cmd.is_empty()).then_some((p.pid, cmd))
+        })
+        .collect()
 }
 
 /// Cgroup directories named `prefix` under every hierarchy of `root`.
@@ -113,4 +99,48 @@ pub async fn sweep(run: &str, cgroup_root: &Path, prefix: &str) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sweep_kills_the_processes_of_its_run_and_no_others() {
+        let run = format!("cleanup-test-{}", std::process::id());
+        let spawn = |run: &str| {
+            std::process::Command::new("sleep")
+                .arg("300")
+                .env(MARKER, run)
+                .spawn()
+                .unwrap()
+        };
+        let mut mine = spawn(&run);
+        let mut other = spawn(&format!("{run}-other"));
+        let pid = i32::try_from(mine.id()).unwrap();
+        // Until the child has exec'd, its environment is still this test's.
+        let seen =
+            testkit::wait::blocking(Duration::from_secs(10), Duration::from_millis(5), || {
+                Some(marked_processes(&run)).filter(|m| !m.is_empty())
+            });
+        assert_eq!(seen, Some(vec![(pid, "sleep 300".to_owned())]));
+        let empty = tempfile::tempdir().unwrap();
+        let found = sweep(&run, empty.path(), "no-such-prefix").await;
+        assert_eq!(found, [format!("process {pid} (sleep 300)")]);
+        // Killed: it exits by SIGKILL (and, reaped, is gone from /proc).
+        let status = mine.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(marked_processes(&run).is_empty());
+        // A run whose marker only starts the same is not this run.
+        assert_eq!(
+            other.try_wait().unwrap(),
+            None,
+            "another run's process was killed"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
 }

@@ -22,25 +22,12 @@ const COMPONENTS: [&str; 7] = [
     "burn",
 ];
 
+/// What of the run still runs, as `pid: command` (the demo's own reader of the run's marker).
 fn marked_processes(run: &str) -> Vec<String> {
-    let needle = format!("QOS_DEMO_RUN={run}");
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if !cmd.is_empty() {
-                found.push(format!(
-                    "{}: {}",
-                    e.file_name().to_string_lossy(),
-                    String::from_utf8_lossy(&cmd).replace('\0', " ")
-                ));
-            }
-        }
-    }
-    found
+    demo::cleanup::marked_processes(run)
+        .into_iter()
+        .map(|(pid, cmd)| format!("{pid}: {cmd}"))
+        .collect()
 }
 
 fn cgroups_named(prefix: &str) -> Vec<PathBuf> {

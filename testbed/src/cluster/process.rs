@@ -296,24 +296,21 @@ async fn wait_joined(g: &Cgroup, pid: u32) {
     let last = g.procs_files().pop();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
-        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if gone {
+        let proc = i32::try_from(pid)
+            .ok()
+            .and_then(|p| procfs::process::Process::new(p).ok());
+        let Some(proc) = proc.filter(|p| p.stat().is_ok_and(|s| s.state != 'Z')) else {
+            // Gone, or a zombie: nothing left to join.
             return;
-        }
+        };
         let joined = last.as_ref().is_none_or(|f| {
             std::fs::read_to_string(f)
                 .map(|t| t.lines().any(|l| l.trim() == pid.to_string()))
                 .unwrap_or(true)
         });
-        let execed = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| !c.windows(16).any(|w| w == b"qos-testbed-task"))
-            .unwrap_or(true);
+        let execed = proc
+            .cmdline()
+            .map_or(true, |c| !c.iter().any(|a| a.contains("qos-testbed-task")));
         if joined && execed {
             return;
         }

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | 401 | `unauthorized` | token missing or wrong |
 //! | 403 | `resize_disabled` | the agent has no resize token configured |
-//! | 400 | `invalid_body` | not a `ResizeRequest` |
+//! | 400 | `invalid_body` (`field`: the one of the wrong type or missing, else `body`) | not a `ResizeRequest` object (the message quotes at most 300 bytes) |
 //! | 422 | `invalid_field` (`uuid`) | not a job UUID (1 to 64 characters of `[A-Za-z0-9_-]`) |
 //! | 422 | `invalid_field` (`cpus`) | not finite, ≤ 0, above the node's CPUs, or below the kernel's minimum quota |
 //! | 404 | `not_found` | no container seen by the agent is mapped to that job UUID |
@@ -18,14 +18,18 @@
 //! | 502 | `runtime_error` | the Docker daemon refused or is unreachable |
 //! | 500 | `internal` | the cgroup write failed |
 //!
+//! An unknown route is 404 `not_found`, a method a route does not take 405 `method_not_allowed`,
+//! in the same `{"error": {"code", "message", "field"}}` shape.
+//!
 //! Docker containers are resized through the Engine API (`docker update`), so Docker's own
 //! record stays right; other cgroups get `cpu.cfs_quota_us` (v1) or `cpu.max` (v2) written at
 //! their current period.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -97,6 +101,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/snapshot", get(snapshot))
         .route("/resize", post(resize))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+                None,
+            )
+        })
         .with_state(state)
 }
 
@@ -162,7 +177,7 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 async fn resize(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<ResizeRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ResizeResult>, ApiError> {
     let out = do_resize(&st, &headers, body).await;
     let counter = if out.is_ok() {
@@ -182,20 +197,53 @@ async fn resize(
     out.map(Json)
 }
 
-async fn do_resize(
-    st: &AppState,
-    headers: &HeaderMap,
-    body: Result<Json<ResizeRequest>, JsonRejection>,
-) -> Result<ResizeResult, ApiError> {
-    authorize(st, headers)?;
-    let Json(req) = body.map_err(|e| {
+/// Longest message of a refused body, bytes: serde quotes the value it refuses, which may be a
+/// megabyte long.
+const MAX_BODY_MESSAGE: usize = 300;
+
+/// The body read as a [`ResizeRequest`]; a refusal (400 `invalid_body`) names the field at
+/// fault: the one of the wrong type or missing, or `body` when the body is not JSON or not an
+/// object.
+fn resize_request(body: Result<Bytes, BytesRejection>) -> Result<ResizeRequest, ApiError> {
+    let refuse = |field: &str, why: String| {
+        let message = format!("expected {{\"uuid\", \"cpus\"}}: {why}");
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            format!("expected {{\"uuid\", \"cpus\"}}: {e}"),
-            None,
+            qos_core::wire::truncate(&message, MAX_BODY_MESSAGE),
+            Some(field),
         )
-    })?;
+    };
+    let body = body.map_err(|e| refuse("body", e.body_text()))?;
+    // serde would take a struct from an array too (`[uuid, cpus]`).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(refuse("body", "the body is not a JSON object".to_owned()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let why = e.inner().to_string();
+        let missing = why
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next());
+        let field = match (missing, path.as_str()) {
+            (_, p) if e.inner().is_syntax() || e.inner().is_eof() || p.contains('[') => "body",
+            (Some(name), ".") => name,
+            (None, ".") => "body",
+            (_, p) => p,
+        }
+        .to_owned();
+        refuse(&field, why)
+    })
+}
+
+async fn do_resize(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ResizeResult, ApiError> {
+    authorize(st, headers)?;
+    let req = resize_request(body)?;
     if let Some(m) = qos_core::wire::uuid_problem("uuid", &req.uuid) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -315,6 +315,19 @@ pub struct Heartbeat {
     pub load1: f64,
 }
 
+/// `s` cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
+#[must_use]
+pub fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
 /// What is wrong with `uuid` as a job UUID — 1 to 64 characters of `[A-Za-z0-9_-]` (the thesis
 /// uses 32 hex digits) — said of `field`; `None` when it is one.
 #[must_use]

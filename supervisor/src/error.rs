@@ -185,17 +185,7 @@ fn strip_position(msg: &str) -> String {
 /// Longest message of an error answer, bytes (messages quote what they refuse).
 const MAX_MESSAGE: usize = 1024;
 
-/// `s` cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
-pub(crate) fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return s.into();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end]).into()
-}
+pub(crate) use qos_core::wire::truncate;
 
 #[cfg(test)]
 mod tests {

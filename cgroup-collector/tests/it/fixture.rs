@@ -391,3 +391,68 @@ async fn metrics_use_cadvisor_and_node_exporter_names() {
     }
     assert!(text.ends_with("# EOF\n"));
 }
+
+/// A `/resize` body of the wrong shape names the field at fault (a number as a string, a
+/// string as a number, a missing field, the wrong kind of body), and unknown routes and methods
+/// answer the same `{"error": {"code", "message", "field"}}` as every other refusal. Before,
+/// type errors left `field` null and an unknown route was a 404 with an empty body.
+#[tokio::test]
+async fn body_errors_name_the_field_and_unknown_routes_answer_json() {
+    let tree = tempfile::tempdir().unwrap();
+    util::fixture_v1(tree.path(), "qos-testbed/a1/job", 1, 0, 0, 50_000);
+    let root = tree.path().to_str().unwrap();
+    let agent = util::Agent::start(&[
+        "--no-docker",
+        "--cgroup-root",
+        root,
+        "--period",
+        "0.1",
+        "--resize-token",
+        "t0k",
+    ]);
+    let job = util::job_uuid();
+    let cases = [
+        (json!({"uuid": job, "cpus": "1.5"}), "cpus"),
+        (json!({"uuid": job, "cpus": "NaN"}), "cpus"),
+        (json!({"uuid": job, "cpus": [1]}), "cpus"),
+        (json!({"uuid": 7, "cpus": 1.0}), "uuid"),
+        (json!({"cpus": 1.0}), "uuid"),
+        (json!({"uuid": job}), "cpus"),
+        (json!([job, 1.0]), "body"),
+        (json!("x".repeat(1 << 20)), "body"),
+    ];
+    for (body, field) in cases {
+        let (st, b) = agent.resize(Some("t0k"), body.clone()).await;
+        let shown: String = body.to_string().chars().take(80).collect();
+        assert_eq!(
+            (
+                st,
+                b["error"]["code"].as_str(),
+                b["error"]["field"].as_str()
+            ),
+            (400, Some("invalid_body"), Some(field)),
+            "{shown} → {b}"
+        );
+        assert!(b.to_string().len() < 1000, "{shown} → {b}");
+    }
+    let http = reqwest::Client::new();
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/nope", 404),
+        (reqwest::Method::POST, "/metrics/x", 404),
+        (reqwest::Method::GET, "/resize", 405),
+        (reqwest::Method::DELETE, "/metrics", 405),
+    ] {
+        let r = http
+            .request(method.clone(), format!("{}{path}", agent.base))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        let b: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(st, status, "{method} {path} → {b}");
+        assert!(
+            b["error"]["code"].is_string() && b["error"]["message"].is_string(),
+            "{method} {path} → {st} {b}"
+        );
+    }
+}

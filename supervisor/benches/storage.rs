@@ -6,7 +6,13 @@
 //! `cargo bench -p supervisor --bench storage` runs 60 s; `-- --secs 600` (or
 //! `QOS_BENCH_SECS=600`) the 10-minute run. `--reporters N`, `--iterations N` (reports per
 //! Chronos job: each reporter registers a job, reports all its iterations, then the next; the
-//! default 500) and `--wal-max BYTES` change the load and the WAL bound.
+//! default 500) and `--wal-max BYTES` change the load and the WAL bound. `--rate N` paces the
+//! reporters to N reports a second in all (each sends its next report on its own schedule, at
+//! once when it is behind) instead of flat out: at a rate the supervisor keeps up with, the
+//! latency's tail is what stalls the writer (a WAL checkpoint), not the queue of a saturated
+//! server; it then prints p50/p99/p99.9/max over the run after its first tenth.
+//! `--baseline PATH` runs the same load against another supervisor binary first (a build of an
+//! earlier commit), so that both are measured in one run on the same machine's load.
 //!
 //! Lines starting `FIGURE` (figure, value, anchor measured in the same run or the target, ratio)
 //! are read by `scripts/bench`.
@@ -32,6 +38,9 @@ struct Options {
     reporters: usize,
     iterations: u32,
     wal_max: u64,
+    rate: Option<u64>,
+    /// Another supervisor binary to measure first, under the same load.
+    baseline: Option<std::path::PathBuf>,
 }
 
 fn options() -> Options {
@@ -50,6 +59,12 @@ fn options() -> Options {
         reporters: flag("--reporters").map_or(50, |v| v as usize),
         iterations: flag("--iterations").map_or(500, |v| v as u32),
         wal_max: flag("--wal-max").unwrap_or(16 << 20),
+        rate: flag("--rate").filter(|r| *r > 0),
+        baseline: args
+            .iter()
+            .position(|a| a == "--baseline")
+            .and_then(|i| args.get(i + 1))
+            .map(std::path::PathBuf::from),
     }
 }
 
@@ -77,7 +92,7 @@ impl Drop for Supervisor {
 
 /// Starts the supervisor binary on `dir`'s database, Chronos at `chronos`; returns it once it
 /// serves, and how long that took.
-fn start(dir: &Path, wal_max: u64, chronos: &str) -> (Supervisor, Duration) {
+fn start(bin: &Path, dir: &Path, wal_max: u64, chronos: &str) -> (Supervisor, Duration) {
     let cfg = dir.join("supervisor.toml");
     std::fs::write(
         &cfg,
@@ -96,7 +111,7 @@ fn start(dir: &Path, wal_max: u64, chronos: &str) -> (Supervisor, Duration) {
         .open(dir.join("supervisor.log"))
         .expect("log file");
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+    let mut child = Command::new(bin)
         .arg("--config")
         .arg(&cfg)
         .arg("-c")
@@ -133,6 +148,8 @@ struct Load {
     chronos: Arc<testkit::FakeChronos>,
     http: reqwest::Client,
     iterations: u32,
+    /// Time between two reports of one reporter (paced), or none (flat out).
+    every: Option<Duration>,
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
@@ -147,12 +164,15 @@ async fn reporter(id: usize, l: Load) -> Vec<(f32, f32)> {
         chronos,
         http,
         iterations,
+        every,
         stop,
         acked,
         refused,
         started,
     } = l;
     let mut lat = Vec::new();
+    // Paced: the reporters start spread over one period.
+    let mut due = started + every.map_or(Duration::ZERO, |e| e.mul_f64(id as f64 / 64.0 % 1.0));
     let mut job = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let uuid = format!("{id:016x}{job:016x}");
@@ -172,6 +192,10 @@ async fn reporter(id: usize, l: Load) -> Vec<(f32, f32)> {
         for _ in 0..iterations {
             if stop.load(Ordering::Relaxed) {
                 break;
+            }
+            if let Some(e) = every {
+                tokio::time::sleep_until(due.into()).await;
+                due = (due + e).max(Instant::now() - e);
             }
             let f = now_epoch();
             let body = json!({"name": name, "started_at": f - 0.002, "finished_at": f, "hostname": "agent-1", "uuid": uuid}).to_string();
@@ -208,7 +232,7 @@ struct Sample {
     rss: f64,
 }
 
-async fn run(o: Options) {
+async fn run(o: &Options, bin: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("s.db");
     let wal = dir.path().join("s.db-wal");
@@ -216,7 +240,7 @@ async fn run(o: Options) {
     let served = testkit::http::serve_chronos(Arc::clone(&chronos))
         .await
         .expect("fake Chronos");
-    let (sup, _) = start(dir.path(), o.wal_max, &served.url);
+    let (sup, _) = start(bin, dir.path(), o.wal_max, &served.url);
     let pid = sup.child.id();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.reporters * 2)
@@ -224,9 +248,13 @@ async fn run(o: Options) {
         .build()
         .expect("client");
     println!(
-        "storage: {} reporters posting /updateTask to the supervisor binary for {} s (Chronos jobs of {} iterations, one after another; WAL bound {:.0} MiB)",
+        "storage: {} reporters posting /updateTask to the supervisor binary for {} s, {} (Chronos jobs of {} iterations, one after another; WAL bound {:.0} MiB)",
         o.reporters,
         o.secs,
+        o.rate.map_or_else(
+            || "flat out".to_owned(),
+            |r| format!("{r} reports/s in all")
+        ),
         o.iterations,
         o.wal_max as f64 / f64::from(1 << 20)
     );
@@ -239,6 +267,9 @@ async fn run(o: Options) {
         chronos: Arc::clone(&chronos),
         http: http.clone(),
         iterations: o.iterations,
+        every: o
+            .rate
+            .map(|r| Duration::from_secs_f64(o.reporters as f64 / r as f64)),
         stop: Arc::clone(&stop),
         acked: Arc::clone(&acked),
         refused: Arc::clone(&refused),
@@ -325,6 +356,23 @@ async fn run(o: Options) {
             .unwrap_or(end);
         1000.0 * (b.cpu - a.cpu) / (b.acked - a.acked).max(1) as f64
     };
+    if o.rate.is_some() {
+        let mut v: Vec<f64> = lat
+            .iter()
+            .filter(|(at, _)| *at >= tenth)
+            .map(|(_, s)| f64::from(*s))
+            .collect();
+        let n = v.len();
+        let p = |v: &mut Vec<f64>, q| 1000.0 * percentile(v, q);
+        println!(
+            "latency, paced, t ≥ {tenth:.0} s ({n} reports): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; over 10 ms: {}",
+            p(&mut v, 0.5),
+            p(&mut v, 0.99),
+            p(&mut v, 0.999),
+            p(&mut v, 1.0),
+            v.iter().filter(|s| **s > 0.010).count()
+        );
+    }
     let (p50s, p99s, ns) = window(tenth, 2.0 * tenth);
     let (p50e, p99e, ne) = window(9.0 * tenth, 10.0 * tenth);
     let (cs, ce) = (
@@ -419,7 +467,7 @@ async fn run(o: Options) {
     let stored_before = end.acked;
     let wal_at_kill = file_len(&wal);
     drop(sup);
-    let (sup, ready) = start(dir.path(), o.wal_max, &served.url);
+    let (sup, ready) = start(bin, dir.path(), o.wal_max, &served.url);
     // Every job, a page at a time (the list answers at most 10,000 jobs a request).
     let (mut stored, mut offset) = (0u64, 0usize);
     loop {
@@ -466,5 +514,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(o));
+    if let Some(b) = &o.baseline {
+        println!("== baseline: {}", b.display());
+        rt.block_on(run(&o, b));
+        println!("== this build");
+    }
+    rt.block_on(run(&o, Path::new(env!("CARGO_BIN_EXE_supervisor"))));
 }

@@ -231,10 +231,13 @@ impl LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The WAL is truncated (`PRAGMA wal_checkpoint(TRUNCATE)`, between two transactions) as soon
-    /// as it passes this many bytes; it is also SQLite's `journal_size_limit`.
+    /// The WAL's bound, bytes: at three quarters of it the writer copies the rest of the WAL into
+    /// the database (a passive checkpoint between two transactions; the background copies the
+    /// bulk of it beside the writes) and writes it again from its start, in place; past it, the
+    /// writer waits for the copy. It is also SQLite's `journal_size_limit`.
     pub wal_max_bytes: u64,
-    /// ... and at least this often, seconds, when anything was written.
+    /// The WAL's file is truncated (`PRAGMA wal_checkpoint(TRUNCATE)`) once the writes pause, at
+    /// most this often, seconds.
     pub checkpoint_interval: f64,
     /// Decisions and events kept per job in the database (the oldest go first).
     pub history_max_per_job: usize,

@@ -16,16 +16,17 @@
 //! [`StorageConfig`] the store is opened with: the file's `[storage]` section.
 //!
 //! The WAL is bounded: a second connection copies it into the database in the background
-//! (passive checkpoints), and the writer itself truncates it — between two transactions, so the
-//! checkpoint always completes — as soon as it passes `wal_max_bytes` (waiting for a passive
-//! checkpoint under way to end first, rather than committing on meanwhile), and at least every
-//! `checkpoint_interval` (`PRAGMA wal_checkpoint(TRUNCATE)`; `journal_size_limit` as well): the
-//! WAL stays within its bound and one transaction.
+//! (passive checkpoints), and the writer — between two transactions, so that the copy completes —
+//! copies the rest once the WAL holds three quarters of `wal_max_bytes`, so that its next
+//! transaction writes the WAL from its start again, in place (past the bound it waits for a
+//! background pass under way to end first, rather than committing on meanwhile). The file is
+//! truncated when the writes pause, at most every `checkpoint_interval`, and cut back to the bound
+//! by `journal_size_limit`: the WAL stays within its bound and one transaction.
 //! No transaction grows without limit, since its pages stay in the WAL until it ends: the writer
 //! groups at most a bounded weight of writes (and at most a quarter of the WAL's bound in bytes),
 //! and a retention pass forgets jobs a few dozen a
 //! transaction ([`Store::forget_jobs`]), and a prune deletes a few hundred rows a transaction
-//! ([`Store::prune`]).
+//! ([`Store::prune`]), its transactions taking turns with the writes.
 //! History is bounded by age ([`Store::prune`]) and by count per job, enforced as rows are added.
 //!
 //! A failed transaction (a full disk) is rolled back and reported to every writer in it; the
@@ -129,20 +130,31 @@ impl Store {
     /// # Errors
     /// When the file cannot be opened, switched to WAL or has an unknown schema.
     pub(crate) fn open(path: &Path, opts: StorageConfig) -> Result<Self, StoreError> {
-        let conn = open_connection(path, &opts)?;
-        // Checkpoints run on the writer (truncating, when due) and on their own connection
-        // (passive, copying the WAL into the database in the background).
+        let mut conn = open_connection(path, &opts)?;
+        // Checkpoints run on the writer (starting the WAL again, when near its bound) and on
+        // their own connection (passive, copying the WAL into the database in the background;
+        // truncating it once the writes pause).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page = u64::try_from(page).unwrap_or(4096);
+        // After each commit, the frames now in the WAL (a frame: a page and its 24-byte header).
+        let frames = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&frames);
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
+            seen.store(u64::try_from(pages).unwrap_or(0), Ordering::Release);
+            Ok(())
+        }))?;
         let checkpointer = open_connection(path, &opts)?;
         let failures = Arc::new(AtomicU64::new(0));
         let checkpointing = Arc::new(Mutex::new(()));
         let wal = wal_path(path);
         let wal_peak = Arc::new(AtomicU64::new(0));
+        let interval = opts.checkpoint_every();
         let db = Db::new(
             conn,
             opts,
             wal.clone(),
-            Some(Instant::now()),
+            Some((frames, page + 24)),
             Arc::clone(&checkpointing),
             Arc::clone(&failures),
             Arc::clone(&wal_peak),
@@ -150,6 +162,7 @@ impl Store {
         #[cfg(test)]
         let held_by_tests = Arc::clone(&checkpointing);
         let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = tx.downgrade();
         let alive = Arc::new(());
         let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
@@ -162,6 +175,8 @@ impl Store {
         std::thread::Builder::new()
             .name("supervisor-db-checkpoint".into())
             .spawn(move || {
+                let mut last_truncate = Instant::now();
+                let mut last_log = -1;
                 while watch.strong_count() > 0 {
                     std::thread::sleep(PASSIVE_EVERY);
                     let _running = lock(&checkpointing);
@@ -169,12 +184,28 @@ impl Store {
                     match checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                         Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
                     }) {
-                        Ok((log, done)) => tracing::debug!(
-                            log,
-                            done,
-                            ms = t0.elapsed().as_secs_f64() * 1e3,
-                            "passive WAL checkpoint"
-                        ),
+                        Ok((log, done)) => {
+                            tracing::debug!(
+                                log,
+                                done,
+                                ms = t0.elapsed().as_secs_f64() * 1e3,
+                                "passive WAL checkpoint"
+                            );
+                            // Nothing written since the last pass, all of it copied: the writes
+                            // pause, and truncating the WAL stalls none of them. The writer
+                            // truncates it, between two transactions (from this connection, a
+                            // transaction of the writer's that read before it would fail).
+                            if log > 0
+                                && log == done
+                                && log == last_log
+                                && last_truncate.elapsed() >= interval
+                                && let Some(writer) = writer.upgrade()
+                            {
+                                let _ = writer.try_send(Cmd::Truncate);
+                                last_truncate = Instant::now();
+                            }
+                            last_log = log;
+                        }
                         Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                     }
                 }
@@ -259,17 +290,29 @@ impl Store {
         }
     }
 
-    /// Queues the retention prune without waiting for it: downsampled samples older than
-    /// `before`, and the history of jobs that finished before it, deleted a bounded number of
-    /// rows a transaction (after every write queued before it, before any queued after), the
-    /// WAL truncated in between. A failure is logged and counted; the next prune deletes what
-    /// is left.
-    pub(crate) fn prune(&self, before: f64) {
+    /// Queues the retention prune: downsampled samples older than `before`, and the history of
+    /// jobs that finished before it, deleted a bounded number of rows a transaction (after every
+    /// write queued before it), the WAL bounded in between; the writes queued meanwhile take
+    /// their turns between two of its transactions instead of waiting for its end. A failure is
+    /// logged and counted; the next prune deletes what is left. The returned write is done when
+    /// the prune is (nobody needs to await it).
+    pub(crate) fn prune(&self, before: f64) -> Pending {
         match &self.backend {
-            Backend::Inline(db) => lock(db).prune(before),
+            Backend::Inline(db) => {
+                lock(db).prune(before);
+                Pending::Done(Ok(()))
+            }
             Backend::Thread(tx) => {
-                if let Err(e) = tx.try_send(Cmd::Prune { before }) {
-                    tracing::warn!(error = %e, "database queue refused a prune");
+                let (reply, rx) = oneshot::channel();
+                match tx.try_send(Cmd::Prune {
+                    before,
+                    done: Some(reply),
+                }) {
+                    Ok(()) => Pending::Waiting(rx),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "database queue refused a prune");
+                        Pending::Done(Err(StoreError::Overloaded))
+                    }
                 }
             }
         }
@@ -726,8 +769,7 @@ mod tests {
         store.sync().await.unwrap();
         let cut = f64::from(samples / 2);
         store.take_wal_peak();
-        store.prune(cut);
-        store.sync().await.unwrap();
+        store.prune(cut).wait().await.unwrap();
         let peak = store.take_wal_peak();
         let c = Connection::open(&path).unwrap();
         let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
@@ -762,6 +804,53 @@ mod tests {
              {bound}",
             jobs * samples / 2,
             jobs / 2 * decisions
+        );
+    }
+
+    /// Writes go on while a prune runs: its transactions take turns with them, so a write queued
+    /// behind a prune of 40,000 samples (64 rows a transaction here) is committed while nearly
+    /// all of them are still there. It used to wait for the whole pass (the prune held the
+    /// writer from its first transaction to its last). A trigger notes the samples left when
+    /// the write's transaction ran.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_take_turns_with_a_prune() {
+        let (_dir, path, store) = open_with_wal_bound(1 << 20);
+        let rows = i64::try_from(writer::prune_rows(1 << 20)).unwrap();
+        let (jobs, samples) = (200u32, 200u32);
+        for at in 0..samples {
+            let ops = (0..jobs)
+                .map(|j| Op::Sample {
+                    uuid: format!("job-{j:03}"),
+                    container: format!("container-of-job-{j:03}"),
+                    at: f64::from(at),
+                    client_at: f64::from(at),
+                    cumulative_secs: f64::from(at),
+                })
+                .collect();
+            store.submit(ops).wait().await.unwrap();
+        }
+        let total = i64::from(jobs * samples);
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE probe (samples_left INTEGER NOT NULL);
+             CREATE TRIGGER probe_job AFTER INSERT ON jobs
+               BEGIN INSERT INTO probe SELECT count(*) FROM samples; END;",
+        )
+        .unwrap();
+        let pruned = store.prune(f64::from(samples));
+        store
+            .submit(vec![job("late", 1, vec![], false)])
+            .wait()
+            .await
+            .unwrap();
+        pruned.wait().await.unwrap();
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM samples"), 0, "the prune ended");
+        let left = count("SELECT samples_left FROM probe");
+        assert!(
+            left >= total - 2 * rows,
+            "the write queued behind the prune was committed with {left} of {total} samples \
+             left: it waited for more than two of the prune's transactions of {rows} rows"
         );
     }
 

@@ -97,14 +97,18 @@ impl RowBounds {
 
 /// A retention prune under way: downsampled samples older than `before`, and the history of
 /// jobs that finished before it, deleted a bounded number of rows a transaction ([`Pruning::step`])
-/// so that the WAL can be truncated between them. Nothing else is written until it is done, so
-/// it deletes what one transaction would have.
+/// so that the WAL can be truncated between them and writes go on meanwhile. What they write
+/// meanwhile is not touched: samples taken since are newer than the cut, and of the history
+/// only the rows that were there when the finished jobs were read are deleted.
 pub(super) struct Pruning {
     before: f64,
     /// Samples are deleted in rowid order: the last rowid looked at (`None` once all are gone).
     samples_after: Option<i64>,
-    /// The jobs whose history is still to delete (read at the first step that reaches them).
-    finished: Option<Vec<String>>,
+    /// The jobs whose history is still to delete, and the newest history row when they were
+    /// read (at the first step that reaches them).
+    finished: Option<(Vec<String>, i64)>,
+    /// Transactions so far.
+    transactions: u64,
 }
 
 impl Pruning {
@@ -113,7 +117,18 @@ impl Pruning {
             before,
             samples_after: Some(i64::MIN),
             finished: None,
+            transactions: 0,
         }
+    }
+
+    /// The cut: what is older goes.
+    pub(super) fn before(&self) -> f64 {
+        self.before
+    }
+
+    /// The transactions it has taken so far.
+    pub(super) fn transactions(&self) -> u64 {
+        self.transactions
     }
 
     /// Deletes at most `rows` rows in `tx`; `true` once nothing is left to delete.
@@ -123,6 +138,7 @@ impl Pruning {
         rows: usize,
         bounds: &mut RowBounds,
     ) -> Result<bool, rusqlite::Error> {
+        self.transactions += 1;
         // Counts of pruned rows are read again at the next insert.
         bounds.clear();
         let limit = i64::try_from(rows.max(1)).unwrap_or(i64::MAX);
@@ -153,22 +169,26 @@ impl Pruning {
                 }
             }
         }
-        let finished = match &mut self.finished {
-            Some(f) => f,
+        let (finished, upto) = match &mut self.finished {
+            Some((f, upto)) => (f, *upto),
             None => {
                 let uuids = tx
                     .prepare_cached("SELECT uuid FROM jobs WHERE terminal = 1 AND updated_at < ?1")?
                     .query_map(params![self.before], |r| r.get(0))?
                     .collect::<Result<Vec<String>, _>>()?;
-                self.finished.insert(uuids)
+                let upto: i64 = tx
+                    .prepare_cached("SELECT coalesce(max(id), 0) FROM history")?
+                    .query_row([], |r| r.get(0))?;
+                let (f, upto) = self.finished.insert((uuids, upto));
+                (f, *upto)
             }
         };
         let mut delete = tx.prepare_cached(
             "DELETE FROM history WHERE id IN
-               (SELECT id FROM history WHERE uuid = ?1 ORDER BY id LIMIT ?2)",
+               (SELECT id FROM history WHERE uuid = ?1 AND id <= ?3 ORDER BY id LIMIT ?2)",
         )?;
         while let Some(uuid) = finished.last() {
-            let n = delete.execute(params![uuid, left])?;
+            let n = delete.execute(params![uuid, left, upto])?;
             let n = i64::try_from(n).unwrap_or(i64::MAX);
             if n < left {
                 finished.pop();

@@ -507,6 +507,23 @@ mod tests {
         (dir, path, store)
     }
 
+    /// `samples` downsampled samples of each of `jobs` jobs (`job-000`, ...), at 0, 1, ..., one
+    /// transaction for each time.
+    async fn add_samples(store: &Store, jobs: u32, samples: u32) {
+        for at in 0..samples {
+            let ops = (0..jobs)
+                .map(|j| Op::Sample {
+                    uuid: format!("job-{j:03}"),
+                    container: format!("container-of-job-{j:03}"),
+                    at: f64::from(at),
+                    client_at: f64::from(at),
+                    cumulative_secs: f64::from(at) * 0.5,
+                })
+                .collect();
+            store.submit(ops).wait().await.unwrap();
+        }
+    }
+
     /// Stands for a passive checkpoint that runs until told (a send on, or the drop of, the
     /// returned sender; then join the thread): returns once it is running.
     fn hold_the_checkpoint(
@@ -748,18 +765,7 @@ mod tests {
         }
         store.submit(ops).wait().await.unwrap();
         // Samples arrive for every job in turn, as they do; half of them before the cut.
-        for at in 0..samples {
-            let ops = (0..jobs)
-                .map(|j| Op::Sample {
-                    uuid: format!("job-{j:03}"),
-                    container: format!("container-of-job-{j:03}"),
-                    at: f64::from(at),
-                    client_at: f64::from(at),
-                    cumulative_secs: f64::from(at) * 0.5,
-                })
-                .collect();
-            store.submit(ops).wait().await.unwrap();
-        }
+        add_samples(&store, jobs, samples).await;
         for at in 0..decisions {
             let ops = (0..jobs)
                 .map(|j| Op::Decision(row(&format!("job-{j:03}"), f64::from(at))))
@@ -817,18 +823,7 @@ mod tests {
         let (_dir, path, store) = open_with_wal_bound(1 << 20);
         let rows = i64::try_from(writer::prune_rows(1 << 20)).unwrap();
         let (jobs, samples) = (200u32, 200u32);
-        for at in 0..samples {
-            let ops = (0..jobs)
-                .map(|j| Op::Sample {
-                    uuid: format!("job-{j:03}"),
-                    container: format!("container-of-job-{j:03}"),
-                    at: f64::from(at),
-                    client_at: f64::from(at),
-                    cumulative_secs: f64::from(at),
-                })
-                .collect();
-            store.submit(ops).wait().await.unwrap();
-        }
+        add_samples(&store, jobs, samples).await;
         let total = i64::from(jobs * samples);
         let c = Connection::open(&path).unwrap();
         c.execute_batch(

@@ -569,7 +569,7 @@ async fn resize_job(
             "cpus",
             format!(
                 "cpus must be a number of CPUs within the policy's bounds [{lo}, {hi}], got {}",
-                r.cpus
+                crate::limits::number(r.cpus)
             ),
         ));
     }

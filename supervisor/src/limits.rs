@@ -61,7 +61,10 @@ pub(crate) fn check_cpus(field: &str, cpus: f64, max: f64) -> Result<qos_core::C
     if !cpus.is_finite() || !(MIN_CPUS..=max).contains(&cpus) {
         return Err(ApiError::invalid(
             field,
-            format!("{field} must be between {MIN_CPUS} and {max} CPUs, got {cpus}"),
+            format!(
+                "{field} must be between {MIN_CPUS} and {max} CPUs, got {}",
+                number(cpus)
+            ),
         ));
     }
     Ok(qos_core::Cpus::from_f64(cpus))
@@ -72,11 +75,22 @@ pub(crate) fn check_cpus(field: &str, cpus: f64, max: f64) -> Result<qos_core::C
 /// value (`frameworks::marathon::APP_MINIMUMS`) is its own rule, checked where apps are written.
 pub(crate) const MIN_CPUS: f64 = qos_core::Cpus::MILLICORE.as_f64();
 
-/// A number for a message: `{:.prec$}` while it is of a plausible size, scientific past it (a
-/// client's 1e308 prints as `1e308`, not as 309 digits).
+/// A number for a message: `{:.prec$}` while it is of a plausible size, [`number`] past it (a
+/// client's 1e308 prints as `1e308`, not as 309 digits; 1e-300 not as `0.000`).
 fn readable(x: f64, prec: usize) -> String {
-    if x.abs() < 1e15 {
+    if x == 0.0 || (1e-3..1e15).contains(&x.abs()) {
         format!("{x:.prec$}")
+    } else {
+        number(x)
+    }
+}
+
+/// A number a client sent, for a message: as Rust prints it while that is short (`0.0005`,
+/// `NaN`, `-inf`), scientific when not (`-1e300`, `1e-300`, which print as 300 digits).
+pub(crate) fn number(x: f64) -> String {
+    let plain = x.to_string();
+    if plain.len() <= 24 {
+        plain
     } else {
         format!("{x:e}")
     }
@@ -89,7 +103,7 @@ pub(crate) fn client_time(field: &str, t: f64, now: f64, skew: f64) -> Result<f6
     if !t.is_finite() || t < 0.0 {
         return Err(ApiError::invalid(
             field,
-            format!("{field} must be epoch seconds, got {t}"),
+            format!("{field} must be epoch seconds, got {}", number(t)),
         ));
     }
     if t > now + skew {
@@ -145,5 +159,31 @@ mod tests {
         assert!(client_time("at", f64::NAN, 200.0, 5.0).is_err());
         assert!(client_time("at", -1.0, 200.0, 5.0).is_err());
         assert!(not_before("started_at", 5.0, 10.0, "x").is_err());
+    }
+
+    /// Any f64 a client sends is echoed in a few characters: -1e300 printed as 301 digits
+    /// before, 1e-300 as 302.
+    #[test]
+    fn refusals_echo_any_number_briefly() {
+        let cases = [
+            client_time("started_at", -1e300, 200.0, 5.0),
+            client_time("started_at", -1e-300, 200.0, 5.0),
+            client_time("started_at", 1e300, 200.0, 5.0),
+            client_time("started_at", f64::NEG_INFINITY, 200.0, 5.0),
+            not_before("started_at", -1e300, 10.0, "x").map(|()| 0.0),
+            check_cpus("cpus", 1e300, 4.0).map(|_| 0.0),
+            check_cpus("cpus", 1e-300, 4.0).map(|_| 0.0),
+            check_cpus("cpus", -1e-300, 4.0).map(|_| 0.0),
+        ];
+        for r in cases {
+            let e = r.unwrap_err();
+            assert!(e.message.len() < 200, "{} bytes: {e}", e.message.len());
+        }
+        let e = client_time("started_at", -1e300, 200.0, 5.0).unwrap_err();
+        assert!(e.message.ends_with("got -1e300"), "{e}");
+        let e = check_cpus("cpus", 1e-300, 4.0).unwrap_err();
+        assert!(e.message.ends_with("got 1e-300"), "{e}");
+        let e = check_cpus("cpus", 0.0005, 4.0).unwrap_err();
+        assert!(e.message.ends_with("got 0.0005"), "{e}");
     }
 }

@@ -28,7 +28,10 @@ impl Shared {
         if !reg.cpus.is_finite() || reg.cpus < 0.0 || reg.cpus > 1e6 {
             return Err(ApiError::invalid(
                 "cpus",
-                format!("cpus must be a number ≥ 0, got {}", reg.cpus),
+                format!(
+                    "cpus must be a number from 0 to 1000000, got {}",
+                    limits::number(reg.cpus)
+                ),
             ));
         }
         if let Some(u) = &reg.agent_url {
@@ -72,7 +75,7 @@ impl Shared {
             if !v.is_finite() || v < 0.0 {
                 return Err(ApiError::invalid(
                     name,
-                    format!("{name} must be a number ≥ 0, got {v}"),
+                    format!("{name} must be a number ≥ 0, got {}", limits::number(v)),
                 ));
             }
         }
@@ -89,7 +92,10 @@ impl Shared {
             if !cpus.is_finite() || *cpus < 0.0 {
                 return Err(ApiError::invalid(
                     &field,
-                    format!("{field} must be a number ≥ 0, got {cpus}"),
+                    format!(
+                        "{field} must be a number ≥ 0, got {}",
+                        limits::number(*cpus)
+                    ),
                 ));
             }
         }

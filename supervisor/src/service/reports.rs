@@ -125,7 +125,11 @@ impl Shared {
                 if !v.is_finite() || v < 0.0 {
                     return Err(ApiError::invalid(
                         f(name),
-                        format!("{} must be a number ≥ 0, got {v}", f(name)),
+                        format!(
+                            "{} must be a number ≥ 0, got {}",
+                            f(name),
+                            limits::number(v)
+                        ),
                     ));
                 }
             }

@@ -35,6 +35,7 @@ pub(crate) fn iteration(started_at: f64, finished_at: f64) -> Observation {
         finished_at,
         hostname: "agent1".into(),
         cpus: Cpus::ZERO,
+        cpus_used: None,
     })
 }
 

@@ -627,6 +627,7 @@ mod tests {
             finished_at: t + 9.0,
             hostname,
             cpus: Cpus::ZERO,
+            cpus_used: None,
         })
     }
 

@@ -43,7 +43,7 @@ impl SourceCounter {
 /// A container first sampled this long before its incarnation's start report belongs to that
 /// incarnation: the collector may sample a new container a moment before the task's own report
 /// of its start arrives.
-const START_SKEW: f64 = 2.0;
+pub(super) const START_SKEW: f64 = 2.0;
 
 impl CpuAccount {
     /// Records a cumulative CPU-seconds reading of one container. A value lower than the

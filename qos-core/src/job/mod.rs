@@ -1,9 +1,9 @@
 //! Job models: what is known about one supervised job, fed by observations.
 //!
 //! Two kinds of work, as in the thesis: *iterative* jobs (Chronos: a fixed number of iterations,
-//! each reporting `started_at`/`finished_at`/`hostname`) and *continuous* jobs (Marathon: one
-//! long task, restarted on each resize, measured by cumulative CPU time and, when the application
-//! reports it, a progress fraction).
+//! each reporting `started_at`/`finished_at`/`hostname`, and each run's container sampled for
+//! the CPUs it used) and *continuous* jobs (Marathon: one long task, restarted on each resize,
+//! measured by cumulative CPU time and, when the application reports it, a progress fraction).
 //!
 //! Observations are idempotent where the wire can repeat them: a repeated iteration report is
 //! recognised and not counted twice; CPU samples are cumulative per container (`source`), so a
@@ -21,7 +21,9 @@ mod work;
 
 pub use cpu::CpuAccount;
 pub use observation::{Effect, Observation, ObserveError};
-pub use work::{ContinuousWork, IterationReport, IterativeWork, ResizeRecord, Segment, Work};
+pub use work::{
+    ContinuousWork, IterationReport, IterativeWork, OPEN_RUNS, ResizeRecord, RunCpu, Segment, Work,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +196,7 @@ impl Job {
                 total: iterations,
                 reports: Vec::new(),
                 forgotten: 0,
+                runs: Vec::new(),
             }),
             resizes: Vec::new(),
             checkpointing: Checkpointing::Unknown,
@@ -349,8 +352,13 @@ impl Job {
                     Effect::Duplicate
                 })
             }
-            // Chronos containers are measured too, but progress comes from reports.
-            Work::Iterative(_) => Ok(Effect::Duplicate),
+            // Chronos containers are measured too: progress comes from reports, and each run's
+            // samples say how many CPUs it used at its size (kept with its report).
+            Work::Iterative(w) => Ok(if w.record_cpu(source, cumulative_secs, at) {
+                Effect::Applied
+            } else {
+                Effect::Duplicate
+            }),
         }
     }
 
@@ -512,6 +520,8 @@ impl Job {
         if report.cpus == Cpus::ZERO {
             report.cpus = self.cpus;
         }
+        // What its container used is measured here, never taken from the wire.
+        report.cpus_used = w.take_run_cpu(&report, cpu::START_SKEW);
         let finished_at = report.finished_at;
         w.reports.push(report);
         self.phase = if w.done() == w.total {
@@ -591,6 +601,61 @@ mod tests {
         assert_eq!(back, job);
     }
 
+    /// A Chronos run's container is sampled too: its report takes the CPUs the container used
+    /// while it ran (never a figure from the wire), and the samples kept are bounded.
+    #[test]
+    fn a_run_report_takes_the_cpus_its_container_used() {
+        let mut job = chronos(4, 400.0, 1800.0);
+        job.observe(resized(0.0, Cpus::from_milli(2000))).unwrap();
+        let sample = |at: f64, source: &str, secs: f64| Observation::CpuSample {
+            at,
+            source: source.into(),
+            cumulative_secs: secs,
+        };
+        // One thread on two CPUs: a CPU-second per second, from 12 s to 440 s.
+        for k in 0..=428 {
+            let t = 12.0 + f64::from(k);
+            assert_eq!(
+                job.observe(sample(t, "run-1", t - 11.0)).unwrap(),
+                Effect::Applied
+            );
+        }
+        assert_eq!(
+            job.observe(sample(440.0, "run-1", 429.0)).unwrap(),
+            Effect::Duplicate
+        );
+        let mut report = IterationReport {
+            started_at: 10.0,
+            finished_at: 450.0,
+            hostname: "agent1".into(),
+            cpus: Cpus::ZERO,
+            cpus_used: Some(2.0),
+        };
+        job.observe(Observation::Iteration(report.clone())).unwrap();
+        let used = job.last_report().unwrap().cpus_used.unwrap();
+        assert!((used - 1.0).abs() < 1e-9, "{used}");
+        let Work::Iterative(w) = &job.work else {
+            unreachable!()
+        };
+        assert!(w.runs.is_empty(), "{:?}", w.runs);
+        // A run sampled for too short a stretch of it (2 s of 440) says nothing.
+        job.observe(sample(461.0, "run-2", 1.0)).unwrap();
+        job.observe(sample(463.0, "run-2", 3.0)).unwrap();
+        report.started_at = 460.0;
+        report.finished_at = 900.0;
+        job.observe(Observation::Iteration(report)).unwrap();
+        assert_eq!(job.last_report().unwrap().cpus_used, None);
+        // Containers never matched to a report are kept up to a bound.
+        for k in 0..10u32 {
+            job.observe(sample(1000.0 + f64::from(k), &format!("stray-{k}"), 1.0))
+                .unwrap();
+        }
+        let Work::Iterative(w) = &job.work else {
+            unreachable!()
+        };
+        assert_eq!(w.runs.len(), OPEN_RUNS);
+    }
+
     #[test]
     fn a_reported_size_is_kept() {
         // Resized to 1.4 after the first run, but the second run had already started at 1.0.
@@ -602,6 +667,7 @@ mod tests {
             finished_at: 890.0,
             hostname: "agent1".into(),
             cpus: Cpus::ONE,
+            cpus_used: None,
         }))
         .unwrap();
         assert_eq!(job.last_report().unwrap().cpus, Cpus::ONE);

@@ -19,6 +19,11 @@ pub struct IterationReport {
     /// from the job's allocation.
     #[serde(default)]
     pub cpus: Cpus,
+    /// The CPUs its container used on average while it was sampled (CPU-seconds per second),
+    /// when the node collector sampled it long enough ([`RunCpu::used_during`]): filled in by
+    /// [`Job::observe`](super::Job::observe), never taken from the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_used: Option<f64>,
 }
 
 impl IterationReport {
@@ -64,6 +69,37 @@ pub struct IterativeWork {
     /// are bounded: the oldest go first, [`IterativeWork::forget_oldest`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub forgotten: u32,
+    /// CPU use of the containers of its runs not yet matched with a report, oldest first (at
+    /// most [`OPEN_RUNS`]): a run's report takes the CPUs its container used
+    /// ([`IterationReport::cpus_used`]) and drops it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunCpu>,
+}
+
+/// Containers of a Chronos job's runs whose CPU samples are kept until their run's report: one
+/// runs at a time, so a few cover a report that arrives after the next run has begun.
+pub const OPEN_RUNS: usize = 4;
+
+/// A container of one run of an iterative job, as its CPU samples showed it: its cumulative CPU
+/// time at its first and at its latest sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCpu {
+    /// The container (the sample's `source`).
+    pub source: String,
+    /// When it was first sampled, and its cumulative CPU-seconds then.
+    pub first: (f64, f64),
+    /// Its latest sample.
+    pub last: (f64, f64),
+}
+
+impl RunCpu {
+    /// The CPUs it used on average between its first and latest sample, if they span at least
+    /// half of the run's `duration` (and a second): a shorter stretch of a run says too little.
+    pub fn used_during(&self, duration: f64) -> Option<f64> {
+        let dt = self.last.0 - self.first.0;
+        let secs = self.last.1 - self.first.1;
+        (dt >= 1.0 && dt >= 0.5 * duration && secs >= 0.0).then(|| secs / dt)
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -75,6 +111,44 @@ impl IterativeWork {
     pub fn done(&self) -> u32 {
         self.forgotten
             .saturating_add(u32::try_from(self.reports.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Records a cumulative CPU reading of the container `source` of one of its runs; whether
+    /// it added anything (a re-sent or older reading does not). A counter that goes down is a
+    /// container recreated under the same id: its stretch starts again there.
+    pub fn record_cpu(&mut self, source: &str, cumulative_secs: f64, at: f64) -> bool {
+        if let Some(run) = self.runs.iter_mut().find(|r| r.source == source) {
+            if at <= run.last.0 {
+                return false;
+            }
+            if cumulative_secs + 1e-9 < run.last.1 {
+                run.first = (at, cumulative_secs);
+            }
+            run.last = (at, cumulative_secs);
+            return true;
+        }
+        if self.runs.len() >= OPEN_RUNS {
+            self.runs.remove(0);
+        }
+        self.runs.push(RunCpu {
+            source: source.to_owned(),
+            first: (at, cumulative_secs),
+            last: (at, cumulative_secs),
+        });
+        true
+    }
+
+    /// The CPUs the container of the run that `report` reports used: the newest one first
+    /// sampled while that run ran (within `skew` seconds of its start or end); it and any older
+    /// containers are done with and dropped.
+    pub(super) fn take_run_cpu(&mut self, report: &IterationReport, skew: f64) -> Option<f64> {
+        let ran = |r: &RunCpu| {
+            r.first.0 >= report.started_at - skew && r.first.0 <= report.finished_at + skew
+        };
+        let k = self.runs.iter().rposition(ran)?;
+        let used = self.runs[k].used_during(report.duration());
+        self.runs.drain(..=k);
+        used
     }
 
     /// Forgets the details of the `n` oldest reports kept, still counting them as done.

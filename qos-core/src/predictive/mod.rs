@@ -19,7 +19,8 @@
 //!   priced as growing in proportion (the worst case) — except that a Chronos job, sized anew at
 //!   each iteration, tries a smaller size for one iteration priced that way, the iterations after
 //!   it as the model says: the next report measures it and the rest is sized again. Above the
-//!   largest allocation a job that reports only its CPU time was seen at, no size is priced
+//!   largest allocation a job that reports only its CPU time (or a Chronos job whose runs'
+//!   containers the collector sampled) was seen at, no size is priced
 //!   faster than the parallel fraction its CPU use there implies (a single-threaded job seen
 //!   using one CPU of 1.4 is not grown for a speed-up the prior guessed), and no size below it
 //!   slower than that fraction says, down to the size it was filed with (a job grown to two

@@ -14,8 +14,8 @@
 //! - **Speed**: a unit of work (one Chronos iteration, or a whole Marathon job) takes
 //!   `t(e) = α/min(e,1) + β/e` seconds at `e` effective CPUs ([`SpeedModel`]); CPU time consumed is
 //!   the work done times `t(1)`.
-//! - **Chronos** jobs: each iteration is deployed (seeded overhead, 30–45 s in the thesis), runs,
-//!   and reports; the controller decides at registration and on each report, then the next
+//! - **Chronos** jobs: each iteration is deployed (seeded overhead, 30–45 s in the thesis), runs
+//!   (its container sampled every `sample_period`, as the node collector does), and reports; the controller decides at registration and on each report, then the next
 //!   iteration is launched with the job's allocation (as the thesis' forced runs did), where an
 //!   offer fits — a task that fits nowhere waits, as on Mesos.
 //! - **Marathon** jobs: deployed once, sampled every `sample_period` (CPU time, and the progress
@@ -161,7 +161,7 @@ impl JobSpec {
 /// Simulation knobs that are not the scenario's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SimConfig {
-    /// How often node collectors sample Marathon containers, seconds.
+    /// How often node collectors sample the containers (Marathon tasks and Chronos runs), seconds.
     pub sample_period: f64,
     /// Give up after this many simulated seconds past the last deadline.
     pub horizon_after_deadline: f64,

@@ -134,7 +134,7 @@ fn totals_written_before_lost_work_was_counted_still_read() {
     assert!(missing.contains("cpu_seconds_allocated"), "{missing}");
 }
 
-/// One job alone on a 2-CPU node with a node agent: `work` CPU-seconds on one thread that
+/// One job alone on a 2-CPU node with a node agent: 600 CPU-seconds on one thread that
 /// report only their CPU time and cannot checkpoint, declared as `declared`, filed at `cpus`,
 /// due `deadline` s after submission; its result under `policy`.
 fn single_threaded_alone(declared: f64, cpus: Cpus, deadline: f64, policy: &str) -> JobResult {
@@ -159,8 +159,13 @@ fn single_threaded_alone(declared: f64, cpus: Cpus, deadline: f64, policy: &str)
         },
         kind: String::new(),
     };
+    alone_on_two_cpus(job, policy)
+}
+
+/// `job`'s result under `policy`, alone on a 2-CPU node with a node agent, CPU quotas.
+fn alone_on_two_cpus(job: JobSpec, policy: &str) -> JobResult {
     let s = Scenario {
-        name: "serial-alone".into(),
+        name: format!("{}-alone", job.name),
         seed: 0,
         cluster: ClusterSpec {
             nodes: vec![Cpus::from_milli(2000)],
@@ -197,5 +202,49 @@ fn a_single_threaded_job_grown_on_its_declared_work_gives_the_idle_cpu_back() {
         filed_two.final_cpus,
         Cpus::from_milli(2000),
         "{filed_two:?}"
+    );
+}
+
+/// One Chronos job alone on a 2-CPU node: 4 runs of 600 CPU-s on one thread, declared as 600 s
+/// each, filed at 1 CPU, due when it would finish left alone (4 × (600 + 5 s deployment)).
+fn single_threaded_chronos_alone(policy: &str) -> JobResult {
+    use crate::spec::{Deadline, QosSpec};
+    use crate::speedup::SpeedModel;
+    let job = JobSpec {
+        name: "serial-runs".into(),
+        submit_at: 0.0,
+        qos: QosSpec {
+            duration: 600.0,
+            deadline: Deadline::Relative(2420.0),
+            desv_deadline: 0.1,
+        },
+        cpus: Cpus::ONE,
+        threads: Cpus::ONE,
+        work: WorkSpec::Iterative {
+            iterations: vec![SpeedModel::new(600.0, 0.0); 4],
+            overheads: vec![5.0; 4],
+        },
+        kind: String::new(),
+    };
+    alone_on_two_cpus(job, policy)
+}
+
+#[test]
+fn a_single_threaded_chronos_job_runs_at_the_cpu_it_uses_once_measured() {
+    // Grown to 2 CPU for its first run by the allowance for a short declaration (nothing is
+    // measured yet), it uses one CPU of the two there: its runs' CPU samples say so, and its
+    // next runs are sized at one CPU (never below the one it was filed with). It held 2 CPU to
+    // its end before: 4840 CPU-s allocated against 2420 left alone.
+    let alone = single_threaded_chronos_alone("static");
+    let pred = single_threaded_chronos_alone("predictive");
+    assert!(alone.met && pred.met, "{alone:?} {pred:?}");
+    assert_eq!(pred.final_cpus, Cpus::ONE, "{pred:?}");
+    let (a, p) = (
+        alone.usage.cpu_seconds_allocated,
+        pred.usage.cpu_seconds_allocated,
+    );
+    assert!(
+        (a - 2420.0).abs() < 1.0 && p < 3100.0,
+        "static {a:.0}, predictive {p:.0}"
     );
 }

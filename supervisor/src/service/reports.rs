@@ -337,6 +337,7 @@ pub(crate) fn apply_report(
                 finished_at,
                 hostname: u.hostname,
                 cpus: ran_with,
+                cpus_used: None,
             }))
             .map_err(obs_err)?
         }

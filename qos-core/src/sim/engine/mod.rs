@@ -87,8 +87,9 @@ struct SimJob {
 }
 
 impl SimJob {
-    /// Its task runs from `now`: a continuous job's CPU counter starts again at zero (a new
-    /// incarnation), and the supervisor is told (`restored`: from a checkpoint).
+    /// Its task runs from `now`: its container's CPU counter starts at zero (a continuous job's
+    /// new incarnation, or a Chronos job's next run), and the supervisor is told (`restored`:
+    /// from a checkpoint).
     fn task_started(
         &mut self,
         log: &mut Option<Vec<Recorded>>,
@@ -96,10 +97,10 @@ impl SimJob {
         now: f64,
         restored: bool,
     ) {
-        if let WorkSpec::Continuous { .. } = self.spec.work {
-            self.incarnation += 1;
-            self.cpu_base = self.usage.cpu_seconds_used;
-        }
+        // A new container (a continuous job's new incarnation, or a Chronos run): its CPU
+        // counter starts at zero.
+        self.incarnation += 1;
+        self.cpu_base = self.usage.cpu_seconds_used;
         let started = Observation::Started {
             at: now,
             restored: Some(restored),
@@ -197,11 +198,7 @@ pub(super) fn run_scenario(
     for (i, j) in scenario.jobs.iter().enumerate() {
         sim.push(j.submit_at, EventKind::Submit(i));
     }
-    if scenario
-        .jobs
-        .iter()
-        .any(|j| j.framework() == Framework::Marathon)
-    {
+    if !scenario.jobs.is_empty() {
         sim.push(cfg.sample_period, EventKind::Sample);
     }
     let horizon = sim
@@ -524,15 +521,16 @@ impl Sim {
             }
         }
         for (i, j) in self.jobs.iter_mut().enumerate() {
-            if let (
-                Some(TaskState::Running),
-                WorkSpec::Continuous {
-                    reports_progress, ..
-                },
-            ) = (j.state, &j.spec.work)
+            if j.state != Some(TaskState::Running) {
+                continue;
+            }
+            // The collector samples every container, a Chronos run's too.
+            let sample = j.cpu_sample(now);
+            observe(&mut self.log, now, i, &mut j.job, sample);
+            if let WorkSpec::Continuous {
+                reports_progress, ..
+            } = &j.spec.work
             {
-                let sample = j.cpu_sample(now);
-                observe(&mut self.log, now, i, &mut j.job, sample);
                 if *reports_progress {
                     let progress = Observation::Progress {
                         at: now,
@@ -585,6 +583,7 @@ impl Sim {
                     finished_at: now,
                     hostname: format!("node{}", j.node.unwrap_or(0)),
                     cpus: Cpus::ZERO,
+                    cpus_used: None,
                 };
                 observe(
                     &mut self.log,

@@ -31,7 +31,8 @@ pub(crate) struct JobDef {
     /// Parsed schedule (for the scheduler); `None` for a dependent job.
     pub(crate) schedule: Option<Schedule>,
     pub(crate) parents: Vec<String>,
-    /// The generation the job was last posted through: it decides how it is scheduled.
+    /// The generation the job was created through: it decides how it is scheduled (an update
+    /// through the other prefix keeps it; see `Chronos::upsert`).
     pub(crate) generation: Generation,
 }
 

@@ -13,16 +13,29 @@
 //! - Reads answer with the key list of the version asked (2.5.1: `epsilon`, `async`; 3.x:
 //!   `concurrent`, `container.networkName`, `container.networkInfos`, `volumes[].external`).
 //! - Schedules `R[n]/[start]/period`: an empty start means "now" (3.x: "now − 1 s"). A job is
-//!   scheduled as the version it was posted through schedules:
-//!   - 2.5.1: each run is taken when due and the stored schedule is rewritten at that moment
-//!     (start + one period, `n − 1`); a run later than the job's `epsilon` (default `PT60S`) is
-//!     skipped (the schedule still advances), so a start far in the past never runs;
+//!   scheduled as the version it was created through (a re-post through the other prefix, in
+//!   `Both`, updates it but leaves its scheduler: one job store has one):
+//!   - 2.5.1 (`JobScheduler`): runs are taken off the schedule up to the 60 s horizon ahead
+//!     (`--schedule_horizon`), at the POST and then once a horizon: each run due within
+//!     (now − `epsilon`, now + 60 s) is set aside for its due time and the stored schedule
+//!     rewritten at once (start + one period, `n − 1`), so a finite job whose runs fit in the
+//!     horizon reads `R0/…` right after its POST; runs more than `epsilon` (default `PT60S`)
+//!     late are skipped, and a start so far in the past that more periods have passed than runs
+//!     are left is never scheduled (`makeScheduleStream`). An update takes the runs of the
+//!     posted schedule the same way but stores the schedule as posted, and the runs already set
+//!     aside stay;
 //!   - 3.x: a due job is launched once its previous run has ended (unless `concurrent`), and at
 //!     launch the schedule skips forward (`JobUtils.skipForward`: `n − 1`, the start moved past
 //!     now on the period's grid); nothing is ever skipped.
 //!
-//!   `R0`/exhausted jobs are not scheduled and the last run sets `disabled: true`; `R/…` repeats
-//!   forever.
+//!   `R0`/exhausted jobs are not scheduled, and a run that succeeds while the stored count is 0
+//!   sets `disabled: true` (`handleFinishedTask`); `R/…` repeats forever.
+//! - A due run (scheduled, on demand, a dependent's, a retry) is queued, and the queue is taken
+//!   as Chronos' offer loop takes it (`generateLaunchableTasks`): a run of a disabled job
+//!   expires, and a run of a job that is running (unless `concurrent`, 3.x) is dropped, not
+//!   kept. So a 2.5.1 job whose runs outlast its period runs at the first due time after each
+//!   run ends, and the runs of a finite 2.5.1 job still waiting when one succeeds with the count
+//!   at 0 expire (mesos/chronos#476).
 //! - Runs of one job never overlap (unless `concurrent: true`, 3.x).
 //! - Failures are retried `retries` times (default 2) after `chronos_failure_retry_ms`
 //!   (Chronos' `--failure_retry`, 60 s); only the final failure counts: `errorCount`,
@@ -45,8 +58,8 @@
 //!
 //! # Simplifications
 //! `scheduleTimeZone` knows UTC and fixed offsets only (other zone names are taken as UTC);
-//! month and year periods are scheduled as 30 and 365 days; 2.5.1's 60 s scheduling horizon is
-//! not reproduced (its runs are not queued ahead of time).
+//! month and year periods are scheduled as 30 and 365 days; resource offers are immediate (a
+//! queued run is taken at once, not at the next offer); 2.5.1's horizon is fixed at 60 s.
 
 mod http;
 mod iso8601;
@@ -90,8 +103,13 @@ impl Run {
 #[derive(Debug)]
 struct Job {
     def: job::JobDef,
-    /// The schedule with its start resolved (an empty start taken as submission time − 1 s).
+    /// The schedule with its start resolved (an empty start taken as submission time − 1 s):
+    /// 3.x's stored schedule, 2.5.1's schedule stream (the next run not yet taken into
+    /// `pending`).
     next: Option<Schedule>,
+    /// 2.5.1: runs taken off the schedule within the horizon, waiting for their due time
+    /// (Chronos' delayed `ScheduledTask`s), in due order.
+    pending: VecDeque<Run>,
     /// Runs waiting to launch, in order.
     queue: VecDeque<Run>,
     /// Runs launched and not ended, by task id.
@@ -103,19 +121,16 @@ struct Job {
 }
 
 impl Job {
-    /// Stores the schedule after a run, as Chronos rewrites it; an exhausted one disables the job.
+    /// Stores the schedule after a run is launched, as 3.x rewrites it (`skipForward`); an
+    /// exhausted one is no longer scheduled, and the job is disabled when a run then succeeds
+    /// (`handleFinishedTask`).
     fn advance(&mut self, next: Option<Schedule>) {
         match next {
             Some(next) => {
                 self.def
                     .map
                     .insert("schedule".into(), json!(next.to_chronos_string()));
-                if next.is_exhausted() {
-                    self.def.map.insert("disabled".into(), json!(true));
-                    self.next = None;
-                } else {
-                    self.next = Some(next);
-                }
+                self.next = (!next.is_exhausted()).then_some(next);
             }
             None => self.next = None,
         }
@@ -127,6 +142,9 @@ impl Job {
 pub(crate) struct CState {
     jobs: BTreeMap<String, Job>,
     task_job: HashMap<String, String>,
+    /// 2.5.1: when the scheduler's next look-ahead over every job is due (every
+    /// [`scheduler::HORIZON`]).
+    horizon_next: Option<tokio::time::Instant>,
 }
 
 /// The Chronos emulator.
@@ -155,7 +173,10 @@ impl Chronos {
     }
 
     /// Stores a job read from a POST (replacing one of the same name); its parents must exist.
-    fn upsert(&self, def: job::JobDef) -> Result<(), String> {
+    /// A job keeps the generation it was created through: one job store has one scheduler, so
+    /// a job re-posted through the other prefix (in `Both`) is updated, not rescheduled as the
+    /// other version would.
+    fn upsert(&self, mut def: job::JobDef) -> Result<(), String> {
         let mut st = self.lock();
         for p in &def.parents {
             if !st.jobs.contains_key(p) {
@@ -164,6 +185,10 @@ impl Chronos {
         }
         let name = def.map["name"].as_str().unwrap_or_default().to_owned();
         let now = Utc::now();
+        let existing = st.jobs.get(&name).map(|j| j.def.generation);
+        if let Some(g) = existing {
+            def.generation = g;
+        }
         let disabled = scheduler::flag(&def.map, "disabled");
         let next = def
             .schedule
@@ -173,24 +198,19 @@ impl Chronos {
                 let start = s.first_run_at(now);
                 s.with_start(start)
             });
-        match st.jobs.get_mut(&name) {
-            Some(job) => {
-                job.def = def;
-                job.next = next;
-            }
-            None => {
-                st.jobs.insert(
-                    name,
-                    Job {
-                        def,
-                        next,
-                        queue: VecDeque::new(),
-                        running: HashMap::new(),
-                        retry: None,
-                        parents_done: HashSet::new(),
-                    },
-                );
-            }
+        let job = st.jobs.entry(name).or_insert_with(|| Job {
+            def: def.clone(),
+            next: None,
+            pending: VecDeque::new(),
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            retry: None,
+            parents_done: HashSet::new(),
+        });
+        job.def = def;
+        match job.def.generation {
+            iso8601::Generation::V3 => job.next = next,
+            iso8601::Generation::V2 => job.register_v2(next, existing.is_some(), now),
         }
         Ok(())
     }

@@ -18,13 +18,15 @@ fn lines(p: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// 3.x takes a run off the count only when it launches it: every repetition runs. (2.5.1 takes
+/// them off as it schedules them, up to its horizon ahead: `v2_takes_runs_off_the_count_a_horizon_ahead`.)
 #[tokio::test]
 async fn repeating_schedule_runs_exactly_n_times_with_chronos_env() {
     let bed = start(small()).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let name = unique("iter-");
-    bed.chronos
+    bed.chronos_v3
         .add_scheduled_job(&job(json!({
             "name": name, "schedule": "R3//PT2S", "owner": "ops@example.com",
             "cpus": "0.5", "mem": "64", "async": "false",
@@ -170,7 +172,9 @@ async fn runs_of_one_job_never_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let name = unique("slow-");
-    bed.chronos
+    // 3.x: the second run, due while the first runs, is launched once the first has ended
+    // (2.5.1 drops it: a_run_due_while_a_v2_job_runs_is_dropped_not_kept).
+    bed.chronos_v3
         .add_scheduled_job(&job(json!({
             "name": name, "schedule": "R2//PT1S", "cpus": 0.1,
             "command": format!("echo start $(date +%s.%N) >> {0}; sleep 2; echo end $(date +%s.%N) >> {0}", log.display()),
@@ -469,7 +473,9 @@ async fn sandboxes_of_ended_tasks_are_removed_after_the_gc_delay() {
     let out = tempfile::tempdir().unwrap();
     let ran = out.path().join("ran");
     let name = unique("gc-");
-    bed.chronos
+    // 3.x, which runs all three (2.5.1 would disable the job after its first run: all three are
+    // taken off the count at once).
+    bed.chronos_v3
         .add_scheduled_job(&job(json!({
             "name": name, "schedule": "R3//PT1S", "cpus": 0.1,
             "command": format!("echo run >> {}; echo to-stdout", ran.display()),
@@ -489,5 +495,92 @@ async fn sandboxes_of_ended_tasks_are_removed_after_the_gc_delay() {
         "sandboxes left: {:?}",
         left.iter().map(|s| &s.dir).collect::<Vec<_>>()
     );
+    bed.testbed.stop().await;
+}
+
+/// A run that falls due while its job is still running is dropped by Chronos' offer loop ("The
+/// head of the task queue appears to already be running", `generateLaunchableTasks`), not kept
+/// for later. The emulator kept every one, so a 2.5.1 job whose runs outlast its period piled up
+/// a run per period (285 waiting after 7 minutes of the soak) and ran them long after. Here a
+/// 2.5.1 job due every second whose runs take 2.5 s: the runs that happen are due at least two
+/// periods apart (the ones in between were dropped), and none starts before the previous ended.
+#[tokio::test]
+async fn a_run_due_while_a_v2_job_runs_is_dropped_not_kept() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let name = unique("busy-");
+    bed.chronos
+        .add_scheduled_job(&job(json!({
+            "name": name, "schedule": "R//PT1S", "cpus": 0.1,
+            "command": format!(
+                "echo start $MESOS_TASK_ID $(date +%s.%N) >> {0}; sleep 2.5; echo end x $(date +%s.%N) >> {0}",
+                log.display()),
+        })))
+        .await
+        .unwrap();
+    let l = wait_for("three runs ended", Duration::from_secs(30), || async {
+        let l = lines(&log);
+        (l.iter().filter(|l| l.starts_with("end")).count() >= 3).then_some(l)
+    })
+    .await;
+    bed.chronos.delete_job(&name).await.unwrap();
+    // Task id `ct:<due ms>:<attempt>:<name>:`; lines alternate start/end (runs never overlap).
+    let due: Vec<i64> = l
+        .iter()
+        .filter(|l| l.starts_with("start"))
+        .map(|l| {
+            let id = l.split_whitespace().nth(1).unwrap();
+            id.split(':').nth(1).unwrap().parse().unwrap()
+        })
+        .collect();
+    for w in due.windows(2) {
+        assert!(
+            w[1] - w[0] >= 2000,
+            "a run due while the previous ran was kept and run later (dues {due:?}): {l:#?}"
+        );
+    }
+    for (i, pair) in l.chunks(2).enumerate() {
+        assert!(
+            pair[0].starts_with("start") && pair.get(1).is_none_or(|e| e.starts_with("end")),
+            "run {i} overlapped another: {l:#?}"
+        );
+    }
+    bed.testbed.stop().await;
+}
+
+/// 2.5.1 takes a run off the count when it schedules it, up to its 60 s horizon ahead
+/// (`JobScheduler.scheduleStream` persists the advanced schedule per run taken), and disables the
+/// job when a run finishes with the stored count at 0; runs still waiting then expire
+/// (`JobExpired`, mesos/chronos#476). So `R3//PT2S` is stored as `R0/…` at once, runs once and
+/// is disabled — while 3.x runs it three times (`repeating_schedule_runs_exactly_n_times…`).
+#[tokio::test]
+async fn v2_takes_runs_off_the_count_a_horizon_ahead() {
+    let bed = start(small()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let name = unique("ahead-");
+    bed.chronos
+        .add_scheduled_job(&job(json!({
+            "name": name, "schedule": "R3//PT2S", "cpus": 0.1,
+            "command": format!("echo run >> {}", runs.display()),
+        })))
+        .await
+        .unwrap();
+    let stored = bed.chronos.get_job(&name).await.unwrap();
+    let s = stored.schedule_str().unwrap().to_owned();
+    assert!(s.starts_with("R0/"), "all three taken at once: {s}");
+    assert!(!stored.disabled(), "disabled only when a run ends");
+    let done = wait_for("the first run's success", Duration::from_secs(15), || async {
+        let j = bed.chronos.get_job(&name).await.ok()?;
+        (j.success_count() == Some(1)).then_some(j)
+    })
+    .await;
+    assert!(done.disabled(), "{done:?}");
+    // The other two were due 2 and 4 s after the first: they expire, nothing runs.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let j = bed.chronos.get_job(&name).await.unwrap();
+    assert_eq!(j.success_count(), Some(1), "{j:?}");
+    assert_eq!(lines(&runs).len(), 1);
     bed.testbed.stop().await;
 }

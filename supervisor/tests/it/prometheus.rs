@@ -408,10 +408,12 @@ async fn live(
     let http = reqwest::Client::new();
     let marathon =
         Arc::new(MarathonClient::new(&Credentials::new(&urls.marathon).unwrap()).unwrap());
+    // Jobs created through 3.x, as the launcher does: it runs every one of their R3 runs (2.5.1
+    // takes them off the count within its 60 s horizon and disables the job after the first).
     let chronos = Arc::new(
         ChronosClient::new(
             &Credentials::new(&urls.chronos).unwrap(),
-            ChronosApiVersion::V2,
+            ChronosApiVersion::V3,
         )
         .unwrap(),
     );

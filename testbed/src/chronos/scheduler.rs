@@ -223,9 +223,9 @@ impl Job {
                 self.queue.push_back(run);
             }
         }
-        self.pending.front().map(|r| {
-            Duration::from_millis(u64::try_from(r.due_ms - now_ms).unwrap_or_default())
-        })
+        self.pending
+            .front()
+            .map(|r| Duration::from_millis(u64::try_from(r.due_ms - now_ms).unwrap_or_default()))
     }
 
     /// `handleFinishedTask` (both versions): a success while the stored schedule's count is 0

@@ -571,10 +571,14 @@ async fn v2_takes_runs_off_the_count_a_horizon_ahead() {
     let s = stored.schedule_str().unwrap().to_owned();
     assert!(s.starts_with("R0/"), "all three taken at once: {s}");
     assert!(!stored.disabled(), "disabled only when a run ends");
-    let done = wait_for("the first run's success", Duration::from_secs(15), || async {
-        let j = bed.chronos.get_job(&name).await.ok()?;
-        (j.success_count() == Some(1)).then_some(j)
-    })
+    let done = wait_for(
+        "the first run's success",
+        Duration::from_secs(15),
+        || async {
+            let j = bed.chronos.get_job(&name).await.ok()?;
+            (j.success_count() == Some(1)).then_some(j)
+        },
+    )
     .await;
     assert!(done.disabled(), "{done:?}");
     // The other two were due 2 and 4 s after the first: they expire, nothing runs.

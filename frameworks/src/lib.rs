@@ -65,7 +65,9 @@ pub mod mesos;
 pub mod supervisor;
 pub mod traits;
 
-pub use chronos::{ChronosApiVersion, ChronosClient, ChronosJob, Schedule, ScheduleError};
+pub use chronos::{
+    ChronosApiVersion, ChronosClient, ChronosJob, DetectingChronos, Schedule, ScheduleError,
+};
 pub use credentials::{Auth, Credentials, CredentialsError};
 pub use error::{ErrorDetail, FrameworkError};
 pub use http::{ClientConfig, RetryPolicy};

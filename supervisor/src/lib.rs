@@ -45,7 +45,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use frameworks::{ChronosApi, ChronosClient, MarathonApi, MarathonClient};
+use frameworks::{ChronosApi, ChronosClient, DetectingChronos, MarathonApi, MarathonClient};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -165,12 +165,15 @@ impl Deps {
             ) as Arc<dyn MarathonApi>),
             None => None,
         };
-        let chronos = match &config.chronos {
-            Some(c) => Some(Arc::new(
-                ChronosClient::with_config(c, config.chronos_api, client_config)
-                    .map_err(|e| StartError::Client(e.to_string()))?,
+        let client = |e: frameworks::FrameworkError| StartError::Client(e.to_string());
+        let chronos = match (&config.chronos, config.chronos_api) {
+            (Some(c), Some(version)) => Some(Arc::new(
+                ChronosClient::with_config(c, version, client_config).map_err(client)?,
             ) as Arc<dyn ChronosApi>),
-            None => None,
+            (Some(c), None) => Some(Arc::new(
+                DetectingChronos::new(c, client_config).map_err(client)?,
+            ) as Arc<dyn ChronosApi>),
+            (None, _) => None,
         };
         Ok(Self {
             marathon,

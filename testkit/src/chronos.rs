@@ -69,6 +69,12 @@ impl FakeChronos {
         self.rec.state(|jobs| jobs.insert(name.to_owned(), job));
     }
 
+    /// Every job, by name (what `GET /scheduler/jobs` lists; not recorded as a call).
+    #[must_use]
+    pub fn jobs(&self) -> Vec<ChronosJob> {
+        self.rec.state(|jobs| jobs.values().cloned().collect())
+    }
+
     /// The job's `cpus`, if it exists.
     #[must_use]
     pub fn cpus(&self, name: &str) -> Option<f64> {

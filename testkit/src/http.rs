@@ -232,7 +232,11 @@ pub async fn serve_chronos(fake: Arc<FakeChronos>) -> std::io::Result<Served> {
     async fn kill(State(f): State<Arc<FakeChronos>>, Path(name): Path<String>) -> Response {
         no_content(f.kill_job_tasks(&name).await)
     }
+    async fn list(State(f): State<Arc<FakeChronos>>) -> Response {
+        axum::Json(json!(f.jobs())).into_response()
+    }
     let router = Router::new()
+        .route("/scheduler/jobs", get(list))
         .route("/scheduler/jobs/search", get(search))
         .route("/scheduler/iso8601", post(upsert))
         .route("/scheduler/dependency", post(upsert))

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use frameworks::{ChronosApi, ChronosApiVersion, ChronosClient, ChronosJob, FrameworkError};
+use frameworks::{
+    ChronosApi, ChronosApiVersion, ChronosClient, ChronosJob, DetectingChronos, FrameworkError,
+};
 use serde_json::json;
 
 use testkit::lock;
@@ -429,4 +431,77 @@ async fn trait_objects_real_and_fake() {
             .is_none()
     );
     assert!(fake.job("openmpLinpack4").is_none());
+}
+
+#[tokio::test]
+async fn a_detecting_client_asks_at_its_first_request_and_keeps_the_answer() {
+    for version in [ChronosApiVersion::V2, ChronosApiVersion::V3] {
+        let fake = ChronosServer::start(version).await;
+        let chronos = DetectingChronos::new(&creds(&fake.url), fast_config()).expect("client");
+        assert!(
+            fake.requests().is_empty(),
+            "nothing is sent before a request"
+        );
+        assert_eq!(chronos.api_version(), None);
+        ChronosApi::put_job(&chronos, &thesis_job(1))
+            .await
+            .expect("put");
+        ChronosApi::get_job(&chronos, "openmpLinpack1")
+            .await
+            .expect("get");
+        assert_eq!(chronos.api_version(), Some(version));
+        let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+        let prefix = if version == ChronosApiVersion::V3 {
+            "/v1/scheduler"
+        } else {
+            "/scheduler"
+        };
+        let probes = paths
+            .iter()
+            .filter(|p| p.ends_with("/scheduler/jobs"))
+            .count();
+        assert_eq!(
+            probes,
+            if version == ChronosApiVersion::V3 {
+                1
+            } else {
+                2
+            },
+            "{paths:?}"
+        );
+        assert!(
+            paths.iter().skip(probes).all(|p| p.starts_with(prefix)),
+            "{version}: {paths:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_detecting_client_asks_again_after_a_failed_probe() {
+    // Chronos answers 503 while it starts up, then as 3.x.
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ready = Arc::clone(&up);
+    let server = testkit::wire::Scripted::start(move |r, _| {
+        if !ready.load(std::sync::atomic::Ordering::SeqCst) {
+            return (503, "starting".to_owned());
+        }
+        match r.path.as_str() {
+            "/v1/scheduler/jobs" => (200, "[]".to_owned()),
+            _ => (404, String::new()),
+        }
+    })
+    .await;
+    let chronos = DetectingChronos::new(&creds(&server.url), fast_config()).expect("client");
+    let first = ChronosApi::find_job(&chronos, "j").await;
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(chronos.api_version(), None);
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = ChronosApi::delete_job(&chronos, "j").await;
+    assert_eq!(
+        chronos.api_version(),
+        Some(ChronosApiVersion::V3),
+        "{second:?}"
+    );
+    let last = server.requests().last().map(|r| r.path.clone());
+    assert_eq!(last.as_deref(), Some("/v1/scheduler/job/j"));
 }

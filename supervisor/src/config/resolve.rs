@@ -95,11 +95,15 @@ fn resolve(args: &Args, file: &FileConfig) -> Result<Config, ConfigError> {
         Some(p) => Some(load_credentials("chronos", p)?),
         None => None,
     };
-    let chronos_api = match given.chronos_api {
-        Some(v) => v
-            .parse::<ChronosApiVersion>()
-            .map_err(|e| err("chronos_api", e.to_string()))?,
-        None => ChronosApiVersion::V2,
+    let chronos_api = match given.chronos_api.as_deref().map(str::trim) {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("auto") => None,
+        Some(v) => Some(v.parse::<ChronosApiVersion>().map_err(|e| {
+            err(
+                "chronos_api",
+                format!("{e}; or auto (the default: asked of the server)"),
+            )
+        })?),
     };
     let config = Config {
         listen,
@@ -269,6 +273,19 @@ mod tests {
     }
 
     #[test]
+    fn the_chronos_api_is_asked_of_the_server_unless_given() {
+        let api = |line: &str| {
+            check_file(&format!("listen = \"127.0.0.1:0\"\n{line}"))
+                .unwrap()
+                .chronos_api
+        };
+        assert_eq!(api(""), None);
+        assert_eq!(api("chronos_api = \"auto\""), None);
+        assert_eq!(api("chronos_api = \"v2\""), Some(ChronosApiVersion::V2));
+        assert_eq!(api("chronos_api = \"3.x\""), Some(ChronosApiVersion::V3));
+    }
+
+    #[test]
     fn thesis_constants_from_the_file() {
         let c = check_file(
             r#"
@@ -318,6 +335,7 @@ chronos_inf_band = "code"
                 "thesis.chronos_inf_band",
             ),
             ("cpu_max = [1]", "cpu_max"),
+            ("chronos_api = \"v4\"", "chronos_api"),
         ] {
             let e = check_file(&format!("listen = \"127.0.0.1:0\"\n{text}")).unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");

@@ -50,8 +50,9 @@ pub struct Config {
     pub marathon: Option<Credentials>,
     /// Chronos credentials (`-c`).
     pub chronos: Option<Credentials>,
-    /// Chronos API generation (`v2` `/scheduler/*`, as the thesis; or `v3` `/v1/scheduler/*`).
-    pub chronos_api: ChronosApiVersion,
+    /// Chronos API generation (`v2` `/scheduler/*`, as the thesis; or `v3` `/v1/scheduler/*`);
+    /// `None`: found out from the server at the first request (the default, like the launcher).
+    pub chronos_api: Option<ChronosApiVersion>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -83,7 +84,7 @@ impl Config {
             auth: AuthConfig::default(),
             marathon: None,
             chronos: None,
-            chronos_api: ChronosApiVersion::V2,
+            chronos_api: None,
         }
     }
 

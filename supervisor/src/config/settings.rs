@@ -32,7 +32,8 @@ pub struct Settings {
     /// Chronos credential file {"url","user","password"}.
     #[arg(short = 'c', long = "chronos", env = "QOS_CHRONOS")]
     pub chronos: Option<PathBuf>,
-    /// Chronos API generation: v2 (/scheduler, as the thesis) or v3 (/v1/scheduler).
+    /// Chronos API generation: auto (the default: the server is asked at the first request, as the
+    /// launcher does), v2 (/scheduler, as the thesis) or v3 (/v1/scheduler).
     #[arg(long, env = "QOS_CHRONOS_API")]
     pub chronos_api: Option<String>,
     /// File holding the admin token (first line).

@@ -106,18 +106,26 @@ impl ChronosClient {
         credentials: &Credentials,
         config: ClientConfig,
     ) -> Result<Self, FrameworkError> {
-        let mut client = Self::with_config(credentials, ChronosApiVersion::V3, config)?;
-        match client.list_jobs().await {
-            Ok(_) => return Ok(client),
+        Self::with_config(credentials, ChronosApiVersion::V3, config)?
+            .probe()
+            .await
+    }
+
+    /// [`ChronosClient::detect`] with this client's server, credentials and settings: asks 3.x,
+    /// then 2.x, and returns the client set to the generation that answered.
+    pub(crate) async fn probe(mut self) -> Result<Self, FrameworkError> {
+        self.version = ChronosApiVersion::V3;
+        match self.list_jobs().await {
+            Ok(_) => return Ok(self),
             // Without the right credentials neither probe can succeed; say so at once.
             Err(e @ (FrameworkError::Unauthorized { .. } | FrameworkError::Unreachable { .. })) => {
                 return Err(e);
             }
             Err(_) => {}
         }
-        client.version = ChronosApiVersion::V2;
-        client.list_jobs().await?;
-        Ok(client)
+        self.version = ChronosApiVersion::V2;
+        self.list_jobs().await?;
+        Ok(self)
     }
 
     /// The API generation in use.

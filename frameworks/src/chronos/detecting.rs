@@ -11,14 +11,14 @@ use crate::error::FrameworkError;
 use crate::http::ClientConfig;
 use crate::traits::ChronosApi;
 
-/// A [`ChronosApi`] that probes the server ([`ChronosClient::detect`]) before its first request
+/// A [`ChronosApi`] that probes the server (as [`ChronosClient::detect`]) before its first request
 /// and keeps the generation it found. A probe that fails (Chronos down, wrong credentials) fails
 /// that request and is tried again by the next one, so a service started before Chronos is up
 /// is not stuck with a guess.
 #[derive(Debug)]
 pub struct DetectingChronos {
-    credentials: Credentials,
-    config: ClientConfig,
+    /// The server, credentials and settings, not yet set to a generation.
+    unprobed: ChronosClient,
     client: OnceCell<ChronosClient>,
 }
 
@@ -29,10 +29,8 @@ impl DetectingChronos {
     /// [`FrameworkError::InvalidInput`] when an HTTP client cannot be built with `config` (or
     /// for an https URL in a build without the `tls` feature): checked now, not at the probe.
     pub fn new(credentials: &Credentials, config: ClientConfig) -> Result<Self, FrameworkError> {
-        ChronosClient::with_config(credentials, ChronosApiVersion::V2, config.clone())?;
         Ok(Self {
-            credentials: credentials.clone(),
-            config,
+            unprobed: ChronosClient::with_config(credentials, ChronosApiVersion::V3, config)?,
             client: OnceCell::new(),
         })
     }
@@ -46,7 +44,7 @@ impl DetectingChronos {
     async fn client(&self) -> Result<&ChronosClient, FrameworkError> {
         self.client
             .get_or_try_init(|| async {
-                let c = ChronosClient::detect(&self.credentials, self.config.clone()).await?;
+                let c = self.unprobed.clone().probe().await?;
                 tracing::info!(
                     chronos = %c.base_url(),
                     api = %c.api_version(),

@@ -82,6 +82,19 @@ async fn counts(base: &str, id: &str) -> ((u64, u64, usize), Option<u64>) {
     )
 }
 
+/// Waits until [`counts`] of app `id` are `want`.
+async fn until_counts(what: &str, base: &str, id: &str, want: ((u64, u64, usize), Option<u64>)) {
+    until(what, || async {
+        let c = counts(base, id).await;
+        if c == want {
+            Ok(())
+        } else {
+            Err(format!("{c:?}"))
+        }
+    })
+    .await;
+}
+
 /// An app asking for the largest `instances` Marathon reads (2^31 − 1) on a cluster with room
 /// for two of its tasks: Marathon queues a count and makes a task only when an offer fits, so
 /// two tasks run, `/v2/queue` says how many wait, and the testbed's memory does not grow with
@@ -129,15 +142,7 @@ async fn instances_past_the_cluster_are_a_queued_count_not_tasks() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    until("scaled to one", || async {
-        let c = counts(&base, &id).await;
-        if c == ((0, 1, 1), None) {
-            Ok(())
-        } else {
-            Err(format!("{c:?}"))
-        }
-    })
-    .await;
+    until_counts("scaled to one", &base, &id, ((0, 1, 1), None)).await;
     // Another app's instance waits (a count) while the first holds the room it needs, and runs
     // once the first is deleted and its task gives the room back.
     let other = format!("/{}", unique("waits-"));
@@ -148,26 +153,10 @@ async fn instances_past_the_cluster_are_a_queued_count_not_tasks() {
     )
     .await;
     assert_eq!(s, 201, "{b}");
-    until("the other app queued", || async {
-        let c = counts(&base, &other).await;
-        if c == ((0, 0, 0), Some(1)) {
-            Ok(())
-        } else {
-            Err(format!("{c:?}"))
-        }
-    })
-    .await;
+    until_counts("the other app queued", &base, &other, ((0, 0, 0), Some(1))).await;
     let (s, b) = call(reqwest::Method::DELETE, format!("{base}/v2/apps{id}"), None).await;
     assert_eq!(s, 200, "{b}");
-    until("the other app runs", || async {
-        let c = counts(&base, &other).await;
-        if c == ((0, 1, 1), None) {
-            Ok(())
-        } else {
-            Err(format!("{c:?}"))
-        }
-    })
-    .await;
+    until_counts("the other app runs", &base, &other, ((0, 1, 1), None)).await;
     until("app gone", || async {
         let (s, _) = call(reqwest::Method::GET, format!("{base}/v2/apps{id}"), None).await;
         let (_, t) = call(reqwest::Method::GET, format!("{base}/v2/tasks"), None).await;
